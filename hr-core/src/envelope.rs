@@ -1,0 +1,270 @@
+//! The change envelope: one change of one record, whatever the transport.
+//!
+//! On the wire it is a JSON object:
+//!
+//! ```json
+//! {
+//!   "event_id": "7d0f…",                 // UUID v4, unique per emitted change
+//!   "data_type": "employee",             // employee | org_unit | master_data | permission | compensation
+//!   "key": "A-1001",                     // the record's unified key
+//!   "op": "upsert",                      // upsert | delete
+//!   "version": 3,                        // monotonic per (data_type, key), starting at 1
+//!   "occurred_at": "2026-11-24T05:00:00Z",
+//!   "origin": "hr-hub",                  // the system that published the change
+//!   "schema": "hr.v1",
+//!   "payload": { … }                     // the record (see the schema module); null for deletes
+//! }
+//! ```
+//!
+//! A receiver applies a change only when its version is newer than what it
+//! holds and keeps a tombstone for deletes, so duplicates, redelivery and
+//! reordering never change the result.
+
+use crate::schema::{
+    Compensation, DataType, Employee, MasterData, OrgUnit, PermissionGrant, SCHEMA,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::fmt;
+
+/// What a change does to its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// Create or replace the record with the payload.
+    Upsert,
+    /// Remove the record (receivers keep a tombstone).
+    Delete,
+}
+
+/// One change of one record. See the [module docs](self) for the wire format.
+///
+/// ```
+/// use hr_core::{ChangeEnvelope, DataType, MasterData};
+/// let md = MasterData { set: "md.category".into(), code: "C01".into(), name: "Food".into(), attributes: Default::default() };
+/// let change = ChangeEnvelope::upsert(DataType::MasterData, md.key(), 1, "sales", &md).unwrap();
+/// let wire = change.to_json();
+/// let back = ChangeEnvelope::from_json(wire.as_bytes()).unwrap();
+/// assert_eq!(back.key, "md.category:C01");
+/// back.validate().unwrap();
+/// ```
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ChangeEnvelope {
+    /// Unique id of this emitted change (UUID).
+    pub event_id: String,
+    /// The kind of record.
+    pub data_type: DataType,
+    /// The record's unified key.
+    pub key: String,
+    /// Upsert or delete.
+    pub op: Operation,
+    /// Monotonic per (data type, key), starting at 1.
+    pub version: u64,
+    /// When the change was emitted.
+    pub occurred_at: DateTime<Utc>,
+    /// The publishing system.
+    pub origin: String,
+    /// Always [`SCHEMA`] for this version of the library.
+    pub schema: String,
+    /// The record as JSON; `None` for deletes.
+    pub payload: Option<Box<RawValue>>,
+}
+
+// Payloads may hold salaries and birth dates: Debug shows only the routing facts.
+impl fmt::Debug for ChangeEnvelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChangeEnvelope")
+            .field("event_id", &self.event_id)
+            .field("data_type", &self.data_type)
+            .field("key", &self.key_for_logs())
+            .field("op", &self.op)
+            .field("version", &self.version)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for ChangeEnvelope {
+    fn eq(&self, other: &Self) -> bool {
+        self.event_id == other.event_id
+            && self.data_type == other.data_type
+            && self.key == other.key
+            && self.op == other.op
+            && self.version == other.version
+            && self.occurred_at == other.occurred_at
+            && self.origin == other.origin
+            && self.schema == other.schema
+            && self.payload.as_ref().map(|p| p.get()) == other.payload.as_ref().map(|p| p.get())
+    }
+}
+
+/// Why an envelope could not be built, decoded or accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    /// The bytes are not a JSON envelope.
+    #[error("not a valid hr.v1 change envelope: {0}")]
+    Decode(#[source] serde_json::Error),
+    /// The payload could not be serialized.
+    #[error("payload of {data_type} could not be serialized: {source}")]
+    Encode {
+        /// The payload's data type.
+        data_type: DataType,
+        /// The serializer's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The envelope is well-formed JSON but breaks a rule of the schema.
+    #[error("invalid change envelope {event_id} ({data_type}): {problem}")]
+    Invalid {
+        /// The offending envelope's event id.
+        event_id: String,
+        /// Its data type.
+        data_type: DataType,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl ChangeEnvelope {
+    /// Builds an upsert of `record` under `key` at `version`.
+    pub fn upsert<T: Serialize>(
+        data_type: DataType,
+        key: impl Into<String>,
+        version: u64,
+        origin: &str,
+        record: &T,
+    ) -> Result<Self, EnvelopeError> {
+        let payload = serde_json::value::to_raw_value(record)
+            .map_err(|source| EnvelopeError::Encode { data_type, source })?;
+        Ok(Self::with_raw_payload(data_type, key.into(), version, origin, Some(payload)))
+    }
+
+    /// Builds a delete of `key` at `version`.
+    pub fn delete(data_type: DataType, key: impl Into<String>, version: u64, origin: &str) -> Self {
+        Self::with_raw_payload(data_type, key.into(), version, origin, None)
+    }
+
+    /// Builds an envelope around an already serialized payload (`None` = delete).
+    pub fn with_raw_payload(
+        data_type: DataType,
+        key: String,
+        version: u64,
+        origin: &str,
+        payload: Option<Box<RawValue>>,
+    ) -> Self {
+        ChangeEnvelope {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            data_type,
+            key,
+            op: if payload.is_some() { Operation::Upsert } else { Operation::Delete },
+            version,
+            occurred_at: Utc::now(),
+            origin: origin.to_string(),
+            schema: SCHEMA.to_string(),
+            payload,
+        }
+    }
+
+    /// Serializes to the wire format.
+    pub fn to_json(&self) -> String {
+        // Every field serializes infallibly (strings, numbers, raw JSON).
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Decodes one envelope from wire bytes (does not [`validate`](Self::validate)).
+    pub fn from_json(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        serde_json::from_slice(bytes).map_err(EnvelopeError::Decode)
+    }
+
+    /// Decodes and validates: what a receiver should call on untrusted bytes.
+    pub fn decode_valid(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        let envelope = Self::from_json(bytes)?;
+        envelope.validate()?;
+        Ok(envelope)
+    }
+
+    /// The payload's JSON text, if any.
+    pub fn payload_json(&self) -> Option<&str> {
+        self.payload.as_ref().map(|p| p.get())
+    }
+
+    /// The key as it may appear in logs: compensation keys are employee ids,
+    /// which are not secret, but the key of every type is kept as is except
+    /// for compensation, where only the data type is shown.
+    pub fn key_for_logs(&self) -> &str {
+        if self.data_type.is_sensitive() {
+            "[redacted]"
+        } else {
+            &self.key
+        }
+    }
+
+    /// Checks the rules of `hr.v1`: schema name, non-empty key, version at
+    /// least 1, a payload exactly for upserts, and a payload that parses as
+    /// the data type's record whose own key equals the envelope key.
+    pub fn validate(&self) -> Result<(), EnvelopeError> {
+        let invalid = |problem: String| EnvelopeError::Invalid {
+            event_id: self.event_id.clone(),
+            data_type: self.data_type,
+            problem,
+        };
+        if self.schema != SCHEMA {
+            return Err(invalid(format!("schema is {:?}, expected {SCHEMA:?}", self.schema)));
+        }
+        if self.key.is_empty() || self.key.len() > 512 {
+            return Err(invalid("key must be 1 to 512 bytes".into()));
+        }
+        if self.version == 0 || self.version > i64::MAX as u64 {
+            return Err(invalid("version must be between 1 and 2^63-1".into()));
+        }
+        match (self.op, &self.payload) {
+            (Operation::Delete, Some(p)) if p.get() != "null" => {
+                return Err(invalid("a delete must not carry a payload".into()))
+            }
+            (Operation::Delete, _) => return Ok(()),
+            (Operation::Upsert, None) => return Err(invalid("an upsert needs a payload".into())),
+            (Operation::Upsert, Some(_)) => {}
+        }
+        let text = self.payload_json().unwrap_or("null");
+        let record_key = match self.data_type {
+            DataType::Employee => parse::<Employee>(text).map(|r| r.id),
+            DataType::OrgUnit => parse::<OrgUnit>(text).map(|r| r.id),
+            DataType::MasterData => parse::<MasterData>(text).map(|r| r.key()),
+            DataType::Permission => parse::<PermissionGrant>(text).map(|r| r.key()),
+            DataType::Compensation => parse::<Compensation>(text).map(|r| r.employee_id),
+        }
+        .map_err(|e| invalid(format!("payload is not a valid {} record: {}", self.data_type, describe_json_error(&e))))?;
+        if record_key != self.key {
+            return Err(invalid(format!(
+                "payload belongs to key {:?}, not to the envelope key",
+                if self.data_type.is_sensitive() { "[redacted]" } else { record_key.as_str() }
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, serde_json::Error> {
+    serde_json::from_str(text)
+}
+
+/// Describes a JSON error by kind and position only: serde's own messages
+/// quote the offending value, which may be a salary or a birth date.
+pub fn describe_json_error(e: &serde_json::Error) -> String {
+    let kind = match e.classify() {
+        serde_json::error::Category::Io => "read error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "wrong type, missing or unknown field",
+        serde_json::error::Category::Eof => "unexpected end of input",
+    };
+    let message = e.to_string();
+    // Field names are not sensitive and help the sender; values are cut off.
+    let field = message
+        .split("field `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .map(|f| format!(" (field `{f}`)"))
+        .unwrap_or_default();
+    format!("{kind}{field} at line {} column {}", e.line(), e.column())
+}

@@ -1,0 +1,455 @@
+//! The merge of company A and company B into the unified schema (brief section 3).
+
+use crate::import::{PermissionOp, SourceData, SourceEmployee, SourceOrgUnit};
+use crate::quarantine::{Quarantined, Reason};
+use crate::schema::{Company, Compensation, DataType, Employee, EmployeeStatus, MasterData, OrgUnit, PermissionGrant};
+use serde::{Deserialize, Serialize};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The group root org unit.
+pub const GROUP_ROOT: &str = "GROUP";
+
+/// The merged state of every data type, keyed and ordered by record key.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MergedState {
+    /// Employees by unified id.
+    pub employees: BTreeMap<String, Employee>,
+    /// Org units by unified id (including `GROUP`, `A`, `B`).
+    pub org_units: BTreeMap<String, OrgUnit>,
+    /// Master data by `<set>:<code>`.
+    pub master_data: BTreeMap<String, MasterData>,
+    /// Current permission state by `<employee>:<system>:<role>`.
+    pub permissions: BTreeMap<String, PermissionGrant>,
+    /// Compensation by employee id.
+    pub compensation: BTreeMap<String, Compensation>,
+}
+
+impl MergedState {
+    /// Number of records of a data type.
+    pub fn count(&self, data_type: DataType) -> usize {
+        match data_type {
+            DataType::Employee => self.employees.len(),
+            DataType::OrgUnit => self.org_units.len(),
+            DataType::MasterData => self.master_data.len(),
+            DataType::Permission => self.permissions.len(),
+            DataType::Compensation => self.compensation.len(),
+        }
+    }
+
+    /// The records of one data type as `(key, JSON payload)` in key order:
+    /// what the ledger compares and the envelopes carry.
+    pub fn records(&self, data_type: DataType) -> Box<dyn Iterator<Item = (&str, Result<Box<serde_json::value::RawValue>, serde_json::Error>)> + '_> {
+        fn raw<'a, T: Serialize>(m: &'a BTreeMap<String, T>) -> Box<dyn Iterator<Item = (&'a str, Result<Box<serde_json::value::RawValue>, serde_json::Error>)> + 'a> {
+            Box::new(m.iter().map(|(k, v)| (k.as_str(), serde_json::value::to_raw_value(v))))
+        }
+        match data_type {
+            DataType::Employee => raw(&self.employees),
+            DataType::OrgUnit => raw(&self.org_units),
+            DataType::MasterData => raw(&self.master_data),
+            DataType::Permission => raw(&self.permissions),
+            DataType::Compensation => raw(&self.compensation),
+        }
+    }
+}
+
+/// Two records a person should look at.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Conflict {
+    /// `possible_duplicate_person`.
+    pub kind: String,
+    /// The unified ids involved, sorted.
+    pub ids: Vec<String>,
+    /// Why.
+    pub detail: String,
+}
+
+/// A record kept with a repair.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Warning {
+    /// `unknown_manager`, `unknown_leader`, `self_manager`.
+    pub kind: String,
+    /// The record kept.
+    pub id: String,
+    /// What was repaired.
+    pub detail: String,
+}
+
+/// What the merge did besides producing the state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MergeReport {
+    /// Records per data type after merge.
+    pub counts: BTreeMap<DataType, usize>,
+    /// Persons found in more than one source record (by person key).
+    pub matched_persons: usize,
+    /// Every record set aside, sorted by file and line.
+    pub quarantined: Vec<Quarantined>,
+    /// Every conflict for a person to review.
+    pub conflicts: Vec<Conflict>,
+    /// Every repair.
+    pub warnings: Vec<Warning>,
+}
+
+/// Merged state and report.
+#[derive(Debug, Clone)]
+pub struct MergeOutcome {
+    /// The unified records.
+    pub state: MergedState,
+    /// What happened.
+    pub report: MergeReport,
+}
+
+/// Merges what [`load_input_dir`](crate::load_input_dir) read.
+///
+/// Deterministic: every choice is made on record content, never on input
+/// order, so any row order gives the same state.
+pub fn merge(source: SourceData) -> MergeOutcome {
+    let mut quarantined = source.quarantined;
+    let mut warnings = Vec::new();
+
+    let org_units = keep_latest_per_id(source.org_units, |u| &u.id, |u| (u.updated_at, org_fingerprint(u)), &mut quarantined);
+    let valid_units = validate_org_tree(org_units, &mut quarantined);
+
+    let employees = keep_latest_per_id(source.employees, |e| &e.source_id, |e| (e.updated_at, employee_fingerprint(e)), &mut quarantined);
+    let mut placed = BTreeMap::new();
+    for (id, e) in employees {
+        if valid_units.contains_key(&e.org_unit) {
+            placed.insert(id, e);
+        } else {
+            quarantined.push(e.origin.quarantine(
+                Some(id),
+                Reason::UnknownOrgUnit,
+                format!("org unit {} does not exist or was quarantined", e.org_unit),
+            ));
+        }
+    }
+
+    let (persons, alias, matched_persons) = match_persons(placed);
+    let mut state = MergedState::default();
+    for person in &persons {
+        let (employee, compensation) = build_employee(person, &alias, &mut warnings);
+        if let Some(c) = compensation {
+            state.compensation.insert(c.employee_id.clone(), c);
+        }
+        state.employees.insert(employee.id.clone(), employee);
+    }
+    let conflicts = possible_duplicates(&persons);
+
+    for root in roots() {
+        state.org_units.insert(root.id.clone(), root);
+    }
+    for (id, unit) in valid_units {
+        let leader = unit.leader_source_id.as_ref().and_then(|l| {
+            let resolved = alias.get(l).cloned();
+            if resolved.is_none() {
+                warnings.push(Warning { kind: "unknown_leader".into(), id: id.clone(), detail: format!("leader {l} is not a known employee; kept without leader") });
+            }
+            resolved
+        });
+        let parent = unit.parent.clone().unwrap_or_else(|| unit.company.as_str().to_string());
+        state.org_units.insert(
+            id.clone(),
+            OrgUnit { id, company: Some(unit.company), name: unit.name, parent: Some(parent), leader, updated_at: Some(unit.updated_at) },
+        );
+    }
+
+    let mut master: BTreeMap<String, Vec<crate::import::SourceMasterData>> = BTreeMap::new();
+    for md in source.master_data {
+        master.entry(format!("{}:{}", md.set, md.code)).or_default().push(md);
+    }
+    for (key, mut rows) in master {
+        // No timestamps in master_data.csv: the content-greatest row wins so that row order never matters.
+        rows.sort_by(|a, b| (&b.name, &b.attributes, &b.origin).cmp(&(&a.name, &a.attributes, &a.origin)));
+        let mut rows = rows.into_iter();
+        let Some(winner) = rows.next() else { continue };
+        for loser in rows {
+            quarantined.push(loser.origin.quarantine(Some(key.clone()), Reason::DuplicateSourceId, format!("another row of {}:{} is kept", winner.set, winner.code)));
+        }
+        state.master_data.insert(key, MasterData { set: winner.set, code: winner.code, name: winner.name, attributes: winner.attributes });
+    }
+
+    for p in source.permissions {
+        let Some(employee) = alias.get(&p.employee).cloned() else {
+            quarantined.push(p.origin.quarantine(
+                Some(format!("{}:{}:{}", p.employee, p.system, p.role)),
+                Reason::MalformedRow,
+                format!("field `employee`: {} is not a known employee", p.employee),
+            ));
+            continue;
+        };
+        let grant = PermissionGrant { employee, system: p.system, role: p.role, granted: p.op == PermissionOp::Grant, expires: p.expires, at: p.at };
+        let key = grant.key();
+        // The latest event wins; at the same instant a revocation beats a grant.
+        let newer = match state.permissions.get(&key) {
+            None => true,
+            Some(held) => (grant.at, !grant.granted, grant.expires) > (held.at, !held.granted, held.expires),
+        };
+        if newer {
+            state.permissions.insert(key, grant);
+        }
+    }
+
+    quarantined.sort();
+    warnings.sort();
+    let counts = DataType::ALL.iter().map(|&t| (t, state.count(t))).collect();
+    MergeOutcome { report: MergeReport { counts, matched_persons, quarantined, conflicts, warnings }, state }
+}
+
+fn roots() -> [OrgUnit; 3] {
+    let root = |id: &str, company, name: &str, parent: Option<&str>| OrgUnit {
+        id: id.into(),
+        company,
+        name: name.into(),
+        parent: parent.map(str::to_string),
+        leader: None,
+        updated_at: None,
+    };
+    [
+        root(GROUP_ROOT, None, "Group", None),
+        root("A", Some(Company::A), "Company A", Some(GROUP_ROOT)),
+        root("B", Some(Company::B), "Company B", Some(GROUP_ROOT)),
+    ]
+}
+
+/// Keeps, per id, the record with the greatest `rank`; quarantines the rest.
+fn keep_latest_per_id<T, R: Ord>(
+    records: Vec<T>,
+    id: impl Fn(&T) -> &String,
+    rank: impl Fn(&T) -> R,
+    quarantined: &mut Vec<Quarantined>,
+) -> BTreeMap<String, T>
+where
+    T: HasOrigin,
+{
+    let mut by_id: BTreeMap<String, Vec<T>> = BTreeMap::new();
+    for r in records {
+        by_id.entry(id(&r).clone()).or_default().push(r);
+    }
+    let mut kept = BTreeMap::new();
+    for (key, mut group) in by_id {
+        group.sort_by_key(|r| Reverse(rank(r)));
+        let mut group = group.into_iter();
+        let Some(winner) = group.next() else { continue };
+        for loser in group {
+            quarantined.push(loser.origin().quarantine(
+                Some(key.clone()),
+                Reason::DuplicateSourceId,
+                format!("{key} appears again at {} line {}, which is kept (latest updated_at)", winner.origin().file, winner.origin().line),
+            ));
+        }
+        kept.insert(key, winner);
+    }
+    kept
+}
+
+trait HasOrigin {
+    fn origin(&self) -> &crate::quarantine::Origin;
+}
+impl HasOrigin for SourceEmployee {
+    fn origin(&self) -> &crate::quarantine::Origin {
+        &self.origin
+    }
+}
+impl HasOrigin for SourceOrgUnit {
+    fn origin(&self) -> &crate::quarantine::Origin {
+        &self.origin
+    }
+}
+
+fn org_fingerprint(u: &SourceOrgUnit) -> (String, Option<String>, Option<String>) {
+    (u.name.clone(), u.parent.clone(), u.leader_source_id.clone())
+}
+
+/// Every field's content, sensitive ones included, so ties never depend on row order.
+fn employee_fingerprint(e: &SourceEmployee) -> String {
+    format!(
+        "{}|{:?}|{:?}|{:?}|{:?}|{:?}|{}|{}|{:?}|{}|{:?}|{:?}",
+        e.name,
+        e.name_en,
+        e.email,
+        e.phone.as_ref().map(|p| p.expose()),
+        e.birth_date.as_ref().map(|b| *b.expose()),
+        e.person_key.as_ref().map(|k| k.expose()),
+        e.org_unit,
+        e.grade,
+        e.status,
+        e.hire_date,
+        e.manager_source_id,
+        e.salary.as_ref().map(|(a, c)| (*a.expose(), c)),
+    )
+}
+
+/// Removes dangling parents and cycles until the tree is sound.
+fn validate_org_tree(mut units: BTreeMap<String, SourceOrgUnit>, quarantined: &mut Vec<Quarantined>) -> BTreeMap<String, SourceOrgUnit> {
+    let parent_of = |u: &SourceOrgUnit| u.parent.clone().unwrap_or_else(|| u.company.as_str().to_string());
+    let is_root = |id: &str| id == "A" || id == "B" || id == GROUP_ROOT;
+    loop {
+        // Dangling parents, repeated because removing one orphans its children.
+        loop {
+            let dangling: Vec<String> = units
+                .values()
+                .filter(|u| {
+                    let p = parent_of(u);
+                    p != u.company.as_str() && !units.contains_key(&p)
+                })
+                .map(|u| u.id.clone())
+                .collect();
+            if dangling.is_empty() {
+                break;
+            }
+            for id in dangling {
+                if let Some(u) = units.remove(&id) {
+                    let p = parent_of(&u);
+                    quarantined.push(u.origin.quarantine(Some(id), Reason::DanglingParent, format!("parent {p} does not exist or was quarantined")));
+                }
+            }
+        }
+        // Cycles: walk up from every unit; a walk that revisits a node of its own path found a cycle.
+        let mut state: BTreeMap<&str, u8> = BTreeMap::new(); // 1 = on current path, 2 = reaches a root
+        let mut in_cycle: BTreeSet<String> = BTreeSet::new();
+        for start in units.keys() {
+            let mut path: Vec<&str> = Vec::new();
+            let mut cur: &str = start;
+            loop {
+                if is_root(cur) || state.get(cur) == Some(&2) {
+                    break;
+                }
+                if state.get(cur) == Some(&1) {
+                    let from = path.iter().position(|p| *p == cur).unwrap_or(0);
+                    in_cycle.extend(path[from..].iter().map(|s| s.to_string()));
+                    break;
+                }
+                state.insert(cur, 1);
+                path.push(cur);
+                match units.get(cur) {
+                    Some(u) => cur = u.parent.as_deref().unwrap_or(u.company.as_str()),
+                    None => break,
+                }
+            }
+            for p in path {
+                state.insert(p, 2);
+            }
+        }
+        if in_cycle.is_empty() {
+            return units;
+        }
+        for id in in_cycle {
+            if let Some(u) = units.remove(&id) {
+                quarantined.push(u.origin.quarantine(Some(id), Reason::OrgCycle, "the unit's parent chain loops back to itself"));
+            }
+        }
+    }
+}
+
+/// One person: the primary record first, then the others.
+struct Person {
+    records: Vec<SourceEmployee>,
+}
+
+/// Groups records by person key; returns persons, source id -> unified id, and matched count.
+fn match_persons(employees: BTreeMap<String, SourceEmployee>) -> (Vec<Person>, BTreeMap<String, String>, usize) {
+    let mut by_key: BTreeMap<String, Vec<SourceEmployee>> = BTreeMap::new();
+    let mut persons = Vec::new();
+    for (_, e) in employees {
+        match &e.person_key {
+            Some(k) => by_key.entry(k.expose().clone()).or_default().push(e),
+            None => persons.push(Person { records: vec![e] }),
+        }
+    }
+    let mut matched = 0;
+    for (_, mut records) in by_key {
+        if records.len() > 1 {
+            matched += 1;
+        }
+        // Primary: the active one; if both or neither are, the one updated last.
+        records.sort_by(|a, b| {
+            let rank = |e: &SourceEmployee| (e.status == EmployeeStatus::Active, e.updated_at);
+            rank(b).cmp(&rank(a)).then_with(|| a.source_id.cmp(&b.source_id))
+        });
+        persons.push(Person { records });
+    }
+    persons.sort_by(|a, b| a.records[0].source_id.cmp(&b.records[0].source_id));
+    let alias = persons
+        .iter()
+        .flat_map(|p| p.records.iter().map(move |r| (r.source_id.clone(), p.records[0].source_id.clone())))
+        .collect();
+    (persons, alias, matched)
+}
+
+fn build_employee(person: &Person, alias: &BTreeMap<String, String>, warnings: &mut Vec<Warning>) -> (Employee, Option<Compensation>) {
+    let primary = &person.records[0];
+    let others = &person.records[1..];
+    fn fill<T: Clone>(first: &Option<T>, rest: &[SourceEmployee], pick: impl Fn(&SourceEmployee) -> &Option<T>) -> Option<T> {
+        first.clone().or_else(|| rest.iter().find_map(|r| pick(r).clone()))
+    }
+    let id = primary.source_id.clone();
+    let manager_source = fill(&primary.manager_source_id, others, |r| &r.manager_source_id);
+    let manager = manager_source.and_then(|m| match alias.get(&m) {
+        None => {
+            warnings.push(Warning { kind: "unknown_manager".into(), id: id.clone(), detail: format!("manager {m} is not a known employee; kept without manager") });
+            None
+        }
+        Some(resolved) if *resolved == id => {
+            warnings.push(Warning { kind: "self_manager".into(), id: id.clone(), detail: format!("manager {m} is the employee; kept without manager") });
+            None
+        }
+        Some(resolved) => Some(resolved.clone()),
+    });
+    let salary_source = std::iter::once(primary).chain(others).find(|r| r.salary.is_some());
+    let compensation = salary_source.and_then(|r| {
+        r.salary.as_ref().map(|(amount, currency)| Compensation {
+            employee_id: id.clone(),
+            base_salary: amount.clone(),
+            currency: currency.clone(),
+            effective_date: r.updated_at.date_naive(),
+        })
+    });
+    let mut source_ids: Vec<String> = person.records.iter().map(|r| r.source_id.clone()).collect();
+    source_ids.sort();
+    let employee = Employee {
+        id: id.clone(),
+        source_ids,
+        company: primary.company,
+        name: primary.name.clone(),
+        name_en: fill(&primary.name_en, others, |r| &r.name_en),
+        email: fill(&primary.email, others, |r| &r.email),
+        phone: fill(&primary.phone, others, |r| &r.phone),
+        birth_date: fill(&primary.birth_date, others, |r| &r.birth_date),
+        org_unit: primary.org_unit.clone(),
+        grade: primary.grade.clone(),
+        status: primary.status,
+        hire_date: primary.hire_date,
+        termination_date: None,
+        manager,
+        updated_at: person.records.iter().map(|r| r.updated_at).max().unwrap_or(primary.updated_at),
+    };
+    (employee, compensation)
+}
+
+/// Same name and birth date, not proven to be the same person by a person key.
+fn possible_duplicates(persons: &[Person]) -> Vec<Conflict> {
+    let mut groups: BTreeMap<(String, chrono::NaiveDate), Vec<&Person>> = BTreeMap::new();
+    for p in persons {
+        let primary = &p.records[0];
+        let birth = p.records.iter().find_map(|r| r.birth_date.as_ref().map(|b| *b.expose()));
+        if let Some(birth) = birth {
+            let name: String = primary.name.split_whitespace().collect();
+            groups.entry((name, birth)).or_default().push(p);
+        }
+    }
+    let mut conflicts = Vec::new();
+    for (_, group) in groups {
+        if group.len() < 2 || group.iter().all(|p| p.records[0].person_key.is_some()) {
+            continue;
+        }
+        let mut ids: Vec<String> = group.iter().map(|p| p.records[0].source_id.clone()).collect();
+        ids.sort();
+        conflicts.push(Conflict {
+            kind: "possible_duplicate_person".into(),
+            ids,
+            detail: "same name and birth date but no shared person key; review whether they are one person".into(),
+        });
+    }
+    conflicts.sort();
+    conflicts
+}

@@ -1,0 +1,219 @@
+//! The unified HR schema `hr.v1`.
+
+use crate::Sensitive;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// The schema name every envelope carries.
+pub const SCHEMA: &str = "hr.v1";
+
+/// The kinds of record the library propagates. Each has its own topic, table
+/// and routing entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataType {
+    /// [`Employee`]
+    Employee,
+    /// [`OrgUnit`]
+    OrgUnit,
+    /// [`MasterData`]
+    MasterData,
+    /// [`PermissionGrant`]
+    Permission,
+    /// [`Compensation`] (sensitive)
+    Compensation,
+}
+
+impl DataType {
+    /// Every data type, in a fixed order.
+    pub const ALL: [DataType; 5] = [
+        DataType::Employee,
+        DataType::OrgUnit,
+        DataType::MasterData,
+        DataType::Permission,
+        DataType::Compensation,
+    ];
+
+    /// The wire and table name: `employee`, `org_unit`, `master_data`,
+    /// `permission`, `compensation`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataType::Employee => "employee",
+            DataType::OrgUnit => "org_unit",
+            DataType::MasterData => "master_data",
+            DataType::Permission => "permission",
+            DataType::Compensation => "compensation",
+        }
+    }
+
+    /// Whether records of this type hold personal data that only allowed
+    /// targets may receive.
+    pub fn is_sensitive(self) -> bool {
+        matches!(self, DataType::Compensation)
+    }
+}
+
+impl fmt::Display for DataType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Returned when a string names no data type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown data type {0:?}; expected one of employee, org_unit, master_data, permission, compensation")]
+pub struct UnknownDataType(pub String);
+
+impl FromStr for DataType {
+    type Err = UnknownDataType;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DataType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| UnknownDataType(s.to_string()))
+    }
+}
+
+/// The company a record comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Company {
+    /// The legacy Korean HR system (CSV export).
+    A,
+    /// The newer system (JSON lines export).
+    B,
+}
+
+impl Company {
+    /// `"A"` or `"B"`: the id prefix and the company's org root.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Company::A => "A",
+            Company::B => "B",
+        }
+    }
+}
+
+/// Employment status in the unified schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmployeeStatus {
+    /// Working.
+    Active,
+    /// On leave.
+    OnLeave,
+    /// No longer employed.
+    Terminated,
+}
+
+/// One person in the merged group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Employee {
+    /// Unified id: `A-<emp_no>` or `B-<employeeId>` (of the primary record).
+    pub id: String,
+    /// Every source id this person had (`A-…`, `B-…`), sorted.
+    pub source_ids: Vec<String>,
+    /// The employing company (that of the primary record).
+    pub company: Company,
+    /// Name as written in Korean.
+    pub name: String,
+    /// Name in Latin script.
+    pub name_en: Option<String>,
+    /// Work email.
+    pub email: Option<String>,
+    /// Phone number.
+    pub phone: Option<Sensitive<String>>,
+    /// Birth date.
+    pub birth_date: Option<Sensitive<NaiveDate>>,
+    /// Unified org unit id.
+    pub org_unit: String,
+    /// Unified grade (from `mapping.toml`).
+    pub grade: String,
+    /// Employment status.
+    pub status: EmployeeStatus,
+    /// First day of employment.
+    pub hire_date: NaiveDate,
+    /// Last day of employment, when known.
+    pub termination_date: Option<NaiveDate>,
+    /// Unified id of the manager.
+    pub manager: Option<String>,
+    /// When the source system last changed this person (UTC).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An employee's pay. Sensitive: only targets allowed to hold it receive it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compensation {
+    /// Unified employee id (also the record key).
+    pub employee_id: String,
+    /// Base salary per year, in minor-less units of `currency`.
+    pub base_salary: Sensitive<u64>,
+    /// ISO 4217 code, e.g. `KRW`.
+    pub currency: String,
+    /// From when this salary applies.
+    pub effective_date: NaiveDate,
+}
+
+/// A team or department.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrgUnit {
+    /// Unified id: `GROUP`, `A`, `B`, `A-<dept_code>` or `B-<orgUnitId>`.
+    pub id: String,
+    /// Owning company; `None` for the group root.
+    pub company: Option<Company>,
+    /// Display name.
+    pub name: String,
+    /// Parent unit id; `None` only for `GROUP`.
+    pub parent: Option<String>,
+    /// Unified employee id of the leader.
+    pub leader: Option<String>,
+    /// When the source system last changed it (UTC).
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// One code of a code set (`grade`, `md.category`, ...). Any system may
+/// publish master data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MasterData {
+    /// The code set, e.g. `md.category`.
+    pub set: String,
+    /// The code within the set.
+    pub code: String,
+    /// Display name.
+    pub name: String,
+    /// Further attributes, sorted by name.
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+impl MasterData {
+    /// The record key: `<set>:<code>`.
+    pub fn key(&self) -> String {
+        format!("{}:{}", self.set, self.code)
+    }
+}
+
+/// A role an employee holds (or held) in a system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermissionGrant {
+    /// Unified employee id.
+    pub employee: String,
+    /// The system the role is in, e.g. `erp`.
+    pub system: String,
+    /// The role, e.g. `approver`.
+    pub role: String,
+    /// `true` when granted, `false` once revoked.
+    pub granted: bool,
+    /// When the grant lapses, if ever.
+    pub expires: Option<NaiveDate>,
+    /// When the grant or revocation happened (UTC).
+    pub at: DateTime<Utc>,
+}
+
+impl PermissionGrant {
+    /// The record key: `<employee>:<system>:<role>`.
+    pub fn key(&self) -> String {
+        format!("{}:{}:{}", self.employee, self.system, self.role)
+    }
+}

@@ -1,0 +1,50 @@
+//! A wrapper that keeps personal data out of logs.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A value that must never appear in logs or `Debug` output: salary, birth
+/// date, phone number, person key.
+///
+/// It serializes as the plain value (the data must reach the systems allowed
+/// to hold it), but `Debug` and `Display` print `[redacted]`.
+///
+/// ```
+/// use hr_core::Sensitive;
+/// let phone = Sensitive::new("010-1234-5678".to_string());
+/// assert_eq!(format!("{phone:?}"), "[redacted]");
+/// assert_eq!(serde_json::to_string(&phone).unwrap(), "\"010-1234-5678\"");
+/// assert_eq!(phone.expose(), "010-1234-5678");
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Sensitive<T>(T);
+
+impl<T> Sensitive<T> {
+    /// Wraps a value.
+    pub fn new(value: T) -> Self {
+        Sensitive(value)
+    }
+
+    /// Borrows the value; call sites that do this are the places to audit.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+
+    /// Unwraps the value.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> fmt::Debug for Sensitive<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl<T> fmt::Display for Sensitive<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}

@@ -1,0 +1,163 @@
+//! The receiving side: a [`Sink`] applies changes to a target system's store.
+
+use crate::digest::Digest;
+use crate::envelope::{ChangeEnvelope, EnvelopeError, Operation};
+use crate::schema::DataType;
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// What a batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyOutcome {
+    /// Changes newer than what was held, now stored.
+    pub applied: usize,
+    /// Changes at or below the held version, ignored (duplicates, late arrivals).
+    pub stale: usize,
+}
+
+impl std::ops::AddAssign for ApplyOutcome {
+    fn add_assign(&mut self, rhs: Self) {
+        self.applied += rhs.applied;
+        self.stale += rhs.stale;
+    }
+}
+
+/// Why a sink did not apply a batch. Nothing of a failed batch is applied.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The envelope at `index` breaks the schema; retrying cannot help.
+    #[error("change {index} of the batch is invalid: {source}")]
+    Invalid {
+        /// Position in the batch.
+        index: usize,
+        /// What is wrong.
+        #[source]
+        source: EnvelopeError,
+    },
+    /// The store could not be reached or written; retrying may help.
+    #[error("sink storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl SinkError {
+    /// Whether a retry may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SinkError::Unavailable(_))
+    }
+}
+
+/// A target system's store of HR records.
+///
+/// Contract, for every implementation: a change is applied only when its
+/// version is newer than the one held for its key; deletes leave tombstones
+/// (so a late older upsert never resurrects a record); a batch is applied
+/// atomically or not at all. Duplicates and reordering therefore never change
+/// the final state, and [`digest`](Sink::digest) equals the hub's once every
+/// change arrived.
+///
+/// ```
+/// use hr_core::{ChangeEnvelope, DataType, MasterData, MemorySink, Sink};
+/// # tokio_test();
+/// # fn tokio_test() { tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let sink = MemorySink::default();
+/// let md = MasterData { set: "grade".into(), code: "G1".into(), name: "Staff".into(), attributes: Default::default() };
+/// let v1 = ChangeEnvelope::upsert(DataType::MasterData, md.key(), 1, "hr", &md).unwrap();
+/// let v2 = ChangeEnvelope::delete(DataType::MasterData, md.key(), 2, "hr");
+/// sink.apply(&[v2.clone(), v1.clone(), v2]).await.unwrap();
+/// let digest = sink.digest(DataType::MasterData).await.unwrap();
+/// assert_eq!((digest.count, digest.tombstones), (0, 1));
+/// # }) }
+/// ```
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// Applies a batch atomically under the version rule.
+    async fn apply(&self, batch: &[ChangeEnvelope]) -> Result<ApplyOutcome, SinkError>;
+    /// The digest of what the sink holds for one data type.
+    async fn digest(&self, data_type: DataType) -> Result<Digest, SinkError>;
+}
+
+/// Validates every change of a batch before anything is applied.
+pub fn validate_batch(batch: &[ChangeEnvelope]) -> Result<(), SinkError> {
+    batch
+        .iter()
+        .enumerate()
+        .try_for_each(|(index, c)| c.validate().map_err(|source| SinkError::Invalid { index, source }))
+}
+
+/// One record as a sink holds it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// Version held.
+    pub version: u64,
+    /// Whether this is a tombstone.
+    pub deleted: bool,
+    /// The payload JSON; `None` for tombstones.
+    pub body: Option<String>,
+}
+
+impl std::fmt::Debug for StoredRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredRecord").field("version", &self.version).field("deleted", &self.deleted).finish_non_exhaustive()
+    }
+}
+
+/// A sink in memory: for tests, and for embedding where the caller persists.
+#[derive(Default)]
+pub struct MemorySink {
+    records: Mutex<BTreeMap<(DataType, String), StoredRecord>>,
+}
+
+impl MemorySink {
+    /// The record held for a key.
+    pub fn get(&self, data_type: DataType, key: &str) -> Option<StoredRecord> {
+        self.lock().get(&(data_type, key.to_string())).cloned()
+    }
+
+    /// Everything held, in key order.
+    pub fn snapshot(&self) -> BTreeMap<(DataType, String), StoredRecord> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(DataType, String), StoredRecord>> {
+        // A panic while holding the lock cannot leave a half-applied batch (see apply), so poisoning is safe to ignore.
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl Sink for MemorySink {
+    async fn apply(&self, batch: &[ChangeEnvelope]) -> Result<ApplyOutcome, SinkError> {
+        validate_batch(batch)?;
+        let mut records = self.lock();
+        let mut outcome = ApplyOutcome::default();
+        for change in batch {
+            let key = (change.data_type, change.key.clone());
+            let newer = records.get(&key).is_none_or(|held| change.version > held.version);
+            if newer {
+                records.insert(
+                    key,
+                    StoredRecord {
+                        version: change.version,
+                        deleted: change.op == Operation::Delete,
+                        body: change.payload_json().map(str::to_string),
+                    },
+                );
+                outcome.applied += 1;
+            } else {
+                outcome.stale += 1;
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn digest(&self, data_type: DataType) -> Result<Digest, SinkError> {
+        let mut digest = Digest::default();
+        for ((t, key), r) in self.lock().iter() {
+            if *t == data_type {
+                digest.add(key, r.version, r.deleted);
+            }
+        }
+        Ok(digest)
+    }
+}

@@ -1,0 +1,160 @@
+//! A [`Sink`] on an SQLite file: the target systems' store (brief section 4).
+
+use crate::digest::Digest;
+use crate::envelope::{ChangeEnvelope, Operation};
+use crate::schema::DataType;
+use crate::sink::{validate_batch, ApplyOutcome, Sink, SinkError, StoredRecord};
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// A target system's SQLite database: one table per data type, each with
+/// `id TEXT PRIMARY KEY, version INTEGER, deleted INTEGER, body TEXT`.
+///
+/// A batch is one transaction; each change is a single
+/// `INSERT … ON CONFLICT DO UPDATE … WHERE excluded.version > version`,
+/// so the version rule is enforced by the database itself.
+#[derive(Clone)]
+pub struct SqliteSink {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteSink").field("path", &self.path).finish()
+    }
+}
+
+fn unavailable(context: &str, path: &Path, e: impl std::fmt::Display) -> SinkError {
+    SinkError::Unavailable(format!("{context} {}: {e}", path.display()))
+}
+
+impl SqliteSink {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, SinkError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| unavailable("cannot create the directory of", &path, e))?;
+        }
+        let conn = Connection::open(&path).map_err(|e| unavailable("cannot open", &path, e))?;
+        Self::init(conn, path)
+    }
+
+    /// A private in-memory database (tests, benchmarks).
+    pub fn in_memory() -> Result<Self, SinkError> {
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|e| unavailable("cannot open", &path, e))?;
+        Self::init(conn, path)
+    }
+
+    fn init(conn: Connection, path: PathBuf) -> Result<Self, SinkError> {
+        // WAL + NORMAL: a committed batch survives a process crash; fsync per
+        // checkpoint rather than per transaction.
+        let mut ddl = String::from("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;");
+        for t in DataType::ALL {
+            ddl.push_str(&format!(
+                "CREATE TABLE IF NOT EXISTS {t} (id TEXT PRIMARY KEY, version INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0, body TEXT);"
+            ));
+        }
+        conn.execute_batch(&ddl).map_err(|e| unavailable("cannot create tables in", &path, e))?;
+        Ok(SqliteSink { conn: Arc::new(Mutex::new(conn)), path })
+    }
+
+    /// Where the database is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The record held for a key.
+    pub fn get(&self, data_type: DataType, key: &str) -> Result<Option<StoredRecord>, SinkError> {
+        let conn = self.lock();
+        conn.query_row(&format!("SELECT version, deleted, body FROM {data_type} WHERE id = ?1"), [key], |row| {
+            Ok(StoredRecord { version: row.get::<_, i64>(0)? as u64, deleted: row.get::<_, i64>(1)? != 0, body: row.get(2)? })
+        })
+        .optional()
+        .map_err(|e| unavailable("cannot read", &self.path, e))
+    }
+
+    /// Live records of a data type.
+    pub fn count(&self, data_type: DataType) -> Result<u64, SinkError> {
+        let conn = self.lock();
+        conn.query_row(&format!("SELECT count(*) FROM {data_type} WHERE deleted = 0"), [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| unavailable("cannot read", &self.path, e))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A transaction that panicked was rolled back when dropped: the connection is consistent.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn apply_blocking(&self, batch: &[ChangeEnvelope]) -> Result<ApplyOutcome, SinkError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(|e| unavailable("cannot begin a transaction on", &self.path, e))?;
+        let mut outcome = ApplyOutcome::default();
+        {
+            for change in batch {
+                let table = change.data_type.as_str();
+                let mut stmt = tx
+                    .prepare_cached(&format!(
+                        "INSERT INTO {table} (id, version, deleted, body) VALUES (?1, ?2, ?3, ?4) \
+                         ON CONFLICT(id) DO UPDATE SET version = excluded.version, deleted = excluded.deleted, body = excluded.body \
+                         WHERE excluded.version > {table}.version"
+                    ))
+                    .map_err(|e| unavailable("cannot prepare a write on", &self.path, e))?;
+                let changed = stmt
+                    .execute(params![
+                        change.key,
+                        change.version as i64,
+                        (change.op == Operation::Delete) as i64,
+                        change.payload_json()
+                    ])
+                    .map_err(|e| unavailable("cannot write to", &self.path, e))?;
+                if changed == 1 {
+                    outcome.applied += 1;
+                } else {
+                    outcome.stale += 1;
+                }
+            }
+        }
+        tx.commit().map_err(|e| unavailable("cannot commit to", &self.path, e))?;
+        Ok(outcome)
+    }
+
+    fn digest_blocking(&self, data_type: DataType) -> Result<Digest, SinkError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(&format!("SELECT id, version, deleted FROM {data_type}"))
+            .map_err(|e| unavailable("cannot read", &self.path, e))?;
+        let mut rows = stmt.query([]).map_err(|e| unavailable("cannot read", &self.path, e))?;
+        let mut digest = Digest::default();
+        while let Some(row) = rows.next().map_err(|e| unavailable("cannot read", &self.path, e))? {
+            let key: String = row.get(0).map_err(|e| unavailable("cannot read", &self.path, e))?;
+            let version: i64 = row.get(1).map_err(|e| unavailable("cannot read", &self.path, e))?;
+            let deleted: i64 = row.get(2).map_err(|e| unavailable("cannot read", &self.path, e))?;
+            digest.add(&key, version as u64, deleted != 0);
+        }
+        Ok(digest)
+    }
+}
+
+#[async_trait]
+impl Sink for SqliteSink {
+    async fn apply(&self, batch: &[ChangeEnvelope]) -> Result<ApplyOutcome, SinkError> {
+        validate_batch(batch)?;
+        let sink = self.clone();
+        let batch = batch.to_vec();
+        tokio::task::spawn_blocking(move || sink.apply_blocking(&batch))
+            .await
+            .map_err(|e| SinkError::Unavailable(format!("sqlite worker failed: {e}")))?
+    }
+
+    async fn digest(&self, data_type: DataType) -> Result<Digest, SinkError> {
+        let sink = self.clone();
+        tokio::task::spawn_blocking(move || sink.digest_blocking(data_type))
+            .await
+            .map_err(|e| SinkError::Unavailable(format!("sqlite worker failed: {e}")))?
+    }
+}

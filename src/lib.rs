@@ -1,0 +1,1 @@
+pub use hr_core;
