@@ -292,6 +292,7 @@ fn read_csv(
     dir: &Path,
     file: &'static str,
     required: &[&str],
+    id_prefix: Option<&str>,
     quarantined: &mut Vec<Quarantined>,
     mut row: impl FnMut(Origin, &CsvRow<'_>),
 ) -> Result<(), ImportError> {
@@ -321,7 +322,7 @@ fn read_csv(
         match csv_fields(text) {
             Err(detail) => local_quarantine.push(origin.quarantine(None, Reason::MalformedRow, detail)),
             Ok(fields) if fields.len() != columns.len() => local_quarantine.push(origin.quarantine(
-                fields.get(0).filter(|s| !s.is_empty()).map(|s| s.to_string()),
+                id_prefix.and_then(|p| fields.get(0).map(str::trim).filter(|s| !s.is_empty()).map(|s| format!("{p}{s}"))),
                 Reason::MalformedRow,
                 format!("row has {} fields, the header has {}", fields.len(), columns.len()),
             )),
@@ -427,7 +428,7 @@ fn check_person_key(value: Option<String>, field: &str) -> Result<Option<Sensiti
 fn read_a_employees(dir: &Path, mapping: &Mapping, data: &mut SourceData) -> Result<(), ImportError> {
     let mut rows = Vec::new();
     let mut bad = Vec::new();
-    read_csv(dir, A_EMPLOYEES, &A_EMPLOYEE_COLUMNS, &mut data.quarantined, |origin, row| {
+    read_csv(dir, A_EMPLOYEES, &A_EMPLOYEE_COLUMNS, Some("A-"), &mut data.quarantined, |origin, row| {
         let id = row.optional("emp_no").map(|n| format!("A-{n}"));
         match parse_a_employee(origin.clone(), row, mapping) {
             Ok(e) => rows.push(e),
@@ -491,7 +492,7 @@ fn parse_a_employee(origin: Origin, row: &CsvRow<'_>, mapping: &Mapping) -> Resu
 fn read_a_departments(dir: &Path, mapping: &Mapping, data: &mut SourceData) -> Result<(), ImportError> {
     let mut rows = Vec::new();
     let mut bad = Vec::new();
-    read_csv(dir, A_DEPARTMENTS, &A_DEPARTMENT_COLUMNS, &mut data.quarantined, |origin, row| {
+    read_csv(dir, A_DEPARTMENTS, &A_DEPARTMENT_COLUMNS, Some("A-"), &mut data.quarantined, |origin, row| {
         let id = row.optional("dept_code").map(|c| format!("A-{c}"));
         let parsed = (|| -> Result<SourceOrgUnit, FieldError> {
             let code = row.required("dept_code")?;
@@ -698,7 +699,7 @@ fn read_b_org_units(dir: &Path, data: &mut SourceData) -> Result<(), ImportError
 fn read_master_data(dir: &Path, data: &mut SourceData) -> Result<(), ImportError> {
     let mut rows = Vec::new();
     let mut bad = Vec::new();
-    read_csv(dir, MASTER_DATA, &MASTER_DATA_COLUMNS, &mut data.quarantined, |origin, row| {
+    read_csv(dir, MASTER_DATA, &MASTER_DATA_COLUMNS, None, &mut data.quarantined, |origin, row| {
         let id = match (row.optional("set"), row.optional("code")) {
             (Some(s), Some(c)) => Some(format!("{s}:{c}")),
             _ => None,

@@ -1,0 +1,106 @@
+//! Files that cannot be imported at all, and records too big to hold.
+
+mod common;
+use common::*;
+use hr_core::{load_input_dir, ImportError, Mapping, Reason};
+
+fn load(dir: &std::path::Path) -> Result<hr_core::SourceData, ImportError> {
+    load_input_dir(dir, &Mapping::default())
+}
+
+fn with_file(path: &str, content: &[u8]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    Input::default().write(dir.path());
+    std::fs::write(dir.path().join(path), content).unwrap();
+    dir
+}
+
+#[test]
+fn a_missing_file_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    Input::default().write(dir.path());
+    std::fs::remove_file(dir.path().join("company_b/org_units.jsonl")).unwrap();
+    let err = load(dir.path()).unwrap_err();
+    assert!(matches!(err, ImportError::Missing { .. }));
+    assert!(err.to_string().contains("company_b/org_units.jsonl"), "{err}");
+}
+
+#[test]
+fn an_empty_csv_is_an_error_and_header_only_is_no_records() {
+    let dir = with_file("company_a/departments.csv", b"");
+    let err = load(dir.path()).unwrap_err();
+    assert!(matches!(err, ImportError::Empty { .. }), "{err}");
+    assert!(err.to_string().contains("company_a/departments.csv"));
+
+    let dir = with_file("company_a/employees.csv", format!("{A_HEADER}\n").as_bytes());
+    let data = load(dir.path()).unwrap();
+    assert_eq!(data.employees.len(), 1, "only company B's employee");
+
+    let dir = with_file("company_b/employees.jsonl", b"");
+    assert_eq!(load(dir.path()).unwrap().employees.len(), 1, "an empty JSONL file has no records");
+}
+
+#[test]
+fn a_wrong_header_names_the_missing_columns() {
+    let dir = with_file("company_a/employees.csv", b"emp_no,name,email\n1,x,y\n");
+    let err = load(dir.path()).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, ImportError::WrongHeader { .. }));
+    assert!(text.contains("company_a/employees.csv") && text.contains("dept_code") && text.contains("line 1"), "{text}");
+}
+
+#[test]
+fn invalid_utf8_is_an_error_naming_file_and_line() {
+    let mut content = format!("{A_HEADER}\n{}\n", a_row("1", "D1", "", "", "2026-01-01 09:00:00")).into_bytes();
+    content.extend(b"2,\xff\xfe,x\n");
+    let dir = with_file("company_a/employees.csv", &content);
+    let err = load(dir.path()).unwrap_err();
+    assert!(matches!(err, ImportError::InvalidUtf8 { line: 3, .. }), "{err}");
+    assert!(err.to_string().contains("company_a/employees.csv"));
+}
+
+#[test]
+fn a_truncated_json_line_is_quarantined_and_the_rest_proceed() {
+    let content = format!("{}\n{{\"employeeId\": 5, \"firstN\n{}\n", b_line(1, 10, None, None, true, "2026-01-01T00:00:00Z"), b_line(2, 10, None, None, true, "2026-01-01T00:00:00Z"));
+    let dir = with_file("company_b/employees.jsonl", content.as_bytes());
+    let data = load(dir.path()).unwrap();
+    assert_eq!(data.employees.len(), 3);
+    assert_eq!(data.quarantined.len(), 1);
+    assert_eq!((data.quarantined[0].line, data.quarantined[0].reason), (2, Reason::MalformedRow));
+}
+
+#[test]
+fn a_100_mb_line_is_rejected_without_holding_it() {
+    // Streamed from a generator: neither the test nor the reader holds 100 MB.
+    let dir = tempfile::tempdir().unwrap();
+    Input::default().write(dir.path());
+    let path = dir.path().join("company_b/employees.jsonl");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        writeln!(f, "{}", b_line(1, 10, None, None, true, "2026-01-01T00:00:00Z")).unwrap();
+        f.write_all(b"{\"employeeId\": 2, \"firstName\": \"").unwrap();
+        let chunk = vec![b'x'; 1 << 20];
+        for _ in 0..100 {
+            f.write_all(&chunk).unwrap();
+        }
+        f.write_all(b"\"}\n").unwrap();
+        writeln!(f, "{}", b_line(3, 10, None, None, true, "2026-01-01T00:00:00Z")).unwrap();
+    }
+    let data = load(dir.path()).unwrap();
+    assert_eq!(data.employees.len(), 3, "A-1, B-1 and B-3");
+    assert_eq!(data.quarantined.len(), 1);
+    let q = &data.quarantined[0];
+    assert_eq!((q.file.as_str(), q.line, q.reason), ("company_b/employees.jsonl", 2, Reason::MalformedRow));
+    assert!(q.detail.contains("limit"), "{}", q.detail);
+}
+
+#[test]
+fn a_mapping_that_does_not_parse_is_an_error_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    Input::default().write(dir.path());
+    std::fs::write(dir.path().join("mapping.toml"), "[grades.company_a]\n\"사원\" = \"staff\"\nbroken =\n").unwrap();
+    let err = Mapping::for_input_dir(dir.path()).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("mapping.toml") && text.contains("line 3"), "{text}");
+}

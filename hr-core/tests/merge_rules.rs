@@ -1,0 +1,204 @@
+//! Every quarantine reason, conflict kind and merge rule, from files on disk.
+
+mod common;
+use common::*;
+use hr_core::{DataType, EmployeeStatus, Reason};
+
+fn reasons(outcome: &hr_core::MergeOutcome) -> Vec<(String, u64, Option<String>, Reason)> {
+    outcome.report.quarantined.iter().map(|q| (q.file.clone(), q.line, q.id.clone(), q.reason)).collect()
+}
+
+#[test]
+fn a_clean_input_merges_with_roots_and_namespaced_ids() {
+    let out = Input::default().merge();
+    assert!(out.report.quarantined.is_empty(), "{:?}", out.report.quarantined);
+    assert_eq!(out.state.employees.keys().collect::<Vec<_>>(), ["A-1", "B-1"]);
+    assert_eq!(out.state.org_units.keys().collect::<Vec<_>>(), ["A", "A-D1", "B", "B-10", "GROUP"]);
+    assert_eq!(out.state.org_units["A-D1"].parent.as_deref(), Some("A"));
+    assert_eq!(out.state.org_units["B-10"].parent.as_deref(), Some("B"));
+    assert_eq!(out.state.org_units["A"].parent.as_deref(), Some("GROUP"));
+    assert_eq!(out.state.org_units["A-D1"].leader.as_deref(), Some("A-1"));
+    assert_eq!(out.report.counts[&DataType::OrgUnit], 5);
+    assert_eq!(out.report.counts[&DataType::Compensation], 2);
+    // 09:00 KST is 00:00 UTC.
+    assert_eq!(out.state.employees["A-1"].updated_at.to_rfc3339(), "2026-01-01T00:00:00+00:00");
+    assert_eq!(out.state.employees["A-1"].grade, "manager");
+    assert_eq!(out.state.employees["B-1"].grade, "assistant_manager");
+}
+
+#[test]
+fn each_field_problem_is_quarantined_with_file_line_id_and_reason() {
+    let mut input = Input::default();
+    input.a_employees = vec![
+        a_row("1", "D1", "", "", "2026-01-01 09:00:00"),                                                  // line 2, fine
+        "2,김,Kim,bad-email,D1,사원,20200101,재직,,,,,,2026-01-01 09:00:00".into(),                       // 3 invalid_email
+        "3,김,Kim,k@a.example,D1,사원,2020-01-01,재직,,,,,,2026-01-01 09:00:00".into(),                   // 4 invalid_date
+        "4,김,Kim,k@a.example,D1,회장,20200101,재직,,,,,,2026-01-01 09:00:00".into(),                     // 5 unknown_grade
+        "5,김,Kim,k@a.example,NOPE,사원,20200101,재직,,,,,,2026-01-01 09:00:00".into(),                   // 6 unknown_org_unit
+        "6,,Kim,k@a.example,D1,사원,20200101,재직,,,,,,2026-01-01 09:00:00".into(),                       // 7 missing_field
+        "8,김,Kim".into(),                                                                                // 8 malformed_row (field count)
+        "7,김,\"unterminated".into(),                                                                     // 9 malformed_row (open quote)
+    ];
+    input.b_employees.push("{\"employeeId\": 9, ".into()); // line 2: truncated JSON
+    let out = input.merge();
+    let got = reasons(&out);
+    let a = "company_a/employees.csv".to_string();
+    let expect = vec![
+        (a.clone(), 3, Some("A-2".into()), Reason::InvalidEmail),
+        (a.clone(), 4, Some("A-3".into()), Reason::InvalidDate),
+        (a.clone(), 5, Some("A-4".into()), Reason::UnknownGrade),
+        (a.clone(), 6, Some("A-5".into()), Reason::UnknownOrgUnit),
+        (a.clone(), 7, Some("A-6".into()), Reason::MissingField),
+        (a.clone(), 8, Some("A-8".into()), Reason::MalformedRow),
+        (a.clone(), 9, Some("A-7".into()), Reason::MalformedRow),
+        ("company_b/employees.jsonl".into(), 2, None, Reason::MalformedRow),
+    ];
+    assert_eq!(got, expect);
+    assert!(out.report.quarantined[4].detail.contains("`name`"));
+    assert_eq!(out.state.employees.len(), 2, "the good rows proceed");
+}
+
+#[test]
+fn b_unknown_grade_and_bad_types_name_the_field() {
+    let mut input = Input::default();
+    let mut bad_grade: serde_json::Value = serde_json::from_str(&b_line(2, 10, None, None, true, "2026-01-01T00:00:00Z")).unwrap();
+    bad_grade["grade"] = "G9".into();
+    let mut bad_type = bad_grade.clone();
+    bad_type["grade"] = "G1".into();
+    bad_type["employeeId"] = 3.into();
+    bad_type["active"] = "yes".into();
+    input.b_employees.push(bad_grade.to_string());
+    input.b_employees.push(bad_type.to_string());
+    let out = input.merge();
+    let q = &out.report.quarantined;
+    assert_eq!((q[0].line, q[0].id.as_deref(), q[0].reason), (2, Some("B-2"), Reason::UnknownGrade));
+    assert_eq!((q[1].line, q[1].id.as_deref(), q[1].reason), (3, Some("B-3"), Reason::MalformedRow));
+    assert!(q[1].detail.contains("`active`"), "{}", q[1].detail);
+}
+
+#[test]
+fn dangling_parents_and_cycles_are_quarantined_with_their_descendants() {
+    let mut input = Input::default();
+    input.a_departments = vec![
+        "D1,본부,,1,2026-01-01 09:00:00".into(),
+        "D2,고아,MISSING,,2026-01-01 09:00:00".into(), // line 3 dangling
+        "D3,손자,D2,,2026-01-01 09:00:00".into(),      // line 4 dangling once D2 is gone
+        "C1,순환1,C2,,2026-01-01 09:00:00".into(),     // line 5 cycle
+        "C2,순환2,C1,,2026-01-01 09:00:00".into(),     // line 6 cycle
+        "C3,순환아래,C1,,2026-01-01 09:00:00".into(),  // line 7 under the cycle
+    ];
+    let out = input.merge();
+    let got = reasons(&out);
+    let d = "company_a/departments.csv".to_string();
+    assert_eq!(
+        got,
+        vec![
+            (d.clone(), 3, Some("A-D2".into()), Reason::DanglingParent),
+            (d.clone(), 4, Some("A-D3".into()), Reason::DanglingParent),
+            (d.clone(), 5, Some("A-C1".into()), Reason::OrgCycle),
+            (d.clone(), 6, Some("A-C2".into()), Reason::OrgCycle),
+            (d.clone(), 7, Some("A-C3".into()), Reason::DanglingParent),
+        ]
+    );
+    assert!(out.state.org_units.contains_key("A-D1"));
+}
+
+#[test]
+fn duplicate_source_ids_keep_the_latest_updated_at() {
+    let mut input = Input::default();
+    input.a_employees = vec![
+        a_row("1", "D1", "", "", "2026-01-02 09:00:00"), // line 2, newer: kept
+        a_row("1", "D1", "", "", "2026-01-01 09:00:00"), // line 3, older: quarantined
+    ];
+    input.b_org_units.push(unit_line(10, None, None)); // same timestamp: a deterministic winner
+    let out = input.merge();
+    let got = reasons(&out);
+    assert_eq!(got[0], ("company_a/employees.csv".into(), 3, Some("A-1".into()), Reason::DuplicateSourceId));
+    assert_eq!(got[1].3, Reason::DuplicateSourceId);
+    assert_eq!(got.len(), 2);
+    assert_eq!(out.state.employees["A-1"].updated_at.to_rfc3339(), "2026-01-02T00:00:00+00:00");
+}
+
+#[test]
+fn the_same_person_in_both_companies_becomes_one_employee() {
+    let mut input = Input::default();
+    // A-1 terminated (퇴직), B-1 active with the same person key: B-1 is primary.
+    input.a_employees = vec![a_row("1", "D1", "", KEY1, "2026-03-01 09:00:00").replace("재직", "퇴직"), a_row("2", "D1", "1", "", "2026-01-01 09:00:00")];
+    let mut b: serde_json::Value = serde_json::from_str(&b_line(1, 10, None, Some(KEY1), true, "2026-01-01T00:00:00Z")).unwrap();
+    b["email"] = serde_json::Value::Null; // filled from A-1
+    input.b_employees = vec![b.to_string(), b_line(2, 10, Some(1), None, true, "2026-01-01T00:00:00Z")];
+    input.permissions = Some(vec![r#"{"employee": "A-1", "system": "erp", "role": "approver", "op": "grant", "expires": null, "at": "2026-01-01T00:00:00Z"}"#.into()]);
+    let out = input.merge();
+    assert_eq!(out.report.matched_persons, 1);
+    let e = &out.state.employees["B-1"];
+    assert!(!out.state.employees.contains_key("A-1"));
+    assert_eq!(e.source_ids, ["A-1", "B-1"]);
+    assert_eq!(e.status, EmployeeStatus::Active);
+    assert_eq!(e.email.as_deref(), Some("m1@a.example"), "empty field filled from the other record");
+    assert_eq!(e.phone.as_ref().map(|p| p.expose().as_str()), Some("010-1111-2222"));
+    // References by either source id resolve to the merged employee.
+    assert_eq!(out.state.employees["A-2"].manager.as_deref(), Some("B-1"));
+    assert_eq!(out.state.employees["B-2"].manager.as_deref(), Some("B-1"));
+    assert_eq!(out.state.org_units["A-D1"].leader.as_deref(), Some("B-1"));
+    assert_eq!(out.state.org_units["B-10"].leader.as_deref(), Some("B-1"));
+    assert!(out.state.permissions.contains_key("B-1:erp:approver"));
+    assert_eq!(out.state.compensation.len(), 3);
+}
+
+#[test]
+fn when_neither_is_active_the_last_updated_is_primary() {
+    let mut input = Input::default();
+    input.a_employees = vec![a_row("1", "D1", "", KEY1, "2026-03-01 09:00:00").replace("재직", "퇴직")];
+    input.b_employees = vec![b_line(1, 10, None, Some(KEY1), false, "2026-02-01T00:00:00Z")];
+    let out = input.merge();
+    assert_eq!(out.state.employees.keys().collect::<Vec<_>>(), ["A-1"]);
+}
+
+#[test]
+fn same_name_and_birth_date_without_person_key_is_a_conflict() {
+    let mut input = Input::default();
+    // Same Korean name, same birth date written in both formats, no person keys.
+    input.a_employees = vec![a_row("1", "D1", "", "", "2026-01-01 09:00:00").replace("김민준", "이서연").replace("19900101", "19920506")];
+    let out = input.merge();
+    assert_eq!(out.state.employees.len(), 2, "kept as two employees");
+    assert_eq!(out.report.conflicts.len(), 1);
+    assert_eq!(out.report.conflicts[0].kind, "possible_duplicate_person");
+    assert_eq!(out.report.conflicts[0].ids, ["A-1", "B-1"]);
+}
+
+#[test]
+fn an_unknown_manager_keeps_the_employee_with_a_warning() {
+    let mut input = Input::default();
+    input.a_employees = vec![a_row("1", "D1", "999", "", "2026-01-01 09:00:00")];
+    let out = input.merge();
+    assert_eq!(out.state.employees["A-1"].manager, None);
+    assert_eq!(out.report.warnings.len(), 1);
+    assert_eq!((out.report.warnings[0].kind.as_str(), out.report.warnings[0].id.as_str()), ("unknown_manager", "A-1"));
+}
+
+#[test]
+fn master_data_and_permissions_are_read_and_resolved() {
+    let mut input = Input::default();
+    input.master_data = Some(vec!["md.category,C1,식품", "md.category,C2,의류", "md.category,C1,식품", ",C3,빈집합"]);
+    input.permissions = Some(vec![
+        r#"{"employee": "A-1", "system": "erp", "role": "approver", "op": "grant", "expires": "2027-01-01", "at": "2026-01-01T00:00:00Z"}"#.into(),
+        r#"{"employee": "A-1", "system": "erp", "role": "approver", "op": "revoke", "expires": null, "at": "2026-02-01T00:00:00Z"}"#.into(),
+        r#"{"employee": "Z-1", "system": "erp", "role": "viewer", "op": "grant", "expires": null, "at": "2026-02-01T00:00:00Z"}"#.into(),
+    ]);
+    let out = input.merge();
+    assert_eq!(out.state.master_data.len(), 2);
+    assert!(!out.state.permissions["A-1:erp:approver"].granted, "the later revoke wins");
+    let got = reasons(&out);
+    assert!(got.contains(&("master_data.csv".into(), 4, Some("md.category:C1".into()), Reason::DuplicateSourceId)) || got.contains(&("master_data.csv".into(), 2, Some("md.category:C1".into()), Reason::DuplicateSourceId)));
+    assert!(got.contains(&("master_data.csv".into(), 5, None, Reason::MissingField)));
+    assert!(got.contains(&("permissions.jsonl".into(), 3, Some("Z-1:erp:viewer".into()), Reason::MalformedRow)));
+}
+
+#[test]
+fn sensitive_fields_never_show_in_debug_output() {
+    let out = Input::default().merge();
+    let text = format!("{:?} {:?}", out.state, out.report);
+    for secret in ["010-1111-2222", "1990-01-01", "50000000", "60000000", "1992-05-06"] {
+        assert!(!text.contains(secret), "{secret} leaked into Debug output");
+    }
+}
