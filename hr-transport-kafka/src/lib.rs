@@ -1,1 +1,56 @@
+//! # hr-transport-kafka
+//!
+//! Asynchronous, durable fan-out of HR change envelopes over Apache Kafka.
+//!
+//! * [`KafkaPropagator`] implements [`hr_core::Propagator`]: one topic per data
+//!   type (`hr.v1.<type>`), keyed by record key so each key keeps its order,
+//!   idempotent producer with `acks=all`; `propagate` returns only once the
+//!   broker durably accepted every record.
+//! * [`KafkaSubscriber`] feeds a target system's [`hr_core::Sink`]: one consumer
+//!   group per system, offsets stored only after the sink applied the batch
+//!   (at-least-once; the sink's version rule makes it exactly-once in effect),
+//!   poison records to `<topic>.dlq`.
+//! * [`wait_until_applied`] lets the hub wait until given groups consumed
+//!   everything produced, and [`group_lag`] reports how far behind they are.
+//! * [`EmbeddedKafka`] starts librdkafka's in-process mock cluster, so examples
+//!   run with nothing installed.
+//!
+//! ```
+//! use hr_core::{ChangeEnvelope, DataType, MasterData, MemorySink, Propagator, Sink};
+//! use hr_transport_kafka::{EmbeddedKafka, KafkaConfig, KafkaPropagator, KafkaSubscriber, wait_until_applied};
+//! use std::sync::Arc;
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let kafka = EmbeddedKafka::start().unwrap();
+//! let config = KafkaConfig::new(kafka.bootstrap_servers());
+//! hr_transport_kafka::ensure_topics(&config, &[DataType::MasterData]).await.unwrap();
+//!
+//! let sink = Arc::new(MemorySink::default());
+//! let subscriber = KafkaSubscriber::start(&config, "erp", &[DataType::MasterData], sink.clone()).unwrap();
+//!
+//! let md = MasterData { set: "md.category".into(), code: "C1".into(), name: "Food".into(), attributes: Default::default() };
+//! let change = ChangeEnvelope::upsert(DataType::MasterData, md.key(), 1, "sales", &md).unwrap();
+//! let propagator = KafkaPropagator::new(&config).unwrap();
+//! propagator.propagate(&[change]).await.unwrap();
+//!
+//! wait_until_applied(&config, &["erp"], &[DataType::MasterData], std::time::Duration::from_secs(30)).await.unwrap();
+//! assert_eq!(sink.digest(DataType::MasterData).await.unwrap().count, 1);
+//! subscriber.shutdown().await.unwrap();
+//! # });
+//! ```
+#![warn(missing_docs)]
 
+mod config;
+mod confirm;
+mod error;
+mod mock;
+mod producer;
+mod subscriber;
+mod topics;
+
+pub use config::KafkaConfig;
+pub use confirm::{group_lag, wait_until_applied, GroupLag};
+pub use error::KafkaTransportError;
+pub use mock::EmbeddedKafka;
+pub use producer::KafkaPropagator;
+pub use subscriber::{KafkaSubscriber, SubscriberStats, DLQ_ERROR_HEADER};
+pub use topics::ensure_topics;

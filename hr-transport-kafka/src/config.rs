@@ -1,0 +1,82 @@
+use hr_core::DataType;
+use rdkafka::ClientConfig;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How to reach Kafka and name topics.
+///
+/// `extra` passes librdkafka settings through unchanged: TLS
+/// (`security.protocol=ssl`, `ssl.ca.location`, ...) and SASL
+/// (`security.protocol=sasl_ssl`, `sasl.mechanism=SCRAM-SHA-512`,
+/// `sasl.username`, `sasl.password`).
+#[derive(Clone)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port...]`.
+    pub brokers: String,
+    /// Topic name prefix; a data type's topic is `<prefix><type>` (default `hr.v1.`).
+    pub topic_prefix: String,
+    /// Partitions of topics this library creates (default 6).
+    pub partitions: i32,
+    /// Replication factor of created topics (default 1, a single broker).
+    pub replication: i32,
+    /// How long `propagate` may take before it reports what is unacknowledged (default 30 s).
+    pub delivery_timeout: Duration,
+    /// Largest number of records a subscriber hands to its sink at once (default 2,000).
+    pub max_batch: usize,
+    /// librdkafka settings passed through to every client.
+    pub extra: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Passed-through settings may hold SASL passwords and key passwords.
+        let extra: Vec<&String> = self.extra.keys().collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("partitions", &self.partitions)
+            .field("delivery_timeout", &self.delivery_timeout)
+            .field("extra_keys", &extra)
+            .finish()
+    }
+}
+
+impl KafkaConfig {
+    /// Defaults for the given bootstrap servers.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        KafkaConfig {
+            brokers: brokers.into(),
+            topic_prefix: "hr.v1.".into(),
+            partitions: 6,
+            replication: 1,
+            delivery_timeout: Duration::from_secs(30),
+            max_batch: 2_000,
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a librdkafka setting.
+    pub fn set(mut self, key: &str, value: &str) -> Self {
+        self.extra.insert(key.into(), value.into());
+        self
+    }
+
+    /// The topic of a data type.
+    pub fn topic(&self, data_type: DataType) -> String {
+        format!("{}{}", self.topic_prefix, data_type.as_str())
+    }
+
+    /// The data type of a topic, if it is one of ours.
+    pub fn data_type_of(&self, topic: &str) -> Option<DataType> {
+        topic.strip_prefix(&self.topic_prefix).and_then(|t| t.parse().ok())
+    }
+
+    pub(crate) fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.extra {
+            c.set(k, v);
+        }
+        c
+    }
+}

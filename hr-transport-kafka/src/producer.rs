@@ -1,0 +1,136 @@
+use crate::{KafkaConfig, KafkaTransportError};
+use async_trait::async_trait;
+use futures::stream::{FuturesUnordered, StreamExt};
+use hr_core::{ChangeEnvelope, DataType, PropagateError, PropagationReport, Propagator, TargetFailure};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use std::collections::BTreeMap;
+
+/// The report target name for records the broker accepted.
+const TARGET: &str = "kafka";
+
+/// Sends change envelopes to one topic per data type, keyed by record key.
+///
+/// The producer is idempotent with `acks=all` and lz4 compression; all
+/// records of a batch are in flight at once. `propagate` returns `Ok` only
+/// when the broker acknowledged every record; otherwise, once
+/// [`KafkaConfig::delivery_timeout`] passed, an error counting what was
+/// acknowledged and naming the cause of the rest.
+pub struct KafkaPropagator {
+    producer: FutureProducer,
+    config: KafkaConfig,
+}
+
+impl KafkaPropagator {
+    /// Creates the producer (no connection is made until the first send).
+    pub fn new(config: &KafkaConfig) -> Result<Self, KafkaTransportError> {
+        let timeout_ms = config.delivery_timeout.as_millis().max(1000).to_string();
+        let mut client = config.client_config();
+        client
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "lz4")
+            .set("linger.ms", "5")
+            .set("batch.num.messages", "10000")
+            .set("queue.buffering.max.messages", "1000000")
+            .set("queue.buffering.max.kbytes", "1048576")
+            .set("message.timeout.ms", &timeout_ms);
+        for (k, v) in &config.extra {
+            client.set(k, v);
+        }
+        let producer = client
+            .create()
+            .map_err(|source| KafkaTransportError::Client { role: "producer", brokers: config.brokers.clone(), source })?;
+        Ok(KafkaPropagator { producer, config: config.clone() })
+    }
+
+    /// Waits until every record handed to the producer was delivered or failed.
+    pub fn flush(&self, timeout: std::time::Duration) -> Result<(), KafkaError> {
+        self.producer.flush(Timeout::After(timeout))
+    }
+}
+
+#[async_trait]
+impl Propagator for KafkaPropagator {
+    async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<PropagationReport, PropagateError> {
+        let deadline = tokio::time::Instant::now() + self.config.delivery_timeout;
+        let topics: BTreeMap<DataType, String> = batch.iter().map(|c| (c.data_type, self.config.topic(c.data_type))).collect();
+        let mut in_flight = FuturesUnordered::new();
+        let mut report = PropagationReport::default();
+        let mut failures: BTreeMap<String, u64> = BTreeMap::new();
+
+        for change in batch {
+            let payload = change.to_json();
+            let topic = &topics[&change.data_type];
+            loop {
+                let record = FutureRecord::to(topic).key(change.key.as_bytes()).payload(payload.as_bytes());
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        let data_type = change.data_type;
+                        in_flight.push(async move { (data_type, delivery.await) });
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        // Back-pressure: let one delivery finish before queueing more.
+                        match tokio::time::timeout_at(deadline, in_flight.next()).await {
+                            Ok(Some((t, result))) => settle(&mut report, &mut failures, t, result),
+                            Ok(None) => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
+                            Err(_) => {
+                                fail(&mut failures, "the producer queue stayed full until the deadline".into());
+                                break;
+                            }
+                        }
+                    }
+                    Err((e, _)) => {
+                        fail(&mut failures, format!("could not queue the record: {e}"));
+                        break;
+                    }
+                }
+            }
+        }
+        loop {
+            match tokio::time::timeout_at(deadline + std::time::Duration::from_secs(1), in_flight.next()).await {
+                Ok(Some((t, result))) => settle(&mut report, &mut failures, t, result),
+                Ok(None) => break,
+                Err(_) => {
+                    let left = in_flight.len() as u64;
+                    *failures.entry("no acknowledgement from the broker before the deadline".into()).or_default() += left;
+                    break;
+                }
+            }
+        }
+        if failures.is_empty() {
+            tracing::debug!(records = batch.len(), "kafka propagation acknowledged");
+            return Ok(report);
+        }
+        let unacknowledged: u64 = failures.values().sum();
+        let cause = failures.iter().map(|(c, n)| format!("{n} record(s): {c}")).collect::<Vec<_>>().join("; ");
+        tracing::warn!(unacknowledged, brokers = %self.config.brokers, "kafka propagation incomplete");
+        Err(PropagateError::incomplete(
+            report,
+            vec![TargetFailure {
+                target: TARGET.into(),
+                cause: format!("{unacknowledged} of {} records not acknowledged by {}: {cause}", batch.len(), self.config.brokers),
+                retriable: true,
+            }],
+        ))
+    }
+}
+
+fn settle(
+    report: &mut PropagationReport,
+    failures: &mut BTreeMap<String, u64>,
+    data_type: DataType,
+    result: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, futures::channel::oneshot::Canceled>,
+) {
+    match result {
+        Ok(Ok(_)) => report.add(TARGET, data_type, 1),
+        Ok(Err((e, _))) => fail(failures, format!("delivery failed: {e}")),
+        Err(_) => fail(failures, "the producer was dropped before delivery".into()),
+    }
+}
+
+fn fail(failures: &mut BTreeMap<String, u64>, cause: String) {
+    *failures.entry(cause).or_default() += 1;
+}

@@ -1,0 +1,302 @@
+use crate::{KafkaConfig, KafkaTransportError};
+use hr_core::{ApplyOutcome, ChangeEnvelope, DataType, Sink, SinkError};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Header of a dead-lettered record that says why it was rejected.
+pub const DLQ_ERROR_HEADER: &str = "hr-error";
+
+/// What a subscriber did so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubscriberStats {
+    /// Per data type: applied and stale (duplicate or outdated) changes.
+    pub applied: BTreeMap<DataType, ApplyOutcome>,
+    /// Records sent to a dead-letter topic.
+    pub dead_lettered: u64,
+    /// Sink calls retried after a transient failure.
+    pub retries: u64,
+}
+
+struct GroupContext {
+    group: String,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // With enable.auto.commit, librdkafka commits the stored offsets of
+        // revoked partitions before giving them up; stored offsets only ever
+        // cover applied records.
+        if let Rebalance::Revoke(tpl) = rebalance {
+            tracing::info!(group = %self.group, partitions = tpl.count(), "partitions revoked");
+        }
+    }
+    fn post_rebalance(&self, _consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            tracing::info!(group = %self.group, partitions = tpl.count(), "partitions assigned");
+        }
+    }
+}
+
+/// Feeds one target system's [`Sink`] from Kafka.
+///
+/// The consumer group is the system's name. Records are decoded and
+/// validated; valid ones go to the sink in batches (up to
+/// [`KafkaConfig::max_batch`]); their offsets are stored only after the sink
+/// applied them and committed in the background, on rebalance and at
+/// shutdown. Records that cannot be decoded or validated go to
+/// `<topic>.dlq` with the reason in the [`DLQ_ERROR_HEADER`] header.
+/// Transient sink errors are retried with backoff, never skipped.
+pub struct KafkaSubscriber {
+    group: String,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), KafkaTransportError>>,
+    stats: Arc<Mutex<SubscriberStats>>,
+}
+
+impl KafkaSubscriber {
+    /// Subscribes `group` to the topics of `data_types` and starts applying to `sink`.
+    pub fn start(config: &KafkaConfig, group: &str, data_types: &[DataType], sink: Arc<dyn Sink>) -> Result<Self, KafkaTransportError> {
+        let consumer: StreamConsumer<GroupContext> = config
+            .client_config()
+            .set("group.id", group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "100")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("fetch.wait.max.ms", "10")
+            .create_with_context(GroupContext { group: group.to_string() })
+            .map_err(|source| KafkaTransportError::Client { role: "consumer", brokers: config.brokers.clone(), source })?;
+        let topics: Vec<String> = data_types.iter().map(|t| config.topic(*t)).collect();
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&refs)
+            .map_err(|source| KafkaTransportError::Subscribe { group: group.into(), topics: topics.clone(), source })?;
+        let dlq: FutureProducer = config
+            .client_config()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .create()
+            .map_err(|source| KafkaTransportError::Client { role: "dead-letter producer", brokers: config.brokers.clone(), source })?;
+        let (stop, stopped) = watch::channel(false);
+        let stats = Arc::new(Mutex::new(SubscriberStats::default()));
+        let worker = Worker { consumer, dlq, sink, config: config.clone(), group: group.to_string(), stats: stats.clone() };
+        let task = tokio::spawn(worker.run(stopped));
+        Ok(KafkaSubscriber { group: group.to_string(), stop, task, stats })
+    }
+
+    /// The consumer group.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// A copy of the statistics so far.
+    pub fn stats(&self) -> SubscriberStats {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Stops after the batch in hand, commits stored offsets and leaves the group.
+    pub async fn shutdown(self) -> Result<SubscriberStats, KafkaTransportError> {
+        let _ = self.stop.send(true);
+        let stats = self.stats.clone();
+        match self.task.await {
+            Ok(result) => result.map(|_| stats.lock().unwrap_or_else(|p| p.into_inner()).clone()),
+            Err(e) => Err(KafkaTransportError::Subscriber { group: self.group, detail: e.to_string() }),
+        }
+    }
+
+    /// Ends the subscriber abruptly, as a crash would: nothing more is
+    /// applied and no offsets are committed (tests of at-least-once delivery).
+    pub fn kill(self) {
+        self.task.abort();
+    }
+}
+
+struct Worker {
+    consumer: StreamConsumer<GroupContext>,
+    dlq: FutureProducer,
+    sink: Arc<dyn Sink>,
+    config: KafkaConfig,
+    group: String,
+    stats: Arc<Mutex<SubscriberStats>>,
+}
+
+/// A record taken from Kafka, decoded or not.
+struct Taken {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    decoded: Result<ChangeEnvelope, String>,
+    payload: Vec<u8>,
+    key: Option<Vec<u8>>,
+}
+
+impl Worker {
+    async fn run(self, mut stopped: watch::Receiver<bool>) -> Result<(), KafkaTransportError> {
+        loop {
+            if *stopped.borrow() {
+                break;
+            }
+            let batch = tokio::select! {
+                batch = self.next_batch() => batch,
+                _ = stopped.changed() => break,
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            self.process(batch, &mut stopped).await;
+        }
+        // Commit what was applied before leaving, so a successor starts after it.
+        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
+            // NoOffset: nothing stored since the last commit.
+            if !matches!(e, rdkafka::error::KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) {
+                tracing::warn!(group = %self.group, error = %e, "final offset commit failed; records may be redelivered (harmless)");
+            }
+        }
+        self.consumer.unsubscribe();
+        Ok(())
+    }
+
+    /// Waits for one record, then takes what else is ready, up to max_batch.
+    async fn next_batch(&self) -> Vec<Taken> {
+        let mut batch = Vec::new();
+        match self.consumer.recv().await {
+            Ok(m) => batch.push(take(&m)),
+            Err(e) => {
+                tracing::warn!(group = %self.group, error = %e, "consume error; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return batch;
+            }
+        }
+        while batch.len() < self.config.max_batch {
+            match tokio::time::timeout(Duration::from_millis(2), self.consumer.recv()).await {
+                Ok(Ok(m)) => batch.push(take(&m)),
+                _ => break,
+            }
+        }
+        batch
+    }
+
+    async fn process(&self, batch: Vec<Taken>, stopped: &mut watch::Receiver<bool>) {
+        let mut valid: Vec<ChangeEnvelope> = Vec::with_capacity(batch.len());
+        let mut poison: Vec<(&Taken, String)> = Vec::new();
+        for t in &batch {
+            match &t.decoded {
+                Ok(c) => match c.validate() {
+                    Ok(()) if self.config.data_type_of(&t.topic) == Some(c.data_type) => valid.push(c.clone()),
+                    Ok(()) => poison.push((t, format!("envelope of {} on topic {}", c.data_type, t.topic))),
+                    Err(e) => poison.push((t, e.to_string())),
+                },
+                Err(e) => poison.push((t, e.clone())),
+            }
+        }
+        for (t, reason) in poison {
+            self.dead_letter(t, &reason).await;
+        }
+        let mut backoff = Duration::from_millis(50);
+        while !valid.is_empty() {
+            match self.sink.apply(&valid).await {
+                Ok(outcome) => {
+                    let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut per_type: BTreeMap<DataType, ApplyOutcome> = BTreeMap::new();
+                    // The sink reports totals; attribute them per type by counting the batch.
+                    for c in &valid {
+                        per_type.entry(c.data_type).or_default();
+                    }
+                    if per_type.len() == 1 {
+                        if let Some((t, _)) = per_type.into_iter().next() {
+                            *stats.applied.entry(t).or_default() += outcome;
+                        }
+                    } else {
+                        for c in &valid {
+                            stats.applied.entry(c.data_type).or_default().applied += 1;
+                        }
+                    }
+                    break;
+                }
+                Err(SinkError::Invalid { index, source }) => {
+                    // validate() passed, so the sink has stricter rules; dead-letter that one record.
+                    let bad = valid.remove(index);
+                    if let Some(t) = batch.iter().find(|t| t.decoded.as_ref().is_ok_and(|c| c.event_id == bad.event_id)) {
+                        self.dead_letter(t, &source.to_string()).await;
+                    }
+                }
+                Err(e) => {
+                    self.stats.lock().unwrap_or_else(|p| p.into_inner()).retries += 1;
+                    tracing::warn!(group = %self.group, error = %e, backoff_ms = backoff.as_millis() as u64, "sink unavailable; retrying the batch");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stopped.changed() => return, // not stored: redelivered to whoever comes next
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        // Applied (or dead-lettered): now, and only now, the offsets may be committed.
+        let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        for t in &batch {
+            let e = next.entry((t.topic.clone(), t.partition)).or_insert(t.offset + 1);
+            *e = (*e).max(t.offset + 1);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in next {
+            if let Err(e) = tpl.add_partition_offset(&topic, partition, Offset::Offset(offset)) {
+                tracing::warn!(group = %self.group, error = %e, "cannot record an offset");
+            }
+        }
+        if let Err(e) = self.consumer.store_offsets(&tpl) {
+            // The partition was revoked meanwhile: its new owner re-applies (idempotent).
+            tracing::info!(group = %self.group, error = %e, "offsets not stored (partition revoked?)");
+        }
+    }
+
+    async fn dead_letter(&self, t: &Taken, reason: &str) {
+        let topic = format!("{}.dlq", t.topic);
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: DLQ_ERROR_HEADER, value: Some(reason) })
+            .insert(Header { key: "hr-source", value: Some(&format!("{}/{}/{}", t.topic, t.partition, t.offset)) })
+            .insert(Header { key: "hr-group", value: Some(&self.group) });
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let mut record = FutureRecord::to(&topic).payload(&t.payload).headers(headers.clone());
+            if let Some(k) = &t.key {
+                record = record.key(k);
+            }
+            match self.dlq.send(record, Duration::from_secs(10)).await {
+                Ok(_) => break,
+                Err((e, _)) => {
+                    // Never skip a poison record silently: keep trying until the DLQ has it.
+                    tracing::warn!(group = %self.group, topic = %topic, error = %e, "dead-letter send failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        tracing::warn!(group = %self.group, topic = %t.topic, partition = t.partition, offset = t.offset, "record dead-lettered");
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).dead_lettered += 1;
+    }
+}
+
+fn take(m: &BorrowedMessage<'_>) -> Taken {
+    let payload = m.payload().unwrap_or_default().to_vec();
+    let decoded = if payload.is_empty() {
+        Err("empty record value".to_string())
+    } else {
+        ChangeEnvelope::from_json(&payload).map_err(|e| match e {
+            hr_core::EnvelopeError::Decode(j) => format!("not a valid hr.v1 change envelope: {}", hr_core::envelope::describe_json_error(&j)),
+            other => other.to_string(),
+        })
+    };
+    Taken { topic: m.topic().to_string(), partition: m.partition(), offset: m.offset(), decoded, payload, key: m.key().map(<[u8]>::to_vec) }
+}

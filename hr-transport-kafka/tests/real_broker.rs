@@ -1,0 +1,275 @@
+//! Delivery guarantees against a real Apache Kafka broker.
+//!
+//! The broker address comes from `HR_KAFKA_BROKERS` (default 127.0.0.1:9092;
+//! `scripts/kafka.sh start` runs one). These tests fail, never skip, when no
+//! broker answers.
+
+use async_trait::async_trait;
+use hr_core::{ApplyOutcome, ChangeEnvelope, DataType, Digest, MasterData, MemorySink, Propagator, Sink, SinkError, SqliteSink};
+use hr_transport_kafka::{ensure_topics, wait_until_applied, KafkaConfig, KafkaPropagator, KafkaSubscriber, DLQ_ERROR_HEADER};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn brokers() -> String {
+    let brokers = std::env::var("HR_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let first = brokers.split(',').next().unwrap_or_default().to_string();
+    if std::net::TcpStream::connect_timeout(&first.parse().expect("HR_KAFKA_BROKERS must be host:port with an IP"), Duration::from_secs(3)).is_err() {
+        panic!("no Kafka broker at {brokers}: run `scripts/kafka.sh start` (or set HR_KAFKA_BROKERS)");
+    }
+    brokers
+}
+
+/// A config with topics unique to one test, so tests can run in parallel.
+async fn config(test: &str) -> KafkaConfig {
+    let mut c = KafkaConfig::new(brokers());
+    c.topic_prefix = format!("t.{test}.{}.", uuid_suffix());
+    ensure_topics(&c, &DataType::ALL).await.unwrap();
+    c
+}
+
+fn uuid_suffix() -> String {
+    format!("{:x}", rand::random::<u64>())
+}
+
+fn md(i: usize, version: u64) -> ChangeEnvelope {
+    let m = MasterData { set: "md.category".into(), code: format!("C{i:05}"), name: format!("v{version}"), attributes: Default::default() };
+    ChangeEnvelope::upsert(DataType::MasterData, m.key(), version, "test", &m).unwrap()
+}
+
+fn digest_of(changes: &[ChangeEnvelope]) -> Digest {
+    let mut latest: BTreeMap<&str, &ChangeEnvelope> = BTreeMap::new();
+    for c in changes {
+        if latest.get(c.key.as_str()).is_none_or(|held| c.version > held.version) {
+            latest.insert(&c.key, c);
+        }
+    }
+    let mut d = Digest::default();
+    for c in latest.values() {
+        d.add(&c.key, c.version, c.op == hr_core::Operation::Delete);
+    }
+    d
+}
+
+fn employees(n: usize) -> Vec<ChangeEnvelope> {
+    (0..n)
+        .map(|i| {
+            let e = hr_core::Employee {
+                id: format!("A-{i}"),
+                source_ids: vec![format!("A-{i}")],
+                company: hr_core::Company::A,
+                name: "김민준".into(),
+                name_en: Some("Minjun Kim".into()),
+                email: Some(format!("m{i}@a.example")),
+                phone: None,
+                birth_date: None,
+                org_unit: "A-D1".into(),
+                grade: "staff".into(),
+                status: hr_core::EmployeeStatus::Active,
+                hire_date: chrono::NaiveDate::from_ymd_opt(2020, 1, 2).unwrap(),
+                termination_date: None,
+                manager: None,
+                updated_at: chrono::Utc::now(),
+            };
+            ChangeEnvelope::upsert(DataType::Employee, e.id.clone(), 1, "hub", &e).unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_employees_reach_three_groups_with_equal_digests() {
+    let config = config("fanout").await;
+    let dir = tempfile::tempdir().unwrap();
+    let systems = ["payroll", "orgchart", "erp"];
+    let mut subs = vec![];
+    let mut sinks = vec![];
+    for s in systems {
+        let sink = Arc::new(SqliteSink::open(dir.path().join(format!("{s}.sqlite3"))).unwrap());
+        let group = format!("{}{s}", config.topic_prefix);
+        subs.push(KafkaSubscriber::start(&config, &group, &[DataType::Employee], sink.clone()).unwrap());
+        sinks.push(sink);
+    }
+    let changes = employees(10_000);
+    let report = KafkaPropagator::new(&config).unwrap().propagate(&changes).await.unwrap();
+    assert_eq!(report.total("kafka"), 10_000);
+    let groups: Vec<String> = systems.iter().map(|s| format!("{}{s}", config.topic_prefix)).collect();
+    let refs: Vec<&str> = groups.iter().map(String::as_str).collect();
+    wait_until_applied(&config, &refs, &[DataType::Employee], Duration::from_secs(120)).await.unwrap();
+    let hub = digest_of(&changes);
+    for sink in &sinks {
+        assert_eq!(sink.digest(DataType::Employee).await.unwrap(), hub);
+        assert_eq!(sink.count(DataType::Employee).unwrap(), 10_000);
+    }
+    for s in subs {
+        s.shutdown().await.unwrap();
+    }
+}
+
+/// Records the versions it sees per key, in arrival order.
+#[derive(Default)]
+struct OrderRecorder {
+    seen: Mutex<BTreeMap<String, Vec<u64>>>,
+    inner: MemorySink,
+}
+
+#[async_trait]
+impl Sink for OrderRecorder {
+    async fn apply(&self, batch: &[ChangeEnvelope]) -> Result<ApplyOutcome, SinkError> {
+        {
+            let mut seen = self.seen.lock().unwrap();
+            for c in batch {
+                seen.entry(c.key.clone()).or_default().push(c.version);
+            }
+        }
+        self.inner.apply(batch).await
+    }
+    async fn digest(&self, t: DataType) -> Result<Digest, SinkError> {
+        self.inner.digest(t).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_key_order_holds_across_six_partitions_under_concurrent_sends() {
+    let config = config("order").await;
+    let group = format!("{}g", config.topic_prefix);
+    let recorder = Arc::new(OrderRecorder::default());
+    let sub = KafkaSubscriber::start(&config, &group, &[DataType::MasterData], recorder.clone()).unwrap();
+    let propagator = Arc::new(KafkaPropagator::new(&config).unwrap());
+    // 8 concurrent senders, each owning 25 keys and sending versions 1..=20 in order.
+    let mut tasks = vec![];
+    for sender in 0..8 {
+        let p = propagator.clone();
+        tasks.push(tokio::spawn(async move {
+            for v in 1..=20u64 {
+                let batch: Vec<_> = (0..25).map(|k| md(sender * 25 + k, v)).collect();
+                p.propagate(&batch).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    wait_until_applied(&config, &[&group], &[DataType::MasterData], Duration::from_secs(60)).await.unwrap();
+    let seen = recorder.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 200);
+    for (key, versions) in seen {
+        assert_eq!(versions, (1..=20).collect::<Vec<u64>>(), "order broken for {key}");
+    }
+    sub.shutdown().await.unwrap();
+}
+
+/// Applies, then never returns: the process "dies" before storing offsets.
+struct ApplyThenHang(Arc<SqliteSink>, Arc<tokio::sync::Notify>);
+
+#[async_trait]
+impl Sink for ApplyThenHang {
+    async fn apply(&self, batch: &[ChangeEnvelope]) -> Result<ApplyOutcome, SinkError> {
+        self.0.apply(batch).await?;
+        self.1.notify_one();
+        std::future::pending().await
+    }
+    async fn digest(&self, t: DataType) -> Result<Digest, SinkError> {
+        self.0.digest(t).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_killed_before_committing_is_replaced_and_the_state_is_exact() {
+    let config = config("kill").await;
+    let group = format!("{}g", config.topic_prefix);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteSink::open(dir.path().join("erp.sqlite3")).unwrap());
+    let applied = Arc::new(tokio::sync::Notify::new());
+    let doomed = KafkaSubscriber::start(&config, &group, &[DataType::MasterData], Arc::new(ApplyThenHang(store.clone(), applied.clone()))).unwrap();
+    let changes: Vec<_> = (0..500).map(|i| md(i, 1)).collect();
+    KafkaPropagator::new(&config).unwrap().propagate(&changes).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), applied.notified()).await.expect("first batch applied");
+    doomed.kill();
+    let lag = hr_transport_kafka::group_lag(&config, &[&group], &[DataType::MasterData]).await.unwrap();
+    assert_eq!(lag[0].total(), 500, "nothing was committed by the killed consumer");
+
+    let replacement = KafkaSubscriber::start(&config, &group, &[DataType::MasterData], store.clone()).unwrap();
+    wait_until_applied(&config, &[&group], &[DataType::MasterData], Duration::from_secs(90)).await.unwrap();
+    let stats = replacement.shutdown().await.unwrap();
+    let outcome = stats.applied[&DataType::MasterData];
+    assert_eq!(outcome.applied + outcome.stale, 500, "the replacement re-received every record");
+    assert!(outcome.stale > 0, "the batch the killed consumer applied came again");
+    assert_eq!(store.digest(DataType::MasterData).await.unwrap(), digest_of(&changes));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_record_goes_to_the_dead_letter_topic_and_the_rest_is_applied() {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let config = config("poison").await;
+    let topic = config.topic(DataType::MasterData);
+    let group = format!("{}g", config.topic_prefix);
+    let sink = Arc::new(MemorySink::default());
+    let sub = KafkaSubscriber::start(&config, &group, &[DataType::MasterData], sink.clone()).unwrap();
+    let raw: FutureProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", &config.brokers).create().unwrap();
+    // All on one key, so the poison sits between good records in one partition.
+    let mut wrong_key = md(1, 3);
+    wrong_key.key = "md.category:C00002".into();
+    let sends: Vec<(Vec<u8>, &str)> = vec![
+        (md(1, 1).to_json().into_bytes(), "good"),
+        (b"{not json".to_vec(), "garbage"),
+        (wrong_key.to_json().into_bytes(), "invalid"),
+        (md(1, 2).to_json().into_bytes(), "good"),
+    ];
+    for (payload, _) in &sends {
+        raw.send(FutureRecord::to(&topic).key("md.category:C00001").payload(payload), Duration::from_secs(10)).await.unwrap();
+    }
+    wait_until_applied(&config, &[&group], &[DataType::MasterData], Duration::from_secs(60)).await.unwrap();
+    assert_eq!(sink.get(DataType::MasterData, "md.category:C00001").unwrap().version, 2, "the record after the poison was applied");
+    let stats = sub.shutdown().await.unwrap();
+    assert_eq!(stats.dead_lettered, 2);
+
+    let dlq: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", format!("{group}-dlq-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    dlq.subscribe(&[&format!("{topic}.dlq")]).unwrap();
+    let mut errors = vec![];
+    for _ in 0..2 {
+        let m = tokio::time::timeout(Duration::from_secs(30), dlq.recv()).await.unwrap().unwrap();
+        let headers = m.headers().unwrap();
+        let err = headers.iter().find(|h| h.key == DLQ_ERROR_HEADER).and_then(|h| h.value).unwrap();
+        errors.push((String::from_utf8_lossy(m.payload().unwrap()).to_string(), String::from_utf8_lossy(err).to_string()));
+    }
+    assert_eq!(errors[0].0, "{not json");
+    assert!(errors[0].1.contains("syntax error") || errors[0].1.contains("end of input"), "{}", errors[0].1);
+    assert!(errors[1].1.contains("key"), "{}", errors[1].1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envelopes_are_plain_json_for_any_client() {
+    // Kafka's own Java console consumer (from the jars scripts/kafka.sh fetched) reads them.
+    let config = config("plain").await;
+    let change = md(7, 1);
+    KafkaPropagator::new(&config).unwrap().propagate(std::slice::from_ref(&change)).await.unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let libs = std::fs::read_dir(root.join(".kafka"))
+        .expect(".kafka exists once scripts/kafka.sh start ran")
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().starts_with("libs-"))
+        .expect("broker jars present")
+        .path();
+    let out = std::process::Command::new("java")
+        .arg("-cp")
+        .arg(format!("{}/*", libs.display()))
+        .args(["org.apache.kafka.tools.consumer.ConsoleConsumer", "--bootstrap-server", &config.brokers, "--topic", &config.topic(DataType::MasterData)])
+        .args(["--from-beginning", "--max-messages", "1", "--timeout-ms", "30000", "--property", "print.key=true", "--property", "key.separator=|"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.contains('|')).unwrap_or_else(|| panic!("no record read: {}", String::from_utf8_lossy(&out.stderr)));
+    let (key, value) = line.split_once('|').unwrap();
+    assert_eq!(key, "md.category:C00007");
+    let json: serde_json::Value = serde_json::from_str(value).unwrap();
+    assert_eq!(json["schema"], "hr.v1");
+    assert_eq!(json["version"], 1);
+    assert_eq!(json["payload"]["name"], "v1");
+}
