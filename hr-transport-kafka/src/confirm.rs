@@ -87,7 +87,16 @@ pub async fn wait_until_applied(config: &KafkaConfig, groups: &[&str], data_type
     let started = Instant::now();
     let mut pause = Duration::from_millis(5);
     loop {
-        let lags = group_lag(config, groups, data_types).await?;
+        let lags = match group_lag(config, groups, data_types).await {
+            Ok(lags) => lags,
+            // Coordinator moves and metadata refreshes after a broker restart are transient.
+            Err(e) if started.elapsed() < deadline => {
+                tracing::debug!(error = %e, "offsets not readable yet; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         if lags.iter().all(|l| l.total() == 0) {
             return Ok(());
         }

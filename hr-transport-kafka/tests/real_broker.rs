@@ -273,3 +273,54 @@ async fn envelopes_are_plain_json_for_any_client() {
     assert_eq!(json["version"], 1);
     assert_eq!(json["payload"]["name"], "v1");
 }
+
+fn broker_script(action: &str, port: u16) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let status = std::process::Command::new("bash")
+        .arg(root.join("scripts/kafka.sh"))
+        .arg(action)
+        .env("KAFKA_PORT", port.to_string())
+        .env("KAFKA_CONTROLLER_PORT", (port + 1).to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "scripts/kafka.sh {action} failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_killed_mid_propagation_loses_nothing_after_a_retry() {
+    brokers(); // the shared broker's jars are in place
+    let port = 19092;
+    broker_script("start", port);
+    let mut config = KafkaConfig::new(format!("127.0.0.1:{port}"));
+    config.topic_prefix = format!("t.restart.{}.", uuid_suffix());
+    config.delivery_timeout = Duration::from_secs(60);
+    ensure_topics(&config, &[DataType::MasterData]).await.unwrap();
+    let changes: Vec<_> = (0..30_000).map(|i| md(i, 1)).collect();
+    let propagator = Arc::new(KafkaPropagator::new(&config).unwrap());
+    let sending = {
+        let (p, c) = (propagator.clone(), changes.clone());
+        tokio::spawn(async move { p.propagate(&c).await })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    broker_script("kill", port);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    broker_script("start", port);
+    let first = sending.await.unwrap();
+    match &first {
+        Ok(report) => assert_eq!(report.total("kafka"), 30_000, "success only with every record acknowledged"),
+        Err(e) => {
+            eprintln!("first attempt reported: {e}");
+            let retry = propagator.propagate(&changes).await.expect("the retry after the restart succeeds");
+            assert_eq!(retry.total("kafka"), 30_000);
+        }
+    }
+    let group = format!("{}g", config.topic_prefix);
+    let sink = Arc::new(MemorySink::default());
+    let sub = KafkaSubscriber::start(&config, &group, &[DataType::MasterData], sink.clone()).unwrap();
+    wait_until_applied(&config, &[&group], &[DataType::MasterData], Duration::from_secs(120)).await.unwrap();
+    sub.shutdown().await.unwrap();
+    let digest = sink.digest(DataType::MasterData).await.unwrap();
+    broker_script("stop", port);
+    assert_eq!(digest, digest_of(&changes), "nothing lost, nothing applied twice in effect");
+    assert_eq!(digest.count, 30_000);
+}
