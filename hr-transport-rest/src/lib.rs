@@ -1,1 +1,35 @@
+//! # hr-transport-rest
+//!
+//! Consistent, synchronous propagation over HTTP: [`RestPropagator`] calls
+//! every target and returns only when each applied every change (or says
+//! which target failed with what), and [`receiver`] builds the axum `Router`
+//! a target system mounts in front of its [`hr_core::Sink`].
+//!
+//! ```
+//! use hr_core::{ChangeEnvelope, DataType, MasterData, MemorySink, Propagator, Sink};
+//! use hr_transport_rest::{receiver, ReceiverConfig, RestConfig, RestPropagator, RestTarget};
+//! use std::sync::Arc;
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let sink = Arc::new(MemorySink::default());
+//! let app = receiver(ReceiverConfig::new(sink.clone(), vec![DataType::MasterData]).with_token("s3cret"));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+//! let url = format!("http://{}", listener.local_addr().unwrap());
+//! tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+//!
+//! let target = RestTarget::new("erp", &url, vec![DataType::MasterData]).with_token("s3cret");
+//! let propagator = RestPropagator::new(RestConfig::new(vec![target])).unwrap();
+//! let md = MasterData { set: "grade".into(), code: "G1".into(), name: "Staff".into(), attributes: Default::default() };
+//! let change = ChangeEnvelope::upsert(DataType::MasterData, md.key(), 1, "hr", &md).unwrap();
+//! let report = propagator.propagate(&[change]).await.unwrap();
+//! assert_eq!(report.total("erp"), 1);
+//! assert_eq!(sink.digest(DataType::MasterData).await.unwrap().count, 1);
+//! # });
+//! ```
+#![warn(missing_docs)]
 
+mod client;
+mod openapi;
+mod server;
+
+pub use client::{RestConfig, RestPropagator, RestTarget, RestTransportError};
+pub use server::{receiver, ReceiverConfig, CHANGES_PATH, DIGEST_PATH};

@@ -1,0 +1,208 @@
+use async_trait::async_trait;
+use hr_core::{ChangeEnvelope, DataType, PropagateError, PropagationReport, Propagator, Sensitive, TargetFailure};
+use rand::Rng;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// One target system reachable over HTTP.
+#[derive(Debug, Clone)]
+pub struct RestTarget {
+    /// System name (reports and errors use it).
+    pub name: String,
+    /// Base URL, e.g. `https://payroll.internal:8443`.
+    pub base_url: String,
+    /// Bearer token; redacted in `Debug`.
+    pub token: Option<Sensitive<String>>,
+    /// The data types it may receive; others are never sent to it.
+    pub data_types: Vec<DataType>,
+}
+
+impl RestTarget {
+    /// A target without a token.
+    pub fn new(name: &str, base_url: &str, data_types: Vec<DataType>) -> Self {
+        RestTarget { name: name.into(), base_url: base_url.trim_end_matches('/').into(), token: None, data_types }
+    }
+
+    /// Sets the bearer token.
+    pub fn with_token(mut self, token: &str) -> Self {
+        self.token = Some(Sensitive::new(token.into()));
+        self
+    }
+}
+
+/// Targets and delivery rules.
+#[derive(Debug, Clone)]
+pub struct RestConfig {
+    /// Where to send.
+    pub targets: Vec<RestTarget>,
+    /// Changes per request (default 1,000).
+    pub batch_size: usize,
+    /// Overall deadline of one `propagate` call (default 30 s).
+    pub deadline: Duration,
+    /// Timeout of one HTTP request (default 10 s).
+    pub request_timeout: Duration,
+    /// First retry delay; doubles each time, with jitter (default 50 ms).
+    pub initial_backoff: Duration,
+    /// PEM of an extra CA to trust (a private PKI).
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl RestConfig {
+    /// Defaults for the given targets.
+    pub fn new(targets: Vec<RestTarget>) -> Self {
+        RestConfig {
+            targets,
+            batch_size: 1_000,
+            deadline: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
+            initial_backoff: Duration::from_millis(50),
+            ca_pem: None,
+        }
+    }
+}
+
+/// Errors building the client.
+#[derive(Debug, thiserror::Error)]
+pub enum RestTransportError {
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+    /// The CA certificate is not valid PEM.
+    #[error("the configured CA certificate is not valid PEM: {0}")]
+    Ca(#[source] reqwest::Error),
+}
+
+/// Sends batches to every target concurrently and returns only when each
+/// applied everything it may receive.
+pub struct RestPropagator {
+    client: reqwest::Client,
+    config: RestConfig,
+}
+
+/// How one request ended.
+enum Attempt {
+    Applied,
+    Retry(String, Option<Duration>),
+    Fatal(String),
+}
+
+impl RestPropagator {
+    /// Builds the HTTP client (rustls).
+    pub fn new(config: RestConfig) -> Result<Self, RestTransportError> {
+        let mut builder = reqwest::Client::builder().timeout(config.request_timeout).pool_max_idle_per_host(8).tcp_nodelay(true);
+        if let Some(pem) = &config.ca_pem {
+            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(RestTransportError::Ca)?);
+        }
+        Ok(RestPropagator { client: builder.build().map_err(RestTransportError::Client)?, config })
+    }
+
+    async fn send_once(&self, target: &RestTarget, body: &str, idempotency_key: &str) -> Attempt {
+        let mut request = self
+            .client
+            .post(format!("{}{}", target.base_url, crate::CHANGES_PATH))
+            .header("content-type", "application/json")
+            .header("idempotency-key", idempotency_key)
+            .body(body.to_string());
+        if let Some(token) = &target.token {
+            request = request.bearer_auth(token.expose());
+        }
+        match request.send().await {
+            Err(e) if e.is_timeout() => Attempt::Retry("request timed out".into(), None),
+            Err(e) if e.is_connect() => Attempt::Retry(format!("cannot connect: {}", root_cause(&e)), None),
+            Err(e) => Attempt::Retry(format!("request failed: {}", root_cause(&e)), None),
+            Ok(response) => {
+                let status = response.status();
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let text = response.text().await.unwrap_or_default();
+                let detail: String = text.chars().take(300).collect();
+                if status.is_success() {
+                    Attempt::Applied
+                } else if status.is_server_error() || status.as_u16() == 429 {
+                    Attempt::Retry(format!("HTTP {status}: {detail}"), retry_after)
+                } else {
+                    Attempt::Fatal(format!("HTTP {status}: {detail}"))
+                }
+            }
+        }
+    }
+
+    /// Sends every batch to one target in order; stops at the first batch that cannot be applied.
+    async fn deliver(&self, target: &RestTarget, batch: &[ChangeEnvelope], deadline: Instant) -> (PropagationReport, Option<TargetFailure>) {
+        let mut report = PropagationReport::default();
+        let mine: Vec<&ChangeEnvelope> = batch.iter().filter(|c| target.data_types.contains(&c.data_type)).collect();
+        let chunks: Vec<&[&ChangeEnvelope]> = mine.chunks(self.config.batch_size.max(1)).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let body = format!("[{}]", chunk.iter().map(|c| c.to_json()).collect::<Vec<_>>().join(","));
+            let ids: String = chunk.iter().map(|c| c.event_id.as_str()).collect::<Vec<_>>().join(",");
+            let key = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, ids.as_bytes()).to_string();
+            let mut backoff = self.config.initial_backoff;
+            let applied_so_far = report.total(&target.name);
+            let failure = |cause: String, retriable| {
+                Some(TargetFailure {
+                    target: target.name.clone(),
+                    cause: format!("batch {} of {} ({} changes) not applied: {cause}; {applied_so_far} of {} changes applied", i + 1, chunks.len(), chunk.len(), mine.len()),
+                    retriable,
+                })
+            };
+            loop {
+                let attempt = tokio::time::timeout_at(deadline, self.send_once(target, &body, &key)).await;
+                match attempt {
+                    Err(_) => return (report, failure(format!("deadline of {} ms passed", self.config.deadline.as_millis()), true)),
+                    Ok(Attempt::Applied) => {
+                        for c in chunk.iter() {
+                            report.add(&target.name, c.data_type, 1);
+                        }
+                        break;
+                    }
+                    Ok(Attempt::Fatal(cause)) => return (report, failure(cause, false)),
+                    Ok(Attempt::Retry(cause, retry_after)) => {
+                        let jitter = rand::rng().random_range(0.5..1.5);
+                        let wait = retry_after.unwrap_or(backoff.mul_f64(jitter));
+                        if Instant::now() + wait >= deadline {
+                            return (report, failure(format!("{cause} (gave up at the {} ms deadline)", self.config.deadline.as_millis()), true));
+                        }
+                        tracing::debug!(target = %target.name, cause = %cause, wait_ms = wait.as_millis() as u64, "retrying");
+                        tokio::time::sleep(wait).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+        (report, None)
+    }
+}
+
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+#[async_trait]
+impl Propagator for RestPropagator {
+    async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<PropagationReport, PropagateError> {
+        let deadline = Instant::now() + self.config.deadline;
+        let results = futures::future::join_all(self.config.targets.iter().map(|t| self.deliver(t, batch, deadline))).await;
+        let mut report = PropagationReport::default();
+        let mut failures = vec![];
+        for (r, f) in results {
+            report.merge(r);
+            failures.extend(f);
+        }
+        if failures.is_empty() {
+            Ok(report)
+        } else {
+            for f in &failures {
+                tracing::warn!(target = %f.target, cause = %f.cause, "REST propagation failed");
+            }
+            Err(PropagateError::incomplete(report, failures))
+        }
+    }
+}

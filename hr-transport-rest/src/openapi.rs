@@ -1,0 +1,49 @@
+use serde_json::{json, Value};
+
+/// The OpenAPI 3.0 description of the receiver, as served at `/hr/v1/openapi.json`.
+pub fn document() -> Value {
+    let error = json!({"type": "object", "required": ["error", "message"], "properties": {"error": {"type": "string"}, "message": {"type": "string"}}});
+    let err = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "HR change receiver", "version": "1.0.0", "description": "Applies hr.v1 change envelopes to a target system's store. Only newer versions win; deletes leave tombstones; repeated idempotency keys change nothing."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": error,
+                "Envelope": {"type": "object", "required": ["event_id", "data_type", "key", "op", "version", "occurred_at", "origin", "schema"],
+                    "properties": {
+                        "event_id": {"type": "string"},
+                        "data_type": {"type": "string", "enum": ["employee", "org_unit", "master_data", "permission", "compensation"]},
+                        "key": {"type": "string", "minLength": 1, "maxLength": 512},
+                        "op": {"type": "string", "enum": ["upsert", "delete"]},
+                        "version": {"type": "integer", "minimum": 1},
+                        "occurred_at": {"type": "string", "format": "date-time"},
+                        "origin": {"type": "string"},
+                        "schema": {"type": "string", "enum": ["hr.v1"]},
+                        "payload": {"type": "object", "nullable": true}}},
+                "Digest": {"type": "object", "required": ["count", "tombstones", "hash"], "properties": {"count": {"type": "integer"}, "tombstones": {"type": "integer"}, "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}}
+            }
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/hr/v1/changes": {"post": {
+                "summary": "Apply a batch of changes atomically",
+                "parameters": [{"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string"}}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Envelope"}}}}},
+                "responses": {
+                    "200": {"description": "Applied", "content": {"application/json": {"schema": {"type": "object", "required": ["applied", "stale"], "properties": {"applied": {"type": "integer"}, "stale": {"type": "integer"}}}}}},
+                    "400": err("Malformed JSON or an invalid envelope; nothing applied"),
+                    "401": err("Missing or wrong bearer token"),
+                    "403": err("A data type this system does not accept; nothing applied"),
+                    "413": {"description": "Body over the limit"},
+                    "503": err("The store is unavailable; retry")}}},
+            "/hr/v1/digest": {"get": {"summary": "Digest per data type", "responses": {
+                "200": {"description": "Digests", "content": {"application/json": {"schema": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Digest"}}}}},
+                "401": err("Missing or wrong bearer token"),
+                "503": err("The store is unavailable")}}},
+            "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "Up"}}}},
+            "/hr/v1/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI document"}}}}
+        }
+    })
+}

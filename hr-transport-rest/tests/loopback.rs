@@ -1,0 +1,214 @@
+//! The REST transport over real HTTP on loopback, with SQLite sinks.
+
+use hr_core::{ChangeEnvelope, DataType, MasterData, Propagator, Sink, SqliteSink};
+use hr_transport_rest::{receiver, ReceiverConfig, RestConfig, RestPropagator, RestTarget};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+const TOKEN: &str = "test-token";
+
+async fn serve_on(listener: tokio::net::TcpListener, sink: Arc<SqliteSink>, allowed: Vec<DataType>) -> tokio::task::JoinHandle<()> {
+    let app = receiver(ReceiverConfig::new(sink, allowed).with_token(TOKEN).with_body_limit(4 << 20));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    })
+}
+
+async fn start(allowed: Vec<DataType>) -> (SocketAddr, Arc<SqliteSink>, tokio::task::JoinHandle<()>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Arc::new(SqliteSink::open(dir.path().join("t.sqlite3")).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = serve_on(listener, sink.clone(), allowed).await;
+    (addr, sink, task, dir)
+}
+
+fn md(i: usize, version: u64) -> ChangeEnvelope {
+    let m = MasterData { set: "md.category".into(), code: format!("C{i:05}"), name: format!("v{version}"), attributes: Default::default() };
+    ChangeEnvelope::upsert(DataType::MasterData, m.key(), version, "test", &m).unwrap()
+}
+
+fn employees(n: usize) -> Vec<ChangeEnvelope> {
+    (0..n)
+        .map(|i| {
+            let e = hr_core::Employee {
+                id: format!("B-{i}"),
+                source_ids: vec![format!("B-{i}")],
+                company: hr_core::Company::B,
+                name: "이서연".into(),
+                name_en: None,
+                email: None,
+                phone: Some(hr_core::Sensitive::new("010-0000-0000".into())),
+                birth_date: None,
+                org_unit: "B-1".into(),
+                grade: "staff".into(),
+                status: hr_core::EmployeeStatus::Active,
+                hire_date: chrono::NaiveDate::from_ymd_opt(2021, 3, 1).unwrap(),
+                termination_date: None,
+                manager: None,
+                updated_at: chrono::Utc::now(),
+            };
+            ChangeEnvelope::upsert(DataType::Employee, e.id.clone(), 1, "hub", &e).unwrap()
+        })
+        .collect()
+}
+
+fn target(name: &str, addr: SocketAddr, types: Vec<DataType>) -> RestTarget {
+    RestTarget::new(name, &format!("http://{addr}"), types).with_token(TOKEN)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_targets_receive_ten_thousand_employees_with_equal_digests() {
+    let mut targets = vec![];
+    let mut sinks = vec![];
+    let mut keep = vec![];
+    for name in ["payroll", "orgchart", "erp"] {
+        let (addr, sink, task, dir) = start(vec![DataType::Employee]).await;
+        targets.push(target(name, addr, vec![DataType::Employee]));
+        sinks.push(sink);
+        keep.push((task, dir));
+    }
+    let changes = employees(10_000);
+    let report = RestPropagator::new(RestConfig::new(targets)).unwrap().propagate(&changes).await.unwrap();
+    let local = hr_core::MemorySink::default();
+    local.apply(&changes).await.unwrap();
+    let hub = local.digest(DataType::Employee).await.unwrap();
+    for (sink, name) in sinks.iter().zip(["payroll", "orgchart", "erp"]) {
+        assert_eq!(report.total(name), 10_000);
+        assert_eq!(sink.digest(DataType::Employee).await.unwrap(), hub);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_down_is_named_the_others_apply_and_a_retry_converges() {
+    let (a1, s1, _t1, _d1) = start(vec![DataType::MasterData]).await;
+    let (a2, s2, _t2, _d2) = start(vec![DataType::MasterData]).await;
+    // The third target's port is reserved but nobody listens yet.
+    let down = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let down_addr = down.local_addr().unwrap();
+    drop(down);
+    let mut config = RestConfig::new(vec![
+        target("payroll", a1, vec![DataType::MasterData]),
+        target("orgchart", a2, vec![DataType::MasterData]),
+        target("erp", down_addr, vec![DataType::MasterData]),
+    ]);
+    config.deadline = Duration::from_millis(800);
+    config.batch_size = 100;
+    let propagator = RestPropagator::new(config).unwrap();
+    let changes: Vec<_> = (0..300).map(|i| md(i, 1)).collect();
+    let err = propagator.propagate(&changes).await.unwrap_err();
+    assert_eq!(err.failed_targets(), vec!["erp"]);
+    let text = err.to_string();
+    assert!(text.contains("erp") && text.contains("connect"), "{text}");
+    match &err {
+        hr_core::PropagateError::Incomplete { delivered, .. } => {
+            assert_eq!(delivered.total("payroll"), 300);
+            assert_eq!(delivered.total("orgchart"), 300);
+            assert_eq!(delivered.total("erp"), 0, "nothing reported as applied that was not");
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(s1.count(DataType::MasterData).unwrap(), 300);
+
+    // erp comes back on its address; the whole batch is re-sent.
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = Arc::new(SqliteSink::open(dir.path().join("erp.sqlite3")).unwrap());
+    let _t3 = serve_on(tokio::net::TcpListener::bind(down_addr).await.unwrap(), s3.clone(), vec![DataType::MasterData]).await;
+    propagator.propagate(&changes).await.unwrap();
+    let d = s1.digest(DataType::MasterData).await.unwrap();
+    assert_eq!(d, s2.digest(DataType::MasterData).await.unwrap());
+    assert_eq!(d, s3.digest(DataType::MasterData).await.unwrap());
+    assert_eq!(d.count, 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_target_hits_the_deadline_with_a_clear_error() {
+    // Accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _stall = tokio::spawn(async move {
+        let mut held = vec![];
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let mut config = RestConfig::new(vec![target("erp", addr, vec![DataType::MasterData])]);
+    config.deadline = Duration::from_millis(500);
+    let started = std::time::Instant::now();
+    let err = RestPropagator::new(config).unwrap().propagate(&[md(1, 1)]).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(err.to_string().contains("deadline"), "{err}");
+    assert_eq!(err.failed_targets(), vec!["erp"]);
+}
+
+async fn post(addr: SocketAddr, body: Vec<u8>, token: Option<&str>) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new().post(format!("http://{addr}/hr/v1/changes")).header("content-type", "application/json").body(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_leave_the_sink_unchanged() {
+    let (addr, sink, _t, _d) = start(vec![DataType::MasterData]).await;
+    let one = |c: &ChangeEnvelope| format!("[{}]", c.to_json()).into_bytes();
+    let before = sink.digest(DataType::MasterData).await.unwrap();
+
+    assert_eq!(post(addr, one(&md(1, 1)), None).await.0, 401);
+    assert_eq!(post(addr, one(&md(1, 1)), Some("wrong")).await.0, 401);
+
+    let comp = hr_core::Compensation { employee_id: "A-1".into(), base_salary: hr_core::Sensitive::new(1), currency: "KRW".into(), effective_date: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() };
+    let pay = ChangeEnvelope::upsert(DataType::Compensation, "A-1", 1, "hub", &comp).unwrap();
+    let (status, body) = post(addr, format!("[{},{}]", md(1, 1).to_json(), pay.to_json()).into_bytes(), Some(TOKEN)).await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("data_type_not_allowed")));
+
+    let huge: Vec<_> = (0..20_000).map(|i| md(i, 1)).collect();
+    let body = format!("[{}]", huge.iter().map(|c| c.to_json()).collect::<Vec<_>>().join(","));
+    assert!(body.len() > 4 << 20);
+    assert_eq!(post(addr, body.into_bytes(), Some(TOKEN)).await.0, 413);
+
+    let (status, body) = post(addr, b"[{\"event_id\": ".to_vec(), Some(TOKEN)).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("malformed_json")));
+    let mut bad = md(2, 1);
+    bad.schema = "hr.v0".into();
+    let (status, body) = post(addr, format!("[{},{}]", md(1, 1).to_json(), bad.to_json()).into_bytes(), Some(TOKEN)).await;
+    assert_eq!(status, 400);
+    assert!(body["message"].as_str().unwrap().contains("change 1"), "{body}");
+
+    assert_eq!(sink.digest(DataType::MasterData).await.unwrap(), before, "no refusal changed the sink");
+    assert_eq!(sink.count(DataType::MasterData).unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_and_reordered_batches_end_exact() {
+    let (addr, sink, _t, _d) = start(vec![DataType::MasterData]).await;
+    let mut config = RestConfig::new(vec![target("erp", addr, vec![DataType::MasterData])]);
+    config.batch_size = 10;
+    let p = RestPropagator::new(config).unwrap();
+    let v1: Vec<_> = (0..50).map(|i| md(i, 1)).collect();
+    let v2: Vec<_> = (0..50).map(|i| md(i, 2)).collect();
+    p.propagate(&v2).await.unwrap();
+    p.propagate(&v1).await.unwrap(); // late, older
+    p.propagate(&v2).await.unwrap(); // same batch again (same idempotency keys)
+    let mut expected = hr_core::Digest::default();
+    for c in &v2 {
+        expected.add(&c.key, 2, false);
+    }
+    assert_eq!(sink.digest(DataType::MasterData).await.unwrap(), expected);
+    assert_eq!(sink.get(DataType::MasterData, "md.category:C00003").unwrap().unwrap().body.unwrap(), v2[3].payload_json().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_and_digest_are_served() {
+    let (addr, _sink, _t, _d) = start(vec![DataType::MasterData]).await;
+    let doc: serde_json::Value = reqwest::get(format!("http://{addr}/hr/v1/openapi.json")).await.unwrap().json().await.unwrap();
+    assert!(doc["paths"]["/hr/v1/changes"]["post"]["responses"]["413"].is_object());
+    let digest = reqwest::Client::new().get(format!("http://{addr}/hr/v1/digest")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(digest.status().as_u16(), 200);
+    let d: serde_json::Value = digest.json().await.unwrap();
+    assert_eq!(d["master_data"]["count"], 0);
+}
