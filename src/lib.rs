@@ -10,6 +10,7 @@ pub use hr_transport_kafka;
 pub use hr_transport_rest;
 
 pub mod generate;
+pub mod scenario;
 
 pub(crate) const A_EMP: &str = hr_core::import::A_EMPLOYEES;
 pub(crate) const A_DEPT: &str = hr_core::import::A_DEPARTMENTS;

@@ -22,7 +22,7 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let kafka = EmbeddedKafka::start().unwrap();
 //! let config = KafkaConfig::new(kafka.bootstrap_servers());
-//! hr_transport_kafka::ensure_topics(&config, &[DataType::MasterData]).await.unwrap();
+//! kafka.create_topics(&config, &[DataType::MasterData]).unwrap(); // ensure_topics(...) on a real broker
 //!
 //! let sink = Arc::new(MemorySink::default());
 //! let subscriber = KafkaSubscriber::start(&config, "erp", &[DataType::MasterData], sink.clone()).unwrap();

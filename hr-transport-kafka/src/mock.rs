@@ -41,6 +41,22 @@ impl EmbeddedKafka {
         Ok(EmbeddedKafka { cluster, bootstrap, _client: client })
     }
 
+    /// Creates the topics of `data_types` (and their `.dlq` topics): the mock
+    /// cluster does not implement the admin API that [`crate::ensure_topics`] uses.
+    pub fn create_topics(&self, config: &crate::KafkaConfig, data_types: &[hr_core::DataType]) -> Result<(), KafkaTransportError> {
+        for t in data_types {
+            for name in [config.topic(*t), format!("{}.dlq", config.topic(*t))] {
+                let c_name = std::ffi::CString::new(name.clone()).map_err(|e| KafkaTransportError::Topic { topic: name.clone(), detail: e.to_string() })?;
+                // SAFETY: cluster is valid for self's lifetime; the name is a valid C string.
+                let err = unsafe { rdsys::rd_kafka_mock_topic_create(self.cluster, c_name.as_ptr(), config.partitions, 1) };
+                if err != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                    return Err(KafkaTransportError::Topic { topic: name, detail: format!("{err:?}") });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The `bootstrap.servers` value for clients.
     pub fn bootstrap_servers(&self) -> &str {
         &self.bootstrap

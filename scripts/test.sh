@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs every test: starts the real Kafka broker (fetching it on first use),
+# runs the workspace's unit, integration and doc tests against it, stops it.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/kafka.sh start
+trap 'bash scripts/kafka.sh stop || true; KAFKA_PORT=19092 KAFKA_CONTROLLER_PORT=19093 bash scripts/kafka.sh stop >/dev/null 2>&1 || true' EXIT
+export HR_KAFKA_BROKERS="${HR_KAFKA_BROKERS:-127.0.0.1:${KAFKA_PORT:-9092}}"
+cargo test --workspace --locked "$@"

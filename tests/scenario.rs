@@ -1,0 +1,53 @@
+//! The whole seed scenario in-process at reduced size, against the real broker
+//! (`HR_KAFKA_BROKERS`, default 127.0.0.1:9092; fails when none answers).
+
+use hr_core::{DataType, RoutingPolicy, SqliteSink};
+use hr_sync::scenario::{run, ScenarioOptions};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scenario_converges_on_the_real_broker() {
+    let brokers = std::env::var("HR_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let addr = brokers.split(',').next().unwrap().parse().unwrap();
+    assert!(std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3)).is_ok(), "no Kafka broker at {brokers}: run scripts/kafka.sh start");
+    let dir = tempfile::tempdir().unwrap();
+    let options = ScenarioOptions {
+        brokers: Some(brokers),
+        input: None,
+        data_dir: dir.path().to_path_buf(),
+        employees: 2_000,
+        policy: RoutingPolicy::default(),
+        topic_prefix: format!("t.scenario.{:x}.", rand::random::<u64>()),
+    };
+    let report = run(options, &|line| eprintln!("{line}")).await.unwrap();
+
+    for (system, types) in &report.systems {
+        for (t, r) in types {
+            assert!(r.digest_matches, "{system} {t} digest differs from the hub's");
+        }
+        assert_eq!(types.contains_key(&DataType::Compensation), system == "payroll");
+    }
+    // Compensation exists only in payroll's database.
+    for system in ["orgchart", "erp"] {
+        let sink = SqliteSink::open(dir.path().join(format!("{system}.sqlite3"))).unwrap();
+        assert_eq!(sink.count(DataType::Compensation).unwrap(), 0, "{system} holds compensation");
+        assert!(sink.count(DataType::Employee).unwrap() > 1_900);
+    }
+    let payroll = SqliteSink::open(dir.path().join("payroll.sqlite3")).unwrap();
+    assert!(payroll.count(DataType::Compensation).unwrap() > 1_500);
+    // Spot check: an employee's row is the hub's JSON, with its version.
+    let row = payroll.get(DataType::Employee, "A-100001").unwrap().expect("A-100001 present");
+    let body: serde_json::Value = serde_json::from_str(row.body.as_deref().unwrap()).unwrap();
+    assert_eq!(body["id"], "A-100001");
+    assert!(row.version >= 2, "the real-time transfer raised its version");
+    // The real-time grant was revoked, and the revocation reached every system.
+    for system in ["payroll", "orgchart", "erp"] {
+        let sink = SqliteSink::open(dir.path().join(format!("{system}.sqlite3"))).unwrap();
+        let grant = sink.get(DataType::Permission, "A-100001:erp:approver").unwrap().expect("grant row");
+        let g: serde_json::Value = serde_json::from_str(grant.body.as_deref().unwrap()).unwrap();
+        assert_eq!(g["granted"], false, "{system}");
+    }
+    // The second periodic run sent only the deltas: about 1% changed plus 20 departures.
+    assert_eq!(report.changes_sent.len(), 2);
+    assert!(report.changes_sent[1] < report.changes_sent[0] / 10, "{:?}", report.changes_sent);
+    assert!(report.changes_sent[1] >= 20);
+}
