@@ -272,18 +272,56 @@ fn for_each_record(
     }
 }
 
-/// Parses one CSV record into fields.
-fn csv_fields(text: &str) -> Result<csv::StringRecord, String> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .buffer_capacity(text.len() + 16)
-        .from_reader(text.as_bytes());
-    let mut record = csv::StringRecord::new();
-    match reader.read_record(&mut record) {
-        Ok(true) => Ok(record),
-        Ok(false) => Err("empty record".into()),
-        Err(e) => Err(format!("not valid CSV: {e}")),
+/// Parses one CSV record into fields, reusing one parser per file (building
+/// a CSV parser per row cost more than everything else in the merge).
+struct CsvFieldParser {
+    reader: csv_core::Reader,
+    output: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl CsvFieldParser {
+    fn new() -> Self {
+        CsvFieldParser { reader: csv_core::Reader::new(), output: Vec::new(), ends: Vec::new() }
+    }
+
+    fn fields(&mut self, text: &str) -> Result<Vec<String>, String> {
+        use csv_core::ReadFieldResult;
+        self.reader.reset();
+        let mut input = text.as_bytes();
+        let mut fields = Vec::new();
+        let mut field: Vec<u8> = Vec::new();
+        self.output.resize(text.len().max(1), 0);
+        loop {
+            let (result, nin, nout) = self.reader.read_field(input, &mut self.output);
+            field.extend_from_slice(&self.output[..nout]);
+            input = &input[nin..];
+            match result {
+                ReadFieldResult::InputEmpty | ReadFieldResult::OutputFull => {
+                    if input.is_empty() && matches!(result, ReadFieldResult::InputEmpty) {
+                        // Signal end of input: the parser finishes the last field.
+                        let (result, _, nout) = self.reader.read_field(&[], &mut self.output);
+                        field.extend_from_slice(&self.output[..nout]);
+                        if let ReadFieldResult::Field { .. } = result {
+                            fields.push(String::from_utf8(std::mem::take(&mut field)).map_err(|_| "not valid UTF-8".to_string())?);
+                        }
+                        break;
+                    }
+                }
+                ReadFieldResult::Field { record_end } => {
+                    fields.push(String::from_utf8(std::mem::take(&mut field)).map_err(|_| "not valid UTF-8".to_string())?);
+                    if record_end {
+                        break;
+                    }
+                }
+                ReadFieldResult::End => break,
+            }
+        }
+        self.ends.clear();
+        if fields.is_empty() {
+            return Err("empty record".into());
+        }
+        Ok(fields)
     }
 }
 
@@ -299,10 +337,11 @@ fn read_csv(
     let expected = required.join(",");
     let mut header: Option<Vec<String>> = None;
     let mut local_quarantine = Vec::new();
+    let mut parser = CsvFieldParser::new();
     for_each_record(dir, file, quarantined, |line, text| {
         let origin = Origin { file, line };
         let Some(columns) = &header else {
-            let fields = csv_fields(text).map_err(|_| ImportError::WrongHeader {
+            let fields = parser.fields(text).map_err(|_| ImportError::WrongHeader {
                 file: file.into(),
                 missing: expected.clone(),
                 expected: expected.clone(),
@@ -319,10 +358,10 @@ fn read_csv(
             header = Some(names);
             return Ok(());
         };
-        match csv_fields(text) {
+        match parser.fields(text) {
             Err(detail) => local_quarantine.push(origin.quarantine(None, Reason::MalformedRow, detail)),
             Ok(fields) if fields.len() != columns.len() => local_quarantine.push(origin.quarantine(
-                id_prefix.and_then(|p| fields.get(0).map(str::trim).filter(|s| !s.is_empty()).map(|s| format!("{p}{s}"))),
+                id_prefix.and_then(|p| fields.first().map(|f| f.trim()).filter(|s| !s.is_empty()).map(|s| format!("{p}{s}"))),
                 Reason::MalformedRow,
                 format!("row has {} fields, the header has {}", fields.len(), columns.len()),
             )),
@@ -340,7 +379,7 @@ fn read_csv(
 /// One CSV row addressed by column name.
 struct CsvRow<'a> {
     columns: &'a [String],
-    fields: &'a csv::StringRecord,
+    fields: &'a [String],
 }
 
 impl CsvRow<'_> {
@@ -349,7 +388,7 @@ impl CsvRow<'_> {
             .iter()
             .position(|c| c == column)
             .and_then(|i| self.fields.get(i))
-            .map(str::trim)
+            .map(|f| f.trim())
             .unwrap_or("")
     }
     fn optional(&self, column: &str) -> Option<String> {
