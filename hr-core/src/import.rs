@@ -272,56 +272,42 @@ fn for_each_record(
     }
 }
 
-/// Parses one CSV record into fields, reusing one parser per file (building
+/// Splits one CSV record into fields, reusing one parser per file (building
 /// a CSV parser per row cost more than everything else in the merge).
 struct CsvFieldParser {
     reader: csv_core::Reader,
     output: Vec<u8>,
-    ends: Vec<usize>,
 }
 
 impl CsvFieldParser {
     fn new() -> Self {
-        CsvFieldParser { reader: csv_core::Reader::new(), output: Vec::new(), ends: Vec::new() }
+        CsvFieldParser { reader: csv_core::Reader::new(), output: Vec::new() }
     }
 
     fn fields(&mut self, text: &str) -> Result<Vec<String>, String> {
         use csv_core::ReadFieldResult;
         self.reader.reset();
+        // A field is never longer than its record, so one call writes a whole field.
+        self.output.resize(text.len().max(1), 0);
         let mut input = text.as_bytes();
         let mut fields = Vec::new();
-        let mut field: Vec<u8> = Vec::new();
-        self.output.resize(text.len().max(1), 0);
+        let mut field = Vec::new();
         loop {
-            let (result, nin, nout) = self.reader.read_field(input, &mut self.output);
-            field.extend_from_slice(&self.output[..nout]);
-            input = &input[nin..];
+            // Once `input` is empty, passing it again tells the parser the record ended.
+            let (result, read, written) = self.reader.read_field(input, &mut self.output);
+            input = &input[read..];
+            field.extend_from_slice(&self.output[..written]);
             match result {
-                ReadFieldResult::InputEmpty | ReadFieldResult::OutputFull => {
-                    if input.is_empty() && matches!(result, ReadFieldResult::InputEmpty) {
-                        // Signal end of input: the parser finishes the last field.
-                        let (result, _, nout) = self.reader.read_field(&[], &mut self.output);
-                        field.extend_from_slice(&self.output[..nout]);
-                        if let ReadFieldResult::Field { .. } = result {
-                            fields.push(String::from_utf8(std::mem::take(&mut field)).map_err(|_| "not valid UTF-8".to_string())?);
-                        }
-                        break;
-                    }
-                }
+                ReadFieldResult::InputEmpty | ReadFieldResult::OutputFull => {}
                 ReadFieldResult::Field { record_end } => {
                     fields.push(String::from_utf8(std::mem::take(&mut field)).map_err(|_| "not valid UTF-8".to_string())?);
                     if record_end {
-                        break;
+                        return Ok(fields);
                     }
                 }
-                ReadFieldResult::End => break,
+                ReadFieldResult::End => return if fields.is_empty() { Err("empty record".into()) } else { Ok(fields) },
             }
         }
-        self.ends.clear();
-        if fields.is_empty() {
-            return Err("empty record".into());
-        }
-        Ok(fields)
     }
 }
 
