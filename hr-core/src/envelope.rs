@@ -189,9 +189,8 @@ impl ChangeEnvelope {
         self.payload.as_ref().map(|p| p.get())
     }
 
-    /// The key as it may appear in logs: compensation keys are employee ids,
-    /// which are not secret, but the key of every type is kept as is except
-    /// for compensation, where only the data type is shown.
+    /// The key as it may appear in logs: `[redacted]` for sensitive data
+    /// types (a compensation key says whose salary the change carries).
     pub fn key_for_logs(&self) -> &str {
         if self.data_type.is_sensitive() {
             "[redacted]"
@@ -267,4 +266,34 @@ pub fn describe_json_error(e: &serde_json::Error) -> String {
         .map(|f| format!(" (field `{f}`)"))
         .unwrap_or_default();
     format!("{kind}{field} at line {} column {}", e.line(), e.column())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Compensation, Sensitive};
+
+    fn pay() -> ChangeEnvelope {
+        let c = Compensation { employee_id: "A-1".into(), base_salary: Sensitive::new(98_765_432), currency: "KRW".into(), effective_date: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() };
+        ChangeEnvelope::upsert(DataType::Compensation, "A-1", 1, "hub", &c).unwrap()
+    }
+
+    #[test]
+    fn debug_output_carries_no_payload_and_no_sensitive_key() {
+        let text = format!("{:?}", pay());
+        assert!(!text.contains("98765432") && !text.contains("A-1"), "{text}");
+        assert!(text.contains("Compensation"), "{text}");
+    }
+
+    #[test]
+    fn json_errors_name_the_field_but_not_the_value() {
+        let e = serde_json::from_str::<Compensation>(r#"{"employee_id": "A-1", "base_salary": "98765432", "currency": "KRW", "effective_date": "2026-01-01"}"#).unwrap_err();
+        let text = describe_json_error(&e);
+        assert!(!text.contains("98765432"), "{text}");
+        assert!(text.contains("wrong type"), "{text}");
+        let mut bad = pay();
+        bad.payload = Some(serde_json::value::RawValue::from_string(r#"{"employee_id": "A-1", "base_salary": "98765432"}"#.into()).unwrap());
+        let text = bad.validate().unwrap_err().to_string();
+        assert!(!text.contains("98765432"), "{text}");
+    }
 }

@@ -52,7 +52,11 @@ impl SinkError {
 /// Contract, for every implementation: a change is applied only when its
 /// version is newer than the one held for its key; deletes leave tombstones
 /// (so a late older upsert never resurrects a record); a batch is applied
-/// atomically or not at all. Duplicates and reordering therefore never change
+/// atomically or not at all, and a batch holding an envelope that fails
+/// [`ChangeEnvelope::validate`] is refused whole with [`SinkError::Invalid`]
+/// naming its index ([`validate_batch`] does that). Transports rely on it:
+/// the REST receiver answers 400 and the Kafka subscriber dead-letters that
+/// record. Duplicates and reordering therefore never change
 /// the final state, and [`digest`](Sink::digest) equals the hub's once every
 /// change arrived.
 ///

@@ -80,3 +80,13 @@ impl KafkaConfig {
         c
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn debug_shows_setting_names_but_not_their_values() {
+        let c = super::KafkaConfig::new("broker:9093").set("sasl.password", "hunter2-secret").set("sasl.username", "hub");
+        let text = format!("{c:?}");
+        assert!(text.contains("sasl.password") && !text.contains("hunter2-secret") && !text.contains("\"hub\""), "{text}");
+    }
+}

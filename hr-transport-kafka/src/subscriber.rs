@@ -189,76 +189,58 @@ impl Worker {
     }
 
     async fn process(&self, batch: Vec<Taken>, stopped: &mut watch::Receiver<bool>) {
-        let mut valid: Vec<ChangeEnvelope> = Vec::with_capacity(batch.len());
-        let mut poison: Vec<(&Taken, String)> = Vec::new();
-        for t in &batch {
-            match &t.decoded {
-                Ok(c) => match c.validate() {
-                    Ok(()) if self.config.data_type_of(&t.topic) == Some(c.data_type) => valid.push(c.clone()),
-                    Ok(()) => poison.push((t, format!("envelope of {} on topic {}", c.data_type, t.topic))),
-                    Err(e) => poison.push((t, e.to_string())),
-                },
-                Err(e) => poison.push((t, e.clone())),
+        let offsets = next_offsets(&batch);
+        // Decoded envelopes per data type, each beside the record it came from.
+        let mut by_type: BTreeMap<DataType, (Vec<ChangeEnvelope>, Vec<Taken>)> = BTreeMap::new();
+        for mut taken in batch {
+            match std::mem::replace(&mut taken.decoded, Err(String::new())) {
+                Ok(c) if self.config.data_type_of(&taken.topic) == Some(c.data_type) => {
+                    let (changes, sources) = by_type.entry(c.data_type).or_default();
+                    changes.push(c);
+                    sources.push(taken);
+                }
+                Ok(c) => self.dead_letter(&taken, &format!("envelope of {} on topic {}", c.data_type, taken.topic)).await,
+                Err(reason) => self.dead_letter(&taken, &reason).await,
             }
         }
-        for (t, reason) in poison {
-            self.dead_letter(t, &reason).await;
+        for (data_type, (changes, sources)) in by_type {
+            let Some(outcome) = self.apply_with_retry(changes, sources, stopped).await else {
+                return; // stopping: nothing stored, so the batch is redelivered to whoever comes next
+            };
+            *self.stats.lock().unwrap_or_else(|p| p.into_inner()).applied.entry(data_type).or_default() += outcome;
         }
+        // Applied (or dead-lettered): now, and only now, the offsets may be committed.
+        if let Err(e) = self.consumer.store_offsets(&offsets) {
+            // The partition was revoked meanwhile: its new owner re-applies (idempotent).
+            tracing::info!(group = %self.group, error = %e, "offsets not stored (partition revoked?)");
+        }
+    }
+
+    /// Applies one data type's changes. The sink validates: a change it calls
+    /// invalid is dead-lettered and the rest applied; a transient failure is
+    /// retried with backoff until it succeeds or the subscriber stops (`None`).
+    async fn apply_with_retry(&self, mut changes: Vec<ChangeEnvelope>, mut sources: Vec<Taken>, stopped: &mut watch::Receiver<bool>) -> Option<ApplyOutcome> {
         let mut backoff = Duration::from_millis(50);
-        while !valid.is_empty() {
-            match self.sink.apply(&valid).await {
-                Ok(outcome) => {
-                    let mut stats = self.stats.lock().unwrap_or_else(|p| p.into_inner());
-                    let mut per_type: BTreeMap<DataType, ApplyOutcome> = BTreeMap::new();
-                    // The sink reports totals; attribute them per type by counting the batch.
-                    for c in &valid {
-                        per_type.entry(c.data_type).or_default();
-                    }
-                    if per_type.len() == 1 {
-                        if let Some((t, _)) = per_type.into_iter().next() {
-                            *stats.applied.entry(t).or_default() += outcome;
-                        }
-                    } else {
-                        for c in &valid {
-                            stats.applied.entry(c.data_type).or_default().applied += 1;
-                        }
-                    }
-                    break;
-                }
-                Err(SinkError::Invalid { index, source }) => {
-                    // validate() passed, so the sink has stricter rules; dead-letter that one record.
-                    let bad = valid.remove(index);
-                    if let Some(t) = batch.iter().find(|t| t.decoded.as_ref().is_ok_and(|c| c.event_id == bad.event_id)) {
-                        self.dead_letter(t, &source.to_string()).await;
-                    }
+        while !changes.is_empty() {
+            match self.sink.apply(&changes).await {
+                Ok(outcome) => return Some(outcome),
+                Err(SinkError::Invalid { index, source }) if index < changes.len() => {
+                    changes.remove(index);
+                    let poison = sources.remove(index);
+                    self.dead_letter(&poison, &source.to_string()).await;
                 }
                 Err(e) => {
                     self.stats.lock().unwrap_or_else(|p| p.into_inner()).retries += 1;
                     tracing::warn!(group = %self.group, error = %e, backoff_ms = backoff.as_millis() as u64, "sink unavailable; retrying the batch");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
-                        _ = stopped.changed() => return, // not stored: redelivered to whoever comes next
+                        _ = stopped.changed() => return None,
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
-        // Applied (or dead-lettered): now, and only now, the offsets may be committed.
-        let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
-        for t in &batch {
-            let e = next.entry((t.topic.clone(), t.partition)).or_insert(t.offset + 1);
-            *e = (*e).max(t.offset + 1);
-        }
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), offset) in next {
-            if let Err(e) = tpl.add_partition_offset(&topic, partition, Offset::Offset(offset)) {
-                tracing::warn!(group = %self.group, error = %e, "cannot record an offset");
-            }
-        }
-        if let Err(e) = self.consumer.store_offsets(&tpl) {
-            // The partition was revoked meanwhile: its new owner re-applies (idempotent).
-            tracing::info!(group = %self.group, error = %e, "offsets not stored (partition revoked?)");
-        }
+        Some(ApplyOutcome::default())
     }
 
     async fn dead_letter(&self, t: &Taken, reason: &str) {
@@ -286,6 +268,21 @@ impl Worker {
         tracing::warn!(group = %self.group, topic = %t.topic, partition = t.partition, offset = t.offset, "record dead-lettered");
         self.stats.lock().unwrap_or_else(|p| p.into_inner()).dead_lettered += 1;
     }
+}
+
+/// The offset after the last record of each partition in the batch.
+fn next_offsets(batch: &[Taken]) -> TopicPartitionList {
+    let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    for t in batch {
+        let e = next.entry((t.topic.as_str(), t.partition)).or_insert(0);
+        *e = (*e).max(t.offset + 1);
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in next {
+        // Only fails for offsets librdkafka cannot represent, which Kafka never hands out.
+        let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(offset));
+    }
+    tpl
 }
 
 fn take(m: &BorrowedMessage<'_>) -> Taken {

@@ -206,3 +206,14 @@ impl Propagator for RestPropagator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn debug_redacts_the_token() {
+        let target = super::RestTarget::new("erp", "http://127.0.0.1:1", vec![]).with_token("tok-secret-123");
+        let config = super::RestConfig::new(vec![target]);
+        let text = format!("{config:?}");
+        assert!(!text.contains("tok-secret-123") && text.contains("[redacted]"), "{text}");
+    }
+}
