@@ -324,3 +324,25 @@ async fn a_broker_killed_mid_propagation_loses_nothing_after_a_retry() {
     assert_eq!(digest, digest_of(&changes), "nothing lost, nothing applied twice in effect");
     assert_eq!(digest.count, 30_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_topics_are_compacted_and_dead_letter_topics_are_not() {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    let config = config("compact").await;
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new().set("bootstrap.servers", &config.brokers).create().unwrap();
+    let data = config.topic(DataType::Employee);
+    let dlq = format!("{data}.dlq");
+    let specs = [ResourceSpecifier::Topic(&data), ResourceSpecifier::Topic(&dlq)];
+    let results = admin.describe_configs(&specs, &AdminOptions::new()).await.unwrap();
+    let policy = |i: usize| results[i].as_ref().unwrap().get("cleanup.policy").and_then(|e| e.value.clone()).unwrap();
+    assert_eq!(policy(0), "compact", "a new system bootstraps the full state from {data}");
+    assert_eq!(policy(1), "delete");
+    // A group that joins late still reads every record from the beginning.
+    KafkaPropagator::new(&config).unwrap().propagate(&employees(50)).await.unwrap();
+    let group = format!("{}late", config.topic_prefix);
+    let sink = Arc::new(MemorySink::default());
+    let sub = KafkaSubscriber::start(&config, &group, &[DataType::Employee], sink.clone()).unwrap();
+    wait_until_applied(&config, &[&group], &[DataType::Employee], Duration::from_secs(60)).await.unwrap();
+    sub.shutdown().await.unwrap();
+    assert_eq!(sink.digest(DataType::Employee).await.unwrap().count, 50);
+}
