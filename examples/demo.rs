@@ -5,7 +5,8 @@
 //! cargo run --release --example demo -- --brokers 127.0.0.1:9092  # a real broker
 //! ```
 use clap::Parser;
-use hr_core::RoutingPolicy;
+use hr_sync::config::HubConfig;
+use hr_sync::console::Console;
 use hr_sync::scenario::{run, ScenarioOptions};
 use std::path::PathBuf;
 
@@ -36,23 +37,17 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into())).with_writer(std::io::stderr).init();
     let args = Args::parse();
-    let policy = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
-            toml::from_str::<RoutingPolicy>(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?
-        }
-        None => RoutingPolicy::default(),
-    };
-    let started = std::time::Instant::now();
+    let mut config = HubConfig::load(args.config.as_deref())?;
+    // Topics of earlier runs on a real broker must not leak into this one's fresh systems.
+    config.topic_prefix = format!("{}demo{}.", config.topic_prefix, std::process::id());
     let options = ScenarioOptions {
         brokers: args.brokers,
         input: args.input,
         data_dir: args.data_dir,
         employees: args.employees,
-        policy,
-        topic_prefix: format!("hr.v1.demo{}.", std::process::id()),
+        config,
     };
-    let report = run(options, &|line| eprintln!("[{:>7.0} ms] {line}", started.elapsed().as_secs_f64() * 1000.0)).await?;
+    let report = run(options, &Console::detect()).await?;
 
     println!("\n{:<10} {:<13} {:>8} {:>8}  digest = hub", "system", "data type", "records", "applied");
     let mut all_match = true;

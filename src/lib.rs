@@ -9,8 +9,12 @@ pub use hr_core;
 pub use hr_transport_kafka;
 pub use hr_transport_rest;
 
+pub mod config;
+pub mod console;
 pub mod generate;
+pub mod hub;
 pub mod scenario;
+pub mod system;
 
 pub(crate) const A_EMP: &str = hr_core::import::A_EMPLOYEES;
 pub(crate) const A_DEPT: &str = hr_core::import::A_DEPARTMENTS;

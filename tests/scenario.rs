@@ -1,7 +1,9 @@
 //! The whole seed scenario in-process at reduced size, against the real broker
 //! (`HR_KAFKA_BROKERS`, default 127.0.0.1:9092; fails when none answers).
 
-use hr_core::{DataType, RoutingPolicy, SqliteSink};
+use hr_core::{DataType, SqliteSink};
+use hr_sync::config::HubConfig;
+use hr_sync::console::Console;
 use hr_sync::scenario::{run, ScenarioOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,10 +17,9 @@ async fn the_scenario_converges_on_the_real_broker() {
         input: None,
         data_dir: dir.path().to_path_buf(),
         employees: 2_000,
-        policy: RoutingPolicy::default(),
-        topic_prefix: format!("t.scenario.{:x}.", rand::random::<u64>()),
+        config: HubConfig { topic_prefix: format!("t.scenario.{:x}.", rand::random::<u64>()), ..HubConfig::default() },
     };
-    let report = run(options, &|line| eprintln!("{line}")).await.unwrap();
+    let report = run(options, &Console::lines()).await.unwrap();
 
     for (system, types) in &report.systems {
         for (t, r) in types {

@@ -84,6 +84,18 @@ fn lag_blocking(config: &KafkaConfig, groups: &[String], data_types: &[DataType]
 /// Waits until every group committed everything produced to the topics of
 /// `data_types` (its sink applied it), or fails with each group's lag.
 pub async fn wait_until_applied(config: &KafkaConfig, groups: &[&str], data_types: &[DataType], deadline: Duration) -> Result<(), KafkaTransportError> {
+    wait_until_applied_with(config, groups, data_types, deadline, |_| {}).await
+}
+
+/// [`wait_until_applied`], calling `on_lag` with the total lag over all
+/// groups after each look (for a progress display).
+pub async fn wait_until_applied_with(
+    config: &KafkaConfig,
+    groups: &[&str],
+    data_types: &[DataType],
+    deadline: Duration,
+    mut on_lag: impl FnMut(i64),
+) -> Result<(), KafkaTransportError> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(5);
     loop {
@@ -97,6 +109,7 @@ pub async fn wait_until_applied(config: &KafkaConfig, groups: &[&str], data_type
             }
             Err(e) => return Err(e),
         };
+        on_lag(lags.iter().map(GroupLag::total).sum());
         if lags.iter().all(|l| l.total() == 0) {
             return Ok(());
         }

@@ -1,6 +1,7 @@
 use async_trait::async_trait;
-use hr_core::{ChangeEnvelope, DataType, PropagateError, PropagationReport, Propagator, Sensitive, TargetFailure};
+use hr_core::{ChangeEnvelope, DataType, Digest, PropagateError, PropagationReport, Propagator, Sensitive, TargetFailure};
 use rand::Rng;
+use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -70,6 +71,17 @@ pub enum RestTransportError {
     /// The CA certificate is not valid PEM.
     #[error("the configured CA certificate is not valid PEM: {0}")]
     Ca(#[source] reqwest::Error),
+    /// No target of that name is configured.
+    #[error("no REST target named {0:?} is configured")]
+    UnknownTarget(String),
+    /// A target's digests could not be read.
+    #[error("cannot read the digests of target {target}: {cause}")]
+    Digest {
+        /// The target.
+        target: String,
+        /// What went wrong.
+        cause: String,
+    },
 }
 
 /// Sends batches to every target concurrently and returns only when each
@@ -94,6 +106,23 @@ impl RestPropagator {
             builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(RestTransportError::Ca)?);
         }
         Ok(RestPropagator { client: builder.build().map_err(RestTransportError::Client)?, config })
+    }
+
+    /// Reads a target's digests (`GET /hr/v1/digest`) for reconciliation:
+    /// equal to the hub's ledger digests means it holds exactly the hub's state.
+    pub async fn digests(&self, target: &str) -> Result<BTreeMap<DataType, Digest>, RestTransportError> {
+        let t = self.config.targets.iter().find(|t| t.name == target).ok_or_else(|| RestTransportError::UnknownTarget(target.into()))?;
+        let failed = |cause: String| RestTransportError::Digest { target: target.into(), cause };
+        let mut request = self.client.get(format!("{}{}", t.base_url, crate::DIGEST_PATH));
+        if let Some(token) = &t.token {
+            request = request.bearer_auth(token.expose());
+        }
+        let response = request.send().await.map_err(|e| failed(root_cause(&e)))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(failed(format!("HTTP {status}")));
+        }
+        response.json().await.map_err(|e| failed(format!("unexpected answer: {}", root_cause(&e))))
     }
 
     async fn send_once(&self, target: &RestTarget, body: &str, idempotency_key: &str) -> Attempt {
