@@ -4,8 +4,8 @@
 
 use crate::config::{group_name, HubConfig};
 use crate::console::Console;
-use hr_core::{ChangeEnvelope, DataType, Digest, Ledger, MergedState, PropagationReport, Propagator, Router};
-use hr_transport_kafka::{wait_until_applied_with, KafkaConfig, KafkaPropagator, KafkaTransportError};
+use hr_core::{ChangeEnvelope, DataType, Delta, Digest, Ledger, MergedState, PropagationReport, Propagator, Router};
+use hr_transport_kafka::{KafkaConfig, KafkaPropagator, KafkaTransportError, LagMonitor};
 use hr_transport_rest::{RestConfig, RestPropagator, RestTarget, RestTransportError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,7 +36,7 @@ pub struct Reconciled {
 pub struct Hub {
     ledger: Ledger,
     router: Router,
-    kafka: KafkaConfig,
+    monitor: LagMonitor,
     kafka_types: Vec<DataType>,
     groups: Vec<String>,
     rest: Arc<RestPropagator>,
@@ -49,15 +49,16 @@ impl Hub {
     pub fn new(config: &HubConfig, kafka: KafkaConfig, rest: RestConfig, ledger: Ledger) -> anyhow::Result<Self> {
         let policy = config.policy();
         let kafka_types = policy.data_types_via("kafka");
-        let groups = policy
+        let groups: Vec<String> = policy
             .targets
             .iter()
             .filter(|(_, t)| t.data_types.iter().any(|d| kafka_types.contains(d)))
             .map(|(name, _)| group_name(&kafka.topic_prefix, name))
             .collect();
+        let monitor = LagMonitor::new(&kafka, &groups.iter().map(String::as_str).collect::<Vec<_>>())?;
         let rest = Arc::new(RestPropagator::new(rest)?);
         let router = Router::new(policy).with("kafka", Arc::new(KafkaPropagator::new(&kafka)?)).with("rest", rest.clone());
-        Ok(Hub { ledger, router, kafka, kafka_types, groups, rest, allow_mass_delete: false })
+        Ok(Hub { ledger, router, monitor, kafka_types, groups, rest, allow_mass_delete: false })
     }
 
     /// REST targets from the configuration: each target's `url` and the
@@ -113,13 +114,30 @@ impl Hub {
     /// is simply sent again by the next sync.
     pub async fn sync_types(&mut self, state: &MergedState, types: &[DataType]) -> anyhow::Result<SyncOutcome> {
         let mut deltas = vec![];
-        let mut batch: Vec<ChangeEnvelope> = vec![];
         for t in types {
             let records: Result<Vec<_>, _> = state.records(*t).map(|(k, v)| v.map(|v| (k, v))).collect();
-            let delta = self.ledger.plan(*t, records?, "hr-hub", self.allow_mass_delete)?;
-            batch.extend(delta.changes.iter().cloned());
-            deltas.push((*t, delta));
+            deltas.push((*t, self.ledger.plan(*t, records?, "hr-hub", self.allow_mass_delete)?));
         }
+        self.send(deltas).await
+    }
+
+    /// Sends individual changes at once (real time): `Some(record)` upserts,
+    /// `None` deletes. Only the named keys are looked at, so the cost does not
+    /// grow with the data type's size.
+    ///
+    /// The merged state of the next periodic sync must include them, or that
+    /// sync undoes them.
+    pub async fn sync_changes<T: serde::Serialize>(&mut self, data_type: DataType, changes: &[(&str, Option<&T>)]) -> anyhow::Result<SyncOutcome> {
+        let mut raw = Vec::with_capacity(changes.len());
+        for (key, record) in changes {
+            raw.push((*key, record.map(serde_json::value::to_raw_value).transpose()?));
+        }
+        let delta = self.ledger.plan_changes(data_type, raw, "hr-hub")?;
+        self.send(vec![(data_type, delta)]).await
+    }
+
+    async fn send(&mut self, deltas: Vec<(DataType, Delta)>) -> anyhow::Result<SyncOutcome> {
+        let batch: Vec<ChangeEnvelope> = deltas.iter().flat_map(|(_, d)| d.changes.iter().cloned()).collect();
         if batch.is_empty() {
             return Ok(SyncOutcome::default());
         }
@@ -137,8 +155,7 @@ impl Hub {
         if types.is_empty() || self.groups.is_empty() {
             return Ok(());
         }
-        let groups: Vec<&str> = self.groups.iter().map(String::as_str).collect();
-        wait_until_applied_with(&self.kafka, &groups, &types, deadline, on_lag).await
+        self.monitor.wait(&types, deadline, on_lag).await
     }
 
     /// Waits until every group applied everything on every Kafka route,

@@ -163,7 +163,7 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
         let grant = PermissionGrant { employee: employee.id.clone(), system: "erp".into(), role: "approver".into(), granted: true, expires: None, at: chrono::Utc::now() };
         state.permissions.insert(grant.key(), grant.clone());
         let t = Instant::now();
-        count_rest(&hub.sync_types(&state, &[DataType::Permission]).await?.delivered);
+        count_rest(&hub.sync_changes(DataType::Permission, &[(&grant.key(), Some(&grant))]).await?.delivered);
         hub.wait_applied(&[DataType::Permission], CONFIRM_DEADLINE, |_| {}).await?;
         let grant_ms = ms(t);
         timings.insert("realtime_permission_grant".into(), grant_ms);
@@ -172,8 +172,9 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
         let new_team = state.org_units.keys().rfind(|k| k.starts_with(&format!("{}-", employee.company.as_str()))).cloned();
         if let (Some(team), Some(e)) = (new_team, state.employees.get_mut(&employee.id)) {
             e.org_unit = team.clone();
+            let moved = e.clone();
             let t = Instant::now();
-            count_rest(&hub.sync_types(&state, &[DataType::Employee]).await?.delivered);
+            count_rest(&hub.sync_changes(DataType::Employee, &[(&moved.id, Some(&moved))]).await?.delivered);
             hub.wait_applied(&[DataType::Employee], CONFIRM_DEADLINE, |_| {}).await?;
             let transfer_ms = ms(t);
             timings.insert("realtime_team_transfer".into(), transfer_ms);
@@ -181,8 +182,8 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
         }
         // The grant is revoked again: a revocation reaches everyone too.
         let revoked = PermissionGrant { granted: false, at: chrono::Utc::now(), ..grant };
+        count_rest(&hub.sync_changes(DataType::Permission, &[(&revoked.key(), Some(&revoked))]).await?.delivered);
         state.permissions.insert(revoked.key(), revoked);
-        count_rest(&hub.sync_types(&state, &[DataType::Permission]).await?.delivered);
         hub.wait_applied(&[DataType::Permission], CONFIRM_DEADLINE, |_| {}).await?;
     }
 

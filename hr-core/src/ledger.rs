@@ -4,7 +4,7 @@
 use crate::digest::Digest;
 use crate::envelope::ChangeEnvelope;
 use crate::schema::DataType;
-use rusqlite::{params, Connection};
+use rusqlite::{OptionalExtension, params, Connection};
 use serde_json::value::RawValue;
 use sha2::{Digest as _, Sha256};
 use std::path::Path;
@@ -240,6 +240,68 @@ impl Ledger {
         Ok(delta)
     }
 
+    /// Plans a few individual changes (real time): `Some(payload)` upserts a
+    /// record, `None` deletes it. Unlike [`plan`](Self::plan), records not
+    /// named are left alone, and each named one costs one indexed lookup,
+    /// whatever the size of the data type. Unchanged records and deletes of
+    /// unknown or already deleted keys plan nothing.
+    ///
+    /// ```
+    /// use hr_core::{DataType, Ledger};
+    /// let mut ledger = Ledger::in_memory().unwrap();
+    /// let payload = serde_json::value::RawValue::from_string(r#"{"set":"g","code":"1","name":"x"}"#.into()).unwrap();
+    /// let delta = ledger.plan_changes(DataType::MasterData, [("g:1", Some(payload))], "hr").unwrap();
+    /// assert_eq!((delta.created, delta.changes[0].version), (1, 1));
+    /// ledger.commit(DataType::MasterData, &delta).unwrap();
+    /// let delta = ledger.plan_changes(DataType::MasterData, [("g:1", None)], "hr").unwrap();
+    /// assert_eq!((delta.deleted, delta.changes[0].version), (1, 2));
+    /// ```
+    pub fn plan_changes<K: AsRef<str>>(
+        &self,
+        data_type: DataType,
+        changes: impl IntoIterator<Item = (K, Option<Box<RawValue>>)>,
+        origin: &str,
+    ) -> Result<Delta, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT version, hash, deleted FROM ledger WHERE data_type = ?1 AND key = ?2")
+            .map_err(self.storage())?;
+        let mut delta = Delta::default();
+        for (key, payload) in changes {
+            let key = key.as_ref();
+            let prior: Option<(u64, Option<[u8; 16]>, bool)> = stmt
+                .query_row(params![data_type.as_str(), key], |r| {
+                    let hash: Option<Vec<u8>> = r.get(1)?;
+                    Ok((r.get::<_, i64>(0)? as u64, hash.and_then(|h| h.try_into().ok()), r.get::<_, i64>(2)? != 0))
+                })
+                .optional()
+                .map_err(self.storage())?;
+            let next = prior.map(|(v, ..)| v + 1).unwrap_or(1);
+            match (payload, prior) {
+                (None, Some((_, _, false))) => {
+                    delta.changes.push(ChangeEnvelope::delete(data_type, key.to_string(), next, origin));
+                    delta.hashes.push(None);
+                    delta.deleted += 1;
+                }
+                (None, _) => delta.unchanged += 1,
+                (Some(payload), prior) => {
+                    let hash = content_hash(payload.get());
+                    match prior {
+                        Some((_, held, false)) if held == Some(hash) => {
+                            delta.unchanged += 1;
+                            continue;
+                        }
+                        Some((_, _, false)) => delta.updated += 1,
+                        _ => delta.created += 1,
+                    }
+                    delta.changes.push(ChangeEnvelope::with_raw_payload(data_type, key.to_string(), next, origin, Some(payload)));
+                    delta.hashes.push(Some(hash));
+                }
+            }
+        }
+        Ok(delta)
+    }
+
     /// Records a delta as sent, after its propagation succeeded.
     pub fn commit(&mut self, data_type: DataType, delta: &Delta) -> Result<(), LedgerError> {
         let path = self.path.clone();
@@ -273,7 +335,6 @@ impl Ledger {
 
     /// The version held for a key, with whether it is a tombstone.
     pub fn version_of(&self, data_type: DataType, key: &str) -> Result<Option<(u64, bool)>, LedgerError> {
-        use rusqlite::OptionalExtension;
         self.conn
             .query_row("SELECT version, deleted FROM ledger WHERE data_type = ?1 AND key = ?2", params![data_type.as_str(), key], |r| {
                 Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? != 0))

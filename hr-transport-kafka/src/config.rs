@@ -71,7 +71,10 @@ impl KafkaConfig {
         topic.strip_prefix(&self.topic_prefix).and_then(|t| t.parse().ok())
     }
 
-    pub(crate) fn client_config(&self) -> ClientConfig {
+    /// The rdkafka configuration every client of ours starts from: the
+    /// brokers plus the pass-through settings (TLS, SASL), for clients of
+    /// your own on the same cluster.
+    pub fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);
         for (k, v) in &self.extra {

@@ -48,7 +48,7 @@ mod subscriber;
 mod topics;
 
 pub use config::KafkaConfig;
-pub use confirm::{group_lag, wait_until_applied, wait_until_applied_with, GroupLag};
+pub use confirm::{group_lag, wait_until_applied, GroupLag, LagMonitor};
 pub use error::KafkaTransportError;
 pub use mock::EmbeddedKafka;
 pub use producer::KafkaPropagator;

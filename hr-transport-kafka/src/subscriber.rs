@@ -214,6 +214,11 @@ impl Worker {
             // The partition was revoked meanwhile: its new owner re-applies (idempotent).
             tracing::info!(group = %self.group, error = %e, "offsets not stored (partition revoked?)");
         }
+        // Commit now rather than at the next auto-commit tick: confirmation
+        // of a real-time change waits for it. Auto-commit stays as a backstop.
+        if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Async) {
+            tracing::debug!(group = %self.group, error = %e, "asynchronous commit not started");
+        }
     }
 
     /// Applies one data type's changes. The sink validates: a change it calls
