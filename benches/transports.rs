@@ -12,6 +12,8 @@ use hr_core::{ChangeEnvelope, DataType, MasterData, PermissionGrant, Propagator,
 use hr_sync::generate::{Dataset, GenerateOptions};
 use hr_transport_kafka::{ensure_topics, EmbeddedKafka, KafkaConfig, KafkaPropagator, KafkaSubscriber, LagMonitor};
 use hr_transport_rest::{receiver, ReceiverConfig, RestConfig, RestPropagator, RestTarget};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
@@ -56,6 +58,24 @@ impl Broker {
         match &self.embedded {
             Some(mock) => mock.create_topics(&config, types).unwrap(),
             None => rt.block_on(ensure_topics(&config, types)).unwrap(),
+        }
+        config
+    }
+}
+
+impl Broker {
+    /// A config whose `data_type` topic exists with the default cleanup policy (delete).
+    fn plain_topic(&self, rt: &Runtime, name: &str, data_type: DataType) -> KafkaConfig {
+        let mut config = KafkaConfig::new(&self.brokers);
+        config.topic_prefix = format!("bench.{name}.{:x}.", rand::random::<u32>());
+        match &self.embedded {
+            Some(mock) => mock.create_topics(&config, &[data_type]).unwrap(),
+            None => {
+                let admin: AdminClient<DefaultClientContext> = config.client_config().create().unwrap();
+                let topic = config.topic(data_type);
+                let results = rt.block_on(admin.create_topics(&[NewTopic::new(&topic, 6, TopicReplication::Fixed(1))], &AdminOptions::new())).unwrap();
+                results.into_iter().for_each(|r| r.map(|_| ()).unwrap());
+            }
         }
         config
     }
@@ -154,8 +174,9 @@ fn seed_scenario(c: &mut Criterion) {
     }
 
     // The seed pilot's design: one unkeyed message per record, applied one
-    // at a time with its own SELECT then INSERT or UPDATE.
-    let naive = broker.config(&rt, "naive", &[DataType::Employee]);
+    // at a time with its own SELECT then INSERT or UPDATE. Its topic is not
+    // compacted (compaction needs keys).
+    let naive = broker.plain_topic(&rt, "naive", DataType::Employee);
     let pilot = NaivePilot::start(&naive, dir.path());
     let plain: FutureProducer = naive.client_config().create().unwrap();
     let topic = naive.topic(DataType::Employee);
@@ -359,7 +380,7 @@ fn producer_throughput(c: &mut Criterion) {
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("compression.type", "lz4")
-        .set("linger.ms", "5")
+        .set("linger.ms", "2")
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "1000000")
         .create()

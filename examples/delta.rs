@@ -1,0 +1,66 @@
+//! One periodic run's hub-side work, offline: load and merge the input, plan
+//! every data type against the ledger, and record the plan as sent. Prints
+//! the timings, the delta sizes and the process's peak memory (RSS), which is
+//! how the README's 1,000,000-employee figures are measured:
+//!
+//! ```text
+//! cargo run --release --example generate -- --out out/1m --employees 1000000 --next-out out/1m-next
+//! cargo run --release --example delta -- --input out/1m --ledger out/1m-ledger.sqlite3       # the full load
+//! cargo run --release --example delta -- --input out/1m-next --ledger out/1m-ledger.sqlite3  # the delta run
+//! ```
+//!
+//! It never sends anything: use it to size a deployment, not to sync one.
+use clap::Parser;
+use hr_core::{load_input_dir, merge, DataType, Ledger, Mapping};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(about = "Merge and plan one periodic run against a ledger, and report time and peak memory")]
+struct Args {
+    /// The input directory.
+    #[arg(long)]
+    input: PathBuf,
+    /// The ledger file (created if missing).
+    #[arg(long)]
+    ledger: PathBuf,
+    /// Allow more deletions than the ledger's guard.
+    #[arg(long)]
+    allow_mass_delete: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let started = Instant::now();
+    let mapping = Mapping::for_input_dir(&args.input)?;
+    let outcome = merge(load_input_dir(&args.input, &mapping)?);
+    let merge_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let mut ledger = Ledger::open(&args.ledger)?;
+    let planned = Instant::now();
+    let mut report = serde_json::Map::new();
+    for t in DataType::ALL {
+        let records: Result<Vec<_>, _> = outcome.state.records(t).map(|(k, v)| v.map(|v| (k, v))).collect();
+        let delta = ledger.plan(t, records?, "hr-hub", args.allow_mass_delete)?;
+        ledger.commit(t, &delta)?;
+        report.insert(
+            t.as_str().into(),
+            serde_json::json!({"created": delta.created, "updated": delta.updated, "deleted": delta.deleted, "unchanged": delta.unchanged}),
+        );
+    }
+    let plan_ms = planned.elapsed().as_secs_f64() * 1000.0;
+    report.insert("merge_ms".into(), merge_ms.into());
+    report.insert("plan_and_commit_ms".into(), plan_ms.into());
+    report.insert("total_ms".into(), (started.elapsed().as_secs_f64() * 1000.0).into());
+    report.insert("peak_rss_mib".into(), peak_rss_mib().into());
+    report.insert("quarantined".into(), outcome.report.quarantined.len().into());
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// The process's high-water mark of resident memory (Linux), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
