@@ -37,6 +37,11 @@ pub struct HubConfig {
     /// A `mapping.toml` to use instead of the input directory's or the default.
     #[serde(default)]
     pub mapping: Option<PathBuf>,
+    /// Lets sensitive data types (compensation) be routed over Kafka, where
+    /// every consumer of the topic can read them. Off by default: such a
+    /// route is refused when the hub starts.
+    #[serde(default)]
+    pub sensitive_on_kafka: bool,
 }
 
 /// One target system.
@@ -89,7 +94,7 @@ impl Default for HubConfig {
     fn default() -> Self {
         let policy = RoutingPolicy::default();
         let targets = policy.targets.into_iter().map(|(name, t)| (name, TargetConfig { data_types: t.data_types, url: None, token_env: None })).collect();
-        HubConfig { routes: policy.routes, targets, topic_prefix: default_prefix(), mapping: None }
+        HubConfig { routes: policy.routes, targets, topic_prefix: default_prefix(), mapping: None, sensitive_on_kafka: false }
     }
 }
 

@@ -46,9 +46,16 @@ pub struct Hub {
 impl Hub {
     /// A hub sending Kafka routes to `kafka` (whose topics must exist) and
     /// REST routes to `rest_targets`; `kafka.topic_prefix` names the groups.
-    pub fn new(config: &HubConfig, kafka: KafkaConfig, rest: RestConfig, ledger: Ledger) -> anyhow::Result<Self> {
+    pub fn new(config: &HubConfig, mut kafka: KafkaConfig, rest: RestConfig, ledger: Ledger) -> anyhow::Result<Self> {
         let policy = config.policy();
         let kafka_types = policy.data_types_via("kafka");
+        if let Some(t) = kafka_types.iter().find(|t| t.is_sensitive()) {
+            anyhow::ensure!(
+                config.sensitive_on_kafka,
+                "the configuration routes {t} over Kafka, where every consumer of the topic can read it; route it over REST, or set sensitive_on_kafka = true"
+            );
+        }
+        kafka.allow_sensitive = config.sensitive_on_kafka;
         let groups: Vec<String> = policy
             .targets
             .iter()

@@ -23,6 +23,10 @@ pub struct KafkaConfig {
     pub delivery_timeout: Duration,
     /// Largest number of records a subscriber hands to its sink at once (default 2,000).
     pub max_batch: usize,
+    /// Whether sensitive data types (compensation) may be published. Off by
+    /// default: every consumer of a topic can read it, and a compacted topic
+    /// keeps it, so [`KafkaPropagator`](crate::KafkaPropagator) refuses them.
+    pub allow_sensitive: bool,
     /// librdkafka settings passed through to every client.
     pub extra: BTreeMap<String, String>,
 }
@@ -36,6 +40,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("topic_prefix", &self.topic_prefix)
             .field("partitions", &self.partitions)
             .field("delivery_timeout", &self.delivery_timeout)
+            .field("allow_sensitive", &self.allow_sensitive)
             .field("extra_keys", &extra)
             .finish()
     }
@@ -51,6 +56,7 @@ impl KafkaConfig {
             replication: 1,
             delivery_timeout: Duration::from_secs(30),
             max_batch: 2_000,
+            allow_sensitive: false,
             extra: BTreeMap::new(),
         }
     }

@@ -16,7 +16,8 @@ const TARGET: &str = "kafka";
 /// records of a batch are in flight at once. `propagate` returns `Ok` only
 /// when the broker acknowledged every record; otherwise, once
 /// [`KafkaConfig::delivery_timeout`] passed, an error counting what was
-/// acknowledged and naming the cause of the rest.
+/// acknowledged and naming the cause of the rest. Sensitive data types are
+/// refused, and nothing of the batch sent, unless [`KafkaConfig::allow_sensitive`].
 pub struct KafkaPropagator {
     producer: FutureProducer,
     config: KafkaConfig,
@@ -54,6 +55,13 @@ impl KafkaPropagator {
 #[async_trait]
 impl Propagator for KafkaPropagator {
     async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<PropagationReport, PropagateError> {
+        if let Some(c) = batch.iter().find(|c| c.data_type.is_sensitive() && !self.config.allow_sensitive) {
+            let cause = format!(
+                "refusing to publish {} records to Kafka, where every consumer of the topic could read them; route them over REST, or set KafkaConfig::allow_sensitive",
+                c.data_type
+            );
+            return Err(PropagateError::incomplete(PropagationReport::default(), vec![TargetFailure { target: TARGET.into(), cause, retriable: false }]));
+        }
         let deadline = tokio::time::Instant::now() + self.config.delivery_timeout;
         let topics: BTreeMap<DataType, String> = batch.iter().map(|c| (c.data_type, self.config.topic(c.data_type))).collect();
         let mut in_flight = FuturesUnordered::new();

@@ -5,20 +5,14 @@
 //! broker answers.
 
 use async_trait::async_trait;
-use hr_core::{ApplyOutcome, ChangeEnvelope, DataType, Digest, MasterData, MemorySink, Propagator, Sink, SinkError, SqliteSink};
+use hr_core::{ApplyOutcome, ChangeEnvelope, DataType, Digest, MemorySink, Propagator, Sink, SinkError, SqliteSink};
 use hr_transport_kafka::{ensure_topics, wait_until_applied, KafkaConfig, KafkaPropagator, KafkaSubscriber, DLQ_ERROR_HEADER};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-fn brokers() -> String {
-    let brokers = std::env::var("HR_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let first = brokers.split(',').next().unwrap_or_default().to_string();
-    if std::net::TcpStream::connect_timeout(&first.parse().expect("HR_KAFKA_BROKERS must be host:port with an IP"), Duration::from_secs(3)).is_err() {
-        panic!("no Kafka broker at {brokers}: run `scripts/kafka.sh start` (or set HR_KAFKA_BROKERS)");
-    }
-    brokers
-}
+mod common;
+use common::*;
 
 /// A config with topics unique to one test, so tests can run in parallel.
 async fn config(test: &str) -> KafkaConfig {
@@ -26,29 +20,6 @@ async fn config(test: &str) -> KafkaConfig {
     c.topic_prefix = format!("t.{test}.{}.", uuid_suffix());
     ensure_topics(&c, &DataType::ALL).await.unwrap();
     c
-}
-
-fn uuid_suffix() -> String {
-    format!("{:x}", rand::random::<u64>())
-}
-
-fn md(i: usize, version: u64) -> ChangeEnvelope {
-    let m = MasterData { set: "md.category".into(), code: format!("C{i:05}"), name: format!("v{version}"), attributes: Default::default() };
-    ChangeEnvelope::upsert(DataType::MasterData, m.key(), version, "test", &m).unwrap()
-}
-
-fn digest_of(changes: &[ChangeEnvelope]) -> Digest {
-    let mut latest: BTreeMap<&str, &ChangeEnvelope> = BTreeMap::new();
-    for c in changes {
-        if latest.get(c.key.as_str()).is_none_or(|held| c.version > held.version) {
-            latest.insert(&c.key, c);
-        }
-    }
-    let mut d = Digest::default();
-    for c in latest.values() {
-        d.add(&c.key, c.version, c.op == hr_core::Operation::Delete);
-    }
-    d
 }
 
 fn employees(n: usize) -> Vec<ChangeEnvelope> {
@@ -272,18 +243,6 @@ async fn envelopes_are_plain_json_for_any_client() {
     assert_eq!(json["schema"], "hr.v1");
     assert_eq!(json["version"], 1);
     assert_eq!(json["payload"]["name"], "v1");
-}
-
-fn broker_script(action: &str, port: u16) {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let status = std::process::Command::new("bash")
-        .arg(root.join("scripts/kafka.sh"))
-        .arg(action)
-        .env("KAFKA_PORT", port.to_string())
-        .env("KAFKA_CONTROLLER_PORT", (port + 1).to_string())
-        .status()
-        .unwrap();
-    assert!(status.success(), "scripts/kafka.sh {action} failed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

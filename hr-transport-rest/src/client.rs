@@ -68,9 +68,9 @@ pub enum RestTransportError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(#[source] reqwest::Error),
-    /// The CA certificate is not valid PEM.
-    #[error("the configured CA certificate is not valid PEM: {0}")]
-    Ca(#[source] reqwest::Error),
+    /// The CA certificate is not usable PEM.
+    #[error("the configured CA certificate is not usable: {0}")]
+    Ca(String),
     /// No target of that name is configured.
     #[error("no REST target named {0:?} is configured")]
     UnknownTarget(String),
@@ -103,7 +103,13 @@ impl RestPropagator {
     pub fn new(config: RestConfig) -> Result<Self, RestTransportError> {
         let mut builder = reqwest::Client::builder().timeout(config.request_timeout).pool_max_idle_per_host(8).tcp_nodelay(true);
         if let Some(pem) = &config.ca_pem {
-            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(RestTransportError::Ca)?);
+            let certificates = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| RestTransportError::Ca(e.to_string()))?;
+            if certificates.is_empty() {
+                return Err(RestTransportError::Ca("no \"BEGIN CERTIFICATE\" block in it".into()));
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
         }
         Ok(RestPropagator { client: builder.build().map_err(RestTransportError::Client)?, config })
     }

@@ -1,0 +1,83 @@
+//! Compensation only ever reaches the targets allowed to hold it, on every
+//! path: routing to REST targets, the receiver's 403 (in
+//! hr-transport-rest/tests/loopback.rs), the Kafka producer's refusal, and
+//! the hub's refusal of a configuration that routes it over Kafka.
+
+use chrono::NaiveDate;
+use hr_core::{ChangeEnvelope, Compensation, DataType, MemorySink, PermissionGrant, PropagateError, Propagator, Router, Sensitive, Sink};
+use hr_sync::config::HubConfig;
+use hr_sync::hub::Hub;
+use hr_transport_kafka::{EmbeddedKafka, KafkaConfig, KafkaPropagator};
+use hr_transport_rest::{receiver, ReceiverConfig, RestConfig, RestPropagator};
+use std::sync::Arc;
+
+fn pay(employee: &str, version: u64) -> ChangeEnvelope {
+    let c = Compensation {
+        employee_id: employee.into(),
+        base_salary: Sensitive::new(55_500_000),
+        currency: "KRW".into(),
+        effective_date: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+    };
+    ChangeEnvelope::upsert(DataType::Compensation, employee.to_string(), version, "hr", &c).unwrap()
+}
+
+fn grant(employee: &str) -> ChangeEnvelope {
+    let g = PermissionGrant { employee: employee.into(), system: "erp".into(), role: "viewer".into(), granted: true, expires: None, at: chrono::Utc::now() };
+    ChangeEnvelope::upsert(DataType::Permission, g.key(), 1, "hr", &g).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kafka_producer_refuses_compensation_unless_allowed() {
+    let mock = EmbeddedKafka::start().unwrap();
+    let config = KafkaConfig::new(mock.bootstrap_servers());
+    mock.create_topics(&config, &[DataType::Compensation, DataType::Permission]).unwrap();
+
+    let producer = KafkaPropagator::new(&config).unwrap();
+    let err = producer.propagate(&[grant("A-1"), pay("A-1", 1)]).await.unwrap_err();
+    let PropagateError::Incomplete { delivered, failures } = &err else { panic!("{err}") };
+    assert_eq!(delivered.total("kafka"), 0, "nothing of a refused batch is sent");
+    assert!(failures[0].cause.contains("compensation") && !failures[0].retriable, "{err}");
+
+    let allowed = KafkaPropagator::new(&KafkaConfig { allow_sensitive: true, ..config.clone() }).unwrap();
+    assert_eq!(allowed.propagate(&[pay("A-1", 1)]).await.unwrap().total("kafka"), 1);
+    drop((producer, allowed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hub_refuses_a_configuration_routing_compensation_over_kafka() {
+    let mock = EmbeddedKafka::start().unwrap();
+    let kafka = KafkaConfig::new(mock.bootstrap_servers());
+    let mut config = HubConfig::default();
+    config.routes.insert(DataType::Compensation, "kafka".into());
+    let ledger = || hr_core::Ledger::in_memory().unwrap();
+    let err = Hub::new(&config, kafka.clone(), RestConfig::new(vec![]), ledger()).err().expect("refused");
+    assert!(err.to_string().contains("compensation") && err.to_string().contains("sensitive_on_kafka"), "{err}");
+
+    config.sensitive_on_kafka = true;
+    assert!(Hub::new(&config, kafka, RestConfig::new(vec![]), ledger()).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_sends_compensation_to_payroll_only_even_to_receivers_that_would_accept_it() {
+    // Receivers that accept everything: only the sending side's policy keeps
+    // compensation away from orgchart and erp here.
+    let mut config = HubConfig::default();
+    let mut sinks = vec![];
+    for (name, target) in config.targets.iter_mut() {
+        let sink = Arc::new(MemorySink::default());
+        let app = receiver(ReceiverConfig::new(sink.clone(), DataType::ALL.to_vec()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        target.url = Some(format!("http://{}", listener.local_addr().unwrap()));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        sinks.push((name.clone(), sink));
+    }
+    let rest = RestPropagator::new(RestConfig::new(Hub::rest_targets(&config).unwrap())).unwrap();
+    let router = Router::new(config.policy()).with("rest", Arc::new(rest));
+    let report = router.propagate(&[pay("A-1", 1), pay("B-7", 1), grant("A-1")]).await.unwrap();
+    assert_eq!(report.delivered["payroll"][&DataType::Compensation], 2);
+    for (name, sink) in &sinks {
+        let held = sink.digest(DataType::Compensation).await.unwrap().count;
+        assert_eq!(held, if name == "payroll" { 2 } else { 0 }, "{name}");
+        assert_eq!(sink.digest(DataType::Permission).await.unwrap().count, 1, "{name} gets permissions");
+    }
+}
