@@ -4,8 +4,7 @@ use crate::import::{PermissionOp, SourceData, SourceEmployee, SourceOrgUnit};
 use crate::quarantine::{Quarantined, Reason};
 use crate::schema::{Company, Compensation, DataType, Employee, EmployeeStatus, MasterData, OrgUnit, PermissionGrant};
 use serde::{Deserialize, Serialize};
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The group root org unit.
 pub const GROUP_ROOT: &str = "GROUP";
@@ -107,10 +106,18 @@ pub fn merge(source: SourceData) -> MergeOutcome {
     let mut quarantined = source.quarantined;
     let mut warnings = Vec::new();
 
-    let org_units = keep_latest_per_id(source.org_units, |u| &u.id, |u| (u.updated_at, org_fingerprint(u)), &mut quarantined);
-    let valid_units = validate_org_tree(org_units, &mut quarantined);
-
-    let employees = keep_latest_per_id(source.employees, |e| &e.source_id, |e| (e.updated_at, employee_fingerprint(e)), &mut quarantined);
+    // The org tree and the employee records are independent until placement: one thread each.
+    let ((valid_units, unit_quarantine), employees) = std::thread::scope(|scope| {
+        let units = scope.spawn(|| {
+            let mut q = Vec::new();
+            let org_units = keep_latest_per_id(source.org_units, |u| &u.id, |u| (u.updated_at, org_fingerprint(u)), &mut q);
+            (validate_org_tree(org_units, &mut q), q)
+        });
+        let employees = keep_latest_per_id(source.employees, |e| &e.source_id, |e| (e.updated_at, employee_fingerprint(e)), &mut quarantined);
+        // A panic here is a bug, never caused by input (the fuzz tests hold that).
+        (units.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), employees)
+    });
+    quarantined.extend(unit_quarantine);
     let mut placed = BTreeMap::new();
     for (id, e) in employees {
         if valid_units.contains_key(&e.org_unit) {
@@ -126,14 +133,22 @@ pub fn merge(source: SourceData) -> MergeOutcome {
 
     let (persons, alias, matched_persons) = match_persons(placed);
     let mut state = MergedState::default();
-    for person in &persons {
-        let (employee, compensation) = build_employee(person, &alias, &mut warnings);
-        if let Some(c) = compensation {
-            state.compensation.insert(c.employee_id.clone(), c);
+    let conflicts = std::thread::scope(|scope| {
+        let conflicts = scope.spawn(|| possible_duplicates(&persons));
+        // Persons are sorted by unified id, so both maps are built in one pass.
+        let mut employees = Vec::with_capacity(persons.len());
+        let mut compensation = Vec::with_capacity(persons.len());
+        for person in &persons {
+            let (employee, pay) = build_employee(person, &alias, &mut warnings);
+            if let Some(c) = pay {
+                compensation.push((c.employee_id.clone(), c));
+            }
+            employees.push((employee.id.clone(), employee));
         }
-        state.employees.insert(employee.id.clone(), employee);
-    }
-    let conflicts = possible_duplicates(&persons);
+        state.employees = employees.into_iter().collect();
+        state.compensation = compensation.into_iter().collect();
+        conflicts.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+    });
 
     for root in roots() {
         state.org_units.insert(root.id.clone(), root);
@@ -221,25 +236,25 @@ fn keep_latest_per_id<T, R: Ord>(
 where
     T: HasOrigin,
 {
-    let mut by_id: BTreeMap<String, Vec<T>> = BTreeMap::new();
-    for r in records {
-        by_id.entry(id(&r).clone()).or_default().push(r);
-    }
-    let mut kept = BTreeMap::new();
-    for (key, mut group) in by_id {
-        group.sort_by_key(|r| Reverse(rank(r)));
-        let mut group = group.into_iter();
-        let Some(winner) = group.next() else { continue };
-        for loser in group {
-            quarantined.push(loser.origin().quarantine(
+    // Sort positions, not records (records are large), and rank only within
+    // a shared id (ranking builds a fingerprint).
+    let mut order: Vec<usize> = (0..records.len()).collect();
+    order.sort_unstable_by(|&a, &b| id(&records[a]).cmp(id(&records[b])).then_with(|| rank(&records[b]).cmp(&rank(&records[a]))));
+    let mut slots: Vec<Option<T>> = records.into_iter().map(Some).collect();
+    let mut kept: Vec<(String, T)> = Vec::with_capacity(slots.len());
+    for i in order {
+        let Some(record) = slots[i].take() else { continue };
+        match kept.last() {
+            Some((key, winner)) if key == id(&record) => quarantined.push(record.origin().quarantine(
                 Some(key.clone()),
                 Reason::DuplicateSourceId,
                 format!("{key} appears again at {} line {}, which is kept (latest updated_at)", winner.origin().file, winner.origin().line),
-            ));
+            )),
+            _ => kept.push((id(&record).clone(), record)),
         }
-        kept.insert(key, winner);
     }
-    kept
+    // Already sorted by key: the map is built in one pass.
+    kept.into_iter().collect()
 }
 
 trait HasOrigin {
@@ -346,18 +361,27 @@ struct Person {
     records: Vec<SourceEmployee>,
 }
 
-/// Groups records by person key; returns persons, source id -> unified id, and matched count.
-fn match_persons(employees: BTreeMap<String, SourceEmployee>) -> (Vec<Person>, BTreeMap<String, String>, usize) {
-    let mut by_key: BTreeMap<String, Vec<SourceEmployee>> = BTreeMap::new();
+/// Groups records by person key; returns persons (sorted by unified id),
+/// source id -> unified id, and the matched count.
+fn match_persons(employees: BTreeMap<String, SourceEmployee>) -> (Vec<Person>, HashMap<String, String>, usize) {
+    let mut keyed = Vec::new();
     let mut persons = Vec::new();
     for (_, e) in employees {
-        match &e.person_key {
-            Some(k) => by_key.entry(k.expose().clone()).or_default().push(e),
-            None => persons.push(Person { records: vec![e] }),
+        if e.person_key.is_some() {
+            keyed.push(e);
+        } else {
+            persons.push(Person { records: vec![e] });
         }
     }
+    fn key(e: &SourceEmployee) -> &str {
+        e.person_key.as_ref().map(|k| k.expose().as_str()).unwrap_or_default()
+    }
+    // Group by sorting positions (records are large), then cut runs of one key.
+    let mut order: Vec<usize> = (0..keyed.len()).collect();
+    order.sort_unstable_by(|&a, &b| key(&keyed[a]).cmp(key(&keyed[b])));
+    let mut slots: Vec<Option<SourceEmployee>> = keyed.into_iter().map(Some).collect();
     let mut matched = 0;
-    for (_, mut records) in by_key {
+    let mut finish = |mut records: Vec<SourceEmployee>| {
         if records.len() > 1 {
             matched += 1;
         }
@@ -367,8 +391,19 @@ fn match_persons(employees: BTreeMap<String, SourceEmployee>) -> (Vec<Person>, B
             rank(b).cmp(&rank(a)).then_with(|| a.source_id.cmp(&b.source_id))
         });
         persons.push(Person { records });
+    };
+    let mut group: Vec<SourceEmployee> = Vec::new();
+    for i in order {
+        let Some(e) = slots[i].take() else { continue };
+        if group.first().is_some_and(|g| key(g) != key(&e)) {
+            finish(std::mem::take(&mut group));
+        }
+        group.push(e);
     }
-    persons.sort_by(|a, b| a.records[0].source_id.cmp(&b.records[0].source_id));
+    if !group.is_empty() {
+        finish(group);
+    }
+    persons.sort_unstable_by(|a, b| a.records[0].source_id.cmp(&b.records[0].source_id));
     let alias = persons
         .iter()
         .flat_map(|p| p.records.iter().map(move |r| (r.source_id.clone(), p.records[0].source_id.clone())))
@@ -376,7 +411,7 @@ fn match_persons(employees: BTreeMap<String, SourceEmployee>) -> (Vec<Person>, B
     (persons, alias, matched)
 }
 
-fn build_employee(person: &Person, alias: &BTreeMap<String, String>, warnings: &mut Vec<Warning>) -> (Employee, Option<Compensation>) {
+fn build_employee(person: &Person, alias: &HashMap<String, String>, warnings: &mut Vec<Warning>) -> (Employee, Option<Compensation>) {
     let primary = &person.records[0];
     let others = &person.records[1..];
     fn fill<T: Clone>(first: &Option<T>, rest: &[SourceEmployee], pick: impl Fn(&SourceEmployee) -> &Option<T>) -> Option<T> {
