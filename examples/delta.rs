@@ -39,8 +39,7 @@ fn main() -> anyhow::Result<()> {
     let planned = Instant::now();
     let mut report = serde_json::Map::new();
     for t in DataType::ALL {
-        let records: Result<Vec<_>, _> = outcome.state.records(t).map(|(k, v)| v.map(|v| (k, v))).collect();
-        let delta = ledger.plan(t, records?, "hr-hub", args.allow_mass_delete)?;
+        let delta = ledger.plan_state(&outcome.state, t, "hr-hub", args.allow_mass_delete)?;
         ledger.commit(t, &delta)?;
         report.insert(
             t.as_str().into(),

@@ -122,8 +122,7 @@ impl Hub {
     pub async fn sync_types(&mut self, state: &MergedState, types: &[DataType]) -> anyhow::Result<SyncOutcome> {
         let mut deltas = vec![];
         for t in types {
-            let records: Result<Vec<_>, _> = state.records(*t).map(|(k, v)| v.map(|v| (k, v))).collect();
-            deltas.push((*t, self.ledger.plan(*t, records?, "hr-hub", self.allow_mass_delete)?));
+            deltas.push((*t, self.ledger.plan_state(state, *t, "hr-hub", self.allow_mass_delete)?));
         }
         self.send(deltas).await
     }

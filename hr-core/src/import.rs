@@ -89,6 +89,49 @@ pub enum ImportError {
     /// The mapping file is unusable.
     #[error(transparent)]
     Mapping(#[from] crate::mapping::MappingError),
+    /// The input would not fit in memory once merged.
+    #[error(
+        "the input is {} MiB; merging it needs about {} MiB of memory but only {} MiB is available: \
+         split the export (for example by company or by org subtree) or run on a machine with more memory",
+        .input_bytes >> 20, .needed_bytes >> 20, .available_bytes >> 20
+    )]
+    TooLarge {
+        /// Size of the input files.
+        input_bytes: u64,
+        /// Estimated memory the merge needs.
+        needed_bytes: u64,
+        /// Memory available now.
+        available_bytes: u64,
+    },
+}
+
+/// Peak resident memory a load and merge need per byte of input: 8.2 was
+/// measured on the 1,000,000-employee run (374 MiB of files, 3.0 GiB peak);
+/// rounded up.
+pub const MEMORY_PER_INPUT_BYTE: u64 = 9;
+
+/// Refuses an input whose merge would need more memory than is available,
+/// with an error that says so, instead of being killed by the kernel midway.
+///
+/// ```
+/// use hr_core::import::fits_in_memory;
+/// assert!(fits_in_memory(100 << 20, 8 << 30).is_ok());
+/// let err = fits_in_memory(1 << 30, 4 << 30).unwrap_err();
+/// assert!(err.to_string().contains("needs about 9216 MiB"));
+/// ```
+pub fn fits_in_memory(input_bytes: u64, available_bytes: u64) -> Result<(), ImportError> {
+    let needed_bytes = input_bytes.saturating_mul(MEMORY_PER_INPUT_BYTE);
+    if needed_bytes > available_bytes {
+        return Err(ImportError::TooLarge { input_bytes, needed_bytes, available_bytes });
+    }
+    Ok(())
+}
+
+/// `MemAvailable` from /proc/meminfo; `None` where there is no such file.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = info.lines().find(|l| l.starts_with("MemAvailable:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// A company A or B employee as read, validated field by field.
@@ -207,10 +250,23 @@ pub struct SourceData {
 
 /// Reads an input directory laid out as the brief's input contract.
 ///
+/// Records are streamed (each is held only while it is read, and one over
+/// 1 MiB is quarantined unread), but the merge holds the whole state: an input
+/// whose merge would not fit in the available memory is refused up front
+/// ([`ImportError::TooLarge`], see [`fits_in_memory`]).
+///
 /// Company A's files are read on a second thread while company B's and the
 /// shared files are read on this one; the merge does not depend on record
 /// order, so the result is the same as reading them one after another.
 pub fn load_input_dir(dir: &Path, mapping: &Mapping) -> Result<SourceData, ImportError> {
+    if let Some(available) = available_memory() {
+        let input: u64 = [A_EMPLOYEES, A_DEPARTMENTS, B_EMPLOYEES, B_ORG_UNITS, MASTER_DATA, PERMISSIONS]
+            .iter()
+            .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+            .map(|m| m.len())
+            .sum();
+        fits_in_memory(input, available)?;
+    }
     let (a, b) = std::thread::scope(|scope| {
         let a = scope.spawn(|| {
             let mut data = SourceData::default();

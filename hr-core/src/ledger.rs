@@ -3,6 +3,7 @@
 
 use crate::digest::Digest;
 use crate::envelope::ChangeEnvelope;
+use crate::merge::MergedState;
 use crate::schema::DataType;
 use rusqlite::{OptionalExtension, params, Connection};
 use serde_json::value::RawValue;
@@ -238,6 +239,26 @@ impl Ledger {
             return Err(LedgerError::DeleteGuard { data_type, deletes: delta.deleted, live, max_share: self.max_delete_share });
         }
         Ok(delta)
+    }
+
+    /// [`plan`](Self::plan) for one data type of a merged state, streaming:
+    /// each record is serialized as the comparison reaches it, so only the
+    /// delta is held, never the whole serialized data type.
+    pub fn plan_state(&self, state: &MergedState, data_type: DataType, origin: &str, force: bool) -> Result<Delta, LedgerError> {
+        let mut failure = None;
+        let records = state.records(data_type).map_while(|(key, record)| match record {
+            Ok(payload) => Some((key, payload)),
+            Err(source) => {
+                failure = Some(source);
+                None
+            }
+        });
+        let planned = self.plan(data_type, records, origin, force);
+        // Checked first: a record that stopped the stream must not be read as the end of the data.
+        if let Some(source) = failure {
+            return Err(LedgerError::Encode { data_type, source });
+        }
+        planned
     }
 
     /// Plans a few individual changes (real time): `Some(payload)` upserts a
