@@ -3,7 +3,7 @@ use hr_core::DataType;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How far one consumer group is behind the produced records.
@@ -29,12 +29,19 @@ pub async fn group_lag(config: &KafkaConfig, groups: &[&str], data_types: &[Data
 }
 
 /// Watches how far consumer groups are behind. It keeps its clients
-/// (creating them made each look cost tens of milliseconds), so a hub
-/// confirming real-time changes should keep one.
+/// (creating them made each look cost tens of milliseconds) and each topic's
+/// partition list, and asks for all watermarks and committed offsets at
+/// once, so a hub confirming real-time changes should keep one.
 #[derive(Clone)]
 pub struct LagMonitor {
     config: KafkaConfig,
-    inner: Arc<(BaseConsumer, Vec<(String, BaseConsumer)>)>,
+    inner: Arc<Clients>,
+}
+
+struct Clients {
+    probe: BaseConsumer,
+    readers: Vec<(String, BaseConsumer)>,
+    partitions: Mutex<BTreeMap<String, Vec<i32>>>,
 }
 
 impl LagMonitor {
@@ -49,7 +56,8 @@ impl LagMonitor {
             c.create().map_err(|source| KafkaTransportError::Client { role: "consumer", brokers: config.brokers.clone(), source })
         };
         let readers = groups.iter().map(|g| Ok((g.to_string(), client(Some(g))?))).collect::<Result<Vec<_>, KafkaTransportError>>()?;
-        Ok(LagMonitor { config: config.clone(), inner: Arc::new((client(None)?, readers)) })
+        let clients = Clients { probe: client(None)?, readers, partitions: Mutex::new(BTreeMap::new()) };
+        Ok(LagMonitor { config: config.clone(), inner: Arc::new(clients) })
     }
 
     /// Each group's lag on the topics of `data_types`.
@@ -61,33 +69,72 @@ impl LagMonitor {
             .map_err(|e| KafkaTransportError::Subscriber { group: "-".into(), detail: e.to_string() })?
     }
 
+    /// A topic's partitions, from the cache or the broker (an empty answer is not cached).
+    fn partitions(&self, topic: &str, timeout: Duration) -> Result<Vec<i32>, KafkaTransportError> {
+        if let Some(known) = self.inner.partitions.lock().unwrap_or_else(|p| p.into_inner()).get(topic) {
+            return Ok(known.clone());
+        }
+        let metadata = self
+            .inner
+            .probe
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|source| KafkaTransportError::Offsets { group: "-".into(), topic: topic.to_string(), source })?;
+        let ids: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+        if !ids.is_empty() {
+            self.inner.partitions.lock().unwrap_or_else(|p| p.into_inner()).insert(topic.to_string(), ids.clone());
+        }
+        Ok(ids)
+    }
+
     fn lag_blocking(&self, data_types: &[DataType]) -> Result<Vec<GroupLag>, KafkaTransportError> {
         let timeout = Duration::from_secs(10);
-        let (probe, readers) = &*self.inner;
-        let mut high: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        let mut places: Vec<(String, i32)> = Vec::new();
         for t in data_types {
             let topic = self.config.topic(*t);
-            let metadata = probe
-                .fetch_metadata(Some(&topic), timeout)
-                .map_err(|source| KafkaTransportError::Offsets { group: "-".into(), topic: topic.clone(), source })?;
-            for m in metadata.topics() {
-                for p in m.partitions() {
-                    let (_, hi) = probe
-                        .fetch_watermarks(&topic, p.id(), timeout)
-                        .map_err(|source| KafkaTransportError::Offsets { group: "-".into(), topic: topic.clone(), source })?;
-                    high.insert((topic.clone(), p.id()), hi);
-                }
-            }
+            places.extend(self.partitions(&topic, timeout)?.into_iter().map(|p| (topic.clone(), p)));
         }
+        let clients = &*self.inner;
+        // Every request at once: each is one round trip, and a look is as slow as its slowest.
+        let (high, committed) = std::thread::scope(|scope| {
+            let watermarks: Vec<_> = places
+                .iter()
+                .map(|(topic, partition)| {
+                    scope.spawn(move || {
+                        clients
+                            .probe
+                            .fetch_watermarks(topic, *partition, timeout)
+                            .map(|(_, hi)| ((topic.clone(), *partition), hi))
+                            .map_err(|source| KafkaTransportError::Offsets { group: "-".into(), topic: topic.clone(), source })
+                    })
+                })
+                .collect();
+            let offsets: Vec<_> = clients
+                .readers
+                .iter()
+                .map(|(group, reader)| {
+                    let places = &places;
+                    scope.spawn(move || {
+                        let mut tpl = TopicPartitionList::new();
+                        for (topic, partition) in places {
+                            tpl.add_partition(topic, *partition);
+                        }
+                        reader
+                            .committed_offsets(tpl, timeout)
+                            .map(|c| (group.clone(), c))
+                            .map_err(|source| KafkaTransportError::Offsets { group: group.clone(), topic: "*".into(), source })
+                    })
+                })
+                .collect();
+            // A panic in a request thread is a bug in librdkafka's bindings, not a broker answer: re-raise it.
+            let high: Result<BTreeMap<(String, i32), i64>, KafkaTransportError> =
+                watermarks.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect();
+            let committed: Result<Vec<(String, TopicPartitionList)>, KafkaTransportError> =
+                offsets.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect();
+            (high, committed)
+        });
+        let (high, committed) = (high?, committed?);
         let mut out = Vec::new();
-        for (group, reader) in readers {
-            let mut tpl = TopicPartitionList::new();
-            for (topic, partition) in high.keys() {
-                tpl.add_partition(topic, *partition);
-            }
-            let committed = reader
-                .committed_offsets(tpl, timeout)
-                .map_err(|source| KafkaTransportError::Offsets { group: group.clone(), topic: "*".into(), source })?;
+        for (group, committed) in committed {
             let mut lag: BTreeMap<String, i64> = BTreeMap::new();
             for ((topic, partition), hi) in &high {
                 let done = match committed.find_partition(topic, *partition).map(|e| e.offset()) {
@@ -96,7 +143,7 @@ impl LagMonitor {
                 };
                 *lag.entry(topic.clone()).or_default() += (hi - done).max(0);
             }
-            out.push(GroupLag { group: group.clone(), lag });
+            out.push(GroupLag { group, lag });
         }
         Ok(out)
     }
@@ -127,7 +174,10 @@ impl LagMonitor {
                 return Err(KafkaTransportError::NotCaughtUp { waited_ms: started.elapsed().as_millis(), lag });
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(10));
+            // Real-time changes land within milliseconds: look often at first, then back off.
+            if started.elapsed() > Duration::from_millis(50) {
+                pause = (pause * 2).min(Duration::from_millis(10));
+            }
         }
     }
 }
