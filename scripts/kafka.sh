@@ -13,6 +13,10 @@
 #   KAFKA_HOME_DIR  (default .kafka in the repository) jars, config, logs, data
 #   KAFKA_PORT      (default 9092)    the client listener on 127.0.0.1
 #   KAFKA_CONTROLLER_PORT (default 9093)
+#   KAFKA_SASL_SSL_PORT   (unset: none) a second listener with TLS and SASL/PLAIN, for
+#                         testing clients' security settings; it then also needs
+#   KAFKA_SSL_PEM         a PEM file with the broker's PKCS#8 private key and certificate chain
+#   KAFKA_SASL_USERS      "user:password[,user:password...]" accepted on that listener
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -69,14 +73,19 @@ start() {
     return
   fi
   mkdir -p "$data"
+  local listeners="PLAINTEXT://127.0.0.1:$port" protocols="PLAINTEXT:PLAINTEXT"
+  if [[ -n "${KAFKA_SASL_SSL_PORT:-}" ]]; then
+    listeners="$listeners,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT"
+    protocols="$protocols,SASL_SSL:SASL_SSL"
+  fi
   cat >"$conf" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=$listeners
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$protocols,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$data
 num.partitions=6
@@ -90,6 +99,17 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 log.flush.interval.messages=9223372036854775807
 PROPS
+  if [[ -n "${KAFKA_SASL_SSL_PORT:-}" ]]; then
+    local users="" pair
+    IFS=',' read -ra pairs <<<"${KAFKA_SASL_USERS:?KAFKA_SASL_USERS is required with KAFKA_SASL_SSL_PORT}"
+    for pair in "${pairs[@]}"; do users="$users user_${pair%%:*}=\"${pair#*:}\""; done
+    cat >>"$conf" <<PROPS
+ssl.keystore.type=PEM
+ssl.keystore.location=${KAFKA_SSL_PEM:?KAFKA_SSL_PEM is required with KAFKA_SASL_SSL_PORT}
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$users;
+PROPS
+  fi
   if [[ ! -f "$data/meta.properties" ]]; then
     java -cp "$libs/*" kafka.tools.StorageTool format -t "hr-test-cluster-000001" -c "$conf" >/dev/null 2>"$home/format.err" \
       || java -cp "$libs/*" org.apache.kafka.tools.StorageTool format -t "hr-test-cluster-000001" -c "$conf" >/dev/null \

@@ -53,6 +53,9 @@ pub struct ScenarioReport {
     pub timings_ms: BTreeMap<String, f64>,
     /// Changes sent per periodic run.
     pub changes_sent: Vec<u64>,
+    /// The keys the real-time changes touched: `permission` (granted, then
+    /// revoked) and `employee` (transferred to another team).
+    pub realtime_keys: BTreeMap<String, String>,
 }
 
 const TOKEN_ENV: &str = "HR_DEMO_TOKEN";
@@ -157,17 +160,25 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
     console.line(&format!("periodic sync: {} changes applied in all systems in {:.0} ms", sent.sent, timings["initial_sync"]));
     changes_sent.push(sent.sent);
 
-    // 2. Real time: a permission grant (REST) and a team transfer (Kafka).
+    // 2. Real time: a permission grant (REST) and a team transfer (Kafka). The
+    // grant re-grants a revoked grant where there is one, and is revoked again
+    // at the end, so record counts and the grant's state stay the input's.
     let mut state = outcome.state.clone();
+    let mut realtime_keys = BTreeMap::new();
     if let Some(employee) = state.employees.values().next().cloned() {
-        let grant = PermissionGrant { employee: employee.id.clone(), system: "erp".into(), role: "approver".into(), granted: true, expires: None, at: chrono::Utc::now() };
+        let grant = match state.permissions.values().find(|g| !g.granted) {
+            Some(existing) => PermissionGrant { granted: true, at: chrono::Utc::now(), ..existing.clone() },
+            None => PermissionGrant { employee: employee.id.clone(), system: "erp".into(), role: "approver".into(), granted: true, expires: None, at: chrono::Utc::now() },
+        };
+        realtime_keys.insert("permission".to_string(), grant.key());
+        realtime_keys.insert("employee".to_string(), employee.id.clone());
         state.permissions.insert(grant.key(), grant.clone());
         let t = Instant::now();
         count_rest(&hub.sync_changes(DataType::Permission, &[(&grant.key(), Some(&grant))]).await?.delivered);
         hub.wait_applied(&[DataType::Permission], CONFIRM_DEADLINE, |_| {}).await?;
         let grant_ms = ms(t);
         timings.insert("realtime_permission_grant".into(), grant_ms);
-        console.line(&format!("real time: permission grant {}:erp:approver applied in all systems in {grant_ms:.1} ms ({})", employee.id, route_of(&config, DataType::Permission)));
+        console.line(&format!("real time: permission grant {} applied in all systems in {grant_ms:.1} ms ({})", grant.key(), route_of(&config, DataType::Permission)));
 
         let new_team = state.org_units.keys().rfind(|k| k.starts_with(&format!("{}-", employee.company.as_str()))).cloned();
         if let (Some(team), Some(e)) = (new_team, state.employees.get_mut(&employee.id)) {
@@ -223,7 +234,7 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
     // Producers first: the embedded cluster must outlive every client.
     drop(hub);
     drop(embedded);
-    Ok(ScenarioReport { merge: outcome.report, systems: results, timings_ms: timings, changes_sent })
+    Ok(ScenarioReport { merge: outcome.report, systems: results, timings_ms: timings, changes_sent, realtime_keys })
 }
 
 fn route_of(config: &HubConfig, t: DataType) -> String {

@@ -57,6 +57,13 @@ fn a_full_run_logs_no_sensitive_value_and_no_token() {
     let options = ScenarioOptions { brokers: None, input: Some(input), data_dir: dir.path().join("out"), employees: 0, config: HubConfig::default() };
     let report = tokio::runtime::Runtime::new().unwrap().block_on(run(options, &Console::lines())).unwrap();
     assert!(report.systems["payroll"][&hr_core::DataType::Compensation].digest_matches);
+    // A given input is propagated as given: the real-time changes leave every count as merged.
+    for (system, types) in &report.systems {
+        for (t, r) in types {
+            assert!(r.digest_matches, "{system}/{t}");
+            assert_eq!(r.records, report.merge.counts[t] as u64, "{system}/{t} holds the input's count");
+        }
+    }
 
     let mut text = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
     text.push_str(&format!("{report:?}"));

@@ -36,14 +36,16 @@ async fn the_scenario_converges_on_the_real_broker() {
     let payroll = SqliteSink::open(dir.path().join("payroll.sqlite3")).unwrap();
     assert!(payroll.count(DataType::Compensation).unwrap() > 1_500);
     // Spot check: an employee's row is the hub's JSON, with its version.
-    let row = payroll.get(DataType::Employee, "A-100001").unwrap().expect("A-100001 present");
+    let moved = &report.realtime_keys["employee"];
+    let row = payroll.get(DataType::Employee, moved).unwrap().expect("the transferred employee is present");
     let body: serde_json::Value = serde_json::from_str(row.body.as_deref().unwrap()).unwrap();
-    assert_eq!(body["id"], "A-100001");
+    assert_eq!(&body["id"], moved.as_str());
     assert!(row.version >= 2, "the real-time transfer raised its version");
     // The real-time grant was revoked, and the revocation reached every system.
+    let granted = &report.realtime_keys["permission"];
     for system in ["payroll", "orgchart", "erp"] {
         let sink = SqliteSink::open(dir.path().join(format!("{system}.sqlite3"))).unwrap();
-        let grant = sink.get(DataType::Permission, "A-100001:erp:approver").unwrap().expect("grant row");
+        let grant = sink.get(DataType::Permission, granted).unwrap().expect("grant row");
         let g: serde_json::Value = serde_json::from_str(grant.body.as_deref().unwrap()).unwrap();
         assert_eq!(g["granted"], false, "{system}");
     }

@@ -61,6 +61,7 @@ async fn soak_with_a_broker_kill_and_a_subscriber_kill_loses_nothing() {
     let n: usize = std::env::var("HR_SOAK_CHANGES").ok().and_then(|v| v.parse().ok()).unwrap_or(40_000);
     let port = 19192;
     broker_script("start", port);
+    let _broker = BrokerGuard(port);
     let mut config = KafkaConfig::new(format!("127.0.0.1:{port}"));
     config.topic_prefix = format!("t.soak.{}.", uuid_suffix());
     config.delivery_timeout = Duration::from_secs(20);
@@ -132,6 +133,5 @@ async fn soak_with_a_broker_kill_and_a_subscriber_kill_loses_nothing() {
         assert!(applied <= n as u64, "system{i} applied {applied} of {n} changes: something was applied twice");
         assert_eq!(sink.digest(DataType::MasterData).await.unwrap(), expected, "system{i}");
     }
-    broker_script("stop", port);
     eprintln!("soak: {n} changes to 3 systems in {:.1} s, broker killed and restarted once, one subscriber killed and restarted once, {failed_calls} failed calls retried; {}", elapsed.as_secs_f64(), report.join("; "));
 }

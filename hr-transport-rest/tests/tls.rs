@@ -9,13 +9,17 @@ use std::time::Duration;
 
 /// A CA, and a server certificate for 127.0.0.1 signed by it: (CA PEM, server cert PEM, server key PEM).
 fn private_pki() -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Distinct names: OpenSSL (librdkafka) takes a certificate whose issuer equals its subject for self-signed.
+    ca_params.distinguished_name.push(DnType::CommonName, "hr-sync test CA");
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap().signed_by(&server_key, &ca, &ca_key).unwrap();
+    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    leaf.distinguished_name.push(DnType::CommonName, "127.0.0.1");
+    let server = leaf.signed_by(&server_key, &ca, &ca_key).unwrap();
     (ca.pem(), server.pem(), server_key.serialize_pem())
 }
 

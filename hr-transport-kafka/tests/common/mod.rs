@@ -53,3 +53,18 @@ pub fn broker_script(action: &str, port: u16) {
         .unwrap();
     assert!(status.success(), "scripts/kafka.sh {action} failed");
 }
+
+/// Stops the broker on `port` when dropped, so a failing test leaves no broker behind.
+pub struct BrokerGuard(pub u16);
+
+impl Drop for BrokerGuard {
+    fn drop(&mut self) {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let _ = std::process::Command::new("bash")
+            .arg(root.join("scripts/kafka.sh"))
+            .arg("stop")
+            .env("KAFKA_PORT", self.0.to_string())
+            .env("KAFKA_CONTROLLER_PORT", (self.0 + 1).to_string())
+            .status();
+    }
+}
