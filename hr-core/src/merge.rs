@@ -463,7 +463,8 @@ fn build_employee(person: &Person, alias: &HashMap<String, String>, warnings: &m
 
 /// Same name and birth date, not proven to be the same person by a person key.
 fn possible_duplicates(persons: &[Person]) -> Vec<Conflict> {
-    let mut groups: BTreeMap<(String, chrono::NaiveDate), Vec<&Person>> = BTreeMap::new();
+    // Grouping order does not matter: ids and conflicts are sorted below.
+    let mut groups: HashMap<(String, chrono::NaiveDate), Vec<&Person>> = HashMap::with_capacity(persons.len());
     for p in persons {
         let primary = &p.records[0];
         let birth = p.records.iter().find_map(|r| r.birth_date.as_ref().map(|b| *b.expose()));
