@@ -119,6 +119,44 @@ fn hub_and_three_system_processes_converge() {
         }
     }
 
+    // --watch re-runs the periodic sync: the first pass sends the next change, the second nothing.
+    data.evolve(0.01, 0);
+    data.write(&input).unwrap();
+    let mut watching = Command::new(example("hub"))
+        .arg("--input")
+        .arg(&input)
+        .arg("--config")
+        .arg(&hub_config_path)
+        .arg("--data-dir")
+        .arg(&hub_dir)
+        .arg("--report")
+        .arg(&report)
+        .args(["--brokers", &brokers, "--watch", "1"])
+        .env("HR_TEST_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("hub --watch runs");
+    let mut sent_per_run = vec![];
+    for line in BufReader::new(watching.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("] sent ").nth(1) {
+            sent_per_run.push(rest.split(' ').next().unwrap().parse::<u64>().unwrap());
+        }
+        if sent_per_run.len() == 2 && line.contains("run done") {
+            break;
+        }
+    }
+    watching.kill().unwrap();
+    watching.wait().unwrap();
+    assert!(sent_per_run[0] > 0 && sent_per_run[1] == 0, "sent per watch run: {sent_per_run:?}");
+    let last: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    for name in names {
+        for (t, r) in last["systems"][name].as_object().unwrap() {
+            assert_eq!(r["digest_matches"], true, "{name}/{t} after the watch runs: {r}");
+        }
+    }
+
     for system in systems {
         stop(system);
     }
