@@ -4,7 +4,8 @@ use crate::import::{PermissionOp, SourceData, SourceEmployee, SourceOrgUnit};
 use crate::quarantine::{Quarantined, Reason};
 use crate::schema::{Company, Compensation, DataType, Employee, EmployeeStatus, MasterData, OrgUnit, PermissionGrant};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The group root org unit.
 pub const GROUP_ROOT: &str = "GROUP";
@@ -111,17 +112,19 @@ pub fn merge(source: SourceData) -> MergeOutcome {
         let units = scope.spawn(|| {
             let mut q = Vec::new();
             let org_units = keep_latest_per_id(source.org_units, |u| &u.id, |u| (u.updated_at, org_fingerprint(u)), &mut q);
-            (validate_org_tree(org_units, &mut q), q)
+            // Sorted by id: the map is built in one pass.
+            (validate_org_tree(org_units.into_iter().collect(), &mut q), q)
         });
         let employees = keep_latest_per_id(source.employees, |e| &e.source_id, |e| (e.updated_at, employee_fingerprint(e)), &mut quarantined);
         // A panic here is a bug, never caused by input (the fuzz tests hold that).
         (units.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), employees)
     });
     quarantined.extend(unit_quarantine);
-    let mut placed = BTreeMap::new();
+    let unit_ids: FxHashSet<&str> = valid_units.keys().map(String::as_str).collect();
+    let mut placed = Vec::with_capacity(employees.len());
     for (id, e) in employees {
-        if valid_units.contains_key(&e.org_unit) {
-            placed.insert(id, e);
+        if unit_ids.contains(e.org_unit.as_str()) {
+            placed.push(e);
         } else {
             quarantined.push(e.origin.quarantine(
                 Some(id),
@@ -131,7 +134,10 @@ pub fn merge(source: SourceData) -> MergeOutcome {
         }
     }
 
-    let (persons, alias, matched_persons) = match_persons(placed);
+    let (persons, matched_persons) = match_persons(&placed);
+    // Borrowed from the persons: no copies of the 2 x n ids.
+    let alias: FxHashMap<&str, &str> =
+        persons.iter().flat_map(|p| p.records.iter().map(move |r| (r.source_id.as_str(), p.records[0].source_id.as_str()))).collect();
     let mut state = MergedState::default();
     let conflicts = std::thread::scope(|scope| {
         let conflicts = scope.spawn(|| possible_duplicates(&persons));
@@ -155,7 +161,7 @@ pub fn merge(source: SourceData) -> MergeOutcome {
     }
     for (id, unit) in valid_units {
         let leader = unit.leader_source_id.as_ref().and_then(|l| {
-            let resolved = alias.get(l).cloned();
+            let resolved = alias.get(l.as_str()).map(|s| s.to_string());
             if resolved.is_none() {
                 warnings.push(Warning { kind: "unknown_leader".into(), id: id.clone(), detail: format!("leader {l} is not a known employee; kept without leader") });
             }
@@ -184,7 +190,7 @@ pub fn merge(source: SourceData) -> MergeOutcome {
     }
 
     for p in source.permissions {
-        let Some(employee) = alias.get(&p.employee).cloned() else {
+        let Some(employee) = alias.get(p.employee.as_str()).map(|s| s.to_string()) else {
             quarantined.push(p.origin.quarantine(
                 Some(format!("{}:{}:{}", p.employee, p.system, p.role)),
                 Reason::MalformedRow,
@@ -232,7 +238,7 @@ fn keep_latest_per_id<T, R: Ord>(
     id: impl Fn(&T) -> &String,
     rank: impl Fn(&T) -> R,
     quarantined: &mut Vec<Quarantined>,
-) -> BTreeMap<String, T>
+) -> Vec<(String, T)>
 where
     T: HasOrigin,
 {
@@ -253,8 +259,7 @@ where
             _ => kept.push((id(&record).clone(), record)),
         }
     }
-    // Already sorted by key: the map is built in one pass.
-    kept.into_iter().collect()
+    kept
 }
 
 trait HasOrigin {
@@ -356,81 +361,58 @@ fn validate_org_tree(mut units: BTreeMap<String, SourceOrgUnit>, quarantined: &m
     }
 }
 
-/// One person: the primary record first, then the others.
-struct Person {
-    records: Vec<SourceEmployee>,
+/// One person: the primary record first, then the others (borrowed: the
+/// records stay where the import put them).
+struct Person<'a> {
+    records: Vec<&'a SourceEmployee>,
 }
 
-/// Groups records by person key; returns persons (sorted by unified id),
-/// source id -> unified id, and the matched count.
-fn match_persons(employees: BTreeMap<String, SourceEmployee>) -> (Vec<Person>, HashMap<String, String>, usize) {
-    let mut keyed = Vec::new();
-    let mut persons = Vec::new();
-    for (_, e) in employees {
-        if e.person_key.is_some() {
-            keyed.push(e);
-        } else {
-            persons.push(Person { records: vec![e] });
-        }
-    }
+/// Groups records by person key; returns persons (sorted by unified id) and
+/// the matched count.
+fn match_persons(employees: &[SourceEmployee]) -> (Vec<Person<'_>>, usize) {
     fn key(e: &SourceEmployee) -> &str {
         e.person_key.as_ref().map(|k| k.expose().as_str()).unwrap_or_default()
     }
-    // Group by sorting positions (records are large), then cut runs of one key.
-    let mut order: Vec<usize> = (0..keyed.len()).collect();
-    order.sort_unstable_by(|&a, &b| key(&keyed[a]).cmp(key(&keyed[b])));
-    let mut slots: Vec<Option<SourceEmployee>> = keyed.into_iter().map(Some).collect();
+    let (mut keyed, unkeyed): (Vec<&SourceEmployee>, Vec<&SourceEmployee>) = employees.iter().partition(|e| e.person_key.is_some());
+    let mut persons: Vec<Person<'_>> = unkeyed.into_iter().map(|e| Person { records: vec![e] }).collect();
+    keyed.sort_unstable_by(|a, b| key(a).cmp(key(b)));
     let mut matched = 0;
-    let mut finish = |mut records: Vec<SourceEmployee>| {
-        if records.len() > 1 {
+    for group in keyed.chunk_by(|a, b| key(a) == key(b)) {
+        if group.len() > 1 {
             matched += 1;
         }
+        let mut records = group.to_vec();
         // Primary: the active one; if both or neither are, the one updated last.
         records.sort_by(|a, b| {
             let rank = |e: &SourceEmployee| (e.status == EmployeeStatus::Active, e.updated_at);
             rank(b).cmp(&rank(a)).then_with(|| a.source_id.cmp(&b.source_id))
         });
         persons.push(Person { records });
-    };
-    let mut group: Vec<SourceEmployee> = Vec::new();
-    for i in order {
-        let Some(e) = slots[i].take() else { continue };
-        if group.first().is_some_and(|g| key(g) != key(&e)) {
-            finish(std::mem::take(&mut group));
-        }
-        group.push(e);
-    }
-    if !group.is_empty() {
-        finish(group);
     }
     persons.sort_unstable_by(|a, b| a.records[0].source_id.cmp(&b.records[0].source_id));
-    let alias = persons
-        .iter()
-        .flat_map(|p| p.records.iter().map(move |r| (r.source_id.clone(), p.records[0].source_id.clone())))
-        .collect();
-    (persons, alias, matched)
+    (persons, matched)
 }
 
-fn build_employee(person: &Person, alias: &HashMap<String, String>, warnings: &mut Vec<Warning>) -> (Employee, Option<Compensation>) {
-    let primary = &person.records[0];
+fn build_employee(person: &Person<'_>, alias: &FxHashMap<&str, &str>, warnings: &mut Vec<Warning>) -> (Employee, Option<Compensation>) {
+    let primary = person.records[0];
     let others = &person.records[1..];
-    fn fill<T: Clone>(first: &Option<T>, rest: &[SourceEmployee], pick: impl Fn(&SourceEmployee) -> &Option<T>) -> Option<T> {
+    fn fill<T: Clone>(first: &Option<T>, rest: &[&SourceEmployee], pick: impl Fn(&SourceEmployee) -> &Option<T>) -> Option<T> {
         first.clone().or_else(|| rest.iter().find_map(|r| pick(r).clone()))
     }
     let id = primary.source_id.clone();
     let manager_source = fill(&primary.manager_source_id, others, |r| &r.manager_source_id);
-    let manager = manager_source.and_then(|m| match alias.get(&m) {
+    let manager = manager_source.and_then(|m| match alias.get(m.as_str()) {
         None => {
             warnings.push(Warning { kind: "unknown_manager".into(), id: id.clone(), detail: format!("manager {m} is not a known employee; kept without manager") });
             None
         }
-        Some(resolved) if *resolved == id => {
+        Some(resolved) if *resolved == id.as_str() => {
             warnings.push(Warning { kind: "self_manager".into(), id: id.clone(), detail: format!("manager {m} is the employee; kept without manager") });
             None
         }
-        Some(resolved) => Some(resolved.clone()),
+        Some(resolved) => Some(resolved.to_string()),
     });
-    let salary_source = std::iter::once(primary).chain(others).find(|r| r.salary.is_some());
+    let salary_source = person.records.iter().find(|r| r.salary.is_some());
     let compensation = salary_source.and_then(|r| {
         r.salary.as_ref().map(|(amount, currency)| Compensation {
             employee_id: id.clone(),
@@ -462,9 +444,9 @@ fn build_employee(person: &Person, alias: &HashMap<String, String>, warnings: &m
 }
 
 /// Same name and birth date, not proven to be the same person by a person key.
-fn possible_duplicates(persons: &[Person]) -> Vec<Conflict> {
+fn possible_duplicates(persons: &[Person<'_>]) -> Vec<Conflict> {
     // Grouping order does not matter: ids and conflicts are sorted below.
-    let mut groups: HashMap<(String, chrono::NaiveDate), Vec<&Person>> = HashMap::with_capacity(persons.len());
+    let mut groups: FxHashMap<(String, chrono::NaiveDate), Vec<&Person<'_>>> = FxHashMap::default();
     for p in persons {
         let primary = &p.records[0];
         let birth = p.records.iter().find_map(|r| r.birth_date.as_ref().map(|b| *b.expose()));
