@@ -301,7 +301,9 @@ fn employee_fingerprint(e: &SourceEmployee) -> String {
 
 /// Removes dangling parents and cycles until the tree is sound.
 fn validate_org_tree(mut units: BTreeMap<String, SourceOrgUnit>, quarantined: &mut Vec<Quarantined>) -> BTreeMap<String, SourceOrgUnit> {
-    let parent_of = |u: &SourceOrgUnit| u.parent.clone().unwrap_or_else(|| u.company.as_str().to_string());
+    fn parent_of(u: &SourceOrgUnit) -> &str {
+        u.parent.as_deref().unwrap_or(u.company.as_str())
+    }
     let is_root = |id: &str| id == "A" || id == "B" || id == GROUP_ROOT;
     loop {
         // Dangling parents, repeated because removing one orphans its children.
@@ -310,7 +312,7 @@ fn validate_org_tree(mut units: BTreeMap<String, SourceOrgUnit>, quarantined: &m
                 .values()
                 .filter(|u| {
                     let p = parent_of(u);
-                    p != u.company.as_str() && !units.contains_key(&p)
+                    p != u.company.as_str() && !units.contains_key(p)
                 })
                 .map(|u| u.id.clone())
                 .collect();
@@ -319,13 +321,16 @@ fn validate_org_tree(mut units: BTreeMap<String, SourceOrgUnit>, quarantined: &m
             }
             for id in dangling {
                 if let Some(u) = units.remove(&id) {
-                    let p = parent_of(&u);
+                    let p = parent_of(&u).to_string();
                     quarantined.push(u.origin.quarantine(Some(id), Reason::DanglingParent, format!("parent {p} does not exist or was quarantined")));
                 }
             }
         }
         // Cycles: walk up from every unit; a walk that revisits a node of its own path found a cycle.
-        let mut state: BTreeMap<&str, u8> = BTreeMap::new(); // 1 = on current path, 2 = reaches a root
+        // Hash maps: a million teams make B-tree walks the merge's slowest step.
+        let parents: FxHashMap<&str, &str> = units.iter().map(|(id, u)| (id.as_str(), parent_of(u))).collect();
+        let mut state: FxHashMap<&str, u8> = FxHashMap::default(); // 1 = on current path, 2 = reaches a root
+        state.reserve(units.len());
         let mut in_cycle: BTreeSet<String> = BTreeSet::new();
         for start in units.keys() {
             let mut path: Vec<&str> = Vec::new();
@@ -341,8 +346,8 @@ fn validate_org_tree(mut units: BTreeMap<String, SourceOrgUnit>, quarantined: &m
                 }
                 state.insert(cur, 1);
                 path.push(cur);
-                match units.get(cur) {
-                    Some(u) => cur = u.parent.as_deref().unwrap_or(u.company.as_str()),
+                match parents.get(cur) {
+                    Some(parent) => cur = parent,
                     None => break,
                 }
             }
@@ -350,6 +355,7 @@ fn validate_org_tree(mut units: BTreeMap<String, SourceOrgUnit>, quarantined: &m
                 state.insert(p, 2);
             }
         }
+        drop(parents);
         if in_cycle.is_empty() {
             return units;
         }
