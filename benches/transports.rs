@@ -61,9 +61,7 @@ impl Broker {
         }
         config
     }
-}
 
-impl Broker {
     /// A config whose `data_type` topic exists with the default cleanup policy (delete).
     fn plain_topic(&self, rt: &Runtime, name: &str, data_type: DataType) -> KafkaConfig {
         let mut config = KafkaConfig::new(&self.brokers);
@@ -87,6 +85,45 @@ fn seed_employees() -> Vec<(String, Box<RawValue>)> {
     Dataset::generate(&GenerateOptions::default()).write(dir.path()).unwrap();
     let outcome = hr_core::merge(hr_core::load_input_dir(dir.path(), &hr_core::Mapping::default()).unwrap());
     outcome.state.records(DataType::Employee).map(|(k, v)| (k.to_string(), v.unwrap())).collect()
+}
+
+/// Three subscribed systems and a producer on their own topics, with the
+/// monitor that confirms the groups applied what was sent.
+struct Fanout {
+    producer: KafkaPropagator,
+    subscribers: Vec<KafkaSubscriber>,
+    monitor: LagMonitor,
+}
+
+impl Fanout {
+    fn start(rt: &Runtime, broker: &Broker, name: &str, dir: &std::path::Path) -> Self {
+        let kafka = broker.config(rt, name, &[DataType::Employee]);
+        let subscribers: Vec<KafkaSubscriber> = {
+            let _guard = rt.enter();
+            open_sinks(dir, name)
+                .into_iter()
+                .zip(SYSTEMS)
+                .map(|(sink, system)| KafkaSubscriber::start(&kafka, &format!("{}{system}", kafka.topic_prefix), &[DataType::Employee], sink).unwrap())
+                .collect()
+        };
+        let groups: Vec<&str> = subscribers.iter().map(KafkaSubscriber::group).collect();
+        let monitor = LagMonitor::new(&kafka, &groups).unwrap();
+        Fanout { producer: KafkaPropagator::new(&kafka).unwrap(), subscribers, monitor }
+    }
+
+    /// Produces `batch` and returns once all three groups committed it.
+    fn send(&self, rt: &Runtime, batch: &[ChangeEnvelope]) {
+        rt.block_on(async {
+            self.producer.propagate(batch).await.unwrap();
+            self.monitor.wait(&[DataType::Employee], Duration::from_secs(120), |_| {}).await.unwrap();
+        })
+    }
+
+    fn shutdown(self, rt: &Runtime) {
+        for s in self.subscribers {
+            rt.block_on(s.shutdown()).unwrap();
+        }
+    }
 }
 
 /// Envelopes of every record at `version`: each round is newer than the
@@ -126,35 +163,13 @@ fn seed_scenario(c: &mut Criterion) {
     g.sample_size(10).throughput(Throughput::Elements(employees.len() as u64));
 
     // Kafka: produce, then wait until all three groups committed (applied).
-    let kafka = broker.config(&rt, "fanout", &[DataType::Employee]);
-    let sinks = open_sinks(dir.path(), "kafka");
-    let subscribers: Vec<KafkaSubscriber> = {
-        let _guard = rt.enter();
-        sinks.iter().zip(SYSTEMS).map(|(s, name)| KafkaSubscriber::start(&kafka, &format!("{}{name}", kafka.topic_prefix), &[DataType::Employee], s.clone()).unwrap()).collect()
-    };
-    let groups: Vec<String> = subscribers.iter().map(|s| s.group().to_string()).collect();
-    let monitor = LagMonitor::new(&kafka, &groups.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
-    let producer = KafkaPropagator::new(&kafka).unwrap();
+    let fanout = Fanout::start(&rt, &broker, "fanout", dir.path());
     // The groups join before measuring (the target counts after the join).
-    rt.block_on(async {
-        producer.propagate(&at_version(&employees, DataType::Employee, next())).await.unwrap();
-        monitor.wait(&[DataType::Employee], Duration::from_secs(120), |_| {}).await.unwrap();
-    });
+    fanout.send(&rt, &at_version(&employees, DataType::Employee, next()));
     g.bench_function("kafka", |b| {
-        b.iter_batched(
-            || at_version(&employees, DataType::Employee, next()),
-            |batch| {
-                rt.block_on(async {
-                    producer.propagate(&batch).await.unwrap();
-                    monitor.wait(&[DataType::Employee], Duration::from_secs(120), |_| {}).await.unwrap();
-                })
-            },
-            criterion::BatchSize::PerIteration,
-        )
+        b.iter_batched(|| at_version(&employees, DataType::Employee, next()), |batch| fanout.send(&rt, &batch), criterion::BatchSize::PerIteration)
     });
-    for s in subscribers {
-        rt.block_on(s.shutdown()).unwrap();
-    }
+    fanout.shutdown(&rt);
 
     // REST, batched (1,000 per request) and one record per request.
     let rest_sinks = open_sinks(dir.path(), "rest");
@@ -312,22 +327,9 @@ fn realtime_change(c: &mut Criterion) {
     });
 
     // Kafka: one team transfer, until all three groups committed it.
-    let kafka = broker.config(&rt, "realtime", &[DataType::Employee]);
-    let sinks = open_sinks(dir.path(), "rt-kafka");
-    let subscribers: Vec<KafkaSubscriber> = {
-        let _guard = rt.enter();
-        sinks.iter().zip(SYSTEMS).map(|(s, name)| KafkaSubscriber::start(&kafka, &format!("{}{name}", kafka.topic_prefix), &[DataType::Employee], s.clone()).unwrap()).collect()
-    };
-    let groups: Vec<String> = subscribers.iter().map(|s| s.group().to_string()).collect();
-    let monitor = LagMonitor::new(&kafka, &groups.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
-    let producer = KafkaPropagator::new(&kafka).unwrap();
+    let fanout = Fanout::start(&rt, &broker, "realtime", dir.path());
     let employee = seed_employees().into_iter().next().unwrap();
-    let send = |v: u64| {
-        rt.block_on(async {
-            producer.propagate(&[ChangeEnvelope::with_raw_payload(DataType::Employee, employee.0.clone(), v, "bench", Some(employee.1.clone()))]).await.unwrap();
-            monitor.wait(&[DataType::Employee], Duration::from_secs(60), |_| {}).await.unwrap();
-        })
-    };
+    let send = |v: u64| fanout.send(&rt, &[ChangeEnvelope::with_raw_payload(DataType::Employee, employee.0.clone(), v, "bench", Some(employee.1.clone()))]);
     send(version.fetch_add(1, Ordering::Relaxed)); // the groups join
     let kafka_name = "kafka/team_transfer";
     g.bench_function(kafka_name, |b| {
@@ -344,9 +346,7 @@ fn realtime_change(c: &mut Criterion) {
         })
     });
     g.finish();
-    for s in subscribers {
-        rt.block_on(s.shutdown()).unwrap();
-    }
+    fanout.shutdown(&rt);
     latencies.write();
 }
 
@@ -374,17 +374,8 @@ fn producer_throughput(c: &mut Criterion) {
             criterion::BatchSize::PerIteration,
         )
     });
-    // The same bytes through rdkafka directly, with the same producer settings.
-    let raw: FutureProducer = kafka
-        .client_config()
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("compression.type", "lz4")
-        .set("linger.ms", "2")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .unwrap();
+    // The same bytes through rdkafka directly, with exactly our producer's settings.
+    let raw: FutureProducer = KafkaPropagator::client_config(&kafka).create().unwrap();
     let topic = kafka.topic(DataType::MasterData);
     g.bench_function(BenchmarkId::new("rdkafka_raw", "send"), |b| {
         b.iter_batched(

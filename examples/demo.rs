@@ -35,7 +35,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into())).with_writer(std::io::stderr).init();
+    hr_sync::console::init_logging();
     let args = Args::parse();
     let mut config = HubConfig::load(args.config.as_deref())?;
     // Topics of earlier runs on a real broker must not leak into this one's fresh systems.

@@ -62,10 +62,7 @@ struct RunReport {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    hr_sync::console::init_logging();
     let args = Args::parse();
     let console = Console::detect();
     let config = HubConfig::load(Some(&args.config))?;

@@ -129,11 +129,6 @@ impl HubConfig {
             None => Mapping::for_input_dir(input)?,
         })
     }
-
-    /// The consumer group of a target system: `<topic_prefix><name>`.
-    pub fn group_of(&self, target: &str) -> String {
-        group_name(&self.topic_prefix, target)
-    }
 }
 
 /// The consumer group of a target system under a topic prefix.

@@ -5,6 +5,7 @@ use hr_core::{ChangeEnvelope, DataType, PropagateError, PropagationReport, Propa
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
+use rdkafka::ClientConfig;
 use std::collections::BTreeMap;
 
 /// The report target name for records the broker accepted.
@@ -26,6 +27,15 @@ pub struct KafkaPropagator {
 impl KafkaPropagator {
     /// Creates the producer (no connection is made until the first send).
     pub fn new(config: &KafkaConfig) -> Result<Self, KafkaTransportError> {
+        let producer = Self::client_config(config)
+            .create()
+            .map_err(|source| KafkaTransportError::Client { role: "producer", brokers: config.brokers.clone(), source })?;
+        Ok(KafkaPropagator { producer, config: config.clone() })
+    }
+
+    /// The producer's rdkafka settings: idempotent, `acks=all`, lz4, large
+    /// batches, the delivery timeout; settings in [`KafkaConfig::extra`] win.
+    pub fn client_config(config: &KafkaConfig) -> ClientConfig {
         let timeout_ms = config.delivery_timeout.as_millis().max(1000).to_string();
         let mut client = config.client_config();
         client
@@ -37,13 +47,11 @@ impl KafkaPropagator {
             .set("queue.buffering.max.messages", "1000000")
             .set("queue.buffering.max.kbytes", "1048576")
             .set("message.timeout.ms", &timeout_ms);
+        // Again after the defaults above, so a deployer's own setting overrides them.
         for (k, v) in &config.extra {
             client.set(k, v);
         }
-        let producer = client
-            .create()
-            .map_err(|source| KafkaTransportError::Client { role: "producer", brokers: config.brokers.clone(), source })?;
-        Ok(KafkaPropagator { producer, config: config.clone() })
+        client
     }
 
     /// Waits until every record handed to the producer was delivered or failed.
