@@ -11,7 +11,7 @@
 //!
 //! It never sends anything: use it to size a deployment, not to sync one.
 use clap::Parser;
-use hr_core::{load_input_dir, merge, DataType, Ledger, Mapping};
+use hr_core::{load_input_dir, merge, DataType, Ledger, Mapping, PlanOptions};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -39,7 +39,8 @@ fn main() -> anyhow::Result<()> {
     let planned = Instant::now();
     let mut report = serde_json::Map::new();
     for t in DataType::ALL {
-        let delta = ledger.plan_state(&outcome.state, t, "hr-hub", args.allow_mass_delete)?;
+        let delta = ledger.plan_state(&outcome.state, t, "hr-hub", &PlanOptions { allow_mass_delete: args.allow_mass_delete, hold: None })?;
+        ledger.reserve(t, &delta)?;
         ledger.commit(t, &delta)?;
         report.insert(
             t.as_str().into(),

@@ -8,12 +8,16 @@
 //! ```
 //!
 //! The ledger (`--data-dir`) persists, so a later run sends only what
-//! changed; `--watch SECONDS` repeats the periodic sync on an interval.
+//! changed; `--watch SECONDS` repeats the periodic sync on an interval and
+//! keeps going when a run fails (the next one resends what is missing).
+//! Every run compares each system's content digests with the hub's, finds
+//! the keys that differ and repairs them (`--check-only`: report only); the
+//! exit code is non-zero while any system differs.
 use clap::Parser;
-use hr_core::{load_input_dir, merge, DataType, Ledger, MergeReport};
+use hr_core::{load_input_dir, merge_with_identities, DataType, HeldBack, HeldRecord, Ledger, MergeReport};
 use hr_sync::config::HubConfig;
 use hr_sync::console::Console;
-use hr_sync::hub::{Hub, Reconciled};
+use hr_sync::hub::{Hub, Reconciliation};
 use hr_transport_kafka::{ensure_topics, KafkaConfig};
 use hr_transport_rest::RestConfig;
 use serde::Serialize;
@@ -45,9 +49,15 @@ struct Args {
     /// How long to wait for every system to apply a run.
     #[arg(long, default_value_t = 300)]
     deadline_secs: u64,
+    /// How long one REST propagation may retry a system that does not answer.
+    #[arg(long, default_value_t = 30)]
+    rest_deadline_secs: u64,
     /// Send deletions even when more than the ledger's guard allows.
     #[arg(long)]
     allow_mass_delete: bool,
+    /// Find and report what differs in the systems, but repair nothing.
+    #[arg(long)]
+    check_only: bool,
 }
 
 /// What one run did.
@@ -56,8 +66,26 @@ struct RunReport {
     #[serde(flatten)]
     merge: MergeReport,
     changes_sent: u64,
+    /// Changes sent again because an earlier run failed after they may have left.
+    changes_retried: u64,
+    /// Records kept at their last good version: their new source row is quarantined.
+    held_back: Vec<HeldRecord>,
     elapsed_ms: f64,
-    systems: BTreeMap<String, BTreeMap<DataType, Reconciled>>,
+    /// What each system held before repairs: digest equality and the differing keys.
+    drift_found: Reconciliation,
+    /// Keys sent again to repair the systems, per data type.
+    repaired: BTreeMap<DataType, u64>,
+    /// Differing keys the hub could not repair (their record is held back this run).
+    unrepairable: BTreeMap<DataType, Vec<String>>,
+    /// What each system holds at the end of the run.
+    systems: Reconciliation,
+}
+
+impl RunReport {
+    /// `system/data_type` of every system that still differs from the hub.
+    fn mismatched(&self) -> Vec<String> {
+        self.systems.iter().flat_map(|(s, types)| types.iter().filter(|(_, r)| !r.digest_matches).map(move |(t, _)| format!("{s}/{t}"))).collect()
+    }
 }
 
 #[tokio::main]
@@ -71,39 +99,65 @@ async fn main() -> anyhow::Result<()> {
     ensure_topics(&kafka, &config.policy().data_types_via("kafka")).await?;
     std::fs::create_dir_all(&args.data_dir)?;
     let ledger = Ledger::open(args.data_dir.join("hub-ledger.sqlite3"))?;
-    let mut hub = Hub::new(&config, kafka, RestConfig::new(Hub::rest_targets(&config)?), ledger)?;
+    let mut rest = RestConfig::new(Hub::rest_targets(&config)?);
+    rest.deadline = Duration::from_secs(args.rest_deadline_secs);
+    let mut hub = Hub::new(&config, kafka, rest, ledger)?;
     hub.allow_mass_delete(args.allow_mass_delete);
 
+    let mut failures: u32 = 0;
     loop {
-        let report = run_once(&args, &config, &mut hub, &console).await?;
-        if let Some(path) = &args.report {
-            std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
-        }
-        let mismatched: Vec<String> = report
-            .systems
-            .iter()
-            .flat_map(|(s, types)| types.iter().filter(|(_, r)| !r.digest_matches).map(move |(t, _)| format!("{s}/{t}")))
-            .collect();
+        let outcome = run_once(&args, &config, &mut hub, &console).await;
+        let mismatched = match &outcome {
+            Ok(report) => {
+                if let Some(path) = &args.report {
+                    std::fs::write(path, serde_json::to_vec_pretty(report)?)?;
+                }
+                report.mismatched()
+            }
+            Err(_) => vec![],
+        };
         let Some(every) = args.watch else {
-            anyhow::ensure!(mismatched.is_empty(), "digests differ from the hub's: {}", mismatched.join(", "));
+            outcome?;
+            anyhow::ensure!(mismatched.is_empty(), "systems differ from the hub: {}", mismatched.join(", "));
             return Ok(());
         };
-        if !mismatched.is_empty() {
-            console.line(&format!("digests differ from the hub's: {} (the next run resends what is missing)", mismatched.join(", ")));
-        }
+        let pause = match outcome {
+            Ok(_) if mismatched.is_empty() => {
+                failures = 0;
+                Duration::from_secs(every)
+            }
+            Ok(_) => {
+                console.line(&format!("systems still differ from the hub: {} (the next run repairs them)", mismatched.join(", ")));
+                Duration::from_secs(every)
+            }
+            Err(e) => {
+                failures += 1;
+                let pause = retry_pause(every, failures);
+                console.line(&format!("run failed: {e:#}; retrying in {} s (the next run resends what is missing)", pause.as_secs()));
+                pause
+            }
+        };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
-            _ = tokio::time::sleep(Duration::from_secs(every)) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
     }
+}
+
+/// Backoff after consecutive failed runs: a tenth of the interval, doubling,
+/// never more than the interval (at least one second).
+fn retry_pause(every: u64, failures: u32) -> Duration {
+    let first = (every / 10).max(1);
+    Duration::from_secs(first.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(every.max(1)))
 }
 
 async fn run_once(args: &Args, config: &HubConfig, hub: &mut Hub, console: &Console) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let mapping = config.mapping_for(&args.input)?;
+    let identities = hub.ledger().identities()?;
     let outcome = {
         let _phase = console.phase("merging", None);
-        merge(load_input_dir(&args.input, &mapping)?)
+        merge_with_identities(load_input_dir(&args.input, &mapping)?, &identities)
     };
     console.line(&format!(
         "merged {} employees ({} matched persons, {} records quarantined)",
@@ -111,20 +165,64 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &mut Hub, console: &Cons
         outcome.report.matched_persons,
         outcome.report.quarantined.len()
     ));
+    let held = HeldBack::from_report(&outcome.report, &identities);
     let sent = {
         let _phase = console.phase("propagating", None);
-        hub.sync(&outcome.state).await?
+        hub.sync_with(&outcome.state, &held).await?
     };
-    console.line(&format!("sent {} changes; waiting until every system applied them", sent.sent));
-    hub.confirm(console, "applying in every system", Duration::from_secs(args.deadline_secs)).await?;
-    let systems = hub.reconcile(config).await?;
+    console.line(&format!(
+        "sent {} changes ({} resent after an earlier failure, {} records held back at their last good version); waiting until every system applied them",
+        sent.sent,
+        sent.retried,
+        sent.held_back.len()
+    ));
+    let deadline = Duration::from_secs(args.deadline_secs);
+    hub.confirm(console, "applying in every system", deadline).await?;
+    let drift_found = hub.reconcile(config).await?;
+    print_drift(&drift_found);
+    let any_drift = drift_found.values().flat_map(|t| t.values()).any(|r| !r.digest_matches);
+    let (repaired, unrepairable, systems) = if any_drift && !args.check_only {
+        let repair = hub.repair(&outcome.state, &drift_found).await?;
+        hub.confirm(console, "applying the repairs", deadline).await?;
+        console.line(&format!("repaired {} keys", repair.repaired.values().sum::<u64>()));
+        (repair.repaired, repair.unrepairable, hub.reconcile(config).await?)
+    } else {
+        (BTreeMap::new(), BTreeMap::new(), drift_found.clone())
+    };
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    print_systems(&systems);
+    console.line(&format!("run done in {elapsed_ms:.0} ms"));
+    Ok(RunReport {
+        merge: outcome.report,
+        changes_sent: sent.sent,
+        changes_retried: sent.retried,
+        held_back: sent.held_back,
+        elapsed_ms,
+        drift_found,
+        repaired,
+        unrepairable,
+        systems,
+    })
+}
+
+fn print_drift(found: &Reconciliation) {
+    for (system, types) in found {
+        for (t, r) in types.iter().filter(|(_, r)| !r.digest_matches) {
+            println!(
+                "drift: {system}/{t}: {} missing, {} edited, {} extra",
+                r.drift.missing.len(),
+                r.drift.edited.len(),
+                r.drift.extra.len()
+            );
+        }
+    }
+}
+
+fn print_systems(systems: &Reconciliation) {
     println!("{:<10} {:<13} {:>8} {:>8}  digest = hub", "system", "data type", "records", "hub");
-    for (system, types) in &systems {
+    for (system, types) in systems {
         for (t, r) in types {
             println!("{:<10} {:<13} {:>8} {:>8}  {}", system, t.as_str(), r.records, r.hub_records, if r.digest_matches { "yes" } else { "NO" });
         }
     }
-    console.line(&format!("run done in {elapsed_ms:.0} ms"));
-    Ok(RunReport { merge: outcome.report, changes_sent: sent.sent, elapsed_ms, systems })
 }

@@ -1,10 +1,28 @@
-//! The hub: turns a merged state into deltas with its [`Ledger`], sends them
-//! through the [`Router`], records them only once every target has them, and
-//! confirms and reconciles what the target systems hold.
+//! The hub: turns a merged state into deltas with its [`Ledger`], reserves
+//! their versions, sends them through the [`Router`], records them only once
+//! every target has them, and confirms, reconciles and repairs what the
+//! target systems hold.
+//!
+//! # Reconciliation that repairs
+//!
+//! [`Hub::reconcile`] compares each system's digest of each data type with
+//! the ledger's (content included, see [`hr_core::digest`]). Where they
+//! differ it reads the system's 256 bucket digests, then only the entries of
+//! the differing buckets, and names each differing key: `missing` (the hub
+//! holds it, the system does not), `edited` (another version or content) or
+//! `extra` (the system holds a key the hub never sent or deleted).
+//! [`Hub::repair`] then sends each such key again at a fresh version above
+//! anything any system was seen holding: the hub's record, or a delete
+//! where the hub holds none. Repairs travel the data type's normal route, so
+//! a system fed over Kafka is repaired by a re-publish its consumer group
+//! applies, and every system converges on the same version.
 
 use crate::config::{group_name, HubConfig};
 use crate::console::Console;
-use hr_core::{ChangeEnvelope, DataType, Delta, Digest, Ledger, MergedState, PropagationReport, Propagator, Router};
+use hr_core::{
+    ChangeEnvelope, DataType, Delta, Digest, DigestEntry, HeldBack, HeldRecord, Ledger, MergedState, PlanOptions, PropagationReport, Propagator,
+    Repair, Router,
+};
 use hr_transport_kafka::{KafkaConfig, KafkaPropagator, KafkaTransportError, LagMonitor};
 use hr_transport_rest::{RestConfig, RestPropagator, RestTarget, RestTransportError};
 use std::collections::BTreeMap;
@@ -16,20 +34,89 @@ use std::time::Duration;
 pub struct SyncOutcome {
     /// Changes planned and delivered (each counted once, whatever the fan-out).
     pub sent: u64,
+    /// Of those, changes sent again because an earlier run failed after
+    /// their versions may have left the hub.
+    pub retried: u64,
     /// Per target and data type, what was delivered (REST targets by name;
     /// Kafka as `kafka`, which means accepted by the broker).
     pub delivered: PropagationReport,
+    /// Records kept at their last good version because their new source
+    /// row was quarantined.
+    pub held_back: Vec<HeldRecord>,
 }
 
 /// One target's state of one data type compared with the hub's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Reconciled {
     /// Live records the target holds.
     pub records: u64,
     /// Live records the hub sent.
     pub hub_records: u64,
-    /// Whether the digests are equal (same keys, versions and deletions).
+    /// Whether the digests are equal (same keys, versions, deletions and content).
     pub digest_matches: bool,
+    /// The keys that differ, when the digests do.
+    #[serde(skip_serializing_if = "Drift::is_empty")]
+    pub drift: Drift,
+}
+
+/// The keys in which a target differs from the hub, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Drift {
+    /// Keys the hub holds (a record or a tombstone) that the target lacks.
+    pub missing: Vec<DriftKey>,
+    /// Keys both hold, at another version or with other content.
+    pub edited: Vec<DriftKey>,
+    /// Keys the target holds that the hub never sent or has no record of.
+    pub extra: Vec<DriftKey>,
+}
+
+/// One differing key, with the version the target holds (0 if none).
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DriftKey {
+    /// The record key (`[redacted]` in `Debug` for sensitive data types).
+    pub key: String,
+    /// The version the target holds; 0 when it holds none.
+    pub target_version: u64,
+    #[serde(skip)]
+    sensitive: bool,
+}
+
+impl std::fmt::Debug for DriftKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = if self.sensitive { "[redacted]" } else { &self.key };
+        f.debug_struct("DriftKey").field("key", &key).field("target_version", &self.target_version).finish()
+    }
+}
+
+impl Drift {
+    /// Whether the target holds exactly the hub's keys.
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.edited.is_empty() && self.extra.is_empty()
+    }
+
+    /// How many keys differ.
+    pub fn len(&self) -> usize {
+        self.missing.len() + self.edited.len() + self.extra.len()
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &DriftKey> {
+        self.missing.iter().chain(&self.edited).chain(&self.extra)
+    }
+}
+
+/// Every target's comparison, by target name and data type.
+pub type Reconciliation = BTreeMap<String, BTreeMap<DataType, Reconciled>>;
+
+/// What [`Hub::repair`] did.
+#[derive(Debug, Clone, Default)]
+pub struct RepairOutcome {
+    /// Keys sent again, per data type.
+    pub repaired: BTreeMap<DataType, u64>,
+    /// Keys that could not be repaired because the hub holds their record
+    /// but this run's input does not (held back), per data type.
+    pub unrepairable: BTreeMap<DataType, Vec<String>>,
+    /// What the repairs sent.
+    pub sent: SyncOutcome,
 }
 
 /// The hub of one deployment.
@@ -113,16 +200,25 @@ impl Hub {
 
     /// Sends the deltas of every data type.
     pub async fn sync(&mut self, state: &MergedState) -> anyhow::Result<SyncOutcome> {
-        self.sync_types(state, &DataType::ALL).await
+        self.sync_with(state, &HeldBack::default()).await
     }
 
-    /// Plans the deltas of `types`, propagates them in one call, and records
-    /// them in the ledger only once every target has them, so a failed call
-    /// is simply sent again by the next sync.
-    pub async fn sync_types(&mut self, state: &MergedState, types: &[DataType]) -> anyhow::Result<SyncOutcome> {
+    /// Sends the deltas of every data type, keeping the `held` records at
+    /// their last good version, and remembers every person's unified id.
+    pub async fn sync_with(&mut self, state: &MergedState, held: &HeldBack) -> anyhow::Result<SyncOutcome> {
+        self.ledger.remember_identities(state)?;
+        self.sync_types(state, &DataType::ALL, held).await
+    }
+
+    /// Plans the deltas of `types`, reserves their versions, propagates them
+    /// in one call, and records them in the ledger only once every target
+    /// has them, so a failed call is sent again, at fresh versions, by the
+    /// next sync.
+    pub async fn sync_types(&mut self, state: &MergedState, types: &[DataType], held: &HeldBack) -> anyhow::Result<SyncOutcome> {
+        let options = PlanOptions { allow_mass_delete: self.allow_mass_delete, hold: Some(held) };
         let mut deltas = vec![];
         for t in types {
-            deltas.push((*t, self.ledger.plan_state(state, *t, "hr-hub", self.allow_mass_delete)?));
+            deltas.push((*t, self.ledger.plan_state(state, *t, "hr-hub", &options)?));
         }
         self.send(deltas).await
     }
@@ -143,15 +239,21 @@ impl Hub {
     }
 
     async fn send(&mut self, deltas: Vec<(DataType, Delta)>) -> anyhow::Result<SyncOutcome> {
+        let held_back: Vec<HeldRecord> = deltas.iter().flat_map(|(_, d)| d.held_back.iter().cloned()).collect();
+        let retried = deltas.iter().map(|(_, d)| d.retried).sum();
         let batch: Vec<ChangeEnvelope> = deltas.iter().flat_map(|(_, d)| d.changes.iter().cloned()).collect();
         if batch.is_empty() {
-            return Ok(SyncOutcome::default());
+            return Ok(SyncOutcome { held_back, ..SyncOutcome::default() });
+        }
+        // Durable before anything leaves: a failure below never lets these versions carry other content.
+        for (t, delta) in &deltas {
+            self.ledger.reserve(*t, delta)?;
         }
         let delivered = self.router.propagate(&batch).await?;
         for (t, delta) in &deltas {
             self.ledger.commit(*t, delta)?;
         }
-        Ok(SyncOutcome { sent: batch.len() as u64, delivered })
+        Ok(SyncOutcome { sent: batch.len() as u64, retried, delivered, held_back })
     }
 
     /// Waits until every consumer group applied everything produced to the
@@ -177,9 +279,10 @@ impl Hub {
         .await
     }
 
-    /// Compares each REST-reachable target's digests with the ledger's.
+    /// Compares each REST-reachable target's digests with the ledger's and,
+    /// where they differ, finds the differing keys (see the module docs).
     /// Targets without a REST receiver are left out.
-    pub async fn reconcile(&self, config: &HubConfig) -> anyhow::Result<BTreeMap<String, BTreeMap<DataType, Reconciled>>> {
+    pub async fn reconcile(&self, config: &HubConfig) -> anyhow::Result<Reconciliation> {
         let mut out = BTreeMap::new();
         for (name, target) in &config.targets {
             let held = match self.rest.digests(name).await {
@@ -190,10 +293,80 @@ impl Hub {
             for t in &target.data_types {
                 let theirs = held.get(t).copied().unwrap_or_else(Digest::default);
                 let ours = self.ledger.digest(*t)?;
-                per_type.insert(*t, Reconciled { records: theirs.count, hub_records: ours.count, digest_matches: ours == theirs });
+                let drift = if ours == theirs { Drift::default() } else { self.find_drift(name, *t).await? };
+                per_type.insert(*t, Reconciled { records: theirs.count, hub_records: ours.count, digest_matches: ours == theirs, drift });
             }
             out.insert(name.clone(), per_type);
         }
         Ok(out)
+    }
+
+    /// Narrows a differing digest down to keys: bucket digests first, then
+    /// the entries of the differing buckets only.
+    async fn find_drift(&self, target: &str, data_type: DataType) -> anyhow::Result<Drift> {
+        let ours = self.ledger.entries(data_type)?;
+        let our_buckets = Digest::buckets(&ours);
+        let their_buckets = self.rest.bucket_digests(target, data_type).await?;
+        let differing: Vec<usize> = (0..our_buckets.len()).filter(|&b| our_buckets[b] != their_buckets[b]).collect();
+        if differing.is_empty() {
+            return Ok(Drift::default());
+        }
+        let theirs: BTreeMap<String, DigestEntry> =
+            self.rest.entries(target, data_type, &differing).await?.into_iter().map(|e| (e.key.clone(), e)).collect();
+        let ours: BTreeMap<&str, &DigestEntry> = ours.iter().filter(|e| differing.contains(&e.bucket())).map(|e| (e.key.as_str(), e)).collect();
+        let sensitive = data_type.is_sensitive();
+        let key = |key: &str, target_version| DriftKey { key: key.to_string(), target_version, sensitive };
+        let mut drift = Drift::default();
+        for (k, mine) in &ours {
+            match theirs.get(*k) {
+                None => drift.missing.push(key(k, 0)),
+                Some(held) if held != *mine => drift.edited.push(key(k, held.version)),
+                Some(_) => {}
+            }
+        }
+        for (k, held) in &theirs {
+            if !ours.contains_key(k.as_str()) {
+                drift.extra.push(key(k, held.version));
+            }
+        }
+        Ok(drift)
+    }
+
+    /// Sends every differing key found by [`reconcile`](Self::reconcile)
+    /// again at a fresh version: the record `state` holds for it, or a
+    /// delete where the hub holds no live record. A key the ledger holds
+    /// live that `state` lacks (held back this run) cannot be rewritten and
+    /// is reported instead.
+    pub async fn repair(&mut self, state: &MergedState, found: &Reconciliation) -> anyhow::Result<RepairOutcome> {
+        let mut above: BTreeMap<DataType, BTreeMap<String, u64>> = BTreeMap::new();
+        for per_type in found.values() {
+            for (t, reconciled) in per_type {
+                for k in reconciled.drift.keys() {
+                    let highest = above.entry(*t).or_default().entry(k.key.clone()).or_default();
+                    *highest = (*highest).max(k.target_version);
+                }
+            }
+        }
+        let mut outcome = RepairOutcome::default();
+        let mut deltas = vec![];
+        for (t, keys) in above {
+            let mut repairs = vec![];
+            for (key, above) in keys {
+                let live = self.ledger.version_of(t, &key)?.is_some_and(|(_, deleted)| !deleted);
+                let payload = match (live, state.record(t, &key)) {
+                    (true, None) => {
+                        outcome.unrepairable.entry(t).or_default().push(key);
+                        continue;
+                    }
+                    (true, Some(record)) => Some(record?),
+                    (false, _) => None,
+                };
+                repairs.push(Repair { key, payload, above });
+            }
+            outcome.repaired.insert(t, repairs.len() as u64);
+            deltas.push((t, self.ledger.plan_repairs(t, repairs, "hr-hub")?));
+        }
+        outcome.sent = self.send(deltas).await?;
+        Ok(outcome)
     }
 }

@@ -1,27 +1,125 @@
-//! Digests for reconciliation: equal digests prove equal state.
+//! Digests for reconciliation: equal digests prove equal state, content
+//! included.
+//!
+//! # The algorithm (for receivers written in other languages)
+//!
+//! 1. The **content hash** of a stored record is the first 16 bytes of the
+//!    SHA-256 of its stored JSON body, byte for byte (a receiver stores the
+//!    canonical body: the record parsed and serialized again, fields in schema
+//!    order, no insignificant whitespace). A tombstone has no content hash.
+//! 2. An **entry** is `(key, version, content hash or none)`. Its entry hash
+//!    is SHA-256 over: the key's length in bytes as u64 little-endian, the
+//!    key's UTF-8 bytes, the version as u64 little-endian, one byte `1` for a
+//!    tombstone or `0` for a live record, then the 16-byte content hash
+//!    (16 zero bytes for a tombstone).
+//! 3. A **digest** is the live count, the tombstone count and the lane-wise
+//!    wrapping sum of the entry hashes read as four u64 little-endian lanes,
+//!    written as 64 hex digits (lane 0 first, each lane as 16 hex digits of
+//!    its numeric value). The sum does not depend on order.
+//! 4. The **bucket** of a key is the first byte of SHA-256 of the key's UTF-8
+//!    bytes: [`BUCKETS`] buckets, each with its own digest, let the hub
+//!    narrow a difference down without reading the whole table.
+//!
+//! A hand-edited body, a deleted row, an extra row or a different version
+//! each change the digest.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::fmt;
 
+/// How many key-hash buckets a data type is split into for reconciliation.
+pub const BUCKETS: usize = 256;
+
+/// The hash of a stored body: the first 16 bytes of its SHA-256.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ContentHash(pub [u8; 16]);
+
+impl ContentHash {
+    /// The content hash of a JSON body, exactly as stored.
+    pub fn of(body: &str) -> Self {
+        let full = Sha256::digest(body.as_bytes());
+        let mut h = [0u8; 16];
+        h.copy_from_slice(&full[..16]);
+        ContentHash(h)
+    }
+
+    /// 32 hex digits.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Debug for ContentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl Serialize for ContentHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for ContentHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let mut h = [0u8; 16];
+        hex::decode_to_slice(&text, &mut h).map_err(|_| serde::de::Error::custom("a content hash is 32 hex digits"))?;
+        Ok(ContentHash(h))
+    }
+}
+
+/// One record as the digest sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestEntry {
+    /// The record key.
+    pub key: String,
+    /// The version held.
+    pub version: u64,
+    /// The hash of the stored body; `None` for a tombstone.
+    pub content: Option<ContentHash>,
+}
+
+impl DigestEntry {
+    /// Whether this entry is a tombstone.
+    pub fn is_tombstone(&self) -> bool {
+        self.content.is_none()
+    }
+
+    /// The key's bucket, `0..BUCKETS`.
+    pub fn bucket(&self) -> usize {
+        bucket_of(&self.key)
+    }
+}
+
+/// The bucket of a key: the first byte of its SHA-256.
+pub fn bucket_of(key: &str) -> usize {
+    Sha256::digest(key.as_bytes())[0] as usize
+}
+
 /// The state of one data type in one place, reduced to a comparable value:
 /// live record count, tombstone count, and an order-independent hash of
-/// every `(key, version, deleted)`.
+/// every entry (key, version, delete flag, content hash). See the
+/// [module docs](self) for the exact algorithm.
 ///
-/// The hash is the lane-wise wrapping sum of SHA-256 digests, so it does not
-/// depend on the order entries are added in, and adding the same entry twice
-/// changes it (a set, not a multiset, must be fed in).
+/// Adding the same entry twice changes it: a set, not a multiset, must be fed in.
 ///
 /// ```
-/// use hr_core::Digest;
+/// use hr_core::{ContentHash, Digest};
+/// let body = ContentHash::of(r#"{"id":"A-1"}"#);
 /// let mut a = Digest::default();
-/// a.add("A-1", 2, false);
-/// a.add("A-2", 1, true);
+/// a.add("A-1", 2, Some(body));
+/// a.add("A-2", 1, None);
 /// let mut b = Digest::default();
-/// b.add("A-2", 1, true);
-/// b.add("A-1", 2, false);
+/// b.add("A-2", 1, None);
+/// b.add("A-1", 2, Some(body));
 /// assert_eq!(a, b);
 /// assert_eq!((a.count, a.tombstones), (1, 1));
+/// let mut edited = Digest::default();
+/// edited.add("A-2", 1, None);
+/// edited.add("A-1", 2, Some(ContentHash::of(r#"{"id":"A-1","x":1}"#)));
+/// assert_ne!(a, edited);
 /// ```
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Digest {
@@ -35,24 +133,46 @@ pub struct Digest {
 }
 
 impl Digest {
-    /// Adds one entry.
-    pub fn add(&mut self, key: &str, version: u64, deleted: bool) {
+    /// Adds one entry; `content` is `None` for a tombstone.
+    pub fn add(&mut self, key: &str, version: u64, content: Option<ContentHash>) {
         let mut hasher = Sha256::new();
         hasher.update((key.len() as u64).to_le_bytes());
         hasher.update(key.as_bytes());
         hasher.update(version.to_le_bytes());
-        hasher.update([deleted as u8]);
+        hasher.update([content.is_none() as u8]);
+        hasher.update(content.map(|c| c.0).unwrap_or_default());
         let bytes = hasher.finalize();
         for (lane, chunk) in self.hash.iter_mut().zip(bytes.chunks_exact(8)) {
             let mut word = [0u8; 8];
             word.copy_from_slice(chunk);
             *lane = lane.wrapping_add(u64::from_le_bytes(word));
         }
-        if deleted {
+        if content.is_none() {
             self.tombstones += 1;
         } else {
             self.count += 1;
         }
+    }
+
+    /// Adds one entry.
+    pub fn add_entry(&mut self, entry: &DigestEntry) {
+        self.add(&entry.key, entry.version, entry.content);
+    }
+
+    /// The digest of a set of entries.
+    pub fn of<'a>(entries: impl IntoIterator<Item = &'a DigestEntry>) -> Self {
+        let mut digest = Digest::default();
+        entries.into_iter().for_each(|e| digest.add_entry(e));
+        digest
+    }
+
+    /// One digest per key bucket (see [`bucket_of`]); always [`BUCKETS`] long.
+    pub fn buckets<'a>(entries: impl IntoIterator<Item = &'a DigestEntry>) -> Vec<Digest> {
+        let mut buckets = vec![Digest::default(); BUCKETS];
+        for e in entries {
+            buckets[e.bucket()].add_entry(e);
+        }
+        buckets
     }
 
     /// The hash as 64 hex digits.
@@ -84,5 +204,57 @@ mod hex_lanes {
             *lane = u64::from_str_radix(&text[i * 16..(i + 1) * 16], 16).map_err(serde::de::Error::custom)?;
         }
         Ok(lanes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fixed vectors: a receiver in another language must reproduce these.
+    #[test]
+    fn the_documented_algorithm_gives_these_values() {
+        let body = r#"{"set":"grade","code":"G1","name":"Staff","attributes":{}}"#;
+        assert_eq!(ContentHash::of(body).to_hex(), hex::encode(&Sha256::digest(body.as_bytes())[..16]));
+        let mut d = Digest::default();
+        d.add("grade:G1", 3, Some(ContentHash::of(body)));
+        let mut input = Vec::new();
+        input.extend_from_slice(&8u64.to_le_bytes());
+        input.extend_from_slice(b"grade:G1");
+        input.extend_from_slice(&3u64.to_le_bytes());
+        input.push(0);
+        input.extend_from_slice(&ContentHash::of(body).0);
+        let expected = Sha256::digest(&input);
+        let lane0 = u64::from_le_bytes(expected[..8].try_into().unwrap());
+        assert_eq!(d.hash[0], lane0);
+        assert_eq!(&d.hash_hex()[..16], format!("{lane0:016x}"));
+        assert_eq!(bucket_of("grade:G1"), Sha256::digest(b"grade:G1")[0] as usize);
+    }
+
+    #[test]
+    fn every_part_of_an_entry_changes_the_digest() {
+        let c = Some(ContentHash::of("{}"));
+        let base = Digest::of(&[DigestEntry { key: "k".into(), version: 1, content: c }]);
+        for other in [
+            DigestEntry { key: "j".into(), version: 1, content: c },
+            DigestEntry { key: "k".into(), version: 2, content: c },
+            DigestEntry { key: "k".into(), version: 1, content: None },
+            DigestEntry { key: "k".into(), version: 1, content: Some(ContentHash::of("{ }")) },
+        ] {
+            assert_ne!(Digest::of(&[other]), base);
+        }
+    }
+
+    #[test]
+    fn bucket_digests_add_up_to_the_same_entries() {
+        let entries: Vec<DigestEntry> =
+            (0..500).map(|i| DigestEntry { key: format!("A-{i}"), version: i, content: (i % 7 != 0).then(|| ContentHash::of(&i.to_string())) }).collect();
+        let buckets = Digest::buckets(&entries);
+        assert_eq!(buckets.len(), BUCKETS);
+        assert_eq!(buckets.iter().map(|b| b.count + b.tombstones).sum::<u64>(), 500);
+        let mut moved = entries.clone();
+        moved[3].version += 1;
+        let differing: Vec<usize> = Digest::buckets(&moved).iter().zip(&buckets).enumerate().filter(|(_, (a, b))| a != b).map(|(i, _)| i).collect();
+        assert_eq!(differing, vec![entries[3].bucket()]);
     }
 }

@@ -203,6 +203,15 @@ impl ChangeEnvelope {
     /// least 1, a payload exactly for upserts, and a payload that parses as
     /// the data type's record whose own key equals the envelope key.
     pub fn validate(&self) -> Result<(), EnvelopeError> {
+        self.canonical_payload().map(drop)
+    }
+
+    /// [`validate`](Self::validate)s and returns the body a sink stores: the
+    /// payload parsed into its record type and serialized again, so fields
+    /// outside the schema, duplicate keys and odd formatting never reach a
+    /// store, and the content hash of the digest is the same wherever the
+    /// record is held. `None` for deletes.
+    pub fn canonical_payload(&self) -> Result<Option<String>, EnvelopeError> {
         let invalid = |problem: String| EnvelopeError::Invalid {
             event_id: self.event_id.clone(),
             data_type: self.data_type,
@@ -221,17 +230,17 @@ impl ChangeEnvelope {
             (Operation::Delete, Some(p)) if p.get() != "null" => {
                 return Err(invalid("a delete must not carry a payload".into()))
             }
-            (Operation::Delete, _) => return Ok(()),
+            (Operation::Delete, _) => return Ok(None),
             (Operation::Upsert, None) => return Err(invalid("an upsert needs a payload".into())),
             (Operation::Upsert, Some(_)) => {}
         }
         let text = self.payload_json().unwrap_or("null");
-        let record_key = match self.data_type {
-            DataType::Employee => parse::<Employee>(text).map(|r| r.id),
-            DataType::OrgUnit => parse::<OrgUnit>(text).map(|r| r.id),
-            DataType::MasterData => parse::<MasterData>(text).map(|r| r.key()),
-            DataType::Permission => parse::<PermissionGrant>(text).map(|r| r.key()),
-            DataType::Compensation => parse::<Compensation>(text).map(|r| r.employee_id),
+        let (record_key, canonical) = match self.data_type {
+            DataType::Employee => canonical::<Employee>(text, |r| r.id.clone()),
+            DataType::OrgUnit => canonical::<OrgUnit>(text, |r| r.id.clone()),
+            DataType::MasterData => canonical::<MasterData>(text, MasterData::key),
+            DataType::Permission => canonical::<PermissionGrant>(text, PermissionGrant::key),
+            DataType::Compensation => canonical::<Compensation>(text, |r| r.employee_id.clone()),
         }
         .map_err(|e| invalid(format!("payload is not a valid {} record: {}", self.data_type, describe_json_error(&e))))?;
         if record_key != self.key {
@@ -240,12 +249,14 @@ impl ChangeEnvelope {
                 if self.data_type.is_sensitive() { "[redacted]" } else { record_key.as_str() }
             )));
         }
-        Ok(())
+        Ok(Some(canonical))
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, serde_json::Error> {
-    serde_json::from_str(text)
+/// Parses a payload as `T` and serializes it again: the key and the canonical body.
+fn canonical<T: serde::de::DeserializeOwned + Serialize>(text: &str, key: impl Fn(&T) -> String) -> Result<(String, String), serde_json::Error> {
+    let record: T = serde_json::from_str(text)?;
+    Ok((key(&record), serde_json::to_string(&record)?))
 }
 
 /// Describes a JSON error by kind and position only: serde's own messages

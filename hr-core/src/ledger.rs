@@ -1,13 +1,35 @@
 //! The hub's ledger: key -> version and content hash per data type, which
-//! turns periodic full loads into deltas.
+//! turns periodic full loads into deltas, and the versions that may have
+//! left the hub.
+//!
+//! # Versions are never reused
+//!
+//! A run [`plan`](Ledger::plan)s its changes, [`reserve`](Ledger::reserve)s
+//! their versions durably *before* anything is sent, and
+//! [`commit`](Ledger::commit)s them once every target has them. A run that
+//! fails in between leaves its reservations: the next plan gives every such
+//! key a version above the reserved one and sends it again even if its
+//! content is back to what was committed, because some target may hold the
+//! failed run's content at the reserved version. So a version that may have
+//! reached a target is never given to other content, across failures and
+//! restarts (the reservations are in the same SQLite file).
+//!
+//! # Last known good
+//!
+//! A record the ledger holds that is absent from a new full load is a
+//! departure, unless [`PlanOptions::hold`] says its source row was
+//! quarantined: then it keeps its last good version everywhere and is listed
+//! in [`Delta::held_back`].
 
-use crate::digest::Digest;
+use crate::digest::{ContentHash, Digest, DigestEntry};
 use crate::envelope::ChangeEnvelope;
-use crate::merge::MergedState;
+use crate::holdback::HeldBack;
+use crate::merge::{Identities, MergedState};
+use crate::quarantine::Quarantined;
 use crate::schema::DataType;
-use rusqlite::{OptionalExtension, params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
+use rustc_hash::FxHashMap;
 use serde_json::value::RawValue;
-use sha2::{Digest as _, Sha256};
 use std::path::Path;
 
 /// Default largest share of a data type's live records one run may delete.
@@ -66,7 +88,7 @@ pub enum LedgerError {
 pub struct Delta {
     /// Envelopes to send, in key order.
     pub changes: Vec<ChangeEnvelope>,
-    hashes: Vec<Option<[u8; 16]>>,
+    hashes: Vec<Option<ContentHash>>,
     /// Records new to the ledger (or re-created after a delete).
     pub created: u64,
     /// Records whose content changed.
@@ -75,6 +97,66 @@ pub struct Delta {
     pub deleted: u64,
     /// Records identical to the ledger's.
     pub unchanged: u64,
+    /// Changes sent again because an earlier run that failed may have left
+    /// other content at a reserved version (counted in the above too).
+    pub retried: u64,
+    /// Records absent from the input because their source row was
+    /// quarantined: kept at their last good version, not deleted.
+    pub held_back: Vec<HeldRecord>,
+}
+
+impl Delta {
+    /// Whether nothing needs to travel.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    fn push(&mut self, change: ChangeEnvelope, hash: Option<ContentHash>) {
+        self.changes.push(change);
+        self.hashes.push(hash);
+    }
+}
+
+/// A record kept at its last good version because its new source row was quarantined.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HeldRecord {
+    /// The data type.
+    pub data_type: DataType,
+    /// The record key.
+    pub key: String,
+    /// The version every target keeps.
+    pub version: u64,
+    /// The quarantined source row that would have replaced it.
+    pub quarantined: Quarantined,
+}
+
+/// How [`Ledger::plan_with`] treats departures.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanOptions<'a> {
+    /// Send deletions even when more than the delete guard allows.
+    pub allow_mass_delete: bool,
+    /// Records whose source rows were quarantined: absent, but not departed.
+    pub hold: Option<&'a HeldBack>,
+}
+
+/// One repair: send `payload` (or a delete) for `key` at a version above
+/// `above` and above anything the ledger committed or reserved.
+#[derive(Debug)]
+pub struct Repair {
+    /// The record key.
+    pub key: String,
+    /// The record as the hub holds it; `None` when the hub holds no live record.
+    pub payload: Option<Box<RawValue>>,
+    /// The highest version any target was seen holding for the key.
+    pub above: u64,
+}
+
+/// What the ledger holds for one key.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    version: u64,
+    hash: Option<ContentHash>,
+    deleted: bool,
 }
 
 /// The ledger, in an SQLite file.
@@ -86,6 +168,7 @@ pub struct Delta {
 /// let payload = serde_json::value::to_raw_value(&md).unwrap();
 /// let first = ledger.plan(DataType::MasterData, [(md.key(), payload.clone())], "hr", false).unwrap();
 /// assert_eq!(first.created, 1);
+/// ledger.reserve(DataType::MasterData, &first).unwrap();
 /// ledger.commit(DataType::MasterData, &first).unwrap();
 /// let again = ledger.plan(DataType::MasterData, [(md.key(), payload)], "hr", false).unwrap();
 /// assert!(again.changes.is_empty());
@@ -102,11 +185,8 @@ impl std::fmt::Debug for Ledger {
     }
 }
 
-fn content_hash(json: &str) -> [u8; 16] {
-    let full = Sha256::digest(json.as_bytes());
-    let mut h = [0u8; 16];
-    h.copy_from_slice(&full[..16]);
-    h
+fn hash_from_blob(blob: Option<Vec<u8>>) -> Option<ContentHash> {
+    blob.and_then(|h| h.try_into().ok()).map(ContentHash)
 }
 
 impl Ledger {
@@ -128,7 +208,12 @@ impl Ledger {
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
              CREATE TABLE IF NOT EXISTS ledger (
                data_type TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL,
-               hash BLOB, deleted INTEGER NOT NULL, PRIMARY KEY (data_type, key)) WITHOUT ROWID;",
+               hash BLOB, deleted INTEGER NOT NULL, PRIMARY KEY (data_type, key)) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS reservation (
+               data_type TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL,
+               PRIMARY KEY (data_type, key)) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS identity (
+               source_id TEXT PRIMARY KEY, unified_id TEXT NOT NULL) WITHOUT ROWID;",
         )
         .map_err(|source| LedgerError::Storage { path: path.clone(), source })?;
         Ok(Ledger { conn, path, max_delete_share: DEFAULT_MAX_DELETE_SHARE })
@@ -146,105 +231,81 @@ impl Ledger {
 
     /// Compares the new full state of a data type (sorted by key) with the
     /// ledger and returns only what must travel: new and changed records as
-    /// upserts with the next version, vanished ones as deletes. Nothing is
-    /// recorded until [`commit`](Self::commit), so a failed propagation is
-    /// simply planned again.
+    /// upserts with the next version, vanished ones as deletes, and every key
+    /// an earlier failed run may have left elsewhere (see the module docs).
+    /// Nothing is recorded until [`reserve`](Self::reserve) and
+    /// [`commit`](Self::commit).
     ///
-    /// Memory: one pass over both sides in key order; only the delta is kept.
+    /// Memory: one pass over both sides in key order; only the delta (and
+    /// the few reserved keys) is kept.
     pub fn plan<K: AsRef<str>>(
         &self,
         data_type: DataType,
         records: impl IntoIterator<Item = (K, Box<RawValue>)>,
         origin: &str,
-        force: bool,
+        allow_mass_delete: bool,
+    ) -> Result<Delta, LedgerError> {
+        self.plan_with(data_type, records, origin, &PlanOptions { allow_mass_delete, hold: None })
+    }
+
+    /// [`plan`](Self::plan) with records held back (see [`PlanOptions`]).
+    pub fn plan_with<K: AsRef<str>>(
+        &self,
+        data_type: DataType,
+        records: impl IntoIterator<Item = (K, Box<RawValue>)>,
+        origin: &str,
+        options: &PlanOptions<'_>,
     ) -> Result<Delta, LedgerError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT key, version, hash, deleted FROM ledger WHERE data_type = ?1 ORDER BY key")
             .map_err(self.storage())?;
-        let mut held = stmt.query([data_type.as_str()]).map_err(self.storage())?;
-        let mut next_held = || -> Result<Option<(String, u64, Option<[u8; 16]>, bool)>, LedgerError> {
-            match held.next().map_err(self.storage())? {
-                None => Ok(None),
-                Some(row) => {
-                    let hash: Option<Vec<u8>> = row.get(2).map_err(self.storage())?;
-                    Ok(Some((
-                        row.get(0).map_err(self.storage())?,
-                        row.get::<_, i64>(1).map_err(self.storage())? as u64,
-                        hash.and_then(|h| h.try_into().ok()),
-                        row.get::<_, i64>(3).map_err(self.storage())? != 0,
-                    )))
-                }
-            }
+        let mut rows = stmt.query([data_type.as_str()]).map_err(self.storage())?;
+        let mut next_held = || -> Result<Option<(String, Held)>, LedgerError> {
+            let Some(row) = rows.next().map_err(self.storage())? else { return Ok(None) };
+            let held = Held {
+                version: row.get::<_, i64>(1).map_err(self.storage())? as u64,
+                hash: hash_from_blob(row.get(2).map_err(self.storage())?),
+                deleted: row.get::<_, i64>(3).map_err(self.storage())? != 0,
+            };
+            Ok(Some((row.get(0).map_err(self.storage())?, held)))
         };
-        let mut delta = Delta::default();
-        let mut live: u64 = 0;
+        let mut planner = Planner { data_type, origin, hold: options.hold, reserved: self.reservations(data_type)?, delta: Delta::default(), live: 0, guarded_deletes: 0 };
         let mut current = next_held()?;
         let mut last_key: Option<String> = None;
-        let vanish = |delta: &mut Delta, key: String, version: u64| {
-            delta.changes.push(ChangeEnvelope::delete(data_type, key, version + 1, origin));
-            delta.hashes.push(None);
-            delta.deleted += 1;
-        };
         for (key, payload) in records {
             let key = key.as_ref();
             if last_key.as_deref().is_some_and(|last| last >= key) {
                 return Err(LedgerError::Unsorted { data_type, key: key.to_string() });
             }
             // Held keys before this one have vanished from the source.
-            while current.as_ref().is_some_and(|(held_key, ..)| held_key.as_str() < key) {
-                if let Some((held_key, version, _, false)) = current.take() {
-                    live += 1;
-                    vanish(&mut delta, held_key, version);
+            while current.as_ref().is_some_and(|(held_key, _)| held_key.as_str() < key) {
+                if let Some((held_key, held)) = current.take() {
+                    planner.vanished(held_key, Some(held));
                 }
                 current = next_held()?;
             }
             last_key = Some(key.to_string());
-            let hash = content_hash(payload.get());
             let prior = match &current {
-                Some((held_key, ..)) if held_key == key => current.take(),
+                Some((held_key, _)) if held_key == key => current.take().map(|(_, held)| held),
                 _ => None,
-            };
-            let (version, is_new, changed) = match &prior {
-                None => (1, true, true),
-                Some((_, v, _, true)) => (v + 1, true, true),
-                Some((_, v, h, false)) => {
-                    live += 1;
-                    (v + 1, false, *h != Some(hash))
-                }
             };
             if prior.is_some() {
                 current = next_held()?;
             }
-            if !changed {
-                delta.unchanged += 1;
-                continue;
-            }
-            if is_new {
-                delta.created += 1;
-            } else {
-                delta.updated += 1;
-            }
-            delta.changes.push(ChangeEnvelope::with_raw_payload(data_type, key.to_string(), version, origin, Some(payload)));
-            delta.hashes.push(Some(hash));
+            planner.present(key, payload, prior);
         }
-        while let Some((held_key, version, _, deleted)) = current.take() {
-            if !deleted {
-                live += 1;
-                vanish(&mut delta, held_key, version);
-            }
+        while let Some((held_key, held)) = current.take() {
+            planner.vanished(held_key, Some(held));
             current = next_held()?;
         }
-        if !force && live > 0 && delta.deleted as f64 > self.max_delete_share * live as f64 {
-            return Err(LedgerError::DeleteGuard { data_type, deletes: delta.deleted, live, max_share: self.max_delete_share });
-        }
-        Ok(delta)
+        planner.finish(options.allow_mass_delete, self.max_delete_share)
     }
 
-    /// [`plan`](Self::plan) for one data type of a merged state, streaming:
-    /// each record is serialized as the comparison reaches it, so only the
-    /// delta is held, never the whole serialized data type.
-    pub fn plan_state(&self, state: &MergedState, data_type: DataType, origin: &str, force: bool) -> Result<Delta, LedgerError> {
+    /// [`plan_with`](Self::plan_with) for one data type of a merged state,
+    /// streaming: each record is serialized as the comparison reaches it, so
+    /// only the delta is held, never the whole serialized data type.
+    pub fn plan_state(&self, state: &MergedState, data_type: DataType, origin: &str, options: &PlanOptions<'_>) -> Result<Delta, LedgerError> {
         let mut failure = None;
         let records = state.records(data_type).map_while(|(key, record)| match record {
             Ok(payload) => Some((key, payload)),
@@ -253,7 +314,7 @@ impl Ledger {
                 None
             }
         });
-        let planned = self.plan(data_type, records, origin, force);
+        let planned = self.plan_with(data_type, records, origin, options);
         // Checked first: a record that stopped the stream must not be read as the end of the data.
         if let Some(source) = failure {
             return Err(LedgerError::Encode { data_type, source });
@@ -265,7 +326,8 @@ impl Ledger {
     /// record, `None` deletes it. Unlike [`plan`](Self::plan), records not
     /// named are left alone, and each named one costs one indexed lookup,
     /// whatever the size of the data type. Unchanged records and deletes of
-    /// unknown or already deleted keys plan nothing.
+    /// unknown or already deleted keys plan nothing, unless a failed run may
+    /// have left other content under the key.
     ///
     /// ```
     /// use hr_core::{DataType, Ledger};
@@ -273,6 +335,7 @@ impl Ledger {
     /// let payload = serde_json::value::RawValue::from_string(r#"{"set":"g","code":"1","name":"x"}"#.into()).unwrap();
     /// let delta = ledger.plan_changes(DataType::MasterData, [("g:1", Some(payload))], "hr").unwrap();
     /// assert_eq!((delta.created, delta.changes[0].version), (1, 1));
+    /// ledger.reserve(DataType::MasterData, &delta).unwrap();
     /// ledger.commit(DataType::MasterData, &delta).unwrap();
     /// let delta = ledger.plan_changes(DataType::MasterData, [("g:1", None)], "hr").unwrap();
     /// assert_eq!((delta.deleted, delta.changes[0].version), (1, 2));
@@ -283,84 +346,257 @@ impl Ledger {
         changes: impl IntoIterator<Item = (K, Option<Box<RawValue>>)>,
         origin: &str,
     ) -> Result<Delta, LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT version, hash, deleted FROM ledger WHERE data_type = ?1 AND key = ?2")
-            .map_err(self.storage())?;
-        let mut delta = Delta::default();
+        let mut planner = Planner { data_type, origin, hold: None, reserved: FxHashMap::default(), delta: Delta::default(), live: 0, guarded_deletes: 0 };
         for (key, payload) in changes {
             let key = key.as_ref();
-            let prior: Option<(u64, Option<[u8; 16]>, bool)> = stmt
-                .query_row(params![data_type.as_str(), key], |r| {
-                    let hash: Option<Vec<u8>> = r.get(1)?;
-                    Ok((r.get::<_, i64>(0)? as u64, hash.and_then(|h| h.try_into().ok()), r.get::<_, i64>(2)? != 0))
-                })
-                .optional()
-                .map_err(self.storage())?;
-            let next = prior.map(|(v, ..)| v + 1).unwrap_or(1);
-            match (payload, prior) {
-                (None, Some((_, _, false))) => {
-                    delta.changes.push(ChangeEnvelope::delete(data_type, key.to_string(), next, origin));
-                    delta.hashes.push(None);
-                    delta.deleted += 1;
-                }
-                (None, _) => delta.unchanged += 1,
-                (Some(payload), prior) => {
-                    let hash = content_hash(payload.get());
+            let prior = self.held(data_type, key)?;
+            if let Some(reserved) = self.reserved(data_type, key)? {
+                planner.reserved.insert(key.to_string(), reserved);
+            }
+            match payload {
+                Some(payload) => planner.present(key, payload, prior),
+                None => planner.vanished(key.to_string(), prior),
+            }
+        }
+        planner.finish(true, self.max_delete_share)
+    }
+
+    /// Plans repairs found by reconciliation: every one is sent, whatever the
+    /// ledger holds, at a version above the ledger's, the reserved one and
+    /// [`Repair::above`], so every target takes it.
+    pub fn plan_repairs(&self, data_type: DataType, repairs: impl IntoIterator<Item = Repair>, origin: &str) -> Result<Delta, LedgerError> {
+        let mut delta = Delta::default();
+        for repair in repairs {
+            let prior = self.held(data_type, &repair.key)?;
+            let version = [prior.map(|h| h.version), self.reserved(data_type, &repair.key)?, Some(repair.above)].into_iter().flatten().max().unwrap_or(0) + 1;
+            match repair.payload {
+                Some(payload) => {
+                    let hash = ContentHash::of(payload.get());
                     match prior {
-                        Some((_, held, false)) if held == Some(hash) => {
-                            delta.unchanged += 1;
-                            continue;
-                        }
-                        Some((_, _, false)) => delta.updated += 1,
+                        Some(Held { deleted: false, .. }) => delta.updated += 1,
                         _ => delta.created += 1,
                     }
-                    delta.changes.push(ChangeEnvelope::with_raw_payload(data_type, key.to_string(), next, origin, Some(payload)));
-                    delta.hashes.push(Some(hash));
+                    delta.push(ChangeEnvelope::with_raw_payload(data_type, repair.key, version, origin, Some(payload)), Some(hash));
+                }
+                None => {
+                    delta.deleted += 1;
+                    delta.push(ChangeEnvelope::delete(data_type, repair.key, version, origin), None);
                 }
             }
         }
         Ok(delta)
     }
 
-    /// Records a delta as sent, after its propagation succeeded.
-    pub fn commit(&mut self, data_type: DataType, delta: &Delta) -> Result<(), LedgerError> {
+    /// Records durably that the versions of `delta` may leave the hub. Call
+    /// it before sending: a version reserved is never given to other content.
+    pub fn reserve(&mut self, data_type: DataType, delta: &Delta) -> Result<(), LedgerError> {
         let path = self.path.clone();
         let storage = |source| LedgerError::Storage { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(storage)?;
         {
             let mut stmt = tx
-                .prepare_cached("INSERT OR REPLACE INTO ledger (data_type, key, version, hash, deleted) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .prepare_cached(
+                    "INSERT INTO reservation (data_type, key, version) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (data_type, key) DO UPDATE SET version = max(version, excluded.version)",
+                )
                 .map_err(storage)?;
-            for (change, hash) in delta.changes.iter().zip(&delta.hashes) {
-                stmt.execute(params![data_type.as_str(), change.key, change.version as i64, hash.map(|h| h.to_vec()), hash.is_none() as i64])
-                    .map_err(storage)?;
+            for change in &delta.changes {
+                stmt.execute(params![data_type.as_str(), change.key, change.version as i64]).map_err(storage)?;
             }
         }
         tx.commit().map_err(storage)
     }
 
+    /// Records a delta as held by every target, after its propagation
+    /// succeeded, and releases the reservations it settles.
+    pub fn commit(&mut self, data_type: DataType, delta: &Delta) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        let storage = |source| LedgerError::Storage { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(storage)?;
+        {
+            let mut record = tx
+                .prepare_cached("INSERT OR REPLACE INTO ledger (data_type, key, version, hash, deleted) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .map_err(storage)?;
+            let mut settle = tx.prepare_cached("DELETE FROM reservation WHERE data_type = ?1 AND key = ?2 AND version <= ?3").map_err(storage)?;
+            for (change, hash) in delta.changes.iter().zip(&delta.hashes) {
+                let version = change.version as i64;
+                record
+                    .execute(params![data_type.as_str(), change.key, version, hash.map(|h| h.0.to_vec()), hash.is_none() as i64])
+                    .map_err(storage)?;
+                settle.execute(params![data_type.as_str(), change.key, version]).map_err(storage)?;
+            }
+        }
+        tx.commit().map_err(storage)
+    }
+
+    /// Every key of a data type as the ledger holds it, with content hashes.
+    pub fn entries(&self, data_type: DataType) -> Result<Vec<DigestEntry>, LedgerError> {
+        let mut stmt = self.conn.prepare_cached("SELECT key, version, hash, deleted FROM ledger WHERE data_type = ?1").map_err(self.storage())?;
+        let rows = stmt
+            .query_map([data_type.as_str()], |row| {
+                let deleted = row.get::<_, i64>(3)? != 0;
+                let hash = hash_from_blob(row.get(2)?);
+                Ok(DigestEntry { key: row.get(0)?, version: row.get::<_, i64>(1)? as u64, content: if deleted { None } else { hash } })
+            })
+            .map_err(self.storage())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.storage())
+    }
+
     /// The hub's digest of a data type: what every target must hold.
     pub fn digest(&self, data_type: DataType) -> Result<Digest, LedgerError> {
-        let mut stmt = self.conn.prepare_cached("SELECT key, version, deleted FROM ledger WHERE data_type = ?1").map_err(self.storage())?;
-        let mut rows = stmt.query([data_type.as_str()]).map_err(self.storage())?;
-        let mut digest = Digest::default();
-        while let Some(row) = rows.next().map_err(self.storage())? {
-            let key: String = row.get(0).map_err(self.storage())?;
-            let version: i64 = row.get(1).map_err(self.storage())?;
-            let deleted: i64 = row.get(2).map_err(self.storage())?;
-            digest.add(&key, version as u64, deleted != 0);
-        }
-        Ok(digest)
+        Ok(Digest::of(&self.entries(data_type)?))
     }
 
     /// The version held for a key, with whether it is a tombstone.
     pub fn version_of(&self, data_type: DataType, key: &str) -> Result<Option<(u64, bool)>, LedgerError> {
+        Ok(self.held(data_type, key)?.map(|h| (h.version, h.deleted)))
+    }
+
+    /// Keys whose reserved version is above the committed one: a run that
+    /// failed may have left them anywhere between.
+    pub fn in_doubt(&self, data_type: DataType) -> Result<u64, LedgerError> {
         self.conn
-            .query_row("SELECT version, deleted FROM ledger WHERE data_type = ?1 AND key = ?2", params![data_type.as_str(), key], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? != 0))
-            })
-            .optional()
+            .query_row(
+                "SELECT count(*) FROM reservation r LEFT JOIN ledger l ON l.data_type = r.data_type AND l.key = r.key \
+                 WHERE r.data_type = ?1 AND r.version > coalesce(l.version, 0)",
+                [data_type.as_str()],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
             .map_err(self.storage())
+    }
+
+    /// Every person's lifelong unified id, by source id (see [`Identities`]).
+    pub fn identities(&self) -> Result<Identities, LedgerError> {
+        let mut stmt = self.conn.prepare_cached("SELECT source_id, unified_id FROM identity").map_err(self.storage())?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(self.storage())?;
+        rows.collect::<Result<Identities, _>>().map_err(self.storage())
+    }
+
+    /// Remembers the unified id of every employee's source ids, so later
+    /// merges keep it whichever record becomes primary.
+    pub fn remember_identities(&mut self, state: &MergedState) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        let storage = |source| LedgerError::Storage { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(storage)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO identity (source_id, unified_id) VALUES (?1, ?2) \
+                     ON CONFLICT (source_id) DO UPDATE SET unified_id = excluded.unified_id WHERE unified_id <> excluded.unified_id",
+                )
+                .map_err(storage)?;
+            for employee in state.employees.values() {
+                for source_id in &employee.source_ids {
+                    stmt.execute(params![source_id, employee.id]).map_err(storage)?;
+                }
+            }
+        }
+        tx.commit().map_err(storage)
+    }
+
+    fn held(&self, data_type: DataType, key: &str) -> Result<Option<Held>, LedgerError> {
+        self.conn
+            .prepare_cached("SELECT version, hash, deleted FROM ledger WHERE data_type = ?1 AND key = ?2")
+            .and_then(|mut stmt| {
+                stmt.query_row(params![data_type.as_str(), key], |r| {
+                    Ok(Held { version: r.get::<_, i64>(0)? as u64, hash: hash_from_blob(r.get(1)?), deleted: r.get::<_, i64>(2)? != 0 })
+                })
+                .optional()
+            })
+            .map_err(self.storage())
+    }
+
+    fn reserved(&self, data_type: DataType, key: &str) -> Result<Option<u64>, LedgerError> {
+        self.conn
+            .prepare_cached("SELECT version FROM reservation WHERE data_type = ?1 AND key = ?2")
+            .and_then(|mut stmt| stmt.query_row(params![data_type.as_str(), key], |r| r.get::<_, i64>(0)).optional())
+            .map(|v| v.map(|v| v as u64))
+            .map_err(self.storage())
+    }
+
+    fn reservations(&self, data_type: DataType) -> Result<FxHashMap<String, u64>, LedgerError> {
+        let mut stmt = self.conn.prepare_cached("SELECT key, version FROM reservation WHERE data_type = ?1").map_err(self.storage())?;
+        let rows = stmt.query_map([data_type.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))).map_err(self.storage())?;
+        rows.collect::<Result<_, _>>().map_err(self.storage())
+    }
+}
+
+/// One plan in progress: the decisions per key, shared by full and real-time plans.
+struct Planner<'a> {
+    data_type: DataType,
+    origin: &'a str,
+    hold: Option<&'a HeldBack>,
+    /// Reserved versions of the keys not yet visited.
+    reserved: FxHashMap<String, u64>,
+    delta: Delta,
+    /// Live records in the ledger among those visited.
+    live: u64,
+    /// Deletes of live records (what the delete guard limits).
+    guarded_deletes: u64,
+}
+
+impl Planner<'_> {
+    /// The next version for a key, and whether a failed run may have left
+    /// other content at a reserved version above the committed one.
+    fn next_version(&mut self, key: &str, prior: Option<Held>) -> (u64, bool) {
+        let committed = prior.map(|h| h.version).unwrap_or(0);
+        let reserved = self.reserved.remove(key).unwrap_or(0);
+        (committed.max(reserved) + 1, reserved > committed)
+    }
+
+    /// A key present in the source.
+    fn present(&mut self, key: &str, payload: Box<RawValue>, prior: Option<Held>) {
+        let (version, in_doubt) = self.next_version(key, prior);
+        let hash = ContentHash::of(payload.get());
+        match prior {
+            Some(Held { deleted: false, hash: held, .. }) => {
+                self.live += 1;
+                if held == Some(hash) && !in_doubt {
+                    self.delta.unchanged += 1;
+                    return;
+                }
+                self.delta.updated += 1;
+            }
+            _ => self.delta.created += 1,
+        }
+        self.delta.retried += in_doubt as u64;
+        self.delta.push(ChangeEnvelope::with_raw_payload(self.data_type, key.to_string(), version, self.origin, Some(payload)), Some(hash));
+    }
+
+    /// A key the ledger holds (or reserved) that the source no longer has.
+    fn vanished(&mut self, key: String, prior: Option<Held>) {
+        let (version, in_doubt) = self.next_version(&key, prior);
+        let live = prior.is_some_and(|h| !h.deleted);
+        if live {
+            self.live += 1;
+            if let Some(quarantined) = self.hold.and_then(|h| h.holds(self.data_type, &key)) {
+                let version = prior.map(|h| h.version).unwrap_or_default();
+                self.delta.held_back.push(HeldRecord { data_type: self.data_type, key, version, quarantined: quarantined.clone() });
+                return;
+            }
+            self.guarded_deletes += 1;
+        } else if !in_doubt {
+            // Unknown, or already deleted everywhere: nothing to do.
+            self.delta.unchanged += prior.is_some() as u64;
+            return;
+        }
+        self.delta.deleted += 1;
+        self.delta.retried += in_doubt as u64;
+        self.delta.push(ChangeEnvelope::delete(self.data_type, key, version, self.origin), None);
+    }
+
+    /// Retracts what failed runs may have created under keys that neither
+    /// the ledger nor the source has, and applies the delete guard.
+    fn finish(mut self, allow_mass_delete: bool, max_share: f64) -> Result<Delta, LedgerError> {
+        let mut orphans: Vec<String> = self.reserved.keys().cloned().collect();
+        orphans.sort_unstable();
+        for key in orphans {
+            self.vanished(key, None);
+        }
+        if !allow_mass_delete && self.live > 0 && self.guarded_deletes as f64 > max_share * self.live as f64 {
+            return Err(LedgerError::DeleteGuard { data_type: self.data_type, deletes: self.guarded_deletes, live: self.live, max_share });
+        }
+        Ok(self.delta)
     }
 }

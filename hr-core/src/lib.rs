@@ -21,7 +21,8 @@
 //! let mut ledger = Ledger::in_memory().unwrap();
 //! let records = outcome.state.records(DataType::OrgUnit).map(|(k, v)| (k, v.unwrap()));
 //! let delta = ledger.plan(DataType::OrgUnit, records, "hr-hub", false).unwrap();
-//! ledger.commit(DataType::OrgUnit, &delta).unwrap();
+//! ledger.reserve(DataType::OrgUnit, &delta).unwrap(); // before sending
+//! ledger.commit(DataType::OrgUnit, &delta).unwrap(); // once every target has it
 //!
 //! // ...a sink applies them, and digests prove it holds the hub's state.
 //! let sink = MemorySink::default();
@@ -33,6 +34,7 @@
 
 pub mod digest;
 pub mod envelope;
+pub mod holdback;
 pub mod import;
 pub mod ledger;
 pub mod mapping;
@@ -46,16 +48,17 @@ pub mod sensitive;
 pub mod sink;
 pub mod sqlite_sink;
 
-pub use digest::Digest;
+pub use digest::{bucket_of, ContentHash, Digest, DigestEntry, BUCKETS};
 pub use envelope::{ChangeEnvelope, EnvelopeError, Operation};
 pub use import::{load_input_dir, ImportError, SourceData};
-pub use ledger::{Delta, Ledger, LedgerError};
+pub use holdback::HeldBack;
+pub use ledger::{Delta, HeldRecord, Ledger, LedgerError, PlanOptions, Repair};
 pub use mapping::{Mapping, MappingError};
-pub use merge::{merge, Conflict, MergeOutcome, MergeReport, MergedState, Warning};
+pub use merge::{merge, merge_with_identities, Conflict, Identities, MergeOutcome, MergeReport, MergedState, Warning};
 pub use propagate::{PropagateError, PropagationReport, Propagator, TargetFailure};
 pub use quarantine::{Quarantined, Reason};
 pub use routing::{Router, RoutingPolicy, TargetPolicy};
 pub use schema::{Company, Compensation, DataType, Employee, EmployeeStatus, MasterData, OrgUnit, PermissionGrant, SCHEMA};
 pub use sensitive::Sensitive;
-pub use sink::{ApplyOutcome, MemorySink, Sink, SinkError, StoredRecord};
+pub use sink::{canonical_bodies, ApplyOutcome, MemorySink, Sink, SinkError, StoredRecord};
 pub use sqlite_sink::SqliteSink;

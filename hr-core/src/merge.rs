@@ -37,6 +37,20 @@ impl MergedState {
         }
     }
 
+    /// One record as its JSON payload, if the state holds it.
+    pub fn record(&self, data_type: DataType, key: &str) -> Option<Result<Box<serde_json::value::RawValue>, serde_json::Error>> {
+        fn raw<T: Serialize>(m: &BTreeMap<String, T>, key: &str) -> Option<Result<Box<serde_json::value::RawValue>, serde_json::Error>> {
+            m.get(key).map(serde_json::value::to_raw_value)
+        }
+        match data_type {
+            DataType::Employee => raw(&self.employees, key),
+            DataType::OrgUnit => raw(&self.org_units, key),
+            DataType::MasterData => raw(&self.master_data, key),
+            DataType::Permission => raw(&self.permissions, key),
+            DataType::Compensation => raw(&self.compensation, key),
+        }
+    }
+
     /// The records of one data type as `(key, JSON payload)` in key order:
     /// what the ledger compares and the envelopes carry.
     pub fn records(&self, data_type: DataType) -> Box<dyn Iterator<Item = (&str, Result<Box<serde_json::value::RawValue>, serde_json::Error>)> + '_> {
@@ -99,11 +113,55 @@ pub struct MergeOutcome {
     pub report: MergeReport,
 }
 
-/// Merges what [`load_input_dir`](crate::load_input_dir) read.
+/// Every person's lifelong unified id, by source id (`A-…`, `B-…`).
+///
+/// A person keeps the unified id they were first given, whichever of their
+/// records is primary later (a move from company A to company B is an update
+/// of the same employee, not a departure and a joiner); the ids of their
+/// other records stay aliases that references resolve through. The hub keeps
+/// this map beside its ledger ([`Ledger::identities`](crate::Ledger::identities)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identities(FxHashMap<String, String>);
+
+impl Identities {
+    /// The unified id of a source id: the remembered one, else the source id itself.
+    pub fn unified<'a>(&'a self, source_id: &'a str) -> &'a str {
+        self.0.get(source_id).map(String::as_str).unwrap_or(source_id)
+    }
+
+    /// The remembered unified id of a source id, if any.
+    pub fn get(&self, source_id: &str) -> Option<&str> {
+        self.0.get(source_id).map(String::as_str)
+    }
+
+    /// How many source ids are remembered.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(String, String)> for Identities {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
+        Identities(iter.into_iter().collect())
+    }
+}
+
+/// Merges what [`load_input_dir`](crate::load_input_dir) read, with no
+/// remembered identities (a first run).
 ///
 /// Deterministic: every choice is made on record content, never on input
 /// order, so any row order gives the same state.
 pub fn merge(source: SourceData) -> MergeOutcome {
+    merge_with_identities(source, &Identities::default())
+}
+
+/// [`merge`], keeping every person's remembered unified id (see [`Identities`]).
+pub fn merge_with_identities(source: SourceData, identities: &Identities) -> MergeOutcome {
     let mut quarantined = source.quarantined;
     let mut warnings = Vec::new();
 
@@ -135,9 +193,10 @@ pub fn merge(source: SourceData) -> MergeOutcome {
     }
 
     let (persons, matched_persons) = match_persons(&placed);
+    let persons = assign_unified_ids(persons, identities);
     // Borrowed from the persons: no copies of the 2 x n ids.
     let alias: FxHashMap<&str, &str> =
-        persons.iter().flat_map(|p| p.records.iter().map(move |r| (r.source_id.as_str(), p.records[0].source_id.as_str()))).collect();
+        persons.iter().flat_map(|p| p.records.iter().map(move |r| (r.source_id.as_str(), p.id.as_str()))).collect();
     let mut state = MergedState::default();
     let conflicts = std::thread::scope(|scope| {
         let conflicts = scope.spawn(|| possible_duplicates(&persons));
@@ -371,6 +430,47 @@ fn validate_org_tree(mut units: BTreeMap<String, SourceOrgUnit>, quarantined: &m
 /// records stay where the import put them).
 struct Person<'a> {
     records: Vec<&'a SourceEmployee>,
+    /// The unified id (see [`assign_unified_ids`]).
+    id: String,
+}
+
+/// Gives every person a unified id and sorts them by it. Without remembered
+/// identities that is the primary record's source id. With them, a person
+/// first takes the remembered id of one of their records that is itself one
+/// of their source ids (the anchor of their identity), then a remembered id
+/// whose own record is gone from the input, then their own source ids, the
+/// first one free in that order. A source id present in the input is only
+/// ever its own person's, so every person finds a free id, each id goes to
+/// one person, and the choice depends on content, not on row order.
+fn assign_unified_ids<'a>(mut persons: Vec<Person<'a>>, identities: &Identities) -> Vec<Person<'a>> {
+    if identities.is_empty() {
+        return persons;
+    }
+    let present: FxHashSet<&str> = persons.iter().flat_map(|p| p.records.iter().map(|r| r.source_id.as_str())).collect();
+    let own = |p: &Person<'_>, id: &str| p.records.iter().any(|r| r.source_id == id);
+    let mut ids: Vec<Option<String>> = vec![None; persons.len()];
+    let mut taken: FxHashSet<String> = FxHashSet::default();
+    for (person, id) in persons.iter().zip(ids.iter_mut()) {
+        if let Some(anchor) = person.records.iter().filter_map(|r| identities.get(&r.source_id)).find(|u| own(person, u)) {
+            taken.insert(anchor.to_string());
+            *id = Some(anchor.to_string());
+        }
+    }
+    for (person, id) in persons.iter().zip(ids.iter_mut()).filter(|(_, id)| id.is_none()) {
+        let remembered = person.records.iter().filter_map(|r| identities.get(&r.source_id)).filter(|u| !present.contains(u));
+        let chosen = remembered
+            .chain(person.records.iter().map(|r| r.source_id.as_str()))
+            .find(|c| !taken.contains(*c))
+            .unwrap_or(person.records[0].source_id.as_str())
+            .to_string();
+        taken.insert(chosen.clone());
+        *id = Some(chosen);
+    }
+    for (person, id) in persons.iter_mut().zip(ids) {
+        person.id = id.unwrap_or_else(|| person.records[0].source_id.clone());
+    }
+    persons.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    persons
 }
 
 /// Groups records by person key; returns persons (sorted by unified id) and
@@ -380,7 +480,7 @@ fn match_persons(employees: &[SourceEmployee]) -> (Vec<Person<'_>>, usize) {
         e.person_key.as_ref().map(|k| k.expose().as_str()).unwrap_or_default()
     }
     let (mut keyed, unkeyed): (Vec<&SourceEmployee>, Vec<&SourceEmployee>) = employees.iter().partition(|e| e.person_key.is_some());
-    let mut persons: Vec<Person<'_>> = unkeyed.into_iter().map(|e| Person { records: vec![e] }).collect();
+    let mut persons: Vec<Person<'_>> = unkeyed.into_iter().map(|e| Person { records: vec![e], id: e.source_id.clone() }).collect();
     keyed.sort_unstable_by(|a, b| key(a).cmp(key(b)));
     let mut matched = 0;
     for group in keyed.chunk_by(|a, b| key(a) == key(b)) {
@@ -393,7 +493,8 @@ fn match_persons(employees: &[SourceEmployee]) -> (Vec<Person<'_>>, usize) {
             let rank = |e: &SourceEmployee| (e.status == EmployeeStatus::Active, e.updated_at);
             rank(b).cmp(&rank(a)).then_with(|| a.source_id.cmp(&b.source_id))
         });
-        persons.push(Person { records });
+        let id = records[0].source_id.clone();
+        persons.push(Person { records, id });
     }
     persons.sort_unstable_by(|a, b| a.records[0].source_id.cmp(&b.records[0].source_id));
     (persons, matched)
@@ -405,7 +506,7 @@ fn build_employee(person: &Person<'_>, alias: &FxHashMap<&str, &str>, warnings: 
     fn fill<T: Clone>(first: &Option<T>, rest: &[&SourceEmployee], pick: impl Fn(&SourceEmployee) -> &Option<T>) -> Option<T> {
         first.clone().or_else(|| rest.iter().find_map(|r| pick(r).clone()))
     }
-    let id = primary.source_id.clone();
+    let id = person.id.clone();
     let manager_source = fill(&primary.manager_source_id, others, |r| &r.manager_source_id);
     let manager = manager_source.and_then(|m| match alias.get(m.as_str()) {
         None => {
@@ -466,7 +567,7 @@ fn possible_duplicates(persons: &[Person<'_>]) -> Vec<Conflict> {
         if group.len() < 2 || group.iter().all(|p| p.records[0].person_key.is_some()) {
             continue;
         }
-        let mut ids: Vec<String> = group.iter().map(|p| p.records[0].source_id.clone()).collect();
+        let mut ids: Vec<String> = group.iter().map(|p| p.id.clone()).collect();
         ids.sort();
         conflicts.push(Conflict {
             kind: "possible_duplicate_person".into(),

@@ -1,6 +1,6 @@
 //! The receiving side: a [`Sink`] applies changes to a target system's store.
 
-use crate::digest::Digest;
+use crate::digest::{ContentHash, Digest, DigestEntry};
 use crate::envelope::{ChangeEnvelope, EnvelopeError, Operation};
 use crate::schema::DataType;
 use async_trait::async_trait;
@@ -54,7 +54,10 @@ impl SinkError {
 /// (so a late older upsert never resurrects a record); a batch is applied
 /// atomically or not at all, and a batch holding an envelope that fails
 /// [`ChangeEnvelope::validate`] is refused whole with [`SinkError::Invalid`]
-/// naming its index ([`validate_batch`] does that). Transports rely on it:
+/// naming its index ([`canonical_bodies`] does that). What is stored is the
+/// canonical body ([`ChangeEnvelope::canonical_payload`]), never the bytes as
+/// received, and [`entries`](Sink::entries) hashes what is stored, so a row
+/// edited in the store shows in the digest. Transports rely on it:
 /// the REST receiver answers 400 and the Kafka subscriber dead-letters that
 /// record. Duplicates and reordering therefore never change
 /// the final state, and [`digest`](Sink::digest) equals the hub's once every
@@ -77,16 +80,29 @@ impl SinkError {
 pub trait Sink: Send + Sync {
     /// Applies a batch atomically under the version rule.
     async fn apply(&self, batch: &[ChangeEnvelope]) -> Result<ApplyOutcome, SinkError>;
+    /// Every record held for one data type, tombstones included, with the
+    /// hash of its stored body as it is now (read back, not remembered).
+    async fn entries(&self, data_type: DataType) -> Result<Vec<DigestEntry>, SinkError>;
+
     /// The digest of what the sink holds for one data type.
-    async fn digest(&self, data_type: DataType) -> Result<Digest, SinkError>;
+    async fn digest(&self, data_type: DataType) -> Result<Digest, SinkError> {
+        Ok(Digest::of(&self.entries(data_type).await?))
+    }
+}
+
+/// Validates every change of a batch before anything is applied and returns
+/// the body to store for each (`None` for deletes).
+pub fn canonical_bodies(batch: &[ChangeEnvelope]) -> Result<Vec<Option<String>>, SinkError> {
+    batch
+        .iter()
+        .enumerate()
+        .map(|(index, c)| c.canonical_payload().map_err(|source| SinkError::Invalid { index, source }))
+        .collect()
 }
 
 /// Validates every change of a batch before anything is applied.
 pub fn validate_batch(batch: &[ChangeEnvelope]) -> Result<(), SinkError> {
-    batch
-        .iter()
-        .enumerate()
-        .try_for_each(|(index, c)| c.validate().map_err(|source| SinkError::Invalid { index, source }))
+    canonical_bodies(batch).map(drop)
 }
 
 /// One record as a sink holds it.
@@ -98,6 +114,19 @@ pub struct StoredRecord {
     pub deleted: bool,
     /// The payload JSON; `None` for tombstones.
     pub body: Option<String>,
+}
+
+impl StoredRecord {
+    /// This record as a digest entry under `key`.
+    pub fn entry(&self, key: &str) -> DigestEntry {
+        DigestEntry { key: key.to_string(), version: self.version, content: content_of(self.deleted, self.body.as_deref()) }
+    }
+}
+
+/// The content hash of a stored row: none for a tombstone, else the hash of
+/// its body (an empty body, which only a hand edit makes, still hashes).
+pub fn content_of(deleted: bool, body: Option<&str>) -> Option<ContentHash> {
+    (!deleted).then(|| ContentHash::of(body.unwrap_or("")))
 }
 
 impl std::fmt::Debug for StoredRecord {
@@ -123,6 +152,15 @@ impl MemorySink {
         self.lock().clone()
     }
 
+    /// Replaces or removes a record behind the version rule's back: what a
+    /// person editing the store by hand does (tests of drift repair).
+    pub fn tamper(&self, data_type: DataType, key: &str, record: Option<StoredRecord>) {
+        match record {
+            Some(r) => self.lock().insert((data_type, key.to_string()), r),
+            None => self.lock().remove(&(data_type, key.to_string())),
+        };
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(DataType, String), StoredRecord>> {
         // A panic while holding the lock cannot leave a half-applied batch (see apply), so poisoning is safe to ignore.
         self.records.lock().unwrap_or_else(|p| p.into_inner())
@@ -132,10 +170,10 @@ impl MemorySink {
 #[async_trait]
 impl Sink for MemorySink {
     async fn apply(&self, batch: &[ChangeEnvelope]) -> Result<ApplyOutcome, SinkError> {
-        validate_batch(batch)?;
+        let bodies = canonical_bodies(batch)?;
         let mut records = self.lock();
         let mut outcome = ApplyOutcome::default();
-        for change in batch {
+        for (change, body) in batch.iter().zip(bodies) {
             let key = (change.data_type, change.key.clone());
             let newer = records.get(&key).is_none_or(|held| change.version > held.version);
             if newer {
@@ -144,7 +182,7 @@ impl Sink for MemorySink {
                     StoredRecord {
                         version: change.version,
                         deleted: change.op == Operation::Delete,
-                        body: change.payload_json().map(str::to_string),
+                        body,
                     },
                 );
                 outcome.applied += 1;
@@ -155,13 +193,7 @@ impl Sink for MemorySink {
         Ok(outcome)
     }
 
-    async fn digest(&self, data_type: DataType) -> Result<Digest, SinkError> {
-        let mut digest = Digest::default();
-        for ((t, key), r) in self.lock().iter() {
-            if *t == data_type {
-                digest.add(key, r.version, r.deleted);
-            }
-        }
-        Ok(digest)
+    async fn entries(&self, data_type: DataType) -> Result<Vec<DigestEntry>, SinkError> {
+        Ok(self.lock().iter().filter(|((t, _), _)| *t == data_type).map(|((_, key), r)| r.entry(key)).collect())
     }
 }

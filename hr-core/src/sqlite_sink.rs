@@ -1,9 +1,9 @@
 //! A [`Sink`] on an SQLite file: the target systems' store (brief section 4).
 
-use crate::digest::Digest;
+use crate::digest::DigestEntry;
 use crate::envelope::{ChangeEnvelope, Operation};
 use crate::schema::DataType;
-use crate::sink::{validate_batch, ApplyOutcome, Sink, SinkError, StoredRecord};
+use crate::sink::{canonical_bodies, content_of, ApplyOutcome, Sink, SinkError, StoredRecord};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -90,12 +90,12 @@ impl SqliteSink {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn apply_blocking(&self, batch: &[ChangeEnvelope]) -> Result<ApplyOutcome, SinkError> {
+    fn apply_blocking(&self, batch: &[ChangeEnvelope], bodies: &[Option<String>]) -> Result<ApplyOutcome, SinkError> {
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(|e| unavailable("cannot begin a transaction on", &self.path, e))?;
         let mut outcome = ApplyOutcome::default();
         {
-            for change in batch {
+            for (change, body) in batch.iter().zip(bodies) {
                 let table = change.data_type.as_str();
                 let mut stmt = tx
                     .prepare_cached(&format!(
@@ -109,7 +109,7 @@ impl SqliteSink {
                         change.key,
                         change.version as i64,
                         (change.op == Operation::Delete) as i64,
-                        change.payload_json()
+                        body
                     ])
                     .map_err(|e| unavailable("cannot write to", &self.path, e))?;
                 if changed == 1 {
@@ -123,37 +123,37 @@ impl SqliteSink {
         Ok(outcome)
     }
 
-    fn digest_blocking(&self, data_type: DataType) -> Result<Digest, SinkError> {
+    fn entries_blocking(&self, data_type: DataType) -> Result<Vec<DigestEntry>, SinkError> {
+        let read_error = |e: rusqlite::Error| unavailable("cannot read", &self.path, e);
         let conn = self.lock();
-        let mut stmt = conn
-            .prepare_cached(&format!("SELECT id, version, deleted FROM {data_type}"))
-            .map_err(|e| unavailable("cannot read", &self.path, e))?;
-        let mut rows = stmt.query([]).map_err(|e| unavailable("cannot read", &self.path, e))?;
-        let mut digest = Digest::default();
-        while let Some(row) = rows.next().map_err(|e| unavailable("cannot read", &self.path, e))? {
-            let key: String = row.get(0).map_err(|e| unavailable("cannot read", &self.path, e))?;
-            let version: i64 = row.get(1).map_err(|e| unavailable("cannot read", &self.path, e))?;
-            let deleted: i64 = row.get(2).map_err(|e| unavailable("cannot read", &self.path, e))?;
-            digest.add(&key, version as u64, deleted != 0);
-        }
-        Ok(digest)
+        let mut stmt = conn.prepare_cached(&format!("SELECT id, version, deleted, body FROM {data_type}")).map_err(read_error)?;
+        let rows = stmt
+            .query_map([], |row| {
+                let key: String = row.get(0)?;
+                let deleted = row.get::<_, i64>(2)? != 0;
+                // Hashed as stored now: a hand edit of the body shows in the digest.
+                let body: Option<String> = row.get(3)?;
+                Ok(DigestEntry { content: content_of(deleted, body.as_deref()), version: row.get::<_, i64>(1)? as u64, key })
+            })
+            .map_err(read_error)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(read_error)
     }
 }
 
 #[async_trait]
 impl Sink for SqliteSink {
     async fn apply(&self, batch: &[ChangeEnvelope]) -> Result<ApplyOutcome, SinkError> {
-        validate_batch(batch)?;
+        let bodies = canonical_bodies(batch)?;
         let sink = self.clone();
         let batch = batch.to_vec();
-        tokio::task::spawn_blocking(move || sink.apply_blocking(&batch))
+        tokio::task::spawn_blocking(move || sink.apply_blocking(&batch, &bodies))
             .await
             .map_err(|e| SinkError::Unavailable(format!("sqlite worker failed: {e}")))?
     }
 
-    async fn digest(&self, data_type: DataType) -> Result<Digest, SinkError> {
+    async fn entries(&self, data_type: DataType) -> Result<Vec<DigestEntry>, SinkError> {
         let sink = self.clone();
-        tokio::task::spawn_blocking(move || sink.digest_blocking(data_type))
+        tokio::task::spawn_blocking(move || sink.entries_blocking(data_type))
             .await
             .map_err(|e| SinkError::Unavailable(format!("sqlite worker failed: {e}")))?
     }

@@ -5,7 +5,7 @@
 //! broker answers.
 
 use async_trait::async_trait;
-use hr_core::{ApplyOutcome, ChangeEnvelope, DataType, Digest, MemorySink, Propagator, Sink, SinkError, SqliteSink};
+use hr_core::{ApplyOutcome, ChangeEnvelope, DataType, DigestEntry, MemorySink, Propagator, Sink, SinkError, SqliteSink};
 use hr_transport_kafka::{ensure_topics, wait_until_applied, KafkaConfig, KafkaPropagator, KafkaSubscriber, DLQ_ERROR_HEADER};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -94,8 +94,8 @@ impl Sink for OrderRecorder {
         }
         self.inner.apply(batch).await
     }
-    async fn digest(&self, t: DataType) -> Result<Digest, SinkError> {
-        self.inner.digest(t).await
+    async fn entries(&self, t: DataType) -> Result<Vec<DigestEntry>, SinkError> {
+        self.inner.entries(t).await
     }
 }
 
@@ -139,8 +139,8 @@ impl Sink for ApplyThenHang {
         self.1.notify_one();
         std::future::pending().await
     }
-    async fn digest(&self, t: DataType) -> Result<Digest, SinkError> {
-        self.0.digest(t).await
+    async fn entries(&self, t: DataType) -> Result<Vec<DigestEntry>, SinkError> {
+        self.0.entries(t).await
     }
 }
 

@@ -8,7 +8,7 @@
 //! runs 1,000,000). Uses its own broker on port 19192, started and stopped here.
 
 use async_trait::async_trait;
-use hr_core::{ApplyOutcome, ChangeEnvelope, DataType, Digest, Propagator, Sink, SinkError, SqliteSink};
+use hr_core::{ApplyOutcome, ChangeEnvelope, DataType, DigestEntry, Propagator, Sink, SinkError, SqliteSink};
 use hr_transport_kafka::{ensure_topics, wait_until_applied, KafkaConfig, KafkaPropagator, KafkaSubscriber};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,8 +35,8 @@ impl Sink for CountingSink {
         Ok(outcome)
     }
 
-    async fn digest(&self, data_type: DataType) -> Result<Digest, SinkError> {
-        self.inner.digest(data_type).await
+    async fn entries(&self, data_type: DataType) -> Result<Vec<DigestEntry>, SinkError> {
+        self.inner.entries(data_type).await
     }
 }
 

@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use hr_core::{ChangeEnvelope, DataType, Digest, PropagateError, PropagationReport, Propagator, Sensitive, TargetFailure};
+use hr_core::{ChangeEnvelope, DataType, Digest, DigestEntry, PropagateError, PropagationReport, Propagator, Sensitive, TargetFailure};
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -117,9 +117,38 @@ impl RestPropagator {
     /// Reads a target's digests (`GET /hr/v1/digest`) for reconciliation:
     /// equal to the hub's ledger digests means it holds exactly the hub's state.
     pub async fn digests(&self, target: &str) -> Result<BTreeMap<DataType, Digest>, RestTransportError> {
+        self.get_json(target, crate::DIGEST_PATH.to_string()).await
+    }
+
+    /// One data type's digest per key bucket ([`hr_core::BUCKETS`] of them) as
+    /// the target holds it: where the target differs, without reading it all.
+    pub async fn bucket_digests(&self, target: &str, data_type: DataType) -> Result<Vec<Digest>, RestTransportError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            buckets: Vec<Digest>,
+        }
+        let answer: Answer = self.get_json(target, crate::BUCKETS_PATH.replace("{data_type}", data_type.as_str())).await?;
+        if answer.buckets.len() != hr_core::BUCKETS {
+            return Err(RestTransportError::Digest { target: target.into(), cause: format!("expected {} bucket digests, got {}", hr_core::BUCKETS, answer.buckets.len()) });
+        }
+        Ok(answer.buckets)
+    }
+
+    /// The entries (key, version, content hash) the target holds in `buckets`.
+    pub async fn entries(&self, target: &str, data_type: DataType, buckets: &[usize]) -> Result<Vec<DigestEntry>, RestTransportError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            entries: Vec<DigestEntry>,
+        }
+        let list: Vec<String> = buckets.iter().map(usize::to_string).collect();
+        let path = format!("{}?buckets={}", crate::ENTRIES_PATH.replace("{data_type}", data_type.as_str()), list.join(","));
+        Ok(self.get_json::<Answer>(target, path).await?.entries)
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, target: &str, path: String) -> Result<T, RestTransportError> {
         let t = self.config.targets.iter().find(|t| t.name == target).ok_or_else(|| RestTransportError::UnknownTarget(target.into()))?;
         let failed = |cause: String| RestTransportError::Digest { target: target.into(), cause };
-        let mut request = self.client.get(format!("{}{}", t.base_url, crate::DIGEST_PATH));
+        let mut request = self.client.get(format!("{}{path}", t.base_url));
         if let Some(token) = &t.token {
             request = request.bearer_auth(token.expose());
         }

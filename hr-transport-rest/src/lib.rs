@@ -32,4 +32,4 @@ mod openapi;
 mod server;
 
 pub use client::{RestConfig, RestPropagator, RestTarget, RestTransportError};
-pub use server::{receiver, ReceiverConfig, CHANGES_PATH, DIGEST_PATH};
+pub use server::{receiver, ReceiverConfig, BUCKETS_PATH, CHANGES_PATH, DIGEST_PATH, ENTRIES_PATH};

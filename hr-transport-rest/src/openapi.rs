@@ -1,5 +1,11 @@
 use serde_json::{json, Value};
 
+/// How a digest is computed, for receivers written in other languages.
+const DIGEST_ALGORITHM: &str = "content hash = first 16 bytes of SHA-256 of the stored JSON body (the canonical body: the record parsed and serialized again); \
+entry hash = SHA-256(key length as u64 LE, key UTF-8 bytes, version as u64 LE, 1 byte: 1 for a tombstone else 0, 16-byte content hash or 16 zero bytes for a tombstone); \
+hash = lane-wise wrapping sum of all entry hashes read as four u64 LE lanes, written as 4 x 16 hex digits (lane 0 first); \
+count = live records, tombstones = deleted records.";
+
 /// The OpenAPI 3.0 description of the receiver, as served at `/hr/v1/openapi.json`.
 pub fn document() -> Value {
     let error = json!({"type": "object", "required": ["error", "message"], "properties": {"error": {"type": "string"}, "message": {"type": "string"}}});
@@ -22,7 +28,11 @@ pub fn document() -> Value {
                         "origin": {"type": "string"},
                         "schema": {"type": "string", "enum": ["hr.v1"]},
                         "payload": {"type": "object", "nullable": true}}},
-                "Digest": {"type": "object", "required": ["count", "tombstones", "hash"], "properties": {"count": {"type": "integer"}, "tombstones": {"type": "integer"}, "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}}
+                "Digest": {"type": "object", "required": ["count", "tombstones", "hash"], "description": DIGEST_ALGORITHM,
+                    "properties": {"count": {"type": "integer"}, "tombstones": {"type": "integer"}, "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}},
+                "Entry": {"type": "object", "required": ["key", "version"], "properties": {
+                    "key": {"type": "string"}, "version": {"type": "integer", "minimum": 1},
+                    "content": {"type": "string", "nullable": true, "pattern": "^[0-9a-f]{32}$", "description": "First 16 bytes of SHA-256 of the stored body; null for a tombstone"}}}
             }
         },
         "security": [{"bearer": []}],
@@ -42,6 +52,24 @@ pub fn document() -> Value {
                 "200": {"description": "Digests", "content": {"application/json": {"schema": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Digest"}}}}},
                 "401": err("Missing or wrong bearer token"),
                 "503": err("The store is unavailable")}}},
+            "/hr/v1/digest/{data_type}/buckets": {"get": {"summary": "One data type's digest per key bucket (256 buckets; a key's bucket is the first byte of SHA-256 of the key)",
+                "parameters": [{"name": "data_type", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "256 digests, bucket 0 first", "content": {"application/json": {"schema": {"type": "object", "required": ["buckets"], "properties": {"buckets": {"type": "array", "minItems": 256, "maxItems": 256, "items": {"$ref": "#/components/schemas/Digest"}}}}}}},
+                    "401": err("Missing or wrong bearer token"),
+                    "403": err("A data type this system does not accept"),
+                    "404": err("No such data type"),
+                    "503": err("The store is unavailable")}}},
+            "/hr/v1/entries/{data_type}": {"get": {"summary": "The entries (key, version, content hash) of some buckets",
+                "parameters": [{"name": "data_type", "in": "path", "required": true, "schema": {"type": "string"}},
+                               {"name": "buckets", "in": "query", "required": true, "schema": {"type": "string", "pattern": "^[0-9]+(,[0-9]+)*$"}, "description": "Bucket numbers 0-255, comma separated"}],
+                "responses": {
+                    "200": {"description": "Entries", "content": {"application/json": {"schema": {"type": "object", "required": ["entries"], "properties": {"entries": {"type": "array", "items": {"$ref": "#/components/schemas/Entry"}}}}}}},
+                    "400": err("A bucket outside 0-255"),
+                    "401": err("Missing or wrong bearer token"),
+                    "403": err("A data type this system does not accept"),
+                    "404": err("No such data type"),
+                    "503": err("The store is unavailable")}}},
             "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "Up"}}}},
             "/hr/v1/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI document"}}}}
         }

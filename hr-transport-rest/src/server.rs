@@ -1,10 +1,10 @@
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hr_core::{ChangeEnvelope, DataType, Sink, SinkError};
+use hr_core::{ChangeEnvelope, DataType, Digest, DigestEntry, Sink, SinkError, BUCKETS};
 use serde_json::json;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -14,6 +14,10 @@ use subtle::ConstantTimeEq;
 pub const CHANGES_PATH: &str = "/hr/v1/changes";
 /// Where digests are read.
 pub const DIGEST_PATH: &str = "/hr/v1/digest";
+/// Where one data type's bucket digests are read (`{data_type}` in the path).
+pub const BUCKETS_PATH: &str = "/hr/v1/digest/{data_type}/buckets";
+/// Where one data type's entries of some buckets are read (`?buckets=3,17`).
+pub const ENTRIES_PATH: &str = "/hr/v1/entries/{data_type}";
 
 /// How a target system's receiver behaves.
 pub struct ReceiverConfig {
@@ -65,6 +69,8 @@ pub fn receiver(config: ReceiverConfig) -> Router {
     Router::new()
         .route(CHANGES_PATH, post(apply_changes))
         .route(DIGEST_PATH, get(digest))
+        .route(BUCKETS_PATH, get(bucket_digests))
+        .route(ENTRIES_PATH, get(bucket_entries))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/hr/v1/openapi.json", get(|| async { Json(crate::openapi::document()) }))
         .layer(DefaultBodyLimit::max(config.body_limit))
@@ -138,4 +144,42 @@ async fn digest(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
         }
     }
     Json(serde_json::Value::Object(out)).into_response()
+}
+
+/// The entries of an allowed data type, or the error answer.
+async fn allowed_entries(shared: &Shared, headers: &HeaderMap, data_type: &str) -> Result<Vec<DigestEntry>, Response> {
+    if !authorized(shared, headers) {
+        return Err(error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required"));
+    }
+    let data_type: DataType = data_type.parse().map_err(|e: hr_core::schema::UnknownDataType| error(StatusCode::NOT_FOUND, "unknown_data_type", e.to_string()))?;
+    if !shared.allowed.contains(&data_type) {
+        return Err(error(StatusCode::FORBIDDEN, "data_type_not_allowed", format!("this system does not accept {data_type} records")));
+    }
+    shared.sink.entries(data_type).await.map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, "sink_unavailable", e.to_string()))
+}
+
+async fn bucket_digests(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(data_type): Path<String>) -> Response {
+    match allowed_entries(&shared, &headers, &data_type).await {
+        Ok(entries) => Json(json!({"buckets": Digest::buckets(&entries)})).into_response(),
+        Err(answer) => answer,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct BucketQuery {
+    buckets: String,
+}
+
+async fn bucket_entries(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(data_type): Path<String>, Query(query): Query<BucketQuery>) -> Response {
+    let mut wanted = [false; BUCKETS];
+    for part in query.buckets.split(',').filter(|p| !p.is_empty()) {
+        match part.parse::<usize>() {
+            Ok(b) if b < BUCKETS => wanted[b] = true,
+            _ => return error(StatusCode::BAD_REQUEST, "bad_bucket", format!("buckets must be numbers from 0 to {}, comma separated", BUCKETS - 1)),
+        }
+    }
+    match allowed_entries(&shared, &headers, &data_type).await {
+        Ok(entries) => Json(json!({"entries": entries.into_iter().filter(|e| wanted[e.bucket()]).collect::<Vec<_>>()})).into_response(),
+        Err(answer) => answer,
+    }
 }

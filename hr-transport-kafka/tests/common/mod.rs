@@ -36,7 +36,8 @@ pub fn digest_of(changes: &[ChangeEnvelope]) -> Digest {
     }
     let mut d = Digest::default();
     for c in latest.values() {
-        d.add(&c.key, c.version, c.op == hr_core::Operation::Delete);
+        let body = c.canonical_payload().expect("valid test change");
+        d.add(&c.key, c.version, body.map(|b| hr_core::ContentHash::of(&b)));
     }
     d
 }

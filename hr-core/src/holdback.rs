@@ -1,0 +1,112 @@
+//! Last known good: which records a run must keep although the new export
+//! lacks them, because their source row was quarantined rather than removed.
+//!
+//! A typo in one field (an email, a salary, a date) quarantines the row; the
+//! person has not left. Identity products keep the last good state and flag
+//! the object (Entra's escrow, midPoint's shadows); so does the hub: the
+//! [`Ledger`](crate::Ledger) treats a held record as unchanged and lists it
+//! in [`Delta::held_back`](crate::Delta::held_back). A quarantined org unit
+//! quarantines its members (`unknown_org_unit`), which are held the same
+//! way, so nothing cascades into deletes.
+//!
+//! Only a row whose id could be read can be held: a line too garbled to
+//! name its record is reported, and the delete guard stands between it and
+//! a mass deletion.
+
+use crate::merge::{Identities, MergeReport};
+use crate::quarantine::Quarantined;
+use crate::schema::DataType;
+use std::collections::HashMap;
+
+/// The records a run holds at their last good version, by data type and key.
+#[derive(Debug, Clone, Default)]
+pub struct HeldBack {
+    /// Unified employee ids whose row was quarantined: their employee record,
+    /// compensation and grants are held.
+    employees: HashMap<String, Quarantined>,
+    /// Other records whose row was quarantined, by data type and key.
+    records: HashMap<(DataType, String), Quarantined>,
+}
+
+impl HeldBack {
+    /// Reads a merge report: every quarantined row that names its record.
+    /// Employee rows are resolved to the person's lifelong unified id.
+    pub fn from_report(report: &MergeReport, identities: &Identities) -> Self {
+        let mut held = HeldBack::default();
+        for q in &report.quarantined {
+            let Some(id) = &q.id else { continue };
+            match source_kind(&q.file) {
+                Some(DataType::Employee) => {
+                    held.employees.entry(identities.unified(id).to_string()).or_insert_with(|| q.clone());
+                }
+                Some(DataType::Permission) => {
+                    held.records.entry((DataType::Permission, resolve_grant(id, identities))).or_insert_with(|| q.clone());
+                }
+                Some(t) => {
+                    held.records.entry((t, id.clone())).or_insert_with(|| q.clone());
+                }
+                None => {}
+            }
+        }
+        held
+    }
+
+    /// The quarantined row that holds `key` back, if any.
+    pub fn holds(&self, data_type: DataType, key: &str) -> Option<&Quarantined> {
+        let person = match data_type {
+            DataType::Employee | DataType::Compensation => Some(key),
+            DataType::Permission => key.split(':').next(),
+            DataType::OrgUnit | DataType::MasterData => None,
+        };
+        person.and_then(|p| self.employees.get(p)).or_else(|| self.records.get(&(data_type, key.to_string())))
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.employees.is_empty() && self.records.is_empty()
+    }
+}
+
+/// The data type a source file carries.
+fn source_kind(file: &str) -> Option<DataType> {
+    let name = file.rsplit('/').next().unwrap_or(file);
+    match name {
+        "employees.csv" | "employees.jsonl" => Some(DataType::Employee),
+        "departments.csv" | "org_units.jsonl" => Some(DataType::OrgUnit),
+        "master_data.csv" => Some(DataType::MasterData),
+        "permissions.jsonl" => Some(DataType::Permission),
+        _ => None,
+    }
+}
+
+/// A grant's key with its employee part resolved to the lifelong id.
+fn resolve_grant(key: &str, identities: &Identities) -> String {
+    match key.split_once(':') {
+        Some((employee, rest)) => format!("{}:{rest}", identities.unified(employee)),
+        None => key.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quarantine::Reason;
+
+    fn q(file: &str, id: &str) -> Quarantined {
+        Quarantined { file: file.into(), line: 7, id: Some(id.into()), reason: Reason::InvalidEmail, detail: String::new() }
+    }
+
+    #[test]
+    fn a_quarantined_person_holds_their_record_pay_and_grants_under_the_lifelong_id() {
+        let report = MergeReport { quarantined: vec![q("company_b/employees.jsonl", "B-9"), q("company_a/departments.csv", "A-D1")], ..Default::default() };
+        let identities: Identities = [("B-9".to_string(), "A-1".to_string())].into_iter().collect();
+        let held = HeldBack::from_report(&report, &identities);
+        assert!(held.holds(DataType::Employee, "A-1").is_some());
+        assert!(held.holds(DataType::Compensation, "A-1").is_some());
+        assert!(held.holds(DataType::Permission, "A-1:erp:approver").is_some());
+        assert!(held.holds(DataType::Employee, "B-9").is_none());
+        assert!(held.holds(DataType::OrgUnit, "A-D1").is_some());
+        assert!(held.holds(DataType::OrgUnit, "A-D2").is_none());
+        assert!(held.holds(DataType::Permission, "A-10:erp:approver").is_none());
+    }
+}

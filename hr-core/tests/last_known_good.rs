@@ -1,0 +1,144 @@
+//! Last known good and lifelong identity, from files on disk through the
+//! merge and the ledger's plan: a typo in the next export never sends a
+//! delete, and a person moving between the companies stays one employee.
+
+mod common;
+use common::*;
+use hr_core::{load_input_dir, merge_with_identities, DataType, Delta, HeldBack, Ledger, Mapping, MergeOutcome, Operation, PlanOptions};
+
+/// One periodic run of the hub, without transport: merge with the
+/// remembered identities, plan every data type, record it as sent.
+fn run(ledger: &mut Ledger, input: &Input<'_>) -> (MergeOutcome, Vec<(DataType, Delta)>) {
+    let dir = tempfile::tempdir().unwrap();
+    input.write(dir.path());
+    let identities = ledger.identities().unwrap();
+    let outcome = merge_with_identities(load_input_dir(dir.path(), &Mapping::default()).unwrap(), &identities);
+    let held = HeldBack::from_report(&outcome.report, &identities);
+    ledger.remember_identities(&outcome.state).unwrap();
+    let options = PlanOptions { allow_mass_delete: true, hold: Some(&held) };
+    let deltas: Vec<(DataType, Delta)> =
+        DataType::ALL.iter().map(|&t| (t, ledger.plan_state(&outcome.state, t, "hub", &options).unwrap())).collect();
+    for (t, d) in &deltas {
+        ledger.reserve(*t, d).unwrap();
+        ledger.commit(*t, d).unwrap();
+    }
+    (outcome, deltas)
+}
+
+fn deletes(deltas: &[(DataType, Delta)]) -> Vec<String> {
+    deltas.iter().flat_map(|(t, d)| d.changes.iter().filter(|c| c.op == Operation::Delete).map(move |c| format!("{t}/{}", c.key))).collect()
+}
+
+fn changed_keys(deltas: &[(DataType, Delta)]) -> Vec<String> {
+    deltas.iter().flat_map(|(t, d)| d.changes.iter().map(move |c| format!("{t}/{}:{:?}", c.key, c.op))).collect()
+}
+
+fn with_grants(mut input: Input<'static>) -> Input<'static> {
+    input.permissions = Some(vec![
+        r#"{"employee": "A-1", "system": "erp", "role": "approver", "op": "grant", "expires": null, "at": "2026-01-02T00:00:00Z"}"#.into(),
+        r#"{"employee": "B-1", "system": "erp", "role": "viewer", "op": "grant", "expires": null, "at": "2026-01-02T00:00:00Z"}"#.into(),
+    ]);
+    input
+}
+
+#[test]
+fn a_typo_in_the_next_export_holds_the_person_back_and_sends_no_delete() {
+    let mut ledger = Ledger::in_memory().unwrap();
+    let good = with_grants(Input::default());
+    run(&mut ledger, &good);
+
+    for typo in [
+        "1,김민준,Minjun Kim,not-an-email,D1,과장,20200102,재직,010-1111-2222,,19900101,,50000000,2026-02-01 09:00:00", // email
+        "1,김민준,Minjun Kim,m1@a.example,D1,과장,20200102,재직,010-1111-2222,,19900101,,5000만,2026-02-01 09:00:00", // salary
+        "1,김민준,Minjun Kim,m1@a.example,D1,과장,20200102,재적,010-1111-2222,,19900101,,50000000,2026-02-01 09:00:00", // status
+        "1,김민준,Minjun Kim,m1@a.example,D1,과장,20200102,재직,010-1111-2222,,19900101,xyz,50000000,2026-02-01 09:00:00", // person key
+    ] {
+        let mut next = with_grants(Input::default());
+        next.a_employees = vec![typo.to_string()];
+        let (outcome, deltas) = run(&mut ledger, &next);
+        assert!(outcome.report.quarantined.iter().any(|q| q.id.as_deref() == Some("A-1")), "{typo}: {:?}", outcome.report.quarantined);
+        assert_eq!(deletes(&deltas), Vec::<String>::new(), "{typo}");
+        let held: Vec<String> = deltas.iter().flat_map(|(_, d)| d.held_back.iter().map(|h| format!("{}/{}", h.data_type, h.key))).collect();
+        assert_eq!(held, ["employee/A-1", "permission/A-1:erp:approver", "compensation/A-1"], "{typo}");
+        let q = &deltas[0].1.held_back[0].quarantined;
+        assert_eq!((q.file.as_str(), q.line), ("company_a/employees.csv", 2));
+    }
+    // The fixed row is an ordinary update (or nothing): the person was never gone.
+    let (_, deltas) = run(&mut ledger, &good);
+    assert_eq!(deletes(&deltas), Vec::<String>::new());
+    assert_eq!(ledger.version_of(DataType::Employee, "A-1").unwrap(), Some((1, false)));
+}
+
+#[test]
+fn a_quarantined_org_unit_does_not_cascade_deletes_onto_its_members() {
+    let mut ledger = Ledger::in_memory().unwrap();
+    run(&mut ledger, &Input::default());
+    let mut next = Input::default();
+    // The department's parent is now a unit that does not exist: dangling_parent; A-1 then has no unit.
+    next.a_departments = vec!["D1,본부,NOPE,1,2026-02-01 09:00:00".into()];
+    let (outcome, deltas) = run(&mut ledger, &next);
+    assert_eq!(outcome.state.employees.keys().collect::<Vec<_>>(), ["B-1"], "A-1 is quarantined with its unit");
+    assert_eq!(deletes(&deltas), Vec::<String>::new());
+    let held: Vec<String> = deltas.iter().flat_map(|(_, d)| d.held_back.iter().map(|h| format!("{}/{}", h.data_type, h.key))).collect();
+    assert_eq!(held, ["employee/A-1", "org_unit/A-D1", "compensation/A-1"]);
+}
+
+#[test]
+fn a_record_absent_from_the_export_is_still_a_departure() {
+    let mut ledger = Ledger::in_memory().unwrap();
+    run(&mut ledger, &Input::default());
+    let mut next = Input::default();
+    next.b_employees = vec![];
+    let (_, deltas) = run(&mut ledger, &next);
+    assert_eq!(deletes(&deltas), ["employee/B-1", "compensation/B-1"]);
+}
+
+#[test]
+fn a_move_between_the_companies_is_one_update_of_the_same_employee() {
+    let mut ledger = Ledger::in_memory().unwrap();
+    let mut before = Input::default();
+    before.a_employees = vec![a_row("1", "D1", "", KEY1, "2026-01-01 09:00:00")];
+    before.b_employees = vec![b_line(2, 10, None, None, true, "2026-01-01T00:00:00Z")];
+    before.permissions = Some(vec![r#"{"employee": "A-1", "system": "erp", "role": "approver", "op": "grant", "expires": null, "at": "2026-01-02T00:00:00Z"}"#.into()]);
+    let (first, _) = run(&mut ledger, &before);
+    assert_eq!(first.state.employees.keys().collect::<Vec<_>>(), ["A-1", "B-2"]);
+
+    // A-1 leaves company A (terminated) and joins company B as B-7, same person key.
+    let mut after = Input::default();
+    after.a_employees = vec![a_row("1", "D1", "", KEY1, "2026-03-01 09:00:00").replace("재직", "퇴직")];
+    after.b_employees = vec![b_line(2, 10, Some(7), None, true, "2026-01-01T00:00:00Z"), b_line(7, 10, None, Some(KEY1), true, "2026-03-01T00:00:00Z")];
+    after.permissions = Some(vec![r#"{"employee": "B-7", "system": "erp", "role": "approver", "op": "grant", "expires": null, "at": "2026-03-02T00:00:00Z"}"#.into()]);
+    let (outcome, deltas) = run(&mut ledger, &after);
+    assert_eq!(outcome.state.employees.keys().collect::<Vec<_>>(), ["A-1", "B-2"], "the mover keeps A-1");
+    let mover = &outcome.state.employees["A-1"];
+    assert_eq!(mover.company, hr_core::Company::B);
+    assert_eq!(mover.source_ids, ["A-1", "B-7"]);
+    assert_eq!(outcome.state.employees["B-2"].manager.as_deref(), Some("A-1"), "references to B-7 resolve to the lifelong id");
+    let employee_changes: Vec<String> = changed_keys(&deltas).into_iter().filter(|c| c.starts_with("employee/")).collect();
+    assert_eq!(employee_changes, ["employee/A-1:Upsert", "employee/B-2:Upsert"], "one update of the mover (and B-2's new manager), no delete, no create");
+    assert_eq!(deltas[0].1.created, 0);
+    assert_eq!(deletes(&deltas), Vec::<String>::new());
+    assert!(outcome.state.permissions.contains_key("A-1:erp:approver"));
+
+    // A restart of the hub keeps the identity: the ledger file holds it.
+    let (again, deltas) = run(&mut ledger, &after);
+    assert_eq!(again.state.employees.keys().collect::<Vec<_>>(), ["A-1", "B-2"]);
+    assert!(deltas.iter().all(|(_, d)| d.changes.is_empty()));
+}
+
+#[test]
+fn remembered_identities_survive_reopening_the_ledger_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite3");
+    let mut input = Input::default();
+    input.a_employees = vec![a_row("1", "D1", "", KEY1, "2026-01-01 09:00:00")];
+    input.b_employees = vec![b_line(7, 10, None, Some(KEY1), false, "2025-01-01T00:00:00Z")];
+    {
+        let mut ledger = Ledger::open(&path).unwrap();
+        let (outcome, _) = run(&mut ledger, &input);
+        assert_eq!(outcome.state.employees.keys().collect::<Vec<_>>(), ["A-1"]);
+    }
+    let ledger = Ledger::open(&path).unwrap();
+    let identities = ledger.identities().unwrap();
+    assert_eq!((identities.get("A-1"), identities.get("B-7")), (Some("A-1"), Some("A-1")));
+}

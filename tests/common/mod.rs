@@ -1,0 +1,159 @@
+//! The separate-process form for tests: `system` and `hub` example
+//! processes on loopback against the real broker (`HR_KAFKA_BROKERS`,
+//! default 127.0.0.1:9092; a test fails when none answers).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+pub const TOKEN: &str = "multi-process-test-token";
+
+/// The path of a built example; builds `hub` and `system` in case the test runs alone.
+pub fn example(name: &str) -> PathBuf {
+    let status = Command::new(env!("CARGO")).args(["build", "--quiet", "--example", "hub", "--example", "system"]).status().expect("cargo runs");
+    assert!(status.success(), "building the examples failed");
+    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+    deps.parent().unwrap().join("examples").join(name)
+}
+
+/// The broker to use; panics when it does not answer.
+pub fn brokers() -> String {
+    let brokers = std::env::var("HR_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let addr = brokers.split(',').next().unwrap().parse().unwrap();
+    assert!(std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3)).is_ok(), "no Kafka broker at {brokers}: run scripts/kafka.sh start");
+    brokers
+}
+
+pub struct SystemProcess {
+    pub name: String,
+    pub child: Child,
+    pub url: String,
+}
+
+/// Starts `examples/system.rs` listening on `listen` (`127.0.0.1:0`: any port).
+pub fn start_system(name: &str, listen: &str, config: &Path, data_dir: &Path, brokers: &str) -> SystemProcess {
+    let mut child = Command::new(example("system"))
+        .args(["--name", name, "--listen", listen, "--brokers", brokers, "--config"])
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("HR_SYSTEM_TOKEN", TOKEN)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("system starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{name} printed {line:?}");
+    SystemProcess { name: name.to_string(), child, url }
+}
+
+/// SIGTERM, and the process must leave cleanly.
+pub fn stop(system: SystemProcess) {
+    let pid = system.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let mut child = system.child;
+    let status = child.wait().unwrap();
+    assert!(status.success(), "a system did not stop cleanly: {status}");
+}
+
+/// A deployment on disk: the systems' configuration, the hub's (with their
+/// URLs and token variable), the input, the hub's data directory.
+pub struct Deployment {
+    pub dir: tempfile::TempDir,
+    pub brokers: String,
+    pub system_config: PathBuf,
+    pub hub_config: PathBuf,
+    pub systems_dir: PathBuf,
+    pub input: PathBuf,
+    pub hub_dir: PathBuf,
+    pub report: PathBuf,
+}
+
+impl Deployment {
+    /// Writes the configuration (fresh topic prefix) and starts the named systems.
+    pub fn start(names: &[&str]) -> (Deployment, Vec<SystemProcess>) {
+        let brokers = brokers();
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = format!("t.multi.{:x}.", rand::random::<u64>());
+        let base = std::fs::read_to_string("config/hr-sync.example.toml").unwrap().replace("topic_prefix = \"hr.v1.\"", &format!("topic_prefix = \"{prefix}\""));
+        let system_config = dir.path().join("systems.toml");
+        std::fs::write(&system_config, &base).unwrap();
+        let systems_dir = dir.path().join("systems");
+        let systems: Vec<SystemProcess> = names.iter().map(|n| start_system(n, "127.0.0.1:0", &system_config, &systems_dir, &brokers)).collect();
+        let mut hub_config = base.clone();
+        for system in &systems {
+            let header = format!("[targets.{}]\n", system.name);
+            hub_config = hub_config.replace(&header, &format!("{header}url = \"{}\"\ntoken_env = \"HR_TEST_TOKEN\"\n", system.url));
+        }
+        let hub_config_path = dir.path().join("hub.toml");
+        std::fs::write(&hub_config_path, hub_config).unwrap();
+        let deployment = Deployment {
+            input: dir.path().join("input"),
+            hub_dir: dir.path().join("hub"),
+            report: dir.path().join("report.json"),
+            dir,
+            brokers,
+            system_config,
+            hub_config: hub_config_path,
+            systems_dir,
+        };
+        (deployment, systems)
+    }
+
+    /// Starts a system again where it listened before (same URL, same database).
+    pub fn restart(&self, name: &str, url: &str) -> SystemProcess {
+        start_system(name, url.trim_start_matches("http://"), &self.system_config, &self.systems_dir, &self.brokers)
+    }
+
+    /// The hub command for this deployment, plus `extra` arguments.
+    pub fn hub(&self, extra: &[&str]) -> Command {
+        let mut command = Command::new(example("hub"));
+        command
+            .arg("--input")
+            .arg(&self.input)
+            .arg("--config")
+            .arg(&self.hub_config)
+            .arg("--data-dir")
+            .arg(&self.hub_dir)
+            .arg("--report")
+            .arg(&self.report)
+            .args(["--brokers", &self.brokers, "--deadline-secs", "120"])
+            .args(extra)
+            .env("HR_TEST_TOKEN", TOKEN);
+        command
+    }
+
+    /// Runs the hub once; it must succeed and not log the token. Returns its report.
+    pub fn run_hub(&self, extra: &[&str]) -> serde_json::Value {
+        let output = self.hub(extra).output().expect("hub runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "hub failed:\n{stderr}\n{}", String::from_utf8_lossy(&output.stdout));
+        assert!(!stderr.contains(TOKEN), "the hub logged a token");
+        self.last_report()
+    }
+
+    /// Runs the hub once, whatever its exit status.
+    pub fn run_hub_raw(&self, extra: &[&str]) -> Output {
+        self.hub(extra).output().expect("hub runs")
+    }
+
+    pub fn last_report(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&self.report).unwrap()).unwrap()
+    }
+
+    /// A system's database.
+    pub fn database(&self, name: &str) -> PathBuf {
+        self.systems_dir.join(format!("{name}.sqlite3"))
+    }
+}
+
+/// Asserts every system's every data type in a hub report holds the hub's digest.
+pub fn assert_all_match(report: &serde_json::Value, when: &str) {
+    for (name, types) in report["systems"].as_object().unwrap() {
+        for (t, r) in types.as_object().unwrap() {
+            assert_eq!(r["digest_matches"], true, "{name}/{t} {when}: {r}");
+        }
+    }
+}
