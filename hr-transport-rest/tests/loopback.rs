@@ -212,3 +212,44 @@ async fn the_openapi_document_and_digest_are_served() {
     let d: serde_json::Value = digest.json().await.unwrap();
     assert_eq!(d["master_data"]["count"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_digests_and_entries_name_exactly_the_rows_that_differ() {
+    let (addr, sink, _t, dir) = start(vec![DataType::MasterData]).await;
+    let p = RestPropagator::new(RestConfig::new(vec![target("erp", addr, vec![DataType::MasterData])])).unwrap();
+    let changes: Vec<_> = (0..300).map(|i| md(i, 1)).collect();
+    p.propagate(&changes).await.unwrap();
+    let expected: Vec<hr_core::DigestEntry> = changes
+        .iter()
+        .map(|c| hr_core::DigestEntry { key: c.key.clone(), version: 1, content: Some(hr_core::ContentHash::of(c.payload_json().unwrap())) })
+        .collect();
+    let before = p.bucket_digests("erp", DataType::MasterData).await.unwrap();
+    assert_eq!(before, hr_core::Digest::buckets(&expected));
+
+    // A hand edit of one row's body changes its bucket, and only its bucket.
+    let edited = "md.category:C00042";
+    let conn = rusqlite::Connection::open(dir.path().join("t.sqlite3")).unwrap();
+    conn.execute("UPDATE master_data SET body = replace(body, 'v1', 'v9') WHERE id = ?1", [edited]).unwrap();
+    let after = p.bucket_digests("erp", DataType::MasterData).await.unwrap();
+    let differing: Vec<usize> = (0..hr_core::BUCKETS).filter(|&b| before[b] != after[b]).collect();
+    assert_eq!(differing, vec![hr_core::bucket_of(edited)]);
+    let entries = p.entries("erp", DataType::MasterData, &differing).await.unwrap();
+    assert!(entries.iter().all(|e| e.bucket() == differing[0]) && !entries.is_empty());
+    let held = entries.iter().find(|e| e.key == edited).unwrap();
+    assert_ne!(held.content, expected.iter().find(|e| e.key == edited).unwrap().content);
+    assert_eq!(sink.entries(DataType::MasterData).await.unwrap().len(), 300);
+
+    // Refusals: a type this system does not take, a bucket out of range, no token.
+    let client = reqwest::Client::new();
+    let status = |path: String, token: bool| {
+        let mut r = client.get(format!("http://{addr}{path}"));
+        if token {
+            r = r.bearer_auth(TOKEN);
+        }
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status("/hr/v1/digest/compensation/buckets".into(), true).await, 403);
+    assert_eq!(status("/hr/v1/digest/salary/buckets".into(), true).await, 404);
+    assert_eq!(status("/hr/v1/entries/master_data?buckets=256".into(), true).await, 400);
+    assert_eq!(status("/hr/v1/entries/master_data?buckets=1".into(), false).await, 401);
+}
