@@ -5,7 +5,7 @@
 //! broker answers.
 
 use async_trait::async_trait;
-use hr_core::{ApplyOutcome, ChangeEnvelope, DataType, DigestEntry, MemorySink, Propagator, Sink, SinkError, SqliteSink};
+use hr_core::{ApplyOutcome, ChangeEnvelope, DataType, DigestEntry, MemorySink, PropagateError, Propagator, Sink, SinkError, SqliteSink};
 use hr_transport_kafka::{ensure_topics, wait_until_applied, KafkaConfig, KafkaPropagator, KafkaSubscriber, DLQ_ERROR_HEADER};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -105,26 +105,29 @@ async fn per_key_order_holds_across_six_partitions_under_concurrent_sends() {
     let group = format!("{}g", config.topic_prefix);
     let recorder = Arc::new(OrderRecorder::default());
     let sub = KafkaSubscriber::start(&config, &group, &[DataType::MasterData], recorder.clone()).unwrap();
-    let propagator = Arc::new(KafkaPropagator::new(&config).unwrap());
-    // 8 concurrent senders, each owning 25 keys and sending versions 1..=20 in order.
+    // Tiny produce requests: a key's versions then travel in several requests
+    // in flight together (up to five per partition), not in one that cannot reorder.
+    let producer_config = config.clone().set("batch.num.messages", "8");
+    let propagator = Arc::new(KafkaPropagator::new(&producer_config).unwrap());
+    // 8 concurrent calls, each with versions 1..=20 of its own 25 keys in one
+    // batch: nothing waits for version v to be acknowledged before sending v+1.
+    let (senders, keys, versions) = (8, 25, 20u64);
     let mut tasks = vec![];
-    for sender in 0..8 {
+    for sender in 0..senders {
         let p = propagator.clone();
         tasks.push(tokio::spawn(async move {
-            for v in 1..=20u64 {
-                let batch: Vec<_> = (0..25).map(|k| md(sender * 25 + k, v)).collect();
-                p.propagate(&batch).await.unwrap();
-            }
+            let batch: Vec<_> = (1..=versions).flat_map(|v| (0..keys).map(move |k| md(sender * keys + k, v))).collect();
+            p.propagate(&batch).await.unwrap().total("kafka")
         }));
     }
     for t in tasks {
-        t.await.unwrap();
+        assert_eq!(t.await.unwrap(), keys as u64 * versions);
     }
     wait_until_applied(&config, &[&group], &[DataType::MasterData], Duration::from_secs(60)).await.unwrap();
     let seen = recorder.seen.lock().unwrap().clone();
-    assert_eq!(seen.len(), 200);
-    for (key, versions) in seen {
-        assert_eq!(versions, (1..=20).collect::<Vec<u64>>(), "order broken for {key}");
+    assert_eq!(seen.len(), senders * keys);
+    for (key, arrived) in seen {
+        assert_eq!(arrived, (1..=versions).collect::<Vec<u64>>(), "order broken for {key}");
     }
     sub.shutdown().await.unwrap();
 }
@@ -247,41 +250,79 @@ async fn envelopes_are_plain_json_for_any_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_killed_mid_propagation_loses_nothing_after_a_retry() {
+    use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
     brokers(); // the shared broker's jars are in place
     let port = 19092;
     broker_script("start", port);
+    let _broker = BrokerGuard(port);
     let mut config = KafkaConfig::new(format!("127.0.0.1:{port}"));
     config.topic_prefix = format!("t.restart.{}.", uuid_suffix());
-    config.delivery_timeout = Duration::from_secs(60);
+    // Shorter than the outage below, so the first attempt must give up and say so.
+    config.delivery_timeout = Duration::from_secs(5);
     ensure_topics(&config, &[DataType::MasterData]).await.unwrap();
-    let changes: Vec<_> = (0..30_000).map(|i| md(i, 1)).collect();
+    let topic = config.topic(DataType::MasterData);
+    let n = 30_000u64;
+    let changes: Vec<_> = (0..n as usize).map(|i| md(i, 1)).collect();
+
+    // The broker dies as soon as it has written the first record of the
+    // batch, so the kill cannot land before the send began or after it ended.
+    let reader: StreamConsumer = config
+        .client_config()
+        .set("group.id", format!("{}reader", config.topic_prefix))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "1")
+        .create()
+        .unwrap();
+    let mut all = rdkafka::TopicPartitionList::new();
+    for p in 0..config.partitions {
+        all.add_partition_offset(&topic, p, rdkafka::Offset::Beginning).unwrap();
+    }
+    reader.assign(&all).unwrap();
+    let first_written = tokio::spawn(async move { reader.recv().await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(500)).await; // the reader has its partitions
     let propagator = Arc::new(KafkaPropagator::new(&config).unwrap());
     let sending = {
         let (p, c) = (propagator.clone(), changes.clone());
         tokio::spawn(async move { p.propagate(&c).await })
     };
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    tokio::time::timeout(Duration::from_secs(60), first_written).await.expect("a first record written").unwrap().unwrap();
     broker_script("kill", port);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // The broker stays down until propagate gives up: it must not claim success.
+    let err = sending.await.unwrap().expect_err("propagate reported success with the broker dead mid-send");
+    let PropagateError::Incomplete { delivered, failures } = &err else { panic!("{err}") };
+    let acknowledged = delivered.total("kafka");
+    let missing = n - acknowledged;
+    assert!(missing > 0, "{err}");
+    assert_eq!(failures.len(), 1, "{err}");
+    assert!(failures[0].retriable, "{err}");
+    assert!(failures[0].cause.starts_with(&format!("{missing} of {n} records not acknowledged")), "the error counts what is missing: {err}");
+
     broker_script("start", port);
-    let first = sending.await.unwrap();
-    match &first {
-        Ok(report) => assert_eq!(report.total("kafka"), 30_000, "success only with every record acknowledged"),
-        Err(e) => {
-            eprintln!("first attempt reported: {e}");
-            let retry = propagator.propagate(&changes).await.expect("the retry after the restart succeeds");
-            assert_eq!(retry.total("kafka"), 30_000);
-        }
-    }
+    let retry = propagator.propagate(&changes).await.expect("the retry after the restart succeeds");
+    assert_eq!(retry.total("kafka"), n);
+
     let group = format!("{}g", config.topic_prefix);
     let sink = Arc::new(MemorySink::default());
     let sub = KafkaSubscriber::start(&config, &group, &[DataType::MasterData], sink.clone()).unwrap();
     wait_until_applied(&config, &[&group], &[DataType::MasterData], Duration::from_secs(120)).await.unwrap();
-    sub.shutdown().await.unwrap();
+    let stats = sub.shutdown().await.unwrap();
+    let outcome = stats.applied[&DataType::MasterData];
+    let watermarks: BaseConsumer = config.client_config().create().unwrap();
+    let on_topic: i64 = (0..config.partitions)
+        .map(|p| {
+            let (low, high) = watermarks.fetch_watermarks(&topic, p, Duration::from_secs(10)).unwrap();
+            high - low
+        })
+        .sum();
+    eprintln!(
+        "first attempt: {acknowledged} of {n} acknowledged ({err}); retry: {n} acknowledged; topic holds {on_topic} records; subscriber applied {}, skipped {} duplicates",
+        outcome.applied, outcome.stale
+    );
+    assert_eq!(outcome.applied as u64, n, "every record applied, each once");
+    assert_eq!((outcome.applied + outcome.stale) as i64, on_topic, "every record on the topic was read");
     let digest = sink.digest(DataType::MasterData).await.unwrap();
-    broker_script("stop", port);
     assert_eq!(digest, digest_of(&changes), "nothing lost, nothing applied twice in effect");
-    assert_eq!(digest.count, 30_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,9 +2,14 @@
 //! broker with a SASL_SSL listener (TLS with a certificate from a throwaway
 //! CA, SASL/PLAIN users), started here on ports 19292 (plaintext, unused by
 //! clients), 19293 (controller) and 19294 (SASL_SSL).
+//! Every client goes through SASL_SSL: topics, producer, subscriber, its
+//! dead-letter producer, and the confirmation.
 
 use hr_core::{DataType, MemorySink, PropagateError, Propagator, Sink};
-use hr_transport_kafka::{ensure_topics, wait_until_applied, KafkaConfig, KafkaPropagator, KafkaSubscriber};
+use hr_transport_kafka::{ensure_topics, wait_until_applied, KafkaConfig, KafkaPropagator, KafkaSubscriber, DLQ_ERROR_HEADER};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::Duration;
 
 mod common;
@@ -66,9 +71,26 @@ async fn tls_and_sasl_settings_pass_through_to_every_client() {
     let group = format!("{}g", config.topic_prefix);
     let sink = std::sync::Arc::new(MemorySink::default());
     let subscriber = KafkaSubscriber::start(&config, &group, &[DataType::MasterData], sink.clone()).unwrap();
+    // A poison record: the subscriber's own dead-letter producer must reach the
+    // broker over SASL_SSL too, or the record stays unacknowledged forever.
+    let topic = config.topic(DataType::MasterData);
+    let raw: FutureProducer = config.client_config().create().unwrap();
+    raw.send(FutureRecord::to(&topic).key("md.category:C00001").payload("{not json"), Duration::from_secs(10)).await.unwrap();
     wait_until_applied(&config, &[&group], &[DataType::MasterData], Duration::from_secs(60)).await.unwrap();
-    subscriber.shutdown().await.unwrap();
+    let stats = subscriber.shutdown().await.unwrap();
+    assert_eq!(stats.dead_lettered, 1);
     assert_eq!(sink.digest(DataType::MasterData).await.unwrap(), digest_of(&changes));
+    let dlq: StreamConsumer = config
+        .client_config()
+        .set("group.id", format!("{group}-dlq-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    dlq.subscribe(&[&format!("{topic}.dlq")]).unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(30), dlq.recv()).await.expect("a record on the dead-letter topic").unwrap();
+    assert_eq!(m.payload(), Some(&b"{not json"[..]));
+    let error = m.headers().and_then(|h| h.iter().find(|h| h.key == DLQ_ERROR_HEADER)).and_then(|h| h.value).expect("an hr-error header");
+    assert!(String::from_utf8_lossy(error).contains("not a valid hr.v1 change envelope"), "{}", String::from_utf8_lossy(error));
 
     // A wrong password: the producer fails within its deadline and reports nothing as delivered.
     let wrong = KafkaConfig { topic_prefix: config.topic_prefix.clone(), ..secure(&ca, "not-the-password") };
