@@ -54,8 +54,22 @@ pub struct ScenarioReport {
     /// Changes sent per periodic run.
     pub changes_sent: Vec<u64>,
     /// The keys the real-time changes touched: `permission` (granted, then
-    /// revoked) and `employee` (transferred to another team).
+    /// revoked) and `employee` (transferred to the org unit `team`).
     pub realtime_keys: BTreeMap<String, String>,
+    /// What every system held right after each real-time change was
+    /// confirmed, before any later run could mask it: step (`grant`,
+    /// `transfer`, `revoke`) -> system -> the record's stored body.
+    pub realtime_seen: BTreeMap<String, BTreeMap<String, Option<serde_json::Value>>>,
+}
+
+/// The stored body of one record in every system (in process).
+fn observe(systems: &[TargetSystem], data_type: DataType, key: &str) -> anyhow::Result<BTreeMap<String, Option<serde_json::Value>>> {
+    let mut seen = BTreeMap::new();
+    for system in systems {
+        let body = system.sink().get(data_type, key)?.and_then(|r| r.body).map(|b| serde_json::from_str(&b)).transpose()?;
+        seen.insert(system.name().to_string(), body);
+    }
+    Ok(seen)
 }
 
 const TOKEN_ENV: &str = "HR_DEMO_TOKEN";
@@ -165,6 +179,7 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
     // at the end, so record counts and the grant's state stay the input's.
     let mut state = outcome.state.clone();
     let mut realtime_keys = BTreeMap::new();
+    let mut realtime_seen = BTreeMap::new();
     if let Some(employee) = state.employees.values().next().cloned() {
         let grant = match state.permissions.values().find(|g| !g.granted) {
             Some(existing) => PermissionGrant { granted: true, at: chrono::Utc::now(), ..existing.clone() },
@@ -177,25 +192,29 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
         count_rest(&hub.sync_changes(DataType::Permission, &[(&grant.key(), Some(&grant))]).await?.delivered);
         hub.wait_applied(&[DataType::Permission], CONFIRM_DEADLINE, |_| {}).await?;
         let grant_ms = ms(t);
+        realtime_seen.insert("grant".to_string(), observe(&systems, DataType::Permission, &grant.key())?);
         timings.insert("realtime_permission_grant".into(), grant_ms);
         console.line(&format!("real time: permission grant {} applied in all systems in {grant_ms:.1} ms ({})", grant.key(), route_of(&config, DataType::Permission)));
 
-        let new_team = state.org_units.keys().rfind(|k| k.starts_with(&format!("{}-", employee.company.as_str()))).cloned();
+        let new_team = state.org_units.keys().rfind(|k| k.starts_with(&format!("{}-", employee.company.as_str())) && **k != employee.org_unit).cloned();
         if let (Some(team), Some(e)) = (new_team, state.employees.get_mut(&employee.id)) {
             e.org_unit = team.clone();
+            realtime_keys.insert("team".to_string(), team.clone());
             let moved = e.clone();
             let t = Instant::now();
             count_rest(&hub.sync_changes(DataType::Employee, &[(&moved.id, Some(&moved))]).await?.delivered);
             hub.wait_applied(&[DataType::Employee], CONFIRM_DEADLINE, |_| {}).await?;
             let transfer_ms = ms(t);
+            realtime_seen.insert("transfer".to_string(), observe(&systems, DataType::Employee, &moved.id)?);
             timings.insert("realtime_team_transfer".into(), transfer_ms);
             console.line(&format!("real time: transfer of {} to {team} applied in all systems in {transfer_ms:.1} ms ({})", employee.id, route_of(&config, DataType::Employee)));
         }
         // The grant is revoked again: a revocation reaches everyone too.
         let revoked = PermissionGrant { granted: false, at: chrono::Utc::now(), ..grant };
         count_rest(&hub.sync_changes(DataType::Permission, &[(&revoked.key(), Some(&revoked))]).await?.delivered);
-        state.permissions.insert(revoked.key(), revoked);
         hub.wait_applied(&[DataType::Permission], CONFIRM_DEADLINE, |_| {}).await?;
+        realtime_seen.insert("revoke".to_string(), observe(&systems, DataType::Permission, &revoked.key())?);
+        state.permissions.insert(revoked.key(), revoked);
     }
 
     // 3. The next periodic run: 1% changed, a few departures; only deltas travel.
@@ -234,7 +253,7 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
     // Producers first: the embedded cluster must outlive every client.
     drop(hub);
     drop(embedded);
-    Ok(ScenarioReport { merge: outcome.report, systems: results, timings_ms: timings, changes_sent, realtime_keys })
+    Ok(ScenarioReport { merge: outcome.report, systems: results, timings_ms: timings, changes_sent, realtime_keys, realtime_seen })
 }
 
 fn route_of(config: &HubConfig, t: DataType) -> String {
