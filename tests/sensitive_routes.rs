@@ -8,6 +8,7 @@ use hr_core::{ChangeEnvelope, Compensation, DataType, MemorySink, PermissionGran
 use hr_sync::config::HubConfig;
 use hr_sync::hub::Hub;
 use hr_transport_kafka::{EmbeddedKafka, KafkaConfig, KafkaPropagator};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use hr_transport_rest::{receiver, ReceiverConfig, RestConfig, RestPropagator};
 use std::sync::Arc;
 
@@ -26,6 +27,17 @@ fn grant(employee: &str) -> ChangeEnvelope {
     ChangeEnvelope::upsert(DataType::Permission, g.key(), 1, "hr", &g).unwrap()
 }
 
+/// Records on every partition of a data type's topic, read from the broker.
+fn records_on_topic(config: &KafkaConfig, data_type: DataType) -> i64 {
+    let consumer: BaseConsumer = config.client_config().set("group.id", "sensitive-routes-probe").create().unwrap();
+    let topic = config.topic(data_type);
+    let timeout = std::time::Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(&topic), timeout).unwrap();
+    let partitions = metadata.topics()[0].partitions().len() as i32;
+    assert!(partitions > 0, "{topic} has partitions");
+    (0..partitions).map(|p| consumer.fetch_watermarks(&topic, p, timeout).map(|(low, high)| high - low).unwrap()).sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kafka_producer_refuses_compensation_unless_allowed() {
     let mock = EmbeddedKafka::start().unwrap();
@@ -37,9 +49,13 @@ async fn the_kafka_producer_refuses_compensation_unless_allowed() {
     let PropagateError::Incomplete { delivered, failures } = &err else { panic!("{err}") };
     assert_eq!(delivered.total("kafka"), 0, "nothing of a refused batch is sent");
     assert!(failures[0].cause.contains("compensation") && !failures[0].retriable, "{err}");
+    // Read from the broker, not from the report: the refused batch left nothing on either topic.
+    assert_eq!(records_on_topic(&config, DataType::Compensation), 0);
+    assert_eq!(records_on_topic(&config, DataType::Permission), 0, "nothing of a refused batch is sent");
 
     let allowed = KafkaPropagator::new(&KafkaConfig { allow_sensitive: true, ..config.clone() }).unwrap();
     assert_eq!(allowed.propagate(&[pay("A-1", 1)]).await.unwrap().total("kafka"), 1);
+    assert_eq!(records_on_topic(&config, DataType::Compensation), 1, "the probe sees what an allowed producer sends");
     drop((producer, allowed));
 }
 
