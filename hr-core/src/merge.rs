@@ -10,6 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// The group root org unit.
 pub const GROUP_ROOT: &str = "GROUP";
 
+/// One record serialized as the envelopes carry it (or why it could not be).
+pub type RecordJson = Result<Box<serde_json::value::RawValue>, serde_json::Error>;
+
 /// The merged state of every data type, keyed and ordered by record key.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MergedState {
@@ -38,8 +41,8 @@ impl MergedState {
     }
 
     /// One record as its JSON payload, if the state holds it.
-    pub fn record(&self, data_type: DataType, key: &str) -> Option<Result<Box<serde_json::value::RawValue>, serde_json::Error>> {
-        fn raw<T: Serialize>(m: &BTreeMap<String, T>, key: &str) -> Option<Result<Box<serde_json::value::RawValue>, serde_json::Error>> {
+    pub fn record(&self, data_type: DataType, key: &str) -> Option<RecordJson> {
+        fn raw<T: Serialize>(m: &BTreeMap<String, T>, key: &str) -> Option<RecordJson> {
             m.get(key).map(serde_json::value::to_raw_value)
         }
         match data_type {
@@ -53,8 +56,8 @@ impl MergedState {
 
     /// The records of one data type as `(key, JSON payload)` in key order:
     /// what the ledger compares and the envelopes carry.
-    pub fn records(&self, data_type: DataType) -> Box<dyn Iterator<Item = (&str, Result<Box<serde_json::value::RawValue>, serde_json::Error>)> + '_> {
-        fn raw<'a, T: Serialize>(m: &'a BTreeMap<String, T>) -> Box<dyn Iterator<Item = (&'a str, Result<Box<serde_json::value::RawValue>, serde_json::Error>)> + 'a> {
+    pub fn records(&self, data_type: DataType) -> Box<dyn Iterator<Item = (&str, RecordJson)> + '_> {
+        fn raw<'a, T: Serialize>(m: &'a BTreeMap<String, T>) -> Box<dyn Iterator<Item = (&'a str, RecordJson)> + 'a> {
             Box::new(m.iter().map(|(k, v)| (k.as_str(), serde_json::value::to_raw_value(v))))
         }
         match data_type {
