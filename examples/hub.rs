@@ -17,7 +17,7 @@ use clap::Parser;
 use hr_core::{load_input_dir, merge_with_identities, DataType, HeldBack, HeldRecord, Ledger, MergeReport};
 use hr_sync::config::HubConfig;
 use hr_sync::console::Console;
-use hr_sync::hub::{Hub, Reconciliation};
+use hr_sync::hub::{Hub, Reconciliation, RepairOutcome, SyncOutcome};
 use hr_transport_kafka::{ensure_topics, KafkaConfig};
 use hr_transport_rest::RestConfig;
 use serde::Serialize;
@@ -55,7 +55,8 @@ struct Args {
     /// Send deletions even when more than the ledger's guard allows.
     #[arg(long)]
     allow_mass_delete: bool,
-    /// Find and report what differs in the systems, but repair nothing.
+    /// Compare the systems with the hub's ledger and report what differs:
+    /// send nothing (no sync, no repair); exits non-zero if anything differs.
     #[arg(long)]
     check_only: bool,
 }
@@ -75,6 +76,8 @@ struct RunReport {
     drift_found: Reconciliation,
     /// Keys sent again to repair the systems, per data type.
     repaired: BTreeMap<DataType, u64>,
+    /// Per system and data type, how many of its differing keys were repaired.
+    repaired_per_target: BTreeMap<String, BTreeMap<DataType, u64>>,
     /// Differing keys the hub could not repair (their record is held back this run).
     unrepairable: BTreeMap<DataType, Vec<String>>,
     /// What each system holds at the end of the run.
@@ -94,28 +97,19 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let console = Console::detect();
     let config = HubConfig::load(Some(&args.config))?;
-    let mut kafka = KafkaConfig::new(&args.brokers);
-    kafka.topic_prefix = config.topic_prefix.clone();
-    ensure_topics(&kafka, &config.policy().data_types_via("kafka")).await?;
-    std::fs::create_dir_all(&args.data_dir)?;
-    let ledger = Ledger::open(args.data_dir.join("hub-ledger.sqlite3"))?;
     let mut rest = RestConfig::new(Hub::rest_targets(&config)?);
     rest.deadline = Duration::from_secs(args.rest_deadline_secs);
-    let mut hub = Hub::new(&config, kafka, rest, ledger)?;
-    hub.allow_mass_delete(args.allow_mass_delete);
+    std::fs::create_dir_all(&args.data_dir)?;
 
+    let mut hub: Option<Hub> = None;
     let mut failures: u32 = 0;
     loop {
-        let outcome = run_once(&args, &config, &mut hub, &console).await;
-        let mismatched = match &outcome {
-            Ok(report) => {
-                if let Some(path) = &args.report {
-                    std::fs::write(path, serde_json::to_vec_pretty(report)?)?;
-                }
-                report.mismatched()
-            }
-            Err(_) => vec![],
+        let outcome = match connected(&mut hub, &args, &config, &rest).await {
+            Ok(hub) => run_once(&args, &config, hub, &console).await,
+            Err(e) => Err(e),
         };
+        write_report(&args, &console, &outcome);
+        let mismatched = outcome.as_ref().map(RunReport::mismatched).unwrap_or_default();
         let Some(every) = args.watch else {
             outcome?;
             anyhow::ensure!(mismatched.is_empty(), "systems differ from the hub: {}", mismatched.join(", "));
@@ -144,6 +138,37 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The hub, connected on first use.
+async fn connected<'a>(hub: &'a mut Option<Hub>, args: &Args, config: &HubConfig, rest: &RestConfig) -> anyhow::Result<&'a mut Hub> {
+    if hub.is_none() {
+        *hub = Some(connect(args, config, rest.clone()).await?);
+    }
+    hub.as_mut().ok_or_else(|| anyhow::anyhow!("the hub could not be created"))
+}
+
+/// Creates the topics and the hub: retried by `--watch` while the broker is unreachable.
+async fn connect(args: &Args, config: &HubConfig, rest: RestConfig) -> anyhow::Result<Hub> {
+    let mut kafka = KafkaConfig::new(&args.brokers);
+    kafka.topic_prefix = config.topic_prefix.clone();
+    ensure_topics(&kafka, &config.policy().data_types_via("kafka")).await?;
+    let ledger = Ledger::open(args.data_dir.join("hub-ledger.sqlite3"))?;
+    let mut hub = Hub::new(config, kafka, rest, ledger)?;
+    hub.allow_mass_delete(args.allow_mass_delete);
+    Ok(hub)
+}
+
+/// Writes the run's report, or what made it fail; a write error is logged, not fatal.
+fn write_report(args: &Args, console: &Console, outcome: &anyhow::Result<RunReport>) {
+    let Some(path) = &args.report else { return };
+    let json = match outcome {
+        Ok(report) => serde_json::to_vec_pretty(report),
+        Err(e) => serde_json::to_vec_pretty(&serde_json::json!({"failed": format!("{e:#}")})),
+    };
+    if let Err(e) = json.map_err(std::io::Error::other).and_then(|bytes| std::fs::write(path, bytes)) {
+        console.line(&format!("cannot write the report to {}: {e}", path.display()));
+    }
+}
+
 /// Backoff after consecutive failed runs: a tenth of the interval, doubling,
 /// never more than the interval (at least one second).
 fn retry_pause(every: u64, failures: u32) -> Duration {
@@ -166,28 +191,33 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &mut Hub, console: &Cons
         outcome.report.quarantined.len()
     ));
     let held = HeldBack::from_report(&outcome.report, &identities);
-    let sent = {
-        let _phase = console.phase("propagating", None);
-        hub.sync_with(&outcome.state, &held).await?
-    };
-    console.line(&format!(
-        "sent {} changes ({} resent after an earlier failure, {} records held back at their last good version); waiting until every system applied them",
-        sent.sent,
-        sent.retried,
-        sent.held_back.len()
-    ));
     let deadline = Duration::from_secs(args.deadline_secs);
-    hub.confirm(console, "applying in every system", deadline).await?;
+    let sent = if args.check_only {
+        SyncOutcome::default()
+    } else {
+        let sent = {
+            let _phase = console.phase("propagating", None);
+            hub.sync_with(&outcome.state, &held).await?
+        };
+        console.line(&format!(
+            "sent {} changes ({} resent after an earlier failure, {} records held back at their last good version); waiting until every system applied them",
+            sent.sent,
+            sent.retried,
+            sent.held_back.len()
+        ));
+        hub.confirm(console, "applying in every system", deadline).await?;
+        sent
+    };
     let drift_found = hub.reconcile(config).await?;
     print_drift(&drift_found);
     let any_drift = drift_found.values().flat_map(|t| t.values()).any(|r| !r.digest_matches);
-    let (repaired, unrepairable, systems) = if any_drift && !args.check_only {
-        let repair = hub.repair(&outcome.state, &drift_found).await?;
+    let (repair, systems) = if any_drift && !args.check_only {
+        let repair = hub.repair(&outcome.state, &held, &drift_found).await?;
         hub.confirm(console, "applying the repairs", deadline).await?;
         console.line(&format!("repaired {} keys", repair.repaired.values().sum::<u64>()));
-        (repair.repaired, repair.unrepairable, hub.reconcile(config).await?)
+        (repair, hub.reconcile(config).await?)
     } else {
-        (BTreeMap::new(), BTreeMap::new(), drift_found.clone())
+        (RepairOutcome::default(), drift_found.clone())
     };
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     print_systems(&systems);
@@ -199,8 +229,9 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &mut Hub, console: &Cons
         held_back: sent.held_back,
         elapsed_ms,
         drift_found,
-        repaired,
-        unrepairable,
+        repaired: repair.repaired,
+        repaired_per_target: repair.repaired_per_target,
+        unrepairable: repair.unrepairable,
         systems,
     })
 }

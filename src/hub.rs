@@ -108,15 +108,30 @@ impl Drift {
 pub type Reconciliation = BTreeMap<String, BTreeMap<DataType, Reconciled>>;
 
 /// What [`Hub::repair`] did.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct RepairOutcome {
-    /// Keys sent again, per data type.
+    /// Keys sent again, per data type (each goes to every system of its route).
     pub repaired: BTreeMap<DataType, u64>,
-    /// Keys that could not be repaired because the hub holds their record
-    /// but this run's input does not (held back), per data type.
+    /// Per system and data type, how many of its differing keys were repaired.
+    pub repaired_per_target: BTreeMap<String, BTreeMap<DataType, u64>>,
+    /// Keys left alone, per data type: held back this run, or held live by
+    /// the ledger without a record in this run's input.
     pub unrepairable: BTreeMap<DataType, Vec<String>>,
     /// What the repairs sent.
     pub sent: SyncOutcome,
+}
+
+// Unrepairable compensation keys say whose pay it is: Debug shows counts.
+impl std::fmt::Debug for RepairOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unrepairable: BTreeMap<&DataType, usize> = self.unrepairable.iter().map(|(t, keys)| (t, keys.len())).collect();
+        f.debug_struct("RepairOutcome")
+            .field("repaired", &self.repaired)
+            .field("repaired_per_target", &self.repaired_per_target)
+            .field("unrepairable", &unrepairable)
+            .field("sent", &self.sent)
+            .finish()
+    }
 }
 
 /// The hub of one deployment.
@@ -313,7 +328,9 @@ impl Hub {
         }
         let theirs: BTreeMap<String, DigestEntry> =
             self.rest.entries(target, data_type, &differing).await?.into_iter().map(|e| (e.key.clone(), e)).collect();
-        let ours: BTreeMap<&str, &DigestEntry> = ours.iter().filter(|e| differing.contains(&e.bucket())).map(|e| (e.key.as_str(), e)).collect();
+        let mut wanted = [false; hr_core::BUCKETS];
+        differing.iter().for_each(|&b| wanted[b] = true);
+        let ours: BTreeMap<&str, &DigestEntry> = ours.iter().filter(|e| wanted[e.bucket()]).map(|e| (e.key.as_str(), e)).collect();
         let sensitive = data_type.is_sensitive();
         let key = |key: &str, target_version| DriftKey { key: key.to_string(), target_version, sensitive };
         let mut drift = Drift::default();
@@ -334,39 +351,85 @@ impl Hub {
 
     /// Sends every differing key found by [`reconcile`](Self::reconcile)
     /// again at a fresh version: the record `state` holds for it, or a
-    /// delete where the hub holds no live record. A key the ledger holds
-    /// live that `state` lacks (held back this run) cannot be rewritten and
-    /// is reported instead.
-    pub async fn repair(&mut self, state: &MergedState, found: &Reconciliation) -> anyhow::Result<RepairOutcome> {
-        let mut above: BTreeMap<DataType, BTreeMap<String, u64>> = BTreeMap::new();
-        for per_type in found.values() {
-            for (t, reconciled) in per_type {
-                for k in reconciled.drift.keys() {
-                    let highest = above.entry(*t).or_default().entry(k.key.clone()).or_default();
-                    *highest = (*highest).max(k.target_version);
-                }
-            }
-        }
+    /// delete where the hub holds no live record. A key `held` back this run
+    /// is left alone, and so is one the ledger holds live that `state` lacks:
+    /// both are reported as unrepairable. Deleting more of a data type than
+    /// the ledger's delete guard allows (a lost or restored ledger makes every
+    /// key look extra) is refused unless mass deletes are allowed.
+    pub async fn repair(&mut self, state: &MergedState, held: &HeldBack, found: &Reconciliation) -> anyhow::Result<RepairOutcome> {
         let mut outcome = RepairOutcome::default();
         let mut deltas = vec![];
-        for (t, keys) in above {
-            let mut repairs = vec![];
-            for (key, above) in keys {
-                let live = self.ledger.version_of(t, &key)?.is_some_and(|(_, deleted)| !deleted);
-                let payload = match (live, state.record(t, &key)) {
-                    (true, None) => {
-                        outcome.unrepairable.entry(t).or_default().push(key);
-                        continue;
-                    }
-                    (true, Some(record)) => Some(record?),
-                    (false, _) => None,
-                };
-                repairs.push(Repair { key, payload, above });
+        for (t, keys) in highest_versions(found) {
+            let (repairs, unrepairable) = self.choose_repairs(t, keys, state, held)?;
+            self.guard_repair_deletes(t, &repairs, found)?;
+            if !unrepairable.is_empty() {
+                outcome.unrepairable.insert(t, unrepairable);
             }
             outcome.repaired.insert(t, repairs.len() as u64);
             deltas.push((t, self.ledger.plan_repairs(t, repairs, "hr-hub")?));
         }
+        outcome.repaired_per_target = repaired_per_target(found, &outcome.unrepairable);
         outcome.sent = self.send(deltas).await?;
         Ok(outcome)
     }
+
+    /// What to send for each differing key of one data type, and the keys left alone.
+    fn choose_repairs(&self, t: DataType, keys: BTreeMap<String, u64>, state: &MergedState, held: &HeldBack) -> anyhow::Result<(Vec<Repair>, Vec<String>)> {
+        let mut repairs = vec![];
+        let mut unrepairable = vec![];
+        for (key, above) in keys {
+            let live = self.ledger.version_of(t, &key)?.is_some_and(|(_, deleted)| !deleted);
+            let payload = match (live, state.record(t, &key)) {
+                _ if held.holds(t, &key).is_some() => None,
+                (true, None) => None,
+                (true, Some(record)) => Some(Some(record?)),
+                (false, _) => Some(None),
+            };
+            match payload {
+                Some(payload) => repairs.push(Repair { key, payload, above }),
+                None => unrepairable.push(key),
+            }
+        }
+        Ok((repairs, unrepairable))
+    }
+
+    fn guard_repair_deletes(&self, t: DataType, repairs: &[Repair], found: &Reconciliation) -> anyhow::Result<()> {
+        let deletes = repairs.iter().filter(|r| r.payload.is_none()).count() as u64;
+        let held = found.values().filter_map(|types| types.get(&t)).map(|r| r.records).max().unwrap_or(0);
+        let share = self.ledger.max_delete_share();
+        anyhow::ensure!(
+            self.allow_mass_delete || held == 0 || deletes as f64 <= share * held as f64,
+            "refusing to repair by deleting {deletes} of the {held} {t} records a system holds (over the {:.0}% limit): \
+             is the hub's ledger lost or restored from an old copy? Check, then run with --allow-mass-delete if the deletions are right",
+            share * 100.0
+        );
+        Ok(())
+    }
+}
+
+/// Per data type, each differing key with the highest version any system holds.
+fn highest_versions(found: &Reconciliation) -> BTreeMap<DataType, BTreeMap<String, u64>> {
+    let mut above: BTreeMap<DataType, BTreeMap<String, u64>> = BTreeMap::new();
+    for per_type in found.values() {
+        for (t, reconciled) in per_type {
+            for k in reconciled.drift.keys() {
+                let highest = above.entry(*t).or_default().entry(k.key.clone()).or_default();
+                *highest = (*highest).max(k.target_version);
+            }
+        }
+    }
+    above
+}
+
+/// Keys repaired in each system: its differing keys, less the unrepairable.
+fn repaired_per_target(found: &Reconciliation, unrepairable: &BTreeMap<DataType, Vec<String>>) -> BTreeMap<String, BTreeMap<DataType, u64>> {
+    let mut out: BTreeMap<String, BTreeMap<DataType, u64>> = BTreeMap::new();
+    for (target, types) in found {
+        for (t, reconciled) in types.iter().filter(|(_, r)| !r.drift.is_empty()) {
+            let skipped = unrepairable.get(t);
+            let n = reconciled.drift.keys().filter(|k| !skipped.is_some_and(|s| s.contains(&k.key))).count() as u64;
+            out.entry(target.clone()).or_default().insert(*t, n);
+        }
+    }
+    out
 }

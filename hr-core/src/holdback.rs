@@ -11,10 +11,12 @@
 //!
 //! Only a row whose id could be read can be held: a line too garbled to
 //! name its record is reported, and the delete guard stands between it and
-//! a mass deletion.
+//! a mass deletion. A permission row is never held by itself: a grant that
+//! cannot be read, or whose holder left, is revoked (access fails closed);
+//! the grants of a held person stay, and their revocations still apply.
 
 use crate::merge::{Identities, MergeReport};
-use crate::quarantine::Quarantined;
+use crate::quarantine::{Quarantined, Reason};
 use crate::schema::DataType;
 use std::collections::HashMap;
 
@@ -33,19 +35,19 @@ impl HeldBack {
     /// Employee rows are resolved to the person's lifelong unified id.
     pub fn from_report(report: &MergeReport, identities: &Identities) -> Self {
         let mut held = HeldBack::default();
-        for q in &report.quarantined {
+        // A duplicate row is quarantined while its winner is present: nothing to hold.
+        for q in report.quarantined.iter().filter(|q| q.reason != Reason::DuplicateSourceId) {
             let Some(id) = &q.id else { continue };
             match source_kind(&q.file) {
                 Some(DataType::Employee) => {
                     held.employees.entry(identities.unified(id).to_string()).or_insert_with(|| q.clone());
                 }
-                Some(DataType::Permission) => {
-                    held.records.entry((DataType::Permission, resolve_grant(id, identities))).or_insert_with(|| q.clone());
-                }
+                // A grant row that cannot be read is not held: access fails closed. Grants of
+                // a held person are held with the person.
+                Some(DataType::Permission) | None => {}
                 Some(t) => {
                     held.records.entry((t, id.clone())).or_insert_with(|| q.clone());
                 }
-                None => {}
             }
         }
         held
@@ -68,7 +70,7 @@ impl HeldBack {
 }
 
 /// The data type a source file carries.
-fn source_kind(file: &str) -> Option<DataType> {
+pub(crate) fn source_kind(file: &str) -> Option<DataType> {
     let name = file.rsplit('/').next().unwrap_or(file);
     match name {
         "employees.csv" | "employees.jsonl" => Some(DataType::Employee),
@@ -79,18 +81,9 @@ fn source_kind(file: &str) -> Option<DataType> {
     }
 }
 
-/// A grant's key with its employee part resolved to the lifelong id.
-fn resolve_grant(key: &str, identities: &Identities) -> String {
-    match key.split_once(':') {
-        Some((employee, rest)) => format!("{}:{rest}", identities.unified(employee)),
-        None => key.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quarantine::Reason;
 
     fn q(file: &str, id: &str) -> Quarantined {
         Quarantined { file: file.into(), line: 7, id: Some(id.into()), reason: Reason::InvalidEmail, detail: String::new() }

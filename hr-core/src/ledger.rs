@@ -118,7 +118,7 @@ impl Delta {
 }
 
 /// A record kept at its last good version because its new source row was quarantined.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HeldRecord {
     /// The data type.
     pub data_type: DataType,
@@ -128,6 +128,26 @@ pub struct HeldRecord {
     pub version: u64,
     /// The quarantined source row that would have replaced it.
     pub quarantined: Quarantined,
+}
+
+impl std::fmt::Debug for HeldRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldRecord")
+            .field("data_type", &self.data_type)
+            .field("key", &redacted_key(self.data_type, &self.key))
+            .field("version", &self.version)
+            .field("quarantined", &self.quarantined)
+            .finish()
+    }
+}
+
+/// A key as it may appear in logs: a compensation key says whose salary it is.
+fn redacted_key(data_type: DataType, key: &str) -> &str {
+    if data_type.is_sensitive() {
+        "[redacted]"
+    } else {
+        key
+    }
 }
 
 /// How [`Ledger::plan_with`] treats departures.
@@ -141,7 +161,6 @@ pub struct PlanOptions<'a> {
 
 /// One repair: send `payload` (or a delete) for `key` at a version above
 /// `above` and above anything the ledger committed or reserved.
-#[derive(Debug)]
 pub struct Repair {
     /// The record key.
     pub key: String,
@@ -149,6 +168,13 @@ pub struct Repair {
     pub payload: Option<Box<RawValue>>,
     /// The highest version any target was seen holding for the key.
     pub above: u64,
+}
+
+// The payload may hold a salary: Debug shows only the version facts.
+impl std::fmt::Debug for Repair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repair").field("upsert", &self.payload.is_some()).field("above", &self.above).finish_non_exhaustive()
+    }
 }
 
 /// What the ledger holds for one key.
@@ -204,8 +230,10 @@ impl Ledger {
     }
 
     fn init(conn: Connection, path: String) -> Result<Self, LedgerError> {
+        // FULL: a reservation must survive a power loss once its version may have left
+        // (one fsync per transaction; a run has a handful).
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
              CREATE TABLE IF NOT EXISTS ledger (
                data_type TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL,
                hash BLOB, deleted INTEGER NOT NULL, PRIMARY KEY (data_type, key)) WITHOUT ROWID;
@@ -223,6 +251,11 @@ impl Ledger {
     pub fn with_max_delete_share(mut self, share: f64) -> Self {
         self.max_delete_share = share.clamp(0.0, 1.0);
         self
+    }
+
+    /// The delete guard's limit (a share between 0 and 1).
+    pub fn max_delete_share(&self) -> f64 {
+        self.max_delete_share
     }
 
     fn storage(&self) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
@@ -368,7 +401,8 @@ impl Ledger {
         let mut delta = Delta::default();
         for repair in repairs {
             let prior = self.held(data_type, &repair.key)?;
-            let version = [prior.map(|h| h.version), self.reserved(data_type, &repair.key)?, Some(repair.above)].into_iter().flatten().max().unwrap_or(0) + 1;
+            let highest_seen = [prior.map(|h| h.version), self.reserved(data_type, &repair.key)?, Some(repair.above)];
+            let version = highest_seen.into_iter().flatten().max().unwrap_or(0) + 1;
             match repair.payload {
                 Some(payload) => {
                     let hash = ContentHash::of(payload.get());
@@ -568,19 +602,18 @@ impl Planner<'_> {
     fn vanished(&mut self, key: String, prior: Option<Held>) {
         let (version, in_doubt) = self.next_version(&key, prior);
         let live = prior.is_some_and(|h| !h.deleted);
-        if live {
-            self.live += 1;
-            if let Some(quarantined) = self.hold.and_then(|h| h.holds(self.data_type, &key)) {
-                let version = prior.map(|h| h.version).unwrap_or_default();
-                self.delta.held_back.push(HeldRecord { data_type: self.data_type, key, version, quarantined: quarantined.clone() });
-                return;
-            }
-            self.guarded_deletes += 1;
-        } else if !in_doubt {
+        if !live && !in_doubt {
             // Unknown, or already deleted everywhere: nothing to do.
             self.delta.unchanged += prior.is_some() as u64;
             return;
         }
+        self.live += live as u64;
+        if let Some(quarantined) = self.hold.and_then(|h| h.holds(self.data_type, &key)) {
+            let version = prior.map(|h| h.version).unwrap_or_default();
+            self.delta.held_back.push(HeldRecord { data_type: self.data_type, key, version, quarantined: quarantined.clone() });
+            return;
+        }
+        self.guarded_deletes += live as u64;
         self.delta.deleted += 1;
         self.delta.retried += in_doubt as u64;
         self.delta.push(ChangeEnvelope::delete(self.data_type, key, version, self.origin), None);

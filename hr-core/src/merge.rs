@@ -197,17 +197,17 @@ pub fn merge_with_identities(source: SourceData, identities: &Identities) -> Mer
 
     let (persons, matched_persons) = match_persons(&placed);
     let persons = assign_unified_ids(persons, identities);
-    // Borrowed from the persons: no copies of the 2 x n ids.
-    let alias: FxHashMap<&str, &str> =
-        persons.iter().flat_map(|p| p.records.iter().map(move |r| (r.source_id.as_str(), p.id.as_str()))).collect();
+    let held = held_persons(&quarantined, identities);
+    let refs = References::new(&persons, &held, identities);
     let mut state = MergedState::default();
     let conflicts = std::thread::scope(|scope| {
         let conflicts = scope.spawn(|| possible_duplicates(&persons));
         // Persons are sorted by unified id, so both maps are built in one pass.
         let mut employees = Vec::with_capacity(persons.len());
         let mut compensation = Vec::with_capacity(persons.len());
-        for person in &persons {
-            let (employee, pay) = build_employee(person, &alias, &mut warnings);
+        // A person with a quarantined row keeps their last good record: none is built from the rest.
+        for person in persons.iter().filter(|p| !held.contains(&p.id)) {
+            let (employee, pay) = build_employee(person, &refs, &mut warnings);
             if let Some(c) = pay {
                 compensation.push((c.employee_id.clone(), c));
             }
@@ -223,7 +223,7 @@ pub fn merge_with_identities(source: SourceData, identities: &Identities) -> Mer
     }
     for (id, unit) in valid_units {
         let leader = unit.leader_source_id.as_ref().and_then(|l| {
-            let resolved = alias.get(l.as_str()).map(|s| s.to_string());
+            let resolved = refs.resolve(l);
             if resolved.is_none() {
                 warnings.push(Warning { kind: "unknown_leader".into(), id: id.clone(), detail: format!("leader {l} is not a known employee; kept without leader") });
             }
@@ -252,7 +252,7 @@ pub fn merge_with_identities(source: SourceData, identities: &Identities) -> Mer
     }
 
     for p in source.permissions {
-        let Some(employee) = alias.get(p.employee.as_str()).map(|s| s.to_string()) else {
+        let Some(employee) = refs.resolve(&p.employee) else {
             quarantined.push(p.origin.quarantine(
                 Some(format!("{}:{}:{}", p.employee, p.system, p.role)),
                 Reason::MalformedRow,
@@ -503,7 +503,48 @@ fn match_persons(employees: &[SourceEmployee]) -> (Vec<Person<'_>>, usize) {
     (persons, matched)
 }
 
-fn build_employee(person: &Person<'_>, alias: &FxHashMap<&str, &str>, warnings: &mut Vec<Warning>) -> (Employee, Option<Compensation>) {
+/// Unified ids of the persons with a quarantined employee row this run
+/// (a duplicate row whose winner is present does not count): they are held
+/// at their last good record (see [`crate::holdback`]).
+fn held_persons(quarantined: &[Quarantined], identities: &Identities) -> FxHashSet<String> {
+    quarantined
+        .iter()
+        .filter(|q| q.reason != Reason::DuplicateSourceId && crate::holdback::source_kind(&q.file) == Some(DataType::Employee))
+        .filter_map(|q| q.id.as_deref())
+        .map(|id| identities.unified(id).to_string())
+        .collect()
+}
+
+/// Resolves a reference to an employee (a manager, a team leader, a
+/// grant's holder) to a unified id: any source id of a person in this run,
+/// a person's unified id, a remembered source id, or a person held back.
+struct References<'a> {
+    /// Borrowed from the persons: no copies of the 2 x n ids.
+    alias: FxHashMap<&'a str, &'a str>,
+    held: &'a FxHashSet<String>,
+    identities: &'a Identities,
+}
+
+impl<'a> References<'a> {
+    fn new(persons: &'a [Person<'a>], held: &'a FxHashSet<String>, identities: &'a Identities) -> Self {
+        let mut alias: FxHashMap<&str, &str> = persons.iter().flat_map(|p| p.records.iter().map(move |r| (r.source_id.as_str(), p.id.as_str()))).collect();
+        for p in persons {
+            alias.entry(p.id.as_str()).or_insert(p.id.as_str());
+        }
+        References { alias, held, identities }
+    }
+
+    fn resolve(&self, reference: &str) -> Option<String> {
+        let unified = self.identities.unified(reference);
+        self.alias
+            .get(reference)
+            .or_else(|| self.alias.get(unified))
+            .map(|u| u.to_string())
+            .or_else(|| self.held.contains(unified).then(|| unified.to_string()))
+    }
+}
+
+fn build_employee(person: &Person<'_>, refs: &References<'_>, warnings: &mut Vec<Warning>) -> (Employee, Option<Compensation>) {
     let primary = person.records[0];
     let others = &person.records[1..];
     fn fill<T: Clone>(first: &Option<T>, rest: &[&SourceEmployee], pick: impl Fn(&SourceEmployee) -> &Option<T>) -> Option<T> {
@@ -511,16 +552,16 @@ fn build_employee(person: &Person<'_>, alias: &FxHashMap<&str, &str>, warnings: 
     }
     let id = person.id.clone();
     let manager_source = fill(&primary.manager_source_id, others, |r| &r.manager_source_id);
-    let manager = manager_source.and_then(|m| match alias.get(m.as_str()) {
+    let manager = manager_source.and_then(|m| match refs.resolve(&m) {
         None => {
             warnings.push(Warning { kind: "unknown_manager".into(), id: id.clone(), detail: format!("manager {m} is not a known employee; kept without manager") });
             None
         }
-        Some(resolved) if *resolved == id.as_str() => {
+        Some(resolved) if resolved == id => {
             warnings.push(Warning { kind: "self_manager".into(), id: id.clone(), detail: format!("manager {m} is the employee; kept without manager") });
             None
         }
-        Some(resolved) => Some(resolved.to_string()),
+        Some(resolved) => Some(resolved),
     });
     let salary_source = person.records.iter().find(|r| r.salary.is_some());
     let compensation = salary_source.and_then(|r| {

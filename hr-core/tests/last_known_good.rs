@@ -59,7 +59,8 @@ fn a_typo_in_the_next_export_holds_the_person_back_and_sends_no_delete() {
         assert!(outcome.report.quarantined.iter().any(|q| q.id.as_deref() == Some("A-1")), "{typo}: {:?}", outcome.report.quarantined);
         assert_eq!(deletes(&deltas), Vec::<String>::new(), "{typo}");
         let held: Vec<String> = deltas.iter().flat_map(|(_, d)| d.held_back.iter().map(|h| format!("{}/{}", h.data_type, h.key))).collect();
-        assert_eq!(held, ["employee/A-1", "permission/A-1:erp:approver", "compensation/A-1"], "{typo}");
+        assert_eq!(held, ["employee/A-1", "compensation/A-1"], "{typo}");
+        assert!(outcome.state.permissions["A-1:erp:approver"].granted, "{typo}: the held person's grant stays, unchanged");
         let q = &deltas[0].1.held_back[0].quarantined;
         assert_eq!((q.file.as_str(), q.line), ("company_a/employees.csv", 2));
     }
@@ -120,7 +121,7 @@ fn a_move_between_the_companies_is_one_update_of_the_same_employee() {
     assert_eq!(deletes(&deltas), Vec::<String>::new());
     assert!(outcome.state.permissions.contains_key("A-1:erp:approver"));
 
-    // A restart of the hub keeps the identity: the ledger file holds it.
+    // The next run keeps the identity.
     let (again, deltas) = run(&mut ledger, &after);
     assert_eq!(again.state.employees.keys().collect::<Vec<_>>(), ["A-1", "B-2"]);
     assert!(deltas.iter().all(|(_, d)| d.changes.is_empty()));
@@ -141,4 +142,72 @@ fn remembered_identities_survive_reopening_the_ledger_file() {
     let ledger = Ledger::open(&path).unwrap();
     let identities = ledger.identities().unwrap();
     assert_eq!((identities.get("A-1"), identities.get("B-7")), (Some("A-1"), Some("A-1")));
+}
+
+fn grant_line(employee: &str, role: &str, op: &str, at: &str) -> String {
+    format!(r#"{{"employee": "{employee}", "system": "erp", "role": "{role}", "op": "{op}", "expires": null, "at": "{at}"}}"#)
+}
+
+#[test]
+fn a_leaver_loses_their_grants_although_the_grant_rows_remain() {
+    let mut ledger = Ledger::in_memory().unwrap();
+    let mut input = Input::default();
+    input.permissions = Some(vec![grant_line("B-1", "approver", "grant", "2026-01-02T00:00:00Z")]);
+    run(&mut ledger, &input);
+    // B-1 leaves the export; permissions.jsonl is an event log and still has the grant.
+    input.b_employees = vec![];
+    let (outcome, deltas) = run(&mut ledger, &input);
+    assert!(outcome.report.quarantined.iter().any(|q| q.id.as_deref() == Some("B-1:erp:approver")));
+    assert!(deletes(&deltas).contains(&"permission/B-1:erp:approver".to_string()), "{:?}", deletes(&deltas));
+    assert!(deltas.iter().all(|(_, d)| d.held_back.is_empty()));
+}
+
+#[test]
+fn a_held_persons_grants_stay_and_their_revocations_still_apply() {
+    let mut ledger = Ledger::in_memory().unwrap();
+    let mut input = with_grants(Input::default());
+    run(&mut ledger, &input);
+    input.a_employees = vec![a_row("1", "D1", "", "", "2026-02-01 09:00:00").replace("m1@a.example", "not-an-email")];
+    input.permissions.as_mut().unwrap().push(grant_line("A-1", "approver", "revoke", "2026-02-02T00:00:00Z"));
+    let (outcome, deltas) = run(&mut ledger, &input);
+    assert!(!outcome.state.employees.contains_key("A-1"), "held back, not rebuilt");
+    assert!(!outcome.state.permissions["A-1:erp:approver"].granted, "the revocation applies to a held person");
+    assert_eq!(deletes(&deltas), Vec::<String>::new());
+    assert!(changed_keys(&deltas).contains(&"permission/A-1:erp:approver:Upsert".to_string()));
+}
+
+#[test]
+fn a_typo_in_one_of_two_records_of_a_person_holds_the_whole_person() {
+    let mut ledger = Ledger::in_memory().unwrap();
+    let mut input = Input::default();
+    input.a_employees = vec![a_row("1", "D1", "", KEY1, "2026-01-01 09:00:00")];
+    input.b_employees = vec![b_line(9, 10, None, Some(KEY1), false, "2025-01-01T00:00:00Z")];
+    let (first, _) = run(&mut ledger, &input);
+    assert_eq!(first.state.employees["A-1"].source_ids, ["A-1", "B-9"]);
+    // A-1's row gets a typo: the person must not be rebuilt from B-9 alone (another company, unit, grade).
+    input.a_employees = vec![a_row("1", "D1", "", KEY1, "2026-02-01 09:00:00").replace("m1@a.example", "not-an-email")];
+    let (outcome, deltas) = run(&mut ledger, &input);
+    assert!(!outcome.state.employees.contains_key("A-1") && !outcome.state.employees.contains_key("B-9"));
+    assert_eq!(changed_keys(&deltas).into_iter().filter(|c| c.starts_with("employee/") || c.starts_with("compensation/")).collect::<Vec<_>>(), Vec::<String>::new());
+    let held: Vec<String> = deltas.iter().flat_map(|(_, d)| d.held_back.iter().map(|h| format!("{}/{}", h.data_type, h.key))).collect();
+    assert_eq!(held, ["employee/A-1", "compensation/A-1"]);
+}
+
+#[test]
+fn the_lifelong_id_still_resolves_after_the_row_that_gave_it_leaves() {
+    let mut ledger = Ledger::in_memory().unwrap();
+    let mut input = Input::default();
+    input.a_employees = vec![a_row("1", "D1", "", KEY1, "2026-01-01 09:00:00")];
+    input.b_employees = vec![b_line(2, 10, None, None, true, "2026-01-01T00:00:00Z"), b_line(7, 10, None, Some(KEY1), false, "2025-01-01T00:00:00Z")];
+    run(&mut ledger, &input);
+    // Company A drops the A-1 row for good; B-7 carries the person, grants and references still name A-1.
+    input.a_employees = vec![];
+    input.a_departments = vec!["D1,본부,,,2026-01-01 09:00:00".into()];
+    input.b_employees = vec![b_line(2, 10, None, None, true, "2026-01-01T00:00:00Z"), b_line(7, 10, None, Some(KEY1), true, "2026-03-01T00:00:00Z")];
+    input.permissions = Some(vec![grant_line("A-1", "approver", "grant", "2026-03-02T00:00:00Z")]);
+    let (outcome, deltas) = run(&mut ledger, &input);
+    assert_eq!(outcome.state.employees.keys().collect::<Vec<_>>(), ["A-1", "B-2"]);
+    assert_eq!(outcome.state.employees["A-1"].source_ids, ["B-7"]);
+    assert!(outcome.state.permissions["A-1:erp:approver"].granted, "a grant naming the lifelong id resolves");
+    assert_eq!(deletes(&deltas), Vec::<String>::new());
 }

@@ -151,7 +151,9 @@ impl Deployment {
 
 /// Asserts every system's every data type in a hub report holds the hub's digest.
 pub fn assert_all_match(report: &serde_json::Value, when: &str) {
-    for (name, types) in report["systems"].as_object().unwrap() {
+    let systems = report["systems"].as_object().unwrap_or_else(|| panic!("no systems in the report {when}: {report}"));
+    assert!(!systems.is_empty() && systems.values().all(|t| !t.as_object().unwrap().is_empty()), "nothing reconciled {when}: {report}");
+    for (name, types) in systems {
         for (t, r) in types.as_object().unwrap() {
             assert_eq!(r["digest_matches"], true, "{name}/{t} {when}: {r}");
         }
