@@ -107,6 +107,12 @@ fn a_half_failed_run_then_a_source_change_ends_with_the_latest_content_everywher
     data.write(&deployment.input).unwrap();
     systems.insert(0, deployment.restart("payroll", &payroll_url));
     wait_for_line(&lines, "run done", &mut seen);
+    // The report is written just after the run's last line.
+    let until = Instant::now() + Duration::from_secs(30);
+    while deployment.last_report().get("systems").is_none() {
+        assert!(Instant::now() < until, "no report of the good run");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     watching.kill().unwrap();
     watching.wait().unwrap();
     assert!(seen.iter().any(|l| l.contains("retrying in")), "the failed run is retried:\n{}", seen.join("\n"));

@@ -139,8 +139,9 @@ impl Deployment {
         self.hub(extra).output().expect("hub runs")
     }
 
+    /// The report last written (`null` while none or half written).
     pub fn last_report(&self) -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(&self.report).unwrap()).unwrap()
+        std::fs::read(&self.report).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default()
     }
 
     /// A system's database.
