@@ -1,7 +1,7 @@
 //! The REST transport over real HTTP on loopback, with SQLite sinks.
 
 use hr_core::{ChangeEnvelope, DataType, MasterData, Propagator, Sink, SqliteSink};
-use hr_transport_rest::{receiver, ReceiverConfig, RestConfig, RestPropagator, RestTarget};
+use hr_transport_rest::{serve_receiver, ReceiverConfig, RestConfig, RestPropagator, RestTarget};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,10 +9,8 @@ use std::time::Duration;
 const TOKEN: &str = "test-token";
 
 async fn serve_on(listener: tokio::net::TcpListener, sink: Arc<SqliteSink>, allowed: Vec<DataType>) -> tokio::task::JoinHandle<()> {
-    let app = receiver(ReceiverConfig::new(sink, allowed).with_token(TOKEN).with_body_limit(4 << 20));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    })
+    let config = ReceiverConfig::new(sink, allowed).with_token(TOKEN).unwrap().with_body_limit(4 << 20);
+    tokio::spawn(serve_receiver(listener, config).unwrap())
 }
 
 async fn start(allowed: Vec<DataType>) -> (SocketAddr, Arc<SqliteSink>, tokio::task::JoinHandle<()>, tempfile::TempDir) {
