@@ -202,11 +202,31 @@ async fn repeated_and_reordered_batches_end_exact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_and_digest_are_served() {
-    let (addr, _sink, _t, _d) = start(vec![DataType::MasterData]).await;
+    let (addr, sink, _t, _d) = start(vec![DataType::MasterData]).await;
     let doc: serde_json::Value = reqwest::get(format!("http://{addr}/hr/v1/openapi.json")).await.unwrap().json().await.unwrap();
-    assert!(doc["paths"]["/hr/v1/changes"]["post"]["responses"]["413"].is_object());
+    let responses = &doc["paths"]["/hr/v1/changes"]["post"]["responses"];
+    for status in ["401", "408", "413", "415", "422", "503"] {
+        assert_eq!(responses[status]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Error", "{status}");
+    }
+
+    // A digest of a sink holding data (live records and a tombstone), compared with the expected value.
+    let mut changes: Vec<_> = (0..20).map(|i| md(i, 3)).collect();
+    changes.push(ChangeEnvelope::delete(DataType::MasterData, md(7, 1).key, 4, "test"));
+    sink.apply(&changes).await.unwrap();
+    let mut expected = hr_core::Digest::default();
+    for i in 0..20 {
+        let key = md(i, 1).key;
+        if i == 7 {
+            expected.add(&key, 4, true);
+        } else {
+            expected.add(&key, 3, false);
+        }
+    }
     let digest = reqwest::Client::new().get(format!("http://{addr}/hr/v1/digest")).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(digest.status().as_u16(), 200);
-    let d: serde_json::Value = digest.json().await.unwrap();
-    assert_eq!(d["master_data"]["count"], 0);
+    let served: std::collections::BTreeMap<DataType, hr_core::Digest> = digest.json().await.unwrap();
+    assert_eq!(served[&DataType::MasterData], expected);
+    assert_eq!((expected.count, expected.tombstones), (19, 1));
+    let propagator = RestPropagator::new(RestConfig::new(vec![target("erp", addr, vec![DataType::MasterData])])).unwrap();
+    assert_eq!(propagator.digests("erp").await.unwrap()[&DataType::MasterData], expected);
 }
