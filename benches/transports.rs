@@ -11,7 +11,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use hr_core::{ChangeEnvelope, DataType, MasterData, PermissionGrant, Propagator, SqliteSink};
 use hr_sync::generate::{Dataset, GenerateOptions};
 use hr_transport_kafka::{ensure_topics, EmbeddedKafka, KafkaConfig, KafkaPropagator, KafkaSubscriber, LagMonitor};
-use hr_transport_rest::{receiver, ReceiverConfig, RestConfig, RestPropagator, RestTarget};
+use hr_transport_rest::{serve_receiver, ReceiverConfig, RestConfig, RestPropagator, RestTarget};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -142,10 +142,10 @@ fn start_receivers(rt: &Runtime, sinks: &[Arc<SqliteSink>], types: &[DataType]) 
         .iter()
         .zip(SYSTEMS)
         .map(|(sink, name)| {
-            let app = receiver(ReceiverConfig::new(sink.clone(), types.to_vec()).with_token("bench-token"));
+            let config = ReceiverConfig::new(sink.clone(), types.to_vec()).with_token("bench-token").unwrap();
             let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
             let url = format!("http://{}", listener.local_addr().unwrap());
-            rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+            rt.spawn(serve_receiver(listener, config).unwrap());
             RestTarget::new(name, &url, types.to_vec()).with_token("bench-token")
         })
         .collect()

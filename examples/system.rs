@@ -32,7 +32,8 @@ struct Args {
     /// Kafka bootstrap servers.
     #[arg(long, default_value = "127.0.0.1:9092")]
     brokers: String,
-    /// Bearer token the receiver requires (better from the environment).
+    /// Bearer token the receiver requires (better from the environment). An
+    /// empty one is refused; without one the receiver listens only on loopback.
     #[arg(long, env = "HR_SYSTEM_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Routing, targets and topic prefix (default: the seed's).

@@ -4,7 +4,7 @@
 use crate::config::{group_name, HubConfig};
 use hr_core::{DataType, SqliteSink};
 use hr_transport_kafka::{KafkaConfig, KafkaSubscriber, SubscriberStats};
-use hr_transport_rest::{receiver, ReceiverConfig};
+use hr_transport_rest::{serve_receiver, ReceiverConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,7 +19,8 @@ pub struct SystemOptions {
     pub data_dir: PathBuf,
     /// Where the REST receiver listens (port 0: any free port).
     pub listen: SocketAddr,
-    /// Bearer token the receiver requires.
+    /// Bearer token the receiver requires. An empty one is refused; without
+    /// one the receiver serves only on a loopback address.
     pub token: Option<String>,
     /// Start from an empty database (the demo) instead of resuming.
     pub fresh: bool,
@@ -58,14 +59,11 @@ impl TargetSystem {
         let url = format!("http://{}", listener.local_addr()?);
         let mut receiver_config = ReceiverConfig::new(sink.clone(), allowed.clone());
         if let Some(token) = &options.token {
-            receiver_config = receiver_config.with_token(token);
+            receiver_config = receiver_config.with_token(token).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         }
-        let app = receiver(receiver_config);
-        let server = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "REST receiver stopped");
-            }
-        });
+        // serve_receiver, not axum::serve: it adds the header read timeout and
+        // the connection cap, and refuses to serve without a token off loopback.
+        let server = tokio::spawn(serve_receiver(listener, receiver_config).map_err(|e| anyhow::anyhow!("{name}: {e}"))?);
         let kafka_types: Vec<DataType> = config.policy().data_types_via("kafka").into_iter().filter(|t| allowed.contains(t)).collect();
         let subscriber = if kafka_types.is_empty() {
             None

@@ -134,7 +134,7 @@ async fn failure_paths(phone: &str) -> String {
 
     // A receiver refusing batches: wrong token (401), a data type it does not take (403), an invalid payload (400).
     let sink = std::sync::Arc::new(MemorySink::default());
-    let app = hr_transport_rest::receiver(hr_transport_rest::ReceiverConfig::new(sink, vec![DataType::Employee]).with_token("another-token"));
+    let app = hr_transport_rest::receiver(hr_transport_rest::ReceiverConfig::new(sink, vec![DataType::Employee]).with_token("another-token").unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

@@ -28,6 +28,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::fmt;
 
+/// The highest version an envelope may carry: 2^53.
+///
+/// The hub counts versions up by one per change and can never get near it,
+/// while a version at the top of the integer range (2^63-1) would let one
+/// forged or buggy delete freeze its key forever (nothing newer could ever
+/// win). 2^53 is also the largest integer every JSON reader holds exactly.
+pub const MAX_VERSION: u64 = 1 << 53;
+
 /// What a change does to its record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -199,8 +207,8 @@ impl ChangeEnvelope {
         }
     }
 
-    /// Checks the rules of `hr.v1`: schema name, non-empty key, version at
-    /// least 1, a payload exactly for upserts, and a payload that parses as
+    /// Checks the rules of `hr.v1`: schema name, non-empty key, version
+    /// from 1 to [`MAX_VERSION`], a payload exactly for upserts, and a payload that parses as
     /// the data type's record whose own key equals the envelope key.
     pub fn validate(&self) -> Result<(), EnvelopeError> {
         self.canonical_payload().map(drop)
@@ -223,8 +231,8 @@ impl ChangeEnvelope {
         if self.key.is_empty() || self.key.len() > 512 {
             return Err(invalid("key must be 1 to 512 bytes".into()));
         }
-        if self.version == 0 || self.version > i64::MAX as u64 {
-            return Err(invalid("version must be between 1 and 2^63-1".into()));
+        if self.version == 0 || self.version > MAX_VERSION {
+            return Err(invalid("version must be between 1 and 2^53 (MAX_VERSION)".into()));
         }
         match (self.op, &self.payload) {
             (Operation::Delete, Some(p)) if p.get() != "null" => {

@@ -2,6 +2,7 @@ use async_trait::async_trait;
 use hr_core::{ChangeEnvelope, DataType, Digest, DigestEntry, PropagateError, PropagationReport, Propagator, Sensitive, TargetFailure};
 use rand::Rng;
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -89,11 +90,13 @@ pub enum RestTransportError {
 pub struct RestPropagator {
     client: reqwest::Client,
     config: RestConfig,
+    stale: Mutex<BTreeMap<String, u64>>,
 }
 
 /// How one request ended.
 enum Attempt {
-    Applied,
+    /// The target holds every change, `stale` of them at a version at least as new already.
+    Applied { stale: u64 },
     Retry(String, Option<Duration>),
     Fatal(String),
 }
@@ -111,7 +114,23 @@ impl RestPropagator {
                 builder = builder.add_root_certificate(certificate);
             }
         }
-        Ok(RestPropagator { client: builder.build().map_err(RestTransportError::Client)?, config })
+        Ok(RestPropagator { client: builder.build().map_err(RestTransportError::Client)?, config, stale: Mutex::new(BTreeMap::new()) })
+    }
+
+    /// Changes each target answered as stale since this propagator was
+    /// built: delivered (they count in the report) but not applied, because
+    /// the target already held that version or a newer one. Repeats and
+    /// late batches are stale by design; stale changes the hub did not
+    /// expect mean the target holds versions the hub never sent.
+    pub fn stale_counts(&self) -> BTreeMap<String, u64> {
+        self.stale.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn count_stale(&self, target: &str, stale: u64) {
+        if stale > 0 {
+            tracing::debug!(target = %target, stale, "target answered changes as stale");
+            *self.stale.lock().unwrap_or_else(|p| p.into_inner()).entry(target.to_string()).or_default() += stale;
+        }
     }
 
     /// Reads a target's digests (`GET /hr/v1/digest`) for reconciliation:
@@ -185,8 +204,8 @@ impl RestPropagator {
                 let text = response.text().await.unwrap_or_default();
                 let detail: String = text.chars().take(300).collect();
                 if status.is_success() {
-                    Attempt::Applied
-                } else if status.is_server_error() || status.as_u16() == 429 {
+                    Attempt::Applied { stale: stale_in(&text) }
+                } else if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
                     Attempt::Retry(format!("HTTP {status}: {detail}"), retry_after)
                 } else {
                     Attempt::Fatal(format!("HTTP {status}: {detail}"))
@@ -217,10 +236,11 @@ impl RestPropagator {
                 let attempt = tokio::time::timeout_at(deadline, self.send_once(target, &body, &key)).await;
                 match attempt {
                     Err(_) => return (report, failure(format!("deadline of {} ms passed", self.config.deadline.as_millis()), true)),
-                    Ok(Attempt::Applied) => {
+                    Ok(Attempt::Applied { stale }) => {
                         for c in chunk.iter() {
                             report.add(&target.name, c.data_type, 1);
                         }
+                        self.count_stale(&target.name, stale);
                         break;
                     }
                     Ok(Attempt::Fatal(cause)) => return (report, failure(cause, false)),
@@ -239,6 +259,11 @@ impl RestPropagator {
         }
         (report, None)
     }
+}
+
+/// The `stale` count of a receiver's answer (`{"applied": n, "stale": m}`).
+fn stale_in(answer: &str) -> u64 {
+    serde_json::from_str::<serde_json::Value>(answer).ok().and_then(|v| v["stale"].as_u64()).unwrap_or(0)
 }
 
 fn root_cause(e: &dyn std::error::Error) -> String {

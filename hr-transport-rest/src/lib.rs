@@ -3,18 +3,21 @@
 //! Consistent, synchronous propagation over HTTP: [`RestPropagator`] calls
 //! every target and returns only when each applied every change (or says
 //! which target failed with what), and [`receiver`] builds the axum `Router`
-//! a target system mounts in front of its [`hr_core::Sink`].
+//! a target system mounts in front of its [`hr_core::Sink`];
+//! [`serve_receiver`] serves it with every limit of its [`ReceiverConfig`]
+//! (token checked before any body byte is read, body size, concurrency,
+//! in-flight bytes, header and request timeouts, connection cap).
 //!
 //! ```
 //! use hr_core::{ChangeEnvelope, DataType, MasterData, MemorySink, Propagator, Sink};
-//! use hr_transport_rest::{receiver, ReceiverConfig, RestConfig, RestPropagator, RestTarget};
+//! use hr_transport_rest::{serve_receiver, ReceiverConfig, RestConfig, RestPropagator, RestTarget};
 //! use std::sync::Arc;
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let sink = Arc::new(MemorySink::default());
-//! let app = receiver(ReceiverConfig::new(sink.clone(), vec![DataType::MasterData]).with_token("s3cret"));
+//! let config = ReceiverConfig::new(sink.clone(), vec![DataType::MasterData]).with_token("s3cret").unwrap();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
 //! let url = format!("http://{}", listener.local_addr().unwrap());
-//! tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+//! tokio::spawn(serve_receiver(listener, config).unwrap());
 //!
 //! let target = RestTarget::new("erp", &url, vec![DataType::MasterData]).with_token("s3cret");
 //! let propagator = RestPropagator::new(RestConfig::new(vec![target])).unwrap();
@@ -28,8 +31,13 @@
 #![warn(missing_docs)]
 
 mod client;
+mod idempotency;
 mod openapi;
+mod serve;
 mod server;
+mod strict;
 
 pub use client::{RestConfig, RestPropagator, RestTarget, RestTransportError};
-pub use server::{receiver, ReceiverConfig, BUCKETS_PATH, CHANGES_PATH, DIGEST_PATH, ENTRIES_PATH};
+pub use idempotency::MAX_IDEMPOTENCY_KEY_BYTES;
+pub use serve::serve_receiver;
+pub use server::{receiver, ReceiverConfig, ReceiverError, BUCKETS_PATH, CHANGES_PATH, DIGEST_PATH, ENTRIES_PATH};

@@ -12,7 +12,7 @@ pub fn document() -> Value {
     let err = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
     json!({
         "openapi": "3.0.3",
-        "info": {"title": "HR change receiver", "version": "1.0.0", "description": "Applies hr.v1 change envelopes to a target system's store. Only newer versions win; deletes leave tombstones; repeated idempotency keys change nothing."},
+        "info": {"title": "HR change receiver", "version": "1.1.0", "description": "Applies hr.v1 change envelopes to a target system's store. Only newer versions win; deletes leave tombstones; repeated idempotency keys change nothing. Every error answer is a JSON Error."},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
@@ -21,13 +21,13 @@ pub fn document() -> Value {
                     "properties": {
                         "event_id": {"type": "string"},
                         "data_type": {"type": "string", "enum": ["employee", "org_unit", "master_data", "permission", "compensation"]},
-                        "key": {"type": "string", "minLength": 1, "maxLength": 512},
+                        "key": {"type": "string", "minLength": 1, "maxLength": 512, "description": "At most 512 bytes of UTF-8, which the receiver counts; maxLength (characters) is only the loose bound, equal for ASCII keys"},
                         "op": {"type": "string", "enum": ["upsert", "delete"]},
-                        "version": {"type": "integer", "minimum": 1},
+                        "version": {"type": "integer", "minimum": 1, "maximum": hr_core::envelope::MAX_VERSION, "description": "Monotonic per key; at most 2^53 (hr_core::envelope::MAX_VERSION)"},
                         "occurred_at": {"type": "string", "format": "date-time"},
                         "origin": {"type": "string"},
                         "schema": {"type": "string", "enum": ["hr.v1"]},
-                        "payload": {"type": "object", "nullable": true}}},
+                        "payload": {"type": "object", "nullable": true, "description": "The record; a field the data type does not define is refused (400 unknown_fields), as is any object holding a key twice (400 duplicate_key) or nesting deeper than 128"}}},
                 "Digest": {"type": "object", "required": ["count", "tombstones", "hash"], "description": DIGEST_ALGORITHM,
                     "properties": {"count": {"type": "integer"}, "tombstones": {"type": "integer"}, "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}},
                 "Entry": {"type": "object", "required": ["key", "version"], "properties": {
@@ -39,15 +39,18 @@ pub fn document() -> Value {
         "paths": {
             "/hr/v1/changes": {"post": {
                 "summary": "Apply a batch of changes atomically",
-                "parameters": [{"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string"}}],
+                "parameters": [{"name": "Idempotency-Key", "in": "header", "required": false, "description": "Bound to the SHA-256 of the body: the same key with the same body gets the first answer and applies nothing; with another body, 422", "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[\\x20-\\x7e]+$"}}],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Envelope"}}}}},
                 "responses": {
-                    "200": {"description": "Applied", "content": {"application/json": {"schema": {"type": "object", "required": ["applied", "stale"], "properties": {"applied": {"type": "integer"}, "stale": {"type": "integer"}}}}}},
-                    "400": err("Malformed JSON or an invalid envelope; nothing applied"),
-                    "401": err("Missing or wrong bearer token"),
+                    "200": {"description": "Every change is held: `applied` were newer than what the store held, `stale` were not (duplicates, late arrivals) and changed nothing", "content": {"application/json": {"schema": {"type": "object", "required": ["applied", "stale"], "properties": {"applied": {"type": "integer"}, "stale": {"type": "integer"}}}}}},
+                    "400": err("Malformed JSON (malformed_json), a key twice in one object (duplicate_key), fields hr.v1 does not define (unknown_fields), an invalid envelope (invalid_envelope) or a bad Idempotency-Key; nothing applied. Echoed values are cut at 64 characters, messages at 512"),
+                    "401": err("Missing or wrong bearer token; answered before any of the body is read"),
                     "403": err("A data type this system does not accept; nothing applied"),
-                    "413": {"description": "Body over the limit"},
-                    "503": err("The store is unavailable; retry")}}},
+                    "408": err("The request did not complete within the receiver's request timeout; retrying is safe"),
+                    "413": err("Body over the receiver's limit (announced or sent); nothing applied"),
+                    "415": err("Content-Type is not application/json; answered before any of the body is read"),
+                    "422": err("The Idempotency-Key was already used with another body; nothing applied"),
+                    "503": err("Busy (too many requests or body bytes in flight) or the store is unavailable; retry after Retry-After seconds")}}},
             "/hr/v1/digest": {"get": {"summary": "Digest per data type", "responses": {
                 "200": {"description": "Digests", "content": {"application/json": {"schema": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Digest"}}}}},
                 "401": err("Missing or wrong bearer token"),

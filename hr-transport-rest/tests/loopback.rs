@@ -1,7 +1,7 @@
 //! The REST transport over real HTTP on loopback, with SQLite sinks.
 
 use hr_core::{ChangeEnvelope, DataType, MasterData, Propagator, Sink, SqliteSink};
-use hr_transport_rest::{receiver, ReceiverConfig, RestConfig, RestPropagator, RestTarget};
+use hr_transport_rest::{serve_receiver, ReceiverConfig, RestConfig, RestPropagator, RestTarget};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,10 +9,8 @@ use std::time::Duration;
 const TOKEN: &str = "test-token";
 
 async fn serve_on(listener: tokio::net::TcpListener, sink: Arc<SqliteSink>, allowed: Vec<DataType>) -> tokio::task::JoinHandle<()> {
-    let app = receiver(ReceiverConfig::new(sink, allowed).with_token(TOKEN).with_body_limit(4 << 20));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    })
+    let config = ReceiverConfig::new(sink, allowed).with_token(TOKEN).unwrap().with_body_limit(4 << 20);
+    tokio::spawn(serve_receiver(listener, config).unwrap())
 }
 
 async fn start(allowed: Vec<DataType>) -> (SocketAddr, Arc<SqliteSink>, tokio::task::JoinHandle<()>, tempfile::TempDir) {
@@ -204,13 +202,32 @@ async fn repeated_and_reordered_batches_end_exact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_and_digest_are_served() {
-    let (addr, _sink, _t, _d) = start(vec![DataType::MasterData]).await;
+    let (addr, sink, _t, _d) = start(vec![DataType::MasterData]).await;
     let doc: serde_json::Value = reqwest::get(format!("http://{addr}/hr/v1/openapi.json")).await.unwrap().json().await.unwrap();
-    assert!(doc["paths"]["/hr/v1/changes"]["post"]["responses"]["413"].is_object());
+    let responses = &doc["paths"]["/hr/v1/changes"]["post"]["responses"];
+    for status in ["401", "408", "413", "415", "422", "503"] {
+        assert_eq!(responses[status]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Error", "{status}");
+    }
+
+    // A digest of a sink holding data (live records and a tombstone), compared with the expected value.
+    let mut changes: Vec<_> = (0..20).map(|i| md(i, 3)).collect();
+    changes.push(ChangeEnvelope::delete(DataType::MasterData, md(7, 1).key, 4, "test"));
+    sink.apply(&changes).await.unwrap();
+    let mut expected = hr_core::Digest::default();
+    for (i, change) in changes.iter().take(20).enumerate() {
+        if i == 7 {
+            expected.add(&change.key, 4, None);
+        } else {
+            expected.add(&change.key, 3, Some(hr_core::ContentHash::of(change.payload_json().unwrap())));
+        }
+    }
     let digest = reqwest::Client::new().get(format!("http://{addr}/hr/v1/digest")).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(digest.status().as_u16(), 200);
-    let d: serde_json::Value = digest.json().await.unwrap();
-    assert_eq!(d["master_data"]["count"], 0);
+    let served: std::collections::BTreeMap<DataType, hr_core::Digest> = digest.json().await.unwrap();
+    assert_eq!(served[&DataType::MasterData], expected);
+    assert_eq!((expected.count, expected.tombstones), (19, 1));
+    let propagator = RestPropagator::new(RestConfig::new(vec![target("erp", addr, vec![DataType::MasterData])])).unwrap();
+    assert_eq!(propagator.digests("erp").await.unwrap()[&DataType::MasterData], expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

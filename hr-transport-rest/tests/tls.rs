@@ -33,7 +33,7 @@ async fn https_to_a_receiver_with_a_private_ca() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (ca_pem, cert_pem, key_pem) = private_pki();
     let sink = Arc::new(MemorySink::default());
-    let app = receiver(ReceiverConfig::new(sink.clone(), vec![DataType::MasterData]).with_token("tls-token"));
+    let app = receiver(ReceiverConfig::new(sink.clone(), vec![DataType::MasterData]).with_token("tls-token").unwrap());
     let tls = axum_server::tls_rustls::RustlsConfig::from_pem(cert_pem.into_bytes(), key_pem.into_bytes()).await.unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
