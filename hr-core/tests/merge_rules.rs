@@ -155,6 +155,42 @@ fn when_neither_is_active_the_last_updated_is_primary() {
 }
 
 #[test]
+fn when_both_are_active_the_last_updated_is_primary_in_either_row_order() {
+    for b_first in [false, true] {
+        let mut input = Input::default();
+        input.a_employees = vec![a_row("1", "D1", "", KEY1, "2026-01-01 09:00:00")];
+        let mut b = vec![b_line(1, 10, None, Some(KEY1), true, "2026-02-01T00:00:00Z"), b_line(2, 10, None, None, true, "2026-01-01T00:00:00Z")];
+        if b_first {
+            b.reverse();
+        }
+        input.b_employees = b;
+        let out = input.merge();
+        assert_eq!(out.state.employees.keys().collect::<Vec<_>>(), ["B-1", "B-2"], "B-1 was updated last");
+        assert_eq!(out.state.employees["B-1"].company, hr_core::Company::B);
+    }
+}
+
+#[test]
+fn a_duplicate_id_with_the_same_timestamp_has_one_winner_whatever_the_row_order() {
+    let mut winners = vec![];
+    for swapped in [false, true] {
+        let mut input = Input::default();
+        let mut units = vec![unit_line(10, None, Some(1)), unit_line(10, None, None)];
+        if swapped {
+            units.reverse();
+        }
+        input.b_org_units = units;
+        let out = input.merge();
+        let lost = out.report.quarantined.iter().find(|q| q.reason == Reason::DuplicateSourceId).expect("one row is quarantined");
+        winners.push((out.state.org_units["B-10"].leader.clone(), lost.line));
+    }
+    // The winner is chosen on content (the row with a leader), so it is the same row in both orders.
+    assert_eq!(winners[0].0.as_deref(), Some("B-1"));
+    assert_eq!(winners[0].0, winners[1].0);
+    assert_eq!((winners[0].1, winners[1].1), (2, 1), "the other row is the one quarantined");
+}
+
+#[test]
 fn same_name_and_birth_date_without_person_key_is_a_conflict() {
     let mut input = Input::default();
     // Same Korean name, same birth date written in both formats, no person keys.
