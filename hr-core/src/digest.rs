@@ -226,6 +226,30 @@ mod tests {
     }
 
     #[test]
+    fn digests_and_entries_travel_as_json_and_malformed_hashes_are_refused() {
+        let entries = [
+            DigestEntry { key: "grade:G1".into(), version: 3, content: Some(ContentHash::of("{}")) },
+            DigestEntry { key: "grade:G2".into(), version: 4, content: None },
+        ];
+        let digest = Digest::of(&entries);
+        let json = serde_json::to_string(&digest).unwrap();
+        assert!(json.contains(&digest.hash_hex()), "{json}");
+        assert_eq!(serde_json::from_str::<Digest>(&json).unwrap(), digest);
+        let back: Vec<DigestEntry> = serde_json::from_str(&serde_json::to_string(&entries).unwrap()).unwrap();
+        assert_eq!(back, entries);
+        assert!(!back[0].is_tombstone() && back[1].is_tombstone());
+        assert_eq!((back[0].bucket(), back[1].bucket()), (bucket_of("grade:G1"), bucket_of("grade:G2")));
+        assert_ne!(back[0].bucket(), back[1].bucket(), "the test keys fall in different buckets");
+        for bad in ["00", &"g".repeat(64), &"é".repeat(32)] {
+            let text = format!(r#"{{"count":0,"tombstones":0,"hash":"{bad}"}}"#);
+            assert!(serde_json::from_str::<Digest>(&text).is_err(), "{bad}");
+        }
+        assert!(serde_json::from_str::<ContentHash>(r#""xyz""#).is_err());
+        assert!(format!("{digest:?}").contains(&digest.hash_hex()));
+        assert_eq!(format!("{:?}", ContentHash::of("{}")), ContentHash::of("{}").to_hex());
+    }
+
+    #[test]
     fn every_part_of_an_entry_changes_the_digest() {
         let c = Some(ContentHash::of("{}"));
         let base = Digest::of(&[DigestEntry { key: "k".into(), version: 1, content: c }]);

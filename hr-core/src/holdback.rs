@@ -42,9 +42,9 @@ impl HeldBack {
                 Some(DataType::Employee) => {
                     held.employees.entry(identities.unified(id).to_string()).or_insert_with(|| q.clone());
                 }
-                // A grant row that cannot be read is not held: access fails closed. Grants of
-                // a held person are held with the person.
-                Some(DataType::Permission) | None => {}
+                // A grant row that cannot be read (permissions.jsonl) is not held: access
+                // fails closed. Grants of a held person are held with the person.
+                None => {}
                 Some(t) => {
                     held.records.entry((t, id.clone())).or_insert_with(|| q.clone());
                 }
@@ -62,11 +62,6 @@ impl HeldBack {
         };
         person.and_then(|p| self.employees.get(p)).or_else(|| self.records.get(&(data_type, key.to_string())))
     }
-
-    /// Whether nothing is held.
-    pub fn is_empty(&self) -> bool {
-        self.employees.is_empty() && self.records.is_empty()
-    }
 }
 
 /// The data type a source file carries.
@@ -76,7 +71,6 @@ pub(crate) fn source_kind(file: &str) -> Option<DataType> {
         "employees.csv" | "employees.jsonl" => Some(DataType::Employee),
         "departments.csv" | "org_units.jsonl" => Some(DataType::OrgUnit),
         "master_data.csv" => Some(DataType::MasterData),
-        "permissions.jsonl" => Some(DataType::Permission),
         _ => None,
     }
 }
@@ -101,5 +95,15 @@ mod tests {
         assert!(held.holds(DataType::OrgUnit, "A-D1").is_some());
         assert!(held.holds(DataType::OrgUnit, "A-D2").is_none());
         assert!(held.holds(DataType::Permission, "A-10:erp:approver").is_none());
+    }
+
+    #[test]
+    fn master_data_rows_are_held_and_grant_rows_never_are() {
+        let report = MergeReport { quarantined: vec![q("master_data.csv", "md.category:C1"), q("permissions.jsonl", "A-1:erp:approver")], ..Default::default() };
+        let held = HeldBack::from_report(&report, &Identities::default());
+        assert!(held.holds(DataType::MasterData, "md.category:C1").is_some());
+        assert!(held.holds(DataType::MasterData, "md.category:C2").is_none());
+        assert!(held.holds(DataType::Permission, "A-1:erp:approver").is_none(), "access fails closed");
+        assert!(held.holds(DataType::Employee, "A-1").is_none());
     }
 }
