@@ -1,8 +1,18 @@
-//! Core costs: merge of 2 x 100,000 employees, ledger delta over 1,000,000
-//! records with 1% changed, SQLite sink apply of 10,000 employees.
-use criterion::{criterion_group, criterion_main, Criterion};
-use hr_core::{load_input_dir, merge, DataType, Ledger, Mapping, MasterData, Sink, SqliteSink};
+//! Core costs, each on the seed's realistic records:
+//! - `merge/load_and_merge_2x100k`: read both companies' files and merge
+//!   2 x 100,000 employees and 20,000 teams;
+//! - `ledger/plan_reserve_commit_1m_employees_1pct_changed`: one periodic
+//!   run's ledger work on 1,000,000 employees of which 1% changed: plan from
+//!   the merged state (serializing and hashing every record), reserve the
+//!   changed keys' versions, commit them (the ledger's file, as shipped);
+//! - `sink/sqlite_{insert,update}_10k_employees`: a system's file-backed
+//!   SQLite store as shipped (WAL) applying 10,000 employees as one batch,
+//!   into an empty store (a first run) and over the same keys at a newer
+//!   version (every delta run after it).
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use hr_core::{load_input_dir, merge, ChangeEnvelope, DataType, Ledger, Mapping, MergedState, PlanOptions, Sink, SqliteSink};
 use hr_sync::generate::{Dataset, GenerateOptions};
+use serde_json::value::RawValue;
 
 fn merge_200k(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
@@ -16,46 +26,93 @@ fn merge_200k(c: &mut Criterion) {
     g.finish();
 }
 
-fn ledger_delta_1m(c: &mut Criterion) {
-    let record = |i: u32, rev: u32| MasterData { set: "bench".into(), code: format!("{i:07}"), name: format!("r{rev}"), attributes: Default::default() };
+fn seed_state() -> MergedState {
+    let dir = tempfile::tempdir().unwrap();
+    Dataset::generate(&GenerateOptions::default()).write(dir.path()).unwrap();
+    merge(load_input_dir(dir.path(), &Mapping::default()).unwrap()).state
+}
+
+/// `n` employees: the seed's merged employees repeated under fresh ids.
+fn employees(n: usize) -> MergedState {
+    let seed = seed_state();
+    let mut state = MergedState::default();
+    for (i, e) in seed.employees.values().cycle().take(n).enumerate() {
+        let mut e = e.clone();
+        e.id = format!("E-{i:07}");
+        state.employees.insert(e.id.clone(), e);
+    }
+    state
+}
+
+fn ledger_run_1m(c: &mut Criterion) {
+    const N: usize = 1_000_000;
     let dir = tempfile::tempdir().unwrap();
     let mut ledger = Ledger::open(dir.path().join("ledger.sqlite3")).unwrap();
-    let first: Vec<_> = (0..1_000_000).map(|i| record(i, 0)).collect();
-    let delta = ledger.plan(DataType::MasterData, first.iter().map(|m| (m.key(), serde_json::value::to_raw_value(m).unwrap())), "bench", false).unwrap();
-    ledger.commit(DataType::MasterData, &delta).unwrap();
-    let next: Vec<_> = (0..1_000_000).map(|i| record(i, u32::from(i % 100 == 0))).collect();
+    let mut state = employees(N);
+    let options = PlanOptions::default();
+    let full = ledger.plan_state(&state, DataType::Employee, "bench", &options).unwrap();
+    ledger.reserve(DataType::Employee, &full).unwrap();
+    ledger.commit(DataType::Employee, &full).unwrap();
+    let changing: Vec<String> = state.employees.keys().step_by(100).cloned().collect();
     let mut g = c.benchmark_group("ledger");
     g.sample_size(10);
-    g.bench_function("plan_1m_1pct_changed", |b| {
-        b.iter(|| {
-            let d = ledger.plan(DataType::MasterData, next.iter().map(|m| (m.key(), serde_json::value::to_raw_value(m).unwrap())), "bench", false).unwrap();
-            assert_eq!(d.changes.len(), 10_000);
+    g.bench_function("plan_reserve_commit_1m_employees_1pct_changed", |b| {
+        b.iter_custom(|iters| {
+            let mut total = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                for key in &changing {
+                    state.employees.get_mut(key).unwrap().updated_at += chrono::Duration::seconds(1);
+                }
+                let t = std::time::Instant::now();
+                let delta = ledger.plan_state(&state, DataType::Employee, "bench", &options).unwrap();
+                ledger.reserve(DataType::Employee, &delta).unwrap();
+                ledger.commit(DataType::Employee, &delta).unwrap();
+                total += t.elapsed();
+                assert_eq!(delta.changes.len(), changing.len());
+            }
+            total
         })
     });
     g.finish();
 }
 
+fn at_version(records: &[(String, Box<RawValue>)], version: u64) -> Vec<ChangeEnvelope> {
+    records.iter().map(|(k, v)| ChangeEnvelope::with_raw_payload(DataType::Employee, k.clone(), version, "bench", Some(v.clone()))).collect()
+}
+
 fn sqlite_apply_10k(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let outcome = {
-        let dir = tempfile::tempdir().unwrap();
-        Dataset::generate(&GenerateOptions::default()).write(dir.path()).unwrap();
-        merge(load_input_dir(dir.path(), &Mapping::default()).unwrap())
-    };
-    let ledger = Ledger::in_memory().unwrap();
-    let records: Vec<_> = outcome.state.records(DataType::Employee).map(|(k, v)| (k.to_string(), v.unwrap())).collect();
-    let changes = ledger.plan(DataType::Employee, records, "bench", false).unwrap().changes;
+    let dir = tempfile::tempdir().unwrap();
+    let records: Vec<(String, Box<RawValue>)> = seed_state().records(DataType::Employee).map(|(k, v)| (k.to_string(), v.unwrap())).collect();
+    let first = at_version(&records, 1);
     let mut g = c.benchmark_group("sink");
     g.sample_size(10);
-    g.bench_function("sqlite_apply_10k_employees", |b| {
+    let mut files = 0u32;
+    g.bench_function("sqlite_insert_10k_employees", |b| {
         b.iter_batched(
-            || SqliteSink::in_memory().unwrap(),
-            |sink| rt.block_on(sink.apply(&changes)).unwrap(),
-            criterion::BatchSize::PerIteration,
+            || {
+                files += 1;
+                SqliteSink::open(dir.path().join(format!("insert-{files}.sqlite3"))).unwrap()
+            },
+            |sink| assert_eq!(rt.block_on(sink.apply(&first)).unwrap().applied, first.len()),
+            BatchSize::PerIteration,
+        )
+    });
+    let sink = SqliteSink::open(dir.path().join("update.sqlite3")).unwrap();
+    rt.block_on(sink.apply(&first)).unwrap();
+    let mut version = 1;
+    g.bench_function("sqlite_update_10k_employees", |b| {
+        b.iter_batched(
+            || {
+                version += 1;
+                at_version(&records, version)
+            },
+            |batch| assert_eq!(rt.block_on(sink.apply(&batch)).unwrap().applied, batch.len()),
+            BatchSize::PerIteration,
         )
     });
     g.finish();
 }
 
-criterion_group!(benches, merge_200k, ledger_delta_1m, sqlite_apply_10k);
+criterion_group!(benches, merge_200k, ledger_run_1m, sqlite_apply_10k);
 criterion_main!(benches);

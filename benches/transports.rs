@@ -1,6 +1,9 @@
-//! The transports compared on the same work (the seed scenario's 10,000
-//! employees into three systems' SQLite files), against the seed pilot's
-//! naive design, plus real-time latency and raw producer throughput.
+//! The transports compared on the same work, through the hub as a
+//! deployment runs it: the seed scenario (10,000 employees, 10,000 teams and
+//! the master data, planned against the ledger, sent, applied in three
+//! systems' SQLite files, committed and confirmed), the seed pilot's naive
+//! design on the same records, one real-time change through
+//! `Hub::sync_changes`, and raw producer throughput.
 //!
 //! Kafka is the real broker when `HR_KAFKA_BROKERS` is set (scripts/bench.sh
 //! starts one), else librdkafka's embedded mock cluster. Latency percentiles
@@ -8,10 +11,12 @@
 //! `target/bench-latency.json`.
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
 use futures::stream::{FuturesUnordered, StreamExt};
-use hr_core::{ChangeEnvelope, DataType, MasterData, PermissionGrant, Propagator, SqliteSink};
+use hr_core::{ChangeEnvelope, DataType, HeldBack, Ledger, MasterData, MergedState, PermissionGrant, Propagator, SqliteSink};
+use hr_sync::config::{HubConfig, TargetConfig};
 use hr_sync::generate::{Dataset, GenerateOptions};
-use hr_transport_kafka::{ensure_topics, EmbeddedKafka, KafkaConfig, KafkaPropagator, KafkaSubscriber, LagMonitor};
-use hr_transport_rest::{serve_receiver, ReceiverConfig, RestConfig, RestPropagator, RestTarget};
+use hr_sync::hub::Hub;
+use hr_transport_kafka::{ensure_topics, EmbeddedKafka, KafkaConfig, KafkaPropagator, KafkaSubscriber};
+use hr_transport_rest::{serve_receiver, ReceiverConfig, RestConfig, RestTarget};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -79,141 +84,150 @@ impl Broker {
     }
 }
 
-/// The seed's 10,000 employees, merged, as (key, payload) pairs.
-fn seed_employees() -> Vec<(String, Box<RawValue>)> {
+/// The seed's three data types, the ones its scenario propagates.
+const SEED_TYPES: [DataType; 3] = [DataType::Employee, DataType::OrgUnit, DataType::MasterData];
+
+/// The seed's generated data, merged (10,000 employees over both
+/// companies, 10,000 teams, 100 master-data rows).
+fn seed_state() -> MergedState {
     let dir = tempfile::tempdir().unwrap();
     Dataset::generate(&GenerateOptions::default()).write(dir.path()).unwrap();
-    let outcome = hr_core::merge(hr_core::load_input_dir(dir.path(), &hr_core::Mapping::default()).unwrap());
-    outcome.state.records(DataType::Employee).map(|(k, v)| (k.to_string(), v.unwrap())).collect()
+    hr_core::merge(hr_core::load_input_dir(dir.path(), &hr_core::Mapping::default()).unwrap()).state
 }
 
-/// Three subscribed systems and a producer on their own topics, with the
-/// monitor that confirms the groups applied what was sent.
-struct Fanout {
-    producer: KafkaPropagator,
-    subscribers: Vec<KafkaSubscriber>,
-    monitor: LagMonitor,
+/// `state` with every record of the seed's three types changed, so a run
+/// that alternates between the two sends every record every time.
+fn every_record_changed(state: &MergedState) -> MergedState {
+    let mut next = state.clone();
+    next.employees.values_mut().for_each(|e| e.updated_at += chrono::Duration::seconds(1));
+    next.org_units.values_mut().for_each(|o| o.name.push('\''));
+    next.master_data.values_mut().for_each(|m| m.name.push('\''));
+    next
 }
 
-impl Fanout {
-    fn start(rt: &Runtime, broker: &Broker, name: &str, dir: &std::path::Path) -> Self {
-        let kafka = broker.config(rt, name, &[DataType::Employee]);
-        let subscribers: Vec<KafkaSubscriber> = {
-            let _guard = rt.enter();
-            open_sinks(dir, name)
-                .into_iter()
-                .zip(SYSTEMS)
-                .map(|(sink, system)| KafkaSubscriber::start(&kafka, &format!("{}{system}", kafka.topic_prefix), &[DataType::Employee], sink).unwrap())
-                .collect()
-        };
-        let groups: Vec<&str> = subscribers.iter().map(KafkaSubscriber::group).collect();
-        let monitor = LagMonitor::new(&kafka, &groups).unwrap();
-        Fanout { producer: KafkaPropagator::new(&kafka).unwrap(), subscribers, monitor }
+fn seed_record_count(state: &MergedState) -> u64 {
+    SEED_TYPES.iter().map(|t| state.count(*t) as u64).sum()
+}
+
+/// A hub routing `types` over `transport` to the three systems, each of
+/// which receives all of `types`, with a fresh ledger in `dir`.
+fn hub_for(kafka: &KafkaConfig, transport: &str, types: &[DataType], rest: RestConfig, dir: &std::path::Path) -> Hub {
+    let config = HubConfig {
+        routes: types.iter().map(|t| (*t, transport.to_string())).collect(),
+        targets: SYSTEMS.iter().map(|s| (s.to_string(), TargetConfig { data_types: types.to_vec(), url: None, token_env: None })).collect(),
+        topic_prefix: kafka.topic_prefix.clone(),
+        ..HubConfig::default()
+    };
+    let ledger = Ledger::open(dir.join(format!("ledger-{transport}-{:x}.sqlite3", rand::random::<u32>()))).unwrap();
+    Hub::new(&config, kafka.clone(), rest, ledger).unwrap()
+}
+
+/// The three systems' consumers of `types`, in the groups a hub on `kafka` confirms.
+fn subscribers(rt: &Runtime, kafka: &KafkaConfig, types: &[DataType], sinks: Vec<Arc<SqliteSink>>) -> Vec<KafkaSubscriber> {
+    let _guard = rt.enter();
+    sinks.into_iter().zip(SYSTEMS).map(|(sink, system)| KafkaSubscriber::start(kafka, &kafka.group(system), types, sink).unwrap()).collect()
+}
+
+fn shutdown(rt: &Runtime, subscribers: Vec<KafkaSubscriber>) {
+    for s in subscribers {
+        rt.block_on(s.shutdown()).unwrap();
     }
+}
 
-    /// Produces `batch` and returns once all three groups committed it.
-    fn send(&self, rt: &Runtime, batch: &[ChangeEnvelope]) {
-        rt.block_on(async {
-            self.producer.propagate(batch).await.unwrap();
-            self.monitor.wait(&[DataType::Employee], Duration::from_secs(120), |_| {}).await.unwrap();
-        })
+/// One periodic run of the hub: plan, reserve, send, commit, and for Kafka
+/// wait until every group committed (applied) what was sent.
+fn periodic_run(rt: &Runtime, hub: &mut Hub, state: &MergedState, expected: u64) -> Duration {
+    let t = Instant::now();
+    rt.block_on(async {
+        let outcome = hub.sync_types(state, &SEED_TYPES, &HeldBack::default()).await.unwrap();
+        assert_eq!(outcome.sent, expected, "every record of the three types changed");
+        let applied = outcome.receipt.applied(Duration::from_secs(120)).await.unwrap();
+        assert_eq!(applied.total(SYSTEMS[0]), expected, "each system applied every record");
+    });
+    t.elapsed()
+}
+
+/// Criterion routine: hub runs alternating between the two states, so each
+/// sends every record (updates in the systems' stores).
+fn alternate_runs<'a>(rt: &'a Runtime, hub: &'a mut Hub, states: &'a [MergedState; 2], expected: u64) -> impl FnMut(u64) -> Duration + 'a {
+    let mut turn = 0usize;
+    move |iters| {
+        (0..iters)
+            .map(|_| {
+                turn += 1;
+                periodic_run(rt, hub, &states[turn % 2], expected)
+            })
+            .sum()
     }
-
-    fn shutdown(self, rt: &Runtime) {
-        for s in self.subscribers {
-            rt.block_on(s.shutdown()).unwrap();
-        }
-    }
-}
-
-/// Envelopes of every record at `version`: each round is newer than the
-/// last, so every sink applies all of it (nothing is skipped as stale).
-fn at_version(records: &[(String, Box<RawValue>)], data_type: DataType, version: u64) -> Vec<ChangeEnvelope> {
-    records.iter().map(|(k, v)| ChangeEnvelope::with_raw_payload(data_type, k.clone(), version, "bench", Some(v.clone()))).collect()
-}
-
-fn open_sinks(dir: &std::path::Path, tag: &str) -> Vec<Arc<SqliteSink>> {
-    SYSTEMS.iter().map(|s| Arc::new(SqliteSink::open(dir.join(format!("{tag}-{s}.sqlite3"))).unwrap())).collect()
-}
-
-/// Three REST receivers on loopback, one per sink.
-fn start_receivers(rt: &Runtime, sinks: &[Arc<SqliteSink>], types: &[DataType]) -> Vec<RestTarget> {
-    sinks
-        .iter()
-        .zip(SYSTEMS)
-        .map(|(sink, name)| {
-            let config = ReceiverConfig::new(sink.clone(), types.to_vec()).with_token("bench-token").unwrap();
-            let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-            let url = format!("http://{}", listener.local_addr().unwrap());
-            rt.spawn(serve_receiver(listener, config).unwrap());
-            RestTarget::new(name, &url, types.to_vec()).with_token("bench-token")
-        })
-        .collect()
 }
 
 fn seed_scenario(c: &mut Criterion) {
     let rt = Runtime::new().unwrap();
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
-    let employees = seed_employees();
-    let version = AtomicU64::new(1);
-    let next = || version.fetch_add(1, Ordering::Relaxed) + 1;
+    let first = seed_state();
+    // Measured runs alternate: odd turns send the changed state, even turns the first again.
+    let states = [first.clone(), every_record_changed(&first)];
+    let records = seed_record_count(&first);
 
-    let mut g = c.benchmark_group(format!("seed_10k_employees_3_systems/{}", broker.kind()));
-    g.sample_size(10).throughput(Throughput::Elements(employees.len() as u64));
+    let mut g = c.benchmark_group(format!("seed_scenario_3_types_3_systems/{}", broker.kind()));
+    g.sample_size(10).throughput(Throughput::Elements(records));
 
-    // Kafka: produce, then wait until all three groups committed (applied).
-    let fanout = Fanout::start(&rt, &broker, "fanout", dir.path());
-    // The groups join before measuring (the target counts after the join).
-    fanout.send(&rt, &at_version(&employees, DataType::Employee, next()));
-    g.bench_function("kafka", |b| {
-        b.iter_batched(|| at_version(&employees, DataType::Employee, next()), |batch| fanout.send(&rt, &batch), criterion::BatchSize::PerIteration)
-    });
-    fanout.shutdown(&rt);
+    // Kafka: the hub's run, then every group's committed offsets reach the end.
+    let kafka = broker.config(&rt, "seed", &SEED_TYPES);
+    let systems = subscribers(&rt, &kafka, &SEED_TYPES, open_sinks(dir.path(), "kafka"));
+    let mut hub = hub_for(&kafka, "kafka", &SEED_TYPES, RestConfig::new(vec![]), dir.path());
+    // The first run inserts and the groups join; measured runs update every record.
+    let inserted = periodic_run(&rt, &mut hub, &first, records);
+    println!("{}/kafka first run (inserts, groups joining): {inserted:?}", broker.kind());
+    g.bench_function("kafka", |b| b.iter_custom(alternate_runs(&rt, &mut hub, &states, records)));
+    shutdown(&rt, systems);
 
     // REST, batched (1,000 per request) and one record per request.
-    let rest_sinks = open_sinks(dir.path(), "rest");
-    let targets = start_receivers(&rt, &rest_sinks, &[DataType::Employee]);
     for (name, batch_size) in [("rest_batched", 1_000), ("rest_one_per_request", 1)] {
-        let mut config = RestConfig::new(targets.clone());
-        config.batch_size = batch_size;
-        config.deadline = Duration::from_secs(600);
-        let rest = RestPropagator::new(config).unwrap();
-        g.bench_function(name, |b| {
-            b.iter_batched(
-                || at_version(&employees, DataType::Employee, next()),
-                |batch| rt.block_on(rest.propagate(&batch)).unwrap(),
-                criterion::BatchSize::PerIteration,
-            )
-        });
+        let mut rest = RestConfig::new(start_receivers(&rt, &open_sinks(dir.path(), name), &SEED_TYPES));
+        (rest.batch_size, rest.deadline) = (batch_size, Duration::from_secs(600));
+        let mut hub = hub_for(&kafka, "rest", &SEED_TYPES, rest, dir.path());
+        let inserted = periodic_run(&rt, &mut hub, &first, records);
+        println!("{}/{name} first run (inserts): {inserted:?}", broker.kind());
+        g.bench_function(name, |b| b.iter_custom(alternate_runs(&rt, &mut hub, &states, records)));
     }
 
-    // The seed pilot's design: one unkeyed message per record, applied one
-    // at a time with its own SELECT then INSERT or UPDATE. Its topic is not
-    // compacted (compaction needs keys).
+    // The seed pilot's design: every record sent as one unkeyed message per
+    // run (no delta), applied one at a time with its own SELECT then INSERT
+    // or UPDATE. Its topic is not compacted (compaction needs keys).
     let naive = broker.plain_topic(&rt, "naive", DataType::Employee);
     let pilot = NaivePilot::start(&naive, dir.path());
     let plain: FutureProducer = naive.client_config().create().unwrap();
     let topic = naive.topic(DataType::Employee);
+    let version = AtomicU64::new(1);
+    let mut turn = 0usize;
     g.bench_function("naive_seed_pilot", |b| {
-        b.iter_batched(
-            || at_version(&employees, DataType::Employee, next()).iter().map(|c| c.to_json()).collect::<Vec<_>>(),
-            |messages| {
-                let goal = pilot.applied() + (messages.len() * SYSTEMS.len()) as u64;
-                rt.block_on(async {
-                    let sends: FuturesUnordered<_> =
-                        messages.iter().map(|m| plain.send::<(), _, _>(FutureRecord::to(&topic).payload(m), Duration::from_secs(30))).collect();
-                    sends.for_each(|r| async move { r.map(|_| ()).unwrap() }).await;
-                    while pilot.applied() < goal {
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                })
-            },
-            criterion::BatchSize::PerIteration,
-        )
+        b.iter(|| {
+            turn += 1;
+            let v = version.fetch_add(1, Ordering::Relaxed);
+            let goal = pilot.applied() + records * SYSTEMS.len() as u64;
+            rt.block_on(async {
+                let messages: Vec<String> = naive_envelopes(&states[turn % 2], v).iter().map(ChangeEnvelope::to_json).collect();
+                let sends: FuturesUnordered<_> = messages.iter().map(|m| plain.send::<(), _, _>(FutureRecord::to(&topic).payload(m), Duration::from_secs(30))).collect();
+                sends.for_each(|r| async move { r.map(|_| ()).unwrap() }).await;
+                while pilot.applied() < goal {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+        })
     });
     pilot.stop();
     g.finish();
+}
+
+/// Every record of the seed's three types as an envelope at `version`, the
+/// way the pilot sends them: all of them, each run.
+fn naive_envelopes(state: &MergedState, version: u64) -> Vec<ChangeEnvelope> {
+    SEED_TYPES
+        .iter()
+        .flat_map(|t| state.records(*t).map(move |(k, v)| ChangeEnvelope::with_raw_payload(*t, k.to_string(), version, "bench", Some(v.unwrap()))))
+        .collect()
 }
 
 /// Consumers written the way the seed pilot wrote them.
@@ -239,21 +253,15 @@ impl NaivePilot {
                 consumer.subscribe(&[&config.topic(DataType::Employee)]).unwrap();
                 let db = rusqlite::Connection::open(dir.join(format!("naive-{name}.sqlite3"))).unwrap();
                 // The same pragmas as our sink, so the comparison is of designs, not settings.
-                db.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; CREATE TABLE employee (id TEXT PRIMARY KEY, version INTEGER, body TEXT);").unwrap();
+                db.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;").unwrap();
+                for t in SEED_TYPES {
+                    db.execute_batch(&format!("CREATE TABLE {t} (id TEXT PRIMARY KEY, version INTEGER, body TEXT);")).unwrap();
+                }
                 let (applied, stop) = (applied.clone(), stop.clone());
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) else { continue };
-                        let envelope: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
-                        let id = envelope["key"].as_str().unwrap();
-                        let body = envelope["payload"].to_string();
-                        let version = envelope["version"].as_i64().unwrap();
-                        let exists: bool = db.query_row("SELECT count(*) FROM employee WHERE id = ?1", [id], |r| r.get::<_, i64>(0)).unwrap() > 0;
-                        if exists {
-                            db.execute("UPDATE employee SET version = ?2, body = ?3 WHERE id = ?1", rusqlite::params![id, version, body]).unwrap();
-                        } else {
-                            db.execute("INSERT INTO employee (id, version, body) VALUES (?1, ?2, ?3)", rusqlite::params![id, version, body]).unwrap();
-                        }
+                        naive_apply(&db, m.payload().unwrap());
                         applied.fetch_add(1, Ordering::Relaxed);
                     }
                 })
@@ -272,6 +280,38 @@ impl NaivePilot {
             t.join().unwrap();
         }
     }
+}
+
+/// One message, the pilot's way: look the row up, then update or insert it
+/// (statements cached, as JPA caches them; its own transaction per record).
+fn naive_apply(db: &rusqlite::Connection, payload: &[u8]) {
+    let envelope: serde_json::Value = serde_json::from_slice(payload).unwrap();
+    let table = envelope["data_type"].as_str().unwrap();
+    let id = envelope["key"].as_str().unwrap();
+    let body = envelope["payload"].to_string();
+    let version = envelope["version"].as_i64().unwrap();
+    let exists = db.prepare_cached(&format!("SELECT count(*) FROM {table} WHERE id = ?1")).unwrap().query_row([id], |r| r.get::<_, i64>(0)).unwrap() > 0;
+    let sql = if exists { format!("UPDATE {table} SET version = ?2, body = ?3 WHERE id = ?1") } else { format!("INSERT INTO {table} (id, version, body) VALUES (?1, ?2, ?3)") };
+    db.prepare_cached(&sql).unwrap().execute(rusqlite::params![id, version, body]).unwrap();
+}
+
+fn open_sinks(dir: &std::path::Path, tag: &str) -> Vec<Arc<SqliteSink>> {
+    SYSTEMS.iter().map(|s| Arc::new(SqliteSink::open(dir.join(format!("{tag}-{s}.sqlite3"))).unwrap())).collect()
+}
+
+/// Three REST receivers on loopback, one per sink.
+fn start_receivers(rt: &Runtime, sinks: &[Arc<SqliteSink>], types: &[DataType]) -> Vec<RestTarget> {
+    sinks
+        .iter()
+        .zip(SYSTEMS)
+        .map(|(sink, name)| {
+            let config = ReceiverConfig::new(sink.clone(), types.to_vec()).with_token("bench-token").unwrap();
+            let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            rt.spawn(serve_receiver(listener, config).unwrap());
+            RestTarget::new(name, &url, types.to_vec()).with_token("bench-token")
+        })
+        .collect()
 }
 
 /// Per-sample latencies collected while criterion measures, for p50 and p99.
@@ -296,6 +336,21 @@ impl Latencies {
     }
 }
 
+/// Times `change` once per iteration and records each sample for p50/p99.
+fn timed_samples<'a>(latencies: &'a Latencies, name: String, mut change: impl FnMut() + 'a) -> impl FnMut(u64) -> Duration + 'a {
+    move |iters| {
+        (0..iters)
+            .map(|_| {
+                let t = Instant::now();
+                change();
+                let d = t.elapsed();
+                latencies.record(&name, d);
+                d
+            })
+            .sum()
+    }
+}
+
 fn realtime_change(c: &mut Criterion) {
     let rt = Runtime::new().unwrap();
     let broker = Broker::start();
@@ -303,51 +358,54 @@ fn realtime_change(c: &mut Criterion) {
     let latencies = Latencies::default();
     let mut g = c.benchmark_group(format!("realtime_one_change_3_systems/{}", broker.kind()));
     g.sample_size(20).sampling_mode(SamplingMode::Flat).measurement_time(Duration::from_secs(5));
-    let version = AtomicU64::new(1);
+    let state = seed_state();
+    let kafka = broker.config(&rt, "realtime", &[DataType::Employee]);
 
-    // REST: one permission grant, applied in all three before the call returns.
-    let sinks = open_sinks(dir.path(), "rt-rest");
-    let rest = RestPropagator::new(RestConfig::new(start_receivers(&rt, &sinks, &[DataType::Permission]))).unwrap();
-    let grant = PermissionGrant { employee: "A-100001".into(), system: "erp".into(), role: "approver".into(), granted: true, expires: None, at: chrono::Utc::now() };
-    let payload = serde_json::value::to_raw_value(&grant).unwrap();
+    // REST: one permission grant through Hub::sync_changes (ledger plan,
+    // reservation, send, commit), applied in all three before it returns.
+    let rest = RestConfig::new(start_receivers(&rt, &open_sinks(dir.path(), "rt-rest"), &[DataType::Permission]));
+    let mut hub = hub_for(&kafka, "rest", &[DataType::Permission], rest, dir.path());
+    let mut grant = PermissionGrant { employee: "A-100001".into(), system: "erp".into(), role: "approver".into(), granted: true, expires: None, at: chrono::Utc::now() };
     let rest_name = "rest/permission_grant";
     g.bench_function(rest_name, |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let change = ChangeEnvelope::with_raw_payload(DataType::Permission, grant.key(), version.fetch_add(1, Ordering::Relaxed), "bench", Some(payload.clone()));
-                let t = Instant::now();
-                rt.block_on(rest.propagate(&[change])).unwrap();
-                let d = t.elapsed();
-                latencies.record(&format!("{}/{rest_name}", broker.kind()), d);
-                total += d;
-            }
-            total
-        })
+        b.iter_custom(timed_samples(&latencies, format!("{}/{rest_name}", broker.kind()), || {
+            grant.at += chrono::Duration::milliseconds(1);
+            let outcome = rt.block_on(hub.sync_changes(DataType::Permission, &[(grant.key().as_str(), Some(&grant))])).unwrap();
+            assert_eq!(outcome.sent, 1);
+        }))
     });
 
-    // Kafka: one team transfer, until all three groups committed it.
-    let fanout = Fanout::start(&rt, &broker, "realtime", dir.path());
-    let employee = seed_employees().into_iter().next().unwrap();
-    let send = |v: u64| fanout.send(&rt, &[ChangeEnvelope::with_raw_payload(DataType::Employee, employee.0.clone(), v, "bench", Some(employee.1.clone()))]);
-    send(version.fetch_add(1, Ordering::Relaxed)); // the groups join
+    // Kafka: one team transfer through Hub::sync_changes, until all three
+    // groups committed it.
+    let systems = subscribers(&rt, &kafka, &[DataType::Employee], open_sinks(dir.path(), "rt-kafka"));
+    let mut hub = hub_for(&kafka, "kafka", &[DataType::Employee], RestConfig::new(vec![]), dir.path());
+    let mut employee = state.employees.values().next().unwrap().clone();
+    let teams: Vec<String> = state.org_units.keys().filter(|t| t.contains('-')).take(2).cloned().collect();
+    let mut transfer = |turn: usize| {
+        employee.org_unit = teams[turn % 2].clone();
+        rt.block_on(async {
+            let outcome = hub.sync_changes(DataType::Employee, &[(employee.id.as_str(), Some(&employee))]).await.unwrap();
+            assert_eq!(outcome.sent, 1);
+            outcome.receipt.applied(Duration::from_secs(30)).await.unwrap();
+        })
+    };
+    transfer(0); // the groups join
+    let mut turn = 0;
     let kafka_name = "kafka/team_transfer";
     g.bench_function(kafka_name, |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let t = Instant::now();
-                send(version.fetch_add(1, Ordering::Relaxed));
-                let d = t.elapsed();
-                latencies.record(&format!("{}/{kafka_name}", broker.kind()), d);
-                total += d;
-            }
-            total
-        })
+        b.iter_custom(timed_samples(&latencies, format!("{}/{kafka_name}", broker.kind()), || {
+            turn += 1;
+            transfer(turn)
+        }))
     });
     g.finish();
-    fanout.shutdown(&rt);
+    shutdown(&rt, systems);
     latencies.write();
+}
+
+/// Envelopes of every record at `version`.
+fn at_version(records: &[(String, Box<RawValue>)], data_type: DataType, version: u64) -> Vec<ChangeEnvelope> {
+    records.iter().map(|(k, v)| ChangeEnvelope::with_raw_payload(data_type, k.clone(), version, "bench", Some(v.clone()))).collect()
 }
 
 fn producer_throughput(c: &mut Criterion) {

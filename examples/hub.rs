@@ -205,7 +205,7 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &mut Hub, console: &Cons
             sent.retried,
             sent.held_back.len()
         ));
-        hub.confirm(console, "applying in every system", deadline).await?;
+        hub.confirm(console, "applying in every system", &sent.receipt, deadline).await?;
         sent
     };
     let drift_found = hub.reconcile(config).await?;
@@ -213,7 +213,7 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &mut Hub, console: &Cons
     let any_drift = drift_found.values().flat_map(|t| t.values()).any(|r| !r.digest_matches);
     let (repair, systems) = if any_drift && !args.check_only {
         let repair = hub.repair(&outcome.state, &held, &drift_found).await?;
-        hub.confirm(console, "applying the repairs", deadline).await?;
+        hub.confirm(console, "applying the repairs", &repair.sent.receipt, deadline).await?;
         console.line(&format!("repaired {} keys", repair.repaired.values().sum::<u64>()));
         (repair, hub.reconcile(config).await?)
     } else {

@@ -17,7 +17,7 @@
 //! assert_eq!(config.topic_prefix, "hr.v1.");
 //! ```
 
-use hr_core::{DataType, Mapping, RoutingPolicy, TargetPolicy};
+use hr_core::{DataType, Mapping, RoutingError, RoutingPolicy, TargetPolicy};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,6 +42,28 @@ pub struct HubConfig {
     /// route is refused when the hub starts.
     #[serde(default)]
     pub sensitive_on_kafka: bool,
+    /// Where the settings came from, so errors name the file and line
+    /// (filled by [`from_toml_str`](Self::from_toml_str); empty when the
+    /// configuration is built in code).
+    #[serde(skip)]
+    pub origin: ConfigOrigin,
+}
+
+/// The file a configuration was read from and the lines of its routes and targets.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigOrigin {
+    path: String,
+    routes: BTreeMap<DataType, usize>,
+    targets: BTreeMap<String, usize>,
+}
+
+/// The spans of the settings errors point at, read beside the configuration.
+#[derive(Deserialize)]
+struct Spans {
+    #[serde(default)]
+    routes: BTreeMap<DataType, toml::Spanned<String>>,
+    #[serde(default)]
+    targets: BTreeMap<toml::Spanned<String>, toml::Value>,
 }
 
 /// One target system.
@@ -87,6 +109,37 @@ pub enum ConfigError {
     /// The mapping it names cannot be used.
     #[error(transparent)]
     Mapping(#[from] hr_core::MappingError),
+    /// The routes cannot be carried out by the registered transports.
+    #[error("configuration {path}, line {line}: {source}")]
+    Routing {
+        /// The file (`<default>` for the built-in configuration).
+        path: String,
+        /// 1-based line of the route or target concerned (0 if unknown).
+        line: usize,
+        /// What is wrong.
+        source: RoutingError,
+    },
+    /// A sensitive data type is routed over Kafka without `sensitive_on_kafka = true`.
+    #[error(
+        "configuration {path}, line {line}: the route sends {data_type} over Kafka, where every consumer of the topic can read it; \
+         route it over rest, or set sensitive_on_kafka = true"
+    )]
+    SensitiveOnKafka {
+        /// The file.
+        path: String,
+        /// 1-based line of the route.
+        line: usize,
+        /// The data type.
+        data_type: DataType,
+    },
+    /// A target's token variable is not set.
+    #[error("target {target}: environment variable {variable} (its token, named by token_env) is not set")]
+    MissingToken {
+        /// The target.
+        target: String,
+        /// The environment variable.
+        variable: String,
+    },
 }
 
 impl Default for HubConfig {
@@ -94,18 +147,63 @@ impl Default for HubConfig {
     fn default() -> Self {
         let policy = RoutingPolicy::default();
         let targets = policy.targets.into_iter().map(|(name, t)| (name, TargetConfig { data_types: t.data_types, url: None, token_env: None })).collect();
-        HubConfig { routes: policy.routes, targets, topic_prefix: default_prefix(), mapping: None, sensitive_on_kafka: false }
+        let origin = ConfigOrigin { path: "<default configuration>".into(), ..ConfigOrigin::default() };
+        HubConfig { routes: policy.routes, targets, topic_prefix: default_prefix(), mapping: None, sensitive_on_kafka: false, origin }
     }
 }
 
 impl HubConfig {
     /// Parses a configuration; `path` is only used in error messages.
     pub fn from_toml_str(text: &str, path: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+        let parse_error = |e: toml::de::Error| ConfigError::Parse { path: path.into(), line: e.span().map(|s| line_of(s.start)).unwrap_or(0), message: e.message().to_string() };
+        let mut config: HubConfig = toml::from_str(text).map_err(parse_error)?;
+        let spans: Spans = toml::from_str(text).map_err(parse_error)?;
+        config.origin = ConfigOrigin {
             path: path.into(),
-            line: e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1).unwrap_or(0),
-            message: e.message().to_string(),
-        })
+            routes: spans.routes.iter().map(|(t, v)| (*t, line_of(v.span().start))).collect(),
+            targets: spans.targets.keys().map(|k| (k.get_ref().clone(), line_of(k.span().start))).collect(),
+        };
+        Ok(config)
+    }
+
+    /// The line of the route of `data_type`, or else of target `target` (0 if unknown).
+    fn line(&self, data_type: Option<DataType>, target: Option<&str>) -> usize {
+        let route = data_type.and_then(|t| self.origin.routes.get(&t));
+        let target = target.and_then(|t| self.origin.targets.get(t));
+        route.or(target).copied().unwrap_or(0)
+    }
+
+    fn shown_path(&self) -> String {
+        if self.origin.path.is_empty() {
+            "<built in code>".into()
+        } else {
+            self.origin.path.clone()
+        }
+    }
+
+    /// `error` located in this configuration's file.
+    pub fn routing_error(&self, error: RoutingError) -> ConfigError {
+        let line = match &error {
+            RoutingError::UnknownTransport { data_type, .. } => self.line(Some(*data_type), None),
+            RoutingError::NotAllowed { target, .. } => self.line(None, Some(target)),
+            RoutingError::Unreachable { target, data_type, .. } => match self.line(None, Some(target)) {
+                0 => self.line(Some(*data_type), None),
+                line => line,
+            },
+            _ => 0,
+        };
+        ConfigError::Routing { path: self.shown_path(), line, source: error }
+    }
+
+    /// Refuses sensitive data types routed over Kafka unless `sensitive_on_kafka`.
+    pub fn check_sensitive_routes(&self) -> Result<(), ConfigError> {
+        match self.policy().data_types_via("kafka").into_iter().find(|t| t.is_sensitive()) {
+            Some(data_type) if !self.sensitive_on_kafka => {
+                Err(ConfigError::SensitiveOnKafka { path: self.shown_path(), line: self.line(Some(data_type), None), data_type })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Reads `path`, or returns the default when `path` is `None`.
@@ -131,10 +229,6 @@ impl HubConfig {
     }
 }
 
-/// The consumer group of a target system under a topic prefix.
-pub fn group_name(topic_prefix: &str, target: &str) -> String {
-    format!("{topic_prefix}{target}")
-}
 
 #[cfg(test)]
 mod tests {
@@ -145,6 +239,24 @@ mod tests {
         let text = include_str!("../config/hr-sync.example.toml");
         let config = HubConfig::from_toml_str(text, "hr-sync.example.toml").unwrap();
         assert_eq!(config.policy(), RoutingPolicy::default());
+    }
+
+    #[test]
+    fn a_route_to_an_unregistered_transport_names_its_line() {
+        let text = "topic_prefix = \"x.\"\n[routes]\norg_unit = \"kafak\"\n[targets.erp]\ndata_types = [\"org_unit\"]\n";
+        let config = HubConfig::from_toml_str(text, "hub.toml").unwrap();
+        let error = hr_core::Router::new(config.policy()).check().unwrap_err();
+        let text = config.routing_error(error).to_string();
+        assert!(text.starts_with("configuration hub.toml, line 3:") && text.contains("\"kafak\""), "{text}");
+    }
+
+    #[test]
+    fn compensation_over_kafka_is_refused_naming_the_route_line() {
+        let text = "[routes]\nemployee = \"kafka\"\ncompensation = \"kafka\"\n";
+        let text = HubConfig::from_toml_str(text, "hub.toml").unwrap().check_sensitive_routes().unwrap_err().to_string();
+        assert!(text.starts_with("configuration hub.toml, line 3:") && text.contains("sensitive_on_kafka = true"), "{text}");
+        let allowed = "sensitive_on_kafka = true\n[routes]\ncompensation = \"kafka\"\n";
+        assert!(HubConfig::from_toml_str(allowed, "hub.toml").unwrap().check_sensitive_routes().is_ok());
     }
 
     #[test]

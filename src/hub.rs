@@ -17,17 +17,56 @@
 //! a system fed over Kafka is repaired by a re-publish its consumer group
 //! applies, and every system converges on the same version.
 
-use crate::config::{group_name, HubConfig};
+use crate::config::{ConfigError, HubConfig};
 use crate::console::Console;
 use hr_core::{
-    ChangeEnvelope, DataType, Delta, Digest, DigestEntry, HeldBack, HeldRecord, Ledger, MergedState, PlanOptions, PropagationReport, Propagator,
-    Repair, Router,
+    ChangeEnvelope, DataType, Delta, Digest, DigestEntry, HeldBack, HeldRecord, Ledger, LedgerError, MergedState, PlanOptions, PropagateError,
+    PropagationReport, Propagator, Receipt, Repair, Router,
 };
-use hr_transport_kafka::{KafkaConfig, KafkaPropagator, KafkaTransportError, LagMonitor};
+use hr_transport_kafka::{KafkaConfig, KafkaPropagator, KafkaTransportError};
 use hr_transport_rest::{RestConfig, RestPropagator, RestTarget, RestTransportError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Why the hub cannot start or a run failed; each names what to fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HubError {
+    /// The configuration cannot be carried out.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The ledger cannot be read or written, or refused a plan.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// A propagation did not reach every target.
+    #[error(transparent)]
+    Propagate(#[from] PropagateError),
+    /// The Kafka transport cannot be set up.
+    #[error(transparent)]
+    Kafka(#[from] KafkaTransportError),
+    /// The REST transport cannot be set up, or a target cannot be read.
+    #[error(transparent)]
+    Rest(#[from] RestTransportError),
+    /// A real-time record cannot be serialized.
+    #[error("cannot serialize a record: {0}")]
+    Serialize(#[from] serde_json::Error),
+    /// A repair would delete more than the delete guard allows.
+    #[error(
+        "refusing to repair by deleting {deletes} of the {held} {data_type} records a system holds (over the {limit_percent:.0}% limit): \
+         is the hub's ledger lost or restored from an old copy? Check, then run with --allow-mass-delete if the deletions are right"
+    )]
+    MassDeleteRepair {
+        /// The data type.
+        data_type: DataType,
+        /// Deletes the repair would send.
+        deletes: u64,
+        /// Records the largest system holds.
+        held: u64,
+        /// The guard's limit.
+        limit_percent: f64,
+    },
+}
 
 /// What one sync sent.
 #[derive(Debug, Clone, Default)]
@@ -37,9 +76,9 @@ pub struct SyncOutcome {
     /// Of those, changes sent again because an earlier run failed after
     /// their versions may have left the hub.
     pub retried: u64,
-    /// Per target and data type, what was delivered (REST targets by name;
-    /// Kafka as `kafka`, which means accepted by the broker).
-    pub delivered: PropagationReport,
+    /// What was delivered, per target and data type, and the way to wait
+    /// until every target applied it ([`Receipt::applied`]).
+    pub receipt: Receipt,
     /// Records kept at their last good version because their new source
     /// row was quarantined.
     pub held_back: Vec<HeldRecord>,
@@ -138,53 +177,71 @@ impl std::fmt::Debug for RepairOutcome {
 pub struct Hub {
     ledger: Ledger,
     router: Router,
-    monitor: LagMonitor,
-    kafka_types: Vec<DataType>,
-    groups: Vec<String>,
-    rest: Arc<RestPropagator>,
+    reader: Option<Arc<RestPropagator>>,
     allow_mass_delete: bool,
 }
 
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("transports", &self.router.transports().collect::<Vec<_>>())
+            .field("targets", &self.router.targets())
+            .field("allow_mass_delete", &self.allow_mass_delete)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Hub {
-    /// A hub sending Kafka routes to `kafka` (whose topics must exist) and
-    /// REST routes to `rest_targets`; `kafka.topic_prefix` names the groups.
-    pub fn new(config: &HubConfig, mut kafka: KafkaConfig, rest: RestConfig, ledger: Ledger) -> anyhow::Result<Self> {
-        let policy = config.policy();
-        let kafka_types = policy.data_types_via("kafka");
-        if let Some(t) = kafka_types.iter().find(|t| t.is_sensitive()) {
-            anyhow::ensure!(
-                config.sensitive_on_kafka,
-                "the configuration routes {t} over Kafka, where every consumer of the topic can read it; route it over REST, or set sensitive_on_kafka = true"
-            );
-        }
+    /// A hub with the two transports this library ships: routes named
+    /// `kafka` go to `kafka` (whose topics must exist; each target's
+    /// consumer group is [`KafkaConfig::group`]), routes named `rest` to the
+    /// targets in `rest`, which also serve the reads of
+    /// [`reconcile`](Self::reconcile). The configuration's
+    /// `sensitive_on_kafka` decides whether compensation may go over Kafka.
+    pub fn new(config: &HubConfig, mut kafka: KafkaConfig, rest: RestConfig, ledger: Ledger) -> Result<Self, HubError> {
         kafka.allow_sensitive = config.sensitive_on_kafka;
-        let groups: Vec<String> = policy
-            .targets
-            .iter()
-            .filter(|(_, t)| t.data_types.iter().any(|d| kafka_types.contains(d)))
-            .map(|(name, _)| group_name(&kafka.topic_prefix, name))
-            .collect();
-        let monitor = LagMonitor::new(&kafka, &groups.iter().map(String::as_str).collect::<Vec<_>>())?;
+        let policy = config.policy();
+        let kafka_routes = policy.data_types_via("kafka");
+        let mut producer = KafkaPropagator::new(&kafka)?;
+        for (name, target) in &policy.targets {
+            let types: Vec<DataType> = target.data_types.iter().copied().filter(|t| kafka_routes.contains(t)).collect();
+            if !types.is_empty() {
+                producer = producer.with_target(name, &types)?;
+            }
+        }
         let rest = Arc::new(RestPropagator::new(rest)?);
-        let router = Router::new(policy).with("kafka", Arc::new(KafkaPropagator::new(&kafka)?)).with("rest", rest.clone());
-        Ok(Hub { ledger, router, monitor, kafka_types, groups, rest, allow_mass_delete: false })
+        let transports: [(&str, Arc<dyn Propagator>); 2] = [("kafka", Arc::new(producer)), ("rest", rest.clone())];
+        let mut hub = Self::with_transports(config, ledger, transports)?;
+        hub.reader = Some(rest);
+        Ok(hub)
+    }
+
+    /// A hub with any set of transports, each registered under the name
+    /// routes use. The configuration is checked against them: a route to
+    /// an unregistered name, a target a route's transport cannot reach, or
+    /// one it would send a type the configuration does not allow is a
+    /// [`ConfigError::Routing`] naming the file and line. Sensitive data
+    /// types routed over `kafka` are refused unless `sensitive_on_kafka`.
+    pub fn with_transports<'a>(config: &HubConfig, ledger: Ledger, transports: impl IntoIterator<Item = (&'a str, Arc<dyn Propagator>)>) -> Result<Self, HubError> {
+        config.check_sensitive_routes()?;
+        let router = transports.into_iter().fold(Router::new(config.policy()), |router, (name, p)| router.with(name, p));
+        router.check().map_err(|e| config.routing_error(e))?;
+        Ok(Hub { ledger, router, reader: None, allow_mass_delete: false })
     }
 
     /// REST targets from the configuration: each target's `url` and the
-    /// token in its `token_env`, restricted to the data types routed to REST.
-    pub fn rest_targets(config: &HubConfig) -> anyhow::Result<Vec<RestTarget>> {
+    /// token in its `token_env`, with the data types routed to REST that it
+    /// receives. A target without a url is left out (the router then says
+    /// which data type cannot reach it).
+    pub fn rest_targets(config: &HubConfig) -> Result<Vec<RestTarget>, ConfigError> {
         let rest_types = config.policy().data_types_via("rest");
         let mut targets = vec![];
         for (name, t) in &config.targets {
+            let Some(url) = &t.url else { continue };
             let types: Vec<DataType> = t.data_types.iter().copied().filter(|d| rest_types.contains(d)).collect();
-            let url = match (&t.url, types.first()) {
-                (Some(url), _) => url,
-                (None, None) => continue,
-                (None, Some(t)) => anyhow::bail!("target {name} receives {t} over REST but has no url in the configuration"),
-            };
             let mut target = RestTarget::new(name, url, types);
             if let Some(var) = &t.token_env {
-                let token = std::env::var(var).map_err(|_| anyhow::anyhow!("target {name}: environment variable {var} (its token) is not set"))?;
+                let token = std::env::var(var).map_err(|_| ConfigError::MissingToken { target: name.clone(), variable: var.clone() })?;
                 target = target.with_token(&token);
             }
             targets.push(target);
@@ -203,24 +260,19 @@ impl Hub {
         &self.ledger
     }
 
-    /// The consumer groups that must apply the Kafka routes.
-    pub fn groups(&self) -> &[String] {
-        &self.groups
-    }
-
-    /// The data types routed over Kafka.
-    pub fn kafka_types(&self) -> &[DataType] {
-        &self.kafka_types
+    /// Each target and the data types it receives, over whichever transport.
+    pub fn targets(&self) -> BTreeMap<String, Vec<DataType>> {
+        self.router.targets()
     }
 
     /// Sends the deltas of every data type.
-    pub async fn sync(&mut self, state: &MergedState) -> anyhow::Result<SyncOutcome> {
+    pub async fn sync(&mut self, state: &MergedState) -> Result<SyncOutcome, HubError> {
         self.sync_with(state, &HeldBack::default()).await
     }
 
     /// Sends the deltas of every data type, keeping the `held` records at
     /// their last good version, and remembers every person's unified id.
-    pub async fn sync_with(&mut self, state: &MergedState, held: &HeldBack) -> anyhow::Result<SyncOutcome> {
+    pub async fn sync_with(&mut self, state: &MergedState, held: &HeldBack) -> Result<SyncOutcome, HubError> {
         self.ledger.remember_identities(state)?;
         self.sync_types(state, &DataType::ALL, held).await
     }
@@ -229,7 +281,7 @@ impl Hub {
     /// in one call, and records them in the ledger only once every target
     /// has them, so a failed call is sent again, at fresh versions, by the
     /// next sync.
-    pub async fn sync_types(&mut self, state: &MergedState, types: &[DataType], held: &HeldBack) -> anyhow::Result<SyncOutcome> {
+    pub async fn sync_types(&mut self, state: &MergedState, types: &[DataType], held: &HeldBack) -> Result<SyncOutcome, HubError> {
         let options = PlanOptions { allow_mass_delete: self.allow_mass_delete, hold: Some(held) };
         let mut deltas = vec![];
         for t in types {
@@ -244,7 +296,7 @@ impl Hub {
     ///
     /// The merged state of the next periodic sync must include them, or that
     /// sync undoes them.
-    pub async fn sync_changes<T: serde::Serialize>(&mut self, data_type: DataType, changes: &[(&str, Option<&T>)]) -> anyhow::Result<SyncOutcome> {
+    pub async fn sync_changes<T: serde::Serialize>(&mut self, data_type: DataType, changes: &[(&str, Option<&T>)]) -> Result<SyncOutcome, HubError> {
         let mut raw = Vec::with_capacity(changes.len());
         for (key, record) in changes {
             raw.push((*key, record.map(serde_json::value::to_raw_value).transpose()?));
@@ -253,7 +305,7 @@ impl Hub {
         self.send(vec![(data_type, delta)]).await
     }
 
-    async fn send(&mut self, deltas: Vec<(DataType, Delta)>) -> anyhow::Result<SyncOutcome> {
+    async fn send(&mut self, deltas: Vec<(DataType, Delta)>) -> Result<SyncOutcome, HubError> {
         let held_back: Vec<HeldRecord> = deltas.iter().flat_map(|(_, d)| d.held_back.iter().cloned()).collect();
         let retried = deltas.iter().map(|(_, d)| d.retried).sum();
         let batch: Vec<ChangeEnvelope> = deltas.iter().flat_map(|(_, d)| d.changes.iter().cloned()).collect();
@@ -264,43 +316,36 @@ impl Hub {
         for (t, delta) in &deltas {
             self.ledger.reserve(*t, delta)?;
         }
-        let delivered = self.router.propagate(&batch).await?;
+        let receipt = self.router.propagate(&batch).await?;
         for (t, delta) in &deltas {
             self.ledger.commit(*t, delta)?;
         }
-        Ok(SyncOutcome { sent: batch.len() as u64, retried, delivered, held_back })
+        Ok(SyncOutcome { sent: batch.len() as u64, retried, receipt, held_back })
     }
 
-    /// Waits until every consumer group applied everything produced to the
-    /// topics of `types`; `on_lag` sees the total lag after each look.
-    pub async fn wait_applied(&self, types: &[DataType], deadline: Duration, on_lag: impl FnMut(i64)) -> Result<(), KafkaTransportError> {
-        let types: Vec<DataType> = types.iter().copied().filter(|t| self.kafka_types.contains(t)).collect();
-        if types.is_empty() || self.groups.is_empty() {
-            return Ok(());
-        }
-        self.monitor.wait(&types, deadline, on_lag).await
-    }
-
-    /// Waits until every group applied everything on every Kafka route,
-    /// showing a bar of records applied on a terminal.
-    pub async fn confirm(&self, console: &Console, what: &str, deadline: Duration) -> Result<(), KafkaTransportError> {
+    /// Waits until every target applied what `receipt` delivered, showing
+    /// a bar of records applied on a terminal.
+    pub async fn confirm(&self, console: &Console, what: &str, receipt: &Receipt, deadline: Duration) -> Result<PropagationReport, HubError> {
         let phase = console.phase(what, Some(0));
-        let mut most = 0i64;
-        self.wait_applied(&self.kafka_types, deadline, |lag| {
-            most = most.max(lag);
-            phase.set_length(most as u64);
-            phase.set_position((most - lag) as u64);
-        })
-        .await
+        let mut most = 0u64;
+        let applied = receipt
+            .applied_with_progress(deadline, &mut |left| {
+                most = most.max(left);
+                phase.set_length(most);
+                phase.set_position(most - left);
+            })
+            .await?;
+        Ok(applied)
     }
 
     /// Compares each REST-reachable target's digests with the ledger's and,
     /// where they differ, finds the differing keys (see the module docs).
     /// Targets without a REST receiver are left out.
-    pub async fn reconcile(&self, config: &HubConfig) -> anyhow::Result<Reconciliation> {
+    pub async fn reconcile(&self, config: &HubConfig) -> Result<Reconciliation, HubError> {
         let mut out = BTreeMap::new();
+        let Some(reader) = &self.reader else { return Ok(out) };
         for (name, target) in &config.targets {
-            let held = match self.rest.digests(name).await {
+            let held = match reader.digests(name).await {
                 Err(RestTransportError::UnknownTarget(_)) => continue,
                 other => other?,
             };
@@ -308,7 +353,7 @@ impl Hub {
             for t in &target.data_types {
                 let theirs = held.get(t).copied().unwrap_or_else(Digest::default);
                 let ours = self.ledger.digest(*t)?;
-                let drift = if ours == theirs { Drift::default() } else { self.find_drift(name, *t).await? };
+                let drift = if ours == theirs { Drift::default() } else { self.find_drift(reader, name, *t).await? };
                 per_type.insert(*t, Reconciled { records: theirs.count, hub_records: ours.count, digest_matches: ours == theirs, drift });
             }
             out.insert(name.clone(), per_type);
@@ -318,16 +363,16 @@ impl Hub {
 
     /// Narrows a differing digest down to keys: bucket digests first, then
     /// the entries of the differing buckets only.
-    async fn find_drift(&self, target: &str, data_type: DataType) -> anyhow::Result<Drift> {
+    async fn find_drift(&self, reader: &RestPropagator, target: &str, data_type: DataType) -> Result<Drift, HubError> {
         let ours = self.ledger.entries(data_type)?;
         let our_buckets = Digest::buckets(&ours);
-        let their_buckets = self.rest.bucket_digests(target, data_type).await?;
+        let their_buckets = reader.bucket_digests(target, data_type).await?;
         let differing: Vec<usize> = (0..our_buckets.len()).filter(|&b| our_buckets[b] != their_buckets[b]).collect();
         if differing.is_empty() {
             return Ok(Drift::default());
         }
         let theirs: BTreeMap<String, DigestEntry> =
-            self.rest.entries(target, data_type, &differing).await?.into_iter().map(|e| (e.key.clone(), e)).collect();
+            reader.entries(target, data_type, &differing).await?.into_iter().map(|e| (e.key.clone(), e)).collect();
         let mut wanted = [false; hr_core::BUCKETS];
         differing.iter().for_each(|&b| wanted[b] = true);
         let ours: BTreeMap<&str, &DigestEntry> = ours.iter().filter(|e| wanted[e.bucket()]).map(|e| (e.key.as_str(), e)).collect();
@@ -356,7 +401,7 @@ impl Hub {
     /// both are reported as unrepairable. Deleting more of a data type than
     /// the ledger's delete guard allows (a lost or restored ledger makes every
     /// key look extra) is refused unless mass deletes are allowed.
-    pub async fn repair(&mut self, state: &MergedState, held: &HeldBack, found: &Reconciliation) -> anyhow::Result<RepairOutcome> {
+    pub async fn repair(&mut self, state: &MergedState, held: &HeldBack, found: &Reconciliation) -> Result<RepairOutcome, HubError> {
         let mut outcome = RepairOutcome::default();
         let mut deltas = vec![];
         for (t, keys) in highest_versions(found) {
@@ -374,7 +419,7 @@ impl Hub {
     }
 
     /// What to send for each differing key of one data type, and the keys left alone.
-    fn choose_repairs(&self, t: DataType, keys: BTreeMap<String, u64>, state: &MergedState, held: &HeldBack) -> anyhow::Result<(Vec<Repair>, Vec<String>)> {
+    fn choose_repairs(&self, t: DataType, keys: BTreeMap<String, u64>, state: &MergedState, held: &HeldBack) -> Result<(Vec<Repair>, Vec<String>), HubError> {
         let mut repairs = vec![];
         let mut unrepairable = vec![];
         for (key, above) in keys {
@@ -393,17 +438,14 @@ impl Hub {
         Ok((repairs, unrepairable))
     }
 
-    fn guard_repair_deletes(&self, t: DataType, repairs: &[Repair], found: &Reconciliation) -> anyhow::Result<()> {
+    fn guard_repair_deletes(&self, t: DataType, repairs: &[Repair], found: &Reconciliation) -> Result<(), HubError> {
         let deletes = repairs.iter().filter(|r| r.payload.is_none()).count() as u64;
         let held = found.values().filter_map(|types| types.get(&t)).map(|r| r.records).max().unwrap_or(0);
         let share = self.ledger.max_delete_share();
-        anyhow::ensure!(
-            self.allow_mass_delete || held == 0 || deletes as f64 <= share * held as f64,
-            "refusing to repair by deleting {deletes} of the {held} {t} records a system holds (over the {:.0}% limit): \
-             is the hub's ledger lost or restored from an old copy? Check, then run with --allow-mass-delete if the deletions are right",
-            share * 100.0
-        );
-        Ok(())
+        if self.allow_mass_delete || held == 0 || deletes as f64 <= share * held as f64 {
+            return Ok(());
+        }
+        Err(HubError::MassDeleteRepair { data_type: t, deletes, held, limit_percent: share * 100.0 })
     }
 }
 

@@ -13,7 +13,6 @@
 //!
 //! ```
 //! use hr_sync::config::HubConfig;
-//! use hr_sync::console::Console;
 //! use hr_sync::generate::{Dataset, GenerateOptions};
 //! use hr_sync::hr_core::{load_input_dir, merge, Ledger, Mapping};
 //! use hr_sync::hr_transport_kafka::{EmbeddedKafka, KafkaConfig};
@@ -42,7 +41,10 @@
 //! let mut hub = Hub::new(&config, kafka, rest, Ledger::in_memory().unwrap()).unwrap();
 //! let sent = hub.sync(&state).await.unwrap();
 //! assert!(sent.sent > 500);
-//! hub.confirm(&Console::lines(), "applying", std::time::Duration::from_secs(60)).await.unwrap();
+//! // Every system applied it: REST targets before sync returned, Kafka
+//! // targets once their consumer groups committed past it.
+//! let applied = sent.receipt.applied(std::time::Duration::from_secs(60)).await.unwrap();
+//! assert_eq!(applied.total("erp"), sent.receipt.delivered().total("erp"));
 //! let reconciled = hub.reconcile(&config).await.unwrap();
 //! assert!(reconciled.values().flat_map(|types| types.values()).all(|r| r.digest_matches));
 //! for system in systems {

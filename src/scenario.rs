@@ -152,14 +152,7 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
         let _ = std::fs::remove_file(format!("{}{suffix}", ledger_path.display()));
     }
     let mut hub = Hub::new(&config, kafka, RestConfig::new(rest_targets), Ledger::open(&ledger_path)?)?;
-    let mut rest_applied: BTreeMap<String, BTreeMap<DataType, u64>> = BTreeMap::new();
-    let mut count_rest = |delivered: &PropagationReport| {
-        for (target, per_type) in &delivered.delivered {
-            for (t, n) in per_type {
-                *rest_applied.entry(target.clone()).or_default().entry(*t).or_default() += n;
-            }
-        }
-    };
+    let mut confirmed = PropagationReport::default();
     let mut changes_sent = vec![];
 
     // 1. Periodic full sync.
@@ -168,8 +161,7 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
         let _phase = console.phase("propagating the full load", None);
         hub.sync(&outcome.state).await?
     };
-    count_rest(&sent.delivered);
-    hub.confirm(console, "applying in every system", CONFIRM_DEADLINE).await?;
+    confirmed.merge(hub.confirm(console, "applying in every system", &sent.receipt, CONFIRM_DEADLINE).await?);
     timings.insert("initial_sync".into(), ms(t));
     console.line(&format!("periodic sync: {} changes applied in all systems in {:.0} ms", sent.sent, timings["initial_sync"]));
     changes_sent.push(sent.sent);
@@ -189,8 +181,8 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
         realtime_keys.insert("employee".to_string(), employee.id.clone());
         state.permissions.insert(grant.key(), grant.clone());
         let t = Instant::now();
-        count_rest(&hub.sync_changes(DataType::Permission, &[(&grant.key(), Some(&grant))]).await?.delivered);
-        hub.wait_applied(&[DataType::Permission], CONFIRM_DEADLINE, |_| {}).await?;
+        let sent = hub.sync_changes(DataType::Permission, &[(&grant.key(), Some(&grant))]).await?;
+        confirmed.merge(sent.receipt.applied(CONFIRM_DEADLINE).await?);
         let grant_ms = ms(t);
         realtime_seen.insert("grant".to_string(), observe(&systems, DataType::Permission, &grant.key())?);
         timings.insert("realtime_permission_grant".into(), grant_ms);
@@ -202,8 +194,8 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
             realtime_keys.insert("team".to_string(), team.clone());
             let moved = e.clone();
             let t = Instant::now();
-            count_rest(&hub.sync_changes(DataType::Employee, &[(&moved.id, Some(&moved))]).await?.delivered);
-            hub.wait_applied(&[DataType::Employee], CONFIRM_DEADLINE, |_| {}).await?;
+            let sent = hub.sync_changes(DataType::Employee, &[(&moved.id, Some(&moved))]).await?;
+            confirmed.merge(sent.receipt.applied(CONFIRM_DEADLINE).await?);
             let transfer_ms = ms(t);
             realtime_seen.insert("transfer".to_string(), observe(&systems, DataType::Employee, &moved.id)?);
             timings.insert("realtime_team_transfer".into(), transfer_ms);
@@ -211,8 +203,8 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
         }
         // The grant is revoked again: a revocation reaches everyone too.
         let revoked = PermissionGrant { granted: false, at: chrono::Utc::now(), ..grant };
-        count_rest(&hub.sync_changes(DataType::Permission, &[(&revoked.key(), Some(&revoked))]).await?.delivered);
-        hub.wait_applied(&[DataType::Permission], CONFIRM_DEADLINE, |_| {}).await?;
+        let sent = hub.sync_changes(DataType::Permission, &[(&revoked.key(), Some(&revoked))]).await?;
+        confirmed.merge(sent.receipt.applied(CONFIRM_DEADLINE).await?);
         realtime_seen.insert("revoke".to_string(), observe(&systems, DataType::Permission, &revoked.key())?);
         state.permissions.insert(revoked.key(), revoked);
     }
@@ -227,8 +219,7 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
         next_state.permissions.extend(state.permissions.iter().filter(|(k, _)| !outcome.state.permissions.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())));
         let t = Instant::now();
         let sent = hub.sync(&next_state).await?;
-        count_rest(&sent.delivered);
-        hub.confirm(console, "applying the deltas", CONFIRM_DEADLINE).await?;
+        confirmed.merge(hub.confirm(console, "applying the deltas", &sent.receipt, CONFIRM_DEADLINE).await?);
         timings.insert("delta_sync".into(), ms(t));
         console.line(&format!("second periodic run: only {} changed or vanished records sent, applied in {:.0} ms", sent.sent, timings["delta_sync"]));
         changes_sent.push(sent.sent);
@@ -239,13 +230,12 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
     for system in systems {
         let name = system.name().to_string();
         let sink = system.sink().clone();
-        let stats = system.shutdown().await?;
+        system.shutdown().await?;
         let mut per_type = BTreeMap::new();
         for t in &config.targets[&name].data_types {
             let hub_digest = hub.ledger().digest(*t)?;
             let held = sink.digest(*t).await?;
-            let via_rest = rest_applied.get(&name).and_then(|m| m.get(t)).copied().unwrap_or(0);
-            let applied = stats.applied.get(t).map(|o| o.applied as u64).unwrap_or(0) + via_rest;
+            let applied = confirmed.delivered.get(&name).and_then(|m| m.get(t)).copied().unwrap_or(0);
             per_type.insert(*t, SystemTypeResult { records: held.count, applied, digest_matches: hub_digest == held });
         }
         results.insert(name, per_type);

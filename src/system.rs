@@ -1,7 +1,7 @@
 //! One target system (payroll, orgchart, erp): its SQLite sink, the REST
 //! receiver in front of it and the Kafka subscriber feeding it.
 
-use crate::config::{group_name, HubConfig};
+use crate::config::HubConfig;
 use hr_core::{DataType, SqliteSink};
 use hr_transport_kafka::{KafkaConfig, KafkaSubscriber, SubscriberStats};
 use hr_transport_rest::{serve_receiver, ReceiverConfig};
@@ -68,7 +68,7 @@ impl TargetSystem {
         let subscriber = if kafka_types.is_empty() {
             None
         } else {
-            Some(KafkaSubscriber::start(kafka, &group_name(&kafka.topic_prefix, name), &kafka_types, sink.clone())?)
+            Some(KafkaSubscriber::start(kafka, &kafka.group(name), &kafka_types, sink.clone())?)
         };
         Ok(TargetSystem { name: name.clone(), sink, url, subscriber, server })
     }

@@ -1,4 +1,5 @@
-//! The sending side: a [`Propagator`] delivers change batches to targets.
+//! The sending side: a [`Propagator`] delivers change batches to targets
+//! and hands back a [`Receipt`] that learns when each target applied them.
 
 use crate::envelope::ChangeEnvelope;
 use crate::schema::DataType;
@@ -6,6 +7,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// What was delivered, per target and data type.
 ///
@@ -101,19 +104,134 @@ impl fmt::Display for TargetFailure {
 
 /// Sends batches of changes to target systems.
 ///
-/// `propagate` returns `Ok` only when every change reached every target the
-/// implementation is responsible for (durably accepted by a broker, or
-/// applied by each system); otherwise the error tells what arrived and what
-/// did not. Re-sending a batch is always safe: receivers apply by version.
+/// Every transport means the same by its answer:
+/// - `Ok(receipt)`: every change of the batch is on its way to every target
+///   the propagator serves (see [`targets`](Propagator::targets)) and will
+///   be applied without being sent again: REST targets already applied it,
+///   Kafka holds it durably for each target's consumer group.
+///   [`Receipt::applied`] waits until each target *applied* it, and says so
+///   per target and data type.
+/// - `Err`: what did arrive and, per target, why the rest did not.
+///
+/// Re-sending a batch is always safe: targets apply by version, so a
+/// duplicate or a late arrival changes nothing.
 #[async_trait]
 pub trait Propagator: Send + Sync {
     /// Delivers `batch`.
-    async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<PropagationReport, PropagateError>;
+    async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError>;
+
+    /// The targets this propagator delivers to, and the data types each
+    /// receives from it. A [`Router`](crate::Router) checks them against
+    /// its policy, so no target receives a type the policy does not allow.
+    fn targets(&self) -> BTreeMap<String, Vec<DataType>>;
 }
 
 #[async_trait]
 impl<P: Propagator + ?Sized> Propagator for std::sync::Arc<P> {
-    async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<PropagationReport, PropagateError> {
+    async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
         (**self).propagate(batch).await
+    }
+
+    fn targets(&self) -> BTreeMap<String, Vec<DataType>> {
+        (**self).targets()
+    }
+}
+
+/// Conveniences on every [`Propagator`].
+#[async_trait]
+pub trait PropagatorExt: Propagator {
+    /// Delivers `batch` and waits until every target applied it, or fails
+    /// with what was applied by `deadline` and who is behind.
+    async fn propagate_applied(&self, batch: &[ChangeEnvelope], deadline: Duration) -> Result<PropagationReport, PropagateError> {
+        self.propagate(batch).await?.applied(deadline).await
+    }
+}
+
+impl<P: Propagator + ?Sized> PropagatorExt for P {}
+
+/// Waits until targets applied what a propagator delivered; the part of a
+/// [`Receipt`] a transport supplies when delivery and application differ
+/// (Kafka: the broker holds the records, each target's consumer group
+/// applies them later).
+#[async_trait]
+pub trait Confirmation: Send + Sync {
+    /// Waits until every target applied its part or `deadline` passed,
+    /// telling `progress` after each look how many target-records are still
+    /// unapplied. Returns what was applied, per target and data type, or an
+    /// [`Incomplete`](PropagateError::Incomplete) error naming who is behind.
+    async fn wait(&self, deadline: Duration, progress: &mut (dyn FnMut(u64) + Send)) -> Result<PropagationReport, PropagateError>;
+}
+
+/// What a successful [`Propagator::propagate`] returns: what was delivered,
+/// and the way to learn when every target applied it.
+#[derive(Clone, Default)]
+pub struct Receipt {
+    delivered: PropagationReport,
+    applied: PropagationReport,
+    pending: Vec<Arc<dyn Confirmation>>,
+}
+
+impl fmt::Debug for Receipt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receipt").field("delivered", &self.delivered).field("awaiting_confirmation", &self.pending.len()).finish()
+    }
+}
+
+impl Receipt {
+    /// A receipt for changes the targets applied before `propagate` returned
+    /// (REST): [`applied`](Self::applied) answers at once.
+    pub fn applied_on_delivery(delivered: PropagationReport) -> Self {
+        Receipt { applied: delivered.clone(), delivered, pending: vec![] }
+    }
+
+    /// A receipt for changes the targets apply later; `confirmation` waits
+    /// for them.
+    pub fn awaiting(delivered: PropagationReport, confirmation: Arc<dyn Confirmation>) -> Self {
+        Receipt { delivered, applied: PropagationReport::default(), pending: vec![confirmation] }
+    }
+
+    /// What was delivered, per target and data type.
+    pub fn delivered(&self) -> &PropagationReport {
+        &self.delivered
+    }
+
+    /// Whether every target already applied everything (nothing to wait for).
+    pub fn is_applied(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Adds another receipt (of another part of the same batch).
+    pub fn merge(&mut self, other: Receipt) {
+        self.delivered.merge(other.delivered);
+        self.applied.merge(other.applied);
+        self.pending.extend(other.pending);
+    }
+
+    /// Waits until every target applied what was delivered; returns what
+    /// was applied, per target and data type.
+    pub async fn applied(&self, deadline: Duration) -> Result<PropagationReport, PropagateError> {
+        self.applied_with_progress(deadline, &mut |_| {}).await
+    }
+
+    /// As [`applied`](Self::applied), telling `progress` how many
+    /// target-records are still unapplied after each look.
+    pub async fn applied_with_progress(&self, deadline: Duration, progress: &mut (dyn FnMut(u64) + Send)) -> Result<PropagationReport, PropagateError> {
+        let mut applied = self.applied.clone();
+        let mut failures = vec![];
+        for confirmation in &self.pending {
+            match confirmation.wait(deadline, progress).await {
+                Ok(report) => applied.merge(report),
+                Err(PropagateError::Incomplete { delivered, failures: behind }) => {
+                    applied.merge(delivered);
+                    failures.extend(behind);
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        if failures.is_empty() {
+            Ok(applied)
+        } else {
+            Err(PropagateError::incomplete(applied, failures))
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! receive which data type: configuration, not code.
 
 use crate::envelope::ChangeEnvelope;
-use crate::propagate::{PropagateError, PropagationReport, Propagator, TargetFailure};
+use crate::propagate::{PropagateError, PropagationReport, Propagator, Receipt, TargetFailure};
 use crate::schema::DataType;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -88,8 +88,51 @@ impl RoutingPolicy {
     }
 }
 
+/// A routing policy that the registered propagators cannot carry out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RoutingError {
+    /// A route names a transport nobody registered (a typo such as `kafak`).
+    #[error("the route for {data_type} names transport {name:?}, which is not one of the registered transports ({registered})")]
+    UnknownTransport {
+        /// The data type.
+        data_type: DataType,
+        /// The name the route gives.
+        name: String,
+        /// The registered names, comma-separated.
+        registered: String,
+    },
+    /// A transport would deliver a data type to a target the policy does not allow it.
+    #[error("transport {transport} delivers {data_type} to {target}, which the policy does not allow to receive it")]
+    NotAllowed {
+        /// The transport.
+        transport: String,
+        /// The target.
+        target: String,
+        /// The data type.
+        data_type: DataType,
+    },
+    /// The policy says a target receives a data type, but the transport of
+    /// that type's route cannot reach the target.
+    #[error("{target} receives {data_type} over {transport}, but that transport has no way to reach {target} (a REST target needs a url)")]
+    Unreachable {
+        /// The transport.
+        transport: String,
+        /// The target.
+        target: String,
+        /// The data type.
+        data_type: DataType,
+    },
+}
+
 /// A [`Propagator`] that splits each batch by data type and hands each part
 /// to the propagator its route names, all parts concurrently.
+///
+/// Build it with [`Router::new`], register each transport under the name
+/// routes use with [`Router::with`], then [`Router::check`] that the
+/// transports carry out the policy exactly: every route's transport is
+/// registered, each reaches every target the policy gives that data type,
+/// and none delivers a type to a target the policy does not allow.
 pub struct Router {
     policy: RoutingPolicy,
     propagators: BTreeMap<String, Arc<dyn Propagator>>,
@@ -111,11 +154,42 @@ impl Router {
     pub fn policy(&self) -> &RoutingPolicy {
         &self.policy
     }
+
+    /// The names of the registered transports.
+    pub fn transports(&self) -> impl Iterator<Item = &str> {
+        self.propagators.keys().map(String::as_str)
+    }
+
+    /// Checks that the registered transports carry out the policy exactly
+    /// (see the type's documentation); the first problem found.
+    pub fn check(&self) -> Result<(), RoutingError> {
+        for (data_type, name) in &self.policy.routes {
+            let Some(propagator) = self.propagators.get(name) else {
+                let registered = self.propagators.keys().cloned().collect::<Vec<_>>().join(", ");
+                return Err(RoutingError::UnknownTransport { data_type: *data_type, name: name.clone(), registered });
+            };
+            let reached = propagator.targets();
+            for target in self.policy.targets_for(*data_type) {
+                if !reached.get(target).is_some_and(|types| types.contains(data_type)) {
+                    return Err(RoutingError::Unreachable { transport: name.clone(), target: target.into(), data_type: *data_type });
+                }
+            }
+        }
+        for (name, propagator) in &self.propagators {
+            for (target, types) in propagator.targets() {
+                let routed_here = types.iter().filter(|t| self.policy.route(**t) == Some(name.as_str()));
+                if let Some(data_type) = routed_here.into_iter().find(|t| !self.policy.allows(&target, **t)) {
+                    return Err(RoutingError::NotAllowed { transport: name.clone(), target, data_type: *data_type });
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl Propagator for Router {
-    async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<PropagationReport, PropagateError> {
+    async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
         let mut parts: BTreeMap<&str, Vec<ChangeEnvelope>> = BTreeMap::new();
         for change in batch {
             let name = self.policy.route(change.data_type).ok_or(PropagateError::NoRoute(change.data_type))?;
@@ -126,11 +200,12 @@ impl Propagator for Router {
         }
         let sends = parts.iter().map(|(name, part)| async move { (*name, self.propagators[*name].propagate(part).await) });
         let results = futures::future::join_all(sends).await;
+        let mut receipt = Receipt::default();
         let mut delivered = PropagationReport::default();
         let mut failures = Vec::new();
         for (name, result) in results {
             match result {
-                Ok(report) => delivered.merge(report),
+                Ok(part) => receipt.merge(part),
                 Err(PropagateError::Incomplete { delivered: partial, failures: f }) => {
                     delivered.merge(partial);
                     failures.extend(f);
@@ -139,9 +214,23 @@ impl Propagator for Router {
             }
         }
         if failures.is_empty() {
-            Ok(delivered)
+            Ok(receipt)
         } else {
+            delivered.merge(receipt.delivered().clone());
             Err(PropagateError::incomplete(delivered, failures))
         }
+    }
+
+    /// Each target with the data types routed to it, over whichever transport.
+    fn targets(&self) -> BTreeMap<String, Vec<DataType>> {
+        let mut out: BTreeMap<String, Vec<DataType>> = BTreeMap::new();
+        for (name, propagator) in &self.propagators {
+            for (target, types) in propagator.targets() {
+                let routed_here = types.into_iter().filter(|t| self.policy.route(*t) == Some(name.as_str()));
+                out.entry(target).or_default().extend(routed_here);
+            }
+        }
+        out.values_mut().for_each(|types| types.sort());
+        out
     }
 }

@@ -72,6 +72,11 @@ impl KafkaConfig {
         format!("{}{}", self.topic_prefix, data_type.as_str())
     }
 
+    /// The consumer group of a target system: `<prefix><target>`.
+    pub fn group(&self, target: &str) -> String {
+        format!("{}{target}", self.topic_prefix)
+    }
+
     /// The data type of a topic, if it is one of ours.
     pub fn data_type_of(&self, topic: &str) -> Option<DataType> {
         topic.strip_prefix(&self.topic_prefix).and_then(|t| t.parse().ok())

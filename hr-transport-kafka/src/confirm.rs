@@ -1,5 +1,6 @@
 use crate::{KafkaConfig, KafkaTransportError};
-use hr_core::DataType;
+use async_trait::async_trait;
+use hr_core::{Confirmation, DataType, PropagateError, PropagationReport, TargetFailure};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -186,4 +187,155 @@ impl LagMonitor {
 /// `data_types` (its sink applied it), or fails with each group's lag.
 pub async fn wait_until_applied(config: &KafkaConfig, groups: &[&str], data_types: &[DataType], deadline: Duration) -> Result<(), KafkaTransportError> {
     LagMonitor::new(config, groups)?.wait(data_types, deadline, |_| {}).await
+}
+
+/// Where one target's consumer group must commit past for one partition's
+/// share of a batch to count as applied.
+#[derive(Debug, Clone)]
+pub(crate) struct AppliedOffsets {
+    target: String,
+    group: String,
+    data_type: DataType,
+    topic: String,
+    partition: i32,
+    last: i64,
+    records: u64,
+}
+
+impl AppliedOffsets {
+    /// `records` records of `data_type` for `target`, the last at offset `last` of `topic`/`partition`.
+    pub(crate) fn new(target: &str, group: &str, data_type: DataType, topic: &str, partition: i32, last: i64, records: u64) -> Self {
+        AppliedOffsets { target: target.into(), group: group.into(), data_type, topic: topic.into(), partition, last, records }
+    }
+
+    /// Records not yet applied, when the group committed `committed` (the next offset it will read).
+    fn unapplied(&self, committed: Option<i64>) -> u64 {
+        let behind = (self.last + 1 - committed.unwrap_or(0)).max(0) as u64;
+        behind.min(self.records)
+    }
+}
+
+impl LagMonitor {
+    /// A confirmation that waits until each group committed past its goals.
+    pub(crate) fn confirmation(&self, goals: Vec<AppliedOffsets>) -> OffsetConfirmation {
+        OffsetConfirmation { monitor: self.clone(), goals }
+    }
+
+    /// The offsets `group` committed on `places`, read on the blocking pool.
+    async fn committed(&self, group: &str, places: Vec<(String, i32)>) -> Result<BTreeMap<(String, i32), i64>, KafkaTransportError> {
+        let inner = self.inner.clone();
+        let group = group.to_string();
+        tokio::task::spawn_blocking(move || {
+            let Some((_, reader)) = inner.readers.iter().find(|(g, _)| *g == group) else {
+                return Err(KafkaTransportError::Subscriber { group, detail: "not a group this monitor reads".into() });
+            };
+            let mut tpl = TopicPartitionList::new();
+            for (topic, partition) in &places {
+                tpl.add_partition(topic, *partition);
+            }
+            let committed = reader
+                .committed_offsets(tpl, Duration::from_secs(10))
+                .map_err(|source| KafkaTransportError::Offsets { group: group.clone(), topic: "*".into(), source })?;
+            Ok(committed
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+                    _ => None,
+                })
+                .collect())
+        })
+        .await
+        .map_err(|e| KafkaTransportError::Subscriber { group: "-".into(), detail: e.to_string() })?
+    }
+}
+
+/// Confirms a Kafka batch: done when every target's group committed past
+/// the batch's last offset in each partition its records went to.
+pub(crate) struct OffsetConfirmation {
+    monitor: LagMonitor,
+    goals: Vec<AppliedOffsets>,
+}
+
+impl OffsetConfirmation {
+    /// One look: each goal's unapplied records (0 when applied).
+    async fn look(&self) -> Result<Vec<u64>, KafkaTransportError> {
+        let mut by_group: BTreeMap<&str, Vec<(String, i32)>> = BTreeMap::new();
+        for g in &self.goals {
+            by_group.entry(&g.group).or_default().push((g.topic.clone(), g.partition));
+        }
+        let reads = by_group.into_iter().map(|(group, places)| async move { (group, self.monitor.committed(group, places).await) });
+        let mut committed: BTreeMap<&str, BTreeMap<(String, i32), i64>> = BTreeMap::new();
+        for (group, offsets) in futures::future::join_all(reads).await {
+            committed.insert(group, offsets?);
+        }
+        Ok(self.goals.iter().map(|g| g.unapplied(committed[g.group.as_str()].get(&(g.topic.clone(), g.partition)).copied())).collect())
+    }
+
+    /// Per target and data type, what the goals that are met applied.
+    fn applied(&self, unapplied: &[u64]) -> PropagationReport {
+        let mut behind: BTreeMap<(&str, DataType), bool> = BTreeMap::new();
+        for (g, left) in self.goals.iter().zip(unapplied) {
+            *behind.entry((&g.target, g.data_type)).or_default() |= *left > 0;
+        }
+        let mut report = PropagationReport::default();
+        for g in &self.goals {
+            if !behind[&(g.target.as_str(), g.data_type)] {
+                report.add(&g.target, g.data_type, g.records);
+            }
+        }
+        report
+    }
+
+    /// Each target still behind, and by how much.
+    fn behind(&self, unapplied: &[u64], waited: Duration, cause: Option<&KafkaTransportError>) -> Vec<TargetFailure> {
+        let mut left: BTreeMap<(&str, &str, DataType), u64> = BTreeMap::new();
+        for (g, n) in self.goals.iter().zip(unapplied).filter(|(_, n)| **n > 0) {
+            *left.entry((&g.target, &g.group, g.data_type)).or_default() += n;
+        }
+        left.into_iter()
+            .map(|((target, group, data_type), n)| TargetFailure {
+                target: target.into(),
+                cause: match cause {
+                    Some(e) => format!("cannot tell whether {n} {data_type} record(s) were applied after {} ms: {e}", waited.as_millis()),
+                    None => format!("{n} {data_type} record(s) not applied after {} ms (consumer group {group} has not committed past them)", waited.as_millis()),
+                },
+                retriable: true,
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Confirmation for OffsetConfirmation {
+    async fn wait(&self, deadline: Duration, progress: &mut (dyn FnMut(u64) + Send)) -> Result<PropagationReport, PropagateError> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        let mut unapplied: Vec<u64> = self.goals.iter().map(|g| g.records).collect();
+        loop {
+            let error = match self.look().await {
+                Ok(now) => {
+                    unapplied = now;
+                    progress(unapplied.iter().sum());
+                    if unapplied.iter().all(|n| *n == 0) {
+                        return Ok(self.applied(&unapplied));
+                    }
+                    None
+                }
+                // Coordinator moves and metadata refreshes after a broker restart are transient.
+                Err(e) => {
+                    tracing::debug!(error = %e, "committed offsets not readable yet; retrying");
+                    Some(e)
+                }
+            };
+            if started.elapsed() >= deadline {
+                return Err(PropagateError::incomplete(self.applied(&unapplied), self.behind(&unapplied, started.elapsed(), error.as_ref())));
+            }
+            tokio::time::sleep(pause).await;
+            // Real-time changes land within milliseconds: look often at first, then back off.
+            if started.elapsed() > Duration::from_millis(50) {
+                pause = (pause * 2).min(Duration::from_millis(10));
+            }
+        }
+    }
 }

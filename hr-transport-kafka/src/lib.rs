@@ -5,19 +5,22 @@
 //! * [`KafkaPropagator`] implements [`hr_core::Propagator`]: one topic per data
 //!   type (`hr.v1.<type>`), keyed by record key so each key keeps its order,
 //!   idempotent producer with `acks=all`; `propagate` returns only once the
-//!   broker durably accepted every record.
+//!   broker durably accepted every record. Its targets are consumer groups
+//!   ([`KafkaConfig::group`]); the receipt's `applied()` waits until each
+//!   group committed past the batch's offsets, which a subscriber does only
+//!   after its sink applied them.
 //! * [`KafkaSubscriber`] feeds a target system's [`hr_core::Sink`]: one consumer
 //!   group per system, offsets stored only after the sink applied the batch
 //!   (at-least-once; the sink's version rule makes it exactly-once in effect),
 //!   poison records to `<topic>.dlq`.
-//! * [`wait_until_applied`] lets the hub wait until given groups consumed
-//!   everything produced, and [`group_lag`] reports how far behind they are.
+//! * [`wait_until_applied`] waits until given groups consumed everything
+//!   produced by anyone, and [`group_lag`] reports how far behind they are.
 //! * [`EmbeddedKafka`] starts librdkafka's in-process mock cluster, so examples
 //!   run with nothing installed.
 //!
 //! ```
 //! use hr_core::{ChangeEnvelope, DataType, MasterData, MemorySink, Propagator, Sink};
-//! use hr_transport_kafka::{EmbeddedKafka, KafkaConfig, KafkaPropagator, KafkaSubscriber, wait_until_applied};
+//! use hr_transport_kafka::{EmbeddedKafka, KafkaConfig, KafkaPropagator, KafkaSubscriber};
 //! use std::sync::Arc;
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let kafka = EmbeddedKafka::start().unwrap();
@@ -25,14 +28,15 @@
 //! kafka.create_topics(&config, &[DataType::MasterData]).unwrap(); // ensure_topics(...) on a real broker
 //!
 //! let sink = Arc::new(MemorySink::default());
-//! let subscriber = KafkaSubscriber::start(&config, "erp", &[DataType::MasterData], sink.clone()).unwrap();
+//! let subscriber = KafkaSubscriber::start(&config, &config.group("erp"), &[DataType::MasterData], sink.clone()).unwrap();
 //!
 //! let md = MasterData { set: "md.category".into(), code: "C1".into(), name: "Food".into(), attributes: Default::default() };
 //! let change = ChangeEnvelope::upsert(DataType::MasterData, md.key(), 1, "sales", &md).unwrap();
-//! let propagator = KafkaPropagator::new(&config).unwrap();
-//! propagator.propagate(&[change]).await.unwrap();
+//! let propagator = KafkaPropagator::new(&config).unwrap().with_target("erp", &[DataType::MasterData]).unwrap();
+//! let receipt = propagator.propagate(&[change]).await.unwrap(); // the broker holds it
 //!
-//! wait_until_applied(&config, &["erp"], &[DataType::MasterData], std::time::Duration::from_secs(30)).await.unwrap();
+//! let applied = receipt.applied(std::time::Duration::from_secs(30)).await.unwrap(); // erp applied it
+//! assert_eq!(applied.total("erp"), 1);
 //! assert_eq!(sink.digest(DataType::MasterData).await.unwrap().count, 1);
 //! subscriber.shutdown().await.unwrap();
 //! # });

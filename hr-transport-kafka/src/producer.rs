@@ -1,17 +1,21 @@
+use crate::confirm::{AppliedOffsets, LagMonitor};
 use crate::{KafkaConfig, KafkaTransportError};
 use async_trait::async_trait;
 use futures::stream::{FuturesUnordered, StreamExt};
-use hr_core::{ChangeEnvelope, DataType, PropagateError, PropagationReport, Propagator, TargetFailure};
+use hr_core::{ChangeEnvelope, DataType, PropagateError, PropagationReport, Propagator, Receipt, TargetFailure};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-/// The report target name for records the broker accepted.
-const TARGET: &str = "kafka";
+/// The name failures use for the broker itself.
+const BROKER: &str = "kafka";
 
-/// Sends change envelopes to one topic per data type, keyed by record key.
+/// Sends change envelopes to one topic per data type, keyed by record key,
+/// for the target systems registered with [`with_target`](Self::with_target).
 ///
 /// The producer is idempotent with `acks=all` and lz4 compression; all
 /// records of a batch are in flight at once. `propagate` returns `Ok` only
@@ -19,9 +23,16 @@ const TARGET: &str = "kafka";
 /// [`KafkaConfig::delivery_timeout`] passed, an error counting what was
 /// acknowledged and naming the cause of the rest. Sensitive data types are
 /// refused, and nothing of the batch sent, unless [`KafkaConfig::allow_sensitive`].
+///
+/// The receipt's [`applied`](Receipt::applied) waits until each target's
+/// consumer group ([`KafkaConfig::group`]) committed offsets past the
+/// batch's records in every partition they went to; a subscriber commits
+/// only what its sink applied.
 pub struct KafkaPropagator {
     producer: FutureProducer,
     config: KafkaConfig,
+    targets: BTreeMap<String, Vec<DataType>>,
+    monitor: Option<LagMonitor>,
 }
 
 impl KafkaPropagator {
@@ -30,7 +41,43 @@ impl KafkaPropagator {
         let producer = Self::client_config(config)
             .create()
             .map_err(|source| KafkaTransportError::Client { role: "producer", brokers: config.brokers.clone(), source })?;
-        Ok(KafkaPropagator { producer, config: config.clone() })
+        Ok(KafkaPropagator { producer, config: config.clone(), targets: BTreeMap::new(), monitor: None })
+    }
+
+    /// Adds a target system that consumes `data_types` in its consumer
+    /// group ([`KafkaConfig::group`]); receipts confirm it applied them.
+    pub fn with_target(mut self, target: &str, data_types: &[DataType]) -> Result<Self, KafkaTransportError> {
+        self.targets.insert(target.to_string(), data_types.to_vec());
+        let groups: Vec<String> = self.targets.keys().map(|t| self.config.group(t)).collect();
+        self.monitor = Some(LagMonitor::new(&self.config, &groups.iter().map(String::as_str).collect::<Vec<_>>())?);
+        Ok(self)
+    }
+
+    /// The receipt of a batch whose records the broker acknowledged at
+    /// `offsets`. With no target registered it reports what the broker
+    /// accepted, under `kafka`, and has nothing to wait for.
+    fn receipt(&self, offsets: &BTreeMap<DataType, BTreeMap<i32, (i64, u64)>>) -> Receipt {
+        let mut delivered = PropagationReport::default();
+        if self.targets.is_empty() {
+            for (t, partitions) in offsets {
+                delivered.add(BROKER, *t, partitions.values().map(|(_, n)| n).sum());
+            }
+            return Receipt::applied_on_delivery(delivered);
+        }
+        let mut goals = vec![];
+        for (target, types) in &self.targets {
+            for t in types {
+                let Some(partitions) = offsets.get(t) else { continue };
+                let records: u64 = partitions.values().map(|(_, n)| n).sum();
+                delivered.add(target, *t, records);
+                let topic = self.config.topic(*t);
+                goals.extend(partitions.iter().map(|(p, (last, n))| AppliedOffsets::new(target, &self.config.group(target), *t, &topic, *p, *last, *n)));
+            }
+        }
+        match &self.monitor {
+            Some(monitor) if !goals.is_empty() => Receipt::awaiting(delivered, Arc::new(monitor.confirmation(goals))),
+            _ => Receipt::applied_on_delivery(delivered),
+        }
     }
 
     /// The producer's rdkafka settings: idempotent, `acks=all`, lz4, large
@@ -62,18 +109,18 @@ impl KafkaPropagator {
 
 #[async_trait]
 impl Propagator for KafkaPropagator {
-    async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<PropagationReport, PropagateError> {
+    async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
         if let Some(c) = batch.iter().find(|c| c.data_type.is_sensitive() && !self.config.allow_sensitive) {
             let cause = format!(
                 "refusing to publish {} records to Kafka, where every consumer of the topic could read them; route them over REST, or set KafkaConfig::allow_sensitive",
                 c.data_type
             );
-            return Err(PropagateError::incomplete(PropagationReport::default(), vec![TargetFailure { target: TARGET.into(), cause, retriable: false }]));
+            return Err(PropagateError::incomplete(PropagationReport::default(), vec![TargetFailure { target: BROKER.into(), cause, retriable: false }]));
         }
         let deadline = tokio::time::Instant::now() + self.config.delivery_timeout;
         let topics: BTreeMap<DataType, String> = batch.iter().map(|c| (c.data_type, self.config.topic(c.data_type))).collect();
         let mut in_flight = FuturesUnordered::new();
-        let mut report = PropagationReport::default();
+        let mut acknowledged = Acknowledged::default();
         let mut failures: BTreeMap<String, u64> = BTreeMap::new();
 
         for change in batch {
@@ -90,7 +137,7 @@ impl Propagator for KafkaPropagator {
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                         // Back-pressure: let one delivery finish before queueing more.
                         match tokio::time::timeout_at(deadline, in_flight.next()).await {
-                            Ok(Some((t, result))) => settle(&mut report, &mut failures, t, result),
+                            Ok(Some((t, result))) => settle(&mut acknowledged, &mut failures, t, result),
                             Ok(None) => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
                             Err(_) => {
                                 fail(&mut failures, "the producer queue stayed full until the deadline".into());
@@ -107,7 +154,7 @@ impl Propagator for KafkaPropagator {
         }
         loop {
             match tokio::time::timeout_at(deadline + std::time::Duration::from_secs(1), in_flight.next()).await {
-                Ok(Some((t, result))) => settle(&mut report, &mut failures, t, result),
+                Ok(Some((t, result))) => settle(&mut acknowledged, &mut failures, t, result),
                 Ok(None) => break,
                 Err(_) => {
                     let left = in_flight.len() as u64;
@@ -118,30 +165,40 @@ impl Propagator for KafkaPropagator {
         }
         if failures.is_empty() {
             tracing::debug!(records = batch.len(), "kafka propagation acknowledged");
-            return Ok(report);
+            return Ok(self.receipt(&acknowledged.offsets));
         }
         let unacknowledged: u64 = failures.values().sum();
         let cause = failures.iter().map(|(c, n)| format!("{n} record(s): {c}")).collect::<Vec<_>>().join("; ");
         tracing::warn!(unacknowledged, brokers = %self.config.brokers, "kafka propagation incomplete");
         Err(PropagateError::incomplete(
-            report,
+            self.receipt(&acknowledged.offsets).delivered().clone(),
             vec![TargetFailure {
-                target: TARGET.into(),
+                target: BROKER.into(),
                 cause: format!("{unacknowledged} of {} records not acknowledged by {}: {cause}", batch.len(), self.config.brokers),
                 retriable: true,
             }],
         ))
     }
+
+    fn targets(&self) -> BTreeMap<String, Vec<DataType>> {
+        self.targets.clone()
+    }
 }
 
-fn settle(
-    report: &mut PropagationReport,
-    failures: &mut BTreeMap<String, u64>,
-    data_type: DataType,
-    result: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, futures::channel::oneshot::Canceled>,
-) {
+/// Per data type and partition: the highest acknowledged offset and how
+/// many records were acknowledged there.
+#[derive(Default)]
+struct Acknowledged {
+    offsets: BTreeMap<DataType, BTreeMap<i32, (i64, u64)>>,
+}
+
+fn settle(acknowledged: &mut Acknowledged, failures: &mut BTreeMap<String, u64>, data_type: DataType, result: Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>) {
     match result {
-        Ok(Ok(_)) => report.add(TARGET, data_type, 1),
+        Ok(Ok(delivery)) => {
+            let (last, count) = acknowledged.offsets.entry(data_type).or_default().entry(delivery.partition).or_insert((-1, 0));
+            *last = (*last).max(delivery.offset);
+            *count += 1;
+        }
         Ok(Err((e, _))) => fail(failures, format!("delivery failed: {e}")),
         Err(_) => fail(failures, "the producer was dropped before delivery".into()),
     }

@@ -61,11 +61,15 @@ async fn ten_thousand_employees_reach_three_groups_with_equal_digests() {
         sinks.push(sink);
     }
     let changes = employees(10_000);
-    let report = KafkaPropagator::new(&config).unwrap().propagate(&changes).await.unwrap();
-    assert_eq!(report.total("kafka"), 10_000);
-    let groups: Vec<String> = systems.iter().map(|s| format!("{}{s}", config.topic_prefix)).collect();
-    let refs: Vec<&str> = groups.iter().map(String::as_str).collect();
-    wait_until_applied(&config, &refs, &[DataType::Employee], Duration::from_secs(120)).await.unwrap();
+    let propagator = systems.iter().fold(KafkaPropagator::new(&config).unwrap(), |p, s| p.with_target(s, &[DataType::Employee]).unwrap());
+    let receipt = propagator.propagate(&changes).await.unwrap();
+    for s in systems {
+        assert_eq!(receipt.delivered().total(s), 10_000, "the broker holds every record for {s}");
+    }
+    let applied = receipt.applied(Duration::from_secs(120)).await.unwrap();
+    for s in systems {
+        assert_eq!(applied.total(s), 10_000, "{s} applied every record");
+    }
     let hub = digest_of(&changes);
     for sink in &sinks {
         assert_eq!(sink.digest(DataType::Employee).await.unwrap(), hub);
@@ -74,6 +78,35 @@ async fn ten_thousand_employees_reach_three_groups_with_equal_digests() {
     for s in subs {
         s.shutdown().await.unwrap();
     }
+}
+
+/// A receipt is not applied until every target's group committed past the
+/// batch: with erp's consumer stopped, `applied()` fails at its deadline
+/// naming erp, and reports payroll as applied; once erp's consumer runs
+/// again, the same receipt is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_names_the_target_whose_group_has_not_applied_the_batch() {
+    let config = config("receipt").await;
+    let payroll = Arc::new(MemorySink::default());
+    let payroll_sub = KafkaSubscriber::start(&config, &config.group("payroll"), &[DataType::Employee], payroll.clone()).unwrap();
+    let propagator = ["payroll", "erp"].iter().fold(KafkaPropagator::new(&config).unwrap(), |p, s| p.with_target(s, &[DataType::Employee]).unwrap());
+    let receipt = propagator.propagate(&employees(200)).await.unwrap();
+    assert!(!receipt.is_applied());
+
+    let err = receipt.applied(Duration::from_secs(5)).await.unwrap_err();
+    let PropagateError::Incomplete { delivered: applied, failures } = &err else { panic!("{err}") };
+    assert_eq!(err.failed_targets(), vec!["erp"], "{err}");
+    assert!(failures[0].cause.contains("200 employee record(s) not applied") && failures[0].retriable, "{err}");
+    assert_eq!(applied.total("payroll"), 200);
+    assert_eq!(applied.total("erp"), 0, "nothing reported as applied that was not");
+
+    let erp = Arc::new(MemorySink::default());
+    let erp_sub = KafkaSubscriber::start(&config, &config.group("erp"), &[DataType::Employee], erp.clone()).unwrap();
+    let applied = receipt.applied(Duration::from_secs(60)).await.unwrap();
+    assert_eq!((applied.total("payroll"), applied.total("erp")), (200, 200));
+    assert_eq!(erp.digest(DataType::Employee).await.unwrap(), payroll.digest(DataType::Employee).await.unwrap());
+    payroll_sub.shutdown().await.unwrap();
+    erp_sub.shutdown().await.unwrap();
 }
 
 /// Records the versions it sees per key, in arrival order.
@@ -117,7 +150,7 @@ async fn per_key_order_holds_across_six_partitions_under_concurrent_sends() {
         let p = propagator.clone();
         tasks.push(tokio::spawn(async move {
             let batch: Vec<_> = (1..=versions).flat_map(|v| (0..keys).map(move |k| md(sender * keys + k, v))).collect();
-            p.propagate(&batch).await.unwrap().total("kafka")
+            p.propagate(&batch).await.unwrap().delivered().total("kafka")
         }));
     }
     for t in tasks {
@@ -300,7 +333,7 @@ async fn a_broker_killed_mid_propagation_loses_nothing_after_a_retry() {
 
     broker_script("start", port);
     let retry = propagator.propagate(&changes).await.expect("the retry after the restart succeeds");
-    assert_eq!(retry.total("kafka"), n);
+    assert_eq!(retry.delivered().total("kafka"), n);
 
     let group = format!("{}g", config.topic_prefix);
     let sink = Arc::new(MemorySink::default());

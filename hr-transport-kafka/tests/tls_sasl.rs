@@ -67,7 +67,7 @@ async fn tls_and_sasl_settings_pass_through_to_every_client() {
     ensure_topics(&config, &[DataType::MasterData]).await.unwrap();
     let changes: Vec<_> = (0..100).map(|i| md(i, 1)).collect();
     let producer = KafkaPropagator::new(&config).unwrap();
-    assert_eq!(producer.propagate(&changes).await.unwrap().total("kafka"), 100);
+    assert_eq!(producer.propagate(&changes).await.unwrap().delivered().total("kafka"), 100);
     let group = format!("{}g", config.topic_prefix);
     let sink = std::sync::Arc::new(MemorySink::default());
     let subscriber = KafkaSubscriber::start(&config, &group, &[DataType::MasterData], sink.clone()).unwrap();

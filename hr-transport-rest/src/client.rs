@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use hr_core::{ChangeEnvelope, DataType, Digest, DigestEntry, PropagateError, PropagationReport, Propagator, Sensitive, TargetFailure};
+use hr_core::{ChangeEnvelope, DataType, Digest, DigestEntry, PropagateError, PropagationReport, Propagator, Receipt, Sensitive, TargetFailure};
 use rand::Rng;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -276,7 +276,9 @@ fn root_cause(e: &dyn std::error::Error) -> String {
 
 #[async_trait]
 impl Propagator for RestPropagator {
-    async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<PropagationReport, PropagateError> {
+    /// Sends each target its data types; the receipt is applied on return,
+    /// since a target answers only once its sink applied the batch.
+    async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
         let deadline = Instant::now() + self.config.deadline;
         let results = futures::future::join_all(self.config.targets.iter().map(|t| self.deliver(t, batch, deadline))).await;
         let mut report = PropagationReport::default();
@@ -286,13 +288,17 @@ impl Propagator for RestPropagator {
             failures.extend(f);
         }
         if failures.is_empty() {
-            Ok(report)
+            Ok(Receipt::applied_on_delivery(report))
         } else {
             for f in &failures {
                 tracing::warn!(target = %f.target, cause = %f.cause, "REST propagation failed");
             }
             Err(PropagateError::incomplete(report, failures))
         }
+    }
+
+    fn targets(&self) -> BTreeMap<String, Vec<DataType>> {
+        self.config.targets.iter().map(|t| (t.name.clone(), t.data_types.clone())).collect()
     }
 }
 

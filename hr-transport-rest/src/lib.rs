@@ -23,8 +23,9 @@
 //! let propagator = RestPropagator::new(RestConfig::new(vec![target])).unwrap();
 //! let md = MasterData { set: "grade".into(), code: "G1".into(), name: "Staff".into(), attributes: Default::default() };
 //! let change = ChangeEnvelope::upsert(DataType::MasterData, md.key(), 1, "hr", &md).unwrap();
-//! let report = propagator.propagate(&[change]).await.unwrap();
-//! assert_eq!(report.total("erp"), 1);
+//! let receipt = propagator.propagate(&[change]).await.unwrap();
+//! assert!(receipt.is_applied(), "a REST target answers once it applied the batch");
+//! assert_eq!(receipt.delivered().total("erp"), 1);
 //! assert_eq!(sink.digest(DataType::MasterData).await.unwrap().count, 1);
 //! # });
 //! ```

@@ -69,11 +69,13 @@ async fn three_targets_receive_ten_thousand_employees_with_equal_digests() {
     }
     let changes = employees(10_000);
     let report = RestPropagator::new(RestConfig::new(targets)).unwrap().propagate(&changes).await.unwrap();
+    assert!(report.is_applied(), "a REST receipt is applied on return");
+    assert_eq!(&report.applied(Duration::ZERO).await.unwrap(), report.delivered());
     let local = hr_core::MemorySink::default();
     local.apply(&changes).await.unwrap();
     let hub = local.digest(DataType::Employee).await.unwrap();
     for (sink, name) in sinks.iter().zip(["payroll", "orgchart", "erp"]) {
-        assert_eq!(report.total(name), 10_000);
+        assert_eq!(report.delivered().total(name), 10_000);
         assert_eq!(sink.digest(DataType::Employee).await.unwrap(), hub);
     }
 }

@@ -52,7 +52,7 @@ async fn https_to_a_receiver_with_a_private_ca() {
     let mut trusting = RestConfig::new(vec![target]);
     trusting.ca_pem = Some(ca_pem.into_bytes());
     let propagator = RestPropagator::new(trusting).unwrap();
-    assert_eq!(propagator.propagate(&[md()]).await.unwrap().total("payroll"), 1);
+    assert_eq!(propagator.propagate(&[md()]).await.unwrap().delivered().total("payroll"), 1);
     assert_eq!(propagator.digests("payroll").await.unwrap()[&DataType::MasterData].count, 1);
 }
 

@@ -1,0 +1,79 @@
+//! The hub checks its configuration against the transports it has when it
+//! is built: a route to an unknown transport, a target its route cannot
+//! reach, or a transport that would hand a target a data type the
+//! configuration does not give it, is an error naming the file and line.
+use hr_sync::config::HubConfig;
+use hr_sync::hr_core::{ChangeEnvelope, DataType, Ledger, PropagateError, Propagator, Receipt};
+use hr_sync::hub::Hub;
+use hr_sync::hr_transport_kafka::{EmbeddedKafka, KafkaConfig};
+use hr_sync::hr_transport_rest::{RestConfig, RestTarget};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+const CONFIG: &str = r#"
+[routes]
+employee = "kafka"
+permission = "rest"
+
+[targets.erp]
+data_types = ["employee", "permission"]
+url = "http://127.0.0.1:1"
+"#;
+
+fn hub(text: &str, rest: Vec<RestTarget>) -> Result<Hub, String> {
+    let mock = EmbeddedKafka::start().unwrap();
+    let config = HubConfig::from_toml_str(text, "hub.toml").unwrap();
+    Hub::new(&config, KafkaConfig::new(mock.bootstrap_servers()), RestConfig::new(rest), Ledger::in_memory().unwrap()).map_err(|e| e.to_string())
+}
+
+fn erp(types: Vec<DataType>) -> RestTarget {
+    RestTarget::new("erp", "http://127.0.0.1:1", types)
+}
+
+#[test]
+fn a_valid_configuration_builds_a_hub_whose_targets_are_the_configured_ones() {
+    let hub = hub(CONFIG, vec![erp(vec![DataType::Permission])]).unwrap();
+    assert_eq!(hub.targets(), BTreeMap::from([("erp".to_string(), vec![DataType::Employee, DataType::Permission])]));
+}
+
+#[test]
+fn a_typo_in_a_route_names_the_file_and_line() {
+    let err = hub(&CONFIG.replace(r#"employee = "kafka""#, r#"employee = "kafak""#), vec![erp(vec![DataType::Permission])]).unwrap_err();
+    assert!(err.starts_with("configuration hub.toml, line 3:") && err.contains("\"kafak\"") && err.contains("kafka, rest"), "{err}");
+}
+
+#[test]
+fn a_target_its_route_cannot_reach_names_the_target_line() {
+    // erp receives permissions over REST, but no REST target named erp exists.
+    let err = hub(CONFIG, vec![]).unwrap_err();
+    assert!(err.starts_with("configuration hub.toml, line 6:") && err.contains("erp receives permission over rest"), "{err}");
+}
+
+#[test]
+fn a_transport_that_would_send_a_target_more_than_it_may_receive_is_refused() {
+    let text = CONFIG.replace("[routes]", "[routes]\ncompensation = \"rest\"");
+    let err = hub(&text, vec![erp(vec![DataType::Permission, DataType::Compensation])]).unwrap_err();
+    assert!(err.contains("delivers compensation to erp, which the policy does not allow"), "{err}");
+}
+
+/// A third transport, registered without changing the hub.
+struct Carrier;
+
+#[async_trait::async_trait]
+impl Propagator for Carrier {
+    async fn propagate(&self, _batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
+        Ok(Receipt::default())
+    }
+
+    fn targets(&self) -> BTreeMap<String, Vec<DataType>> {
+        BTreeMap::from([("erp".to_string(), vec![DataType::Employee, DataType::Permission])])
+    }
+}
+
+#[test]
+fn any_transport_registered_under_a_route_name_serves_that_route() {
+    let text = CONFIG.replace("\"kafka\"", "\"pigeon\"").replace("\"rest\"", "\"pigeon\"");
+    let config = HubConfig::from_toml_str(&text, "hub.toml").unwrap();
+    let hub = Hub::with_transports(&config, Ledger::in_memory().unwrap(), [("pigeon", Arc::new(Carrier) as Arc<dyn Propagator>)]).unwrap();
+    assert_eq!(hub.targets()["erp"], vec![DataType::Employee, DataType::Permission]);
+}
