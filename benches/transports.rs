@@ -149,13 +149,14 @@ fn periodic_run(rt: &Runtime, hub: &mut Hub, state: &MergedState, expected: u64)
 
 /// Criterion routine: hub runs alternating between the two states, so each
 /// sends every record (updates in the systems' stores).
-fn alternate_runs<'a>(rt: &'a Runtime, hub: &'a mut Hub, states: &'a [MergedState; 2], expected: u64) -> impl FnMut(u64) -> Duration + 'a {
-    let mut turn = 0usize;
+/// `turn` counts runs across criterion's calls, so consecutive runs always
+/// alternate.
+fn alternate_runs<'a>(rt: &'a Runtime, hub: &'a mut Hub, states: &'a [MergedState; 2], expected: u64, turn: &'a mut usize) -> impl FnMut(u64) -> Duration + 'a {
     move |iters| {
         (0..iters)
             .map(|_| {
-                turn += 1;
-                periodic_run(rt, hub, &states[turn % 2], expected)
+                *turn += 1;
+                periodic_run(rt, hub, &states[*turn % 2], expected)
             })
             .sum()
     }
@@ -180,7 +181,8 @@ fn seed_scenario(c: &mut Criterion) {
     // The first run inserts and the groups join; measured runs update every record.
     let inserted = periodic_run(&rt, &mut hub, &first, records);
     println!("{}/kafka first run (inserts, groups joining): {inserted:?}", broker.kind());
-    g.bench_function("kafka", |b| b.iter_custom(alternate_runs(&rt, &mut hub, &states, records)));
+    let mut turn = 0;
+    g.bench_function("kafka", |b| b.iter_custom(alternate_runs(&rt, &mut hub, &states, records, &mut turn)));
     shutdown(&rt, systems);
 
     // REST, batched (1,000 per request) and one record per request.
@@ -190,7 +192,8 @@ fn seed_scenario(c: &mut Criterion) {
         let mut hub = hub_for(&kafka, "rest", &SEED_TYPES, rest, dir.path());
         let inserted = periodic_run(&rt, &mut hub, &first, records);
         println!("{}/{name} first run (inserts): {inserted:?}", broker.kind());
-        g.bench_function(name, |b| b.iter_custom(alternate_runs(&rt, &mut hub, &states, records)));
+        let mut turn = 0;
+        g.bench_function(name, |b| b.iter_custom(alternate_runs(&rt, &mut hub, &states, records, &mut turn)));
     }
 
     // The seed pilot's design: every record sent as one unkeyed message per
