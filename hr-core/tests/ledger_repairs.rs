@@ -1,0 +1,122 @@
+//! The ledger's repair planning, delete guard setting and redaction: what
+//! reconciliation relies on when it sends a differing key again.
+use hr_core::{ChangeEnvelope, DataType, Delta, HeldRecord, Ledger, MasterData, Operation, Quarantined, Reason, Repair};
+use serde_json::value::{to_raw_value, RawValue};
+
+fn md(code: &str, name: &str) -> (String, Box<RawValue>) {
+    let md = MasterData { set: "grade".into(), code: code.into(), name: name.into(), attributes: Default::default() };
+    (md.key(), to_raw_value(&md).unwrap())
+}
+
+/// Plans, reserves and commits `records` as one run.
+fn run(ledger: &mut Ledger, records: Vec<(String, Box<RawValue>)>) -> Delta {
+    let delta = ledger.plan(DataType::MasterData, records, "hub", true).unwrap();
+    ledger.reserve(DataType::MasterData, &delta).unwrap();
+    ledger.commit(DataType::MasterData, &delta).unwrap();
+    delta
+}
+
+fn change<'a>(delta: &'a Delta, key: &str) -> &'a ChangeEnvelope {
+    delta.changes.iter().find(|c| c.key == key).unwrap_or_else(|| panic!("no change for {key}"))
+}
+
+/// A ledger holding grade:G1 live at version 3 and grade:G2 deleted at version 2.
+fn ledger_with_history() -> Ledger {
+    let mut ledger = Ledger::in_memory().unwrap();
+    run(&mut ledger, vec![md("G1", "one"), md("G2", "two")]);
+    run(&mut ledger, vec![md("G1", "one'")]);
+    run(&mut ledger, vec![md("G1", "one''")]);
+    assert_eq!(ledger.version_of(DataType::MasterData, "grade:G1").unwrap(), Some((3, false)));
+    assert_eq!(ledger.version_of(DataType::MasterData, "grade:G2").unwrap(), Some((2, true)));
+    ledger
+}
+
+#[test]
+fn a_repair_goes_one_above_the_highest_version_anyone_holds() {
+    let ledger = ledger_with_history();
+    let (_, body) = md("G1", "one''");
+    let below = Repair { key: "grade:G1".into(), payload: Some(body.clone()), above: 1 };
+    let delta = ledger.plan_repairs(DataType::MasterData, [below], "hub").unwrap();
+    assert_eq!(change(&delta, "grade:G1").version, 4, "the ledger's version 3 is the highest");
+
+    let seen_higher = Repair { key: "grade:G1".into(), payload: Some(body), above: 9 };
+    let delta = ledger.plan_repairs(DataType::MasterData, [seen_higher], "hub").unwrap();
+    assert_eq!(change(&delta, "grade:G1").version, 10, "a target seen at 9 takes only 10");
+}
+
+#[test]
+fn a_repair_goes_above_a_reserved_version_that_never_committed() {
+    let mut ledger = ledger_with_history();
+    let failed = ledger.plan(DataType::MasterData, vec![md("G1", "in doubt")], "hub", true).unwrap();
+    ledger.reserve(DataType::MasterData, &failed).unwrap();
+    assert_eq!(change(&failed, "grade:G1").version, 4);
+    let (_, body) = md("G1", "one''");
+    let delta = ledger.plan_repairs(DataType::MasterData, [Repair { key: "grade:G1".into(), payload: Some(body), above: 0 }], "hub").unwrap();
+    assert_eq!(change(&delta, "grade:G1").version, 5, "version 4 may carry other content somewhere");
+}
+
+#[test]
+fn repairs_are_counted_as_updates_creations_and_deletions() {
+    let ledger = ledger_with_history();
+    let repairs = [
+        Repair { key: "grade:G1".into(), payload: Some(md("G1", "one''").1), above: 3 },
+        Repair { key: "grade:G2".into(), payload: Some(md("G2", "two").1), above: 0 },
+        Repair { key: "grade:G3".into(), payload: Some(md("G3", "three").1), above: 0 },
+        Repair { key: "grade:X".into(), payload: None, above: 5 },
+    ];
+    let delta = ledger.plan_repairs(DataType::MasterData, repairs, "hub").unwrap();
+    assert_eq!((delta.updated, delta.created, delta.deleted), (1, 2, 1), "G1 is live: an update; G2 was deleted and G3 never sent: creations");
+    assert_eq!(change(&delta, "grade:G2").version, 3);
+    assert_eq!(change(&delta, "grade:G3").version, 1);
+    let delete = change(&delta, "grade:X");
+    assert_eq!((delete.op, delete.version), (Operation::Delete, 6));
+    assert_eq!(delta.changes.len(), 4);
+    assert!(!delta.is_empty());
+}
+
+#[test]
+fn a_committed_repair_is_what_the_ledger_then_holds() {
+    let mut ledger = ledger_with_history();
+    let (key, body) = md("G1", "one''");
+    let delta = ledger.plan_repairs(DataType::MasterData, [Repair { key: key.clone(), payload: Some(body.clone()), above: 7 }], "hub").unwrap();
+    ledger.reserve(DataType::MasterData, &delta).unwrap();
+    ledger.commit(DataType::MasterData, &delta).unwrap();
+    assert_eq!(ledger.version_of(DataType::MasterData, &key).unwrap(), Some((8, false)));
+    let next = ledger.plan(DataType::MasterData, vec![(key, body), md("G2", "two")], "hub", true).unwrap();
+    assert_eq!(next.changes.len(), 1, "G1 is unchanged at its repaired content; only G2 comes back");
+}
+
+#[test]
+fn an_empty_plan_is_empty_and_one_change_is_not() {
+    let mut ledger = Ledger::in_memory().unwrap();
+    let first = run(&mut ledger, vec![md("G1", "one")]);
+    assert!(!first.is_empty());
+    let again = ledger.plan(DataType::MasterData, vec![md("G1", "one")], "hub", true).unwrap();
+    assert!(again.is_empty());
+}
+
+#[test]
+fn the_delete_guard_limit_is_a_share_between_zero_and_one() {
+    let ledger = Ledger::in_memory().unwrap();
+    assert_eq!(ledger.max_delete_share(), hr_core::ledger::DEFAULT_MAX_DELETE_SHARE);
+    assert_eq!(Ledger::in_memory().unwrap().with_max_delete_share(0.5).max_delete_share(), 0.5);
+    assert_eq!(Ledger::in_memory().unwrap().with_max_delete_share(2.0).max_delete_share(), 1.0);
+    assert_eq!(Ledger::in_memory().unwrap().with_max_delete_share(-1.0).max_delete_share(), 0.0);
+}
+
+#[test]
+fn debug_output_names_no_ones_pay() {
+    let quarantined = Quarantined { file: "company_a/employees.csv".into(), line: 7, id: None, reason: Reason::MalformedRow, detail: "salary".into() };
+    let held = |data_type, key: &str| HeldRecord { data_type, key: key.into(), version: 4, quarantined: quarantined.clone() };
+    let pay = format!("{:?}", held(DataType::Compensation, "A-100042"));
+    assert!(!pay.contains("A-100042") && pay.contains("[redacted]") && pay.contains("version: 4"), "{pay}");
+    let employee = format!("{:?}", held(DataType::Employee, "A-100042"));
+    assert!(employee.contains("A-100042") && employee.contains("employees.csv"), "{employee}");
+
+    let salary = RawValue::from_string(r#"{"employee_id":"A-100042","base_salary":98765432}"#.into()).unwrap();
+    let repair = format!("{:?}", Repair { key: "A-100042".into(), payload: Some(salary), above: 3 });
+    assert!(!repair.contains("98765432") && !repair.contains("A-100042") && repair.contains("upsert: true") && repair.contains("above: 3"), "{repair}");
+
+    let ledger = format!("{:?}", Ledger::in_memory().unwrap().with_max_delete_share(0.3));
+    assert!(ledger.contains(":memory:") && ledger.contains("0.3"), "{ledger}");
+}
