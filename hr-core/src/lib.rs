@@ -32,6 +32,8 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod digest;
 pub mod envelope;
 pub mod holdback;

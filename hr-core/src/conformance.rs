@@ -1,0 +1,218 @@
+//! One test suite every [`Propagator`] runs, so each transport keeps the
+//! same contract (enable the `conformance` feature in dev-dependencies).
+//!
+//! A transport's test file builds a [`Harness`]: the propagator under test,
+//! serving the targets in [`TARGETS`] (each receiving
+//! [`DataType::MasterData`]), their sinks, and a way to take a target down
+//! and bring it back. [`run_all`] then checks, in order:
+//!
+//! * delivery: a batch reaches every target, and its receipt reports each
+//!   target applied every change;
+//! * redelivery: the same batch again changes nothing;
+//! * reordering: an older version arriving after a newer one is ignored;
+//! * deletes: a delete wins over older upserts, before or after it;
+//! * a target down: the failure names that target (from `propagate` or
+//!   from the receipt within its deadline), the others still apply, and
+//!   once the target is back, sending again converges;
+//! * sensitive data: compensation, which no target of the harness may
+//!   receive, reaches no sink.
+//!
+//! Each check panics with what went wrong, as a test should.
+
+use crate::{ApplyOutcome, ChangeEnvelope, DataType, Digest, DigestEntry, MasterData, MemorySink, PropagateError, PropagationReport, Propagator, Sink, SinkError};
+use async_trait::async_trait;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The targets every harness serves.
+pub const TARGETS: [&str; 3] = ["payroll", "orgchart", "erp"];
+
+/// A transport under test and the targets it serves.
+#[async_trait]
+pub trait Harness: Send + Sync {
+    /// The propagator under test, serving every target in [`TARGETS`] with
+    /// [`DataType::MasterData`] and none with [`DataType::Compensation`].
+    fn propagator(&self) -> Arc<dyn Propagator>;
+
+    /// The store of `target`. Its target must be able to apply
+    /// compensation if a transport delivered it (a Kafka consumer of the
+    /// compensation topic, a receiver that accepts it), so a leak shows.
+    fn sink(&self, target: &str) -> Arc<dyn Sink>;
+
+    /// Makes `target` unreachable: it applies nothing until [`start`](Self::start).
+    async fn stop(&self, target: &str);
+
+    /// Makes `target` reachable again, with its store as it was.
+    async fn start(&self, target: &str);
+
+    /// How long a receipt may wait for targets that are up (default 60 s).
+    fn deadline(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+
+    /// How long to wait before declaring a stopped target behind (default 3 s).
+    fn short_deadline(&self) -> Duration {
+        Duration::from_secs(3)
+    }
+}
+
+/// A target's store that can be taken down: while down, `apply` fails as
+/// an unreachable store does (transiently), and nothing is applied. A
+/// harness usually stops a target by stopping its store this way.
+#[derive(Default)]
+pub struct GatedSink {
+    inner: MemorySink,
+    down: AtomicBool,
+}
+
+impl GatedSink {
+    /// Takes the store down (`true`) or brings it back (`false`).
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Sink for GatedSink {
+    async fn apply(&self, batch: &[ChangeEnvelope]) -> Result<ApplyOutcome, SinkError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(SinkError::Unavailable("the target is stopped by the conformance suite".into()));
+        }
+        self.inner.apply(batch).await
+    }
+
+    async fn entries(&self, data_type: DataType) -> Result<Vec<DigestEntry>, SinkError> {
+        self.inner.entries(data_type).await
+    }
+}
+
+/// Runs every check, each on its own keys (`prefix` keeps runs on a shared
+/// broker or store apart).
+pub async fn run_all(harness: &dyn Harness, prefix: &str) {
+    delivers_to_every_target(harness, &format!("{prefix}deliver")).await;
+    redelivery_changes_nothing(harness, &format!("{prefix}redeliver")).await;
+    an_older_version_arriving_late_is_ignored(harness, &format!("{prefix}reorder")).await;
+    a_delete_wins_over_older_upserts(harness, &format!("{prefix}delete")).await;
+    a_target_down_is_named_and_catches_up_after_a_resend(harness, &format!("{prefix}down")).await;
+    sensitive_data_reaches_no_target_not_allowed_it(harness, &format!("{prefix}pay")).await;
+}
+
+fn record(set: &str, code: usize, name: &str) -> MasterData {
+    MasterData { set: set.into(), code: format!("{code:05}"), name: name.into(), attributes: Default::default() }
+}
+
+/// `n` master-data upserts of set `set` at `version`, named `name`.
+pub fn upserts(set: &str, n: usize, version: u64, name: &str) -> Vec<ChangeEnvelope> {
+    (0..n)
+        .map(|i| {
+            let md = record(set, i, name);
+            ChangeEnvelope::upsert(DataType::MasterData, md.key(), version, "conformance", &md).expect("master data serializes")
+        })
+        .collect()
+}
+
+/// The digest of `set`'s keys in a sink.
+async fn digest_of_set(sink: &dyn Sink, set: &str) -> Digest {
+    let prefix = format!("{set}:");
+    let entries = sink.entries(DataType::MasterData).await.expect("the sink lists its entries");
+    Digest::of(&entries.into_iter().filter(|e| e.key.starts_with(&prefix)).collect::<Vec<_>>())
+}
+
+/// What a sink that applied `batch` by the version rule holds for `set`.
+async fn expected(batch: &[ChangeEnvelope], set: &str) -> Digest {
+    let reference = MemorySink::default();
+    reference.apply(batch).await.expect("the reference sink applies");
+    digest_of_set(&reference, set).await
+}
+
+async fn send_and_confirm(harness: &dyn Harness, batch: &[ChangeEnvelope]) -> PropagationReport {
+    let receipt = harness.propagator().propagate(batch).await.unwrap_or_else(|e| panic!("propagate: {e}"));
+    receipt.applied(harness.deadline()).await.unwrap_or_else(|e| panic!("applied: {e}"))
+}
+
+async fn assert_every_target_holds(harness: &dyn Harness, set: &str, want: &Digest, what: &str) {
+    for target in TARGETS {
+        let held = digest_of_set(harness.sink(target).as_ref(), set).await;
+        assert_eq!(&held, want, "{target} after {what}");
+    }
+}
+
+/// A batch reaches every target, and the receipt says each applied all of it.
+pub async fn delivers_to_every_target(harness: &dyn Harness, set: &str) {
+    let batch = upserts(set, 300, 1, "first");
+    let applied = send_and_confirm(harness, &batch).await;
+    for target in TARGETS {
+        assert_eq!(applied.total(target), 300, "{target} applied the whole batch: {applied:?}");
+    }
+    assert_every_target_holds(harness, set, &expected(&batch, set).await, "one batch").await;
+}
+
+/// Sending the same batch twice leaves every target as after once.
+pub async fn redelivery_changes_nothing(harness: &dyn Harness, set: &str) {
+    let batch = upserts(set, 50, 1, "once");
+    send_and_confirm(harness, &batch).await;
+    send_and_confirm(harness, &batch).await;
+    assert_every_target_holds(harness, set, &expected(&batch, set).await, "the same batch twice").await;
+}
+
+/// Version 2 then version 1 of the same keys: every target keeps version 2.
+pub async fn an_older_version_arriving_late_is_ignored(harness: &dyn Harness, set: &str) {
+    let newer = upserts(set, 50, 2, "newer");
+    let older = upserts(set, 50, 1, "older");
+    send_and_confirm(harness, &newer).await;
+    send_and_confirm(harness, &older).await;
+    assert_every_target_holds(harness, set, &expected(&newer, set).await, "an older version arriving late").await;
+}
+
+/// Upsert at 1, delete at 2, the upsert at 1 again: the key stays deleted.
+pub async fn a_delete_wins_over_older_upserts(harness: &dyn Harness, set: &str) {
+    let created = upserts(set, 20, 1, "created");
+    let deleted: Vec<ChangeEnvelope> = created.iter().map(|c| ChangeEnvelope::delete(DataType::MasterData, c.key.clone(), 2, "conformance")).collect();
+    send_and_confirm(harness, &created).await;
+    send_and_confirm(harness, &deleted).await;
+    send_and_confirm(harness, &created).await;
+    let want = expected(&[created.clone(), deleted].concat(), set).await;
+    assert_eq!(want.count, 0, "the reference holds only tombstones");
+    assert_every_target_holds(harness, set, &want, "a delete and a late upsert").await;
+}
+
+/// With erp down, the failure names erp and only erp; payroll and orgchart
+/// apply the batch; once erp is back, sending again converges everywhere.
+pub async fn a_target_down_is_named_and_catches_up_after_a_resend(harness: &dyn Harness, set: &str) {
+    let batch = upserts(set, 100, 1, "while erp is down");
+    harness.stop("erp").await;
+    let failure = match harness.propagator().propagate(&batch).await {
+        Err(e) => e,
+        Ok(receipt) => receipt.applied(harness.short_deadline()).await.expect_err("erp is down: the receipt cannot be applied"),
+    };
+    let PropagateError::Incomplete { delivered, failures } = &failure else { panic!("expected an incomplete propagation, got {failure}") };
+    assert_eq!(failure.failed_targets(), vec!["erp"], "{failure}");
+    assert!(failures.iter().all(|f| f.retriable), "a target down is worth retrying: {failure}");
+    assert_eq!(delivered.total("erp"), 0, "nothing reported for erp: {failure}");
+    let want = expected(&batch, set).await;
+    for target in ["payroll", "orgchart"] {
+        assert_eq!(digest_of_set(harness.sink(target).as_ref(), set).await, want, "{target} applies while erp is down");
+    }
+    harness.start("erp").await;
+    send_and_confirm(harness, &batch).await;
+    assert_every_target_holds(harness, set, &want, "erp came back and the batch was sent again").await;
+}
+
+/// Compensation, which no target of the harness may receive, reaches none.
+pub async fn sensitive_data_reaches_no_target_not_allowed_it(harness: &dyn Harness, set: &str) {
+    let pay = serde_json::json!({"employee_id": format!("{set}-1"), "base_salary": 55_000_000u64, "currency": "KRW", "effective_date": "2026-01-01"});
+    let change = ChangeEnvelope::upsert(DataType::Compensation, format!("{set}-1"), 1, "conformance", &pay).expect("serializes");
+    if let Ok(receipt) = harness.propagator().propagate(&[change]).await {
+        let applied = receipt.applied(harness.short_deadline()).await.unwrap_or_default();
+        for target in TARGETS {
+            assert_eq!(applied.total(target), 0, "{target} was reported to hold compensation");
+        }
+    }
+    // A transport that leaked it regardless would have it applied by now.
+    tokio::time::sleep(harness.short_deadline()).await;
+    for target in TARGETS {
+        let entries = harness.sink(target).entries(DataType::Compensation).await.expect("the sink lists its entries");
+        assert!(entries.is_empty(), "{target} holds compensation it may not receive");
+    }
+}
