@@ -65,7 +65,18 @@ impl RestConfig {
 
 /// Errors building the client.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RestTransportError {
+    /// A target's base URL is not an absolute `http` or `https` URL.
+    #[error("target {target}: {url:?} is not a usable base URL ({cause}); write it as http://host:port or https://host:port")]
+    InvalidUrl {
+        /// The target.
+        target: String,
+        /// The URL as configured.
+        url: String,
+        /// What is wrong with it.
+        cause: String,
+    },
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(#[source] reqwest::Error),
@@ -104,6 +115,7 @@ enum Attempt {
 impl RestPropagator {
     /// Builds the HTTP client (rustls).
     pub fn new(config: RestConfig) -> Result<Self, RestTransportError> {
+        config.targets.iter().try_for_each(check_base_url)?;
         let mut builder = reqwest::Client::builder().timeout(config.request_timeout).pool_max_idle_per_host(8).tcp_nodelay(true);
         if let Some(pem) = &config.ca_pem {
             let certificates = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| RestTransportError::Ca(e.to_string()))?;
@@ -191,6 +203,8 @@ impl RestPropagator {
         }
         match request.send().await {
             Err(e) if e.is_timeout() => Attempt::Retry("request timed out".into(), None),
+            // A request that cannot even be built (a malformed URL) fails the same way every time.
+            Err(e) if e.is_builder() => Attempt::Fatal(format!("cannot build the request: {}", root_cause(&e))),
             Err(e) if e.is_connect() => Attempt::Retry(format!("cannot connect: {}", root_cause(&e)), None),
             Err(e) => Attempt::Retry(format!("request failed: {}", root_cause(&e)), None),
             Ok(response) => {
@@ -261,6 +275,16 @@ impl RestPropagator {
     }
 }
 
+fn check_base_url(target: &RestTarget) -> Result<(), RestTransportError> {
+    let invalid = |cause: String| RestTransportError::InvalidUrl { target: target.name.clone(), url: target.base_url.clone(), cause };
+    let url = reqwest::Url::parse(&target.base_url).map_err(|e| invalid(e.to_string()))?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(()),
+        "http" | "https" => Err(invalid("it has no host".into())),
+        other => Err(invalid(format!("scheme {other} is neither http nor https"))),
+    }
+}
+
 /// The `stale` count of a receiver's answer (`{"applied": n, "stale": m}`).
 fn stale_in(answer: &str) -> u64 {
     serde_json::from_str::<serde_json::Value>(answer).ok().and_then(|v| v["stale"].as_u64()).unwrap_or(0)
@@ -304,6 +328,19 @@ impl Propagator for RestPropagator {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_whose_url_cannot_be_used_is_refused_naming_it() {
+        for url in ["payroll.internal:8443", "ftp://payroll.internal", "http://", "not a url"] {
+            let config = RestConfig::new(vec![RestTarget::new("payroll", url, vec![DataType::Employee])]);
+            let err = RestPropagator::new(config).err().unwrap_or_else(|| panic!("{url} accepted")).to_string();
+            assert!(err.starts_with("target payroll:") && err.contains("http://host:port"), "{url}: {err}");
+        }
+        let fine = RestConfig::new(vec![RestTarget::new("payroll", "https://payroll.internal:8443/", vec![DataType::Employee])]);
+        assert!(RestPropagator::new(fine).is_ok());
+    }
+
     #[test]
     fn debug_redacts_the_token() {
         let target = super::RestTarget::new("erp", "http://127.0.0.1:1", vec![]).with_token("tok-secret-123");

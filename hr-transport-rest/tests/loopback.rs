@@ -1,6 +1,6 @@
 //! The REST transport over real HTTP on loopback, with SQLite sinks.
 
-use hr_core::{ChangeEnvelope, DataType, MasterData, Propagator, Sink, SqliteSink};
+use hr_core::{ChangeEnvelope, DataType, MasterData, PropagateError, Propagator, Sink, SqliteSink};
 use hr_transport_rest::{serve_receiver, ReceiverConfig, RestConfig, RestPropagator, RestTarget};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -140,6 +140,21 @@ async fn a_stalled_target_hits_the_deadline_with_a_clear_error() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(err.to_string().contains("deadline"), "{err}");
     assert_eq!(err.failed_targets(), vec!["erp"]);
+}
+
+/// A refusal (403: the receiver does not take this data type) cannot be
+/// cured by waiting: the propagator reports it as final at once instead of
+/// retrying until its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_is_final_not_retried_until_the_deadline() {
+    let (addr, sink, _task, _dir) = start(vec![DataType::Employee]).await;
+    let mut config = RestConfig::new(vec![target("erp", addr, vec![DataType::MasterData])]);
+    config.deadline = Duration::from_secs(120);
+    let err = RestPropagator::new(config).unwrap().propagate(&[md(1, 1)]).await.unwrap_err();
+    let PropagateError::Incomplete { failures, .. } = &err else { panic!("{err}") };
+    assert!(failures[0].cause.contains("403") && !failures[0].cause.contains("deadline"), "{err}");
+    assert!(!failures[0].retriable, "{err}");
+    assert_eq!(sink.digest(DataType::MasterData).await.unwrap().count, 0);
 }
 
 async fn post(addr: SocketAddr, body: Vec<u8>, token: Option<&str>) -> (u16, serde_json::Value) {
