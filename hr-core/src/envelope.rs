@@ -109,6 +109,7 @@ impl PartialEq for ChangeEnvelope {
 
 /// Why an envelope could not be built, decoded or accepted.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EnvelopeError {
     /// The bytes are not a JSON envelope.
     #[error("not a valid hr.v1 change envelope: {0}")]

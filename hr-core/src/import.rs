@@ -42,6 +42,7 @@ pub const MASTER_DATA_COLUMNS: [&str; 3] = ["set", "code", "name"];
 
 /// An input that cannot be imported at all.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ImportError {
     /// A required file is absent.
     #[error("{file}: required input file is missing (expected at {path})")]

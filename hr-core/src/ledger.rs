@@ -37,6 +37,7 @@ pub const DEFAULT_MAX_DELETE_SHARE: f64 = 0.2;
 
 /// Why the ledger could not plan or record a run.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LedgerError {
     /// SQLite failed.
     #[error("ledger database {path}: {source}")]

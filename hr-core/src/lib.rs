@@ -38,6 +38,7 @@ pub mod digest;
 pub mod envelope;
 pub mod holdback;
 pub mod import;
+#[cfg(feature = "sqlite")]
 pub mod ledger;
 pub mod mapping;
 pub mod merge;
@@ -48,12 +49,14 @@ pub mod routing;
 pub mod schema;
 pub mod sensitive;
 pub mod sink;
+#[cfg(feature = "sqlite")]
 pub mod sqlite_sink;
 
 pub use digest::{bucket_of, ContentHash, Digest, DigestEntry, BUCKETS};
 pub use envelope::{ChangeEnvelope, EnvelopeError, Operation};
 pub use import::{load_input_dir, ImportError, SourceData};
 pub use holdback::HeldBack;
+#[cfg(feature = "sqlite")]
 pub use ledger::{Delta, HeldRecord, Ledger, LedgerError, PlanOptions, Repair};
 pub use mapping::{Mapping, MappingError};
 pub use merge::{merge, merge_with_identities, Conflict, Identities, MergeOutcome, MergeReport, MergedState, Warning};
@@ -63,4 +66,5 @@ pub use routing::{Router, RoutingError, RoutingPolicy, TargetPolicy};
 pub use schema::{Company, Compensation, DataType, Employee, EmployeeStatus, MasterData, OrgUnit, PermissionGrant, SCHEMA};
 pub use sensitive::Sensitive;
 pub use sink::{canonical_bodies, ApplyOutcome, MemorySink, Sink, SinkError, StoredRecord};
+#[cfg(feature = "sqlite")]
 pub use sqlite_sink::SqliteSink;

@@ -61,6 +61,7 @@ impl Default for CompanyARules {
 
 /// A mapping file that cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MappingError {
     /// The file could not be read.
     #[error("cannot read mapping file {path}: {source}")]

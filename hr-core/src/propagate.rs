@@ -54,6 +54,7 @@ pub struct TargetFailure {
 
 /// A propagation that did not deliver everything to every target.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PropagateError {
     /// Some targets failed. `delivered` says exactly what did arrive
     /// (and nothing else did); re-sending the whole batch is safe.

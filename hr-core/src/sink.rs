@@ -25,6 +25,7 @@ impl std::ops::AddAssign for ApplyOutcome {
 
 /// Why a sink did not apply a batch. Nothing of a failed batch is applied.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SinkError {
     /// The envelope at `index` breaks the schema; retrying cannot help.
     #[error("change {index} of the batch is invalid: {source}")]

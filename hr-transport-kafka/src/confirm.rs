@@ -30,9 +30,10 @@ pub async fn group_lag(config: &KafkaConfig, groups: &[&str], data_types: &[Data
 }
 
 /// Watches how far consumer groups are behind. It keeps its clients
-/// (creating them made each look cost tens of milliseconds) and each topic's
-/// partition list, and asks for all watermarks and committed offsets at
-/// once, so a hub confirming real-time changes should keep one.
+/// (creating them makes each look cost tens of milliseconds) and each
+/// topic's partition list; one look is one request for every partition's
+/// end offset and one per group for its committed offsets, on a thread of
+/// the blocking pool.
 #[derive(Clone)]
 pub struct LagMonitor {
     config: KafkaConfig,
@@ -95,45 +96,30 @@ impl LagMonitor {
             places.extend(self.partitions(&topic, timeout)?.into_iter().map(|p| (topic.clone(), p)));
         }
         let clients = &*self.inner;
-        // Every request at once: each is one round trip, and a look is as slow as its slowest.
-        let (high, committed) = std::thread::scope(|scope| {
-            let watermarks: Vec<_> = places
-                .iter()
-                .map(|(topic, partition)| {
-                    scope.spawn(move || {
-                        clients
-                            .probe
-                            .fetch_watermarks(topic, *partition, timeout)
-                            .map(|(_, hi)| ((topic.clone(), *partition), hi))
-                            .map_err(|source| KafkaTransportError::Offsets { group: "-".into(), topic: topic.clone(), source })
-                    })
-                })
-                .collect();
-            let offsets: Vec<_> = clients
-                .readers
-                .iter()
-                .map(|(group, reader)| {
-                    let places = &places;
-                    scope.spawn(move || {
-                        let mut tpl = TopicPartitionList::new();
-                        for (topic, partition) in places {
-                            tpl.add_partition(topic, *partition);
-                        }
-                        reader
-                            .committed_offsets(tpl, timeout)
-                            .map(|c| (group.clone(), c))
-                            .map_err(|source| KafkaTransportError::Offsets { group: group.clone(), topic: "*".into(), source })
-                    })
-                })
-                .collect();
-            // A panic in a request thread is a bug in librdkafka's bindings, not a broker answer: re-raise it.
-            let high: Result<BTreeMap<(String, i32), i64>, KafkaTransportError> =
-                watermarks.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect();
-            let committed: Result<Vec<(String, TopicPartitionList)>, KafkaTransportError> =
-                offsets.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect();
-            (high, committed)
-        });
-        let (high, committed) = (high?, committed?);
+        let mut all = TopicPartitionList::new();
+        for (topic, partition) in &places {
+            all.add_partition_offset(topic, *partition, Offset::End).map_err(|source| KafkaTransportError::Offsets { group: "-".into(), topic: topic.clone(), source })?;
+        }
+        // One ListOffsets request for every partition's end (a timestamp of "end" asks for the high watermark).
+        let ends = clients.probe.offsets_for_times(all.clone(), timeout).map_err(|source| KafkaTransportError::Offsets { group: "-".into(), topic: "*".into(), source })?;
+        let high: BTreeMap<(String, i32), i64> = ends
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => Ok(((e.topic().to_string(), e.partition()), o)),
+                other => Err(KafkaTransportError::Offsets { group: "-".into(), topic: format!("{}/{} (end offset {other:?})", e.topic(), e.partition()), source: rdkafka::error::KafkaError::OffsetFetch(rdkafka::types::RDKafkaErrorCode::InvalidArgument) }),
+            })
+            .collect::<Result<_, _>>()?;
+        let committed: Vec<(String, TopicPartitionList)> = clients
+            .readers
+            .iter()
+            .map(|(group, reader)| {
+                reader
+                    .committed_offsets(all.clone(), timeout)
+                    .map(|c| (group.clone(), c))
+                    .map_err(|source| KafkaTransportError::Offsets { group: group.clone(), topic: "*".into(), source })
+            })
+            .collect::<Result<_, _>>()?;
         let mut out = Vec::new();
         for (group, committed) in committed {
             let mut lag: BTreeMap<String, i64> = BTreeMap::new();

@@ -2,6 +2,7 @@ use hr_core::DataType;
 
 /// Errors of the Kafka transport.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KafkaTransportError {
     /// A client could not be created from the configuration.
     #[error("cannot create Kafka {role} for brokers {brokers}: {source} (check bootstrap servers and the librdkafka settings passed through)")]

@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 use hr_core::{ApplyOutcome, ChangeEnvelope, DataType, DigestEntry, MemorySink, PropagateError, Propagator, Sink, SinkError, SqliteSink};
-use hr_transport_kafka::{ensure_topics, wait_until_applied, KafkaConfig, KafkaPropagator, KafkaSubscriber, DLQ_ERROR_HEADER};
+use hr_transport_kafka::{ensure_topics, group_lag, wait_until_applied, KafkaConfig, KafkaPropagator, KafkaSubscriber, DLQ_ERROR_HEADER};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -99,6 +99,10 @@ async fn a_receipt_names_the_target_whose_group_has_not_applied_the_batch() {
     assert!(failures[0].cause.contains("200 employee record(s) not applied") && failures[0].retriable, "{err}");
     assert_eq!(applied.total("payroll"), 200);
     assert_eq!(applied.total("erp"), 0, "nothing reported as applied that was not");
+    let (payroll_group, erp_group) = (config.group("payroll"), config.group("erp"));
+    let lags = group_lag(&config, &[&payroll_group, &erp_group], &[DataType::Employee]).await.unwrap();
+    let totals: Vec<(String, i64)> = lags.iter().map(|l| (l.group.clone(), l.total())).collect();
+    assert_eq!(totals, vec![(payroll_group, 0), (erp_group.clone(), 200)], "the lag look agrees: erp has all 200 to go");
 
     let erp = Arc::new(MemorySink::default());
     let erp_sub = KafkaSubscriber::start(&config, &config.group("erp"), &[DataType::Employee], erp.clone()).unwrap();

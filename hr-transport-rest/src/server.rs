@@ -41,6 +41,7 @@ pub const ENTRIES_PATH: &str = "/hr/v1/entries/{data_type}";
 
 /// Why a receiver cannot be configured or served.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReceiverError {
     /// An empty token would be compared like any other and let in every
     /// caller presenting an empty one: not a token at all.
