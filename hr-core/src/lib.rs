@@ -59,7 +59,7 @@ pub use holdback::HeldBack;
 #[cfg(feature = "sqlite")]
 pub use ledger::{Delta, HeldRecord, Ledger, LedgerError, PlanOptions, Repair};
 pub use mapping::{Mapping, MappingError};
-pub use merge::{merge, merge_with_identities, Conflict, Identities, MergeOutcome, MergeReport, MergedState, Warning};
+pub use merge::{merge, merge_with_identities, Conflict, ConflictKind, Identities, MergeOutcome, MergeReport, MergedState, Warning, WarningKind};
 pub use propagate::{Confirmation, PropagateError, PropagationReport, Propagator, PropagatorExt, Receipt, TargetFailure};
 pub use quarantine::{Quarantined, Reason};
 pub use routing::{Router, RoutingError, RoutingPolicy, TargetPolicy};

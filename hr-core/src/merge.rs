@@ -70,11 +70,33 @@ impl MergedState {
     }
 }
 
+/// What a [`Conflict`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ConflictKind {
+    /// Same name and birth date, but no shared person key: maybe one person.
+    PossibleDuplicatePerson,
+}
+
+/// What a [`Warning`] repaired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum WarningKind {
+    /// The manager is not a known employee; kept without manager.
+    UnknownManager,
+    /// The org unit's leader is not a known employee; kept without leader.
+    UnknownLeader,
+    /// The employee is their own manager; kept without manager.
+    SelfManager,
+}
+
 /// Two records a person should look at.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Conflict {
-    /// `possible_duplicate_person`.
-    pub kind: String,
+    /// What it is about.
+    pub kind: ConflictKind,
     /// The unified ids involved, sorted.
     pub ids: Vec<String>,
     /// Why.
@@ -84,8 +106,8 @@ pub struct Conflict {
 /// A record kept with a repair.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Warning {
-    /// `unknown_manager`, `unknown_leader`, `self_manager`.
-    pub kind: String,
+    /// What was repaired.
+    pub kind: WarningKind,
     /// The record kept.
     pub id: String,
     /// What was repaired.
@@ -225,7 +247,7 @@ pub fn merge_with_identities(source: SourceData, identities: &Identities) -> Mer
         let leader = unit.leader_source_id.as_ref().and_then(|l| {
             let resolved = refs.resolve(l);
             if resolved.is_none() {
-                warnings.push(Warning { kind: "unknown_leader".into(), id: id.clone(), detail: format!("leader {l} is not a known employee; kept without leader") });
+                warnings.push(Warning { kind: WarningKind::UnknownLeader, id: id.clone(), detail: format!("leader {l} is not a known employee; kept without leader") });
             }
             resolved
         });
@@ -554,11 +576,11 @@ fn build_employee(person: &Person<'_>, refs: &References<'_>, warnings: &mut Vec
     let manager_source = fill(&primary.manager_source_id, others, |r| &r.manager_source_id);
     let manager = manager_source.and_then(|m| match refs.resolve(&m) {
         None => {
-            warnings.push(Warning { kind: "unknown_manager".into(), id: id.clone(), detail: format!("manager {m} is not a known employee; kept without manager") });
+            warnings.push(Warning { kind: WarningKind::UnknownManager, id: id.clone(), detail: format!("manager {m} is not a known employee; kept without manager") });
             None
         }
         Some(resolved) if resolved == id => {
-            warnings.push(Warning { kind: "self_manager".into(), id: id.clone(), detail: format!("manager {m} is the employee; kept without manager") });
+            warnings.push(Warning { kind: WarningKind::SelfManager, id: id.clone(), detail: format!("manager {m} is the employee; kept without manager") });
             None
         }
         Some(resolved) => Some(resolved),
@@ -614,7 +636,7 @@ fn possible_duplicates(persons: &[Person<'_>]) -> Vec<Conflict> {
         let mut ids: Vec<String> = group.iter().map(|p| p.id.clone()).collect();
         ids.sort();
         conflicts.push(Conflict {
-            kind: "possible_duplicate_person".into(),
+            kind: ConflictKind::PossibleDuplicatePerson,
             ids,
             detail: "same name and birth date but no shared person key; review whether they are one person".into(),
         });

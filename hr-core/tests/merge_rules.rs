@@ -198,7 +198,8 @@ fn same_name_and_birth_date_without_person_key_is_a_conflict() {
     let out = input.merge();
     assert_eq!(out.state.employees.len(), 2, "kept as two employees");
     assert_eq!(out.report.conflicts.len(), 1);
-    assert_eq!(out.report.conflicts[0].kind, "possible_duplicate_person");
+    assert_eq!(out.report.conflicts[0].kind, hr_core::ConflictKind::PossibleDuplicatePerson);
+    assert_eq!(serde_json::to_value(&out.report.conflicts[0]).unwrap()["kind"], "possible_duplicate_person", "the report's JSON names it");
     assert_eq!(out.report.conflicts[0].ids, ["A-1", "B-1"]);
 }
 
@@ -209,7 +210,7 @@ fn an_unknown_manager_keeps_the_employee_with_a_warning() {
     let out = input.merge();
     assert_eq!(out.state.employees["A-1"].manager, None);
     assert_eq!(out.report.warnings.len(), 1);
-    assert_eq!((out.report.warnings[0].kind.as_str(), out.report.warnings[0].id.as_str()), ("unknown_manager", "A-1"));
+    assert_eq!((out.report.warnings[0].kind, out.report.warnings[0].id.as_str()), (hr_core::WarningKind::UnknownManager, "A-1"));
 }
 
 #[test]
