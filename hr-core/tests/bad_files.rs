@@ -70,32 +70,6 @@ fn a_truncated_json_line_is_quarantined_and_the_rest_proceed() {
 }
 
 #[test]
-fn a_100_mb_line_is_rejected_without_holding_it() {
-    // Streamed from a generator: neither the test nor the reader holds 100 MB.
-    let dir = tempfile::tempdir().unwrap();
-    Input::default().write(dir.path());
-    let path = dir.path().join("company_b/employees.jsonl");
-    {
-        use std::io::Write;
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-        writeln!(f, "{}", b_line(1, 10, None, None, true, "2026-01-01T00:00:00Z")).unwrap();
-        f.write_all(b"{\"employeeId\": 2, \"firstName\": \"").unwrap();
-        let chunk = vec![b'x'; 1 << 20];
-        for _ in 0..100 {
-            f.write_all(&chunk).unwrap();
-        }
-        f.write_all(b"\"}\n").unwrap();
-        writeln!(f, "{}", b_line(3, 10, None, None, true, "2026-01-01T00:00:00Z")).unwrap();
-    }
-    let data = load(dir.path()).unwrap();
-    assert_eq!(data.employees.len(), 3, "A-1, B-1 and B-3");
-    assert_eq!(data.quarantined.len(), 1);
-    let q = &data.quarantined[0];
-    assert_eq!((q.file.as_str(), q.line, q.reason), ("company_b/employees.jsonl", 2, Reason::MalformedRow));
-    assert!(q.detail.contains("limit"), "{}", q.detail);
-}
-
-#[test]
 fn a_mapping_that_does_not_parse_is_an_error_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
     Input::default().write(dir.path());
