@@ -1,5 +1,6 @@
-//! The ledger's repair planning, delete guard setting and redaction: what
-//! reconciliation relies on when it sends a differing key again.
+//! The ledger's bookkeeping that reconciliation and failed runs rely on:
+//! repair versions, plan counts, reservations left in doubt, the delete
+//! guard's setting and redaction in Debug output.
 use hr_core::{ChangeEnvelope, DataType, Delta, HeldRecord, Ledger, MasterData, Operation, Quarantined, Reason, Repair};
 use serde_json::value::{to_raw_value, RawValue};
 
@@ -119,4 +120,54 @@ fn debug_output_names_no_ones_pay() {
 
     let ledger = format!("{:?}", Ledger::in_memory().unwrap().with_max_delete_share(0.3));
     assert!(ledger.contains(":memory:") && ledger.contains("0.3"), "{ledger}");
+}
+
+/// Every count a plan reports, over a run that creates, one that updates,
+/// keeps and deletes, and one that changes nothing.
+#[test]
+fn a_plan_counts_each_key_once_by_what_happens_to_it() {
+    let mut ledger = Ledger::in_memory().unwrap();
+    let first = run(&mut ledger, vec![md("G1", "one"), md("G2", "two"), md("G3", "three")]);
+    assert_eq!((first.created, first.updated, first.deleted, first.unchanged, first.retried), (3, 0, 0, 0, 0));
+    let second = run(&mut ledger, vec![md("G1", "one'"), md("G2", "two")]);
+    assert_eq!((second.created, second.updated, second.deleted, second.unchanged, second.retried), (0, 1, 1, 1, 0));
+    let third = run(&mut ledger, vec![md("G1", "one'"), md("G2", "two")]);
+    assert_eq!((third.created, third.updated, third.deleted, third.unchanged, third.retried), (0, 0, 0, 3, 0), "G3's tombstone counts as unchanged");
+    assert!(third.is_empty());
+}
+
+#[test]
+fn a_reserved_run_that_never_committed_leaves_its_keys_in_doubt_until_resent() {
+    let mut ledger = Ledger::in_memory().unwrap();
+    run(&mut ledger, vec![md("G1", "one"), md("G2", "two")]);
+    assert_eq!(ledger.in_doubt(DataType::MasterData).unwrap(), 0);
+
+    let failed = ledger.plan(DataType::MasterData, vec![md("G1", "one'"), md("G2", "two"), md("G3", "new")], "hub", true).unwrap();
+    ledger.reserve(DataType::MasterData, &failed).unwrap();
+    assert_eq!(ledger.in_doubt(DataType::MasterData).unwrap(), 2, "G1 and G3 may have left the hub");
+    assert_eq!(ledger.version_of(DataType::MasterData, "grade:G3").unwrap(), None, "reserved is not committed");
+
+    // The source went back: G1's content is the committed one and G3 is gone.
+    let next = ledger.plan(DataType::MasterData, vec![md("G1", "one"), md("G2", "two")], "hub", true).unwrap();
+    assert_eq!((next.updated, next.deleted, next.unchanged, next.retried), (1, 1, 1, 2), "both in-doubt keys are sent again");
+    assert_eq!(change(&next, "grade:G1").version, 3, "above the reserved 2");
+    let retraction = change(&next, "grade:G3");
+    assert_eq!((retraction.op, retraction.version), (Operation::Delete, 2), "what the failed run may have created is retracted");
+    ledger.reserve(DataType::MasterData, &next).unwrap();
+    ledger.commit(DataType::MasterData, &next).unwrap();
+    assert_eq!(ledger.in_doubt(DataType::MasterData).unwrap(), 0);
+    assert_eq!(ledger.version_of(DataType::MasterData, "grade:G1").unwrap(), Some((3, false)));
+    assert_eq!(ledger.version_of(DataType::MasterData, "grade:G3").unwrap(), Some((2, true)));
+}
+
+#[test]
+fn a_real_time_change_goes_above_a_version_a_failed_run_reserved() {
+    let mut ledger = Ledger::in_memory().unwrap();
+    run(&mut ledger, vec![md("G1", "one")]);
+    let failed = ledger.plan(DataType::MasterData, vec![md("G1", "one'")], "hub", true).unwrap();
+    ledger.reserve(DataType::MasterData, &failed).unwrap();
+    let (key, body) = md("G1", "one''");
+    let delta = ledger.plan_changes(DataType::MasterData, [(key.clone(), Some(body))], "hub").unwrap();
+    assert_eq!(change(&delta, &key).version, 3);
+    assert_eq!(delta.retried, 1);
 }
