@@ -19,7 +19,9 @@
 //!
 //! Each check panics with what went wrong, as a test should.
 
-use crate::{ApplyOutcome, ChangeEnvelope, DataType, Digest, DigestEntry, MasterData, MemorySink, PropagateError, PropagationReport, Propagator, Sink, SinkError};
+use crate::{
+    ApplyOutcome, ChangeEnvelope, DataType, Digest, DigestEntry, MasterData, MemorySink, PropagateError, PropagationReport, Propagator, Sink, SinkError,
+};
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

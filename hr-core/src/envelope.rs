@@ -20,9 +20,7 @@
 //! holds and keeps a tombstone for deletes, so duplicates, redelivery and
 //! reordering never change the result.
 
-use crate::schema::{
-    Compensation, DataType, Employee, MasterData, OrgUnit, PermissionGrant, SCHEMA,
-};
+use crate::schema::{Compensation, DataType, Employee, MasterData, OrgUnit, PermissionGrant, SCHEMA};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -137,15 +135,8 @@ pub enum EnvelopeError {
 
 impl ChangeEnvelope {
     /// Builds an upsert of `record` under `key` at `version`.
-    pub fn upsert<T: Serialize>(
-        data_type: DataType,
-        key: impl Into<String>,
-        version: u64,
-        origin: &str,
-        record: &T,
-    ) -> Result<Self, EnvelopeError> {
-        let payload = serde_json::value::to_raw_value(record)
-            .map_err(|source| EnvelopeError::Encode { data_type, source })?;
+    pub fn upsert<T: Serialize>(data_type: DataType, key: impl Into<String>, version: u64, origin: &str, record: &T) -> Result<Self, EnvelopeError> {
+        let payload = serde_json::value::to_raw_value(record).map_err(|source| EnvelopeError::Encode { data_type, source })?;
         Ok(Self::with_raw_payload(data_type, key.into(), version, origin, Some(payload)))
     }
 
@@ -155,13 +146,7 @@ impl ChangeEnvelope {
     }
 
     /// Builds an envelope around an already serialized payload (`None` = delete).
-    pub fn with_raw_payload(
-        data_type: DataType,
-        key: String,
-        version: u64,
-        origin: &str,
-        payload: Option<Box<RawValue>>,
-    ) -> Self {
+    pub fn with_raw_payload(data_type: DataType, key: String, version: u64, origin: &str, payload: Option<Box<RawValue>>) -> Self {
         ChangeEnvelope {
             event_id: uuid::Uuid::new_v4().to_string(),
             data_type,
@@ -221,11 +206,7 @@ impl ChangeEnvelope {
     /// store, and the content hash of the digest is the same wherever the
     /// record is held. `None` for deletes.
     pub fn canonical_payload(&self) -> Result<Option<String>, EnvelopeError> {
-        let invalid = |problem: String| EnvelopeError::Invalid {
-            event_id: self.event_id.clone(),
-            data_type: self.data_type,
-            problem,
-        };
+        let invalid = |problem: String| EnvelopeError::Invalid { event_id: self.event_id.clone(), data_type: self.data_type, problem };
         if self.schema != SCHEMA {
             return Err(invalid(format!("schema is {:?}, expected {SCHEMA:?}", self.schema)));
         }
@@ -236,9 +217,7 @@ impl ChangeEnvelope {
             return Err(invalid("version must be between 1 and 2^53 (MAX_VERSION)".into()));
         }
         match (self.op, &self.payload) {
-            (Operation::Delete, Some(p)) if p.get() != "null" => {
-                return Err(invalid("a delete must not carry a payload".into()))
-            }
+            (Operation::Delete, Some(p)) if p.get() != "null" => return Err(invalid("a delete must not carry a payload".into())),
             (Operation::Delete, _) => return Ok(None),
             (Operation::Upsert, None) => return Err(invalid("an upsert needs a payload".into())),
             (Operation::Upsert, Some(_)) => {}
@@ -279,12 +258,7 @@ pub fn describe_json_error(e: &serde_json::Error) -> String {
     };
     let message = e.to_string();
     // Field names are not sensitive and help the sender; values are cut off.
-    let field = message
-        .split("field `")
-        .nth(1)
-        .and_then(|rest| rest.split('`').next())
-        .map(|f| format!(" (field `{f}`)"))
-        .unwrap_or_default();
+    let field = message.split("field `").nth(1).and_then(|rest| rest.split('`').next()).map(|f| format!(" (field `{f}`)")).unwrap_or_default();
     format!("{kind}{field} at line {} column {}", e.line(), e.column())
 }
 
@@ -294,7 +268,12 @@ mod tests {
     use crate::{Compensation, Sensitive};
 
     fn pay() -> ChangeEnvelope {
-        let c = Compensation { employee_id: "A-1".into(), base_salary: Sensitive::new(98_765_432), currency: "KRW".into(), effective_date: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() };
+        let c = Compensation {
+            employee_id: "A-1".into(),
+            base_salary: Sensitive::new(98_765_432),
+            currency: "KRW".into(),
+            effective_date: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+        };
         ChangeEnvelope::upsert(DataType::Compensation, "A-1", 1, "hub", &c).unwrap()
     }
 
@@ -307,7 +286,8 @@ mod tests {
 
     #[test]
     fn json_errors_name_the_field_but_not_the_value() {
-        let e = serde_json::from_str::<Compensation>(r#"{"employee_id": "A-1", "base_salary": "98765432", "currency": "KRW", "effective_date": "2026-01-01"}"#).unwrap_err();
+        let e = serde_json::from_str::<Compensation>(r#"{"employee_id": "A-1", "base_salary": "98765432", "currency": "KRW", "effective_date": "2026-01-01"}"#)
+            .unwrap_err();
         let text = describe_json_error(&e);
         assert!(!text.contains("98765432"), "{text}");
         assert!(text.contains("wrong type"), "{text}");

@@ -99,7 +99,8 @@ mod tests {
 
     #[test]
     fn master_data_rows_are_held_and_grant_rows_never_are() {
-        let report = MergeReport { quarantined: vec![q("master_data.csv", "md.category:C1"), q("permissions.jsonl", "A-1:erp:approver")], ..Default::default() };
+        let report =
+            MergeReport { quarantined: vec![q("master_data.csv", "md.category:C1"), q("permissions.jsonl", "A-1:erp:approver")], ..Default::default() };
         let held = HeldBack::from_report(&report, &Identities::default());
         assert!(held.holds(DataType::MasterData, "md.category:C1").is_some());
         assert!(held.holds(DataType::MasterData, "md.category:C2").is_none());

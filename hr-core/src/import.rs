@@ -32,8 +32,20 @@ pub const PERMISSIONS: &str = "permissions.jsonl";
 
 /// Header of `company_a/employees.csv`.
 pub const A_EMPLOYEE_COLUMNS: [&str; 14] = [
-    "emp_no", "name", "name_en", "email", "dept_code", "rank", "hire_date", "status", "phone",
-    "manager_emp_no", "birth_date", "person_key", "base_salary", "updated_at",
+    "emp_no",
+    "name",
+    "name_en",
+    "email",
+    "dept_code",
+    "rank",
+    "hire_date",
+    "status",
+    "phone",
+    "manager_emp_no",
+    "birth_date",
+    "person_key",
+    "base_salary",
+    "updated_at",
 ];
 /// Header of `company_a/departments.csv`.
 pub const A_DEPARTMENT_COLUMNS: [&str; 5] = ["dept_code", "dept_name", "parent_dept_code", "leader_emp_no", "updated_at"];
@@ -343,8 +355,7 @@ fn for_each_record(
                 if first && bytes.starts_with(b"\xEF\xBB\xBF") {
                     bytes.drain(..3);
                 }
-                let text = std::str::from_utf8(&bytes)
-                    .map_err(|_| ImportError::InvalidUtf8 { file: file.to_string(), line })?;
+                let text = std::str::from_utf8(&bytes).map_err(|_| ImportError::InvalidUtf8 { file: file.to_string(), line })?;
                 each(line, text)?;
             }
         }
@@ -407,11 +418,8 @@ fn read_csv(
     for_each_record(dir, file, quarantined, |line, text| {
         let origin = Origin { file, line };
         let Some(columns) = &header else {
-            let fields = parser.fields(text).map_err(|_| ImportError::WrongHeader {
-                file: file.into(),
-                missing: expected.clone(),
-                expected: expected.clone(),
-            })?;
+            let fields =
+                parser.fields(text).map_err(|_| ImportError::WrongHeader { file: file.into(), missing: expected.clone(), expected: expected.clone() })?;
             let names: Vec<String> = fields.iter().map(|f| f.trim().to_string()).collect();
             let absent: Vec<&str> = required.iter().copied().filter(|c| !names.iter().any(|n| n == c)).collect();
             if line != 1 || !absent.is_empty() {
@@ -450,12 +458,7 @@ struct CsvRow<'a> {
 
 impl CsvRow<'_> {
     fn get(&self, column: &str) -> &str {
-        self.columns
-            .iter()
-            .position(|c| c == column)
-            .and_then(|i| self.fields.get(i))
-            .map(|f| f.trim())
-            .unwrap_or("")
+        self.columns.iter().position(|c| c == column).and_then(|i| self.fields.get(i)).map(|f| f.trim()).unwrap_or("")
     }
     fn optional(&self, column: &str) -> Option<String> {
         Some(self.get(column)).filter(|s| !s.is_empty()).map(str::to_string)
@@ -469,20 +472,17 @@ fn parse_compact_date(value: &str, field: &str) -> Result<NaiveDate, FieldError>
     if value.len() != 8 {
         return Err((Reason::InvalidDate, format!("field `{field}` is not a YYYYMMDD date")));
     }
-    NaiveDate::parse_from_str(value, "%Y%m%d")
-        .map_err(|_| (Reason::InvalidDate, format!("field `{field}` is not a valid YYYYMMDD date")))
+    NaiveDate::parse_from_str(value, "%Y%m%d").map_err(|_| (Reason::InvalidDate, format!("field `{field}` is not a valid YYYYMMDD date")))
 }
 
 fn parse_iso_date(value: &str, field: &str) -> Result<NaiveDate, FieldError> {
-    NaiveDate::parse_from_str(value, "%Y-%m-%d")
-        .map_err(|_| (Reason::InvalidDate, format!("field `{field}` is not a valid YYYY-MM-DD date")))
+    NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| (Reason::InvalidDate, format!("field `{field}` is not a valid YYYY-MM-DD date")))
 }
 
 fn parse_local_timestamp(value: &str, field: &str, offset_hours: i32) -> Result<DateTime<Utc>, FieldError> {
     let naive = NaiveDateTime::parse_from_str(value, "%Y-%m-%d %H:%M:%S")
         .map_err(|_| (Reason::InvalidDate, format!("field `{field}` is not a valid YYYY-MM-DD HH:MM:SS timestamp")))?;
-    let offset = FixedOffset::east_opt(offset_hours * 3600)
-        .ok_or_else(|| (Reason::InvalidDate, format!("UTC offset {offset_hours} h is out of range")))?;
+    let offset = FixedOffset::east_opt(offset_hours * 3600).ok_or_else(|| (Reason::InvalidDate, format!("UTC offset {offset_hours} h is out of range")))?;
     offset
         .from_local_datetime(&naive)
         .single()
@@ -513,9 +513,7 @@ pub fn is_plausible_email(email: &str) -> bool {
 
 fn check_email(value: Option<String>, field: &str) -> Result<Option<String>, FieldError> {
     match value {
-        Some(email) if !is_plausible_email(&email) => {
-            Err((Reason::InvalidEmail, format!("field `{field}` is not a valid email address")))
-        }
+        Some(email) if !is_plausible_email(&email) => Err((Reason::InvalidEmail, format!("field `{field}` is not a valid email address"))),
         other => Ok(other),
     }
 }
@@ -523,9 +521,7 @@ fn check_email(value: Option<String>, field: &str) -> Result<Option<String>, Fie
 fn check_person_key(value: Option<String>, field: &str) -> Result<Option<Sensitive<String>>, FieldError> {
     match value {
         None => Ok(None),
-        Some(key) if key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            Ok(Some(Sensitive::new(key.to_ascii_lowercase())))
-        }
+        Some(key) if key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(Some(Sensitive::new(key.to_ascii_lowercase()))),
         Some(_) => Err((Reason::MalformedRow, format!("field `{field}` is not a 64-digit hex SHA-256"))),
     }
 }
@@ -550,17 +546,13 @@ fn parse_a_employee(origin: Origin, row: &CsvRow<'_>, mapping: &Mapping) -> Resu
     let name = row.required("name")?;
     let dept = row.required("dept_code")?;
     let rank = row.required("rank")?;
-    let grade = mapping
-        .grade_a(rank)
-        .ok_or_else(|| (Reason::UnknownGrade, format!("field `rank`: {rank:?} is not in mapping grades.company_a")))?;
+    let grade = mapping.grade_a(rank).ok_or_else(|| (Reason::UnknownGrade, format!("field `rank`: {rank:?} is not in mapping grades.company_a")))?;
     let hire_date = parse_compact_date(row.required("hire_date")?, "hire_date")?;
     let status = match row.required("status")? {
         "재직" => EmployeeStatus::Active,
         "휴직" => EmployeeStatus::OnLeave,
         "퇴직" => EmployeeStatus::Terminated,
-        other => {
-            return Err((Reason::MalformedRow, format!("field `status`: {other:?} is not 재직, 휴직 or 퇴직")))
-        }
+        other => return Err((Reason::MalformedRow, format!("field `status`: {other:?} is not 재직, 휴직 or 퇴직"))),
     };
     let email = check_email(row.optional("email"), "email")?;
     let birth_date = row.optional("birth_date").map(|d| parse_compact_date(&d, "birth_date")).transpose()?;
@@ -622,23 +614,14 @@ fn read_a_departments(dir: &Path, mapping: &Mapping, data: &mut SourceData) -> R
 }
 
 /// Reads a JSONL file, handing each line's object to `row`.
-fn read_jsonl(
-    dir: &Path,
-    file: &'static str,
-    quarantined: &mut Vec<Quarantined>,
-    mut row: impl FnMut(Origin, &Map<String, Value>),
-) -> Result<(), ImportError> {
+fn read_jsonl(dir: &Path, file: &'static str, quarantined: &mut Vec<Quarantined>, mut row: impl FnMut(Origin, &Map<String, Value>)) -> Result<(), ImportError> {
     let mut bad = Vec::new();
     for_each_record(dir, file, quarantined, |line, text| {
         let origin = Origin { file, line };
         match serde_json::from_str::<Value>(text) {
             Ok(Value::Object(object)) => row(origin, &object),
             Ok(_) => bad.push(origin.quarantine(None, Reason::MalformedRow, "line is JSON but not an object")),
-            Err(e) => bad.push(origin.quarantine(
-                None,
-                Reason::MalformedRow,
-                format!("not valid JSON: {}", crate::envelope::describe_json_error(&e)),
-            )),
+            Err(e) => bad.push(origin.quarantine(None, Reason::MalformedRow, format!("not valid JSON: {}", crate::envelope::describe_json_error(&e)))),
         }
         Ok(())
     })?;
@@ -656,10 +639,7 @@ impl JsonRow<'_> {
     fn id(&self, field: &str) -> Result<Option<u64>, FieldError> {
         match self.present(field) {
             None => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .map(Some)
-                .ok_or_else(|| (Reason::MalformedRow, format!("field `{field}` is not a non-negative integer"))),
+            Some(v) => v.as_u64().map(Some).ok_or_else(|| (Reason::MalformedRow, format!("field `{field}` is not a non-negative integer"))),
         }
     }
     fn required_id(&self, field: &str) -> Result<u64, FieldError> {
@@ -719,9 +699,8 @@ fn parse_b_employee(origin: Origin, row: &JsonRow<'_>, mapping: &Mapping) -> Res
     };
     let org = row.required_id("orgUnitId")?;
     let grade_code = row.required_text("grade")?;
-    let grade = mapping
-        .grade_b(&grade_code)
-        .ok_or_else(|| (Reason::UnknownGrade, format!("field `grade`: {grade_code:?} is not in mapping grades.company_b")))?;
+    let grade =
+        mapping.grade_b(&grade_code).ok_or_else(|| (Reason::UnknownGrade, format!("field `grade`: {grade_code:?} is not in mapping grades.company_b")))?;
     let hire_date = parse_iso_date(&row.required_text("startDate")?, "startDate")?;
     let active = row.bool("active")?;
     let on_leave = match row.present("leave") {
@@ -810,12 +789,8 @@ fn read_master_data(dir: &Path, data: &mut SourceData) -> Result<(), ImportError
             _ => None,
         };
         let parsed = (|| -> Result<SourceMasterData, FieldError> {
-            let attributes = row
-                .columns
-                .iter()
-                .filter(|c| !MASTER_DATA_COLUMNS.contains(&c.as_str()))
-                .filter_map(|c| row.optional(c).map(|v| (c.clone(), v)))
-                .collect();
+            let attributes =
+                row.columns.iter().filter(|c| !MASTER_DATA_COLUMNS.contains(&c.as_str())).filter_map(|c| row.optional(c).map(|v| (c.clone(), v))).collect();
             Ok(SourceMasterData {
                 origin: origin.clone(),
                 set: row.required("set")?.to_string(),

@@ -290,10 +290,7 @@ impl Ledger {
         origin: &str,
         options: &PlanOptions<'_>,
     ) -> Result<Delta, LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT key, version, hash, deleted FROM ledger WHERE data_type = ?1 ORDER BY key")
-            .map_err(self.storage())?;
+        let mut stmt = self.conn.prepare_cached("SELECT key, version, hash, deleted FROM ledger WHERE data_type = ?1 ORDER BY key").map_err(self.storage())?;
         let mut rows = stmt.query([data_type.as_str()]).map_err(self.storage())?;
         let mut next_held = || -> Result<Option<(String, Held)>, LedgerError> {
             let Some(row) = rows.next().map_err(self.storage())? else { return Ok(None) };
@@ -304,7 +301,8 @@ impl Ledger {
             };
             Ok(Some((row.get(0).map_err(self.storage())?, held)))
         };
-        let mut planner = Planner { data_type, origin, hold: options.hold, reserved: self.reservations(data_type)?, delta: Delta::default(), live: 0, guarded_deletes: 0 };
+        let mut planner =
+            Planner { data_type, origin, hold: options.hold, reserved: self.reservations(data_type)?, delta: Delta::default(), live: 0, guarded_deletes: 0 };
         let mut current = next_held()?;
         let mut last_key: Option<String> = None;
         for (key, payload) in records {
@@ -449,15 +447,12 @@ impl Ledger {
         let storage = |source| LedgerError::Storage { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(storage)?;
         {
-            let mut record = tx
-                .prepare_cached("INSERT OR REPLACE INTO ledger (data_type, key, version, hash, deleted) VALUES (?1, ?2, ?3, ?4, ?5)")
-                .map_err(storage)?;
+            let mut record =
+                tx.prepare_cached("INSERT OR REPLACE INTO ledger (data_type, key, version, hash, deleted) VALUES (?1, ?2, ?3, ?4, ?5)").map_err(storage)?;
             let mut settle = tx.prepare_cached("DELETE FROM reservation WHERE data_type = ?1 AND key = ?2 AND version <= ?3").map_err(storage)?;
             for (change, hash) in delta.changes.iter().zip(&delta.hashes) {
                 let version = change.version as i64;
-                record
-                    .execute(params![data_type.as_str(), change.key, version, hash.map(|h| h.0.to_vec()), hash.is_none() as i64])
-                    .map_err(storage)?;
+                record.execute(params![data_type.as_str(), change.key, version, hash.map(|h| h.0.to_vec()), hash.is_none() as i64]).map_err(storage)?;
                 settle.execute(params![data_type.as_str(), change.key, version]).map_err(storage)?;
             }
         }

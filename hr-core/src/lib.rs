@@ -54,8 +54,8 @@ pub mod sqlite_sink;
 
 pub use digest::{bucket_of, ContentHash, Digest, DigestEntry, BUCKETS};
 pub use envelope::{ChangeEnvelope, EnvelopeError, Operation};
-pub use import::{load_input_dir, ImportError, SourceData};
 pub use holdback::HeldBack;
+pub use import::{load_input_dir, ImportError, SourceData};
 #[cfg(feature = "sqlite")]
 pub use ledger::{Delta, HeldRecord, Ledger, LedgerError, PlanOptions, Repair};
 pub use mapping::{Mapping, MappingError};

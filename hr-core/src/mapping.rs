@@ -95,8 +95,7 @@ pub enum MappingError {
 impl Default for Mapping {
     fn default() -> Self {
         // The shipped file is checked by a unit test; an error here is a build defect.
-        Mapping::from_toml_str(DEFAULT_MAPPING_TOML, "mapping.default.toml")
-            .expect("the shipped default mapping parses")
+        Mapping::from_toml_str(DEFAULT_MAPPING_TOML, "mapping.default.toml").expect("the shipped default mapping parses")
     }
 }
 

@@ -3,8 +3,8 @@
 use crate::import::{PermissionOp, SourceData, SourceEmployee, SourceOrgUnit};
 use crate::quarantine::{Quarantined, Reason};
 use crate::schema::{Company, Compensation, DataType, Employee, EmployeeStatus, MasterData, OrgUnit, PermissionGrant};
-use serde::{Deserialize, Serialize};
 use rustc_hash::{FxHashMap, FxHashSet};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The group root org unit.
@@ -209,11 +209,7 @@ pub fn merge_with_identities(source: SourceData, identities: &Identities) -> Mer
         if unit_ids.contains(e.org_unit.as_str()) {
             placed.push(e);
         } else {
-            quarantined.push(e.origin.quarantine(
-                Some(id),
-                Reason::UnknownOrgUnit,
-                format!("org unit {} does not exist or was quarantined", e.org_unit),
-            ));
+            quarantined.push(e.origin.quarantine(Some(id), Reason::UnknownOrgUnit, format!("org unit {} does not exist or was quarantined", e.org_unit)));
         }
     }
 
@@ -247,15 +243,18 @@ pub fn merge_with_identities(source: SourceData, identities: &Identities) -> Mer
         let leader = unit.leader_source_id.as_ref().and_then(|l| {
             let resolved = refs.resolve(l);
             if resolved.is_none() {
-                warnings.push(Warning { kind: WarningKind::UnknownLeader, id: id.clone(), detail: format!("leader {l} is not a known employee; kept without leader") });
+                warnings.push(Warning {
+                    kind: WarningKind::UnknownLeader,
+                    id: id.clone(),
+                    detail: format!("leader {l} is not a known employee; kept without leader"),
+                });
             }
             resolved
         });
         let parent = unit.parent.clone().unwrap_or_else(|| unit.company.as_str().to_string());
-        state.org_units.insert(
-            id.clone(),
-            OrgUnit { id, company: Some(unit.company), name: unit.name, parent: Some(parent), leader, updated_at: Some(unit.updated_at) },
-        );
+        state
+            .org_units
+            .insert(id.clone(), OrgUnit { id, company: Some(unit.company), name: unit.name, parent: Some(parent), leader, updated_at: Some(unit.updated_at) });
     }
 
     let mut master: BTreeMap<String, Vec<crate::import::SourceMasterData>> = BTreeMap::new();
@@ -268,7 +267,11 @@ pub fn merge_with_identities(source: SourceData, identities: &Identities) -> Mer
         let mut rows = rows.into_iter();
         let Some(winner) = rows.next() else { continue };
         for loser in rows {
-            quarantined.push(loser.origin.quarantine(Some(key.clone()), Reason::DuplicateSourceId, format!("another row of {}:{} is kept", winner.set, winner.code)));
+            quarantined.push(loser.origin.quarantine(
+                Some(key.clone()),
+                Reason::DuplicateSourceId,
+                format!("another row of {}:{} is kept", winner.set, winner.code),
+            ));
         }
         state.master_data.insert(key, MasterData { set: winner.set, code: winner.code, name: winner.name, attributes: winner.attributes });
     }
@@ -317,12 +320,7 @@ fn roots() -> [OrgUnit; 3] {
 }
 
 /// Keeps, per id, the record with the greatest `rank`; quarantines the rest.
-fn keep_latest_per_id<T, R: Ord>(
-    records: Vec<T>,
-    id: impl Fn(&T) -> &String,
-    rank: impl Fn(&T) -> R,
-    quarantined: &mut Vec<Quarantined>,
-) -> Vec<(String, T)>
+fn keep_latest_per_id<T, R: Ord>(records: Vec<T>, id: impl Fn(&T) -> &String, rank: impl Fn(&T) -> R, quarantined: &mut Vec<Quarantined>) -> Vec<(String, T)>
 where
     T: HasOrigin,
 {
@@ -576,7 +574,11 @@ fn build_employee(person: &Person<'_>, refs: &References<'_>, warnings: &mut Vec
     let manager_source = fill(&primary.manager_source_id, others, |r| &r.manager_source_id);
     let manager = manager_source.and_then(|m| match refs.resolve(&m) {
         None => {
-            warnings.push(Warning { kind: WarningKind::UnknownManager, id: id.clone(), detail: format!("manager {m} is not a known employee; kept without manager") });
+            warnings.push(Warning {
+                kind: WarningKind::UnknownManager,
+                id: id.clone(),
+                detail: format!("manager {m} is not a known employee; kept without manager"),
+            });
             None
         }
         Some(resolved) if resolved == id => {

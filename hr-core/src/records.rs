@@ -110,14 +110,7 @@ mod tests {
     #[test]
     fn splits_lines_and_counts_from_one() {
         let got = all(b"a\r\nb\n\nc", 100, false);
-        assert_eq!(
-            got,
-            vec![
-                (1, RawRecord::Bytes(b"a".to_vec())),
-                (2, RawRecord::Bytes(b"b".to_vec())),
-                (4, RawRecord::Bytes(b"c".to_vec()))
-            ]
-        );
+        assert_eq!(got, vec![(1, RawRecord::Bytes(b"a".to_vec())), (2, RawRecord::Bytes(b"b".to_vec())), (4, RawRecord::Bytes(b"c".to_vec()))]);
     }
 
     #[test]

@@ -54,14 +54,11 @@ impl Default for RoutingPolicy {
             .map(|(t, p)| (t, p.to_string()))
             .collect();
         let everything_but_pay = vec![Employee, OrgUnit, MasterData, Permission];
-        let targets = [
-            ("payroll", vec![Employee, OrgUnit, MasterData, Permission, Compensation]),
-            ("orgchart", everything_but_pay.clone()),
-            ("erp", everything_but_pay),
-        ]
-        .into_iter()
-        .map(|(n, data_types)| (n.to_string(), TargetPolicy { data_types }))
-        .collect();
+        let targets =
+            [("payroll", vec![Employee, OrgUnit, MasterData, Permission, Compensation]), ("orgchart", everything_but_pay.clone()), ("erp", everything_but_pay)]
+                .into_iter()
+                .map(|(n, data_types)| (n.to_string(), TargetPolicy { data_types }))
+                .collect();
         RoutingPolicy { routes, targets }
     }
 }

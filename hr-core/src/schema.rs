@@ -28,13 +28,7 @@ pub enum DataType {
 
 impl DataType {
     /// Every data type, in a fixed order.
-    pub const ALL: [DataType; 5] = [
-        DataType::Employee,
-        DataType::OrgUnit,
-        DataType::MasterData,
-        DataType::Permission,
-        DataType::Compensation,
-    ];
+    pub const ALL: [DataType; 5] = [DataType::Employee, DataType::OrgUnit, DataType::MasterData, DataType::Permission, DataType::Compensation];
 
     /// The wire and table name: `employee`, `org_unit`, `master_data`,
     /// `permission`, `compensation`.
@@ -69,10 +63,7 @@ pub struct UnknownDataType(pub String);
 impl FromStr for DataType {
     type Err = UnknownDataType;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        DataType::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| UnknownDataType(s.to_string()))
+        DataType::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| UnknownDataType(s.to_string()))
     }
 }
 

@@ -94,11 +94,7 @@ pub trait Sink: Send + Sync {
 /// Validates every change of a batch before anything is applied and returns
 /// the body to store for each (`None` for deletes).
 pub fn canonical_bodies(batch: &[ChangeEnvelope]) -> Result<Vec<Option<String>>, SinkError> {
-    batch
-        .iter()
-        .enumerate()
-        .map(|(index, c)| c.canonical_payload().map_err(|source| SinkError::Invalid { index, source }))
-        .collect()
+    batch.iter().enumerate().map(|(index, c)| c.canonical_payload().map_err(|source| SinkError::Invalid { index, source })).collect()
 }
 
 /// Validates every change of a batch before anything is applied.
@@ -178,14 +174,7 @@ impl Sink for MemorySink {
             let key = (change.data_type, change.key.clone());
             let newer = records.get(&key).is_none_or(|held| change.version > held.version);
             if newer {
-                records.insert(
-                    key,
-                    StoredRecord {
-                        version: change.version,
-                        deleted: change.op == Operation::Delete,
-                        body,
-                    },
-                );
+                records.insert(key, StoredRecord { version: change.version, deleted: change.op == Operation::Delete, body });
                 outcome.applied += 1;
             } else {
                 outcome.stale += 1;

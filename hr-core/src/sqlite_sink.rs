@@ -105,12 +105,7 @@ impl SqliteSink {
                     ))
                     .map_err(|e| unavailable("cannot prepare a write on", &self.path, e))?;
                 let changed = stmt
-                    .execute(params![
-                        change.key,
-                        change.version as i64,
-                        (change.op == Operation::Delete) as i64,
-                        body
-                    ])
+                    .execute(params![change.key, change.version as i64, (change.op == Operation::Delete) as i64, body])
                     .map_err(|e| unavailable("cannot write to", &self.path, e))?;
                 if changed == 1 {
                     outcome.applied += 1;
@@ -153,8 +148,6 @@ impl Sink for SqliteSink {
 
     async fn entries(&self, data_type: DataType) -> Result<Vec<DigestEntry>, SinkError> {
         let sink = self.clone();
-        tokio::task::spawn_blocking(move || sink.entries_blocking(data_type))
-            .await
-            .map_err(|e| SinkError::Unavailable(format!("sqlite worker failed: {e}")))?
+        tokio::task::spawn_blocking(move || sink.entries_blocking(data_type)).await.map_err(|e| SinkError::Unavailable(format!("sqlite worker failed: {e}")))?
     }
 }

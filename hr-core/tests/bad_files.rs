@@ -61,7 +61,11 @@ fn invalid_utf8_is_an_error_naming_file_and_line() {
 
 #[test]
 fn a_truncated_json_line_is_quarantined_and_the_rest_proceed() {
-    let content = format!("{}\n{{\"employeeId\": 5, \"firstN\n{}\n", b_line(1, 10, None, None, true, "2026-01-01T00:00:00Z"), b_line(2, 10, None, None, true, "2026-01-01T00:00:00Z"));
+    let content = format!(
+        "{}\n{{\"employeeId\": 5, \"firstN\n{}\n",
+        b_line(1, 10, None, None, true, "2026-01-01T00:00:00Z"),
+        b_line(2, 10, None, None, true, "2026-01-01T00:00:00Z")
+    );
     let dir = with_file("company_b/employees.jsonl", content.as_bytes());
     let data = load(dir.path()).unwrap();
     assert_eq!(data.employees.len(), 3);

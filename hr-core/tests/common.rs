@@ -18,7 +18,8 @@ pub fn b_line(id: u64, org: u64, manager: Option<u64>, key: Option<&str>, active
     serde_json::json!({"employeeId": id, "firstName": "Seoyeon", "lastName": "Lee", "displayNameKo": "이서연",
         "email": format!("s{id}@b.example"), "orgUnitId": org, "grade": "G3", "startDate": "2021-03-01",
         "active": active, "leave": null, "managerId": manager, "birthDate": "1992-05-06", "personKey": key,
-        "salary": {"amount": 60000000, "currency": "KRW"}, "lastModified": modified}).to_string()
+        "salary": {"amount": 60000000, "currency": "KRW"}, "lastModified": modified})
+    .to_string()
 }
 
 /// A valid company B org unit line.

@@ -43,8 +43,14 @@ struct World {
 
 impl World {
     fn plan(&self) -> hr_core::Delta {
-        let records: Vec<(String, Box<serde_json::value::RawValue>)> =
-            self.source.iter().map(|(k, n)| { let r = record(*k, *n); (r.key(), serde_json::value::to_raw_value(&r).unwrap()) }).collect();
+        let records: Vec<(String, Box<serde_json::value::RawValue>)> = self
+            .source
+            .iter()
+            .map(|(k, n)| {
+                let r = record(*k, *n);
+                (r.key(), serde_json::value::to_raw_value(&r).unwrap())
+            })
+            .collect();
         self.ledger.plan(DataType::MasterData, records, "hub", true).unwrap()
     }
 

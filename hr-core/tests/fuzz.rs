@@ -94,14 +94,8 @@ fn cases() -> u32 {
     std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(128)
 }
 
-const FILES: [&str; 6] = [
-    "company_a/employees.csv",
-    "company_a/departments.csv",
-    "company_b/employees.jsonl",
-    "company_b/org_units.jsonl",
-    "master_data.csv",
-    "permissions.jsonl",
-];
+const FILES: [&str; 6] =
+    ["company_a/employees.csv", "company_a/departments.csv", "company_b/employees.jsonl", "company_b/org_units.jsonl", "master_data.csv", "permissions.jsonl"];
 
 proptest! {
     #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(cases()) })]

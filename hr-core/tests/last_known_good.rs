@@ -16,8 +16,7 @@ fn run(ledger: &mut Ledger, input: &Input<'_>) -> (MergeOutcome, Vec<(DataType, 
     let held = HeldBack::from_report(&outcome.report, &identities);
     ledger.remember_identities(&outcome.state).unwrap();
     let options = PlanOptions { allow_mass_delete: true, hold: Some(&held) };
-    let deltas: Vec<(DataType, Delta)> =
-        DataType::ALL.iter().map(|&t| (t, ledger.plan_state(&outcome.state, t, "hub", &options).unwrap())).collect();
+    let deltas: Vec<(DataType, Delta)> = DataType::ALL.iter().map(|&t| (t, ledger.plan_state(&outcome.state, t, "hub", &options).unwrap())).collect();
     for (t, d) in &deltas {
         ledger.reserve(*t, d).unwrap();
         ledger.commit(*t, d).unwrap();
@@ -49,7 +48,7 @@ fn a_typo_in_the_next_export_holds_the_person_back_and_sends_no_delete() {
 
     for typo in [
         "1,김민준,Minjun Kim,not-an-email,D1,과장,20200102,재직,010-1111-2222,,19900101,,50000000,2026-02-01 09:00:00", // email
-        "1,김민준,Minjun Kim,m1@a.example,D1,과장,20200102,재직,010-1111-2222,,19900101,,5000만,2026-02-01 09:00:00", // salary
+        "1,김민준,Minjun Kim,m1@a.example,D1,과장,20200102,재직,010-1111-2222,,19900101,,5000만,2026-02-01 09:00:00",   // salary
         "1,김민준,Minjun Kim,m1@a.example,D1,과장,20200102,재적,010-1111-2222,,19900101,,50000000,2026-02-01 09:00:00", // status
         "1,김민준,Minjun Kim,m1@a.example,D1,과장,20200102,재직,010-1111-2222,,19900101,xyz,50000000,2026-02-01 09:00:00", // person key
     ] {
@@ -100,7 +99,8 @@ fn a_move_between_the_companies_is_one_update_of_the_same_employee() {
     let mut before = Input::default();
     before.a_employees = vec![a_row("1", "D1", "", KEY1, "2026-01-01 09:00:00")];
     before.b_employees = vec![b_line(2, 10, None, None, true, "2026-01-01T00:00:00Z")];
-    before.permissions = Some(vec![r#"{"employee": "A-1", "system": "erp", "role": "approver", "op": "grant", "expires": null, "at": "2026-01-02T00:00:00Z"}"#.into()]);
+    before.permissions =
+        Some(vec![r#"{"employee": "A-1", "system": "erp", "role": "approver", "op": "grant", "expires": null, "at": "2026-01-02T00:00:00Z"}"#.into()]);
     let (first, _) = run(&mut ledger, &before);
     assert_eq!(first.state.employees.keys().collect::<Vec<_>>(), ["A-1", "B-2"]);
 
@@ -108,7 +108,8 @@ fn a_move_between_the_companies_is_one_update_of_the_same_employee() {
     let mut after = Input::default();
     after.a_employees = vec![a_row("1", "D1", "", KEY1, "2026-03-01 09:00:00").replace("재직", "퇴직")];
     after.b_employees = vec![b_line(2, 10, Some(7), None, true, "2026-01-01T00:00:00Z"), b_line(7, 10, None, Some(KEY1), true, "2026-03-01T00:00:00Z")];
-    after.permissions = Some(vec![r#"{"employee": "B-7", "system": "erp", "role": "approver", "op": "grant", "expires": null, "at": "2026-03-02T00:00:00Z"}"#.into()]);
+    after.permissions =
+        Some(vec![r#"{"employee": "B-7", "system": "erp", "role": "approver", "op": "grant", "expires": null, "at": "2026-03-02T00:00:00Z"}"#.into()]);
     let (outcome, deltas) = run(&mut ledger, &after);
     assert_eq!(outcome.state.employees.keys().collect::<Vec<_>>(), ["A-1", "B-2"], "the mover keeps A-1");
     let mover = &outcome.state.employees["A-1"];
@@ -188,7 +189,10 @@ fn a_typo_in_one_of_two_records_of_a_person_holds_the_whole_person() {
     input.a_employees = vec![a_row("1", "D1", "", KEY1, "2026-02-01 09:00:00").replace("m1@a.example", "not-an-email")];
     let (outcome, deltas) = run(&mut ledger, &input);
     assert!(!outcome.state.employees.contains_key("A-1") && !outcome.state.employees.contains_key("B-9"));
-    assert_eq!(changed_keys(&deltas).into_iter().filter(|c| c.starts_with("employee/") || c.starts_with("compensation/")).collect::<Vec<_>>(), Vec::<String>::new());
+    assert_eq!(
+        changed_keys(&deltas).into_iter().filter(|c| c.starts_with("employee/") || c.starts_with("compensation/")).collect::<Vec<_>>(),
+        Vec::<String>::new()
+    );
     let held: Vec<String> = deltas.iter().flat_map(|(_, d)| d.held_back.iter().map(|h| format!("{}/{}", h.data_type, h.key))).collect();
     assert_eq!(held, ["employee/A-1", "compensation/A-1"]);
 }

@@ -30,14 +30,14 @@ fn a_clean_input_merges_with_roots_and_namespaced_ids() {
 fn each_field_problem_is_quarantined_with_file_line_id_and_reason() {
     let mut input = Input::default();
     input.a_employees = vec![
-        a_row("1", "D1", "", "", "2026-01-01 09:00:00"),                                                  // line 2, fine
-        "2,김,Kim,bad-email,D1,사원,20200101,재직,,,,,,2026-01-01 09:00:00".into(),                       // 3 invalid_email
-        "3,김,Kim,k@a.example,D1,사원,2020-01-01,재직,,,,,,2026-01-01 09:00:00".into(),                   // 4 invalid_date
-        "4,김,Kim,k@a.example,D1,회장,20200101,재직,,,,,,2026-01-01 09:00:00".into(),                     // 5 unknown_grade
-        "5,김,Kim,k@a.example,NOPE,사원,20200101,재직,,,,,,2026-01-01 09:00:00".into(),                   // 6 unknown_org_unit
-        "6,,Kim,k@a.example,D1,사원,20200101,재직,,,,,,2026-01-01 09:00:00".into(),                       // 7 missing_field
-        "8,김,Kim".into(),                                                                                // 8 malformed_row (field count)
-        "7,김,\"unterminated".into(),                                                                     // 9 malformed_row (open quote)
+        a_row("1", "D1", "", "", "2026-01-01 09:00:00"),                                // line 2, fine
+        "2,김,Kim,bad-email,D1,사원,20200101,재직,,,,,,2026-01-01 09:00:00".into(),     // 3 invalid_email
+        "3,김,Kim,k@a.example,D1,사원,2020-01-01,재직,,,,,,2026-01-01 09:00:00".into(), // 4 invalid_date
+        "4,김,Kim,k@a.example,D1,회장,20200101,재직,,,,,,2026-01-01 09:00:00".into(),   // 5 unknown_grade
+        "5,김,Kim,k@a.example,NOPE,사원,20200101,재직,,,,,,2026-01-01 09:00:00".into(), // 6 unknown_org_unit
+        "6,,Kim,k@a.example,D1,사원,20200101,재직,,,,,,2026-01-01 09:00:00".into(),     // 7 missing_field
+        "8,김,Kim".into(),                                                              // 8 malformed_row (field count)
+        "7,김,\"unterminated".into(),                                                   // 9 malformed_row (open quote)
     ];
     input.b_employees.push("{\"employeeId\": 9, ".into()); // line 2: truncated JSON
     let out = input.merge();
@@ -127,7 +127,8 @@ fn the_same_person_in_both_companies_becomes_one_employee() {
     let mut b: serde_json::Value = serde_json::from_str(&b_line(1, 10, None, Some(KEY1), true, "2026-01-01T00:00:00Z")).unwrap();
     b["email"] = serde_json::Value::Null; // filled from A-1
     input.b_employees = vec![b.to_string(), b_line(2, 10, Some(1), None, true, "2026-01-01T00:00:00Z")];
-    input.permissions = Some(vec![r#"{"employee": "A-1", "system": "erp", "role": "approver", "op": "grant", "expires": null, "at": "2026-01-01T00:00:00Z"}"#.into()]);
+    input.permissions =
+        Some(vec![r#"{"employee": "A-1", "system": "erp", "role": "approver", "op": "grant", "expires": null, "at": "2026-01-01T00:00:00Z"}"#.into()]);
     let out = input.merge();
     assert_eq!(out.report.matched_persons, 1);
     let e = &out.state.employees["B-1"];
@@ -226,7 +227,10 @@ fn master_data_and_permissions_are_read_and_resolved() {
     assert_eq!(out.state.master_data.len(), 2);
     assert!(!out.state.permissions["A-1:erp:approver"].granted, "the later revoke wins");
     let got = reasons(&out);
-    assert!(got.contains(&("master_data.csv".into(), 4, Some("md.category:C1".into()), Reason::DuplicateSourceId)) || got.contains(&("master_data.csv".into(), 2, Some("md.category:C1".into()), Reason::DuplicateSourceId)));
+    assert!(
+        got.contains(&("master_data.csv".into(), 4, Some("md.category:C1".into()), Reason::DuplicateSourceId))
+            || got.contains(&("master_data.csv".into(), 2, Some("md.category:C1".into()), Reason::DuplicateSourceId))
+    );
     assert!(got.contains(&("master_data.csv".into(), 5, None, Reason::MissingField)));
     assert!(got.contains(&("permissions.jsonl".into(), 3, Some("Z-1:erp:viewer".into()), Reason::MalformedRow)));
 }

@@ -76,11 +76,11 @@ impl LagMonitor {
         if let Some(known) = self.inner.partitions.lock().unwrap_or_else(|p| p.into_inner()).get(topic) {
             return Ok(known.clone());
         }
-        let metadata = self
-            .inner
-            .probe
-            .fetch_metadata(Some(topic), timeout)
-            .map_err(|source| KafkaTransportError::Offsets { group: "-".into(), topic: topic.to_string(), source })?;
+        let metadata = self.inner.probe.fetch_metadata(Some(topic), timeout).map_err(|source| KafkaTransportError::Offsets {
+            group: "-".into(),
+            topic: topic.to_string(),
+            source,
+        })?;
         let ids: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
         if !ids.is_empty() {
             self.inner.partitions.lock().unwrap_or_else(|p| p.into_inner()).insert(topic.to_string(), ids.clone());
@@ -98,26 +98,39 @@ impl LagMonitor {
         let clients = &*self.inner;
         let mut all = TopicPartitionList::new();
         for (topic, partition) in &places {
-            all.add_partition_offset(topic, *partition, Offset::End).map_err(|source| KafkaTransportError::Offsets { group: "-".into(), topic: topic.clone(), source })?;
+            all.add_partition_offset(topic, *partition, Offset::End).map_err(|source| KafkaTransportError::Offsets {
+                group: "-".into(),
+                topic: topic.clone(),
+                source,
+            })?;
         }
         // One ListOffsets request for every partition's end (a timestamp of "end" asks for the high watermark).
-        let ends = clients.probe.offsets_for_times(all.clone(), timeout).map_err(|source| KafkaTransportError::Offsets { group: "-".into(), topic: "*".into(), source })?;
+        let ends = clients.probe.offsets_for_times(all.clone(), timeout).map_err(|source| KafkaTransportError::Offsets {
+            group: "-".into(),
+            topic: "*".into(),
+            source,
+        })?;
         let high: BTreeMap<(String, i32), i64> = ends
             .elements()
             .iter()
             .map(|e| match e.offset() {
                 Offset::Offset(o) => Ok(((e.topic().to_string(), e.partition()), o)),
-                other => Err(KafkaTransportError::Offsets { group: "-".into(), topic: format!("{}/{} (end offset {other:?})", e.topic(), e.partition()), source: rdkafka::error::KafkaError::OffsetFetch(rdkafka::types::RDKafkaErrorCode::InvalidArgument) }),
+                other => Err(KafkaTransportError::Offsets {
+                    group: "-".into(),
+                    topic: format!("{}/{} (end offset {other:?})", e.topic(), e.partition()),
+                    source: rdkafka::error::KafkaError::OffsetFetch(rdkafka::types::RDKafkaErrorCode::InvalidArgument),
+                }),
             })
             .collect::<Result<_, _>>()?;
         let committed: Vec<(String, TopicPartitionList)> = clients
             .readers
             .iter()
             .map(|(group, reader)| {
-                reader
-                    .committed_offsets(all.clone(), timeout)
-                    .map(|c| (group.clone(), c))
-                    .map_err(|source| KafkaTransportError::Offsets { group: group.clone(), topic: "*".into(), source })
+                reader.committed_offsets(all.clone(), timeout).map(|c| (group.clone(), c)).map_err(|source| KafkaTransportError::Offsets {
+                    group: group.clone(),
+                    topic: "*".into(),
+                    source,
+                })
             })
             .collect::<Result<_, _>>()?;
         let mut out = Vec::new();
@@ -219,9 +232,11 @@ impl LagMonitor {
             for (topic, partition) in &places {
                 tpl.add_partition(topic, *partition);
             }
-            let committed = reader
-                .committed_offsets(tpl, Duration::from_secs(10))
-                .map_err(|source| KafkaTransportError::Offsets { group: group.clone(), topic: "*".into(), source })?;
+            let committed = reader.committed_offsets(tpl, Duration::from_secs(10)).map_err(|source| KafkaTransportError::Offsets {
+                group: group.clone(),
+                topic: "*".into(),
+                source,
+            })?;
             Ok(committed
                 .elements()
                 .iter()
@@ -284,7 +299,9 @@ impl OffsetConfirmation {
                 target: target.into(),
                 cause: match cause {
                     Some(e) => format!("cannot tell whether {n} {data_type} record(s) were applied after {} ms: {e}", waited.as_millis()),
-                    None => format!("{n} {data_type} record(s) not applied after {} ms (consumer group {group} has not committed past them)", waited.as_millis()),
+                    None => {
+                        format!("{n} {data_type} record(s) not applied after {} ms (consumer group {group} has not committed past them)", waited.as_millis())
+                    }
                 },
                 retriable: true,
             })

@@ -23,10 +23,7 @@ unsafe impl Sync for EmbeddedKafka {}
 impl EmbeddedKafka {
     /// Starts a single-broker mock cluster on a loopback port.
     pub fn start() -> Result<Self, KafkaTransportError> {
-        let client: BaseProducer = ClientConfig::new()
-            .set("log_level", "3")
-            .create()
-            .map_err(|e| KafkaTransportError::Mock(e.to_string()))?;
+        let client: BaseProducer = ClientConfig::new().set("log_level", "3").create().map_err(|e| KafkaTransportError::Mock(e.to_string()))?;
         // SAFETY: the client handle is valid for the call; the returned cluster
         // is destroyed in Drop before the client is dropped (field order).
         let cluster = unsafe { rdsys::rd_kafka_mock_cluster_new(client.client().native_ptr(), 1) };

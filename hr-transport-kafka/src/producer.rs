@@ -38,9 +38,8 @@ pub struct KafkaPropagator {
 impl KafkaPropagator {
     /// Creates the producer (no connection is made until the first send).
     pub fn new(config: &KafkaConfig) -> Result<Self, KafkaTransportError> {
-        let producer = Self::client_config(config)
-            .create()
-            .map_err(|source| KafkaTransportError::Client { role: "producer", brokers: config.brokers.clone(), source })?;
+        let producer =
+            Self::client_config(config).create().map_err(|source| KafkaTransportError::Client { role: "producer", brokers: config.brokers.clone(), source })?;
         Ok(KafkaPropagator { producer, config: config.clone(), targets: BTreeMap::new(), monitor: None })
     }
 
@@ -192,7 +191,12 @@ struct Acknowledged {
     offsets: BTreeMap<DataType, BTreeMap<i32, (i64, u64)>>,
 }
 
-fn settle(acknowledged: &mut Acknowledged, failures: &mut BTreeMap<String, u64>, data_type: DataType, result: Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>) {
+fn settle(
+    acknowledged: &mut Acknowledged,
+    failures: &mut BTreeMap<String, u64>,
+    data_type: DataType,
+    result: Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>,
+) {
     match result {
         Ok(Ok(delivery)) => {
             let (last, count) = acknowledged.offsets.entry(data_type).or_default().entry(delivery.partition).or_insert((-1, 0));

@@ -80,9 +80,7 @@ impl KafkaSubscriber {
             .map_err(|source| KafkaTransportError::Client { role: "consumer", brokers: config.brokers.clone(), source })?;
         let topics: Vec<String> = data_types.iter().map(|t| config.topic(*t)).collect();
         let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-        consumer
-            .subscribe(&refs)
-            .map_err(|source| KafkaTransportError::Subscribe { group: group.into(), topics: topics.clone(), source })?;
+        consumer.subscribe(&refs).map_err(|source| KafkaTransportError::Subscribe { group: group.into(), topics: topics.clone(), source })?;
         let dlq: FutureProducer = config
             .client_config()
             .set("enable.idempotence", "true")

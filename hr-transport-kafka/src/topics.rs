@@ -9,14 +9,9 @@ use rdkafka::types::RDKafkaErrorCode;
 /// Data topics are log-compacted: the latest envelope per key stays, so a new
 /// target system can bootstrap the full state by reading from the beginning.
 pub async fn ensure_topics(config: &KafkaConfig, data_types: &[DataType]) -> Result<(), KafkaTransportError> {
-    let admin: AdminClient<DefaultClientContext> = config
-        .client_config()
-        .create()
-        .map_err(|source| KafkaTransportError::Client { role: "admin client", brokers: config.brokers.clone(), source })?;
-    let names: Vec<(String, bool)> = data_types
-        .iter()
-        .flat_map(|t| [(config.topic(*t), true), (format!("{}.dlq", config.topic(*t)), false)])
-        .collect();
+    let admin: AdminClient<DefaultClientContext> =
+        config.client_config().create().map_err(|source| KafkaTransportError::Client { role: "admin client", brokers: config.brokers.clone(), source })?;
+    let names: Vec<(String, bool)> = data_types.iter().flat_map(|t| [(config.topic(*t), true), (format!("{}.dlq", config.topic(*t)), false)]).collect();
     let topics: Vec<NewTopic<'_>> = names
         .iter()
         .map(|(name, compact)| {

@@ -80,12 +80,7 @@ async fn tls_and_sasl_settings_pass_through_to_every_client() {
     let stats = subscriber.shutdown().await.unwrap();
     assert_eq!(stats.dead_lettered, 1);
     assert_eq!(sink.digest(DataType::MasterData).await.unwrap(), digest_of(&changes));
-    let dlq: StreamConsumer = config
-        .client_config()
-        .set("group.id", format!("{group}-dlq-reader"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
+    let dlq: StreamConsumer = config.client_config().set("group.id", format!("{group}-dlq-reader")).set("auto.offset.reset", "earliest").create().unwrap();
     dlq.subscribe(&[&format!("{topic}.dlq")]).unwrap();
     let m = tokio::time::timeout(Duration::from_secs(30), dlq.recv()).await.expect("a record on the dead-letter topic").unwrap();
     assert_eq!(m.payload(), Some(&b"{not json"[..]));

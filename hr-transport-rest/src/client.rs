@@ -107,7 +107,9 @@ pub struct RestPropagator {
 /// How one request ended.
 enum Attempt {
     /// The target holds every change, `stale` of them at a version at least as new already.
-    Applied { stale: u64 },
+    Applied {
+        stale: u64,
+    },
     Retry(String, Option<Duration>),
     Fatal(String),
 }
@@ -160,7 +162,10 @@ impl RestPropagator {
         }
         let answer: Answer = self.get_json(target, crate::BUCKETS_PATH.replace("{data_type}", data_type.as_str())).await?;
         if answer.buckets.len() != hr_core::BUCKETS {
-            return Err(RestTransportError::Digest { target: target.into(), cause: format!("expected {} bucket digests, got {}", hr_core::BUCKETS, answer.buckets.len()) });
+            return Err(RestTransportError::Digest {
+                target: target.into(),
+                cause: format!("expected {} bucket digests, got {}", hr_core::BUCKETS, answer.buckets.len()),
+            });
         }
         Ok(answer.buckets)
     }
@@ -209,12 +214,8 @@ impl RestPropagator {
             Err(e) => Attempt::Retry(format!("request failed: {}", root_cause(&e)), None),
             Ok(response) => {
                 let status = response.status();
-                let retry_after = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
+                let retry_after =
+                    response.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
                 let text = response.text().await.unwrap_or_default();
                 let detail: String = text.chars().take(300).collect();
                 if status.is_success() {
@@ -242,7 +243,13 @@ impl RestPropagator {
             let failure = |cause: String, retriable| {
                 Some(TargetFailure {
                     target: target.name.clone(),
-                    cause: format!("batch {} of {} ({} changes) not applied: {cause}; {applied_so_far} of {} changes applied", i + 1, chunks.len(), chunk.len(), mine.len()),
+                    cause: format!(
+                        "batch {} of {} ({} changes) not applied: {cause}; {applied_so_far} of {} changes applied",
+                        i + 1,
+                        chunks.len(),
+                        chunk.len(),
+                        mine.len()
+                    ),
                     retriable,
                 })
             };

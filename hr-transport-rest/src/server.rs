@@ -392,7 +392,8 @@ fn check_known_fields(batch: &[ChangeEnvelope]) -> Result<(), Refused> {
     for (i, change) in batch.iter().enumerate() {
         let unknown = strict::unknown_fields(change);
         if !unknown.is_empty() {
-            let message = format!("change {i}: the {} payload holds fields hr.v1 does not define: {}; nothing applied", change.data_type, strict::list_fields(&unknown));
+            let message =
+                format!("change {i}: the {} payload holds fields hr.v1 does not define: {}; nothing applied", change.data_type, strict::list_fields(&unknown));
             return Err(refuse(StatusCode::BAD_REQUEST, "unknown_fields", message));
         }
     }
@@ -465,9 +466,9 @@ async fn digest(State(shared): State<Arc<Shared>>) -> Response {
 
 /// The entries of a data type this system takes, or the error answer.
 async fn allowed_entries(shared: &Shared, data_type: &str) -> Result<Vec<DigestEntry>, Response> {
-    let data_type: DataType = data_type
-        .parse()
-        .map_err(|_| error(StatusCode::NOT_FOUND, "unknown_data_type", "no such data type; expected one of employee, org_unit, master_data, permission, compensation"))?;
+    let data_type: DataType = data_type.parse().map_err(|_| {
+        error(StatusCode::NOT_FOUND, "unknown_data_type", "no such data type; expected one of employee, org_unit, master_data, permission, compensation")
+    })?;
     if !shared.allowed.contains(&data_type) {
         return Err(error(StatusCode::FORBIDDEN, "data_type_not_allowed", format!("this system does not accept {data_type} records")));
     }

@@ -231,7 +231,13 @@ async fn unknown_fields_are_refused_and_never_stored() {
         let (status, body) = post(addr, batch(&[twice])).await;
         assert_eq!((status, body["error"].as_str()), (400, Some("duplicate_key")), "{body}");
         let attributes = r#"{"set":"md.category","code":"C1","name":"Food","attributes":{"a":"1","a":"2"}}"#;
-        let dup = ChangeEnvelope::with_raw_payload(DataType::MasterData, "md.category:C1".into(), 1, "test", Some(serde_json::value::RawValue::from_string(attributes.into()).unwrap()));
+        let dup = ChangeEnvelope::with_raw_payload(
+            DataType::MasterData,
+            "md.category:C1".into(),
+            1,
+            "test",
+            Some(serde_json::value::RawValue::from_string(attributes.into()).unwrap()),
+        );
         let (status, body) = post(addr, batch(&[dup])).await;
         assert_eq!((status, body["error"].as_str()), (400, Some("duplicate_key")), "{body}");
         assert!(body["message"].as_str().unwrap().contains("`a`"), "{body}");
@@ -352,7 +358,9 @@ async fn error_bodies_are_json_bounded_and_name_no_paths() {
     let mut announced = raw(addr, &head(2 << 20, Some(&auth), "application/json"), b"").await;
     let answer = answer_within(&mut announced, Duration::from_secs(3)).await.expect("answered at once");
     assert!(answer.starts_with("HTTP/1.1 413") && answer.contains(r#""error":"body_too_large""#), "{answer}");
-    let chunked_head = format!("POST /hr/v1/changes HTTP/1.1\r\nhost: receiver\r\ncontent-type: application/json\r\nauthorization: {auth}\r\ntransfer-encoding: chunked\r\n\r\n");
+    let chunked_head = format!(
+        "POST /hr/v1/changes HTTP/1.1\r\nhost: receiver\r\ncontent-type: application/json\r\nauthorization: {auth}\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
     let over = (1 << 20) + 1;
     let mut sent = raw(addr, &chunked_head, &[format!("{over:x}\r\n").into_bytes(), vec![b' '; over]].concat()).await;
     let answer = answer_within(&mut sent, Duration::from_secs(3)).await.expect("answered once over the limit");
@@ -393,7 +401,8 @@ async fn timeouts_close_stalled_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrency_and_in_flight_bytes_are_capped() {
     let sink = Arc::new(MemorySink::default());
-    let config = config(sink.clone(), vec![DataType::MasterData]).with_body_limit(1 << 20).with_max_in_flight_bytes((1 << 20) + 100).with_max_concurrent_requests(2);
+    let config =
+        config(sink.clone(), vec![DataType::MasterData]).with_body_limit(1 << 20).with_max_in_flight_bytes((1 << 20) + 100).with_max_concurrent_requests(2);
     let addr = serve(config).await;
     let auth = format!("Bearer {TOKEN}");
     // Holds the whole byte budget with a body it never finishes.

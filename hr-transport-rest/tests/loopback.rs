@@ -176,7 +176,12 @@ async fn refusals_leave_the_sink_unchanged() {
     assert_eq!(post(addr, one(&md(1, 1)), None).await.0, 401);
     assert_eq!(post(addr, one(&md(1, 1)), Some("wrong")).await.0, 401);
 
-    let comp = hr_core::Compensation { employee_id: "A-1".into(), base_salary: hr_core::Sensitive::new(1), currency: "KRW".into(), effective_date: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() };
+    let comp = hr_core::Compensation {
+        employee_id: "A-1".into(),
+        base_salary: hr_core::Sensitive::new(1),
+        currency: "KRW".into(),
+        effective_date: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+    };
     let pay = ChangeEnvelope::upsert(DataType::Compensation, "A-1", 1, "hub", &comp).unwrap();
     let (status, body) = post(addr, format!("[{},{}]", md(1, 1).to_json(), pay.to_json()).into_bytes(), Some(TOKEN)).await;
     assert_eq!((status, body["error"].as_str()), (403, Some("data_type_not_allowed")));

@@ -66,7 +66,10 @@ async fn slow_bodies_keep_memory_flat() {
 
     let without_token = growth_with_slow_senders(addr, None).await;
     let with_token = growth_with_slow_senders(addr, Some(format!("Bearer {TOKEN}"))).await;
-    eprintln!("resident growth with {CONNECTIONS} slow senders of {} MiB each: {without_token:.1} MiB without a token, {with_token:.1} MiB with it", SENT >> 20);
+    eprintln!(
+        "resident growth with {CONNECTIONS} slow senders of {} MiB each: {without_token:.1} MiB without a token, {with_token:.1} MiB with it",
+        SENT >> 20
+    );
     // Without the token nothing of a body is read.
     assert!(without_token < 16.0, "{without_token:.1} MiB");
     // With it, the 64 MiB in-flight budget admits 4 bodies announcing 16 MB
