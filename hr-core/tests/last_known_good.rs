@@ -1,6 +1,8 @@
 //! Last known good and lifelong identity, from files on disk through the
 //! merge and the ledger's plan: a typo in the next export never sends a
 //! delete, and a person moving between the companies stays one employee.
+// Each test reads as "the default input, with this file changed".
+#![allow(clippy::field_reassign_with_default)]
 
 mod common;
 use common::*;

@@ -1,4 +1,6 @@
 //! Every quarantine reason, conflict kind and merge rule, from files on disk.
+// Each test reads as "the default input, with this file changed".
+#![allow(clippy::field_reassign_with_default)]
 
 mod common;
 use common::*;
