@@ -189,21 +189,54 @@ pub fn merge(source: SourceData) -> MergeOutcome {
 pub fn merge_with_identities(source: SourceData, identities: &Identities) -> MergeOutcome {
     let mut quarantined = source.quarantined;
     let mut warnings = Vec::new();
+    let (valid_units, employees) = latest_units_and_employees(source.org_units, source.employees, &mut quarantined);
+    let placed = place_in_units(employees, &valid_units, &mut quarantined);
 
-    // The org tree and the employee records are independent until placement: one thread each.
+    let (persons, matched_persons) = match_persons(&placed);
+    let persons = assign_unified_ids(persons, identities);
+    let held = held_persons(&quarantined, identities);
+    let refs = References::new(&persons, &held, identities);
+    let mut state = MergedState::default();
+    let conflicts = build_people(&persons, &held, &refs, &mut state, &mut warnings);
+    state.org_units = build_org_units(valid_units, &refs, &mut warnings);
+    state.master_data = merge_master_data(source.master_data, &mut quarantined);
+    state.permissions = merge_permissions(source.permissions, &refs, &mut quarantined);
+
+    quarantined.sort();
+    warnings.sort();
+    let counts = DataType::ALL.iter().map(|&t| (t, state.count(t))).collect();
+    MergeOutcome { report: MergeReport { counts, matched_persons, quarantined, conflicts, warnings }, state }
+}
+
+/// The latest row of each org unit (with the tree checked) and of each
+/// employee source id. The two are independent: one thread each.
+fn latest_units_and_employees(
+    org_units: Vec<SourceOrgUnit>,
+    employees: Vec<SourceEmployee>,
+    quarantined: &mut Vec<Quarantined>,
+) -> (BTreeMap<String, SourceOrgUnit>, Vec<(String, SourceEmployee)>) {
     let ((valid_units, unit_quarantine), employees) = std::thread::scope(|scope| {
         let units = scope.spawn(|| {
             let mut q = Vec::new();
-            let org_units = keep_latest_per_id(source.org_units, |u| &u.id, |u| (u.updated_at, org_fingerprint(u)), &mut q);
+            let org_units = keep_latest_per_id(org_units, |u| &u.id, |u| (u.updated_at, org_fingerprint(u)), &mut q);
             // Sorted by id: the map is built in one pass.
             (validate_org_tree(org_units.into_iter().collect(), &mut q), q)
         });
-        let employees = keep_latest_per_id(source.employees, |e| &e.source_id, |e| (e.updated_at, employee_fingerprint(e)), &mut quarantined);
+        let employees = keep_latest_per_id(employees, |e| &e.source_id, |e| (e.updated_at, employee_fingerprint(e)), quarantined);
         // A panic here is a bug, never caused by input (the fuzz tests hold that).
         (units.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), employees)
     });
     quarantined.extend(unit_quarantine);
-    let unit_ids: FxHashSet<&str> = valid_units.keys().map(String::as_str).collect();
+    (valid_units, employees)
+}
+
+/// Employees whose org unit exists; the others are quarantined.
+fn place_in_units(
+    employees: Vec<(String, SourceEmployee)>,
+    units: &BTreeMap<String, SourceOrgUnit>,
+    quarantined: &mut Vec<Quarantined>,
+) -> Vec<SourceEmployee> {
+    let unit_ids: FxHashSet<&str> = units.keys().map(String::as_str).collect();
     let mut placed = Vec::with_capacity(employees.len());
     for (id, e) in employees {
         if unit_ids.contains(e.org_unit.as_str()) {
@@ -212,20 +245,26 @@ pub fn merge_with_identities(source: SourceData, identities: &Identities) -> Mer
             quarantined.push(e.origin.quarantine(Some(id), Reason::UnknownOrgUnit, format!("org unit {} does not exist or was quarantined", e.org_unit)));
         }
     }
+    placed
+}
 
-    let (persons, matched_persons) = match_persons(&placed);
-    let persons = assign_unified_ids(persons, identities);
-    let held = held_persons(&quarantined, identities);
-    let refs = References::new(&persons, &held, identities);
-    let mut state = MergedState::default();
-    let conflicts = std::thread::scope(|scope| {
-        let conflicts = scope.spawn(|| possible_duplicates(&persons));
+/// Each person's employee record and pay into `state` (a person with a
+/// quarantined row keeps their last good record: none is built from the
+/// rest), while the possible duplicates are found on another thread.
+fn build_people(
+    persons: &[Person<'_>],
+    held: &FxHashSet<String>,
+    refs: &References<'_>,
+    state: &mut MergedState,
+    warnings: &mut Vec<Warning>,
+) -> Vec<Conflict> {
+    std::thread::scope(|scope| {
+        let conflicts = scope.spawn(|| possible_duplicates(persons));
         // Persons are sorted by unified id, so both maps are built in one pass.
         let mut employees = Vec::with_capacity(persons.len());
         let mut compensation = Vec::with_capacity(persons.len());
-        // A person with a quarantined row keeps their last good record: none is built from the rest.
         for person in persons.iter().filter(|p| !held.contains(&p.id)) {
-            let (employee, pay) = build_employee(person, &refs, &mut warnings);
+            let (employee, pay) = build_employee(person, refs, warnings);
             if let Some(c) = pay {
                 compensation.push((c.employee_id.clone(), c));
             }
@@ -234,11 +273,12 @@ pub fn merge_with_identities(source: SourceData, identities: &Identities) -> Mer
         state.employees = employees.into_iter().collect();
         state.compensation = compensation.into_iter().collect();
         conflicts.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
-    });
+    })
+}
 
-    for root in roots() {
-        state.org_units.insert(root.id.clone(), root);
-    }
+/// The three roots and every valid unit, its leader resolved to a unified id.
+fn build_org_units(valid_units: BTreeMap<String, SourceOrgUnit>, refs: &References<'_>, warnings: &mut Vec<Warning>) -> BTreeMap<String, OrgUnit> {
+    let mut out: BTreeMap<String, OrgUnit> = roots().into_iter().map(|root| (root.id.clone(), root)).collect();
     for (id, unit) in valid_units {
         let leader = unit.leader_source_id.as_ref().and_then(|l| {
             let resolved = refs.resolve(l);
@@ -252,17 +292,21 @@ pub fn merge_with_identities(source: SourceData, identities: &Identities) -> Mer
             resolved
         });
         let parent = unit.parent.clone().unwrap_or_else(|| unit.company.as_str().to_string());
-        state
-            .org_units
-            .insert(id.clone(), OrgUnit { id, company: Some(unit.company), name: unit.name, parent: Some(parent), leader, updated_at: Some(unit.updated_at) });
+        out.insert(id.clone(), OrgUnit { id, company: Some(unit.company), name: unit.name, parent: Some(parent), leader, updated_at: Some(unit.updated_at) });
     }
+    out
+}
 
-    let mut master: BTreeMap<String, Vec<crate::import::SourceMasterData>> = BTreeMap::new();
-    for md in source.master_data {
-        master.entry(format!("{}:{}", md.set, md.code)).or_default().push(md);
+/// One row per `<set>:<code>`. `master_data.csv` has no timestamps, so the
+/// content-greatest row wins and row order never matters; the others are
+/// quarantined as duplicates.
+fn merge_master_data(rows: Vec<crate::import::SourceMasterData>, quarantined: &mut Vec<Quarantined>) -> BTreeMap<String, MasterData> {
+    let mut by_key: BTreeMap<String, Vec<crate::import::SourceMasterData>> = BTreeMap::new();
+    for md in rows {
+        by_key.entry(format!("{}:{}", md.set, md.code)).or_default().push(md);
     }
-    for (key, mut rows) in master {
-        // No timestamps in master_data.csv: the content-greatest row wins so that row order never matters.
+    let mut out = BTreeMap::new();
+    for (key, mut rows) in by_key {
         rows.sort_by(|a, b| (&b.name, &b.attributes, &b.origin).cmp(&(&a.name, &a.attributes, &a.origin)));
         let mut rows = rows.into_iter();
         let Some(winner) = rows.next() else { continue };
@@ -273,10 +317,21 @@ pub fn merge_with_identities(source: SourceData, identities: &Identities) -> Mer
                 format!("another row of {}:{} is kept", winner.set, winner.code),
             ));
         }
-        state.master_data.insert(key, MasterData { set: winner.set, code: winner.code, name: winner.name, attributes: winner.attributes });
+        out.insert(key, MasterData { set: winner.set, code: winner.code, name: winner.name, attributes: winner.attributes });
     }
+    out
+}
 
-    for p in source.permissions {
+/// The current grant state per `<employee>:<system>:<role>`: the latest
+/// event wins, and at the same instant a revocation beats a grant. An event
+/// for an unknown employee is quarantined.
+fn merge_permissions(
+    events: Vec<crate::import::SourcePermission>,
+    refs: &References<'_>,
+    quarantined: &mut Vec<Quarantined>,
+) -> BTreeMap<String, PermissionGrant> {
+    let mut out: BTreeMap<String, PermissionGrant> = BTreeMap::new();
+    for p in events {
         let Some(employee) = refs.resolve(&p.employee) else {
             quarantined.push(p.origin.quarantine(
                 Some(format!("{}:{}:{}", p.employee, p.system, p.role)),
@@ -286,21 +341,15 @@ pub fn merge_with_identities(source: SourceData, identities: &Identities) -> Mer
             continue;
         };
         let grant = PermissionGrant { employee, system: p.system, role: p.role, granted: p.op == PermissionOp::Grant, expires: p.expires, at: p.at };
-        let key = grant.key();
-        // The latest event wins; at the same instant a revocation beats a grant.
-        let newer = match state.permissions.get(&key) {
+        let newer = match out.get(&grant.key()) {
             None => true,
             Some(held) => (grant.at, !grant.granted, grant.expires) > (held.at, !held.granted, held.expires),
         };
         if newer {
-            state.permissions.insert(key, grant);
+            out.insert(grant.key(), grant);
         }
     }
-
-    quarantined.sort();
-    warnings.sort();
-    let counts = DataType::ALL.iter().map(|&t| (t, state.count(t))).collect();
-    MergeOutcome { report: MergeReport { counts, matched_persons, quarantined, conflicts, warnings }, state }
+    out
 }
 
 fn roots() -> [OrgUnit; 3] {
