@@ -52,6 +52,86 @@ impl KafkaPropagator {
         Ok(self)
     }
 
+    /// Refuses a batch holding a sensitive data type unless allowed; nothing of it is sent.
+    fn refuse_sensitive(&self, batch: &[ChangeEnvelope]) -> Result<(), PropagateError> {
+        let Some(c) = batch.iter().find(|c| c.data_type.is_sensitive() && !self.config.allow_sensitive) else { return Ok(()) };
+        let cause = format!(
+            "refusing to publish {} records to Kafka, where every consumer of the topic could read them; route them over REST, or set KafkaConfig::allow_sensitive",
+            c.data_type
+        );
+        Err(PropagateError::incomplete(PropagationReport::default(), vec![TargetFailure { target: BROKER.into(), cause, retriable: false }]))
+    }
+
+    /// Puts every record of `batch` in flight at once (waiting for
+    /// deliveries while the producer queue is full) and collects every
+    /// acknowledgement or failure until the delivery timeout.
+    async fn produce_all(&self, batch: &[ChangeEnvelope]) -> Acknowledged {
+        let deadline = tokio::time::Instant::now() + self.config.delivery_timeout;
+        let topics: BTreeMap<DataType, String> = batch.iter().map(|c| (c.data_type, self.config.topic(c.data_type))).collect();
+        let mut in_flight = FuturesUnordered::new();
+        let mut acknowledged = Acknowledged::default();
+        for change in batch {
+            let payload = change.to_json();
+            let topic = &topics[&change.data_type];
+            loop {
+                let record = FutureRecord::to(topic).key(change.key.as_bytes()).payload(payload.as_bytes());
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        let data_type = change.data_type;
+                        in_flight.push(async move { (data_type, delivery.await) });
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        // Back-pressure: let one delivery finish before queueing more.
+                        match tokio::time::timeout_at(deadline, in_flight.next()).await {
+                            Ok(Some((t, result))) => acknowledged.settle(t, result),
+                            Ok(None) => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
+                            Err(_) => {
+                                acknowledged.fail("the producer queue stayed full until the deadline".into(), 1);
+                                break;
+                            }
+                        }
+                    }
+                    Err((e, _)) => {
+                        acknowledged.fail(format!("could not queue the record: {e}"), 1);
+                        break;
+                    }
+                }
+            }
+        }
+        loop {
+            match tokio::time::timeout_at(deadline + std::time::Duration::from_secs(1), in_flight.next()).await {
+                Ok(Some((t, result))) => acknowledged.settle(t, result),
+                Ok(None) => break,
+                Err(_) => {
+                    acknowledged.fail("no acknowledgement from the broker before the deadline".into(), in_flight.len() as u64);
+                    break;
+                }
+            }
+        }
+        acknowledged
+    }
+
+    /// The receipt when the broker acknowledged everything, else what it did
+    /// acknowledge and why the rest is missing.
+    fn outcome(&self, records: usize, acknowledged: Acknowledged) -> Result<Receipt, PropagateError> {
+        if acknowledged.failures.is_empty() {
+            tracing::debug!(records, "kafka propagation acknowledged");
+            return Ok(self.receipt(&acknowledged.offsets));
+        }
+        let unacknowledged: u64 = acknowledged.failures.values().sum();
+        let cause = acknowledged.failures.iter().map(|(c, n)| format!("{n} record(s): {c}")).collect::<Vec<_>>().join("; ");
+        tracing::warn!(unacknowledged, brokers = %self.config.brokers, "kafka propagation incomplete");
+        Err(PropagateError::incomplete(
+            self.receipt(&acknowledged.offsets).delivered().clone(),
+            vec![TargetFailure {
+                target: BROKER.into(),
+                cause: format!("{unacknowledged} of {records} records not acknowledged by {}: {cause}", self.config.brokers),
+                retriable: true,
+            }],
+        ))
+    }
+
     /// The receipt of a batch whose records the broker acknowledged at
     /// `offsets`. With no target registered it reports what the broker
     /// accepted, under `kafka`, and has nothing to wait for.
@@ -109,74 +189,9 @@ impl KafkaPropagator {
 #[async_trait]
 impl Propagator for KafkaPropagator {
     async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
-        if let Some(c) = batch.iter().find(|c| c.data_type.is_sensitive() && !self.config.allow_sensitive) {
-            let cause = format!(
-                "refusing to publish {} records to Kafka, where every consumer of the topic could read them; route them over REST, or set KafkaConfig::allow_sensitive",
-                c.data_type
-            );
-            return Err(PropagateError::incomplete(PropagationReport::default(), vec![TargetFailure { target: BROKER.into(), cause, retriable: false }]));
-        }
-        let deadline = tokio::time::Instant::now() + self.config.delivery_timeout;
-        let topics: BTreeMap<DataType, String> = batch.iter().map(|c| (c.data_type, self.config.topic(c.data_type))).collect();
-        let mut in_flight = FuturesUnordered::new();
-        let mut acknowledged = Acknowledged::default();
-        let mut failures: BTreeMap<String, u64> = BTreeMap::new();
-
-        for change in batch {
-            let payload = change.to_json();
-            let topic = &topics[&change.data_type];
-            loop {
-                let record = FutureRecord::to(topic).key(change.key.as_bytes()).payload(payload.as_bytes());
-                match self.producer.send_result(record) {
-                    Ok(delivery) => {
-                        let data_type = change.data_type;
-                        in_flight.push(async move { (data_type, delivery.await) });
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                        // Back-pressure: let one delivery finish before queueing more.
-                        match tokio::time::timeout_at(deadline, in_flight.next()).await {
-                            Ok(Some((t, result))) => settle(&mut acknowledged, &mut failures, t, result),
-                            Ok(None) => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
-                            Err(_) => {
-                                fail(&mut failures, "the producer queue stayed full until the deadline".into());
-                                break;
-                            }
-                        }
-                    }
-                    Err((e, _)) => {
-                        fail(&mut failures, format!("could not queue the record: {e}"));
-                        break;
-                    }
-                }
-            }
-        }
-        loop {
-            match tokio::time::timeout_at(deadline + std::time::Duration::from_secs(1), in_flight.next()).await {
-                Ok(Some((t, result))) => settle(&mut acknowledged, &mut failures, t, result),
-                Ok(None) => break,
-                Err(_) => {
-                    let left = in_flight.len() as u64;
-                    *failures.entry("no acknowledgement from the broker before the deadline".into()).or_default() += left;
-                    break;
-                }
-            }
-        }
-        if failures.is_empty() {
-            tracing::debug!(records = batch.len(), "kafka propagation acknowledged");
-            return Ok(self.receipt(&acknowledged.offsets));
-        }
-        let unacknowledged: u64 = failures.values().sum();
-        let cause = failures.iter().map(|(c, n)| format!("{n} record(s): {c}")).collect::<Vec<_>>().join("; ");
-        tracing::warn!(unacknowledged, brokers = %self.config.brokers, "kafka propagation incomplete");
-        Err(PropagateError::incomplete(
-            self.receipt(&acknowledged.offsets).delivered().clone(),
-            vec![TargetFailure {
-                target: BROKER.into(),
-                cause: format!("{unacknowledged} of {} records not acknowledged by {}: {cause}", batch.len(), self.config.brokers),
-                retriable: true,
-            }],
-        ))
+        self.refuse_sensitive(batch)?;
+        let acknowledged = self.produce_all(batch).await;
+        self.outcome(batch.len(), acknowledged)
     }
 
     fn targets(&self) -> BTreeMap<String, Vec<DataType>> {
@@ -184,30 +199,29 @@ impl Propagator for KafkaPropagator {
     }
 }
 
-/// Per data type and partition: the highest acknowledged offset and how
-/// many records were acknowledged there.
+/// Per data type and partition, the highest acknowledged offset and how
+/// many records were acknowledged there; and each failure's cause with the
+/// records it hit.
 #[derive(Default)]
 struct Acknowledged {
     offsets: BTreeMap<DataType, BTreeMap<i32, (i64, u64)>>,
+    failures: BTreeMap<String, u64>,
 }
 
-fn settle(
-    acknowledged: &mut Acknowledged,
-    failures: &mut BTreeMap<String, u64>,
-    data_type: DataType,
-    result: Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>,
-) {
-    match result {
-        Ok(Ok(delivery)) => {
-            let (last, count) = acknowledged.offsets.entry(data_type).or_default().entry(delivery.partition).or_insert((-1, 0));
-            *last = (*last).max(delivery.offset);
-            *count += 1;
+impl Acknowledged {
+    fn settle(&mut self, data_type: DataType, result: Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>) {
+        match result {
+            Ok(Ok(delivery)) => {
+                let (last, count) = self.offsets.entry(data_type).or_default().entry(delivery.partition).or_insert((-1, 0));
+                *last = (*last).max(delivery.offset);
+                *count += 1;
+            }
+            Ok(Err((e, _))) => self.fail(format!("delivery failed: {e}"), 1),
+            Err(_) => self.fail("the producer was dropped before delivery".into(), 1),
         }
-        Ok(Err((e, _))) => fail(failures, format!("delivery failed: {e}")),
-        Err(_) => fail(failures, "the producer was dropped before delivery".into()),
     }
-}
 
-fn fail(failures: &mut BTreeMap<String, u64>, cause: String) {
-    *failures.entry(cause).or_default() += 1;
+    fn fail(&mut self, cause: String, records: u64) {
+        *self.failures.entry(cause).or_default() += records;
+    }
 }
