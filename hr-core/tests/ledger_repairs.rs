@@ -171,3 +171,16 @@ fn a_real_time_change_goes_above_a_version_a_failed_run_reserved() {
     assert_eq!(change(&delta, &key).version, 3);
     assert_eq!(delta.retried, 1);
 }
+
+/// The delete guard allows deleting exactly its share of the live records,
+/// and refuses one more.
+#[test]
+fn the_delete_guard_allows_exactly_its_share() {
+    let ten: Vec<_> = (0..10).map(|i| md(&format!("G{i}"), "x")).collect();
+    let mut ledger = Ledger::in_memory().unwrap().with_max_delete_share(0.2);
+    run(&mut ledger, ten.clone());
+    let two_gone = ledger.plan(DataType::MasterData, ten[2..].to_vec(), "hub", false).unwrap();
+    assert_eq!(two_gone.deleted, 2, "2 of 10 is the 20% allowed");
+    let err = ledger.plan(DataType::MasterData, ten[3..].to_vec(), "hub", false).unwrap_err();
+    assert!(err.to_string().contains('3'), "3 of 10 is over the limit: {err}");
+}
