@@ -1,4 +1,4 @@
-//! Readers for the two companies' exports (brief section 3).
+//! Readers for the two companies' exports (the README's "Input contract").
 //!
 //! Every reader streams its file record by record with a bounded record size.
 //! A bad record becomes a [`Quarantined`] entry and the rest proceed; only a
@@ -261,7 +261,7 @@ pub struct SourceData {
     pub quarantined: Vec<Quarantined>,
 }
 
-/// Reads an input directory laid out as the brief's input contract.
+/// Reads an input directory laid out as the README's "Input contract" describes.
 ///
 /// Records are streamed (each is held only while it is read, and one over
 /// 1 MiB is quarantined unread), but the merge holds the whole state: an input

@@ -148,7 +148,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_covers_every_rank_and_grade_of_the_brief() {
+    fn default_covers_every_rank_and_grade_of_the_input_contract() {
         let m = Mapping::default();
         for rank in ["사원", "주임", "대리", "과장", "차장", "부장", "이사"] {
             assert!(m.grade_a(rank).is_some(), "{rank}");

@@ -1,4 +1,4 @@
-//! The merge of company A and company B into the unified schema (brief section 3).
+//! The merge of company A and company B into the unified schema (the README's "Input contract" and merge rules).
 
 use crate::import::{PermissionOp, SourceData, SourceEmployee, SourceOrgUnit};
 use crate::quarantine::{Quarantined, Reason};

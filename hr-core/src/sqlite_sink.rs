@@ -1,4 +1,4 @@
-//! A [`Sink`] on an SQLite file: the target systems' store (brief section 4).
+//! A [`Sink`] on an SQLite file: the target systems' store.
 
 use crate::digest::DigestEntry;
 use crate::envelope::{ChangeEnvelope, Operation};
