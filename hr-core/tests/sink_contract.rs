@@ -1,0 +1,77 @@
+//! The sink contract on both sinks this crate ships, for what the property
+//! tests leave open: equal versions, invalid batches, counts, redaction.
+use hr_core::{sink::validate_batch, ChangeEnvelope, DataType, MasterData, MemorySink, Sink, SinkError, SqliteSink, StoredRecord};
+use std::sync::Arc;
+
+fn md(code: &str, name: &str, version: u64) -> ChangeEnvelope {
+    let m = MasterData { set: "grade".into(), code: code.into(), name: name.into(), attributes: Default::default() };
+    ChangeEnvelope::upsert(DataType::MasterData, m.key(), version, "test", &m).unwrap()
+}
+
+/// An upsert without a payload: well-formed JSON, but against the schema.
+fn invalid(code: &str) -> ChangeEnvelope {
+    let mut change = md(code, "x", 1);
+    change.payload = None;
+    change
+}
+
+fn sinks(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn Sink>)> {
+    vec![("memory", Arc::new(MemorySink::default())), ("sqlite", Arc::new(SqliteSink::open(dir.join("nested/dirs/sink.sqlite3")).unwrap()))]
+}
+
+#[tokio::test]
+async fn an_equal_version_is_stale_even_with_other_content() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, sink) in sinks(dir.path()) {
+        let first = sink.apply(&[md("G1", "one", 2), md("G2", "two", 1)]).await.unwrap();
+        assert_eq!((first.applied, first.stale), (2, 0), "{name}");
+        let again = sink.apply(&[md("G1", "other", 2), md("G2", "two", 1), md("G2", "older", 1)]).await.unwrap();
+        assert_eq!((again.applied, again.stale), (0, 3), "{name}: every change at a held version is stale");
+        let held: Vec<_> = sink.entries(DataType::MasterData).await.unwrap();
+        let reference = MemorySink::default();
+        reference.apply(&[md("G1", "one", 2), md("G2", "two", 1)]).await.unwrap();
+        assert_eq!(held, reference.entries(DataType::MasterData).await.unwrap(), "{name}: the first content stays");
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_change_refuses_the_whole_batch_naming_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, sink) in sinks(dir.path()) {
+        let err = sink.apply(&[md("G1", "one", 1), invalid("G2")]).await.unwrap_err();
+        assert!(matches!(err, SinkError::Invalid { index: 1, .. }), "{name}: {err}");
+        assert!(sink.entries(DataType::MasterData).await.unwrap().is_empty(), "{name}: nothing of the batch applied");
+    }
+    assert!(matches!(validate_batch(&[md("G1", "one", 1), invalid("G2")]), Err(SinkError::Invalid { index: 1, .. })));
+    assert!(validate_batch(&[md("G1", "one", 1)]).is_ok());
+}
+
+#[tokio::test]
+async fn counts_and_lookups_see_what_was_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteSink::open(dir.path().join("a/b/c.sqlite3")).unwrap();
+    sqlite.apply(&[md("G1", "one", 1), md("G2", "two", 1), ChangeEnvelope::delete(DataType::MasterData, "grade:G3", 1, "test")]).await.unwrap();
+    assert_eq!(sqlite.count(DataType::MasterData).unwrap(), 2, "live records, tombstones not counted");
+    assert_eq!(sqlite.count(DataType::Employee).unwrap(), 0);
+
+    let memory = MemorySink::default();
+    memory.apply(&[md("G1", "one", 4)]).await.unwrap();
+    let held = memory.get(DataType::MasterData, "grade:G1").expect("held");
+    assert_eq!((held.version, held.deleted), (4, false));
+    assert!(held.body.unwrap().contains("\"one\""));
+    memory.tamper(DataType::MasterData, "grade:G1", Some(StoredRecord { version: 9, deleted: false, body: Some("{}".into()) }));
+    assert_eq!(memory.get(DataType::MasterData, "grade:G1").unwrap().version, 9);
+    memory.tamper(DataType::MasterData, "grade:G1", None);
+    assert!(memory.get(DataType::MasterData, "grade:G1").is_none());
+}
+
+#[tokio::test]
+async fn debug_output_shows_versions_not_bodies() {
+    let record = StoredRecord { version: 3, deleted: false, body: Some(r#"{"base_salary":98765432}"#.into()) };
+    let text = format!("{record:?}");
+    assert!(text.contains("version: 3") && !text.contains("98765432"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let sink = SqliteSink::open(dir.path().join("payroll.sqlite3")).unwrap();
+    let text = format!("{sink:?}");
+    assert!(text.contains("payroll.sqlite3"), "{text}");
+}
