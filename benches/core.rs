@@ -11,7 +11,7 @@
 //!   version (every delta run after it).
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use hr_core::{load_input_dir, merge, ChangeEnvelope, DataType, Ledger, Mapping, MergedState, PlanOptions, Sink, SqliteSink};
-use hr_sync::generate::{Dataset, GenerateOptions};
+use hr_testdata::{Dataset, GenerateOptions};
 use serde_json::value::RawValue;
 
 fn merge_200k(c: &mut Criterion) {

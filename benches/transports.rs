@@ -12,9 +12,8 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
 use futures::stream::{FuturesUnordered, StreamExt};
 use hr_core::{ChangeEnvelope, DataType, HeldBack, Ledger, MasterData, MergedState, PermissionGrant, Propagator, SqliteSink};
-use hr_sync::config::{HubConfig, TargetConfig};
-use hr_sync::generate::{Dataset, GenerateOptions};
-use hr_sync::hub::Hub;
+use hr_sync::hr_hub::{Hub, HubConfig, TargetConfig};
+use hr_testdata::{Dataset, GenerateOptions};
 use hr_transport_kafka::{ensure_topics, EmbeddedKafka, KafkaConfig, KafkaPropagator, KafkaSubscriber};
 use hr_transport_rest::{serve_receiver, ReceiverConfig, RestConfig, RestTarget};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};

@@ -5,9 +5,9 @@
 //! cargo run --release --example demo -- --brokers 127.0.0.1:9092  # a real broker
 //! ```
 use clap::Parser;
-use hr_sync::config::HubConfig;
-use hr_sync::console::Console;
-use hr_sync::scenario::{run, ScenarioOptions};
+use hr_demo::console::Console;
+use hr_demo::scenario::{run, ScenarioOptions};
+use hr_sync::HubConfig;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -35,7 +35,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    hr_sync::console::init_logging();
+    hr_demo::console::init_logging();
     let args = Args::parse();
     let mut config = HubConfig::load(args.config.as_deref())?;
     // Topics of earlier runs on a real broker must not leak into this one's fresh systems.

@@ -6,7 +6,7 @@
 //! cargo run --release --example generate -- --out data/1m --employees 1000000 --next-out data/1m-next
 //! ```
 use clap::Parser;
-use hr_sync::generate::{Dataset, GenerateOptions};
+use hr_testdata::{Dataset, GenerateOptions};
 use std::path::PathBuf;
 
 #[derive(Parser)]

@@ -15,9 +15,8 @@
 //! exit code is non-zero while any system differs.
 use clap::Parser;
 use hr_core::{load_input_dir, merge_with_identities, DataType, HeldBack, HeldRecord, Ledger, MergeReport};
-use hr_sync::config::HubConfig;
-use hr_sync::console::Console;
-use hr_sync::hub::{Hub, Reconciliation, RepairOutcome, SyncOutcome};
+use hr_demo::console::Console;
+use hr_sync::hr_hub::{Hub, HubConfig, Reconciliation, RepairOutcome, SyncOutcome};
 use hr_transport_kafka::{ensure_topics, KafkaConfig};
 use hr_transport_rest::RestConfig;
 use serde::Serialize;
@@ -93,7 +92,7 @@ impl RunReport {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    hr_sync::console::init_logging();
+    hr_demo::console::init_logging();
     let args = Args::parse();
     let console = Console::detect();
     let config = HubConfig::load(Some(&args.config))?;
@@ -205,7 +204,7 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &mut Hub, console: &Cons
             sent.retried,
             sent.held_back.len()
         ));
-        hub.confirm(console, "applying in every system", &sent.receipt, deadline).await?;
+        console.confirm("applying in every system", &sent.receipt, deadline).await?;
         sent
     };
     let drift_found = hub.reconcile(config).await?;
@@ -213,7 +212,7 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &mut Hub, console: &Cons
     let any_drift = drift_found.values().flat_map(|t| t.values()).any(|r| !r.digest_matches);
     let (repair, systems) = if any_drift && !args.check_only {
         let repair = hub.repair(&outcome.state, &held, &drift_found).await?;
-        hub.confirm(console, "applying the repairs", &repair.sent.receipt, deadline).await?;
+        console.confirm("applying the repairs", &repair.sent.receipt, deadline).await?;
         console.line(&format!("repaired {} keys", repair.repaired.values().sum::<u64>()));
         (repair, hub.reconcile(config).await?)
     } else {

@@ -9,8 +9,7 @@
 //!
 //! Prints `<name> listening on http://<addr>` on stdout once it accepts requests.
 use clap::Parser;
-use hr_sync::config::HubConfig;
-use hr_sync::system::{SystemOptions, TargetSystem};
+use hr_sync::{HubConfig, SystemOptions, TargetSystem};
 use hr_transport_kafka::{ensure_topics, KafkaConfig};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -43,7 +42,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    hr_sync::console::init_logging();
+    hr_demo::console::init_logging();
     let args = Args::parse();
     let config = HubConfig::load(args.config.as_deref())?;
     let mut kafka = KafkaConfig::new(&args.brokers);

@@ -1,7 +1,7 @@
 //! The merge is deterministic: any row order gives the same output.
 
 use hr_core::{load_input_dir, merge, Mapping};
-use hr_sync::generate::{Dataset, GenerateOptions};
+use hr_testdata::{Dataset, GenerateOptions};
 use proptest::prelude::*;
 use rand::{seq::SliceRandom, SeedableRng};
 

@@ -4,7 +4,7 @@
 //! `cargo test` before tests run; this builds them too in case it runs alone.
 
 use hr_core::{DataType, Ledger, Sink, SqliteSink};
-use hr_sync::generate::{Dataset, GenerateOptions};
+use hr_testdata::{Dataset, GenerateOptions};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 

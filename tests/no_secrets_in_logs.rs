@@ -8,10 +8,10 @@
 //! (retries, then the error).
 
 use hr_core::{ChangeEnvelope, Compensation, DataType, MemorySink, Propagator, Sensitive};
-use hr_sync::config::HubConfig;
-use hr_sync::console::Console;
-use hr_sync::generate::{Dataset, GenerateOptions};
-use hr_sync::scenario::{run, ScenarioOptions};
+use hr_demo::console::Console;
+use hr_demo::scenario::{run, ScenarioOptions};
+use hr_sync::HubConfig;
+use hr_testdata::{Dataset, GenerateOptions};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 

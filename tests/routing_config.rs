@@ -2,11 +2,10 @@
 //! is built: a route to an unknown transport, a target its route cannot
 //! reach, or a transport that would hand a target a data type the
 //! configuration does not give it, is an error naming the file and line.
-use hr_sync::config::HubConfig;
 use hr_sync::hr_core::{ChangeEnvelope, DataType, Ledger, PropagateError, Propagator, Receipt};
-use hr_sync::hub::Hub;
 use hr_sync::hr_transport_kafka::{EmbeddedKafka, KafkaConfig};
 use hr_sync::hr_transport_rest::{RestConfig, RestTarget};
+use hr_sync::{Hub, HubConfig};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -2,9 +2,9 @@
 //! (`HR_KAFKA_BROKERS`, default 127.0.0.1:9092; fails when none answers).
 
 use hr_core::{DataType, SqliteSink};
-use hr_sync::config::HubConfig;
-use hr_sync::console::Console;
-use hr_sync::scenario::{run, ScenarioOptions};
+use hr_demo::console::Console;
+use hr_demo::scenario::{run, ScenarioOptions};
+use hr_sync::HubConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scenario_converges_on_the_real_broker() {

@@ -5,8 +5,7 @@
 
 use chrono::NaiveDate;
 use hr_core::{ChangeEnvelope, Compensation, DataType, MemorySink, PermissionGrant, PropagateError, Propagator, Router, Sensitive, Sink};
-use hr_sync::config::HubConfig;
-use hr_sync::hub::Hub;
+use hr_sync::{Hub, HubConfig};
 use hr_transport_kafka::{EmbeddedKafka, KafkaConfig, KafkaPropagator};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use hr_transport_rest::{receiver, ReceiverConfig, RestConfig, RestPropagator};

@@ -4,7 +4,7 @@
 //! edited, deleted and planted in the systems' SQLite files, a typo in the
 //! next export).
 
-use hr_sync::generate::{Dataset, GenerateOptions, Person};
+use hr_testdata::{Dataset, GenerateOptions, Person};
 use rusqlite::{Connection, OptionalExtension};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;

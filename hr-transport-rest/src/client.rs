@@ -1,6 +1,5 @@
 use async_trait::async_trait;
 use hr_core::{ChangeEnvelope, DataType, Digest, DigestEntry, PropagateError, PropagationReport, Propagator, Receipt, Sensitive, TargetFailure};
-use rand::Rng;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -266,7 +265,7 @@ impl RestPropagator {
                     }
                     Ok(Attempt::Fatal(cause)) => return (report, failure(cause, false)),
                     Ok(Attempt::Retry(cause, retry_after)) => {
-                        let jitter = rand::rng().random_range(0.5..1.5);
+                        let jitter = jitter();
                         let wait = retry_after.unwrap_or(backoff.mul_f64(jitter));
                         if Instant::now() + wait >= deadline {
                             return (report, failure(format!("{cause} (gave up at the {} ms deadline)", self.config.deadline.as_millis()), true));
@@ -333,6 +332,14 @@ impl Propagator for RestPropagator {
     }
 }
 
+/// A backoff factor drawn uniformly from [0.5, 1.5), so targets retried at
+/// once do not retry in step: a v4 UUID's first 48 bits, all random (its
+/// version and variant bits come later).
+fn jitter() -> f64 {
+    let bits = (uuid::Uuid::new_v4().as_u128() >> 80) as u64;
+    0.5 + bits as f64 / (1u64 << 48) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,5 +361,12 @@ mod tests {
         let config = super::RestConfig::new(vec![target]);
         let text = format!("{config:?}");
         assert!(!text.contains("tok-secret-123") && text.contains("[redacted]"), "{text}");
+    }
+
+    #[test]
+    fn jitter_spreads_over_half_to_one_and_a_half() {
+        let draws: Vec<f64> = (0..2000).map(|_| super::jitter()).collect();
+        assert!(draws.iter().all(|j| (0.5..1.5).contains(j)));
+        assert!(draws.iter().any(|j| *j < 0.6) && draws.iter().any(|j| *j > 1.4));
     }
 }

@@ -1,11 +1,9 @@
 //! The seed's scenario end to end: a hub, three target systems, routing per
 //! data type, a periodic full sync, real-time changes and a delta run.
 
-use crate::config::HubConfig;
 use crate::console::Console;
-use crate::generate::{Dataset, GenerateOptions};
-use crate::hub::Hub;
-use crate::system::{SystemOptions, TargetSystem};
+use hr_hub::{Hub, HubConfig, SystemOptions, TargetSystem};
+use hr_testdata::{Dataset, GenerateOptions};
 use hr_core::{load_input_dir, merge, DataType, Ledger, MergeReport, PermissionGrant, PropagationReport, Sink};
 use hr_transport_kafka::{ensure_topics, EmbeddedKafka, KafkaConfig};
 use hr_transport_rest::{RestConfig, RestTarget};
@@ -161,7 +159,7 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
         let _phase = console.phase("propagating the full load", None);
         hub.sync(&outcome.state).await?
     };
-    confirmed.merge(hub.confirm(console, "applying in every system", &sent.receipt, CONFIRM_DEADLINE).await?);
+    confirmed.merge(console.confirm("applying in every system", &sent.receipt, CONFIRM_DEADLINE).await?);
     timings.insert("initial_sync".into(), ms(t));
     console.line(&format!("periodic sync: {} changes applied in all systems in {:.0} ms", sent.sent, timings["initial_sync"]));
     changes_sent.push(sent.sent);
@@ -219,7 +217,7 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
         next_state.permissions.extend(state.permissions.iter().filter(|(k, _)| !outcome.state.permissions.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())));
         let t = Instant::now();
         let sent = hub.sync(&next_state).await?;
-        confirmed.merge(hub.confirm(console, "applying the deltas", &sent.receipt, CONFIRM_DEADLINE).await?);
+        confirmed.merge(console.confirm("applying the deltas", &sent.receipt, CONFIRM_DEADLINE).await?);
         timings.insert("delta_sync".into(), ms(t));
         console.line(&format!("second periodic run: only {} changed or vanished records sent, applied in {:.0} ms", sent.sent, timings["delta_sync"]));
         changes_sent.push(sent.sent);

@@ -2,11 +2,15 @@
 //! when stderr is a terminal, one timestamped line per event otherwise (logs,
 //! CI, pipes).
 
+use hr_core::{PropagateError, PropagationReport, Receipt};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 /// Logs to stderr through `tracing`, filtered by `RUST_LOG` (default: warnings).
+///
+/// Installs the process-wide subscriber: call it once, from a program's
+/// `main`, never from a library.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
@@ -50,6 +54,21 @@ impl Console {
         bar.set_message(message.to_string());
         bar.enable_steady_tick(Duration::from_millis(100));
         Phase { bar: Some(bar) }
+    }
+
+    /// Waits until every target applied what `receipt` delivered
+    /// ([`Receipt::applied`]), showing a bar of records applied, titled
+    /// `what`, on a terminal.
+    pub async fn confirm(&self, what: &str, receipt: &Receipt, deadline: Duration) -> Result<PropagationReport, PropagateError> {
+        let phase = self.phase(what, Some(0));
+        let mut most = 0u64;
+        receipt
+            .applied_with_progress(deadline, &mut |left| {
+                most = most.max(left);
+                phase.set_length(most);
+                phase.set_position(most - left);
+            })
+            .await
     }
 }
 

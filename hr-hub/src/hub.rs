@@ -1,33 +1,17 @@
 //! The hub: turns a merged state into deltas with its [`Ledger`], reserves
 //! their versions, sends them through the [`Router`], records them only once
-//! every target has them, and confirms, reconciles and repairs what the
-//! target systems hold.
-//!
-//! # Reconciliation that repairs
-//!
-//! [`Hub::reconcile`] compares each system's digest of each data type with
-//! the ledger's (content included, see [`hr_core::digest`]). Where they
-//! differ it reads the system's 256 bucket digests, then only the entries of
-//! the differing buckets, and names each differing key: `missing` (the hub
-//! holds it, the system does not), `edited` (another version or content) or
-//! `extra` (the system holds a key the hub never sent or deleted).
-//! [`Hub::repair`] then sends each such key again at a fresh version above
-//! anything any system was seen holding: the hub's record, or a delete
-//! where the hub holds none. Repairs travel the data type's normal route, so
-//! a system fed over Kafka is repaired by a re-publish its consumer group
-//! applies, and every system converges on the same version.
+//! every target has them, and reconciles and repairs what the target
+//! systems hold.
 
 use crate::config::{ConfigError, HubConfig};
-use crate::console::Console;
 use hr_core::{
     ChangeEnvelope, DataType, Delta, Digest, DigestEntry, HeldBack, HeldRecord, Ledger, LedgerError, MergedState, PlanOptions, PropagateError,
-    PropagationReport, Propagator, Receipt, Repair, Router,
+    Propagator, Receipt, Repair, Router,
 };
 use hr_transport_kafka::{KafkaConfig, KafkaPropagator, KafkaTransportError};
 use hr_transport_rest::{RestConfig, RestPropagator, RestTarget, RestTransportError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Why the hub cannot start or a run failed; each names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -323,23 +307,9 @@ impl Hub {
         Ok(SyncOutcome { sent: batch.len() as u64, retried, receipt, held_back })
     }
 
-    /// Waits until every target applied what `receipt` delivered, showing
-    /// a bar of records applied on a terminal.
-    pub async fn confirm(&self, console: &Console, what: &str, receipt: &Receipt, deadline: Duration) -> Result<PropagationReport, HubError> {
-        let phase = console.phase(what, Some(0));
-        let mut most = 0u64;
-        let applied = receipt
-            .applied_with_progress(deadline, &mut |left| {
-                most = most.max(left);
-                phase.set_length(most);
-                phase.set_position(most - left);
-            })
-            .await?;
-        Ok(applied)
-    }
-
     /// Compares each REST-reachable target's digests with the ledger's and,
-    /// where they differ, finds the differing keys (see the module docs).
+    /// where they differ, finds the differing keys (see the crate docs,
+    /// *Reconciliation that repairs*).
     /// Targets without a REST receiver are left out.
     pub async fn reconcile(&self, config: &HubConfig) -> Result<Reconciliation, HubError> {
         let mut out = BTreeMap::new();

@@ -1,21 +1,5 @@
 //! The hub's configuration file: routing, targets (with where a separate
 //! target process listens), the topic prefix and the mapping.
-//!
-//! ```
-//! use hr_sync::config::HubConfig;
-//! use hr_sync::hr_core::DataType;
-//! let config = HubConfig::from_toml_str(r#"
-//!     [routes]
-//!     employee = "kafka"
-//!     compensation = "rest"
-//!     [targets.payroll]
-//!     data_types = ["employee", "compensation"]
-//!     url = "http://127.0.0.1:8081"
-//!     token_env = "HR_TOKEN_PAYROLL"
-//! "#, "hub.toml").unwrap();
-//! assert_eq!(config.policy().targets_for(DataType::Compensation), vec!["payroll"]);
-//! assert_eq!(config.topic_prefix, "hr.v1.");
-//! ```
 
 use hr_core::{DataType, Mapping, RoutingError, RoutingPolicy, TargetPolicy};
 use serde::Deserialize;
@@ -23,6 +7,22 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The configuration file (see `config/hr-sync.example.toml`).
+///
+/// ```
+/// use hr_core::DataType;
+/// use hr_hub::HubConfig;
+/// let config = HubConfig::from_toml_str(r#"
+///     [routes]
+///     employee = "kafka"
+///     compensation = "rest"
+///     [targets.payroll]
+///     data_types = ["employee", "compensation"]
+///     url = "http://127.0.0.1:8081"
+///     token_env = "HR_TOKEN_PAYROLL"
+/// "#, "hub.toml").unwrap();
+/// assert_eq!(config.policy().targets_for(DataType::Compensation), vec!["payroll"]);
+/// assert_eq!(config.topic_prefix, "hr.v1.");
+/// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HubConfig {
@@ -174,7 +174,7 @@ impl HubConfig {
         route.or(target).copied().unwrap_or(0)
     }
 
-    fn shown_path(&self) -> String {
+    pub(crate) fn shown_path(&self) -> String {
         if self.origin.path.is_empty() {
             "<built in code>".into()
         } else {
@@ -236,7 +236,7 @@ mod tests {
 
     #[test]
     fn the_example_file_parses_and_matches_the_default_routing() {
-        let text = include_str!("../config/hr-sync.example.toml");
+        let text = include_str!("../../config/hr-sync.example.toml");
         let config = HubConfig::from_toml_str(text, "hr-sync.example.toml").unwrap();
         assert_eq!(config.policy(), RoutingPolicy::default());
     }

@@ -1,13 +1,30 @@
+//! # hr-testdata
+//!
 //! A deterministic synthetic two-company dataset in the input contract's layout.
 //!
 //! The same options always give byte-identical files, so tests, benchmarks
 //! and the demo work on the same data.
+//!
+//! ```
+//! use hr_testdata::{Dataset, GenerateOptions};
+//! let dir = std::env::temp_dir().join(format!("hr-testdata-doc-{}", std::process::id()));
+//! Dataset::generate(&GenerateOptions::scaled(100)).write(&dir).unwrap();
+//! assert!(dir.join(hr_core::import::A_EMPLOYEES).exists());
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! ```
+#![warn(missing_docs)]
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use std::io::Write;
 use std::path::Path;
+
+// The input contract's file names, relative to the input directory.
+const A_EMP: &str = hr_core::import::A_EMPLOYEES;
+const A_DEPT: &str = hr_core::import::A_DEPARTMENTS;
+const B_EMP: &str = hr_core::import::B_EMPLOYEES;
+const B_ORG: &str = hr_core::import::B_ORG_UNITS;
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -203,12 +220,12 @@ impl Dataset {
         for i in 0..n {
             let id = 990_000 + i as u64;
             let line = match i % 6 {
-                0 => (crate::A_EMP, format!("{id},홍길동,Gildong Hong,not-an-email,1000,사원,20200101,재직,,,19900101,,,2026-01-01 00:00:00")),
-                1 => (crate::A_EMP, format!("{id},홍길동,Gildong Hong,g{id}@a.example,1000,사원,2020-01-01,재직,,,19900101,,,2026-01-01 00:00:00")),
-                2 => (crate::A_EMP, format!("{id},홍길동,Gildong Hong,g{id}@a.example,1000,회장,20200101,재직,,,19900101,,,2026-01-01 00:00:00")),
-                3 => (crate::A_EMP, format!("{id},홍길동,Gildong Hong,g{id}@a.example,NOPE,사원,20200101,재직,,,19900101,,,2026-01-01 00:00:00")),
-                4 => (crate::B_EMP, format!("{{\"employeeId\": {id}, \"firstName\": \"Broken\"")),
-                _ => (crate::B_EMP, json!({"employeeId": id, "firstName": "No", "lastName": "Grade", "displayNameKo": "무등급", "email": format!("n{id}@b.example"), "orgUnitId": 5_000_000, "grade": "G9", "startDate": "2020-01-01", "active": true, "leave": null, "managerId": null, "birthDate": null, "personKey": null, "salary": null, "lastModified": "2026-01-01T00:00:00Z"}).to_string()),
+                0 => (A_EMP, format!("{id},홍길동,Gildong Hong,not-an-email,1000,사원,20200101,재직,,,19900101,,,2026-01-01 00:00:00")),
+                1 => (A_EMP, format!("{id},홍길동,Gildong Hong,g{id}@a.example,1000,사원,2020-01-01,재직,,,19900101,,,2026-01-01 00:00:00")),
+                2 => (A_EMP, format!("{id},홍길동,Gildong Hong,g{id}@a.example,1000,회장,20200101,재직,,,19900101,,,2026-01-01 00:00:00")),
+                3 => (A_EMP, format!("{id},홍길동,Gildong Hong,g{id}@a.example,NOPE,사원,20200101,재직,,,19900101,,,2026-01-01 00:00:00")),
+                4 => (B_EMP, format!("{{\"employeeId\": {id}, \"firstName\": \"Broken\"")),
+                _ => (B_EMP, json!({"employeeId": id, "firstName": "No", "lastName": "Grade", "displayNameKo": "무등급", "email": format!("n{id}@b.example"), "orgUnitId": 5_000_000, "grade": "G9", "startDate": "2020-01-01", "active": true, "leave": null, "managerId": null, "birthDate": null, "personKey": null, "salary": null, "lastModified": "2026-01-01T00:00:00Z"}).to_string()),
             };
             self.anomalies.push(line);
         }
@@ -240,9 +257,9 @@ impl Dataset {
         let ts = |secs: i64| chrono::DateTime::from_timestamp(1_767_225_600 + secs, 0).unwrap_or_default();
         let anomalies = |file: &'static str| self.anomalies.iter().filter(move |(f, _)| *f == file).map(|(_, l)| l.as_str());
 
-        let mut a = std::io::BufWriter::new(std::fs::File::create(dir.join(crate::A_EMP))?);
+        let mut a = std::io::BufWriter::new(std::fs::File::create(dir.join(A_EMP))?);
         writeln!(a, "emp_no,name,name_en,email,dept_code,rank,hire_date,status,phone,manager_emp_no,birth_date,person_key,base_salary,updated_at")?;
-        let mut b = std::io::BufWriter::new(std::fs::File::create(dir.join(crate::B_EMP))?);
+        let mut b = std::io::BufWriter::new(std::fs::File::create(dir.join(B_EMP))?);
         for p in &self.people {
             let name = format!("{}{}", SURNAMES[p.surname], GIVEN[p.given]);
             if p.company == 0 {
@@ -269,18 +286,18 @@ impl Dataset {
                 writeln!(b, "{row}")?;
             }
         }
-        for l in anomalies(crate::A_EMP) {
+        for l in anomalies(A_EMP) {
             writeln!(a, "{l}")?;
         }
-        for l in anomalies(crate::B_EMP) {
+        for l in anomalies(B_EMP) {
             writeln!(b, "{l}")?;
         }
         a.flush()?;
         b.flush()?;
 
-        let mut d = std::io::BufWriter::new(std::fs::File::create(dir.join(crate::A_DEPT))?);
+        let mut d = std::io::BufWriter::new(std::fs::File::create(dir.join(A_DEPT))?);
         writeln!(d, "dept_code,dept_name,parent_dept_code,leader_emp_no,updated_at")?;
-        let mut o = std::io::BufWriter::new(std::fs::File::create(dir.join(crate::B_ORG))?);
+        let mut o = std::io::BufWriter::new(std::fs::File::create(dir.join(B_ORG))?);
         for t in &self.teams {
             if t.company == 0 {
                 let kst = ts(t.updated) + chrono::Duration::hours(9);

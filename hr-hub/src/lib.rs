@@ -1,0 +1,96 @@
+//! # hr-hub
+//!
+//! The hub a service embeds to keep downstream systems (payroll, org chart,
+//! ERP, ...) holding exactly what the merged HR data says.
+//!
+//! A [`Hub`] turns a merged state ([`hr_core::MergedState`]) into deltas
+//! with its [`Ledger`](hr_core::Ledger), reserves their versions before
+//! anything leaves, sends them through a [`Router`](hr_core::Router) that
+//! picks Kafka or REST per data type, and records them only once every
+//! target has them, so a failed run is sent again, at fresh versions, by
+//! the next one. Each run returns a [`Receipt`](hr_core::Receipt) whose
+//! `applied` waits until every target applied it.
+//! [`Hub::reconcile`] compares each target's digests with the ledger's and
+//! names the keys that differ; [`Hub::repair`] sends them again.
+//!
+//! A [`HubConfig`] (a TOML file: routes, targets with their URL and the
+//! environment variable holding their token, topic prefix, mapping) says
+//! where each data type goes; errors in it name the file and line.
+//! A [`TargetSystem`] is the other end in one process: a SQLite sink, the
+//! REST receiver in front of it and the Kafka subscriber feeding it.
+//!
+//! The library writes no output and installs no `tracing` subscriber; it
+//! emits through whatever subscriber the embedding service set up. Every
+//! error is a typed enum ([`HubError`], [`ConfigError`], [`SystemError`])
+//! naming what to fix.
+//!
+//! # Reconciliation that repairs
+//!
+//! [`Hub::reconcile`] compares each system's digest of each data type with
+//! the ledger's (content included, see [`hr_core::digest`]). Where they
+//! differ it reads the system's 256 bucket digests, then only the entries of
+//! the differing buckets, and names each differing key: `missing` (the hub
+//! holds it, the system does not), `edited` (another version or content) or
+//! `extra` (the system holds a key the hub never sent or deleted).
+//! [`Hub::repair`] then sends each such key again at a fresh version above
+//! anything any system was seen holding: the hub's record, or a delete
+//! where the hub holds none. Repairs travel the data type's normal route, so
+//! a system fed over Kafka is repaired by a re-publish its consumer group
+//! applies, and every system converges on the same version.
+//!
+//! # Example
+//!
+//! Merge a generated input, start the three target systems of the default
+//! configuration on loopback, propagate (Kafka for employees, org units and
+//! master data; REST for compensation and permissions), wait until every
+//! system applied it, and compare their digests with the hub's:
+//!
+//! ```
+//! use hr_core::{load_input_dir, merge, Ledger, Mapping};
+//! use hr_hub::{Hub, HubConfig, SystemOptions, TargetSystem};
+//! use hr_testdata::{Dataset, GenerateOptions};
+//! use hr_transport_kafka::{EmbeddedKafka, KafkaConfig};
+//! use hr_transport_rest::RestConfig;
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let dir = tempfile::tempdir().unwrap();
+//! let input = dir.path().join("input");
+//! Dataset::generate(&GenerateOptions::scaled(200)).write(&input).unwrap();
+//! let state = merge(load_input_dir(&input, &Mapping::default()).unwrap()).state;
+//!
+//! let cluster = EmbeddedKafka::start().unwrap(); // or KafkaConfig::new("broker:9092")
+//! let kafka = KafkaConfig::new(cluster.bootstrap_servers());
+//! let mut config = HubConfig::default();
+//! cluster.create_topics(&kafka, &config.policy().data_types_via("kafka")).unwrap();
+//! let mut systems = vec![];
+//! for name in ["payroll", "orgchart", "erp"] {
+//!     let options = SystemOptions { name: name.into(), data_dir: dir.path().into(), listen: ([127, 0, 0, 1], 0).into(), token: None, fresh: true };
+//!     let system = TargetSystem::start(&options, &config, &kafka).await.unwrap();
+//!     config.targets.get_mut(name).unwrap().url = Some(system.url().to_string());
+//!     systems.push(system);
+//! }
+//!
+//! let rest = RestConfig::new(Hub::rest_targets(&config).unwrap());
+//! let mut hub = Hub::new(&config, kafka, rest, Ledger::in_memory().unwrap()).unwrap();
+//! let sent = hub.sync(&state).await.unwrap();
+//! assert!(sent.sent > 500);
+//! // Every system applied it: REST targets before sync returned, Kafka
+//! // targets once their consumer groups committed past it.
+//! let applied = sent.receipt.applied(std::time::Duration::from_secs(60)).await.unwrap();
+//! assert_eq!(applied.total("erp"), sent.receipt.delivered().total("erp"));
+//! let reconciled = hub.reconcile(&config).await.unwrap();
+//! assert!(reconciled.values().flat_map(|types| types.values()).all(|r| r.digest_matches));
+//! for system in systems {
+//!     system.shutdown().await.unwrap();
+//! }
+//! drop(hub); // producers before the embedded cluster
+//! # });
+//! ```
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations, rust_2018_idioms)]
+
+mod config;
+mod hub;
+mod system;
+
+pub use config::{ConfigError, ConfigOrigin, HubConfig, TargetConfig};
+pub use hub::{Drift, DriftKey, Hub, HubError, Reconciled, Reconciliation, RepairOutcome, SyncOutcome};
+pub use system::{SystemError, SystemOptions, TargetSystem};
