@@ -211,7 +211,8 @@ fn seed_scenario(c: &mut Criterion) {
             let goal = pilot.applied() + records * SYSTEMS.len() as u64;
             rt.block_on(async {
                 let messages: Vec<String> = naive_envelopes(&states[turn % 2], v).iter().map(ChangeEnvelope::to_json).collect();
-                let sends: FuturesUnordered<_> = messages.iter().map(|m| plain.send::<(), _, _>(FutureRecord::to(&topic).payload(m), Duration::from_secs(30))).collect();
+                let sends: FuturesUnordered<_> =
+                    messages.iter().map(|m| plain.send::<(), _, _>(FutureRecord::to(&topic).payload(m), Duration::from_secs(30))).collect();
                 sends.for_each(|r| async move { r.map(|_| ()).unwrap() }).await;
                 while pilot.applied() < goal {
                     tokio::time::sleep(Duration::from_millis(1)).await;
@@ -246,12 +247,8 @@ impl NaivePilot {
         let threads = SYSTEMS
             .iter()
             .map(|name| {
-                let consumer: BaseConsumer = config
-                    .client_config()
-                    .set("group.id", format!("{}{name}", config.topic_prefix))
-                    .set("auto.offset.reset", "earliest")
-                    .create()
-                    .unwrap();
+                let consumer: BaseConsumer =
+                    config.client_config().set("group.id", format!("{}{name}", config.topic_prefix)).set("auto.offset.reset", "earliest").create().unwrap();
                 consumer.subscribe(&[&config.topic(DataType::Employee)]).unwrap();
                 let db = rusqlite::Connection::open(dir.join(format!("naive-{name}.sqlite3"))).unwrap();
                 // The same pragmas as our sink, so the comparison is of designs, not settings.
@@ -293,7 +290,11 @@ fn naive_apply(db: &rusqlite::Connection, payload: &[u8]) {
     let body = envelope["payload"].to_string();
     let version = envelope["version"].as_i64().unwrap();
     let exists = db.prepare_cached(&format!("SELECT count(*) FROM {table} WHERE id = ?1")).unwrap().query_row([id], |r| r.get::<_, i64>(0)).unwrap() > 0;
-    let sql = if exists { format!("UPDATE {table} SET version = ?2, body = ?3 WHERE id = ?1") } else { format!("INSERT INTO {table} (id, version, body) VALUES (?1, ?2, ?3)") };
+    let sql = if exists {
+        format!("UPDATE {table} SET version = ?2, body = ?3 WHERE id = ?1")
+    } else {
+        format!("INSERT INTO {table} (id, version, body) VALUES (?1, ?2, ?3)")
+    };
     db.prepare_cached(&sql).unwrap().execute(rusqlite::params![id, version, body]).unwrap();
 }
 
@@ -367,7 +368,8 @@ fn realtime_change(c: &mut Criterion) {
     // reservation, send, commit), applied in all three before it returns.
     let rest = RestConfig::new(start_receivers(&rt, &open_sinks(dir.path(), "rt-rest"), &[DataType::Permission]));
     let mut hub = hub_for(&kafka, "rest", &[DataType::Permission], rest, dir.path());
-    let mut grant = PermissionGrant { employee: "A-100001".into(), system: "erp".into(), role: "approver".into(), granted: true, expires: None, at: chrono::Utc::now() };
+    let mut grant =
+        PermissionGrant { employee: "A-100001".into(), system: "erp".into(), role: "approver".into(), granted: true, expires: None, at: chrono::Utc::now() };
     let rest_name = "rest/permission_grant";
     g.bench_function(rest_name, |b| {
         b.iter_custom(timed_samples(&latencies, format!("{}/{rest_name}", broker.kind()), || {
@@ -417,7 +419,12 @@ fn producer_throughput(c: &mut Criterion) {
     // 10,000 envelopes of about 1 KB each.
     let records: Vec<(String, Box<RawValue>)> = (0..10_000)
         .map(|i| {
-            let md = MasterData { set: "bench".into(), code: format!("{i:06}"), name: format!("record {i}"), attributes: [("text".to_string(), format!("{i:x}").repeat(900 / format!("{i:x}").len()))].into() };
+            let md = MasterData {
+                set: "bench".into(),
+                code: format!("{i:06}"),
+                name: format!("record {i}"),
+                attributes: [("text".to_string(), format!("{i:x}").repeat(900 / format!("{i:x}").len()))].into(),
+            };
             (md.key(), serde_json::value::to_raw_value(&md).unwrap())
         })
         .collect();
@@ -439,10 +446,16 @@ fn producer_throughput(c: &mut Criterion) {
     let topic = kafka.topic(DataType::MasterData);
     g.bench_function(BenchmarkId::new("rdkafka_raw", "send"), |b| {
         b.iter_batched(
-            || at_version(&records, DataType::MasterData, version.fetch_add(1, Ordering::Relaxed)).iter().map(|c| (c.key.clone(), c.to_json())).collect::<Vec<_>>(),
+            || {
+                at_version(&records, DataType::MasterData, version.fetch_add(1, Ordering::Relaxed))
+                    .iter()
+                    .map(|c| (c.key.clone(), c.to_json()))
+                    .collect::<Vec<_>>()
+            },
             |messages| {
                 rt.block_on(async {
-                    let sends: FuturesUnordered<_> = messages.iter().map(|(k, v)| raw.send(FutureRecord::to(&topic).key(k).payload(v), Duration::from_secs(30))).collect();
+                    let sends: FuturesUnordered<_> =
+                        messages.iter().map(|(k, v)| raw.send(FutureRecord::to(&topic).key(k).payload(v), Duration::from_secs(30))).collect();
                     sends.for_each(|r| async move { r.map(|_| ()).unwrap() }).await;
                 })
             },

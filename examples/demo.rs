@@ -16,7 +16,7 @@ struct Args {
     /// A real Kafka broker (host:port); default: the embedded mock cluster.
     #[arg(long)]
     brokers: Option<String>,
-    /// An input directory in the brief's layout instead of generated data.
+    /// An input directory laid out as the README's "Input contract", instead of generated data.
     #[arg(long)]
     input: Option<PathBuf>,
     /// Where the systems' SQLite files and the hub's ledger go.
@@ -40,13 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let mut config = HubConfig::load(args.config.as_deref())?;
     // Topics of earlier runs on a real broker must not leak into this one's fresh systems.
     config.topic_prefix = format!("{}demo{}.", config.topic_prefix, std::process::id());
-    let options = ScenarioOptions {
-        brokers: args.brokers,
-        input: args.input,
-        data_dir: args.data_dir,
-        employees: args.employees,
-        config,
-    };
+    let options = ScenarioOptions { brokers: args.brokers, input: args.input, data_dir: args.data_dir, employees: args.employees, config };
     let report = run(options, &Console::detect()).await?;
 
     println!("\n{:<10} {:<13} {:>8} {:>8}  digest = hub", "system", "data type", "records", "applied");

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 #[derive(Parser)]
 #[command(about = "Merge, plan deltas, propagate to every target system and reconcile")]
 struct Args {
-    /// The input directory (the brief's input contract).
+    /// The input directory (laid out as the README's "Input contract").
     #[arg(long)]
     input: PathBuf,
     /// Kafka bootstrap servers.
@@ -238,12 +238,7 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &mut Hub, console: &Cons
 fn print_drift(found: &Reconciliation) {
     for (system, types) in found {
         for (t, r) in types.iter().filter(|(_, r)| !r.digest_matches) {
-            println!(
-                "drift: {system}/{t}: {} missing, {} edited, {} extra",
-                r.drift.missing.len(),
-                r.drift.edited.len(),
-                r.drift.extra.len()
-            );
+            println!("drift: {system}/{t}: {} missing, {} edited, {} extra", r.drift.missing.len(), r.drift.edited.len(), r.drift.extra.len());
         }
     }
 }

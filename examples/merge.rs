@@ -12,7 +12,7 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(about = "Merge company A and company B into the unified HR schema")]
 struct Args {
-    /// Input directory in the brief's layout.
+    /// Input directory laid out as the README's "Input contract".
     #[arg(long)]
     input: PathBuf,
     /// Where to write the JSON report.
@@ -27,8 +27,7 @@ fn main() -> anyhow::Result<()> {
     let source = load_input_dir(&args.input, &mapping)?;
     let outcome = merge(source);
     let report = &outcome.report;
-    std::fs::write(&args.report, serde_json::to_vec_pretty(report)?)
-        .map_err(|e| anyhow::anyhow!("cannot write report {}: {e}", args.report.display()))?;
+    std::fs::write(&args.report, serde_json::to_vec_pretty(report)?).map_err(|e| anyhow::anyhow!("cannot write report {}: {e}", args.report.display()))?;
     eprintln!(
         "merged in {:.0} ms: {:?}; {} matched persons, {} quarantined, {} conflicts, {} warnings; report: {}",
         started.elapsed().as_secs_f64() * 1000.0,

@@ -74,6 +74,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let name = system.name().to_string();
     let stats = system.shutdown().await?;
-    eprintln!("{name}: stopped after applying {} records from kafka ({} dead-lettered)", stats.applied.values().map(|o| o.applied).sum::<usize>(), stats.dead_lettered);
+    eprintln!(
+        "{name}: stopped after applying {} records from kafka ({} dead-lettered)",
+        stats.applied.values().map(|o| o.applied).sum::<usize>(),
+        stats.dead_lettered
+    );
     Ok(())
 }

@@ -44,12 +44,7 @@ fn hub_and_three_system_processes_converge() {
     // --watch re-runs the periodic sync: the first pass sends the next change, the second nothing.
     data.evolve(0.01, 0);
     data.write(input).unwrap();
-    let mut watching = deployment
-        .hub(&["--watch", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("hub --watch runs");
+    let mut watching = deployment.hub(&["--watch", "1"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("hub --watch runs");
     let mut sent_per_run = vec![];
     for line in BufReader::new(watching.stderr.take().unwrap()).lines() {
         let line = line.unwrap();

@@ -36,12 +36,7 @@ const PERSON_KEY: &str = "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e7
 fn a_full_run_logs_no_sensitive_value_and_no_token() {
     let capture = Capture::default();
     let writer = capture.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .try_init()
-        .unwrap();
+    tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_ansi(false).with_writer(move || writer.clone()).try_init().unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let mut data = Dataset::generate(&GenerateOptions::scaled(300));
@@ -105,7 +100,12 @@ fn a_full_run_logs_no_sensitive_value_and_no_token() {
 
 /// A compensation change carrying the planted salary.
 fn pay(version: u64) -> ChangeEnvelope {
-    let c = Compensation { employee_id: "A-1".into(), base_salary: Sensitive::new(SALARY), currency: "KRW".into(), effective_date: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() };
+    let c = Compensation {
+        employee_id: "A-1".into(),
+        base_salary: Sensitive::new(SALARY),
+        currency: "KRW".into(),
+        effective_date: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+    };
     ChangeEnvelope::upsert(DataType::Compensation, "A-1", version, "hub", &c).unwrap()
 }
 
@@ -117,8 +117,11 @@ async fn failure_paths(phone: &str) -> String {
     let cluster = hr_transport_kafka::EmbeddedKafka::start().unwrap();
     let kafka = hr_transport_kafka::KafkaConfig::new(cluster.bootstrap_servers());
     cluster.create_topics(&kafka, &[DataType::Employee]).unwrap();
-    let subscriber = hr_transport_kafka::KafkaSubscriber::start(&kafka, "poison-probe", &[DataType::Employee], std::sync::Arc::new(MemorySink::default())).unwrap();
-    let poison = format!(r#"{{"event_id":"e1","data_type":"employee","key":"A-1","op":"upsert","version":1,"occurred_at":"2026-01-01T00:00:00Z","origin":"x","schema":"hr.v1","payload":{{"id":"A-1","phone":"{phone}","birth_date":"1961-02-03","salary":{SALARY},"person_key":"{PERSON_KEY}"}}}}"#);
+    let subscriber =
+        hr_transport_kafka::KafkaSubscriber::start(&kafka, "poison-probe", &[DataType::Employee], std::sync::Arc::new(MemorySink::default())).unwrap();
+    let poison = format!(
+        r#"{{"event_id":"e1","data_type":"employee","key":"A-1","op":"upsert","version":1,"occurred_at":"2026-01-01T00:00:00Z","origin":"x","schema":"hr.v1","payload":{{"id":"A-1","phone":"{phone}","birth_date":"1961-02-03","salary":{SALARY},"person_key":"{PERSON_KEY}"}}}}"#
+    );
     let producer: rdkafka::producer::FutureProducer = kafka.client_config().create().unwrap();
     producer
         .send(rdkafka::producer::FutureRecord::to(&kafka.topic(DataType::Employee)).key("A-1").payload(&poison), std::time::Duration::from_secs(10))
@@ -148,7 +151,10 @@ async fn failure_paths(phone: &str) -> String {
 
     // A target that is down: retries until the deadline, then an error naming it.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let mut config = hr_transport_rest::RestConfig::new(vec![hr_transport_rest::RestTarget::new("payroll", &format!("http://{closed}"), vec![DataType::Compensation]).with_token(TOKEN)]);
+    let mut config =
+        hr_transport_rest::RestConfig::new(vec![
+            hr_transport_rest::RestTarget::new("payroll", &format!("http://{closed}"), vec![DataType::Compensation]).with_token(TOKEN)
+        ]);
     config.deadline = std::time::Duration::from_millis(500);
     let propagator = hr_transport_rest::RestPropagator::new(config).unwrap();
     let err = propagator.propagate(&[pay(2)]).await.unwrap_err();

@@ -7,8 +7,8 @@ use chrono::NaiveDate;
 use hr_core::{ChangeEnvelope, Compensation, DataType, MemorySink, PermissionGrant, PropagateError, Propagator, Router, Sensitive, Sink};
 use hr_sync::{Hub, HubConfig};
 use hr_transport_kafka::{EmbeddedKafka, KafkaConfig, KafkaPropagator};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use hr_transport_rest::{receiver, ReceiverConfig, RestConfig, RestPropagator};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use std::sync::Arc;
 
 fn pay(employee: &str, version: u64) -> ChangeEnvelope {
@@ -65,7 +65,7 @@ async fn the_hub_refuses_a_configuration_routing_compensation_over_kafka() {
     let mut config = HubConfig::default();
     config.routes.insert(DataType::Compensation, "kafka".into());
     let ledger = || hr_core::Ledger::in_memory().unwrap();
-    let err = Hub::new(&config, kafka.clone(), RestConfig::new(vec![]), ledger()).err().expect("refused");
+    let err = Hub::new(&config, kafka.clone(), RestConfig::new(vec![]), ledger()).expect_err("refused");
     assert!(err.to_string().contains("compensation") && err.to_string().contains("sensitive_on_kafka"), "{err}");
 
     config.sensitive_on_kafka = true;

@@ -68,7 +68,9 @@ fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
 fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) {
     let until = Instant::now() + Duration::from_secs(180);
     loop {
-        let line = lines.recv_timeout(until.saturating_duration_since(Instant::now())).unwrap_or_else(|_| panic!("no line with {needle:?}; saw:\n{}", seen.join("\n")));
+        let line = lines
+            .recv_timeout(until.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no line with {needle:?}; saw:\n{}", seen.join("\n")));
         seen.push(line.clone());
         if line.contains(needle) {
             return;
@@ -156,7 +158,8 @@ fn drift_in_the_systems_is_found_named_and_repaired_in_one_run() {
     };
     edit("payroll", "UPDATE employee SET body = json_set(body, '$.name', 'tampered') WHERE id = ?1", &[&id]);
     edit("orgchart", "DELETE FROM org_unit WHERE id = ?1", &[&team]);
-    let grant = serde_json::json!({"employee": id, "system": "erp", "role": "superuser", "granted": true, "expires": null, "at": "2026-01-01T00:00:00Z"}).to_string();
+    let grant =
+        serde_json::json!({"employee": id, "system": "erp", "role": "superuser", "granted": true, "expires": null, "at": "2026-01-01T00:00:00Z"}).to_string();
     edit("erp", "INSERT INTO permission (id, version, deleted, body) VALUES (?1, 1, 0, ?2)", &[&planted, &grant]);
 
     // --check-only names every difference, repairs nothing and fails.
@@ -218,7 +221,8 @@ fn a_typo_in_the_next_export_deprovisions_nobody() {
     std::fs::write(&csv, typo).unwrap();
     let report = deployment.run_hub(&[]);
     assert!(report["quarantined"].as_array().unwrap().iter().any(|q| q["id"] == id.as_str() && q["reason"] == "invalid_email"));
-    let held: Vec<String> = report["held_back"].as_array().unwrap().iter().map(|h| format!("{}/{}", h["data_type"].as_str().unwrap(), h["key"].as_str().unwrap())).collect();
+    let held: Vec<String> =
+        report["held_back"].as_array().unwrap().iter().map(|h| format!("{}/{}", h["data_type"].as_str().unwrap(), h["key"].as_str().unwrap())).collect();
     assert!(held.contains(&format!("employee/{id}")), "{held:?}");
     assert_all_match(&report, "after the typo run");
     for name in NAMES {

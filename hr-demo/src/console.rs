@@ -46,9 +46,8 @@ impl Console {
             return Phase { bar: None };
         }
         let bar = match total {
-            Some(n) => ProgressBar::new(n).with_style(
-                ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_bar()),
-            ),
+            Some(n) => ProgressBar::new(n)
+                .with_style(ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_bar())),
             None => ProgressBar::new_spinner(),
         };
         bar.set_message(message.to_string());

@@ -2,9 +2,9 @@
 //! data type, a periodic full sync, real-time changes and a delta run.
 
 use crate::console::Console;
+use hr_core::{load_input_dir, merge, DataType, Ledger, MergeReport, PermissionGrant, PropagationReport, Sink};
 use hr_hub::{Hub, HubConfig, SystemOptions, TargetSystem};
 use hr_testdata::{Dataset, GenerateOptions};
-use hr_core::{load_input_dir, merge, DataType, Ledger, MergeReport, PermissionGrant, PropagationReport, Sink};
 use hr_transport_kafka::{ensure_topics, EmbeddedKafka, KafkaConfig};
 use hr_transport_rest::{RestConfig, RestTarget};
 use serde::Serialize;
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 pub struct ScenarioOptions {
     /// A real broker; `None` starts the embedded mock cluster.
     pub brokers: Option<String>,
-    /// The brief's input directory; `None` generates the seed's data.
+    /// An input directory laid out as the README's "Input contract"; `None` generates the seed's data.
     pub input: Option<PathBuf>,
     /// Where the systems' SQLite files and the hub's ledger go.
     pub data_dir: PathBuf,
@@ -136,7 +136,12 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
             fresh: true,
         };
         let system = TargetSystem::start(&system_options, &config, &kafka).await?;
-        console.line(&format!("system {name}: sqlite {}, REST {}, kafka group {}", system.sink().path().display(), system.url(), system.group().unwrap_or("-")));
+        console.line(&format!(
+            "system {name}: sqlite {}, REST {}, kafka group {}",
+            system.sink().path().display(),
+            system.url(),
+            system.group().unwrap_or("-")
+        ));
         systems.push(system);
     }
     for system in &systems {
@@ -173,7 +178,14 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
     if let Some(employee) = state.employees.values().next().cloned() {
         let grant = match state.permissions.values().find(|g| !g.granted) {
             Some(existing) => PermissionGrant { granted: true, at: chrono::Utc::now(), ..existing.clone() },
-            None => PermissionGrant { employee: employee.id.clone(), system: "erp".into(), role: "approver".into(), granted: true, expires: None, at: chrono::Utc::now() },
+            None => PermissionGrant {
+                employee: employee.id.clone(),
+                system: "erp".into(),
+                role: "approver".into(),
+                granted: true,
+                expires: None,
+                at: chrono::Utc::now(),
+            },
         };
         realtime_keys.insert("permission".to_string(), grant.key());
         realtime_keys.insert("employee".to_string(), employee.id.clone());
@@ -184,7 +196,11 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
         let grant_ms = ms(t);
         realtime_seen.insert("grant".to_string(), observe(&systems, DataType::Permission, &grant.key())?);
         timings.insert("realtime_permission_grant".into(), grant_ms);
-        console.line(&format!("real time: permission grant {} applied in all systems in {grant_ms:.1} ms ({})", grant.key(), route_of(&config, DataType::Permission)));
+        console.line(&format!(
+            "real time: permission grant {} applied in all systems in {grant_ms:.1} ms ({})",
+            grant.key(),
+            route_of(&config, DataType::Permission)
+        ));
 
         let new_team = state.org_units.keys().rfind(|k| k.starts_with(&format!("{}-", employee.company.as_str())) && **k != employee.org_unit).cloned();
         if let (Some(team), Some(e)) = (new_team, state.employees.get_mut(&employee.id)) {
@@ -197,7 +213,11 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
             let transfer_ms = ms(t);
             realtime_seen.insert("transfer".to_string(), observe(&systems, DataType::Employee, &moved.id)?);
             timings.insert("realtime_team_transfer".into(), transfer_ms);
-            console.line(&format!("real time: transfer of {} to {team} applied in all systems in {transfer_ms:.1} ms ({})", employee.id, route_of(&config, DataType::Employee)));
+            console.line(&format!(
+                "real time: transfer of {} to {team} applied in all systems in {transfer_ms:.1} ms ({})",
+                employee.id,
+                route_of(&config, DataType::Employee)
+            ));
         }
         // The grant is revoked again: a revocation reaches everyone too.
         let revoked = PermissionGrant { granted: false, at: chrono::Utc::now(), ..grant };
@@ -214,7 +234,9 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
         let next = merge(load_input_dir(&input, &mapping)?);
         let mut next_state = next.state;
         // Real-time changes stay part of the hub's truth.
-        next_state.permissions.extend(state.permissions.iter().filter(|(k, _)| !outcome.state.permissions.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())));
+        next_state
+            .permissions
+            .extend(state.permissions.iter().filter(|(k, _)| !outcome.state.permissions.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())));
         let t = Instant::now();
         let sent = hub.sync(&next_state).await?;
         confirmed.merge(console.confirm("applying the deltas", &sent.receipt, CONFIRM_DEADLINE).await?);
@@ -255,4 +277,3 @@ fn route_of(config: &HubConfig, t: DataType) -> String {
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0
 }
-

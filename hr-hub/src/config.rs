@@ -156,7 +156,11 @@ impl HubConfig {
     /// Parses a configuration; `path` is only used in error messages.
     pub fn from_toml_str(text: &str, path: &str) -> Result<Self, ConfigError> {
         let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
-        let parse_error = |e: toml::de::Error| ConfigError::Parse { path: path.into(), line: e.span().map(|s| line_of(s.start)).unwrap_or(0), message: e.message().to_string() };
+        let parse_error = |e: toml::de::Error| ConfigError::Parse {
+            path: path.into(),
+            line: e.span().map(|s| line_of(s.start)).unwrap_or(0),
+            message: e.message().to_string(),
+        };
         let mut config: HubConfig = toml::from_str(text).map_err(parse_error)?;
         let spans: Spans = toml::from_str(text).map_err(parse_error)?;
         config.origin = ConfigOrigin {
@@ -228,7 +232,6 @@ impl HubConfig {
         })
     }
 }
-
 
 #[cfg(test)]
 mod tests {

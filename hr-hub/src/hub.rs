@@ -5,8 +5,8 @@
 
 use crate::config::{ConfigError, HubConfig};
 use hr_core::{
-    ChangeEnvelope, DataType, Delta, Digest, DigestEntry, HeldBack, HeldRecord, Ledger, LedgerError, MergedState, PlanOptions, PropagateError,
-    Propagator, Receipt, Repair, Router,
+    ChangeEnvelope, DataType, Delta, Digest, DigestEntry, HeldBack, HeldRecord, Ledger, LedgerError, MergedState, PlanOptions, PropagateError, Propagator,
+    Receipt, Repair, Router,
 };
 use hr_transport_kafka::{KafkaConfig, KafkaPropagator, KafkaTransportError};
 use hr_transport_rest::{RestConfig, RestPropagator, RestTarget, RestTransportError};
@@ -26,9 +26,9 @@ pub enum HubError {
     /// A propagation did not reach every target.
     #[error(transparent)]
     Propagate(#[from] PropagateError),
-    /// The Kafka transport cannot be set up.
+    /// The Kafka transport cannot be set up (boxed: rdkafka's error is large).
     #[error(transparent)]
-    Kafka(#[from] KafkaTransportError),
+    Kafka(Box<KafkaTransportError>),
     /// The REST transport cannot be set up, or a target cannot be read.
     #[error(transparent)]
     Rest(#[from] RestTransportError),
@@ -50,6 +50,12 @@ pub enum HubError {
         /// The guard's limit.
         limit_percent: f64,
     },
+}
+
+impl From<KafkaTransportError> for HubError {
+    fn from(error: KafkaTransportError) -> Self {
+        HubError::Kafka(Box::new(error))
+    }
 }
 
 /// What one sync sent.
@@ -206,7 +212,11 @@ impl Hub {
     /// one it would send a type the configuration does not allow is a
     /// [`ConfigError::Routing`] naming the file and line. Sensitive data
     /// types routed over `kafka` are refused unless `sensitive_on_kafka`.
-    pub fn with_transports<'a>(config: &HubConfig, ledger: Ledger, transports: impl IntoIterator<Item = (&'a str, Arc<dyn Propagator>)>) -> Result<Self, HubError> {
+    pub fn with_transports<'a>(
+        config: &HubConfig,
+        ledger: Ledger,
+        transports: impl IntoIterator<Item = (&'a str, Arc<dyn Propagator>)>,
+    ) -> Result<Self, HubError> {
         config.check_sensitive_routes()?;
         let router = transports.into_iter().fold(Router::new(config.policy()), |router, (name, p)| router.with(name, p));
         router.check().map_err(|e| config.routing_error(e))?;
@@ -341,8 +351,7 @@ impl Hub {
         if differing.is_empty() {
             return Ok(Drift::default());
         }
-        let theirs: BTreeMap<String, DigestEntry> =
-            reader.entries(target, data_type, &differing).await?.into_iter().map(|e| (e.key.clone(), e)).collect();
+        let theirs: BTreeMap<String, DigestEntry> = reader.entries(target, data_type, &differing).await?.into_iter().map(|e| (e.key.clone(), e)).collect();
         let mut wanted = [false; hr_core::BUCKETS];
         differing.iter().for_each(|&b| wanted[b] = true);
         let ours: BTreeMap<&str, &DigestEntry> = ours.iter().filter(|e| wanted[e.bucket()]).map(|e| (e.key.as_str(), e)).collect();

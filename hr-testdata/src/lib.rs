@@ -61,7 +61,8 @@ impl GenerateOptions {
 const SURNAMES: [&str; 12] = ["김", "이", "박", "최", "정", "강", "조", "윤", "장", "임", "한", "오"];
 const SURNAMES_EN: [&str; 12] = ["Kim", "Lee", "Park", "Choi", "Jung", "Kang", "Cho", "Yoon", "Jang", "Lim", "Han", "Oh"];
 const GIVEN: [&str; 16] = ["민준", "서연", "도윤", "지우", "하준", "서윤", "은우", "하은", "시우", "지아", "주원", "수아", "지호", "예은", "건우", "윤서"];
-const GIVEN_EN: [&str; 16] = ["Minjun", "Seoyeon", "Doyun", "Jiwoo", "Hajun", "Seoyun", "Eunwoo", "Haeun", "Siwoo", "Jia", "Juwon", "Sua", "Jiho", "Yeeun", "Geonwoo", "Yunseo"];
+const GIVEN_EN: [&str; 16] =
+    ["Minjun", "Seoyeon", "Doyun", "Jiwoo", "Hajun", "Seoyun", "Eunwoo", "Haeun", "Siwoo", "Jia", "Juwon", "Sua", "Jiho", "Yeeun", "Geonwoo", "Yunseo"];
 const RANKS: [&str; 7] = ["사원", "주임", "대리", "과장", "차장", "부장", "이사"];
 
 /// One person as generated, before being written in either company's format.
@@ -143,7 +144,14 @@ impl Dataset {
             let base = if company == 0 { 1000 } else { 5_000_000 };
             for i in 0..per_company_teams[company as usize] as u64 {
                 let parent = if i < 8 { None } else { Some(base + rng.random_range(0..i)) };
-                teams.push(Team { local_id: base + i, company, parent, leader: None, name: format!("{} 팀 {}", ["A", "B"][company as usize], i + 1), updated: rng.random_range(0..20_000_000) });
+                teams.push(Team {
+                    local_id: base + i,
+                    company,
+                    parent,
+                    leader: None,
+                    name: format!("{} 팀 {}", ["A", "B"][company as usize], i + 1),
+                    updated: rng.random_range(0..20_000_000),
+                });
             }
         }
         let per_company_people = [options.employees.div_ceil(2), options.employees / 2];
@@ -154,7 +162,11 @@ impl Dataset {
             let team_base = if company == 0 { 1000 } else { 5_000_000 };
             let nteams = per_company_teams[company as usize].max(1) as u64;
             for i in 0..per_company_people[company as usize] as u64 {
-                let status = match rng.random_range(0..100) { 0..=91 => 0, 92..=95 => 1, _ => 2 };
+                let status = match rng.random_range(0..100) {
+                    0..=91 => 0,
+                    92..=95 => 1,
+                    _ => 2,
+                };
                 people.push(Person {
                     local_id: base + i,
                     company,
@@ -166,7 +178,12 @@ impl Dataset {
                     team: team_base + rng.random_range(0..nteams),
                     manager: if i == 0 { None } else { Some(base + rng.random_range(0..i)) },
                     status,
-                    person_key: if rng.random_bool(0.9) { next_national += 1; Some(person_key(next_national)) } else { None },
+                    person_key: if rng.random_bool(0.9) {
+                        next_national += 1;
+                        Some(person_key(next_national))
+                    } else {
+                        None
+                    },
                     salary: if rng.random_bool(0.95) { Some(rng.random_range(30_000..150_000) * 1000) } else { None },
                     updated: rng.random_range(0..20_000_000),
                 });
@@ -267,11 +284,27 @@ impl Dataset {
                 writeln!(
                     a,
                     "{},{},{} {},{}.{}@a.example,{},{},{:04}{:02}{:02},{},010-{:04}-{:04},{},{:04}{:02}{:02},{},{},{}",
-                    p.local_id, name, GIVEN_EN[p.given], SURNAMES_EN[p.surname], GIVEN_EN[p.given].to_lowercase(), p.local_id, p.team,
-                    RANKS[p.grade - 1], p.hire.0, p.hire.1, p.hire.2, ["재직", "휴직", "퇴직"][p.status as usize],
-                    p.local_id % 10_000, (p.local_id * 7) % 10_000, p.manager.map(|m| m.to_string()).unwrap_or_default(),
-                    p.birth.0, p.birth.1, p.birth.2, p.person_key.clone().unwrap_or_default(),
-                    p.salary.map(|s| s.to_string()).unwrap_or_default(), kst.format("%Y-%m-%d %H:%M:%S")
+                    p.local_id,
+                    name,
+                    GIVEN_EN[p.given],
+                    SURNAMES_EN[p.surname],
+                    GIVEN_EN[p.given].to_lowercase(),
+                    p.local_id,
+                    p.team,
+                    RANKS[p.grade - 1],
+                    p.hire.0,
+                    p.hire.1,
+                    p.hire.2,
+                    ["재직", "휴직", "퇴직"][p.status as usize],
+                    p.local_id % 10_000,
+                    (p.local_id * 7) % 10_000,
+                    p.manager.map(|m| m.to_string()).unwrap_or_default(),
+                    p.birth.0,
+                    p.birth.1,
+                    p.birth.2,
+                    p.person_key.clone().unwrap_or_default(),
+                    p.salary.map(|s| s.to_string()).unwrap_or_default(),
+                    kst.format("%Y-%m-%d %H:%M:%S")
                 )?;
             } else {
                 let row = json!({
@@ -301,9 +334,21 @@ impl Dataset {
         for t in &self.teams {
             if t.company == 0 {
                 let kst = ts(t.updated) + chrono::Duration::hours(9);
-                writeln!(d, "{},{},{},{},{}", t.local_id, t.name, t.parent.map(|p| p.to_string()).unwrap_or_default(), t.leader.map(|p| p.to_string()).unwrap_or_default(), kst.format("%Y-%m-%d %H:%M:%S"))?;
+                writeln!(
+                    d,
+                    "{},{},{},{},{}",
+                    t.local_id,
+                    t.name,
+                    t.parent.map(|p| p.to_string()).unwrap_or_default(),
+                    t.leader.map(|p| p.to_string()).unwrap_or_default(),
+                    kst.format("%Y-%m-%d %H:%M:%S")
+                )?;
             } else {
-                writeln!(o, "{}", json!({"orgUnitId": t.local_id, "name": t.name, "parentId": t.parent, "headId": t.leader, "lastModified": ts(t.updated).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}))?;
+                writeln!(
+                    o,
+                    "{}",
+                    json!({"orgUnitId": t.local_id, "name": t.name, "parentId": t.parent, "headId": t.leader, "lastModified": ts(t.updated).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)})
+                )?;
             }
         }
         d.flush()?;

@@ -77,7 +77,8 @@ impl Deployment {
         let brokers = brokers();
         let dir = tempfile::tempdir().unwrap();
         let prefix = format!("t.multi.{:x}.", rand::random::<u64>());
-        let base = std::fs::read_to_string("config/hr-sync.example.toml").unwrap().replace("topic_prefix = \"hr.v1.\"", &format!("topic_prefix = \"{prefix}\""));
+        let base =
+            std::fs::read_to_string("config/hr-sync.example.toml").unwrap().replace("topic_prefix = \"hr.v1.\"", &format!("topic_prefix = \"{prefix}\""));
         let system_config = dir.path().join("systems.toml");
         std::fs::write(&system_config, &base).unwrap();
         let systems_dir = dir.path().join("systems");
