@@ -623,7 +623,7 @@ impl Planner<'_> {
         for key in orphans {
             self.vanished(key, None);
         }
-        if !allow_mass_delete && self.live > 0 && self.guarded_deletes as f64 > max_share * self.live as f64 {
+        if !allow_mass_delete && self.guarded_deletes as f64 > max_share * self.live as f64 {
             return Err(LedgerError::DeleteGuard { data_type: self.data_type, deletes: self.guarded_deletes, live: self.live, max_share });
         }
         Ok(self.delta)
