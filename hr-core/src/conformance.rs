@@ -1,7 +1,8 @@
 //! One test suite every [`Propagator`] runs, so each transport keeps the
 //! same contract (enable the `conformance` feature in dev-dependencies).
 //!
-//! A transport's test file builds a [`Harness`]: the propagator under test,
+//! A transport's test file builds a [`Harness`] (usually a [`GatedHarness`]
+//! over [`GatedHarness::stores`]): the propagator under test,
 //! serving the targets in [`TARGETS`] (each receiving
 //! [`DataType::MasterData`]), their sinks, and a way to take a target down
 //! and bring it back. [`run_all`] then checks, in order:
@@ -23,6 +24,7 @@ use crate::{
     ApplyOutcome, ChangeEnvelope, DataType, Digest, DigestEntry, MasterData, MemorySink, PropagateError, PropagationReport, Propagator, Sink, SinkError,
 };
 use async_trait::async_trait;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,6 +88,44 @@ impl Sink for GatedSink {
 
     async fn entries(&self, data_type: DataType) -> Result<Vec<DigestEntry>, SinkError> {
         self.inner.entries(data_type).await
+    }
+}
+
+/// The usual harness: a propagator whose targets apply into [`GatedSink`]s,
+/// so stopping a target takes its store down.
+pub struct GatedHarness {
+    propagator: Arc<dyn Propagator>,
+    sinks: BTreeMap<&'static str, Arc<GatedSink>>,
+}
+
+impl GatedHarness {
+    /// One store per name in [`TARGETS`], for the transport's targets to apply into.
+    pub fn stores() -> BTreeMap<&'static str, Arc<GatedSink>> {
+        TARGETS.iter().map(|t| (*t, Arc::new(GatedSink::default()))).collect()
+    }
+
+    /// `propagator` serving targets that apply into `stores` (from [`stores`](Self::stores)).
+    pub fn new(propagator: Arc<dyn Propagator>, stores: BTreeMap<&'static str, Arc<GatedSink>>) -> Self {
+        GatedHarness { propagator, sinks: stores }
+    }
+}
+
+#[async_trait]
+impl Harness for GatedHarness {
+    fn propagator(&self) -> Arc<dyn Propagator> {
+        self.propagator.clone()
+    }
+
+    fn sink(&self, target: &str) -> Arc<dyn Sink> {
+        self.sinks[target].clone()
+    }
+
+    async fn stop(&self, target: &str) {
+        self.sinks[target].set_down(true);
+    }
+
+    async fn start(&self, target: &str) {
+        self.sinks[target].set_down(false);
     }
 }
 

@@ -123,7 +123,7 @@ impl KafkaPropagator {
         let cause = acknowledged.failures.iter().map(|(c, n)| format!("{n} record(s): {c}")).collect::<Vec<_>>().join("; ");
         tracing::warn!(unacknowledged, brokers = %self.config.brokers, "kafka propagation incomplete");
         Err(PropagateError::incomplete(
-            self.receipt(&acknowledged.offsets).delivered().clone(),
+            self.delivered(&acknowledged.offsets),
             vec![TargetFailure {
                 target: BROKER.into(),
                 cause: format!("{unacknowledged} of {records} records not acknowledged by {}: {cause}", self.config.brokers),
@@ -132,25 +132,31 @@ impl KafkaPropagator {
         ))
     }
 
-    /// The receipt of a batch whose records the broker acknowledged at
-    /// `offsets`. With no target registered it reports what the broker
-    /// accepted, under `kafka`, and has nothing to wait for.
-    fn receipt(&self, offsets: &BTreeMap<DataType, BTreeMap<i32, (i64, u64)>>) -> Receipt {
+    /// What the broker holds of a batch acknowledged at `offsets`, per
+    /// target and data type; with no target registered, under `kafka`.
+    fn delivered(&self, offsets: &BTreeMap<DataType, BTreeMap<i32, (i64, u64)>>) -> PropagationReport {
         let mut delivered = PropagationReport::default();
+        let records = |t: &DataType| offsets.get(t).map(|partitions| partitions.values().map(|(_, n)| n).sum::<u64>());
         if self.targets.is_empty() {
-            for (t, partitions) in offsets {
-                delivered.add(BROKER, *t, partitions.values().map(|(_, n)| n).sum());
-            }
-            return Receipt::applied_on_delivery(delivered);
+            offsets.keys().for_each(|t| delivered.add(BROKER, *t, records(t).unwrap_or(0)));
         }
+        for (target, types) in &self.targets {
+            types.iter().filter_map(|t| Some((t, records(t)?))).for_each(|(t, n)| delivered.add(target, *t, n));
+        }
+        delivered
+    }
+
+    /// The receipt of a batch the broker acknowledged at `offsets`: it waits
+    /// until each target's group committed past them (nothing to wait for
+    /// without targets).
+    fn receipt(&self, offsets: &BTreeMap<DataType, BTreeMap<i32, (i64, u64)>>) -> Receipt {
+        let delivered = self.delivered(offsets);
         let mut goals = vec![];
         for (target, types) in &self.targets {
-            for t in types {
-                let Some(partitions) = offsets.get(t) else { continue };
-                let records: u64 = partitions.values().map(|(_, n)| n).sum();
-                delivered.add(target, *t, records);
+            for t in types.iter().filter(|t| offsets.contains_key(t)) {
                 let topic = self.config.topic(*t);
-                goals.extend(partitions.iter().map(|(p, (last, n))| AppliedOffsets::new(target, &self.config.group(target), *t, &topic, *p, *last, *n)));
+                let group = self.config.group(target);
+                goals.extend(offsets[t].iter().map(|(p, (last, n))| AppliedOffsets::new(target, &group, *t, &topic, *p, *last, *n)));
             }
         }
         match &self.monitor {
