@@ -21,7 +21,8 @@
 //! Each check panics with what went wrong, as a test should.
 
 use crate::{
-    ApplyOutcome, ChangeEnvelope, DataType, Digest, DigestEntry, MasterData, MemorySink, PropagateError, PropagationReport, Propagator, Sink, SinkError,
+    ApplyOutcome, ChangeEnvelope, DataType, Digest, DigestEntry, MasterData, MemorySink, PropagateError, PropagationReport, Propagator, PropagatorExt, Sink,
+    SinkError,
 };
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -169,8 +170,7 @@ async fn expected(batch: &[ChangeEnvelope], set: &str) -> Digest {
 }
 
 async fn send_and_confirm(harness: &dyn Harness, batch: &[ChangeEnvelope]) -> PropagationReport {
-    let receipt = harness.propagator().propagate(batch).await.unwrap_or_else(|e| panic!("propagate: {e}"));
-    receipt.applied(harness.deadline()).await.unwrap_or_else(|e| panic!("applied: {e}"))
+    harness.propagator().propagate_applied(batch, harness.deadline()).await.unwrap_or_else(|e| panic!("propagate and apply: {e}"))
 }
 
 async fn assert_every_target_holds(harness: &dyn Harness, set: &str, want: &Digest, what: &str) {
