@@ -1,27 +1,5 @@
 //! Digests for reconciliation: equal digests prove equal state, content
 //! included.
-//!
-//! # The algorithm (for receivers written in other languages)
-//!
-//! 1. The **content hash** of a stored record is the first 16 bytes of the
-//!    SHA-256 of its stored JSON body, byte for byte (a receiver stores the
-//!    canonical body: the record parsed and serialized again, fields in schema
-//!    order, no insignificant whitespace). A tombstone has no content hash.
-//! 2. An **entry** is `(key, version, content hash or none)`. Its entry hash
-//!    is SHA-256 over: the key's length in bytes as u64 little-endian, the
-//!    key's UTF-8 bytes, the version as u64 little-endian, one byte `1` for a
-//!    tombstone or `0` for a live record, then the 16-byte content hash
-//!    (16 zero bytes for a tombstone).
-//! 3. A **digest** is the live count, the tombstone count and the lane-wise
-//!    wrapping sum of the entry hashes read as four u64 little-endian lanes,
-//!    written as 64 hex digits (lane 0 first, each lane as 16 hex digits of
-//!    its numeric value). The sum does not depend on order.
-//! 4. The **bucket** of a key is the first byte of SHA-256 of the key's UTF-8
-//!    bytes: [`BUCKETS`] buckets, each with its own digest, let the hub
-//!    narrow a difference down without reading the whole table.
-//!
-//! A hand-edited body, a deleted row, an extra row or a different version
-//! each change the digest.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -100,8 +78,29 @@ pub fn bucket_of(key: &str) -> usize {
 
 /// The state of one data type in one place, reduced to a comparable value:
 /// live record count, tombstone count, and an order-independent hash of
-/// every entry (key, version, delete flag, content hash). See the
-/// [module docs](self) for the exact algorithm.
+/// every entry (key, version, delete flag, content hash).
+///
+/// # The algorithm (for receivers written in other languages)
+///
+/// 1. The **content hash** of a stored record is the first 16 bytes of the
+///    SHA-256 of its stored JSON body, byte for byte (a receiver stores the
+///    canonical body: the record parsed and serialized again, fields in schema
+///    order, no insignificant whitespace). A tombstone has no content hash.
+/// 2. An **entry** is `(key, version, content hash or none)`. Its entry hash
+///    is SHA-256 over: the key's length in bytes as u64 little-endian, the
+///    key's UTF-8 bytes, the version as u64 little-endian, one byte `1` for a
+///    tombstone or `0` for a live record, then the 16-byte content hash
+///    (16 zero bytes for a tombstone).
+/// 3. A **digest** is the live count, the tombstone count and the lane-wise
+///    wrapping sum of the entry hashes read as four u64 little-endian lanes,
+///    written as 64 hex digits (lane 0 first, each lane as 16 hex digits of
+///    its numeric value). The sum does not depend on order.
+/// 4. The **bucket** of a key is the first byte of SHA-256 of the key's UTF-8
+///    bytes: [`BUCKETS`] buckets, each with its own digest, let the hub
+///    narrow a difference down without reading the whole table.
+///
+/// A hand-edited body, a deleted row, an extra row or a different version
+/// each change the digest.
 ///
 /// Adding the same entry twice changes it: a set, not a multiset, must be fed in.
 ///
@@ -190,11 +189,11 @@ impl fmt::Debug for Digest {
 mod hex_lanes {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(lanes: &[u64; 4], s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(lanes: &[u64; 4], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&lanes.iter().map(|l| format!("{l:016x}")).collect::<String>())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u64; 4], D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u64; 4], D::Error> {
         let text = String::deserialize(d)?;
         if text.len() != 64 || !text.is_ascii() {
             return Err(serde::de::Error::custom("digest hash must be 64 hex digits"));

@@ -1,24 +1,4 @@
 //! The change envelope: one change of one record, whatever the transport.
-//!
-//! On the wire it is a JSON object:
-//!
-//! ```json
-//! {
-//!   "event_id": "7d0f…",                 // UUID v4, unique per emitted change
-//!   "data_type": "employee",             // employee | org_unit | master_data | permission | compensation
-//!   "key": "A-1001",                     // the record's unified key
-//!   "op": "upsert",                      // upsert | delete
-//!   "version": 3,                        // monotonic per (data_type, key), starting at 1
-//!   "occurred_at": "2026-11-24T05:00:00Z",
-//!   "origin": "hr-hub",                  // the system that published the change
-//!   "schema": "hr.v1",
-//!   "payload": { … }                     // the record (see the schema module); null for deletes
-//! }
-//! ```
-//!
-//! A receiver applies a change only when its version is newer than what it
-//! holds and keeps a tombstone for deletes, so duplicates, redelivery and
-//! reordering never change the result.
 
 use crate::schema::{Compensation, DataType, Employee, MasterData, OrgUnit, PermissionGrant, SCHEMA};
 use chrono::{DateTime, Utc};
@@ -44,7 +24,28 @@ pub enum Operation {
     Delete,
 }
 
-/// One change of one record. See the [module docs](self) for the wire format.
+/// One change of one record, whatever the transport.
+///
+/// On the wire it is a JSON object:
+///
+/// ```json
+/// {
+///   "event_id": "7d0f…",                 // UUID v4, unique per emitted change
+///   "data_type": "employee",             // employee | org_unit | master_data | permission | compensation
+///   "key": "A-1001",                     // the record's unified key
+///   "op": "upsert",                      // upsert | delete
+///   "version": 3,                        // monotonic per (data_type, key), starting at 1
+///   "occurred_at": "2026-11-24T05:00:00Z",
+///   "origin": "hr-hub",                  // the system that published the change
+///   "schema": "hr.v1",
+///   "payload": { … }                     // the record (see the schema module); null for deletes
+/// }
+/// ```
+///
+/// A receiver applies a change only when its version is newer than what it
+/// holds and keeps a tombstone for deletes, so duplicates, redelivery and
+/// reordering never change the result.
+///
 ///
 /// ```
 /// use hr_core::{ChangeEnvelope, DataType, MasterData};

@@ -1,19 +1,5 @@
 //! Last known good: which records a run must keep although the new export
 //! lacks them, because their source row was quarantined rather than removed.
-//!
-//! A typo in one field (an email, a salary, a date) quarantines the row; the
-//! person has not left. Identity products keep the last good state and flag
-//! the object (Entra's escrow, midPoint's shadows); so does the hub: the
-//! [`Ledger`](crate::Ledger) treats a held record as unchanged and lists it
-//! in [`Delta::held_back`](crate::Delta::held_back). A quarantined org unit
-//! quarantines its members (`unknown_org_unit`), which are held the same
-//! way, so nothing cascades into deletes.
-//!
-//! Only a row whose id could be read can be held: a line too garbled to
-//! name its record is reported, and the delete guard stands between it and
-//! a mass deletion. A permission row is never held by itself: a grant that
-//! cannot be read, or whose holder left, is revoked (access fails closed);
-//! the grants of a held person stay, and their revocations still apply.
 
 use crate::merge::{Identities, MergeReport};
 use crate::quarantine::{Quarantined, Reason};
@@ -21,6 +7,20 @@ use crate::schema::DataType;
 use std::collections::HashMap;
 
 /// The records a run holds at their last good version, by data type and key.
+///
+/// A typo in one field (an email, a salary, a date) quarantines the row; the
+/// person has not left. Identity products keep the last good state and flag
+/// the object (Entra's escrow, midPoint's shadows); so does the hub: the
+/// [`Ledger`](crate::Ledger) treats a held record as unchanged and lists it
+/// in [`Delta::held_back`](crate::Delta::held_back). A quarantined org unit
+/// quarantines its members (`unknown_org_unit`), which are held the same
+/// way, so nothing cascades into deletes.
+///
+/// Only a row whose id could be read can be held: a line too garbled to
+/// name its record is reported, and the delete guard stands between it and
+/// a mass deletion. A permission row is never held by itself: a grant that
+/// cannot be read, or whose holder left, is revoked (access fails closed);
+/// the grants of a held person stay, and their revocations still apply.
 #[derive(Debug, Clone, Default)]
 pub struct HeldBack {
     /// Unified employee ids whose row was quarantined: their employee record,

@@ -1,25 +1,6 @@
 //! The hub's ledger: key -> version and content hash per data type, which
 //! turns periodic full loads into deltas, and the versions that may have
 //! left the hub.
-//!
-//! # Versions are never reused
-//!
-//! A run [`plan`](Ledger::plan)s its changes, [`reserve`](Ledger::reserve)s
-//! their versions durably *before* anything is sent, and
-//! [`commit`](Ledger::commit)s them once every target has them. A run that
-//! fails in between leaves its reservations: the next plan gives every such
-//! key a version above the reserved one and sends it again even if its
-//! content is back to what was committed, because some target may hold the
-//! failed run's content at the reserved version. So a version that may have
-//! reached a target is never given to other content, across failures and
-//! restarts (the reservations are in the same SQLite file).
-//!
-//! # Last known good
-//!
-//! A record the ledger holds that is absent from a new full load is a
-//! departure, unless [`PlanOptions::hold`] says its source row was
-//! quarantined: then it keeps its last good version everywhere and is listed
-//! in [`Delta::held_back`].
 
 use crate::digest::{ContentHash, Digest, DigestEntry};
 use crate::envelope::ChangeEnvelope;
@@ -186,7 +167,29 @@ struct Held {
     deleted: bool,
 }
 
-/// The ledger, in an SQLite file.
+/// The hub's ledger, in an SQLite file: key -> version and content hash per
+/// data type, which turns periodic full loads into deltas, and the versions
+/// that may have left the hub.
+///
+/// # Versions are never reused
+///
+/// A run [`plan`](Ledger::plan)s its changes, [`reserve`](Ledger::reserve)s
+/// their versions durably *before* anything is sent, and
+/// [`commit`](Ledger::commit)s them once every target has them. A run that
+/// fails in between leaves its reservations: the next plan gives every such
+/// key a version above the reserved one and sends it again even if its
+/// content is back to what was committed, because some target may hold the
+/// failed run's content at the reserved version. So a version that may have
+/// reached a target is never given to other content, across failures and
+/// restarts (the reservations are in the same SQLite file).
+///
+/// # Last known good
+///
+/// A record the ledger holds that is absent from a new full load is a
+/// departure, unless [`PlanOptions::hold`] says its source row was
+/// quarantined: then it keeps its last good version everywhere and is listed
+/// in [`Delta::held_back`].
+///
 ///
 /// ```
 /// use hr_core::{DataType, Ledger, MasterData};

@@ -1,14 +1,66 @@
 //! # hr-core
 //!
-//! The core of the HR propagation library: the unified schema `hr.v1`, the
-//! merge of two companies' exports into it, the change envelope, the
-//! [`Propagator`] (send) and [`Sink`] (apply) traits, routing per data type,
-//! the hub's [`Ledger`] that turns full loads into deltas, and [`Digest`]s
-//! that prove a target holds exactly the hub's state.
+//! The core of the HR propagation library: two companies' exports merged
+//! into one schema (`hr.v1`), and every change carried to the systems that
+//! need it with proof that each holds exactly the hub's state.
 //!
 //! Transports live in their own crates (`hr-transport-kafka`,
-//! `hr-transport-rest`); callers pick one per data type through a
-//! [`RoutingPolicy`] without changing their code.
+//! `hr-transport-rest`) and implement this crate's two traits; the hub
+//! (`hr-hub`) composes them.
+//!
+//! # Contents
+//!
+//! - [The flow](#the-flow): import, merge, ledger, propagate, apply, prove.
+//! - [The two traits](#the-two-traits): [`Propagator`] sends, [`Sink`] applies.
+//! - [Guarantees](#guarantees): what holds under duplicates, reordering,
+//!   failed runs and bad input.
+//! - [Features](#features).
+//! - [Example](#example).
+//!
+//! # The flow
+//!
+//! 1. [`load_input_dir`] reads the input directory ([`input`] names its
+//!    files) into [`SourceData`]; a bad record is [`Quarantined`] with file,
+//!    line and field, and the rest proceed.
+//! 2. [`merge`] builds the [`MergedState`] and a [`MergeReport`] (conflicts,
+//!    warnings, quarantine); [`HeldBack`] lists what a run must keep at its
+//!    last good version because its source row was quarantined.
+//! 3. The [`Ledger`] turns a full load into a [`Delta`] of
+//!    [`ChangeEnvelope`]s with per-key versions that are never reused.
+//! 4. A [`Router`], built from a [`RoutingPolicy`], picks the
+//!    [`Propagator`] per data type and refuses a route that would send a
+//!    target a type it may not receive ([`RoutingError`]).
+//! 5. `propagate` returns a [`Receipt`]; [`Receipt::applied`] waits until
+//!    every target applied the batch, naming each one still behind.
+//! 6. Every target's [`Sink`] applies under the version rule, and equal
+//!    [`Digest`]s prove a target holds the hub's state, content included.
+//!
+//! # The two traits
+//!
+//! [`Propagator`] is kept small: send a batch, say which targets get which
+//! data type. Conveniences (send and wait until applied) live in
+//! [`PropagatorExt`]. [`Sink`] applies a batch atomically and lists what it
+//! holds; its digest follows from that. The `conformance` feature exposes
+//! one test suite every propagator runs, as every object store runs one.
+//!
+//! # Guarantees
+//!
+//! - A change applies only if its version is newer than what the sink holds;
+//!   deletes leave tombstones. Duplicates, redelivery and reordering never
+//!   change the result.
+//! - A version that may have reached a target is never given to other
+//!   content, across failed runs and restarts (see [`Ledger`]).
+//! - A quarantined row does not deprovision its person; a mass deletion
+//!   beyond [`DEFAULT_MAX_DELETE_SHARE`] is refused unless confirmed.
+//! - [`Sensitive`] values never appear in `Debug` output or error messages.
+//!
+//! # Features
+//!
+//! - `sqlite` (default): the [`Ledger`] and [`SqliteSink`]. Without it the
+//!   crate is the schema, merge, envelope, traits and digests only.
+//! - `conformance`: the shared propagator test suite.
+//!
+//! # Example
 //!
 //! ```
 //! use hr_core::{DataType, Ledger, MemorySink, Sink, merge, SourceData};
@@ -30,41 +82,50 @@
 //! assert_eq!(sink.digest(DataType::OrgUnit).await.unwrap(), ledger.digest(DataType::OrgUnit).unwrap());
 //! # });
 //! ```
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
-pub mod digest;
-pub mod envelope;
-pub mod holdback;
-pub mod import;
+mod digest;
+mod envelope;
+mod holdback;
+mod import;
 #[cfg(feature = "sqlite")]
-pub mod ledger;
-pub mod mapping;
-pub mod merge;
-pub mod propagate;
-pub mod quarantine;
-pub mod records;
-pub mod routing;
-pub mod schema;
-pub mod sensitive;
-pub mod sink;
+mod ledger;
+mod mapping;
+mod merge;
+mod propagate;
+mod quarantine;
+mod routing;
+mod schema;
+mod sensitive;
+mod sink;
 #[cfg(feature = "sqlite")]
-pub mod sqlite_sink;
+mod sqlite_sink;
 
 pub use digest::{bucket_of, ContentHash, Digest, DigestEntry, BUCKETS};
-pub use envelope::{ChangeEnvelope, EnvelopeError, Operation};
+pub use envelope::{describe_json_error, ChangeEnvelope, EnvelopeError, Operation, MAX_VERSION};
 pub use holdback::HeldBack;
-pub use import::{load_input_dir, ImportError, SourceData};
+pub use import::{fits_in_memory, load_input_dir, ImportError, SourceData, MEMORY_PER_INPUT_BYTE};
 #[cfg(feature = "sqlite")]
-pub use ledger::{Delta, HeldRecord, Ledger, LedgerError, PlanOptions, Repair};
-pub use mapping::{Mapping, MappingError};
-pub use merge::{merge, merge_with_identities, Conflict, ConflictKind, Identities, MergeOutcome, MergeReport, MergedState, Warning, WarningKind};
+pub use ledger::{Delta, HeldRecord, Ledger, LedgerError, PlanOptions, Repair, DEFAULT_MAX_DELETE_SHARE};
+pub use mapping::{CompanyARules, GradeMaps, Mapping, MappingError, DEFAULT_MAPPING_TOML};
+pub use merge::{
+    merge, merge_with_identities, Conflict, ConflictKind, Identities, MergeOutcome, MergeReport, MergedState, RecordJson, Warning, WarningKind, GROUP_ROOT,
+};
 pub use propagate::{Confirmation, PropagateError, PropagationReport, Propagator, PropagatorExt, Receipt, TargetFailure};
 pub use quarantine::{Quarantined, Reason};
 pub use routing::{Router, RoutingError, RoutingPolicy, TargetPolicy};
-pub use schema::{Company, Compensation, DataType, Employee, EmployeeStatus, MasterData, OrgUnit, PermissionGrant, SCHEMA};
+pub use schema::{Company, Compensation, DataType, Employee, EmployeeStatus, MasterData, OrgUnit, PermissionGrant, UnknownDataType, SCHEMA};
 pub use sensitive::Sensitive;
-pub use sink::{canonical_bodies, ApplyOutcome, MemorySink, Sink, SinkError, StoredRecord};
+pub use sink::{validate_batch, ApplyOutcome, MemorySink, Sink, SinkError, StoredRecord};
 #[cfg(feature = "sqlite")]
 pub use sqlite_sink::SqliteSink;
+
+/// The input directory's files and the columns their headers must name
+/// (the README's "Input contract").
+pub mod input {
+    pub use crate::import::{
+        A_DEPARTMENTS, A_DEPARTMENT_COLUMNS, A_EMPLOYEES, A_EMPLOYEE_COLUMNS, B_EMPLOYEES, B_ORG_UNITS, MASTER_DATA, MASTER_DATA_COLUMNS, PERMISSIONS,
+    };
+}

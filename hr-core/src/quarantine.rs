@@ -66,8 +66,8 @@ pub struct Quarantined {
 }
 
 /// Where a source record came from, for quarantine entries.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Origin {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Origin {
     /// File, relative to the input directory.
     pub file: &'static str,
     /// Line where the record starts.
@@ -76,7 +76,7 @@ pub struct Origin {
 
 impl Origin {
     /// Builds the quarantine entry for this record.
-    pub fn quarantine(&self, id: Option<String>, reason: Reason, detail: impl Into<String>) -> Quarantined {
+    pub(crate) fn quarantine(&self, id: Option<String>, reason: Reason, detail: impl Into<String>) -> Quarantined {
         Quarantined { file: self.file.to_string(), line: self.line, id, reason, detail: detail.into() }
     }
 }

@@ -55,7 +55,7 @@ impl SinkError {
 /// (so a late older upsert never resurrects a record); a batch is applied
 /// atomically or not at all, and a batch holding an envelope that fails
 /// [`ChangeEnvelope::validate`] is refused whole with [`SinkError::Invalid`]
-/// naming its index ([`canonical_bodies`] does that). What is stored is the
+/// naming its index ([`validate_batch`] does that). What is stored is the
 /// canonical body ([`ChangeEnvelope::canonical_payload`]), never the bytes as
 /// received, and [`entries`](Sink::entries) hashes what is stored, so a row
 /// edited in the store shows in the digest. Transports rely on it:
@@ -93,7 +93,7 @@ pub trait Sink: Send + Sync {
 
 /// Validates every change of a batch before anything is applied and returns
 /// the body to store for each (`None` for deletes).
-pub fn canonical_bodies(batch: &[ChangeEnvelope]) -> Result<Vec<Option<String>>, SinkError> {
+pub(crate) fn canonical_bodies(batch: &[ChangeEnvelope]) -> Result<Vec<Option<String>>, SinkError> {
     batch.iter().enumerate().map(|(index, c)| c.canonical_payload().map_err(|source| SinkError::Invalid { index, source })).collect()
 }
 
@@ -122,7 +122,7 @@ impl StoredRecord {
 
 /// The content hash of a stored row: none for a tombstone, else the hash of
 /// its body (an empty body, which only a hand edit makes, still hashes).
-pub fn content_of(deleted: bool, body: Option<&str>) -> Option<ContentHash> {
+pub(crate) fn content_of(deleted: bool, body: Option<&str>) -> Option<ContentHash> {
     (!deleted).then(|| ContentHash::of(body.unwrap_or("")))
 }
 

@@ -34,10 +34,10 @@ fn an_empty_csv_is_an_error_and_header_only_is_no_records() {
 
     let dir = with_file("company_a/employees.csv", format!("{A_HEADER}\n").as_bytes());
     let data = load(dir.path()).unwrap();
-    assert_eq!(data.employees.len(), 1, "only company B's employee");
+    assert_eq!(data.employee_count(), 1, "only company B's employee");
 
     let dir = with_file("company_b/employees.jsonl", b"");
-    assert_eq!(load(dir.path()).unwrap().employees.len(), 1, "an empty JSONL file has no records");
+    assert_eq!(load(dir.path()).unwrap().employee_count(), 1, "an empty JSONL file has no records");
 }
 
 #[test]
@@ -68,9 +68,9 @@ fn a_truncated_json_line_is_quarantined_and_the_rest_proceed() {
     );
     let dir = with_file("company_b/employees.jsonl", content.as_bytes());
     let data = load(dir.path()).unwrap();
-    assert_eq!(data.employees.len(), 3);
-    assert_eq!(data.quarantined.len(), 1);
-    assert_eq!((data.quarantined[0].line, data.quarantined[0].reason), (2, Reason::MalformedRow));
+    assert_eq!(data.employee_count(), 3);
+    assert_eq!(data.quarantined().len(), 1);
+    assert_eq!((data.quarantined()[0].line, data.quarantined()[0].reason), (2, Reason::MalformedRow));
 }
 
 #[test]

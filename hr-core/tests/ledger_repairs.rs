@@ -99,7 +99,7 @@ fn an_empty_plan_is_empty_and_one_change_is_not() {
 #[test]
 fn the_delete_guard_limit_is_a_share_between_zero_and_one() {
     let ledger = Ledger::in_memory().unwrap();
-    assert_eq!(ledger.max_delete_share(), hr_core::ledger::DEFAULT_MAX_DELETE_SHARE);
+    assert_eq!(ledger.max_delete_share(), hr_core::DEFAULT_MAX_DELETE_SHARE);
     assert_eq!(Ledger::in_memory().unwrap().with_max_delete_share(0.5).max_delete_share(), 0.5);
     assert_eq!(Ledger::in_memory().unwrap().with_max_delete_share(2.0).max_delete_share(), 1.0);
     assert_eq!(Ledger::in_memory().unwrap().with_max_delete_share(-1.0).max_delete_share(), 0.0);

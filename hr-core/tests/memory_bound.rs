@@ -59,9 +59,9 @@ fn a_100_mb_line_is_quarantined_while_the_heap_stays_under_16_mib() {
     let grew = PEAK.load(Ordering::Relaxed) - before;
 
     assert!(grew < 16 << 20, "reading a 100 MB line grew the heap by {} MiB", grew >> 20);
-    assert_eq!(data.employees.len(), 3, "A-1, B-1 and B-3");
-    assert_eq!(data.quarantined.len(), 1);
-    let q = &data.quarantined[0];
+    assert_eq!(data.employee_count(), 3, "A-1, B-1 and B-3");
+    assert_eq!(data.quarantined().len(), 1);
+    let q = &data.quarantined()[0];
     assert_eq!((q.file.as_str(), q.line, q.reason), ("company_b/employees.jsonl", 2, Reason::MalformedRow));
     assert!(q.detail.contains("limit"), "{}", q.detail);
 }

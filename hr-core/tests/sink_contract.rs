@@ -1,6 +1,6 @@
 //! The sink contract on both sinks this crate ships, for what the property
 //! tests leave open: equal versions, invalid batches, counts, redaction.
-use hr_core::{sink::validate_batch, ChangeEnvelope, DataType, MasterData, MemorySink, Sink, SinkError, SqliteSink, StoredRecord};
+use hr_core::{validate_batch, ChangeEnvelope, DataType, MasterData, MemorySink, Sink, SinkError, SqliteSink, StoredRecord};
 use std::sync::Arc;
 
 fn md(code: &str, name: &str, version: u64) -> ChangeEnvelope {

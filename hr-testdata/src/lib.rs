@@ -9,7 +9,7 @@
 //! use hr_testdata::{Dataset, GenerateOptions};
 //! let dir = std::env::temp_dir().join(format!("hr-testdata-doc-{}", std::process::id()));
 //! Dataset::generate(&GenerateOptions::scaled(100)).write(&dir).unwrap();
-//! assert!(dir.join(hr_core::import::A_EMPLOYEES).exists());
+//! assert!(dir.join(hr_core::input::A_EMPLOYEES).exists());
 //! # std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 #![warn(missing_docs)]
@@ -21,10 +21,10 @@ use std::io::Write;
 use std::path::Path;
 
 // The input contract's file names, relative to the input directory.
-const A_EMP: &str = hr_core::import::A_EMPLOYEES;
-const A_DEPT: &str = hr_core::import::A_DEPARTMENTS;
-const B_EMP: &str = hr_core::import::B_EMPLOYEES;
-const B_ORG: &str = hr_core::import::B_ORG_UNITS;
+const A_EMP: &str = hr_core::input::A_EMPLOYEES;
+const A_DEPT: &str = hr_core::input::A_DEPARTMENTS;
+const B_EMP: &str = hr_core::input::B_EMPLOYEES;
+const B_ORG: &str = hr_core::input::B_ORG_UNITS;
 
 /// What to generate.
 #[derive(Debug, Clone)]

@@ -294,7 +294,7 @@ fn take(m: &BorrowedMessage<'_>) -> Taken {
         Err("empty record value".to_string())
     } else {
         ChangeEnvelope::from_json(&payload).map_err(|e| match e {
-            hr_core::EnvelopeError::Decode(j) => format!("not a valid hr.v1 change envelope: {}", hr_core::envelope::describe_json_error(&j)),
+            hr_core::EnvelopeError::Decode(j) => format!("not a valid hr.v1 change envelope: {}", hr_core::describe_json_error(&j)),
             other => other.to_string(),
         })
     };

@@ -23,7 +23,7 @@ pub fn document() -> Value {
                         "data_type": {"type": "string", "enum": ["employee", "org_unit", "master_data", "permission", "compensation"]},
                         "key": {"type": "string", "minLength": 1, "maxLength": 512, "description": "At most 512 bytes of UTF-8, which the receiver counts; maxLength (characters) is only the loose bound, equal for ASCII keys"},
                         "op": {"type": "string", "enum": ["upsert", "delete"]},
-                        "version": {"type": "integer", "minimum": 1, "maximum": hr_core::envelope::MAX_VERSION, "description": "Monotonic per key; at most 2^53 (hr_core::envelope::MAX_VERSION)"},
+                        "version": {"type": "integer", "minimum": 1, "maximum": hr_core::MAX_VERSION, "description": "Monotonic per key; at most 2^53 (hr_core::MAX_VERSION)"},
                         "occurred_at": {"type": "string", "format": "date-time"},
                         "origin": {"type": "string"},
                         "schema": {"type": "string", "enum": ["hr.v1"]},

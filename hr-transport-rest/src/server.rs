@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{BoxError, Json, Router};
 use futures::StreamExt;
-use hr_core::envelope::describe_json_error;
+use hr_core::describe_json_error;
 use hr_core::{ApplyOutcome, ChangeEnvelope, DataType, Digest, DigestEntry, EnvelopeError, Sensitive, Sink, SinkError, BUCKETS};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};

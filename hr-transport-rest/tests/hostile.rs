@@ -2,7 +2,7 @@
 //! of the "Receiver security" review, and failed on the receiver before it.
 
 use async_trait::async_trait;
-use hr_core::envelope::MAX_VERSION;
+use hr_core::MAX_VERSION;
 use hr_core::{ApplyOutcome, ChangeEnvelope, DataType, DigestEntry, MasterData, MemorySink, Propagator, Sink, SinkError, SqliteSink};
 use hr_transport_rest::{serve_receiver, ReceiverConfig, ReceiverError, RestConfig, RestPropagator, RestTarget};
 use serde_json::{json, Value};
@@ -328,7 +328,7 @@ struct BrokenSink;
 #[async_trait]
 impl Sink for BrokenSink {
     async fn apply(&self, batch: &[ChangeEnvelope]) -> Result<ApplyOutcome, SinkError> {
-        hr_core::sink::validate_batch(batch)?;
+        hr_core::validate_batch(batch)?;
         Err(SinkError::Unavailable("unable to open database file: /srv/hr/secret/payroll.sqlite3 (SQLITE_CANTOPEN)".into()))
     }
 

@@ -8,11 +8,11 @@
 use std::io::{self, BufRead};
 
 /// The default longest record kept in memory: 1 MiB.
-pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
+pub(crate) const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
 
 /// One record's raw bytes, or the fact that it was too long.
 #[derive(Debug, PartialEq, Eq)]
-pub enum RawRecord {
+pub(crate) enum RawRecord {
     /// The record's bytes without the line terminator.
     Bytes(Vec<u8>),
     /// The record exceeded the limit; this many bytes were skipped.
@@ -20,7 +20,7 @@ pub enum RawRecord {
 }
 
 /// Reads records from a [`BufRead`], tracking the line each starts on.
-pub struct RecordReader<R> {
+pub(crate) struct RecordReader<R> {
     inner: R,
     max: usize,
     quote_aware: bool,
@@ -29,12 +29,12 @@ pub struct RecordReader<R> {
 
 impl<R: BufRead> RecordReader<R> {
     /// `quote_aware`: newlines inside double quotes do not end a record (CSV).
-    pub fn new(inner: R, max: usize, quote_aware: bool) -> Self {
+    pub(crate) fn new(inner: R, max: usize, quote_aware: bool) -> Self {
         RecordReader { inner, max, quote_aware, next_line: 1 }
     }
 
     /// The next non-blank record and its first line number, or `None` at end of input.
-    pub fn next_record(&mut self) -> io::Result<Option<(u64, RawRecord)>> {
+    pub(crate) fn next_record(&mut self) -> io::Result<Option<(u64, RawRecord)>> {
         loop {
             let start_line = self.next_line;
             let mut kept: Vec<u8> = Vec::new();

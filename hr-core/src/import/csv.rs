@@ -1,0 +1,130 @@
+//! CSV files: a header naming the columns, then one row per record (a
+//! quoted field may span lines).
+
+use super::fields::{missing, FieldError};
+use super::reader::{for_each_record, Format};
+use super::ImportError;
+use crate::quarantine::{Origin, Quarantined, Reason};
+use std::path::Path;
+
+/// A CSV file whose header must name `required`; a malformed row is
+/// quarantined with `id_prefix` and its first field as its id.
+pub(crate) struct Csv {
+    pub(crate) required: &'static [&'static str],
+    pub(crate) id_prefix: Option<&'static str>,
+}
+
+impl Format for Csv {
+    type Row<'a> = CsvRow<'a>;
+
+    fn for_each_row(
+        &self,
+        dir: &Path,
+        file: &'static str,
+        quarantined: &mut Vec<Quarantined>,
+        each: &mut dyn FnMut(Origin, &CsvRow<'_>),
+    ) -> Result<(), ImportError> {
+        let expected = self.required.join(",");
+        let mut header: Option<Vec<String>> = None;
+        let mut malformed = Vec::new();
+        let mut parser = CsvFieldParser::new();
+        for_each_record(dir, file, quarantined, |line, text| {
+            let origin = Origin { file, line };
+            let Some(columns) = &header else {
+                header = Some(self.header(&mut parser, file, line, text, &expected)?);
+                return Ok(());
+            };
+            match parser.fields(text) {
+                Err(detail) => malformed.push(origin.quarantine(None, Reason::MalformedRow, detail)),
+                Ok(fields) if fields.len() != columns.len() => malformed.push(origin.quarantine(
+                    self.id_prefix.and_then(|p| fields.first().map(|f| f.trim()).filter(|s| !s.is_empty()).map(|s| format!("{p}{s}"))),
+                    Reason::MalformedRow,
+                    format!("row has {} fields, the header has {}", fields.len(), columns.len()),
+                )),
+                Ok(fields) => each(origin, &CsvRow { columns, fields: &fields }),
+            }
+            Ok(())
+        })?;
+        quarantined.extend(malformed);
+        if header.is_none() {
+            return Err(ImportError::Empty { file: file.into(), expected });
+        }
+        Ok(())
+    }
+}
+
+impl Csv {
+    /// The column names of a header row, which must be line 1 and name every required column.
+    fn header(&self, parser: &mut CsvFieldParser, file: &str, line: u64, text: &str, expected: &str) -> Result<Vec<String>, ImportError> {
+        let wrong = |missing: String| ImportError::WrongHeader { file: file.into(), missing, expected: expected.into() };
+        let fields = parser.fields(text).map_err(|_| wrong(expected.into()))?;
+        let names: Vec<String> = fields.iter().map(|f| f.trim().to_string()).collect();
+        let absent: Vec<&str> = self.required.iter().copied().filter(|c| !names.iter().any(|n| n == c)).collect();
+        if line != 1 || !absent.is_empty() {
+            return Err(wrong(if absent.is_empty() { "(header must be on line 1)".into() } else { absent.join(",") }));
+        }
+        Ok(names)
+    }
+}
+
+/// Splits one CSV record into fields, reusing one parser per file (building
+/// a CSV parser per row cost more than everything else in the merge).
+struct CsvFieldParser {
+    reader: csv_core::Reader,
+    output: Vec<u8>,
+}
+
+impl CsvFieldParser {
+    fn new() -> Self {
+        CsvFieldParser { reader: csv_core::Reader::new(), output: Vec::new() }
+    }
+
+    fn fields(&mut self, text: &str) -> Result<Vec<String>, String> {
+        use csv_core::ReadFieldResult;
+        self.reader.reset();
+        // A field is never longer than its record, so one call writes a whole field.
+        self.output.resize(text.len().max(1), 0);
+        let mut input = text.as_bytes();
+        let mut fields = Vec::new();
+        let mut field = Vec::new();
+        loop {
+            // Once `input` is empty, passing it again tells the parser the record ended.
+            let (result, read, written) = self.reader.read_field(input, &mut self.output);
+            input = &input[read..];
+            field.extend_from_slice(&self.output[..written]);
+            match result {
+                ReadFieldResult::InputEmpty | ReadFieldResult::OutputFull => {}
+                ReadFieldResult::Field { record_end } => {
+                    fields.push(String::from_utf8(std::mem::take(&mut field)).map_err(|_| "not valid UTF-8".to_string())?);
+                    if record_end {
+                        return Ok(fields);
+                    }
+                }
+                ReadFieldResult::End => return if fields.is_empty() { Err("empty record".into()) } else { Ok(fields) },
+            }
+        }
+    }
+}
+
+/// One CSV row addressed by column name.
+pub(crate) struct CsvRow<'a> {
+    columns: &'a [String],
+    fields: &'a [String],
+}
+
+impl CsvRow<'_> {
+    /// The header's column names.
+    pub(crate) fn columns(&self) -> &[String] {
+        self.columns
+    }
+
+    pub(crate) fn get(&self, column: &str) -> &str {
+        self.columns.iter().position(|c| c == column).and_then(|i| self.fields.get(i)).map(|f| f.trim()).unwrap_or("")
+    }
+    pub(crate) fn optional(&self, column: &str) -> Option<String> {
+        Some(self.get(column)).filter(|s| !s.is_empty()).map(str::to_string)
+    }
+    pub(crate) fn required(&self, column: &str) -> Result<&str, FieldError> {
+        Some(self.get(column)).filter(|s| !s.is_empty()).ok_or_else(|| missing(column))
+    }
+}

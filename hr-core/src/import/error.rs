@@ -1,0 +1,69 @@
+//! The input directory's errors.
+
+use std::path::PathBuf;
+
+/// An input that cannot be imported at all.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImportError {
+    /// A required file is absent.
+    #[error("{file}: required input file is missing (expected at {path})")]
+    Missing {
+        /// File relative to the input directory.
+        file: String,
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Io {
+        /// The file.
+        file: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line is not UTF-8.
+    #[error("{file}, line {line}: not valid UTF-8 (the contract requires UTF-8; re-export the file as UTF-8)")]
+    InvalidUtf8 {
+        /// The file.
+        file: String,
+        /// The line.
+        line: u64,
+    },
+    /// A CSV file has no header row.
+    #[error("{file}: empty file, expected a header row: {expected}")]
+    Empty {
+        /// The file.
+        file: String,
+        /// The expected header.
+        expected: String,
+    },
+    /// A CSV header lacks required columns.
+    #[error("{file}, line 1: wrong header: missing column(s) {missing}; expected {expected}")]
+    WrongHeader {
+        /// The file.
+        file: String,
+        /// Missing columns, comma separated.
+        missing: String,
+        /// The expected header.
+        expected: String,
+    },
+    /// The mapping file is unusable.
+    #[error(transparent)]
+    Mapping(#[from] crate::mapping::MappingError),
+    /// The input would not fit in memory once merged.
+    #[error(
+        "the input is {} MiB; merging it needs about {} MiB of memory but only {} MiB is available: \
+         split the export (for example by company or by org subtree) or run on a machine with more memory",
+        .input_bytes >> 20, .needed_bytes >> 20, .available_bytes >> 20
+    )]
+    TooLarge {
+        /// Size of the input files.
+        input_bytes: u64,
+        /// Estimated memory the merge needs.
+        needed_bytes: u64,
+        /// Memory available now.
+        available_bytes: u64,
+    },
+}

@@ -1,0 +1,85 @@
+//! Readers for the two companies' exports (the README's "Input contract").
+//!
+//! Every file goes through one reader ([`reader::read_file`]): records stream
+//! out with a bounded size, the file's format ([`csv::Csv`], [`jsonl::Jsonl`])
+//! makes each a row, and the file's parser makes each row a source record or a
+//! quarantine entry naming file, line and field. A bad record is quarantined
+//! and the rest proceed; only a missing or unreadable file, a wrong CSV header,
+//! or invalid UTF-8 stops the import, with an error naming the file.
+
+mod company_a;
+mod company_b;
+mod csv;
+mod error;
+mod fields;
+mod files;
+mod jsonl;
+mod memory;
+mod reader;
+mod records;
+mod shared;
+mod source;
+
+pub use error::ImportError;
+pub use files::*;
+pub use memory::{fits_in_memory, MEMORY_PER_INPUT_BYTE};
+pub use source::SourceData;
+pub(crate) use source::{PermissionOp, SourceEmployee, SourceMasterData, SourceOrgUnit, SourcePermission};
+
+use crate::mapping::Mapping;
+use std::path::Path;
+
+/// Reads an input directory laid out as the README's "Input contract" describes.
+///
+/// Records are streamed (each is held only while it is read, and one over
+/// 1 MiB is quarantined unread), but the merge holds the whole state: an input
+/// whose merge would not fit in the memory this process may use (the
+/// machine's, or its cgroup's limit) is refused up front
+/// ([`ImportError::TooLarge`], see [`fits_in_memory`]).
+///
+/// Company A's files are read on a second thread while company B's and the
+/// shared files are read on this one; the merge does not depend on record
+/// order, so the result is the same as reading them one after another.
+pub fn load_input_dir(dir: &Path, mapping: &Mapping) -> Result<SourceData, ImportError> {
+    check_memory(dir)?;
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| read_company_a(dir, mapping));
+        let b = read_company_b_and_shared(dir, mapping);
+        // A panic in the reader is a bug, never caused by input (the fuzz tests hold that).
+        (a.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), b)
+    });
+    // Company A's error first, as if the files were read in order.
+    let mut data = a?;
+    data.append(b?);
+    Ok(data)
+}
+
+fn check_memory(dir: &Path) -> Result<(), ImportError> {
+    let Some(available) = memory::available_memory() else { return Ok(()) };
+    let input: u64 = [A_EMPLOYEES, A_DEPARTMENTS, B_EMPLOYEES, B_ORG_UNITS, MASTER_DATA, PERMISSIONS]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum();
+    fits_in_memory(input, available)
+}
+
+fn read_company_a(dir: &Path, mapping: &Mapping) -> Result<SourceData, ImportError> {
+    let mut data = SourceData::default();
+    company_a::employees(dir, mapping)?.into(&mut data.employees, &mut data.quarantined);
+    company_a::departments(dir, mapping)?.into(&mut data.org_units, &mut data.quarantined);
+    Ok(data)
+}
+
+fn read_company_b_and_shared(dir: &Path, mapping: &Mapping) -> Result<SourceData, ImportError> {
+    let mut data = SourceData::default();
+    company_b::employees(dir, mapping)?.into(&mut data.employees, &mut data.quarantined);
+    company_b::org_units(dir)?.into(&mut data.org_units, &mut data.quarantined);
+    if dir.join(MASTER_DATA).exists() {
+        shared::master_data(dir)?.into(&mut data.master_data, &mut data.quarantined);
+    }
+    if dir.join(PERMISSIONS).exists() {
+        shared::permissions(dir)?.into(&mut data.permissions, &mut data.quarantined);
+    }
+    Ok(data)
+}

@@ -1,0 +1,57 @@
+//! The files both companies share: `master_data.csv` and `permissions.jsonl`.
+
+use super::csv::{Csv, CsvRow};
+use super::fields::{parse_iso_date, parse_rfc3339, FieldError};
+use super::files::{MASTER_DATA, MASTER_DATA_COLUMNS, PERMISSIONS};
+use super::jsonl::{JsonRow, Jsonl};
+use super::reader::{read_file, Parsed};
+use super::source::{PermissionOp, SourceMasterData, SourcePermission};
+use super::ImportError;
+use crate::quarantine::{Origin, Reason};
+use std::path::Path;
+
+pub(crate) fn master_data(dir: &Path) -> Result<Parsed<SourceMasterData>, ImportError> {
+    let format = Csv { required: &MASTER_DATA_COLUMNS, id_prefix: None };
+    let id_of = |row: &CsvRow<'_>| match (row.optional("set"), row.optional("code")) {
+        (Some(s), Some(c)) => Some(format!("{s}:{c}")),
+        _ => None,
+    };
+    read_file(dir, MASTER_DATA, &format, id_of, parse_master_data)
+}
+
+pub(crate) fn permissions(dir: &Path) -> Result<Parsed<SourcePermission>, ImportError> {
+    let id_of = |row: &JsonRow<'_>| match (row.text("employee"), row.text("system"), row.text("role")) {
+        (Ok(Some(e)), Ok(Some(s)), Ok(Some(r))) => Some(format!("{e}:{s}:{r}")),
+        _ => None,
+    };
+    read_file(dir, PERMISSIONS, &Jsonl, id_of, parse_permission)
+}
+
+fn parse_master_data(origin: Origin, row: &CsvRow<'_>) -> Result<SourceMasterData, FieldError> {
+    let attributes =
+        row.columns().iter().filter(|c| !MASTER_DATA_COLUMNS.contains(&c.as_str())).filter_map(|c| row.optional(c).map(|v| (c.clone(), v))).collect();
+    Ok(SourceMasterData {
+        origin,
+        set: row.required("set")?.to_string(),
+        code: row.required("code")?.to_string(),
+        name: row.required("name")?.to_string(),
+        attributes,
+    })
+}
+
+fn parse_permission(origin: Origin, row: &JsonRow<'_>) -> Result<SourcePermission, FieldError> {
+    let op = match row.required_text("op")?.as_str() {
+        "grant" => PermissionOp::Grant,
+        "revoke" => PermissionOp::Revoke,
+        _ => return Err((Reason::MalformedRow, "field `op` is neither \"grant\" nor \"revoke\"".into())),
+    };
+    Ok(SourcePermission {
+        origin,
+        employee: row.required_text("employee")?,
+        system: row.required_text("system")?,
+        role: row.required_text("role")?,
+        op,
+        expires: row.text("expires")?.map(|d| parse_iso_date(&d, "expires")).transpose()?,
+        at: parse_rfc3339(&row.required_text("at")?, "at")?,
+    })
+}

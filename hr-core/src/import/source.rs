@@ -1,0 +1,145 @@
+//! Records as read from the exports, validated field by field, before the merge.
+
+use crate::quarantine::{Origin, Quarantined};
+use crate::schema::{Company, EmployeeStatus};
+use crate::Sensitive;
+use chrono::{DateTime, NaiveDate, Utc};
+use std::collections::BTreeMap;
+
+/// A company A or B employee as read, validated field by field.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SourceEmployee {
+    /// Where it came from.
+    pub origin: Origin,
+    /// Its company.
+    pub company: Company,
+    /// `A-<emp_no>` / `B-<employeeId>`.
+    pub source_id: String,
+    /// Korean name.
+    pub name: String,
+    /// Latin-script name.
+    pub name_en: Option<String>,
+    /// Email.
+    pub email: Option<String>,
+    /// Phone.
+    pub phone: Option<Sensitive<String>>,
+    /// Birth date.
+    pub birth_date: Option<Sensitive<NaiveDate>>,
+    /// Hex SHA-256 of the national id, lower case.
+    pub person_key: Option<Sensitive<String>>,
+    /// Unified org unit id it names.
+    pub org_unit: String,
+    /// Unified grade.
+    pub grade: String,
+    /// Status.
+    pub status: EmployeeStatus,
+    /// Hire date.
+    pub hire_date: NaiveDate,
+    /// Manager's source id (`A-…` / `B-…`), unresolved.
+    pub manager_source_id: Option<String>,
+    /// Salary and currency.
+    pub salary: Option<(Sensitive<u64>, String)>,
+    /// Last change, UTC.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A company A department or company B org unit as read.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SourceOrgUnit {
+    /// Where it came from.
+    pub origin: Origin,
+    /// Its company.
+    pub company: Company,
+    /// `A-<dept_code>` / `B-<orgUnitId>`.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Parent's unified id; `None` = top level of its company.
+    pub parent: Option<String>,
+    /// Leader's source id, unresolved.
+    pub leader_source_id: Option<String>,
+    /// Last change, UTC.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A master data row as read.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SourceMasterData {
+    /// Where it came from.
+    pub origin: Origin,
+    /// Code set.
+    pub set: String,
+    /// Code.
+    pub code: String,
+    /// Name.
+    pub name: String,
+    /// Extra columns.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Grant or revoke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PermissionOp {
+    /// Grant the role.
+    Grant,
+    /// Revoke it.
+    Revoke,
+}
+
+/// A permission event as read.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SourcePermission {
+    /// Where it came from.
+    pub origin: Origin,
+    /// Employee id as written (unified, or a source id of a merged person).
+    pub employee: String,
+    /// System.
+    pub system: String,
+    /// Role.
+    pub role: String,
+    /// Grant or revoke.
+    pub op: PermissionOp,
+    /// Expiry.
+    pub expires: Option<NaiveDate>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Everything read from one input directory: the records [`merge`](crate::merge)
+/// takes, and those quarantined while reading.
+#[derive(Debug, Default, Clone)]
+pub struct SourceData {
+    pub(crate) employees: Vec<SourceEmployee>,
+    pub(crate) org_units: Vec<SourceOrgUnit>,
+    pub(crate) master_data: Vec<SourceMasterData>,
+    pub(crate) permissions: Vec<SourcePermission>,
+    pub(crate) quarantined: Vec<Quarantined>,
+}
+
+impl SourceData {
+    /// Employees read from both companies, before people are matched.
+    pub fn employee_count(&self) -> usize {
+        self.employees.len()
+    }
+
+    /// Org units read from both companies.
+    pub fn org_unit_count(&self) -> usize {
+        self.org_units.len()
+    }
+
+    /// Records rejected while reading, in file order.
+    pub fn quarantined(&self) -> &[Quarantined] {
+        &self.quarantined
+    }
+}
+
+impl SourceData {
+    /// Appends everything `other` read, after what this one read.
+    pub(crate) fn append(&mut self, other: SourceData) {
+        self.employees.extend(other.employees);
+        self.org_units.extend(other.org_units);
+        self.master_data.extend(other.master_data);
+        self.permissions.extend(other.permissions);
+        self.quarantined.extend(other.quarantined);
+    }
+}
