@@ -14,9 +14,9 @@
 //! the keys that differ and repairs them (`--check-only`: report only); the
 //! exit code is non-zero while any system differs.
 use clap::Parser;
-use hr_core::{load_input_dir, merge_with_identities, DataType, HeldBack, HeldRecord, Ledger, MergeReport};
+use hr_core::{DataType, HeldBack, HeldRecord, Ledger, MergeReport};
 use hr_demo::console::Console;
-use hr_sync::hr_hub::{Hub, HubConfig, Reconciliation, RepairOutcome, SyncOutcome};
+use hr_sync::hr_hub::{load_and_merge, Hub, HubConfig, Reconciliation, RepairOutcome, SyncOutcome};
 use hr_transport_kafka::{ensure_topics, KafkaConfig};
 use hr_transport_rest::RestConfig;
 use serde::Serialize;
@@ -178,10 +178,10 @@ fn retry_pause(every: u64, failures: u32) -> Duration {
 async fn run_once(args: &Args, config: &HubConfig, hub: &mut Hub, console: &Console) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let mapping = config.mapping_for(&args.input)?;
-    let identities = hub.ledger().identities()?;
+    let identities = std::sync::Arc::new(hub.ledger().identities()?);
     let outcome = {
         let _phase = console.phase("merging", None);
-        merge_with_identities(load_input_dir(&args.input, &mapping)?, &identities)
+        load_and_merge(args.input.clone(), mapping, identities.clone()).await?
     };
     console.line(&format!(
         "merged {} employees ({} matched persons, {} records quarantined)",

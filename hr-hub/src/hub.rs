@@ -267,7 +267,7 @@ impl Hub {
     /// Sends the deltas of every data type, keeping the `held` records at
     /// their last good version, and remembers every person's unified id.
     pub async fn sync_with(&mut self, state: &MergedState, held: &HeldBack) -> Result<SyncOutcome, HubError> {
-        self.ledger.remember_identities(state)?;
+        blocking(|| self.ledger.remember_identities(state))?;
         self.sync_types(state, &DataType::ALL, held).await
     }
 
@@ -277,10 +277,8 @@ impl Hub {
     /// next sync.
     pub async fn sync_types(&mut self, state: &MergedState, types: &[DataType], held: &HeldBack) -> Result<SyncOutcome, HubError> {
         let options = PlanOptions { allow_mass_delete: self.allow_mass_delete, hold: Some(held) };
-        let mut deltas = vec![];
-        for t in types {
-            deltas.push((*t, self.ledger.plan_state(state, *t, "hr-hub", &options)?));
-        }
+        let ledger = &mut self.ledger;
+        let deltas = blocking(|| types.iter().map(|t| Ok((*t, ledger.plan_state(state, *t, "hr-hub", &options)?))).collect::<Result<Vec<_>, HubError>>())?;
         self.send(deltas).await
     }
 
@@ -295,7 +293,7 @@ impl Hub {
         for (key, record) in changes {
             raw.push((*key, record.map(serde_json::value::to_raw_value).transpose()?));
         }
-        let delta = self.ledger.plan_changes(data_type, raw, "hr-hub")?;
+        let delta = blocking(|| self.ledger.plan_changes(data_type, raw, "hr-hub"))?;
         self.send(vec![(data_type, delta)]).await
     }
 
@@ -307,13 +305,9 @@ impl Hub {
             return Ok(SyncOutcome { held_back, ..SyncOutcome::default() });
         }
         // Durable before anything leaves: a failure below never lets these versions carry other content.
-        for (t, delta) in &deltas {
-            self.ledger.reserve(*t, delta)?;
-        }
+        blocking(|| deltas.iter().try_for_each(|(t, delta)| self.ledger.reserve(*t, delta)))?;
         let receipt = self.router.propagate(&batch).await?;
-        for (t, delta) in &deltas {
-            self.ledger.commit(*t, delta)?;
-        }
+        blocking(|| deltas.iter().try_for_each(|(t, delta)| self.ledger.commit(*t, delta)))?;
         Ok(SyncOutcome { sent: batch.len() as u64, retried, receipt, held_back })
     }
 
@@ -332,7 +326,7 @@ impl Hub {
             let mut per_type = BTreeMap::new();
             for t in &target.data_types {
                 let theirs = held.get(t).copied().unwrap_or_else(Digest::default);
-                let ours = self.ledger.digest(*t)?;
+                let ours = blocking(|| self.ledger.digest(*t))?;
                 let drift = if ours == theirs { Drift::default() } else { self.find_drift(reader, name, *t).await? };
                 per_type.insert(*t, Reconciled { records: theirs.count, hub_records: ours.count, digest_matches: ours == theirs, drift });
             }
@@ -344,7 +338,7 @@ impl Hub {
     /// Narrows a differing digest down to keys: bucket digests first, then
     /// the entries of the differing buckets only.
     async fn find_drift(&self, reader: &RestPropagator, target: &str, data_type: DataType) -> Result<Drift, HubError> {
-        let ours = self.ledger.entries(data_type)?;
+        let ours = blocking(|| self.ledger.entries(data_type))?;
         let our_buckets = Digest::buckets(&ours);
         let their_buckets = reader.bucket_digests(target, data_type).await?;
         let differing: Vec<usize> = (0..our_buckets.len()).filter(|&b| our_buckets[b] != their_buckets[b]).collect();
@@ -384,13 +378,13 @@ impl Hub {
         let mut outcome = RepairOutcome::default();
         let mut deltas = vec![];
         for (t, keys) in highest_versions(found) {
-            let (repairs, unrepairable) = self.choose_repairs(t, keys, state, held)?;
+            let (repairs, unrepairable) = blocking(|| self.choose_repairs(t, keys, state, held))?;
             self.guard_repair_deletes(t, &repairs, found)?;
             if !unrepairable.is_empty() {
                 outcome.unrepairable.insert(t, unrepairable);
             }
             outcome.repaired.insert(t, repairs.len() as u64);
-            deltas.push((t, self.ledger.plan_repairs(t, repairs, "hr-hub")?));
+            deltas.push((t, blocking(|| self.ledger.plan_repairs(t, repairs, "hr-hub"))?));
         }
         outcome.repaired_per_target = repaired_per_target(found, &outcome.unrepairable);
         outcome.sent = self.send(deltas).await?;
@@ -425,6 +419,18 @@ impl Hub {
             return Ok(());
         }
         Err(HubError::MassDeleteRepair { data_type: t, deletes, held, limit_percent: share * 100.0 })
+    }
+}
+
+/// Runs ledger work (SQLite writes with fsync, plans over a million keys)
+/// without stalling the runtime's other tasks: on a multi-threaded runtime
+/// the worker hands its queued tasks to another thread first. A
+/// current-thread runtime has no other thread, so there the work runs in
+/// place, as any blocking call would.
+fn blocking<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(work),
+        _ => work(),
     }
 }
 

@@ -89,8 +89,10 @@
 
 mod config;
 mod hub;
+mod input;
 mod system;
 
 pub use config::{ConfigError, ConfigOrigin, HubConfig, TargetConfig};
 pub use hub::{Drift, DriftKey, Hub, HubError, Reconciled, Reconciliation, RepairOutcome, SyncOutcome};
+pub use input::load_and_merge;
 pub use system::{SystemError, SystemOptions, TargetSystem};

@@ -1,0 +1,17 @@
+//! Reading and merging an input directory without holding up the runtime.
+
+use hr_core::{load_input_dir, merge_with_identities, Identities, ImportError, Mapping, MergeOutcome};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Reads `input` and merges it, keeping every person's unified id from
+/// `identities` (see [`Ledger::identities`](hr_core::Ledger::identities)).
+///
+/// The work (seconds and gigabytes for a million employees) runs on the
+/// runtime's blocking pool, so a service embedding the hub keeps serving
+/// while an export is merged.
+pub async fn load_and_merge(input: PathBuf, mapping: Mapping, identities: Arc<Identities>) -> Result<MergeOutcome, ImportError> {
+    let merged = tokio::task::spawn_blocking(move || load_input_dir(&input, &mapping).map(|source| merge_with_identities(source, &identities))).await;
+    // A panic in the merge is a bug, never caused by input (the fuzz tests hold that): it propagates.
+    merged.unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+}
