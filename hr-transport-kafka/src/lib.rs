@@ -15,8 +15,8 @@
 //!   poison records to `<topic>.dlq`.
 //! * [`wait_until_applied`] waits until given groups consumed everything
 //!   produced by anyone, and [`group_lag`] reports how far behind they are.
-//! * [`EmbeddedKafka`] starts librdkafka's in-process mock cluster, so examples
-//!   run with nothing installed.
+//! * `EmbeddedKafka` (feature `embedded`) starts librdkafka's in-process mock
+//!   cluster, so examples and fast tests run with nothing installed.
 //!
 //! ```
 //! use hr_core::{ChangeEnvelope, DataType, MasterData, MemorySink, Propagator, Sink};
@@ -49,6 +49,7 @@
 mod config;
 mod confirm;
 mod error;
+#[cfg(feature = "embedded")]
 mod mock;
 mod producer;
 mod subscriber;
@@ -57,6 +58,7 @@ mod topics;
 pub use config::KafkaConfig;
 pub use confirm::{group_lag, wait_until_applied, GroupLag, LagMonitor};
 pub use error::KafkaTransportError;
+#[cfg(feature = "embedded")]
 pub use mock::EmbeddedKafka;
 pub use producer::KafkaPropagator;
 pub use subscriber::{KafkaSubscriber, SubscriberStats, DLQ_ERROR_HEADER};
