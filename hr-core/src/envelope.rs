@@ -1,6 +1,6 @@
 //! The change envelope: one change of one record, whatever the transport.
 
-use crate::schema::{Compensation, DataType, Employee, MasterData, OrgUnit, PermissionGrant, SCHEMA};
+use crate::schema::{DataType, Record, RecordVisitor, SCHEMA};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -135,6 +135,11 @@ pub enum EnvelopeError {
 }
 
 impl ChangeEnvelope {
+    /// An upsert of `record` under its own data type and key.
+    pub fn of<R: Record>(record: &R, version: u64, origin: &str) -> Result<Self, EnvelopeError> {
+        Self::upsert(R::DATA_TYPE, record.key(), version, origin, record)
+    }
+
     /// Builds an upsert of `record` under `key` at `version`.
     pub fn upsert<T: Serialize>(data_type: DataType, key: impl Into<String>, version: u64, origin: &str, record: &T) -> Result<Self, EnvelopeError> {
         let payload = serde_json::value::to_raw_value(record).map_err(|source| EnvelopeError::Encode { data_type, source })?;
@@ -224,14 +229,10 @@ impl ChangeEnvelope {
             (Operation::Upsert, Some(_)) => {}
         }
         let text = self.payload_json().unwrap_or("null");
-        let (record_key, canonical) = match self.data_type {
-            DataType::Employee => canonical::<Employee>(text, |r| r.id.clone()),
-            DataType::OrgUnit => canonical::<OrgUnit>(text, |r| r.id.clone()),
-            DataType::MasterData => canonical::<MasterData>(text, MasterData::key),
-            DataType::Permission => canonical::<PermissionGrant>(text, PermissionGrant::key),
-            DataType::Compensation => canonical::<Compensation>(text, |r| r.employee_id.clone()),
-        }
-        .map_err(|e| invalid(format!("payload is not a valid {} record: {}", self.data_type, describe_json_error(&e))))?;
+        let (record_key, canonical) = self
+            .data_type
+            .visit(Canonical(text))
+            .map_err(|e| invalid(format!("payload is not a valid {} record: {}", self.data_type, describe_json_error(&e))))?;
         if record_key != self.key {
             return Err(invalid(format!(
                 "payload belongs to key {:?}, not to the envelope key",
@@ -242,10 +243,15 @@ impl ChangeEnvelope {
     }
 }
 
-/// Parses a payload as `T` and serializes it again: the key and the canonical body.
-fn canonical<T: serde::de::DeserializeOwned + Serialize>(text: &str, key: impl Fn(&T) -> String) -> Result<(String, String), serde_json::Error> {
-    let record: T = serde_json::from_str(text)?;
-    Ok((key(&record), serde_json::to_string(&record)?))
+/// Parses a payload as its record type and serializes it again: the key and the canonical body.
+struct Canonical<'a>(&'a str);
+
+impl RecordVisitor for Canonical<'_> {
+    type Output = Result<(String, String), serde_json::Error>;
+    fn visit<R: Record>(self) -> Self::Output {
+        let record: R = serde_json::from_str(self.0)?;
+        Ok((record.key(), serde_json::to_string(&record)?))
+    }
 }
 
 /// Describes a JSON error by kind and position only: serde's own messages
@@ -296,5 +302,27 @@ mod tests {
         bad.payload = Some(serde_json::value::RawValue::from_string(r#"{"employee_id": "A-1", "base_salary": "98765432"}"#.into()).unwrap());
         let text = bad.validate().unwrap_err().to_string();
         assert!(!text.contains("98765432"), "{text}");
+    }
+
+    #[test]
+    fn envelopes_are_equal_exactly_when_every_field_is() {
+        let original = pay();
+        assert_eq!(original, original.clone());
+        let edits: [(&str, fn(&mut ChangeEnvelope)); 9] = [
+            ("event_id", |e| e.event_id.push('x')),
+            ("data_type", |e| e.data_type = DataType::Employee),
+            ("key", |e| e.key.push('x')),
+            ("op", |e| e.op = Operation::Delete),
+            ("version", |e| e.version += 1),
+            ("occurred_at", |e| e.occurred_at += chrono::Duration::seconds(1)),
+            ("origin", |e| e.origin.push('x')),
+            ("schema", |e| e.schema.push('x')),
+            ("payload", |e| e.payload = None),
+        ];
+        for (field, edit) in edits {
+            let mut edited = original.clone();
+            edit(&mut edited);
+            assert_ne!(original, edited, "envelopes differing in {field} compare equal");
+        }
     }
 }

@@ -33,19 +33,75 @@ impl DataType {
     /// The wire and table name: `employee`, `org_unit`, `master_data`,
     /// `permission`, `compensation`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            DataType::Employee => "employee",
-            DataType::OrgUnit => "org_unit",
-            DataType::MasterData => "master_data",
-            DataType::Permission => "permission",
-            DataType::Compensation => "compensation",
-        }
+        self.visit(Name)
     }
 
     /// Whether records of this type hold personal data that only allowed
     /// targets may receive.
     pub fn is_sensitive(self) -> bool {
-        matches!(self, DataType::Compensation)
+        self.visit(Sensitivity)
+    }
+
+    /// Runs generic code for this data type's record type: the one place
+    /// that maps a data type to its [`Record`].
+    pub fn visit<V: RecordVisitor>(self, visitor: V) -> V::Output {
+        match self {
+            DataType::Employee => visitor.visit::<Employee>(),
+            DataType::OrgUnit => visitor.visit::<OrgUnit>(),
+            DataType::MasterData => visitor.visit::<MasterData>(),
+            DataType::Permission => visitor.visit::<PermissionGrant>(),
+            DataType::Compensation => visitor.visit::<Compensation>(),
+        }
+    }
+}
+
+/// A record type of the schema: what it is called, how it is keyed, and
+/// whether it is sensitive. Merge, envelope validation, the receiver's
+/// field checks and routing read these through [`DataType::visit`]
+/// instead of matching on the data type each.
+///
+/// ```
+/// use hr_core::{ChangeEnvelope, Compensation, DataType, MasterData, Record};
+/// assert_eq!(MasterData::DATA_TYPE, DataType::MasterData);
+/// assert!(Compensation::SENSITIVE && DataType::Compensation.is_sensitive());
+/// let md = MasterData { set: "md.category".into(), code: "C1".into(), name: "Food".into(), attributes: Default::default() };
+/// let change = ChangeEnvelope::of(&md, 1, "sales").unwrap();
+/// assert_eq!((change.data_type, change.key.as_str()), (DataType::MasterData, "md.category:C1"));
+/// ```
+pub trait Record: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
+    /// Its data type.
+    const DATA_TYPE: DataType;
+    /// The wire and table name.
+    const NAME: &'static str;
+    /// Whether it holds personal data only allowed targets may receive.
+    const SENSITIVE: bool = false;
+    /// The record's key, unique within its data type.
+    fn key(&self) -> String;
+}
+
+/// Generic code over one [`Record`] type, chosen at run time with [`DataType::visit`].
+pub trait RecordVisitor {
+    /// What the code returns.
+    type Output;
+    /// Runs the code for record type `R`.
+    fn visit<R: Record>(self) -> Self::Output;
+}
+
+struct Name;
+
+impl RecordVisitor for Name {
+    type Output = &'static str;
+    fn visit<R: Record>(self) -> &'static str {
+        R::NAME
+    }
+}
+
+struct Sensitivity;
+
+impl RecordVisitor for Sensitivity {
+    type Output = bool;
+    fn visit<R: Record>(self) -> bool {
+        R::SENSITIVE
     }
 }
 
@@ -206,5 +262,71 @@ impl PermissionGrant {
     /// The record key: `<employee>:<system>:<role>`.
     pub fn key(&self) -> String {
         format!("{}:{}:{}", self.employee, self.system, self.role)
+    }
+}
+
+impl Record for Employee {
+    const DATA_TYPE: DataType = DataType::Employee;
+    const NAME: &'static str = "employee";
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+}
+
+impl Record for OrgUnit {
+    const DATA_TYPE: DataType = DataType::OrgUnit;
+    const NAME: &'static str = "org_unit";
+    fn key(&self) -> String {
+        self.id.clone()
+    }
+}
+
+impl Record for MasterData {
+    const DATA_TYPE: DataType = DataType::MasterData;
+    const NAME: &'static str = "master_data";
+    fn key(&self) -> String {
+        MasterData::key(self)
+    }
+}
+
+impl Record for PermissionGrant {
+    const DATA_TYPE: DataType = DataType::Permission;
+    const NAME: &'static str = "permission";
+    fn key(&self) -> String {
+        PermissionGrant::key(self)
+    }
+}
+
+impl Record for Compensation {
+    const DATA_TYPE: DataType = DataType::Compensation;
+    const NAME: &'static str = "compensation";
+    const SENSITIVE: bool = true;
+    fn key(&self) -> String {
+        self.employee_id.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct TypeOf;
+
+    impl RecordVisitor for TypeOf {
+        type Output = DataType;
+        fn visit<R: Record>(self) -> DataType {
+            R::DATA_TYPE
+        }
+    }
+
+    #[test]
+    fn every_data_type_visits_its_own_record_type_under_the_name_serde_gives_it() {
+        for t in DataType::ALL {
+            assert_eq!(t.visit(TypeOf), t);
+            assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{}\"", t.as_str()));
+            assert_eq!(t.as_str().parse::<DataType>(), Ok(t));
+        }
+        let sensitive: Vec<DataType> = DataType::ALL.into_iter().filter(|t| t.is_sensitive()).collect();
+        assert_eq!(sensitive, [DataType::Compensation]);
     }
 }

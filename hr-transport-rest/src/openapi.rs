@@ -20,7 +20,7 @@ pub fn document() -> Value {
                 "Envelope": {"type": "object", "required": ["event_id", "data_type", "key", "op", "version", "occurred_at", "origin", "schema"],
                     "properties": {
                         "event_id": {"type": "string"},
-                        "data_type": {"type": "string", "enum": ["employee", "org_unit", "master_data", "permission", "compensation"]},
+                        "data_type": {"type": "string", "enum": hr_core::DataType::ALL.map(hr_core::DataType::as_str)},
                         "key": {"type": "string", "minLength": 1, "maxLength": 512, "description": "At most 512 bytes of UTF-8, which the receiver counts; maxLength (characters) is only the loose bound, equal for ASCII keys"},
                         "op": {"type": "string", "enum": ["upsert", "delete"]},
                         "version": {"type": "integer", "minimum": 1, "maximum": hr_core::MAX_VERSION, "description": "Monotonic per key; at most 2^53 (hr_core::MAX_VERSION)"},

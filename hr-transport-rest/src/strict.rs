@@ -6,8 +6,8 @@
 //! employee) and lets the last of two equal keys win inside a map. Those bytes
 //! would reach the store verbatim, so the receiver refuses them first.
 
-use hr_core::{ChangeEnvelope, Compensation, DataType, Employee, MasterData, OrgUnit, PermissionGrant};
-use serde::de::{self, Deserialize, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
+use hr_core::{ChangeEnvelope, Record, RecordVisitor};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::collections::HashSet;
 use std::fmt;
 
@@ -147,23 +147,23 @@ impl<'de> Visitor<'de> for NoDuplicateKeys {
 /// that do not parse (the sink's validation names those).
 pub(crate) fn unknown_fields(change: &ChangeEnvelope) -> Vec<String> {
     let Some(text) = change.payload_json() else { return vec![] };
-    match change.data_type {
-        DataType::Employee => ignored_by::<Employee>(text),
-        DataType::OrgUnit => ignored_by::<OrgUnit>(text),
-        DataType::MasterData => ignored_by::<MasterData>(text),
-        DataType::Permission => ignored_by::<PermissionGrant>(text),
-        DataType::Compensation => ignored_by::<Compensation>(text),
-    }
+    change.data_type.visit(IgnoredFields(text))
 }
 
-fn ignored_by<T: DeserializeOwned>(text: &str) -> Vec<String> {
-    let mut ignored = vec![];
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let parsed: Result<T, _> = serde_ignored::deserialize(&mut deserializer, |path| ignored.push(path.to_string()));
-    if parsed.is_err() {
-        return vec![];
+/// The fields a payload holds that its record type would ignore.
+struct IgnoredFields<'a>(&'a str);
+
+impl RecordVisitor for IgnoredFields<'_> {
+    type Output = Vec<String>;
+    fn visit<R: Record>(self) -> Vec<String> {
+        let mut ignored = vec![];
+        let mut deserializer = serde_json::Deserializer::from_str(self.0);
+        let parsed: Result<R, _> = serde_ignored::deserialize(&mut deserializer, |path| ignored.push(path.to_string()));
+        if parsed.is_err() {
+            return vec![];
+        }
+        ignored
     }
-    ignored
 }
 
 /// "`a`, `b` and 3 more", each name bounded.
