@@ -110,8 +110,9 @@ impl PartialEq for ChangeEnvelope {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EnvelopeError {
-    /// The bytes are not a JSON envelope.
-    #[error("not a valid hr.v1 change envelope: {0}")]
+    /// The bytes are not a JSON envelope. The message names the problem's
+    /// kind, field and position, never the offending value.
+    #[error("not a valid hr.v1 change envelope: {}", describe_json_error(.0))]
     Decode(#[source] serde_json::Error),
     /// The payload could not be serialized.
     #[error("payload of {data_type} could not be serialized: {source}")]
@@ -302,13 +303,17 @@ mod tests {
         bad.payload = Some(serde_json::value::RawValue::from_string(r#"{"employee_id": "A-1", "base_salary": "98765432"}"#.into()).unwrap());
         let text = bad.validate().unwrap_err().to_string();
         assert!(!text.contains("98765432"), "{text}");
+        let wire = pay().to_json().replace(r#""version":1"#, r#""version":"98765432""#);
+        let text = ChangeEnvelope::from_json(wire.as_bytes()).unwrap_err().to_string();
+        assert!(!text.contains("98765432") && text.contains("wrong type"), "{text}");
     }
 
     #[test]
     fn envelopes_are_equal_exactly_when_every_field_is() {
         let original = pay();
         assert_eq!(original, original.clone());
-        let edits: [(&str, fn(&mut ChangeEnvelope)); 9] = [
+        type Edit = (&'static str, fn(&mut ChangeEnvelope));
+        let edits: [Edit; 9] = [
             ("event_id", |e| e.event_id.push('x')),
             ("data_type", |e| e.data_type = DataType::Employee),
             ("key", |e| e.key.push('x')),

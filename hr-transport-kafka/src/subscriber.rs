@@ -290,13 +290,6 @@ fn next_offsets(batch: &[Taken]) -> TopicPartitionList {
 
 fn take(m: &BorrowedMessage<'_>) -> Taken {
     let payload = m.payload().unwrap_or_default().to_vec();
-    let decoded = if payload.is_empty() {
-        Err("empty record value".to_string())
-    } else {
-        ChangeEnvelope::from_json(&payload).map_err(|e| match e {
-            hr_core::EnvelopeError::Decode(j) => format!("not a valid hr.v1 change envelope: {}", hr_core::describe_json_error(&j)),
-            other => other.to_string(),
-        })
-    };
+    let decoded = if payload.is_empty() { Err("empty record value".to_string()) } else { ChangeEnvelope::from_json(&payload).map_err(|e| e.to_string()) };
     Taken { topic: m.topic().to_string(), partition: m.partition(), offset: m.offset(), decoded, payload, key: m.key().map(<[u8]>::to_vec) }
 }
