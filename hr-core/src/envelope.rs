@@ -330,4 +330,39 @@ mod tests {
             assert_ne!(original, edited, "envelopes differing in {field} compare equal");
         }
     }
+
+    fn delete(key: &str, version: u64) -> ChangeEnvelope {
+        ChangeEnvelope::delete(DataType::MasterData, key, version, "hub")
+    }
+
+    #[test]
+    fn keys_of_1_to_512_bytes_and_versions_from_1_to_max_are_valid_and_nothing_beyond() {
+        let (longest, too_long) = ("k".repeat(512), "k".repeat(513));
+        let cases = [
+            ("k", 1, true),
+            (longest.as_str(), MAX_VERSION, true),
+            ("", 1, false),
+            (too_long.as_str(), 1, false),
+            ("k", 0, false),
+            ("k", MAX_VERSION + 1, false),
+        ];
+        for (key, version, valid) in cases {
+            assert_eq!(delete(key, version).validate().is_ok(), valid, "key of {} bytes at version {version}", key.len());
+        }
+    }
+
+    #[test]
+    fn a_delete_may_carry_a_null_payload_but_no_record() {
+        let mut change = delete("grade:G1", 2);
+        change.payload = Some(RawValue::from_string("null".into()).unwrap());
+        assert_eq!(change.canonical_payload().unwrap(), None);
+        change.payload = Some(RawValue::from_string("{}".into()).unwrap());
+        assert!(change.validate().unwrap_err().to_string().contains("a delete must not carry a payload"));
+    }
+
+    #[test]
+    fn sensitive_keys_are_redacted_for_logs_and_others_are_not() {
+        assert_eq!(pay().key_for_logs(), "[redacted]");
+        assert_eq!(delete("grade:G1", 1).key_for_logs(), "grade:G1");
+    }
 }
