@@ -2,9 +2,9 @@
 //!
 //! Each key is bound to the SHA-256 of the body it came with, so a key reused
 //! with another body is refused instead of answered with the first outcome
-//! (which silently dropped the new body). Only the hash and the small answer
-//! are kept, and the memory is bounded by bytes: 2,000 keys of 100 kB bodies
-//! used to hold 400 MB.
+//! (which would silently drop the new body). Only the hash and the small
+//! answer are kept, and the memory is bounded by bytes: keeping bodies,
+//! 2,000 keys of 100 kB bodies would hold 400 MB.
 
 use hr_core::ApplyOutcome;
 use std::collections::{HashMap, VecDeque};

@@ -306,7 +306,7 @@ async fn a_reused_idempotency_key_with_another_body_is_422() {
 async fn versions_above_the_ceiling_are_refused_and_stale_answers_reach_the_client() {
     let sink = Arc::new(MemorySink::default());
     let addr = serve(config(sink.clone(), vec![DataType::MasterData])).await;
-    // A delete at 2^63-1 used to freeze its key: nothing newer could ever apply.
+    // A delete at 2^63-1 would freeze its key: nothing newer could ever apply.
     let frozen = ChangeEnvelope::delete(DataType::MasterData, "md.category:C1", i64::MAX as u64, "test");
     let (status, body) = post(addr, batch(&[frozen])).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("invalid_envelope")), "{body}");
@@ -340,7 +340,7 @@ impl Sink for BrokenSink {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_bodies_are_json_bounded_and_name_no_paths() {
     let addr = serve(config(Arc::new(MemorySink::default()), vec![DataType::MasterData]).with_body_limit(1 << 20)).await;
-    // A 200 kB schema string used to come back whole.
+    // A 200 kB schema string must not come back whole.
     let mut bad = md("C1", 1);
     bad.schema = "x".repeat(200_000);
     bad.event_id = "e".repeat(200_000);
