@@ -35,6 +35,15 @@ impl Format for Jsonl {
     }
 }
 
+/// Longest id text accepted from an export.
+const MAX_ID_CHARS: usize = 128;
+
+/// Whether `text` can be an id: it becomes part of record keys, where ':'
+/// separates parts and whitespace would be invisible in reports.
+fn is_id_text(text: &str) -> bool {
+    !text.is_empty() && text.len() <= MAX_ID_CHARS && text.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 /// Typed access to one JSON object's fields, with errors that name the field.
 pub(crate) struct JsonRow<'a>(&'a Map<String, Value>);
 
@@ -42,13 +51,25 @@ impl JsonRow<'_> {
     pub(crate) fn present(&self, field: &str) -> Option<&Value> {
         self.0.get(field).filter(|v| !v.is_null())
     }
-    pub(crate) fn id(&self, field: &str) -> Result<Option<u64>, FieldError> {
+    /// An id written as a number (`42`) or as a string (`"OU-42"`): its text
+    /// either way, so `42` and `"42"` name the same record.
+    pub(crate) fn id(&self, field: &str) -> Result<Option<String>, FieldError> {
         match self.present(field) {
             None => Ok(None),
-            Some(v) => v.as_u64().map(Some).ok_or_else(|| (Reason::MalformedRow, format!("field `{field}` is not a non-negative integer"))),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .map(|n| Some(n.to_string()))
+                .ok_or_else(|| (Reason::MalformedRow, format!("field `{field}` is a number but not a whole non-negative one"))),
+            Some(Value::String(s)) if is_id_text(s.trim()) => Ok(Some(s.trim().to_string())),
+            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+            Some(Value::String(_)) => Err((
+                Reason::MalformedRow,
+                format!("field `{field}` holds characters an id may not: only letters, digits, '-', '_' and '.', at most {MAX_ID_CHARS}"),
+            )),
+            Some(_) => Err((Reason::MalformedRow, format!("field `{field}` is neither a number nor a string"))),
         }
     }
-    pub(crate) fn required_id(&self, field: &str) -> Result<u64, FieldError> {
+    pub(crate) fn required_id(&self, field: &str) -> Result<String, FieldError> {
         self.id(field)?.ok_or_else(|| missing(field))
     }
     pub(crate) fn text(&self, field: &str) -> Result<Option<String>, FieldError> {
