@@ -8,7 +8,8 @@
 //! ```
 //!
 //! The ledger (`--data-dir`) persists, so a later run sends only what
-//! changed; `--watch SECONDS` repeats the periodic sync on an interval and
+//! changed; `--watch SECONDS` repeats the periodic sync on an interval
+//! (revoking grants that expire in between every minute) and
 //! keeps going when a run fails (the next one resends what is missing).
 //! Every run compares each system's content digests with the hub's, finds
 //! the keys that differ and repairs them (`--check-only`: report only); the
@@ -130,11 +131,31 @@ async fn main() -> anyhow::Result<()> {
                 pause
             }
         };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-            _ = tokio::time::sleep(pause) => {}
+        if !wait_enforcing_expiry(hub.as_mut(), pause, &console).await {
+            return Ok(());
         }
     }
+}
+
+/// How often `--watch` revokes grants that expired since the last run.
+const EXPIRY_CHECK: Duration = Duration::from_secs(60);
+
+/// Waits `pause` between runs, revoking lapsed grants every minute; `false` on Ctrl-C.
+async fn wait_enforcing_expiry(mut hub: Option<&mut Hub>, pause: Duration, console: &Console) -> bool {
+    let until = Instant::now() + pause;
+    while let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return false,
+            _ = tokio::time::sleep(left.min(EXPIRY_CHECK)) => {}
+        }
+        let Some(hub) = hub.as_deref_mut() else { continue };
+        match hub.enforce_expiry(chrono::Utc::now().date_naive()).await {
+            Ok(revoked) if revoked.sent > 0 => console.line(&format!("revoked {} grants that expired since the last run", revoked.sent)),
+            Ok(_) => {}
+            Err(e) => console.line(&format!("revoking expired grants failed: {e} (the next run revokes them)")),
+        }
+    }
+    true
 }
 
 /// The hub, connected on first use.

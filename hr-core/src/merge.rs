@@ -40,6 +40,21 @@ impl MergedState {
         }
     }
 
+    /// Revokes every grant no longer in force on `today` because it expired,
+    /// as of the instant it lapsed; returns the keys revoked.
+    pub fn revoke_expired(&mut self, today: chrono::NaiveDate) -> Vec<String> {
+        let mut revoked = vec![];
+        for (key, grant) in &mut self.permissions {
+            if grant.granted && !grant.in_force_on(today) {
+                if let Some(lapsed) = grant.lapses_at() {
+                    *grant = grant.revoked(lapsed);
+                    revoked.push(key.clone());
+                }
+            }
+        }
+        revoked
+    }
+
     /// One record as its JSON payload, if the state holds it.
     pub fn record(&self, data_type: DataType, key: &str) -> Option<RecordJson> {
         fn raw<T: Serialize>(m: &BTreeMap<String, T>, key: &str) -> Option<RecordJson> {
@@ -125,6 +140,9 @@ pub struct MergeReport {
     pub quarantined: Vec<Quarantined>,
     /// Every conflict for a person to review.
     pub conflicts: Vec<Conflict>,
+    /// Grants revoked because their holder's status is terminated.
+    #[serde(default)]
+    pub revoked_for_leavers: usize,
     /// Every repair.
     pub warnings: Vec<Warning>,
 }
@@ -201,11 +219,12 @@ pub fn merge_with_identities(source: SourceData, identities: &Identities) -> Mer
     state.org_units = build_org_units(valid_units, &refs, &mut warnings);
     state.master_data = merge_master_data(source.master_data, &mut quarantined);
     state.permissions = merge_permissions(source.permissions, &refs, &mut quarantined);
+    let revoked_for_leavers = revoke_grants_of_leavers(&state.employees, &mut state.permissions);
 
     quarantined.sort();
     warnings.sort();
     let counts = DataType::ALL.iter().map(|&t| (t, state.count(t))).collect();
-    MergeOutcome { report: MergeReport { counts, matched_persons, quarantined, conflicts, warnings }, state }
+    MergeOutcome { report: MergeReport { counts, matched_persons, quarantined, conflicts, revoked_for_leavers, warnings }, state }
 }
 
 /// The latest row of each org unit (with the tree checked) and of each
@@ -350,6 +369,20 @@ fn merge_permissions(
         }
     }
     out
+}
+
+/// A leaver holds no access: every grant of a terminated employee is
+/// revoked, as of when the termination was recorded. Returns how many.
+fn revoke_grants_of_leavers(employees: &BTreeMap<String, Employee>, permissions: &mut BTreeMap<String, PermissionGrant>) -> usize {
+    let mut revoked = 0;
+    for grant in permissions.values_mut() {
+        let Some(holder) = employees.get(&grant.employee) else { continue };
+        if grant.granted && holder.status == EmployeeStatus::Terminated {
+            *grant = grant.revoked(holder.updated_at);
+            revoked += 1;
+        }
+    }
+    revoked
 }
 
 fn roots() -> [OrgUnit; 3] {

@@ -263,6 +263,34 @@ impl PermissionGrant {
     pub fn key(&self) -> String {
         format!("{}:{}:{}", self.employee, self.system, self.role)
     }
+
+    /// Whether the grant is in force on `day`: granted, and `day` is not
+    /// after its `expires` date (a grant is in force through that date).
+    ///
+    /// ```
+    /// use chrono::NaiveDate;
+    /// let day = |d| NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
+    /// let grant = hr_core::PermissionGrant {
+    ///     employee: "A-1".into(), system: "erp".into(), role: "approver".into(),
+    ///     granted: true, expires: Some(day(1)), at: "2026-01-01T00:00:00Z".parse().unwrap(),
+    /// };
+    /// assert!(grant.in_force_on(day(1)) && !grant.in_force_on(day(2)));
+    /// ```
+    pub fn in_force_on(&self, day: NaiveDate) -> bool {
+        self.granted && self.expires.is_none_or(|expires| day <= expires)
+    }
+
+    /// This grant revoked at `at`, or when it was granted if that is later
+    /// (a revocation never predates what it revokes).
+    pub fn revoked(&self, at: DateTime<Utc>) -> PermissionGrant {
+        PermissionGrant { granted: false, at: at.max(self.at), ..self.clone() }
+    }
+
+    /// The first instant the grant is no longer in force because it expired:
+    /// the start (UTC) of the day after `expires`.
+    pub fn lapses_at(&self) -> Option<DateTime<Utc>> {
+        self.expires.and_then(|e| e.succ_opt()).map(|day| day.and_time(chrono::NaiveTime::MIN).and_utc())
+    }
 }
 
 impl Record for Employee {

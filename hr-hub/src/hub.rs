@@ -5,8 +5,8 @@
 
 use crate::config::{ConfigError, HubConfig};
 use hr_core::{
-    ChangeEnvelope, DataType, Delta, Digest, DigestEntry, HeldBack, HeldRecord, Ledger, LedgerError, MergedState, PlanOptions, PropagateError, Propagator,
-    Receipt, Repair, Router,
+    ChangeEnvelope, DataType, Delta, Digest, DigestEntry, HeldBack, HeldRecord, Ledger, LedgerError, MergedState, PermissionGrant, PlanOptions, PropagateError,
+    Propagator, Receipt, Repair, Router,
 };
 use hr_transport_kafka::{KafkaConfig, KafkaPropagator, KafkaTransportError};
 use hr_transport_rest::{RestConfig, RestPropagator, RestTarget, RestTransportError};
@@ -169,6 +169,9 @@ pub struct Hub {
     router: Router,
     reader: Option<Arc<RestPropagator>>,
     allow_mass_delete: bool,
+    /// Grants in force with an expiry date, as last sent: what
+    /// [`enforce_expiry`](Hub::enforce_expiry) revokes between runs.
+    expiring: BTreeMap<String, PermissionGrant>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -220,7 +223,7 @@ impl Hub {
         config.check_sensitive_routes()?;
         let router = transports.into_iter().fold(Router::new(config.policy()), |router, (name, p)| router.with(name, p));
         router.check().map_err(|e| config.routing_error(e))?;
-        Ok(Hub { ledger, router, reader: None, allow_mass_delete: false })
+        Ok(Hub { ledger, router, reader: None, allow_mass_delete: false, expiring: BTreeMap::new() })
     }
 
     /// REST targets from the configuration: each target's `url` and the
@@ -275,11 +278,37 @@ impl Hub {
     /// in one call, and records them in the ledger only once every target
     /// has them, so a failed call is sent again, at fresh versions, by the
     /// next sync.
+    ///
+    /// A grant whose `expires` date has passed is sent revoked (see
+    /// [`MergedState::revoke_expired`]), whatever `state` says.
     pub async fn sync_types(&mut self, state: &MergedState, types: &[DataType], held: &HeldBack) -> Result<SyncOutcome, HubError> {
         let options = PlanOptions { allow_mass_delete: self.allow_mass_delete, hold: Some(held) };
+        let unexpired = types.contains(&DataType::Permission).then(|| without_expired_grants(state, today())).flatten();
+        let source = |t: DataType| if t == DataType::Permission { unexpired.as_ref().unwrap_or(state) } else { state };
         let ledger = &mut self.ledger;
-        let deltas = blocking(|| types.iter().map(|t| Ok((*t, ledger.plan_state(state, *t, "hr-hub", &options)?))).collect::<Result<Vec<_>, HubError>>())?;
-        self.send(deltas).await
+        let deltas = blocking(|| types.iter().map(|t| Ok((*t, ledger.plan_state(source(*t), *t, "hr-hub", &options)?))).collect::<Result<Vec<_>, HubError>>())?;
+        let outcome = self.send(deltas).await?;
+        if types.contains(&DataType::Permission) {
+            let grants = unexpired.as_ref().unwrap_or(state).permissions.iter();
+            self.expiring = grants.filter(|(_, g)| g.granted && g.expires.is_some()).map(|(k, g)| (k.clone(), g.clone())).collect();
+        }
+        Ok(outcome)
+    }
+
+    /// Revokes, in real time, every grant sent by the last sync whose
+    /// `expires` date is before `today`, so access lapses on time between
+    /// periodic runs (`examples/hub.rs --watch` calls it each tick).
+    pub async fn enforce_expiry(&mut self, today: chrono::NaiveDate) -> Result<SyncOutcome, HubError> {
+        let lapsed: Vec<PermissionGrant> =
+            self.expiring.values().filter(|g| !g.in_force_on(today)).filter_map(|g| g.lapses_at().map(|at| g.revoked(at))).collect();
+        if lapsed.is_empty() {
+            return Ok(SyncOutcome::default());
+        }
+        let keys: Vec<String> = lapsed.iter().map(PermissionGrant::key).collect();
+        let changes: Vec<(&str, Option<&PermissionGrant>)> = keys.iter().map(String::as_str).zip(lapsed.iter().map(Some)).collect();
+        let outcome = self.sync_changes(DataType::Permission, &changes).await?;
+        keys.iter().for_each(|k| drop(self.expiring.remove(k)));
+        Ok(outcome)
     }
 
     /// Sends individual changes at once (real time): `Some(record)` upserts,
@@ -420,6 +449,22 @@ impl Hub {
         }
         Err(HubError::MassDeleteRepair { data_type: t, deletes, held, limit_percent: share * 100.0 })
     }
+}
+
+/// Today's date in UTC, the calendar grant expiry is judged by.
+fn today() -> chrono::NaiveDate {
+    chrono::Utc::now().date_naive()
+}
+
+/// `state`'s grants with the expired ones revoked, as a state holding only
+/// grants; `None` when none has expired (the state is used as it is).
+fn without_expired_grants(state: &MergedState, today: chrono::NaiveDate) -> Option<MergedState> {
+    if state.permissions.values().all(|g| !g.granted || g.in_force_on(today)) {
+        return None;
+    }
+    let mut grants = MergedState { permissions: state.permissions.clone(), ..MergedState::default() };
+    grants.revoke_expired(today);
+    Some(grants)
 }
 
 /// Runs ledger work (SQLite writes with fsync, plans over a million keys)

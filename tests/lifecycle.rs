@@ -1,0 +1,97 @@
+//! Access follows the person's life: the run that sees a termination
+//! revokes every grant of that person in every system, and a grant whose
+//! expiry date has passed is in force nowhere. Three `system` processes and
+//! `hub` runs against the real broker.
+
+use hr_testdata::{Dataset, GenerateOptions};
+use rusqlite::Connection;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+mod common;
+use common::*;
+
+const NAMES: [&str; 3] = ["payroll", "orgchart", "erp"];
+
+/// Every permission row whose key starts with `prefix`, in one system: key -> whether granted.
+fn grants(deployment: &Deployment, system: &str, prefix: &str) -> Vec<(String, bool)> {
+    let conn = Connection::open(deployment.database(system)).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    let mut query = conn.prepare("SELECT id, body FROM permission WHERE id LIKE ?1 || '%' AND deleted = 0 ORDER BY id").unwrap();
+    let rows = query.query_map([prefix], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).unwrap();
+    rows.map(|r| {
+        let (key, body) = r.unwrap();
+        (key, serde_json::from_str::<Value>(&body).unwrap()["granted"].as_bool().unwrap())
+    })
+    .collect()
+}
+
+fn employee_status(deployment: &Deployment, system: &str, id: &str) -> String {
+    let conn = Connection::open(deployment.database(system)).unwrap();
+    let body: String = conn.query_row("SELECT body FROM employee WHERE id = ?1 AND deleted = 0", [id], |r| r.get(0)).unwrap();
+    serde_json::from_str::<Value>(&body).unwrap()["status"].as_str().unwrap().to_string()
+}
+
+fn grant_line(employee: &str, system: &str, role: &str, expires: Option<&str>) -> String {
+    json!({"employee": employee, "system": system, "role": role, "op": "grant", "expires": expires, "at": "2026-10-01T09:00:00Z"}).to_string()
+}
+
+/// Company A's employees file with one person's `status` and `updated_at` changed.
+fn with_status(csv: &str, local_id: &str, status: &str, updated_at: &str) -> String {
+    csv.lines()
+        .map(|line| {
+            let mut fields: Vec<&str> = line.split(',').collect();
+            if fields[0] == local_id {
+                fields[7] = status;
+                fields[13] = updated_at;
+            }
+            fields.join(",") + "\n"
+        })
+        .collect()
+}
+
+#[test]
+fn a_leaver_loses_every_grant_everywhere_in_the_run_that_sees_the_termination_and_expired_grants_are_nowhere() {
+    let (deployment, systems) = Deployment::start(&NAMES);
+    let mut data = Dataset::generate(&GenerateOptions::scaled(300));
+    let leaver = data.people.iter().find(|p| p.company == 0 && p.person_key.is_none() && p.status == 0).expect("an active company A employee");
+    let (leaver_id, local_id) = (format!("A-{}", leaver.local_id), leaver.local_id.to_string());
+    let other = data.people.iter().find(|p| p.company == 0 && p.status == 0 && p.local_id != leaver.local_id).unwrap();
+    let other_id = format!("A-{}", other.local_id);
+    for (system, role) in [("erp", "lifecycle-approver"), ("payroll", "lifecycle-viewer"), ("orgchart", "lifecycle-admin")] {
+        data.permissions.push(grant_line(&leaver_id, system, role, None));
+    }
+    data.permissions.push(grant_line(&other_id, "erp", "lifecycle-expired", Some("2026-01-31")));
+    data.permissions.push(grant_line(&other_id, "erp", "lifecycle-later", Some("2099-12-31")));
+    data.write(&deployment.input).unwrap();
+
+    let first = deployment.run_hub(&[]);
+    assert_all_match(&first, "after the first run");
+    for name in NAMES {
+        let held = grants(&deployment, name, &format!("{leaver_id}:"));
+        assert!(held.iter().filter(|(k, _)| k.contains(":lifecycle-")).all(|(_, granted)| *granted), "{name}: {held:?}");
+        assert_eq!(held.iter().filter(|(k, _)| k.contains(":lifecycle-")).count(), 3, "{name}: {held:?}");
+        let expired = grants(&deployment, name, &format!("{other_id}:erp:lifecycle-expired"));
+        assert_eq!(expired, [(format!("{other_id}:erp:lifecycle-expired"), false)], "{name}: an expired grant is in force nowhere");
+        let later = grants(&deployment, name, &format!("{other_id}:erp:lifecycle-later"));
+        assert_eq!(later, [(format!("{other_id}:erp:lifecycle-later"), true)], "{name}: a grant not yet expired stays");
+    }
+
+    // The next export says the person left.
+    let csv = deployment.input.join("company_a/employees.csv");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let left = with_status(&text, &local_id, "퇴직", "2026-11-01 09:00:00");
+    assert_ne!(left, text);
+    std::fs::write(&csv, left).unwrap();
+    let report = deployment.run_hub(&[]);
+    assert_all_match(&report, "after the leaver's run");
+    assert!(report["revoked_for_leavers"].as_u64().unwrap() >= 3, "{}", report["revoked_for_leavers"]);
+    for name in NAMES {
+        let held = grants(&deployment, name, &format!("{leaver_id}:"));
+        assert!(!held.is_empty() && held.iter().all(|(_, granted)| !granted), "{name} still grants the leaver access: {held:?}");
+        assert_eq!(employee_status(&deployment, name, &leaver_id), "terminated", "{name} keeps the leaver's record, terminated");
+    }
+    for system in systems {
+        stop(system);
+    }
+}
