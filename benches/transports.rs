@@ -113,7 +113,7 @@ fn seed_record_count(state: &MergedState) -> u64 {
 fn hub_for(kafka: &KafkaConfig, transport: &str, types: &[DataType], rest: RestConfig, dir: &std::path::Path) -> Hub {
     let config = HubConfig {
         routes: types.iter().map(|t| (*t, transport.to_string())).collect(),
-        targets: SYSTEMS.iter().map(|s| (s.to_string(), TargetConfig { data_types: types.to_vec(), url: None, token_env: None })).collect(),
+        targets: SYSTEMS.iter().map(|s| (s.to_string(), TargetConfig { data_types: types.to_vec(), url: None, token_env: None, all_grants: false })).collect(),
         topic_prefix: kafka.topic_prefix.clone(),
         ..HubConfig::default()
     };
@@ -365,7 +365,8 @@ fn realtime_change(c: &mut Criterion) {
     let kafka = broker.config(&rt, "realtime", &[DataType::Employee]);
 
     // REST: one permission grant through Hub::sync_changes (ledger plan,
-    // reservation, send, commit), applied in all three before it returns.
+    // reservation, send, commit), applied before it returns in erp, the one
+    // system it is for (grants reach only their own system).
     let rest = RestConfig::new(start_receivers(&rt, &open_sinks(dir.path(), "rt-rest"), &[DataType::Permission]));
     let mut hub = hub_for(&kafka, "rest", &[DataType::Permission], rest, dir.path());
     let mut grant =

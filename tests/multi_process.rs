@@ -3,7 +3,7 @@
 //! 127.0.0.1:9092; fails when none answers). The examples are built by
 //! `cargo test` before tests run; this builds them too in case it runs alone.
 
-use hr_core::{DataType, Ledger, Sink, SqliteSink};
+use hr_core::{DataType, Digest, DigestEntry, Ledger, RecordScope, Sink, SqliteSink};
 use hr_testdata::{Dataset, GenerateOptions};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -73,9 +73,14 @@ fn hub_and_three_system_processes_converge() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     for name in names {
         let sink = SqliteSink::open(deployment.database(name)).unwrap();
-        for t in [DataType::Employee, DataType::OrgUnit, DataType::Permission] {
+        for t in [DataType::Employee, DataType::OrgUnit] {
             assert_eq!(rt.block_on(sink.digest(t)).unwrap(), ledger.digest(t).unwrap(), "{name}/{t} on disk");
         }
+        // Each system holds exactly the grants for itself, and no other.
+        let scope = RecordScope::new(name, false);
+        let own: Vec<DigestEntry> = ledger.entries(DataType::Permission).unwrap().into_iter().filter(|e| scope.admits(DataType::Permission, &e.key)).collect();
+        assert!(!own.is_empty(), "{name} has grants of its own");
+        assert_eq!(rt.block_on(sink.digest(DataType::Permission)).unwrap(), Digest::of(&own), "{name}/permission on disk");
         assert_eq!(sink.count(DataType::Compensation).unwrap() > 0, name == "payroll");
     }
 }

@@ -115,12 +115,12 @@ pub use merge::{
 };
 pub use propagate::{Confirmation, PropagateError, PropagationReport, Propagator, PropagatorExt, Receipt, TargetFailure};
 pub use quarantine::{Quarantined, Reason};
-pub use routing::{Router, RoutingError, RoutingPolicy, TargetPolicy};
+pub use routing::{RecordScope, Router, RoutingError, RoutingPolicy, TargetPolicy};
 pub use schema::{
     Company, Compensation, DataType, Employee, EmployeeStatus, MasterData, OrgUnit, PermissionGrant, Record, RecordVisitor, UnknownDataType, SCHEMA,
 };
 pub use sensitive::Sensitive;
-pub use sink::{validate_batch, ApplyOutcome, MemorySink, Sink, SinkError, StoredRecord};
+pub use sink::{validate_batch, ApplyOutcome, MemorySink, ScopedSink, Sink, SinkError, StoredRecord};
 #[cfg(feature = "sqlite")]
 pub use sqlite_sink::SqliteSink;
 

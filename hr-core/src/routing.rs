@@ -41,6 +41,54 @@ pub struct RoutingPolicy {
 pub struct TargetPolicy {
     /// The data types it receives.
     pub data_types: Vec<DataType>,
+    /// Whether it receives every grant (an access-review tool), not only the
+    /// grants for itself; see [`RecordScope`].
+    #[serde(default)]
+    pub all_grants: bool,
+}
+
+/// Which records of the data types it receives a target gets: all of them,
+/// except grants. A grant goes only to the system it is for (its `system`
+/// is the target's name), and to targets that see every grant
+/// (`all_grants`): least privilege, as identity products provision an
+/// application only its own assignments. Revocations and deletes of a
+/// grant follow the grant.
+///
+/// ```
+/// use hr_core::{DataType, RecordScope};
+/// let erp = RecordScope::new("erp", false);
+/// assert!(erp.admits(DataType::Permission, "A-1:erp:approver"));
+/// assert!(!erp.admits(DataType::Permission, "A-1:payroll:viewer"));
+/// assert!(erp.admits(DataType::Employee, "A-1"));
+/// assert!(RecordScope::new("audit", true).admits(DataType::Permission, "A-1:payroll:viewer"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RecordScope {
+    target: String,
+    all_grants: bool,
+}
+
+impl RecordScope {
+    /// The scope of `target`; `all_grants` lets it see every grant.
+    pub fn new(target: &str, all_grants: bool) -> Self {
+        RecordScope { target: target.to_string(), all_grants }
+    }
+
+    /// The target it is the scope of.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Whether the target gets the record `key` of `data_type`. A grant's
+    /// key is `<employee>:<system>:<role>`, and ids hold no `:`.
+    pub fn admits(&self, data_type: DataType, key: &str) -> bool {
+        self.admits_all(data_type) || key.split(':').nth(1) == Some(self.target.as_str())
+    }
+
+    /// Whether the target gets every record of `data_type`.
+    pub fn admits_all(&self, data_type: DataType) -> bool {
+        data_type != DataType::Permission || self.all_grants
+    }
 }
 
 impl Default for RoutingPolicy {
@@ -57,7 +105,7 @@ impl Default for RoutingPolicy {
         let targets =
             [("payroll", vec![Employee, OrgUnit, MasterData, Permission, Compensation]), ("orgchart", everything_but_pay.clone()), ("erp", everything_but_pay)]
                 .into_iter()
-                .map(|(n, data_types)| (n.to_string(), TargetPolicy { data_types }))
+                .map(|(n, data_types)| (n.to_string(), TargetPolicy { data_types, all_grants: false }))
                 .collect();
         RoutingPolicy { routes, targets }
     }
@@ -77,6 +125,11 @@ impl RoutingPolicy {
     /// Whether `target` may receive `data_type`.
     pub fn allows(&self, target: &str, data_type: DataType) -> bool {
         self.targets.get(target).is_some_and(|p| p.data_types.contains(&data_type))
+    }
+
+    /// Which records of its data types `target` gets.
+    pub fn scope(&self, target: &str) -> RecordScope {
+        RecordScope::new(target, self.targets.get(target).is_some_and(|p| p.all_grants))
     }
 
     /// The data types routed to a propagator.

@@ -2,6 +2,7 @@
 
 use crate::digest::{ContentHash, Digest, DigestEntry};
 use crate::envelope::{ChangeEnvelope, EnvelopeError, Operation};
+use crate::routing::RecordScope;
 use crate::schema::DataType;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -14,12 +15,15 @@ pub struct ApplyOutcome {
     pub applied: usize,
     /// Changes at or below the held version, ignored (duplicates, late arrivals).
     pub stale: usize,
+    /// Changes outside the target's [`RecordScope`], not stored (see [`ScopedSink`]).
+    pub out_of_scope: usize,
 }
 
 impl std::ops::AddAssign for ApplyOutcome {
     fn add_assign(&mut self, rhs: Self) {
         self.applied += rhs.applied;
         self.stale += rhs.stale;
+        self.out_of_scope += rhs.out_of_scope;
     }
 }
 
@@ -185,5 +189,82 @@ impl Sink for MemorySink {
 
     async fn entries(&self, data_type: DataType) -> Result<Vec<DigestEntry>, SinkError> {
         Ok(self.lock().iter().filter(|((t, _), _)| *t == data_type).map(|((_, key), r)| r.entry(key)).collect())
+    }
+}
+
+/// A shared sink is a sink, so adapters such as [`ScopedSink`] can wrap one
+/// that other parts of a system also hold.
+#[async_trait]
+impl<S: Sink + ?Sized> Sink for std::sync::Arc<S> {
+    async fn apply(&self, batch: &[ChangeEnvelope]) -> Result<ApplyOutcome, SinkError> {
+        (**self).apply(batch).await
+    }
+
+    async fn entries(&self, data_type: DataType) -> Result<Vec<DigestEntry>, SinkError> {
+        (**self).entries(data_type).await
+    }
+
+    async fn digest(&self, data_type: DataType) -> Result<Digest, SinkError> {
+        (**self).digest(data_type).await
+    }
+}
+
+/// A sink that stores only what its target may hold: changes outside its
+/// [`RecordScope`] (a grant for another system) are counted as
+/// `out_of_scope` and never reach the wrapped sink. Wraps any sink, for a
+/// transport that cannot address records to one target (every consumer
+/// group reads a whole Kafka topic).
+///
+/// ```
+/// use hr_core::{ChangeEnvelope, DataType, MemorySink, PermissionGrant, RecordScope, ScopedSink, Sink};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let erp = ScopedSink::new(MemorySink::default(), RecordScope::new("erp", false));
+/// let grant = |system: &str| PermissionGrant {
+///     employee: "A-1".into(), system: system.into(), role: "viewer".into(),
+///     granted: true, expires: None, at: "2026-01-01T00:00:00Z".parse().unwrap(),
+/// };
+/// let batch = [ChangeEnvelope::of(&grant("erp"), 1, "hub").unwrap(), ChangeEnvelope::of(&grant("payroll"), 1, "hub").unwrap()];
+/// let outcome = erp.apply(&batch).await.unwrap();
+/// assert_eq!((outcome.applied, outcome.out_of_scope), (1, 1));
+/// assert_eq!(erp.digest(DataType::Permission).await.unwrap().count, 1);
+/// # });
+/// ```
+pub struct ScopedSink<S> {
+    inner: S,
+    scope: RecordScope,
+}
+
+impl<S: Sink> ScopedSink<S> {
+    /// Wraps `inner`, which then receives only what `scope` admits.
+    pub fn new(inner: S, scope: RecordScope) -> Self {
+        ScopedSink { inner, scope }
+    }
+
+    /// The wrapped sink.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S> std::fmt::Debug for ScopedSink<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScopedSink").field("scope", &self.scope).finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl<S: Sink> Sink for ScopedSink<S> {
+    async fn apply(&self, batch: &[ChangeEnvelope]) -> Result<ApplyOutcome, SinkError> {
+        // The whole batch is validated first: a bad change outside the scope still refuses the batch.
+        validate_batch(batch)?;
+        let mine: Vec<ChangeEnvelope> = batch.iter().filter(|c| self.scope.admits(c.data_type, &c.key)).cloned().collect();
+        let out_of_scope = batch.len() - mine.len();
+        let mut outcome = if mine.is_empty() { ApplyOutcome::default() } else { self.inner.apply(&mine).await? };
+        outcome.out_of_scope += out_of_scope;
+        Ok(outcome)
+    }
+
+    async fn entries(&self, data_type: DataType) -> Result<Vec<DigestEntry>, SinkError> {
+        self.inner.entries(data_type).await
     }
 }

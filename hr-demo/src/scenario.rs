@@ -312,7 +312,7 @@ impl Run<'_> {
             system.shutdown().await?;
             let mut per_type = BTreeMap::new();
             for t in &self.config.targets[&name].data_types {
-                let hub_digest = self.hub.ledger().digest(*t)?;
+                let hub_digest = self.hub.expected_digest(&name, *t)?;
                 let held = sink.digest(*t).await?;
                 let applied = self.confirmed.delivered.get(&name).and_then(|m| m.get(t)).copied().unwrap_or(0);
                 per_type.insert(*t, SystemTypeResult { records: held.count, applied, digest_matches: hub_digest == held });

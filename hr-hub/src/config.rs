@@ -79,6 +79,10 @@ pub struct TargetConfig {
     /// token is in neither the file nor the command line.
     #[serde(default)]
     pub token_env: Option<String>,
+    /// Whether it receives every grant (an access-review tool) instead of
+    /// only the grants for itself.
+    #[serde(default)]
+    pub all_grants: bool,
 }
 
 fn default_prefix() -> String {
@@ -146,7 +150,11 @@ impl Default for HubConfig {
     /// The seed's routing and targets ([`RoutingPolicy::default`]), no URLs.
     fn default() -> Self {
         let policy = RoutingPolicy::default();
-        let targets = policy.targets.into_iter().map(|(name, t)| (name, TargetConfig { data_types: t.data_types, url: None, token_env: None })).collect();
+        let targets = policy
+            .targets
+            .into_iter()
+            .map(|(name, t)| (name, TargetConfig { data_types: t.data_types, url: None, token_env: None, all_grants: t.all_grants }))
+            .collect();
         let origin = ConfigOrigin { path: "<default configuration>".into(), ..ConfigOrigin::default() };
         HubConfig { routes: policy.routes, targets, topic_prefix: default_prefix(), mapping: None, sensitive_on_kafka: false, origin }
     }
@@ -220,7 +228,7 @@ impl HubConfig {
 
     /// The routing policy it describes.
     pub fn policy(&self) -> RoutingPolicy {
-        let targets = self.targets.iter().map(|(n, t)| (n.clone(), TargetPolicy { data_types: t.data_types.clone() })).collect();
+        let targets = self.targets.iter().map(|(n, t)| (n.clone(), TargetPolicy { data_types: t.data_types.clone(), all_grants: t.all_grants })).collect();
         RoutingPolicy { routes: self.routes.clone(), targets }
     }
 

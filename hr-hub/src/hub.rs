@@ -6,7 +6,7 @@
 use crate::config::{ConfigError, HubConfig};
 use hr_core::{
     ChangeEnvelope, DataType, Delta, Digest, DigestEntry, HeldBack, HeldRecord, Ledger, LedgerError, MergedState, PermissionGrant, PlanOptions, PropagateError,
-    Propagator, Receipt, Repair, Router,
+    Propagator, Receipt, Repair, Router, RoutingPolicy,
 };
 use hr_transport_kafka::{KafkaConfig, KafkaPropagator, KafkaTransportError};
 use hr_transport_rest::{RestConfig, RestPropagator, RestTarget, RestTransportError};
@@ -169,6 +169,7 @@ pub struct Hub {
     router: Router,
     reader: Option<Arc<RestPropagator>>,
     allow_mass_delete: bool,
+    policy: RoutingPolicy,
     /// Grants in force with an expiry date, as last sent: what
     /// [`enforce_expiry`](Hub::enforce_expiry) revokes between runs.
     expiring: BTreeMap<String, PermissionGrant>,
@@ -221,9 +222,10 @@ impl Hub {
         transports: impl IntoIterator<Item = (&'a str, Arc<dyn Propagator>)>,
     ) -> Result<Self, HubError> {
         config.check_sensitive_routes()?;
-        let router = transports.into_iter().fold(Router::new(config.policy()), |router, (name, p)| router.with(name, p));
+        let policy = config.policy();
+        let router = transports.into_iter().fold(Router::new(policy.clone()), |router, (name, p)| router.with(name, p));
         router.check().map_err(|e| config.routing_error(e))?;
-        Ok(Hub { ledger, router, reader: None, allow_mass_delete: false, expiring: BTreeMap::new() })
+        Ok(Hub { ledger, router, reader: None, allow_mass_delete: false, policy, expiring: BTreeMap::new() })
     }
 
     /// REST targets from the configuration: each target's `url` and the
@@ -236,7 +238,7 @@ impl Hub {
         for (name, t) in &config.targets {
             let Some(url) = &t.url else { continue };
             let types: Vec<DataType> = t.data_types.iter().copied().filter(|d| rest_types.contains(d)).collect();
-            let mut target = RestTarget::new(name, url, types);
+            let mut target = RestTarget::new(name, url, types).with_all_grants(t.all_grants);
             if let Some(var) = &t.token_env {
                 let token = std::env::var(var).map_err(|_| ConfigError::MissingToken { target: name.clone(), variable: var.clone() })?;
                 target = target.with_token(&token);
@@ -340,6 +342,24 @@ impl Hub {
         Ok(SyncOutcome { sent: batch.len() as u64, retried, receipt, held_back })
     }
 
+    /// The digest `target` should have for `data_type`: the ledger's, over
+    /// the records the target's [`RecordScope`] admits (a system holds only
+    /// its own grants).
+    pub fn expected_digest(&self, target: &str, data_type: DataType) -> Result<Digest, HubError> {
+        if self.policy.scope(target).admits_all(data_type) {
+            return Ok(blocking(|| self.ledger.digest(data_type))?);
+        }
+        Ok(Digest::of(&self.expected_entries(target, data_type)?))
+    }
+
+    /// The ledger's entries of `data_type` that `target` should hold.
+    fn expected_entries(&self, target: &str, data_type: DataType) -> Result<Vec<DigestEntry>, HubError> {
+        let scope = self.policy.scope(target);
+        let mut entries = blocking(|| self.ledger.entries(data_type))?;
+        entries.retain(|e| scope.admits(data_type, &e.key));
+        Ok(entries)
+    }
+
     /// Compares each REST-reachable target's digests with the ledger's and,
     /// where they differ, finds the differing keys (see the crate docs,
     /// *Reconciliation that repairs*).
@@ -355,7 +375,7 @@ impl Hub {
             let mut per_type = BTreeMap::new();
             for t in &target.data_types {
                 let theirs = held.get(t).copied().unwrap_or_else(Digest::default);
-                let ours = blocking(|| self.ledger.digest(*t))?;
+                let ours = self.expected_digest(name, *t)?;
                 let drift = if ours == theirs { Drift::default() } else { self.find_drift(reader, name, *t).await? };
                 per_type.insert(*t, Reconciled { records: theirs.count, hub_records: ours.count, digest_matches: ours == theirs, drift });
             }
@@ -367,7 +387,7 @@ impl Hub {
     /// Narrows a differing digest down to keys: bucket digests first, then
     /// the entries of the differing buckets only.
     async fn find_drift(&self, reader: &RestPropagator, target: &str, data_type: DataType) -> Result<Drift, HubError> {
-        let ours = blocking(|| self.ledger.entries(data_type))?;
+        let ours = self.expected_entries(target, data_type)?;
         let our_buckets = Digest::buckets(&ours);
         let their_buckets = reader.bucket_digests(target, data_type).await?;
         let differing: Vec<usize> = (0..our_buckets.len()).filter(|&b| our_buckets[b] != their_buckets[b]).collect();

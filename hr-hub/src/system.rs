@@ -2,7 +2,7 @@
 //! receiver in front of it and the Kafka subscriber feeding it.
 
 use crate::config::HubConfig;
-use hr_core::{DataType, SinkError, SqliteSink};
+use hr_core::{DataType, ScopedSink, Sink, SinkError, SqliteSink};
 use hr_transport_kafka::{KafkaConfig, KafkaSubscriber, KafkaTransportError, SubscriberStats};
 use hr_transport_rest::{serve_receiver, ReceiverConfig, ReceiverError};
 use std::net::SocketAddr;
@@ -140,7 +140,9 @@ impl TargetSystem {
         let address = listener.local_addr().map_err(listen_error)?;
         let url = format!("http://{address}");
         let receiver_error = |source| SystemError::Receiver { system: system(), address, source };
-        let mut receiver_config = ReceiverConfig::new(sink.clone(), allowed.clone());
+        // Grants for other systems are never stored, whichever way they come.
+        let scoped: Arc<dyn Sink> = Arc::new(ScopedSink::new(sink.clone(), config.policy().scope(name)));
+        let mut receiver_config = ReceiverConfig::new(scoped.clone(), allowed.clone());
         if let Some(token) = &options.token {
             receiver_config = receiver_config.with_token(token).map_err(receiver_error)?;
         }
@@ -152,7 +154,7 @@ impl TargetSystem {
             None
         } else {
             let group = kafka.group(name);
-            let subscriber = KafkaSubscriber::start(kafka, &group, &kafka_types, sink.clone());
+            let subscriber = KafkaSubscriber::start(kafka, &group, &kafka_types, scoped);
             Some(subscriber.map_err(|source| SystemError::Subscriber { system: system(), group, source })?)
         };
         Ok(TargetSystem { name: name.clone(), sink, url, subscriber, server })

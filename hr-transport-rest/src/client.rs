@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use hr_core::{ChangeEnvelope, DataType, Digest, DigestEntry, PropagateError, PropagationReport, Propagator, Receipt, Sensitive, TargetFailure};
+use hr_core::{ChangeEnvelope, DataType, Digest, DigestEntry, PropagateError, PropagationReport, Propagator, Receipt, RecordScope, Sensitive, TargetFailure};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -16,12 +16,26 @@ pub struct RestTarget {
     pub token: Option<Sensitive<String>>,
     /// The data types it may receive; others are never sent to it.
     pub data_types: Vec<DataType>,
+    /// Whether it receives every grant; otherwise only the grants for
+    /// itself (see [`RecordScope`]).
+    pub all_grants: bool,
 }
 
 impl RestTarget {
     /// A target without a token.
     pub fn new(name: &str, base_url: &str, data_types: Vec<DataType>) -> Self {
-        RestTarget { name: name.into(), base_url: base_url.trim_end_matches('/').into(), token: None, data_types }
+        RestTarget { name: name.into(), base_url: base_url.trim_end_matches('/').into(), token: None, data_types, all_grants: false }
+    }
+
+    /// Lets it receive every grant, not only those for itself (an access-review tool).
+    pub fn with_all_grants(mut self, all_grants: bool) -> Self {
+        self.all_grants = all_grants;
+        self
+    }
+
+    /// Which records of its data types it receives.
+    pub fn scope(&self) -> RecordScope {
+        RecordScope::new(&self.name, self.all_grants)
     }
 
     /// Sets the bearer token.
@@ -231,7 +245,8 @@ impl RestPropagator {
     /// Sends every batch to one target in order; stops at the first batch that cannot be applied.
     async fn deliver(&self, target: &RestTarget, batch: &[ChangeEnvelope], deadline: Instant) -> (PropagationReport, Option<TargetFailure>) {
         let mut report = PropagationReport::default();
-        let mine: Vec<&ChangeEnvelope> = batch.iter().filter(|c| target.data_types.contains(&c.data_type)).collect();
+        let scope = target.scope();
+        let mine: Vec<&ChangeEnvelope> = batch.iter().filter(|c| target.data_types.contains(&c.data_type) && scope.admits(c.data_type, &c.key)).collect();
         let chunks: Vec<&[&ChangeEnvelope]> = mine.chunks(self.config.batch_size.max(1)).collect();
         for (i, chunk) in chunks.iter().enumerate() {
             let body = format!("[{}]", chunk.iter().map(|c| c.to_json()).collect::<Vec<_>>().join(","));
