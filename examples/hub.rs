@@ -18,7 +18,7 @@ use clap::Parser;
 use hr_core::{DataType, HeldBack, HeldRecord, Ledger, MergeReport};
 use hr_demo::console::Console;
 use hr_sync::hr_hub::{load_and_merge, Hub, HubConfig, Reconciliation, RepairOutcome, SyncOutcome};
-use hr_transport_kafka::{ensure_topics, KafkaConfig};
+use hr_transport_kafka::{ensure_topics, wait_until_applied, KafkaConfig};
 use hr_transport_rest::RestConfig;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -228,6 +228,7 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &mut Hub, console: &Cons
         console.confirm("applying in every system", &sent.receipt, deadline).await?;
         sent
     };
+    wait_for_consumers(args, config, deadline, console).await;
     let drift_found = hub.reconcile(config).await?;
     print_drift(&drift_found);
     let any_drift = drift_found.values().flat_map(|t| t.values()).any(|r| !r.digest_matches);
@@ -254,6 +255,25 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &mut Hub, console: &Cons
         unrepairable: repair.unrepairable,
         systems,
     })
+}
+
+/// Waits, at most `deadline`, until every system's consumer group has read
+/// all its topics hold: a system still catching up (one rebuilt from an
+/// empty store reads the topics from their start) is not drift to repair.
+/// One that does not catch up in time is left to the comparison.
+async fn wait_for_consumers(args: &Args, config: &HubConfig, deadline: Duration, console: &Console) {
+    let mut kafka = KafkaConfig::new(&args.brokers);
+    kafka.topic_prefix = config.topic_prefix.clone();
+    let routed = config.policy().data_types_via("kafka");
+    for (name, target) in &config.targets {
+        let types: Vec<DataType> = target.data_types.iter().copied().filter(|t| routed.contains(t)).collect();
+        if types.is_empty() {
+            continue;
+        }
+        if let Err(e) = wait_until_applied(&kafka, &[&kafka.group(name)], &types, deadline).await {
+            console.line(&format!("{name} has not caught up with its Kafka topics ({e}); comparing anyway"));
+        }
+    }
 }
 
 fn print_drift(found: &Reconciliation) {

@@ -85,6 +85,14 @@ impl SqliteSink {
             .map_err(|e| unavailable("cannot read", &self.path, e))
     }
 
+    /// Whether it holds no row of a data type, not even a tombstone: nothing
+    /// of that type ever reached it.
+    pub fn holds_none(&self, data_type: DataType) -> Result<bool, SinkError> {
+        let conn = self.lock();
+        conn.query_row(&format!("SELECT NOT EXISTS (SELECT 1 FROM {data_type})"), [], |r| r.get::<_, bool>(0))
+            .map_err(|e| unavailable("cannot read", &self.path, e))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A transaction that panicked was rolled back when dropped: the connection is consistent.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())

@@ -154,6 +154,12 @@ impl TargetSystem {
             None
         } else {
             let group = kafka.group(name);
+            if holds_nothing(&sink, &kafka_types).map_err(|source| SystemError::Store { system: system(), path: path.clone(), source })? {
+                // Not fatal: what the group then skips, the hub's reconciliation finds missing and resends.
+                if let Err(e) = rewind(kafka, &group, &kafka_types).await {
+                    tracing::warn!(system = %name, group = %group, error = %e, "cannot rewind the consumer group of an empty store");
+                }
+            }
             let subscriber = KafkaSubscriber::start(kafka, &group, &kafka_types, scoped);
             Some(subscriber.map_err(|source| SystemError::Subscriber { system: system(), group, source })?)
         };
@@ -197,4 +203,24 @@ impl TargetSystem {
         self.server.abort();
         Ok(stats)
     }
+}
+
+/// Whether the store holds no row (not even a tombstone) of any of
+/// `data_types`: a new system, or one whose store was lost.
+fn holds_nothing(sink: &SqliteSink, data_types: &[DataType]) -> Result<bool, SinkError> {
+    for t in data_types {
+        if !sink.holds_none(*t)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Rewinds the group on the blocking pool: an empty store reads everything
+/// the (compacted) topics hold, instead of resuming where a lost store left off.
+async fn rewind(kafka: &KafkaConfig, group: &str, data_types: &[DataType]) -> Result<(), KafkaTransportError> {
+    let (kafka, group, data_types) = (kafka.clone(), group.to_string(), data_types.to_vec());
+    // Boxed across the thread: the error is large.
+    let rewound = tokio::task::spawn_blocking(move || KafkaSubscriber::rewind(&kafka, &group, &data_types).map_err(Box::new)).await;
+    rewound.unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic())).map_err(|e| *e)
 }

@@ -1,6 +1,6 @@
 use crate::{KafkaConfig, KafkaTransportError};
 use hr_core::{ApplyOutcome, ChangeEnvelope, DataType, Sink, SinkError};
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -92,6 +92,55 @@ impl KafkaSubscriber {
         let worker = Worker { consumer, dlq, sink, config: config.clone(), group: group.to_string(), stats: stats.clone() };
         let task = tokio::spawn(worker.run(stopped));
         Ok(KafkaSubscriber { group: group.to_string(), stop, task, stats })
+    }
+
+    /// Sets `group`'s committed offsets on the topics of `data_types` back to
+    /// the start of each partition, so its next subscriber reads every
+    /// record the topics still hold. For a system whose store was lost or is
+    /// new under an old name: the topics are compacted, so they hold the
+    /// latest change of every key, and the sink's version rule makes
+    /// re-reading harmless. A group that never committed is left alone (it
+    /// starts from the beginning anyway). Blocking; no subscriber of the
+    /// group may run. Transient broker errors (a topic just created, a
+    /// coordinator loading) are retried for up to 30 s.
+    pub fn rewind(config: &KafkaConfig, group: &str, data_types: &[DataType]) -> Result<(), KafkaTransportError> {
+        let give_up = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match Self::rewind_once(config, group, data_types) {
+                Err(e) if std::time::Instant::now() < give_up => {
+                    tracing::debug!(group, error = %e, "rewinding the consumer group failed; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    fn rewind_once(config: &KafkaConfig, group: &str, data_types: &[DataType]) -> Result<(), KafkaTransportError> {
+        let consumer: BaseConsumer = config
+            .client_config()
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|source| KafkaTransportError::Client { role: "consumer", brokers: config.brokers.clone(), source })?;
+        let timeout = Duration::from_secs(10);
+        let mut starts = TopicPartitionList::new();
+        for topic in data_types.iter().map(|t| config.topic(*t)) {
+            let offsets_error = |source| KafkaTransportError::Offsets { group: group.into(), topic: topic.clone(), source };
+            let metadata = consumer.fetch_metadata(Some(&topic), timeout).map_err(offsets_error)?;
+            for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+                let (low, _) = consumer.fetch_watermarks(&topic, partition.id(), timeout).map_err(offsets_error)?;
+                starts.add_partition_offset(&topic, partition.id(), Offset::Offset(low)).map_err(offsets_error)?;
+            }
+        }
+        let group_error = |source| KafkaTransportError::Offsets { group: group.into(), topic: "*".into(), source };
+        let committed = consumer.committed_offsets(starts.clone(), timeout).map_err(group_error)?;
+        if committed.elements().iter().all(|e| !matches!(e.offset(), Offset::Offset(_))) {
+            return Ok(());
+        }
+        consumer.commit(&starts, CommitMode::Sync).map_err(group_error)?;
+        tracing::info!(group, partitions = starts.count(), "consumer group rewound to the start of its topics");
+        Ok(())
     }
 
     /// The consumer group.
