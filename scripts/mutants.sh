@@ -1,18 +1,38 @@
 #!/usr/bin/env bash
-# Mutation testing of the core's promise-keeping code with cargo-mutants:
-# injects bugs into the files below and runs hr-core's tests against each;
-# a mutant that no test catches is a promise without a test. Installs
-# cargo-mutants on first use. Extra arguments go to cargo mutants (e.g. -j 2).
+# Mutation testing with cargo-mutants: injects bugs into the code that keeps
+# the README's promises and runs the tests against each; a mutant no test
+# catches is a promise without a test. Installs cargo-mutants on first use.
 #
-#   scripts/mutants.sh                 # the files below (about 230 mutants: 1-2 hours on 2 cores)
-#   scripts/mutants.sh -f holdback.rs  # one file
+#   scripts/mutants.sh core        # hr-core: ledger, digests, holdback, sinks, merge, envelope validation
+#   scripts/mutants.sh receiver    # hr-transport-rest: the receiver's refusal paths
+#   scripts/mutants.sh subscriber  # hr-transport-kafka: the subscriber's apply-then-commit path (starts the broker)
+#   scripts/mutants.sh all
 #
+# Extra arguments go to cargo mutants (e.g. -f holdback.rs for one file).
 # Results: mutants.out/ (caught.txt, missed.txt, timeout.txt, unviable.txt).
 # A surviving mutant gets a test, or an exclusion with its reason in
-# .cargo/mutants.toml (none is needed today).
+# .cargo/mutants.toml. Files ignored by git (.kafka/, target/) are not copied:
+# the broker's preallocated index files would fill the disk.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 command -v cargo-mutants >/dev/null || cargo install cargo-mutants --locked
-files=(-f ledger.rs -f digest.rs -f holdback.rs -f sink.rs -f sqlite_sink.rs)
-if [[ " $* " == *" -f "* ]]; then files=(); fi
-exec cargo mutants --package hr-core "${files[@]}" "$@"
+what="${1:-core}"
+shift || true
+mutants() { cargo mutants --gitignore true "$@"; }
+core() {
+  mutants --package hr-core -f ledger.rs -f digest.rs -f holdback.rs -f sink.rs -f sqlite_sink.rs -f merge.rs -f envelope.rs -o mutants.out/core "$@"
+}
+receiver() {
+  mutants --package hr-transport-rest -f server.rs -f strict.rs -f idempotency.rs \
+    --re 'bound_echoes|check_structure|NoDuplicateKeys|unknown_fields|IgnoredFields|idempotency_key|AnsweredKeys|reserve_body_bytes|cost|allowed_entries|unreadable|list_fields|bounded|refuse|authorized|check_' \
+    -o mutants.out/receiver "$@"
+}
+subscriber() {
+  scripts/kafka.sh start
+  mutants --package hr-transport-kafka -f subscriber.rs --re 'Worker::|next_offsets|take' -o mutants.out/subscriber "$@" -- --test conformance --test real_broker
+}
+case "$what" in
+  core | receiver | subscriber) "$what" "$@" ;;
+  all) core "$@"; receiver "$@"; subscriber "$@" ;;
+  *) echo "usage: scripts/mutants.sh core|receiver|subscriber|all [cargo mutants arguments]" >&2; exit 2 ;;
+esac
