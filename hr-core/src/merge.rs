@@ -468,7 +468,6 @@ fn validate_org_tree(mut units: BTreeMap<String, SourceOrgUnit>, quarantined: &m
     fn parent_of(u: &SourceOrgUnit) -> &str {
         u.parent.as_deref().unwrap_or(u.company.as_str())
     }
-    let is_root = |id: &str| id == "A" || id == "B" || id == GROUP_ROOT;
     loop {
         // Dangling parents, repeated because removing one orphans its children.
         loop {
@@ -491,6 +490,7 @@ fn validate_org_tree(mut units: BTreeMap<String, SourceOrgUnit>, quarantined: &m
             }
         }
         // Cycles: walk up from every unit; a walk that revisits a node of its own path found a cycle.
+        // A walk ends at a root (A, B, GROUP): roots are not among the units, so they have no parent here.
         // Hash maps: a million teams make B-tree walks the merge's slowest step.
         let parents: FxHashMap<&str, &str> = units.iter().map(|(id, u)| (id.as_str(), parent_of(u))).collect();
         let mut state: FxHashMap<&str, u8> = FxHashMap::default(); // 1 = on current path, 2 = reaches a root
@@ -500,7 +500,7 @@ fn validate_org_tree(mut units: BTreeMap<String, SourceOrgUnit>, quarantined: &m
             let mut path: Vec<&str> = Vec::new();
             let mut cur: &str = start;
             loop {
-                if is_root(cur) || state.get(cur) == Some(&2) {
+                if state.get(cur) == Some(&2) {
                     break;
                 }
                 if state.get(cur) == Some(&1) {

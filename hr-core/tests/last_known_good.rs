@@ -145,6 +145,8 @@ fn remembered_identities_survive_reopening_the_ledger_file() {
     let ledger = Ledger::open(&path).unwrap();
     let identities = ledger.identities().unwrap();
     assert_eq!((identities.get("A-1"), identities.get("B-7")), (Some("A-1"), Some("A-1")));
+    assert_eq!((identities.len(), identities.is_empty()), (2, false));
+    assert!(Ledger::in_memory().unwrap().identities().unwrap().is_empty());
 }
 
 fn grant_line(employee: &str, role: &str, op: &str, at: &str) -> String {
@@ -215,5 +217,22 @@ fn the_lifelong_id_still_resolves_after_the_row_that_gave_it_leaves() {
     assert_eq!(outcome.state.employees.keys().collect::<Vec<_>>(), ["A-1", "B-2"]);
     assert_eq!(outcome.state.employees["A-1"].source_ids, ["B-7"]);
     assert!(outcome.state.permissions["A-1:erp:approver"].granted, "a grant naming the lifelong id resolves");
+    assert_eq!(deletes(&deltas), Vec::<String>::new());
+}
+
+#[test]
+fn when_a_matched_pair_turns_out_to_be_two_people_the_id_stays_with_the_record_that_gave_it() {
+    let mut ledger = Ledger::in_memory().unwrap();
+    let mut input = Input::default();
+    input.a_employees = vec![a_row("1", "D1", "", KEY1, "2026-01-01 09:00:00")];
+    input.b_employees = vec![b_line(2, 10, None, None, true, "2026-01-01T00:00:00Z"), b_line(7, 10, None, Some(KEY1), false, "2025-01-01T00:00:00Z")];
+    let (first, _) = run(&mut ledger, &input);
+    assert_eq!(first.state.employees.keys().collect::<Vec<_>>(), ["A-1", "B-2"], "A-1 and B-7 matched by person key");
+    // The person key on B-7 was wrong: two people after all.
+    input.b_employees[1] = b_line(7, 10, None, Some(KEY2), true, "2026-02-01T00:00:00Z");
+    let (outcome, deltas) = run(&mut ledger, &input);
+    assert_eq!(outcome.state.employees.keys().collect::<Vec<_>>(), ["A-1", "B-2", "B-7"]);
+    assert_eq!(outcome.state.employees["A-1"].source_ids, ["A-1"]);
+    assert_eq!(outcome.state.employees["B-7"].source_ids, ["B-7"]);
     assert_eq!(deletes(&deltas), Vec::<String>::new());
 }

@@ -245,3 +245,66 @@ fn sensitive_fields_never_show_in_debug_output() {
         assert!(!text.contains(secret), "{secret} leaked into Debug output");
     }
 }
+
+#[test]
+fn records_match_only_on_an_equal_person_key() {
+    let mut input = Input::default();
+    input.a_employees = vec![a_row("1", "D1", "", KEY1, "2026-01-01 09:00:00"), a_row("2", "D1", "", KEY2, "2026-01-01 09:00:00")];
+    input.b_employees = vec![b_line(1, 10, None, Some(KEY1), false, "2025-01-01T00:00:00Z")];
+    let out = input.merge();
+    assert_eq!(out.state.employees.keys().collect::<Vec<_>>(), ["A-1", "A-2"]);
+    assert_eq!(out.state.employees["A-1"].source_ids, ["A-1", "B-1"]);
+    assert_eq!(out.state.employees["A-2"].source_ids, ["A-2"]);
+    assert_eq!(out.report.matched_persons, 1);
+}
+
+#[test]
+fn a_duplicate_employee_id_with_the_same_timestamp_has_one_winner_whatever_the_row_order() {
+    let mut names = vec![];
+    for swapped in [false, true] {
+        let mut input = Input::default();
+        let mut rows = vec![a_row("1", "D1", "", "", "2026-01-01 09:00:00"), a_row("1", "D1", "", "", "2026-01-01 09:00:00").replace("김민준", "박지훈")];
+        if swapped {
+            rows.reverse();
+        }
+        input.a_employees = rows;
+        let out = input.merge();
+        assert_eq!(out.report.quarantined.iter().filter(|q| q.reason == Reason::DuplicateSourceId).count(), 1);
+        names.push(out.state.employees["A-1"].name.clone());
+    }
+    assert_eq!(names[0], names[1], "the winner is chosen on content, not on row order");
+}
+
+#[test]
+fn at_the_same_instant_a_revocation_beats_a_grant_and_the_later_expiry_beats_the_earlier() {
+    let event = |op: &str, expires: Option<&str>| {
+        serde_json::json!({"employee": "A-1", "system": "erp", "role": "approver", "op": op, "expires": expires, "at": "2026-01-01T00:00:00Z"}).to_string()
+    };
+    for swapped in [false, true] {
+        let mut revoke_and_grant = vec![event("grant", None), event("revoke", None)];
+        let mut two_expiries = vec![event("grant", Some("2026-06-30")), event("grant", Some("2026-12-31"))];
+        if swapped {
+            revoke_and_grant.reverse();
+            two_expiries.reverse();
+        }
+        let out = Input { permissions: Some(revoke_and_grant), ..Input::default() }.merge();
+        assert!(!out.state.permissions["A-1:erp:approver"].granted, "swapped: {swapped}");
+        let out = Input { permissions: Some(two_expiries), ..Input::default() }.merge();
+        assert_eq!(out.state.permissions["A-1:erp:approver"].expires.map(|d| d.to_string()).as_deref(), Some("2026-12-31"), "swapped: {swapped}");
+    }
+}
+
+#[test]
+fn a_merged_record_reads_back_as_the_payload_of_its_data_type() {
+    let mut input = Input::default();
+    input.master_data = Some(vec!["md.category,C1,식품"]);
+    let out = input.merge();
+    let json = out.state.record(DataType::Employee, "A-1").unwrap().unwrap();
+    assert_eq!(serde_json::from_str::<hr_core::Employee>(json.get()).unwrap(), out.state.employees["A-1"]);
+    assert!(out.state.record(DataType::Employee, "A-404").is_none());
+    for t in DataType::ALL {
+        for (key, record) in out.state.records(t) {
+            assert_eq!(out.state.record(t, key).unwrap().unwrap().get(), record.unwrap().get(), "{t}/{key}");
+        }
+    }
+}
