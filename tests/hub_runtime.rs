@@ -60,15 +60,15 @@ fn another_task_keeps_running_while_the_hub_plans_and_reserves() {
         while ticks.load(Ordering::SeqCst) == 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        let before = ticks.load(Ordering::SeqCst);
         // Spawned, so the hub runs on the one worker the ticker also needs.
-        let sent = tokio::spawn(async move {
+        let hub_ticks = ticks.clone();
+        tokio::spawn(async move {
             let changes: Vec<(&str, Option<&MasterData>)> = records.iter().map(|(k, md)| (k.as_str(), Some(md))).collect();
-            hub.sync_changes(DataType::MasterData, &changes).await.unwrap().sent
+            let before = hub_ticks.load(Ordering::SeqCst);
+            (before, hub.sync_changes(DataType::MasterData, &changes).await.unwrap().sent)
         })
         .await
-        .unwrap();
-        (before, sent)
+        .unwrap()
     });
     assert_eq!(sent, 50_000);
     let during = at_send.load(Ordering::SeqCst) - before;

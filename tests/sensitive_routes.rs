@@ -4,10 +4,12 @@
 //! the hub's refusal of a configuration that routes it over Kafka.
 
 use chrono::NaiveDate;
-use hr_core::{ChangeEnvelope, Compensation, DataType, MemorySink, PermissionGrant, PropagateError, Propagator, Router, Sensitive, Sink};
+use hr_core::{
+    ChangeEnvelope, Compensation, DataType, MemorySink, PermissionGrant, PropagateError, Propagator, RecordScope, Router, ScopedSink, Sensitive, Sink,
+};
 use hr_sync::{Hub, HubConfig};
 use hr_transport_kafka::{EmbeddedKafka, KafkaConfig, KafkaPropagator};
-use hr_transport_rest::{receiver, ReceiverConfig, RestConfig, RestPropagator};
+use hr_transport_rest::{receiver, ReceiverConfig, RestConfig, RestPropagator, RestTarget};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use std::sync::Arc;
 
@@ -100,4 +102,20 @@ async fn compensation_reaches_payroll_only_and_a_grant_its_own_system_even_where
         let grants = sink.digest(DataType::Permission).await.unwrap().count;
         assert_eq!(grants, u64::from(name != "payroll"), "{name}: a grant for erp reaches erp and the all_grants target only");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_system_that_drops_grants_outside_its_scope_fails_the_propagation_naming_the_disagreement() {
+    // The hub believes payroll sees every grant; payroll's own configuration says it does not.
+    let sink = Arc::new(MemorySink::default());
+    let scoped = Arc::new(ScopedSink::new(sink.clone(), RecordScope::new("payroll", false)));
+    let app = receiver(ReceiverConfig::new(scoped, DataType::ALL.to_vec()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let target = RestTarget::new("payroll", &url, vec![DataType::Permission]).with_all_grants(true);
+    let rest = RestPropagator::new(RestConfig::new(vec![target])).unwrap();
+    let err = rest.propagate(&[grant("A-1")]).await.unwrap_err().to_string();
+    assert!(err.contains("did not store 1 changes as outside its scope"), "{err}");
+    assert_eq!(sink.digest(DataType::Permission).await.unwrap().count, 0, "the grant for erp is not stored in payroll");
 }

@@ -230,10 +230,8 @@ impl ChangeEnvelope {
             (Operation::Upsert, Some(_)) => {}
         }
         let text = self.payload_json().unwrap_or("null");
-        let (record_key, canonical) = self
-            .data_type
-            .visit(Canonical(text))
-            .map_err(|e| invalid(format!("payload is not a valid {} record: {}", self.data_type, describe_json_error(&e))))?;
+        let (record_key, canonical) =
+            self.data_type.visit(Canonical(text)).map_err(|e| invalid(format!("payload is not a valid {} record: {}", self.data_type, e)))?;
         if record_key != self.key {
             return Err(invalid(format!(
                 "payload belongs to key {:?}, not to the envelope key",
@@ -248,10 +246,12 @@ impl ChangeEnvelope {
 struct Canonical<'a>(&'a str);
 
 impl RecordVisitor for Canonical<'_> {
-    type Output = Result<(String, String), serde_json::Error>;
+    /// The key and the canonical body, or what is wrong with the payload.
+    type Output = Result<(String, String), String>;
     fn visit<R: Record>(self) -> Self::Output {
-        let record: R = serde_json::from_str(self.0)?;
-        Ok((record.key(), serde_json::to_string(&record)?))
+        let record: R = serde_json::from_str(self.0).map_err(|e| describe_json_error(&e))?;
+        record.check().map_err(str::to_string)?;
+        Ok((record.key(), serde_json::to_string(&record).map_err(|e| describe_json_error(&e))?))
     }
 }
 

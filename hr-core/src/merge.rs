@@ -362,7 +362,11 @@ fn merge_permissions(
         let grant = PermissionGrant { employee, system: p.system, role: p.role, granted: p.op == PermissionOp::Grant, expires: p.expires, at: p.at };
         let newer = match out.get(&grant.key()) {
             None => true,
-            Some(held) => (grant.at, !grant.granted, grant.expires) > (held.at, !held.granted, held.expires),
+            // A grant without expiry lasts longest.
+            Some(held) => {
+                let rank = |g: &PermissionGrant| (g.at, !g.granted, g.expires.unwrap_or(chrono::NaiveDate::MAX));
+                rank(&grant) > rank(held)
+            }
         };
         if newer {
             out.insert(grant.key(), grant);

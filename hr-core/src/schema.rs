@@ -68,7 +68,9 @@ impl DataType {
 /// let change = ChangeEnvelope::of(&md, 1, "sales").unwrap();
 /// assert_eq!((change.data_type, change.key.as_str()), (DataType::MasterData, "md.category:C1"));
 /// ```
-pub trait Record: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
+///
+/// The schema's record types are the only ones: the trait is sealed.
+pub trait Record: sealed::Sealed + Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
     /// Its data type.
     const DATA_TYPE: DataType;
     /// The wire and table name.
@@ -77,6 +79,19 @@ pub trait Record: Serialize + serde::de::DeserializeOwned + Send + Sync + 'stati
     const SENSITIVE: bool = false;
     /// The record's key, unique within its data type.
     fn key(&self) -> String;
+    /// A rule of the schema beyond its fields' types, broken: what is wrong.
+    fn check(&self) -> Result<(), &'static str> {
+        Ok(())
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Employee {}
+    impl Sealed for super::OrgUnit {}
+    impl Sealed for super::MasterData {}
+    impl Sealed for super::PermissionGrant {}
+    impl Sealed for super::Compensation {}
 }
 
 /// Generic code over one [`Record`] type, chosen at run time with [`DataType::visit`].
@@ -322,6 +337,14 @@ impl Record for PermissionGrant {
     const NAME: &'static str = "permission";
     fn key(&self) -> String {
         PermissionGrant::key(self)
+    }
+    /// The key's parts are separated by `:`, and routing reads the system
+    /// from the key: neither the employee nor the system may hold one.
+    fn check(&self) -> Result<(), &'static str> {
+        if self.employee.contains(':') || self.system.contains(':') {
+            return Err("a grant's `employee` and `system` must not contain ':'");
+        }
+        Ok(())
     }
 }
 

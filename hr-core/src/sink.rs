@@ -255,6 +255,9 @@ impl<S> std::fmt::Debug for ScopedSink<S> {
 #[async_trait]
 impl<S: Sink> Sink for ScopedSink<S> {
     async fn apply(&self, batch: &[ChangeEnvelope]) -> Result<ApplyOutcome, SinkError> {
+        if batch.iter().all(|c| self.scope.admits(c.data_type, &c.key)) {
+            return self.inner.apply(batch).await;
+        }
         // The whole batch is validated first: a bad change outside the scope still refuses the batch.
         validate_batch(batch)?;
         let mine: Vec<ChangeEnvelope> = batch.iter().filter(|c| self.scope.admits(c.data_type, &c.key)).cloned().collect();
@@ -264,7 +267,13 @@ impl<S: Sink> Sink for ScopedSink<S> {
         Ok(outcome)
     }
 
+    /// Only what the scope admits: what else the wrapped sink may hold is
+    /// not this target's to hold.
     async fn entries(&self, data_type: DataType) -> Result<Vec<DigestEntry>, SinkError> {
-        self.inner.entries(data_type).await
+        let mut entries = self.inner.entries(data_type).await?;
+        if !self.scope.admits_all(data_type) {
+            entries.retain(|e| self.scope.admits(data_type, &e.key));
+        }
+        Ok(entries)
     }
 }

@@ -85,12 +85,32 @@ impl SqliteSink {
             .map_err(|e| unavailable("cannot read", &self.path, e))
     }
 
-    /// Whether it holds no row of a data type, not even a tombstone: nothing
-    /// of that type ever reached it.
-    pub fn holds_none(&self, data_type: DataType) -> Result<bool, SinkError> {
+    /// Whether it holds any row of a data type, a tombstone included:
+    /// whether anything of that type ever reached it.
+    pub fn holds_any(&self, data_type: DataType) -> Result<bool, SinkError> {
         let conn = self.lock();
-        conn.query_row(&format!("SELECT NOT EXISTS (SELECT 1 FROM {data_type})"), [], |r| r.get::<_, bool>(0))
+        conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {data_type})"), [], |r| r.get::<_, bool>(0))
             .map_err(|e| unavailable("cannot read", &self.path, e))
+    }
+
+    /// Removes every row of `data_type` whose key `keep` rejects, in one
+    /// transaction, and returns how many: for records the system must no
+    /// longer hold at all (grants for another system, once its scope
+    /// narrowed), which a tombstone would still name.
+    pub fn retain(&self, data_type: DataType, keep: impl Fn(&str) -> bool) -> Result<usize, SinkError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(|e| unavailable("cannot begin a transaction on", &self.path, e))?;
+        let keys: Vec<String> = {
+            let mut query = tx.prepare(&format!("SELECT id FROM {data_type}")).map_err(|e| unavailable("cannot read", &self.path, e))?;
+            let rows = query.query_map([], |r| r.get::<_, String>(0)).map_err(|e| unavailable("cannot read", &self.path, e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| unavailable("cannot read", &self.path, e))?
+        };
+        let mut removed = 0;
+        for key in keys.iter().filter(|k| !keep(k)) {
+            removed += tx.execute(&format!("DELETE FROM {data_type} WHERE id = ?1"), [key]).map_err(|e| unavailable("cannot write", &self.path, e))?;
+        }
+        tx.commit().map_err(|e| unavailable("cannot commit to", &self.path, e))?;
+        Ok(removed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {

@@ -283,10 +283,14 @@ fn at_the_same_instant_a_revocation_beats_a_grant_and_the_later_expiry_beats_the
     for swapped in [false, true] {
         let mut revoke_and_grant = vec![event("grant", None), event("revoke", None)];
         let mut two_expiries = vec![event("grant", Some("2026-06-30")), event("grant", Some("2026-12-31"))];
+        let mut lifelong_and_dated = vec![event("grant", None), event("grant", Some("2026-12-31"))];
         if swapped {
             revoke_and_grant.reverse();
             two_expiries.reverse();
+            lifelong_and_dated.reverse();
         }
+        let out = Input { permissions: Some(lifelong_and_dated), ..Input::default() }.merge();
+        assert_eq!(out.state.permissions["A-1:erp:approver"].expires, None, "no expiry lasts longest; swapped: {swapped}");
         let out = Input { permissions: Some(revoke_and_grant), ..Input::default() }.merge();
         assert!(!out.state.permissions["A-1:erp:approver"].granted, "swapped: {swapped}");
         let out = Input { permissions: Some(two_expiries), ..Input::default() }.merge();

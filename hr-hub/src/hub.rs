@@ -10,6 +10,7 @@ use hr_core::{
 };
 use hr_transport_kafka::{KafkaConfig, KafkaPropagator, KafkaTransportError};
 use hr_transport_rest::{RestConfig, RestPropagator, RestTarget, RestTransportError};
+use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -324,8 +325,16 @@ impl Hub {
         for (key, record) in changes {
             raw.push((*key, record.map(serde_json::value::to_raw_value).transpose()?));
         }
+        let grants = if data_type == DataType::Permission { Some(revoke_expired_in(&mut raw, today())?) } else { None };
         let delta = blocking(|| self.ledger.plan_changes(data_type, raw, "hr-hub"))?;
-        self.send(vec![(data_type, delta)]).await
+        let outcome = self.send(vec![(data_type, delta)]).await?;
+        for (key, grant) in grants.into_iter().flatten() {
+            match grant.filter(|g| g.granted && g.expires.is_some()) {
+                Some(expiring) => self.expiring.insert(key, expiring),
+                None => self.expiring.remove(&key),
+            };
+        }
+        Ok(outcome)
     }
 
     async fn send(&mut self, deltas: Vec<(DataType, Delta)>) -> Result<SyncOutcome, HubError> {
@@ -469,6 +478,28 @@ impl Hub {
         }
         Err(HubError::MassDeleteRepair { data_type: t, deletes, held, limit_percent: share * 100.0 })
     }
+}
+
+/// Replaces every grant in `changes` that is no longer in force on `today`
+/// because it expired by its revocation, as a periodic run would send it;
+/// returns each key's grant as it will be sent (`None`: a delete).
+fn revoke_expired_in(changes: &mut [(&str, Option<Box<RawValue>>)], today: chrono::NaiveDate) -> Result<Vec<(String, Option<PermissionGrant>)>, HubError> {
+    let mut grants = Vec::with_capacity(changes.len());
+    for (key, record) in changes.iter_mut() {
+        let Some(json) = record else {
+            grants.push((key.to_string(), None));
+            continue;
+        };
+        let mut grant: PermissionGrant = serde_json::from_str(json.get())?;
+        if grant.granted && !grant.in_force_on(today) {
+            if let Some(lapsed) = grant.lapses_at() {
+                grant = grant.revoked(lapsed);
+                *json = serde_json::value::to_raw_value(&grant)?;
+            }
+        }
+        grants.push((key.to_string(), Some(grant)));
+    }
+    Ok(grants)
 }
 
 /// Today's date in UTC, the calendar grant expiry is judged by.

@@ -12,6 +12,10 @@ use std::sync::Arc;
 /// while an export is merged.
 pub async fn load_and_merge(input: PathBuf, mapping: Mapping, identities: Arc<Identities>) -> Result<MergeOutcome, ImportError> {
     let merged = tokio::task::spawn_blocking(move || load_input_dir(&input, &mapping).map(|source| merge_with_identities(source, &identities))).await;
-    // A panic in the merge is a bug, never caused by input (the fuzz tests hold that): it propagates.
-    merged.unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+    match merged {
+        Ok(merged) => merged,
+        // A panic in the merge is a bug, never caused by input (the fuzz tests hold that): it propagates.
+        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+        Err(_) => Err(ImportError::Io { file: "(input directory)".into(), source: std::io::Error::other("the runtime shut down during the merge") }),
+    }
 }

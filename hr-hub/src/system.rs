@@ -140,8 +140,12 @@ impl TargetSystem {
         let address = listener.local_addr().map_err(listen_error)?;
         let url = format!("http://{address}");
         let receiver_error = |source| SystemError::Receiver { system: system(), address, source };
-        // Grants for other systems are never stored, whichever way they come.
-        let scoped: Arc<dyn Sink> = Arc::new(ScopedSink::new(sink.clone(), config.policy().scope(name)));
+        // Grants for other systems are never stored, whichever way they come,
+        // and none stays from before the system's scope narrowed.
+        let scope = config.policy().scope(name);
+        let removed = sink.retain(DataType::Permission, |key| scope.admits(DataType::Permission, key));
+        removed.map_err(|source| SystemError::Store { system: system(), path: path.clone(), source })?;
+        let scoped: Arc<dyn Sink> = Arc::new(ScopedSink::new(sink.clone(), scope));
         let mut receiver_config = ReceiverConfig::new(scoped.clone(), allowed.clone());
         if let Some(token) = &options.token {
             receiver_config = receiver_config.with_token(token).map_err(receiver_error)?;
@@ -209,7 +213,7 @@ impl TargetSystem {
 /// `data_types`: a new system, or one whose store was lost.
 fn holds_nothing(sink: &SqliteSink, data_types: &[DataType]) -> Result<bool, SinkError> {
     for t in data_types {
-        if !sink.holds_none(*t)? {
+        if sink.holds_any(*t)? {
             return Ok(false);
         }
     }
@@ -222,5 +226,9 @@ async fn rewind(kafka: &KafkaConfig, group: &str, data_types: &[DataType]) -> Re
     let (kafka, group, data_types) = (kafka.clone(), group.to_string(), data_types.to_vec());
     // Boxed across the thread: the error is large.
     let rewound = tokio::task::spawn_blocking(move || KafkaSubscriber::rewind(&kafka, &group, &data_types).map_err(Box::new)).await;
-    rewound.unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic())).map_err(|e| *e)
+    match rewound {
+        Ok(rewound) => rewound.map_err(|e| *e),
+        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+        Err(_) => Err(KafkaTransportError::Subscriber { group: "(rewind)".into(), detail: "the runtime shut down during the rewind".into() }),
+    }
 }

@@ -231,7 +231,13 @@ impl RestPropagator {
                     response.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
                 let text = response.text().await.unwrap_or_default();
                 let detail: String = text.chars().take(300).collect();
-                if status.is_success() {
+                let out_of_scope = count_in(&text, "out_of_scope");
+                if status.is_success() && out_of_scope > 0 {
+                    // Sent only what its scope admits, yet some was dropped: the two sides' configurations differ.
+                    Attempt::Fatal(format!(
+                        "the target did not store {out_of_scope} changes as outside its scope (its all_grants setting differs from the hub's)"
+                    ))
+                } else if status.is_success() {
                     Attempt::Applied { stale: stale_in(&text) }
                 } else if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
                     Attempt::Retry(format!("HTTP {status}: {detail}"), retry_after)
@@ -308,7 +314,11 @@ fn check_base_url(target: &RestTarget) -> Result<(), RestTransportError> {
 
 /// The `stale` count of a receiver's answer (`{"applied": n, "stale": m}`).
 fn stale_in(answer: &str) -> u64 {
-    serde_json::from_str::<serde_json::Value>(answer).ok().and_then(|v| v["stale"].as_u64()).unwrap_or(0)
+    count_in(answer, "stale")
+}
+
+fn count_in(answer: &str, field: &str) -> u64 {
+    serde_json::from_str::<serde_json::Value>(answer).ok().and_then(|v| v[field].as_u64()).unwrap_or(0)
 }
 
 fn root_cause(e: &dyn std::error::Error) -> String {

@@ -1,7 +1,7 @@
 //! Company A's CSV exports: `employees.csv` and `departments.csv`.
 
 use super::csv::{Csv, CsvRow};
-use super::fields::{check_email, check_person_key, parse_compact_date, parse_local_timestamp, FieldError};
+use super::fields::{check_email, check_id, check_optional_id, check_person_key, parse_compact_date, parse_local_timestamp, FieldError};
 use super::files::{A_DEPARTMENTS, A_DEPARTMENT_COLUMNS, A_EMPLOYEES, A_EMPLOYEE_COLUMNS};
 use super::reader::{read_file, Parsed};
 use super::source::{SourceEmployee, SourceOrgUnit};
@@ -26,9 +26,9 @@ pub(crate) fn departments(dir: &Path, mapping: &Mapping) -> Result<Parsed<Source
 }
 
 fn parse_employee(origin: Origin, row: &CsvRow<'_>, mapping: &Mapping) -> Result<SourceEmployee, FieldError> {
-    let emp_no = row.required("emp_no")?;
+    let emp_no = check_id(row.required("emp_no")?, "emp_no")?;
     let name = row.required("name")?;
-    let dept = row.required("dept_code")?;
+    let dept = check_id(row.required("dept_code")?, "dept_code")?;
     let rank = row.required("rank")?;
     let grade = mapping.grade_a(rank).ok_or_else(|| (Reason::UnknownGrade, format!("field `rank`: {rank:?} is not in mapping grades.company_a")))?;
     let hire_date = parse_compact_date(row.required("hire_date")?, "hire_date")?;
@@ -64,21 +64,21 @@ fn parse_employee(origin: Origin, row: &CsvRow<'_>, mapping: &Mapping) -> Result
         grade: grade.to_string(),
         status,
         hire_date,
-        manager_source_id: row.optional("manager_emp_no").map(|m| format!("A-{m}")),
+        manager_source_id: check_optional_id(row.optional("manager_emp_no"), "manager_emp_no")?.map(|m| format!("A-{m}")),
         salary,
         updated_at,
     })
 }
 
 fn parse_department(origin: Origin, row: &CsvRow<'_>, mapping: &Mapping) -> Result<SourceOrgUnit, FieldError> {
-    let code = row.required("dept_code")?;
+    let code = check_id(row.required("dept_code")?, "dept_code")?;
     Ok(SourceOrgUnit {
         origin,
         company: Company::A,
         id: format!("A-{code}"),
         name: row.required("dept_name")?.to_string(),
-        parent: row.optional("parent_dept_code").map(|p| format!("A-{p}")),
-        leader_source_id: row.optional("leader_emp_no").map(|l| format!("A-{l}")),
+        parent: check_optional_id(row.optional("parent_dept_code"), "parent_dept_code")?.map(|p| format!("A-{p}")),
+        leader_source_id: check_optional_id(row.optional("leader_emp_no"), "leader_emp_no")?.map(|l| format!("A-{l}")),
         updated_at: parse_local_timestamp(row.required("updated_at")?, "updated_at", mapping.company_a.utc_offset_hours)?,
     })
 }

@@ -55,6 +55,26 @@ pub(crate) fn is_plausible_email(email: &str) -> bool {
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
+/// Longest id accepted from an export, in bytes.
+const MAX_ID_BYTES: usize = 128;
+
+/// An id as records and keys use it: letters, digits, `-`, `_` and `.` only.
+/// Ids become parts of record keys, where `:` separates the parts (a grant's
+/// key is `<employee>:<system>:<role>`, and routing reads the system from
+/// it) and whitespace would be invisible in reports.
+pub(crate) fn check_id<'a>(text: &'a str, field: &str) -> Result<&'a str, FieldError> {
+    let valid = !text.is_empty() && text.len() <= MAX_ID_BYTES && text.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if valid {
+        return Ok(text);
+    }
+    Err((Reason::MalformedRow, format!("field `{field}` holds characters an id may not: only letters, digits, '-', '_' and '.', at most {MAX_ID_BYTES} bytes")))
+}
+
+/// [`check_id`] for an optional field.
+pub(crate) fn check_optional_id(value: Option<String>, field: &str) -> Result<Option<String>, FieldError> {
+    value.map(|id| check_id(&id, field).map(str::to_string)).transpose()
+}
+
 pub(crate) fn check_email(value: Option<String>, field: &str) -> Result<Option<String>, FieldError> {
     match value {
         Some(email) if !is_plausible_email(&email) => Err((Reason::InvalidEmail, format!("field `{field}` is not a valid email address"))),

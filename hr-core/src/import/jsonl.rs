@@ -1,6 +1,6 @@
 //! JSON-lines files: one JSON object per line.
 
-use super::fields::{missing, FieldError};
+use super::fields::{check_id, missing, FieldError};
 use super::reader::{for_each_record, Format};
 use super::ImportError;
 use crate::quarantine::{Origin, Quarantined, Reason};
@@ -35,15 +35,6 @@ impl Format for Jsonl {
     }
 }
 
-/// Longest id text accepted from an export.
-const MAX_ID_CHARS: usize = 128;
-
-/// Whether `text` can be an id: it becomes part of record keys, where ':'
-/// separates parts and whitespace would be invisible in reports.
-fn is_id_text(text: &str) -> bool {
-    !text.is_empty() && text.len() <= MAX_ID_CHARS && text.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
 /// Typed access to one JSON object's fields, with errors that name the field.
 pub(crate) struct JsonRow<'a>(&'a Map<String, Value>);
 
@@ -60,12 +51,8 @@ impl JsonRow<'_> {
                 .as_u64()
                 .map(|n| Some(n.to_string()))
                 .ok_or_else(|| (Reason::MalformedRow, format!("field `{field}` is a number but not a whole non-negative one"))),
-            Some(Value::String(s)) if is_id_text(s.trim()) => Ok(Some(s.trim().to_string())),
             Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-            Some(Value::String(_)) => Err((
-                Reason::MalformedRow,
-                format!("field `{field}` holds characters an id may not: only letters, digits, '-', '_' and '.', at most {MAX_ID_CHARS}"),
-            )),
+            Some(Value::String(s)) => check_id(s.trim(), field).map(|id| Some(id.to_string())),
             Some(_) => Err((Reason::MalformedRow, format!("field `{field}` is neither a number nor a string"))),
         }
     }

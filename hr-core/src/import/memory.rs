@@ -49,14 +49,17 @@ fn mem_available(meminfo: &str) -> Option<u64> {
 
 /// Limit minus usage of the process's memory cgroup and of every ancestor
 /// (a parent's limit binds its children), the smallest of them; `None`
-/// when no level sets a limit. `membership` is the text of
-/// /proc/self/cgroup; `root` is where the cgroup file systems are mounted.
+/// when no level sets a limit. Usage leaves out the inactive page cache,
+/// which the kernel reclaims before it runs out (reading a large export
+/// fills it). `membership` is the text of /proc/self/cgroup; `root` is
+/// where the cgroup file systems are mounted.
 fn cgroup_headroom(membership: &str, root: &Path) -> Option<u64> {
     let mut smallest: Option<u64> = None;
-    for (dir, limit_file, usage_file) in cgroup_dirs(membership, root) {
+    for (dir, files) in cgroup_dirs(membership, root) {
         for level in dir.ancestors().take_while(|d| d.starts_with(root)) {
-            let limit = read_bytes(&level.join(limit_file));
-            let usage = read_bytes(&level.join(usage_file)).unwrap_or(0);
+            let limit = read_bytes(&level.join(files.limit));
+            let cache = std::fs::read_to_string(level.join("memory.stat")).ok().and_then(|stat| stat_value(&stat, files.inactive_cache)).unwrap_or(0);
+            let usage = read_bytes(&level.join(files.usage)).unwrap_or(0).saturating_sub(cache);
             if let Some(limit) = limit.filter(|l| *l < UNLIMITED) {
                 let headroom = limit.saturating_sub(usage);
                 smallest = Some(smallest.map_or(headroom, |s| s.min(headroom)));
@@ -66,9 +69,25 @@ fn cgroup_headroom(membership: &str, root: &Path) -> Option<u64> {
     smallest
 }
 
-/// The process's memory cgroup directories with their limit and usage file
-/// names: the unified (v2) hierarchy and the v1 memory controller.
-fn cgroup_dirs(membership: &str, root: &Path) -> Vec<(PathBuf, &'static str, &'static str)> {
+/// Where one cgroup version keeps a cgroup's limit, usage and reclaimable cache.
+struct MemoryFiles {
+    limit: &'static str,
+    usage: &'static str,
+    /// The `memory.stat` key of the inactive page cache.
+    inactive_cache: &'static str,
+}
+
+const V2: MemoryFiles = MemoryFiles { limit: "memory.max", usage: "memory.current", inactive_cache: "inactive_file" };
+const V1: MemoryFiles = MemoryFiles { limit: "memory.limit_in_bytes", usage: "memory.usage_in_bytes", inactive_cache: "total_inactive_file" };
+
+/// One value of a `memory.stat` file.
+fn stat_value(stat: &str, key: &str) -> Option<u64> {
+    stat.lines().find_map(|line| line.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The process's memory cgroup directories with their files: the unified
+/// (v2) hierarchy and the v1 memory controller.
+fn cgroup_dirs(membership: &str, root: &Path) -> Vec<(PathBuf, MemoryFiles)> {
     let mut dirs = Vec::new();
     for line in membership.lines() {
         let mut fields = line.splitn(3, ':');
@@ -76,9 +95,9 @@ fn cgroup_dirs(membership: &str, root: &Path) -> Vec<(PathBuf, &'static str, &'s
         let relative = path.trim_start_matches('/');
         if controllers.is_empty() {
             let unified = if root.join("unified").is_dir() { root.join("unified") } else { root.to_path_buf() };
-            dirs.push((unified.join(relative), "memory.max", "memory.current"));
+            dirs.push((unified.join(relative), V2));
         } else if controllers.split(',').any(|c| c == "memory") {
-            dirs.push((root.join("memory").join(relative), "memory.limit_in_bytes", "memory.usage_in_bytes"));
+            dirs.push((root.join("memory").join(relative), V1));
         }
     }
     dirs
@@ -110,6 +129,15 @@ mod tests {
         write(&root.path().join("app/memory.max"), "1073741824\n");
         write(&root.path().join("app/memory.current"), "268435456\n");
         write(&root.path().join("memory.max"), "max\n");
+        assert_eq!(cgroup_headroom("0::/app\n", root.path()), Some(768 << 20));
+    }
+
+    #[test]
+    fn inactive_page_cache_counts_as_free() {
+        let root = tempfile::tempdir().unwrap();
+        write(&root.path().join("app/memory.max"), "1073741824\n");
+        write(&root.path().join("app/memory.current"), "805306368\n");
+        write(&root.path().join("app/memory.stat"), "anon 268435456\nfile 536870912\ninactive_file 536870912\nactive_file 0\n");
         assert_eq!(cgroup_headroom("0::/app\n", root.path()), Some(768 << 20));
     }
 

@@ -1,7 +1,7 @@
 //! The files both companies share: `master_data.csv` and `permissions.jsonl`.
 
 use super::csv::{Csv, CsvRow};
-use super::fields::{parse_iso_date, parse_rfc3339, FieldError};
+use super::fields::{check_id, parse_iso_date, parse_rfc3339, FieldError};
 use super::files::{MASTER_DATA, MASTER_DATA_COLUMNS, PERMISSIONS};
 use super::jsonl::{JsonRow, Jsonl};
 use super::reader::{read_file, Parsed};
@@ -47,8 +47,8 @@ fn parse_permission(origin: Origin, row: &JsonRow<'_>) -> Result<SourcePermissio
     };
     Ok(SourcePermission {
         origin,
-        employee: row.required_text("employee")?,
-        system: row.required_text("system")?,
+        employee: check_id(&row.required_text("employee")?, "employee")?.to_string(),
+        system: check_id(&row.required_text("system")?, "system")?.to_string(),
         role: row.required_text("role")?,
         op,
         expires: row.text("expires")?.map(|d| parse_iso_date(&d, "expires")).transpose()?,
