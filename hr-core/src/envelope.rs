@@ -46,7 +46,6 @@ pub enum Operation {
 /// holds and keeps a tombstone for deletes, so duplicates, redelivery and
 /// reordering never change the result.
 ///
-///
 /// ```
 /// use hr_core::{ChangeEnvelope, DataType, MasterData};
 /// let md = MasterData { set: "md.category".into(), code: "C01".into(), name: "Food".into(), attributes: Default::default() };

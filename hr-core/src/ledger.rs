@@ -190,7 +190,6 @@ struct Held {
 /// quarantined: then it keeps its last good version everywhere and is listed
 /// in [`Delta::held_back`].
 ///
-///
 /// ```
 /// use hr_core::{DataType, Ledger, MasterData};
 /// let mut ledger = Ledger::in_memory().unwrap();
