@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Runs every test: checks formatting (rustfmt.toml) and lints (clippy, warnings
-# are errors), starts the real Kafka broker (fetching it on first use), runs
+# Runs every test: checks formatting (rustfmt.toml), lints (clippy, warnings
+# are errors) and the API docs (broken links are errors), starts the real Kafka broker (fetching it on first use), runs
 # the workspace's unit, integration and doc tests against it, stops it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 bash scripts/kafka.sh start
 trap 'bash scripts/kafka.sh stop || true; for p in 19092 19192 19292; do KAFKA_PORT=$p KAFKA_CONTROLLER_PORT=$((p + 1)) bash scripts/kafka.sh stop >/dev/null 2>&1 || true; done' EXIT
 export HR_KAFKA_BROKERS="${HR_KAFKA_BROKERS:-127.0.0.1:${KAFKA_PORT:-9092}}"

@@ -352,7 +352,7 @@ impl Hub {
     }
 
     /// The digest `target` should have for `data_type`: the ledger's, over
-    /// the records the target's [`RecordScope`] admits (a system holds only
+    /// the records the target's [`RecordScope`](hr_core::RecordScope) admits (a system holds only
     /// its own grants).
     pub fn expected_digest(&self, target: &str, data_type: DataType) -> Result<Digest, HubError> {
         if self.policy.scope(target).admits_all(data_type) {
