@@ -113,7 +113,10 @@ fn seed_record_count(state: &MergedState) -> u64 {
 fn hub_for(kafka: &KafkaConfig, transport: &str, types: &[DataType], rest: RestConfig, dir: &std::path::Path) -> Hub {
     let config = HubConfig {
         routes: types.iter().map(|t| (*t, transport.to_string())).collect(),
-        targets: SYSTEMS.iter().map(|s| (s.to_string(), TargetConfig { data_types: types.to_vec(), url: None, token_env: None, all_grants: false })).collect(),
+        targets: SYSTEMS
+            .iter()
+            .map(|s| (s.to_string(), TargetConfig { data_types: types.to_vec(), url: None, token_env: None, all_grants: false, publishes: vec![] }))
+            .collect(),
         topic_prefix: kafka.topic_prefix.clone(),
         ..HubConfig::default()
     };

@@ -8,12 +8,21 @@
 //! ```
 //!
 //! Prints `<name> listening on http://<addr>` on stdout once it accepts requests.
+//!
+//! `--publish FILE` (in `master_data.csv`'s format: `set,code,name[,attribute
+//! columns]`) publishes those rows as this system, which must own their sets
+//! (`[targets.<name>] publishes = [...]`), to every system that receives
+//! master data, itself included. The file is the complete state of the sets
+//! the system owns: a row absent from a later publish is a deletion. A row
+//! of a set the system does not own, or a bad row, refuses the whole file.
 use clap::Parser;
-use hr_sync::{HubConfig, SystemOptions, TargetSystem};
+use hr_sync::hr_core::{read_master_data_file, Ledger, MasterData};
+use hr_sync::{HubConfig, Publisher, SystemOptions, TargetSystem};
 use hr_transport_kafka::{ensure_topics, KafkaConfig};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -38,6 +47,9 @@ struct Args {
     /// Routing, targets and topic prefix (default: the seed's).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Publish the master data in FILE (`set,code,name[,...]`) as this system once started.
+    #[arg(long, value_name = "FILE")]
+    publish: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -49,11 +61,16 @@ async fn main() -> anyhow::Result<()> {
     kafka.topic_prefix = config.topic_prefix.clone();
     // Subscribing to a topic that does not exist yet would wait for a metadata refresh.
     ensure_topics(&kafka, &config.policy().data_types_via("kafka")).await?;
+    // The file is checked whole before the system starts: a bad one changes nothing.
+    let catalogue = args.publish.as_deref().map(|file| read_catalogue(file, &args.name, &config)).transpose()?;
     let options = SystemOptions { name: args.name.clone(), data_dir: args.data_dir, listen: args.listen, token: args.token, fresh: false };
     let system = TargetSystem::start(&options, &config, &kafka).await?;
     println!("{} listening on {}", system.name(), system.url());
     std::io::stdout().flush()?;
     eprintln!("{}: sqlite {}, kafka group {}", system.name(), system.sink().path().display(), system.group().unwrap_or("-"));
+    if let Some(records) = catalogue {
+        publish(records, &args.name, &options.data_dir, &config, &kafka).await?;
+    }
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut ticker = tokio::time::interval(Duration::from_secs(5));
@@ -79,5 +96,40 @@ async fn main() -> anyhow::Result<()> {
         stats.applied.values().map(|o| o.applied).sum::<usize>(),
         stats.dead_lettered
     );
+    Ok(())
+}
+
+/// The rows of `file`, once every row is valid, of a set `name` owns, and
+/// the only row of its key.
+fn read_catalogue(file: &Path, name: &str, config: &HubConfig) -> anyhow::Result<Vec<MasterData>> {
+    let (rows, quarantined) = read_master_data_file(file)?;
+    if let Some(bad) = quarantined.first() {
+        anyhow::bail!("{}, line {}: {} ({}); nothing was published", file.display(), bad.line, bad.detail, bad.reason.as_str());
+    }
+    let owned = config.targets.get(name).map(|t| t.publishes.clone()).unwrap_or_default();
+    let mut seen = BTreeMap::new();
+    for row in &rows {
+        if !owned.contains(&row.record.set) {
+            let owns = if owned.is_empty() { "none".to_string() } else { owned.join(", ") };
+            anyhow::bail!(
+                "{}, line {}: set {:?} is not one {name} owns (it publishes {owns}); nothing was published",
+                file.display(),
+                row.line,
+                row.record.set
+            );
+        }
+        if let Some(first) = seen.insert(row.record.key(), row.line) {
+            anyhow::bail!("{}, line {}: {} is already on line {first}; nothing was published", file.display(), row.line, row.record.key());
+        }
+    }
+    Ok(rows.into_iter().map(|row| row.record).collect())
+}
+
+/// Publishes `records` as `name` and waits until every system applied them.
+async fn publish(records: Vec<MasterData>, name: &str, data_dir: &Path, config: &HubConfig, kafka: &KafkaConfig) -> anyhow::Result<()> {
+    let mut publisher = Publisher::over_kafka(config, name, Ledger::open(data_dir.join(format!("{name}-published.sqlite3")))?, kafka)?;
+    let sent = publisher.publish(&records).await?;
+    sent.receipt.applied(Duration::from_secs(120)).await?;
+    eprintln!("{name}: published {} changes of {} ({} records), applied in every system", sent.sent, publisher.owned_sets().join(", "), records.len());
     Ok(())
 }

@@ -26,4 +26,4 @@ pub use hr_hub;
 pub use hr_transport_kafka;
 pub use hr_transport_rest;
 
-pub use hr_hub::{ConfigError, Hub, HubConfig, HubError, SystemError, SystemOptions, TargetSystem};
+pub use hr_hub::{ConfigError, Hub, HubConfig, HubError, Publisher, SystemError, SystemOptions, TargetSystem};

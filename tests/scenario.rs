@@ -33,6 +33,12 @@ async fn the_scenario_converges_on_the_real_broker() {
         assert_eq!(sink.count(DataType::Compensation).unwrap(), 0, "{system} holds compensation");
         assert!(sink.count(DataType::Employee).unwrap() > 1_900);
     }
+    // erp's product catalogue, published by erp itself, is in every system.
+    for system in ["payroll", "orgchart", "erp"] {
+        let conn = rusqlite::Connection::open(dir.path().join(format!("{system}.sqlite3"))).unwrap();
+        let products: i64 = conn.query_row("SELECT count(*) FROM master_data WHERE id LIKE 'md.product:%' AND deleted = 0", [], |r| r.get(0)).unwrap();
+        assert_eq!(products, 1_000, "{system} holds erp's products");
+    }
     let payroll = SqliteSink::open(dir.path().join("payroll.sqlite3")).unwrap();
     assert!(payroll.count(DataType::Compensation).unwrap() > 1_500);
     // The real-time changes, by content in every system, as seen right after each was confirmed

@@ -131,6 +131,18 @@ pub struct Digest {
     pub hash: [u64; 4],
 }
 
+impl std::ops::AddAssign for Digest {
+    /// The digest of two disjoint sets of entries is the sum of theirs: what
+    /// the hub sent plus what a system published is what a target holds.
+    fn add_assign(&mut self, other: Digest) {
+        self.count += other.count;
+        self.tombstones += other.tombstones;
+        for (lane, theirs) in self.hash.iter_mut().zip(other.hash) {
+            *lane = lane.wrapping_add(theirs);
+        }
+    }
+}
+
 impl Digest {
     /// Adds one entry; `content` is `None` for a tombstone.
     pub fn add(&mut self, key: &str, version: u64, content: Option<ContentHash>) {

@@ -106,7 +106,7 @@ mod sqlite_sink;
 pub use digest::{bucket_of, ContentHash, Digest, DigestEntry, BUCKETS};
 pub use envelope::{describe_json_error, ChangeEnvelope, EnvelopeError, Operation, MAX_VERSION};
 pub use holdback::HeldBack;
-pub use import::{fits_in_memory, load_input_dir, ImportError, SourceData, MEMORY_PER_INPUT_BYTE};
+pub use import::{fits_in_memory, load_input_dir, read_master_data_file, ImportError, MasterDataRow, SourceData, MEMORY_PER_INPUT_BYTE};
 #[cfg(feature = "sqlite")]
 pub use ledger::{Delta, HeldRecord, Ledger, LedgerError, PlanOptions, Repair, DEFAULT_MAX_DELETE_SHARE};
 pub use mapping::{CompanyARules, GradeMaps, Mapping, MappingError, DEFAULT_MAPPING_TOML};

@@ -254,6 +254,11 @@ impl MasterData {
     pub fn key(&self) -> String {
         format!("{}:{}", self.set, self.code)
     }
+
+    /// The set a master data key belongs to: the part before the first `:`.
+    pub fn set_of_key(key: &str) -> &str {
+        key.split_once(':').map_or(key, |(set, _)| set)
+    }
 }
 
 /// A role an employee holds (or held) in a system.

@@ -2,8 +2,8 @@
 //! data type, a periodic full sync, real-time changes and a delta run.
 
 use crate::console::Console;
-use hr_core::{DataType, Ledger, MergeReport, MergedState, PermissionGrant, PropagationReport, Sink};
-use hr_hub::{load_and_merge, Hub, HubConfig, SystemOptions, TargetSystem};
+use hr_core::{DataType, Ledger, MasterData, MergeReport, MergedState, PermissionGrant, PropagationReport, Sink};
+use hr_hub::{load_and_merge, Hub, HubConfig, Publisher, SystemOptions, TargetSystem};
 use hr_testdata::{Dataset, GenerateOptions};
 use hr_transport_kafka::{ensure_topics, EmbeddedKafka, KafkaConfig};
 use hr_transport_rest::{RestConfig, RestTarget};
@@ -74,6 +74,9 @@ fn observe(systems: &[TargetSystem], data_type: DataType, key: &str) -> anyhow::
 }
 
 const TOKEN_ENV: &str = "HR_DEMO_TOKEN";
+/// The master-data set a business system publishes in the scenario, and how many.
+const PRODUCTS: &str = "md.product";
+const PRODUCT_COUNT: usize = 1_000;
 const CONFIRM_DEADLINE: Duration = Duration::from_secs(300);
 
 /// Runs the scenario and returns its report.
@@ -94,10 +97,11 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
     let (embedded, kafka) = start_kafka(&options, &config, console).await?;
     let token = std::env::var(TOKEN_ENV).unwrap_or_else(|_| format!("demo-{:x}", rand::random::<u64>()));
     let systems = start_systems(&options, &mut config, &kafka, &token, console).await?;
-    let hub = start_hub(&options, &config, kafka, &token)?;
-    let mut run = Run { hub, systems, config, console, timings, confirmed: PropagationReport::default(), changes_sent: vec![] };
+    let hub = start_hub(&options, &config, kafka.clone(), &token)?;
+    let mut run = Run { hub, systems, config, console, timings, confirmed: PropagationReport::default(), changes_sent: vec![], publisher: None };
 
     run.full_sync(&outcome.state).await?;
+    run.publish_products(&options, &kafka).await?;
     let mut state = outcome.state.clone();
     let (realtime_keys, realtime_seen) = run.real_time(&mut state).await?;
     if let Some(data) = dataset.as_mut() {
@@ -113,6 +117,7 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
     }
     let systems = run.reconcile().await?;
     // Producers first: the embedded cluster must outlive every client.
+    drop(run.publisher.take());
     drop(run.hub);
     drop(embedded);
     Ok(ScenarioReport { merge: outcome.report, systems, timings_ms: run.timings, changes_sent: run.changes_sent, realtime_keys, realtime_seen })
@@ -214,6 +219,8 @@ struct Run<'a> {
     timings: BTreeMap<String, f64>,
     confirmed: PropagationReport,
     changes_sent: Vec<u64>,
+    /// The system that published the products, once it did.
+    publisher: Option<Publisher>,
 }
 
 impl Run<'_> {
@@ -229,6 +236,34 @@ impl Run<'_> {
         self.timings.insert("initial_sync".into(), ms(t));
         self.console.line(&format!("periodic sync: {} changes applied in all systems in {:.0} ms", sent.sent, self.timings["initial_sync"]));
         self.changes_sent.push(sent.sent);
+        Ok(())
+    }
+
+    /// The seed's master data from a business system: the system that owns
+    /// `md.product` (erp in the default configuration) publishes its
+    /// catalogue to every system, in parallel with the hub.
+    async fn publish_products(&mut self, options: &ScenarioOptions, kafka: &KafkaConfig) -> anyhow::Result<()> {
+        let Some((&set, &owner)) = self.config.owned_sets().iter().find(|(set, _)| **set == PRODUCTS) else { return Ok(()) };
+        let (set, owner) = (set.to_string(), owner.to_string());
+        let ledger_path = options.data_dir.join(format!("{owner}-published.sqlite3"));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", ledger_path.display()));
+        }
+        let mut publisher = Publisher::over_kafka(&self.config, &owner, Ledger::open(&ledger_path)?, kafka)?;
+        let catalogue: Vec<MasterData> = (1..=PRODUCT_COUNT)
+            .map(|i| MasterData {
+                set: set.clone(),
+                code: format!("P{i:05}"),
+                name: format!("상품 {i}"),
+                attributes: BTreeMap::from([("unit".to_string(), "pcs".to_string())]),
+            })
+            .collect();
+        let t = Instant::now();
+        let sent = publisher.publish(&catalogue).await?;
+        self.confirmed.merge(self.console.confirm("applying the published products", &sent.receipt, CONFIRM_DEADLINE).await?);
+        self.timings.insert("publish_products".into(), ms(t));
+        self.console.line(&format!("{owner} published {} {set} records, applied in every system in {:.0} ms", sent.sent, self.timings["publish_products"]));
+        self.publisher = Some(publisher);
         Ok(())
     }
 
@@ -312,7 +347,11 @@ impl Run<'_> {
             system.shutdown().await?;
             let mut per_type = BTreeMap::new();
             for t in &self.config.targets[&name].data_types {
-                let hub_digest = self.hub.expected_digest(&name, *t)?;
+                let mut hub_digest = self.hub.expected_digest(&name, *t)?;
+                if let (DataType::MasterData, Some(publisher)) = (*t, &self.publisher) {
+                    // What the hub sent and what the owner published, together.
+                    hub_digest += publisher.digest()?;
+                }
                 let held = sink.digest(*t).await?;
                 let applied = self.confirmed.delivered.get(&name).and_then(|m| m.get(t)).copied().unwrap_or(0);
                 per_type.insert(*t, SystemTypeResult { records: held.count, applied, digest_matches: hub_digest == held });

@@ -83,6 +83,11 @@ pub struct TargetConfig {
     /// only the grants for itself.
     #[serde(default)]
     pub all_grants: bool,
+    /// The master-data sets this system owns and publishes to the others
+    /// (for example `["md.product"]`); the hub never sends, deletes or
+    /// repairs their records.
+    #[serde(default)]
+    pub publishes: Vec<String>,
 }
 
 fn default_prefix() -> String {
@@ -147,13 +152,18 @@ pub enum ConfigError {
 }
 
 impl Default for HubConfig {
-    /// The seed's routing and targets ([`RoutingPolicy::default`]), no URLs.
+    /// The seed's routing and targets ([`RoutingPolicy::default`]), no URLs;
+    /// erp, the business system, owns and publishes `md.product`.
     fn default() -> Self {
         let policy = RoutingPolicy::default();
+        let publishes = |name: &str| if name == "erp" { vec!["md.product".to_string()] } else { vec![] };
         let targets = policy
             .targets
             .into_iter()
-            .map(|(name, t)| (name, TargetConfig { data_types: t.data_types, url: None, token_env: None, all_grants: t.all_grants }))
+            .map(|(name, t)| {
+                let publishes = publishes(&name);
+                (name, TargetConfig { data_types: t.data_types, url: None, token_env: None, all_grants: t.all_grants, publishes })
+            })
             .collect();
         let origin = ConfigOrigin { path: "<default configuration>".into(), ..ConfigOrigin::default() };
         HubConfig { routes: policy.routes, targets, topic_prefix: default_prefix(), mapping: None, sensitive_on_kafka: false, origin }
@@ -176,7 +186,27 @@ impl HubConfig {
             routes: spans.routes.iter().map(|(t, v)| (*t, line_of(v.span().start))).collect(),
             targets: spans.targets.keys().map(|k| (k.get_ref().clone(), line_of(k.span().start))).collect(),
         };
+        config.check_owners()?;
         Ok(config)
+    }
+
+    /// Each master-data set a system owns, and its owner.
+    pub fn owned_sets(&self) -> BTreeMap<&str, &str> {
+        self.targets.iter().flat_map(|(name, t)| t.publishes.iter().map(move |set| (set.as_str(), name.as_str()))).collect()
+    }
+
+    /// A set has one owner.
+    fn check_owners(&self) -> Result<(), ConfigError> {
+        let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
+        for (name, target) in &self.targets {
+            for set in &target.publishes {
+                if let Some(first) = owners.insert(set, name) {
+                    let message = format!("master-data set {set:?} is published by both {first} and {name}; a set has one owner");
+                    return Err(ConfigError::Parse { path: self.shown_path(), line: self.line(None, Some(name)), message });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The line of the route of `data_type`, or else of target `target` (0 if unknown).

@@ -5,8 +5,8 @@
 
 use crate::config::{ConfigError, HubConfig};
 use hr_core::{
-    ChangeEnvelope, DataType, Delta, Digest, DigestEntry, HeldBack, HeldRecord, Ledger, LedgerError, MergedState, PermissionGrant, PlanOptions, PropagateError,
-    Propagator, Receipt, Repair, Router, RoutingPolicy,
+    ChangeEnvelope, DataType, Delta, Digest, DigestEntry, HeldBack, HeldRecord, Ledger, LedgerError, MasterData, MergedState, PermissionGrant, PlanOptions,
+    PropagateError, Propagator, Receipt, Repair, Router, RoutingPolicy,
 };
 use hr_transport_kafka::{KafkaConfig, KafkaPropagator, KafkaTransportError};
 use hr_transport_rest::{RestConfig, RestPropagator, RestTarget, RestTransportError};
@@ -36,6 +36,22 @@ pub enum HubError {
     /// A real-time record cannot be serialized.
     #[error("cannot serialize a record: {0}")]
     Serialize(#[from] serde_json::Error),
+    /// A system that owns no master-data set was asked to publish.
+    #[error("{system} publishes no master-data set: list the sets it owns in its configuration, [targets.{system}] publishes = [\"md.product\"]")]
+    NotAPublisher {
+        /// The system.
+        system: String,
+    },
+    /// A system tried to publish a record of a set it does not own.
+    #[error("{system} does not own master-data set {set:?} (it publishes {owned}): nothing was published")]
+    NotOwner {
+        /// The system.
+        system: String,
+        /// The set of the refused record.
+        set: String,
+        /// The sets it owns, comma separated.
+        owned: String,
+    },
     /// A repair would delete more than the delete guard allows.
     #[error(
         "refusing to repair by deleting {deletes} of the {held} {data_type} records a system holds (over the {limit_percent:.0}% limit): \
@@ -171,6 +187,8 @@ pub struct Hub {
     reader: Option<Arc<RestPropagator>>,
     allow_mass_delete: bool,
     policy: RoutingPolicy,
+    /// Master-data sets owned by a system (set -> owner): never the hub's to send.
+    owned: BTreeMap<String, String>,
     /// Grants in force with an expiry date, as last sent: what
     /// [`enforce_expiry`](Hub::enforce_expiry) revokes between runs.
     expiring: BTreeMap<String, PermissionGrant>,
@@ -226,7 +244,8 @@ impl Hub {
         let policy = config.policy();
         let router = transports.into_iter().fold(Router::new(policy.clone()), |router, (name, p)| router.with(name, p));
         router.check().map_err(|e| config.routing_error(e))?;
-        Ok(Hub { ledger, router, reader: None, allow_mass_delete: false, policy, expiring: BTreeMap::new() })
+        let owned = config.owned_sets().into_iter().map(|(set, owner)| (set.to_string(), owner.to_string())).collect();
+        Ok(Hub { ledger, router, reader: None, allow_mass_delete: false, policy, owned, expiring: BTreeMap::new() })
     }
 
     /// REST targets from the configuration: each target's `url` and the
@@ -287,7 +306,12 @@ impl Hub {
     pub async fn sync_types(&mut self, state: &MergedState, types: &[DataType], held: &HeldBack) -> Result<SyncOutcome, HubError> {
         let options = PlanOptions { allow_mass_delete: self.allow_mass_delete, hold: Some(held) };
         let unexpired = types.contains(&DataType::Permission).then(|| without_expired_grants(state, today())).flatten();
-        let source = |t: DataType| if t == DataType::Permission { unexpired.as_ref().unwrap_or(state) } else { state };
+        let hubs_master_data = types.contains(&DataType::MasterData).then(|| without_sets(state, &self.owned)).flatten();
+        let source = |t: DataType| match t {
+            DataType::Permission => unexpired.as_ref().unwrap_or(state),
+            DataType::MasterData => hubs_master_data.as_ref().unwrap_or(state),
+            _ => state,
+        };
         let ledger = &mut self.ledger;
         let deltas = blocking(|| types.iter().map(|t| Ok((*t, ledger.plan_state(source(*t), *t, "hr-hub", &options)?))).collect::<Result<Vec<_>, HubError>>())?;
         let outcome = self.send(deltas).await?;
@@ -383,7 +407,10 @@ impl Hub {
             };
             let mut per_type = BTreeMap::new();
             for t in &target.data_types {
-                let theirs = held.get(t).copied().unwrap_or_else(Digest::default);
+                let mut theirs = held.get(t).copied().unwrap_or_else(Digest::default);
+                if self.holds_owned_sets(*t) {
+                    theirs = Digest::of(&self.without_owned(reader.entries(name, *t, &ALL_BUCKETS).await?));
+                }
                 let ours = self.expected_digest(name, *t)?;
                 let drift = if ours == theirs { Drift::default() } else { self.find_drift(reader, name, *t).await? };
                 per_type.insert(*t, Reconciled { records: theirs.count, hub_records: ours.count, digest_matches: ours == theirs, drift });
@@ -391,6 +418,17 @@ impl Hub {
             out.insert(name.clone(), per_type);
         }
         Ok(out)
+    }
+
+    /// Whether targets may hold records of `data_type` that systems own and publish.
+    fn holds_owned_sets(&self, data_type: DataType) -> bool {
+        data_type == DataType::MasterData && !self.owned.is_empty()
+    }
+
+    /// `entries` without the records of sets systems own: those are the owner's to compare.
+    fn without_owned(&self, mut entries: Vec<DigestEntry>) -> Vec<DigestEntry> {
+        entries.retain(|e| !self.owned.contains_key(MasterData::set_of_key(&e.key)));
+        entries
     }
 
     /// Narrows a differing digest down to keys: bucket digests first, then
@@ -403,7 +441,9 @@ impl Hub {
         if differing.is_empty() {
             return Ok(Drift::default());
         }
-        let theirs: BTreeMap<String, DigestEntry> = reader.entries(target, data_type, &differing).await?.into_iter().map(|e| (e.key.clone(), e)).collect();
+        let theirs = reader.entries(target, data_type, &differing).await?;
+        let theirs = if self.holds_owned_sets(data_type) { self.without_owned(theirs) } else { theirs };
+        let theirs: BTreeMap<String, DigestEntry> = theirs.into_iter().map(|e| (e.key.clone(), e)).collect();
         let mut wanted = [false; hr_core::BUCKETS];
         differing.iter().for_each(|&b| wanted[b] = true);
         let ours: BTreeMap<&str, &DigestEntry> = ours.iter().filter(|e| wanted[e.bucket()]).map(|e| (e.key.as_str(), e)).collect();
@@ -502,9 +542,31 @@ fn revoke_expired_in(changes: &mut [(&str, Option<Box<RawValue>>)], today: chron
     Ok(grants)
 }
 
+/// Every key bucket, to read a target's entries whole.
+const ALL_BUCKETS: [usize; hr_core::BUCKETS] = {
+    let mut all = [0; hr_core::BUCKETS];
+    let mut i = 0;
+    while i < hr_core::BUCKETS {
+        all[i] = i;
+        i += 1;
+    }
+    all
+};
+
 /// Today's date in UTC, the calendar grant expiry is judged by.
 fn today() -> chrono::NaiveDate {
     chrono::Utc::now().date_naive()
+}
+
+/// `state`'s master data without the sets systems own, as a state holding
+/// only master data; `None` when it has none of them.
+fn without_sets(state: &MergedState, owned: &BTreeMap<String, String>) -> Option<MergedState> {
+    let is_owned = |key: &str| owned.contains_key(MasterData::set_of_key(key));
+    if !state.master_data.keys().any(|k| is_owned(k)) {
+        return None;
+    }
+    let master_data = state.master_data.iter().filter(|(k, _)| !is_owned(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    Some(MergedState { master_data, ..MergedState::default() })
 }
 
 /// `state`'s grants with the expired ones revoked, as a state holding only

@@ -90,9 +90,11 @@
 mod config;
 mod hub;
 mod input;
+mod publisher;
 mod system;
 
 pub use config::{ConfigError, ConfigOrigin, HubConfig, TargetConfig};
 pub use hub::{Drift, DriftKey, Hub, HubError, Reconciled, Reconciliation, RepairOutcome, SyncOutcome};
 pub use input::load_and_merge;
+pub use publisher::Publisher;
 pub use system::{SystemError, SystemOptions, TargetSystem};

@@ -33,11 +33,17 @@ pub struct SystemProcess {
 
 /// Starts `examples/system.rs` listening on `listen` (`127.0.0.1:0`: any port).
 pub fn start_system(name: &str, listen: &str, config: &Path, data_dir: &Path, brokers: &str) -> SystemProcess {
+    start_system_with(name, listen, config, data_dir, brokers, &[])
+}
+
+/// [`start_system`] with further arguments (e.g. `--publish FILE`).
+pub fn start_system_with(name: &str, listen: &str, config: &Path, data_dir: &Path, brokers: &str, extra: &[&str]) -> SystemProcess {
     let mut child = Command::new(example("system"))
         .args(["--name", name, "--listen", listen, "--brokers", brokers, "--config"])
         .arg(config)
         .arg("--data-dir")
         .arg(data_dir)
+        .args(extra)
         .env("HR_SYSTEM_TOKEN", TOKEN)
         .stdout(Stdio::piped())
         .spawn()
@@ -50,12 +56,22 @@ pub fn start_system(name: &str, listen: &str, config: &Path, data_dir: &Path, br
 }
 
 /// SIGTERM, and the process must leave cleanly.
-pub fn stop(system: SystemProcess) {
+pub fn stop(mut system: SystemProcess) {
     let pid = system.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let mut child = system.child;
-    let status = child.wait().unwrap();
+    let status = system.child.wait().unwrap();
     assert!(status.success(), "a system did not stop cleanly: {status}");
+}
+
+/// A test that fails half way leaves no system running (it would hold the
+/// test harness's output open).
+impl Drop for SystemProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 /// A deployment on disk: the systems' configuration, the hub's (with their
@@ -105,7 +121,12 @@ impl Deployment {
 
     /// Starts a system again where it listened before (same URL, same database).
     pub fn restart(&self, name: &str, url: &str) -> SystemProcess {
-        start_system(name, url.trim_start_matches("http://"), &self.system_config, &self.systems_dir, &self.brokers)
+        self.restart_with(name, url, &[])
+    }
+
+    /// [`restart`](Self::restart) with further arguments for the system.
+    pub fn restart_with(&self, name: &str, url: &str, extra: &[&str]) -> SystemProcess {
+        start_system_with(name, url.trim_start_matches("http://"), &self.system_config, &self.systems_dir, &self.brokers, extra)
     }
 
     /// The hub command for this deployment, plus `extra` arguments.

@@ -54,6 +54,33 @@ pub fn load_input_dir(dir: &Path, mapping: &Mapping) -> Result<SourceData, Impor
     Ok(data)
 }
 
+/// One row of a master data file, with the line it starts on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MasterDataRow {
+    /// The line of the file (the header is line 1).
+    pub line: u64,
+    /// The record.
+    pub record: crate::MasterData,
+}
+
+/// Reads a file in `master_data.csv`'s format (`set,code,name[,attribute
+/// columns...]`) from any path, as a system publishing the sets it owns
+/// does: the rows in file order, and the rows quarantined (naming line and
+/// field). A missing file or a wrong header is an error naming the file.
+pub fn read_master_data_file(path: &Path) -> Result<(Vec<MasterDataRow>, Vec<crate::Quarantined>), ImportError> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // Quarantine entries name their file for as long as they live; a publish reads few files.
+    let file: &'static str = Box::leak(name.into_boxed_str());
+    let parsed = shared::master_data_in(dir, file)?;
+    let rows = parsed
+        .records
+        .into_iter()
+        .map(|md| MasterDataRow { line: md.origin.line, record: crate::MasterData { set: md.set, code: md.code, name: md.name, attributes: md.attributes } })
+        .collect();
+    Ok((rows, parsed.quarantined))
+}
+
 fn check_memory(dir: &Path) -> Result<(), ImportError> {
     let Some(available) = memory::available_memory() else { return Ok(()) };
     let input: u64 = [A_EMPLOYEES, A_DEPARTMENTS, B_EMPLOYEES, B_ORG_UNITS, MASTER_DATA, PERMISSIONS]

@@ -11,12 +11,17 @@ use crate::quarantine::{Origin, Reason};
 use std::path::Path;
 
 pub(crate) fn master_data(dir: &Path) -> Result<Parsed<SourceMasterData>, ImportError> {
+    master_data_in(dir, MASTER_DATA)
+}
+
+/// Rows in `master_data.csv`'s format from the file `file` of `dir`.
+pub(crate) fn master_data_in(dir: &Path, file: &'static str) -> Result<Parsed<SourceMasterData>, ImportError> {
     let format = Csv { required: &MASTER_DATA_COLUMNS, id_prefix: None };
     let id_of = |row: &CsvRow<'_>| match (row.optional("set"), row.optional("code")) {
         (Some(s), Some(c)) => Some(format!("{s}:{c}")),
         _ => None,
     };
-    read_file(dir, MASTER_DATA, &format, id_of, parse_master_data)
+    read_file(dir, file, &format, id_of, parse_master_data)
 }
 
 pub(crate) fn permissions(dir: &Path) -> Result<Parsed<SourcePermission>, ImportError> {

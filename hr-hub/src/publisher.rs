@@ -1,0 +1,96 @@
+//! A business system publishing the master data it owns.
+
+use crate::config::HubConfig;
+use crate::hub::{HubError, SyncOutcome};
+use hr_core::{DataType, Ledger, MasterData, Propagator};
+use hr_transport_kafka::{KafkaConfig, KafkaPropagator};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Publishes the master-data sets one system owns (`[targets.<name>]
+/// publishes = ["md.product"]`) to every system that receives master data,
+/// itself included, as the hub publishes what comes from its input.
+///
+/// The publisher keeps its own [`Ledger`], so the versions of its records
+/// are its own: the hub never sends a key of a set another system owns,
+/// and a set has one owner, so no two writers ever number the same key.
+/// Each [`publish`](Self::publish) is the complete state of the sets it
+/// owns: a row absent from a later publish is a deletion, under the same
+/// delete guard as the hub's runs.
+pub struct Publisher {
+    system: String,
+    owned: Vec<String>,
+    ledger: Ledger,
+    propagator: Arc<dyn Propagator>,
+    allow_mass_delete: bool,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher").field("system", &self.system).field("owned", &self.owned).finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    /// A publisher for `system` that sends through `propagator`, which must
+    /// reach every target that receives master data.
+    pub fn new(config: &HubConfig, system: &str, ledger: Ledger, propagator: Arc<dyn Propagator>) -> Result<Self, HubError> {
+        let owned = config.targets.get(system).map(|t| t.publishes.clone()).unwrap_or_default();
+        if owned.is_empty() {
+            return Err(HubError::NotAPublisher { system: system.into() });
+        }
+        Ok(Publisher { system: system.into(), owned, ledger, propagator, allow_mass_delete: false })
+    }
+
+    /// A publisher over Kafka (master data's usual route), to the topic every
+    /// system that receives master data reads. The topic must exist.
+    pub fn over_kafka(config: &HubConfig, system: &str, ledger: Ledger, kafka: &KafkaConfig) -> Result<Self, HubError> {
+        let mut producer = KafkaPropagator::new(kafka)?;
+        for name in config.targets.iter().filter(|(_, t)| t.data_types.contains(&DataType::MasterData)).map(|(name, _)| name) {
+            producer = producer.with_target(name, &[DataType::MasterData])?;
+        }
+        Self::new(config, system, ledger, Arc::new(producer))
+    }
+
+    /// Lets the next publish delete more than the delete guard allows.
+    pub fn allow_mass_delete(&mut self, allow: bool) {
+        self.allow_mass_delete = allow;
+    }
+
+    /// The sets this system owns.
+    pub fn owned_sets(&self) -> &[String] {
+        &self.owned
+    }
+
+    /// Whether this system owns `set`.
+    pub fn owns(&self, set: &str) -> bool {
+        self.owned.iter().any(|s| s == set)
+    }
+
+    /// Sends what changed in the sets this system owns, given their complete
+    /// state; the outcome's receipt learns when every system applied it. A
+    /// record of a set the system does not own is refused, and nothing is sent.
+    pub async fn publish(&mut self, records: &[MasterData]) -> Result<SyncOutcome, HubError> {
+        if let Some(foreign) = records.iter().find(|r| !self.owns(&r.set)) {
+            return Err(HubError::NotOwner { system: self.system.clone(), set: foreign.set.clone(), owned: self.owned.join(", ") });
+        }
+        let mut payloads = BTreeMap::new();
+        for record in records {
+            payloads.insert(record.key(), serde_json::value::to_raw_value(record)?);
+        }
+        let delta = self.ledger.plan(DataType::MasterData, payloads, &self.system, self.allow_mass_delete)?;
+        if delta.changes.is_empty() {
+            return Ok(SyncOutcome::default());
+        }
+        self.ledger.reserve(DataType::MasterData, &delta)?;
+        let receipt = self.propagator.propagate(&delta.changes).await?;
+        self.ledger.commit(DataType::MasterData, &delta)?;
+        Ok(SyncOutcome { sent: delta.changes.len() as u64, retried: delta.retried, receipt, held_back: vec![] })
+    }
+
+    /// The digest of what this system published: added to the hub's, what
+    /// every system that receives master data should hold.
+    pub fn digest(&self) -> Result<hr_core::Digest, HubError> {
+        Ok(self.ledger.digest(DataType::MasterData)?)
+    }
+}
