@@ -85,7 +85,8 @@ mod tests {
 
     #[test]
     fn memory_is_bounded_by_bytes_oldest_forgotten_first() {
-        let mut keys = AnsweredKeys::new(10 * cost(&"k".repeat(200)));
+        // A remembered key costs its text twice (map and queue) plus the entry's fixed size.
+        let mut keys = AnsweredKeys::new(10 * (2 * 200 + ENTRY_OVERHEAD));
         for i in 0..1_000 {
             keys.remember(format!("{i:0>200}"), [0; 32], ApplyOutcome::default());
         }

@@ -510,6 +510,13 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_idempotency_key_is_refused_and_an_absent_one_is_none() {
+        assert!(idempotency_key(&headers(&[("idempotency-key", "")])).is_err());
+        assert_eq!(idempotency_key(&headers(&[("idempotency-key", "k-1")])).ok().flatten().as_deref(), Some("k-1"));
+        assert!(matches!(idempotency_key(&HeaderMap::new()), Ok(None)));
+    }
+
+    #[test]
     fn the_bearer_scheme_is_case_insensitive() {
         for value in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR  t0k"] {
             assert_eq!(presented_token(&headers(&[("authorization", value)])), Some("t0k"), "{value}");

@@ -191,6 +191,13 @@ mod tests {
     }
 
     #[test]
+    fn up_to_five_fields_are_named_and_the_rest_counted() {
+        let fields: Vec<String> = (1..=6).map(|i| format!("f{i}")).collect();
+        assert_eq!(list_fields(&fields[..5]), "`f1`, `f2`, `f3`, `f4`, `f5`");
+        assert_eq!(list_fields(&fields), "`f1`, `f2`, `f3`, `f4`, `f5`, 1 more");
+    }
+
+    #[test]
     fn duplicate_keys_are_found_at_any_depth() {
         assert!(check_structure(br#"[{"a": {"b": [1, {"c": 1, "d": 2}]}}]"#).is_ok());
         match check_structure(br#"[{"a": {"b": [1, {"c": 1, "c": 2}]}}]"#) {
