@@ -70,12 +70,21 @@ fn a_full_run_logs_no_sensitive_value_and_no_token() {
     let report = tokio::runtime::Runtime::new().unwrap().block_on(run(options, &Console::lines())).unwrap();
     assert!(report.systems["payroll"][&hr_core::DataType::Compensation].digest_matches);
     // A given input is propagated as given: the real-time changes leave every count as merged.
+    // Each grant is held by the one system it is for; master data also holds erp's 1,000 published products.
+    use hr_core::DataType::{MasterData, Permission};
     for (system, types) in &report.systems {
         for (t, r) in types {
             assert!(r.digest_matches, "{system}/{t}");
-            assert_eq!(r.records, report.merge.counts[t] as u64, "{system}/{t} holds the input's count");
+            let expected = match t {
+                Permission => continue,
+                MasterData => report.merge.counts[t] as u64 + 1_000,
+                _ => report.merge.counts[t] as u64,
+            };
+            assert_eq!(r.records, expected, "{system}/{t} holds the input's count");
         }
     }
+    let grants: u64 = report.systems.values().map(|types| types[&Permission].records).sum();
+    assert_eq!(grants, report.merge.counts[&Permission] as u64, "every grant is in exactly one system");
 
     let quarantined: Vec<&str> = report.merge.quarantined.iter().filter_map(|q| q.id.as_deref()).collect();
     assert!(quarantined.contains(&"A-990001") && quarantined.contains(&"A-990002"), "{quarantined:?}");
