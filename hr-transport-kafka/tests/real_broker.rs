@@ -222,10 +222,14 @@ async fn a_poison_record_goes_to_the_dead_letter_topic_and_the_rest_is_applied()
     // All on one key, so the poison sits between good records in one partition.
     let mut wrong_key = md(1, 3);
     wrong_key.key = "md.category:C00002".into();
+    // Well-formed, but an employee change on the master data topic.
+    let mut wrong_topic = md(1, 4);
+    wrong_topic.data_type = DataType::Employee;
     let sends: Vec<(Vec<u8>, &str)> = vec![
         (md(1, 1).to_json().into_bytes(), "good"),
         (b"{not json".to_vec(), "garbage"),
         (wrong_key.to_json().into_bytes(), "invalid"),
+        (wrong_topic.to_json().into_bytes(), "wrong topic"),
         (md(1, 2).to_json().into_bytes(), "good"),
     ];
     for (payload, _) in &sends {
@@ -234,7 +238,7 @@ async fn a_poison_record_goes_to_the_dead_letter_topic_and_the_rest_is_applied()
     wait_until_applied(&config, &[&group], &[DataType::MasterData], Duration::from_secs(60)).await.unwrap();
     assert_eq!(sink.get(DataType::MasterData, "md.category:C00001").unwrap().version, 2, "the record after the poison was applied");
     let stats = sub.shutdown().await.unwrap();
-    assert_eq!(stats.dead_lettered, 2);
+    assert_eq!(stats.dead_lettered, 3);
 
     let dlq: StreamConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &config.brokers)
@@ -244,15 +248,17 @@ async fn a_poison_record_goes_to_the_dead_letter_topic_and_the_rest_is_applied()
         .unwrap();
     dlq.subscribe(&[&format!("{topic}.dlq")]).unwrap();
     let mut errors = vec![];
-    for _ in 0..2 {
+    for _ in 0..3 {
         let m = tokio::time::timeout(Duration::from_secs(30), dlq.recv()).await.unwrap().unwrap();
         let headers = m.headers().unwrap();
         let err = headers.iter().find(|h| h.key == DLQ_ERROR_HEADER).and_then(|h| h.value).unwrap();
         errors.push((String::from_utf8_lossy(m.payload().unwrap()).to_string(), String::from_utf8_lossy(err).to_string()));
     }
-    assert_eq!(errors[0].0, "{not json");
-    assert!(errors[0].1.contains("syntax error") || errors[0].1.contains("end of input"), "{}", errors[0].1);
-    assert!(errors[1].1.contains("key"), "{}", errors[1].1);
+    let error_of = |payload_part: &str| errors.iter().find(|(payload, _)| payload.contains(payload_part)).map(|(_, e)| e.as_str()).unwrap_or_default();
+    let garbage = error_of("{not json");
+    assert!(garbage.contains("syntax error") || garbage.contains("end of input"), "{errors:?}");
+    assert!(error_of("md.category:C00002").contains("key"), "{errors:?}");
+    assert!(error_of(r#""data_type":"employee""#).contains("envelope of employee on topic"), "{errors:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
