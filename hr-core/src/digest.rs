@@ -131,9 +131,30 @@ pub struct Digest {
     pub hash: [u64; 4],
 }
 
+/// The digest of two disjoint sets of entries is the sum of theirs: what
+/// the hub sent plus what a system published is what a target holds.
+///
+/// ```
+/// use hr_core::{ContentHash, Digest};
+/// let (mut hubs, mut owners, mut held) = (Digest::default(), Digest::default(), Digest::default());
+/// hubs.add("md.category:C1", 3, Some(ContentHash::of("{}")));
+/// hubs.add("md.category:C2", 2, None);
+/// owners.add("md.product:P1", 1, Some(ContentHash::of("{\"name\":\"p\"}")));
+/// owners.add("md.product:P2", 4, None);
+/// let all = [
+///     ("md.category:C1", 3, Some(ContentHash::of("{}"))),
+///     ("md.category:C2", 2, None),
+///     ("md.product:P1", 1, Some(ContentHash::of("{\"name\":\"p\"}"))),
+///     ("md.product:P2", 4, None),
+/// ];
+/// for (key, version, content) in all {
+///     held.add(key, version, content);
+/// }
+/// hubs += owners;
+/// assert_eq!(hubs, held);
+/// assert_eq!((hubs.count, hubs.tombstones), (2, 2));
+/// ```
 impl std::ops::AddAssign for Digest {
-    /// The digest of two disjoint sets of entries is the sum of theirs: what
-    /// the hub sent plus what a system published is what a target holds.
     fn add_assign(&mut self, other: Digest) {
         self.count += other.count;
         self.tombstones += other.tombstones;
