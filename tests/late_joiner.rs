@@ -28,37 +28,38 @@ fn versions(deployment: &Deployment, system: &str) -> BTreeMap<(String, String),
 }
 
 #[test]
-fn a_system_with_an_empty_store_gets_everything_at_the_next_run_and_the_others_nothing_again() {
+fn a_system_with_an_empty_store_gets_everything_at_the_next_run_grants_and_pay_included_and_the_others_nothing_again() {
     let (deployment, mut systems) = Deployment::start(&NAMES);
     let data = Dataset::generate(&GenerateOptions::scaled(300));
     data.write(&deployment.input).unwrap();
     let first = deployment.run_hub(&[]);
     assert_all_match(&first, "after the first run");
-    let before: BTreeMap<&str, _> = ["payroll", "orgchart"].into_iter().map(|name| (name, versions(&deployment, name))).collect();
+    let before: BTreeMap<&str, _> = ["orgchart", "erp"].into_iter().map(|name| (name, versions(&deployment, name))).collect();
 
-    // erp loses its database and comes back empty, at the same address.
-    let erp = systems.pop().unwrap();
-    assert_eq!(erp.name, "erp");
-    let url = erp.url.clone();
-    stop(erp);
+    // payroll loses its database and comes back empty, at the same address.
+    let payroll = systems.remove(0);
+    assert_eq!(payroll.name, "payroll");
+    let url = payroll.url.clone();
+    stop(payroll);
     for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", deployment.database("erp").display()));
+        let _ = std::fs::remove_file(format!("{}{suffix}", deployment.database("payroll").display()));
     }
-    systems.push(deployment.restart("erp", &url));
+    systems.push(deployment.restart("payroll", &url));
 
     let report = deployment.run_hub(&[]);
-    assert_all_match(&report, "after erp rejoined");
-    for t in ["employee", "org_unit", "master_data", "permission"] {
-        assert_eq!(report["systems"]["erp"][t]["records"], first["systems"]["erp"][t]["records"], "erp/{t}");
-        assert!(report["systems"]["erp"][t]["records"].as_u64().unwrap() > 0, "erp/{t}");
+    assert_all_match(&report, "after payroll rejoined");
+    for t in ["employee", "org_unit", "master_data", "permission", "compensation"] {
+        assert_eq!(report["systems"]["payroll"][t]["records"], first["systems"]["payroll"][t]["records"], "payroll/{t}");
+        assert!(report["systems"]["payroll"][t]["records"].as_u64().unwrap() > 0, "payroll/{t}");
     }
-    // Kafka's types came from the (compacted) topics; only erp's own grants travelled again, over REST, to erp.
+    // Kafka's types came from the (compacted) topics; payroll's grants and
+    // compensation travelled again, over REST, to payroll only.
     assert_eq!(report["changes_sent"], 0, "the run had nothing new to send");
     let repaired = report["repaired"].as_object().unwrap();
-    assert_eq!(repaired.keys().collect::<Vec<_>>(), ["permission"], "{repaired:?}");
-    assert_eq!(report["repaired_per_target"].as_object().unwrap().keys().collect::<Vec<_>>(), ["erp"], "{}", report["repaired_per_target"]);
+    assert_eq!(repaired.keys().collect::<Vec<_>>(), ["compensation", "permission"], "{repaired:?}");
+    assert_eq!(report["repaired_per_target"].as_object().unwrap().keys().collect::<Vec<_>>(), ["payroll"], "{}", report["repaired_per_target"]);
     for (name, held) in &before {
-        assert_eq!(&versions(&deployment, name), held, "{name} received changes because erp rejoined");
+        assert_eq!(&versions(&deployment, name), held, "{name} received changes because payroll rejoined");
     }
     for system in systems {
         stop(system);
