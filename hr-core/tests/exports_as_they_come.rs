@@ -13,6 +13,17 @@ fn with(line: &str, field: &str, value: Value) -> String {
     object.to_string()
 }
 
+/// `line` with the numeric ids in `fields` written as strings.
+fn ids_as_strings(line: &str, fields: &[&str]) -> String {
+    let mut object: Value = serde_json::from_str(line).unwrap();
+    for field in fields {
+        if let Some(n) = object[*field].as_u64() {
+            object[*field] = json!(n.to_string());
+        }
+    }
+    object.to_string()
+}
+
 #[test]
 fn string_and_number_ids_import_to_the_same_unified_ids() {
     let numbers = Input {
@@ -20,25 +31,11 @@ fn string_and_number_ids_import_to_the_same_unified_ids() {
         b_org_units: vec![unit_line(10, None, Some(1)), unit_line(11, Some(10), Some(2))],
         ..Input::default()
     };
-    let mut strings = Input { b_employees: vec![], b_org_units: vec![], ..Input::default() };
-    for line in &numbers.b_employees {
-        let mut object: Value = serde_json::from_str(line).unwrap();
-        for field in ["employeeId", "orgUnitId", "managerId"] {
-            if let Some(n) = object[field].as_u64() {
-                object[field] = json!(n.to_string());
-            }
-        }
-        strings.b_employees.push(object.to_string());
-    }
-    for line in &numbers.b_org_units {
-        let mut object: Value = serde_json::from_str(line).unwrap();
-        for field in ["orgUnitId", "parentId", "headId"] {
-            if let Some(n) = object[field].as_u64() {
-                object[field] = json!(n.to_string());
-            }
-        }
-        strings.b_org_units.push(object.to_string());
-    }
+    let strings = Input {
+        b_employees: numbers.b_employees.iter().map(|l| ids_as_strings(l, &["employeeId", "orgUnitId", "managerId"])).collect(),
+        b_org_units: numbers.b_org_units.iter().map(|l| ids_as_strings(l, &["orgUnitId", "parentId", "headId"])).collect(),
+        ..Input::default()
+    };
     let (from_numbers, from_strings) = (numbers.merge(), strings.merge());
     assert!(from_strings.report.quarantined.is_empty(), "{:?}", from_strings.report.quarantined);
     assert_eq!(from_numbers.state, from_strings.state);
