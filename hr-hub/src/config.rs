@@ -276,6 +276,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_master_data_set_with_two_owners_is_refused_naming_the_line() {
+        let text = "[routes]\nmaster_data = \"kafka\"\n\n[targets.erp]\ndata_types = [\"master_data\"]\npublishes = [\"md.product\"]\n\n[targets.sales]\ndata_types = [\"master_data\"]\npublishes = [\"md.product\"]\n";
+        let err = HubConfig::from_toml_str(text, "hub.toml").unwrap_err().to_string();
+        assert!(err.starts_with("configuration hub.toml, line 8:") && err.contains("published by both erp and sales"), "{err}");
+        let one_owner = HubConfig::from_toml_str(&text.replace("publishes = [\"md.product\"]\n\n", "\n"), "hub.toml").unwrap();
+        assert_eq!(one_owner.owned_sets(), BTreeMap::from([("md.product", "sales")]));
+    }
+
+    #[test]
     fn the_example_file_parses_and_matches_the_default_routing() {
         let text = include_str!("../../config/hr-sync.example.toml");
         let config = HubConfig::from_toml_str(text, "hr-sync.example.toml").unwrap();
