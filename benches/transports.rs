@@ -378,7 +378,7 @@ fn realtime_change(c: &mut Criterion) {
     g.bench_function(rest_name, |b| {
         b.iter_custom(timed_samples(&latencies, format!("{}/{rest_name}", broker.kind()), || {
             grant.at += chrono::Duration::milliseconds(1);
-            let outcome = rt.block_on(hub.sync_changes(DataType::Permission, &[(grant.key().as_str(), Some(&grant))])).unwrap();
+            let outcome = rt.block_on(hub.sync_changes(&[(grant.key().as_str(), Some(&grant))])).unwrap();
             assert_eq!(outcome.sent, 1);
         }))
     });
@@ -392,7 +392,7 @@ fn realtime_change(c: &mut Criterion) {
     let mut transfer = |turn: usize| {
         employee.org_unit = teams[turn % 2].clone();
         rt.block_on(async {
-            let outcome = hub.sync_changes(DataType::Employee, &[(employee.id.as_str(), Some(&employee))]).await.unwrap();
+            let outcome = hub.sync_changes(&[(employee.id.as_str(), Some(&employee))]).await.unwrap();
             assert_eq!(outcome.sent, 1);
             outcome.receipt.applied(Duration::from_secs(30)).await.unwrap();
         })

@@ -14,16 +14,25 @@
 //! Every run compares each system's content digests with the hub's, finds
 //! the keys that differ and repairs them (`--check-only`: report only); the
 //! exit code is non-zero while any system differs.
+//!
+//! `--listen ADDR` also serves the HR side's real-time API
+//! (`hr_hub::hub_api`: `POST /hr/v1/permissions`, `PATCH
+//! /hr/v1/employees/{id}`) behind the bearer token in `HR_HUB_TOKEN`, and
+//! keeps serving after the run until Ctrl-C. Calls and runs share the hub
+//! behind one lock, so they never interleave; newer wins between them.
 use clap::Parser;
 use hr_core::{DataType, HeldBack, HeldRecord, Ledger, MergeReport};
 use hr_demo::console::Console;
-use hr_sync::hr_hub::{load_and_merge, Hub, HubConfig, Reconciliation, RepairOutcome, SyncOutcome};
+use hr_sync::hr_hub::{hub_api, load_and_merge, ApiConfig, Hub, HubConfig, Reconciliation, RepairOutcome, SyncOutcome};
 use hr_transport_kafka::{ensure_topics, wait_until_applied, KafkaConfig};
 use hr_transport_rest::RestConfig;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
 
 #[derive(Parser)]
 #[command(about = "Merge, plan deltas, propagate to every target system and reconcile")]
@@ -59,6 +68,9 @@ struct Args {
     /// send nothing (no sync, no repair); exits non-zero if anything differs.
     #[arg(long)]
     check_only: bool,
+    /// Serve the real-time API for the HR side on this address (token: HR_HUB_TOKEN).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
 }
 
 /// What one run did.
@@ -80,6 +92,8 @@ struct RunReport {
     repaired_per_target: BTreeMap<String, BTreeMap<DataType, u64>>,
     /// Differing keys the hub could not repair (their record is held back this run).
     unrepairable: BTreeMap<DataType, Vec<String>>,
+    /// Keys whose source was older than their last real-time change, which stands.
+    source_older: BTreeMap<DataType, Vec<String>>,
     /// What each system holds at the end of the run.
     systems: Reconciliation,
 }
@@ -100,17 +114,29 @@ async fn main() -> anyhow::Result<()> {
     let mut rest = RestConfig::new(Hub::rest_targets(&config)?);
     rest.deadline = Duration::from_secs(args.rest_deadline_secs);
     std::fs::create_dir_all(&args.data_dir)?;
+    // Read before anything runs: a --listen without a token is a mistake to report at once.
+    let api_token =
+        args.listen.map(|_| std::env::var("HR_HUB_TOKEN")).transpose().map_err(|_| anyhow::anyhow!("--listen needs the API's bearer token in HR_HUB_TOKEN"))?;
 
-    let mut hub: Option<Hub> = None;
+    let mut hub: Option<Arc<Mutex<Hub>>> = None;
     let mut failures: u32 = 0;
     loop {
         let outcome = match connected(&mut hub, &args, &config, &rest).await {
-            Ok(hub) => run_once(&args, &config, hub, &console).await,
+            Ok((hub, new)) => {
+                if let (true, Some(addr), Some(token)) = (new, args.listen, &api_token) {
+                    serve_api(hub.clone(), addr, token, &console).await?;
+                }
+                run_once(&args, &config, &hub, &console).await
+            }
             Err(e) => Err(e),
         };
         write_report(&args, &console, &outcome);
         let mismatched = outcome.as_ref().map(RunReport::mismatched).unwrap_or_default();
         let Some(every) = args.watch else {
+            if args.listen.is_some() && outcome.is_ok() {
+                console.line("serving the real-time API until Ctrl-C");
+                wait_enforcing_expiry(hub.as_deref(), Duration::MAX, &console).await;
+            }
             outcome?;
             anyhow::ensure!(mismatched.is_empty(), "systems differ from the hub: {}", mismatched.join(", "));
             return Ok(());
@@ -131,39 +157,58 @@ async fn main() -> anyhow::Result<()> {
                 pause
             }
         };
-        if !wait_enforcing_expiry(hub.as_mut(), pause, &console).await {
+        if !wait_enforcing_expiry(hub.as_deref(), pause, &console).await {
             return Ok(());
         }
     }
+}
+
+/// Serves the real-time API on `addr` for as long as the process runs.
+async fn serve_api(hub: Arc<Mutex<Hub>>, addr: SocketAddr, token: &str, console: &Console) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let bound = listener.local_addr()?;
+    let app = hub_api(hub, ApiConfig::new(token));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the real-time API stopped");
+        }
+    });
+    console.line(&format!("real-time API listening on http://{bound}"));
+    Ok(())
 }
 
 /// How often `--watch` revokes grants that expired since the last run.
 const EXPIRY_CHECK: Duration = Duration::from_secs(60);
 
 /// Waits `pause` between runs, revoking lapsed grants every minute; `false` on Ctrl-C.
-async fn wait_enforcing_expiry(mut hub: Option<&mut Hub>, pause: Duration, console: &Console) -> bool {
-    let until = Instant::now() + pause;
-    while let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+async fn wait_enforcing_expiry(hub: Option<&Mutex<Hub>>, pause: Duration, console: &Console) -> bool {
+    let until = Instant::now().checked_add(pause);
+    loop {
+        let left = until.map_or(EXPIRY_CHECK, |u| u.saturating_duration_since(Instant::now()));
+        if left.is_zero() {
+            return true;
+        }
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return false,
             _ = tokio::time::sleep(left.min(EXPIRY_CHECK)) => {}
         }
-        let Some(hub) = hub.as_deref_mut() else { continue };
-        match hub.enforce_expiry(chrono::Utc::now().date_naive()).await {
+        let Some(hub) = hub else { continue };
+        match hub.lock().await.enforce_expiry(chrono::Utc::now().date_naive()).await {
             Ok(revoked) if revoked.sent > 0 => console.line(&format!("revoked {} grants that expired since the last run", revoked.sent)),
             Ok(_) => {}
             Err(e) => console.line(&format!("revoking expired grants failed: {e} (the next run revokes them)")),
         }
     }
-    true
 }
 
-/// The hub, connected on first use.
-async fn connected<'a>(hub: &'a mut Option<Hub>, args: &Args, config: &HubConfig, rest: &RestConfig) -> anyhow::Result<&'a mut Hub> {
-    if hub.is_none() {
-        *hub = Some(connect(args, config, rest.clone()).await?);
+/// The hub, connected on first use; `true` when it was connected just now.
+async fn connected(hub: &mut Option<Arc<Mutex<Hub>>>, args: &Args, config: &HubConfig, rest: &RestConfig) -> anyhow::Result<(Arc<Mutex<Hub>>, bool)> {
+    if let Some(hub) = hub {
+        return Ok((hub.clone(), false));
     }
-    hub.as_mut().ok_or_else(|| anyhow::anyhow!("the hub could not be created"))
+    let new = Arc::new(Mutex::new(connect(args, config, rest.clone()).await?));
+    *hub = Some(new.clone());
+    Ok((new, true))
 }
 
 /// Creates the topics and the hub: retried by `--watch` while the broker is unreachable.
@@ -196,10 +241,12 @@ fn retry_pause(every: u64, failures: u32) -> Duration {
     Duration::from_secs(first.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(every.max(1)))
 }
 
-async fn run_once(args: &Args, config: &HubConfig, hub: &mut Hub, console: &Console) -> anyhow::Result<RunReport> {
+/// One periodic run. The merge runs without the hub's lock; from the sync
+/// on, the run holds it, so a real-time call waits and is applied after.
+async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &Console) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let mapping = config.mapping_for(&args.input)?;
-    let identities = std::sync::Arc::new(hub.ledger().identities()?);
+    let identities = Arc::new(hub.lock().await.ledger().identities()?);
     let outcome = {
         let _phase = console.phase("merging", None);
         load_and_merge(args.input.clone(), mapping, identities.clone()).await?
@@ -211,6 +258,7 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &mut Hub, console: &Cons
         outcome.report.quarantined.len()
     ));
     let held = HeldBack::from_report(&outcome.report, &identities);
+    let mut hub = hub.lock().await;
     let deadline = Duration::from_secs(args.deadline_secs);
     let sent = if args.check_only {
         SyncOutcome::default()
@@ -247,6 +295,7 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &mut Hub, console: &Cons
         merge: outcome.report,
         changes_sent: sent.sent,
         changes_retried: sent.retried,
+        source_older: sent.source_older.clone(),
         held_back: sent.held_back,
         elapsed_ms,
         drift_found,

@@ -18,7 +18,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 command -v cargo-mutants >/dev/null || cargo install cargo-mutants --locked
 what="${1:-core}"
 shift || true
-mutants() { cargo mutants --gitignore true "$@"; }
+mutants() { mkdir -p mutants.out && cargo mutants --gitignore true "$@"; }
 core() {
   mutants --package hr-core -f ledger.rs -f digest.rs -f holdback.rs -f sink.rs -f sqlite_sink.rs -f merge.rs -f envelope.rs -o mutants.out/core "$@"
 }

@@ -81,14 +81,14 @@ async fn a_real_time_grant_obeys_expiry_too() {
 
     // Already expired when it is sent: it goes out revoked.
     let expired = grant("expired", Some("2026-01-31"));
-    hub.sync_changes(DataType::Permission, &[(expired.key().as_str(), Some(&expired))]).await.unwrap();
+    hub.sync_changes(&[(expired.key().as_str(), Some(&expired))]).await.unwrap();
     assert_eq!(recorder.take(), BTreeMap::from([("A-1:erp:expired".into(), false)]));
 
     // Granted in real time until 2099, then extended to 2100: the extension counts.
     let later = grant("later", Some("2099-12-31"));
-    hub.sync_changes(DataType::Permission, &[(later.key().as_str(), Some(&later))]).await.unwrap();
+    hub.sync_changes(&[(later.key().as_str(), Some(&later))]).await.unwrap();
     let extended = grant("later", Some("2100-12-31"));
-    hub.sync_changes(DataType::Permission, &[(extended.key().as_str(), Some(&extended))]).await.unwrap();
+    hub.sync_changes(&[(extended.key().as_str(), Some(&extended))]).await.unwrap();
     recorder.take();
     assert_eq!(hub.enforce_expiry("2100-06-01".parse().unwrap()).await.unwrap().sent, 0, "the extended grant is still in force");
     assert_eq!(hub.enforce_expiry("2101-01-01".parse().unwrap()).await.unwrap().sent, 1);
@@ -96,8 +96,8 @@ async fn a_real_time_grant_obeys_expiry_too() {
 
     // A grant deleted in real time is not revoked later: nothing is left to revoke.
     let doomed = grant("doomed", Some("2099-12-31"));
-    hub.sync_changes(DataType::Permission, &[(doomed.key().as_str(), Some(&doomed))]).await.unwrap();
-    hub.sync_changes::<PermissionGrant>(DataType::Permission, &[(doomed.key().as_str(), None)]).await.unwrap();
+    hub.sync_changes(&[(doomed.key().as_str(), Some(&doomed))]).await.unwrap();
+    hub.sync_changes::<PermissionGrant>(&[(doomed.key().as_str(), None)]).await.unwrap();
     recorder.0.lock().unwrap().clear();
     assert_eq!(hub.enforce_expiry("2101-01-01".parse().unwrap()).await.unwrap().sent, 0);
 }

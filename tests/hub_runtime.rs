@@ -65,7 +65,7 @@ fn another_task_keeps_running_while_the_hub_plans_and_reserves() {
         tokio::spawn(async move {
             let changes: Vec<(&str, Option<&MasterData>)> = records.iter().map(|(k, md)| (k.as_str(), Some(md))).collect();
             let before = hub_ticks.load(Ordering::SeqCst);
-            (before, hub.sync_changes(DataType::MasterData, &changes).await.unwrap().sent)
+            (before, hub.sync_changes(&changes).await.unwrap().sent)
         })
         .await
         .unwrap()

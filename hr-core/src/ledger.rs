@@ -7,6 +7,7 @@ use crate::envelope::ChangeEnvelope;
 use crate::holdback::HeldBack;
 use crate::merge::{Identities, MergedState};
 use crate::quarantine::Quarantined;
+use crate::realtime::RealtimeChange;
 use crate::schema::DataType;
 use rusqlite::{params, Connection, OptionalExtension};
 use rustc_hash::FxHashMap;
@@ -36,6 +37,14 @@ pub enum LedgerError {
         data_type: DataType,
         /// The out-of-order key.
         key: String,
+    },
+    /// The ledger holds something this version cannot read.
+    #[error("ledger database {path} is damaged: {detail}; restore it from a backup, or remove it and let the next run repair every system")]
+    Corrupt {
+        /// The database file.
+        path: String,
+        /// What cannot be read.
+        detail: String,
     },
     /// A record could not be serialized.
     #[error("a {data_type} record could not be serialized: {source}")]
@@ -244,7 +253,10 @@ impl Ledger {
                data_type TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL,
                PRIMARY KEY (data_type, key)) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS identity (
-               source_id TEXT PRIMARY KEY, unified_id TEXT NOT NULL) WITHOUT ROWID;",
+               source_id TEXT PRIMARY KEY, unified_id TEXT NOT NULL) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS realtime (
+               data_type TEXT NOT NULL, key TEXT NOT NULL, at TEXT NOT NULL, payload TEXT,
+               PRIMARY KEY (data_type, key)) WITHOUT ROWID;",
         )
         .map_err(|source| LedgerError::Storage { path: path.clone(), source })?;
         Ok(Ledger { conn, path, max_delete_share: DEFAULT_MAX_DELETE_SHARE })
@@ -445,6 +457,13 @@ impl Ledger {
     /// Records a delta as held by every target, after its propagation
     /// succeeded, and releases the reservations it settles.
     pub fn commit(&mut self, data_type: DataType, delta: &Delta) -> Result<(), LedgerError> {
+        self.commit_realtime(data_type, delta, &[])
+    }
+
+    /// [`commit`](Self::commit) for a real-time delta: in the same
+    /// transaction, remembers each change's time and record, so periodic
+    /// runs apply "newer wins" to its key (see [`apply_newer_wins`](crate::apply_newer_wins)).
+    pub fn commit_realtime(&mut self, data_type: DataType, delta: &Delta, changes: &[RealtimeChange]) -> Result<(), LedgerError> {
         let path = self.path.clone();
         let storage = |source| LedgerError::Storage { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(storage)?;
@@ -457,8 +476,57 @@ impl Ledger {
                 record.execute(params![data_type.as_str(), change.key, version, hash.map(|h| h.0.to_vec()), hash.is_none() as i64]).map_err(storage)?;
                 settle.execute(params![data_type.as_str(), change.key, version]).map_err(storage)?;
             }
+            let mut remember = tx.prepare_cached("INSERT OR REPLACE INTO realtime (data_type, key, at, payload) VALUES (?1, ?2, ?3, ?4)").map_err(storage)?;
+            for change in changes.iter().filter(|c| c.data_type == data_type) {
+                let at = change.at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+                remember.execute(params![data_type.as_str(), change.key, at, change.payload.as_deref().map(RawValue::get)]).map_err(storage)?;
+            }
         }
         tx.commit().map_err(storage)
+    }
+
+    /// The real-time changes of `data_type` no periodic run has settled yet.
+    pub fn realtime_changes(&self, data_type: DataType) -> Result<Vec<RealtimeChange>, LedgerError> {
+        self.realtime_where(data_type, None)
+    }
+
+    /// The unsettled real-time change of one key, if any.
+    pub fn realtime_change(&self, data_type: DataType, key: &str) -> Result<Option<RealtimeChange>, LedgerError> {
+        Ok(self.realtime_where(data_type, Some(key))?.pop())
+    }
+
+    fn realtime_where(&self, data_type: DataType, key: Option<&str>) -> Result<Vec<RealtimeChange>, LedgerError> {
+        let sql = "SELECT key, at, payload FROM realtime WHERE data_type = ?1 AND (?2 IS NULL OR key = ?2)";
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.storage())?;
+        let rows = stmt
+            .query_map(params![data_type.as_str(), key], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?)))
+            .map_err(self.storage())?;
+        let mut changes = vec![];
+        for row in rows {
+            let (key, at, payload) = row.map_err(self.storage())?;
+            let at = chrono::DateTime::parse_from_rfc3339(&at).map_err(|e| self.corrupt(format!("realtime time {at:?}: {e}")))?.to_utc();
+            let payload = payload.map(RawValue::from_string).transpose().map_err(|e| self.corrupt(format!("realtime record of {data_type}: {e}")))?;
+            changes.push(RealtimeChange { data_type, key, at, payload });
+        }
+        Ok(changes)
+    }
+
+    /// Forgets the real-time changes of `keys`: the source rules them again.
+    pub fn settle_realtime(&mut self, data_type: DataType, keys: &[String]) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        let storage = |source| LedgerError::Storage { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(storage)?;
+        {
+            let mut forget = tx.prepare_cached("DELETE FROM realtime WHERE data_type = ?1 AND key = ?2").map_err(storage)?;
+            for key in keys {
+                forget.execute(params![data_type.as_str(), key]).map_err(storage)?;
+            }
+        }
+        tx.commit().map_err(storage)
+    }
+
+    fn corrupt(&self, detail: String) -> LedgerError {
+        LedgerError::Corrupt { path: self.path.clone(), detail }
     }
 
     /// Every key of a data type as the ledger holds it, with content hashes.
@@ -503,6 +571,14 @@ impl Ledger {
         let mut stmt = self.conn.prepare_cached("SELECT source_id, unified_id FROM identity").map_err(self.storage())?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(self.storage())?;
         rows.collect::<Result<Identities, _>>().map_err(self.storage())
+    }
+
+    /// The unified id remembered for one source id, if any.
+    pub fn unified_id(&self, source_id: &str) -> Result<Option<String>, LedgerError> {
+        self.conn
+            .prepare_cached("SELECT unified_id FROM identity WHERE source_id = ?1")
+            .and_then(|mut stmt| stmt.query_row([source_id], |r| r.get(0)).optional())
+            .map_err(self.storage())
     }
 
     /// Remembers the unified id of every employee's source ids, so later

@@ -96,6 +96,7 @@ mod mapping;
 mod merge;
 mod propagate;
 mod quarantine;
+mod realtime;
 mod routing;
 mod schema;
 mod sensitive;
@@ -106,7 +107,9 @@ mod sqlite_sink;
 pub use digest::{bucket_of, ContentHash, Digest, DigestEntry, BUCKETS};
 pub use envelope::{describe_json_error, ChangeEnvelope, EnvelopeError, Operation, MAX_VERSION};
 pub use holdback::HeldBack;
-pub use import::{fits_in_memory, load_input_dir, read_master_data_file, ImportError, MasterDataRow, SourceData, MEMORY_PER_INPUT_BYTE};
+pub use import::{
+    fits_in_memory, load_input_dir, read_master_data_file, read_permission_lines, ImportError, MasterDataRow, PermissionLine, SourceData, MEMORY_PER_INPUT_BYTE,
+};
 #[cfg(feature = "sqlite")]
 pub use ledger::{Delta, HeldRecord, Ledger, LedgerError, PlanOptions, Repair, DEFAULT_MAX_DELETE_SHARE};
 pub use mapping::{CompanyARules, GradeMaps, Mapping, MappingError, DEFAULT_MAPPING_TOML};
@@ -115,6 +118,7 @@ pub use merge::{
 };
 pub use propagate::{Confirmation, PropagateError, PropagationReport, Propagator, PropagatorExt, Receipt, TargetFailure};
 pub use quarantine::{Quarantined, Reason};
+pub use realtime::{apply_newer_wins, NewerWins, RealtimeChange};
 pub use routing::{RecordScope, Router, RoutingError, RoutingPolicy, TargetPolicy};
 pub use schema::{
     Company, Compensation, DataType, Employee, EmployeeStatus, MasterData, OrgUnit, PermissionGrant, Record, RecordVisitor, UnknownDataType, SCHEMA,
@@ -128,6 +132,6 @@ pub use sqlite_sink::SqliteSink;
 /// (the README's "Input contract").
 pub mod input {
     pub use crate::import::{
-        A_DEPARTMENTS, A_DEPARTMENT_COLUMNS, A_EMPLOYEES, A_EMPLOYEE_COLUMNS, B_EMPLOYEES, B_ORG_UNITS, MASTER_DATA, MASTER_DATA_COLUMNS, PERMISSIONS,
+        A_DEPARTMENTS, A_DEPARTMENT_COLUMNS, A_EMPLOYEES, A_EMPLOYEE_COLUMNS, B_EMPLOYEES, B_ORG_UNITS, MANIFEST, MASTER_DATA, MASTER_DATA_COLUMNS, PERMISSIONS,
     };
 }

@@ -26,6 +26,10 @@ pub struct MergedState {
     pub permissions: BTreeMap<String, PermissionGrant>,
     /// Compensation by employee id.
     pub compensation: BTreeMap<String, Compensation>,
+    /// When the source exported the files this state was merged from (see
+    /// [`input::MANIFEST`](crate::input::MANIFEST)); `None` for a state
+    /// built in code, which counts as exported when it is synced.
+    pub exported_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl MergedState {
@@ -53,6 +57,20 @@ impl MergedState {
             }
         }
         revoked
+    }
+
+    /// A state holding only `data_type`'s records, copied from this one.
+    pub fn only(&self, data_type: DataType) -> MergedState {
+        struct Copy<'a>(&'a MergedState);
+        impl crate::RecordVisitor for Copy<'_> {
+            type Output = MergedState;
+            fn visit<R: crate::Record>(self) -> MergedState {
+                let mut only = MergedState { exported_at: self.0.exported_at, ..MergedState::default() };
+                *R::map_mut(&mut only) = R::map(self.0).clone();
+                only
+            }
+        }
+        data_type.visit(Copy(self))
     }
 
     /// One record as its JSON payload, if the state holds it.
@@ -214,7 +232,7 @@ pub fn merge_with_identities(source: SourceData, identities: &Identities) -> Mer
     let persons = assign_unified_ids(persons, identities);
     let held = held_persons(&quarantined, identities);
     let refs = References::new(&persons, &held, identities);
-    let mut state = MergedState::default();
+    let mut state = MergedState { exported_at: source.exported_at, ..MergedState::default() };
     let conflicts = build_people(&persons, &held, &refs, &mut state, &mut warnings);
     state.org_units = build_org_units(valid_units, &refs, &mut warnings);
     state.master_data = merge_master_data(source.master_data, &mut quarantined);
@@ -360,15 +378,7 @@ fn merge_permissions(
             continue;
         };
         let grant = PermissionGrant { employee, system: p.system, role: p.role, granted: p.op == PermissionOp::Grant, expires: p.expires, at: p.at };
-        let newer = match out.get(&grant.key()) {
-            None => true,
-            // A grant without expiry lasts longest.
-            Some(held) => {
-                let rank = |g: &PermissionGrant| (g.at, !g.granted, g.expires.unwrap_or(chrono::NaiveDate::MAX));
-                rank(&grant) > rank(held)
-            }
-        };
-        if newer {
+        if out.get(&grant.key()).is_none_or(|held| grant.supersedes(held)) {
             out.insert(grant.key(), grant);
         }
     }

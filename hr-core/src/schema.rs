@@ -70,7 +70,7 @@ impl DataType {
 /// ```
 ///
 /// The schema's record types are the only ones: the trait is sealed.
-pub trait Record: sealed::Sealed + Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
+pub trait Record: sealed::Sealed + Clone + PartialEq + Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
     /// Its data type.
     const DATA_TYPE: DataType;
     /// The wire and table name.
@@ -83,15 +83,37 @@ pub trait Record: sealed::Sealed + Serialize + serde::de::DeserializeOwned + Sen
     fn check(&self) -> Result<(), &'static str> {
         Ok(())
     }
+    /// When the source last changed the record, if the record says: what
+    /// "newer wins" compares with a real-time change of its key (a record
+    /// that does not say counts as changed when its export was made).
+    fn changed_at(&self) -> Option<DateTime<Utc>> {
+        None
+    }
 }
 
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for super::Employee {}
-    impl Sealed for super::OrgUnit {}
-    impl Sealed for super::MasterData {}
-    impl Sealed for super::PermissionGrant {}
-    impl Sealed for super::Compensation {}
+pub(crate) mod sealed {
+    use crate::MergedState;
+    use std::collections::BTreeMap;
+
+    /// Keeps [`Record`](super::Record) to this crate's types, and gives
+    /// generic code their map in a [`MergedState`].
+    pub trait Sealed: Sized {
+        fn map(state: &MergedState) -> &BTreeMap<String, Self>;
+        fn map_mut(state: &mut MergedState) -> &mut BTreeMap<String, Self>;
+    }
+    macro_rules! sealed {
+        ($($record:ident => $field:ident),*) => {$(
+            impl Sealed for super::$record {
+                fn map(state: &MergedState) -> &BTreeMap<String, Self> {
+                    &state.$field
+                }
+                fn map_mut(state: &mut MergedState) -> &mut BTreeMap<String, Self> {
+                    &mut state.$field
+                }
+            }
+        )*};
+    }
+    sealed!(Employee => employees, OrgUnit => org_units, MasterData => master_data, PermissionGrant => permissions, Compensation => compensation);
 }
 
 /// Generic code over one [`Record`] type, chosen at run time with [`DataType::visit`].
@@ -306,6 +328,14 @@ impl PermissionGrant {
         PermissionGrant { granted: false, at: at.max(self.at), ..self.clone() }
     }
 
+    /// Whether this grant event replaces `other` (same key): the later one
+    /// wins; at the same instant a revocation beats a grant, and a grant
+    /// without expiry (lasting longest) beats one with.
+    pub fn supersedes(&self, other: &PermissionGrant) -> bool {
+        let rank = |g: &PermissionGrant| (g.at, !g.granted, g.expires.unwrap_or(NaiveDate::MAX));
+        rank(self) > rank(other)
+    }
+
     /// The first instant the grant is no longer in force because it expired:
     /// the start (UTC) of the day after `expires`.
     pub fn lapses_at(&self) -> Option<DateTime<Utc>> {
@@ -319,6 +349,9 @@ impl Record for Employee {
     fn key(&self) -> String {
         self.id.clone()
     }
+    fn changed_at(&self) -> Option<DateTime<Utc>> {
+        Some(self.updated_at)
+    }
 }
 
 impl Record for OrgUnit {
@@ -326,6 +359,9 @@ impl Record for OrgUnit {
     const NAME: &'static str = "org_unit";
     fn key(&self) -> String {
         self.id.clone()
+    }
+    fn changed_at(&self) -> Option<DateTime<Utc>> {
+        self.updated_at
     }
 }
 
@@ -342,6 +378,9 @@ impl Record for PermissionGrant {
     const NAME: &'static str = "permission";
     fn key(&self) -> String {
         PermissionGrant::key(self)
+    }
+    fn changed_at(&self) -> Option<DateTime<Utc>> {
+        Some(self.at)
     }
     /// The key's parts are separated by `:`, and routing reads the system
     /// from the key: neither the employee nor the system may hold one.

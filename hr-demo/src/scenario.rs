@@ -2,7 +2,7 @@
 //! data type, a periodic full sync, real-time changes and a delta run.
 
 use crate::console::Console;
-use hr_core::{DataType, Ledger, MasterData, MergeReport, MergedState, PermissionGrant, PropagationReport, Sink};
+use hr_core::{DataType, Ledger, MasterData, MergeReport, MergedState, PermissionGrant, PropagationReport, Record, Sink};
 use hr_hub::{load_and_merge, Hub, HubConfig, Publisher, SystemOptions, TargetSystem};
 use hr_testdata::{Dataset, GenerateOptions};
 use hr_transport_kafka::{ensure_topics, EmbeddedKafka, KafkaConfig};
@@ -318,9 +318,9 @@ impl Run<'_> {
 
     /// Sends one record in real time, waits until every system applied it,
     /// and reads what each holds: the milliseconds it took and the bodies.
-    async fn send_now<T: Serialize>(&mut self, data_type: DataType, key: &str, record: &T) -> anyhow::Result<(f64, Observed)> {
+    async fn send_now<R: Record>(&mut self, data_type: DataType, key: &str, record: &R) -> anyhow::Result<(f64, Observed)> {
         let t = Instant::now();
-        let sent = self.hub.sync_changes(data_type, &[(key, Some(record))]).await?;
+        let sent = self.hub.sync_changes(&[(key, Some(record))]).await?;
         self.confirmed.merge(sent.receipt.applied(CONFIRM_DEADLINE).await?);
         let took = ms(t);
         Ok((took, observe(&self.systems, data_type, key)?))

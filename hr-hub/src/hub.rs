@@ -5,14 +5,16 @@
 
 use crate::config::{ConfigError, HubConfig};
 use hr_core::{
-    ChangeEnvelope, DataType, Delta, Digest, DigestEntry, HeldBack, HeldRecord, Ledger, LedgerError, MasterData, MergedState, PermissionGrant, PlanOptions,
-    PropagateError, Propagator, Receipt, Repair, Router, RoutingPolicy,
+    apply_newer_wins, ChangeEnvelope, DataType, Delta, Digest, DigestEntry, Employee, HeldBack, HeldRecord, Ledger, LedgerError, MasterData, MergedState,
+    NewerWins, PermissionGrant, PlanOptions, PropagateError, Propagator, RealtimeChange, Receipt, Record, Repair, Router, RoutingPolicy,
 };
 use hr_transport_kafka::{KafkaConfig, KafkaPropagator, KafkaTransportError};
 use hr_transport_rest::{RestConfig, RestPropagator, RestTarget, RestTransportError};
-use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+mod realtime;
+pub use realtime::{EmployeeChange, Problem, RealtimeError};
 
 /// Why the hub cannot start or a run failed; each names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,28 @@ pub enum HubError {
     /// A real-time record cannot be serialized.
     #[error("cannot serialize a record: {0}")]
     Serialize(#[from] serde_json::Error),
+    /// A real-time change is not a valid record of its data type.
+    #[error("{data_type} {key}: {detail}")]
+    InvalidRecord {
+        /// The data type.
+        data_type: DataType,
+        /// The key (`[redacted]` for sensitive data types).
+        key: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A real-time change happened before the last one of its key: newer wins.
+    #[error("{data_type} {key}: this change happened at {at}, before the one the hub already applied (at {current}); nothing was sent")]
+    OlderThanCurrent {
+        /// The data type.
+        data_type: DataType,
+        /// The key (`[redacted]` for sensitive data types).
+        key: String,
+        /// When the refused change happened.
+        at: chrono::DateTime<chrono::Utc>,
+        /// When the change the hub holds happened.
+        current: chrono::DateTime<chrono::Utc>,
+    },
     /// A system that owns no master-data set was asked to publish.
     #[error("{system} publishes no master-data set: list the sets it owns in its configuration, [targets.{system}] publishes = [\"md.product\"]")]
     NotAPublisher {
@@ -76,7 +100,7 @@ impl From<KafkaTransportError> for HubError {
 }
 
 /// What one sync sent.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct SyncOutcome {
     /// Changes planned and delivered (each counted once, whatever the fan-out).
     pub sent: u64,
@@ -89,6 +113,23 @@ pub struct SyncOutcome {
     /// Records kept at their last good version because their new source
     /// row was quarantined.
     pub held_back: Vec<HeldRecord>,
+    /// Keys, per data type, whose source record (or absence) was older than
+    /// their last real-time change, which therefore stands ("newer wins").
+    pub source_older: BTreeMap<DataType, Vec<String>>,
+}
+
+// Compensation keys say whose pay it is: Debug shows how many keys, not which.
+impl std::fmt::Debug for SyncOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let source_older: BTreeMap<&DataType, usize> = self.source_older.iter().map(|(t, keys)| (t, keys.len())).collect();
+        f.debug_struct("SyncOutcome")
+            .field("sent", &self.sent)
+            .field("retried", &self.retried)
+            .field("receipt", &self.receipt)
+            .field("held_back", &self.held_back)
+            .field("source_older", &source_older)
+            .finish()
+    }
 }
 
 /// One target's state of one data type compared with the hub's.
@@ -189,9 +230,11 @@ pub struct Hub {
     policy: RoutingPolicy,
     /// Master-data sets owned by a system (set -> owner): never the hub's to send.
     owned: BTreeMap<String, String>,
-    /// Grants in force with an expiry date, as last sent: what
-    /// [`enforce_expiry`](Hub::enforce_expiry) revokes between runs.
-    expiring: BTreeMap<String, PermissionGrant>,
+    /// Employees as last sent: what a real-time change edits.
+    employees: BTreeMap<String, Employee>,
+    /// Grants as last sent: what [`enforce_expiry`](Hub::enforce_expiry)
+    /// and a real-time termination revoke.
+    grants: BTreeMap<String, PermissionGrant>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -245,7 +288,7 @@ impl Hub {
         let router = transports.into_iter().fold(Router::new(policy.clone()), |router, (name, p)| router.with(name, p));
         router.check().map_err(|e| config.routing_error(e))?;
         let owned = config.owned_sets().into_iter().map(|(set, owner)| (set.to_string(), owner.to_string())).collect();
-        Ok(Hub { ledger, router, reader: None, allow_mass_delete: false, policy, owned, expiring: BTreeMap::new() })
+        Ok(Hub { ledger, router, reader: None, allow_mass_delete: false, policy, owned, employees: BTreeMap::new(), grants: BTreeMap::new() })
     }
 
     /// REST targets from the configuration: each target's `url` and the
@@ -301,67 +344,101 @@ impl Hub {
     /// has them, so a failed call is sent again, at fresh versions, by the
     /// next sync.
     ///
-    /// A grant whose `expires` date has passed is sent revoked (see
-    /// [`MergedState::revoke_expired`]), whatever `state` says.
+    /// Newer wins: a key changed in real time keeps that change unless
+    /// `state`'s record of it changed later (see [`hr_core::apply_newer_wins`];
+    /// `state.exported_at` dates records without a time of their own, and
+    /// keys `state` lacks); such keys are listed in
+    /// [`SyncOutcome::source_older`]. A grant whose `expires` date has passed
+    /// is sent revoked (see [`MergedState::revoke_expired`]), whatever `state` says.
     pub async fn sync_types(&mut self, state: &MergedState, types: &[DataType], held: &HeldBack) -> Result<SyncOutcome, HubError> {
         let options = PlanOptions { allow_mass_delete: self.allow_mass_delete, hold: Some(held) };
-        let unexpired = types.contains(&DataType::Permission).then(|| without_expired_grants(state, today())).flatten();
-        let hubs_master_data = types.contains(&DataType::MasterData).then(|| without_sets(state, &self.owned)).flatten();
-        let source = |t: DataType| match t {
-            DataType::Permission => unexpired.as_ref().unwrap_or(state),
-            DataType::MasterData => hubs_master_data.as_ref().unwrap_or(state),
-            _ => state,
-        };
+        let mut sources = BTreeMap::new();
+        let mut newer_wins = BTreeMap::new();
+        for &t in types {
+            let (source, wins) = self.source_of(state, t)?;
+            if let Some(source) = source {
+                sources.insert(t, source);
+            }
+            newer_wins.insert(t, wins);
+        }
+        let source = |t: DataType| sources.get(&t).unwrap_or(state);
         let ledger = &mut self.ledger;
         let deltas = blocking(|| types.iter().map(|t| Ok((*t, ledger.plan_state(source(*t), *t, "hr-hub", &options)?))).collect::<Result<Vec<_>, HubError>>())?;
-        let outcome = self.send(deltas).await?;
+        let mut outcome = self.send(deltas, &[]).await?;
+        for (t, wins) in newer_wins {
+            blocking(|| self.ledger.settle_realtime(t, &wins.settled))?;
+            if !wins.source_older.is_empty() {
+                outcome.source_older.insert(t, wins.source_older);
+            }
+        }
+        if types.contains(&DataType::Employee) {
+            self.employees = source(DataType::Employee).employees.clone();
+        }
         if types.contains(&DataType::Permission) {
-            let grants = unexpired.as_ref().unwrap_or(state).permissions.iter();
-            self.expiring = grants.filter(|(_, g)| g.granted && g.expires.is_some()).map(|(k, g)| (k.clone(), g.clone())).collect();
+            self.grants = source(DataType::Permission).permissions.clone();
         }
         Ok(outcome)
+    }
+
+    /// The records of `data_type` a sync of `state` sends, when they are not
+    /// `state`'s own: real-time changes that stand put in, expired grants
+    /// revoked, sets systems own left out.
+    fn source_of(&self, state: &MergedState, data_type: DataType) -> Result<(Option<MergedState>, NewerWins), HubError> {
+        let changes = blocking(|| self.ledger.realtime_changes(data_type))?;
+        let mut source = None;
+        let mut wins = NewerWins::default();
+        if !changes.is_empty() {
+            let mut only = state.only(data_type);
+            wins = apply_newer_wins(&mut only, data_type, &changes, state.exported_at.unwrap_or_else(chrono::Utc::now))?;
+            source = Some(only);
+        }
+        let base = source.as_ref().unwrap_or(state);
+        let narrowed = match data_type {
+            DataType::Permission => without_expired_grants(base, today()),
+            DataType::MasterData => without_sets(base, &self.owned),
+            _ => None,
+        };
+        Ok((narrowed.or(source), wins))
     }
 
     /// Revokes, in real time, every grant sent by the last sync whose
     /// `expires` date is before `today`, so access lapses on time between
     /// periodic runs (`examples/hub.rs --watch` calls it each tick).
     pub async fn enforce_expiry(&mut self, today: chrono::NaiveDate) -> Result<SyncOutcome, HubError> {
-        let lapsed: Vec<PermissionGrant> =
-            self.expiring.values().filter(|g| !g.in_force_on(today)).filter_map(|g| g.lapses_at().map(|at| g.revoked(at))).collect();
+        let lapsed: Vec<PermissionGrant> = self
+            .grants
+            .values()
+            .filter(|g| g.granted && g.expires.is_some() && !g.in_force_on(today))
+            .filter_map(|g| g.lapses_at().map(|at| g.revoked(at)))
+            .collect();
         if lapsed.is_empty() {
             return Ok(SyncOutcome::default());
         }
         let keys: Vec<String> = lapsed.iter().map(PermissionGrant::key).collect();
         let changes: Vec<(&str, Option<&PermissionGrant>)> = keys.iter().map(String::as_str).zip(lapsed.iter().map(Some)).collect();
-        let outcome = self.sync_changes(DataType::Permission, &changes).await?;
-        keys.iter().for_each(|k| drop(self.expiring.remove(k)));
-        Ok(outcome)
+        self.sync_changes(&changes).await
     }
 
     /// Sends individual changes at once (real time): `Some(record)` upserts,
     /// `None` deletes. Only the named keys are looked at, so the cost does not
-    /// grow with the data type's size.
-    ///
-    /// The merged state of the next periodic sync must include them, or that
-    /// sync undoes them.
-    pub async fn sync_changes<T: serde::Serialize>(&mut self, data_type: DataType, changes: &[(&str, Option<&T>)]) -> Result<SyncOutcome, HubError> {
-        let mut raw = Vec::with_capacity(changes.len());
+    /// grow with the data type's size. Each change counts as made at its
+    /// record's [`Record::changed_at`] (a delete, or a record without one:
+    /// now), and periodic syncs keep it until the source changes the key
+    /// later ("newer wins", see [`sync_types`](Self::sync_types)).
+    pub async fn sync_changes<R: Record>(&mut self, changes: &[(&str, Option<&R>)]) -> Result<SyncOutcome, HubError> {
+        let now = chrono::Utc::now();
+        let mut realtime = Vec::with_capacity(changes.len());
         for (key, record) in changes {
-            raw.push((*key, record.map(serde_json::value::to_raw_value).transpose()?));
+            let payload = record.map(serde_json::value::to_raw_value).transpose()?;
+            let at = record.and_then(|r| r.changed_at()).unwrap_or(now);
+            realtime.push(RealtimeChange { data_type: R::DATA_TYPE, key: key.to_string(), at, payload });
         }
-        let grants = if data_type == DataType::Permission { Some(revoke_expired_in(&mut raw, today())?) } else { None };
-        let delta = blocking(|| self.ledger.plan_changes(data_type, raw, "hr-hub"))?;
-        let outcome = self.send(vec![(data_type, delta)]).await?;
-        for (key, grant) in grants.into_iter().flatten() {
-            match grant.filter(|g| g.granted && g.expires.is_some()) {
-                Some(expiring) => self.expiring.insert(key, expiring),
-                None => self.expiring.remove(&key),
-            };
-        }
-        Ok(outcome)
+        self.apply_realtime(realtime).await
     }
 
-    async fn send(&mut self, deltas: Vec<(DataType, Delta)>) -> Result<SyncOutcome, HubError> {
+    /// Reserves, propagates and commits `deltas`; `realtime` are the changes
+    /// they carry when made in real time, committed with them.
+    async fn send(&mut self, deltas: Vec<(DataType, Delta)>, realtime: &[RealtimeChange]) -> Result<SyncOutcome, HubError> {
         let held_back: Vec<HeldRecord> = deltas.iter().flat_map(|(_, d)| d.held_back.iter().cloned()).collect();
         let retried = deltas.iter().map(|(_, d)| d.retried).sum();
         let batch: Vec<ChangeEnvelope> = deltas.iter().flat_map(|(_, d)| d.changes.iter().cloned()).collect();
@@ -371,8 +448,8 @@ impl Hub {
         // Durable before anything leaves: a failure below never lets these versions carry other content.
         blocking(|| deltas.iter().try_for_each(|(t, delta)| self.ledger.reserve(*t, delta)))?;
         let receipt = self.router.propagate(&batch).await?;
-        blocking(|| deltas.iter().try_for_each(|(t, delta)| self.ledger.commit(*t, delta)))?;
-        Ok(SyncOutcome { sent: batch.len() as u64, retried, receipt, held_back })
+        blocking(|| deltas.iter().try_for_each(|(t, delta)| self.ledger.commit_realtime(*t, delta, realtime)))?;
+        Ok(SyncOutcome { sent: batch.len() as u64, retried, receipt, held_back, ..SyncOutcome::default() })
     }
 
     /// The digest `target` should have for `data_type`: the ledger's, over
@@ -485,7 +562,7 @@ impl Hub {
             deltas.push((t, blocking(|| self.ledger.plan_repairs(t, repairs, "hr-hub"))?));
         }
         outcome.repaired_per_target = repaired_per_target(found, &outcome.unrepairable);
-        outcome.sent = self.send(deltas).await?;
+        outcome.sent = self.send(deltas, &[]).await?;
         Ok(outcome)
     }
 
@@ -495,7 +572,12 @@ impl Hub {
         let mut unrepairable = vec![];
         for (key, above) in keys {
             let live = self.ledger.version_of(t, &key)?.is_some_and(|(_, deleted)| !deleted);
-            let payload = match (live, state.record(t, &key)) {
+            // A real-time change that stands is what the ledger holds, not `state`'s record.
+            let record = match self.ledger.realtime_change(t, &key)? {
+                Some(RealtimeChange { payload: Some(payload), .. }) => Some(Ok(payload)),
+                _ => state.record(t, &key),
+            };
+            let payload = match (live, record) {
                 _ if held.holds(t, &key).is_some() => None,
                 (true, None) => None,
                 (true, Some(record)) => Some(Some(record?)),
@@ -518,28 +600,6 @@ impl Hub {
         }
         Err(HubError::MassDeleteRepair { data_type: t, deletes, held, limit_percent: share * 100.0 })
     }
-}
-
-/// Replaces every grant in `changes` that is no longer in force on `today`
-/// because it expired by its revocation, as a periodic run would send it;
-/// returns each key's grant as it will be sent (`None`: a delete).
-fn revoke_expired_in(changes: &mut [(&str, Option<Box<RawValue>>)], today: chrono::NaiveDate) -> Result<Vec<(String, Option<PermissionGrant>)>, HubError> {
-    let mut grants = Vec::with_capacity(changes.len());
-    for (key, record) in changes.iter_mut() {
-        let Some(json) = record else {
-            grants.push((key.to_string(), None));
-            continue;
-        };
-        let mut grant: PermissionGrant = serde_json::from_str(json.get())?;
-        if grant.granted && !grant.in_force_on(today) {
-            if let Some(lapsed) = grant.lapses_at() {
-                grant = grant.revoked(lapsed);
-                *json = serde_json::value::to_raw_value(&grant)?;
-            }
-        }
-        grants.push((key.to_string(), Some(grant)));
-    }
-    Ok(grants)
 }
 
 /// Every key bucket, to read a target's entries whole.

@@ -87,14 +87,16 @@
 //! ```
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations, rust_2018_idioms)]
 
+mod api;
 mod config;
 mod hub;
 mod input;
 mod publisher;
 mod system;
 
+pub use api::{hub_api, ApiConfig, EMPLOYEES_PATH, PERMISSIONS_PATH};
 pub use config::{ConfigError, ConfigOrigin, HubConfig, TargetConfig};
-pub use hub::{Drift, DriftKey, Hub, HubError, Reconciled, Reconciliation, RepairOutcome, SyncOutcome};
+pub use hub::{Drift, DriftKey, EmployeeChange, Hub, HubError, Problem, RealtimeError, Reconciled, Reconciliation, RepairOutcome, SyncOutcome};
 pub use input::load_and_merge;
 pub use publisher::Publisher;
 pub use system::{SystemError, SystemOptions, TargetSystem};

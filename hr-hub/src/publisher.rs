@@ -85,7 +85,7 @@ impl Publisher {
         self.ledger.reserve(DataType::MasterData, &delta)?;
         let receipt = self.propagator.propagate(&delta.changes).await?;
         self.ledger.commit(DataType::MasterData, &delta)?;
-        Ok(SyncOutcome { sent: delta.changes.len() as u64, retried: delta.retried, receipt, held_back: vec![] })
+        Ok(SyncOutcome { sent: delta.changes.len() as u64, retried: delta.retried, receipt, ..SyncOutcome::default() })
     }
 
     /// The digest of what this system published: added to the hub's, what

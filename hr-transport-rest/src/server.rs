@@ -269,9 +269,14 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
-    let Some(expected) = &shared.token else { return true };
+    shared.token.as_ref().is_none_or(|expected| bearer_matches(headers, expected.expose()))
+}
+
+/// Whether a request's `Authorization: Bearer` token is `expected`,
+/// compared in constant time (for any HTTP API that shares the scheme).
+pub fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
     let presented = presented_token(headers).unwrap_or("");
-    presented.as_bytes().ct_eq(expected.expose().as_bytes()).into()
+    presented.as_bytes().ct_eq(expected.as_bytes()).into()
 }
 
 /// Refuses before the body is touched: a caller without the token must not

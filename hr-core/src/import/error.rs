@@ -49,6 +49,14 @@ pub enum ImportError {
         /// The expected header.
         expected: String,
     },
+    /// The export manifest cannot be used.
+    #[error("{file}: {detail}; expected {{\"exported_at\": \"2026-11-26T09:00:00+09:00\"}}, or remove the file to use the files' modification time")]
+    Manifest {
+        /// The file.
+        file: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// The mapping file is unusable.
     #[error(transparent)]
     Mapping(#[from] crate::mapping::MappingError),

@@ -12,6 +12,10 @@ pub const B_ORG_UNITS: &str = "company_b/org_units.jsonl";
 pub const MASTER_DATA: &str = "master_data.csv";
 /// Optional permission grants file.
 pub const PERMISSIONS: &str = "permissions.jsonl";
+/// Optional export manifest: `{"exported_at": "<RFC 3339 time>"}`, when the
+/// source system made the export. Without it, the export counts as made
+/// when its oldest file was last modified.
+pub const MANIFEST: &str = "manifest.json";
 
 /// Header of `company_a/employees.csv`.
 pub const A_EMPLOYEE_COLUMNS: [&str; 14] = [

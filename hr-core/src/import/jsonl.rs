@@ -38,7 +38,10 @@ impl Format for Jsonl {
 /// Typed access to one JSON object's fields, with errors that name the field.
 pub(crate) struct JsonRow<'a>(&'a Map<String, Value>);
 
-impl JsonRow<'_> {
+impl<'a> JsonRow<'a> {
+    pub(crate) fn new(object: &'a Map<String, Value>) -> Self {
+        JsonRow(object)
+    }
     pub(crate) fn present(&self, field: &str) -> Option<&Value> {
         self.0.get(field).filter(|v| !v.is_null())
     }

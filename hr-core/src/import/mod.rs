@@ -11,6 +11,7 @@ mod company_a;
 mod company_b;
 mod csv;
 mod error;
+mod exported;
 mod fields;
 mod files;
 mod jsonl;
@@ -51,7 +52,45 @@ pub fn load_input_dir(dir: &Path, mapping: &Mapping) -> Result<SourceData, Impor
     // Company A's error first, as if the files were read in order.
     let mut data = a?;
     data.append(b?);
+    data.exported_at = Some(exported::exported_at(dir)?);
     Ok(data)
+}
+
+/// One line of permission events, with the line it is on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PermissionLine {
+    /// The line (the first is 1).
+    pub line: u64,
+    /// The grant or revocation, with `employee` as written (a unified id,
+    /// or a source id of a merged person): the caller resolves it.
+    pub event: crate::PermissionGrant,
+}
+
+/// Reads permission events in `permissions.jsonl`'s format from text (a
+/// real-time request's body): each valid line's grant or revocation, and
+/// each line that is not one, quarantined as coming from `source`, naming
+/// line and field. Blank lines are skipped.
+pub fn read_permission_lines(text: &str, source: &'static str) -> (Vec<PermissionLine>, Vec<crate::Quarantined>) {
+    let mut lines = vec![];
+    let mut quarantined = vec![];
+    for (index, text) in text.lines().enumerate().filter(|(_, t)| !t.trim().is_empty()) {
+        let origin = crate::quarantine::Origin { file: source, line: index as u64 + 1 };
+        match shared::permission_line(origin, text) {
+            Ok(p) => lines.push(PermissionLine {
+                line: origin.line,
+                event: crate::PermissionGrant {
+                    employee: p.employee,
+                    system: p.system,
+                    role: p.role,
+                    granted: p.op == PermissionOp::Grant,
+                    expires: p.expires,
+                    at: p.at,
+                },
+            }),
+            Err(entry) => quarantined.push(entry),
+        }
+    }
+    (lines, quarantined)
 }
 
 /// One row of a master data file, with the line it starts on.

@@ -25,11 +25,25 @@ pub(crate) fn master_data_in(dir: &Path, file: &'static str) -> Result<Parsed<So
 }
 
 pub(crate) fn permissions(dir: &Path) -> Result<Parsed<SourcePermission>, ImportError> {
-    let id_of = |row: &JsonRow<'_>| match (row.text("employee"), row.text("system"), row.text("role")) {
+    read_file(dir, PERMISSIONS, &Jsonl, permission_id, parse_permission)
+}
+
+/// One line of `permissions.jsonl`'s format, or its quarantine entry.
+pub(crate) fn permission_line(origin: Origin, text: &str) -> Result<SourcePermission, crate::Quarantined> {
+    let object = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(object)) => object,
+        Ok(_) => return Err(origin.quarantine(None, Reason::MalformedRow, "line is JSON but not an object")),
+        Err(e) => return Err(origin.quarantine(None, Reason::MalformedRow, format!("not valid JSON: {}", crate::describe_json_error(&e)))),
+    };
+    let row = JsonRow::new(&object);
+    parse_permission(origin, &row).map_err(|(reason, detail)| origin.quarantine(permission_id(&row), reason, detail))
+}
+
+fn permission_id(row: &JsonRow<'_>) -> Option<String> {
+    match (row.text("employee"), row.text("system"), row.text("role")) {
         (Ok(Some(e)), Ok(Some(s)), Ok(Some(r))) => Some(format!("{e}:{s}:{r}")),
         _ => None,
-    };
-    read_file(dir, PERMISSIONS, &Jsonl, id_of, parse_permission)
+    }
 }
 
 fn parse_master_data(origin: Origin, row: &CsvRow<'_>) -> Result<SourceMasterData, FieldError> {

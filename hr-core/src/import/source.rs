@@ -114,6 +114,7 @@ pub struct SourceData {
     pub(crate) master_data: Vec<SourceMasterData>,
     pub(crate) permissions: Vec<SourcePermission>,
     pub(crate) quarantined: Vec<Quarantined>,
+    pub(crate) exported_at: Option<DateTime<Utc>>,
 }
 
 impl SourceData {

@@ -1,0 +1,275 @@
+//! The hub's real-time API and "newer wins", in one process over a
+//! recording transport: what each call sends, what it refuses (and that a
+//! refused call sends nothing), and what later periodic syncs do with keys
+//! changed in real time. The multi-process form with the real broker is
+//! `tests/realtime_hub.rs`.
+use chrono::{DateTime, Utc};
+use hr_sync::hr_core::{
+    ChangeEnvelope, Company, DataType, Employee, EmployeeStatus, HeldBack, Ledger, MergedState, OrgUnit, PermissionGrant, PropagateError, Propagator, Receipt,
+};
+use hr_sync::hr_hub::{hub_api, ApiConfig, SyncOutcome};
+use hr_sync::{Hub, HubConfig};
+use reqwest::StatusCode;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+const CONFIG: &str = r#"
+[routes]
+employee = "recorder"
+org_unit = "recorder"
+permission = "recorder"
+
+[targets.erp]
+data_types = ["employee", "org_unit", "permission"]
+"#;
+
+const TOKEN: &str = "realtime-api-test-token";
+
+/// A transport that keeps every change it is handed.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<ChangeEnvelope>>);
+
+#[async_trait::async_trait]
+impl Propagator for Recorder {
+    async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
+        self.0.lock().unwrap().extend(batch.iter().cloned());
+        Ok(Receipt::default())
+    }
+
+    fn targets(&self) -> BTreeMap<String, Vec<DataType>> {
+        BTreeMap::from([("erp".to_string(), vec![DataType::Employee, DataType::OrgUnit, DataType::Permission])])
+    }
+}
+
+impl Recorder {
+    /// The changes sent since the last call: (data type, key) -> payload (`None`: a delete).
+    fn take(&self) -> BTreeMap<(DataType, String), Option<serde_json::Value>> {
+        let sent = std::mem::take(&mut *self.0.lock().unwrap());
+        sent.iter().map(|c| ((c.data_type, c.key.clone()), c.payload_json().map(|p| serde_json::from_str(p).unwrap()))).collect()
+    }
+
+    fn grants(&self) -> BTreeMap<String, bool> {
+        self.take().into_iter().filter(|((t, _), _)| *t == DataType::Permission).map(|((_, k), p)| (k, p.unwrap()["granted"].as_bool().unwrap())).collect()
+    }
+}
+
+fn at(text: &str) -> DateTime<Utc> {
+    text.parse().unwrap()
+}
+
+fn employee(id: &str, source_ids: &[&str], status: EmployeeStatus) -> Employee {
+    Employee {
+        id: id.into(),
+        source_ids: source_ids.iter().map(|s| s.to_string()).collect(),
+        company: Company::A,
+        name: format!("name of {id}"),
+        name_en: None,
+        email: None,
+        phone: None,
+        birth_date: None,
+        org_unit: "A-OU1".into(),
+        grade: "G3".into(),
+        status,
+        hire_date: "2020-01-01".parse().unwrap(),
+        termination_date: None,
+        manager: None,
+        updated_at: at("2026-11-01T00:00:00Z"),
+    }
+}
+
+fn unit(id: &str) -> OrgUnit {
+    OrgUnit { id: id.into(), company: Some(Company::A), name: id.into(), parent: None, leader: None, updated_at: None }
+}
+
+fn grant(employee: &str, role: &str, granted: bool, when: &str) -> PermissionGrant {
+    PermissionGrant { employee: employee.into(), system: "erp".into(), role: role.into(), granted, expires: None, at: at(when) }
+}
+
+/// The export, made at `exported`: two current employees (A-2 also known
+/// as B-77), a leaver, two org units, ten standing grants of A-2's, and `grants`.
+fn export(exported: &str, grants: &[PermissionGrant]) -> MergedState {
+    let mut state = MergedState { exported_at: Some(at(exported)), ..MergedState::default() };
+    for e in [
+        employee("A-1", &["A-1"], EmployeeStatus::Active),
+        employee("A-2", &["A-2", "B-77"], EmployeeStatus::Active),
+        employee("A-3", &["A-3"], EmployeeStatus::Terminated),
+    ] {
+        state.employees.insert(e.id.clone(), e);
+    }
+    for u in [unit("A-OU1"), unit("A-OU2")] {
+        state.org_units.insert(u.id.clone(), u);
+    }
+    // Grants every export lists: one the newer export drops stays under the delete guard's share.
+    let standing = (0..10).map(|i| grant("A-2", &format!("standing-{i}"), true, "2026-10-01T00:00:00Z"));
+    for g in grants.iter().cloned().chain(standing) {
+        state.permissions.insert(g.key(), g);
+    }
+    state
+}
+
+struct Running {
+    hub: Arc<tokio::sync::Mutex<Hub>>,
+    recorder: Arc<Recorder>,
+    url: String,
+    client: reqwest::Client,
+}
+
+impl Running {
+    async fn start() -> Running {
+        let recorder = Arc::new(Recorder::default());
+        let config = HubConfig::from_toml_str(CONFIG, "hub.toml").unwrap();
+        let mut hub = Hub::with_transports(&config, Ledger::in_memory().unwrap(), [("recorder", recorder.clone() as Arc<dyn Propagator>)]).unwrap();
+        hub.sync_with(&export("2026-11-25T00:00:00Z", &[grant("A-1", "approver", true, "2026-11-20T00:00:00Z")]), &HeldBack::default()).await.unwrap();
+        recorder.take();
+        let hub = Arc::new(tokio::sync::Mutex::new(hub));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = hub_api(hub.clone(), ApiConfig::new(TOKEN));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Running { hub, recorder, url, client: reqwest::Client::new() }
+    }
+
+    async fn post_permissions(&self, body: &str) -> (StatusCode, serde_json::Value) {
+        let response = self.client.post(format!("{}/hr/v1/permissions", self.url)).bearer_auth(TOKEN).body(body.to_string()).send().await.unwrap();
+        (response.status(), response.json().await.unwrap())
+    }
+
+    async fn patch_employee(&self, id: &str, body: serde_json::Value) -> (StatusCode, serde_json::Value) {
+        let response = self.client.patch(format!("{}/hr/v1/employees/{id}", self.url)).bearer_auth(TOKEN).json(&body).send().await.unwrap();
+        (response.status(), response.json().await.unwrap())
+    }
+
+    async fn sync(&self, state: &MergedState) -> SyncOutcome {
+        self.hub.lock().await.sync_with(state, &HeldBack::default()).await.unwrap()
+    }
+}
+
+fn line(employee: &str, role: &str, op: &str, when: &str) -> String {
+    serde_json::json!({"employee": employee, "system": "erp", "role": role, "op": op, "at": when}).to_string()
+}
+
+#[tokio::test]
+async fn a_call_without_the_token_gets_401_and_sends_nothing() {
+    let hub = Running::start().await;
+    for token in [None, Some("wrong")] {
+        let mut request = hub.client.post(format!("{}/hr/v1/permissions", hub.url)).body(line("A-1", "viewer", "grant", "2026-11-26T10:00:00Z"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    }
+    let response = hub.client.patch(format!("{}/hr/v1/employees/A-1", hub.url)).json(&serde_json::json!({"at": "2026-11-26T10:00:00Z"})).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(hub.recorder.take().is_empty());
+    let openapi: serde_json::Value = hub.client.get(format!("{}/hr/v1/openapi.json", hub.url)).send().await.unwrap().json().await.unwrap();
+    assert!(openapi["paths"]["/hr/v1/permissions"]["post"].is_object() && openapi["paths"]["/hr/v1/employees/{id}"]["patch"].is_object());
+}
+
+#[tokio::test]
+async fn bad_lines_get_400_naming_line_and_field_and_nothing_of_the_request_is_sent() {
+    let hub = Running::start().await;
+    let body = [
+        line("A-1", "viewer", "grant", "2026-11-26T10:00:00Z"),
+        r#"{"employee": "A-1", "system": "erp", "role": "viewer", "op": "grant"}"#.to_string(),
+        line("A-404", "viewer", "grant", "2026-11-26T10:00:00Z"),
+        line("A-3", "viewer", "grant", "2026-11-26T10:00:00Z"),
+        "not json".to_string(),
+    ]
+    .join("\n");
+    let (status, answer) = hub.post_permissions(&body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let problems: Vec<(u64, String)> =
+        answer["problems"].as_array().unwrap().iter().map(|p| (p["line"].as_u64().unwrap(), p["detail"].as_str().unwrap().to_string())).collect();
+    assert_eq!(problems.iter().map(|(line, _)| *line).collect::<Vec<_>>(), [2, 3, 4, 5], "{answer}");
+    assert!(problems[0].1.contains("`at`"), "{problems:?}");
+    assert!(problems[1].1.contains("`employee`") && problems[1].1.contains("A-404"), "{problems:?}");
+    assert!(problems[2].1.contains("has left"), "{problems:?}");
+    assert!(problems[3].1.contains("not valid JSON"), "{problems:?}");
+    assert!(hub.recorder.take().is_empty(), "a refused request sent something");
+
+    let (status, answer) = hub.post_permissions("\n\n").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+}
+
+#[tokio::test]
+async fn a_revocation_posted_in_real_time_stands_through_syncs_of_an_older_export_until_a_newer_one_says_otherwise() {
+    let hub = Running::start().await;
+    let listed = grant("A-1", "approver", true, "2026-11-20T00:00:00Z");
+    let older_export = export("2026-11-25T00:00:00Z", std::slice::from_ref(&listed));
+
+    // A revocation, and a grant to A-2 named by a source id, in one call.
+    let body = format!("{}\n{}", line("A-1", "approver", "revoke", "2026-11-26T10:00:00Z"), line("B-77", "viewer", "grant", "2026-11-26T10:00:00Z"));
+    let (status, answer) = hub.post_permissions(&body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["changes"], 2);
+    assert_eq!(hub.recorder.grants(), BTreeMap::from([("A-1:erp:approver".into(), false), ("A-2:erp:viewer".into(), true)]));
+
+    // Older than what the hub now holds for the key: refused.
+    let (status, answer) = hub.post_permissions(&line("A-1", "approver", "grant", "2026-11-26T09:00:00Z")).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert!(hub.recorder.take().is_empty());
+
+    // Two periodic syncs of the export made before the calls: the revocation
+    // and the real-time grant both stand, and are reported.
+    for run in 0..2 {
+        let outcome = hub.sync(&older_export).await;
+        assert_eq!(hub.recorder.take(), BTreeMap::new(), "run {run} undid a real-time change");
+        assert_eq!(outcome.source_older.get(&DataType::Permission).cloned().unwrap_or_default(), ["A-1:erp:approver", "A-2:erp:viewer"], "run {run}");
+    }
+
+    // A newer export grants A-1 again and no longer lists A-2's grant: it wins.
+    let regranted = grant("A-1", "approver", true, "2026-11-27T08:00:00Z");
+    let outcome = hub.sync(&export("2026-11-27T09:00:00Z", &[regranted])).await;
+    assert!(outcome.source_older.is_empty(), "{outcome:?}");
+    let sent = hub.recorder.take();
+    assert_eq!(sent[&(DataType::Permission, "A-1:erp:approver".into())].as_ref().unwrap()["granted"], true);
+    assert_eq!(sent[&(DataType::Permission, "A-2:erp:viewer".into())], None, "the newer export deletes the grant it no longer lists");
+    let again = hub.sync(&export("2026-11-27T09:00:00Z", &[grant("A-1", "approver", true, "2026-11-27T08:00:00Z")])).await;
+    assert_eq!(again.sent, 0, "the settled keys are the source's again");
+}
+
+#[tokio::test]
+async fn an_employee_change_is_sent_at_once_and_a_termination_revokes_the_persons_grants() {
+    let hub = Running::start().await;
+
+    let (status, answer) = hub.patch_employee("A-2", serde_json::json!({"at": "2026-11-26T10:00:00Z", "org_unit": "A-OU2", "grade": "G4"})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let sent = hub.recorder.take();
+    let moved = sent[&(DataType::Employee, "A-2".into())].as_ref().unwrap();
+    assert_eq!((moved["org_unit"].as_str(), moved["grade"].as_str(), moved["updated_at"].as_str()), (Some("A-OU2"), Some("G4"), Some("2026-11-26T10:00:00Z")));
+    assert_eq!(sent.len(), 1);
+
+    // The transfer stands through a sync of the export made before it.
+    let outcome = hub.sync(&export("2026-11-25T00:00:00Z", &[grant("A-1", "approver", true, "2026-11-20T00:00:00Z")])).await;
+    assert_eq!(outcome.sent, 0, "{:?}", hub.recorder.take());
+    assert_eq!(outcome.source_older[&DataType::Employee], ["A-2"]);
+
+    for (body, status, named) in [
+        (serde_json::json!({"at": "2026-11-26T11:00:00Z", "org_unit": "A-OU404"}), StatusCode::BAD_REQUEST, "`org_unit`"),
+        (serde_json::json!({"at": "2026-11-26T11:00:00Z", "manager": "A-2"}), StatusCode::BAD_REQUEST, "own manager"),
+        (serde_json::json!({"at": "2026-11-26T11:00:00Z", "salary": 1}), StatusCode::BAD_REQUEST, "salary"),
+        (serde_json::json!({"at": "2026-11-26T09:00:00Z", "grade": "G5"}), StatusCode::CONFLICT, "before the one"),
+    ] {
+        let (got, answer) = hub.patch_employee("B-77", body.clone()).await;
+        assert_eq!(got, status, "{body}: {answer}");
+        assert!(answer["message"].as_str().unwrap().contains(named), "{body}: {answer}");
+    }
+    let (status, _) = hub.patch_employee("A-404", serde_json::json!({"at": "2026-11-26T11:00:00Z", "grade": "G5"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(hub.recorder.take().is_empty(), "a refused change sent something");
+
+    // A leaver: the employee record says terminated and every grant is revoked.
+    let (status, answer) = hub.patch_employee("A-1", serde_json::json!({"at": "2026-11-26T12:00:00Z", "status": "terminated"})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let sent = hub.recorder.take();
+    let left = sent[&(DataType::Employee, "A-1".into())].as_ref().unwrap();
+    assert_eq!((left["status"].as_str(), left["termination_date"].as_str()), (Some("terminated"), Some("2026-11-26")));
+    assert_eq!(sent[&(DataType::Permission, "A-1:erp:approver".into())].as_ref().unwrap()["granted"], false);
+    assert_eq!(answer["changes"], 2);
+
+    // And no grant reaches the leaver afterwards.
+    let (status, answer) = hub.post_permissions(&line("A-1", "viewer", "grant", "2026-11-26T13:00:00Z")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+}
