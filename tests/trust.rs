@@ -5,10 +5,8 @@
 //! next export).
 
 use hr_testdata::{Dataset, GenerateOptions, Person};
-use rusqlite::{Connection, OptionalExtension};
-use std::io::{BufRead, BufReader};
+use rusqlite::Connection;
 use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -26,15 +24,6 @@ fn unified_id(p: &Person) -> String {
     format!("A-{}", p.local_id)
 }
 
-/// `(version, deleted, body)` of a row in a system's database.
-fn row(deployment: &Deployment, system: &str, table: &str, id: &str) -> Option<(i64, bool, Option<String>)> {
-    let conn = Connection::open(deployment.database(system)).unwrap();
-    conn.busy_timeout(Duration::from_secs(5)).unwrap();
-    conn.query_row(&format!("SELECT version, deleted, body FROM {table} WHERE id = ?1"), [id], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0, r.get(2)?)))
-        .optional()
-        .unwrap()
-}
-
 fn grade_in(body: &str) -> String {
     serde_json::from_str::<serde_json::Value>(body).unwrap()["grade"].as_str().unwrap().to_string()
 }
@@ -48,33 +37,6 @@ fn wait_for_row_above(deployment: &Deployment, system: &str, id: &str, version: 
         }
         assert!(Instant::now() < until, "{system} never applied {id} above version {version}");
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Reads a child's stderr lines on a thread.
-fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) {
-    let until = Instant::now() + Duration::from_secs(180);
-    loop {
-        let line = lines
-            .recv_timeout(until.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("no line with {needle:?}; saw:\n{}", seen.join("\n")));
-        seen.push(line.clone());
-        if line.contains(needle) {
-            return;
-        }
     }
 }
 

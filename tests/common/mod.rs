@@ -3,9 +3,12 @@
 //! default 127.0.0.1:9092; a test fails when none answers).
 #![allow(dead_code)]
 
+use rusqlite::{Connection, OptionalExtension};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 pub const TOKEN: &str = "multi-process-test-token";
 
@@ -179,6 +182,43 @@ pub fn assert_all_match(report: &serde_json::Value, when: &str) {
     for (name, types) in systems {
         for (t, r) in types.as_object().unwrap() {
             assert_eq!(r["digest_matches"], true, "{name}/{t} {when}: {r}");
+        }
+    }
+}
+
+/// `(version, deleted, body)` of a row in a system's database.
+pub fn row(deployment: &Deployment, system: &str, table: &str, id: &str) -> Option<(i64, bool, Option<String>)> {
+    let conn = Connection::open(deployment.database(system)).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn.query_row(&format!("SELECT version, deleted, body FROM {table} WHERE id = ?1"), [id], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0, r.get(2)?)))
+        .optional()
+        .unwrap()
+}
+
+/// Reads a child's stderr lines on a thread.
+pub fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits (at most 3 minutes) for a line containing `needle`; returns it.
+pub fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) -> String {
+    let until = Instant::now() + Duration::from_secs(180);
+    loop {
+        let line = lines
+            .recv_timeout(until.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no line with {needle:?}; saw:\n{}", seen.join("\n")));
+        seen.push(line.clone());
+        if line.contains(needle) {
+            return line;
         }
     }
 }
