@@ -3,7 +3,8 @@
 //! the master data, planned against the ledger, sent, applied in three
 //! systems' SQLite files, committed and confirmed), the seed pilot's naive
 //! design on the same records, one real-time change through
-//! `Hub::sync_changes`, and raw producer throughput.
+//! `Hub::sync_changes` and one posted to the hub's HTTP API (`hub_api`),
+//! and raw producer throughput.
 //!
 //! Kafka is the real broker when `HR_KAFKA_BROKERS` is set (scripts/bench.sh
 //! starts one), else librdkafka's embedded mock cluster. Latency percentiles
@@ -12,7 +13,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
 use futures::stream::{FuturesUnordered, StreamExt};
 use hr_core::{ChangeEnvelope, DataType, HeldBack, Ledger, MasterData, MergedState, PermissionGrant, Propagator, SqliteSink};
-use hr_sync::hr_hub::{Hub, HubConfig, TargetConfig};
+use hr_sync::hr_hub::{hub_api, ApiConfig, Hub, HubConfig, TargetConfig};
 use hr_testdata::{Dataset, GenerateOptions};
 use hr_transport_kafka::{ensure_topics, EmbeddedKafka, KafkaConfig, KafkaPropagator, KafkaSubscriber};
 use hr_transport_rest::{serve_receiver, ReceiverConfig, RestConfig, RestTarget};
@@ -329,15 +330,17 @@ impl Latencies {
         self.0.lock().unwrap().entry(name.to_string()).or_default().push(d.as_secs_f64() * 1000.0);
     }
 
+    /// Prints each sample set's percentiles and adds them to `target/bench-latency.json`.
     fn write(&self) {
-        let mut out = serde_json::Map::new();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-latency.json");
+        let mut out: serde_json::Map<String, serde_json::Value> =
+            std::fs::read(&path).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default();
         for (name, samples) in self.0.lock().unwrap().iter_mut() {
             samples.sort_by(f64::total_cmp);
             let at = |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
             println!("{name}: p50 {:.2} ms, p99 {:.2} ms over {} changes", at(0.5), at(0.99), samples.len());
             out.insert(name.clone(), serde_json::json!({"p50_ms": at(0.5), "p99_ms": at(0.99), "samples": samples.len()}));
         }
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-latency.json");
         let _ = std::fs::write(path, serde_json::to_vec_pretty(&out).unwrap());
     }
 }
@@ -411,6 +414,75 @@ fn realtime_change(c: &mut Criterion) {
     latencies.write();
 }
 
+/// Real-time changes posted to the hub's HTTP API, each answered once
+/// applied: a grant over REST (in erp, the system it is for) and a team
+/// transfer over Kafka (confirmed by all three consumer groups). The hub
+/// first syncs the seed's employees, teams and grants.
+fn hub_api_change(c: &mut Criterion) {
+    let rt = Runtime::new().unwrap();
+    let broker = Broker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let latencies = Latencies::default();
+    let types = [DataType::Employee, DataType::OrgUnit, DataType::Permission];
+    let kafka = broker.config(&rt, "hubapi", &[DataType::Employee, DataType::OrgUnit]);
+    let target = TargetConfig { data_types: types.to_vec(), url: None, token_env: None, all_grants: false, publishes: vec![] };
+    let config = HubConfig {
+        routes: [(DataType::Employee, "kafka".to_string()), (DataType::OrgUnit, "kafka".to_string()), (DataType::Permission, "rest".to_string())].into(),
+        targets: SYSTEMS.iter().map(|s| (s.to_string(), target.clone())).collect(),
+        topic_prefix: kafka.topic_prefix.clone(),
+        ..HubConfig::default()
+    };
+    let sinks = open_sinks(dir.path(), "hub-api");
+    let rest = RestConfig::new(start_receivers(&rt, &sinks, &[DataType::Permission]));
+    let systems = subscribers(&rt, &kafka, &[DataType::Employee, DataType::OrgUnit], sinks);
+    let mut hub = Hub::new(&config, kafka.clone(), rest, Ledger::open(dir.path().join("hub-api-ledger.sqlite3")).unwrap()).unwrap();
+    let state = seed_state();
+    rt.block_on(async {
+        let sent = hub.sync_types(&state, &types, &HeldBack::default()).await.unwrap();
+        sent.receipt.applied(Duration::from_secs(300)).await.unwrap();
+    });
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    let app = hub_api(Arc::new(tokio::sync::Mutex::new(hub)), ApiConfig::new("bench-token"));
+    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client = reqwest::Client::new();
+    let call = |request: reqwest::RequestBuilder| {
+        rt.block_on(async {
+            let response = request.bearer_auth("bench-token").send().await.unwrap();
+            assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+        })
+    };
+
+    let mut g = c.benchmark_group(format!("hub_api_one_change_3_systems/{}", broker.kind()));
+    g.sample_size(20).sampling_mode(SamplingMode::Flat).measurement_time(Duration::from_secs(5));
+    let employee = state.employees.values().find(|e| e.status == hr_core::EmployeeStatus::Active).unwrap().id.clone();
+    let mut at = chrono::Utc::now();
+    let mut turn = 0_u64;
+    let name = "rest/permission_grant";
+    g.bench_function(name, |b| {
+        b.iter_custom(timed_samples(&latencies, format!("{}/hub_api/{name}", broker.kind()), || {
+            turn += 1;
+            at += chrono::Duration::milliseconds(1);
+            let op = if turn.is_multiple_of(2) { "revoke" } else { "grant" };
+            let line = serde_json::json!({"employee": employee, "system": "erp", "role": "approver", "op": op, "at": at.to_rfc3339()});
+            call(client.post(format!("{api}/hr/v1/permissions")).body(line.to_string()));
+        }))
+    });
+    let teams: Vec<String> = state.org_units.keys().filter(|t| t.contains('-')).take(2).cloned().collect();
+    let name = "kafka/team_transfer";
+    g.bench_function(name, |b| {
+        b.iter_custom(timed_samples(&latencies, format!("{}/hub_api/{name}", broker.kind()), || {
+            turn += 1;
+            at += chrono::Duration::milliseconds(1);
+            let change = serde_json::json!({"at": at.to_rfc3339(), "org_unit": teams[turn as usize % 2]});
+            call(client.patch(format!("{api}/hr/v1/employees/{employee}")).json(&change));
+        }))
+    });
+    g.finish();
+    shutdown(&rt, systems);
+    latencies.write();
+}
+
 /// Envelopes of every record at `version`.
 fn at_version(records: &[(String, Box<RawValue>)], data_type: DataType, version: u64) -> Vec<ChangeEnvelope> {
     records.iter().map(|(k, v)| ChangeEnvelope::with_raw_payload(data_type, k.clone(), version, "bench", Some(v.clone()))).collect()
@@ -469,5 +541,5 @@ fn producer_throughput(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, seed_scenario, realtime_change, producer_throughput);
+criterion_group!(benches, seed_scenario, realtime_change, hub_api_change, producer_throughput);
 criterion_main!(benches);
