@@ -71,6 +71,9 @@ struct Args {
     /// Serve the real-time API for the HR side on this address (token: HR_HUB_TOKEN).
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Serve the hub's metrics (Prometheus text, GET /metrics) on this address.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// What one run did.
@@ -118,6 +121,10 @@ async fn main() -> anyhow::Result<()> {
     let api_token =
         args.listen.map(|_| std::env::var("HR_HUB_TOKEN")).transpose().map_err(|_| anyhow::anyhow!("--listen needs the API's bearer token in HR_HUB_TOKEN"))?;
 
+    if let Some(addr) = args.metrics_listen {
+        serve_metrics(addr, &console).await?;
+    }
+
     let mut hub: Option<Arc<Mutex<Hub>>> = None;
     let mut failures: u32 = 0;
     loop {
@@ -131,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
             Err(e) => Err(e),
         };
         write_report(&args, &console, &outcome);
+        count_run(&outcome);
         let mismatched = outcome.as_ref().map(RunReport::mismatched).unwrap_or_default();
         let Some(every) = args.watch else {
             if args.listen.is_some() && outcome.is_ok() {
@@ -175,6 +183,34 @@ async fn serve_api(hub: Arc<Mutex<Hub>>, addr: SocketAddr, token: &str, console:
     });
     console.line(&format!("real-time API listening on http://{bound}"));
     Ok(())
+}
+
+/// Installs the Prometheus recorder and serves it on `addr` for as long as the process runs.
+async fn serve_metrics(addr: SocketAddr, console: &Console) -> anyhow::Result<()> {
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let bound = listener.local_addr()?;
+    let app = axum::Router::new().route("/metrics", axum::routing::get(move || std::future::ready(prometheus.render())));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the metrics endpoint stopped");
+        }
+    });
+    console.line(&format!("metrics on http://{bound}/metrics"));
+    Ok(())
+}
+
+/// The run's own metrics: duration, outcome, what the merge set aside, when it last succeeded.
+fn count_run(outcome: &anyhow::Result<RunReport>) {
+    match outcome {
+        Ok(report) => {
+            metrics::counter!("hr_hub_runs_total", "outcome" => "ok").increment(1);
+            metrics::histogram!("hr_hub_run_seconds").record(report.elapsed_ms / 1000.0);
+            metrics::gauge!("hr_hub_quarantined_records").set(report.merge.quarantined.len() as f64);
+            metrics::gauge!("hr_hub_last_success_timestamp_seconds").set(chrono::Utc::now().timestamp() as f64);
+        }
+        Err(_) => metrics::counter!("hr_hub_runs_total", "outcome" => "failed").increment(1),
+    }
 }
 
 /// How often `--watch` revokes grants that expired since the last run.

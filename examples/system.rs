@@ -7,7 +7,14 @@
 //!     --name payroll --listen 127.0.0.1:8081 --brokers 127.0.0.1:9092 --data-dir out/systems
 //! ```
 //!
-//! Prints `<name> listening on http://<addr>` on stdout once it accepts requests.
+//! `GET /metrics` on the receiver's address serves Prometheus text: changes
+//! applied, stale, out of scope and invalid per data type and transport,
+//! apply latency, dead letters and the receiver's refusals by reason.
+//!
+//! Prints `<name> listening on http://<addr>` on stdout once it accepts
+//! requests, within seconds even while the brokers are unreachable: then its
+//! log says so (and again when they answer), `/healthz` answers 503 with the
+//! reason, and the consumer group is joined as soon as they answer.
 //!
 //! `--publish FILE` (in `master_data.csv`'s format: `set,code,name[,attribute
 //! columns]`) publishes those rows as this system, which must own their sets
@@ -19,10 +26,13 @@ use clap::Parser;
 use hr_sync::hr_core::{read_master_data_file, Ledger, MasterData};
 use hr_sync::{HubConfig, Publisher, SystemOptions, TargetSystem};
 use hr_transport_kafka::{ensure_topics, KafkaConfig};
+use hr_transport_rest::MetricsRender;
+use metrics_exporter_prometheus::PrometheusBuilder;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -59,16 +69,23 @@ async fn main() -> anyhow::Result<()> {
     let config = HubConfig::load(args.config.as_deref())?;
     let mut kafka = KafkaConfig::new(&args.brokers);
     kafka.topic_prefix = config.topic_prefix.clone();
-    // Subscribing to a topic that does not exist yet would wait for a metadata refresh.
-    ensure_topics(&kafka, &config.policy().data_types_via("kafka")).await?;
     // The file is checked whole before the system starts: a bad one changes nothing.
     let catalogue = args.publish.as_deref().map(|file| read_catalogue(file, &args.name, &config)).transpose()?;
-    let options = SystemOptions { name: args.name.clone(), data_dir: args.data_dir, listen: args.listen, token: args.token, fresh: false };
+    // The process's metrics, served by the receiver at GET /metrics.
+    let prometheus = PrometheusBuilder::new().install_recorder()?;
+    let metrics: MetricsRender = Arc::new(move || prometheus.render());
+    let options =
+        SystemOptions { name: args.name.clone(), data_dir: args.data_dir, listen: args.listen, token: args.token, fresh: false, metrics: Some(metrics) };
     let system = TargetSystem::start(&options, &config, &kafka).await?;
     println!("{} listening on {}", system.name(), system.url());
     std::io::stdout().flush()?;
     eprintln!("{}: sqlite {}, kafka group {}", system.name(), system.sink().path().display(), system.group().unwrap_or("-"));
     if let Some(records) = catalogue {
+        // Publishing goes over Kafka: it waits for the brokers as the subscriber does.
+        while !system.wait_until_subscribed(Duration::from_secs(5)).await {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        ensure_topics(&kafka, &config.policy().data_types_via("kafka")).await?;
         publish(records, &args.name, &options.data_dir, &config, &kafka).await?;
     }
 

@@ -182,6 +182,7 @@ async fn start_systems(
             listen: ([127, 0, 0, 1], 0).into(),
             token: Some(token.into()),
             fresh: true,
+            metrics: None,
         };
         let system = TargetSystem::start(&system_options, config, kafka).await?;
         console.line(&format!(

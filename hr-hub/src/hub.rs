@@ -365,8 +365,10 @@ impl Hub {
         let ledger = &mut self.ledger;
         let deltas = blocking(|| types.iter().map(|t| Ok((*t, ledger.plan_state(source(*t), *t, "hr-hub", &options)?))).collect::<Result<Vec<_>, HubError>>())?;
         let mut outcome = self.send(deltas, &[]).await?;
+        metrics::gauge!("hr_hub_held_back_records").set(outcome.held_back.len() as f64);
         for (t, wins) in newer_wins {
             blocking(|| self.ledger.settle_realtime(t, &wins.settled))?;
+            metrics::counter!("hr_hub_source_older_total", "data_type" => t.as_str()).increment(wins.source_older.len() as u64);
             if !wins.source_older.is_empty() {
                 outcome.source_older.insert(t, wins.source_older);
             }
@@ -449,6 +451,7 @@ impl Hub {
         blocking(|| deltas.iter().try_for_each(|(t, delta)| self.ledger.reserve(*t, delta)))?;
         let receipt = self.router.propagate(&batch).await?;
         blocking(|| deltas.iter().try_for_each(|(t, delta)| self.ledger.commit_realtime(*t, delta, realtime)))?;
+        count_sent(&deltas, &receipt);
         Ok(SyncOutcome { sent: batch.len() as u64, retried, receipt, held_back, ..SyncOutcome::default() })
     }
 
@@ -490,6 +493,9 @@ impl Hub {
                 }
                 let ours = self.expected_digest(name, *t)?;
                 let drift = if ours == theirs { Drift::default() } else { self.find_drift(reader, name, *t).await? };
+                let labels = [("target", name.clone()), ("data_type", t.as_str().to_string())];
+                metrics::gauge!("hr_hub_drift_keys", &labels).set(drift.len() as f64);
+                metrics::gauge!("hr_hub_digest_matches", &labels).set(if ours == theirs { 1.0 } else { 0.0 });
                 per_type.insert(*t, Reconciled { records: theirs.count, hub_records: ours.count, digest_matches: ours == theirs, drift });
             }
             out.insert(name.clone(), per_type);
@@ -559,6 +565,7 @@ impl Hub {
                 outcome.unrepairable.insert(t, unrepairable);
             }
             outcome.repaired.insert(t, repairs.len() as u64);
+            metrics::counter!("hr_hub_repaired_total", "data_type" => t.as_str()).increment(repairs.len() as u64);
             deltas.push((t, blocking(|| self.ledger.plan_repairs(t, repairs, "hr-hub"))?));
         }
         outcome.repaired_per_target = repaired_per_target(found, &outcome.unrepairable);
@@ -574,7 +581,12 @@ impl Hub {
             let live = self.ledger.version_of(t, &key)?.is_some_and(|(_, deleted)| !deleted);
             // A real-time change that stands is what the ledger holds, not `state`'s record.
             let record = match self.ledger.realtime_change(t, &key)? {
-                Some(RealtimeChange { payload: Some(payload), .. }) => Some(Ok(payload)),
+                Some(mut change @ RealtimeChange { payload: Some(_), .. }) => {
+                    if t == DataType::Permission {
+                        realtime::revoke_if_expired(&mut change, today())?;
+                    }
+                    change.payload.map(Ok)
+                }
                 _ => state.record(t, &key),
             };
             let payload = match (live, record) {
@@ -599,6 +611,19 @@ impl Hub {
             return Ok(());
         }
         Err(HubError::MassDeleteRepair { data_type: t, deletes, held, limit_percent: share * 100.0 })
+    }
+}
+
+/// `hr_hub_changes_sent_total` per data type and
+/// `hr_hub_changes_delivered_total` per target and data type.
+fn count_sent(deltas: &[(DataType, Delta)], receipt: &Receipt) {
+    for (t, delta) in deltas {
+        metrics::counter!("hr_hub_changes_sent_total", "data_type" => t.as_str()).increment(delta.changes.len() as u64);
+    }
+    for (target, types) in &receipt.delivered().delivered {
+        for (t, n) in types {
+            metrics::counter!("hr_hub_changes_delivered_total", "target" => target.clone(), "data_type" => t.as_str()).increment(*n);
+        }
     }
 }
 

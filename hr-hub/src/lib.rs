@@ -63,7 +63,7 @@
 //! cluster.create_topics(&kafka, &config.policy().data_types_via("kafka")).unwrap();
 //! let mut systems = vec![];
 //! for name in ["payroll", "orgchart", "erp"] {
-//!     let options = SystemOptions { name: name.into(), data_dir: dir.path().into(), listen: ([127, 0, 0, 1], 0).into(), token: None, fresh: true };
+//!     let options = SystemOptions { name: name.into(), data_dir: dir.path().into(), listen: ([127, 0, 0, 1], 0).into(), token: None, fresh: true, metrics: None };
 //!     let system = TargetSystem::start(&options, &config, &kafka).await.unwrap();
 //!     config.targets.get_mut(name).unwrap().url = Some(system.url().to_string());
 //!     systems.push(system);
@@ -91,6 +91,7 @@ mod api;
 mod config;
 mod hub;
 mod input;
+mod metered;
 mod publisher;
 mod system;
 

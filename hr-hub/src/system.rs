@@ -1,17 +1,28 @@
 //! One target system (payroll, orgchart, erp): its SQLite sink, the REST
 //! receiver in front of it and the Kafka subscriber feeding it.
+//!
+//! The receiver listens at once, whatever the brokers do; the subscriber
+//! joins its group as soon as they answer. Until then `/healthz` answers
+//! 503 naming why, and the log says when they stop and start answering.
 
 use crate::config::HubConfig;
+use crate::metered::MeteredSink;
 use hr_core::{DataType, ScopedSink, Sink, SinkError, SqliteSink};
-use hr_transport_kafka::{KafkaConfig, KafkaSubscriber, KafkaTransportError, SubscriberStats};
-use hr_transport_rest::{serve_receiver, ReceiverConfig, ReceiverError};
+use hr_transport_kafka::{ensure_topics, BrokerStatus, BrokerWatch, KafkaConfig, KafkaSubscriber, KafkaTransportError, SubscriberStats};
+use hr_transport_rest::{serve_receiver, HealthCheck, MetricsRender, ReceiverConfig, ReceiverError};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
+/// How often a system asks its brokers whether they answer.
+const BROKER_CHECK: Duration = Duration::from_secs(2);
+/// How long [`TargetSystem::start`] waits for its subscriber when the brokers answer.
+const FIRST_SUBSCRIBE: Duration = Duration::from_secs(5);
+
 /// How to start a target system.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SystemOptions {
     /// Its name, as the configuration's `[targets.<name>]`.
     pub name: String,
@@ -24,6 +35,25 @@ pub struct SystemOptions {
     pub token: Option<String>,
     /// Start from an empty database (the demo) instead of resuming.
     pub fresh: bool,
+    /// What the receiver serves at `GET /metrics` (the process's
+    /// Prometheus text); `None`: no such route. The system counts what it
+    /// applies, per data type and transport, through the `metrics` facade
+    /// whatever this says.
+    pub metrics: Option<MetricsRender>,
+}
+
+// The token is a secret: Debug says whether there is one.
+impl std::fmt::Debug for SystemOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SystemOptions")
+            .field("name", &self.name)
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .field("fresh", &self.fresh)
+            .field("metrics", &self.metrics.is_some())
+            .finish()
+    }
 }
 
 /// A running target system.
@@ -31,8 +61,17 @@ pub struct TargetSystem {
     name: String,
     sink: Arc<SqliteSink>,
     url: String,
-    subscriber: Option<KafkaSubscriber>,
+    kafka: Option<KafkaSide>,
     server: JoinHandle<()>,
+}
+
+/// The Kafka half of a system: the broker watch, and the subscriber once
+/// the brokers answered.
+struct KafkaSide {
+    group: String,
+    watch: BrokerWatch,
+    subscriber: Arc<Mutex<Option<KafkaSubscriber>>>,
+    joining: JoinHandle<()>,
 }
 
 /// Why a target system cannot start or stop; each names the system and
@@ -117,8 +156,10 @@ impl std::fmt::Debug for TargetSystem {
 impl TargetSystem {
     /// Opens the sink, starts the receiver for the data types `config`
     /// allows this system, and subscribes its consumer group
-    /// (`<topic_prefix><name>`) to those of them routed over Kafka.
-    /// The topics must exist.
+    /// (`<topic_prefix><name>`) to those of them routed over Kafka, creating
+    /// their topics where missing. Returns once the group is joined, or after
+    /// at most about 5 s while the brokers do not answer: the receiver
+    /// listens meanwhile, and the group is joined as soon as they do.
     pub async fn start(options: &SystemOptions, config: &HubConfig, kafka: &KafkaConfig) -> Result<Self, SystemError> {
         let name = &options.name;
         let system = || name.clone();
@@ -146,28 +187,33 @@ impl TargetSystem {
         let removed = sink.retain(DataType::Permission, |key| scope.admits(DataType::Permission, key));
         removed.map_err(|source| SystemError::Store { system: system(), path: path.clone(), source })?;
         let scoped: Arc<dyn Sink> = Arc::new(ScopedSink::new(sink.clone(), scope));
-        let mut receiver_config = ReceiverConfig::new(scoped.clone(), allowed.clone());
+        let kafka_types: Vec<DataType> = config.policy().data_types_via("kafka").into_iter().filter(|t| allowed.contains(t)).collect();
+        let watch = if kafka_types.is_empty() {
+            None
+        } else {
+            let group = kafka.group(name);
+            Some(BrokerWatch::start(kafka, BROKER_CHECK).map_err(|source| SystemError::Subscriber { system: system(), group, source })?)
+        };
+        let mut receiver_config = ReceiverConfig::new(Arc::new(MeteredSink::new(scoped.clone(), "rest")), allowed.clone());
+        if let Some(render) = &options.metrics {
+            receiver_config = receiver_config.with_metrics(render.clone());
+        }
+        if let Some(watch) = &watch {
+            receiver_config = receiver_config.with_health(kafka_health(watch));
+        }
         if let Some(token) = &options.token {
             receiver_config = receiver_config.with_token(token).map_err(receiver_error)?;
         }
         // serve_receiver, not axum::serve: it adds the header read timeout and
         // the connection cap, and refuses to serve without a token off loopback.
         let server = tokio::spawn(serve_receiver(listener, receiver_config).map_err(receiver_error)?);
-        let kafka_types: Vec<DataType> = config.policy().data_types_via("kafka").into_iter().filter(|t| allowed.contains(t)).collect();
-        let subscriber = if kafka_types.is_empty() {
-            None
-        } else {
-            let group = kafka.group(name);
-            if holds_nothing(&sink, &kafka_types).map_err(|source| SystemError::Store { system: system(), path: path.clone(), source })? {
-                // Not fatal: what the group then skips, the hub's reconciliation finds missing and resends.
-                if let Err(e) = rewind(kafka, &group, &kafka_types).await {
-                    tracing::warn!(system = %name, group = %group, error = %e, "cannot rewind the consumer group of an empty store");
-                }
-            }
-            let subscriber = KafkaSubscriber::start(kafka, &group, &kafka_types, scoped);
-            Some(subscriber.map_err(|source| SystemError::Subscriber { system: system(), group, source })?)
-        };
-        Ok(TargetSystem { name: name.clone(), sink, url, subscriber, server })
+        let kafka = watch.map(|watch| {
+            let joiner = Joiner { name: name.clone(), kafka: kafka.clone(), group: kafka.group(name), data_types: kafka_types, sink: sink.clone(), scoped };
+            KafkaSide::start(joiner, watch)
+        });
+        let system = TargetSystem { name: name.clone(), sink, url, kafka, server };
+        system.wait_until_subscribed(FIRST_SUBSCRIBE).await;
+        Ok(system)
     }
 
     /// Its name.
@@ -187,25 +233,128 @@ impl TargetSystem {
 
     /// The consumer group, if it subscribes to anything.
     pub fn group(&self) -> Option<&str> {
-        self.subscriber.as_ref().map(KafkaSubscriber::group)
+        self.kafka.as_ref().map(|k| k.group.as_str())
+    }
+
+    /// Whether its brokers answer; `None` when it takes nothing over Kafka.
+    pub fn broker_status(&self) -> Option<BrokerStatus> {
+        self.kafka.as_ref().map(|k| k.watch.status())
+    }
+
+    /// Waits at most `deadline` until its subscriber has joined its group
+    /// (at once when it takes nothing over Kafka); whether it has. The
+    /// wait ends early while the brokers do not answer.
+    pub async fn wait_until_subscribed(&self, deadline: Duration) -> bool {
+        let Some(kafka) = &self.kafka else { return true };
+        let until = Instant::now() + deadline;
+        loop {
+            if kafka.subscribed() {
+                return true;
+            }
+            if Instant::now() >= until || matches!(kafka.watch.status(), BrokerStatus::Unreachable(_)) {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// What its subscriber applied so far.
     pub fn kafka_stats(&self) -> SubscriberStats {
-        self.subscriber.as_ref().map(KafkaSubscriber::stats).unwrap_or_default()
+        self.kafka.as_ref().and_then(|k| k.locked().as_ref().map(KafkaSubscriber::stats)).unwrap_or_default()
     }
 
     /// Commits the subscriber's offsets, leaves the group and stops the receiver.
     pub async fn shutdown(self) -> Result<SubscriberStats, SystemError> {
-        let stats = match self.subscriber {
-            Some(s) => {
-                let group = s.group().to_string();
-                s.shutdown().await.map_err(|source| SystemError::Subscriber { system: self.name, group, source })?
+        let stats = match self.kafka {
+            Some(kafka) => {
+                kafka.joining.abort();
+                let subscriber = kafka.locked().take();
+                match subscriber {
+                    Some(s) => s.shutdown().await.map_err(|source| SystemError::Subscriber { system: self.name, group: kafka.group, source })?,
+                    None => SubscriberStats::default(),
+                }
             }
             None => SubscriberStats::default(),
         };
         self.server.abort();
         Ok(stats)
+    }
+}
+
+/// `/healthz`: 503 while the brokers do not answer.
+fn kafka_health(watch: &BrokerWatch) -> HealthCheck {
+    let status = watch.subscribe();
+    Arc::new(move || match &*status.borrow() {
+        BrokerStatus::Reachable => Ok(()),
+        BrokerStatus::Unknown => Err("Kafka brokers not asked yet".into()),
+        BrokerStatus::Unreachable(reason) => Err(format!("Kafka brokers unreachable: {reason}")),
+    })
+}
+
+impl KafkaSide {
+    /// Joins the group in the background, as soon as the brokers answer.
+    fn start(joiner: Joiner, watch: BrokerWatch) -> KafkaSide {
+        let subscriber = Arc::new(Mutex::new(None));
+        let group = joiner.group.clone();
+        let joining = tokio::spawn(joiner.run(watch.subscribe(), subscriber.clone()));
+        KafkaSide { group, watch, subscriber, joining }
+    }
+
+    fn locked(&self) -> std::sync::MutexGuard<'_, Option<KafkaSubscriber>> {
+        // Only ever set or taken whole: a poisoned lock still holds a consistent value.
+        self.subscriber.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn subscribed(&self) -> bool {
+        self.locked().is_some()
+    }
+}
+
+/// What it takes to join a system's consumer group.
+struct Joiner {
+    name: String,
+    kafka: KafkaConfig,
+    group: String,
+    data_types: Vec<DataType>,
+    sink: Arc<SqliteSink>,
+    scoped: Arc<dyn Sink>,
+}
+
+impl Joiner {
+    /// Waits until the brokers answer, then creates the topics, rewinds the
+    /// group of an empty store and subscribes; retried until it succeeds.
+    async fn run(self, mut status: tokio::sync::watch::Receiver<BrokerStatus>, slot: Arc<Mutex<Option<KafkaSubscriber>>>) {
+        loop {
+            if status.wait_for(|s| *s == BrokerStatus::Reachable).await.is_err() {
+                return; // the watch stopped: the system is shutting down
+            }
+            match self.subscribe().await {
+                Ok(subscriber) => {
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(subscriber);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(system = %self.name, group = %self.group, error = %e, "cannot join the consumer group yet; retrying");
+                    tokio::time::sleep(BROKER_CHECK).await;
+                }
+            }
+        }
+    }
+
+    async fn subscribe(&self) -> Result<KafkaSubscriber, KafkaTransportError> {
+        // Subscribing to a topic that does not exist yet would wait for a metadata refresh.
+        ensure_topics(&self.kafka, &self.data_types).await?;
+        match holds_nothing(&self.sink, &self.data_types) {
+            // Not fatal: what the group then skips, the hub's reconciliation finds missing and resends.
+            Ok(true) => {
+                if let Err(e) = rewind(&self.kafka, &self.group, &self.data_types).await {
+                    tracing::warn!(system = %self.name, group = %self.group, error = %e, "cannot rewind the consumer group of an empty store");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(system = %self.name, error = %e, "cannot tell whether the store is empty; not rewinding"),
+        }
+        KafkaSubscriber::start(&self.kafka, &self.group, &self.data_types, Arc::new(MeteredSink::new(self.scoped.clone(), "kafka")))
     }
 }
 

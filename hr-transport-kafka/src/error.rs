@@ -61,6 +61,14 @@ pub enum KafkaTransportError {
         /// What happened.
         detail: String,
     },
+    /// A dead-letter topic cannot be read, or a dead letter replayed.
+    #[error("dead letters of {topic}: {detail}")]
+    DeadLetters {
+        /// The dead-letter topic.
+        topic: String,
+        /// What happened.
+        detail: String,
+    },
     /// The embedded mock cluster could not start.
     #[error("cannot start the embedded Kafka mock cluster: {0}")]
     Mock(String),

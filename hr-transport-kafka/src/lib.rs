@@ -48,7 +48,9 @@
 
 mod config;
 mod confirm;
+mod dead_letters;
 mod error;
+mod health;
 #[cfg(feature = "embedded")]
 mod mock;
 mod producer;
@@ -57,7 +59,9 @@ mod topics;
 
 pub use config::KafkaConfig;
 pub use confirm::{group_lag, wait_until_applied, GroupLag, LagMonitor};
+pub use dead_letters::{read_dead_letters, replay_dead_letters, DeadLetter};
 pub use error::KafkaTransportError;
+pub use health::{BrokerStatus, BrokerWatch};
 #[cfg(feature = "embedded")]
 pub use mock::EmbeddedKafka;
 pub use producer::KafkaPropagator;

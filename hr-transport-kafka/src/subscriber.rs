@@ -318,6 +318,8 @@ impl Worker {
             }
         }
         tracing::warn!(group = %self.group, topic = %t.topic, partition = t.partition, offset = t.offset, "record dead-lettered");
+        let data_type = self.config.data_type_of(&t.topic).map_or("unknown", DataType::as_str);
+        metrics::counter!("hr_changes_dead_lettered_total", "data_type" => data_type).increment(1);
         self.stats.lock().unwrap_or_else(|p| p.into_inner()).dead_lettered += 1;
     }
 }

@@ -6,7 +6,9 @@
 
 use async_trait::async_trait;
 use hr_core::{ApplyOutcome, ChangeEnvelope, DataType, DigestEntry, MemorySink, PropagateError, Propagator, Sink, SinkError, SqliteSink};
-use hr_transport_kafka::{ensure_topics, group_lag, wait_until_applied, KafkaConfig, KafkaPropagator, KafkaSubscriber, DLQ_ERROR_HEADER};
+use hr_transport_kafka::{
+    ensure_topics, group_lag, read_dead_letters, replay_dead_letters, wait_until_applied, KafkaConfig, KafkaPropagator, KafkaSubscriber, DLQ_ERROR_HEADER,
+};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -259,6 +261,42 @@ async fn a_poison_record_goes_to_the_dead_letter_topic_and_the_rest_is_applied()
     assert!(garbage.contains("syntax error") || garbage.contains("end of input"), "{errors:?}");
     assert!(error_of("md.category:C00002").contains("key"), "{errors:?}");
     assert!(error_of(r#""data_type":"employee""#).contains("envelope of employee on topic"), "{errors:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_is_listed_with_its_reason_and_applied_once_replayed_where_it_belongs() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let config = config("replay").await;
+    let group = format!("{}g", config.topic_prefix);
+    let sink = Arc::new(MemorySink::default());
+    let sub = KafkaSubscriber::start(&config, &group, &[DataType::MasterData, DataType::Employee], sink.clone()).unwrap();
+    // A good employee change published on the master-data topic by mistake: dead-lettered.
+    let misrouted = employees(1).remove(0);
+    let raw: FutureProducer = config.client_config().create().unwrap();
+    raw.send(FutureRecord::to(&config.topic(DataType::MasterData)).key(&misrouted.key).payload(&misrouted.to_json()), Duration::from_secs(10)).await.unwrap();
+    raw.send(FutureRecord::to(&config.topic(DataType::MasterData)).key("garbage").payload("{not json"), Duration::from_secs(10)).await.unwrap();
+    wait_until_applied(&config, &[&group], &[DataType::MasterData], Duration::from_secs(60)).await.unwrap();
+    assert!(sink.get(DataType::Employee, &misrouted.key).is_none());
+
+    let reader = config.clone();
+    let letters = tokio::task::spawn_blocking(move || read_dead_letters(&reader, DataType::MasterData, Duration::from_secs(30)).map_err(Box::new))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    let employee = letters.iter().find(|l| l.key.as_deref() == Some(misrouted.key.as_str())).expect("the misrouted change is listed");
+    assert_eq!(employee.data_type, Some(DataType::Employee));
+    assert!(employee.error.contains("envelope of employee on topic"), "{employee:?}");
+    assert_eq!((employee.group.as_str(), employee.source.starts_with(&config.topic(DataType::MasterData))), (group.as_str(), true), "{employee:?}");
+    assert!(employee.timestamp_ms.is_some());
+    let garbage = letters.iter().find(|l| l.key.as_deref() == Some("garbage")).unwrap();
+    assert!(replay_dead_letters(&config, &[garbage, employee]).await.is_err(), "a letter that is no envelope refuses the replay");
+
+    assert_eq!(replay_dead_letters(&config, &[employee]).await.unwrap(), 1);
+    wait_until_applied(&config, &[&group], &[DataType::Employee], Duration::from_secs(60)).await.unwrap();
+    assert_eq!(sink.get(DataType::Employee, &misrouted.key).map(|r| r.version), Some(misrouted.version), "the replayed change is applied");
+    let stats = sub.shutdown().await.unwrap();
+    assert_eq!(stats.dead_lettered, 2, "the replay is not dead-lettered again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

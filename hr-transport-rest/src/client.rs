@@ -253,7 +253,9 @@ impl RestPropagator {
         let mut report = PropagationReport::default();
         let scope = target.scope();
         let mine: Vec<&ChangeEnvelope> = batch.iter().filter(|c| target.data_types.contains(&c.data_type) && scope.admits(c.data_type, &c.key)).collect();
-        let chunks: Vec<&[&ChangeEnvelope]> = mine.chunks(self.config.batch_size.max(1)).collect();
+        // One data type per request, so a receiver can count what it applied per data type.
+        let chunks: Vec<&[&ChangeEnvelope]> =
+            mine.chunk_by(|a, b| a.data_type == b.data_type).flat_map(|run| run.chunks(self.config.batch_size.max(1))).collect();
         for (i, chunk) in chunks.iter().enumerate() {
             let body = format!("[{}]", chunk.iter().map(|c| c.to_json()).collect::<Vec<_>>().join(","));
             let ids: String = chunk.iter().map(|c| c.event_id.as_str()).collect::<Vec<_>>().join(",");

@@ -41,4 +41,4 @@ mod strict;
 pub use client::{RestConfig, RestPropagator, RestTarget, RestTransportError};
 pub use idempotency::MAX_IDEMPOTENCY_KEY_BYTES;
 pub use serve::serve_receiver;
-pub use server::{bearer_matches, receiver, ReceiverConfig, ReceiverError, BUCKETS_PATH, CHANGES_PATH, DIGEST_PATH, ENTRIES_PATH};
+pub use server::{bearer_matches, receiver, HealthCheck, MetricsRender, ReceiverConfig, ReceiverError, BUCKETS_PATH, CHANGES_PATH, DIGEST_PATH, ENTRIES_PATH};

@@ -73,7 +73,7 @@ pub fn document() -> Value {
                     "403": err("A data type this system does not accept"),
                     "404": err("No such data type"),
                     "503": err("The store is unavailable")}}},
-            "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "Up"}}}},
+            "/healthz": {"get": {"summary": "Whether the system can do its work", "security": [], "responses": {"200": {"description": "Up"}, "503": err("Up, but unable to do its work (for example its Kafka brokers are unreachable); the message says why")}}},
             "/hr/v1/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI document"}}}}
         }
     })

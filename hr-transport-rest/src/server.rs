@@ -55,9 +55,19 @@ pub enum ReceiverError {
     Io(#[from] std::io::Error),
 }
 
+/// What `GET /healthz` asks: `Err(reason)` while the system cannot do its
+/// work (for example its broker is unreachable), answered 503 with the reason.
+pub type HealthCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// What `GET /metrics` answers: the process's metrics in Prometheus text
+/// format (e.g. `metrics_exporter_prometheus::PrometheusHandle::render`).
+pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// How a target system's receiver behaves, and the limits that keep a
 /// hostile or broken caller from pinning its memory or connections.
 pub struct ReceiverConfig {
+    pub(crate) health: Option<HealthCheck>,
+    pub(crate) metrics: Option<MetricsRender>,
     pub(crate) sink: Arc<dyn Sink>,
     pub(crate) allowed: Vec<DataType>,
     pub(crate) token: Option<Sensitive<String>>,
@@ -78,6 +88,8 @@ impl ReceiverConfig {
     /// headers, 256 connections, 4 MiB of remembered idempotency keys.
     pub fn new(sink: Arc<dyn Sink>, allowed: Vec<DataType>) -> Self {
         ReceiverConfig {
+            health: None,
+            metrics: None,
             sink,
             allowed,
             token: None,
@@ -99,6 +111,20 @@ impl ReceiverConfig {
         }
         self.token = Some(Sensitive::new(token.to_string()));
         Ok(self)
+    }
+
+    /// Makes `GET /healthz` answer 503 with the reason while `check` fails
+    /// (200 otherwise); without one it always answers 200.
+    pub fn with_health(mut self, check: HealthCheck) -> Self {
+        self.health = Some(check);
+        self
+    }
+
+    /// Serves `GET /metrics` (no token: counts only, never a key or a
+    /// value) with what `render` returns.
+    pub fn with_metrics(mut self, render: MetricsRender) -> Self {
+        self.metrics = Some(render);
+        self
     }
 
     /// Largest accepted body in bytes (413 above; at most 4 GiB).
@@ -204,13 +230,31 @@ pub fn receiver(config: ReceiverConfig) -> Router {
         .route(DIGEST_PATH, digests)
         .route(BUCKETS_PATH, get(bucket_digests).route_layer(middleware::from_fn_with_state(shared.clone(), require_token)))
         .route(ENTRIES_PATH, get(bucket_entries).route_layer(middleware::from_fn_with_state(shared.clone(), require_token)))
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(move || healthz(config.health.clone())))
+        .route("/metrics", get(move || metrics_text(config.metrics.clone())))
         .route("/hr/v1/openapi.json", get(|| async { Json(crate::openapi::document()) }))
         .layer(DefaultBodyLimit::max(config.body_limit))
         .with_state(shared)
 }
 
+async fn healthz(check: Option<HealthCheck>) -> Response {
+    match check.map_or(Ok(()), |check| check()) {
+        Ok(()) => Json(json!({"status": "ok"})).into_response(),
+        Err(reason) => error(StatusCode::SERVICE_UNAVAILABLE, "unhealthy", reason),
+    }
+}
+
+async fn metrics_text(render: Option<MetricsRender>) -> Response {
+    match render {
+        Some(render) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], render()).into_response(),
+        None => error(StatusCode::NOT_FOUND, "no_metrics", "this receiver exports no metrics"),
+    }
+}
+
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    if status.is_client_error() || status.is_server_error() {
+        metrics::counter!("hr_receiver_refused_total", "reason" => code.to_string()).increment(1);
+    }
     (status, Json(json!({"error": code, "message": message.into()}))).into_response()
 }
 

@@ -32,6 +32,19 @@ pub struct SystemProcess {
     pub name: String,
     pub child: Child,
     pub url: String,
+    /// Its stderr lines so far (also echoed to the test's stderr).
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl SystemProcess {
+    /// Waits (at most `within`) for a log line containing `needle`.
+    pub fn wait_for_log(&self, needle: &str, within: Duration) {
+        let until = Instant::now() + within;
+        while !self.log.lock().unwrap().iter().any(|l| l.contains(needle)) {
+            assert!(Instant::now() < until, "{} never logged {needle:?}; it logged:\n{}", self.name, self.log.lock().unwrap().join("\n"));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 /// Starts `examples/system.rs` listening on `listen` (`127.0.0.1:0`: any port).
@@ -49,13 +62,22 @@ pub fn start_system_with(name: &str, listen: &str, config: &Path, data_dir: &Pat
         .args(extra)
         .env("HR_SYSTEM_TOKEN", TOKEN)
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("system starts");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+    let (lines, kept) = (child.stderr.take().unwrap(), log.clone());
+    std::thread::spawn(move || {
+        for line in BufReader::new(lines).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            kept.lock().unwrap().push(line);
+        }
+    });
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let url = line.trim().rsplit(' ').next().unwrap().to_string();
     assert!(url.starts_with("http://127.0.0.1:"), "{name} printed {line:?}");
-    SystemProcess { name: name.to_string(), child, url }
+    SystemProcess { name: name.to_string(), child, url, log }
 }
 
 /// SIGTERM, and the process must leave cleanly.
@@ -93,7 +115,11 @@ pub struct Deployment {
 impl Deployment {
     /// Writes the configuration (fresh topic prefix) and starts the named systems.
     pub fn start(names: &[&str]) -> (Deployment, Vec<SystemProcess>) {
-        let brokers = brokers();
+        Self::start_on(names, brokers())
+    }
+
+    /// [`start`](Self::start) against `brokers`, whether they answer or not.
+    pub fn start_on(names: &[&str], brokers: String) -> (Deployment, Vec<SystemProcess>) {
         let dir = tempfile::tempdir().unwrap();
         let prefix = format!("t.multi.{:x}.", rand::random::<u64>());
         let base =
@@ -183,6 +209,32 @@ pub fn assert_all_match(report: &serde_json::Value, when: &str) {
         for (t, r) in types.as_object().unwrap() {
             assert_eq!(r["digest_matches"], true, "{name}/{t} {when}: {r}");
         }
+    }
+}
+
+/// Runs `scripts/kafka.sh <action>` for a broker of its own on `port`.
+pub fn broker_script(action: &str, port: u16) {
+    let status = Command::new("bash")
+        .arg("scripts/kafka.sh")
+        .arg(action)
+        .env("KAFKA_PORT", port.to_string())
+        .env("KAFKA_CONTROLLER_PORT", (port + 1).to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "scripts/kafka.sh {action} on port {port} failed");
+}
+
+/// Stops the broker on its port when dropped, so a failing test leaves none behind.
+pub struct BrokerGuard(pub u16);
+
+impl Drop for BrokerGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg("scripts/kafka.sh")
+            .arg("stop")
+            .env("KAFKA_PORT", self.0.to_string())
+            .env("KAFKA_CONTROLLER_PORT", (self.0 + 1).to_string())
+            .status();
     }
 }
 

@@ -283,7 +283,7 @@ impl RecordVisitor for CheckRecord<'_> {
 
 /// A grant no longer in force on `today` because it expired goes out
 /// revoked as of when it lapsed, as a periodic run sends it.
-fn revoke_if_expired(change: &mut RealtimeChange, today: NaiveDate) -> Result<(), HubError> {
+pub(super) fn revoke_if_expired(change: &mut RealtimeChange, today: NaiveDate) -> Result<(), HubError> {
     let Some(json) = &change.payload else { return Ok(()) };
     let grant: PermissionGrant = serde_json::from_str(json.get())?;
     if let Some(lapsed) = grant.lapses_at().filter(|_| grant.granted && !grant.in_force_on(today)) {

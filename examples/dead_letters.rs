@@ -1,0 +1,112 @@
+//! Pattern: inspect and replay a dead-letter topic.
+//!
+//! A subscriber that cannot apply a record (not an envelope, an envelope on
+//! the wrong topic, a record its sink calls invalid) sends it to
+//! `<topic>.dlq` with the reason, and goes on. This lists a data type's dead
+//! letters (partition/offset, key, data type, group, time, reason) and, once
+//! the cause is fixed, replays all of them or those of chosen keys to the
+//! data topic of their envelope's type, where every system applies them by
+//! the usual rule (an older version than a system holds changes nothing).
+//!
+//! ```text
+//! cargo run --example dead_letters -- list   --data-type master_data --config config/hub.local.toml
+//! cargo run --example dead_letters -- replay --data-type master_data --key md.category:C00001
+//! cargo run --example dead_letters -- replay --data-type master_data --all
+//! ```
+use clap::{Parser, Subcommand};
+use hr_sync::hr_core::DataType;
+use hr_sync::HubConfig;
+use hr_transport_kafka::{read_dead_letters, replay_dead_letters, DeadLetter, KafkaConfig};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(about = "List a data type's dead letters, or replay them once the cause is fixed")]
+struct Args {
+    /// Kafka bootstrap servers.
+    #[arg(long, default_value = "127.0.0.1:9092", global = true)]
+    brokers: String,
+    /// The configuration whose topic prefix to use (default: the seed's).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Lists the dead letters of a data type's topic.
+    List {
+        /// The data type whose dead-letter topic to read.
+        #[arg(long)]
+        data_type: DataType,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replays dead letters to the data topic of their envelope's type.
+    Replay {
+        /// The data type whose dead-letter topic to read.
+        #[arg(long)]
+        data_type: DataType,
+        /// Replay the letters of this key (repeatable).
+        #[arg(long = "key", required_unless_present = "all")]
+        keys: Vec<String>,
+        /// Replay every letter.
+        #[arg(long, conflicts_with = "keys")]
+        all: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    hr_demo::console::init_logging();
+    let args = Args::parse();
+    let config = HubConfig::load(args.config.as_deref())?;
+    let mut kafka = KafkaConfig::new(&args.brokers);
+    kafka.topic_prefix = config.topic_prefix.clone();
+    match args.command {
+        Command::List { data_type, json } => {
+            let letters = read(&kafka, data_type).await?;
+            if json {
+                letters.iter().for_each(|l| println!("{}", as_json(l)));
+            } else {
+                print_table(&letters);
+            }
+        }
+        Command::Replay { data_type, keys, all } => {
+            let letters = read(&kafka, data_type).await?;
+            let chosen: Vec<&DeadLetter> = letters.iter().filter(|l| all || l.key.as_ref().is_some_and(|k| keys.contains(k))).collect();
+            anyhow::ensure!(!chosen.is_empty(), "no dead letter of {data_type} matches; `list` shows what there is");
+            let sent = replay_dead_letters(&kafka, &chosen).await?;
+            println!("replayed {sent} dead letters of {data_type}; each system applies them unless it holds a newer version");
+        }
+    }
+    Ok(())
+}
+
+async fn read(kafka: &KafkaConfig, data_type: DataType) -> anyhow::Result<Vec<DeadLetter>> {
+    let kafka = kafka.clone();
+    Ok(tokio::task::spawn_blocking(move || read_dead_letters(&kafka, data_type, Duration::from_secs(60)).map_err(Box::new)).await??)
+}
+
+fn time_of(letter: &DeadLetter) -> String {
+    letter.timestamp_ms.and_then(chrono::DateTime::from_timestamp_millis).map(|t| t.to_rfc3339()).unwrap_or_default()
+}
+
+fn as_json(letter: &DeadLetter) -> serde_json::Value {
+    serde_json::json!({
+        "partition": letter.partition, "offset": letter.offset, "key": letter.key, "data_type": letter.data_type.map(|t| t.as_str()),
+        "group": letter.group, "source": letter.source, "at": time_of(letter), "error": letter.error,
+    })
+}
+
+fn print_table(letters: &[DeadLetter]) {
+    println!("{:<12} {:<28} {:<13} {:<22} {:<26} error", "part/offset", "key", "data type", "group", "at");
+    for l in letters {
+        let data_type = l.data_type.map(|t| t.as_str()).unwrap_or("(not an envelope)");
+        let position = format!("{}/{}", l.partition, l.offset);
+        println!("{position:<12} {:<28} {data_type:<13} {:<22} {:<26} {}", l.key.as_deref().unwrap_or("-"), l.group, time_of(l), l.error);
+    }
+    println!("{} dead letters", letters.len());
+}

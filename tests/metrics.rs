@@ -1,0 +1,90 @@
+//! What operators scrape: every `system` serves `GET /metrics` and the hub
+//! `--metrics-listen`, in Prometheus text format (parsed here with the
+//! `prometheus-parse` crate). After one run of three systems on the real
+//! broker, the counts equal what the report says each system holds, pay is
+//! counted only where it went, and a refused request is counted by reason.
+
+use prometheus_parse::{Sample, Scrape, Value};
+use std::process::Stdio;
+use std::time::Duration;
+
+mod common;
+use common::*;
+
+const NAMES: [&str; 3] = ["payroll", "orgchart", "erp"];
+
+fn scrape(url: &str) -> Vec<Sample> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let text = rt.block_on(async { reqwest::get(format!("{url}/metrics")).await.unwrap().error_for_status().unwrap().text().await.unwrap() });
+    Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text format").samples
+}
+
+/// The value of `name` with all of `labels`, summed over any other labels.
+fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn systems_and_the_hub_export_what_they_did_as_prometheus_metrics() {
+    let (deployment, systems) = Deployment::start(&NAMES);
+    hr_testdata::Dataset::generate(&hr_testdata::GenerateOptions::scaled(200)).write(&deployment.input).unwrap();
+    let mut child = deployment.hub(&["--watch", "3600", "--metrics-listen", "127.0.0.1:0"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let lines = lines_of(&mut child);
+    let _hub = Killed(child);
+    let mut seen = vec![];
+    let line = wait_for_line(&lines, "metrics on http://", &mut seen);
+    let hub_url = line.rsplit(' ').next().unwrap().trim_end_matches("/metrics").to_string();
+    wait_for_line(&lines, "run done", &mut seen);
+    // The report is written just after the line.
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while deployment.last_report()["systems"].is_null() {
+        assert!(std::time::Instant::now() < until, "no report");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let report = deployment.last_report();
+    assert_all_match(&report, "after the run");
+
+    let hub = scrape(&hub_url);
+    assert_eq!(value(&hub, "hr_hub_runs_total", &[("outcome", "ok")]), 1.0);
+    assert!(value(&hub, "hr_hub_last_success_timestamp_seconds", &[]) > 1.7e9);
+    let employees = report["systems"]["orgchart"]["employee"]["records"].as_f64().unwrap();
+    assert_eq!(value(&hub, "hr_hub_changes_sent_total", &[("data_type", "employee")]), employees);
+    assert!(value(&hub, "hr_hub_changes_delivered_total", &[("target", "payroll"), ("data_type", "compensation")]) > 0.0);
+    assert_eq!(value(&hub, "hr_hub_changes_delivered_total", &[("target", "orgchart"), ("data_type", "compensation")]), 0.0);
+    for name in NAMES {
+        assert_eq!(value(&hub, "hr_hub_digest_matches", &[("target", name), ("data_type", "employee")]), 1.0, "{name}");
+    }
+
+    for system in &systems {
+        let samples = scrape(&system.url);
+        let held = report["systems"][system.name.as_str()]["employee"]["records"].as_f64().unwrap();
+        assert_eq!(value(&samples, "hr_changes_applied_total", &[("data_type", "employee"), ("transport", "kafka")]), held, "{}", system.name);
+        let pay = value(&samples, "hr_changes_applied_total", &[("data_type", "compensation"), ("transport", "rest")]);
+        assert_eq!(pay > 0.0, system.name == "payroll", "{}: compensation applied {pay}", system.name);
+        assert!(samples.iter().any(|s| s.metric.starts_with("hr_apply_seconds")), "{}: no apply latency", system.name);
+    }
+
+    // A request without the token is refused, and counted by reason.
+    let erp = &systems[2];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(async { reqwest::Client::new().post(format!("{}/hr/v1/changes", erp.url)).body("[]").send().await.unwrap().status() });
+    assert_eq!(status, 401);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(value(&scrape(&erp.url), "hr_receiver_refused_total", &[("reason", "unauthorized")]), 1.0);
+}
