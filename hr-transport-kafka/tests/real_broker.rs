@@ -263,6 +263,39 @@ async fn a_poison_record_goes_to_the_dead_letter_topic_and_the_rest_is_applied()
     assert!(error_of(r#""data_type":"employee""#).contains("envelope of employee on topic"), "{errors:?}");
 }
 
+/// A sink that remembers the size of every batch it is handed.
+#[derive(Default)]
+struct BatchSizes(MemorySink, Mutex<Vec<usize>>);
+
+#[async_trait]
+impl Sink for BatchSizes {
+    async fn apply(&self, batch: &[ChangeEnvelope]) -> Result<ApplyOutcome, SinkError> {
+        self.1.lock().unwrap().push(batch.len());
+        self.0.apply(batch).await
+    }
+
+    async fn entries(&self, data_type: DataType) -> Result<Vec<DigestEntry>, SinkError> {
+        self.0.entries(data_type).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_ready_together_are_applied_in_batches_of_at_most_max_batch() {
+    let mut config = config("batches").await;
+    config.max_batch = 100;
+    let changes: Vec<_> = (0..2_000).map(|i| md(i, 1)).collect();
+    KafkaPropagator::new(&config).unwrap().propagate(&changes).await.unwrap();
+    let group = format!("{}g", config.topic_prefix);
+    let sink = Arc::new(BatchSizes::default());
+    let sub = KafkaSubscriber::start(&config, &group, &[DataType::MasterData], sink.clone()).unwrap();
+    wait_until_applied(&config, &[&group], &[DataType::MasterData], Duration::from_secs(60)).await.unwrap();
+    sub.shutdown().await.unwrap();
+    let sizes = sink.1.lock().unwrap().clone();
+    assert_eq!(sizes.iter().sum::<usize>(), 2_000, "every record applied once");
+    assert!(sizes.iter().all(|n| *n <= 100), "a batch over max_batch: {sizes:?}");
+    assert!(sizes.iter().any(|n| *n > 1), "records that were all ready came one at a time: {sizes:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_is_listed_with_its_reason_and_applied_once_replayed_where_it_belongs() {
     use rdkafka::producer::{FutureProducer, FutureRecord};
