@@ -296,6 +296,41 @@ async fn records_ready_together_are_applied_in_batches_of_at_most_max_batch() {
     assert!(sizes.iter().any(|n| *n > 1), "records that were all ready came one at a time: {sizes:?}");
 }
 
+/// A sink whose store is down for its first `n` batches.
+struct DownFirst(MemorySink, std::sync::atomic::AtomicUsize);
+
+#[async_trait]
+impl Sink for DownFirst {
+    async fn apply(&self, batch: &[ChangeEnvelope]) -> Result<ApplyOutcome, SinkError> {
+        let left = self.1.load(std::sync::atomic::Ordering::SeqCst);
+        if left > 0 {
+            self.1.store(left - 1, std::sync::atomic::Ordering::SeqCst);
+            return Err(SinkError::Unavailable("store down".into()));
+        }
+        self.0.apply(batch).await
+    }
+
+    async fn entries(&self, data_type: DataType) -> Result<Vec<DigestEntry>, SinkError> {
+        self.0.entries(data_type).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_is_down_is_retried_with_growing_pauses_and_nothing_is_dead_lettered() {
+    let config = config("storedown").await;
+    let group = format!("{}g", config.topic_prefix);
+    let sink = Arc::new(DownFirst(MemorySink::default(), std::sync::atomic::AtomicUsize::new(3)));
+    let sub = KafkaSubscriber::start(&config, &group, &[DataType::MasterData], sink.clone()).unwrap();
+    let started = std::time::Instant::now();
+    KafkaPropagator::new(&config).unwrap().propagate(&[md(1, 1)]).await.unwrap();
+    wait_until_applied(&config, &[&group], &[DataType::MasterData], Duration::from_secs(60)).await.unwrap();
+    // Pauses of 50, 100 and 200 ms: a backoff that shrank instead would be done in under 100 ms.
+    assert!(started.elapsed() >= Duration::from_millis(350), "{:?}", started.elapsed());
+    let stats = sub.shutdown().await.unwrap();
+    assert_eq!((stats.retries, stats.dead_lettered), (3, 0));
+    assert_eq!(sink.0.get(DataType::MasterData, "md.category:C00001").map(|r| r.version), Some(1));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_is_listed_with_its_reason_and_applied_once_replayed_where_it_belongs() {
     use rdkafka::producer::{FutureProducer, FutureRecord};
