@@ -443,7 +443,7 @@ fn hub_api_change(c: &mut Criterion) {
     });
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let api = format!("http://{}", listener.local_addr().unwrap());
-    let app = hub_api(Arc::new(tokio::sync::Mutex::new(hub)), ApiConfig::new("bench-token"));
+    let app = hub_api(Arc::new(tokio::sync::Mutex::new(hub)), ApiConfig::new("bench-token").unwrap());
     rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
     let client = reqwest::Client::new();
     let call = |request: reqwest::RequestBuilder| {

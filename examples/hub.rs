@@ -175,7 +175,7 @@ async fn main() -> anyhow::Result<()> {
 async fn serve_api(hub: Arc<Mutex<Hub>>, addr: SocketAddr, token: &str, console: &Console) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let bound = listener.local_addr()?;
-    let app = hub_api(hub, ApiConfig::new(token));
+    let app = hub_api(hub, ApiConfig::new(token)?);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the real-time API stopped");
@@ -277,8 +277,9 @@ fn retry_pause(every: u64, failures: u32) -> Duration {
     Duration::from_secs(first.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(every.max(1)))
 }
 
-/// One periodic run. The merge runs without the hub's lock; from the sync
-/// on, the run holds it, so a real-time call waits and is applied after.
+/// One periodic run. The merge, and every wait for the systems, run
+/// without the hub's lock; planning, sending and comparing hold it, so a
+/// real-time call never interleaves with them.
 async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &Console) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let mapping = config.mapping_for(&args.input)?;
@@ -294,14 +295,15 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
         outcome.report.quarantined.len()
     ));
     let held = HeldBack::from_report(&outcome.report, &identities);
-    let mut hub = hub.lock().await;
+    // The hub's lock is held while it plans, sends and compares, never while
+    // it waits for systems: real-time calls go through meanwhile.
     let deadline = Duration::from_secs(args.deadline_secs);
     let sent = if args.check_only {
         SyncOutcome::default()
     } else {
         let sent = {
             let _phase = console.phase("propagating", None);
-            hub.sync_with(&outcome.state, &held).await?
+            hub.lock().await.sync_with(&outcome.state, &held).await?
         };
         console.line(&format!(
             "sent {} changes ({} resent after an earlier failure, {} records held back at their last good version); waiting until every system applied them",
@@ -313,16 +315,22 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
         sent
     };
     wait_for_consumers(args, config, deadline, console).await;
-    let drift_found = hub.reconcile(config).await?;
+    let (drift_found, repair) = {
+        let mut hub = hub.lock().await;
+        let drift_found = hub.reconcile(config).await?;
+        let any_drift = drift_found.values().flat_map(|t| t.values()).any(|r| !r.digest_matches);
+        let repair = if any_drift && !args.check_only { Some(hub.repair(&outcome.state, &held, &drift_found).await?) } else { None };
+        (drift_found, repair)
+    };
     print_drift(&drift_found);
-    let any_drift = drift_found.values().flat_map(|t| t.values()).any(|r| !r.digest_matches);
-    let (repair, systems) = if any_drift && !args.check_only {
-        let repair = hub.repair(&outcome.state, &held, &drift_found).await?;
-        console.confirm("applying the repairs", &repair.sent.receipt, deadline).await?;
-        console.line(&format!("repaired {} keys", repair.repaired.values().sum::<u64>()));
-        (repair, hub.reconcile(config).await?)
-    } else {
-        (RepairOutcome::default(), drift_found.clone())
+    let (repair, systems) = match repair {
+        Some(repair) => {
+            console.confirm("applying the repairs", &repair.sent.receipt, deadline).await?;
+            console.line(&format!("repaired {} keys", repair.repaired.values().sum::<u64>()));
+            let systems = hub.lock().await.reconcile(config).await?;
+            (repair, systems)
+        }
+        None => (RepairOutcome::default(), drift_found.clone()),
     };
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     print_systems(&systems);

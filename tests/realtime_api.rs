@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use hr_sync::hr_core::{
     ChangeEnvelope, Company, DataType, Employee, EmployeeStatus, HeldBack, Ledger, MergedState, OrgUnit, PermissionGrant, PropagateError, Propagator, Receipt,
 };
-use hr_sync::hr_hub::{hub_api, ApiConfig, SyncOutcome};
+use hr_sync::hr_hub::{hub_api, ApiConfig, RealtimeError, SyncOutcome};
 use hr_sync::{Hub, HubConfig};
 use reqwest::StatusCode;
 use std::collections::BTreeMap;
@@ -73,7 +73,7 @@ fn employee(id: &str, source_ids: &[&str], status: EmployeeStatus) -> Employee {
         hire_date: "2020-01-01".parse().unwrap(),
         termination_date: None,
         manager: None,
-        updated_at: at("2026-11-01T00:00:00Z"),
+        updated_at: at("2026-10-01T00:00:00Z"),
     }
 }
 
@@ -119,12 +119,12 @@ impl Running {
         let recorder = Arc::new(Recorder::default());
         let config = HubConfig::from_toml_str(CONFIG, "hub.toml").unwrap();
         let mut hub = Hub::with_transports(&config, Ledger::in_memory().unwrap(), [("recorder", recorder.clone() as Arc<dyn Propagator>)]).unwrap();
-        hub.sync_with(&export("2026-11-25T00:00:00Z", &[grant("A-1", "approver", true, "2026-11-20T00:00:00Z")]), &HeldBack::default()).await.unwrap();
+        hub.sync_with(&export("2026-10-25T00:00:00Z", &[grant("A-1", "approver", true, "2026-10-20T00:00:00Z")]), &HeldBack::default()).await.unwrap();
         recorder.take();
         let hub = Arc::new(tokio::sync::Mutex::new(hub));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = hub_api(hub.clone(), ApiConfig::new(TOKEN));
+        let app = hub_api(hub.clone(), ApiConfig::new(TOKEN).unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Running { hub, recorder, url, client: reqwest::Client::new() }
     }
@@ -152,7 +152,7 @@ fn line(employee: &str, role: &str, op: &str, when: &str) -> String {
 async fn a_call_without_the_token_gets_401_and_sends_nothing() {
     let hub = Running::start().await;
     for token in [None, Some("wrong")] {
-        let mut request = hub.client.post(format!("{}/hr/v1/permissions", hub.url)).body(line("A-1", "viewer", "grant", "2026-11-26T10:00:00Z"));
+        let mut request = hub.client.post(format!("{}/hr/v1/permissions", hub.url)).body(line("A-1", "viewer", "grant", "2026-10-26T10:00:00Z"));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -160,7 +160,7 @@ async fn a_call_without_the_token_gets_401_and_sends_nothing() {
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(response.headers()["www-authenticate"], "Bearer");
     }
-    let response = hub.client.patch(format!("{}/hr/v1/employees/A-1", hub.url)).json(&serde_json::json!({"at": "2026-11-26T10:00:00Z"})).send().await.unwrap();
+    let response = hub.client.patch(format!("{}/hr/v1/employees/A-1", hub.url)).json(&serde_json::json!({"at": "2026-10-26T10:00:00Z"})).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert!(hub.recorder.take().is_empty());
     let openapi: serde_json::Value = hub.client.get(format!("{}/hr/v1/openapi.json", hub.url)).send().await.unwrap().json().await.unwrap();
@@ -171,10 +171,10 @@ async fn a_call_without_the_token_gets_401_and_sends_nothing() {
 async fn bad_lines_get_400_naming_line_and_field_and_nothing_of_the_request_is_sent() {
     let hub = Running::start().await;
     let body = [
-        line("A-1", "viewer", "grant", "2026-11-26T10:00:00Z"),
+        line("A-1", "viewer", "grant", "2026-10-26T10:00:00Z"),
         r#"{"employee": "A-1", "system": "erp", "role": "viewer", "op": "grant"}"#.to_string(),
-        line("A-404", "viewer", "grant", "2026-11-26T10:00:00Z"),
-        line("A-3", "viewer", "grant", "2026-11-26T10:00:00Z"),
+        line("A-404", "viewer", "grant", "2026-10-26T10:00:00Z"),
+        line("A-3", "viewer", "grant", "2026-10-26T10:00:00Z"),
         "not json".to_string(),
     ]
     .join("\n");
@@ -191,23 +191,48 @@ async fn bad_lines_get_400_naming_line_and_field_and_nothing_of_the_request_is_s
 
     let (status, answer) = hub.post_permissions("\n\n").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+
+    // A time in the future would outrank every later change of the key; a system the hub does not serve receives nothing.
+    let future = (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+    let body = format!(
+        "{}\n{}",
+        line("A-1", "viewer", "grant", &future),
+        serde_json::json!({"employee": "A-1", "system": "hrx", "role": "viewer", "op": "grant", "at": "2026-10-26T10:00:00Z"})
+    );
+    let (status, answer) = hub.post_permissions(&body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let message = answer["message"].as_str().unwrap();
+    assert!(message.contains("line 1: field `at`") && message.contains("line 2: field `system`: hrx"), "{answer}");
+    let (status, answer) = hub.patch_employee("A-1", serde_json::json!({"at": future, "grade": "G9"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(hub.recorder.take().is_empty(), "a refused request sent something");
+}
+
+#[tokio::test]
+async fn the_api_refuses_a_blank_token_and_answers_503_until_the_first_run() {
+    assert!(ApiConfig::new("").is_err() && ApiConfig::new("  ").is_err(), "a blank token would admit callers presenting none");
+    let config = HubConfig::from_toml_str(CONFIG, "hub.toml").unwrap();
+    let recorder: Arc<dyn Propagator> = Arc::new(Recorder::default());
+    let mut hub = Hub::with_transports(&config, Ledger::in_memory().unwrap(), [("recorder", recorder)]).unwrap();
+    let refused = hub.apply_permission_lines(&line("A-1", "viewer", "grant", "2026-10-26T10:00:00Z")).await.unwrap_err();
+    assert!(matches!(refused, RealtimeError::NotReady), "{refused}");
 }
 
 #[tokio::test]
 async fn a_revocation_posted_in_real_time_stands_through_syncs_of_an_older_export_until_a_newer_one_says_otherwise() {
     let hub = Running::start().await;
-    let listed = grant("A-1", "approver", true, "2026-11-20T00:00:00Z");
-    let older_export = export("2026-11-25T00:00:00Z", std::slice::from_ref(&listed));
+    let listed = grant("A-1", "approver", true, "2026-10-20T00:00:00Z");
+    let older_export = export("2026-10-25T00:00:00Z", std::slice::from_ref(&listed));
 
     // A revocation, and a grant to A-2 named by a source id, in one call.
-    let body = format!("{}\n{}", line("A-1", "approver", "revoke", "2026-11-26T10:00:00Z"), line("B-77", "viewer", "grant", "2026-11-26T10:00:00Z"));
+    let body = format!("{}\n{}", line("A-1", "approver", "revoke", "2026-10-26T10:00:00Z"), line("B-77", "viewer", "grant", "2026-10-26T10:00:00Z"));
     let (status, answer) = hub.post_permissions(&body).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["changes"], 2);
     assert_eq!(hub.recorder.grants(), BTreeMap::from([("A-1:erp:approver".into(), false), ("A-2:erp:viewer".into(), true)]));
 
     // Older than what the hub now holds for the key: refused.
-    let (status, answer) = hub.post_permissions(&line("A-1", "approver", "grant", "2026-11-26T09:00:00Z")).await;
+    let (status, answer) = hub.post_permissions(&line("A-1", "approver", "grant", "2026-10-26T09:00:00Z")).await;
     assert_eq!(status, StatusCode::CONFLICT, "{answer}");
     assert!(hub.recorder.take().is_empty());
 
@@ -220,13 +245,13 @@ async fn a_revocation_posted_in_real_time_stands_through_syncs_of_an_older_expor
     }
 
     // A newer export grants A-1 again and no longer lists A-2's grant: it wins.
-    let regranted = grant("A-1", "approver", true, "2026-11-27T08:00:00Z");
-    let outcome = hub.sync(&export("2026-11-27T09:00:00Z", &[regranted])).await;
+    let regranted = grant("A-1", "approver", true, "2026-10-27T08:00:00Z");
+    let outcome = hub.sync(&export("2026-10-27T09:00:00Z", &[regranted])).await;
     assert!(outcome.source_older.is_empty(), "{outcome:?}");
     let sent = hub.recorder.take();
     assert_eq!(sent[&(DataType::Permission, "A-1:erp:approver".into())].as_ref().unwrap()["granted"], true);
     assert_eq!(sent[&(DataType::Permission, "A-2:erp:viewer".into())], None, "the newer export deletes the grant it no longer lists");
-    let again = hub.sync(&export("2026-11-27T09:00:00Z", &[grant("A-1", "approver", true, "2026-11-27T08:00:00Z")])).await;
+    let again = hub.sync(&export("2026-10-27T09:00:00Z", &[grant("A-1", "approver", true, "2026-10-27T08:00:00Z")])).await;
     assert_eq!(again.sent, 0, "the settled keys are the source's again");
 }
 
@@ -234,42 +259,47 @@ async fn a_revocation_posted_in_real_time_stands_through_syncs_of_an_older_expor
 async fn an_employee_change_is_sent_at_once_and_a_termination_revokes_the_persons_grants() {
     let hub = Running::start().await;
 
-    let (status, answer) = hub.patch_employee("A-2", serde_json::json!({"at": "2026-11-26T10:00:00Z", "org_unit": "A-OU2", "grade": "G4"})).await;
+    let (status, answer) = hub.patch_employee("A-2", serde_json::json!({"at": "2026-10-26T10:00:00Z", "org_unit": "A-OU2", "grade": "G4"})).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let sent = hub.recorder.take();
     let moved = sent[&(DataType::Employee, "A-2".into())].as_ref().unwrap();
-    assert_eq!((moved["org_unit"].as_str(), moved["grade"].as_str(), moved["updated_at"].as_str()), (Some("A-OU2"), Some("G4"), Some("2026-11-26T10:00:00Z")));
+    assert_eq!((moved["org_unit"].as_str(), moved["grade"].as_str(), moved["updated_at"].as_str()), (Some("A-OU2"), Some("G4"), Some("2026-10-26T10:00:00Z")));
     assert_eq!(sent.len(), 1);
 
     // The transfer stands through a sync of the export made before it.
-    let outcome = hub.sync(&export("2026-11-25T00:00:00Z", &[grant("A-1", "approver", true, "2026-11-20T00:00:00Z")])).await;
+    let outcome = hub.sync(&export("2026-10-25T00:00:00Z", &[grant("A-1", "approver", true, "2026-10-20T00:00:00Z")])).await;
     assert_eq!(outcome.sent, 0, "{:?}", hub.recorder.take());
     assert_eq!(outcome.source_older[&DataType::Employee], ["A-2"]);
 
     for (body, status, named) in [
-        (serde_json::json!({"at": "2026-11-26T11:00:00Z", "org_unit": "A-OU404"}), StatusCode::BAD_REQUEST, "`org_unit`"),
-        (serde_json::json!({"at": "2026-11-26T11:00:00Z", "manager": "A-2"}), StatusCode::BAD_REQUEST, "own manager"),
-        (serde_json::json!({"at": "2026-11-26T11:00:00Z", "salary": 1}), StatusCode::BAD_REQUEST, "salary"),
-        (serde_json::json!({"at": "2026-11-26T09:00:00Z", "grade": "G5"}), StatusCode::CONFLICT, "before the one"),
+        (serde_json::json!({"at": "2026-10-26T11:00:00Z", "org_unit": "A-OU404"}), StatusCode::BAD_REQUEST, "`org_unit`"),
+        (serde_json::json!({"at": "2026-10-26T11:00:00Z", "manager": "A-2"}), StatusCode::BAD_REQUEST, "own manager"),
+        (serde_json::json!({"at": "2026-10-26T11:00:00Z", "salary": 1}), StatusCode::BAD_REQUEST, "salary"),
+        (serde_json::json!({"at": "2026-10-26T09:00:00Z", "grade": "G5"}), StatusCode::CONFLICT, "before the one"),
     ] {
         let (got, answer) = hub.patch_employee("B-77", body.clone()).await;
         assert_eq!(got, status, "{body}: {answer}");
         assert!(answer["message"].as_str().unwrap().contains(named), "{body}: {answer}");
     }
-    let (status, _) = hub.patch_employee("A-404", serde_json::json!({"at": "2026-11-26T11:00:00Z", "grade": "G5"})).await;
+    let (status, _) = hub.patch_employee("A-404", serde_json::json!({"at": "2026-10-26T11:00:00Z", "grade": "G5"})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(hub.recorder.take().is_empty(), "a refused change sent something");
 
     // A leaver: the employee record says terminated and every grant is revoked.
-    let (status, answer) = hub.patch_employee("A-1", serde_json::json!({"at": "2026-11-26T12:00:00Z", "status": "terminated"})).await;
+    let (status, answer) = hub.patch_employee("A-1", serde_json::json!({"at": "2026-10-26T12:00:00Z", "status": "terminated"})).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let sent = hub.recorder.take();
     let left = sent[&(DataType::Employee, "A-1".into())].as_ref().unwrap();
-    assert_eq!((left["status"].as_str(), left["termination_date"].as_str()), (Some("terminated"), Some("2026-11-26")));
+    assert_eq!((left["status"].as_str(), left["termination_date"].as_str()), (Some("terminated"), Some("2026-10-26")));
     assert_eq!(sent[&(DataType::Permission, "A-1:erp:approver".into())].as_ref().unwrap()["granted"], false);
     assert_eq!(answer["changes"], 2);
 
-    // And no grant reaches the leaver afterwards.
-    let (status, answer) = hub.post_permissions(&line("A-1", "viewer", "grant", "2026-11-26T13:00:00Z")).await;
+    // And no grant reaches the leaver afterwards: not in real time, and not
+    // from an export that still has them active and lists a grant made before
+    // the termination.
+    let (status, answer) = hub.post_permissions(&line("A-1", "viewer", "grant", "2026-10-26T13:00:00Z")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let late_grant = grant("A-1", "auditor", true, "2026-10-26T11:00:00Z");
+    hub.sync(&export("2026-10-26T11:30:00Z", &[grant("A-1", "approver", true, "2026-10-20T00:00:00Z"), late_grant])).await;
+    assert_eq!(hub.recorder.grants().get("A-1:erp:auditor"), Some(&false), "the export's grant to the leaver went out in force");
 }

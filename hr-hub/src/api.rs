@@ -43,10 +43,24 @@ pub struct ApiConfig {
     pub body_limit: usize,
 }
 
+/// Why the API cannot be configured.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiConfigError {
+    /// A blank token would admit every caller presenting a blank one.
+    #[error("the HR API's bearer token is empty; set a real one (HR_HUB_TOKEN)")]
+    EmptyToken,
+}
+
 impl ApiConfig {
-    /// An API that admits callers presenting `token` as a bearer token.
-    pub fn new(token: impl Into<String>) -> Self {
-        ApiConfig { token: token.into(), confirm_deadline: Duration::from_secs(30), body_limit: 1 << 20 }
+    /// An API that admits callers presenting `token` as a bearer token; a
+    /// blank token is refused.
+    pub fn new(token: impl Into<String>) -> Result<Self, ApiConfigError> {
+        let token = token.into();
+        if token.trim().is_empty() {
+            return Err(ApiConfigError::EmptyToken);
+        }
+        Ok(ApiConfig { token, confirm_deadline: Duration::from_secs(30), body_limit: 1 << 20 })
     }
 }
 
@@ -91,7 +105,9 @@ async fn post_permissions(State(api): State<Arc<Api>>, body: Bytes) -> Response 
     let Ok(body) = std::str::from_utf8(&body) else {
         return error(StatusCode::BAD_REQUEST, "invalid", "the body is not UTF-8");
     };
-    let sent = api.hub.lock().await.apply_permission_lines(body).await;
+    let Some(mut hub) = locked(&api).await else { return busy(&api) };
+    let sent = hub.apply_permission_lines(body).await;
+    drop(hub);
     confirmed(&api, sent).await
 }
 
@@ -101,8 +117,23 @@ async fn patch_employee(State(api): State<Arc<Api>>, Path(id): Path<String>, bod
         // EmployeeChange holds no sensitive field, so serde's message (naming the field) may be shown.
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", format!("not a valid employee change: {e}")),
     };
-    let sent = api.hub.lock().await.change_employee(&id, change).await;
+    let Some(mut hub) = locked(&api).await else { return busy(&api) };
+    let sent = hub.change_employee(&id, change).await;
+    drop(hub);
     confirmed(&api, sent).await
+}
+
+/// The hub, once no run or other call holds it (at most the confirmation deadline).
+async fn locked(api: &Api) -> Option<tokio::sync::MutexGuard<'_, Hub>> {
+    tokio::time::timeout(api.config.confirm_deadline, api.hub.lock()).await.ok()
+}
+
+fn busy(api: &Api) -> Response {
+    let message =
+        format!("the hub stayed busy (a periodic run planning or comparing) for {} s; nothing was sent, retry", api.config.confirm_deadline.as_secs());
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, "busy", message);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
 }
 
 /// Answers once every target applied the changes sent, or why not.
@@ -135,13 +166,15 @@ fn refusal(refused: RealtimeError) -> Response {
             (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid", "message": message, "problems": problems}))).into_response()
         }
         RealtimeError::UnknownEmployee(_) => error(StatusCode::NOT_FOUND, "unknown_employee", message),
+        RealtimeError::Hub(HubError::InvalidRecord { .. }) | RealtimeError::Hub(HubError::ImplausibleTime { .. }) => {
+            error(StatusCode::BAD_REQUEST, "invalid", message)
+        }
         RealtimeError::NotReady => {
             let mut response = error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message);
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             response
         }
         RealtimeError::Hub(HubError::OlderThanCurrent { .. }) => error(StatusCode::CONFLICT, "older_than_current", message),
-        RealtimeError::Hub(HubError::InvalidRecord { .. }) => error(StatusCode::BAD_REQUEST, "invalid", message),
         RealtimeError::Hub(HubError::Propagate(_)) => error(StatusCode::BAD_GATEWAY, "not_delivered", message),
         RealtimeError::Hub(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "hub_error", message),
     }

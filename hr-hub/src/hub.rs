@@ -48,6 +48,17 @@ pub enum HubError {
         /// What is wrong.
         detail: String,
     },
+    /// A real-time change says it happened in the future, or before 1900:
+    /// kept, it would outrank every later change of its key.
+    #[error("{data_type} {key}: `at` {at} is in the future or before 1900; send the time the change happened (UTC offset included)")]
+    ImplausibleTime {
+        /// The data type.
+        data_type: DataType,
+        /// The key (`[redacted]` for sensitive data types).
+        key: String,
+        /// The time given.
+        at: chrono::DateTime<chrono::Utc>,
+    },
     /// A real-time change happened before the last one of its key: newer wins.
     #[error("{data_type} {key}: this change happened at {at}, before the one the hub already applied (at {current}); nothing was sent")]
     OlderThanCurrent {
@@ -355,11 +366,23 @@ impl Hub {
         let mut sources = BTreeMap::new();
         let mut newer_wins = BTreeMap::new();
         for &t in types {
-            let (source, wins) = self.source_of(state, t)?;
+            let (source, wins) = self.source_of(state, t, held)?;
             if let Some(source) = source {
                 sources.insert(t, source);
             }
             newer_wins.insert(t, wins);
+        }
+        if types.contains(&DataType::Permission) {
+            // The employees this sync leaves the systems with: real-time terminations included.
+            let employees = match sources.get(&DataType::Employee) {
+                Some(source) => &source.employees,
+                None if types.contains(&DataType::Employee) => &state.employees,
+                None => &self.employees,
+            };
+            let grants = sources.get(&DataType::Permission).unwrap_or(state);
+            if let Some(revoked) = without_grants_of_leavers(grants, employees) {
+                sources.insert(DataType::Permission, revoked);
+            }
         }
         let source = |t: DataType| sources.get(&t).unwrap_or(state);
         let ledger = &mut self.ledger;
@@ -383,24 +406,27 @@ impl Hub {
     }
 
     /// The records of `data_type` a sync of `state` sends, when they are not
-    /// `state`'s own: real-time changes that stand put in, expired grants
-    /// revoked, sets systems own left out.
-    fn source_of(&self, state: &MergedState, data_type: DataType) -> Result<(Option<MergedState>, NewerWins), HubError> {
-        let changes = blocking(|| self.ledger.realtime_changes(data_type))?;
-        let mut source = None;
-        let mut wins = NewerWins::default();
-        if !changes.is_empty() {
-            let mut only = state.only(data_type);
-            wins = apply_newer_wins(&mut only, data_type, &changes, state.exported_at.unwrap_or_else(chrono::Utc::now))?;
-            source = Some(only);
-        }
-        let base = source.as_ref().unwrap_or(state);
-        let narrowed = match data_type {
-            DataType::Permission => without_expired_grants(base, today()),
-            DataType::MasterData => without_sets(base, &self.owned),
+    /// `state`'s own: expired grants revoked, real-time changes that stand
+    /// put in (keys `held` back are left to the hold), sets systems own left out.
+    fn source_of(&self, state: &MergedState, data_type: DataType, held: &HeldBack) -> Result<(Option<MergedState>, NewerWins), HubError> {
+        let mut changes = blocking(|| self.ledger.realtime_changes(data_type))?;
+        changes.retain(|c| held.holds(data_type, &c.key).is_none());
+        let mut source = match data_type {
+            DataType::Permission => without_expired_grants(state, today()),
+            DataType::MasterData => without_sets(state, &self.owned),
             _ => None,
         };
-        Ok((narrowed.or(source), wins))
+        let mut wins = NewerWins::default();
+        if !changes.is_empty() {
+            let mut only = source.take().unwrap_or_else(|| state.only(data_type));
+            only.exported_at = state.exported_at;
+            wins = apply_newer_wins(&mut only, data_type, &changes, state.exported_at.unwrap_or_else(chrono::Utc::now))?;
+            if data_type == DataType::Permission {
+                only.revoke_expired(today());
+            }
+            source = Some(only);
+        }
+        Ok((source, wins))
     }
 
     /// Revokes, in real time, every grant sent by the last sync whose
@@ -445,6 +471,10 @@ impl Hub {
         let retried = deltas.iter().map(|(_, d)| d.retried).sum();
         let batch: Vec<ChangeEnvelope> = deltas.iter().flat_map(|(_, d)| d.changes.iter().cloned()).collect();
         if batch.is_empty() {
+            // Nothing to send (the targets hold it already), but a real-time change is still remembered.
+            if !realtime.is_empty() {
+                blocking(|| deltas.iter().try_for_each(|(t, delta)| self.ledger.commit_realtime(*t, delta, realtime)))?;
+            }
             return Ok(SyncOutcome { held_back, ..SyncOutcome::default() });
         }
         // Durable before anything leaves: a failure below never lets these versions carry other content.
@@ -652,6 +682,23 @@ fn without_sets(state: &MergedState, owned: &BTreeMap<String, String>) -> Option
     }
     let master_data = state.master_data.iter().filter(|(k, _)| !is_owned(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
     Some(MergedState { master_data, ..MergedState::default() })
+}
+
+/// `grants`' permissions with every grant in force of a terminated employee
+/// revoked as of their termination (a termination made in real time, which
+/// the source does not know yet); `None` when there is none.
+fn without_grants_of_leavers(grants: &MergedState, employees: &BTreeMap<String, Employee>) -> Option<MergedState> {
+    let left = |g: &PermissionGrant| employees.get(&g.employee).filter(|e| g.granted && e.status == hr_core::EmployeeStatus::Terminated);
+    if !grants.permissions.values().any(|g| left(g).is_some()) {
+        return None;
+    }
+    let mut revoked = MergedState { permissions: grants.permissions.clone(), exported_at: grants.exported_at, ..MergedState::default() };
+    for grant in revoked.permissions.values_mut() {
+        if let Some(holder) = left(grant) {
+            *grant = grant.revoked(holder.updated_at);
+        }
+    }
+    Some(revoked)
 }
 
 /// `state`'s grants with the expired ones revoked, as a state holding only

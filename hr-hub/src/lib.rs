@@ -95,7 +95,7 @@ mod metered;
 mod publisher;
 mod system;
 
-pub use api::{hub_api, ApiConfig, EMPLOYEES_PATH, PERMISSIONS_PATH};
+pub use api::{hub_api, ApiConfig, ApiConfigError, EMPLOYEES_PATH, PERMISSIONS_PATH};
 pub use config::{ConfigError, ConfigOrigin, HubConfig, TargetConfig};
 pub use hub::{Drift, DriftKey, EmployeeChange, Hub, HubError, Problem, RealtimeError, Reconciled, Reconciliation, RepairOutcome, SyncOutcome};
 pub use input::load_and_merge;

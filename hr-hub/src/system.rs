@@ -194,12 +194,13 @@ impl TargetSystem {
             let group = kafka.group(name);
             Some(BrokerWatch::start(kafka, BROKER_CHECK).map_err(|source| SystemError::Subscriber { system: system(), group, source })?)
         };
+        let not_joined = Arc::new(Mutex::new(Some("joining the consumer group".to_string())));
         let mut receiver_config = ReceiverConfig::new(Arc::new(MeteredSink::new(scoped.clone(), "rest")), allowed.clone());
         if let Some(render) = &options.metrics {
             receiver_config = receiver_config.with_metrics(render.clone());
         }
         if let Some(watch) = &watch {
-            receiver_config = receiver_config.with_health(kafka_health(watch));
+            receiver_config = receiver_config.with_health(kafka_health(watch, not_joined.clone()));
         }
         if let Some(token) = &options.token {
             receiver_config = receiver_config.with_token(token).map_err(receiver_error)?;
@@ -209,7 +210,7 @@ impl TargetSystem {
         let server = tokio::spawn(serve_receiver(listener, receiver_config).map_err(receiver_error)?);
         let kafka = watch.map(|watch| {
             let joiner = Joiner { name: name.clone(), kafka: kafka.clone(), group: kafka.group(name), data_types: kafka_types, sink: sink.clone(), scoped };
-            KafkaSide::start(joiner, watch)
+            KafkaSide::start(joiner, watch, not_joined)
         });
         let system = TargetSystem { name: name.clone(), sink, url, kafka, server };
         system.wait_until_subscribed(FIRST_SUBSCRIBE).await;
@@ -266,8 +267,10 @@ impl TargetSystem {
     /// Commits the subscriber's offsets, leaves the group and stops the receiver.
     pub async fn shutdown(self) -> Result<SubscriberStats, SystemError> {
         let stats = match self.kafka {
-            Some(kafka) => {
+            Some(mut kafka) => {
                 kafka.joining.abort();
+                // Aborted while it was setting the subscriber, it may still do so: wait until it has stopped.
+                let _ = (&mut kafka.joining).await;
                 let subscriber = kafka.locked().take();
                 match subscriber {
                     Some(s) => s.shutdown().await.map_err(|source| SystemError::Subscriber { system: self.name, group: kafka.group, source })?,
@@ -281,22 +284,25 @@ impl TargetSystem {
     }
 }
 
-/// `/healthz`: 503 while the brokers do not answer.
-fn kafka_health(watch: &BrokerWatch) -> HealthCheck {
+/// `/healthz`: 503 while the brokers do not answer or the group is not joined.
+fn kafka_health(watch: &BrokerWatch, not_joined: Arc<Mutex<Option<String>>>) -> HealthCheck {
     let status = watch.subscribe();
     Arc::new(move || match &*status.borrow() {
-        BrokerStatus::Reachable => Ok(()),
         BrokerStatus::Unknown => Err("Kafka brokers not asked yet".into()),
         BrokerStatus::Unreachable(reason) => Err(format!("Kafka brokers unreachable: {reason}")),
+        BrokerStatus::Reachable => match &*not_joined.lock().unwrap_or_else(|p| p.into_inner()) {
+            None => Ok(()),
+            Some(why) => Err(format!("Kafka brokers answer, but the consumer group is not joined: {why}")),
+        },
     })
 }
 
 impl KafkaSide {
     /// Joins the group in the background, as soon as the brokers answer.
-    fn start(joiner: Joiner, watch: BrokerWatch) -> KafkaSide {
+    fn start(joiner: Joiner, watch: BrokerWatch, not_joined: Arc<Mutex<Option<String>>>) -> KafkaSide {
         let subscriber = Arc::new(Mutex::new(None));
         let group = joiner.group.clone();
-        let joining = tokio::spawn(joiner.run(watch.subscribe(), subscriber.clone()));
+        let joining = tokio::spawn(joiner.run(watch.subscribe(), subscriber.clone(), not_joined));
         KafkaSide { group, watch, subscriber, joining }
     }
 
@@ -323,7 +329,13 @@ struct Joiner {
 impl Joiner {
     /// Waits until the brokers answer, then creates the topics, rewinds the
     /// group of an empty store and subscribes; retried until it succeeds.
-    async fn run(self, mut status: tokio::sync::watch::Receiver<BrokerStatus>, slot: Arc<Mutex<Option<KafkaSubscriber>>>) {
+    async fn run(
+        self,
+        mut status: tokio::sync::watch::Receiver<BrokerStatus>,
+        slot: Arc<Mutex<Option<KafkaSubscriber>>>,
+        not_joined: Arc<Mutex<Option<String>>>,
+    ) {
+        let why = |reason: Option<String>| *not_joined.lock().unwrap_or_else(|p| p.into_inner()) = reason;
         loop {
             if status.wait_for(|s| *s == BrokerStatus::Reachable).await.is_err() {
                 return; // the watch stopped: the system is shutting down
@@ -331,9 +343,11 @@ impl Joiner {
             match self.subscribe().await {
                 Ok(subscriber) => {
                     *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(subscriber);
+                    why(None);
                     return;
                 }
                 Err(e) => {
+                    why(Some(e.to_string()));
                     tracing::warn!(system = %self.name, group = %self.group, error = %e, "cannot join the consumer group yet; retrying");
                     tokio::time::sleep(BROKER_CHECK).await;
                 }

@@ -30,6 +30,8 @@ pub struct DeadLetter {
     pub key: Option<String>,
     /// The data type its envelope names, when it decodes as one.
     pub data_type: Option<DataType>,
+    /// The data type of the topic it was dead-lettered from.
+    pub topic_data_type: DataType,
     /// Why the subscriber gave up on it.
     pub error: String,
     /// Where it was read from: `topic/partition/offset`.
@@ -44,7 +46,8 @@ pub struct DeadLetter {
 // The payload is a record (maybe someone's pay), and a compensation key names a person.
 impl std::fmt::Debug for DeadLetter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let key = if self.data_type.is_some_and(DataType::is_sensitive) { Some("[redacted]") } else { self.key.as_deref() };
+        let sensitive = self.topic_data_type.is_sensitive() || self.data_type.is_some_and(DataType::is_sensitive);
+        let key = if sensitive { Some("[redacted]") } else { self.key.as_deref() };
         f.debug_struct("DeadLetter")
             .field("topic", &self.topic)
             .field("partition", &self.partition)
@@ -99,13 +102,13 @@ pub fn read_dead_letters(config: &KafkaConfig, data_type: DataType, timeout: Dur
         if ends.get(&message.partition()).is_some_and(|end| message.offset() + 1 >= *end) {
             ends.remove(&message.partition());
         }
-        letters.push(letter_of(&message));
+        letters.push(letter_of(&message, data_type));
     }
     letters.sort_by_key(|l| (l.partition, l.offset));
     Ok(letters)
 }
 
-fn letter_of(message: &rdkafka::message::BorrowedMessage<'_>) -> DeadLetter {
+fn letter_of(message: &rdkafka::message::BorrowedMessage<'_>, topic_data_type: DataType) -> DeadLetter {
     let header =
         |name: &str| message.headers().and_then(|h| h.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned()));
     let payload = message.payload().unwrap_or_default().to_vec();
@@ -115,6 +118,7 @@ fn letter_of(message: &rdkafka::message::BorrowedMessage<'_>) -> DeadLetter {
         offset: message.offset(),
         key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
         data_type: ChangeEnvelope::from_json(&payload).ok().map(|e| e.data_type),
+        topic_data_type,
         error: header(DLQ_ERROR_HEADER).unwrap_or_default(),
         source: header("hr-source").unwrap_or_default(),
         group: header("hr-group").unwrap_or_default(),
@@ -125,8 +129,9 @@ fn letter_of(message: &rdkafka::message::BorrowedMessage<'_>) -> DeadLetter {
 
 /// Sends each of `letters` to the data topic of its envelope's data type,
 /// with its key, and returns how many were sent. A letter that does not
-/// decode as an envelope cannot be replayed: the call refuses the whole
-/// list, naming it, and sends nothing.
+/// decode as an envelope cannot be replayed, nor can a sensitive one
+/// (compensation) unless `config.allow_sensitive`: the call refuses the
+/// whole list, naming it, and sends nothing.
 pub async fn replay_dead_letters(config: &KafkaConfig, letters: &[&DeadLetter]) -> Result<usize, KafkaTransportError> {
     let mut sends = Vec::with_capacity(letters.len());
     for letter in letters {
@@ -137,6 +142,15 @@ pub async fn replay_dead_letters(config: &KafkaConfig, letters: &[&DeadLetter]) 
                 letter.partition, letter.offset, letter.error
             ),
         })?;
+        if envelope.data_type.is_sensitive() && !config.allow_sensitive {
+            return Err(KafkaTransportError::DeadLetters {
+                topic: letter.topic.clone(),
+                detail: format!(
+                    "the dead letter at partition {} offset {} is {}, which this configuration does not send over Kafka (allow_sensitive is off)",
+                    letter.partition, letter.offset, envelope.data_type
+                ),
+            });
+        }
         sends.push((config.topic(envelope.data_type), *letter));
     }
     let producer: FutureProducer = config

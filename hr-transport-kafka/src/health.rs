@@ -19,8 +19,9 @@ pub enum BrokerStatus {
 }
 
 /// Asks the brokers for metadata every interval on a task of its own, logs
-/// each change (a warning when they stop answering, info when they answer
-/// again) and keeps the latest [`BrokerStatus`]. Dropping it stops the task.
+/// each change as a warning (when they stop answering, and when they answer
+/// again: both matter to an operator reading warnings only) and keeps the
+/// latest [`BrokerStatus`]. Dropping it stops the task.
 #[derive(Debug)]
 pub struct BrokerWatch {
     status: watch::Receiver<BrokerStatus>,

@@ -296,12 +296,13 @@ async fn records_ready_together_are_applied_in_batches_of_at_most_max_batch() {
     assert!(sizes.iter().any(|n| *n > 1), "records that were all ready came one at a time: {sizes:?}");
 }
 
-/// A sink whose store is down for its first `n` batches.
-struct DownFirst(MemorySink, std::sync::atomic::AtomicUsize);
+/// A sink whose store is down for its first `n` batches; it notes when each batch came.
+struct DownFirst(MemorySink, std::sync::atomic::AtomicUsize, Mutex<Vec<std::time::Instant>>);
 
 #[async_trait]
 impl Sink for DownFirst {
     async fn apply(&self, batch: &[ChangeEnvelope]) -> Result<ApplyOutcome, SinkError> {
+        self.2.lock().unwrap().push(std::time::Instant::now());
         let left = self.1.load(std::sync::atomic::Ordering::SeqCst);
         if left > 0 {
             self.1.store(left - 1, std::sync::atomic::Ordering::SeqCst);
@@ -319,13 +320,17 @@ impl Sink for DownFirst {
 async fn a_store_that_is_down_is_retried_with_growing_pauses_and_nothing_is_dead_lettered() {
     let config = config("storedown").await;
     let group = format!("{}g", config.topic_prefix);
-    let sink = Arc::new(DownFirst(MemorySink::default(), std::sync::atomic::AtomicUsize::new(3)));
+    let sink = Arc::new(DownFirst(MemorySink::default(), std::sync::atomic::AtomicUsize::new(3), Mutex::default()));
     let sub = KafkaSubscriber::start(&config, &group, &[DataType::MasterData], sink.clone()).unwrap();
-    let started = std::time::Instant::now();
     KafkaPropagator::new(&config).unwrap().propagate(&[md(1, 1)]).await.unwrap();
     wait_until_applied(&config, &[&group], &[DataType::MasterData], Duration::from_secs(60)).await.unwrap();
-    // Pauses of 50, 100 and 200 ms: a backoff that shrank instead would be done in under 100 ms.
-    assert!(started.elapsed() >= Duration::from_millis(350), "{:?}", started.elapsed());
+    // Pauses of at least 50, 100 and 200 ms (a sleep never ends early): each longer than the last allows.
+    let tries = sink.2.lock().unwrap().clone();
+    let pauses: Vec<Duration> = tries.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(pauses.len(), 3, "{pauses:?}");
+    for (pause, least) in pauses.iter().zip([50, 100, 200]) {
+        assert!(*pause >= Duration::from_millis(least), "pauses {pauses:?}");
+    }
     let stats = sub.shutdown().await.unwrap();
     assert_eq!((stats.retries, stats.dead_lettered), (3, 0));
     assert_eq!(sink.0.get(DataType::MasterData, "md.category:C00001").map(|r| r.version), Some(1));

@@ -252,7 +252,8 @@ async fn metrics_text(render: Option<MetricsRender>) -> Response {
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    if status.is_client_error() || status.is_server_error() {
+    // Probes of /healthz and /metrics are not requests refused.
+    if (status.is_client_error() || status.is_server_error()) && !matches!(code, "unhealthy" | "no_metrics") {
         metrics::counter!("hr_receiver_refused_total", "reason" => code.to_string()).increment(1);
     }
     (status, Json(json!({"error": code, "message": message.into()}))).into_response()

@@ -84,12 +84,23 @@ impl Hub {
     /// grant to a leaver refuses the whole request, naming each line and
     /// field. Several events of one grant keep the latest, as a merge does.
     pub async fn apply_permission_lines(&mut self, body: &str) -> Result<SyncOutcome, RealtimeError> {
+        if self.employees.is_empty() {
+            return Err(RealtimeError::NotReady);
+        }
         let (lines, quarantined) = read_permission_lines(body, REQUEST_BODY);
         let mut problems: Vec<Problem> = quarantined.into_iter().map(|q| Problem { line: Some(q.line), detail: q.detail }).collect();
         let mut grants: BTreeMap<String, PermissionGrant> = BTreeMap::new();
         for line in lines {
             let mut event = line.event;
             let problem = match self.current_employee(&event.employee)? {
+                _ if !plausible(event.at) => format!("field `at`: {} is in the future or before 1900", event.at),
+                _ if !self.policy.targets.contains_key(&event.system) => {
+                    format!(
+                        "field `system`: {} is not a target system of this hub (known: {})",
+                        event.system,
+                        self.policy.targets.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )
+                }
                 None => format!("field `employee`: {} is not a current employee", event.employee),
                 Some(employee) if event.granted && employee.status == EmployeeStatus::Terminated => {
                     format!("field `employee`: {} has left; a leaver is granted nothing", event.employee)
@@ -123,6 +134,9 @@ impl Hub {
             return Err(RealtimeError::NotReady);
         }
         let current = self.current_employee(id)?.ok_or_else(|| RealtimeError::UnknownEmployee(id.to_string()))?.clone();
+        if !plausible(change.at) {
+            return Err(HubError::ImplausibleTime { data_type: DataType::Employee, key: current.id, at: change.at }.into());
+        }
         let updated = self.changed(current, &change)?;
         let mut changes = vec![change_of(&updated, change.at)?];
         if updated.status == EmployeeStatus::Terminated {
@@ -161,9 +175,11 @@ impl Hub {
         }
         if let Some(status) = change.status {
             current.status = status;
-            if status == EmployeeStatus::Terminated {
-                current.termination_date = Some(change.termination_date.unwrap_or_else(|| change.at.date_naive()));
-            }
+            current.termination_date = match status {
+                EmployeeStatus::Terminated => Some(change.termination_date.unwrap_or_else(|| change.at.date_naive())),
+                // Back from leave or rehired: no end date unless one is given.
+                _ => change.termination_date,
+            };
         } else if let Some(day) = change.termination_date {
             current.termination_date = Some(day);
         }
@@ -255,6 +271,14 @@ fn remember_in<R: Record>(records: &mut BTreeMap<String, R>, change: &RealtimeCh
 /// A real-time change upserting `record`, made at `at`.
 fn change_of<R: Record>(record: &R, at: DateTime<Utc>) -> Result<RealtimeChange, HubError> {
     Ok(RealtimeChange { data_type: R::DATA_TYPE, key: record.key(), at, payload: Some(serde_json::value::to_raw_value(record)?) })
+}
+
+/// Whether an HR-side change's time can be true: not ahead of this clock by more than
+/// a few minutes of skew, not before 1900. Kept, a time far ahead would
+/// outrank every later change of its key.
+fn plausible(at: DateTime<Utc>) -> bool {
+    let earliest = DateTime::<Utc>::from_naive_utc_and_offset(NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or_default().and_time(chrono::NaiveTime::MIN), Utc);
+    at >= earliest && at <= Utc::now() + chrono::Duration::minutes(5)
 }
 
 /// A key as errors may show it: sensitive data types' keys name a person.
