@@ -139,6 +139,10 @@ async fn main() -> anyhow::Result<()> {
         };
         write_report(&args, &console, &outcome);
         count_run(&outcome);
+        // After the report is written: whoever waits for this line may read it.
+        if let Ok(report) = &outcome {
+            console.line(&format!("run done in {:.0} ms", report.elapsed_ms));
+        }
         let mismatched = outcome.as_ref().map(RunReport::mismatched).unwrap_or_default();
         let Some(every) = args.watch else {
             if args.listen.is_some() && outcome.is_ok() {
@@ -334,7 +338,6 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
     };
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     print_systems(&systems);
-    console.line(&format!("run done in {elapsed_ms:.0} ms"));
     Ok(RunReport {
         merge: outcome.report,
         changes_sent: sent.sent,
