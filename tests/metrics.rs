@@ -5,6 +5,7 @@
 //! counted only where it went, and a refused request is counted by reason.
 
 use prometheus_parse::{Sample, Scrape, Value};
+use rusqlite::Connection;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -44,7 +45,7 @@ impl Drop for Killed {
 fn systems_and_the_hub_export_what_they_did_as_prometheus_metrics() {
     let (deployment, systems) = Deployment::start(&NAMES);
     hr_testdata::Dataset::generate(&hr_testdata::GenerateOptions::scaled(200)).write(&deployment.input).unwrap();
-    let mut child = deployment.hub(&["--watch", "3600", "--metrics-listen", "127.0.0.1:0"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = deployment.hub(&["--watch", "2", "--metrics-listen", "127.0.0.1:0"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let lines = lines_of(&mut child);
     let _hub = Killed(child);
     let mut seen = vec![];
@@ -61,7 +62,13 @@ fn systems_and_the_hub_export_what_they_did_as_prometheus_metrics() {
     assert_all_match(&report, "after the run");
 
     let hub = scrape(&hub_url);
-    assert_eq!(value(&hub, "hr_hub_runs_total", &[("outcome", "ok")]), 1.0);
+    assert!(value(&hub, "hr_hub_runs_total", &[("outcome", "ok")]) >= 1.0);
+    assert!(hub.iter().any(|s| s.metric.starts_with("hr_hub_run_seconds")), "no run duration");
+    let quarantined = report["quarantined"].as_array().map_or(0, Vec::len) as f64;
+    assert_eq!(value(&hub, "hr_hub_quarantined_records", &[]), quarantined);
+    assert_eq!(value(&hub, "hr_hub_held_back_records", &[]), 0.0);
+    assert_eq!(value(&hub, "hr_hub_source_older_total", &[]), 0.0, "no real-time change was made");
+    assert!(hub.iter().any(|s| s.metric == "hr_hub_source_older_total"), "source_older not exported");
     assert!(value(&hub, "hr_hub_last_success_timestamp_seconds", &[]) > 1.7e9);
     let employees = report["systems"]["orgchart"]["employee"]["records"].as_f64().unwrap();
     assert_eq!(value(&hub, "hr_hub_changes_sent_total", &[("data_type", "employee")]), employees);
@@ -69,6 +76,7 @@ fn systems_and_the_hub_export_what_they_did_as_prometheus_metrics() {
     assert_eq!(value(&hub, "hr_hub_changes_delivered_total", &[("target", "orgchart"), ("data_type", "compensation")]), 0.0);
     for name in NAMES {
         assert_eq!(value(&hub, "hr_hub_digest_matches", &[("target", name), ("data_type", "employee")]), 1.0, "{name}");
+        assert_eq!(value(&hub, "hr_hub_drift_keys", &[("target", name), ("data_type", "employee")]), 0.0, "{name}");
     }
 
     for system in &systems {
@@ -80,9 +88,38 @@ fn systems_and_the_hub_export_what_they_did_as_prometheus_metrics() {
         assert!(samples.iter().any(|s| s.metric.starts_with("hr_apply_seconds")), "{}: no apply latency", system.name);
     }
 
-    // A request without the token is refused, and counted by reason.
+    // One change posted twice (applied, then stale), and one whose key is not its record's (invalid).
     let erp = &systems[2];
     let rt = tokio::runtime::Runtime::new().unwrap();
+    let md = hr_sync::hr_core::MasterData { set: "md.test".into(), code: "X1".into(), name: "x".into(), attributes: Default::default() };
+    let good = hr_sync::hr_core::ChangeEnvelope::upsert(hr_sync::hr_core::DataType::MasterData, md.key(), 1, "test", &md).unwrap();
+    let mut bad = good.clone();
+    bad.key = "md.test:OTHER".into();
+    for (change, status) in [(&good, 200), (&good, 200), (&bad, 400)] {
+        let body = format!("[{}]", change.to_json());
+        let request =
+            reqwest::Client::new().post(format!("{}/hr/v1/changes", erp.url)).bearer_auth(TOKEN).header("content-type", "application/json").body(body);
+        assert_eq!(rt.block_on(async { request.send().await.unwrap().status().as_u16() }), status);
+    }
+    let samples = scrape(&erp.url);
+    let rest_md = [("data_type", "master_data"), ("transport", "rest")];
+    assert_eq!(value(&samples, "hr_changes_applied_total", &rest_md), 1.0);
+    assert_eq!(value(&samples, "hr_changes_stale_total", &rest_md), 1.0);
+    assert_eq!(value(&samples, "hr_changes_invalid_total", &rest_md), 1.0);
+    assert_eq!(value(&samples, "hr_changes_out_of_scope_total", &rest_md), 0.0);
+    assert!(samples.iter().any(|s| s.metric == "hr_changes_out_of_scope_total"), "out_of_scope not exported");
+
+    // A row edited in payroll is repaired by the next run, and counted.
+    let payroll = Connection::open(deployment.database("payroll")).unwrap();
+    payroll.busy_timeout(Duration::from_secs(5)).unwrap();
+    payroll.execute("UPDATE employee SET body = json_set(body, '$.name', 'tampered') WHERE id = (SELECT min(id) FROM employee WHERE deleted = 0)", []).unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(120);
+    while value(&scrape(&hub_url), "hr_hub_repaired_total", &[("data_type", "employee")]) < 1.0 {
+        assert!(std::time::Instant::now() < until, "the edited row was never counted as repaired");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A request without the token is refused, and counted by reason.
     let status = rt.block_on(async { reqwest::Client::new().post(format!("{}/hr/v1/changes", erp.url)).body("[]").send().await.unwrap().status() });
     assert_eq!(status, 401);
     std::thread::sleep(Duration::from_millis(100));
