@@ -116,7 +116,12 @@ fn hub_for(kafka: &KafkaConfig, transport: &str, types: &[DataType], rest: RestC
         routes: types.iter().map(|t| (*t, transport.to_string())).collect(),
         targets: SYSTEMS
             .iter()
-            .map(|s| (s.to_string(), TargetConfig { data_types: types.to_vec(), url: None, token_env: None, all_grants: false, publishes: vec![] }))
+            .map(|s| {
+                (
+                    s.to_string(),
+                    TargetConfig { data_types: types.to_vec(), url: None, token_env: None, all_grants: false, omit: Default::default(), publishes: vec![] },
+                )
+            })
             .collect(),
         topic_prefix: kafka.topic_prefix.clone(),
         ..HubConfig::default()
@@ -425,7 +430,7 @@ fn hub_api_change(c: &mut Criterion) {
     let latencies = Latencies::default();
     let types = [DataType::Employee, DataType::OrgUnit, DataType::Permission];
     let kafka = broker.config(&rt, "hubapi", &[DataType::Employee, DataType::OrgUnit]);
-    let target = TargetConfig { data_types: types.to_vec(), url: None, token_env: None, all_grants: false, publishes: vec![] };
+    let target = TargetConfig { data_types: types.to_vec(), url: None, token_env: None, all_grants: false, omit: Default::default(), publishes: vec![] };
     let config = HubConfig {
         routes: [(DataType::Employee, "kafka".to_string()), (DataType::OrgUnit, "kafka".to_string()), (DataType::Permission, "rest".to_string())].into(),
         targets: SYSTEMS.iter().map(|s| (s.to_string(), target.clone())).collect(),

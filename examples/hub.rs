@@ -255,7 +255,9 @@ async fn connected(hub: &mut Option<Arc<Mutex<Hub>>>, args: &Args, config: &HubC
 async fn connect(args: &Args, config: &HubConfig, rest: RestConfig) -> anyhow::Result<Hub> {
     let mut kafka = KafkaConfig::new(&args.brokers);
     kafka.topic_prefix = config.topic_prefix.clone();
-    ensure_topics(&kafka, &config.policy().data_types_via("kafka")).await?;
+    for audience in config.kafka_audiences(&kafka) {
+        ensure_topics(&audience, &config.policy().data_types_via("kafka")).await?;
+    }
     let ledger = Ledger::open(args.data_dir.join("hub-ledger.sqlite3"))?;
     let mut hub = Hub::new(config, kafka, rest, ledger)?;
     hub.allow_mass_delete(args.allow_mass_delete);

@@ -85,7 +85,9 @@ async fn main() -> anyhow::Result<()> {
         while !system.wait_until_subscribed(Duration::from_secs(5)).await {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        ensure_topics(&kafka, &config.policy().data_types_via("kafka")).await?;
+        for audience in config.kafka_audiences(&kafka) {
+            ensure_topics(&audience, &config.policy().data_types_via("kafka")).await?;
+        }
         publish(records, &args.name, &options.data_dir, &config, &kafka).await?;
     }
 

@@ -242,7 +242,7 @@ impl ChangeEnvelope {
 }
 
 /// Parses a payload as its record type and serializes it again: the key and the canonical body.
-struct Canonical<'a>(&'a str);
+pub(crate) struct Canonical<'a>(pub(crate) &'a str);
 
 impl RecordVisitor for Canonical<'_> {
     /// The key and the canonical body, or what is wrong with the payload.

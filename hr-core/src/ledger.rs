@@ -4,6 +4,7 @@
 
 use crate::digest::{ContentHash, Digest, DigestEntry};
 use crate::envelope::ChangeEnvelope;
+use crate::field_scope::{FieldScope, FieldScopeError};
 use crate::holdback::HeldBack;
 use crate::merge::{Identities, MergedState};
 use crate::quarantine::Quarantined;
@@ -12,6 +13,7 @@ use crate::schema::DataType;
 use rusqlite::{params, Connection, OptionalExtension};
 use rustc_hash::FxHashMap;
 use serde_json::value::RawValue;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Default largest share of a data type's live records one run may delete.
@@ -46,6 +48,9 @@ pub enum LedgerError {
         /// What cannot be read.
         detail: String,
     },
+    /// A record could not be reduced to an audience's fields.
+    #[error("ledger: {0}")]
+    Scope(#[from] FieldScopeError),
     /// A record could not be serialized.
     #[error("a {data_type} record could not be serialized: {source}")]
     Encode {
@@ -215,11 +220,20 @@ pub struct Ledger {
     conn: Connection,
     path: String,
     max_delete_share: f64,
+    /// Per data type, the audiences that receive it without some fields,
+    /// by name ([`FieldScope::audience`]).
+    audiences: BTreeMap<DataType, BTreeMap<String, FieldScope>>,
 }
+
+/// What the ledger shows for an audience whose hash of a live record it
+/// never computed (the audience is new): equal to no stored body, so the
+/// record counts as drift and is repaired.
+const UNKNOWN_SCOPED_CONTENT: ContentHash = ContentHash([0; 16]);
 
 impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ledger").field("path", &self.path).field("max_delete_share", &self.max_delete_share).finish()
+        let audiences: Vec<String> = self.audiences.values().flat_map(|a| a.keys().cloned()).collect();
+        f.debug_struct("Ledger").field("path", &self.path).field("max_delete_share", &self.max_delete_share).field("audiences", &audiences).finish()
     }
 }
 
@@ -256,10 +270,28 @@ impl Ledger {
                source_id TEXT PRIMARY KEY, unified_id TEXT NOT NULL) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS realtime (
                data_type TEXT NOT NULL, key TEXT NOT NULL, at TEXT NOT NULL, payload TEXT,
-               PRIMARY KEY (data_type, key)) WITHOUT ROWID;",
+               PRIMARY KEY (data_type, key)) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS scoped_hash (
+               data_type TEXT NOT NULL, audience TEXT NOT NULL, key TEXT NOT NULL, hash BLOB NOT NULL,
+               PRIMARY KEY (data_type, audience, key)) WITHOUT ROWID;",
         )
         .map_err(|source| LedgerError::Storage { path: path.clone(), source })?;
-        Ok(Ledger { conn, path, max_delete_share: DEFAULT_MAX_DELETE_SHARE })
+        Ok(Ledger { conn, path, max_delete_share: DEFAULT_MAX_DELETE_SHARE, audiences: BTreeMap::new() })
+    }
+
+    /// Keeps, from the next commit on, the hash of every record as each
+    /// of `scopes` sees it, so [`digest_for`](Self::digest_for) can say what
+    /// a target that goes without some fields must hold. A live record
+    /// committed before its audience was known shows an unknown hash there,
+    /// so reconciliation repairs it.
+    pub fn keep_audiences<'a>(&mut self, scopes: impl IntoIterator<Item = &'a FieldScope>) {
+        for scope in scopes {
+            for data_type in scope.narrowed_types() {
+                let name = scope.audience(data_type).expect("a narrowed type has an audience");
+                let only_this_type = FieldScope::full().omitting(data_type, scope.omitted(data_type).to_vec()).expect("omitted fields are optional");
+                self.audiences.entry(data_type).or_default().insert(name, only_this_type);
+            }
+        }
     }
 
     /// Sets the delete guard's limit (a share between 0 and 1).
@@ -476,6 +508,20 @@ impl Ledger {
                 record.execute(params![data_type.as_str(), change.key, version, hash.map(|h| h.0.to_vec()), hash.is_none() as i64]).map_err(storage)?;
                 settle.execute(params![data_type.as_str(), change.key, version]).map_err(storage)?;
             }
+            let mut scoped =
+                tx.prepare_cached("INSERT OR REPLACE INTO scoped_hash (data_type, audience, key, hash) VALUES (?1, ?2, ?3, ?4)").map_err(storage)?;
+            let mut unscoped = tx.prepare_cached("DELETE FROM scoped_hash WHERE data_type = ?1 AND key = ?2").map_err(storage)?;
+            for (name, scope) in self.audiences.get(&data_type).into_iter().flatten() {
+                for change in &delta.changes {
+                    match change.payload_json() {
+                        Some(payload) => {
+                            let hash = ContentHash::of(&scope.scoped_payload(data_type, payload)?);
+                            scoped.execute(params![data_type.as_str(), name, change.key, hash.0.to_vec()]).map_err(storage)?;
+                        }
+                        None => drop(unscoped.execute(params![data_type.as_str(), change.key]).map_err(storage)?),
+                    }
+                }
+            }
             let mut remember = tx.prepare_cached("INSERT OR REPLACE INTO realtime (data_type, key, at, payload) VALUES (?1, ?2, ?3, ?4)").map_err(storage)?;
             for change in changes.iter().filter(|c| c.data_type == data_type) {
                 let at = change.at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
@@ -545,6 +591,28 @@ impl Ledger {
     /// The hub's digest of a data type: what every target must hold.
     pub fn digest(&self, data_type: DataType) -> Result<Digest, LedgerError> {
         Ok(Digest::of(&self.entries(data_type)?))
+    }
+
+    /// [`entries`](Self::entries) as an audience that goes without some
+    /// fields holds them (`None`: the full records); see [`keep_audiences`](Self::keep_audiences).
+    pub fn entries_for(&self, data_type: DataType, audience: Option<&str>) -> Result<Vec<DigestEntry>, LedgerError> {
+        let Some(audience) = audience else { return self.entries(data_type) };
+        let sql = "SELECT l.key, l.version, s.hash, l.deleted FROM ledger l \
+                   LEFT JOIN scoped_hash s ON s.data_type = l.data_type AND s.audience = ?2 AND s.key = l.key WHERE l.data_type = ?1";
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.storage())?;
+        let rows = stmt
+            .query_map(params![data_type.as_str(), audience], |row| {
+                let deleted = row.get::<_, i64>(3)? != 0;
+                let hash = hash_from_blob(row.get(2)?).unwrap_or(UNKNOWN_SCOPED_CONTENT);
+                Ok(DigestEntry { key: row.get(0)?, version: row.get::<_, i64>(1)? as u64, content: if deleted { None } else { Some(hash) } })
+            })
+            .map_err(self.storage())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.storage())
+    }
+
+    /// [`digest`](Self::digest) as an audience holds it.
+    pub fn digest_for(&self, data_type: DataType, audience: Option<&str>) -> Result<Digest, LedgerError> {
+        Ok(Digest::of(&self.entries_for(data_type, audience)?))
     }
 
     /// The version held for a key, with whether it is a tombstone.

@@ -88,6 +88,7 @@
 pub mod conformance;
 mod digest;
 mod envelope;
+mod field_scope;
 mod holdback;
 mod import;
 #[cfg(feature = "sqlite")]
@@ -106,6 +107,7 @@ mod sqlite_sink;
 
 pub use digest::{bucket_of, ContentHash, Digest, DigestEntry, BUCKETS};
 pub use envelope::{describe_json_error, ChangeEnvelope, EnvelopeError, Operation, MAX_VERSION};
+pub use field_scope::{FieldScope, FieldScopeError};
 pub use holdback::HeldBack;
 pub use import::{
     fits_in_memory, load_input_dir, read_master_data_file, read_permission_lines, ImportError, MasterDataRow, PermissionLine, SourceData, MEMORY_PER_INPUT_BYTE,

@@ -2,6 +2,7 @@
 //! and hands back a [`Receipt`] that learns when each target applied them.
 
 use crate::envelope::ChangeEnvelope;
+use crate::field_scope::FieldScope;
 use crate::schema::DataType;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -125,6 +126,14 @@ pub trait Propagator: Send + Sync {
     /// receives from it. A [`Router`](crate::Router) checks them against
     /// its policy, so no target receives a type the policy does not allow.
     fn targets(&self) -> BTreeMap<String, Vec<DataType>>;
+
+    /// The fields `target` goes without in what this propagator delivers
+    /// to it; by default none (whole records). A [`Router`](crate::Router)
+    /// refuses a propagator that would deliver a field its policy omits.
+    fn field_scope(&self, target: &str) -> FieldScope {
+        let _ = target;
+        FieldScope::full()
+    }
 }
 
 #[async_trait]
@@ -135,6 +144,10 @@ impl<P: Propagator + ?Sized> Propagator for std::sync::Arc<P> {
 
     fn targets(&self) -> BTreeMap<String, Vec<DataType>> {
         (**self).targets()
+    }
+
+    fn field_scope(&self, target: &str) -> FieldScope {
+        (**self).field_scope(target)
     }
 }
 

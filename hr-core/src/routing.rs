@@ -2,6 +2,7 @@
 //! receive which data type: configuration, not code.
 
 use crate::envelope::ChangeEnvelope;
+use crate::field_scope::FieldScope;
 use crate::propagate::{PropagateError, PropagationReport, Propagator, Receipt, TargetFailure};
 use crate::schema::DataType;
 use async_trait::async_trait;
@@ -45,11 +46,23 @@ pub struct TargetPolicy {
     /// grants for itself; see [`RecordScope`].
     #[serde(default)]
     pub all_grants: bool,
+    /// The fields it goes without, per data type (`omit.employee =
+    /// ["phone", "birth_date"]`); see [`FieldScope`].
+    #[serde(default)]
+    pub omit: FieldScope,
 }
 
-/// Which records of the data types it receives a target gets: all of them,
-/// except grants. A grant goes only to the system it is for (its `system`
-/// is the target's name), and to targets that see every grant
+impl TargetPolicy {
+    /// A target receiving `data_types`, only its own grants, every field.
+    pub fn new(data_types: Vec<DataType>) -> Self {
+        TargetPolicy { data_types, all_grants: false, omit: FieldScope::full() }
+    }
+}
+
+/// Which records of the data types it receives a target gets, and which
+/// of their fields: all of them, except grants and the fields its
+/// [`FieldScope`] omits. A grant goes only to the system it is for (its
+/// `system` is the target's name), and to targets that see every grant
 /// (`all_grants`): least privilege, as identity products provision an
 /// application only its own assignments. Revocations and deletes of a
 /// grant follow the grant.
@@ -66,12 +79,24 @@ pub struct TargetPolicy {
 pub struct RecordScope {
     target: String,
     all_grants: bool,
+    fields: FieldScope,
 }
 
 impl RecordScope {
-    /// The scope of `target`; `all_grants` lets it see every grant.
+    /// The scope of `target`, with every field; `all_grants` lets it see every grant.
     pub fn new(target: &str, all_grants: bool) -> Self {
-        RecordScope { target: target.to_string(), all_grants }
+        RecordScope { target: target.to_string(), all_grants, fields: FieldScope::full() }
+    }
+
+    /// This scope, without the fields `fields` omits.
+    pub fn with_fields(mut self, fields: FieldScope) -> Self {
+        self.fields = fields;
+        self
+    }
+
+    /// The fields the target goes without.
+    pub fn fields(&self) -> &FieldScope {
+        &self.fields
     }
 
     /// The target it is the scope of.
@@ -93,8 +118,9 @@ impl RecordScope {
 
 impl Default for RoutingPolicy {
     /// Employees, org units and master data over `kafka`; compensation and
-    /// permission grants over `rest`; targets `payroll`, `orgchart`, `erp`,
-    /// and only `payroll` receives compensation.
+    /// permission grants over `rest`; targets `payroll`, `orgchart`, `erp`;
+    /// only `payroll` receives compensation, and employees' phone numbers
+    /// and birth dates.
     fn default() -> Self {
         use DataType::*;
         let routes = [(Employee, "kafka"), (OrgUnit, "kafka"), (MasterData, "kafka"), (Compensation, "rest"), (Permission, "rest")]
@@ -102,13 +128,21 @@ impl Default for RoutingPolicy {
             .map(|(t, p)| (t, p.to_string()))
             .collect();
         let everything_but_pay = vec![Employee, OrgUnit, MasterData, Permission];
-        let targets =
-            [("payroll", vec![Employee, OrgUnit, MasterData, Permission, Compensation]), ("orgchart", everything_but_pay.clone()), ("erp", everything_but_pay)]
-                .into_iter()
-                .map(|(n, data_types)| (n.to_string(), TargetPolicy { data_types, all_grants: false }))
-                .collect();
+        let targets = [
+            ("payroll", TargetPolicy::new(vec![Employee, OrgUnit, MasterData, Permission, Compensation])),
+            ("orgchart", TargetPolicy { omit: no_personal_details(), ..TargetPolicy::new(everything_but_pay.clone()) }),
+            ("erp", TargetPolicy { omit: no_personal_details(), ..TargetPolicy::new(everything_but_pay) }),
+        ]
+        .into_iter()
+        .map(|(n, policy)| (n.to_string(), policy))
+        .collect();
         RoutingPolicy { routes, targets }
     }
+}
+
+/// Employees without phone number and birth date.
+fn no_personal_details() -> FieldScope {
+    FieldScope::full().omitting(DataType::Employee, ["phone", "birth_date"]).expect("both are optional fields of an employee")
 }
 
 impl RoutingPolicy {
@@ -127,9 +161,12 @@ impl RoutingPolicy {
         self.targets.get(target).is_some_and(|p| p.data_types.contains(&data_type))
     }
 
-    /// Which records of its data types `target` gets.
+    /// Which records of its data types `target` gets, and which fields.
     pub fn scope(&self, target: &str) -> RecordScope {
-        RecordScope::new(target, self.targets.get(target).is_some_and(|p| p.all_grants))
+        match self.targets.get(target) {
+            Some(p) => RecordScope::new(target, p.all_grants).with_fields(p.omit.clone()),
+            None => RecordScope::new(target, false),
+        }
     }
 
     /// The data types routed to a propagator.
@@ -162,6 +199,20 @@ pub enum RoutingError {
         /// The data type.
         data_type: DataType,
     },
+    /// A transport would deliver a target fields the policy omits for it.
+    #[error(
+        "transport {transport} would deliver {target} the {data_type} field(s) {fields}, which its policy omits; give the transport the target's field scope"
+    )]
+    FieldsNotOmitted {
+        /// The transport.
+        transport: String,
+        /// The target.
+        target: String,
+        /// The data type.
+        data_type: DataType,
+        /// The fields, comma-separated.
+        fields: String,
+    },
     /// The policy says a target receives a data type, but the transport of
     /// that type's route cannot reach the target.
     #[error("{target} receives {data_type} over {transport}, but that transport has no way to reach {target} (a REST target needs a url)")]
@@ -182,7 +233,8 @@ pub enum RoutingError {
 /// routes use with [`Router::with`], then [`Router::check`] that the
 /// transports carry out the policy exactly: every route's transport is
 /// registered, each reaches every target the policy gives that data type,
-/// and none delivers a type to a target the policy does not allow.
+/// none delivers a type to a target the policy does not allow, and none
+/// delivers a field the target's [`FieldScope`] omits.
 pub struct Router {
     policy: RoutingPolicy,
     propagators: BTreeMap<String, Arc<dyn Propagator>>,
@@ -228,8 +280,23 @@ impl Router {
         for (name, propagator) in &self.propagators {
             for (target, types) in propagator.targets() {
                 let routed_here = types.iter().filter(|t| self.policy.route(**t) == Some(name.as_str()));
-                if let Some(data_type) = routed_here.into_iter().find(|t| !self.policy.allows(&target, **t)) {
+                if let Some(data_type) = routed_here.clone().find(|t| !self.policy.allows(&target, **t)) {
                     return Err(RoutingError::NotAllowed { transport: name.clone(), target, data_type: *data_type });
+                }
+                let omitted_by_transport = propagator.field_scope(&target);
+                let wanted = self.policy.scope(&target);
+                for data_type in routed_here {
+                    let delivered: Vec<&str> = wanted
+                        .fields()
+                        .omitted(*data_type)
+                        .iter()
+                        .filter(|f| !omitted_by_transport.omitted(*data_type).contains(f))
+                        .map(String::as_str)
+                        .collect();
+                    if !delivered.is_empty() {
+                        let fields = delivered.join(", ");
+                        return Err(RoutingError::FieldsNotOmitted { transport: name.clone(), target, data_type: *data_type, fields });
+                    }
                 }
             }
         }
@@ -282,5 +349,17 @@ impl Propagator for Router {
         }
         out.values_mut().for_each(|types| types.sort());
         out
+    }
+
+    /// Per data type, what the propagator of its route omits for `target`.
+    fn field_scope(&self, target: &str) -> FieldScope {
+        let mut scope = FieldScope::full();
+        for (data_type, name) in &self.policy.routes {
+            if let Some(propagator) = self.propagators.get(name) {
+                let omitted = propagator.field_scope(target).omitted(*data_type).to_vec();
+                scope = scope.omitting(*data_type, omitted).expect("a propagator's field scope holds only optional fields");
+            }
+        }
+        scope
     }
 }

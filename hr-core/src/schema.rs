@@ -70,7 +70,7 @@ impl DataType {
 /// ```
 ///
 /// The schema's record types are the only ones: the trait is sealed.
-pub trait Record: sealed::Sealed + Clone + PartialEq + Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
+pub trait Record: sealed::Sealed + Clone + PartialEq + Serialize + serde::de::DeserializeOwned + schemars::JsonSchema + Send + Sync + 'static {
     /// Its data type.
     const DATA_TYPE: DataType;
     /// The wire and table name.
@@ -161,7 +161,7 @@ impl FromStr for DataType {
 }
 
 /// The company a record comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Company {
     /// The legacy Korean HR system (CSV export).
     A,
@@ -180,7 +180,7 @@ impl Company {
 }
 
 /// Employment status in the unified schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EmployeeStatus {
     /// Working.
@@ -192,7 +192,7 @@ pub enum EmployeeStatus {
 }
 
 /// One person in the merged group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Employee {
     /// Unified id: `A-<emp_no>` or `B-<employeeId>` (of the primary record).
     pub id: String,
@@ -227,7 +227,7 @@ pub struct Employee {
 }
 
 /// An employee's pay. Sensitive: only targets allowed to hold it receive it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Compensation {
     /// Unified employee id (also the record key).
     pub employee_id: String,
@@ -240,7 +240,7 @@ pub struct Compensation {
 }
 
 /// A team or department.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OrgUnit {
     /// Unified id: `GROUP`, `A`, `B`, `A-<dept_code>` or `B-<orgUnitId>`.
     pub id: String,
@@ -258,7 +258,7 @@ pub struct OrgUnit {
 
 /// One code of a code set (`grade`, `md.category`, ...). Any system may
 /// publish master data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MasterData {
     /// The code set, e.g. `md.category`.
     pub set: String,
@@ -284,7 +284,7 @@ impl MasterData {
 }
 
 /// A role an employee holds (or held) in a system.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PermissionGrant {
     /// Unified employee id.
     pub employee: String,

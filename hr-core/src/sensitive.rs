@@ -48,3 +48,23 @@ impl<T> fmt::Display for Sensitive<T> {
         f.write_str("[redacted]")
     }
 }
+
+/// The schema of the wrapped value, marked `"x-sensitive": true` so that
+/// systems in other languages know which fields to keep out of their logs.
+impl<T: schemars::JsonSchema> schemars::JsonSchema for Sensitive<T> {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut schema = T::json_schema(generator);
+        if let Some(object) = schema.as_object_mut() {
+            object.insert("x-sensitive".into(), true.into());
+        }
+        schema
+    }
+}

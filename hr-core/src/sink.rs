@@ -17,6 +17,9 @@ pub struct ApplyOutcome {
     pub stale: usize,
     /// Changes outside the target's [`RecordScope`], not stored (see [`ScopedSink`]).
     pub out_of_scope: usize,
+    /// Changes that carried fields the target's [`FieldScope`](crate::FieldScope)
+    /// omits; stored without them (see [`ScopedSink`]).
+    pub fields_dropped: usize,
 }
 
 impl std::ops::AddAssign for ApplyOutcome {
@@ -24,6 +27,7 @@ impl std::ops::AddAssign for ApplyOutcome {
         self.applied += rhs.applied;
         self.stale += rhs.stale;
         self.out_of_scope += rhs.out_of_scope;
+        self.fields_dropped += rhs.fields_dropped;
     }
 }
 
@@ -211,7 +215,9 @@ impl<S: Sink + ?Sized> Sink for std::sync::Arc<S> {
 
 /// A sink that stores only what its target may hold: changes outside its
 /// [`RecordScope`] (a grant for another system) are counted as
-/// `out_of_scope` and never reach the wrapped sink. Wraps any sink, for a
+/// `out_of_scope` and never reach the wrapped sink, and fields the scope
+/// omits are dropped before they do (counted as `fields_dropped`: a sender
+/// whose configuration differs from the target's). Wraps any sink, for a
 /// transport that cannot address records to one target (every consumer
 /// group reads a whole Kafka topic).
 ///
@@ -255,15 +261,26 @@ impl<S> std::fmt::Debug for ScopedSink<S> {
 #[async_trait]
 impl<S: Sink> Sink for ScopedSink<S> {
     async fn apply(&self, batch: &[ChangeEnvelope]) -> Result<ApplyOutcome, SinkError> {
-        if batch.iter().all(|c| self.scope.admits(c.data_type, &c.key)) {
+        let narrowed = |c: &ChangeEnvelope| !self.scope.fields().omitted(c.data_type).is_empty();
+        if batch.iter().all(|c| self.scope.admits(c.data_type, &c.key) && !narrowed(c)) {
             return self.inner.apply(batch).await;
         }
         // The whole batch is validated first: a bad change outside the scope still refuses the batch.
         validate_batch(batch)?;
-        let mine: Vec<ChangeEnvelope> = batch.iter().filter(|c| self.scope.admits(c.data_type, &c.key)).cloned().collect();
+        let mut mine = Vec::with_capacity(batch.len());
+        let mut fields_dropped = 0;
+        for (index, change) in batch.iter().enumerate().filter(|(_, c)| self.scope.admits(c.data_type, &c.key)) {
+            let carried = self.scope.fields().carried(change);
+            if !carried.is_empty() {
+                tracing::warn!(target = self.scope.target(), data_type = %change.data_type, fields = %carried.join(","), "received fields this system must not hold; stored without them (the sender's field scope differs from this system's)");
+                fields_dropped += 1;
+            }
+            mine.push(self.scope.fields().apply(change).map_err(|source| SinkError::Invalid { index, source })?.into_owned());
+        }
         let out_of_scope = batch.len() - mine.len();
         let mut outcome = if mine.is_empty() { ApplyOutcome::default() } else { self.inner.apply(&mine).await? };
         outcome.out_of_scope += out_of_scope;
+        outcome.fields_dropped += fields_dropped;
         Ok(outcome)
     }
 

@@ -4,9 +4,9 @@ use hr_core::{ApplyOutcome, EnvelopeError, SinkError};
 
 #[test]
 fn outcomes_add_up_field_by_field() {
-    let mut total = ApplyOutcome { applied: 3, stale: 1, out_of_scope: 0 };
-    total += ApplyOutcome { applied: 4, stale: 2, out_of_scope: 5 };
-    assert_eq!((total.applied, total.stale, total.out_of_scope), (7, 3, 5));
+    let mut total = ApplyOutcome { applied: 3, stale: 1, out_of_scope: 0, fields_dropped: 1 };
+    total += ApplyOutcome { applied: 4, stale: 2, out_of_scope: 5, fields_dropped: 2 };
+    assert_eq!((total.applied, total.stale, total.out_of_scope, total.fields_dropped), (7, 3, 5, 3));
 }
 
 #[test]

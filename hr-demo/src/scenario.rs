@@ -158,9 +158,11 @@ async fn start_kafka(options: &ScenarioOptions, config: &HubConfig, console: &Co
     let mut kafka = KafkaConfig::new(&brokers);
     kafka.topic_prefix = config.topic_prefix.clone();
     let kafka_types = config.policy().data_types_via("kafka");
-    match &embedded {
-        Some(mock) => mock.create_topics(&kafka, &kafka_types)?,
-        None => ensure_topics(&kafka, &kafka_types).await?,
+    for audience in config.kafka_audiences(&kafka) {
+        match &embedded {
+            Some(mock) => mock.create_topics(&audience, &kafka_types)?,
+            None => ensure_topics(&audience, &kafka_types).await?,
+        }
     }
     console.line(&format!("kafka: {} ({})", brokers, if embedded.is_some() { "embedded mock cluster" } else { "real broker" }));
     Ok((embedded, kafka))

@@ -1,7 +1,8 @@
 //! The hub's configuration file: routing, targets (with where a separate
 //! target process listens), the topic prefix and the mapping.
 
-use hr_core::{DataType, Mapping, RoutingError, RoutingPolicy, TargetPolicy};
+use hr_core::{DataType, FieldScope, Mapping, RoutingError, RoutingPolicy, TargetPolicy};
+use hr_transport_kafka::KafkaConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -83,6 +84,10 @@ pub struct TargetConfig {
     /// only the grants for itself.
     #[serde(default)]
     pub all_grants: bool,
+    /// The fields it goes without, per data type (`omit.employee =
+    /// ["phone", "birth_date"]`): no path carries them to it.
+    #[serde(default)]
+    pub omit: FieldScope,
     /// The master-data sets this system owns and publishes to the others
     /// (for example `["md.product"]`); the hub never sends, deletes or
     /// repairs their records.
@@ -162,7 +167,7 @@ impl Default for HubConfig {
             .into_iter()
             .map(|(name, t)| {
                 let publishes = publishes(&name);
-                (name, TargetConfig { data_types: t.data_types, url: None, token_env: None, all_grants: t.all_grants, publishes })
+                (name, TargetConfig { data_types: t.data_types, url: None, token_env: None, all_grants: t.all_grants, omit: t.omit, publishes })
             })
             .collect();
         let origin = ConfigOrigin { path: "<default configuration>".into(), ..ConfigOrigin::default() };
@@ -256,9 +261,28 @@ impl HubConfig {
         Self::from_toml_str(&text, &shown)
     }
 
+    /// `kafka` once per audience of the data types routed to Kafka: the
+    /// full records first, then each distinct field scope of the targets
+    /// that receive them. Creating the topics of each creates every topic
+    /// the hub produces to ([`KafkaConfig::topic_for`]).
+    pub fn kafka_audiences(&self, kafka: &KafkaConfig) -> Vec<KafkaConfig> {
+        let kafka_types = self.policy().data_types_via("kafka");
+        let mut scopes = vec![FieldScope::full()];
+        for target in self.targets.values().filter(|t| t.data_types.iter().any(|d| kafka_types.contains(d))) {
+            if !scopes.contains(&target.omit) {
+                scopes.push(target.omit.clone());
+            }
+        }
+        scopes.into_iter().map(|fields| KafkaConfig { fields, ..kafka.clone() }).collect()
+    }
+
     /// The routing policy it describes.
     pub fn policy(&self) -> RoutingPolicy {
-        let targets = self.targets.iter().map(|(n, t)| (n.clone(), TargetPolicy { data_types: t.data_types.clone(), all_grants: t.all_grants })).collect();
+        let targets = self
+            .targets
+            .iter()
+            .map(|(n, t)| (n.clone(), TargetPolicy { data_types: t.data_types.clone(), all_grants: t.all_grants, omit: t.omit.clone() }))
+            .collect();
         RoutingPolicy { routes: self.routes.clone(), targets }
     }
 

@@ -273,7 +273,7 @@ impl Hub {
         for (name, target) in &policy.targets {
             let types: Vec<DataType> = target.data_types.iter().copied().filter(|t| kafka_routes.contains(t)).collect();
             if !types.is_empty() {
-                producer = producer.with_target(name, &types)?;
+                producer = producer.with_scoped_target(name, &types, target.omit.clone())?;
             }
         }
         let rest = Arc::new(RestPropagator::new(rest)?);
@@ -298,6 +298,8 @@ impl Hub {
         let policy = config.policy();
         let router = transports.into_iter().fold(Router::new(policy.clone()), |router, (name, p)| router.with(name, p));
         router.check().map_err(|e| config.routing_error(e))?;
+        let mut ledger = ledger;
+        ledger.keep_audiences(policy.targets.values().map(|t| &t.omit));
         let owned = config.owned_sets().into_iter().map(|(set, owner)| (set.to_string(), owner.to_string())).collect();
         Ok(Hub { ledger, router, reader: None, allow_mass_delete: false, policy, owned, employees: BTreeMap::new(), grants: BTreeMap::new() })
     }
@@ -312,7 +314,7 @@ impl Hub {
         for (name, t) in &config.targets {
             let Some(url) = &t.url else { continue };
             let types: Vec<DataType> = t.data_types.iter().copied().filter(|d| rest_types.contains(d)).collect();
-            let mut target = RestTarget::new(name, url, types).with_all_grants(t.all_grants);
+            let mut target = RestTarget::new(name, url, types).with_all_grants(t.all_grants).with_fields(t.omit.clone());
             if let Some(var) = &t.token_env {
                 let token = std::env::var(var).map_err(|_| ConfigError::MissingToken { target: name.clone(), variable: var.clone() })?;
                 target = target.with_token(&token);
@@ -489,16 +491,20 @@ impl Hub {
     /// the records the target's [`RecordScope`](hr_core::RecordScope) admits (a system holds only
     /// its own grants).
     pub fn expected_digest(&self, target: &str, data_type: DataType) -> Result<Digest, HubError> {
-        if self.policy.scope(target).admits_all(data_type) {
-            return Ok(blocking(|| self.ledger.digest(data_type))?);
+        let scope = self.policy.scope(target);
+        if scope.admits_all(data_type) {
+            let audience = scope.fields().audience(data_type);
+            return Ok(blocking(|| self.ledger.digest_for(data_type, audience.as_deref()))?);
         }
         Ok(Digest::of(&self.expected_entries(target, data_type)?))
     }
 
-    /// The ledger's entries of `data_type` that `target` should hold.
+    /// The ledger's entries of `data_type` that `target` should hold, with
+    /// the hashes of its audience's content.
     fn expected_entries(&self, target: &str, data_type: DataType) -> Result<Vec<DigestEntry>, HubError> {
         let scope = self.policy.scope(target);
-        let mut entries = blocking(|| self.ledger.entries(data_type))?;
+        let audience = scope.fields().audience(data_type);
+        let mut entries = blocking(|| self.ledger.entries_for(data_type, audience.as_deref()))?;
         entries.retain(|e| scope.admits(data_type, &e.key));
         Ok(entries)
     }

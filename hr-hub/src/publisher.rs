@@ -2,7 +2,7 @@
 
 use crate::config::HubConfig;
 use crate::hub::{HubError, SyncOutcome};
-use hr_core::{DataType, Ledger, MasterData, Propagator};
+use hr_core::{DataType, FieldScope, Ledger, MasterData, Propagator};
 use hr_transport_kafka::{KafkaConfig, KafkaPropagator};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,9 +45,10 @@ impl Publisher {
     /// A publisher over Kafka (master data's usual route), to the topic every
     /// system that receives master data reads. The topic must exist.
     pub fn over_kafka(config: &HubConfig, system: &str, ledger: Ledger, kafka: &KafkaConfig) -> Result<Self, HubError> {
-        let mut producer = KafkaPropagator::new(kafka)?;
-        for name in config.targets.iter().filter(|(_, t)| t.data_types.contains(&DataType::MasterData)).map(|(name, _)| name) {
-            producer = producer.with_target(name, &[DataType::MasterData])?;
+        let hub_side = KafkaConfig { fields: FieldScope::full(), ..kafka.clone() };
+        let mut producer = KafkaPropagator::new(&hub_side)?;
+        for (name, target) in config.targets.iter().filter(|(_, t)| t.data_types.contains(&DataType::MasterData)) {
+            producer = producer.with_scoped_target(name, &[DataType::MasterData], target.omit.clone())?;
         }
         Self::new(config, system, ledger, Arc::new(producer))
     }

@@ -184,6 +184,8 @@ impl TargetSystem {
         // Grants for other systems are never stored, whichever way they come,
         // and none stays from before the system's scope narrowed.
         let scope = config.policy().scope(name);
+        // Its consumer group reads the topics of its audience, whose records lack the fields it goes without.
+        let kafka = &KafkaConfig { fields: scope.fields().clone(), ..kafka.clone() };
         let removed = sink.retain(DataType::Permission, |key| scope.admits(DataType::Permission, key));
         removed.map_err(|source| SystemError::Store { system: system(), path: path.clone(), source })?;
         let scoped: Arc<dyn Sink> = Arc::new(ScopedSink::new(sink.clone(), scope));

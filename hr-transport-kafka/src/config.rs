@@ -1,4 +1,4 @@
-use hr_core::DataType;
+use hr_core::{DataType, FieldScope};
 use rdkafka::ClientConfig;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,6 +27,10 @@ pub struct KafkaConfig {
     /// default: every consumer of a topic can read it, and a compacted topic
     /// keeps it, so [`KafkaPropagator`](crate::KafkaPropagator) refuses them.
     pub allow_sensitive: bool,
+    /// The fields the system this client serves goes without. Its topics
+    /// of those data types are its audience's (see [`topic_for`](Self::topic_for));
+    /// the hub keeps every field and produces to every audience's topic.
+    pub fields: FieldScope,
     /// librdkafka settings passed through to every client.
     pub extra: BTreeMap<String, String>,
 }
@@ -41,6 +45,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("partitions", &self.partitions)
             .field("delivery_timeout", &self.delivery_timeout)
             .field("allow_sensitive", &self.allow_sensitive)
+            .field("fields", &self.fields)
             .field("extra_keys", &extra)
             .finish()
     }
@@ -57,6 +62,7 @@ impl KafkaConfig {
             delivery_timeout: Duration::from_secs(30),
             max_batch: 2_000,
             allow_sensitive: false,
+            fields: FieldScope::full(),
             extra: BTreeMap::new(),
         }
     }
@@ -67,9 +73,21 @@ impl KafkaConfig {
         self
     }
 
-    /// The topic of a data type.
+    /// The topic of a data type this client reads or writes: its
+    /// audience's, under [`fields`](Self::fields).
     pub fn topic(&self, data_type: DataType) -> String {
-        format!("{}{}", self.topic_prefix, data_type.as_str())
+        self.topic_for(data_type, &self.fields)
+    }
+
+    /// The topic of a data type for an audience that goes without `fields`:
+    /// `<prefix><type>` for the full records, `<prefix><type>.without-<field>-…`
+    /// otherwise. Each consumer group reads only its audience's topic, and
+    /// the full one can be closed to the others with topic ACLs.
+    pub fn topic_for(&self, data_type: DataType, fields: &FieldScope) -> String {
+        match fields.audience(data_type) {
+            Some(audience) => format!("{}{}.{audience}", self.topic_prefix, data_type.as_str()),
+            None => format!("{}{}", self.topic_prefix, data_type.as_str()),
+        }
     }
 
     /// The consumer group of a target system: `<prefix><target>`.
@@ -77,9 +95,11 @@ impl KafkaConfig {
         format!("{}{target}", self.topic_prefix)
     }
 
-    /// The data type of a topic, if it is one of ours.
+    /// The data type of a topic, if it is one of ours (an audience's or
+    /// dead-letter topic included).
     pub fn data_type_of(&self, topic: &str) -> Option<DataType> {
-        topic.strip_prefix(&self.topic_prefix).and_then(|t| t.parse().ok())
+        let name = topic.strip_prefix(&self.topic_prefix)?;
+        name.split('.').next().and_then(|t| t.parse().ok())
     }
 
     /// The rdkafka configuration every client of ours starts from: the
@@ -97,6 +117,21 @@ impl KafkaConfig {
 
 #[cfg(test)]
 mod tests {
+    use hr_core::{DataType, FieldScope};
+
+    #[test]
+    fn an_audience_has_its_own_topic_and_the_data_type_is_read_back_from_it() {
+        let scope = FieldScope::full().omitting(DataType::Employee, ["phone", "birth_date"]).unwrap();
+        let config = super::KafkaConfig { fields: scope, ..super::KafkaConfig::new("b:9092") };
+        assert_eq!(config.topic(DataType::Employee), "hr.v1.employee.without-birth_date-phone");
+        assert_eq!(config.topic(DataType::OrgUnit), "hr.v1.org_unit");
+        assert_eq!(config.topic_for(DataType::Employee, &FieldScope::full()), "hr.v1.employee");
+        for topic in ["hr.v1.employee", "hr.v1.employee.without-birth_date-phone", "hr.v1.employee.dlq"] {
+            assert_eq!(config.data_type_of(topic), Some(DataType::Employee), "{topic}");
+        }
+        assert_eq!(config.data_type_of("other.employee"), None);
+    }
+
     #[test]
     fn debug_shows_setting_names_but_not_their_values() {
         let c = super::KafkaConfig::new("broker:9093").set("sasl.password", "hunter2-secret").set("sasl.username", "hub");

@@ -40,8 +40,9 @@ impl EmbeddedKafka {
         Ok(EmbeddedKafka { bootstrap, requests: Some(requests), owner: Some(owner) })
     }
 
-    /// Creates the topics of `data_types` (and their `.dlq` topics): the mock
-    /// cluster does not implement the admin API that [`crate::ensure_topics`] uses.
+    /// Creates the topics of `data_types` (and their `.dlq` topics) where
+    /// missing: the mock cluster does not implement the admin API that
+    /// [`crate::ensure_topics`] uses.
     pub fn create_topics(&self, config: &crate::KafkaConfig, data_types: &[hr_core::DataType]) -> Result<(), KafkaTransportError> {
         for t in data_types {
             for name in [config.topic(*t), format!("{}.dlq", config.topic(*t))] {
@@ -77,7 +78,11 @@ fn host_cluster(started: mpsc::Sender<Result<String, String>>, requests: mpsc::R
         return;
     }
     for request in requests {
-        let outcome = cluster.create_topic(&request.name, request.partitions, 1).map_err(|e| e.to_string());
+        // Asking for a topic that exists (another audience's call) is not an error, as with ensure_topics.
+        let outcome = match cluster.create_topic(&request.name, request.partitions, 1) {
+            Err(rdkafka::error::KafkaError::MockCluster(rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => Ok(()),
+            other => other.map_err(|e| e.to_string()),
+        };
         let _ = request.reply.send(outcome);
     }
 }

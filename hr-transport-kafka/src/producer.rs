@@ -2,7 +2,7 @@ use crate::confirm::{AppliedOffsets, LagMonitor};
 use crate::{KafkaConfig, KafkaTransportError};
 use async_trait::async_trait;
 use futures::stream::{FuturesUnordered, StreamExt};
-use hr_core::{ChangeEnvelope, DataType, PropagateError, PropagationReport, Propagator, Receipt, TargetFailure};
+use hr_core::{ChangeEnvelope, DataType, FieldScope, PropagateError, PropagationReport, Propagator, Receipt, TargetFailure};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -16,6 +16,11 @@ const BROKER: &str = "kafka";
 
 /// Sends change envelopes to one topic per data type, keyed by record key,
 /// for the target systems registered with [`with_target`](Self::with_target).
+///
+/// A target that goes without some fields ([`with_scoped_target`](Self::with_scoped_target))
+/// reads its audience's own topic ([`KafkaConfig::topic_for`]): each record
+/// is produced once per audience, without the fields that audience omits,
+/// so no consumer group can read a field its system may not hold.
 ///
 /// The producer is idempotent with `acks=all` and lz4 compression; all
 /// records of a batch are in flight at once. `propagate` returns `Ok` only
@@ -31,8 +36,14 @@ const BROKER: &str = "kafka";
 pub struct KafkaPropagator {
     producer: FutureProducer,
     config: KafkaConfig,
-    targets: BTreeMap<String, Vec<DataType>>,
+    targets: BTreeMap<String, KafkaTarget>,
     monitor: Option<LagMonitor>,
+}
+
+/// What one target system consumes, and which fields it goes without.
+struct KafkaTarget {
+    data_types: Vec<DataType>,
+    fields: FieldScope,
 }
 
 impl KafkaPropagator {
@@ -45,8 +56,14 @@ impl KafkaPropagator {
 
     /// Adds a target system that consumes `data_types` in its consumer
     /// group ([`KafkaConfig::group`]); receipts confirm it applied them.
-    pub fn with_target(mut self, target: &str, data_types: &[DataType]) -> Result<Self, KafkaTransportError> {
-        self.targets.insert(target.to_string(), data_types.to_vec());
+    pub fn with_target(self, target: &str, data_types: &[DataType]) -> Result<Self, KafkaTransportError> {
+        self.with_scoped_target(target, data_types, FieldScope::full())
+    }
+
+    /// [`with_target`](Self::with_target) for a target that goes without
+    /// the fields `fields` omits: it reads its audience's topics.
+    pub fn with_scoped_target(mut self, target: &str, data_types: &[DataType], fields: FieldScope) -> Result<Self, KafkaTransportError> {
+        self.targets.insert(target.to_string(), KafkaTarget { data_types: data_types.to_vec(), fields });
         let groups: Vec<String> = self.targets.keys().map(|t| self.config.group(t)).collect();
         self.monitor = Some(LagMonitor::new(&self.config, &groups.iter().map(String::as_str).collect::<Vec<_>>())?);
         Ok(self)
@@ -67,18 +84,26 @@ impl KafkaPropagator {
     /// acknowledgement or failure until the delivery timeout.
     async fn produce_all(&self, batch: &[ChangeEnvelope]) -> Acknowledged {
         let deadline = tokio::time::Instant::now() + self.config.delivery_timeout;
-        let topics: BTreeMap<DataType, String> = batch.iter().map(|c| (c.data_type, self.config.topic(c.data_type))).collect();
+        let audiences: BTreeMap<DataType, Vec<(String, &FieldScope)>> = batch.iter().map(|c| (c.data_type, self.audiences(c.data_type))).collect();
         let mut in_flight = FuturesUnordered::new();
         let mut acknowledged = Acknowledged::default();
-        for change in batch {
-            let payload = change.to_json();
-            let topic = &topics[&change.data_type];
+        let copies: Vec<(&ChangeEnvelope, &str, &FieldScope)> =
+            batch.iter().flat_map(|c| audiences[&c.data_type].iter().map(move |(topic, fields)| (c, topic.as_str(), *fields))).collect();
+        for (change, topic, fields) in copies {
+            acknowledged.records += 1;
+            let payload = match fields.apply(change) {
+                Ok(scoped) => scoped.to_json(),
+                Err(e) => {
+                    acknowledged.fail(format!("could not leave out the fields {topic} goes without: {e}"), 1);
+                    continue;
+                }
+            };
             loop {
                 let record = FutureRecord::to(topic).key(change.key.as_bytes()).payload(payload.as_bytes());
                 match self.producer.send_result(record) {
                     Ok(delivery) => {
-                        let data_type = change.data_type;
-                        in_flight.push(async move { (data_type, delivery.await) });
+                        let topic = topic.to_string();
+                        in_flight.push(async move { (topic, delivery.await) });
                         break;
                     }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -112,9 +137,31 @@ impl KafkaPropagator {
         acknowledged
     }
 
+    /// The topics a change of `data_type` goes to, each with the fields
+    /// its audience goes without: one per distinct field scope among the
+    /// targets that receive it (the full topic alone without targets).
+    fn audiences(&self, data_type: DataType) -> Vec<(String, &FieldScope)> {
+        static FULL: std::sync::OnceLock<FieldScope> = std::sync::OnceLock::new();
+        let full = FULL.get_or_init(FieldScope::full);
+        let mut topics: BTreeMap<String, &FieldScope> = BTreeMap::new();
+        for target in self.targets.values().filter(|t| t.data_types.contains(&data_type)) {
+            topics.entry(self.config.topic_for(data_type, &target.fields)).or_insert(&target.fields);
+        }
+        if topics.is_empty() {
+            topics.insert(self.config.topic_for(data_type, full), full);
+        }
+        topics.into_iter().collect()
+    }
+
+    /// The topic `target` reads `data_type` from.
+    fn topic_of(&self, target: &KafkaTarget, data_type: DataType) -> String {
+        self.config.topic_for(data_type, &target.fields)
+    }
+
     /// The receipt when the broker acknowledged everything, else what it did
     /// acknowledge and why the rest is missing.
-    fn outcome(&self, records: usize, acknowledged: Acknowledged) -> Result<Receipt, PropagateError> {
+    fn outcome(&self, acknowledged: Acknowledged) -> Result<Receipt, PropagateError> {
+        let records = acknowledged.records;
         if acknowledged.failures.is_empty() {
             tracing::debug!(records, "kafka propagation acknowledged");
             return Ok(self.receipt(&acknowledged.offsets));
@@ -134,29 +181,33 @@ impl KafkaPropagator {
 
     /// What the broker holds of a batch acknowledged at `offsets`, per
     /// target and data type; with no target registered, under `kafka`.
-    fn delivered(&self, offsets: &BTreeMap<DataType, BTreeMap<i32, (i64, u64)>>) -> PropagationReport {
+    fn delivered(&self, offsets: &TopicOffsets) -> PropagationReport {
         let mut delivered = PropagationReport::default();
-        let records = |t: &DataType| offsets.get(t).map(|partitions| partitions.values().map(|(_, n)| n).sum::<u64>());
+        let records = |topic: &str| offsets.get(topic).map(|partitions| partitions.values().map(|(_, n)| n).sum::<u64>());
         if self.targets.is_empty() {
-            offsets.keys().for_each(|t| delivered.add(BROKER, *t, records(t).unwrap_or(0)));
+            for topic in offsets.keys() {
+                let data_type = self.config.data_type_of(topic).expect("every topic produced to is a data type's");
+                delivered.add(BROKER, data_type, records(topic).unwrap_or(0));
+            }
         }
-        for (target, types) in &self.targets {
-            types.iter().filter_map(|t| Some((t, records(t)?))).for_each(|(t, n)| delivered.add(target, *t, n));
+        for (name, target) in &self.targets {
+            target.data_types.iter().filter_map(|t| Some((t, records(&self.topic_of(target, *t))?))).for_each(|(t, n)| delivered.add(name, *t, n));
         }
         delivered
     }
 
     /// The receipt of a batch the broker acknowledged at `offsets`: it waits
-    /// until each target's group committed past them (nothing to wait for
-    /// without targets).
-    fn receipt(&self, offsets: &BTreeMap<DataType, BTreeMap<i32, (i64, u64)>>) -> Receipt {
+    /// until each target's group committed past them on its topics (nothing
+    /// to wait for without targets).
+    fn receipt(&self, offsets: &TopicOffsets) -> Receipt {
         let delivered = self.delivered(offsets);
         let mut goals = vec![];
-        for (target, types) in &self.targets {
-            for t in types.iter().filter(|t| offsets.contains_key(t)) {
-                let topic = self.config.topic(*t);
-                let group = self.config.group(target);
-                goals.extend(offsets[t].iter().map(|(p, (last, n))| AppliedOffsets::new(target, &group, *t, &topic, *p, *last, *n)));
+        for (name, target) in &self.targets {
+            for t in &target.data_types {
+                let topic = self.topic_of(target, *t);
+                let Some(partitions) = offsets.get(&topic) else { continue };
+                let group = self.config.group(name);
+                goals.extend(partitions.iter().map(|(p, (last, n))| AppliedOffsets::new(name, &group, *t, &topic, *p, *last, *n)));
             }
         }
         match &self.monitor {
@@ -197,28 +248,37 @@ impl Propagator for KafkaPropagator {
     async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
         self.refuse_sensitive(batch)?;
         let acknowledged = self.produce_all(batch).await;
-        self.outcome(batch.len(), acknowledged)
+        self.outcome(acknowledged)
     }
 
     fn targets(&self) -> BTreeMap<String, Vec<DataType>> {
-        self.targets.clone()
+        self.targets.iter().map(|(name, t)| (name.clone(), t.data_types.clone())).collect()
+    }
+
+    fn field_scope(&self, target: &str) -> FieldScope {
+        self.targets.get(target).map(|t| t.fields.clone()).unwrap_or_default()
     }
 }
 
-/// Per data type and partition, the highest acknowledged offset and how
-/// many records were acknowledged there; and each failure's cause with the
-/// records it hit.
+/// Per topic and partition, the highest acknowledged offset and how many
+/// records were acknowledged there.
+type TopicOffsets = BTreeMap<String, BTreeMap<i32, (i64, u64)>>;
+
+/// What the broker acknowledged ([`TopicOffsets`]), and each failure's
+/// cause with the records it hit.
 #[derive(Default)]
 struct Acknowledged {
-    offsets: BTreeMap<DataType, BTreeMap<i32, (i64, u64)>>,
+    /// Records handed to the producer: one per change and audience.
+    records: usize,
+    offsets: TopicOffsets,
     failures: BTreeMap<String, u64>,
 }
 
 impl Acknowledged {
-    fn settle(&mut self, data_type: DataType, result: Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>) {
+    fn settle(&mut self, topic: String, result: Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>) {
         match result {
             Ok(Ok(delivery)) => {
-                let (last, count) = self.offsets.entry(data_type).or_default().entry(delivery.partition).or_insert((-1, 0));
+                let (last, count) = self.offsets.entry(topic).or_default().entry(delivery.partition).or_insert((-1, 0));
                 *last = (*last).max(delivery.offset);
                 *count += 1;
             }

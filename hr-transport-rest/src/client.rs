@@ -1,5 +1,7 @@
 use async_trait::async_trait;
-use hr_core::{ChangeEnvelope, DataType, Digest, DigestEntry, PropagateError, PropagationReport, Propagator, Receipt, RecordScope, Sensitive, TargetFailure};
+use hr_core::{
+    ChangeEnvelope, DataType, Digest, DigestEntry, FieldScope, PropagateError, PropagationReport, Propagator, Receipt, RecordScope, Sensitive, TargetFailure,
+};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -19,12 +21,21 @@ pub struct RestTarget {
     /// Whether it receives every grant; otherwise only the grants for
     /// itself (see [`RecordScope`]).
     pub all_grants: bool,
+    /// The fields it goes without: they are removed before sending.
+    pub fields: FieldScope,
 }
 
 impl RestTarget {
     /// A target without a token.
     pub fn new(name: &str, base_url: &str, data_types: Vec<DataType>) -> Self {
-        RestTarget { name: name.into(), base_url: base_url.trim_end_matches('/').into(), token: None, data_types, all_grants: false }
+        RestTarget {
+            name: name.into(),
+            base_url: base_url.trim_end_matches('/').into(),
+            token: None,
+            data_types,
+            all_grants: false,
+            fields: FieldScope::full(),
+        }
     }
 
     /// Lets it receive every grant, not only those for itself (an access-review tool).
@@ -33,9 +44,15 @@ impl RestTarget {
         self
     }
 
-    /// Which records of its data types it receives.
+    /// Makes it go without the fields `fields` omits.
+    pub fn with_fields(mut self, fields: FieldScope) -> Self {
+        self.fields = fields;
+        self
+    }
+
+    /// Which records of its data types it receives, and which fields.
     pub fn scope(&self) -> RecordScope {
-        RecordScope::new(&self.name, self.all_grants)
+        RecordScope::new(&self.name, self.all_grants).with_fields(self.fields.clone())
     }
 
     /// Sets the bearer token.
@@ -232,10 +249,15 @@ impl RestPropagator {
                 let text = response.text().await.unwrap_or_default();
                 let detail: String = text.chars().take(300).collect();
                 let out_of_scope = count_in(&text, "out_of_scope");
+                let fields_dropped = count_in(&text, "fields_dropped");
+                // Sent only what its scope admits, yet some was dropped: the two sides' configurations differ.
                 if status.is_success() && out_of_scope > 0 {
-                    // Sent only what its scope admits, yet some was dropped: the two sides' configurations differ.
                     Attempt::Fatal(format!(
                         "the target did not store {out_of_scope} changes as outside its scope (its all_grants setting differs from the hub's)"
+                    ))
+                } else if status.is_success() && fields_dropped > 0 {
+                    Attempt::Fatal(format!(
+                        "the target stored {fields_dropped} changes without fields it may not hold (its omit setting differs from the hub's)"
                     ))
                 } else if status.is_success() {
                     Attempt::Applied { stale: stale_in(&text) }
@@ -257,7 +279,20 @@ impl RestPropagator {
         let chunks: Vec<&[&ChangeEnvelope]> =
             mine.chunk_by(|a, b| a.data_type == b.data_type).flat_map(|run| run.chunks(self.config.batch_size.max(1))).collect();
         for (i, chunk) in chunks.iter().enumerate() {
-            let body = format!("[{}]", chunk.iter().map(|c| c.to_json()).collect::<Vec<_>>().join(","));
+            let scoped: Result<Vec<String>, _> = chunk.iter().map(|c| scope.fields().apply(c).map(|c| c.to_json())).collect();
+            let body = match scoped {
+                Ok(changes) => format!("[{}]", changes.join(",")),
+                Err(e) => {
+                    return (
+                        report,
+                        Some(TargetFailure {
+                            target: target.name.clone(),
+                            cause: format!("cannot leave out the fields it may not hold: {e}"),
+                            retriable: false,
+                        }),
+                    )
+                }
+            };
             let ids: String = chunk.iter().map(|c| c.event_id.as_str()).collect::<Vec<_>>().join(",");
             let key = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, ids.as_bytes()).to_string();
             let mut backoff = self.config.initial_backoff;
@@ -352,6 +387,10 @@ impl Propagator for RestPropagator {
             }
             Err(PropagateError::incomplete(report, failures))
         }
+    }
+
+    fn field_scope(&self, target: &str) -> FieldScope {
+        self.config.targets.iter().find(|t| t.name == target).map(|t| t.fields.clone()).unwrap_or_default()
     }
 
     fn targets(&self) -> BTreeMap<String, Vec<DataType>> {

@@ -303,7 +303,8 @@ fn too_large(limit: usize) -> Response {
 }
 
 fn applied(outcome: ApplyOutcome) -> Response {
-    Json(json!({"applied": outcome.applied, "stale": outcome.stale, "out_of_scope": outcome.out_of_scope})).into_response()
+    Json(json!({"applied": outcome.applied, "stale": outcome.stale, "out_of_scope": outcome.out_of_scope, "fields_dropped": outcome.fields_dropped}))
+        .into_response()
 }
 
 /// The credentials of a `Bearer` authorization; the scheme is case-insensitive (RFC 9110 11.1).

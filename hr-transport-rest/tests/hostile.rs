@@ -288,9 +288,9 @@ async fn a_reused_idempotency_key_with_another_body_is_422() {
         async move { post_with(addr, body, &[("authorization", &auth), ("content-type", "application/json"), ("idempotency-key", &key)]).await }
     };
     let first = batch(&[md("C1", 1)]);
-    assert_eq!(send(first.clone(), "k-1".into()).await, (200, json!({"applied": 1, "stale": 0, "out_of_scope": 0})));
+    assert_eq!(send(first.clone(), "k-1".into()).await, (200, json!({"applied": 1, "stale": 0, "out_of_scope": 0, "fields_dropped": 0})));
     // The same body again: the first answer, nothing applied twice.
-    assert_eq!(send(first, "k-1".into()).await, (200, json!({"applied": 1, "stale": 0, "out_of_scope": 0})));
+    assert_eq!(send(first, "k-1".into()).await, (200, json!({"applied": 1, "stale": 0, "out_of_scope": 0, "fields_dropped": 0})));
     // Another body under the same key: refused, and it did not reach the store.
     let (status, body) = send(batch(&[md("C1", 2), md("C2", 1)]), "k-1".into()).await;
     assert_eq!((status, body["error"].as_str()), (422, Some("idempotency_key_reused")), "{body}");

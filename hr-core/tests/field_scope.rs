@@ -1,0 +1,179 @@
+//! Least privilege for fields in the core: the ledger's per-audience
+//! digests equal what a scoped target holds, a target that was sent a
+//! field it goes without stores the record without it, and a router
+//! refuses a transport that would deliver such a field.
+
+use async_trait::async_trait;
+use hr_core::{
+    ChangeEnvelope, Company, DataType, Employee, EmployeeStatus, FieldScope, Ledger, MemorySink, PropagateError, Propagator, Receipt, RecordScope, Repair,
+    Router, RoutingError, RoutingPolicy, ScopedSink, Sensitive, Sink, TargetPolicy,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+fn employee(n: u32, phone: &str) -> Employee {
+    Employee {
+        id: format!("A-{n:03}"),
+        source_ids: vec![format!("A-{n:03}")],
+        company: Company::A,
+        name: format!("직원 {n}"),
+        name_en: None,
+        email: Some(format!("e{n}@a.example")),
+        phone: Some(Sensitive::new(phone.to_string())),
+        birth_date: Some(Sensitive::new("1990-01-02".parse().unwrap())),
+        org_unit: "A-D01".into(),
+        grade: "G3".into(),
+        status: EmployeeStatus::Active,
+        hire_date: "2020-03-01".parse().unwrap(),
+        termination_date: None,
+        manager: None,
+        updated_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+    }
+}
+
+fn no_personal_details() -> FieldScope {
+    FieldScope::full().omitting(DataType::Employee, ["phone", "birth_date"]).unwrap()
+}
+
+/// Plans, reserves and commits `people` (sorted by id) as the hub does; the delta's changes.
+fn commit(ledger: &mut Ledger, people: &[Employee]) -> Vec<ChangeEnvelope> {
+    let records = people.iter().map(|e| (e.id.clone(), serde_json::value::to_raw_value(e).unwrap()));
+    let delta = ledger.plan(DataType::Employee, records, "hub", true).unwrap();
+    ledger.reserve(DataType::Employee, &delta).unwrap();
+    ledger.commit(DataType::Employee, &delta).unwrap();
+    delta.changes
+}
+
+fn erp(fields: FieldScope) -> ScopedSink<MemorySink> {
+    ScopedSink::new(MemorySink::default(), RecordScope::new("erp", false).with_fields(fields))
+}
+
+#[tokio::test]
+async fn the_ledger_digest_of_an_audience_is_what_a_target_sent_the_scoped_copies_holds() {
+    let scope = no_personal_details();
+    let audience = scope.audience(DataType::Employee);
+    let mut ledger = Ledger::in_memory().unwrap();
+    ledger.keep_audiences([&scope]);
+    let people: Vec<Employee> = (1..=20).map(|n| employee(n, &format!("010-0000-{n:04}"))).collect();
+    let changes = commit(&mut ledger, &people);
+
+    let target = erp(scope.clone());
+    let scoped: Vec<ChangeEnvelope> = changes.iter().map(|c| scope.apply(c).unwrap().into_owned()).collect();
+    assert!(scoped.iter().all(|c| !c.payload_json().unwrap().contains("010-")), "no copy carries a phone number");
+    let outcome = target.apply(&scoped).await.unwrap();
+    assert_eq!((outcome.applied, outcome.fields_dropped), (20, 0));
+    let held = target.digest(DataType::Employee).await.unwrap();
+    assert_eq!(held, ledger.digest_for(DataType::Employee, audience.as_deref()).unwrap());
+    assert_ne!(held, ledger.digest(DataType::Employee).unwrap(), "the full records' digest differs from the scoped one");
+
+    // A phone change reaches the ledger and payroll; erp's copy is unchanged in content.
+    let mut changed = people.clone();
+    changed[0].phone = Some(Sensitive::new("010-9999-9999".into()));
+    let second = commit(&mut ledger, &changed);
+    target.apply(&[scope.apply(&second[0]).unwrap().into_owned()]).await.unwrap();
+    assert_eq!(target.digest(DataType::Employee).await.unwrap(), ledger.digest_for(DataType::Employee, audience.as_deref()).unwrap());
+}
+
+#[tokio::test]
+async fn a_target_sent_fields_it_goes_without_stores_the_record_without_them_and_says_so() {
+    let scope = no_personal_details();
+    let mut ledger = Ledger::in_memory().unwrap();
+    ledger.keep_audiences([&scope]);
+    let changes = commit(&mut ledger, &[employee(1, "010-1234-5678"), employee(2, "010-8765-4321")]);
+
+    let target = erp(scope.clone());
+    let outcome = target.apply(&changes).await.unwrap();
+    assert_eq!((outcome.applied, outcome.fields_dropped), (2, 2));
+    let entries = target.inner().entries(DataType::Employee).await.unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(
+        target.digest(DataType::Employee).await.unwrap(),
+        ledger.digest_for(DataType::Employee, scope.audience(DataType::Employee).as_deref()).unwrap(),
+        "stored without the fields: the same content as a correctly scoped copy"
+    );
+}
+
+#[tokio::test]
+async fn records_committed_before_their_audience_was_known_count_as_drift_until_sent_again() {
+    let scope = no_personal_details();
+    let audience = scope.audience(DataType::Employee);
+    let mut ledger = Ledger::in_memory().unwrap();
+    let people = [employee(1, "010-1234-5678")];
+    let first = commit(&mut ledger, &people);
+    let target = erp(scope.clone());
+    target.apply(&[scope.apply(&first[0]).unwrap().into_owned()]).await.unwrap();
+
+    ledger.keep_audiences([&scope]);
+    let before = ledger.digest_for(DataType::Employee, audience.as_deref()).unwrap();
+    assert_eq!(before.count, 1, "the record is there, its scoped content unknown");
+    assert_ne!(before, target.digest(DataType::Employee).await.unwrap(), "an unknown scoped hash matches no stored body");
+    assert_ne!(before, ledger.digest(DataType::Employee).unwrap(), "nor the full record's");
+
+    // A repair sends it again at a new version; then both sides agree.
+    let repair = Repair { key: people[0].id.clone(), above: first[0].version, payload: Some(serde_json::value::to_raw_value(&people[0]).unwrap()) };
+    let delta = ledger.plan_repairs(DataType::Employee, [repair], "hub").unwrap();
+    ledger.reserve(DataType::Employee, &delta).unwrap();
+    ledger.commit(DataType::Employee, &delta).unwrap();
+    target.apply(&[scope.apply(&delta.changes[0]).unwrap().into_owned()]).await.unwrap();
+    assert_eq!(target.digest(DataType::Employee).await.unwrap(), ledger.digest_for(DataType::Employee, audience.as_deref()).unwrap());
+}
+
+#[tokio::test]
+async fn a_delete_leaves_a_tombstone_in_every_audience() {
+    let scope = no_personal_details();
+    let audience = scope.audience(DataType::Employee);
+    let mut ledger = Ledger::in_memory().unwrap();
+    ledger.keep_audiences([&scope]);
+    let target = erp(scope.clone());
+    for change in commit(&mut ledger, &[employee(1, "010-1"), employee(2, "010-2")]) {
+        target.apply(&[scope.apply(&change).unwrap().into_owned()]).await.unwrap();
+    }
+    let deletes = commit(&mut ledger, &[employee(1, "010-1")]);
+    assert_eq!(deletes.len(), 1);
+    target.apply(&deletes).await.unwrap();
+    let ours = ledger.digest_for(DataType::Employee, audience.as_deref()).unwrap();
+    assert_eq!((ours.count, ours.tombstones), (1, 1));
+    assert_eq!(ours, target.digest(DataType::Employee).await.unwrap());
+}
+
+/// A transport that delivers employees to erp whole or scoped, as told.
+struct Carrier(FieldScope);
+
+#[async_trait]
+impl Propagator for Carrier {
+    async fn propagate(&self, _: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
+        Ok(Receipt::default())
+    }
+
+    fn targets(&self) -> BTreeMap<String, Vec<DataType>> {
+        [("erp".to_string(), vec![DataType::Employee])].into()
+    }
+
+    fn field_scope(&self, _: &str) -> FieldScope {
+        self.0.clone()
+    }
+}
+
+#[test]
+fn a_router_refuses_a_transport_that_would_deliver_a_field_the_target_goes_without() {
+    let policy = RoutingPolicy {
+        routes: [(DataType::Employee, "kafka".to_string())].into(),
+        targets: [("erp".to_string(), TargetPolicy { omit: no_personal_details(), ..TargetPolicy::new(vec![DataType::Employee]) })].into(),
+    };
+    let half = FieldScope::full().omitting(DataType::Employee, ["phone"]).unwrap();
+    let err = Router::new(policy.clone()).with("kafka", Arc::new(Carrier(half))).check().unwrap_err();
+    assert!(matches!(&err, RoutingError::FieldsNotOmitted { fields, .. } if fields == "birth_date"), "{err}");
+    assert!(err.to_string().contains("erp") && err.to_string().contains("birth_date"), "{err}");
+    let router = Router::new(policy).with("kafka", Arc::new(Carrier(no_personal_details())));
+    router.check().unwrap();
+    assert_eq!(router.field_scope("erp"), no_personal_details(), "the router reports its transports' scopes");
+}
+
+#[test]
+fn the_default_policy_gives_phone_and_birth_date_only_to_payroll() {
+    let policy = RoutingPolicy::default();
+    assert!(policy.scope("payroll").fields().omitted(DataType::Employee).is_empty());
+    for target in ["orgchart", "erp"] {
+        assert_eq!(policy.scope(target).fields().omitted(DataType::Employee), ["birth_date", "phone"], "{target}");
+    }
+}
