@@ -368,7 +368,9 @@ async fn wait_for_consumers(args: &Args, config: &HubConfig, deadline: Duration,
         if types.is_empty() {
             continue;
         }
-        if let Err(e) = wait_until_applied(&kafka, &[&kafka.group(name)], &types, deadline).await {
+        // Each group reads its audience's topics: those lacking the fields its system goes without.
+        let audience = KafkaConfig { fields: target.omit.clone(), ..kafka.clone() };
+        if let Err(e) = wait_until_applied(&audience, &[&kafka.group(name)], &types, deadline).await {
             console.line(&format!("{name} has not caught up with its Kafka topics ({e}); comparing anyway"));
         }
     }

@@ -292,3 +292,27 @@ async fn bucket_digests_and_entries_name_exactly_the_rows_that_differ() {
     assert_eq!(status("/hr/v1/entries/master_data?buckets=256".into(), true).await, 400);
     assert_eq!(status("/hr/v1/entries/master_data?buckets=1".into(), false).await, 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_goes_without_phone_numbers_is_sent_none_and_one_that_keeps_them_is() {
+    let (addr_full, full, _t1, _d1) = start(vec![DataType::Employee]).await;
+    let (addr_scoped, scoped, _t2, _d2) = start(vec![DataType::Employee]).await;
+    let without_phone = hr_core::FieldScope::full().omitting(DataType::Employee, ["phone"]).unwrap();
+    let config = RestConfig::new(vec![
+        target("payroll", addr_full, vec![DataType::Employee]),
+        target("erp", addr_scoped, vec![DataType::Employee]).with_fields(without_phone.clone()),
+    ]);
+    let propagator = RestPropagator::new(config).unwrap();
+    assert_eq!(propagator.field_scope("erp"), without_phone);
+    let report = propagator.propagate(&employees(50)).await.unwrap().delivered().clone();
+    assert_eq!((report.total("payroll"), report.total("erp")), (50, 50));
+
+    // Read back from the stores (plain sinks: nothing on the receiving side removed anything).
+    let phones_in = |sink: &SqliteSink| {
+        let conn = rusqlite::Connection::open(sink.path()).unwrap();
+        conn.query_row("SELECT count(*) FROM employee WHERE json_extract(body, '$.phone') IS NOT NULL", [], |r| r.get::<_, i64>(0)).unwrap()
+    };
+    assert_eq!(phones_in(&full), 50);
+    assert_eq!(phones_in(&scoped), 0, "the request itself carried no phone number");
+    assert_ne!(full.digest(DataType::Employee).await.unwrap(), scoped.digest(DataType::Employee).await.unwrap());
+}
