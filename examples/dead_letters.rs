@@ -29,6 +29,11 @@ struct Args {
     /// The configuration whose topic prefix to use (default: the seed's).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// The system whose topics to use: a system that goes without some
+    /// fields reads, and dead-letters to, its audience's topics
+    /// (default: the topics with every field).
+    #[arg(long, global = true)]
+    system: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -65,6 +70,10 @@ async fn main() -> anyhow::Result<()> {
     let config = HubConfig::load(args.config.as_deref())?;
     let mut kafka = KafkaConfig::new(&args.brokers);
     kafka.topic_prefix = config.topic_prefix.clone();
+    if let Some(system) = &args.system {
+        anyhow::ensure!(config.targets.contains_key(system), "{system} is not a system of the configuration");
+        kafka.fields = config.policy().scope(system).fields().clone();
+    }
     match args.command {
         Command::List { data_type, json } => {
             let letters = read(&kafka, data_type).await?;

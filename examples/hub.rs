@@ -22,7 +22,7 @@
 //! behind one lock, so they never interleave; newer wins between them.
 use clap::Parser;
 use hr_core::{DataType, HeldBack, HeldRecord, Ledger, MergeReport};
-use hr_demo::console::Console;
+use hr_demo::console::{Console, LogFormat};
 use hr_sync::hr_hub::{hub_api, load_and_merge, ApiConfig, Hub, HubConfig, Reconciliation, RepairOutcome, SyncOutcome};
 use hr_transport_kafka::{ensure_topics, wait_until_applied, KafkaConfig};
 use hr_transport_rest::RestConfig;
@@ -33,6 +33,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
+use tracing::Instrument;
 
 #[derive(Parser)]
 #[command(about = "Merge, plan deltas, propagate to every target system and reconcile")]
@@ -64,6 +65,10 @@ struct Args {
     /// Send deletions even when more than the ledger's guard allows.
     #[arg(long)]
     allow_mass_delete: bool,
+    /// Log lines as `text` or as one JSON object per line (`json`); each
+    /// run's lines carry its `run_id`, which its report repeats.
+    #[arg(long, default_value = "text")]
+    log_format: LogFormat,
     /// Compare the systems with the hub's ledger and report what differs:
     /// send nothing (no sync, no repair); exits non-zero if anything differs.
     #[arg(long)]
@@ -79,6 +84,8 @@ struct Args {
 /// What one run did.
 #[derive(Serialize)]
 struct RunReport {
+    /// The id every log line of the run carries (its span's `run_id`).
+    run_id: String,
     #[serde(flatten)]
     merge: MergeReport,
     changes_sent: u64,
@@ -110,9 +117,9 @@ impl RunReport {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    hr_demo::console::init_logging();
     let args = Args::parse();
-    let console = Console::detect();
+    hr_demo::console::init_logging_as(args.log_format);
+    let console = if args.log_format == LogFormat::Json { Console::events() } else { Console::detect() };
     let config = HubConfig::load(Some(&args.config))?;
     let mut rest = RestConfig::new(Hub::rest_targets(&config)?);
     rest.deadline = Duration::from_secs(args.rest_deadline_secs);
@@ -128,21 +135,26 @@ async fn main() -> anyhow::Result<()> {
     let mut hub: Option<Arc<Mutex<Hub>>> = None;
     let mut failures: u32 = 0;
     loop {
-        let outcome = match connected(&mut hub, &args, &config, &rest).await {
-            Ok((hub, new)) => {
-                if let (true, Some(addr), Some(token)) = (new, args.listen, &api_token) {
-                    serve_api(hub.clone(), addr, token, &console).await?;
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let run = async {
+            let outcome = match connected(&mut hub, &args, &config, &rest).await {
+                Ok((hub, new)) => {
+                    if let (true, Some(addr), Some(token)) = (new, args.listen, &api_token) {
+                        serve_api(hub.clone(), addr, token, &console).await?;
+                    }
+                    run_once(&args, &config, &hub, &console, &run_id).await
                 }
-                run_once(&args, &config, &hub, &console).await
+                Err(e) => Err(e),
+            };
+            write_report(&args, &console, &outcome);
+            count_run(&outcome);
+            // After the report is written: whoever waits for this line may read it.
+            if let Ok(report) = &outcome {
+                console.line(&format!("run done in {:.0} ms", report.elapsed_ms));
             }
-            Err(e) => Err(e),
+            anyhow::Ok(outcome)
         };
-        write_report(&args, &console, &outcome);
-        count_run(&outcome);
-        // After the report is written: whoever waits for this line may read it.
-        if let Ok(report) = &outcome {
-            console.line(&format!("run done in {:.0} ms", report.elapsed_ms));
-        }
+        let outcome = run.instrument(tracing::info_span!("run", run_id = %run_id)).await?;
         let mismatched = outcome.as_ref().map(RunReport::mismatched).unwrap_or_default();
         let Some(every) = args.watch else {
             if args.listen.is_some() && outcome.is_ok() {
@@ -286,7 +298,7 @@ fn retry_pause(every: u64, failures: u32) -> Duration {
 /// One periodic run. The merge, and every wait for the systems, run
 /// without the hub's lock; planning, sending and comparing hold it, so a
 /// real-time call never interleaves with them.
-async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &Console) -> anyhow::Result<RunReport> {
+async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &Console, run_id: &str) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let mapping = config.mapping_for(&args.input)?;
     let identities = Arc::new(hub.lock().await.ledger().identities()?);
@@ -341,6 +353,7 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     print_systems(&systems);
     Ok(RunReport {
+        run_id: run_id.to_string(),
         merge: outcome.report,
         changes_sent: sent.sent,
         changes_retried: sent.retried,

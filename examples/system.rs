@@ -57,6 +57,9 @@ struct Args {
     /// Routing, targets and topic prefix (default: the seed's).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Log lines as `text` or as one JSON object per line (`json`).
+    #[arg(long, default_value = "text")]
+    log_format: hr_demo::console::LogFormat,
     /// Publish the master data in FILE (`set,code,name[,...]`) as this system once started.
     #[arg(long, value_name = "FILE")]
     publish: Option<PathBuf>,
@@ -64,8 +67,8 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    hr_demo::console::init_logging();
     let args = Args::parse();
+    hr_demo::console::init_logging_as(args.log_format);
     let config = HubConfig::load(args.config.as_deref())?;
     let mut kafka = KafkaConfig::new(&args.brokers);
     kafka.topic_prefix = config.topic_prefix.clone();

@@ -2,7 +2,8 @@
 //! `--metrics-listen`, in Prometheus text format (parsed here with the
 //! `prometheus-parse` crate). After one run of three systems on the real
 //! broker, the counts equal what the report says each system holds, pay is
-//! counted only where it went, and a refused request is counted by reason.
+//! counted only where it went, a refused request is counted by reason, and
+//! each system reports its consumer lag per partition of its own topics.
 
 use prometheus_parse::{Sample, Scrape, Value};
 use rusqlite::Connection;
@@ -30,6 +31,25 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
             _ => 0.0,
         })
         .sum()
+}
+
+/// The system reports each partition of its audience's employee topic as
+/// caught up (`hr_consumer_lag` 0) within a few statistics intervals.
+fn assert_caught_up(url: &str, name: &str) {
+    let topic_end = if name == "payroll" { "employee" } else { "employee.without-birth_date-phone" };
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let lags: Vec<Sample> =
+            scrape(url).into_iter().filter(|s| s.metric == "hr_consumer_lag" && s.labels.get("topic").is_some_and(|t| t.ends_with(topic_end))).collect();
+        let total = value(&lags, "hr_consumer_lag", &[]);
+        // Six partitions, each reported once assigned; all applied, so no lag.
+        if lags.len() == 6 && total == 0.0 {
+            assert!(lags.iter().all(|s| s.labels.get("group").is_some_and(|g| g.ends_with(name))), "{name}: {lags:?}");
+            return;
+        }
+        assert!(std::time::Instant::now() < until, "{name}: consumer lag per partition not reported as caught up: {lags:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 struct Killed(std::process::Child);
@@ -86,6 +106,7 @@ fn systems_and_the_hub_export_what_they_did_as_prometheus_metrics() {
         let pay = value(&samples, "hr_changes_applied_total", &[("data_type", "compensation"), ("transport", "rest")]);
         assert_eq!(pay > 0.0, system.name == "payroll", "{}: compensation applied {pay}", system.name);
         assert!(samples.iter().any(|s| s.metric.starts_with("hr_apply_seconds")), "{}: no apply latency", system.name);
+        assert_caught_up(&system.url, &system.name);
     }
 
     // One change posted twice (applied, then stale), and one whose key is not its record's (invalid).

@@ -15,7 +15,7 @@ use std::fmt;
 pub const MAX_VERSION: u64 = 1 << 53;
 
 /// What a change does to its record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Operation {
     /// Create or replace the record with the payload.
@@ -55,25 +55,31 @@ pub enum Operation {
 /// assert_eq!(back.key, "md.category:C01");
 /// back.validate().unwrap();
 /// ```
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ChangeEnvelope {
     /// Unique id of this emitted change (UUID).
     pub event_id: String,
     /// The kind of record.
     pub data_type: DataType,
-    /// The record's unified key.
+    /// The record's unified key: 1 to 512 bytes of UTF-8 (the schema's
+    /// length counts characters, so it is the loose bound).
+    #[schemars(length(min = 1, max = 512))]
     pub key: String,
     /// Upsert or delete.
     pub op: Operation,
-    /// Monotonic per (data type, key), starting at 1.
+    /// Monotonic per (data type, key), starting at 1, at most [`MAX_VERSION`] (2^53).
+    #[schemars(range(min = 1, max = 9_007_199_254_740_992u64))]
     pub version: u64,
     /// When the change was emitted.
     pub occurred_at: DateTime<Utc>,
     /// The publishing system.
     pub origin: String,
     /// Always [`SCHEMA`] for this version of the library.
+    #[schemars(extend("const" = "hr.v1"))]
     pub schema: String,
-    /// The record as JSON; `None` for deletes.
+    /// The record as JSON; `None` for deletes. A field its record type
+    /// does not define is refused.
+    #[schemars(with = "Option<serde_json::Value>")]
     pub payload: Option<Box<RawValue>>,
 }
 

@@ -91,6 +91,7 @@ mod envelope;
 mod field_scope;
 mod holdback;
 mod import;
+mod json_schema;
 #[cfg(feature = "sqlite")]
 mod ledger;
 mod mapping;
@@ -112,6 +113,7 @@ pub use holdback::HeldBack;
 pub use import::{
     fits_in_memory, load_input_dir, read_master_data_file, read_permission_lines, ImportError, MasterDataRow, PermissionLine, SourceData, MEMORY_PER_INPUT_BYTE,
 };
+pub use json_schema::{envelope_schema, record_schema, schema_files, ENVELOPE_FILE};
 #[cfg(feature = "sqlite")]
 pub use ledger::{Delta, HeldRecord, Ledger, LedgerError, PlanOptions, Repair, DEFAULT_MAX_DELETE_SHARE};
 pub use mapping::{CompanyARules, GradeMaps, Mapping, MappingError, DEFAULT_MAPPING_TOML};

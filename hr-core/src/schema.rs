@@ -11,7 +11,7 @@ pub const SCHEMA: &str = "hr.v1";
 
 /// The kinds of record the library propagates. Each has its own topic, table
 /// and routing entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DataType {
     /// [`Employee`]
@@ -193,6 +193,7 @@ pub enum EmployeeStatus {
 
 /// One person in the merged group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Employee {
     /// Unified id: `A-<emp_no>` or `B-<employeeId>` (of the primary record).
     pub id: String,
@@ -228,6 +229,7 @@ pub struct Employee {
 
 /// An employee's pay. Sensitive: only targets allowed to hold it receive it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct Compensation {
     /// Unified employee id (also the record key).
     pub employee_id: String,
@@ -241,6 +243,7 @@ pub struct Compensation {
 
 /// A team or department.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct OrgUnit {
     /// Unified id: `GROUP`, `A`, `B`, `A-<dept_code>` or `B-<orgUnitId>`.
     pub id: String,
@@ -259,6 +262,7 @@ pub struct OrgUnit {
 /// One code of a code set (`grade`, `md.category`, ...). Any system may
 /// publish master data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct MasterData {
     /// The code set, e.g. `md.category`.
     pub set: String,
@@ -285,6 +289,7 @@ impl MasterData {
 
 /// A role an employee holds (or held) in a system.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct PermissionGrant {
     /// Unified employee id.
     pub employee: String,

@@ -12,31 +12,75 @@ use std::time::{Duration, Instant};
 /// Installs the process-wide subscriber: call it once, from a program's
 /// `main`, never from a library.
 pub fn init_logging() {
+    init_logging_as(LogFormat::Text);
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One human-readable line per event, its spans' fields in front.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields`, `target`,
+    /// and `span`/`spans` with the fields of the spans it happened in, such
+    /// as a hub run's `run_id`), for a log shipper.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("log format {other:?} is neither text nor json")),
+        }
+    }
+}
+
+/// [`init_logging`] in the given format.
+pub fn init_logging_as(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 /// Where progress goes.
 #[derive(Debug, Clone)]
 pub struct Console {
     bars: bool,
+    events: bool,
     started: Instant,
 }
 
 impl Console {
     /// Bars if stderr is a terminal, lines otherwise.
     pub fn detect() -> Self {
-        Console { bars: std::io::stderr().is_terminal(), started: Instant::now() }
+        Console { bars: std::io::stderr().is_terminal(), events: false, started: Instant::now() }
     }
 
     /// Lines only (tests, logs).
     pub fn lines() -> Self {
-        Console { bars: false, started: Instant::now() }
+        Console { bars: false, events: false, started: Instant::now() }
+    }
+
+    /// Every line a tracing event at INFO instead (target `hr::console`),
+    /// so it is written in the log's format inside the current spans (a
+    /// JSON log stays one object per line).
+    pub fn events() -> Self {
+        Console { bars: false, events: true, started: Instant::now() }
     }
 
     /// One event, with the time since start.
     pub fn line(&self, message: &str) {
-        eprintln!("[{:>8.0} ms] {message}", self.started.elapsed().as_secs_f64() * 1000.0);
+        if self.events {
+            tracing::info!(target: "hr::console", "{message}");
+        } else {
+            eprintln!("[{:>8.0} ms] {message}", self.started.elapsed().as_secs_f64() * 1000.0);
+        }
     }
 
     /// A long phase: a spinner (`total` = `None`) or a bar, on a terminal;

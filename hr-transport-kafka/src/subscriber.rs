@@ -28,7 +28,20 @@ struct GroupContext {
     group: String,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    /// librdkafka's statistics, every `statistics.interval.ms`: each
+    /// assigned partition's lag behind the committed offset (what the sink
+    /// applied) as the gauge `hr_consumer_lag{group,topic,partition}`.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, partitions) in &statistics.topics {
+            // Partition -1 is librdkafka's internal queue; a lag of -1 means not known yet.
+            for (id, partition) in partitions.partitions.iter().filter(|(id, p)| **id >= 0 && p.consumer_lag >= 0) {
+                let labels = [("group", self.group.clone()), ("topic", topic.clone()), ("partition", id.to_string())];
+                metrics::gauge!("hr_consumer_lag", &labels).set(partition.consumer_lag as f64);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -76,6 +89,7 @@ impl KafkaSubscriber {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("fetch.wait.max.ms", "10")
+            .set("statistics.interval.ms", "1000")
             .create_with_context(GroupContext { group: group.to_string() })
             .map_err(|source| KafkaTransportError::Client { role: "consumer", brokers: config.brokers.clone(), source })?;
         let topics: Vec<String> = data_types.iter().map(|t| config.topic(*t)).collect();

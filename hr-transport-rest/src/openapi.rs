@@ -6,33 +6,24 @@ entry hash = SHA-256(key length as u64 LE, key UTF-8 bytes, version as u64 LE, 1
 hash = lane-wise wrapping sum of all entry hashes read as four u64 LE lanes, written as 4 x 16 hex digits (lane 0 first); \
 count = live records, tombstones = deleted records.";
 
-/// The OpenAPI 3.0 description of the receiver, as served at `/hr/v1/openapi.json`.
+/// The OpenAPI 3.1 description of the receiver (whose JSON Schema dialect is
+/// draft 2020-12, so the envelope's schema is embedded as `hr_core` generates it), as served at `/hr/v1/openapi.json`.
 pub fn document() -> Value {
     let error = json!({"type": "object", "required": ["error", "message"], "properties": {"error": {"type": "string"}, "message": {"type": "string"}}});
     let err = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
     json!({
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "HR change receiver", "version": "1.1.0", "description": "Applies hr.v1 change envelopes to a target system's store. Only newer versions win; deletes leave tombstones; repeated idempotency keys change nothing. Every error answer is a JSON Error."},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 "Error": error,
-                "Envelope": {"type": "object", "required": ["event_id", "data_type", "key", "op", "version", "occurred_at", "origin", "schema"],
-                    "properties": {
-                        "event_id": {"type": "string"},
-                        "data_type": {"type": "string", "enum": hr_core::DataType::ALL.map(hr_core::DataType::as_str)},
-                        "key": {"type": "string", "minLength": 1, "maxLength": 512, "description": "At most 512 bytes of UTF-8, which the receiver counts; maxLength (characters) is only the loose bound, equal for ASCII keys"},
-                        "op": {"type": "string", "enum": ["upsert", "delete"]},
-                        "version": {"type": "integer", "minimum": 1, "maximum": hr_core::MAX_VERSION, "description": "Monotonic per key; at most 2^53 (hr_core::MAX_VERSION)"},
-                        "occurred_at": {"type": "string", "format": "date-time"},
-                        "origin": {"type": "string"},
-                        "schema": {"type": "string", "enum": ["hr.v1"]},
-                        "payload": {"type": "object", "nullable": true, "description": "The record; a field the data type does not define is refused (400 unknown_fields), as is any object holding a key twice (400 duplicate_key) or nesting deeper than 128"}}},
+                "Envelope": hr_core::envelope_schema(),
                 "Digest": {"type": "object", "required": ["count", "tombstones", "hash"], "description": DIGEST_ALGORITHM,
                     "properties": {"count": {"type": "integer"}, "tombstones": {"type": "integer"}, "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}},
                 "Entry": {"type": "object", "required": ["key", "version"], "properties": {
                     "key": {"type": "string"}, "version": {"type": "integer", "minimum": 1},
-                    "content": {"type": "string", "nullable": true, "pattern": "^[0-9a-f]{32}$", "description": "First 16 bytes of SHA-256 of the stored body; null for a tombstone"}}}
+                    "content": {"type": ["string", "null"], "pattern": "^[0-9a-f]{32}$", "description": "First 16 bytes of SHA-256 of the stored body; null for a tombstone"}}}
             }
         },
         "security": [{"bearer": []}],
