@@ -6,6 +6,7 @@
 
 use hr_sync::HubConfig;
 use hr_testdata::{Dataset, GenerateOptions};
+use prometheus_parse::{Scrape, Value};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use rusqlite::Connection;
@@ -61,6 +62,23 @@ fn payloads_on(brokers: &str, topic: &str) -> Vec<serde_json::Value> {
     payloads
 }
 
+/// What a system's `hr_changes_fields_dropped_total` says: records it was
+/// sent with a field it goes without (its `ScopedSink` dropped them).
+fn fields_dropped(url: &str) -> Option<f64> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let text = rt.block_on(async { reqwest::get(format!("{url}/metrics")).await.unwrap().text().await.unwrap() });
+    let samples = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap().samples;
+    let dropped: Vec<f64> = samples
+        .iter()
+        .filter(|s| s.metric == "hr_changes_fields_dropped_total")
+        .map(|s| match s.value {
+            Value::Counter(v) | Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .collect();
+    (!dropped.is_empty()).then(|| dropped.iter().sum())
+}
+
 fn carries(payload: &serde_json::Value, field: &str) -> bool {
     payload.get(field).is_some_and(|v| !v.is_null())
 }
@@ -88,6 +106,10 @@ fn phone_and_birth_date_reach_only_payroll_on_every_path_and_a_planted_one_is_re
     for field in PERSONAL {
         assert!(!reduced.iter().any(|p| carries(p, field)), "a message on the reduced topic carries {field}");
     }
+    // The hub sent them none: no system had to drop a field on arrival.
+    for system in &systems[1..] {
+        assert_eq!(fields_dropped(&system.url), Some(0.0), "{} was sent fields it goes without", system.name);
+    }
 
     // A phone number planted in erp by hand is drift; the repair takes it away.
     let id: String = {
@@ -104,6 +126,11 @@ fn phone_and_birth_date_reach_only_payroll_on_every_path_and_a_planted_one_is_re
     assert_all_match(&report, "after the repair");
     assert_eq!(personal_details_held(&deployment, "erp"), [0, 0], "the repair sent erp the record without the phone number");
     assert!(personal_details_held(&deployment, "payroll")[0] == phones, "payroll keeps its phone numbers");
+    let reduced = payloads_on(&deployment.brokers, &format!("{prefix}employee.without-birth_date-phone"));
+    assert!(!reduced.iter().any(|p| PERSONAL.iter().any(|f| carries(p, f))), "the repair went out with a personal field");
+    for system in &systems[1..] {
+        assert_eq!(fields_dropped(&system.url), Some(0.0), "{} was sent fields it goes without", system.name);
+    }
     for system in systems {
         stop(system);
     }

@@ -203,9 +203,19 @@ impl RecordVisitor for FieldsOf {
         };
         let properties = names(schema.get("properties"));
         let required = names(schema.get("required"));
-        let optional = properties.iter().filter(|p| !required.contains(p)).cloned().collect();
+        // Nullable as well as not required: a field with a serde default (an empty map) would come back as a value.
+        let nullable = |name: &str| schema.get("properties").and_then(|p| p.get(name)).is_some_and(allows_null);
+        let optional = properties.iter().filter(|p| !required.contains(p) && nullable(p)).cloned().collect();
         (properties, optional)
     }
+}
+
+/// Whether a property's schema admits `null`: `"type": [.., "null"]`, or
+/// an `anyOf`/`oneOf` with a `null` branch (an optional reference).
+fn allows_null(property: &serde_json::Value) -> bool {
+    let null_type = |t: &serde_json::Value| t == "null" || t.as_array().is_some_and(|types| types.iter().any(|t| t == "null"));
+    let null_branch = |key: &str| property.get(key).and_then(|v| v.as_array()).is_some_and(|branches| branches.iter().any(allows_null));
+    property.get("type").is_some_and(null_type) || null_branch("anyOf") || null_branch("oneOf")
 }
 
 #[cfg(test)]
@@ -276,6 +286,14 @@ mod tests {
         let err = FieldScope::full().omitting(DataType::Employee, ["phnoe"]).unwrap_err();
         assert!(matches!(err, FieldScopeError::UnknownField { .. }), "{err}");
         assert!(err.to_string().contains("birth_date"), "{err}");
+    }
+
+    #[test]
+    fn only_nullable_fields_can_be_omitted() {
+        // A map with a serde default is not required, but a copy without it would hold `{}`, not nothing.
+        let err = FieldScope::full().omitting(DataType::MasterData, ["attributes"]).unwrap_err();
+        assert!(matches!(err, FieldScopeError::Required { .. }), "{err}");
+        FieldScope::full().omitting(DataType::OrgUnit, ["company", "leader"]).expect("an optional reference and an optional string");
     }
 
     #[test]

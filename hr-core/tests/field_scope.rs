@@ -177,3 +177,32 @@ fn the_default_policy_gives_phone_and_birth_date_only_to_payroll() {
         assert_eq!(policy.scope(target).fields().omitted(DataType::Employee), ["birth_date", "phone"], "{target}");
     }
 }
+
+#[tokio::test]
+async fn two_audiences_each_match_their_target_through_a_delete_and_a_re_creation() {
+    let without_both = no_personal_details();
+    let without_phone = FieldScope::full().omitting(DataType::Employee, ["phone"]).unwrap();
+    let mut ledger = Ledger::in_memory().unwrap();
+    ledger.keep_audiences([&without_both, &without_phone]);
+    let targets = [(erp(without_both.clone()), without_both), (erp(without_phone.clone()), without_phone)];
+    let people = [employee(1, "010-1"), employee(2, "010-2")];
+    let runs: [&[Employee]; 3] = [&people, &people[..1], &people];
+    for (run, state) in runs.iter().enumerate() {
+        let changes = commit(&mut ledger, state);
+        for (target, scope) in &targets {
+            let copies: Vec<ChangeEnvelope> = changes.iter().map(|c| scope.apply(c).unwrap().into_owned()).collect();
+            target.apply(&copies).await.unwrap();
+            let audience = scope.audience(DataType::Employee);
+            assert_eq!(
+                target.digest(DataType::Employee).await.unwrap(),
+                ledger.digest_for(DataType::Employee, audience.as_deref()).unwrap(),
+                "run {run}, audience {audience:?}"
+            );
+        }
+    }
+    assert_ne!(
+        targets[0].0.digest(DataType::Employee).await.unwrap(),
+        targets[1].0.digest(DataType::Employee).await.unwrap(),
+        "the audiences hold different content"
+    );
+}

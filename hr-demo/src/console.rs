@@ -40,7 +40,9 @@ impl std::str::FromStr for LogFormat {
 
 /// [`init_logging`] in the given format.
 pub fn init_logging_as(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    // Progress lines are INFO events of `hr::console` when the log is JSON (see `Console::events`).
+    let default = if format == LogFormat::Json { "warn,hr::console=info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

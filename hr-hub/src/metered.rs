@@ -7,6 +7,7 @@ use std::time::Instant;
 
 /// Counts every batch `inner` applies: `hr_changes_applied_total`,
 /// `hr_changes_stale_total`, `hr_changes_out_of_scope_total`,
+/// `hr_changes_fields_dropped_total`,
 /// `hr_changes_invalid_total` and the `hr_apply_seconds` histogram, each
 /// labelled with `data_type` (`mixed` for a batch of several) and `transport`.
 pub(crate) struct MeteredSink<S> {
@@ -40,6 +41,7 @@ impl<S: Sink> Sink for MeteredSink<S> {
                 metrics::counter!("hr_changes_applied_total", &labels).increment(outcome.applied as u64);
                 metrics::counter!("hr_changes_stale_total", &labels).increment(outcome.stale as u64);
                 metrics::counter!("hr_changes_out_of_scope_total", &labels).increment(outcome.out_of_scope as u64);
+                metrics::counter!("hr_changes_fields_dropped_total", &labels).increment(outcome.fields_dropped as u64);
                 metrics::histogram!("hr_apply_seconds", &labels).record(started.elapsed().as_secs_f64());
             }
             Err(SinkError::Invalid { .. }) => metrics::counter!("hr_changes_invalid_total", &labels).increment(1),

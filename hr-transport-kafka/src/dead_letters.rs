@@ -127,8 +127,9 @@ fn letter_of(message: &rdkafka::message::BorrowedMessage<'_>, topic_data_type: D
     }
 }
 
-/// Sends each of `letters` to the data topic of its envelope's data type,
-/// with its key, and returns how many were sent. A letter that does not
+/// Sends each of `letters` to the data topic of its envelope's data type
+/// for `config`'s audience ([`KafkaConfig::fields`]), without the fields that
+/// audience goes without, with its key, and returns how many were sent. A letter that does not
 /// decode as an envelope cannot be replayed, nor can a sensitive one
 /// (compensation) unless `config.allow_sensitive`: the call refuses the
 /// whole list, naming it, and sends nothing.
@@ -151,7 +152,16 @@ pub async fn replay_dead_letters(config: &KafkaConfig, letters: &[&DeadLetter]) 
                 ),
             });
         }
-        sends.push((config.topic(envelope.data_type), *letter));
+        // A letter from another audience's topic may carry fields this audience goes without.
+        let scoped = config.fields.apply(&envelope).map_err(|e| KafkaTransportError::DeadLetters {
+            topic: letter.topic.clone(),
+            detail: format!("the dead letter at partition {} offset {} cannot be reduced to this audience's fields: {e}", letter.partition, letter.offset),
+        })?;
+        let payload = match scoped {
+            std::borrow::Cow::Borrowed(_) => letter.payload.clone(),
+            std::borrow::Cow::Owned(reduced) => reduced.to_json().into_bytes(),
+        };
+        sends.push((config.topic(envelope.data_type), payload, *letter));
     }
     let producer: FutureProducer = config
         .client_config()
@@ -159,8 +169,8 @@ pub async fn replay_dead_letters(config: &KafkaConfig, letters: &[&DeadLetter]) 
         .set("acks", "all")
         .create()
         .map_err(|source| KafkaTransportError::Client { role: "dead-letter replay", brokers: config.brokers.clone(), source })?;
-    for (topic, letter) in &sends {
-        let mut record = FutureRecord::to(topic).payload(&letter.payload);
+    for (topic, payload, letter) in &sends {
+        let mut record = FutureRecord::to(topic).payload(payload);
         if let Some(key) = &letter.key {
             record = record.key(key);
         }

@@ -7,8 +7,52 @@ hash = lane-wise wrapping sum of all entry hashes read as four u64 LE lanes, wri
 count = live records, tombstones = deleted records.";
 
 /// The OpenAPI 3.1 description of the receiver (whose JSON Schema dialect is
-/// draft 2020-12, so the envelope's schema is embedded as `hr_core` generates it), as served at `/hr/v1/openapi.json`.
+/// draft 2020-12: the envelope's schema is `hr_core`'s, its definitions
+/// moved into `components/schemas`), as served at `/hr/v1/openapi.json`.
 pub fn document() -> Value {
+    let mut doc = described();
+    let (envelope, definitions) = envelope_with_definitions();
+    let schemas = doc["components"]["schemas"].as_object_mut().expect("the document has component schemas");
+    schemas.insert("Envelope".into(), envelope);
+    schemas.extend(definitions);
+    doc
+}
+
+/// The envelope's schema with its `$defs` taken out, and every reference
+/// to them pointed at `components/schemas`, where OpenAPI tools look.
+fn envelope_with_definitions() -> (Value, serde_json::Map<String, Value>) {
+    let mut envelope = hr_core::envelope_schema();
+    let object = envelope.as_object_mut().expect("a schema object");
+    let definitions = match object.remove("$defs") {
+        Some(Value::Object(defs)) => defs,
+        _ => serde_json::Map::new(),
+    };
+    object.remove("$schema");
+    object.remove("$id");
+    let mut all = Value::Object(definitions);
+    repoint(&mut envelope);
+    repoint(&mut all);
+    let Value::Object(definitions) = all else { unreachable!("built as an object") };
+    (envelope, definitions)
+}
+
+fn repoint(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map.iter_mut() {
+                match inner {
+                    Value::String(target) if key == "$ref" => *target = target.replace("#/$defs/", "#/components/schemas/"),
+                    other => repoint(other),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(repoint),
+        _ => {}
+    }
+}
+
+/// The document without the envelope's schema.
+fn described() -> Value {
     let error = json!({"type": "object", "required": ["error", "message"], "properties": {"error": {"type": "string"}, "message": {"type": "string"}}});
     let err = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
     json!({
@@ -18,7 +62,6 @@ pub fn document() -> Value {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 "Error": error,
-                "Envelope": hr_core::envelope_schema(),
                 "Digest": {"type": "object", "required": ["count", "tombstones", "hash"], "description": DIGEST_ALGORITHM,
                     "properties": {"count": {"type": "integer"}, "tombstones": {"type": "integer"}, "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}},
                 "Entry": {"type": "object", "required": ["key", "version"], "properties": {

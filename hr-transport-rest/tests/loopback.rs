@@ -230,6 +230,23 @@ async fn the_openapi_document_and_digest_are_served() {
     for status in ["401", "408", "413", "415", "422", "503"] {
         assert_eq!(responses[status]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Error", "{status}");
     }
+    // Every reference resolves from the document's root, as OpenAPI tools resolve them.
+    fn refs(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => map.iter().for_each(|(k, v)| match v {
+                serde_json::Value::String(r) if k == "$ref" => out.push(r.clone()),
+                other => refs(other, out),
+            }),
+            serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut found = vec![];
+    refs(&doc, &mut found);
+    assert!(found.iter().any(|r| r == "#/components/schemas/Employee"), "the envelope's record types are referenced: {found:?}");
+    for reference in found {
+        assert!(doc.pointer(reference.trim_start_matches('#')).is_some(), "{reference} does not resolve");
+    }
 
     // A digest of a sink holding data (live records and a tombstone), compared with the expected value.
     let mut changes: Vec<_> = (0..20).map(|i| md(i, 3)).collect();
