@@ -24,7 +24,7 @@ use clap::Parser;
 use hr_core::{DataType, HeldBack, HeldRecord, Ledger, MergeReport};
 use hr_demo::console::{Console, LogFormat};
 use hr_sync::hr_hub::{hub_api, load_and_merge, ApiConfig, Hub, HubConfig, Reconciliation, RepairOutcome, SyncOutcome};
-use hr_transport_kafka::{ensure_topics, wait_until_applied, KafkaConfig};
+use hr_transport_kafka::{ensure_topics, group_lag, wait_until_applied, KafkaConfig};
 use hr_transport_rest::RestConfig;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -65,6 +65,13 @@ struct Args {
     /// Send deletions even when more than the ledger's guard allows.
     #[arg(long)]
     allow_mass_delete: bool,
+    /// Print, per system and data type, what it holds against the hub
+    /// (records, hub records, digest equal, Kafka lag) and exit; sends nothing.
+    #[arg(long, conflicts_with_all = ["watch", "check_only", "listen"])]
+    status: bool,
+    /// With --status: one JSON object per line instead of a table.
+    #[arg(long, requires = "status")]
+    json: bool,
     /// Log lines as `text` or as one JSON object per line (`json`); each
     /// run's lines carry its `run_id`, which its report repeats.
     #[arg(long, default_value = "text")]
@@ -130,6 +137,11 @@ async fn main() -> anyhow::Result<()> {
 
     if let Some(addr) = args.metrics_listen {
         serve_metrics(addr, &console).await?;
+    }
+
+    if args.status {
+        let hub = connect(&args, &config, rest.clone()).await?;
+        return print_status(&args, &config, &hub).await;
     }
 
     let mut hub: Option<Arc<Mutex<Hub>>> = None;
@@ -387,6 +399,60 @@ async fn wait_for_consumers(args: &Args, config: &HubConfig, deadline: Duration,
             console.line(&format!("{name} has not caught up with its Kafka topics ({e}); comparing anyway"));
         }
     }
+}
+
+/// One line of `--status`.
+#[derive(Serialize)]
+struct StatusRow {
+    system: String,
+    data_type: DataType,
+    /// Live records the system holds.
+    records: u64,
+    /// Live records the hub sent it.
+    hub_records: u64,
+    digest_matches: bool,
+    /// Records on its Kafka topics its group has not committed; none for a type sent over REST.
+    kafka_lag: Option<i64>,
+}
+
+/// What each system holds against the hub's ledger, and how far its
+/// consumer group is behind on its audience's topics.
+async fn print_status(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Result<()> {
+    let found = hub.reconcile(config).await?;
+    let mut kafka = KafkaConfig::new(&args.brokers);
+    kafka.topic_prefix = config.topic_prefix.clone();
+    let routed = config.policy().data_types_via("kafka");
+    let mut rows = vec![];
+    for (name, types) in &found {
+        let target = &config.targets[name];
+        let kafka_types: Vec<DataType> = target.data_types.iter().copied().filter(|t| routed.contains(t)).collect();
+        let audience = KafkaConfig { fields: target.omit.clone(), ..kafka.clone() };
+        let lags = if kafka_types.is_empty() { vec![] } else { group_lag(&audience, &[&kafka.group(name)], &kafka_types).await? };
+        let lag_of = |t: DataType| lags.iter().flat_map(|g| &g.lag).filter(|(topic, _)| kafka.data_type_of(topic) == Some(t)).map(|(_, n)| *n).sum();
+        for (t, r) in types {
+            let kafka_lag = kafka_types.contains(t).then(|| lag_of(*t));
+            rows.push(StatusRow {
+                system: name.clone(),
+                data_type: *t,
+                records: r.records,
+                hub_records: r.hub_records,
+                digest_matches: r.digest_matches,
+                kafka_lag,
+            });
+        }
+    }
+    if args.json {
+        for row in &rows {
+            println!("{}", serde_json::to_string(row)?);
+        }
+        return Ok(());
+    }
+    println!("{:<10} {:<13} {:>8} {:>8} {:>9}  digest = hub", "system", "data type", "records", "hub", "kafka lag");
+    for r in &rows {
+        let lag = r.kafka_lag.map_or("-".to_string(), |n| n.to_string());
+        println!("{:<10} {:<13} {:>8} {:>8} {:>9}  {}", r.system, r.data_type, r.records, r.hub_records, lag, if r.digest_matches { "yes" } else { "NO" });
+    }
+    Ok(())
 }
 
 fn print_drift(found: &Reconciliation) {

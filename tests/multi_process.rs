@@ -80,6 +80,20 @@ fn hub_and_three_system_processes_converge() {
         }
     }
 
+    // --status: per system and data type, what it holds against the hub, and its Kafka lag.
+    let status = deployment.hub(&["--status", "--json"]).output().expect("hub --status runs");
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&status.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let expected_rows: usize = last["systems"].as_object().unwrap().values().map(|types| types.as_object().unwrap().len()).sum();
+    assert_eq!(rows.len(), expected_rows, "{rows:?}");
+    for row in &rows {
+        let (system, t) = (row["system"].as_str().unwrap(), row["data_type"].as_str().unwrap());
+        assert_eq!(row["digest_matches"], true, "{row}");
+        assert_eq!(row["records"], last["systems"][system][t]["records"], "{row}");
+        let over_kafka = ["employee", "org_unit", "master_data"].contains(&t);
+        assert_eq!(row["kafka_lag"], if over_kafka { serde_json::json!(0) } else { serde_json::Value::Null }, "{row}");
+    }
+
     for system in systems {
         stop(system);
     }

@@ -60,7 +60,10 @@
 //! let cluster = EmbeddedKafka::start().unwrap(); // or KafkaConfig::new("broker:9092")
 //! let kafka = KafkaConfig::new(cluster.bootstrap_servers());
 //! let mut config = HubConfig::default();
-//! cluster.create_topics(&kafka, &config.policy().data_types_via("kafka")).unwrap();
+//! // Every audience's topics: orgchart and erp read employees without phone and birth date.
+//! for audience in config.kafka_audiences(&kafka) {
+//!     cluster.create_topics(&audience, &config.policy().data_types_via("kafka")).unwrap();
+//! }
 //! let mut systems = vec![];
 //! for name in ["payroll", "orgchart", "erp"] {
 //!     let options = SystemOptions { name: name.into(), data_dir: dir.path().into(), listen: ([127, 0, 0, 1], 0).into(), token: None, fresh: true, metrics: None };
