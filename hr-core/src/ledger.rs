@@ -511,15 +511,14 @@ impl Ledger {
             let mut scoped =
                 tx.prepare_cached("INSERT OR REPLACE INTO scoped_hash (data_type, audience, key, hash) VALUES (?1, ?2, ?3, ?4)").map_err(storage)?;
             let mut unscoped = tx.prepare_cached("DELETE FROM scoped_hash WHERE data_type = ?1 AND key = ?2").map_err(storage)?;
+            // A delete clears the key's hashes of every audience, present or since removed.
+            for change in delta.changes.iter().filter(|c| c.payload.is_none()) {
+                unscoped.execute(params![data_type.as_str(), change.key]).map_err(storage)?;
+            }
             for (name, scope) in self.audiences.get(&data_type).into_iter().flatten() {
-                for change in &delta.changes {
-                    match change.payload_json() {
-                        Some(payload) => {
-                            let hash = ContentHash::of(&scope.scoped_payload(data_type, payload)?);
-                            scoped.execute(params![data_type.as_str(), name, change.key, hash.0.to_vec()]).map_err(storage)?;
-                        }
-                        None => drop(unscoped.execute(params![data_type.as_str(), change.key]).map_err(storage)?),
-                    }
+                for (change, payload) in delta.changes.iter().filter_map(|c| Some((c, c.payload_json()?))) {
+                    let hash = ContentHash::of(&scope.scoped_payload(data_type, payload)?);
+                    scoped.execute(params![data_type.as_str(), name, change.key, hash.0.to_vec()]).map_err(storage)?;
                 }
             }
             let mut remember = tx.prepare_cached("INSERT OR REPLACE INTO realtime (data_type, key, at, payload) VALUES (?1, ?2, ?3, ?4)").map_err(storage)?;
