@@ -413,6 +413,9 @@ struct StatusRow {
     digest_matches: bool,
     /// Records on its Kafka topics its group has not committed; none for a type sent over REST.
     kafka_lag: Option<i64>,
+    /// When the system last applied a change of this type (from its
+    /// `/metrics`); none if it never did or exports no metrics.
+    last_applied: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What each system holds against the hub's ledger, and how far its
@@ -429,6 +432,13 @@ async fn print_status(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Res
         let audience = KafkaConfig { fields: target.omit.clone(), ..kafka.clone() };
         let lags = if kafka_types.is_empty() { vec![] } else { group_lag(&audience, &[&kafka.group(name)], &kafka_types).await? };
         let lag_of = |t: DataType| lags.iter().flat_map(|g| &g.lag).filter(|(topic, _)| kafka.data_type_of(topic) == Some(t)).map(|(_, n)| *n).sum();
+        let last_applied = match &target.url {
+            Some(url) => last_applied(url).await.unwrap_or_else(|e| {
+                eprintln!("{name}: no last-applied times: {e}");
+                BTreeMap::new()
+            }),
+            None => BTreeMap::new(),
+        };
         for (t, r) in types {
             let kafka_lag = kafka_types.contains(t).then(|| lag_of(*t));
             rows.push(StatusRow {
@@ -438,6 +448,7 @@ async fn print_status(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Res
                 hub_records: r.hub_records,
                 digest_matches: r.digest_matches,
                 kafka_lag,
+                last_applied: last_applied.get(t).copied(),
             });
         }
     }
@@ -447,12 +458,30 @@ async fn print_status(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Res
         }
         return Ok(());
     }
-    println!("{:<10} {:<13} {:>8} {:>8} {:>9}  digest = hub", "system", "data type", "records", "hub", "kafka lag");
+    println!("{:<10} {:<13} {:>8} {:>8} {:>9}  {:<12} {:<20}", "system", "data type", "records", "hub", "kafka lag", "digest = hub", "last applied (UTC)");
     for r in &rows {
         let lag = r.kafka_lag.map_or("-".to_string(), |n| n.to_string());
-        println!("{:<10} {:<13} {:>8} {:>8} {:>9}  {}", r.system, r.data_type, r.records, r.hub_records, lag, if r.digest_matches { "yes" } else { "NO" });
+        let at = r.last_applied.map_or("-".to_string(), |at| at.format("%Y-%m-%d %H:%M:%S").to_string());
+        let equal = if r.digest_matches { "yes" } else { "NO" };
+        println!("{:<10} {:<13} {:>8} {:>8} {:>9}  {:<12} {}", r.system, r.data_type, r.records, r.hub_records, lag, equal, at);
     }
     Ok(())
+}
+
+/// When the system at `url` last applied a change of each data type:
+/// `hr_last_applied_timestamp_seconds` on its `/metrics`.
+async fn last_applied(url: &str) -> anyhow::Result<BTreeMap<DataType, chrono::DateTime<chrono::Utc>>> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+    let text = client.get(format!("{}/metrics", url.trim_end_matches('/'))).send().await?.error_for_status()?.text().await?;
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))?;
+    let mut out = BTreeMap::new();
+    for sample in scrape.samples.iter().filter(|s| s.metric == "hr_last_applied_timestamp_seconds") {
+        let (Some(t), prometheus_parse::Value::Gauge(seconds)) = (sample.labels.get("data_type").and_then(|t| t.parse().ok()), &sample.value) else { continue };
+        if let Some(at) = chrono::DateTime::from_timestamp_millis((seconds * 1000.0).round() as i64) {
+            out.insert(t, at);
+        }
+    }
+    Ok(out)
 }
 
 fn print_drift(found: &Reconciliation) {

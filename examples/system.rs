@@ -9,7 +9,9 @@
 //!
 //! `GET /metrics` on the receiver's address serves Prometheus text: changes
 //! applied, stale, out of scope and invalid per data type and transport,
-//! apply latency, dead letters and the receiver's refusals by reason.
+//! apply latency, when a change of each type was last applied (kept in the
+//! store, so it survives a restart), dead letters and the receiver's
+//! refusals by reason.
 //!
 //! Prints `<name> listening on http://<addr>` on stdout once it accepts
 //! requests, within seconds even while the brokers are unreachable: then its

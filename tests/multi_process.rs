@@ -14,6 +14,7 @@ use common::*;
 #[test]
 fn hub_and_three_system_processes_converge() {
     let names = ["payroll", "orgchart", "erp"];
+    let started = chrono::Utc::now();
     let (deployment, systems) = Deployment::start(&names);
     let mut data = Dataset::generate(&GenerateOptions::scaled(1_000));
     let input = &deployment.input;
@@ -92,6 +93,8 @@ fn hub_and_three_system_processes_converge() {
         assert_eq!(row["records"], last["systems"][system][t]["records"], "{row}");
         let over_kafka = ["employee", "org_unit", "master_data"].contains(&t);
         assert_eq!(row["kafka_lag"], if over_kafka { serde_json::json!(0) } else { serde_json::Value::Null }, "{row}");
+        let last_applied: chrono::DateTime<chrono::Utc> = serde_json::from_value(row["last_applied"].clone()).unwrap_or_else(|e| panic!("{e}: {row}"));
+        assert!(last_applied >= started && last_applied <= chrono::Utc::now(), "{row}");
     }
 
     for system in systems {
@@ -103,6 +106,11 @@ fn hub_and_three_system_processes_converge() {
     let policy = hr_sync::HubConfig::load(Some(&deployment.system_config)).unwrap().policy();
     for name in names {
         let sink = SqliteSink::open(deployment.database(name)).unwrap();
+        for row in rows.iter().filter(|r| r["system"] == name) {
+            let t: DataType = row["data_type"].as_str().unwrap().parse().unwrap();
+            let stored = serde_json::to_value(sink.last_applied(t).unwrap()).unwrap();
+            assert_eq!(row["last_applied"], stored, "{name}/{t}: --status shows when the store last applied a change");
+        }
         for t in [DataType::Employee, DataType::OrgUnit] {
             // orgchart and erp hold employees without phone and birth date: the ledger's hashes of that audience.
             let audience = policy.scope(name).fields().audience(t);

@@ -5,6 +5,7 @@ use crate::envelope::{ChangeEnvelope, Operation};
 use crate::schema::DataType;
 use crate::sink::{canonical_bodies, content_of, ApplyOutcome, Sink, SinkError, StoredRecord};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -14,7 +15,9 @@ use std::sync::{Arc, Mutex};
 ///
 /// A batch is one transaction; each change is a single
 /// `INSERT … ON CONFLICT DO UPDATE … WHERE excluded.version > version`,
-/// so the version rule is enforced by the database itself.
+/// so the version rule is enforced by the database itself. Table
+/// `hr_applied_at` keeps, per data type, when a batch last applied a change
+/// of it ([`SqliteSink::last_applied`]).
 #[derive(Clone)]
 pub struct SqliteSink {
     conn: Arc<Mutex<Connection>>,
@@ -58,6 +61,7 @@ impl SqliteSink {
                 "CREATE TABLE IF NOT EXISTS {t} (id TEXT PRIMARY KEY, version INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0, body TEXT);"
             ));
         }
+        ddl.push_str("CREATE TABLE IF NOT EXISTS hr_applied_at (data_type TEXT PRIMARY KEY, unix_ms INTEGER NOT NULL);");
         conn.execute_batch(&ddl).map_err(|e| unavailable("cannot create tables in", &path, e))?;
         Ok(SqliteSink { conn: Arc::new(Mutex::new(conn)), path })
     }
@@ -93,6 +97,17 @@ impl SqliteSink {
             .map_err(|e| unavailable("cannot read", &self.path, e))
     }
 
+    /// When a change of `data_type` was last applied here (stale changes do
+    /// not count), by this process or an earlier one; `None` if never.
+    pub fn last_applied(&self, data_type: DataType) -> Result<Option<DateTime<Utc>>, SinkError> {
+        let conn = self.lock();
+        let unix_ms: Option<i64> = conn
+            .query_row("SELECT unix_ms FROM hr_applied_at WHERE data_type = ?1", [data_type.as_str()], |r| r.get(0))
+            .optional()
+            .map_err(|e| unavailable("cannot read", &self.path, e))?;
+        Ok(unix_ms.and_then(DateTime::from_timestamp_millis))
+    }
+
     /// Removes every row of `data_type` whose key `keep` rejects, in one
     /// transaction, and returns how many: for records the system must no
     /// longer hold at all (grants for another system, once its scope
@@ -122,6 +137,7 @@ impl SqliteSink {
         let mut conn = self.lock();
         let tx = conn.transaction().map_err(|e| unavailable("cannot begin a transaction on", &self.path, e))?;
         let mut outcome = ApplyOutcome::default();
+        let mut applied_types = Vec::with_capacity(1);
         {
             for (change, body) in batch.iter().zip(bodies) {
                 let table = change.data_type.as_str();
@@ -137,11 +153,15 @@ impl SqliteSink {
                     .map_err(|e| unavailable("cannot write to", &self.path, e))?;
                 if changed == 1 {
                     outcome.applied += 1;
+                    if !applied_types.contains(&change.data_type) {
+                        applied_types.push(change.data_type);
+                    }
                 } else {
                     outcome.stale += 1;
                 }
             }
         }
+        stamp_applied(&tx, &applied_types).map_err(|e| unavailable("cannot write to", &self.path, e))?;
         tx.commit().map_err(|e| unavailable("cannot commit to", &self.path, e))?;
         Ok(outcome)
     }
@@ -161,6 +181,16 @@ impl SqliteSink {
             .map_err(read_error)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(read_error)
     }
+}
+
+/// Records now as the time `data_types` were last applied, in the batch's transaction.
+fn stamp_applied(tx: &rusqlite::Transaction<'_>, data_types: &[DataType]) -> rusqlite::Result<()> {
+    let now = Utc::now().timestamp_millis();
+    for t in data_types {
+        tx.prepare_cached("INSERT INTO hr_applied_at (data_type, unix_ms) VALUES (?1, ?2) ON CONFLICT(data_type) DO UPDATE SET unix_ms = excluded.unix_ms")?
+            .execute(params![t.as_str(), now])?;
+    }
+    Ok(())
 }
 
 #[async_trait]

@@ -66,6 +66,32 @@ async fn counts_and_lookups_see_what_was_applied() {
 }
 
 #[tokio::test]
+async fn last_applied_is_stamped_by_applied_changes_only_and_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("erp.sqlite3");
+    let sqlite = SqliteSink::open(&path).unwrap();
+    assert_eq!(sqlite.last_applied(DataType::MasterData).unwrap(), None, "nothing applied yet");
+    let before = chrono::Utc::now() - chrono::Duration::milliseconds(1);
+    sqlite.apply(&[md("G1", "one", 2)]).await.unwrap();
+    let first = sqlite.last_applied(DataType::MasterData).unwrap().expect("stamped");
+    assert!(first >= before && first <= chrono::Utc::now(), "{first} is the time of the apply");
+    assert_eq!(sqlite.last_applied(DataType::Employee).unwrap(), None, "only the types applied");
+
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let stale = sqlite.apply(&[md("G1", "older", 1)]).await.unwrap();
+    assert_eq!(stale.stale, 1);
+    assert_eq!(sqlite.last_applied(DataType::MasterData).unwrap(), Some(first), "a stale change applies nothing");
+    assert!(sqlite.apply(&[md("G2", "two", 1), invalid("G3")]).await.is_err());
+    assert_eq!(sqlite.last_applied(DataType::MasterData).unwrap(), Some(first), "a refused batch applies nothing");
+
+    sqlite.apply(&[md("G1", "newer", 3)]).await.unwrap();
+    let second = sqlite.last_applied(DataType::MasterData).unwrap().expect("stamped");
+    assert!(second > first, "{second} after {first}");
+    drop(sqlite);
+    assert_eq!(SqliteSink::open(&path).unwrap().last_applied(DataType::MasterData).unwrap(), Some(second), "kept in the file");
+}
+
+#[tokio::test]
 async fn debug_output_shows_versions_not_bodies() {
     let record = StoredRecord { version: 3, deleted: false, body: Some(r#"{"base_salary":98765432}"#.into()) };
     let text = format!("{record:?}");

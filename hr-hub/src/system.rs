@@ -36,9 +36,10 @@ pub struct SystemOptions {
     /// Start from an empty database (the demo) instead of resuming.
     pub fresh: bool,
     /// What the receiver serves at `GET /metrics` (the process's
-    /// Prometheus text); `None`: no such route. The system counts what it
-    /// applies, per data type and transport, through the `metrics` facade
-    /// whatever this says.
+    /// Prometheus text, with `hr_last_applied_timestamp_seconds` per data
+    /// type read from the store at each scrape); `None`: no such route. The
+    /// system counts what it applies, per data type and transport, through
+    /// the `metrics` facade whatever this says.
     pub metrics: Option<MetricsRender>,
 }
 
@@ -199,7 +200,7 @@ impl TargetSystem {
         let not_joined = Arc::new(Mutex::new(Some("joining the consumer group".to_string())));
         let mut receiver_config = ReceiverConfig::new(Arc::new(MeteredSink::new(scoped.clone(), "rest")), allowed.clone());
         if let Some(render) = &options.metrics {
-            receiver_config = receiver_config.with_metrics(render.clone());
+            receiver_config = receiver_config.with_metrics(with_last_applied(render.clone(), sink.clone(), allowed.clone()));
         }
         if let Some(watch) = &watch {
             receiver_config = receiver_config.with_health(kafka_health(watch, not_joined.clone()));
@@ -284,6 +285,22 @@ impl TargetSystem {
         self.server.abort();
         Ok(stats)
     }
+}
+
+/// `render`, after setting `hr_last_applied_timestamp_seconds{data_type}`
+/// from the store: when the system last applied a change of each type, by
+/// either transport and across restarts (absent if it never did).
+fn with_last_applied(render: MetricsRender, sink: Arc<SqliteSink>, data_types: Vec<DataType>) -> MetricsRender {
+    Arc::new(move || {
+        for t in &data_types {
+            match sink.last_applied(*t) {
+                Ok(Some(at)) => metrics::gauge!("hr_last_applied_timestamp_seconds", "data_type" => t.as_str()).set(at.timestamp_millis() as f64 / 1000.0),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(data_type = %t, error = %e, "cannot read when the store last applied a change"),
+            }
+        }
+        render()
+    })
 }
 
 /// `/healthz`: 503 while the brokers do not answer or the group is not joined.
