@@ -251,13 +251,12 @@ fn latest_units_and_employees(
     org_units: Vec<SourceOrgUnit>,
     employees: Vec<SourceEmployee>,
     quarantined: &mut Vec<Quarantined>,
-) -> (BTreeMap<String, SourceOrgUnit>, Vec<(String, SourceEmployee)>) {
+) -> (BTreeMap<String, SourceOrgUnit>, Vec<SourceEmployee>) {
     let ((valid_units, unit_quarantine), employees) = std::thread::scope(|scope| {
         let units = scope.spawn(|| {
             let mut q = Vec::new();
             let org_units = keep_latest_per_id(org_units, |u| &u.id, |u| (u.updated_at, org_fingerprint(u)), &mut q);
-            // Sorted by id: the map is built in one pass.
-            (validate_org_tree(org_units.into_iter().collect(), &mut q), q)
+            (validate_org_tree(org_units.into_iter().map(|u| (u.id.clone(), u)).collect(), &mut q), q)
         });
         let employees = keep_latest_per_id(employees, |e| &e.source_id, |e| (e.updated_at, employee_fingerprint(e)), quarantined);
         // A panic here is a bug, never caused by input (the fuzz tests hold that).
@@ -268,21 +267,17 @@ fn latest_units_and_employees(
 }
 
 /// Employees whose org unit exists; the others are quarantined.
-fn place_in_units(
-    employees: Vec<(String, SourceEmployee)>,
-    units: &BTreeMap<String, SourceOrgUnit>,
-    quarantined: &mut Vec<Quarantined>,
-) -> Vec<SourceEmployee> {
+fn place_in_units(mut employees: Vec<SourceEmployee>, units: &BTreeMap<String, SourceOrgUnit>, quarantined: &mut Vec<Quarantined>) -> Vec<SourceEmployee> {
     let unit_ids: FxHashSet<&str> = units.keys().map(String::as_str).collect();
-    let mut placed = Vec::with_capacity(employees.len());
-    for (id, e) in employees {
-        if unit_ids.contains(e.org_unit.as_str()) {
-            placed.push(e);
-        } else {
-            quarantined.push(e.origin.quarantine(Some(id), Reason::UnknownOrgUnit, format!("org unit {} does not exist or was quarantined", e.org_unit)));
+    employees.retain(|e| {
+        let placed = unit_ids.contains(e.org_unit.as_str());
+        if !placed {
+            let detail = format!("org unit {} does not exist or was quarantined", e.org_unit);
+            quarantined.push(e.origin.quarantine(Some(e.source_id.clone()), Reason::UnknownOrgUnit, detail));
         }
-    }
-    placed
+        placed
+    });
+    employees
 }
 
 /// Each person's employee record and pay into `state` (a person with a
@@ -415,29 +410,53 @@ fn roots() -> [OrgUnit; 3] {
     ]
 }
 
-/// Keeps, per id, the record with the greatest `rank`; quarantines the rest.
-fn keep_latest_per_id<T, R: Ord>(records: Vec<T>, id: impl Fn(&T) -> &String, rank: impl Fn(&T) -> R, quarantined: &mut Vec<Quarantined>) -> Vec<(String, T)>
+/// Keeps, per id, the record with the greatest `rank`; quarantines the
+/// rest. The records kept stay in their order, in place.
+fn keep_latest_per_id<T, R: Ord>(mut records: Vec<T>, id: impl Fn(&T) -> &String, rank: impl Fn(&T) -> R, quarantined: &mut Vec<Quarantined>) -> Vec<T>
 where
     T: HasOrigin,
 {
     // Sort positions, not records (records are large), and rank only within
     // a shared id (ranking builds a fingerprint).
-    let mut order: Vec<usize> = (0..records.len()).collect();
-    order.sort_unstable_by(|&a, &b| id(&records[a]).cmp(id(&records[b])).then_with(|| rank(&records[b]).cmp(&rank(&records[a]))));
-    let mut slots: Vec<Option<T>> = records.into_iter().map(Some).collect();
-    let mut kept: Vec<(String, T)> = Vec::with_capacity(slots.len());
-    for i in order {
-        let Some(record) = slots[i].take() else { continue };
-        match kept.last() {
-            Some((key, winner)) if key == id(&record) => quarantined.push(record.origin().quarantine(
+    let mut order: Vec<(ByteOrder<'_>, usize)> = records.iter().enumerate().map(|(i, r)| (ByteOrder::of(id(r)), i)).collect();
+    order.sort_unstable_by(|(a_id, a), (b_id, b)| a_id.cmp(b_id).then_with(|| rank(&records[*b]).cmp(&rank(&records[*a]))));
+    let mut dropped = vec![false; records.len()];
+    // Ranked best first within an id: the first of each run of equal ids wins.
+    for same_id in order.chunk_by(|(a, _), (b, _)| a == b) {
+        let winner = &records[same_id[0].1];
+        for &(_, index) in &same_id[1..] {
+            let key = id(&records[index]);
+            quarantined.push(records[index].origin().quarantine(
                 Some(key.clone()),
                 Reason::DuplicateSourceId,
                 format!("{key} appears again at {} line {}, which is kept (latest updated_at)", winner.origin().file, winner.origin().line),
-            )),
-            _ => kept.push((id(&record).clone(), record)),
+            ));
+            dropped[index] = true;
         }
     }
-    kept
+    drop(order);
+    let mut position = 0;
+    records.retain(|_| {
+        position += 1;
+        !dropped[position - 1]
+    });
+    records
+}
+
+/// A string's position in byte order: its first eight bytes as a
+/// big-endian integer, then the whole string. Sorting by it orders exactly
+/// as by the string, and most comparisons end at the integer, held in the
+/// sorted element itself, without reading the string's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct ByteOrder<'a>(u64, &'a str);
+
+impl<'a> ByteOrder<'a> {
+    fn of(s: &'a str) -> Self {
+        let mut head = [0u8; 8];
+        let n = s.len().min(8);
+        head[..n].copy_from_slice(&s.as_bytes()[..n]);
+        ByteOrder(u64::from_be_bytes(head), s)
+    }
 }
 
 trait HasOrigin {
@@ -588,8 +607,16 @@ fn assign_unified_ids<'a>(mut persons: Vec<Person<'a>>, identities: &Identities)
     for (person, id) in persons.iter_mut().zip(ids) {
         person.id = id.unwrap_or_else(|| person.records[0].source_id.clone());
     }
-    persons.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-    persons
+    sorted_by(persons, |p| &p.id)
+}
+
+/// `items` in the byte order of `key`.
+fn sorted_by<T>(items: Vec<T>, key: impl Fn(&T) -> &str) -> Vec<T> {
+    let mut order: Vec<(ByteOrder<'_>, usize)> = items.iter().enumerate().map(|(i, item)| (ByteOrder::of(key(item)), i)).collect();
+    order.sort_unstable();
+    let order: Vec<usize> = order.into_iter().map(|(_, i)| i).collect();
+    let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
 /// Groups records by person key; returns persons (sorted by unified id) and
@@ -598,15 +625,16 @@ fn match_persons(employees: &[SourceEmployee]) -> (Vec<Person<'_>>, usize) {
     fn key(e: &SourceEmployee) -> &str {
         e.person_key.as_ref().map(|k| k.expose().as_str()).unwrap_or_default()
     }
-    let (mut keyed, unkeyed): (Vec<&SourceEmployee>, Vec<&SourceEmployee>) = employees.iter().partition(|e| e.person_key.is_some());
+    let (keyed, unkeyed): (Vec<&SourceEmployee>, Vec<&SourceEmployee>) = employees.iter().partition(|e| e.person_key.is_some());
     let mut persons: Vec<Person<'_>> = unkeyed.into_iter().map(|e| Person { records: vec![e], id: e.source_id.clone() }).collect();
-    keyed.sort_unstable_by(|a, b| key(a).cmp(key(b)));
+    let mut keyed: Vec<(ByteOrder<'_>, &SourceEmployee)> = keyed.into_iter().map(|e| (ByteOrder::of(key(e)), e)).collect();
+    keyed.sort_unstable_by_key(|(k, _)| *k);
     let mut matched = 0;
-    for group in keyed.chunk_by(|a, b| key(a) == key(b)) {
+    for group in keyed.chunk_by(|(a, _), (b, _)| a == b) {
         if group.len() > 1 {
             matched += 1;
         }
-        let mut records = group.to_vec();
+        let mut records: Vec<&SourceEmployee> = group.iter().map(|(_, e)| *e).collect();
         // Primary: the active one; if both or neither are, the one updated last.
         records.sort_by(|a, b| {
             let rank = |e: &SourceEmployee| (e.status == EmployeeStatus::Active, e.updated_at);
@@ -615,8 +643,7 @@ fn match_persons(employees: &[SourceEmployee]) -> (Vec<Person<'_>>, usize) {
         let id = records[0].source_id.clone();
         persons.push(Person { records, id });
     }
-    persons.sort_unstable_by(|a, b| a.records[0].source_id.cmp(&b.records[0].source_id));
-    (persons, matched)
+    (sorted_by(persons, |p| &p.id), matched)
 }
 
 /// Unified ids of the persons with a quarantined employee row this run
@@ -741,4 +768,24 @@ fn possible_duplicates(persons: &[Person<'_>]) -> Vec<Conflict> {
     }
     conflicts.sort();
     conflicts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn byte_order_orders_as_the_strings_do(a in "[\\x00-\\x02A-C가]{0,10}", b in "[\\x00-\\x02A-C가]{0,10}") {
+            prop_assert_eq!(ByteOrder::of(&a).cmp(&ByteOrder::of(&b)), a.cmp(&b));
+        }
+
+        #[test]
+        fn sorted_by_sorts_by_the_key(items in proptest::collection::vec("[A-C0-9-]{0,12}", 0..40)) {
+            let mut expected = items.clone();
+            expected.sort();
+            prop_assert_eq!(sorted_by(items, |s| s.as_str()), expected);
+        }
+    }
 }

@@ -37,7 +37,7 @@ impl Format for Csv {
             match parser.fields(text) {
                 Err(detail) => malformed.push(origin.quarantine(None, Reason::MalformedRow, detail)),
                 Ok(fields) if fields.len() != columns.len() => malformed.push(origin.quarantine(
-                    self.id_prefix.and_then(|p| fields.first().map(|f| f.trim()).filter(|s| !s.is_empty()).map(|s| format!("{p}{s}"))),
+                    self.id_prefix.and_then(|p| fields.get(0).map(str::trim).filter(|s| !s.is_empty()).map(|s| format!("{p}{s}"))),
                     Reason::MalformedRow,
                     format!("row has {} fields, the header has {}", fields.len(), columns.len()),
                 )),
@@ -67,49 +67,80 @@ impl Csv {
     }
 }
 
-/// Splits one CSV record into fields, reusing one parser per file (building
-/// a CSV parser per row cost more than everything else in the merge).
+/// Splits one CSV record into fields, reusing one parser and one buffer
+/// per file (building a CSV parser, or a `String` per field, per row cost
+/// more than everything else in the import).
 struct CsvFieldParser {
     reader: csv_core::Reader,
     output: Vec<u8>,
+    /// The current record's fields, unquoted, one after another.
+    record: Vec<u8>,
+    /// Where each field ends in `record`.
+    ends: Vec<usize>,
 }
 
 impl CsvFieldParser {
     fn new() -> Self {
-        CsvFieldParser { reader: csv_core::Reader::new(), output: Vec::new() }
+        CsvFieldParser { reader: csv_core::Reader::new(), output: Vec::new(), record: Vec::new(), ends: Vec::new() }
     }
 
-    fn fields(&mut self, text: &str) -> Result<Vec<String>, String> {
+    fn fields(&mut self, text: &str) -> Result<Fields<'_>, String> {
         use csv_core::ReadFieldResult;
         self.reader.reset();
+        self.record.clear();
+        self.ends.clear();
         // A field is never longer than its record, so one call writes a whole field.
         self.output.resize(text.len().max(1), 0);
         let mut input = text.as_bytes();
-        let mut fields = Vec::new();
-        let mut field = Vec::new();
         loop {
             // Once `input` is empty, passing it again tells the parser the record ended.
             let (result, read, written) = self.reader.read_field(input, &mut self.output);
             input = &input[read..];
-            field.extend_from_slice(&self.output[..written]);
+            self.record.extend_from_slice(&self.output[..written]);
             match result {
                 ReadFieldResult::InputEmpty | ReadFieldResult::OutputFull => {}
                 ReadFieldResult::Field { record_end } => {
-                    fields.push(String::from_utf8(std::mem::take(&mut field)).map_err(|_| "not valid UTF-8".to_string())?);
+                    self.ends.push(self.record.len());
                     if record_end {
-                        return Ok(fields);
+                        break;
                     }
                 }
-                ReadFieldResult::End => return if fields.is_empty() { Err("empty record".into()) } else { Ok(fields) },
+                ReadFieldResult::End if self.ends.is_empty() => return Err("empty record".into()),
+                ReadFieldResult::End => break,
             }
         }
+        let text = std::str::from_utf8(&self.record).map_err(|_| "not valid UTF-8".to_string())?;
+        // Every field starts and ends at a quote, a comma or the record's edge: on a character boundary.
+        Ok(Fields { text, ends: &self.ends })
+    }
+}
+
+/// One record's fields, borrowed from the parser.
+struct Fields<'a> {
+    text: &'a str,
+    ends: &'a [usize],
+}
+
+impl<'a> Fields<'a> {
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn get(&self, index: usize) -> Option<&'a str> {
+        let end = *self.ends.get(index)?;
+        let start = if index == 0 { 0 } else { self.ends[index - 1] };
+        self.text.get(start..end)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &'a str> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
     }
 }
 
 /// One CSV row addressed by column name.
 pub(crate) struct CsvRow<'a> {
     columns: &'a [String],
-    fields: &'a [String],
+    fields: &'a Fields<'a>,
 }
 
 impl CsvRow<'_> {
@@ -119,7 +150,7 @@ impl CsvRow<'_> {
     }
 
     pub(crate) fn get(&self, column: &str) -> &str {
-        self.columns.iter().position(|c| c == column).and_then(|i| self.fields.get(i)).map(|f| f.trim()).unwrap_or("")
+        self.columns.iter().position(|c| c == column).and_then(|i| self.fields.get(i)).map(str::trim).unwrap_or("")
     }
     pub(crate) fn optional(&self, column: &str) -> Option<String> {
         Some(self.get(column)).filter(|s| !s.is_empty()).map(str::to_string)

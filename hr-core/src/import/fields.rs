@@ -3,7 +3,8 @@
 
 use crate::quarantine::Reason;
 use crate::Sensitive;
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::format::{Item, Numeric, Pad, Parsed};
+use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
 
 /// A field-level problem: reason code and the detail naming the field.
 pub(crate) type FieldError = (Reason, String);
@@ -12,20 +13,49 @@ pub(crate) fn missing(field: &str) -> FieldError {
     (Reason::MissingField, format!("field `{field}` is empty or absent"))
 }
 
+// The items `%Y%m%d`, `%Y-%m-%d` and `%Y-%m-%d %H:%M:%S` stand for, spelled
+// out once: `parse_from_str` would re-read the format string for every field.
+const COMPACT_DATE: &[Item<'static>] = &[num(Numeric::Year), num(Numeric::Month), num(Numeric::Day)];
+const ISO_DATE: &[Item<'static>] = &[num(Numeric::Year), Item::Literal("-"), num(Numeric::Month), Item::Literal("-"), num(Numeric::Day)];
+const LOCAL_TIMESTAMP: &[Item<'static>] = &[
+    num(Numeric::Year),
+    Item::Literal("-"),
+    num(Numeric::Month),
+    Item::Literal("-"),
+    num(Numeric::Day),
+    Item::Space(" "),
+    num(Numeric::Hour),
+    Item::Literal(":"),
+    num(Numeric::Minute),
+    Item::Literal(":"),
+    num(Numeric::Second),
+];
+
+const fn num(n: Numeric) -> Item<'static> {
+    Item::Numeric(n, Pad::Zero)
+}
+
+/// `value` parsed by `items` and completed by `finish`; `None` if it does not fit.
+fn parse_with<T>(value: &str, items: &[Item<'static>], finish: impl Fn(&Parsed) -> chrono::ParseResult<T>) -> Option<T> {
+    let mut parsed = Parsed::new();
+    chrono::format::parse(&mut parsed, value, items.iter()).ok()?;
+    finish(&parsed).ok()
+}
+
 pub(crate) fn parse_compact_date(value: &str, field: &str) -> Result<NaiveDate, FieldError> {
     if value.len() != 8 {
         return Err((Reason::InvalidDate, format!("field `{field}` is not a YYYYMMDD date")));
     }
-    NaiveDate::parse_from_str(value, "%Y%m%d").map_err(|_| (Reason::InvalidDate, format!("field `{field}` is not a valid YYYYMMDD date")))
+    parse_with(value, COMPACT_DATE, Parsed::to_naive_date).ok_or_else(|| (Reason::InvalidDate, format!("field `{field}` is not a valid YYYYMMDD date")))
 }
 
 pub(crate) fn parse_iso_date(value: &str, field: &str) -> Result<NaiveDate, FieldError> {
-    NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| (Reason::InvalidDate, format!("field `{field}` is not a valid YYYY-MM-DD date")))
+    parse_with(value, ISO_DATE, Parsed::to_naive_date).ok_or_else(|| (Reason::InvalidDate, format!("field `{field}` is not a valid YYYY-MM-DD date")))
 }
 
 pub(crate) fn parse_local_timestamp(value: &str, field: &str, offset_hours: i32) -> Result<DateTime<Utc>, FieldError> {
-    let naive = NaiveDateTime::parse_from_str(value, "%Y-%m-%d %H:%M:%S")
-        .map_err(|_| (Reason::InvalidDate, format!("field `{field}` is not a valid YYYY-MM-DD HH:MM:SS timestamp")))?;
+    let naive = parse_with(value, LOCAL_TIMESTAMP, |p| p.to_naive_datetime_with_offset(0))
+        .ok_or_else(|| (Reason::InvalidDate, format!("field `{field}` is not a valid YYYY-MM-DD HH:MM:SS timestamp")))?;
     let offset = FixedOffset::east_opt(offset_hours * 3600).ok_or_else(|| (Reason::InvalidDate, format!("UTC offset {offset_hours} h is out of range")))?;
     offset
         .from_local_datetime(&naive)
@@ -87,5 +117,24 @@ pub(crate) fn check_person_key(value: Option<String>, field: &str) -> Result<Opt
         None => Ok(None),
         Some(key) if key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(Some(Sensitive::new(key.to_ascii_lowercase()))),
         Some(_) => Err((Reason::MalformedRow, format!("field `{field}` is not a 64-digit hex SHA-256"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::format::StrftimeItems;
+
+    #[test]
+    fn the_spelled_out_items_are_what_the_format_strings_say() {
+        for (format, items) in [("%Y%m%d", COMPACT_DATE), ("%Y-%m-%d", ISO_DATE), ("%Y-%m-%d %H:%M:%S", LOCAL_TIMESTAMP)] {
+            assert_eq!(StrftimeItems::new(format).collect::<Vec<_>>(), items, "{format}");
+        }
+        assert_eq!(parse_iso_date("2024-02-29", "d").unwrap(), NaiveDate::from_ymd_opt(2024, 2, 29).unwrap());
+        assert!(parse_iso_date("2023-02-29", "d").is_err() && parse_iso_date("2023-02-01x", "d").is_err());
+        assert_eq!(parse_compact_date("20240229", "d").unwrap(), NaiveDate::from_ymd_opt(2024, 2, 29).unwrap());
+        let t = parse_local_timestamp("2024-03-01 09:30:00", "t", 9).unwrap();
+        assert_eq!(t.to_rfc3339(), "2024-03-01T00:30:00+00:00");
+        assert!(parse_local_timestamp("2024-03-01 25:30:00", "t", 9).is_err());
     }
 }

@@ -93,10 +93,10 @@ pub(crate) fn for_each_record(
                 format!("record is {bytes} bytes, over the {DEFAULT_MAX_RECORD_BYTES}-byte limit"),
             )),
             RawRecord::Bytes(mut bytes) => {
-                if first && bytes.starts_with(b"\xEF\xBB\xBF") {
-                    bytes.drain(..3);
+                if first {
+                    bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
                 }
-                let text = std::str::from_utf8(&bytes).map_err(|_| ImportError::InvalidUtf8 { file: file.to_string(), line })?;
+                let text = std::str::from_utf8(bytes).map_err(|_| ImportError::InvalidUtf8 { file: file.to_string(), line })?;
                 each(line, text)?;
             }
         }

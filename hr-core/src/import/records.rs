@@ -12,9 +12,9 @@ pub(crate) const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
 
 /// One record's raw bytes, or the fact that it was too long.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum RawRecord {
-    /// The record's bytes without the line terminator.
-    Bytes(Vec<u8>),
+pub(crate) enum RawRecord<'a> {
+    /// The record's bytes without the line terminator (valid until the next record is read).
+    Bytes(&'a [u8]),
     /// The record exceeded the limit; this many bytes were skipped.
     TooLong(u64),
 }
@@ -25,19 +25,21 @@ pub(crate) struct RecordReader<R> {
     max: usize,
     quote_aware: bool,
     next_line: u64,
+    /// The current record, reused from record to record.
+    kept: Vec<u8>,
 }
 
 impl<R: BufRead> RecordReader<R> {
     /// `quote_aware`: newlines inside double quotes do not end a record (CSV).
     pub(crate) fn new(inner: R, max: usize, quote_aware: bool) -> Self {
-        RecordReader { inner, max, quote_aware, next_line: 1 }
+        RecordReader { inner, max, quote_aware, next_line: 1, kept: Vec::new() }
     }
 
     /// The next non-blank record and its first line number, or `None` at end of input.
-    pub(crate) fn next_record(&mut self) -> io::Result<Option<(u64, RawRecord)>> {
+    pub(crate) fn next_record(&mut self) -> io::Result<Option<(u64, RawRecord<'_>)>> {
         loop {
             let start_line = self.next_line;
-            let mut kept: Vec<u8> = Vec::new();
+            self.kept.clear();
             let mut total: u64 = 0;
             let mut in_quotes = false;
             let mut ended = false;
@@ -48,24 +50,13 @@ impl<R: BufRead> RecordReader<R> {
                     break;
                 }
                 saw_any = true;
-                let mut end = None;
-                for (i, &b) in buf.iter().enumerate() {
-                    if b == b'"' && self.quote_aware {
-                        in_quotes = !in_quotes;
-                    } else if b == b'\n' {
-                        self.next_line += 1;
-                        if !in_quotes {
-                            end = Some(i);
-                            break;
-                        }
-                    }
-                }
+                let end = end_of_record(buf, self.quote_aware, &mut in_quotes, &mut self.next_line);
                 let take = end.unwrap_or(buf.len());
                 total += take as u64;
                 if total <= self.max as u64 {
-                    kept.extend_from_slice(&buf[..take]);
-                } else if !kept.is_empty() {
-                    kept = Vec::new();
+                    self.kept.extend_from_slice(&buf[..take]);
+                } else if !self.kept.is_empty() {
+                    self.kept = Vec::new();
                 }
                 let consumed = end.map(|e| e + 1).unwrap_or(take);
                 self.inner.consume(consumed);
@@ -80,17 +71,36 @@ impl<R: BufRead> RecordReader<R> {
             if total > self.max as u64 {
                 return Ok(Some((start_line, RawRecord::TooLong(total))));
             }
-            if kept.last() == Some(&b'\r') {
-                kept.pop();
+            if self.kept.last() == Some(&b'\r') {
+                self.kept.pop();
             }
-            if kept.iter().all(|b| b.is_ascii_whitespace()) {
+            if self.kept.iter().all(|b| b.is_ascii_whitespace()) {
                 if !ended {
                     return Ok(None);
                 }
                 continue;
             }
-            return Ok(Some((start_line, RawRecord::Bytes(kept))));
+            return Ok(Some((start_line, RawRecord::Bytes(&self.kept))));
         }
+    }
+}
+
+/// Where in `buf` the record ends (its newline), counting in `lines` the
+/// lines passed; `in_quotes` carries a CSV quote still open at the end of `buf`.
+fn end_of_record(buf: &[u8], quote_aware: bool, in_quotes: &mut bool, lines: &mut u64) -> Option<usize> {
+    let mut from = 0;
+    loop {
+        let found = if quote_aware { memchr::memchr2(b'\n', b'"', &buf[from..]) } else { memchr::memchr(b'\n', &buf[from..]) };
+        let at = from + found?;
+        if buf[at] == b'"' {
+            *in_quotes = !*in_quotes;
+        } else {
+            *lines += 1;
+            if !*in_quotes {
+                return Some(at);
+            }
+        }
+        from = at + 1;
     }
 }
 
@@ -98,11 +108,18 @@ impl<R: BufRead> RecordReader<R> {
 mod tests {
     use super::*;
 
-    fn all(input: &[u8], max: usize, quotes: bool) -> Vec<(u64, RawRecord)> {
+    /// Each record as (first line, bytes), or (first line, skipped length) if too long.
+    fn all(input: &[u8], max: usize, quotes: bool) -> Vec<(u64, Result<Vec<u8>, u64>)> {
         let mut r = RecordReader::new(input, max, quotes);
         let mut out = vec![];
-        while let Some(x) = r.next_record().unwrap() {
-            out.push(x);
+        while let Some((line, record)) = r.next_record().unwrap() {
+            out.push((
+                line,
+                match record {
+                    RawRecord::Bytes(b) => Ok(b.to_vec()),
+                    RawRecord::TooLong(n) => Err(n),
+                },
+            ));
         }
         out
     }
@@ -110,14 +127,14 @@ mod tests {
     #[test]
     fn splits_lines_and_counts_from_one() {
         let got = all(b"a\r\nb\n\nc", 100, false);
-        assert_eq!(got, vec![(1, RawRecord::Bytes(b"a".to_vec())), (2, RawRecord::Bytes(b"b".to_vec())), (4, RawRecord::Bytes(b"c".to_vec()))]);
+        assert_eq!(got, vec![(1, Ok(b"a".to_vec())), (2, Ok(b"b".to_vec())), (4, Ok(b"c".to_vec()))]);
     }
 
     #[test]
     fn quoted_newlines_stay_in_one_csv_record() {
         let got = all(b"h\n\"x\ny\",1\nz\n", 100, true);
-        assert_eq!(got[1], (2, RawRecord::Bytes(b"\"x\ny\",1".to_vec())));
-        assert_eq!(got[2], (4, RawRecord::Bytes(b"z".to_vec())));
+        assert_eq!(got[1], (2, Ok(b"\"x\ny\",1".to_vec())));
+        assert_eq!(got[2], (4, Ok(b"z".to_vec())));
     }
 
     #[test]
@@ -126,7 +143,7 @@ mod tests {
         input.extend(std::iter::repeat_n(b'x', 10_000));
         input.extend(b"\nafter\n");
         let got = all(&input, 100, false);
-        assert_eq!(got[1], (2, RawRecord::TooLong(10_000)));
-        assert_eq!(got[2], (3, RawRecord::Bytes(b"after".to_vec())));
+        assert_eq!(got[1], (2, Err(10_000)));
+        assert_eq!(got[2], (3, Ok(b"after".to_vec())));
     }
 }

@@ -30,12 +30,7 @@ pub(crate) fn permissions(dir: &Path) -> Result<Parsed<SourcePermission>, Import
 
 /// One line of `permissions.jsonl`'s format, or its quarantine entry.
 pub(crate) fn permission_line(origin: Origin, text: &str) -> Result<SourcePermission, crate::Quarantined> {
-    let object = match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Object(object)) => object,
-        Ok(_) => return Err(origin.quarantine(None, Reason::MalformedRow, "line is JSON but not an object")),
-        Err(e) => return Err(origin.quarantine(None, Reason::MalformedRow, format!("not valid JSON: {}", crate::describe_json_error(&e)))),
-    };
-    let row = JsonRow::new(&object);
+    let row = JsonRow::parse(text).map_err(|detail| origin.quarantine(None, Reason::MalformedRow, detail))?;
     parse_permission(origin, &row).map_err(|(reason, detail)| origin.quarantine(permission_id(&row), reason, detail))
 }
 
