@@ -229,14 +229,20 @@ pub fn merge_with_identities(source: SourceData, identities: &Identities) -> Mer
     let placed = place_in_units(employees, &valid_units, &mut quarantined);
 
     let (persons, matched_persons) = match_persons(&placed);
-    let persons = assign_unified_ids(persons, identities);
+    let persons = assign_unified_ids(persons, &placed, identities);
     let held = held_persons(&quarantined, identities);
-    let refs = References::new(&persons, &held, identities);
     let mut state = MergedState { exported_at: source.exported_at, ..MergedState::default() };
-    let conflicts = build_people(&persons, &held, &refs, &mut state, &mut warnings);
-    state.org_units = build_org_units(valid_units, &refs, &mut warnings);
+    // Every reference is resolved while the records are whole; then their text moves into the merged records.
+    let (conflicts, managers) = std::thread::scope(|scope| {
+        let conflicts = scope.spawn(|| possible_duplicates(&persons, &placed));
+        let refs = References::new(&persons, &placed, &held, identities);
+        let managers = resolve_managers(&persons, &placed, &held, &refs, &mut warnings);
+        state.org_units = build_org_units(valid_units, &refs, &mut warnings);
+        state.permissions = merge_permissions(source.permissions, &refs, &mut quarantined);
+        (conflicts.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), managers)
+    });
+    build_people(persons, placed, managers, &held, &mut state);
     state.master_data = merge_master_data(source.master_data, &mut quarantined);
-    state.permissions = merge_permissions(source.permissions, &refs, &mut quarantined);
     let revoked_for_leavers = revoke_grants_of_leavers(&state.employees, &mut state.permissions);
 
     quarantined.sort();
@@ -280,32 +286,58 @@ fn place_in_units(mut employees: Vec<SourceEmployee>, units: &BTreeMap<String, S
     employees
 }
 
-/// Each person's employee record and pay into `state` (a person with a
-/// quarantined row keeps their last good record: none is built from the
-/// rest), while the possible duplicates are found on another thread.
-fn build_people(
-    persons: &[Person<'_>],
+/// Each person's manager, resolved to a unified id (`None` for a person
+/// held back: no record is built for them).
+fn resolve_managers(
+    persons: &[Person],
+    records: &[SourceEmployee],
     held: &FxHashSet<String>,
     refs: &References<'_>,
-    state: &mut MergedState,
     warnings: &mut Vec<Warning>,
-) -> Vec<Conflict> {
-    std::thread::scope(|scope| {
-        let conflicts = scope.spawn(|| possible_duplicates(persons));
-        // Persons are sorted by unified id, so both maps are built in one pass.
-        let mut employees = Vec::with_capacity(persons.len());
-        let mut compensation = Vec::with_capacity(persons.len());
-        for person in persons.iter().filter(|p| !held.contains(&p.id)) {
-            let (employee, pay) = build_employee(person, refs, warnings);
-            if let Some(c) = pay {
-                compensation.push((c.employee_id.clone(), c));
-            }
-            employees.push((employee.id.clone(), employee));
+) -> Vec<Option<String>> {
+    persons.iter().map(|person| if held.contains(&person.id) { None } else { resolve_manager(person, records, refs, warnings) }).collect()
+}
+
+fn resolve_manager(person: &Person, records: &[SourceEmployee], refs: &References<'_>, warnings: &mut Vec<Warning>) -> Option<String> {
+    let id = &person.id;
+    let written = person.records.iter().find_map(|&r| records[r].manager_source_id.as_deref())?;
+    match refs.resolve(written) {
+        None => {
+            warnings.push(Warning {
+                kind: WarningKind::UnknownManager,
+                id: id.clone(),
+                detail: format!("manager {written} is not a known employee; kept without manager"),
+            });
+            None
         }
-        state.employees = employees.into_iter().collect();
-        state.compensation = compensation.into_iter().collect();
-        conflicts.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
-    })
+        Some(resolved) if resolved == *id => {
+            warnings.push(Warning {
+                kind: WarningKind::SelfManager,
+                id: id.clone(),
+                detail: format!("manager {written} is the employee; kept without manager"),
+            });
+            None
+        }
+        Some(resolved) => Some(resolved),
+    }
+}
+
+/// Each person's employee record and pay into `state` (a person with a
+/// quarantined row keeps their last good record: none is built from the
+/// rest), moving the records' text rather than copying it.
+fn build_people(persons: Vec<Person>, mut records: Vec<SourceEmployee>, managers: Vec<Option<String>>, held: &FxHashSet<String>, state: &mut MergedState) {
+    // Persons are sorted by unified id, so both maps are built in one pass.
+    let mut employees = Vec::with_capacity(persons.len());
+    let mut compensation = Vec::with_capacity(persons.len());
+    for (person, manager) in persons.into_iter().zip(managers).filter(|(p, _)| !held.contains(&p.id)) {
+        let (employee, pay) = build_employee(person, &mut records, manager);
+        if let Some(c) = pay {
+            compensation.push((c.employee_id.clone(), c));
+        }
+        employees.push((employee.id.clone(), employee));
+    }
+    state.employees = employees.into_iter().collect();
+    state.compensation = compensation.into_iter().collect();
 }
 
 /// The three roots and every valid unit, its leader resolved to a unified id.
@@ -564,12 +596,23 @@ fn validate_org_tree(mut units: BTreeMap<String, SourceOrgUnit>, quarantined: &m
     }
 }
 
-/// One person: the primary record first, then the others (borrowed: the
-/// records stay where the import put them).
-struct Person<'a> {
-    records: Vec<&'a SourceEmployee>,
+/// One person: the positions of their records among the employees read,
+/// the primary record first.
+struct Person {
+    records: Vec<usize>,
     /// The unified id (see [`assign_unified_ids`]).
     id: String,
+}
+
+impl Person {
+    /// Their records, the primary first.
+    fn of<'p, 'r>(&'p self, records: &'r [SourceEmployee]) -> impl Iterator<Item = &'r SourceEmployee> + use<'p, 'r> {
+        self.records.iter().map(move |&r| &records[r])
+    }
+
+    fn primary<'r>(&self, records: &'r [SourceEmployee]) -> &'r SourceEmployee {
+        &records[self.records[0]]
+    }
 }
 
 /// Gives every person a unified id and sorts them by it. Without remembered
@@ -580,32 +623,32 @@ struct Person<'a> {
 /// first one free in that order. A source id present in the input is only
 /// ever its own person's, so every person finds a free id, each id goes to
 /// one person, and the choice depends on content, not on row order.
-fn assign_unified_ids<'a>(mut persons: Vec<Person<'a>>, identities: &Identities) -> Vec<Person<'a>> {
+fn assign_unified_ids(mut persons: Vec<Person>, records: &[SourceEmployee], identities: &Identities) -> Vec<Person> {
     if identities.is_empty() {
         return persons;
     }
-    let present: FxHashSet<&str> = persons.iter().flat_map(|p| p.records.iter().map(|r| r.source_id.as_str())).collect();
-    let own = |p: &Person<'_>, id: &str| p.records.iter().any(|r| r.source_id == id);
+    let present: FxHashSet<&str> = records.iter().map(|r| r.source_id.as_str()).collect();
+    let own = |p: &Person, id: &str| p.of(records).any(|r| r.source_id == id);
     let mut ids: Vec<Option<String>> = vec![None; persons.len()];
     let mut taken: FxHashSet<String> = FxHashSet::default();
     for (person, id) in persons.iter().zip(ids.iter_mut()) {
-        if let Some(anchor) = person.records.iter().filter_map(|r| identities.get(&r.source_id)).find(|u| own(person, u)) {
+        if let Some(anchor) = person.of(records).filter_map(|r| identities.get(&r.source_id)).find(|u| own(person, u)) {
             taken.insert(anchor.to_string());
             *id = Some(anchor.to_string());
         }
     }
     for (person, id) in persons.iter().zip(ids.iter_mut()).filter(|(_, id)| id.is_none()) {
-        let remembered = person.records.iter().filter_map(|r| identities.get(&r.source_id)).filter(|u| !present.contains(u));
+        let remembered = person.of(records).filter_map(|r| identities.get(&r.source_id)).filter(|u| !present.contains(u));
         let chosen = remembered
-            .chain(person.records.iter().map(|r| r.source_id.as_str()))
+            .chain(person.of(records).map(|r| r.source_id.as_str()))
             .find(|c| !taken.contains(*c))
-            .unwrap_or(person.records[0].source_id.as_str())
+            .unwrap_or(person.primary(records).source_id.as_str())
             .to_string();
         taken.insert(chosen.clone());
         *id = Some(chosen);
     }
     for (person, id) in persons.iter_mut().zip(ids) {
-        person.id = id.unwrap_or_else(|| person.records[0].source_id.clone());
+        person.id = id.unwrap_or_else(|| person.primary(records).source_id.clone());
     }
     sorted_by(persons, |p| &p.id)
 }
@@ -621,26 +664,32 @@ fn sorted_by<T>(items: Vec<T>, key: impl Fn(&T) -> &str) -> Vec<T> {
 
 /// Groups records by person key; returns persons (sorted by unified id) and
 /// the matched count.
-fn match_persons(employees: &[SourceEmployee]) -> (Vec<Person<'_>>, usize) {
+fn match_persons(employees: &[SourceEmployee]) -> (Vec<Person>, usize) {
     fn key(e: &SourceEmployee) -> &str {
         e.person_key.as_ref().map(|k| k.expose().as_str()).unwrap_or_default()
     }
-    let (keyed, unkeyed): (Vec<&SourceEmployee>, Vec<&SourceEmployee>) = employees.iter().partition(|e| e.person_key.is_some());
-    let mut persons: Vec<Person<'_>> = unkeyed.into_iter().map(|e| Person { records: vec![e], id: e.source_id.clone() }).collect();
-    let mut keyed: Vec<(ByteOrder<'_>, &SourceEmployee)> = keyed.into_iter().map(|e| (ByteOrder::of(key(e)), e)).collect();
+    let mut persons: Vec<Person> = Vec::with_capacity(employees.len());
+    let mut keyed: Vec<(ByteOrder<'_>, usize)> = Vec::new();
+    for (i, e) in employees.iter().enumerate() {
+        match e.person_key {
+            Some(_) => keyed.push((ByteOrder::of(key(e)), i)),
+            None => persons.push(Person { records: vec![i], id: e.source_id.clone() }),
+        }
+    }
     keyed.sort_unstable_by_key(|(k, _)| *k);
     let mut matched = 0;
     for group in keyed.chunk_by(|(a, _), (b, _)| a == b) {
         if group.len() > 1 {
             matched += 1;
         }
-        let mut records: Vec<&SourceEmployee> = group.iter().map(|(_, e)| *e).collect();
+        let mut records: Vec<usize> = group.iter().map(|(_, i)| *i).collect();
         // Primary: the active one; if both or neither are, the one updated last.
-        records.sort_by(|a, b| {
+        records.sort_by(|&a, &b| {
             let rank = |e: &SourceEmployee| (e.status == EmployeeStatus::Active, e.updated_at);
+            let (a, b) = (&employees[a], &employees[b]);
             rank(b).cmp(&rank(a)).then_with(|| a.source_id.cmp(&b.source_id))
         });
-        let id = records[0].source_id.clone();
+        let id = employees[records[0]].source_id.clone();
         persons.push(Person { records, id });
     }
     (sorted_by(persons, |p| &p.id), matched)
@@ -669,8 +718,8 @@ struct References<'a> {
 }
 
 impl<'a> References<'a> {
-    fn new(persons: &'a [Person<'a>], held: &'a FxHashSet<String>, identities: &'a Identities) -> Self {
-        let mut alias: FxHashMap<&str, &str> = persons.iter().flat_map(|p| p.records.iter().map(move |r| (r.source_id.as_str(), p.id.as_str()))).collect();
+    fn new(persons: &'a [Person], records: &'a [SourceEmployee], held: &'a FxHashSet<String>, identities: &'a Identities) -> Self {
+        let mut alias: FxHashMap<&str, &str> = persons.iter().flat_map(|p| p.of(records).map(move |r| (r.source_id.as_str(), p.id.as_str()))).collect();
         for p in persons {
             alias.entry(p.id.as_str()).or_insert(p.id.as_str());
         }
@@ -687,75 +736,70 @@ impl<'a> References<'a> {
     }
 }
 
-fn build_employee(person: &Person<'_>, refs: &References<'_>, warnings: &mut Vec<Warning>) -> (Employee, Option<Compensation>) {
-    let primary = person.records[0];
-    let others = &person.records[1..];
-    fn fill<T: Clone>(first: &Option<T>, rest: &[&SourceEmployee], pick: impl Fn(&SourceEmployee) -> &Option<T>) -> Option<T> {
-        first.clone().or_else(|| rest.iter().find_map(|r| pick(r).clone()))
+/// The person's employee record and pay, their fields taken out of their
+/// records: each record is one person's, and no other step reads it after.
+fn build_employee(person: Person, records: &mut [SourceEmployee], manager: Option<String>) -> (Employee, Option<Compensation>) {
+    /// The first record's value of a field, in the person's order (the primary first).
+    fn first<T>(records: &mut [SourceEmployee], order: &[usize], field: impl Fn(&mut SourceEmployee) -> &mut Option<T>) -> Option<T> {
+        order.iter().find_map(|&r| field(&mut records[r]).take())
     }
-    let id = person.id.clone();
-    let manager_source = fill(&primary.manager_source_id, others, |r| &r.manager_source_id);
-    let manager = manager_source.and_then(|m| match refs.resolve(&m) {
-        None => {
-            warnings.push(Warning {
-                kind: WarningKind::UnknownManager,
-                id: id.clone(),
-                detail: format!("manager {m} is not a known employee; kept without manager"),
-            });
-            None
-        }
-        Some(resolved) if resolved == id => {
-            warnings.push(Warning { kind: WarningKind::SelfManager, id: id.clone(), detail: format!("manager {m} is the employee; kept without manager") });
-            None
-        }
-        Some(resolved) => Some(resolved),
+    let Person { records: order, id } = person;
+    let compensation = order.iter().find_map(|&r| {
+        let effective_date = records[r].updated_at.date_naive();
+        let (base_salary, currency) = records[r].salary.take()?;
+        Some(Compensation { employee_id: id.clone(), base_salary, currency, effective_date })
     });
-    let salary_source = person.records.iter().find(|r| r.salary.is_some());
-    let compensation = salary_source.and_then(|r| {
-        r.salary.as_ref().map(|(amount, currency)| Compensation {
-            employee_id: id.clone(),
-            base_salary: amount.clone(),
-            currency: currency.clone(),
-            effective_date: r.updated_at.date_naive(),
-        })
-    });
-    let mut source_ids: Vec<String> = person.records.iter().map(|r| r.source_id.clone()).collect();
+    let name_en = first(records, &order, |r| &mut r.name_en);
+    let email = first(records, &order, |r| &mut r.email);
+    let phone = first(records, &order, |r| &mut r.phone);
+    let birth_date = first(records, &order, |r| &mut r.birth_date);
+    let mut source_ids: Vec<String> = order.iter().map(|&r| std::mem::take(&mut records[r].source_id)).collect();
     source_ids.sort();
+    let updated_at = order.iter().map(|&r| records[r].updated_at).max();
+    let primary = &mut records[order[0]];
     let employee = Employee {
-        id: id.clone(),
+        id,
         source_ids,
         company: primary.company,
-        name: primary.name.clone(),
-        name_en: fill(&primary.name_en, others, |r| &r.name_en),
-        email: fill(&primary.email, others, |r| &r.email),
-        phone: fill(&primary.phone, others, |r| &r.phone),
-        birth_date: fill(&primary.birth_date, others, |r| &r.birth_date),
-        org_unit: primary.org_unit.clone(),
-        grade: primary.grade.clone(),
+        name: std::mem::take(&mut primary.name),
+        name_en,
+        email,
+        phone,
+        birth_date,
+        org_unit: std::mem::take(&mut primary.org_unit),
+        grade: std::mem::take(&mut primary.grade),
         status: primary.status,
         hire_date: primary.hire_date,
         termination_date: None,
         manager,
-        updated_at: person.records.iter().map(|r| r.updated_at).max().unwrap_or(primary.updated_at),
+        updated_at: updated_at.unwrap_or(primary.updated_at),
     };
     (employee, compensation)
 }
 
 /// Same name and birth date, not proven to be the same person by a person key.
-fn possible_duplicates(persons: &[Person<'_>]) -> Vec<Conflict> {
-    // Grouping order does not matter: ids and conflicts are sorted below.
-    let mut groups: FxHashMap<(String, chrono::NaiveDate), Vec<&Person<'_>>> = FxHashMap::default();
-    for p in persons {
-        let primary = &p.records[0];
-        let birth = p.records.iter().find_map(|r| r.birth_date.as_ref().map(|b| *b.expose()));
-        if let Some(birth) = birth {
-            let name: String = primary.name.split_whitespace().collect();
-            groups.entry((name, birth)).or_default().push(p);
+fn possible_duplicates(persons: &[Person], records: &[SourceEmployee]) -> Vec<Conflict> {
+    // The first person seen with a name and birth date, and the others after it; most have none.
+    let mut first: FxHashMap<(std::borrow::Cow<'_, str>, chrono::NaiveDate), usize> = FxHashMap::default();
+    let mut others: FxHashMap<usize, Vec<usize>> = FxHashMap::default();
+    for (index, p) in persons.iter().enumerate() {
+        let Some(birth) = p.of(records).find_map(|r| r.birth_date.as_ref().map(|b| *b.expose())) else { continue };
+        let name = &p.primary(records).name;
+        let name = match name.contains(char::is_whitespace) {
+            true => std::borrow::Cow::Owned(name.split_whitespace().collect()),
+            false => std::borrow::Cow::Borrowed(name.as_str()),
+        };
+        match first.entry((name, birth)) {
+            std::collections::hash_map::Entry::Occupied(seen) => others.entry(*seen.get()).or_default().push(index),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(index);
+            }
         }
     }
     let mut conflicts = Vec::new();
-    for (_, group) in groups {
-        if group.len() < 2 || group.iter().all(|p| p.records[0].person_key.is_some()) {
+    for (seen_first, rest) in others {
+        let group: Vec<&Person> = std::iter::once(seen_first).chain(rest).map(|i| &persons[i]).collect();
+        if group.iter().all(|p| p.primary(records).person_key.is_some()) {
             continue;
         }
         let mut ids: Vec<String> = group.iter().map(|p| p.id.clone()).collect();

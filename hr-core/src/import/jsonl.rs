@@ -62,7 +62,9 @@ impl<'a> JsonRow<'a> {
     /// The field's value as written, unless absent or `null`. Of a key
     /// written twice the last counts, as in any JSON object reader.
     fn raw(&self, field: &str) -> Option<&'a RawValue> {
-        self.0.iter().rev().find(|(key, _)| key == field).map(|(_, value)| *value).filter(|v| v.get() != "null")
+        // Lengths and first bytes differ for most keys: cheaper than comparing each whole.
+        let same = |key: &str| key.len() == field.len() && key.as_bytes().first() == field.as_bytes().first() && key == field;
+        self.0.iter().rev().find(|(key, _)| same(key)).map(|(_, value)| *value).filter(|v| v.get() != "null")
     }
 
     /// The field's value, unless absent or `null`.
