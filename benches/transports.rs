@@ -4,7 +4,9 @@
 //! systems' SQLite files, committed and confirmed), the seed pilot's naive
 //! design on the same records, one real-time change through
 //! `Hub::sync_changes` and one posted to the hub's HTTP API (`hub_api`),
-//! and raw producer throughput.
+//! and raw producer throughput. Systems go without the fields the default
+//! configuration keeps from them (orgchart and erp: phone and birth date),
+//! so employees travel over Kafka once per audience, as deployed.
 //!
 //! Kafka is the real broker when `HR_KAFKA_BROKERS` is set (scripts/bench.sh
 //! starts one), else librdkafka's embedded mock cluster. Latency percentiles
@@ -12,7 +14,7 @@
 //! `target/bench-latency.json`.
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
 use futures::stream::{FuturesUnordered, StreamExt};
-use hr_core::{ChangeEnvelope, DataType, HeldBack, Ledger, MasterData, MergedState, PermissionGrant, Propagator, SqliteSink};
+use hr_core::{ChangeEnvelope, DataType, FieldScope, HeldBack, Ledger, MasterData, MergedState, PermissionGrant, Propagator, SqliteSink};
 use hr_sync::hr_hub::{hub_api, ApiConfig, Hub, HubConfig, TargetConfig};
 use hr_testdata::{Dataset, GenerateOptions};
 use hr_transport_kafka::{ensure_topics, EmbeddedKafka, KafkaConfig, KafkaPropagator, KafkaSubscriber};
@@ -62,13 +64,16 @@ impl Broker {
         }
     }
 
-    /// A config whose topics exist, under a prefix unique to this run.
+    /// A config whose topics exist for every audience of the systems,
+    /// under a prefix unique to this run.
     fn config(&self, rt: &Runtime, name: &str, types: &[DataType]) -> KafkaConfig {
         let mut config = KafkaConfig::new(&self.brokers);
         config.topic_prefix = format!("bench.{name}.{:x}.", rand::random::<u32>());
-        match &self.embedded {
-            Some(mock) => mock.create_topics(&config, types).unwrap(),
-            None => rt.block_on(ensure_topics(&config, types)).unwrap(),
+        for audience in SYSTEMS.map(|s| audience_of(&config, s)) {
+            match &self.embedded {
+                Some(mock) => mock.create_topics(&audience, types).unwrap(),
+                None => rt.block_on(ensure_topics(&audience, types)).unwrap(),
+            }
         }
         config
     }
@@ -88,6 +93,19 @@ impl Broker {
         }
         config
     }
+}
+
+/// What `system` goes without in the default configuration (orgchart and
+/// erp: phone and birth date), so every run here does the work of field
+/// scoping: employees go over Kafka once per audience, and over REST each
+/// system is sent its reduced copy.
+fn omitted(system: &str) -> FieldScope {
+    HubConfig::default().targets[system].omit.clone()
+}
+
+/// `kafka` as `system`'s consumer group reads it: its audience's topics.
+fn audience_of(kafka: &KafkaConfig, system: &str) -> KafkaConfig {
+    KafkaConfig { fields: omitted(system), ..kafka.clone() }
 }
 
 /// The seed's three data types, the ones its scenario propagates.
@@ -123,10 +141,7 @@ fn hub_for(kafka: &KafkaConfig, transport: &str, types: &[DataType], rest: RestC
         targets: SYSTEMS
             .iter()
             .map(|s| {
-                (
-                    s.to_string(),
-                    TargetConfig { data_types: types.to_vec(), url: None, token_env: None, all_grants: false, omit: Default::default(), publishes: vec![] },
-                )
+                (s.to_string(), TargetConfig { data_types: types.to_vec(), url: None, token_env: None, all_grants: false, omit: omitted(s), publishes: vec![] })
             })
             .collect(),
         topic_prefix: kafka.topic_prefix.clone(),
@@ -139,7 +154,11 @@ fn hub_for(kafka: &KafkaConfig, transport: &str, types: &[DataType], rest: RestC
 /// The three systems' consumers of `types`, in the groups a hub on `kafka` confirms.
 fn subscribers(rt: &Runtime, kafka: &KafkaConfig, types: &[DataType], sinks: Vec<Arc<SqliteSink>>) -> Vec<KafkaSubscriber> {
     let _guard = rt.enter();
-    sinks.into_iter().zip(SYSTEMS).map(|(sink, system)| KafkaSubscriber::start(kafka, &kafka.group(system), types, sink).unwrap()).collect()
+    sinks
+        .into_iter()
+        .zip(SYSTEMS)
+        .map(|(sink, system)| KafkaSubscriber::start(&audience_of(kafka, system), &kafka.group(system), types, sink).unwrap())
+        .collect()
 }
 
 fn shutdown(rt: &Runtime, subscribers: Vec<KafkaSubscriber>) {
@@ -327,7 +346,7 @@ fn start_receivers(rt: &Runtime, sinks: &[Arc<SqliteSink>], types: &[DataType]) 
             let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
             let url = format!("http://{}", listener.local_addr().unwrap());
             rt.spawn(serve_receiver(listener, config).unwrap());
-            RestTarget::new(name, &url, types.to_vec()).with_token("bench-token")
+            RestTarget::new(name, &url, types.to_vec()).with_token("bench-token").with_fields(omitted(name))
         })
         .collect()
 }
@@ -436,10 +455,10 @@ fn hub_api_change(c: &mut Criterion) {
     let latencies = Latencies::default();
     let types = [DataType::Employee, DataType::OrgUnit, DataType::Permission];
     let kafka = broker.config(&rt, "hubapi", &[DataType::Employee, DataType::OrgUnit]);
-    let target = TargetConfig { data_types: types.to_vec(), url: None, token_env: None, all_grants: false, omit: Default::default(), publishes: vec![] };
+    let target = |s: &str| TargetConfig { data_types: types.to_vec(), url: None, token_env: None, all_grants: false, omit: omitted(s), publishes: vec![] };
     let config = HubConfig {
         routes: [(DataType::Employee, "kafka".to_string()), (DataType::OrgUnit, "kafka".to_string()), (DataType::Permission, "rest".to_string())].into(),
-        targets: SYSTEMS.iter().map(|s| (s.to_string(), target.clone())).collect(),
+        targets: SYSTEMS.iter().map(|s| (s.to_string(), target(s))).collect(),
         topic_prefix: kafka.topic_prefix.clone(),
         ..HubConfig::default()
     };
