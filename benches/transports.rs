@@ -99,7 +99,11 @@ impl Broker {
 /// erp: phone and birth date), so every run here does the work of field
 /// scoping: employees go over Kafka once per audience, and over REST each
 /// system is sent its reduced copy.
+/// `HR_BENCH_ALL_FIELDS=1` measures without it (every system gets every field), for comparison.
 fn omitted(system: &str) -> FieldScope {
+    if std::env::var_os("HR_BENCH_ALL_FIELDS").is_some_and(|v| v == "1") {
+        return FieldScope::full();
+    }
     HubConfig::default().targets[system].omit.clone()
 }
 

@@ -10,6 +10,7 @@
 //! still a valid record, so every receiver reads it unchanged.
 
 use crate::envelope::{Canonical, ChangeEnvelope, EnvelopeError};
+use crate::json_text::RawFields;
 use crate::schema::{DataType, Record, RecordVisitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -146,6 +147,41 @@ impl FieldScope {
         }
     }
 
+    /// [`apply`](Self::apply) for a change whose payload is in canonical form
+    /// already, as the hub serializes every record: the omitted fields'
+    /// values become `null` in the text itself, which is then exactly the
+    /// canonical copy, without parsing the record. Any other payload still
+    /// loses the fields' values, but keeps its own form.
+    pub fn apply_to_canonical<'a>(&self, change: &'a ChangeEnvelope) -> Result<Cow<'a, ChangeEnvelope>, EnvelopeError> {
+        let omitted = self.omitted(change.data_type);
+        let Some(payload) = change.payload_json().filter(|_| !omitted.is_empty()) else { return Ok(Cow::Borrowed(change)) };
+        let invalid = |problem: String| EnvelopeError::Invalid { event_id: change.event_id.clone(), data_type: change.data_type, problem };
+        let fields: RawFields<'_> = serde_json::from_str(payload).map_err(|e| invalid(format!("not a JSON object: {}", crate::describe_json_error(&e))))?;
+        let mut text = String::with_capacity(payload.len());
+        text.push('{');
+        for (i, (key, value)) in fields.0.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(&serde_json::to_string(key.as_ref()).map_err(|e| invalid(crate::describe_json_error(&e)))?);
+            text.push(':');
+            text.push_str(if omitted.iter().any(|f| f == key) { "null" } else { value.get() });
+        }
+        text.push('}');
+        let raw = RawValue::from_string(text).map_err(|source| EnvelopeError::Encode { data_type: change.data_type, source })?;
+        Ok(Cow::Owned(ChangeEnvelope {
+            event_id: change.event_id.clone(),
+            data_type: change.data_type,
+            key: change.key.clone(),
+            op: change.op,
+            version: change.version,
+            occurred_at: change.occurred_at,
+            origin: change.origin.clone(),
+            schema: change.schema.clone(),
+            payload: Some(raw),
+        }))
+    }
+
     /// `payload`, a record of `data_type`, without the omitted fields and in
     /// canonical form; borrowed when nothing is omitted from the type.
     pub fn scoped_payload<'a>(&self, data_type: DataType, payload: &'a str) -> Result<Cow<'a, str>, FieldScopeError> {
@@ -256,6 +292,27 @@ mod tests {
         assert_eq!(scoped.payload_json().unwrap(), serde_json::to_string(&expected).unwrap());
         assert_eq!((scoped.key.as_str(), scoped.version, scoped.data_type), ("A-1", 3, DataType::Employee));
         assert_eq!(scoped.canonical_payload().unwrap().as_deref(), scoped.payload_json(), "a receiver stores it unchanged");
+    }
+
+    #[test]
+    fn a_canonical_payload_is_scoped_in_its_text_to_the_same_copy() {
+        let scope = without_phone_and_birth_date();
+        for record in [employee(), Employee { phone: None, name: "Kim \"Q\" \u{e9}\n".into(), ..employee() }] {
+            let change = ChangeEnvelope::of(&record, 3, "hub").unwrap();
+            let fast = scope.apply_to_canonical(&change).unwrap();
+            let parsed = scope.apply(&change).unwrap();
+            assert_eq!(fast.payload_json(), parsed.payload_json());
+            assert_eq!((fast.event_id.as_str(), fast.key.as_str(), fast.version), (change.event_id.as_str(), "A-1", 3));
+        }
+        let delete = ChangeEnvelope::delete(DataType::Employee, "A-1", 4, "hub");
+        assert!(matches!(scope.apply_to_canonical(&delete).unwrap(), Cow::Borrowed(_)));
+        let change = ChangeEnvelope::of(&employee(), 3, "hub").unwrap();
+        assert!(matches!(FieldScope::full().apply_to_canonical(&change).unwrap(), Cow::Borrowed(_)));
+        // Not canonical (spaced, reordered): the values still go, the form stays.
+        let mut loose = change.clone();
+        loose.payload = Some(RawValue::from_string(r#"{ "phone" : "010", "id": "A-1" }"#.into()).unwrap());
+        assert_eq!(scope.apply_to_canonical(&loose).unwrap().payload_json(), Some(r#"{"phone":null,"id":"A-1"}"#));
+        assert!(scope.carried(&scope.apply_to_canonical(&loose).unwrap()).is_empty());
     }
 
     #[test]

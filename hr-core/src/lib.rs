@@ -92,6 +92,7 @@ mod field_scope;
 mod holdback;
 mod import;
 mod json_schema;
+mod json_text;
 #[cfg(feature = "sqlite")]
 mod ledger;
 mod mapping;

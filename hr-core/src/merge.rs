@@ -451,7 +451,8 @@ where
     // Sort positions, not records (records are large), and rank only within
     // a shared id (ranking builds a fingerprint).
     let mut order: Vec<(ByteOrder<'_>, usize)> = records.iter().enumerate().map(|(i, r)| (ByteOrder::of(id(r)), i)).collect();
-    order.sort_unstable_by(|(a_id, a), (b_id, b)| a_id.cmp(b_id).then_with(|| rank(&records[*b]).cmp(&rank(&records[*a]))));
+    // Of two rows alike in every field, the earlier one is kept.
+    order.sort_unstable_by(|(a_id, a), (b_id, b)| a_id.cmp(b_id).then_with(|| rank(&records[*b]).cmp(&rank(&records[*a]))).then(a.cmp(b)));
     let mut dropped = vec![false; records.len()];
     // Ranked best first within an id: the first of each run of equal ids wins.
     for same_id in order.chunk_by(|(a, _), (b, _)| a == b) {

@@ -122,6 +122,17 @@ fn duplicate_source_ids_keep_the_latest_updated_at() {
 }
 
 #[test]
+fn of_rows_alike_in_every_field_the_first_is_kept() {
+    let mut input = Input::default();
+    // More rows than a small sort handles by insertion, so the order of equal elements is the sort's to choose.
+    input.a_employees = (0..40).map(|_| a_row("1", "D1", "", "", "2026-01-01 09:00:00")).collect();
+    let out = input.merge();
+    let lines: Vec<u64> = out.report.quarantined.iter().filter(|q| q.reason == Reason::DuplicateSourceId).map(|q| q.line).collect();
+    assert_eq!(lines, (3..=41).collect::<Vec<u64>>(), "line 2 is kept, every later copy quarantined");
+    assert!(out.report.quarantined.iter().all(|q| q.detail.contains("line 2,") || q.reason != Reason::DuplicateSourceId));
+}
+
+#[test]
 fn the_same_person_in_both_companies_becomes_one_employee() {
     let mut input = Input::default();
     // A-1 terminated (퇴직), B-1 active with the same person key: B-1 is primary.

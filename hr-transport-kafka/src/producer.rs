@@ -91,7 +91,8 @@ impl KafkaPropagator {
             batch.iter().flat_map(|c| audiences[&c.data_type].iter().map(move |(topic, fields)| (c, topic.as_str(), *fields))).collect();
         for (change, topic, fields) in copies {
             acknowledged.records += 1;
-            let payload = match fields.apply(change) {
+            // The hub's payloads are canonical: no need to parse each record to drop its fields.
+            let payload = match fields.apply_to_canonical(change) {
                 Ok(scoped) => scoped.to_json(),
                 Err(e) => {
                     acknowledged.fail(format!("could not leave out the fields {topic} goes without: {e}"), 1);
