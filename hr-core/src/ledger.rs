@@ -336,6 +336,21 @@ impl Ledger {
         origin: &str,
         options: &PlanOptions<'_>,
     ) -> Result<Delta, LedgerError> {
+        let hashed = records.into_iter().map(|(key, payload)| {
+            let hash = ContentHash::of(payload.get());
+            (key, payload, hash)
+        });
+        self.plan_hashed(data_type, hashed, origin, options)
+    }
+
+    /// [`plan_with`](Self::plan_with) for records whose content hashes are known.
+    fn plan_hashed<K: AsRef<str>>(
+        &self,
+        data_type: DataType,
+        records: impl IntoIterator<Item = (K, Box<RawValue>, ContentHash)>,
+        origin: &str,
+        options: &PlanOptions<'_>,
+    ) -> Result<Delta, LedgerError> {
         let mut stmt = self.conn.prepare_cached("SELECT key, version, hash, deleted FROM ledger WHERE data_type = ?1 ORDER BY key").map_err(self.storage())?;
         let mut rows = stmt.query([data_type.as_str()]).map_err(self.storage())?;
         let mut next_held = || -> Result<Option<(String, Held)>, LedgerError> {
@@ -351,7 +366,7 @@ impl Ledger {
             Planner { data_type, origin, hold: options.hold, reserved: self.reservations(data_type)?, delta: Delta::default(), live: 0, guarded_deletes: 0 };
         let mut current = next_held()?;
         let mut last_key: Option<String> = None;
-        for (key, payload) in records {
+        for (key, payload, hash) in records {
             let key = key.as_ref();
             if last_key.as_deref().is_some_and(|last| last >= key) {
                 return Err(LedgerError::Unsorted { data_type, key: key.to_string() });
@@ -371,7 +386,7 @@ impl Ledger {
             if prior.is_some() {
                 current = next_held()?;
             }
-            planner.present(key, payload, prior);
+            planner.present_hashed(key, payload, hash, prior);
         }
         while let Some((held_key, held)) = current.take() {
             planner.vanished(held_key, Some(held));
@@ -382,22 +397,29 @@ impl Ledger {
 
     /// [`plan_with`](Self::plan_with) for one data type of a merged state,
     /// streaming: each record is serialized as the comparison reaches it, so
-    /// only the delta is held, never the whole serialized data type.
+    /// only the delta is held, never the whole serialized data type. The
+    /// two halves of the work run on two threads: one serializes and hashes
+    /// the records, the other compares them with the ledger, a few thousand
+    /// records apart at most.
     pub fn plan_state(&self, state: &MergedState, data_type: DataType, origin: &str, options: &PlanOptions<'_>) -> Result<Delta, LedgerError> {
-        let mut failure = None;
-        let records = state.records(data_type).map_while(|(key, record)| match record {
-            Ok(payload) => Some((key, payload)),
-            Err(source) => {
-                failure = Some(source);
-                None
+        std::thread::scope(|scope| {
+            let (chunks, received) = std::sync::mpsc::sync_channel(PLAN_CHUNKS_IN_FLIGHT);
+            scope.spawn(move || serialize_and_hash(state, data_type, &chunks));
+            let mut failure = None;
+            let records = received.iter().map_while(|chunk| match chunk {
+                Ok(chunk) => Some(chunk),
+                Err(source) => {
+                    failure = Some(source);
+                    None
+                }
+            });
+            let planned = self.plan_hashed(data_type, records.flatten(), origin, options);
+            // Checked first: a record that stopped the stream must not be read as the end of the data.
+            if let Some(source) = failure {
+                return Err(LedgerError::Encode { data_type, source });
             }
-        });
-        let planned = self.plan_with(data_type, records, origin, options);
-        // Checked first: a record that stopped the stream must not be read as the end of the data.
-        if let Some(source) = failure {
-            return Err(LedgerError::Encode { data_type, source });
-        }
-        planned
+            planned
+        })
     }
 
     /// Plans a few individual changes (real time): `Some(payload)` upserts a
@@ -697,6 +719,39 @@ impl Ledger {
     }
 }
 
+/// Records a plan's serializing thread hands over at once, and how many such
+/// chunks may wait: what bounds the records held beside the delta.
+const PLAN_CHUNK: usize = 1024;
+const PLAN_CHUNKS_IN_FLIGHT: usize = 4;
+
+/// One chunk of a data type's records, serialized and hashed, in key order.
+type HashedChunk<'a> = Vec<(&'a str, Box<RawValue>, ContentHash)>;
+
+/// Serializes and hashes every record of `data_type` into `chunks`, in key
+/// order, until done, until a record cannot be serialized (that error is
+/// the last thing sent), or until the planner stops reading.
+fn serialize_and_hash<'a>(state: &'a MergedState, data_type: DataType, chunks: &std::sync::mpsc::SyncSender<Result<HashedChunk<'a>, serde_json::Error>>) {
+    let mut chunk = Vec::with_capacity(PLAN_CHUNK);
+    for (key, record) in state.records(data_type) {
+        match record {
+            Ok(payload) => {
+                let hash = ContentHash::of(payload.get());
+                chunk.push((key, payload, hash));
+            }
+            Err(source) => {
+                let _ = chunks.send(Err(source));
+                return;
+            }
+        }
+        if chunk.len() == PLAN_CHUNK && chunks.send(Ok(std::mem::replace(&mut chunk, Vec::with_capacity(PLAN_CHUNK)))).is_err() {
+            return;
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = chunks.send(Ok(chunk));
+    }
+}
+
 /// One plan in progress: the decisions per key, shared by full and real-time plans.
 struct Planner<'a> {
     data_type: DataType,
@@ -722,8 +777,13 @@ impl Planner<'_> {
 
     /// A key present in the source.
     fn present(&mut self, key: &str, payload: Box<RawValue>, prior: Option<Held>) {
-        let (version, in_doubt) = self.next_version(key, prior);
         let hash = ContentHash::of(payload.get());
+        self.present_hashed(key, payload, hash, prior);
+    }
+
+    /// [`present`](Self::present), its content hash known.
+    fn present_hashed(&mut self, key: &str, payload: Box<RawValue>, hash: ContentHash, prior: Option<Held>) {
+        let (version, in_doubt) = self.next_version(key, prior);
         match prior {
             Some(Held { deleted: false, hash: held, .. }) => {
                 self.live += 1;

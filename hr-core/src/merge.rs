@@ -537,14 +537,16 @@ fn validate_org_tree(mut units: BTreeMap<String, SourceOrgUnit>, quarantined: &m
     loop {
         // Dangling parents, repeated because removing one orphans its children.
         loop {
+            let ids: FxHashSet<&str> = units.keys().map(String::as_str).collect();
             let dangling: Vec<String> = units
                 .values()
                 .filter(|u| {
                     let p = parent_of(u);
-                    p != u.company.as_str() && !units.contains_key(p)
+                    p != u.company.as_str() && !ids.contains(p)
                 })
                 .map(|u| u.id.clone())
                 .collect();
+            drop(ids);
             if dangling.is_empty() {
                 break;
             }
