@@ -157,6 +157,10 @@ impl FieldScope {
         let Some(payload) = change.payload_json().filter(|_| !omitted.is_empty()) else { return Ok(Cow::Borrowed(change)) };
         let invalid = |problem: String| EnvelopeError::Invalid { event_id: change.event_id.clone(), data_type: change.data_type, problem };
         let fields: RawFields<'_> = serde_json::from_str(payload).map_err(|e| invalid(format!("not a JSON object: {}", crate::describe_json_error(&e))))?;
+        // A key written twice is no canonical payload: the parsing path keeps the last.
+        if fields.0.iter().enumerate().any(|(i, (key, _))| fields.0[..i].iter().any(|(seen, _)| seen == key)) {
+            return self.apply(change);
+        }
         let mut text = String::with_capacity(payload.len());
         text.push('{');
         for (i, (key, value)) in fields.0.iter().enumerate() {
@@ -313,6 +317,10 @@ mod tests {
         loose.payload = Some(RawValue::from_string(r#"{ "phone" : "010", "id": "A-1" }"#.into()).unwrap());
         assert_eq!(scope.apply_to_canonical(&loose).unwrap().payload_json(), Some(r#"{"phone":null,"id":"A-1"}"#));
         assert!(scope.carried(&scope.apply_to_canonical(&loose).unwrap()).is_empty());
+        let mut twice = change.clone();
+        let doubled = change.payload_json().unwrap().replacen('{', r#"{"name":"first","#, 1);
+        twice.payload = Some(RawValue::from_string(doubled).unwrap());
+        assert_eq!(scope.apply_to_canonical(&twice).unwrap().payload_json(), scope.apply(&twice).unwrap().payload_json(), "the last of a doubled key counts");
     }
 
     #[test]

@@ -293,7 +293,7 @@ impl TargetSystem {
 fn with_last_applied(render: MetricsRender, sink: Arc<SqliteSink>, data_types: Vec<DataType>) -> MetricsRender {
     Arc::new(move || {
         for t in &data_types {
-            match sink.last_applied(*t) {
+            match outside_the_runtime(|| sink.last_applied(*t)) {
                 Ok(Some(at)) => metrics::gauge!("hr_last_applied_timestamp_seconds", "data_type" => t.as_str()).set(at.timestamp_millis() as f64 / 1000.0),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(data_type = %t, error = %e, "cannot read when the store last applied a change"),
@@ -301,6 +301,16 @@ fn with_last_applied(render: MetricsRender, sink: Arc<SqliteSink>, data_types: V
         }
         render()
     })
+}
+
+/// Runs `read` (which may wait for the store while a batch or a digest
+/// scan holds it) without stalling the runtime's other tasks: on a
+/// multi-threaded runtime they move to another worker meanwhile.
+fn outside_the_runtime<T>(read: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(read),
+        _ => read(),
+    }
 }
 
 /// `/healthz`: 503 while the brokers do not answer or the group is not joined.
