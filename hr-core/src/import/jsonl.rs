@@ -254,6 +254,16 @@ mod tests {
     }
 
     #[test]
+    fn keys_alike_in_length_and_first_letter_are_told_apart_and_blank_text_is_absent() {
+        let row = JsonRow::parse(r#"{"ab": "first", "ac": "second", "w": "   ", "i": " "}"#).unwrap();
+        assert_eq!(row.text("ab").unwrap().as_deref(), Some("first"));
+        assert_eq!(row.text("ac").unwrap().as_deref(), Some("second"));
+        assert_eq!(row.text("w").unwrap(), None, "blank text is no value");
+        assert_eq!(row.id("i").unwrap(), None, "a blank id is no id");
+        assert!(row.text("a").unwrap().is_none() && row.text("abc").unwrap().is_none());
+    }
+
+    #[test]
     fn a_bad_line_is_described_as_a_value_tree_would() {
         let deep = format!("{{\"a\": {}{}}}", "[".repeat(200), "]".repeat(200));
         for line in [
