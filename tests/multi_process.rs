@@ -93,6 +93,7 @@ fn hub_and_three_system_processes_converge() {
         assert_eq!(row["records"], last["systems"][system][t]["records"], "{row}");
         let over_kafka = ["employee", "org_unit", "master_data"].contains(&t);
         assert_eq!(row["kafka_lag"], if over_kafka { serde_json::json!(0) } else { serde_json::Value::Null }, "{row}");
+        // --status reads each system's hr_last_applied_timestamp_seconds gauge: a missing or wrong gauge fails here.
         let last_applied: chrono::DateTime<chrono::Utc> = serde_json::from_value(row["last_applied"].clone()).unwrap_or_else(|e| panic!("{e}: {row}"));
         assert!(last_applied >= started && last_applied <= chrono::Utc::now(), "{row}");
     }
