@@ -219,6 +219,11 @@ impl KafkaPropagator {
 
     /// The producer's rdkafka settings: idempotent, `acks=all`, lz4, large
     /// batches, the delivery timeout; settings in [`KafkaConfig::extra`] win.
+    ///
+    /// `linger.ms` is 0: a real-time change leaves at once instead of
+    /// waiting for company. A periodic run's burst still travels in large
+    /// batches, filled while the first requests are in flight (the seed
+    /// scenario measured the same with 2 ms of linger).
     pub fn client_config(config: &KafkaConfig) -> ClientConfig {
         let timeout_ms = config.delivery_timeout.as_millis().max(1000).to_string();
         let mut client = config.client_config();
@@ -226,7 +231,7 @@ impl KafkaPropagator {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", "lz4")
-            .set("linger.ms", "2")
+            .set("linger.ms", "0")
             .set("batch.num.messages", "10000")
             .set("queue.buffering.max.messages", "1000000")
             .set("queue.buffering.max.kbytes", "1048576")

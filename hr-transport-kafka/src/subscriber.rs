@@ -1,4 +1,5 @@
 use crate::{KafkaConfig, KafkaTransportError};
+use futures::FutureExt;
 use hr_core::{ApplyOutcome, ChangeEnvelope, DataType, Sink, SinkError};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
@@ -241,8 +242,8 @@ impl Worker {
             }
         }
         while batch.len() < self.config.max_batch {
-            match tokio::time::timeout(Duration::from_millis(2), self.consumer.recv()).await {
-                Ok(Ok(m)) => batch.push(take(&m)),
+            match self.consumer.recv().now_or_never() {
+                Some(Ok(m)) => batch.push(take(&m)),
                 _ => break,
             }
         }
