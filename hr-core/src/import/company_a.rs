@@ -53,18 +53,18 @@ fn parse_employee(origin: Origin, row: &CsvRow<'_>, mapping: &Mapping) -> Result
     Ok(SourceEmployee {
         origin,
         company: Company::A,
-        source_id: format!("A-{emp_no}"),
+        source_id: ["A-", &emp_no].concat(),
         name: name.to_string(),
         name_en: row.optional("name_en"),
         email,
         phone: row.optional("phone").map(Sensitive::new),
         birth_date: birth_date.map(Sensitive::new),
         person_key,
-        org_unit: format!("A-{dept}"),
+        org_unit: ["A-", &dept].concat(),
         grade: grade.to_string(),
         status,
         hire_date,
-        manager_source_id: check_optional_id(row.optional("manager_emp_no"), "manager_emp_no")?.map(|m| format!("A-{m}")),
+        manager_source_id: check_optional_id(row.optional("manager_emp_no"), "manager_emp_no")?.map(|m| ["A-", &m].concat()),
         salary,
         updated_at,
     })
@@ -75,10 +75,10 @@ fn parse_department(origin: Origin, row: &CsvRow<'_>, mapping: &Mapping) -> Resu
     Ok(SourceOrgUnit {
         origin,
         company: Company::A,
-        id: format!("A-{code}"),
+        id: ["A-", &code].concat(),
         name: row.required("dept_name")?.to_string(),
-        parent: check_optional_id(row.optional("parent_dept_code"), "parent_dept_code")?.map(|p| format!("A-{p}")),
-        leader_source_id: check_optional_id(row.optional("leader_emp_no"), "leader_emp_no")?.map(|l| format!("A-{l}")),
+        parent: check_optional_id(row.optional("parent_dept_code"), "parent_dept_code")?.map(|p| ["A-", &p].concat()),
+        leader_source_id: check_optional_id(row.optional("leader_emp_no"), "leader_emp_no")?.map(|l| ["A-", &l].concat()),
         updated_at: parse_local_timestamp(row.required("updated_at")?, "updated_at", mapping.company_a.utc_offset_hours)?,
     })
 }

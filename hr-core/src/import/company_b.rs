@@ -35,7 +35,7 @@ fn parse_employee(origin: Origin, row: &JsonRow<'_>, mapping: &Mapping) -> Resul
         },
     };
     let name_en = match (first, last) {
-        (Some(f), Some(l)) => Some(format!("{f} {l}")),
+        (Some(f), Some(l)) => Some([f.as_str(), " ", &l].concat()),
         (Some(one), None) | (None, Some(one)) => Some(one),
         (None, None) => None,
     };
@@ -78,18 +78,18 @@ fn parse_employee(origin: Origin, row: &JsonRow<'_>, mapping: &Mapping) -> Resul
     Ok(SourceEmployee {
         origin,
         company: Company::B,
-        source_id: format!("B-{id}"),
+        source_id: ["B-", &id].concat(),
         name,
         name_en,
         email,
         phone: row.text("phone")?.map(Sensitive::new),
         birth_date: birth_date.map(Sensitive::new),
         person_key,
-        org_unit: format!("B-{org}"),
+        org_unit: ["B-", &org].concat(),
         grade: grade.to_string(),
         status,
         hire_date,
-        manager_source_id: row.id("managerId")?.map(|m| format!("B-{m}")),
+        manager_source_id: row.id("managerId")?.map(|m| ["B-", &m].concat()),
         salary,
         updated_at,
     })
@@ -99,10 +99,10 @@ fn parse_org_unit(origin: Origin, row: &JsonRow<'_>) -> Result<SourceOrgUnit, Fi
     Ok(SourceOrgUnit {
         origin,
         company: Company::B,
-        id: format!("B-{}", row.required_id("orgUnitId")?),
+        id: ["B-", &row.required_id("orgUnitId")?].concat(),
         name: row.required_text("name")?,
-        parent: row.id("parentId")?.map(|p| format!("B-{p}")),
-        leader_source_id: row.id("headId")?.map(|h| format!("B-{h}")),
+        parent: row.id("parentId")?.map(|p| ["B-", &p].concat()),
+        leader_source_id: row.id("headId")?.map(|h| ["B-", &h].concat()),
         updated_at: parse_rfc3339(&row.required_text("lastModified")?, "lastModified")?,
     })
 }

@@ -115,7 +115,10 @@ pub(crate) fn check_email(value: Option<String>, field: &str) -> Result<Option<S
 pub(crate) fn check_person_key(value: Option<String>, field: &str) -> Result<Option<Sensitive<String>>, FieldError> {
     match value {
         None => Ok(None),
-        Some(key) if key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(Some(Sensitive::new(key.to_ascii_lowercase()))),
+        Some(mut key) if key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            key.make_ascii_lowercase();
+            Ok(Some(Sensitive::new(key)))
+        }
         Some(_) => Err((Reason::MalformedRow, format!("field `{field}` is not a 64-digit hex SHA-256"))),
     }
 }
@@ -124,6 +127,16 @@ pub(crate) fn check_person_key(value: Option<String>, field: &str) -> Result<Opt
 mod tests {
     use super::*;
     use chrono::format::StrftimeItems;
+
+    #[test]
+    fn a_person_key_is_read_in_lower_case_so_both_companies_spellings_match() {
+        let lower = "ab".repeat(32);
+        let read = |key: &str| check_person_key(Some(key.to_string()), "person_key").map(|k| k.map(|k| k.expose().clone()));
+        assert_eq!(read(&lower.to_ascii_uppercase()).unwrap(), Some(lower.clone()));
+        assert_eq!(read(&lower).unwrap(), Some(lower.clone()));
+        assert!(read(&lower[1..]).is_err() && read(&format!("{}g", &lower[1..])).is_err());
+        assert_eq!(check_person_key(None, "person_key").unwrap(), None);
+    }
 
     #[test]
     fn the_spelled_out_items_are_what_the_format_strings_say() {
