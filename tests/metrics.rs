@@ -2,8 +2,9 @@
 //! `--metrics-listen`, in Prometheus text format (parsed here with the
 //! `prometheus-parse` crate). After one run of three systems on the real
 //! broker, the counts equal what the report says each system holds, pay is
-//! counted only where it went, a refused request is counted by reason, and
-//! each system reports its consumer lag per partition of its own topics.
+//! counted only where it went, a refused request is counted by reason, each
+//! system reports its consumer lag per partition of its own topics, and when
+//! it last applied each data type.
 
 use prometheus_parse::{Sample, Scrape, Value};
 use rusqlite::Connection;
@@ -19,6 +20,10 @@ fn scrape(url: &str) -> Vec<Sample> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let text = rt.block_on(async { reqwest::get(format!("{url}/metrics")).await.unwrap().error_for_status().unwrap().text().await.unwrap() });
     Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text format").samples
+}
+
+fn unix_seconds() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
 }
 
 /// The value of `name` with all of `labels`, summed over any other labels.
@@ -63,6 +68,7 @@ impl Drop for Killed {
 
 #[test]
 fn systems_and_the_hub_export_what_they_did_as_prometheus_metrics() {
+    let started = unix_seconds();
     let (deployment, systems) = Deployment::start(&NAMES);
     hr_testdata::Dataset::generate(&hr_testdata::GenerateOptions::scaled(200)).write(&deployment.input).unwrap();
     let mut child = deployment.hub(&["--watch", "2", "--metrics-listen", "127.0.0.1:0"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
@@ -106,6 +112,11 @@ fn systems_and_the_hub_export_what_they_did_as_prometheus_metrics() {
         let pay = value(&samples, "hr_changes_applied_total", &[("data_type", "compensation"), ("transport", "rest")]);
         assert_eq!(pay > 0.0, system.name == "payroll", "{}: compensation applied {pay}", system.name);
         assert!(samples.iter().any(|s| s.metric.starts_with("hr_apply_seconds")), "{}: no apply latency", system.name);
+        // Read from the store at the scrape: this run applied employees everywhere, pay only in payroll.
+        let employees_at = value(&samples, "hr_last_applied_timestamp_seconds", &[("data_type", "employee")]);
+        assert!((started..=unix_seconds()).contains(&employees_at), "{}: employees last applied at {employees_at}", system.name);
+        let pay_at = value(&samples, "hr_last_applied_timestamp_seconds", &[("data_type", "compensation")]);
+        assert_eq!(pay_at >= started, system.name == "payroll", "{}: pay last applied at {pay_at}", system.name);
         assert_caught_up(&system.url, &system.name);
     }
 
