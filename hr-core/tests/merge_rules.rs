@@ -249,6 +249,17 @@ fn master_data_and_permissions_are_read_and_resolved() {
 }
 
 #[test]
+fn master_data_columns_beyond_set_code_and_name_are_its_attributes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("units.csv");
+    std::fs::write(&path, "set,code,name,dimension,name_ko\nmd.uom,KG,kilogram,mass,킬로그램\nmd.uom,EA,each,,개\n").unwrap();
+    let (rows, quarantined) = hr_core::read_master_data_file(&path).unwrap();
+    assert!(quarantined.is_empty(), "{quarantined:?}");
+    let attributes: Vec<Vec<(&str, &str)>> = rows.iter().map(|r| r.record.attributes.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()).collect();
+    assert_eq!(attributes, vec![vec![("dimension", "mass"), ("name_ko", "킬로그램")], vec![("name_ko", "개")]], "an empty cell is no attribute");
+}
+
+#[test]
 fn sensitive_fields_never_show_in_debug_output() {
     let out = Input::default().merge();
     let text = format!("{:?} {:?}", out.state, out.report);

@@ -105,7 +105,7 @@ impl CsvFieldParser {
                         break;
                     }
                 }
-                ReadFieldResult::End if self.ends.is_empty() => return Err("empty record".into()),
+                // Only before any field, for an empty record, which has no fields.
                 ReadFieldResult::End => break,
             }
         }

@@ -43,20 +43,17 @@ impl<R: BufRead> RecordReader<R> {
             let mut total: u64 = 0;
             let mut in_quotes = false;
             let mut ended = false;
-            let mut saw_any = false;
             loop {
                 let buf = self.inner.fill_buf()?;
                 if buf.is_empty() {
                     break;
                 }
-                saw_any = true;
                 let end = end_of_record(buf, self.quote_aware, &mut in_quotes, &mut self.next_line);
                 let take = end.unwrap_or(buf.len());
                 total += take as u64;
+                // Past the limit nothing more is kept: what was kept is at most `max`.
                 if total <= self.max as u64 {
                     self.kept.extend_from_slice(&buf[..take]);
-                } else if !self.kept.is_empty() {
-                    self.kept = Vec::new();
                 }
                 let consumed = end.map(|e| e + 1).unwrap_or(take);
                 self.inner.consume(consumed);
@@ -65,15 +62,13 @@ impl<R: BufRead> RecordReader<R> {
                     break;
                 }
             }
-            if !saw_any && !ended {
-                return Ok(None);
-            }
             if total > self.max as u64 {
                 return Ok(Some((start_line, RawRecord::TooLong(total))));
             }
             if self.kept.last() == Some(&b'\r') {
                 self.kept.pop();
             }
+            // Also the end of input, where nothing was read.
             if self.kept.iter().all(|b| b.is_ascii_whitespace()) {
                 if !ended {
                     return Ok(None);
@@ -145,5 +140,11 @@ mod tests {
         let got = all(&input, 100, false);
         assert_eq!(got[1], (2, Err(10_000)));
         assert_eq!(got[2], (3, Ok(b"after".to_vec())));
+    }
+
+    #[test]
+    fn a_record_of_exactly_the_limit_is_kept_and_one_byte_more_is_not() {
+        let got = all(b"12345\n123456\n", 5, false);
+        assert_eq!(got, vec![(1, Ok(b"12345".to_vec())), (2, Err(6))]);
     }
 }
