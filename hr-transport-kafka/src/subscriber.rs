@@ -37,9 +37,25 @@ impl ClientContext for GroupContext {
         for (topic, partitions) in &statistics.topics {
             // Partition -1 is librdkafka's internal queue; a lag of -1 means not known yet.
             for (id, partition) in partitions.partitions.iter().filter(|(id, p)| **id >= 0 && p.consumer_lag >= 0) {
-                let labels = [("group", self.group.clone()), ("topic", topic.clone()), ("partition", id.to_string())];
-                metrics::gauge!("hr_consumer_lag", &labels).set(partition.consumer_lag as f64);
+                self.report_lag(topic, *id, partition.consumer_lag as f64);
             }
+        }
+    }
+}
+
+impl GroupContext {
+    fn report_lag(&self, topic: &str, partition: i32, lag: f64) {
+        let labels = [("group", self.group.clone()), ("topic", topic.to_string()), ("partition", partition.to_string())];
+        metrics::gauge!("hr_consumer_lag", &labels).set(lag);
+    }
+
+    /// Reports 0 for partitions this member gives up. Their statistics stop
+    /// here, so the last lag would otherwise stand forever and keep an alert
+    /// firing for a partition this process no longer reads; the new owner
+    /// reports its own.
+    fn forget_lag(&self, revoked: &TopicPartitionList) {
+        for p in revoked.elements() {
+            self.report_lag(p.topic(), p.partition(), 0.0);
         }
     }
 }
@@ -51,6 +67,7 @@ impl ConsumerContext for GroupContext {
         // cover applied records.
         if let Rebalance::Revoke(tpl) = rebalance {
             tracing::info!(group = %self.group, partitions = tpl.count(), "partitions revoked");
+            self.forget_lag(tpl);
         }
     }
     fn post_rebalance(&self, _consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -358,4 +375,38 @@ fn take(m: &BorrowedMessage<'_>) -> Taken {
     let payload = m.payload().unwrap_or_default().to_vec();
     let decoded = if payload.is_empty() { Err("empty record value".to_string()) } else { ChangeEnvelope::from_json(&payload).map_err(|e| e.to_string()) };
     Taken { topic: m.topic().to_string(), partition: m.partition(), offset: m.offset(), decoded, payload, key: m.key().map(<[u8]>::to_vec) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GroupContext;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use rdkafka::TopicPartitionList;
+
+    #[test]
+    fn a_revoked_partition_reports_no_lag_here_any_more() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let context = GroupContext { group: "hr-payroll".into() };
+        let mut revoked = TopicPartitionList::new();
+        revoked.add_partition("hr.employee", 2);
+        metrics::with_local_recorder(&recorder, || {
+            context.report_lag("hr.employee", 1, 7.0);
+            context.report_lag("hr.employee", 2, 9.0);
+            context.forget_lag(&revoked);
+        });
+        let mut lags: Vec<(String, f64)> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| key.key().name() == "hr_consumer_lag")
+            .map(|(key, _, _, value)| {
+                let partition = key.key().labels().find(|l| l.key() == "partition").map(|l| l.value().to_string()).unwrap_or_default();
+                let DebugValue::Gauge(lag) = value else { panic!("hr_consumer_lag is a gauge") };
+                (partition, lag.into_inner())
+            })
+            .collect();
+        lags.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(lags, vec![("1".to_string(), 7.0), ("2".to_string(), 0.0)], "the partition still held keeps its lag");
+    }
 }
