@@ -12,8 +12,8 @@
 //! starts one), else librdkafka's embedded mock cluster. Latency percentiles
 //! (p50, p99), which criterion does not compute, are printed and written to
 //! `target/bench-latency.json`; the real-time Kafka change also in its two
-//! parts (the hub's send up to the broker's acknowledgement, then the wait
-//! until all three groups committed it).
+//! parts (the hub's: ledger reserve, produce until acknowledged, ledger
+//! commit; then the wait until all three groups committed it).
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
 use futures::stream::{FuturesUnordered, StreamExt};
 use hr_core::{ChangeEnvelope, DataType, FieldScope, HeldBack, Ledger, MasterData, MergedState, PermissionGrant, Propagator, SqliteSink};
@@ -428,8 +428,9 @@ fn realtime_change(c: &mut Criterion) {
     let mut hub = hub_for(&kafka, "kafka", &[DataType::Employee], RestConfig::new(vec![]), dir.path());
     let mut employee = state.employees.values().next().unwrap().clone();
     let teams: Vec<String> = state.org_units.keys().filter(|t| t.contains('-')).take(2).cloned().collect();
-    // Where the time goes: the hub's part (ledger, produce, broker
-    // acknowledgement) and the wait until all three groups committed it.
+    // Where the time goes: the hub's part (ledger reserve, produce until
+    // acknowledged, ledger commit) and the wait until all three groups
+    // committed it.
     let kafka_parts = format!("{}/kafka/team_transfer", broker.kind());
     let mut transfer = |turn: usize, timed: bool| {
         employee.org_unit = teams[turn % 2].clone();
@@ -440,7 +441,7 @@ fn realtime_change(c: &mut Criterion) {
             let sent = Instant::now();
             outcome.receipt.applied(Duration::from_secs(30)).await.unwrap();
             if timed {
-                latencies.record(&format!("{kafka_parts} (sent and acknowledged)"), sent - started);
+                latencies.record(&format!("{kafka_parts} (the hub: ledger reserve, produce until acknowledged, ledger commit)"), sent - started);
                 latencies.record(&format!("{kafka_parts} (then applied in all three)"), sent.elapsed());
             }
         })

@@ -74,6 +74,18 @@ fn a_truncated_json_line_is_quarantined_and_the_rest_proceed() {
 }
 
 #[test]
+fn a_row_of_nothing_but_a_byte_order_mark_is_quarantined_as_an_empty_record() {
+    let mut content = format!("{A_HEADER}\n").into_bytes();
+    content.extend(b"\xEF\xBB\xBF\r\n");
+    content.extend(format!("{}\n", a_row("1", "D1", "", "", "2026-01-01 09:00:00")).as_bytes());
+    let dir = with_file("company_a/employees.csv", &content);
+    let data = load(dir.path()).unwrap();
+    assert_eq!(data.employee_count(), 2, "the next row and company B's employee proceed");
+    let entry = &data.quarantined()[0];
+    assert_eq!((entry.line, entry.reason, entry.detail.as_str()), (2, Reason::MalformedRow, "empty record"));
+}
+
+#[test]
 fn a_mapping_that_does_not_parse_is_an_error_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
     Input::default().write(dir.path());

@@ -103,14 +103,11 @@ impl KafkaConfig {
     }
 
     /// The rdkafka configuration every client of ours starts from: the
-    /// brokers, Nagle's algorithm off, and the pass-through settings (TLS,
-    /// SASL), for clients of your own on the same cluster.
+    /// brokers plus the pass-through settings (TLS, SASL), for clients of
+    /// your own on the same cluster.
     pub fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);
-        // A real-time change is one small request: sent at once, not held
-        // back by Nagle's algorithm until the previous one is acknowledged.
-        c.set("socket.nagle.disable", "true");
         for (k, v) in &self.extra {
             c.set(k, v);
         }

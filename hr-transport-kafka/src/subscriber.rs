@@ -258,10 +258,21 @@ impl Worker {
                 return batch;
             }
         }
+        let mut idle_polls = 0;
         while batch.len() < self.config.max_batch {
             match self.consumer.recv().now_or_never() {
-                Some(Ok(m)) => batch.push(take(&m)),
-                _ => break,
+                Some(Ok(m)) => {
+                    batch.push(take(&m));
+                    idle_polls = 0;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(group = %self.group, error = %e, "consume error; applying the batch taken so far");
+                    break;
+                }
+                // An event (a commit's result, statistics) takes a poll without
+                // yielding a record: look again before calling the batch complete.
+                None if idle_polls < 3 => idle_polls += 1,
+                None => break,
             }
         }
         batch

@@ -105,7 +105,8 @@ impl CsvFieldParser {
                         break;
                     }
                 }
-                // Only before any field, for an empty record, which has no fields.
+                // Before any field: a row of nothing but a byte-order mark, which csv_core skips.
+                ReadFieldResult::End if self.ends.is_empty() => return Err("empty record".into()),
                 ReadFieldResult::End => break,
             }
         }
