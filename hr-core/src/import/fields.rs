@@ -129,6 +129,28 @@ mod tests {
     use chrono::format::StrftimeItems;
 
     #[test]
+    fn an_email_fails_for_each_structural_rule_alone() {
+        let at_limits = format!("{}@{}.example", "l".repeat(64), "d".repeat(255 - ".example".len()));
+        assert!(is_plausible_email("m1@a.example") && is_plausible_email(&at_limits), "valid, and valid at both length limits");
+        let one_rule_broken = [
+            ("m1.a.example".to_string(), "no @"),
+            ("@a.example".to_string(), "empty local part"),
+            (format!("{}@a.example", "l".repeat(65)), "local part over 64 bytes"),
+            (format!("m@{}.example", "d".repeat(256 - ".example".len())), "domain over 255 bytes"),
+            ("m@a@b.example".to_string(), "a second @"),
+            ("m@localhost".to_string(), "no dot in the domain"),
+            ("m@.a.example".to_string(), "domain starts with a dot"),
+            ("m@a.example.".to_string(), "domain ends with a dot"),
+            ("m@a..example".to_string(), "two dots in a row"),
+            ("m 1@a.example".to_string(), "whitespace"),
+            ("m\u{7}1@a.example".to_string(), "a control character"),
+        ];
+        for (email, rule) in one_rule_broken {
+            assert!(!is_plausible_email(&email), "{rule}: {email:?} was accepted");
+        }
+    }
+
+    #[test]
     fn a_person_key_is_read_in_lower_case_so_both_companies_spellings_match() {
         let lower = "ab".repeat(32);
         let read = |key: &str| check_person_key(Some(key.to_string()), "person_key").map(|k| k.map(|k| k.expose().clone()));
