@@ -45,12 +45,19 @@ fn main() -> anyhow::Result<()> {
     let planned = Instant::now();
     let mut report = serde_json::Map::new();
     for t in DataType::ALL {
+        let type_started = Instant::now();
         let delta = ledger.plan_state(&outcome.state, t, "hr-hub", &PlanOptions { allow_mass_delete: args.allow_mass_delete, hold: None })?;
         ledger.reserve(t, &delta)?;
         ledger.commit(t, &delta)?;
         report.insert(
             t.as_str().into(),
-            serde_json::json!({"created": delta.created, "updated": delta.updated, "deleted": delta.deleted, "unchanged": delta.unchanged}),
+            serde_json::json!({
+                "created": delta.created,
+                "updated": delta.updated,
+                "deleted": delta.deleted,
+                "unchanged": delta.unchanged,
+                "plan_and_commit_ms": type_started.elapsed().as_secs_f64() * 1000.0,
+            }),
         );
     }
     let plan_ms = planned.elapsed().as_secs_f64() * 1000.0;

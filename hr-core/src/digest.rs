@@ -15,7 +15,12 @@ pub struct ContentHash(pub [u8; 16]);
 impl ContentHash {
     /// The content hash of a JSON body, exactly as stored.
     pub fn of(body: &str) -> Self {
-        let full = Sha256::digest(body.as_bytes());
+        Self::of_bytes(body.as_bytes())
+    }
+
+    /// [`of`](Self::of) for a body still in the bytes it was serialized into.
+    pub(crate) fn of_bytes(body: &[u8]) -> Self {
+        let full = Sha256::digest(body);
         let mut h = [0u8; 16];
         h.copy_from_slice(&full[..16]);
         ContentHash(h)

@@ -14,6 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use rustc_hash::FxHashMap;
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::path::Path;
 
 /// Default largest share of a data type's live records one run may delete.
@@ -338,59 +339,45 @@ impl Ledger {
     ) -> Result<Delta, LedgerError> {
         let hashed = records.into_iter().map(|(key, payload)| {
             let hash = ContentHash::of(payload.get());
-            (key, payload, hash)
+            (key, hash, payload)
         });
         self.plan_hashed(data_type, hashed, origin, options)
     }
 
-    /// [`plan_with`](Self::plan_with) for records whose content hashes are known.
-    fn plan_hashed<K: AsRef<str>>(
+    /// [`plan_with`](Self::plan_with) for records whose content hashes are
+    /// known, their payloads made only for the records the plan sends.
+    fn plan_hashed<K: AsRef<str>, P: Payload>(
         &self,
         data_type: DataType,
-        records: impl IntoIterator<Item = (K, Box<RawValue>, ContentHash)>,
+        records: impl IntoIterator<Item = (K, ContentHash, P)>,
         origin: &str,
         options: &PlanOptions<'_>,
     ) -> Result<Delta, LedgerError> {
         let mut stmt = self.conn.prepare_cached("SELECT key, version, hash, deleted FROM ledger WHERE data_type = ?1 ORDER BY key").map_err(self.storage())?;
-        let mut rows = stmt.query([data_type.as_str()]).map_err(self.storage())?;
-        let mut next_held = || -> Result<Option<(String, Held)>, LedgerError> {
-            let Some(row) = rows.next().map_err(self.storage())? else { return Ok(None) };
-            let held = Held {
-                version: row.get::<_, i64>(1).map_err(self.storage())? as u64,
-                hash: hash_from_blob(row.get(2).map_err(self.storage())?),
-                deleted: row.get::<_, i64>(3).map_err(self.storage())? != 0,
-            };
-            Ok(Some((row.get(0).map_err(self.storage())?, held)))
-        };
+        let mut held = HeldRows { rows: stmt.query([data_type.as_str()]).map_err(self.storage())?, key: String::new(), held: None };
+        held.advance().map_err(self.storage())?;
         let mut planner =
             Planner { data_type, origin, hold: options.hold, reserved: self.reservations(data_type)?, delta: Delta::default(), live: 0, guarded_deletes: 0 };
-        let mut current = next_held()?;
-        let mut last_key: Option<String> = None;
-        for (key, payload, hash) in records {
-            let key = key.as_ref();
-            if last_key.as_deref().is_some_and(|last| last >= key) {
-                return Err(LedgerError::Unsorted { data_type, key: key.to_string() });
+        let mut last_key: Option<K> = None;
+        for (key, hash, payload) in records {
+            if last_key.as_ref().is_some_and(|last| last.as_ref() >= key.as_ref()) {
+                return Err(LedgerError::Unsorted { data_type, key: key.as_ref().to_string() });
             }
             // Held keys before this one have vanished from the source.
-            while current.as_ref().is_some_and(|(held_key, _)| held_key.as_str() < key) {
-                if let Some((held_key, held)) = current.take() {
-                    planner.vanished(held_key, Some(held));
-                }
-                current = next_held()?;
+            while let Some(prior) = held.before(key.as_ref()) {
+                planner.vanished(held.key.clone(), Some(prior));
+                held.advance().map_err(self.storage())?;
             }
-            last_key = Some(key.to_string());
-            let prior = match &current {
-                Some((held_key, _)) if held_key == key => current.take().map(|(_, held)| held),
-                _ => None,
-            };
+            let prior = held.at(key.as_ref());
             if prior.is_some() {
-                current = next_held()?;
+                held.advance().map_err(self.storage())?;
             }
-            planner.present_hashed(key, payload, hash, prior);
+            planner.present_hashed(key.as_ref(), hash, payload, prior).map_err(|source| LedgerError::Encode { data_type, source })?;
+            last_key = Some(key);
         }
-        while let Some((held_key, held)) = current.take() {
-            planner.vanished(held_key, Some(held));
-            current = next_held()?;
+        while let Some(prior) = held.held {
+            planner.vanished(held.key.clone(), Some(prior));
+            held.advance().map_err(self.storage())?;
         }
         planner.finish(options.allow_mass_delete, self.max_delete_share)
     }
@@ -413,7 +400,8 @@ impl Ledger {
                     None
                 }
             });
-            let planned = self.plan_hashed(data_type, records.flatten(), origin, options);
+            let records = records.flatten().map(|(key, hash)| (key, hash, StateRecord { state, data_type, key }));
+            let planned = self.plan_hashed(data_type, records, origin, options);
             // Checked first: a record that stopped the stream must not be read as the end of the data.
             if let Some(source) = failure {
                 return Err(LedgerError::Encode { data_type, source });
@@ -454,7 +442,10 @@ impl Ledger {
                 planner.reserved.insert(key.to_string(), reserved);
             }
             match payload {
-                Some(payload) => planner.present(key, payload, prior),
+                Some(payload) => {
+                    let hash = ContentHash::of(payload.get());
+                    planner.present_hashed(key, hash, payload, prior).map_err(|source| LedgerError::Encode { data_type, source })?;
+                }
                 None => planner.vanished(key.to_string(), prior),
             }
         }
@@ -724,31 +715,96 @@ impl Ledger {
 const PLAN_CHUNK: usize = 1024;
 const PLAN_CHUNKS_IN_FLIGHT: usize = 4;
 
-/// One chunk of a data type's records, serialized and hashed, in key order.
-type HashedChunk<'a> = Vec<(&'a str, Box<RawValue>, ContentHash)>;
+/// One chunk of a data type's record keys and content hashes, in key order.
+type HashedChunk<'a> = Vec<(&'a str, ContentHash)>;
 
 /// Serializes and hashes every record of `data_type` into `chunks`, in key
 /// order, until done, until a record cannot be serialized (that error is
 /// the last thing sent), or until the planner stops reading.
 fn serialize_and_hash<'a>(state: &'a MergedState, data_type: DataType, chunks: &std::sync::mpsc::SyncSender<Result<HashedChunk<'a>, serde_json::Error>>) {
     let mut chunk = Vec::with_capacity(PLAN_CHUNK);
-    for (key, record) in state.records(data_type) {
-        match record {
-            Ok(payload) => {
-                let hash = ContentHash::of(payload.get());
-                chunk.push((key, payload, hash));
-            }
-            Err(source) => {
-                let _ = chunks.send(Err(source));
-                return;
-            }
+    let hashed = state.hash_each(data_type, |key, hash| {
+        chunk.push((key, hash));
+        if chunk.len() < PLAN_CHUNK {
+            return ControlFlow::Continue(());
         }
-        if chunk.len() == PLAN_CHUNK && chunks.send(Ok(std::mem::replace(&mut chunk, Vec::with_capacity(PLAN_CHUNK)))).is_err() {
-            return;
+        match chunks.send(Ok(std::mem::replace(&mut chunk, Vec::with_capacity(PLAN_CHUNK)))) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(()),
         }
-    }
+    });
+    // The records hashed before a failure go first: the planner stops at the error.
     if !chunk.is_empty() {
         let _ = chunks.send(Ok(chunk));
+    }
+    if let Err(source) = hashed {
+        let _ = chunks.send(Err(source));
+    }
+}
+
+/// A planned record's JSON, made only if the plan sends it: a periodic run
+/// sends about one record in a hundred, and the others are never copied out
+/// of the buffer they were hashed in.
+trait Payload {
+    fn into_json(self) -> Result<Box<RawValue>, serde_json::Error>;
+}
+
+impl Payload for Box<RawValue> {
+    fn into_json(self) -> Result<Box<RawValue>, serde_json::Error> {
+        Ok(self)
+    }
+}
+
+/// A merged state's record, serialized again if the plan sends it (to the
+/// same bytes its hash was taken of: serialization is deterministic).
+struct StateRecord<'a> {
+    state: &'a MergedState,
+    data_type: DataType,
+    key: &'a str,
+}
+
+impl Payload for StateRecord<'_> {
+    fn into_json(self) -> Result<Box<RawValue>, serde_json::Error> {
+        self.state
+            .record(self.data_type, self.key)
+            .unwrap_or_else(|| Err(serde::ser::Error::custom(format!("{} record left the state while it was planned", self.data_type))))
+    }
+}
+
+/// The ledger's rows of one data type in key order, read one at a time
+/// into a reused key buffer: a plan visits every row and keeps few.
+struct HeldRows<'s> {
+    rows: rusqlite::Rows<'s>,
+    /// The current row's key (meaningful while `held` is `Some`).
+    key: String,
+    /// The current row, `None` once all are read.
+    held: Option<Held>,
+}
+
+impl HeldRows<'_> {
+    fn advance(&mut self) -> rusqlite::Result<()> {
+        let Some(row) = self.rows.next()? else {
+            self.held = None;
+            return Ok(());
+        };
+        self.key.clear();
+        self.key.push_str(row.get_ref(0)?.as_str()?);
+        let hash = match row.get_ref(2)? {
+            rusqlite::types::ValueRef::Blob(blob) => blob.try_into().ok().map(ContentHash),
+            _ => None,
+        };
+        self.held = Some(Held { version: row.get::<_, i64>(1)? as u64, hash, deleted: row.get::<_, i64>(3)? != 0 });
+        Ok(())
+    }
+
+    /// The current row, if its key sorts before `key`.
+    fn before(&self, key: &str) -> Option<Held> {
+        self.held.filter(|_| self.key.as_str() < key)
+    }
+
+    /// The current row, if its key is `key`.
+    fn at(&self, key: &str) -> Option<Held> {
+        self.held.filter(|_| self.key == key)
     }
 }
 
@@ -775,28 +831,24 @@ impl Planner<'_> {
         (committed.max(reserved) + 1, reserved > committed)
     }
 
-    /// A key present in the source.
-    fn present(&mut self, key: &str, payload: Box<RawValue>, prior: Option<Held>) {
-        let hash = ContentHash::of(payload.get());
-        self.present_hashed(key, payload, hash, prior);
-    }
-
-    /// [`present`](Self::present), its content hash known.
-    fn present_hashed(&mut self, key: &str, payload: Box<RawValue>, hash: ContentHash, prior: Option<Held>) {
+    /// A key present in the source, with its content's hash; its payload
+    /// is made only if it is sent.
+    fn present_hashed(&mut self, key: &str, hash: ContentHash, payload: impl Payload, prior: Option<Held>) -> Result<(), serde_json::Error> {
         let (version, in_doubt) = self.next_version(key, prior);
         match prior {
             Some(Held { deleted: false, hash: held, .. }) => {
                 self.live += 1;
                 if held == Some(hash) && !in_doubt {
                     self.delta.unchanged += 1;
-                    return;
+                    return Ok(());
                 }
                 self.delta.updated += 1;
             }
             _ => self.delta.created += 1,
         }
         self.delta.retried += in_doubt as u64;
-        self.delta.push(ChangeEnvelope::with_raw_payload(self.data_type, key.to_string(), version, self.origin, Some(payload)), Some(hash));
+        self.delta.push(ChangeEnvelope::with_raw_payload(self.data_type, key.to_string(), version, self.origin, Some(payload.into_json()?)), Some(hash));
+        Ok(())
     }
 
     /// A key the ledger holds (or reserved) that the source no longer has.

@@ -91,6 +91,7 @@ mod envelope;
 mod field_scope;
 mod holdback;
 mod import;
+mod iso_text;
 mod json_schema;
 mod json_text;
 #[cfg(feature = "sqlite")]

@@ -1,11 +1,13 @@
 //! The merge of company A and company B into the unified schema (the README's "Input contract" and merge rules).
 
+use crate::digest::ContentHash;
 use crate::import::{PermissionOp, SourceData, SourceEmployee, SourceOrgUnit};
 use crate::quarantine::{Quarantined, Reason};
 use crate::schema::{Company, Compensation, DataType, Employee, EmployeeStatus, MasterData, OrgUnit, PermissionGrant};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
 
 /// The group root org unit.
 pub const GROUP_ROOT: &str = "GROUP";
@@ -84,6 +86,34 @@ impl MergedState {
             DataType::MasterData => raw(&self.master_data, key),
             DataType::Permission => raw(&self.permissions, key),
             DataType::Compensation => raw(&self.compensation, key),
+        }
+    }
+
+    /// Calls `each` with every record's key and content hash, in key order,
+    /// every record serialized into one reused buffer (no copy of it is
+    /// made); stops when `each` breaks or at the first record that cannot
+    /// be serialized.
+    pub(crate) fn hash_each<'a>(&'a self, data_type: DataType, each: impl FnMut(&'a str, ContentHash) -> ControlFlow<()>) -> Result<(), serde_json::Error> {
+        fn hash<'a, T: Serialize>(
+            records: &'a BTreeMap<String, T>,
+            mut each: impl FnMut(&'a str, ContentHash) -> ControlFlow<()>,
+        ) -> Result<(), serde_json::Error> {
+            let mut buffer = Vec::with_capacity(4096);
+            for (key, record) in records {
+                buffer.clear();
+                serde_json::to_writer(&mut buffer, record)?;
+                if each(key, ContentHash::of_bytes(&buffer)).is_break() {
+                    break;
+                }
+            }
+            Ok(())
+        }
+        match data_type {
+            DataType::Employee => hash(&self.employees, each),
+            DataType::OrgUnit => hash(&self.org_units, each),
+            DataType::MasterData => hash(&self.master_data, each),
+            DataType::Permission => hash(&self.permissions, each),
+            DataType::Compensation => hash(&self.compensation, each),
         }
     }
 

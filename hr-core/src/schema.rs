@@ -210,6 +210,7 @@ pub struct Employee {
     /// Phone number.
     pub phone: Option<Sensitive<String>>,
     /// Birth date.
+    #[serde(serialize_with = "crate::iso_text::serialize")]
     pub birth_date: Option<Sensitive<NaiveDate>>,
     /// Unified org unit id.
     pub org_unit: String,
@@ -218,12 +219,15 @@ pub struct Employee {
     /// Employment status.
     pub status: EmployeeStatus,
     /// First day of employment.
+    #[serde(serialize_with = "crate::iso_text::serialize")]
     pub hire_date: NaiveDate,
     /// Last day of employment, when known.
+    #[serde(serialize_with = "crate::iso_text::serialize")]
     pub termination_date: Option<NaiveDate>,
     /// Unified id of the manager.
     pub manager: Option<String>,
     /// When the source system last changed this person (UTC).
+    #[serde(serialize_with = "crate::iso_text::serialize")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -238,6 +242,7 @@ pub struct Compensation {
     /// ISO 4217 code, e.g. `KRW`.
     pub currency: String,
     /// From when this salary applies.
+    #[serde(serialize_with = "crate::iso_text::serialize")]
     pub effective_date: NaiveDate,
 }
 
@@ -256,6 +261,7 @@ pub struct OrgUnit {
     /// Unified employee id of the leader.
     pub leader: Option<String>,
     /// When the source system last changed it (UTC).
+    #[serde(serialize_with = "crate::iso_text::serialize")]
     pub updated_at: Option<DateTime<Utc>>,
 }
 
@@ -300,8 +306,10 @@ pub struct PermissionGrant {
     /// `true` when granted, `false` once revoked.
     pub granted: bool,
     /// When the grant lapses, if ever.
+    #[serde(serialize_with = "crate::iso_text::serialize")]
     pub expires: Option<NaiveDate>,
     /// When the grant or revocation happened (UTC).
+    #[serde(serialize_with = "crate::iso_text::serialize")]
     pub at: DateTime<Utc>,
 }
 
