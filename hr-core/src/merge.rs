@@ -372,7 +372,7 @@ fn build_people(persons: Vec<Person>, mut records: Vec<SourceEmployee>, managers
 
 /// The three roots and every valid unit, its leader resolved to a unified id.
 fn build_org_units(valid_units: BTreeMap<String, SourceOrgUnit>, refs: &References<'_>, warnings: &mut Vec<Warning>) -> BTreeMap<String, OrgUnit> {
-    let mut out: BTreeMap<String, OrgUnit> = roots().into_iter().map(|root| (root.id.clone(), root)).collect();
+    let mut out: Vec<(String, OrgUnit)> = Vec::with_capacity(valid_units.len() + 3);
     for (id, unit) in valid_units {
         let leader = unit.leader_source_id.as_ref().and_then(|l| {
             let resolved = refs.resolve(l);
@@ -386,9 +386,12 @@ fn build_org_units(valid_units: BTreeMap<String, SourceOrgUnit>, refs: &Referenc
             resolved
         });
         let parent = unit.parent.clone().unwrap_or_else(|| unit.company.as_str().to_string());
-        out.insert(id.clone(), OrgUnit { id, company: Some(unit.company), name: unit.name, parent: Some(parent), leader, updated_at: Some(unit.updated_at) });
+        out.push((id.clone(), OrgUnit { id, company: Some(unit.company), name: unit.name, parent: Some(parent), leader, updated_at: Some(unit.updated_at) }));
     }
-    out
+    // Sorted but for the roots at the end: the map's sort merges them in and
+    // builds the tree in one pass, where inserting each unit compared keys.
+    out.extend(roots().map(|root| (root.id.clone(), root)));
+    out.into_iter().collect()
 }
 
 /// One row per `<set>:<code>`. `master_data.csv` has no timestamps, so the

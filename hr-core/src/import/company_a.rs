@@ -39,7 +39,7 @@ fn parse_employee(origin: Origin, row: &CsvRow<'_>, mapping: &Mapping) -> Result
         other => return Err((Reason::MalformedRow, format!("field `status`: {other:?} is not 재직, 휴직 or 퇴직"))),
     };
     let email = check_email(row.optional("email"), "email")?;
-    let birth_date = row.optional("birth_date").map(|d| parse_compact_date(&d, "birth_date")).transpose()?;
+    let birth_date = Some(row.get("birth_date")).filter(|d| !d.is_empty()).map(|d| parse_compact_date(d, "birth_date")).transpose()?;
     let updated_at = parse_local_timestamp(row.required("updated_at")?, "updated_at", mapping.company_a.utc_offset_hours)?;
     let person_key = check_person_key(row.optional("person_key"), "person_key")?;
     let salary = row
