@@ -6,7 +6,7 @@ use crate::quarantine::{Quarantined, Reason};
 use crate::schema::{Company, Compensation, DataType, Employee, EmployeeStatus, MasterData, OrgUnit, PermissionGrant};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 /// The group root org unit.
@@ -263,12 +263,23 @@ pub fn merge_with_identities(source: SourceData, identities: &Identities) -> Mer
     let held = held_persons(&quarantined, identities);
     let mut state = MergedState { exported_at: source.exported_at, ..MergedState::default() };
     // Every reference is resolved while the records are whole; then their text moves into the merged records.
+    // Three independent steps once the references are known: duplicates, org units, and managers with grants.
     let (conflicts, managers) = std::thread::scope(|scope| {
         let conflicts = scope.spawn(|| possible_duplicates(&persons, &placed));
         let refs = References::new(&persons, &placed, &held, identities);
-        let managers = resolve_managers(&persons, &placed, &held, &refs, &mut warnings);
-        state.org_units = build_org_units(valid_units, &refs, &mut warnings);
-        state.permissions = merge_permissions(source.permissions, &refs, &mut quarantined);
+        let managers = std::thread::scope(|scope| {
+            let org_units = scope.spawn(|| {
+                let mut unit_warnings = Vec::new();
+                (build_org_units(valid_units, &refs, &mut unit_warnings), unit_warnings)
+            });
+            let managers = resolve_managers(&persons, &placed, &held, &refs, &mut warnings);
+            state.permissions = merge_permissions(source.permissions, &refs, &mut quarantined);
+            // A panic in a step is a bug, never caused by input (the fuzz tests hold that).
+            let (org_units, unit_warnings) = org_units.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            state.org_units = org_units;
+            warnings.extend(unit_warnings);
+            managers
+        });
         (conflicts.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), managers)
     });
     build_people(persons, placed, managers, &held, &mut state);
@@ -366,8 +377,12 @@ fn build_people(persons: Vec<Person>, mut records: Vec<SourceEmployee>, managers
         }
         employees.push((employee.id.clone(), employee));
     }
-    state.employees = employees.into_iter().collect();
-    state.compensation = compensation.into_iter().collect();
+    // Two maps of a million records each take a while to build: one on each core.
+    std::thread::scope(|scope| {
+        let built = scope.spawn(|| compensation.into_iter().collect());
+        state.employees = employees.into_iter().collect();
+        state.compensation = built.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+    });
 }
 
 /// The three roots and every valid unit, its leader resolved to a unified id.
@@ -564,71 +579,102 @@ fn employee_fingerprint(e: &SourceEmployee) -> String {
 
 /// Removes dangling parents and cycles until the tree is sound.
 fn validate_org_tree(mut units: BTreeMap<String, SourceOrgUnit>, quarantined: &mut Vec<Quarantined>) -> BTreeMap<String, SourceOrgUnit> {
-    fn parent_of(u: &SourceOrgUnit) -> &str {
-        u.parent.as_deref().unwrap_or(u.company.as_str())
-    }
     loop {
-        // Dangling parents, repeated because removing one orphans its children.
-        loop {
-            let ids: FxHashSet<&str> = units.keys().map(String::as_str).collect();
-            let dangling: Vec<String> = units
-                .values()
-                .filter(|u| {
-                    let p = parent_of(u);
-                    p != u.company.as_str() && !ids.contains(p)
-                })
-                .map(|u| u.id.clone())
-                .collect();
-            drop(ids);
-            if dangling.is_empty() {
-                break;
+        let (dangling, in_cycle) = {
+            let tree = UnitTree::of(&units);
+            // Dangling parents first, repeated because removing one orphans its children.
+            match tree.dangling.is_empty() {
+                true => (Vec::new(), tree.in_cycles()),
+                false => (tree.dangling, Vec::new()),
             }
-            for id in dangling {
-                if let Some(u) = units.remove(&id) {
-                    let p = parent_of(&u).to_string();
-                    quarantined.push(u.origin.quarantine(Some(id), Reason::DanglingParent, format!("parent {p} does not exist or was quarantined")));
-                }
-            }
-        }
-        // Cycles: walk up from every unit; a walk that revisits a node of its own path found a cycle.
-        // A walk ends at a root (A, B, GROUP): roots are not among the units, so they have no parent here.
-        // Hash maps: a million teams make B-tree walks the merge's slowest step.
-        let parents: FxHashMap<&str, &str> = units.iter().map(|(id, u)| (id.as_str(), parent_of(u))).collect();
-        let mut state: FxHashMap<&str, u8> = FxHashMap::default(); // 1 = on current path, 2 = reaches a root
-        state.reserve(units.len());
-        let mut in_cycle: BTreeSet<String> = BTreeSet::new();
-        for start in units.keys() {
-            let mut path: Vec<&str> = Vec::new();
-            let mut cur: &str = start;
-            loop {
-                if state.get(cur) == Some(&2) {
-                    break;
-                }
-                if state.get(cur) == Some(&1) {
-                    let from = path.iter().position(|p| *p == cur).unwrap_or(0);
-                    in_cycle.extend(path[from..].iter().map(|s| s.to_string()));
-                    break;
-                }
-                state.insert(cur, 1);
-                path.push(cur);
-                match parents.get(cur) {
-                    Some(parent) => cur = parent,
-                    None => break,
-                }
-            }
-            for p in path {
-                state.insert(p, 2);
-            }
-        }
-        drop(parents);
-        if in_cycle.is_empty() {
+        };
+        if dangling.is_empty() && in_cycle.is_empty() {
             return units;
+        }
+        for id in dangling {
+            if let Some(u) = units.remove(&id) {
+                let p = unit_parent(&u).to_string();
+                quarantined.push(u.origin.quarantine(Some(id), Reason::DanglingParent, format!("parent {p} does not exist or was quarantined")));
+            }
         }
         for id in in_cycle {
             if let Some(u) = units.remove(&id) {
                 quarantined.push(u.origin.quarantine(Some(id), Reason::OrgCycle, "the unit's parent chain loops back to itself"));
             }
         }
+    }
+}
+
+/// The unit's parent id, or its company's root.
+fn unit_parent(u: &SourceOrgUnit) -> &str {
+    u.parent.as_deref().unwrap_or(u.company.as_str())
+}
+
+/// The org units as positions in key order, each with its parent's
+/// position: one hash lookup per unit, and the walks in
+/// [`in_cycles`](Self::in_cycles) touch only vectors (a million teams made
+/// hash-map walks the merge's slowest step).
+struct UnitTree<'a> {
+    ids: Vec<&'a str>,
+    /// `None`: the unit hangs under its company's root (or its parent dangles).
+    parents: Vec<Option<usize>>,
+    /// Units whose parent is neither a unit nor their company's root.
+    dangling: Vec<String>,
+}
+
+impl<'a> UnitTree<'a> {
+    fn of(units: &'a BTreeMap<String, SourceOrgUnit>) -> Self {
+        let ids: Vec<&str> = units.keys().map(String::as_str).collect();
+        let position: FxHashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let mut dangling = Vec::new();
+        let parents = units
+            .values()
+            .map(|u| {
+                let parent = unit_parent(u);
+                if parent == u.company.as_str() {
+                    return None;
+                }
+                let found = position.get(parent).copied();
+                if found.is_none() {
+                    dangling.push(u.id.clone());
+                }
+                found
+            })
+            .collect();
+        UnitTree { ids, parents, dangling }
+    }
+
+    /// The ids of the units on a cycle: a walk up from every unit that
+    /// revisits a unit of its own path found one; a walk ends at a company
+    /// root or at a unit already known to reach one.
+    fn in_cycles(&self) -> Vec<String> {
+        const ON_PATH: u8 = 1;
+        const REACHES_ROOT: u8 = 2;
+        let mut state = vec![0u8; self.ids.len()];
+        let mut path: Vec<usize> = Vec::new();
+        let mut in_cycle = Vec::new();
+        for start in 0..self.ids.len() {
+            path.clear();
+            let mut current = Some(start);
+            while let Some(unit) = current {
+                if state[unit] == REACHES_ROOT {
+                    break;
+                }
+                if state[unit] == ON_PATH {
+                    let from = path.iter().position(|&p| p == unit).unwrap_or(0);
+                    in_cycle.extend(path[from..].iter().map(|&p| self.ids[p].to_string()));
+                    break;
+                }
+                state[unit] = ON_PATH;
+                path.push(unit);
+                current = self.parents[unit];
+            }
+            for &unit in &path {
+                state[unit] = REACHES_ROOT;
+            }
+        }
+        in_cycle.sort_unstable();
+        in_cycle
     }
 }
 
