@@ -42,7 +42,7 @@ fn main() -> anyhow::Result<()> {
     let source = load_input_dir(&args.input, &mapping)?;
     let read_ms = started.elapsed().as_secs_f64() * 1000.0;
     let outcome = merge(source);
-    let merge_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let read_and_merge_ms = started.elapsed().as_secs_f64() * 1000.0;
     let mut ledger = Ledger::open(&args.ledger)?;
     let planned = Instant::now();
     let mut report = serde_json::Map::new();
@@ -64,7 +64,7 @@ fn main() -> anyhow::Result<()> {
     }
     let plan_ms = planned.elapsed().as_secs_f64() * 1000.0;
     report.insert("read_ms".into(), read_ms.into());
-    report.insert("merge_ms".into(), merge_ms.into());
+    report.insert("read_and_merge_ms".into(), read_and_merge_ms.into());
     report.insert("plan_and_commit_ms".into(), plan_ms.into());
     report.insert("total_ms".into(), (started.elapsed().as_secs_f64() * 1000.0).into());
     report.insert("peak_rss_mib".into(), peak_rss_mib().into());

@@ -765,9 +765,8 @@ struct StateRecord<'a> {
 
 impl Payload for StateRecord<'_> {
     fn into_json(self) -> Result<Box<RawValue>, serde_json::Error> {
-        self.state
-            .record(self.data_type, self.key)
-            .unwrap_or_else(|| Err(serde::ser::Error::custom(format!("{} record left the state while it was planned", self.data_type))))
+        // The key was read from this state, which cannot change while it is borrowed.
+        self.state.record(self.data_type, self.key).expect("a key read from the merged state is in it")
     }
 }
 
@@ -787,13 +786,22 @@ impl HeldRows<'_> {
             self.held = None;
             return Ok(());
         };
-        self.key.clear();
-        self.key.push_str(row.get_ref(0)?.as_str()?);
+        use rusqlite::types::{Type, ValueRef};
+        let version = row.get::<_, i64>(1)? as u64;
+        // The same cells `hash_from_blob` accepts: a blob (of the wrong length: no hash) or null.
         let hash = match row.get_ref(2)? {
-            rusqlite::types::ValueRef::Blob(blob) => blob.try_into().ok().map(ContentHash),
-            _ => None,
+            ValueRef::Blob(blob) => blob.try_into().ok().map(ContentHash),
+            ValueRef::Null => None,
+            other => return Err(rusqlite::Error::InvalidColumnType(2, "hash".into(), other.data_type())),
         };
-        self.held = Some(Held { version: row.get::<_, i64>(1)? as u64, hash, deleted: row.get::<_, i64>(3)? != 0 });
+        let deleted = row.get::<_, i64>(3)? != 0;
+        let key = match row.get_ref(0)? {
+            ValueRef::Text(text) => std::str::from_utf8(text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, Type::Text, Box::new(e)))?,
+            other => return Err(rusqlite::Error::InvalidColumnType(0, "key".into(), other.data_type())),
+        };
+        self.key.clear();
+        self.key.push_str(key);
+        self.held = Some(Held { version, hash, deleted });
         Ok(())
     }
 

@@ -403,8 +403,9 @@ fn build_org_units(valid_units: BTreeMap<String, SourceOrgUnit>, refs: &Referenc
         let parent = unit.parent.clone().unwrap_or_else(|| unit.company.as_str().to_string());
         out.push((id.clone(), OrgUnit { id, company: Some(unit.company), name: unit.name, parent: Some(parent), leader, updated_at: Some(unit.updated_at) }));
     }
-    // Sorted but for the roots at the end: the map's sort merges them in and
-    // builds the tree in one pass, where inserting each unit compared keys.
+    // Sorted but for the roots at the end (unit ids are prefixed, `A-`/`B-`,
+    // so none is a root's id): collecting sorts by merging the two runs and
+    // builds the map in one pass, without a search per key.
     out.extend(roots().map(|root| (root.id.clone(), root)));
     out.into_iter().collect()
 }
@@ -583,9 +584,10 @@ fn validate_org_tree(mut units: BTreeMap<String, SourceOrgUnit>, quarantined: &m
         let (dangling, in_cycle) = {
             let tree = UnitTree::of(&units);
             // Dangling parents first, repeated because removing one orphans its children.
-            match tree.dangling.is_empty() {
-                true => (Vec::new(), tree.in_cycles()),
-                false => (tree.dangling, Vec::new()),
+            if tree.dangling.is_empty() {
+                (Vec::new(), tree.in_cycles())
+            } else {
+                (tree.dangling, Vec::new())
             }
         };
         if dangling.is_empty() && in_cycle.is_empty() {
@@ -605,15 +607,16 @@ fn validate_org_tree(mut units: BTreeMap<String, SourceOrgUnit>, quarantined: &m
     }
 }
 
-/// The unit's parent id, or its company's root.
+/// The unit's parent id, or its company's root (no unit has a root's id:
+/// unit ids are prefixed, `A-`/`B-`).
 fn unit_parent(u: &SourceOrgUnit) -> &str {
     u.parent.as_deref().unwrap_or(u.company.as_str())
 }
 
 /// The org units as positions in key order, each with its parent's
-/// position: one hash lookup per unit, and the walks in
-/// [`in_cycles`](Self::in_cycles) touch only vectors (a million teams made
-/// hash-map walks the merge's slowest step).
+/// position: one hash lookup per unit, so the walks in
+/// [`in_cycles`](Self::in_cycles) touch only vectors, which a million
+/// teams walk far faster than string-keyed maps.
 struct UnitTree<'a> {
     ids: Vec<&'a str>,
     /// `None`: the unit hangs under its company's root (or its parent dangles).

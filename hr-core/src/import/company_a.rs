@@ -1,7 +1,7 @@
 //! Company A's CSV exports: `employees.csv` and `departments.csv`.
 
 use super::csv::{Csv, CsvRow};
-use super::fields::{check_email, check_id, check_optional_id, check_person_key, parse_compact_date, parse_local_timestamp, FieldError};
+use super::fields::{check_email, check_id, check_person_key, parse_compact_date, parse_local_timestamp, prefixed_id, FieldError};
 use super::files::{A_DEPARTMENTS, A_DEPARTMENT_COLUMNS, A_EMPLOYEES, A_EMPLOYEE_COLUMNS};
 use super::reader::{read_file, Parsed};
 use super::source::{SourceEmployee, SourceOrgUnit};
@@ -42,8 +42,8 @@ fn parse_employee(origin: Origin, row: &CsvRow<'_>, mapping: &Mapping) -> Result
     let birth_date = Some(row.get("birth_date")).filter(|d| !d.is_empty()).map(|d| parse_compact_date(d, "birth_date")).transpose()?;
     let updated_at = parse_local_timestamp(row.required("updated_at")?, "updated_at", mapping.company_a.utc_offset_hours)?;
     let person_key = check_person_key(row.optional("person_key"), "person_key")?;
-    let salary = row
-        .optional("base_salary")
+    let salary = Some(row.get("base_salary"))
+        .filter(|s| !s.is_empty())
         .map(|s| {
             s.parse::<u64>()
                 .map(|amount| (Sensitive::new(amount), mapping.company_a.salary_currency.clone()))
@@ -64,7 +64,7 @@ fn parse_employee(origin: Origin, row: &CsvRow<'_>, mapping: &Mapping) -> Result
         grade: grade.to_string(),
         status,
         hire_date,
-        manager_source_id: check_optional_id(row.optional("manager_emp_no"), "manager_emp_no")?.map(|m| ["A-", &m].concat()),
+        manager_source_id: prefixed_id("A-", row.get("manager_emp_no"), "manager_emp_no")?,
         salary,
         updated_at,
     })
@@ -77,8 +77,8 @@ fn parse_department(origin: Origin, row: &CsvRow<'_>, mapping: &Mapping) -> Resu
         company: Company::A,
         id: ["A-", code].concat(),
         name: row.required("dept_name")?.to_string(),
-        parent: check_optional_id(row.optional("parent_dept_code"), "parent_dept_code")?.map(|p| ["A-", &p].concat()),
-        leader_source_id: check_optional_id(row.optional("leader_emp_no"), "leader_emp_no")?.map(|l| ["A-", &l].concat()),
+        parent: prefixed_id("A-", row.get("parent_dept_code"), "parent_dept_code")?,
+        leader_source_id: prefixed_id("A-", row.get("leader_emp_no"), "leader_emp_no")?,
         updated_at: parse_local_timestamp(row.required("updated_at")?, "updated_at", mapping.company_a.utc_offset_hours)?,
     })
 }

@@ -3,7 +3,7 @@
 use super::fields::{check_email, check_person_key, missing, parse_iso_date, parse_rfc3339, FieldError};
 use super::files::{B_EMPLOYEES, B_ORG_UNITS};
 use super::jsonl::{JsonRow, Jsonl};
-use super::reader::{read_file, Parsed};
+use super::reader::{read_file, FilePart, Parsed};
 use super::source::{SourceEmployee, SourceOrgUnit};
 use super::ImportError;
 use crate::mapping::Mapping;
@@ -13,42 +13,44 @@ use crate::Sensitive;
 use serde_json::Value;
 use std::path::Path;
 
-pub(crate) fn employees(dir: &Path, mapping: &Mapping) -> Result<Parsed<SourceEmployee>, ImportError> {
-    let id_of = |row: &JsonRow<'_>| row.id("employeeId").ok().flatten().map(|n| format!("B-{n}"));
-    read_file(dir, B_EMPLOYEES, &Jsonl, id_of, |origin, row| parse_employee(origin, row, mapping))
+/// The employees in one part of `employees.jsonl` (line numbers count from the part's first line).
+pub(crate) fn employees(dir: &Path, mapping: &Mapping, part: FilePart) -> Result<Parsed<SourceEmployee>, ImportError> {
+    let id_of = |row: &JsonRow<'_>| row.prefixed_id("employeeId", "B-").ok().flatten();
+    read_file(dir, B_EMPLOYEES, &Jsonl(part), id_of, |origin, row| parse_employee(origin, row, mapping))
 }
 
-pub(crate) fn org_units(dir: &Path) -> Result<Parsed<SourceOrgUnit>, ImportError> {
-    let id_of = |row: &JsonRow<'_>| row.id("orgUnitId").ok().flatten().map(|n| format!("B-{n}"));
-    read_file(dir, B_ORG_UNITS, &Jsonl, id_of, parse_org_unit)
+/// The org units in one part of `org_units.jsonl` (line numbers count from the part's first line).
+pub(crate) fn org_units(dir: &Path, part: FilePart) -> Result<Parsed<SourceOrgUnit>, ImportError> {
+    let id_of = |row: &JsonRow<'_>| row.prefixed_id("orgUnitId", "B-").ok().flatten();
+    read_file(dir, B_ORG_UNITS, &Jsonl(part), id_of, parse_org_unit)
 }
 
 fn parse_employee(origin: Origin, row: &JsonRow<'_>, mapping: &Mapping) -> Result<SourceEmployee, FieldError> {
-    let id = row.required_id("employeeId")?;
-    let first = row.text("firstName")?;
-    let last = row.text("lastName")?;
-    let name = match row.text("displayNameKo")? {
-        Some(n) => n,
-        None => match (&last, &first) {
-            (Some(l), Some(f)) => format!("{l}{f}"),
+    let source_id = row.required_prefixed_id("employeeId", "B-")?;
+    let first = row.text_ref("firstName")?;
+    let last = row.text_ref("lastName")?;
+    let name = match row.text_ref("displayNameKo")? {
+        Some(n) => n.to_string(),
+        None => match (last, first) {
+            (Some(l), Some(f)) => [l, f].concat(),
             _ => return Err(missing("displayNameKo")),
         },
     };
     let name_en = match (first, last) {
-        (Some(f), Some(l)) => Some([f.as_str(), " ", &l].concat()),
-        (Some(one), None) | (None, Some(one)) => Some(one),
+        (Some(f), Some(l)) => Some([f, " ", l].concat()),
+        (Some(one), None) | (None, Some(one)) => Some(one.to_string()),
         (None, None) => None,
     };
-    let org = row.required_id("orgUnitId")?;
-    let grade_code = row.required_text("grade")?;
+    let org_unit = row.required_prefixed_id("orgUnitId", "B-")?;
+    let grade_code = row.required_text_ref("grade")?;
     let grade =
-        mapping.grade_b(&grade_code).ok_or_else(|| (Reason::UnknownGrade, format!("field `grade`: {grade_code:?} is not in mapping grades.company_b")))?;
-    let hire_date = parse_iso_date(&row.required_text("startDate")?, "startDate")?;
+        mapping.grade_b(grade_code).ok_or_else(|| (Reason::UnknownGrade, format!("field `grade`: {grade_code:?} is not in mapping grades.company_b")))?;
+    let hire_date = parse_iso_date(row.required_text_ref("startDate")?, "startDate")?;
     let active = row.bool("active")?;
-    let on_leave = match row.present("leave") {
+    let on_leave = match row.string("leave") {
         None => false,
-        Some(Value::String(_)) => true,
-        Some(_) => return Err((Reason::MalformedRow, "field `leave` is neither null nor a string".into())),
+        Some(Ok(_)) => true,
+        Some(Err(_)) => return Err((Reason::MalformedRow, "field `leave` is neither null nor a string".into())),
     };
     let status = match (active, on_leave) {
         (false, _) => EmployeeStatus::Terminated,
@@ -56,12 +58,12 @@ fn parse_employee(origin: Origin, row: &JsonRow<'_>, mapping: &Mapping) -> Resul
         (true, false) => EmployeeStatus::Active,
     };
     let email = check_email(row.text("email")?, "email")?;
-    let birth_date = row.text("birthDate")?.map(|d| parse_iso_date(&d, "birthDate")).transpose()?;
-    let updated_at = parse_rfc3339(&row.required_text("lastModified")?, "lastModified")?;
+    let birth_date = row.text_ref("birthDate")?.map(|d| parse_iso_date(d, "birthDate")).transpose()?;
+    let updated_at = parse_rfc3339(row.required_text_ref("lastModified")?, "lastModified")?;
     let person_key = check_person_key(row.text("personKey")?, "personKey")?;
-    let salary = match row.present("salary") {
+    let salary = match row.string("salary") {
         None => None,
-        Some(Value::Object(s)) => {
+        Some(Err(Value::Object(s))) => {
             let amount = s
                 .get("amount")
                 .and_then(Value::as_u64)
@@ -78,18 +80,18 @@ fn parse_employee(origin: Origin, row: &JsonRow<'_>, mapping: &Mapping) -> Resul
     Ok(SourceEmployee {
         origin,
         company: Company::B,
-        source_id: ["B-", &id].concat(),
+        source_id,
         name,
         name_en,
         email,
         phone: row.text("phone")?.map(Sensitive::new),
         birth_date: birth_date.map(Sensitive::new),
         person_key,
-        org_unit: ["B-", &org].concat(),
+        org_unit,
         grade: grade.to_string(),
         status,
         hire_date,
-        manager_source_id: row.id("managerId")?.map(|m| ["B-", &m].concat()),
+        manager_source_id: row.prefixed_id("managerId", "B-")?,
         salary,
         updated_at,
     })
@@ -99,10 +101,10 @@ fn parse_org_unit(origin: Origin, row: &JsonRow<'_>) -> Result<SourceOrgUnit, Fi
     Ok(SourceOrgUnit {
         origin,
         company: Company::B,
-        id: ["B-", &row.required_id("orgUnitId")?].concat(),
+        id: row.required_prefixed_id("orgUnitId", "B-")?,
         name: row.required_text("name")?,
-        parent: row.id("parentId")?.map(|p| ["B-", &p].concat()),
-        leader_source_id: row.id("headId")?.map(|h| ["B-", &h].concat()),
-        updated_at: parse_rfc3339(&row.required_text("lastModified")?, "lastModified")?,
+        parent: row.prefixed_id("parentId", "B-")?,
+        leader_source_id: row.prefixed_id("headId", "B-")?,
+        updated_at: parse_rfc3339(row.required_text_ref("lastModified")?, "lastModified")?,
     })
 }

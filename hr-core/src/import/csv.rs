@@ -2,7 +2,7 @@
 //! quoted field may span lines).
 
 use super::fields::{missing, FieldError};
-use super::reader::{for_each_record, Format};
+use super::reader::{for_each_record, FilePart, Format};
 use super::ImportError;
 use crate::quarantine::{Origin, Quarantined, Reason};
 use std::path::Path;
@@ -23,12 +23,13 @@ impl Format for Csv {
         file: &'static str,
         quarantined: &mut Vec<Quarantined>,
         each: &mut dyn FnMut(Origin, &CsvRow<'_>),
-    ) -> Result<(), ImportError> {
+    ) -> Result<u64, ImportError> {
         let expected = self.required.join(",");
         let mut header: Option<Vec<String>> = None;
         let mut malformed = Vec::new();
         let mut parser = CsvFieldParser::new();
-        for_each_record(dir, file, quarantined, |line, text| {
+        // A quoted field may hold newlines: a CSV file is read whole.
+        let lines = for_each_record(dir, file, FilePart::WHOLE, quarantined, |line, text| {
             let origin = Origin { file, line };
             let Some(columns) = &header else {
                 header = Some(self.header(&mut parser, file, line, text, &expected)?);
@@ -49,7 +50,7 @@ impl Format for Csv {
         if header.is_none() {
             return Err(ImportError::Empty { file: file.into(), expected });
         }
-        Ok(())
+        Ok(lines)
     }
 }
 

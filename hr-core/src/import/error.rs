@@ -75,3 +75,14 @@ pub enum ImportError {
         available_bytes: u64,
     },
 }
+
+impl ImportError {
+    /// The error with its line number `lines` further down: for an error in
+    /// a part of a file that starts after `lines` lines.
+    pub(crate) fn lines_shifted(self, lines: u64) -> Self {
+        match self {
+            ImportError::InvalidUtf8 { file, line } => ImportError::InvalidUtf8 { file, line: line + lines },
+            other => other,
+        }
+    }
+}

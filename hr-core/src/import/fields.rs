@@ -142,9 +142,12 @@ pub(crate) fn check_id<'a>(text: &'a str, field: &str) -> Result<&'a str, FieldE
     Err((Reason::MalformedRow, format!("field `{field}` holds characters an id may not: only letters, digits, '-', '_' and '.', at most {MAX_ID_BYTES} bytes")))
 }
 
-/// [`check_id`] for an optional field.
-pub(crate) fn check_optional_id(value: Option<String>, field: &str) -> Result<Option<String>, FieldError> {
-    value.map(|id| check_id(&id, field).map(str::to_string)).transpose()
+/// `prefix` and the checked id in `text`, built in one allocation; `None` for blank text.
+pub(crate) fn prefixed_id(prefix: &str, text: &str, field: &str) -> Result<Option<String>, FieldError> {
+    match text {
+        "" => Ok(None),
+        text => check_id(text, field).map(|id| Some([prefix, id].concat())),
+    }
 }
 
 pub(crate) fn check_email(value: Option<String>, field: &str) -> Result<Option<String>, FieldError> {

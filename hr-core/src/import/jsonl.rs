@@ -5,8 +5,8 @@
 //! into its fields: a string without escapes stays borrowed from the line,
 //! and no map or `String` per key is built.
 
-use super::fields::{check_id, missing, FieldError};
-use super::reader::{for_each_record, Format};
+use super::fields::{missing, prefixed_id, FieldError};
+use super::reader::{for_each_record, FilePart, Format};
 use super::ImportError;
 use crate::json_text::Text;
 use crate::quarantine::{Origin, Quarantined, Reason};
@@ -14,10 +14,17 @@ use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Number, Value};
 use std::borrow::Cow;
+use std::fmt::Write;
 use std::path::Path;
 
-/// A JSON-lines file; a line that is not a JSON object is quarantined.
-pub(crate) struct Jsonl;
+/// A JSON-lines file, or a part of one; a line that is not a JSON object
+/// is quarantined.
+pub(crate) struct Jsonl(pub(crate) FilePart);
+
+impl Jsonl {
+    /// The whole file.
+    pub(crate) const WHOLE: Jsonl = Jsonl(FilePart::WHOLE);
+}
 
 impl Format for Jsonl {
     type Row<'a> = JsonRow<'a>;
@@ -28,9 +35,9 @@ impl Format for Jsonl {
         file: &'static str,
         quarantined: &mut Vec<Quarantined>,
         each: &mut dyn FnMut(Origin, &JsonRow<'_>),
-    ) -> Result<(), ImportError> {
+    ) -> Result<u64, ImportError> {
         let mut malformed = Vec::new();
-        for_each_record(dir, file, quarantined, |line, text| {
+        let lines = for_each_record(dir, file, self.0, quarantined, |line, text| {
             let origin = Origin { file, line };
             match JsonRow::parse(text) {
                 Ok(row) => each(origin, &row),
@@ -39,7 +46,7 @@ impl Format for Jsonl {
             Ok(())
         })?;
         quarantined.extend(malformed);
-        Ok(())
+        Ok(lines)
     }
 }
 
@@ -73,6 +80,7 @@ impl<'a> JsonRow<'a> {
     }
 
     /// The field's value, unless absent or `null`.
+    #[cfg(test)]
     pub(crate) fn present(&self, field: &str) -> Option<Value> {
         self.field(field).map(|value| match value {
             Field::Text(text) => Value::String(text.to_string()),
@@ -80,42 +88,60 @@ impl<'a> JsonRow<'a> {
         })
     }
 
-    /// The field's text if it is a string, or else the value to report on;
-    /// `None` if absent or `null`.
-    fn string(&self, field: &str) -> Option<Result<&str, &Value>> {
+    /// The field's text if it is a string, or else its value; `None` if
+    /// absent or `null`.
+    pub(crate) fn string(&self, field: &str) -> Option<Result<&str, &Value>> {
         self.field(field).map(|value| match value {
             Field::Text(text) => Ok(text.as_ref()),
             Field::Other(other) => Err(other),
         })
     }
 
-    /// An id written as a number (`42`) or as a string (`"OU-42"`): its text
-    /// either way, so `42` and `"42"` name the same record.
-    pub(crate) fn id(&self, field: &str) -> Result<Option<String>, FieldError> {
+    /// An id written as a number (`42`) or as a string (`"OU-42"`), after
+    /// `prefix`: its text either way, so `42` and `"42"` name the same
+    /// record; built in one allocation.
+    pub(crate) fn prefixed_id(&self, field: &str, prefix: &str) -> Result<Option<String>, FieldError> {
         match self.string(field) {
             None => Ok(None),
-            Some(Ok(s)) if s.trim().is_empty() => Ok(None),
-            Some(Ok(s)) => check_id(s.trim(), field).map(|id| Some(id.to_string())),
+            Some(Ok(s)) => prefixed_id(prefix, s.trim(), field),
             Some(Err(Value::Number(n))) => n
                 .as_u64()
-                .map(|n| Some(n.to_string()))
+                .map(|n| {
+                    let mut id = String::with_capacity(prefix.len() + 20);
+                    id.push_str(prefix);
+                    // Writing to a String cannot fail.
+                    let _ = write!(id, "{n}");
+                    Some(id)
+                })
                 .ok_or_else(|| (Reason::MalformedRow, format!("field `{field}` is a number but not a whole non-negative one"))),
             Some(Err(_)) => Err((Reason::MalformedRow, format!("field `{field}` is neither a number nor a string"))),
         }
     }
-    pub(crate) fn required_id(&self, field: &str) -> Result<String, FieldError> {
-        self.id(field)?.ok_or_else(|| missing(field))
+
+    /// [`prefixed_id`](Self::prefixed_id), which must be there.
+    pub(crate) fn required_prefixed_id(&self, field: &str, prefix: &str) -> Result<String, FieldError> {
+        self.prefixed_id(field, prefix)?.ok_or_else(|| missing(field))
     }
-    pub(crate) fn text(&self, field: &str) -> Result<Option<String>, FieldError> {
+
+    /// The field's text, trimmed and borrowed; `None` if absent, `null` or blank.
+    pub(crate) fn text_ref(&self, field: &str) -> Result<Option<&str>, FieldError> {
         match self.string(field) {
             None => Ok(None),
-            Some(Ok(s)) if s.trim().is_empty() => Ok(None),
-            Some(Ok(s)) => Ok(Some(s.trim().to_string())),
+            Some(Ok(s)) => Ok(Some(s.trim()).filter(|s| !s.is_empty())),
             Some(Err(_)) => Err((Reason::MalformedRow, format!("field `{field}` is not a string"))),
         }
     }
+    /// [`text_ref`](Self::text_ref), which must be there.
+    pub(crate) fn required_text_ref(&self, field: &str) -> Result<&str, FieldError> {
+        self.text_ref(field)?.ok_or_else(|| missing(field))
+    }
+    /// [`text_ref`](Self::text_ref) as an owned `String`, for a value kept.
+    pub(crate) fn text(&self, field: &str) -> Result<Option<String>, FieldError> {
+        self.text_ref(field).map(|text| text.map(str::to_string))
+    }
+    /// [`text`](Self::text), which must be there.
     pub(crate) fn required_text(&self, field: &str) -> Result<String, FieldError> {
-        self.text(field)?.ok_or_else(|| missing(field))
+        self.required_text_ref(field).map(str::to_string)
     }
     pub(crate) fn bool(&self, field: &str) -> Result<bool, FieldError> {
         match self.field(field) {
@@ -240,7 +266,7 @@ mod tests {
     fn fields_read_as_before_a_value_tree_would() {
         let row = JsonRow::parse(r#"{"a": " x ", "n": 42, "e": "A\u00e9\"", "z": null, "b": true, "a": "last", "o": {"k": 1}, "neg": -3, "f": 1.0}"#).unwrap();
         assert_eq!(row.text("a").unwrap().as_deref(), Some("last"), "a key written twice: the last counts");
-        assert_eq!(row.id("n").unwrap().as_deref(), Some("42"));
+        assert_eq!(row.prefixed_id("n", "").unwrap().as_deref(), Some("42"));
         assert_eq!(row.text("e").unwrap().as_deref(), Some("Aé\""), "escapes resolved");
         assert_eq!(row.text("z").unwrap(), None);
         assert!(row.present("z").is_none() && row.present("missing").is_none());
@@ -248,9 +274,9 @@ mod tests {
         assert!(row.bool("n").is_err() && row.bool("z").is_err());
         assert!(matches!(row.present("o"), Some(Value::Object(_))));
         assert!(row.text("n").is_err() && row.text("o").is_err());
-        assert!(row.id("neg").unwrap_err().1.contains("whole non-negative"));
-        assert!(row.id("f").unwrap_err().1.contains("whole non-negative"));
-        assert!(row.id("o").unwrap_err().1.contains("neither a number nor a string"));
+        assert!(row.prefixed_id("neg", "").unwrap_err().1.contains("whole non-negative"));
+        assert!(row.prefixed_id("f", "").unwrap_err().1.contains("whole non-negative"));
+        assert!(row.prefixed_id("o", "").unwrap_err().1.contains("neither a number nor a string"));
     }
 
     #[test]
@@ -259,7 +285,7 @@ mod tests {
         assert_eq!(row.text("ab").unwrap().as_deref(), Some("first"));
         assert_eq!(row.text("ac").unwrap().as_deref(), Some("second"));
         assert_eq!(row.text("w").unwrap(), None, "blank text is no value");
-        assert_eq!(row.id("i").unwrap(), None, "a blank id is no id");
+        assert_eq!(row.prefixed_id("i", "").unwrap(), None, "a blank id is no id");
         assert!(row.text("a").unwrap().is_none() && row.text("abc").unwrap().is_none());
     }
 

@@ -35,6 +35,11 @@ impl<R: BufRead> RecordReader<R> {
         RecordReader { inner, max, quote_aware, next_line: 1, kept: Vec::new() }
     }
 
+    /// The lines read so far (newlines passed).
+    pub(crate) fn lines_read(&self) -> u64 {
+        self.next_line - 1
+    }
+
     /// The next non-blank record and its first line number, or `None` at end of input.
     pub(crate) fn next_record(&mut self) -> io::Result<Option<(u64, RawRecord<'_>)>> {
         loop {

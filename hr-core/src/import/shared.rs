@@ -25,7 +25,7 @@ pub(crate) fn master_data_in(dir: &Path, file: &'static str) -> Result<Parsed<So
 }
 
 pub(crate) fn permissions(dir: &Path) -> Result<Parsed<SourcePermission>, ImportError> {
-    read_file(dir, PERMISSIONS, &Jsonl, permission_id, parse_permission)
+    read_file(dir, PERMISSIONS, &Jsonl::WHOLE, permission_id, parse_permission)
 }
 
 /// One line of `permissions.jsonl`'s format, or its quarantine entry.
@@ -54,18 +54,18 @@ fn parse_master_data(origin: Origin, row: &CsvRow<'_>) -> Result<SourceMasterDat
 }
 
 fn parse_permission(origin: Origin, row: &JsonRow<'_>) -> Result<SourcePermission, FieldError> {
-    let op = match row.required_text("op")?.as_str() {
+    let op = match row.required_text_ref("op")? {
         "grant" => PermissionOp::Grant,
         "revoke" => PermissionOp::Revoke,
         _ => return Err((Reason::MalformedRow, "field `op` is neither \"grant\" nor \"revoke\"".into())),
     };
     Ok(SourcePermission {
         origin,
-        employee: check_id(&row.required_text("employee")?, "employee")?.to_string(),
-        system: check_id(&row.required_text("system")?, "system")?.to_string(),
+        employee: check_id(row.required_text_ref("employee")?, "employee")?.to_string(),
+        system: check_id(row.required_text_ref("system")?, "system")?.to_string(),
         role: row.required_text("role")?,
         op,
-        expires: row.text("expires")?.map(|d| parse_iso_date(&d, "expires")).transpose()?,
-        at: parse_rfc3339(&row.required_text("at")?, "at")?,
+        expires: row.text_ref("expires")?.map(|d| parse_iso_date(d, "expires")).transpose()?,
+        at: parse_rfc3339(row.required_text_ref("at")?, "at")?,
     })
 }

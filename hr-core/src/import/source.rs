@@ -135,6 +135,29 @@ impl SourceData {
 }
 
 impl SourceData {
+    /// Moves every line number `lines` further down: for what was read from
+    /// a part of a file that starts after `lines` lines.
+    pub(crate) fn shift_lines(&mut self, lines: u64) {
+        let origins = self.employees.iter_mut().map(|e| &mut e.origin);
+        let origins = origins.chain(self.org_units.iter_mut().map(|u| &mut u.origin));
+        let origins = origins.chain(self.master_data.iter_mut().map(|m| &mut m.origin));
+        for origin in origins.chain(self.permissions.iter_mut().map(|p| &mut p.origin)) {
+            origin.line += lines;
+        }
+        for entry in &mut self.quarantined {
+            entry.line += lines;
+        }
+    }
+
+    /// Makes room for appending all of `pieces` without growing again.
+    pub(crate) fn reserve_for<'a>(&mut self, pieces: impl Iterator<Item = &'a SourceData> + Clone) {
+        self.employees.reserve(pieces.clone().map(|p| p.employees.len()).sum());
+        self.org_units.reserve(pieces.clone().map(|p| p.org_units.len()).sum());
+        self.master_data.reserve(pieces.clone().map(|p| p.master_data.len()).sum());
+        self.permissions.reserve(pieces.clone().map(|p| p.permissions.len()).sum());
+        self.quarantined.reserve(pieces.map(|p| p.quarantined.len()).sum());
+    }
+
     /// Appends everything `other` read, after what this one read.
     pub(crate) fn append(&mut self, other: SourceData) {
         self.employees.extend(other.employees);
