@@ -84,3 +84,29 @@ fn only_ids_that_cannot_be_ids_are_quarantined_naming_the_field() {
     assert!(found.iter().all(|(_, reason, _)| *reason == Reason::MalformedRow));
     assert_eq!(outcome.report.counts[&DataType::Employee], 1, "only A-1 is left");
 }
+
+#[test]
+fn without_a_korean_display_name_an_employee_is_named_last_name_then_first_name() {
+    let line = b_line(3, 10, None, None, true, "2026-01-01T00:00:00Z");
+    let mut nameless: Value = serde_json::from_str(&line).unwrap();
+    nameless.as_object_mut().unwrap().remove("displayNameKo");
+    let only_first = with(&nameless.to_string(), "lastName", Value::Null);
+    let input = Input { b_employees: vec![nameless.to_string(), with(&only_first, "employeeId", json!(4))], ..Input::default() };
+    let outcome = input.merge();
+    assert_eq!(outcome.state.employees["B-3"].name, "LeeSeoyeon");
+    assert_eq!(outcome.state.employees["B-3"].name_en.as_deref(), Some("Seoyeon Lee"));
+    let found: Vec<(u64, Reason, &str)> =
+        outcome.report.quarantined.iter().filter(|q| q.file.ends_with("employees.jsonl")).map(|q| (q.line, q.reason, q.detail.as_str())).collect();
+    assert_eq!(found, vec![(2, Reason::MissingField, "field `displayNameKo` is empty or absent")], "one name alone is not enough");
+}
+
+#[test]
+fn a_salary_currency_must_be_three_upper_case_letters() {
+    let line = b_line(3, 10, None, None, true, "2026-01-01T00:00:00Z");
+    let currency = |id: u64, code: &str| with(&with(&line, "employeeId", json!(id)), "salary", json!({"amount": 1, "currency": code}));
+    let input = Input { b_employees: vec![currency(3, "krw"), currency(4, "KRWX"), currency(5, "KR"), currency(6, "USD")], ..Input::default() };
+    let outcome = input.merge();
+    let lines: Vec<u64> = outcome.report.quarantined.iter().filter(|q| q.detail.contains("salary.currency")).map(|q| q.line).collect();
+    assert_eq!(lines, vec![1, 2, 3]);
+    assert_eq!(outcome.state.compensation["B-6"].currency, "USD");
+}

@@ -272,6 +272,10 @@ mod tests {
         write_input(dir.path(), &bytes);
         for part_bytes in [1, 7, 100, 5000] {
             let parts = FilePart::lines_of(dir.path(), B_EMPLOYEES, part_bytes).unwrap();
+            let longest_line = bytes.split(|b| *b == b'\n').map(<[u8]>::len).max().unwrap() as u64;
+            for part in &parts[..parts.len() - 1] {
+                assert!(part.end - part.start <= part_bytes + longest_line, "{part_bytes}: {part:?} is longer than a part and a line");
+            }
             assert_eq!(parts[0].start, 0);
             assert_eq!(parts.last().unwrap().end, u64::MAX);
             for pair in parts.windows(2) {
