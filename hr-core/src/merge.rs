@@ -1,7 +1,7 @@
 //! The merge of company A and company B into the unified schema (the README's "Input contract" and merge rules).
 
 use crate::digest::ContentHash;
-use crate::import::{PermissionOp, SourceData, SourceEmployee, SourceOrgUnit};
+use crate::import::{PermissionOp, PersonKey, SourceData, SourceEmployee, SourceOrgUnit};
 use crate::quarantine::{Quarantined, Reason};
 use crate::schema::{Company, Compensation, DataType, Employee, EmployeeStatus, MasterData, OrgUnit, PermissionGrant};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -750,14 +750,13 @@ fn sorted_by<T>(items: Vec<T>, key: impl Fn(&T) -> &str) -> Vec<T> {
 /// Groups records by person key; returns persons (sorted by unified id) and
 /// the matched count.
 fn match_persons(employees: &[SourceEmployee]) -> (Vec<Person>, usize) {
-    fn key(e: &SourceEmployee) -> &str {
-        e.person_key.as_ref().map(|k| k.expose().as_str()).unwrap_or_default()
-    }
     let mut persons: Vec<Person> = Vec::with_capacity(employees.len());
-    let mut keyed: Vec<(ByteOrder<'_>, usize)> = Vec::new();
+    // Keys are sorted by their first eight bytes held inline, which decide
+    // nearly every comparison, then by the whole key.
+    let mut keyed: Vec<((u64, &PersonKey), usize)> = Vec::new();
     for (i, e) in employees.iter().enumerate() {
-        match e.person_key {
-            Some(_) => keyed.push((ByteOrder::of(key(e)), i)),
+        match &e.person_key {
+            Some(key) => keyed.push(((u64::from_be_bytes(std::array::from_fn(|b| key.expose()[b])), key.expose()), i)),
             None => persons.push(Person { records: vec![i], id: e.source_id.clone() }),
         }
     }

@@ -41,7 +41,7 @@ fn parse_employee(origin: Origin, row: &CsvRow<'_>, mapping: &Mapping) -> Result
     let email = check_email(row.optional("email"), "email")?;
     let birth_date = Some(row.get("birth_date")).filter(|d| !d.is_empty()).map(|d| parse_compact_date(d, "birth_date")).transpose()?;
     let updated_at = parse_local_timestamp(row.required("updated_at")?, "updated_at", mapping.company_a.utc_offset_hours)?;
-    let person_key = check_person_key(row.optional("person_key"), "person_key")?;
+    let person_key = check_person_key(Some(row.get("person_key")).filter(|k| !k.is_empty()), "person_key")?;
     let salary = Some(row.get("base_salary"))
         .filter(|s| !s.is_empty())
         .map(|s| {

@@ -60,7 +60,7 @@ fn parse_employee(origin: Origin, row: &JsonRow<'_>, mapping: &Mapping) -> Resul
     let email = check_email(row.text("email")?, "email")?;
     let birth_date = row.text_ref("birthDate")?.map(|d| parse_iso_date(d, "birthDate")).transpose()?;
     let updated_at = parse_rfc3339(row.required_text_ref("lastModified")?, "lastModified")?;
-    let person_key = check_person_key(row.text("personKey")?, "personKey")?;
+    let person_key = check_person_key(row.text_ref("personKey")?, "personKey")?;
     let salary = match row.string("salary") {
         None => None,
         Some(Err(Value::Object(s))) => {

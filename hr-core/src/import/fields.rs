@@ -1,6 +1,7 @@
 //! Field-level parsing and validation shared by every reader: a failure is
 //! a quarantine reason and a detail that names the field, never its value.
 
+use super::source::PersonKey;
 use crate::quarantine::Reason;
 use crate::Sensitive;
 use chrono::format::{Item, Numeric, Pad, Parsed};
@@ -157,14 +158,15 @@ pub(crate) fn check_email(value: Option<String>, field: &str) -> Result<Option<S
     }
 }
 
-pub(crate) fn check_person_key(value: Option<String>, field: &str) -> Result<Option<Sensitive<String>>, FieldError> {
-    match value {
-        None => Ok(None),
-        Some(mut key) if key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            key.make_ascii_lowercase();
-            Ok(Some(Sensitive::new(key)))
-        }
-        Some(_) => Err((Reason::MalformedRow, format!("field `{field}` is not a 64-digit hex SHA-256"))),
+/// A person key from its 64 hex digits, upper or lower case (so both
+/// companies' spellings of a key match).
+pub(crate) fn check_person_key(value: Option<&str>, field: &str) -> Result<Option<Sensitive<PersonKey>>, FieldError> {
+    let Some(text) = value else { return Ok(None) };
+    let mut key = [0u8; 32];
+    // The decoder would also take a `0x` before the digits, which a key never has.
+    match text.len() == 64 && const_hex::decode_to_slice(text, &mut key).is_ok() {
+        true => Ok(Some(Sensitive::new(key))),
+        false => Err((Reason::MalformedRow, format!("field `{field}` is not a 64-digit hex SHA-256"))),
     }
 }
 
@@ -196,12 +198,17 @@ mod tests {
     }
 
     #[test]
-    fn a_person_key_is_read_in_lower_case_so_both_companies_spellings_match() {
-        let lower = "ab".repeat(32);
-        let read = |key: &str| check_person_key(Some(key.to_string()), "person_key").map(|k| k.map(|k| k.expose().clone()));
-        assert_eq!(read(&lower.to_ascii_uppercase()).unwrap(), Some(lower.clone()));
-        assert_eq!(read(&lower).unwrap(), Some(lower.clone()));
-        assert!(read(&lower[1..]).is_err() && read(&format!("{}g", &lower[1..])).is_err());
+    fn a_person_key_is_read_in_either_case_so_both_companies_spellings_match() {
+        let lower = "0a".repeat(16) + &"fe".repeat(16);
+        let read = |key: &str| check_person_key(Some(key), "person_key").map(|k| k.map(|k| *k.expose()));
+        let bytes: PersonKey = std::array::from_fn(|i| if i < 16 { 0x0a } else { 0xfe });
+        assert_eq!(read(&lower.to_ascii_uppercase()).unwrap(), Some(bytes));
+        assert_eq!(read(&lower).unwrap(), Some(bytes));
+        for wrong in
+            [&lower[1..], &format!("{}g", &lower[1..]), &format!("{lower}0"), &format!("{lower}00"), &format!("0x{lower}"), &format!("0x{}", &lower[2..]), " "]
+        {
+            assert!(read(wrong).is_err(), "{wrong:?} was read as a key");
+        }
         assert_eq!(check_person_key(None, "person_key").unwrap(), None);
     }
 

@@ -25,7 +25,7 @@ pub use error::ImportError;
 pub use files::*;
 pub use memory::{fits_in_memory, MEMORY_PER_INPUT_BYTE};
 pub use source::SourceData;
-pub(crate) use source::{PermissionOp, SourceEmployee, SourceMasterData, SourceOrgUnit, SourcePermission};
+pub(crate) use source::{PermissionOp, PersonKey, SourceEmployee, SourceMasterData, SourceOrgUnit, SourcePermission};
 
 use crate::mapping::Mapping;
 use reader::FilePart;

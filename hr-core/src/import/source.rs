@@ -25,8 +25,8 @@ pub(crate) struct SourceEmployee {
     pub phone: Option<Sensitive<String>>,
     /// Birth date.
     pub birth_date: Option<Sensitive<NaiveDate>>,
-    /// Hex SHA-256 of the national id, lower case.
-    pub person_key: Option<Sensitive<String>>,
+    /// SHA-256 of the national id, read from its hex digits in either case.
+    pub person_key: Option<Sensitive<PersonKey>>,
     /// Unified org unit id it names.
     pub org_unit: String,
     /// Unified grade.
@@ -42,6 +42,9 @@ pub(crate) struct SourceEmployee {
     /// Last change, UTC.
     pub updated_at: DateTime<Utc>,
 }
+
+/// A person key: the 32 bytes of a SHA-256, compared as bytes.
+pub(crate) type PersonKey = [u8; 32];
 
 /// A company A department or company B org unit as read.
 #[derive(Debug, Clone, PartialEq)]
