@@ -377,6 +377,8 @@ fn build_people(persons: Vec<Person>, mut records: Vec<SourceEmployee>, managers
         }
         employees.push((employee.id.clone(), employee));
     }
+    // What is left of the source records (their shells, manager ids) is not needed for the maps.
+    drop(records);
     // Two maps of a million records each take a while to build: one on each core.
     std::thread::scope(|scope| {
         let built = scope.spawn(|| compensation.into_iter().collect());
@@ -568,7 +570,7 @@ fn employee_fingerprint(e: &SourceEmployee) -> String {
         e.email,
         e.phone.as_ref().map(|p| p.expose()),
         e.birth_date.as_ref().map(|b| *b.expose()),
-        e.person_key.as_ref().map(|k| k.expose()),
+        e.person_key.as_ref().map(|k| const_hex::encode(k.expose())),
         e.org_unit,
         e.grade,
         e.status,
