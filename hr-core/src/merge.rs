@@ -298,12 +298,12 @@ fn latest_units_and_employees(
     org_units: Vec<SourceOrgUnit>,
     employees: Vec<SourceEmployee>,
     quarantined: &mut Vec<Quarantined>,
-) -> (BTreeMap<String, SourceOrgUnit>, Vec<SourceEmployee>) {
+) -> (Vec<SourceOrgUnit>, Vec<SourceEmployee>) {
     let ((valid_units, unit_quarantine), employees) = std::thread::scope(|scope| {
         let units = scope.spawn(|| {
             let mut q = Vec::new();
             let org_units = keep_latest_per_id(org_units, |u| &u.id, |u| (u.updated_at, org_fingerprint(u)), &mut q);
-            (validate_org_tree(org_units.into_iter().map(|u| (u.id.clone(), u)).collect(), &mut q), q)
+            (validate_org_tree(org_units, &mut q), q)
         });
         let employees = keep_latest_per_id(employees, |e| &e.source_id, |e| (e.updated_at, employee_fingerprint(e)), quarantined);
         // A panic here is a bug, never caused by input (the fuzz tests hold that).
@@ -314,8 +314,8 @@ fn latest_units_and_employees(
 }
 
 /// Employees whose org unit exists; the others are quarantined.
-fn place_in_units(mut employees: Vec<SourceEmployee>, units: &BTreeMap<String, SourceOrgUnit>, quarantined: &mut Vec<Quarantined>) -> Vec<SourceEmployee> {
-    let unit_ids: FxHashSet<&str> = units.keys().map(String::as_str).collect();
+fn place_in_units(mut employees: Vec<SourceEmployee>, units: &[SourceOrgUnit], quarantined: &mut Vec<Quarantined>) -> Vec<SourceEmployee> {
+    let unit_ids: FxHashSet<&str> = units.iter().map(|u| u.id.as_str()).collect();
     employees.retain(|e| {
         let placed = unit_ids.contains(e.org_unit.as_str());
         if !placed {
@@ -388,9 +388,15 @@ fn build_people(persons: Vec<Person>, mut records: Vec<SourceEmployee>, managers
 }
 
 /// The three roots and every valid unit, its leader resolved to a unified id.
-fn build_org_units(valid_units: BTreeMap<String, SourceOrgUnit>, refs: &References<'_>, warnings: &mut Vec<Warning>) -> BTreeMap<String, OrgUnit> {
+fn build_org_units(mut valid_units: Vec<SourceOrgUnit>, refs: &References<'_>, warnings: &mut Vec<Warning>) -> BTreeMap<String, OrgUnit> {
+    // In id order, so that the map is built in one pass; the units' text moves out rather than being copied.
+    let mut order: Vec<(ByteOrder<'_>, usize)> = valid_units.iter().enumerate().map(|(i, u)| (ByteOrder::of(&u.id), i)).collect();
+    order.sort_unstable();
+    let order: Vec<usize> = order.into_iter().map(|(_, i)| i).collect();
     let mut out: Vec<(String, OrgUnit)> = Vec::with_capacity(valid_units.len() + 3);
-    for (id, unit) in valid_units {
+    for i in order {
+        let unit = &mut valid_units[i];
+        let id = std::mem::take(&mut unit.id);
         let leader = unit.leader_source_id.as_ref().and_then(|l| {
             let resolved = refs.resolve(l);
             if resolved.is_none() {
@@ -402,8 +408,9 @@ fn build_org_units(valid_units: BTreeMap<String, SourceOrgUnit>, refs: &Referenc
             }
             resolved
         });
-        let parent = unit.parent.clone().unwrap_or_else(|| unit.company.as_str().to_string());
-        out.push((id.clone(), OrgUnit { id, company: Some(unit.company), name: unit.name, parent: Some(parent), leader, updated_at: Some(unit.updated_at) }));
+        let parent = unit.parent.take().unwrap_or_else(|| unit.company.as_str().to_string());
+        let name = std::mem::take(&mut unit.name);
+        out.push((id.clone(), OrgUnit { id, company: Some(unit.company), name, parent: Some(parent), leader, updated_at: Some(unit.updated_at) }));
     }
     // Sorted but for the roots at the end (unit ids are prefixed, `A-`/`B-`,
     // so none is a root's id): collecting sorts by merging the two runs and
@@ -581,31 +588,32 @@ fn employee_fingerprint(e: &SourceEmployee) -> String {
 }
 
 /// Removes dangling parents and cycles until the tree is sound.
-fn validate_org_tree(mut units: BTreeMap<String, SourceOrgUnit>, quarantined: &mut Vec<Quarantined>) -> BTreeMap<String, SourceOrgUnit> {
+fn validate_org_tree(mut units: Vec<SourceOrgUnit>, quarantined: &mut Vec<Quarantined>) -> Vec<SourceOrgUnit> {
     loop {
-        let (dangling, in_cycle) = {
-            let tree = UnitTree::of(&units);
-            // Dangling parents first, repeated because removing one orphans its children.
-            if tree.dangling.is_empty() {
-                (Vec::new(), tree.in_cycles())
-            } else {
-                (tree.dangling, Vec::new())
-            }
+        let tree = UnitTree::of(&units);
+        // Dangling parents first, repeated because removing one orphans its children.
+        let (reason, removed) = match tree.dangling.is_empty() {
+            true => (Reason::OrgCycle, tree.in_cycles()),
+            false => (Reason::DanglingParent, tree.dangling),
         };
-        if dangling.is_empty() && in_cycle.is_empty() {
+        if removed.is_empty() {
             return units;
         }
-        for id in dangling {
-            if let Some(u) = units.remove(&id) {
-                let p = unit_parent(&u).to_string();
-                quarantined.push(u.origin.quarantine(Some(id), Reason::DanglingParent, format!("parent {p} does not exist or was quarantined")));
+        let mut remove = vec![false; units.len()];
+        removed.into_iter().for_each(|position| remove[position] = true);
+        let mut position = 0;
+        units.retain_mut(|u| {
+            position += 1;
+            if !remove[position - 1] {
+                return true;
             }
-        }
-        for id in in_cycle {
-            if let Some(u) = units.remove(&id) {
-                quarantined.push(u.origin.quarantine(Some(id), Reason::OrgCycle, "the unit's parent chain loops back to itself"));
-            }
-        }
+            let detail = match reason {
+                Reason::DanglingParent => format!("parent {} does not exist or was quarantined", unit_parent(u)),
+                _ => "the unit's parent chain loops back to itself".to_string(),
+            };
+            quarantined.push(u.origin.quarantine(Some(std::mem::take(&mut u.id)), reason, detail));
+            false
+        });
     }
 }
 
@@ -615,50 +623,49 @@ fn unit_parent(u: &SourceOrgUnit) -> &str {
     u.parent.as_deref().unwrap_or(u.company.as_str())
 }
 
-/// The org units as positions in key order, each with its parent's
+/// The org units as their positions in a slice, each with its parent's
 /// position: one hash lookup per unit, so the walks in
 /// [`in_cycles`](Self::in_cycles) touch only vectors, which a million
 /// teams walk far faster than string-keyed maps.
-struct UnitTree<'a> {
-    ids: Vec<&'a str>,
+struct UnitTree {
     /// `None`: the unit hangs under its company's root (or its parent dangles).
     parents: Vec<Option<usize>>,
     /// Units whose parent is neither a unit nor their company's root.
-    dangling: Vec<String>,
+    dangling: Vec<usize>,
 }
 
-impl<'a> UnitTree<'a> {
-    fn of(units: &'a BTreeMap<String, SourceOrgUnit>) -> Self {
-        let ids: Vec<&str> = units.keys().map(String::as_str).collect();
-        let position: FxHashMap<&str, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+impl UnitTree {
+    fn of(units: &[SourceOrgUnit]) -> Self {
+        let position: FxHashMap<&str, usize> = units.iter().enumerate().map(|(i, u)| (u.id.as_str(), i)).collect();
         let mut dangling = Vec::new();
         let parents = units
-            .values()
-            .map(|u| {
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
                 let parent = unit_parent(u);
                 if parent == u.company.as_str() {
                     return None;
                 }
                 let found = position.get(parent).copied();
                 if found.is_none() {
-                    dangling.push(u.id.clone());
+                    dangling.push(i);
                 }
                 found
             })
             .collect();
-        UnitTree { ids, parents, dangling }
+        UnitTree { parents, dangling }
     }
 
-    /// The ids of the units on a cycle: a walk up from every unit that
-    /// revisits a unit of its own path found one; a walk ends at a company
-    /// root or at a unit already known to reach one.
-    fn in_cycles(&self) -> Vec<String> {
+    /// The positions of the units on a cycle: a walk up from every unit
+    /// that revisits a unit of its own path found one; a walk ends at a
+    /// company root or at a unit already known to reach one.
+    fn in_cycles(&self) -> Vec<usize> {
         const ON_PATH: u8 = 1;
         const REACHES_ROOT: u8 = 2;
-        let mut state = vec![0u8; self.ids.len()];
+        let mut state = vec![0u8; self.parents.len()];
         let mut path: Vec<usize> = Vec::new();
         let mut in_cycle = Vec::new();
-        for start in 0..self.ids.len() {
+        for start in 0..self.parents.len() {
             path.clear();
             let mut current = Some(start);
             while let Some(unit) = current {
@@ -667,7 +674,7 @@ impl<'a> UnitTree<'a> {
                 }
                 if state[unit] == ON_PATH {
                     let from = path.iter().position(|&p| p == unit).unwrap_or(0);
-                    in_cycle.extend(path[from..].iter().map(|&p| self.ids[p].to_string()));
+                    in_cycle.extend_from_slice(&path[from..]);
                     break;
                 }
                 state[unit] = ON_PATH;
@@ -678,7 +685,6 @@ impl<'a> UnitTree<'a> {
                 state[unit] = REACHES_ROOT;
             }
         }
-        in_cycle.sort_unstable();
         in_cycle
     }
 }
