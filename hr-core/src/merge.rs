@@ -924,4 +924,14 @@ mod tests {
             prop_assert_eq!(sorted_by(items, |s| s.as_str()), expected);
         }
     }
+
+    #[test]
+    fn the_merged_state_and_each_type_copied_from_it_keep_the_export_time() {
+        let exported_at = chrono::DateTime::parse_from_rfc3339("2026-11-26T09:00:00+09:00").unwrap().to_utc();
+        let state = merge(SourceData { exported_at: Some(exported_at), ..SourceData::default() }).state;
+        assert_eq!(state.exported_at, Some(exported_at));
+        for data_type in DataType::ALL {
+            assert_eq!(state.only(data_type).exported_at, Some(exported_at), "{data_type:?}");
+        }
+    }
 }

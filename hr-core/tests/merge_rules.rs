@@ -103,6 +103,9 @@ fn dangling_parents_and_cycles_are_quarantined_with_their_descendants() {
         ]
     );
     assert!(out.state.org_units.contains_key("A-D1"));
+    let detail = |line: u64| out.report.quarantined.iter().find(|q| q.line == line && q.file == d).map(|q| q.detail.as_str());
+    assert_eq!(detail(3), Some("parent A-MISSING does not exist or was quarantined"));
+    assert_eq!(detail(5), Some("the unit's parent chain loops back to itself"));
 }
 
 #[test]

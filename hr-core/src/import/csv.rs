@@ -121,9 +121,9 @@ impl CsvFieldParser {
                         break;
                     }
                 }
-                // Before any field: a row of nothing but a byte-order mark, which csv_core skips.
-                ReadFieldResult::End if self.ends.is_empty() => return Err("empty record".into()),
-                ReadFieldResult::End => break,
+                // Only before any field (the record's last field ends the loop):
+                // a row of nothing but a byte-order mark, which csv_core skips.
+                ReadFieldResult::End => return Err("empty record".into()),
             }
         }
         let text = std::str::from_utf8(&self.record).map_err(|_| "not valid UTF-8".to_string())?;
