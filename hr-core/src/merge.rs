@@ -390,9 +390,7 @@ fn build_people(persons: Vec<Person>, mut records: Vec<SourceEmployee>, managers
 /// The three roots and every valid unit, its leader resolved to a unified id.
 fn build_org_units(mut valid_units: Vec<SourceOrgUnit>, refs: &References<'_>, warnings: &mut Vec<Warning>) -> BTreeMap<String, OrgUnit> {
     // In id order, so that the map is built in one pass; the units' text moves out rather than being copied.
-    let mut order: Vec<(ByteOrder<'_>, usize)> = valid_units.iter().enumerate().map(|(i, u)| (ByteOrder::of(&u.id), i)).collect();
-    order.sort_unstable();
-    let order: Vec<usize> = order.into_iter().map(|(_, i)| i).collect();
+    let order = positions_in_order(&valid_units, |u| &u.id);
     let mut out: Vec<(String, OrgUnit)> = Vec::with_capacity(valid_units.len() + 3);
     for i in order {
         let unit = &mut valid_units[i];
@@ -748,11 +746,17 @@ fn assign_unified_ids(mut persons: Vec<Person>, records: &[SourceEmployee], iden
 
 /// `items` in the byte order of `key`.
 fn sorted_by<T>(items: Vec<T>, key: impl Fn(&T) -> &str) -> Vec<T> {
-    let mut order: Vec<(ByteOrder<'_>, usize)> = items.iter().enumerate().map(|(i, item)| (ByteOrder::of(key(item)), i)).collect();
-    order.sort_unstable();
-    let order: Vec<usize> = order.into_iter().map(|(_, i)| i).collect();
+    let order = positions_in_order(&items, key);
     let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
     order.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
+/// The positions of `items` in the byte order of `key` (sorting positions
+/// moves far less than sorting large records).
+fn positions_in_order<T>(items: &[T], key: impl Fn(&T) -> &str) -> Vec<usize> {
+    let mut order: Vec<(ByteOrder<'_>, usize)> = items.iter().enumerate().map(|(i, item)| (ByteOrder::of(key(item)), i)).collect();
+    order.sort_unstable();
+    order.into_iter().map(|(_, i)| i).collect()
 }
 
 /// Groups records by person key; returns persons (sorted by unified id) and

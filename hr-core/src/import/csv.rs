@@ -171,9 +171,7 @@ impl CsvRow<'_> {
     }
 
     pub(crate) fn get(&self, column: &str) -> &str {
-        // Lengths and first bytes differ for most columns: cheaper than comparing each whole.
-        let same = |c: &String| c.len() == column.len() && c.as_bytes().first() == column.as_bytes().first() && c == column;
-        self.columns.iter().position(same).and_then(|i| self.fields.get(i)).map(str::trim).unwrap_or("")
+        self.columns.iter().position(|c| c == column).and_then(|i| self.fields.get(i)).map(str::trim).unwrap_or("")
     }
     pub(crate) fn optional(&self, column: &str) -> Option<String> {
         Some(self.get(column)).filter(|s| !s.is_empty()).map(str::to_string)

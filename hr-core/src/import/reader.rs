@@ -59,7 +59,6 @@ impl FilePart {
                 cuts.push(cut);
             }
         }
-        cuts.dedup();
         let ends = cuts.iter().skip(1).copied().chain([u64::MAX]);
         Ok(cuts.iter().zip(ends).map(|(&start, end)| FilePart { start, end }).collect())
     }
