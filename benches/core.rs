@@ -17,8 +17,8 @@ use hr_testdata::{Dataset, GenerateOptions};
 use serde_json::value::RawValue;
 
 // The library leaves the allocator to the program. Ours use mimalloc: a
-// merge allocates millions of small strings, which it serves faster than
-// the system allocator (README, "Performance").
+// merge of 2 x 100k employees takes 0.24 s with it and 0.38 s with the
+// system allocator (README, "Performance").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -46,7 +46,7 @@ fn employees(n: usize) -> MergedState {
     let mut state = MergedState::default();
     for (i, e) in seed.employees.values().cycle().take(n).enumerate() {
         let mut e = e.clone();
-        e.id = format!("E-{i:07}");
+        e.id = format!("E-{i:07}").into();
         state.employees.insert(e.id.clone(), e);
     }
     state
@@ -61,7 +61,7 @@ fn ledger_run_1m(c: &mut Criterion) {
     let full = ledger.plan_state(&state, DataType::Employee, "bench", &options).unwrap();
     ledger.reserve(DataType::Employee, &full).unwrap();
     ledger.commit(DataType::Employee, &full).unwrap();
-    let changing: Vec<String> = state.employees.keys().step_by(100).cloned().collect();
+    let changing: Vec<hr_core::CompactString> = state.employees.keys().step_by(100).cloned().collect();
     let mut g = c.benchmark_group("ledger");
     g.sample_size(10);
     g.bench_function("plan_reserve_commit_1m_employees_1pct_changed", |b| {

@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
 // The library leaves the allocator to the program. Ours use mimalloc: a
-// merge allocates millions of small strings, which it serves faster than
-// the system allocator (README, "Performance").
+// merge of 2 x 100k employees takes 0.24 s with it and 0.38 s with the
+// system allocator (README, "Performance").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -427,7 +427,7 @@ fn realtime_change(c: &mut Criterion) {
     let systems = subscribers(&rt, &kafka, &[DataType::Employee], open_sinks(dir.path(), "rt-kafka"));
     let mut hub = hub_for(&kafka, "kafka", &[DataType::Employee], RestConfig::new(vec![]), dir.path());
     let mut employee = state.employees.values().next().unwrap().clone();
-    let teams: Vec<String> = state.org_units.keys().filter(|t| t.contains('-')).take(2).cloned().collect();
+    let teams: Vec<hr_core::CompactString> = state.org_units.keys().filter(|t| t.contains('-')).take(2).cloned().collect();
     // Where the time goes: the hub's part (ledger reserve, produce until
     // acknowledged, ledger commit) and the wait until all three groups
     // committed it.
@@ -518,7 +518,7 @@ fn hub_api_change(c: &mut Criterion) {
             call(client.post(format!("{api}/hr/v1/permissions")).body(line.to_string()));
         }))
     });
-    let teams: Vec<String> = state.org_units.keys().filter(|t| t.contains('-')).take(2).cloned().collect();
+    let teams: Vec<hr_core::CompactString> = state.org_units.keys().filter(|t| t.contains('-')).take(2).cloned().collect();
     let name = "kafka/team_transfer";
     g.bench_function(name, |b| {
         b.iter_custom(timed_samples(&latencies, format!("{}/hub_api/{name}", broker.kind()), || {
@@ -547,9 +547,9 @@ fn producer_throughput(c: &mut Criterion) {
         .map(|i| {
             let md = MasterData {
                 set: "bench".into(),
-                code: format!("{i:06}"),
-                name: format!("record {i}"),
-                attributes: [("text".to_string(), format!("{i:x}").repeat(900 / format!("{i:x}").len()))].into(),
+                code: format!("{i:06}").into(),
+                name: format!("record {i}").into(),
+                attributes: [("text".into(), format!("{i:x}").repeat(900 / format!("{i:x}").len()).into())].into(),
             };
             (md.key(), serde_json::value::to_raw_value(&md).unwrap())
         })

@@ -10,14 +10,20 @@
 //! ```
 //!
 //! It never sends anything: use it to size a deployment, not to sync one.
+//!
+//! The README's figures are measured with `MIMALLOC_PURGE_DELAY=10` (as
+//! `scripts/bench.sh` runs it): mimalloc then returns freed memory after
+//! 10 ms instead of a second. At 1,000,000 employees that lowers the peak
+//! from 1.07-1.27 GiB to about 0.9 GiB; a hub merging this much should run
+//! with it too.
 use clap::Parser;
 use hr_core::{load_input_dir, merge, DataType, Ledger, Mapping, PlanOptions};
 use std::path::PathBuf;
 use std::time::Instant;
 
 // The library leaves the allocator to the program. Ours use mimalloc: a
-// merge allocates millions of small strings, which it serves faster than
-// the system allocator (README, "Performance").
+// merge of 2 x 100k employees takes 0.24 s with it and 0.38 s with the
+// system allocator (README, "Performance").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

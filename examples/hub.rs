@@ -36,8 +36,8 @@ use tokio::sync::Mutex;
 use tracing::Instrument;
 
 // The library leaves the allocator to the program. Ours use mimalloc: a
-// merge allocates millions of small strings, which it serves faster than
-// the system allocator (README, "Performance").
+// merge of 2 x 100k employees takes 0.24 s with it and 0.38 s with the
+// system allocator (README, "Performance").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

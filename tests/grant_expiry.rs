@@ -55,7 +55,7 @@ async fn expired_grants_go_out_revoked_and_enforce_expiry_revokes_those_that_lap
     let mut hub = Hub::with_transports(&config, Ledger::in_memory().unwrap(), [("recorder", recorder.clone() as Arc<dyn Propagator>)]).unwrap();
     let mut state = MergedState::default();
     for g in [grant("expired", Some("2026-01-31")), grant("later", Some("2099-12-31")), grant("lifelong", None)] {
-        state.permissions.insert(g.key(), g);
+        state.permissions.insert(g.key().into(), g);
     }
 
     hub.sync_with(&state, &HeldBack::default()).await.unwrap();

@@ -41,7 +41,8 @@ fn another_task_keeps_running_while_the_hub_plans_and_reserves() {
     let at_send = Arc::new(AtomicU64::new(0));
     let records: Vec<(String, MasterData)> = (0..50_000)
         .map(|i| {
-            let md = MasterData { set: "md.product".into(), code: format!("P{i:06}"), name: format!("product {i}"), attributes: Default::default() };
+            let md =
+                MasterData { set: "md.product".into(), code: format!("P{i:06}").into(), name: format!("product {i}").into(), attributes: Default::default() };
             (md.key(), md)
         })
         .collect();

@@ -60,9 +60,9 @@ fn at(text: &str) -> DateTime<Utc> {
 fn employee(id: &str, source_ids: &[&str], status: EmployeeStatus) -> Employee {
     Employee {
         id: id.into(),
-        source_ids: source_ids.iter().map(|s| s.to_string()).collect(),
+        source_ids: source_ids.iter().map(|&s| s.into()).collect(),
         company: Company::A,
-        name: format!("name of {id}"),
+        name: format!("name of {id}").into(),
         name_en: None,
         email: None,
         phone: None,
@@ -102,7 +102,7 @@ fn export(exported: &str, grants: &[PermissionGrant]) -> MergedState {
     // Grants every export lists: one the newer export drops stays under the delete guard's share.
     let standing = (0..10).map(|i| grant("A-2", &format!("standing-{i}"), true, "2026-10-01T00:00:00Z"));
     for g in grants.iter().cloned().chain(standing) {
-        state.permissions.insert(g.key(), g);
+        state.permissions.insert(g.key().into(), g);
     }
     state
 }

@@ -142,7 +142,7 @@ pub async fn run_all(harness: &dyn Harness, prefix: &str) {
 }
 
 fn record(set: &str, code: usize, name: &str) -> MasterData {
-    MasterData { set: set.into(), code: format!("{code:05}"), name: name.into(), attributes: Default::default() }
+    MasterData { set: set.into(), code: compact_str::format_compact!("{code:05}"), name: name.into(), attributes: Default::default() }
 }
 
 /// `n` master-data upserts of set `set` at `version`, named `name`.

@@ -676,7 +676,7 @@ impl Ledger {
                 .map_err(storage)?;
             for employee in state.employees.values() {
                 for source_id in &employee.source_ids {
-                    stmt.execute(params![source_id, employee.id]).map_err(storage)?;
+                    stmt.execute(params![source_id.as_str(), employee.id.as_str()]).map_err(storage)?;
                 }
             }
         }

@@ -4,6 +4,7 @@ use crate::digest::ContentHash;
 use crate::import::{PermissionOp, PersonKey, SourceData, SourceEmployee, SourceOrgUnit};
 use crate::quarantine::{Quarantined, Reason};
 use crate::schema::{Company, Compensation, DataType, Employee, EmployeeStatus, MasterData, OrgUnit, PermissionGrant};
+use compact_str::CompactString;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -19,15 +20,15 @@ pub type RecordJson = Result<Box<serde_json::value::RawValue>, serde_json::Error
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MergedState {
     /// Employees by unified id.
-    pub employees: BTreeMap<String, Employee>,
+    pub employees: BTreeMap<CompactString, Employee>,
     /// Org units by unified id (including `GROUP`, `A`, `B`).
-    pub org_units: BTreeMap<String, OrgUnit>,
+    pub org_units: BTreeMap<CompactString, OrgUnit>,
     /// Master data by `<set>:<code>`.
-    pub master_data: BTreeMap<String, MasterData>,
+    pub master_data: BTreeMap<CompactString, MasterData>,
     /// Current permission state by `<employee>:<system>:<role>`.
-    pub permissions: BTreeMap<String, PermissionGrant>,
+    pub permissions: BTreeMap<CompactString, PermissionGrant>,
     /// Compensation by employee id.
-    pub compensation: BTreeMap<String, Compensation>,
+    pub compensation: BTreeMap<CompactString, Compensation>,
     /// When the source exported the files this state was merged from (see
     /// [`input::MANIFEST`](crate::input::MANIFEST)); `None` for a state
     /// built in code, which counts as exported when it is synced.
@@ -54,7 +55,7 @@ impl MergedState {
             if grant.granted && !grant.in_force_on(today) {
                 if let Some(lapsed) = grant.lapses_at() {
                     *grant = grant.revoked(lapsed);
-                    revoked.push(key.clone());
+                    revoked.push(key.to_string());
                 }
             }
         }
@@ -77,7 +78,7 @@ impl MergedState {
 
     /// One record as its JSON payload, if the state holds it.
     pub fn record(&self, data_type: DataType, key: &str) -> Option<RecordJson> {
-        fn raw<T: Serialize>(m: &BTreeMap<String, T>, key: &str) -> Option<RecordJson> {
+        fn raw<T: Serialize>(m: &BTreeMap<CompactString, T>, key: &str) -> Option<RecordJson> {
             m.get(key).map(serde_json::value::to_raw_value)
         }
         match data_type {
@@ -95,7 +96,7 @@ impl MergedState {
     /// be serialized.
     pub(crate) fn hash_each<'a>(&'a self, data_type: DataType, each: impl FnMut(&'a str, ContentHash) -> ControlFlow<()>) -> Result<(), serde_json::Error> {
         fn hash<'a, T: Serialize>(
-            records: &'a BTreeMap<String, T>,
+            records: &'a BTreeMap<CompactString, T>,
             mut each: impl FnMut(&'a str, ContentHash) -> ControlFlow<()>,
         ) -> Result<(), serde_json::Error> {
             let mut buffer = Vec::with_capacity(4096);
@@ -120,7 +121,7 @@ impl MergedState {
     /// The records of one data type as `(key, JSON payload)` in key order:
     /// what the ledger compares and the envelopes carry.
     pub fn records(&self, data_type: DataType) -> Box<dyn Iterator<Item = (&str, RecordJson)> + '_> {
-        fn raw<'a, T: Serialize>(m: &'a BTreeMap<String, T>) -> Box<dyn Iterator<Item = (&'a str, RecordJson)> + 'a> {
+        fn raw<'a, T: Serialize>(m: &'a BTreeMap<CompactString, T>) -> Box<dyn Iterator<Item = (&'a str, RecordJson)> + 'a> {
             Box::new(m.iter().map(|(k, v)| (k.as_str(), serde_json::value::to_raw_value(v))))
         }
         match data_type {
@@ -320,7 +321,7 @@ fn place_in_units(mut employees: Vec<SourceEmployee>, units: &[SourceOrgUnit], q
         let placed = unit_ids.contains(e.org_unit.as_str());
         if !placed {
             let detail = format!("org unit {} does not exist or was quarantined", e.org_unit);
-            quarantined.push(e.origin.quarantine(Some(e.source_id.clone()), Reason::UnknownOrgUnit, detail));
+            quarantined.push(e.origin.quarantine(Some(e.source_id.to_string()), Reason::UnknownOrgUnit, detail));
         }
         placed
     });
@@ -332,21 +333,21 @@ fn place_in_units(mut employees: Vec<SourceEmployee>, units: &[SourceOrgUnit], q
 fn resolve_managers(
     persons: &[Person],
     records: &[SourceEmployee],
-    held: &FxHashSet<String>,
+    held: &FxHashSet<CompactString>,
     refs: &References<'_>,
     warnings: &mut Vec<Warning>,
-) -> Vec<Option<String>> {
+) -> Vec<Option<CompactString>> {
     persons.iter().map(|person| if held.contains(&person.id) { None } else { resolve_manager(person, records, refs, warnings) }).collect()
 }
 
-fn resolve_manager(person: &Person, records: &[SourceEmployee], refs: &References<'_>, warnings: &mut Vec<Warning>) -> Option<String> {
+fn resolve_manager(person: &Person, records: &[SourceEmployee], refs: &References<'_>, warnings: &mut Vec<Warning>) -> Option<CompactString> {
     let id = &person.id;
     let written = person.records.iter().find_map(|&r| records[r].manager_source_id.as_deref())?;
     match refs.resolve(written) {
         None => {
             warnings.push(Warning {
                 kind: WarningKind::UnknownManager,
-                id: id.clone(),
+                id: id.to_string(),
                 detail: format!("manager {written} is not a known employee; kept without manager"),
             });
             None
@@ -354,7 +355,7 @@ fn resolve_manager(person: &Person, records: &[SourceEmployee], refs: &Reference
         Some(resolved) if resolved == *id => {
             warnings.push(Warning {
                 kind: WarningKind::SelfManager,
-                id: id.clone(),
+                id: id.to_string(),
                 detail: format!("manager {written} is the employee; kept without manager"),
             });
             None
@@ -366,7 +367,13 @@ fn resolve_manager(person: &Person, records: &[SourceEmployee], refs: &Reference
 /// Each person's employee record and pay into `state` (a person with a
 /// quarantined row keeps their last good record: none is built from the
 /// rest), moving the records' text rather than copying it.
-fn build_people(persons: Vec<Person>, mut records: Vec<SourceEmployee>, managers: Vec<Option<String>>, held: &FxHashSet<String>, state: &mut MergedState) {
+fn build_people(
+    persons: Vec<Person>,
+    mut records: Vec<SourceEmployee>,
+    managers: Vec<Option<CompactString>>,
+    held: &FxHashSet<CompactString>,
+    state: &mut MergedState,
+) {
     // Persons are sorted by unified id, so both maps are built in one pass.
     let mut employees = Vec::with_capacity(persons.len());
     let mut compensation = Vec::with_capacity(persons.len());
@@ -388,10 +395,10 @@ fn build_people(persons: Vec<Person>, mut records: Vec<SourceEmployee>, managers
 }
 
 /// The three roots and every valid unit, its leader resolved to a unified id.
-fn build_org_units(mut valid_units: Vec<SourceOrgUnit>, refs: &References<'_>, warnings: &mut Vec<Warning>) -> BTreeMap<String, OrgUnit> {
+fn build_org_units(mut valid_units: Vec<SourceOrgUnit>, refs: &References<'_>, warnings: &mut Vec<Warning>) -> BTreeMap<CompactString, OrgUnit> {
     // In id order, so that the map is built in one pass; the units' text moves out rather than being copied.
     let order = positions_in_order(&valid_units, |u| &u.id);
-    let mut out: Vec<(String, OrgUnit)> = Vec::with_capacity(valid_units.len() + 3);
+    let mut out: Vec<(CompactString, OrgUnit)> = Vec::with_capacity(valid_units.len() + 3);
     for i in order {
         let unit = &mut valid_units[i];
         let id = std::mem::take(&mut unit.id);
@@ -400,13 +407,13 @@ fn build_org_units(mut valid_units: Vec<SourceOrgUnit>, refs: &References<'_>, w
             if resolved.is_none() {
                 warnings.push(Warning {
                     kind: WarningKind::UnknownLeader,
-                    id: id.clone(),
+                    id: id.to_string(),
                     detail: format!("leader {l} is not a known employee; kept without leader"),
                 });
             }
             resolved
         });
-        let parent = unit.parent.take().unwrap_or_else(|| unit.company.as_str().to_string());
+        let parent = unit.parent.take().unwrap_or_else(|| unit.company.as_str().into());
         let name = std::mem::take(&mut unit.name);
         out.push((id.clone(), OrgUnit { id, company: Some(unit.company), name, parent: Some(parent), leader, updated_at: Some(unit.updated_at) }));
     }
@@ -420,10 +427,10 @@ fn build_org_units(mut valid_units: Vec<SourceOrgUnit>, refs: &References<'_>, w
 /// One row per `<set>:<code>`. `master_data.csv` has no timestamps, so the
 /// content-greatest row wins and row order never matters; the others are
 /// quarantined as duplicates.
-fn merge_master_data(rows: Vec<crate::import::SourceMasterData>, quarantined: &mut Vec<Quarantined>) -> BTreeMap<String, MasterData> {
-    let mut by_key: BTreeMap<String, Vec<crate::import::SourceMasterData>> = BTreeMap::new();
+fn merge_master_data(rows: Vec<crate::import::SourceMasterData>, quarantined: &mut Vec<Quarantined>) -> BTreeMap<CompactString, MasterData> {
+    let mut by_key: BTreeMap<CompactString, Vec<crate::import::SourceMasterData>> = BTreeMap::new();
     for md in rows {
-        by_key.entry(format!("{}:{}", md.set, md.code)).or_default().push(md);
+        by_key.entry(compact_str::format_compact!("{}:{}", md.set, md.code)).or_default().push(md);
     }
     let mut out = BTreeMap::new();
     for (key, mut rows) in by_key {
@@ -432,7 +439,7 @@ fn merge_master_data(rows: Vec<crate::import::SourceMasterData>, quarantined: &m
         let Some(winner) = rows.next() else { continue };
         for loser in rows {
             quarantined.push(loser.origin.quarantine(
-                Some(key.clone()),
+                Some(key.to_string()),
                 Reason::DuplicateSourceId,
                 format!("another row of {}:{} is kept", winner.set, winner.code),
             ));
@@ -449,8 +456,8 @@ fn merge_permissions(
     events: Vec<crate::import::SourcePermission>,
     refs: &References<'_>,
     quarantined: &mut Vec<Quarantined>,
-) -> BTreeMap<String, PermissionGrant> {
-    let mut out: BTreeMap<String, PermissionGrant> = BTreeMap::new();
+) -> BTreeMap<CompactString, PermissionGrant> {
+    let mut out: BTreeMap<CompactString, PermissionGrant> = BTreeMap::new();
     for p in events {
         let Some(employee) = refs.resolve(&p.employee) else {
             quarantined.push(p.origin.quarantine(
@@ -461,8 +468,9 @@ fn merge_permissions(
             continue;
         };
         let grant = PermissionGrant { employee, system: p.system, role: p.role, granted: p.op == PermissionOp::Grant, expires: p.expires, at: p.at };
-        if out.get(&grant.key()).is_none_or(|held| grant.supersedes(held)) {
-            out.insert(grant.key(), grant);
+        let key = CompactString::from(grant.key());
+        if out.get(&key).is_none_or(|held| grant.supersedes(held)) {
+            out.insert(key, grant);
         }
     }
     out
@@ -470,7 +478,7 @@ fn merge_permissions(
 
 /// A leaver holds no access: every grant of a terminated employee is
 /// revoked, as of when the termination was recorded. Returns how many.
-fn revoke_grants_of_leavers(employees: &BTreeMap<String, Employee>, permissions: &mut BTreeMap<String, PermissionGrant>) -> usize {
+fn revoke_grants_of_leavers(employees: &BTreeMap<CompactString, Employee>, permissions: &mut BTreeMap<CompactString, PermissionGrant>) -> usize {
     let mut revoked = 0;
     for grant in permissions.values_mut() {
         let Some(holder) = employees.get(&grant.employee) else { continue };
@@ -487,7 +495,7 @@ fn roots() -> [OrgUnit; 3] {
         id: id.into(),
         company,
         name: name.into(),
-        parent: parent.map(str::to_string),
+        parent: parent.map(CompactString::from),
         leader: None,
         updated_at: None,
     };
@@ -500,7 +508,7 @@ fn roots() -> [OrgUnit; 3] {
 
 /// Keeps, per id, the record with the greatest `rank`; quarantines the
 /// rest. The records kept stay in their order, in place.
-fn keep_latest_per_id<T, R: Ord>(mut records: Vec<T>, id: impl Fn(&T) -> &String, rank: impl Fn(&T) -> R, quarantined: &mut Vec<Quarantined>) -> Vec<T>
+fn keep_latest_per_id<T, R: Ord>(mut records: Vec<T>, id: impl Fn(&T) -> &str, rank: impl Fn(&T) -> R, quarantined: &mut Vec<Quarantined>) -> Vec<T>
 where
     T: HasOrigin,
 {
@@ -516,7 +524,7 @@ where
         for &(_, index) in &same_id[1..] {
             let key = id(&records[index]);
             quarantined.push(records[index].origin().quarantine(
-                Some(key.clone()),
+                Some(key.to_string()),
                 Reason::DuplicateSourceId,
                 format!("{key} appears again at {} line {}, which is kept (latest updated_at)", winner.origin().file, winner.origin().line),
             ));
@@ -562,7 +570,7 @@ impl HasOrigin for SourceOrgUnit {
     }
 }
 
-fn org_fingerprint(u: &SourceOrgUnit) -> (String, Option<String>, Option<String>) {
+fn org_fingerprint(u: &SourceOrgUnit) -> (CompactString, Option<CompactString>, Option<CompactString>) {
     (u.name.clone(), u.parent.clone(), u.leader_source_id.clone())
 }
 
@@ -609,7 +617,7 @@ fn validate_org_tree(mut units: Vec<SourceOrgUnit>, quarantined: &mut Vec<Quaran
                 Reason::DanglingParent => format!("parent {} does not exist or was quarantined", unit_parent(u)),
                 _ => "the unit's parent chain loops back to itself".to_string(),
             };
-            quarantined.push(u.origin.quarantine(Some(std::mem::take(&mut u.id)), reason, detail));
+            quarantined.push(u.origin.quarantine(Some(std::mem::take(&mut u.id).into()), reason, detail));
             false
         });
     }
@@ -692,7 +700,7 @@ impl UnitTree {
 struct Person {
     records: Vec<usize>,
     /// The unified id (see [`assign_unified_ids`]).
-    id: String,
+    id: CompactString,
 }
 
 impl Person {
@@ -720,12 +728,12 @@ fn assign_unified_ids(mut persons: Vec<Person>, records: &[SourceEmployee], iden
     }
     let present: FxHashSet<&str> = records.iter().map(|r| r.source_id.as_str()).collect();
     let own = |p: &Person, id: &str| p.of(records).any(|r| r.source_id == id);
-    let mut ids: Vec<Option<String>> = vec![None; persons.len()];
-    let mut taken: FxHashSet<String> = FxHashSet::default();
+    let mut ids: Vec<Option<CompactString>> = vec![None; persons.len()];
+    let mut taken: FxHashSet<CompactString> = FxHashSet::default();
     for (person, id) in persons.iter().zip(ids.iter_mut()) {
         if let Some(anchor) = person.of(records).filter_map(|r| identities.get(&r.source_id)).find(|u| own(person, u)) {
-            taken.insert(anchor.to_string());
-            *id = Some(anchor.to_string());
+            taken.insert(anchor.into());
+            *id = Some(anchor.into());
         }
     }
     for (person, id) in persons.iter().zip(ids.iter_mut()).filter(|(_, id)| id.is_none()) {
@@ -733,8 +741,8 @@ fn assign_unified_ids(mut persons: Vec<Person>, records: &[SourceEmployee], iden
         let chosen = remembered
             .chain(person.of(records).map(|r| r.source_id.as_str()))
             .find(|c| !taken.contains(*c))
-            .unwrap_or(person.primary(records).source_id.as_str())
-            .to_string();
+            .unwrap_or(person.primary(records).source_id.as_str());
+        let chosen = CompactString::from(chosen);
         taken.insert(chosen.clone());
         *id = Some(chosen);
     }
@@ -794,12 +802,12 @@ fn match_persons(employees: &[SourceEmployee]) -> (Vec<Person>, usize) {
 /// Unified ids of the persons with a quarantined employee row this run
 /// (a duplicate row whose winner is present does not count): they are held
 /// at their last good record (see [`crate::holdback`]).
-fn held_persons(quarantined: &[Quarantined], identities: &Identities) -> FxHashSet<String> {
+fn held_persons(quarantined: &[Quarantined], identities: &Identities) -> FxHashSet<CompactString> {
     quarantined
         .iter()
         .filter(|q| q.reason != Reason::DuplicateSourceId && crate::holdback::source_kind(&q.file) == Some(DataType::Employee))
         .filter_map(|q| q.id.as_deref())
-        .map(|id| identities.unified(id).to_string())
+        .map(|id| identities.unified(id).into())
         .collect()
 }
 
@@ -809,12 +817,12 @@ fn held_persons(quarantined: &[Quarantined], identities: &Identities) -> FxHashS
 struct References<'a> {
     /// Borrowed from the persons: no copies of the 2 x n ids.
     alias: FxHashMap<&'a str, &'a str>,
-    held: &'a FxHashSet<String>,
+    held: &'a FxHashSet<CompactString>,
     identities: &'a Identities,
 }
 
 impl<'a> References<'a> {
-    fn new(persons: &'a [Person], records: &'a [SourceEmployee], held: &'a FxHashSet<String>, identities: &'a Identities) -> Self {
+    fn new(persons: &'a [Person], records: &'a [SourceEmployee], held: &'a FxHashSet<CompactString>, identities: &'a Identities) -> Self {
         let mut alias: FxHashMap<&str, &str> = persons.iter().flat_map(|p| p.of(records).map(move |r| (r.source_id.as_str(), p.id.as_str()))).collect();
         for p in persons {
             alias.entry(p.id.as_str()).or_insert(p.id.as_str());
@@ -822,19 +830,19 @@ impl<'a> References<'a> {
         References { alias, held, identities }
     }
 
-    fn resolve(&self, reference: &str) -> Option<String> {
+    fn resolve(&self, reference: &str) -> Option<CompactString> {
         let unified = self.identities.unified(reference);
         self.alias
             .get(reference)
             .or_else(|| self.alias.get(unified))
-            .map(|u| u.to_string())
-            .or_else(|| self.held.contains(unified).then(|| unified.to_string()))
+            .map(|&u| CompactString::from(u))
+            .or_else(|| self.held.contains(unified).then(|| unified.into()))
     }
 }
 
 /// The person's employee record and pay, their fields taken out of their
 /// records: each record is one person's, and no other step reads it after.
-fn build_employee(person: Person, records: &mut [SourceEmployee], manager: Option<String>) -> (Employee, Option<Compensation>) {
+fn build_employee(person: Person, records: &mut [SourceEmployee], manager: Option<CompactString>) -> (Employee, Option<Compensation>) {
     /// The first record's value of a field, in the person's order (the primary first).
     fn first<T>(records: &mut [SourceEmployee], order: &[usize], field: impl Fn(&mut SourceEmployee) -> &mut Option<T>) -> Option<T> {
         order.iter().find_map(|&r| field(&mut records[r]).take())
@@ -849,7 +857,7 @@ fn build_employee(person: Person, records: &mut [SourceEmployee], manager: Optio
     let email = first(records, &order, |r| &mut r.email);
     let phone = first(records, &order, |r| &mut r.phone);
     let birth_date = first(records, &order, |r| &mut r.birth_date);
-    let mut source_ids: Vec<String> = order.iter().map(|&r| std::mem::take(&mut records[r].source_id)).collect();
+    let mut source_ids: Vec<CompactString> = order.iter().map(|&r| std::mem::take(&mut records[r].source_id)).collect();
     source_ids.sort();
     let updated_at = order.iter().map(|&r| records[r].updated_at).max();
     let primary = &mut records[order[0]];
@@ -898,7 +906,7 @@ fn possible_duplicates(persons: &[Person], records: &[SourceEmployee]) -> Vec<Co
         if group.iter().all(|p| p.primary(records).person_key.is_some()) {
             continue;
         }
-        let mut ids: Vec<String> = group.iter().map(|p| p.id.clone()).collect();
+        let mut ids: Vec<String> = group.iter().map(|p| p.id.to_string()).collect();
         ids.sort();
         conflicts.push(Conflict {
             kind: ConflictKind::PossibleDuplicatePerson,

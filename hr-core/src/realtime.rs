@@ -66,7 +66,7 @@ pub fn apply_newer_wins(
             let records = R::map_mut(self.state);
             let mut outcome = NewerWins::default();
             for change in self.changes {
-                let source = records.get(&change.key);
+                let source = records.get(change.key.as_str());
                 let source_changed = source.and_then(R::changed_at).unwrap_or(self.exported_at);
                 let realtime: Option<R> = change.payload.as_deref().map(|p| serde_json::from_str(p.get())).transpose()?;
                 if source_changed > change.at || source == realtime.as_ref() {
@@ -75,8 +75,8 @@ pub fn apply_newer_wins(
                 }
                 outcome.source_older.push(change.key.clone());
                 match realtime {
-                    Some(record) => records.insert(change.key.clone(), record),
-                    None => records.remove(&change.key),
+                    Some(record) => records.insert(change.key.as_str().into(), record),
+                    None => records.remove(change.key.as_str()),
                 };
             }
             Ok(outcome)
@@ -108,7 +108,7 @@ mod tests {
     }
 
     fn state_with(records: &[PermissionGrant]) -> MergedState {
-        MergedState { permissions: records.iter().map(|g| (g.key(), g.clone())).collect(), ..MergedState::default() }
+        MergedState { permissions: records.iter().map(|g| (g.key().into(), g.clone())).collect(), ..MergedState::default() }
     }
 
     const EXPORTED: &str = "2026-11-26T00:00:00Z";
@@ -178,10 +178,10 @@ mod tests {
             payload: Some(serde_json::value::to_raw_value(&md("real time")).unwrap()),
         };
         for (exported, stands) in [("2026-11-26T09:59:59Z", true), ("2026-11-26T10:00:01Z", false)] {
-            let mut state = MergedState { master_data: [(md("x").key(), md("export"))].into(), ..MergedState::default() };
+            let mut state = MergedState { master_data: [(md("x").key().into(), md("export"))].into(), ..MergedState::default() };
             let outcome = apply_newer_wins(&mut state, DataType::MasterData, std::slice::from_ref(&realtime), at(exported)).unwrap();
             assert_eq!(outcome.source_older.len() == 1, stands);
-            assert_eq!(state.master_data[&md("x").key()].name, if stands { "real time" } else { "export" });
+            assert_eq!(state.master_data[md("x").key().as_str()].name, if stands { "real time" } else { "export" });
         }
     }
 

@@ -2,6 +2,7 @@
 
 use crate::Sensitive;
 use chrono::{DateTime, NaiveDate, Utc};
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -98,16 +99,16 @@ pub(crate) mod sealed {
     /// Keeps [`Record`](super::Record) to this crate's types, and gives
     /// generic code their map in a [`MergedState`].
     pub trait Sealed: Sized {
-        fn map(state: &MergedState) -> &BTreeMap<String, Self>;
-        fn map_mut(state: &mut MergedState) -> &mut BTreeMap<String, Self>;
+        fn map(state: &MergedState) -> &BTreeMap<compact_str::CompactString, Self>;
+        fn map_mut(state: &mut MergedState) -> &mut BTreeMap<compact_str::CompactString, Self>;
     }
     macro_rules! sealed {
         ($($record:ident => $field:ident),*) => {$(
             impl Sealed for super::$record {
-                fn map(state: &MergedState) -> &BTreeMap<String, Self> {
+                fn map(state: &MergedState) -> &BTreeMap<compact_str::CompactString, Self> {
                     &state.$field
                 }
-                fn map_mut(state: &mut MergedState) -> &mut BTreeMap<String, Self> {
+                fn map_mut(state: &mut MergedState) -> &mut BTreeMap<compact_str::CompactString, Self> {
                     &mut state.$field
                 }
             }
@@ -196,26 +197,26 @@ pub enum EmployeeStatus {
 #[schemars(deny_unknown_fields)]
 pub struct Employee {
     /// Unified id: `A-<emp_no>` or `B-<employeeId>` (of the primary record).
-    pub id: String,
+    pub id: CompactString,
     /// Every source id this person had (`A-…`, `B-…`), sorted.
-    pub source_ids: Vec<String>,
+    pub source_ids: Vec<CompactString>,
     /// The employing company (that of the primary record).
     pub company: Company,
     /// Name as written in Korean.
-    pub name: String,
+    pub name: CompactString,
     /// Name in Latin script.
-    pub name_en: Option<String>,
+    pub name_en: Option<CompactString>,
     /// Work email.
-    pub email: Option<String>,
+    pub email: Option<CompactString>,
     /// Phone number.
-    pub phone: Option<Sensitive<String>>,
+    pub phone: Option<Sensitive<CompactString>>,
     /// Birth date.
     #[serde(serialize_with = "crate::iso_text::serialize")]
     pub birth_date: Option<Sensitive<NaiveDate>>,
     /// Unified org unit id.
-    pub org_unit: String,
+    pub org_unit: CompactString,
     /// Unified grade (from `mapping.toml`).
-    pub grade: String,
+    pub grade: CompactString,
     /// Employment status.
     pub status: EmployeeStatus,
     /// First day of employment.
@@ -225,7 +226,7 @@ pub struct Employee {
     #[serde(serialize_with = "crate::iso_text::serialize")]
     pub termination_date: Option<NaiveDate>,
     /// Unified id of the manager.
-    pub manager: Option<String>,
+    pub manager: Option<CompactString>,
     /// When the source system last changed this person (UTC).
     #[serde(serialize_with = "crate::iso_text::serialize")]
     pub updated_at: DateTime<Utc>,
@@ -236,11 +237,11 @@ pub struct Employee {
 #[schemars(deny_unknown_fields)]
 pub struct Compensation {
     /// Unified employee id (also the record key).
-    pub employee_id: String,
+    pub employee_id: CompactString,
     /// Base salary per year, in minor-less units of `currency`.
     pub base_salary: Sensitive<u64>,
     /// ISO 4217 code, e.g. `KRW`.
-    pub currency: String,
+    pub currency: CompactString,
     /// From when this salary applies.
     #[serde(serialize_with = "crate::iso_text::serialize")]
     pub effective_date: NaiveDate,
@@ -251,15 +252,15 @@ pub struct Compensation {
 #[schemars(deny_unknown_fields)]
 pub struct OrgUnit {
     /// Unified id: `GROUP`, `A`, `B`, `A-<dept_code>` or `B-<orgUnitId>`.
-    pub id: String,
+    pub id: CompactString,
     /// Owning company; `None` for the group root.
     pub company: Option<Company>,
     /// Display name.
-    pub name: String,
+    pub name: CompactString,
     /// Parent unit id; `None` only for `GROUP`.
-    pub parent: Option<String>,
+    pub parent: Option<CompactString>,
     /// Unified employee id of the leader.
-    pub leader: Option<String>,
+    pub leader: Option<CompactString>,
     /// When the source system last changed it (UTC).
     #[serde(serialize_with = "crate::iso_text::serialize")]
     pub updated_at: Option<DateTime<Utc>>,
@@ -271,14 +272,14 @@ pub struct OrgUnit {
 #[schemars(deny_unknown_fields)]
 pub struct MasterData {
     /// The code set, e.g. `md.category`.
-    pub set: String,
+    pub set: CompactString,
     /// The code within the set.
-    pub code: String,
+    pub code: CompactString,
     /// Display name.
-    pub name: String,
+    pub name: CompactString,
     /// Further attributes, sorted by name.
     #[serde(default)]
-    pub attributes: std::collections::BTreeMap<String, String>,
+    pub attributes: std::collections::BTreeMap<CompactString, CompactString>,
 }
 
 impl MasterData {
@@ -298,11 +299,11 @@ impl MasterData {
 #[schemars(deny_unknown_fields)]
 pub struct PermissionGrant {
     /// Unified employee id.
-    pub employee: String,
+    pub employee: CompactString,
     /// The system the role is in, e.g. `erp`.
-    pub system: String,
+    pub system: CompactString,
     /// The role, e.g. `approver`.
-    pub role: String,
+    pub role: CompactString,
     /// `true` when granted, `false` once revoked.
     pub granted: bool,
     /// When the grant lapses, if ever.
@@ -360,7 +361,7 @@ impl Record for Employee {
     const DATA_TYPE: DataType = DataType::Employee;
     const NAME: &'static str = "employee";
     fn key(&self) -> String {
-        self.id.clone()
+        self.id.to_string()
     }
     fn changed_at(&self) -> Option<DateTime<Utc>> {
         Some(self.updated_at)
@@ -371,7 +372,7 @@ impl Record for OrgUnit {
     const DATA_TYPE: DataType = DataType::OrgUnit;
     const NAME: &'static str = "org_unit";
     fn key(&self) -> String {
-        self.id.clone()
+        self.id.to_string()
     }
     fn changed_at(&self) -> Option<DateTime<Utc>> {
         self.updated_at
@@ -410,7 +411,7 @@ impl Record for Compensation {
     const NAME: &'static str = "compensation";
     const SENSITIVE: bool = true;
     fn key(&self) -> String {
-        self.employee_id.clone()
+        self.employee_id.to_string()
     }
 }
 

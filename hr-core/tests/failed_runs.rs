@@ -31,7 +31,7 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn record(key: u8, name: u8) -> MasterData {
-    MasterData { set: "md.category".into(), code: format!("C{key}"), name: format!("name {name}"), attributes: Default::default() }
+    MasterData { set: "md.category".into(), code: format!("C{key}").into(), name: format!("name {name}").into(), attributes: Default::default() }
 }
 
 struct World {

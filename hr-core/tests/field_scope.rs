@@ -13,13 +13,13 @@ use std::sync::Arc;
 
 fn employee(n: u32, phone: &str) -> Employee {
     Employee {
-        id: format!("A-{n:03}"),
-        source_ids: vec![format!("A-{n:03}")],
+        id: format!("A-{n:03}").into(),
+        source_ids: vec![format!("A-{n:03}").into()],
         company: Company::A,
-        name: format!("직원 {n}"),
+        name: format!("직원 {n}").into(),
         name_en: None,
-        email: Some(format!("e{n}@a.example")),
-        phone: Some(Sensitive::new(phone.to_string())),
+        email: Some(format!("e{n}@a.example").into()),
+        phone: Some(Sensitive::new(phone.into())),
         birth_date: Some(Sensitive::new("1990-01-02".parse().unwrap())),
         org_unit: "A-D01".into(),
         grade: "G3".into(),
@@ -110,7 +110,7 @@ async fn records_committed_before_their_audience_was_known_count_as_drift_until_
     assert_ne!(before, ledger.digest(DataType::Employee).unwrap(), "nor the full record's");
 
     // A repair sends it again at a new version; then both sides agree.
-    let repair = Repair { key: people[0].id.clone(), above: first[0].version, payload: Some(serde_json::value::to_raw_value(&people[0]).unwrap()) };
+    let repair = Repair { key: people[0].id.to_string(), above: first[0].version, payload: Some(serde_json::value::to_raw_value(&people[0]).unwrap()) };
     let delta = ledger.plan_repairs(DataType::Employee, [repair], "hub").unwrap();
     ledger.reserve(DataType::Employee, &delta).unwrap();
     ledger.commit(DataType::Employee, &delta).unwrap();

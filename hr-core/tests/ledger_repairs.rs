@@ -189,8 +189,8 @@ fn the_delete_guard_allows_exactly_its_share() {
 fn a_merged_state_plans_as_its_serialized_records_do_across_many_chunks() {
     let mut state = hr_core::MergedState::default();
     for i in 0..10_000 {
-        let m = MasterData { set: "grade".into(), code: format!("G{i:05}"), name: format!("grade {i}"), attributes: Default::default() };
-        state.master_data.insert(m.key(), m);
+        let m = MasterData { set: "grade".into(), code: format!("G{i:05}").into(), name: format!("grade {i}").into(), attributes: Default::default() };
+        state.master_data.insert(m.key().into(), m);
     }
     let options = hr_core::PlanOptions::default();
     let mut ledger = Ledger::in_memory().unwrap();
@@ -201,12 +201,12 @@ fn a_merged_state_plans_as_its_serialized_records_do_across_many_chunks() {
 
     // Every 7th record changed, every 1000th gone, one new at the end: the same plan either way.
     for (i, m) in state.master_data.values_mut().enumerate().filter(|(i, _)| i % 7 == 0) {
-        m.name = format!("renamed {i}");
+        m.name = format!("renamed {i}").into();
     }
     state.master_data.retain(|k, _| !k.ends_with("000"));
     state.master_data.insert("grade:Z".into(), MasterData { set: "grade".into(), code: "Z".into(), name: "z".into(), attributes: Default::default() });
     let streamed = ledger.plan_state(&state, DataType::MasterData, "hub", &options).unwrap();
-    let records: Vec<(String, Box<RawValue>)> = state.master_data.iter().map(|(k, m)| (k.clone(), to_raw_value(m).unwrap())).collect();
+    let records: Vec<(String, Box<RawValue>)> = state.master_data.iter().map(|(k, m)| (k.to_string(), to_raw_value(m).unwrap())).collect();
     let serialized = ledger.plan_with(DataType::MasterData, records, "hub", &options).unwrap();
     let summary = |d: &Delta| (d.created, d.updated, d.deleted, d.unchanged, d.changes.iter().map(|c| (c.key.clone(), c.version, c.op)).collect::<Vec<_>>());
     assert_eq!(summary(&streamed), summary(&serialized));

@@ -9,7 +9,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 }
 
 fn md(code: u8, name: &str) -> MasterData {
-    MasterData { set: "md.category".into(), code: format!("C{code}"), name: name.into(), attributes: Default::default() }
+    MasterData { set: "md.category".into(), code: format!("C{code}").into(), name: name.into(), attributes: Default::default() }
 }
 
 /// A history of changes: per key, versions 1..=n, some of them deletes.

@@ -255,10 +255,10 @@ impl Run<'_> {
         let mut publisher = Publisher::over_kafka(&self.config, &owner, Ledger::open(&ledger_path)?, kafka)?;
         let catalogue: Vec<MasterData> = (1..=PRODUCT_COUNT)
             .map(|i| MasterData {
-                set: set.clone(),
-                code: format!("P{i:05}"),
-                name: format!("상품 {i}"),
-                attributes: BTreeMap::from([("unit".to_string(), "pcs".to_string())]),
+                set: set.as_str().into(),
+                code: format!("P{i:05}").into(),
+                name: format!("상품 {i}").into(),
+                attributes: BTreeMap::from([("unit".into(), "pcs".into())]),
             })
             .collect();
         let t = Instant::now();
@@ -291,8 +291,8 @@ impl Run<'_> {
             },
         };
         keys.insert("permission".to_string(), grant.key());
-        keys.insert("employee".to_string(), employee.id.clone());
-        state.permissions.insert(grant.key(), grant.clone());
+        keys.insert("employee".to_string(), employee.id.to_string());
+        state.permissions.insert(grant.key().into(), grant.clone());
         let (grant_ms, observed) = self.send_now(DataType::Permission, &grant.key(), &grant).await?;
         seen.insert("grant".to_string(), observed);
         self.timings.insert("realtime_permission_grant".into(), grant_ms);
@@ -303,7 +303,7 @@ impl Run<'_> {
         let new_team = state.org_units.keys().rfind(|k| k.starts_with(&prefix) && **k != employee.org_unit).cloned();
         if let (Some(team), Some(e)) = (new_team, state.employees.get_mut(&employee.id)) {
             e.org_unit = team.clone();
-            keys.insert("team".to_string(), team.clone());
+            keys.insert("team".to_string(), team.to_string());
             let moved = e.clone();
             let (transfer_ms, observed) = self.send_now(DataType::Employee, &moved.id, &moved).await?;
             seen.insert("transfer".to_string(), observed);
@@ -315,7 +315,7 @@ impl Run<'_> {
         let revoked = PermissionGrant { granted: false, at: chrono::Utc::now(), ..grant };
         let (_, observed) = self.send_now(DataType::Permission, &revoked.key(), &revoked).await?;
         seen.insert("revoke".to_string(), observed);
-        state.permissions.insert(revoked.key(), revoked);
+        state.permissions.insert(revoked.key().into(), revoked);
         Ok((keys, seen))
     }
 

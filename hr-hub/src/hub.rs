@@ -5,8 +5,8 @@
 
 use crate::config::{ConfigError, HubConfig};
 use hr_core::{
-    apply_newer_wins, ChangeEnvelope, DataType, Delta, Digest, DigestEntry, Employee, HeldBack, HeldRecord, Ledger, LedgerError, MasterData, MergedState,
-    NewerWins, PermissionGrant, PlanOptions, PropagateError, Propagator, RealtimeChange, Receipt, Record, Repair, Router, RoutingPolicy,
+    apply_newer_wins, ChangeEnvelope, CompactString, DataType, Delta, Digest, DigestEntry, Employee, HeldBack, HeldRecord, Ledger, LedgerError, MasterData,
+    MergedState, NewerWins, PermissionGrant, PlanOptions, PropagateError, Propagator, RealtimeChange, Receipt, Record, Repair, Router, RoutingPolicy,
 };
 use hr_transport_kafka::{KafkaConfig, KafkaPropagator, KafkaTransportError};
 use hr_transport_rest::{RestConfig, RestPropagator, RestTarget, RestTransportError};
@@ -242,10 +242,10 @@ pub struct Hub {
     /// Master-data sets owned by a system (set -> owner): never the hub's to send.
     owned: BTreeMap<String, String>,
     /// Employees as last sent: what a real-time change edits.
-    employees: BTreeMap<String, Employee>,
+    employees: BTreeMap<CompactString, Employee>,
     /// Grants as last sent: what [`enforce_expiry`](Hub::enforce_expiry)
     /// and a real-time termination revoke.
-    grants: BTreeMap<String, PermissionGrant>,
+    grants: BTreeMap<CompactString, PermissionGrant>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -693,7 +693,7 @@ fn without_sets(state: &MergedState, owned: &BTreeMap<String, String>) -> Option
 /// `grants`' permissions with every grant in force of a terminated employee
 /// revoked as of their termination (a termination made in real time, which
 /// the source does not know yet); `None` when there is none.
-fn without_grants_of_leavers(grants: &MergedState, employees: &BTreeMap<String, Employee>) -> Option<MergedState> {
+fn without_grants_of_leavers(grants: &MergedState, employees: &BTreeMap<CompactString, Employee>) -> Option<MergedState> {
     let left = |g: &PermissionGrant| employees.get(&g.employee).filter(|e| g.granted && e.status == hr_core::EmployeeStatus::Terminated);
     if !grants.permissions.values().any(|g| left(g).is_some()) {
         return None;

@@ -73,7 +73,7 @@ impl Publisher {
     /// record of a set the system does not own is refused, and nothing is sent.
     pub async fn publish(&mut self, records: &[MasterData]) -> Result<SyncOutcome, HubError> {
         if let Some(foreign) = records.iter().find(|r| !self.owns(&r.set)) {
-            return Err(HubError::NotOwner { system: self.system.clone(), set: foreign.set.clone(), owned: self.owned.join(", ") });
+            return Err(HubError::NotOwner { system: self.system.clone(), set: foreign.set.to_string(), owned: self.owned.join(", ") });
         }
         let mut payloads = BTreeMap::new();
         for record in records {

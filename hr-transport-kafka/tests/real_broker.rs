@@ -28,12 +28,12 @@ fn employees(n: usize) -> Vec<ChangeEnvelope> {
     (0..n)
         .map(|i| {
             let e = hr_core::Employee {
-                id: format!("A-{i}"),
-                source_ids: vec![format!("A-{i}")],
+                id: format!("A-{i}").into(),
+                source_ids: vec![format!("A-{i}").into()],
                 company: hr_core::Company::A,
                 name: "김민준".into(),
                 name_en: Some("Minjun Kim".into()),
-                email: Some(format!("m{i}@a.example")),
+                email: Some(format!("m{i}@a.example").into()),
                 phone: None,
                 birth_date: None,
                 org_unit: "A-D1".into(),

@@ -27,7 +27,7 @@ fn config(sink: Arc<dyn Sink>, types: Vec<DataType>) -> ReceiverConfig {
 }
 
 fn md(code: &str, version: u64) -> ChangeEnvelope {
-    let m = MasterData { set: "md.category".into(), code: code.into(), name: format!("v{version}"), attributes: Default::default() };
+    let m = MasterData { set: "md.category".into(), code: code.into(), name: format!("v{version}").into(), attributes: Default::default() };
     ChangeEnvelope::upsert(DataType::MasterData, m.key(), version, "test", &m).unwrap()
 }
 

@@ -23,7 +23,7 @@ async fn start(allowed: Vec<DataType>) -> (SocketAddr, Arc<SqliteSink>, tokio::t
 }
 
 fn md(i: usize, version: u64) -> ChangeEnvelope {
-    let m = MasterData { set: "md.category".into(), code: format!("C{i:05}"), name: format!("v{version}"), attributes: Default::default() };
+    let m = MasterData { set: "md.category".into(), code: format!("C{i:05}").into(), name: format!("v{version}").into(), attributes: Default::default() };
     ChangeEnvelope::upsert(DataType::MasterData, m.key(), version, "test", &m).unwrap()
 }
 
@@ -31,8 +31,8 @@ fn employees(n: usize) -> Vec<ChangeEnvelope> {
     (0..n)
         .map(|i| {
             let e = hr_core::Employee {
-                id: format!("B-{i}"),
-                source_ids: vec![format!("B-{i}")],
+                id: format!("B-{i}").into(),
+                source_ids: vec![format!("B-{i}").into()],
                 company: hr_core::Company::B,
                 name: "이서연".into(),
                 name_en: None,

@@ -1,7 +1,7 @@
 //! Company A's CSV exports: `employees.csv` and `departments.csv`.
 
 use super::csv::{Csv, CsvRow};
-use super::fields::{check_email, check_id, check_person_key, parse_compact_date, parse_local_timestamp, prefixed_id, FieldError};
+use super::fields::{check_email, check_id, check_person_key, concat, parse_compact_date, parse_local_timestamp, prefixed_id, FieldError};
 use super::files::{A_DEPARTMENTS, A_DEPARTMENT_COLUMNS, A_EMPLOYEES, A_EMPLOYEE_COLUMNS};
 use super::reader::{read_file, Parsed};
 use super::source::{SourceEmployee, SourceOrgUnit};
@@ -46,22 +46,22 @@ fn parse_employee(origin: Origin, row: &CsvRow<'_>, mapping: &Mapping) -> Result
         .filter(|s| !s.is_empty())
         .map(|s| {
             s.parse::<u64>()
-                .map(|amount| (Sensitive::new(amount), mapping.company_a.salary_currency.clone()))
+                .map(|amount| (Sensitive::new(amount), mapping.company_a.salary_currency.as_str().into()))
                 .map_err(|_| (Reason::MalformedRow, "field `base_salary` is not a whole non-negative number".to_string()))
         })
         .transpose()?;
     Ok(SourceEmployee {
         origin,
         company: Company::A,
-        source_id: ["A-", emp_no].concat(),
-        name: name.to_string(),
+        source_id: concat(&["A-", emp_no]),
+        name: name.into(),
         name_en: row.optional("name_en"),
         email,
         phone: row.optional("phone").map(Sensitive::new),
         birth_date: birth_date.map(Sensitive::new),
         person_key,
-        org_unit: ["A-", dept].concat(),
-        grade: grade.to_string(),
+        org_unit: concat(&["A-", dept]),
+        grade: grade.into(),
         status,
         hire_date,
         manager_source_id: prefixed_id("A-", row.get("manager_emp_no"), "manager_emp_no")?,
@@ -75,8 +75,8 @@ fn parse_department(origin: Origin, row: &CsvRow<'_>, mapping: &Mapping) -> Resu
     Ok(SourceOrgUnit {
         origin,
         company: Company::A,
-        id: ["A-", code].concat(),
-        name: row.required("dept_name")?.to_string(),
+        id: concat(&["A-", code]),
+        name: row.required("dept_name")?.into(),
         parent: prefixed_id("A-", row.get("parent_dept_code"), "parent_dept_code")?,
         leader_source_id: prefixed_id("A-", row.get("leader_emp_no"), "leader_emp_no")?,
         updated_at: parse_local_timestamp(row.required("updated_at")?, "updated_at", mapping.company_a.utc_offset_hours)?,

@@ -1,6 +1,6 @@
 //! Company B's JSON-lines exports: `employees.jsonl` and `org_units.jsonl`.
 
-use super::fields::{check_email, check_person_key, missing, parse_iso_date, parse_rfc3339, FieldError};
+use super::fields::{check_email, check_person_key, concat, missing, parse_iso_date, parse_rfc3339, FieldError};
 use super::files::{B_EMPLOYEES, B_ORG_UNITS};
 use super::jsonl::{JsonRow, Jsonl};
 use super::reader::{read_file, FilePart, Parsed};
@@ -15,13 +15,13 @@ use std::path::Path;
 
 /// The employees in one part of `employees.jsonl` (line numbers count from the part's first line).
 pub(crate) fn employees(dir: &Path, mapping: &Mapping, part: FilePart) -> Result<Parsed<SourceEmployee>, ImportError> {
-    let id_of = |row: &JsonRow<'_>| row.prefixed_id("employeeId", "B-").ok().flatten();
+    let id_of = |row: &JsonRow<'_>| row.prefixed_id("employeeId", "B-").ok().flatten().map(String::from);
     read_file(dir, B_EMPLOYEES, &Jsonl(part), id_of, |origin, row| parse_employee(origin, row, mapping))
 }
 
 /// The org units in one part of `org_units.jsonl` (line numbers count from the part's first line).
 pub(crate) fn org_units(dir: &Path, part: FilePart) -> Result<Parsed<SourceOrgUnit>, ImportError> {
-    let id_of = |row: &JsonRow<'_>| row.prefixed_id("orgUnitId", "B-").ok().flatten();
+    let id_of = |row: &JsonRow<'_>| row.prefixed_id("orgUnitId", "B-").ok().flatten().map(String::from);
     read_file(dir, B_ORG_UNITS, &Jsonl(part), id_of, parse_org_unit)
 }
 
@@ -30,15 +30,15 @@ fn parse_employee(origin: Origin, row: &JsonRow<'_>, mapping: &Mapping) -> Resul
     let first = row.text_ref("firstName")?;
     let last = row.text_ref("lastName")?;
     let name = match row.text_ref("displayNameKo")? {
-        Some(n) => n.to_string(),
+        Some(n) => n.into(),
         None => match (last, first) {
-            (Some(l), Some(f)) => [l, f].concat(),
+            (Some(l), Some(f)) => concat(&[l, f]),
             _ => return Err(missing("displayNameKo")),
         },
     };
     let name_en = match (first, last) {
-        (Some(f), Some(l)) => Some([f, " ", l].concat()),
-        (Some(one), None) | (None, Some(one)) => Some(one.to_string()),
+        (Some(f), Some(l)) => Some(concat(&[f, " ", l])),
+        (Some(one), None) | (None, Some(one)) => Some(one.into()),
         (None, None) => None,
     };
     let org_unit = row.required_prefixed_id("orgUnitId", "B-")?;
@@ -73,7 +73,7 @@ fn parse_employee(origin: Origin, row: &JsonRow<'_>, mapping: &Mapping) -> Resul
                 .and_then(Value::as_str)
                 .filter(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()))
                 .ok_or_else(|| (Reason::MalformedRow, "field `salary.currency` is not an ISO 4217 code".to_string()))?;
-            Some((Sensitive::new(amount), currency.to_string()))
+            Some((Sensitive::new(amount), currency.into()))
         }
         Some(_) => return Err((Reason::MalformedRow, "field `salary` is neither null nor an object".into())),
     };
@@ -88,7 +88,7 @@ fn parse_employee(origin: Origin, row: &JsonRow<'_>, mapping: &Mapping) -> Resul
         birth_date: birth_date.map(Sensitive::new),
         person_key,
         org_unit,
-        grade: grade.to_string(),
+        grade: grade.into(),
         status,
         hire_date,
         manager_source_id: row.prefixed_id("managerId", "B-")?,

@@ -5,6 +5,7 @@ use super::fields::{missing, FieldError};
 use super::reader::{for_each_record, FilePart, Format};
 use super::ImportError;
 use crate::quarantine::{Origin, Quarantined, Reason};
+use compact_str::CompactString;
 use std::path::Path;
 
 /// A CSV file whose header must name `required`; a malformed row is
@@ -173,8 +174,8 @@ impl CsvRow<'_> {
     pub(crate) fn get(&self, column: &str) -> &str {
         self.columns.iter().position(|c| c == column).and_then(|i| self.fields.get(i)).map(str::trim).unwrap_or("")
     }
-    pub(crate) fn optional(&self, column: &str) -> Option<String> {
-        Some(self.get(column)).filter(|s| !s.is_empty()).map(str::to_string)
+    pub(crate) fn optional(&self, column: &str) -> Option<CompactString> {
+        Some(self.get(column)).filter(|s| !s.is_empty()).map(CompactString::from)
     }
     pub(crate) fn required(&self, column: &str) -> Result<&str, FieldError> {
         Some(self.get(column)).filter(|s| !s.is_empty()).ok_or_else(|| missing(column))

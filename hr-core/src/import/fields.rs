@@ -6,6 +6,7 @@ use crate::quarantine::Reason;
 use crate::Sensitive;
 use chrono::format::{Item, Numeric, Pad, Parsed};
 use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
+use compact_str::CompactString;
 
 /// A field-level problem: reason code and the detail naming the field.
 pub(crate) type FieldError = (Reason, String);
@@ -143,15 +144,20 @@ pub(crate) fn check_id<'a>(text: &'a str, field: &str) -> Result<&'a str, FieldE
     Err((Reason::MalformedRow, format!("field `{field}` holds characters an id may not: only letters, digits, '-', '_' and '.', at most {MAX_ID_BYTES} bytes")))
 }
 
-/// `prefix` and the checked id in `text`, built in one allocation; `None` for blank text.
-pub(crate) fn prefixed_id(prefix: &str, text: &str, field: &str) -> Result<Option<String>, FieldError> {
+/// `prefix` and the checked id in `text`; `None` for blank text.
+pub(crate) fn prefixed_id(prefix: &str, text: &str, field: &str) -> Result<Option<CompactString>, FieldError> {
     match text {
         "" => Ok(None),
-        text => check_id(text, field).map(|id| Some([prefix, id].concat())),
+        text => check_id(text, field).map(|id| Some(concat(&[prefix, id]))),
     }
 }
 
-pub(crate) fn check_email(value: Option<String>, field: &str) -> Result<Option<String>, FieldError> {
+/// The parts joined, in one step (inline when short).
+pub(crate) fn concat(parts: &[&str]) -> CompactString {
+    parts.iter().copied().collect()
+}
+
+pub(crate) fn check_email(value: Option<CompactString>, field: &str) -> Result<Option<CompactString>, FieldError> {
     match value {
         Some(email) if !is_plausible_email(&email) => Err((Reason::InvalidEmail, format!("field `{field}` is not a valid email address"))),
         other => Ok(other),

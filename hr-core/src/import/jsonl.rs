@@ -10,6 +10,7 @@ use super::reader::{for_each_record, FilePart, Format};
 use super::ImportError;
 use crate::json_text::Text;
 use crate::quarantine::{Origin, Quarantined, Reason};
+use compact_str::CompactString;
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Number, Value};
@@ -99,17 +100,17 @@ impl<'a> JsonRow<'a> {
 
     /// An id written as a number (`42`) or as a string (`"OU-42"`), after
     /// `prefix`: its text either way, so `42` and `"42"` name the same
-    /// record; built in one allocation.
-    pub(crate) fn prefixed_id(&self, field: &str, prefix: &str) -> Result<Option<String>, FieldError> {
+    /// record.
+    pub(crate) fn prefixed_id(&self, field: &str, prefix: &str) -> Result<Option<CompactString>, FieldError> {
         match self.string(field) {
             None => Ok(None),
             Some(Ok(s)) => prefixed_id(prefix, s.trim(), field),
             Some(Err(Value::Number(n))) => n
                 .as_u64()
                 .map(|n| {
-                    let mut id = String::with_capacity(prefix.len() + 20);
+                    let mut id = CompactString::with_capacity(prefix.len() + 20);
                     id.push_str(prefix);
-                    // Writing to a String cannot fail.
+                    // Writing to a CompactString cannot fail.
                     let _ = write!(id, "{n}");
                     Some(id)
                 })
@@ -119,7 +120,7 @@ impl<'a> JsonRow<'a> {
     }
 
     /// [`prefixed_id`](Self::prefixed_id), which must be there.
-    pub(crate) fn required_prefixed_id(&self, field: &str, prefix: &str) -> Result<String, FieldError> {
+    pub(crate) fn required_prefixed_id(&self, field: &str, prefix: &str) -> Result<CompactString, FieldError> {
         self.prefixed_id(field, prefix)?.ok_or_else(|| missing(field))
     }
 
@@ -135,13 +136,13 @@ impl<'a> JsonRow<'a> {
     pub(crate) fn required_text_ref(&self, field: &str) -> Result<&str, FieldError> {
         self.text_ref(field)?.ok_or_else(|| missing(field))
     }
-    /// [`text_ref`](Self::text_ref) as an owned `String`, for a value kept.
-    pub(crate) fn text(&self, field: &str) -> Result<Option<String>, FieldError> {
-        self.text_ref(field).map(|text| text.map(str::to_string))
+    /// [`text_ref`](Self::text_ref) owned, for a value kept.
+    pub(crate) fn text(&self, field: &str) -> Result<Option<CompactString>, FieldError> {
+        self.text_ref(field).map(|text| text.map(CompactString::from))
     }
     /// [`text`](Self::text), which must be there.
-    pub(crate) fn required_text(&self, field: &str) -> Result<String, FieldError> {
-        self.required_text_ref(field).map(str::to_string)
+    pub(crate) fn required_text(&self, field: &str) -> Result<CompactString, FieldError> {
+        self.required_text_ref(field).map(CompactString::from)
     }
     pub(crate) fn bool(&self, field: &str) -> Result<bool, FieldError> {
         match self.field(field) {

@@ -5,10 +5,12 @@
 use super::ImportError;
 use std::path::{Path, PathBuf};
 
-/// Peak resident memory a load and merge need per byte of input: 5.9 was
-/// measured on the 1,000,000-employee run (374 MiB of files, 2.1 GiB peak);
-/// rounded up with a margin.
-pub const MEMORY_PER_INPUT_BYTE: u64 = 7;
+/// Peak resident memory a load and merge need per byte of input, as
+/// measured: 2.4-3.5 on 1,000,000 employees and teams (374 MiB of files;
+/// the least with mimalloc returning freed memory after 10 ms, the most
+/// with its defaults, 2.8 with the system allocator) and 3.4-4.4 on
+/// 2 x 100,000 (60 MiB); rounded up.
+pub const MEMORY_PER_INPUT_BYTE: u64 = 5;
 
 /// Limits at or above this are how cgroup v1 writes "no limit".
 const UNLIMITED: u64 = 1 << 60;
@@ -20,7 +22,7 @@ const UNLIMITED: u64 = 1 << 60;
 /// use hr_core::fits_in_memory;
 /// assert!(fits_in_memory(100 << 20, 8 << 30).is_ok());
 /// let err = fits_in_memory(1 << 30, 4 << 30).unwrap_err();
-/// assert!(err.to_string().contains("needs about 7168 MiB"));
+/// assert!(err.to_string().contains("needs about 5120 MiB"));
 /// ```
 pub fn fits_in_memory(input_bytes: u64, available_bytes: u64) -> Result<(), ImportError> {
     let needed_bytes = input_bytes.saturating_mul(MEMORY_PER_INPUT_BYTE);

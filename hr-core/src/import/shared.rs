@@ -43,14 +43,8 @@ fn permission_id(row: &JsonRow<'_>) -> Option<String> {
 
 fn parse_master_data(origin: Origin, row: &CsvRow<'_>) -> Result<SourceMasterData, FieldError> {
     let attributes =
-        row.columns().iter().filter(|c| !MASTER_DATA_COLUMNS.contains(&c.as_str())).filter_map(|c| row.optional(c).map(|v| (c.clone(), v))).collect();
-    Ok(SourceMasterData {
-        origin,
-        set: row.required("set")?.to_string(),
-        code: row.required("code")?.to_string(),
-        name: row.required("name")?.to_string(),
-        attributes,
-    })
+        row.columns().iter().filter(|c| !MASTER_DATA_COLUMNS.contains(&c.as_str())).filter_map(|c| row.optional(c).map(|v| (c.into(), v))).collect();
+    Ok(SourceMasterData { origin, set: row.required("set")?.into(), code: row.required("code")?.into(), name: row.required("name")?.into(), attributes })
 }
 
 fn parse_permission(origin: Origin, row: &JsonRow<'_>) -> Result<SourcePermission, FieldError> {
@@ -61,8 +55,8 @@ fn parse_permission(origin: Origin, row: &JsonRow<'_>) -> Result<SourcePermissio
     };
     Ok(SourcePermission {
         origin,
-        employee: check_id(row.required_text_ref("employee")?, "employee")?.to_string(),
-        system: check_id(row.required_text_ref("system")?, "system")?.to_string(),
+        employee: check_id(row.required_text_ref("employee")?, "employee")?.into(),
+        system: check_id(row.required_text_ref("system")?, "system")?.into(),
         role: row.required_text("role")?,
         op,
         expires: row.text_ref("expires")?.map(|d| parse_iso_date(d, "expires")).transpose()?,

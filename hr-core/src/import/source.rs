@@ -4,6 +4,7 @@ use crate::quarantine::{Origin, Quarantined};
 use crate::schema::{Company, EmployeeStatus};
 use crate::Sensitive;
 use chrono::{DateTime, NaiveDate, Utc};
+use compact_str::CompactString;
 use std::collections::BTreeMap;
 
 /// A company A or B employee as read, validated field by field.
@@ -14,31 +15,31 @@ pub(crate) struct SourceEmployee {
     /// Its company.
     pub company: Company,
     /// `A-<emp_no>` / `B-<employeeId>`.
-    pub source_id: String,
+    pub source_id: CompactString,
     /// Korean name.
-    pub name: String,
+    pub name: CompactString,
     /// Latin-script name.
-    pub name_en: Option<String>,
+    pub name_en: Option<CompactString>,
     /// Email.
-    pub email: Option<String>,
+    pub email: Option<CompactString>,
     /// Phone.
-    pub phone: Option<Sensitive<String>>,
+    pub phone: Option<Sensitive<CompactString>>,
     /// Birth date.
     pub birth_date: Option<Sensitive<NaiveDate>>,
     /// SHA-256 of the national id, read from its hex digits in either case.
     pub person_key: Option<Sensitive<PersonKey>>,
     /// Unified org unit id it names.
-    pub org_unit: String,
+    pub org_unit: CompactString,
     /// Unified grade.
-    pub grade: String,
+    pub grade: CompactString,
     /// Status.
     pub status: EmployeeStatus,
     /// Hire date.
     pub hire_date: NaiveDate,
     /// Manager's source id (`A-…` / `B-…`), unresolved.
-    pub manager_source_id: Option<String>,
+    pub manager_source_id: Option<CompactString>,
     /// Salary and currency.
-    pub salary: Option<(Sensitive<u64>, String)>,
+    pub salary: Option<(Sensitive<u64>, CompactString)>,
     /// Last change, UTC.
     pub updated_at: DateTime<Utc>,
 }
@@ -54,13 +55,13 @@ pub(crate) struct SourceOrgUnit {
     /// Its company.
     pub company: Company,
     /// `A-<dept_code>` / `B-<orgUnitId>`.
-    pub id: String,
+    pub id: CompactString,
     /// Name.
-    pub name: String,
+    pub name: CompactString,
     /// Parent's unified id; `None` = top level of its company.
-    pub parent: Option<String>,
+    pub parent: Option<CompactString>,
     /// Leader's source id, unresolved.
-    pub leader_source_id: Option<String>,
+    pub leader_source_id: Option<CompactString>,
     /// Last change, UTC.
     pub updated_at: DateTime<Utc>,
 }
@@ -71,13 +72,13 @@ pub(crate) struct SourceMasterData {
     /// Where it came from.
     pub origin: Origin,
     /// Code set.
-    pub set: String,
+    pub set: CompactString,
     /// Code.
-    pub code: String,
+    pub code: CompactString,
     /// Name.
-    pub name: String,
+    pub name: CompactString,
     /// Extra columns.
-    pub attributes: BTreeMap<String, String>,
+    pub attributes: BTreeMap<CompactString, CompactString>,
 }
 
 /// Grant or revoke.
@@ -95,11 +96,11 @@ pub(crate) struct SourcePermission {
     /// Where it came from.
     pub origin: Origin,
     /// Employee id as written (unified, or a source id of a merged person).
-    pub employee: String,
+    pub employee: CompactString,
     /// System.
-    pub system: String,
+    pub system: CompactString,
     /// Role.
-    pub role: String,
+    pub role: CompactString,
     /// Grant or revoke.
     pub op: PermissionOp,
     /// Expiry.

@@ -6,7 +6,8 @@
 use super::{blocking, today, Hub, HubError, SyncOutcome};
 use chrono::{DateTime, NaiveDate, Utc};
 use hr_core::{
-    describe_json_error, read_permission_lines, DataType, Employee, EmployeeStatus, MasterData, PermissionGrant, RealtimeChange, Record, RecordVisitor,
+    describe_json_error, read_permission_lines, CompactString, DataType, Employee, EmployeeStatus, MasterData, PermissionGrant, RealtimeChange, Record,
+    RecordVisitor,
 };
 use std::collections::BTreeMap;
 
@@ -89,12 +90,12 @@ impl Hub {
         }
         let (lines, quarantined) = read_permission_lines(body, REQUEST_BODY);
         let mut problems: Vec<Problem> = quarantined.into_iter().map(|q| Problem { line: Some(q.line), detail: q.detail }).collect();
-        let mut grants: BTreeMap<String, PermissionGrant> = BTreeMap::new();
+        let mut grants: BTreeMap<CompactString, PermissionGrant> = BTreeMap::new();
         for line in lines {
             let mut event = line.event;
             let problem = match self.current_employee(&event.employee)? {
                 _ if !plausible(event.at) => format!("field `at`: {} is in the future or before 1900", event.at),
-                _ if !self.policy.targets.contains_key(&event.system) => {
+                _ if !self.policy.targets.contains_key(event.system.as_str()) => {
                     format!(
                         "field `system`: {} is not a target system of this hub (known: {})",
                         event.system,
@@ -107,8 +108,9 @@ impl Hub {
                 }
                 Some(employee) => {
                     event.employee = employee.id.clone();
-                    if grants.get(&event.key()).is_none_or(|held| event.supersedes(held)) {
-                        grants.insert(event.key(), event);
+                    let key = CompactString::from(event.key());
+                    if grants.get(&key).is_none_or(|held| event.supersedes(held)) {
+                        grants.insert(key, event);
                     }
                     continue;
                 }
@@ -135,7 +137,7 @@ impl Hub {
         }
         let current = self.current_employee(id)?.ok_or_else(|| RealtimeError::UnknownEmployee(id.to_string()))?.clone();
         if !plausible(change.at) {
-            return Err(HubError::ImplausibleTime { data_type: DataType::Employee, key: current.id, at: change.at }.into());
+            return Err(HubError::ImplausibleTime { data_type: DataType::Employee, key: current.id.into(), at: change.at }.into());
         }
         let updated = self.changed(current, &change)?;
         let mut changes = vec![change_of(&updated, change.at)?];
@@ -154,7 +156,7 @@ impl Hub {
         let mut problem = |detail: String| problems.push(Problem { line: None, detail });
         if let Some(unit) = &change.org_unit {
             match self.ledger.version_of(DataType::OrgUnit, unit).map_err(HubError::from)? {
-                Some((_, false)) => current.org_unit = unit.clone(),
+                Some((_, false)) => current.org_unit = unit.as_str().into(),
                 _ => problem(format!("field `org_unit`: {unit} is not a current org unit")),
             }
         }
@@ -167,11 +169,11 @@ impl Hub {
         }
         match change.grade.as_deref().map(str::trim) {
             Some("") => problem("field `grade` is empty".into()),
-            Some(grade) => current.grade = grade.to_string(),
+            Some(grade) => current.grade = grade.into(),
             None => {}
         }
         if let Some(email) = &change.email {
-            current.email = Some(email.clone());
+            current.email = Some(email.as_str().into());
         }
         if let Some(status) = change.status {
             current.status = status;
@@ -195,7 +197,7 @@ impl Hub {
         if let Some(employee) = self.employees.get(reference) {
             return Ok(Some(employee));
         }
-        Ok(self.ledger.unified_id(reference)?.and_then(|unified| self.employees.get(&unified)))
+        Ok(self.ledger.unified_id(reference)?.and_then(|unified| self.employees.get(unified.as_str())))
     }
 
     /// Checks, plans, sends and commits real-time changes in one
@@ -260,10 +262,10 @@ impl Hub {
     }
 }
 
-fn remember_in<R: Record>(records: &mut BTreeMap<String, R>, change: &RealtimeChange) -> Result<(), HubError> {
+fn remember_in<R: Record>(records: &mut BTreeMap<CompactString, R>, change: &RealtimeChange) -> Result<(), HubError> {
     match &change.payload {
-        Some(payload) => drop(records.insert(change.key.clone(), serde_json::from_str(payload.get())?)),
-        None => drop(records.remove(&change.key)),
+        Some(payload) => drop(records.insert(change.key.as_str().into(), serde_json::from_str(payload.get())?)),
+        None => drop(records.remove(change.key.as_str())),
     }
     Ok(())
 }

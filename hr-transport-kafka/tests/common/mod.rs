@@ -22,7 +22,7 @@ pub fn uuid_suffix() -> String {
 
 /// A master-data change (small, cheap to make in bulk).
 pub fn md(i: usize, version: u64) -> ChangeEnvelope {
-    let m = MasterData { set: "md.category".into(), code: format!("C{i:05}"), name: format!("v{version}"), attributes: Default::default() };
+    let m = MasterData { set: "md.category".into(), code: format!("C{i:05}").into(), name: format!("v{version}").into(), attributes: Default::default() };
     ChangeEnvelope::upsert(DataType::MasterData, m.key(), version, "test", &m).unwrap()
 }
 
