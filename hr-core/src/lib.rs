@@ -108,11 +108,11 @@ mod sink;
 #[cfg(feature = "sqlite")]
 mod sqlite_sink;
 
-/// The schema's text type: a string kept inline up to 24 bytes, which
-/// nearly every id, name, code and phone fits, so a merged record needs
-/// about one heap allocation instead of one per field. It dereferences to
-/// `str`, converts from `&str` and `String` with `into()`, and serializes
-/// and describes itself in JSON Schema exactly as `String`.
+/// The schema's text type: a string kept inline up to 24 bytes (on 64-bit
+/// targets), which nearly every id, name, code and phone fits, so a merged
+/// record needs about one heap allocation instead of one per field. It
+/// dereferences to `str`, converts from `&str` and `String` with `into()`,
+/// and serializes and describes itself in JSON Schema exactly as `String`.
 pub use compact_str::CompactString;
 pub use digest::{bucket_of, ContentHash, Digest, DigestEntry, BUCKETS};
 pub use envelope::{describe_json_error, ChangeEnvelope, EnvelopeError, Operation, MAX_VERSION};

@@ -94,21 +94,22 @@ pub trait Record: sealed::Sealed + Clone + PartialEq + Serialize + serde::de::De
 
 pub(crate) mod sealed {
     use crate::MergedState;
+    use compact_str::CompactString;
     use std::collections::BTreeMap;
 
     /// Keeps [`Record`](super::Record) to this crate's types, and gives
     /// generic code their map in a [`MergedState`].
     pub trait Sealed: Sized {
-        fn map(state: &MergedState) -> &BTreeMap<compact_str::CompactString, Self>;
-        fn map_mut(state: &mut MergedState) -> &mut BTreeMap<compact_str::CompactString, Self>;
+        fn map(state: &MergedState) -> &BTreeMap<CompactString, Self>;
+        fn map_mut(state: &mut MergedState) -> &mut BTreeMap<CompactString, Self>;
     }
     macro_rules! sealed {
         ($($record:ident => $field:ident),*) => {$(
             impl Sealed for super::$record {
-                fn map(state: &MergedState) -> &BTreeMap<compact_str::CompactString, Self> {
+                fn map(state: &MergedState) -> &BTreeMap<CompactString, Self> {
                     &state.$field
                 }
-                fn map_mut(state: &mut MergedState) -> &mut BTreeMap<compact_str::CompactString, Self> {
+                fn map_mut(state: &mut MergedState) -> &mut BTreeMap<CompactString, Self> {
                     &mut state.$field
                 }
             }

@@ -15,7 +15,6 @@ use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Number, Value};
 use std::borrow::Cow;
-use std::fmt::Write;
 use std::path::Path;
 
 /// A JSON-lines file, or a part of one; a line that is not a JSON object
@@ -107,13 +106,7 @@ impl<'a> JsonRow<'a> {
             Some(Ok(s)) => prefixed_id(prefix, s.trim(), field),
             Some(Err(Value::Number(n))) => n
                 .as_u64()
-                .map(|n| {
-                    let mut id = CompactString::with_capacity(prefix.len() + 20);
-                    id.push_str(prefix);
-                    // Writing to a CompactString cannot fail.
-                    let _ = write!(id, "{n}");
-                    Some(id)
-                })
+                .map(|n| Some(compact_str::format_compact!("{prefix}{n}")))
                 .ok_or_else(|| (Reason::MalformedRow, format!("field `{field}` is a number but not a whole non-negative one"))),
             Some(Err(_)) => Err((Reason::MalformedRow, format!("field `{field}` is neither a number nor a string"))),
         }

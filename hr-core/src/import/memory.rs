@@ -6,10 +6,10 @@ use super::ImportError;
 use std::path::{Path, PathBuf};
 
 /// Peak resident memory a load and merge need per byte of input, as
-/// measured: 2.4-3.5 on 1,000,000 employees and teams (374 MiB of files;
+/// measured: 2.4-3.2 on 1,000,000 employees and teams (374 MiB of files;
 /// the least with mimalloc returning freed memory after 10 ms, the most
-/// with its defaults, 2.8 with the system allocator) and 3.4-4.4 on
-/// 2 x 100,000 (60 MiB); rounded up.
+/// with its defaults, 2.8 with the system allocator) and 3.4-4.2 on
+/// 2 x 100,000 (60 MiB, mimalloc's defaults); rounded up.
 pub const MEMORY_PER_INPUT_BYTE: u64 = 5;
 
 /// Limits at or above this are how cgroup v1 writes "no limit".
