@@ -14,7 +14,7 @@
 //! The README's figures are measured with `MIMALLOC_PURGE_DELAY=10` (as
 //! `scripts/bench.sh` runs it): mimalloc then returns freed memory after
 //! 10 ms instead of a second. At 1,000,000 employees that lowers the peak
-//! from 1.07-1.19 GiB to about 0.9 GiB; a hub merging this much should run
+//! from 1,072-1,193 MiB to 904-911 MiB; a hub merging this much should run
 //! with it too.
 use clap::Parser;
 use hr_core::{load_input_dir, merge, DataType, Ledger, Mapping, PlanOptions};

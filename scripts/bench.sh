@@ -24,7 +24,7 @@ cargo build --locked --release --example generate --example delta
 echo "== periodic run at $n employees"
 # mimalloc returns freed memory after 10 ms instead of its default second:
 # a run this size frees the records it read while it builds the merged state,
-# and keeping them a second raises the peak by 0.17-0.28 GiB (and, on the
+# and keeping them a second raises the peak by 160-290 MiB (and, on the
 # measuring VM, costs time too). README, "Performance".
 export MIMALLOC_PURGE_DELAY=10
 target/release/examples/generate --out "$work/base" --employees "$n" --next-out "$work/next"
