@@ -2,10 +2,11 @@
 //! is built: a route to an unknown transport, a target its route cannot
 //! reach, or a transport that would hand a target a data type the
 //! configuration does not give it, is an error naming the file and line.
+//! A system's publisher is checked the same way for the master data route.
 use hr_sync::hr_core::{ChangeEnvelope, DataType, Ledger, PropagateError, Propagator, Receipt};
 use hr_sync::hr_transport_kafka::{EmbeddedKafka, KafkaConfig};
 use hr_sync::hr_transport_rest::{RestConfig, RestTarget};
-use hr_sync::{Hub, HubConfig};
+use hr_sync::{Hub, HubConfig, Publisher};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -75,4 +76,48 @@ fn any_transport_registered_under_a_route_name_serves_that_route() {
     let config = HubConfig::from_toml_str(&text, "hub.toml").unwrap();
     let hub = Hub::with_transports(&config, Ledger::in_memory().unwrap(), [("pigeon", Arc::new(Carrier) as Arc<dyn Propagator>)]).unwrap();
     assert_eq!(hub.targets()["erp"], vec![DataType::Employee, DataType::Permission]);
+}
+
+const PUBLISHING: &str = r#"
+[routes]
+master_data = "kafka"
+
+[targets.erp]
+data_types = ["master_data"]
+publishes = ["md.product"]
+
+[targets.payroll]
+data_types = ["master_data"]
+"#;
+
+/// A transport that reaches the named targets with master data.
+struct MasterDataTo(&'static [&'static str]);
+
+#[async_trait::async_trait]
+impl Propagator for MasterDataTo {
+    async fn propagate(&self, _batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
+        Ok(Receipt::default())
+    }
+
+    fn targets(&self) -> BTreeMap<String, Vec<DataType>> {
+        self.0.iter().map(|t| (t.to_string(), vec![DataType::MasterData])).collect()
+    }
+}
+
+fn publisher(reaches: &'static [&'static str]) -> Result<Publisher, String> {
+    let config = HubConfig::from_toml_str(PUBLISHING, "hub.toml").unwrap();
+    Publisher::new(&config, "erp", Ledger::in_memory().unwrap(), Arc::new(MasterDataTo(reaches))).map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_publisher_whose_transport_misses_a_target_of_master_data_is_refused_naming_it() {
+    assert!(publisher(&["erp", "payroll"]).is_ok());
+    let err = publisher(&["erp"]).unwrap_err();
+    assert!(err.starts_with("configuration hub.toml, line 9:") && err.contains("payroll receives master_data over kafka"), "{err}");
+}
+
+#[test]
+fn a_publisher_whose_transport_would_send_master_data_where_it_is_not_received_is_refused() {
+    let err = publisher(&["erp", "payroll", "orgchart"]).unwrap_err();
+    assert!(err.contains("delivers master_data to orgchart, which the policy does not allow"), "{err}");
 }

@@ -2,7 +2,7 @@
 
 use crate::config::HubConfig;
 use crate::hub::{HubError, SyncOutcome};
-use hr_core::{DataType, FieldScope, Ledger, MasterData, Propagator};
+use hr_core::{DataType, FieldScope, Ledger, MasterData, Propagator, Router};
 use hr_transport_kafka::{KafkaConfig, KafkaPropagator};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,12 +33,17 @@ impl std::fmt::Debug for Publisher {
 
 impl Publisher {
     /// A publisher for `system` that sends through `propagator`, which must
-    /// reach every target that receives master data.
+    /// reach every target that receives master data, with the fields the
+    /// configuration gives each: checked here as the hub checks its
+    /// transports ([`ConfigError::Routing`](crate::ConfigError::Routing)
+    /// naming the file and line), so that no target is silently left
+    /// without the sets.
     pub fn new(config: &HubConfig, system: &str, ledger: Ledger, propagator: Arc<dyn Propagator>) -> Result<Self, HubError> {
         let owned = config.targets.get(system).map(|t| t.publishes.clone()).unwrap_or_default();
         if owned.is_empty() {
             return Err(HubError::NotAPublisher { system: system.into() });
         }
+        check_master_data_route(config, &propagator)?;
         Ok(Publisher { system: system.into(), owned, ledger, propagator, allow_mass_delete: false })
     }
 
@@ -94,4 +99,14 @@ impl Publisher {
     pub fn digest(&self) -> Result<hr_core::Digest, HubError> {
         Ok(self.ledger.digest(DataType::MasterData)?)
     }
+}
+
+/// The configuration's routing checks for the master data route alone,
+/// served by `propagator`.
+fn check_master_data_route(config: &HubConfig, propagator: &Arc<dyn Propagator>) -> Result<(), HubError> {
+    let mut policy = config.policy();
+    let transport = policy.route(DataType::MasterData).unwrap_or("kafka").to_string();
+    policy.routes = BTreeMap::from([(DataType::MasterData, transport.clone())]);
+    let router = Router::new(policy).with(&transport, Arc::clone(propagator));
+    router.check().map_err(|e| HubError::from(config.routing_error(e)))
 }
