@@ -25,7 +25,7 @@ use hr_core::{DataType, HeldBack, HeldRecord, Ledger, MergeReport};
 use hr_demo::console::{Console, LogFormat};
 use hr_sync::hr_hub::{hub_api, load_and_merge, ApiConfig, Hub, HubConfig, Reconciliation, RepairOutcome, SyncOutcome};
 use hr_transport_kafka::{ensure_topics, group_lag, wait_until_applied, KafkaConfig};
-use hr_transport_rest::RestConfig;
+use hr_transport_rest::{serve_with_limits, ConnectionLimits, RestConfig};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -205,16 +205,13 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Serves the real-time API on `addr` for as long as the process runs.
+/// Serves the real-time API on `addr` for as long as the process runs,
+/// closing connections that stall and capping how many are open.
 async fn serve_api(hub: Arc<Mutex<Hub>>, addr: SocketAddr, token: &str, console: &Console) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let bound = listener.local_addr()?;
     let app = hub_api(hub, ApiConfig::new(token)?);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "the real-time API stopped");
-        }
-    });
+    tokio::spawn(serve_with_limits(listener, app, ConnectionLimits::default()));
     console.line(&format!("real-time API listening on http://{bound}"));
     Ok(())
 }
@@ -225,11 +222,7 @@ async fn serve_metrics(addr: SocketAddr, console: &Console) -> anyhow::Result<()
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let bound = listener.local_addr()?;
     let app = axum::Router::new().route("/metrics", axum::routing::get(move || std::future::ready(prometheus.render())));
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "the metrics endpoint stopped");
-        }
-    });
+    tokio::spawn(serve_with_limits(listener, app, ConnectionLimits::default()));
     console.line(&format!("metrics on http://{bound}/metrics"));
     Ok(())
 }

@@ -8,6 +8,7 @@ use hr_sync::hr_core::{
     ChangeEnvelope, Company, DataType, Employee, EmployeeStatus, HeldBack, Ledger, MergedState, OrgUnit, PermissionGrant, PropagateError, Propagator, Receipt,
 };
 use hr_sync::hr_hub::{hub_api, ApiConfig, RealtimeError, SyncOutcome};
+use hr_sync::hr_transport_rest::{serve_with_limits, ConnectionLimits};
 use hr_sync::{Hub, HubConfig};
 use reqwest::StatusCode;
 use std::collections::BTreeMap;
@@ -125,7 +126,7 @@ impl Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let app = hub_api(hub.clone(), ApiConfig::new(TOKEN).unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        tokio::spawn(serve_with_limits(listener, app, ConnectionLimits::default()));
         Running { hub, recorder, url, client: reqwest::Client::new() }
     }
 

@@ -79,8 +79,11 @@ struct Api {
     config: ApiConfig,
 }
 
-/// The API's routes over a shared hub; serve them with `axum::serve`.
-/// Periodic runs that lock the same mutex never interleave with a call.
+/// The API's routes over a shared hub; serve them with
+/// [`serve_with_limits`](hr_transport_rest::serve_with_limits), which
+/// closes stalled connections and caps open ones (`axum::serve` does
+/// neither). Periodic runs that lock the same mutex never interleave with
+/// a call.
 pub fn hub_api(hub: Arc<Mutex<Hub>>, config: ApiConfig) -> Router {
     let limit = config.body_limit;
     let api = Arc::new(Api { hub, config });

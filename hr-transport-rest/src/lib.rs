@@ -40,5 +40,5 @@ mod strict;
 
 pub use client::{RestConfig, RestPropagator, RestTarget, RestTransportError};
 pub use idempotency::MAX_IDEMPOTENCY_KEY_BYTES;
-pub use serve::serve_receiver;
+pub use serve::{serve_receiver, serve_with_limits, ConnectionLimits};
 pub use server::{bearer_matches, receiver, HealthCheck, MetricsRender, ReceiverConfig, ReceiverError, BUCKETS_PATH, CHANGES_PATH, DIGEST_PATH, ENTRIES_PATH};

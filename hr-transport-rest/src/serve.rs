@@ -1,4 +1,4 @@
-//! Serving the receiver with connection-level limits.
+//! Serving the receiver, and any other router, with connection-level limits.
 //!
 //! `axum::serve` accepts every connection and waits forever for its first
 //! bytes (its HTTP version detection has no timeout) and for its headers, so
@@ -20,6 +20,34 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// (hyper's default is about 400 kB; request heads here are well under 1 kB).
 const CONNECTION_BUFFER: usize = 64 << 10;
 
+/// What `axum::serve` cannot limit: how long a connection may take to send
+/// a request head (and stay idle between requests), and how many
+/// connections are served at once (more wait in the kernel's backlog).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Time to send a request head; an idle connection is closed after it.
+    pub header_read_timeout: Duration,
+    /// Connections served at once (at least one).
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    /// The receiver's defaults: 10 s to send a head, 256 connections.
+    fn default() -> Self {
+        ConnectionLimits { header_read_timeout: Duration::from_secs(10), max_connections: 256 }
+    }
+}
+
+/// Serves any `app` on `listener` within `limits`: for the other HTTP
+/// endpoints a deployment exposes (the hub's real-time API, a metrics
+/// endpoint), which `axum::serve` would leave open to idle and trickling
+/// connections. Returns the server as a future to spawn; it runs until
+/// dropped.
+pub fn serve_with_limits(listener: TcpListener, app: Router, limits: ConnectionLimits) -> impl Future<Output = ()> + Send + 'static {
+    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    accept_loop(listener, app, connections, limits.header_read_timeout)
+}
+
 /// Serves [`receiver`]`(config)` on `listener` with every limit of `config`,
 /// including those `axum::serve` cannot apply (header read timeout,
 /// connection cap). Refuses a receiver without a token on anything but a
@@ -40,10 +68,8 @@ pub fn serve_receiver(listener: TcpListener, config: ReceiverConfig) -> Result<i
     if config.token.is_none() && !address.ip().is_loopback() {
         return Err(ReceiverError::OpenOnNetwork(address));
     }
-    let header_read_timeout = config.header_read_timeout;
-    let connections = Arc::new(Semaphore::new(config.max_connections));
-    let app = receiver(config);
-    Ok(accept_loop(listener, app, connections, header_read_timeout))
+    let limits = ConnectionLimits { header_read_timeout: config.header_read_timeout, max_connections: config.max_connections };
+    Ok(serve_with_limits(listener, receiver(config), limits))
 }
 
 async fn accept_loop(listener: TcpListener, app: Router, connections: Arc<Semaphore>, header_read_timeout: Duration) {

@@ -9,6 +9,7 @@
 //! and the sink's validation (400) and store (503).
 
 use crate::idempotency::{AnsweredKeys, BodyHash, Seen, MAX_IDEMPOTENCY_KEY_BYTES};
+use crate::serve::ConnectionLimits;
 use crate::strict::{self, bound_echoes, bounded, Refusal, ECHO_CHARS};
 use axum::body::Bytes;
 use axum::error_handling::HandleErrorLayer;
@@ -97,8 +98,8 @@ impl ReceiverConfig {
             max_concurrent_requests: 16,
             max_in_flight_bytes: 64 << 20,
             request_timeout: Duration::from_secs(30),
-            header_read_timeout: Duration::from_secs(10),
-            max_connections: 256,
+            header_read_timeout: ConnectionLimits::default().header_read_timeout,
+            max_connections: ConnectionLimits::default().max_connections,
             idempotency_memory: 4 << 20,
         }
     }

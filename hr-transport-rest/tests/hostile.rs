@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use hr_core::MAX_VERSION;
 use hr_core::{ApplyOutcome, ChangeEnvelope, DataType, DigestEntry, MasterData, MemorySink, Propagator, Sink, SinkError, SqliteSink};
-use hr_transport_rest::{serve_receiver, ReceiverConfig, ReceiverError, RestConfig, RestPropagator, RestTarget};
+use hr_transport_rest::{serve_receiver, serve_with_limits, ConnectionLimits, ReceiverConfig, ReceiverError, RestConfig, RestPropagator, RestTarget};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -424,4 +424,21 @@ async fn concurrency_and_in_flight_bytes_are_capped() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(post(addr, batch(&[md("C1", 1)])).await.0, 200, "the budget came back");
     assert_eq!(sink.digest(DataType::MasterData).await.unwrap().count, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_router_served_with_limits_closes_stalled_connections_and_caps_them() {
+    let app = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = ConnectionLimits { header_read_timeout: Duration::from_millis(400), max_connections: 1 };
+    tokio::spawn(serve_with_limits(listener, app, limits));
+    // Connected, nothing sent: it holds the only connection slot.
+    let mut idle = raw(addr, "", b"").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut waiting = raw(addr, "GET /healthz HTTP/1.1\r\nhost: api\r\n\r\n", b"").await;
+    assert_eq!(answer_within(&mut waiting, Duration::from_millis(150)).await, None, "a second connection was served beyond the cap");
+    assert!(closed_within(&mut idle, Duration::from_secs(3)).await, "a stalled connection stayed open");
+    let answer = answer_within(&mut waiting, Duration::from_secs(3)).await.expect("served once the slot was free");
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"), "{answer}");
 }
