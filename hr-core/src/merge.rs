@@ -3,7 +3,7 @@
 use crate::digest::ContentHash;
 use crate::import::{PermissionOp, PersonKey, SourceData, SourceEmployee, SourceOrgUnit};
 use crate::quarantine::{Quarantined, Reason};
-use crate::schema::{Company, Compensation, DataType, Employee, EmployeeStatus, MasterData, OrgUnit, PermissionGrant};
+use crate::schema::{Company, Compensation, DataType, Employee, EmployeeStatus, MasterData, OrgUnit, PermissionGrant, Record, RecordVisitor};
 use compact_str::CompactString;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
@@ -38,13 +38,14 @@ pub struct MergedState {
 impl MergedState {
     /// Number of records of a data type.
     pub fn count(&self, data_type: DataType) -> usize {
-        match data_type {
-            DataType::Employee => self.employees.len(),
-            DataType::OrgUnit => self.org_units.len(),
-            DataType::MasterData => self.master_data.len(),
-            DataType::Permission => self.permissions.len(),
-            DataType::Compensation => self.compensation.len(),
+        struct Count<'a>(&'a MergedState);
+        impl RecordVisitor for Count<'_> {
+            type Output = usize;
+            fn visit<R: Record>(self) -> usize {
+                R::map(self.0).len()
+            }
         }
+        data_type.visit(Count(self))
     }
 
     /// Revokes every grant no longer in force on `today` because it expired,
@@ -65,9 +66,9 @@ impl MergedState {
     /// A state holding only `data_type`'s records, copied from this one.
     pub fn only(&self, data_type: DataType) -> MergedState {
         struct Copy<'a>(&'a MergedState);
-        impl crate::RecordVisitor for Copy<'_> {
+        impl RecordVisitor for Copy<'_> {
             type Output = MergedState;
-            fn visit<R: crate::Record>(self) -> MergedState {
+            fn visit<R: Record>(self) -> MergedState {
                 let mut only = MergedState { exported_at: self.0.exported_at, ..MergedState::default() };
                 *R::map_mut(&mut only) = R::map(self.0).clone();
                 only
@@ -78,16 +79,14 @@ impl MergedState {
 
     /// One record as its JSON payload, if the state holds it.
     pub fn record(&self, data_type: DataType, key: &str) -> Option<RecordJson> {
-        fn raw<T: Serialize>(m: &BTreeMap<CompactString, T>, key: &str) -> Option<RecordJson> {
-            m.get(key).map(serde_json::value::to_raw_value)
+        struct One<'a>(&'a MergedState, &'a str);
+        impl RecordVisitor for One<'_> {
+            type Output = Option<RecordJson>;
+            fn visit<R: Record>(self) -> Option<RecordJson> {
+                R::map(self.0).get(self.1).map(serde_json::value::to_raw_value)
+            }
         }
-        match data_type {
-            DataType::Employee => raw(&self.employees, key),
-            DataType::OrgUnit => raw(&self.org_units, key),
-            DataType::MasterData => raw(&self.master_data, key),
-            DataType::Permission => raw(&self.permissions, key),
-            DataType::Compensation => raw(&self.compensation, key),
-        }
+        data_type.visit(One(self, key))
     }
 
     /// Calls `each` with every record's key and content hash, in key order,
@@ -95,42 +94,36 @@ impl MergedState {
     /// made); stops when `each` breaks or at the first record that cannot
     /// be serialized.
     pub(crate) fn hash_each<'a>(&'a self, data_type: DataType, each: impl FnMut(&'a str, ContentHash) -> ControlFlow<()>) -> Result<(), serde_json::Error> {
-        fn hash<'a, T: Serialize>(
-            records: &'a BTreeMap<CompactString, T>,
-            mut each: impl FnMut(&'a str, ContentHash) -> ControlFlow<()>,
-        ) -> Result<(), serde_json::Error> {
-            let mut buffer = Vec::with_capacity(4096);
-            for (key, record) in records {
-                buffer.clear();
-                serde_json::to_writer(&mut buffer, record)?;
-                if each(key, ContentHash::of_bytes(&buffer)).is_break() {
-                    break;
+        struct Hashes<'a, F>(&'a MergedState, F);
+        impl<'a, F: FnMut(&'a str, ContentHash) -> ControlFlow<()>> RecordVisitor for Hashes<'a, F> {
+            type Output = Result<(), serde_json::Error>;
+            fn visit<R: Record>(self) -> Self::Output {
+                let Hashes(state, mut each) = self;
+                let mut buffer = Vec::with_capacity(4096);
+                for (key, record) in R::map(state) {
+                    buffer.clear();
+                    serde_json::to_writer(&mut buffer, record)?;
+                    if each(key, ContentHash::of_bytes(&buffer)).is_break() {
+                        break;
+                    }
                 }
+                Ok(())
             }
-            Ok(())
         }
-        match data_type {
-            DataType::Employee => hash(&self.employees, each),
-            DataType::OrgUnit => hash(&self.org_units, each),
-            DataType::MasterData => hash(&self.master_data, each),
-            DataType::Permission => hash(&self.permissions, each),
-            DataType::Compensation => hash(&self.compensation, each),
-        }
+        data_type.visit(Hashes(self, each))
     }
 
     /// The records of one data type as `(key, JSON payload)` in key order:
     /// what the ledger compares and the envelopes carry.
     pub fn records(&self, data_type: DataType) -> Box<dyn Iterator<Item = (&str, RecordJson)> + '_> {
-        fn raw<'a, T: Serialize>(m: &'a BTreeMap<CompactString, T>) -> Box<dyn Iterator<Item = (&'a str, RecordJson)> + 'a> {
-            Box::new(m.iter().map(|(k, v)| (k.as_str(), serde_json::value::to_raw_value(v))))
+        struct All<'a>(&'a MergedState);
+        impl<'a> RecordVisitor for All<'a> {
+            type Output = Box<dyn Iterator<Item = (&'a str, RecordJson)> + 'a>;
+            fn visit<R: Record>(self) -> Self::Output {
+                Box::new(R::map(self.0).iter().map(|(k, v)| (k.as_str(), serde_json::value::to_raw_value(v))))
+            }
         }
-        match data_type {
-            DataType::Employee => raw(&self.employees),
-            DataType::OrgUnit => raw(&self.org_units),
-            DataType::MasterData => raw(&self.master_data),
-            DataType::Permission => raw(&self.permissions),
-            DataType::Compensation => raw(&self.compensation),
-        }
+        data_type.visit(All(self))
     }
 }
 
