@@ -10,9 +10,12 @@
 //! - `sink/sqlite_{insert,update}_10k_employees`: a system's file-backed
 //!   SQLite store as shipped (WAL) applying 10,000 employees as one batch,
 //!   into an empty store (a first run) and over the same keys at a newer
-//!   version (every delta run after it).
+//!   version (every delta run after it);
+//! - `sink/scoped_sqlite_insert_10k_reduced_employees`: the same insert
+//!   through the `ScopedSink` of a system that goes without phone and birth
+//!   date (orgchart, erp), given its audience's copies.
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use hr_core::{load_input_dir, merge, ChangeEnvelope, DataType, Ledger, Mapping, MergedState, PlanOptions, Sink, SqliteSink};
+use hr_core::{load_input_dir, merge, ChangeEnvelope, DataType, Ledger, Mapping, MergedState, PlanOptions, RoutingPolicy, ScopedSink, Sink, SqliteSink};
 use hr_testdata::{Dataset, GenerateOptions};
 use serde_json::value::RawValue;
 
@@ -103,6 +106,19 @@ fn sqlite_apply_10k(c: &mut Criterion) {
                 SqliteSink::open(dir.path().join(format!("insert-{files}.sqlite3"))).unwrap()
             },
             |sink| assert_eq!(rt.block_on(sink.apply(&first)).unwrap().applied, first.len()),
+            BatchSize::PerIteration,
+        )
+    });
+    // What orgchart and erp do with their audience's copies (no phone, no birth date): check the scope's fields, then store.
+    let policy = RoutingPolicy::default();
+    let reduced: Vec<ChangeEnvelope> = first.iter().map(|c| policy.scope("erp").fields().apply(c).unwrap().into_owned()).collect();
+    g.bench_function("scoped_sqlite_insert_10k_reduced_employees", |b| {
+        b.iter_batched(
+            || {
+                files += 1;
+                ScopedSink::new(SqliteSink::open(dir.path().join(format!("scoped-{files}.sqlite3"))).unwrap(), policy.scope("erp"))
+            },
+            |sink| assert_eq!(rt.block_on(sink.apply(&reduced)).unwrap().applied, reduced.len()),
             BatchSize::PerIteration,
         )
     });

@@ -271,10 +271,13 @@ impl<S: Sink> Sink for ScopedSink<S> {
         let mut fields_dropped = 0;
         for (index, change) in batch.iter().enumerate().filter(|(_, c)| self.scope.admits(c.data_type, &c.key)) {
             let carried = self.scope.fields().carried(change);
-            if !carried.is_empty() {
-                tracing::warn!(target = self.scope.target(), data_type = %change.data_type, fields = %carried.join(","), "received fields this system must not hold; stored without them (the sender's field scope differs from this system's)");
-                fields_dropped += 1;
+            // Without a value in an omitted field (a sender with the same scope) the change is stored as it came.
+            if carried.is_empty() {
+                mine.push(change.clone());
+                continue;
             }
+            tracing::warn!(target = self.scope.target(), data_type = %change.data_type, fields = %carried.join(","), "received fields this system must not hold; stored without them (the sender's field scope differs from this system's)");
+            fields_dropped += 1;
             mine.push(self.scope.fields().apply(change).map_err(|source| SinkError::Invalid { index, source })?.into_owned());
         }
         let out_of_scope = batch.len() - mine.len();

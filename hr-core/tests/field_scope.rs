@@ -66,6 +66,19 @@ async fn the_ledger_digest_of_an_audience_is_what_a_target_sent_the_scoped_copie
     assert_eq!(held, ledger.digest_for(DataType::Employee, audience.as_deref()).unwrap());
     assert_ne!(held, ledger.digest(DataType::Employee).unwrap(), "the full records' digest differs from the scoped one");
 
+    // Copies that leave the omitted fields out altogether, rather than null, are held the same.
+    let without_keys: Vec<ChangeEnvelope> = changes
+        .iter()
+        .map(|c| {
+            let mut fields: serde_json::Map<String, serde_json::Value> = serde_json::from_str(c.payload_json().unwrap()).unwrap();
+            fields.retain(|k, _| k != "phone" && k != "birth_date");
+            ChangeEnvelope { payload: Some(serde_json::value::to_raw_value(&fields).unwrap()), ..c.clone() }
+        })
+        .collect();
+    let other = erp(scope.clone());
+    assert_eq!(other.apply(&without_keys).await.unwrap().applied, 20);
+    assert_eq!(other.digest(DataType::Employee).await.unwrap(), held);
+
     // A phone change reaches the ledger and payroll; erp's copy is unchanged in content.
     let mut changed = people.clone();
     changed[0].phone = Some(Sensitive::new("010-9999-9999".into()));
