@@ -5,8 +5,8 @@
 
 use async_trait::async_trait;
 use hr_core::{
-    ChangeEnvelope, Company, DataType, Employee, EmployeeStatus, FieldScope, Ledger, MemorySink, PropagateError, Propagator, Receipt, RecordScope, Repair,
-    Router, RoutingError, RoutingPolicy, ScopedSink, Sensitive, Sink, TargetPolicy,
+    ChangeEnvelope, Company, DataType, Employee, EmployeeStatus, FieldScope, Ledger, MemorySink, PermissionGrant, PropagateError, Propagator, Receipt,
+    RecordScope, Repair, Router, RoutingError, RoutingPolicy, ScopedSink, Sensitive, Sink, TargetPolicy,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -218,4 +218,25 @@ async fn two_audiences_each_match_their_target_through_a_delete_and_a_re_creatio
         targets[1].0.digest(DataType::Employee).await.unwrap(),
         "the audiences hold different content"
     );
+}
+
+#[tokio::test]
+async fn a_scoped_sink_lists_only_the_grants_its_target_may_hold() {
+    let grant = |system: &str| PermissionGrant {
+        employee: "A-1".into(),
+        system: system.into(),
+        role: "viewer".into(),
+        granted: true,
+        expires: None,
+        at: "2026-01-01T00:00:00Z".parse().unwrap(),
+    };
+    // Held from before the scope narrowed: written to the store directly.
+    let inner = MemorySink::default();
+    inner.apply(&[ChangeEnvelope::of(&grant("erp"), 1, "hub").unwrap(), ChangeEnvelope::of(&grant("payroll"), 1, "hub").unwrap()]).await.unwrap();
+    let erp = ScopedSink::new(inner, RecordScope::new("erp", false));
+    let keys: Vec<String> = erp.entries(DataType::Permission).await.unwrap().into_iter().map(|e| e.key).collect();
+    assert_eq!(keys, ["A-1:erp:viewer"]);
+    assert_eq!(erp.digest(DataType::Permission).await.unwrap().count, 1);
+    let shown = format!("{erp:?}");
+    assert!(shown.starts_with("ScopedSink") && shown.contains("erp"), "{shown}");
 }
