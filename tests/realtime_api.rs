@@ -117,6 +117,10 @@ struct Running {
 
 impl Running {
     async fn start() -> Running {
+        Running::start_with(ApiConfig::new(TOKEN).unwrap()).await
+    }
+
+    async fn start_with(api: ApiConfig) -> Running {
         let recorder = Arc::new(Recorder::default());
         let config = HubConfig::from_toml_str(CONFIG, "hub.toml").unwrap();
         let mut hub = Hub::with_transports(&config, Ledger::in_memory().unwrap(), [("recorder", recorder.clone() as Arc<dyn Propagator>)]).unwrap();
@@ -125,7 +129,7 @@ impl Running {
         let hub = Arc::new(tokio::sync::Mutex::new(hub));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = hub_api(hub.clone(), ApiConfig::new(TOKEN).unwrap());
+        let app = hub_api(hub.clone(), api);
         tokio::spawn(serve_with_limits(listener, app, ConnectionLimits::default()));
         Running { hub, recorder, url, client: reqwest::Client::new() }
     }
@@ -303,4 +307,29 @@ async fn an_employee_change_is_sent_at_once_and_a_termination_revokes_the_person
     let late_grant = grant("A-1", "auditor", true, "2026-10-26T11:00:00Z");
     hub.sync(&export("2026-10-26T11:30:00Z", &[grant("A-1", "approver", true, "2026-10-20T00:00:00Z"), late_grant])).await;
     assert_eq!(hub.recorder.grants().get("A-1:erp:auditor"), Some(&false), "the export's grant to the leaver went out in force");
+}
+
+#[tokio::test]
+async fn a_body_that_trickles_or_runs_over_the_limit_is_refused_and_nothing_is_sent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut api = ApiConfig::new(TOKEN).unwrap();
+    api.body_limit = 1 << 10;
+    api.body_read_timeout = std::time::Duration::from_millis(300);
+    let hub = Running::start_with(api).await;
+    let (status, body) = hub.post_permissions(&"x".repeat(2 << 10)).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("body_too_large")), "{body}");
+
+    // A head announcing 100 bytes, then 10 of them, then silence.
+    let address = hub.url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!("POST /hr/v1/permissions HTTP/1.1\r\nhost: hub\r\nauthorization: Bearer {TOKEN}\r\ncontent-length: 100\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(b"{\"employee").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut answer)).await.expect("answered in time").unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 408") && answer.contains(r#""error":"request_timeout""#), "{answer}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    assert!(hub.recorder.take().is_empty());
 }

@@ -8,7 +8,8 @@
 //! | `GET /healthz` | | 200 |
 //!
 //! The two changing calls need `Authorization: Bearer <token>` (401
-//! otherwise, before the body is read). A bad line or field is a 400 naming
+//! otherwise, before the body is read); their body must arrive within the
+//! body read timeout (408) and stay under the body limit (413). A bad line or field is a 400 naming
 //! it, and nothing of that request is sent; a change older than what the
 //! hub holds for its key is a 409 ("newer wins"). Calls wait for the hub's
 //! lock, so a call made during a periodic run is applied after it, never
@@ -41,6 +42,9 @@ pub struct ApiConfig {
     pub confirm_deadline: Duration,
     /// The largest body accepted (default 1 MiB); larger gets 413.
     pub body_limit: usize,
+    /// How long a caller may take to send its body (default 10 s); a
+    /// slower one gets 408, so a trickled body cannot hold a connection.
+    pub body_read_timeout: Duration,
 }
 
 /// Why the API cannot be configured.
@@ -60,7 +64,7 @@ impl ApiConfig {
         if token.trim().is_empty() {
             return Err(ApiConfigError::EmptyToken);
         }
-        Ok(ApiConfig { token, confirm_deadline: Duration::from_secs(30), body_limit: 1 << 20 })
+        Ok(ApiConfig { token, confirm_deadline: Duration::from_secs(30), body_limit: 1 << 20, body_read_timeout: Duration::from_secs(10) })
     }
 }
 
@@ -70,6 +74,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("token", &"[redacted]")
             .field("confirm_deadline", &self.confirm_deadline)
             .field("body_limit", &self.body_limit)
+            .field("body_read_timeout", &self.body_read_timeout)
             .finish()
     }
 }
@@ -90,6 +95,7 @@ pub fn hub_api(hub: Arc<Mutex<Hub>>, config: ApiConfig) -> Router {
     let changes = Router::new()
         .route(PERMISSIONS_PATH, post(post_permissions))
         .route(EMPLOYEES_PATH, patch(patch_employee))
+        .layer(axum::middleware::from_fn_with_state(api.clone(), read_body_in_time))
         .layer(axum::middleware::from_fn_with_state(api.clone(), require_token))
         .layer(DefaultBodyLimit::max(limit));
     Router::new().route("/hr/v1/openapi.json", get(|| async { Json(document()) })).route("/healthz", get(|| async { "ok" })).merge(changes).with_state(api)
@@ -102,6 +108,20 @@ async fn require_token(State(api): State<Arc<Api>>, request: Request, next: Next
     let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required (the hub's HR_HUB_TOKEN)");
     response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     response
+}
+
+/// Reads the whole body, within the body limit and the body read timeout,
+/// before the call is handled (after the token check).
+async fn read_body_in_time(State(api): State<Arc<Api>>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    match tokio::time::timeout(api.config.body_read_timeout, axum::body::to_bytes(body, api.config.body_limit)).await {
+        Ok(Ok(bytes)) => next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Ok(Err(_)) => error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the body is over {} bytes, or broke off", api.config.body_limit)),
+        Err(_) => {
+            let message = format!("the body did not arrive within {} s; nothing was sent", api.config.body_read_timeout.as_secs());
+            error(StatusCode::REQUEST_TIMEOUT, "request_timeout", message)
+        }
+    }
 }
 
 async fn post_permissions(State(api): State<Arc<Api>>, body: Bytes) -> Response {
@@ -196,6 +216,7 @@ fn document() -> serde_json::Value {
         let mut responses = serde_json::Map::new();
         responses.insert("200".into(), applied.clone());
         responses.insert("401".into(), err("Missing or wrong bearer token; answered before the body is read"));
+        responses.insert("408".into(), err("The body did not arrive within the body read timeout; nothing sent"));
         responses.insert("409".into(), err("The change happened before the one the hub holds for its key (newer wins); nothing sent"));
         responses.insert("413".into(), err("Body over the limit"));
         responses.insert("502".into(), err("Not every target could be reached; the change is not recorded: retry"));
