@@ -77,6 +77,10 @@ pub struct RestConfig {
     pub initial_backoff: Duration,
     /// PEM of an extra CA to trust (a private PKI).
     pub ca_pem: Option<Vec<u8>>,
+    /// The most a target's answer to a read (digests, entries) may hold
+    /// (default 512 MiB: the entries of a million records are about 100 MiB).
+    /// A longer answer is that target's error.
+    pub max_read_answer_bytes: usize,
 }
 
 impl RestConfig {
@@ -89,6 +93,7 @@ impl RestConfig {
             request_timeout: Duration::from_secs(10),
             initial_backoff: Duration::from_millis(50),
             ca_pem: None,
+            max_read_answer_bytes: 512 << 20,
         }
     }
 }
@@ -148,7 +153,12 @@ impl RestPropagator {
     /// Builds the HTTP client (rustls).
     pub fn new(config: RestConfig) -> Result<Self, RestTransportError> {
         config.targets.iter().try_for_each(check_base_url)?;
-        let mut builder = reqwest::Client::builder().timeout(config.request_timeout).pool_max_idle_per_host(8).tcp_nodelay(true);
+        // A target answers where it is; a redirect could carry the bearer token and pay records elsewhere.
+        let mut builder = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .pool_max_idle_per_host(8)
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none());
         if let Some(pem) = &config.ca_pem {
             let certificates = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| RestTransportError::Ca(e.to_string()))?;
             if certificates.is_empty() {
@@ -223,7 +233,8 @@ impl RestPropagator {
         if !status.is_success() {
             return Err(failed(format!("HTTP {status}")));
         }
-        response.json().await.map_err(|e| failed(format!("unexpected answer: {}", root_cause(&e))))
+        let body = read_answer(response, self.config.max_read_answer_bytes).await.map_err(failed)?;
+        serde_json::from_slice(&body).map_err(|e| failed(format!("unexpected answer: {}", hr_core::describe_json_error(&e))))
     }
 
     async fn send_once(&self, target: &RestTarget, body: &str, idempotency_key: &str) -> Attempt {
@@ -244,14 +255,18 @@ impl RestPropagator {
             Err(e) => Attempt::Retry(format!("request failed: {}", root_cause(&e)), None),
             Ok(response) => {
                 let status = response.status();
-                let retry_after =
-                    response.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
-                let text = response.text().await.unwrap_or_default();
+                let retry_after = retry_after(response.headers());
+                let text = match read_answer(response, MAX_CHANGES_ANSWER_BYTES).await {
+                    Ok(body) => String::from_utf8_lossy(&body).into_owned(),
+                    Err(cause) => return Attempt::Retry(format!("HTTP {status}, {cause}"), retry_after),
+                };
                 let detail: String = text.chars().take(300).collect();
-                let out_of_scope = count_in(&text, "out_of_scope");
-                let fields_dropped = count_in(&text, "fields_dropped");
+                let answer = ChangesAnswer::parse(&text);
+                let (out_of_scope, fields_dropped) = answer.as_ref().map_or((0, 0), |a| (a.out_of_scope, a.fields_dropped));
                 // Sent only what its scope admits, yet some was dropped: the two sides' configurations differ.
-                if status.is_success() && out_of_scope > 0 {
+                if status.is_success() && answer.is_none() {
+                    Attempt::Fatal(format!("HTTP {status} with an answer that is not a receiver's (`{{\"applied\": n, \"stale\": m}}`): {detail}"))
+                } else if status.is_success() && out_of_scope > 0 {
                     Attempt::Fatal(format!(
                         "the target did not store {out_of_scope} changes as outside its scope (its all_grants setting differs from the hub's)"
                     ))
@@ -259,8 +274,8 @@ impl RestPropagator {
                     Attempt::Fatal(format!(
                         "the target stored {fields_dropped} changes without fields it may not hold (its omit setting differs from the hub's)"
                     ))
-                } else if status.is_success() {
-                    Attempt::Applied { stale: stale_in(&text) }
+                } else if let Some(answer) = answer.filter(|_| status.is_success()) {
+                    Attempt::Applied { stale: answer.stale }
                 } else if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
                     Attempt::Retry(format!("HTTP {status}: {detail}"), retry_after)
                 } else {
@@ -325,8 +340,10 @@ impl RestPropagator {
                     Ok(Attempt::Retry(cause, retry_after)) => {
                         let jitter = jitter();
                         let wait = retry_after.unwrap_or(backoff.mul_f64(jitter));
-                        if Instant::now() + wait >= deadline {
-                            return (report, failure(format!("{cause} (gave up at the {} ms deadline)", self.config.deadline.as_millis()), true));
+                        // Compared with what is left, never added to now: a target's Retry-After may be any number.
+                        if wait >= deadline.saturating_duration_since(Instant::now()) {
+                            let asked = retry_after.map(|w| format!(", asked to retry after {} s", w.as_secs())).unwrap_or_default();
+                            return (report, failure(format!("{cause}{asked} (gave up at the {} ms deadline)", self.config.deadline.as_millis()), true));
                         }
                         tracing::debug!(target = %target.name, cause = %cause, wait_ms = wait.as_millis() as u64, "retrying");
                         tokio::time::sleep(wait).await;
@@ -349,13 +366,51 @@ fn check_base_url(target: &RestTarget) -> Result<(), RestTransportError> {
     }
 }
 
-/// The `stale` count of a receiver's answer (`{"applied": n, "stale": m}`).
-fn stale_in(answer: &str) -> u64 {
-    count_in(answer, "stale")
+/// The most a receiver's answer to a batch of changes may hold: it is a
+/// few counts (`{"applied": n, "stale": m, ...}`) or an error message.
+const MAX_CHANGES_ANSWER_BYTES: usize = 64 * 1024;
+
+/// A receiver's answer to a batch it took.
+#[derive(serde::Deserialize)]
+struct ChangesAnswer {
+    #[allow(dead_code)] // Required: an answer without it is not a receiver's.
+    applied: u64,
+    #[serde(default)]
+    stale: u64,
+    #[serde(default)]
+    out_of_scope: u64,
+    #[serde(default)]
+    fields_dropped: u64,
 }
 
-fn count_in(answer: &str, field: &str) -> u64 {
-    serde_json::from_str::<serde_json::Value>(answer).ok().and_then(|v| v[field].as_u64()).unwrap_or(0)
+impl ChangesAnswer {
+    /// The answer, if `text` is one.
+    fn parse(text: &str) -> Option<Self> {
+        serde_json::from_str(text).ok()
+    }
+}
+
+/// A `Retry-After` in seconds, as the target sent it (HTTP dates are not
+/// honoured: the backoff applies). Any number: callers compare it with
+/// the time left, never add it to an instant.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers.get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs)
+}
+
+/// The answer's body, up to `limit` bytes: a target cannot make the hub
+/// hold more of it than that.
+async fn read_answer(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(format!("an answer of {} bytes, over the {limit}-byte limit", response.content_length().unwrap_or_default()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| format!("answer not read: {}", root_cause(&e)))? {
+        if body.len() + chunk.len() > limit {
+            return Err(format!("an answer over the {limit}-byte limit"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn root_cause(e: &dyn std::error::Error) -> String {
