@@ -60,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
     println!("\ntimings (ms): {}", report.timings_ms.iter().map(|(k, v)| format!("{k} {v:.1}")).collect::<Vec<_>>().join(", "));
     println!("changes sent per periodic run: {:?}", report.changes_sent);
     if let Some(path) = args.report {
-        std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
+        hr_core::write_private(&path, &serde_json::to_vec_pretty(&report)?)?;
         println!("report: {}", path.display());
     }
     if !all_match {

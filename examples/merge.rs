@@ -33,7 +33,8 @@ fn main() -> anyhow::Result<()> {
     let source = load_input_dir(&args.input, &mapping)?;
     let outcome = merge(source);
     let report = &outcome.report;
-    std::fs::write(&args.report, serde_json::to_vec_pretty(report)?).map_err(|e| anyhow::anyhow!("cannot write report {}: {e}", args.report.display()))?;
+    hr_core::write_private(&args.report, &serde_json::to_vec_pretty(report)?)
+        .map_err(|e| anyhow::anyhow!("cannot write report {}: {e}", args.report.display()))?;
     eprintln!(
         "merged in {:.0} ms: {:?}; {} matched persons, {} quarantined, {} conflicts, {} warnings; report: {}",
         started.elapsed().as_secs_f64() * 1000.0,

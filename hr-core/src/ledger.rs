@@ -49,6 +49,15 @@ pub enum LedgerError {
         /// What cannot be read.
         detail: String,
     },
+    /// The ledger's file or its lock file could not be created or opened.
+    #[error("ledger database {path}: {source}")]
+    Io {
+        /// The database file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// A record could not be reduced to an audience's fields.
     #[error("ledger: {0}")]
     Scope(#[from] FieldScopeError),
@@ -60,6 +69,14 @@ pub enum LedgerError {
         /// The cause.
         #[source]
         source: serde_json::Error,
+    },
+    /// Another process (or another `Ledger` in this one) writes this ledger.
+    #[error("ledger database {path} is in use by {holder}; one hub writes a ledger at a time (stop the other hub, or give this one its own data directory)")]
+    Locked {
+        /// The database file.
+        path: String,
+        /// Who holds it, as its lock file says (process id, host, since when).
+        holder: String,
     },
     /// The run would delete too much: probably a truncated export.
     #[error(
@@ -100,6 +117,21 @@ pub struct Delta {
     /// Records absent from the input because their source row was
     /// quarantined: kept at their last good version, not deleted.
     pub held_back: Vec<HeldRecord>,
+    /// Changes the receivers would refuse: never given a version, never sent.
+    pub rejected: Vec<RejectedChange>,
+}
+
+/// A change a plan left out because it fails the receivers' own validation
+/// ([`ChangeEnvelope::validate`]): reserving and sending it would fail its
+/// whole batch in every run to come.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RejectedChange {
+    /// The data type.
+    pub data_type: DataType,
+    /// The record key (`[redacted]` for sensitive data types).
+    pub key: String,
+    /// What is wrong, naming the field, never its value.
+    pub problem: String,
 }
 
 impl Delta {
@@ -108,9 +140,21 @@ impl Delta {
         self.changes.is_empty()
     }
 
-    fn push(&mut self, change: ChangeEnvelope, hash: Option<ContentHash>) {
+    /// Adds `change` if a receiver would take it, or else records it as
+    /// rejected; whether it was added.
+    fn push(&mut self, change: ChangeEnvelope, hash: Option<ContentHash>) -> bool {
+        if let Err(e) = change.validate() {
+            let problem = match e {
+                crate::EnvelopeError::Invalid { problem, .. } => problem,
+                other => other.to_string(),
+            };
+            tracing::warn!(data_type = %change.data_type, key = %change.key_for_logs(), %problem, "change left out: a receiver would refuse it");
+            self.rejected.push(RejectedChange { data_type: change.data_type, key: change.key_for_logs().to_string(), problem });
+            return false;
+        }
         self.changes.push(change);
         self.hashes.push(hash);
+        true
     }
 }
 
@@ -220,6 +264,8 @@ struct Held {
 pub struct Ledger {
     conn: Connection,
     path: String,
+    /// Held for the ledger's life: the lock that keeps a second writer out.
+    _lock: Option<std::fs::File>,
     max_delete_share: f64,
     /// Per data type, the audiences that receive it without some fields,
     /// by name ([`FieldScope::audience`]).
@@ -243,20 +289,31 @@ fn hash_from_blob(blob: Option<Vec<u8>>) -> Option<ContentHash> {
 }
 
 impl Ledger {
-    /// Opens (creating if needed) the ledger at `path`.
+    /// Opens (creating if needed, readable by its owner only) the ledger at
+    /// `path`, and locks it for this `Ledger`'s life: two writers would give
+    /// one version to two contents. A ledger another process (or another
+    /// `Ledger` of this one) holds is [`LedgerError::Locked`], naming the holder.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, LedgerError> {
-        let shown = path.as_ref().display().to_string();
-        let conn = Connection::open(path.as_ref()).map_err(|source| LedgerError::Storage { path: shown.clone(), source })?;
-        Self::init(conn, shown)
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let lock = crate::private_file::lock_beside(path).map_err(|e| match e {
+            crate::private_file::LockError::Held(holder) => LedgerError::Locked { path: shown.clone(), holder },
+            crate::private_file::LockError::Io(source) => LedgerError::Io { path: shown.clone(), source },
+        })?;
+        crate::private_file::create_private(path).map_err(|source| LedgerError::Io { path: shown.clone(), source })?;
+        let conn = Connection::open(path).map_err(|source| LedgerError::Storage { path: shown.clone(), source })?;
+        Self::init(conn, shown, Some(lock))
     }
 
     /// A ledger that lives only in memory.
     pub fn in_memory() -> Result<Self, LedgerError> {
         let conn = Connection::open_in_memory().map_err(|source| LedgerError::Storage { path: ":memory:".into(), source })?;
-        Self::init(conn, ":memory:".into())
+        Self::init(conn, ":memory:".into(), None)
     }
 
-    fn init(conn: Connection, path: String) -> Result<Self, LedgerError> {
+    fn init(conn: Connection, path: String, lock: Option<std::fs::File>) -> Result<Self, LedgerError> {
+        // A reader (a test, an operator's sqlite3) may hold the file for a moment: wait, do not fail.
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|source| LedgerError::Storage { path: path.clone(), source })?;
         // FULL: a reservation must survive a power loss once its version may have left
         // (one fsync per transaction; a run has a handful).
         conn.execute_batch(
@@ -277,7 +334,7 @@ impl Ledger {
                PRIMARY KEY (data_type, audience, key)) WITHOUT ROWID;",
         )
         .map_err(|source| LedgerError::Storage { path: path.clone(), source })?;
-        Ok(Ledger { conn, path, max_delete_share: DEFAULT_MAX_DELETE_SHARE, audiences: BTreeMap::new() })
+        Ok(Ledger { conn, path, _lock: lock, max_delete_share: DEFAULT_MAX_DELETE_SHARE, audiences: BTreeMap::new() })
     }
 
     /// Keeps, from the next commit on, the hash of every record as each
@@ -455,25 +512,33 @@ impl Ledger {
     /// Plans repairs found by reconciliation: every one is sent, whatever the
     /// ledger holds, at a version above the ledger's, the reserved one and
     /// [`Repair::above`], so every target takes it.
+    ///
+    /// A target's word is not trusted: [`Repair::above`] counts only up to
+    /// [`highest_issued`](Self::highest_issued), so a target reporting a
+    /// huge version cannot push the key's versions (in every target) towards
+    /// [`MAX_VERSION`](crate::MAX_VERSION).
     pub fn plan_repairs(&self, data_type: DataType, repairs: impl IntoIterator<Item = Repair>, origin: &str) -> Result<Delta, LedgerError> {
         let mut delta = Delta::default();
+        let ceiling = self.highest_issued(data_type)?;
         for repair in repairs {
             let prior = self.held(data_type, &repair.key)?;
-            let highest_seen = [prior.map(|h| h.version), self.reserved(data_type, &repair.key)?, Some(repair.above)];
-            let version = highest_seen.into_iter().flatten().max().unwrap_or(0) + 1;
-            match repair.payload {
+            let highest_seen = [prior.map(|h| h.version), self.reserved(data_type, &repair.key)?, Some(repair.above.min(ceiling))];
+            let version = highest_seen.into_iter().flatten().max().unwrap_or(0).saturating_add(1);
+            let live = matches!(prior, Some(Held { deleted: false, .. }));
+            let upsert = repair.payload.is_some();
+            let (change, hash) = match repair.payload {
                 Some(payload) => {
                     let hash = ContentHash::of(payload.get());
-                    match prior {
-                        Some(Held { deleted: false, .. }) => delta.updated += 1,
-                        _ => delta.created += 1,
-                    }
-                    delta.push(ChangeEnvelope::with_raw_payload(data_type, repair.key, version, origin, Some(payload)), Some(hash));
+                    (ChangeEnvelope::with_raw_payload(data_type, repair.key, version, origin, Some(payload)), Some(hash))
                 }
-                None => {
-                    delta.deleted += 1;
-                    delta.push(ChangeEnvelope::delete(data_type, repair.key, version, origin), None);
-                }
+                None => (ChangeEnvelope::delete(data_type, repair.key, version, origin), None),
+            };
+            if delta.push(change, hash) {
+                *(match (upsert, live) {
+                    (false, _) => &mut delta.deleted,
+                    (true, true) => &mut delta.updated,
+                    (true, false) => &mut delta.created,
+                }) += 1;
             }
         }
         Ok(delta)
@@ -695,6 +760,30 @@ impl Ledger {
             .map_err(self.storage())
     }
 
+    /// The highest version this ledger ever gave a key of `data_type`
+    /// (committed or reserved): a target holding a version above it holds
+    /// something the hub never sent, and that version is foreign.
+    pub fn highest_issued(&self, data_type: DataType) -> Result<u64, LedgerError> {
+        self.conn
+            .prepare_cached(
+                "SELECT max(coalesce((SELECT max(version) FROM ledger WHERE data_type = ?1), 0), \
+                            coalesce((SELECT max(version) FROM reservation WHERE data_type = ?1), 0))",
+            )
+            .and_then(|mut stmt| stmt.query_row([data_type.as_str()], |r| r.get::<_, i64>(0)))
+            .map(|v| v.max(0) as u64)
+            .map_err(self.storage())
+    }
+
+    /// How many live (not deleted) records of `data_type` the ledger holds:
+    /// what a repair's deletes are measured against, whatever a target claims.
+    pub fn live_records(&self, data_type: DataType) -> Result<u64, LedgerError> {
+        self.conn
+            .prepare_cached("SELECT count(*) FROM ledger WHERE data_type = ?1 AND deleted = 0")
+            .and_then(|mut stmt| stmt.query_row([data_type.as_str()], |r| r.get::<_, i64>(0)))
+            .map(|v| v.max(0) as u64)
+            .map_err(self.storage())
+    }
+
     fn reserved(&self, data_type: DataType, key: &str) -> Result<Option<u64>, LedgerError> {
         self.conn
             .prepare_cached("SELECT version FROM reservation WHERE data_type = ?1 AND key = ?2")
@@ -836,26 +925,25 @@ impl Planner<'_> {
     fn next_version(&mut self, key: &str, prior: Option<Held>) -> (u64, bool) {
         let committed = prior.map(|h| h.version).unwrap_or(0);
         let reserved = self.reserved.remove(key).unwrap_or(0);
-        (committed.max(reserved) + 1, reserved > committed)
+        // Saturating: a version past MAX_VERSION is then refused by `Delta::push`, never wrapped to 0.
+        (committed.max(reserved).saturating_add(1), reserved > committed)
     }
 
     /// A key present in the source, with its content's hash; its payload
     /// is made only if it is sent.
     fn present_hashed(&mut self, key: &str, hash: ContentHash, payload: impl Payload, prior: Option<Held>) -> Result<(), serde_json::Error> {
         let (version, in_doubt) = self.next_version(key, prior);
-        match prior {
-            Some(Held { deleted: false, hash: held, .. }) => {
-                self.live += 1;
-                if held == Some(hash) && !in_doubt {
-                    self.delta.unchanged += 1;
-                    return Ok(());
-                }
-                self.delta.updated += 1;
-            }
-            _ => self.delta.created += 1,
+        let live = matches!(prior, Some(Held { deleted: false, .. }));
+        self.live += live as u64;
+        if live && prior.and_then(|h| h.hash) == Some(hash) && !in_doubt {
+            self.delta.unchanged += 1;
+            return Ok(());
         }
-        self.delta.retried += in_doubt as u64;
-        self.delta.push(ChangeEnvelope::with_raw_payload(self.data_type, key.to_string(), version, self.origin, Some(payload.into_json()?)), Some(hash));
+        let change = ChangeEnvelope::with_raw_payload(self.data_type, key.to_string(), version, self.origin, Some(payload.into_json()?));
+        if self.delta.push(change, Some(hash)) {
+            *(if live { &mut self.delta.updated } else { &mut self.delta.created }) += 1;
+            self.delta.retried += in_doubt as u64;
+        }
         Ok(())
     }
 
@@ -874,10 +962,11 @@ impl Planner<'_> {
             self.delta.held_back.push(HeldRecord { data_type: self.data_type, key, version, quarantined: quarantined.clone() });
             return;
         }
-        self.guarded_deletes += live as u64;
-        self.delta.deleted += 1;
-        self.delta.retried += in_doubt as u64;
-        self.delta.push(ChangeEnvelope::delete(self.data_type, key, version, self.origin), None);
+        if self.delta.push(ChangeEnvelope::delete(self.data_type, key, version, self.origin), None) {
+            self.guarded_deletes += live as u64;
+            self.delta.deleted += 1;
+            self.delta.retried += in_doubt as u64;
+        }
     }
 
     /// Retracts what failed runs may have created under keys that neither

@@ -98,6 +98,7 @@ mod json_text;
 mod ledger;
 mod mapping;
 mod merge;
+mod private_file;
 mod propagate;
 mod quarantine;
 mod realtime;
@@ -123,17 +124,19 @@ pub use import::{
 };
 pub use json_schema::{envelope_schema, record_schema, schema_files, ENVELOPE_FILE};
 #[cfg(feature = "sqlite")]
-pub use ledger::{Delta, HeldRecord, Ledger, LedgerError, PlanOptions, Repair, DEFAULT_MAX_DELETE_SHARE};
+pub use ledger::{Delta, HeldRecord, Ledger, LedgerError, PlanOptions, RejectedChange, Repair, DEFAULT_MAX_DELETE_SHARE};
 pub use mapping::{CompanyARules, GradeMaps, Mapping, MappingError, DEFAULT_MAPPING_TOML};
 pub use merge::{
     merge, merge_with_identities, Conflict, ConflictKind, Identities, MergeOutcome, MergeReport, MergedState, RecordJson, Warning, WarningKind, GROUP_ROOT,
 };
+pub use private_file::write_private;
 pub use propagate::{Confirmation, PropagateError, PropagationReport, Propagator, PropagatorExt, Receipt, TargetFailure};
 pub use quarantine::{Quarantined, Reason};
 pub use realtime::{apply_newer_wins, NewerWins, RealtimeChange};
 pub use routing::{RecordScope, Router, RoutingError, RoutingPolicy, TargetPolicy};
 pub use schema::{
-    Company, Compensation, DataType, Employee, EmployeeStatus, MasterData, OrgUnit, PermissionGrant, Record, RecordVisitor, UnknownDataType, SCHEMA,
+    is_id_char, is_valid_code, is_valid_id, Company, Compensation, DataType, Employee, EmployeeStatus, MasterData, OrgUnit, PermissionGrant, Record,
+    RecordVisitor, UnknownDataType, MAX_CODE_BYTES, MAX_ID_BYTES, SCHEMA,
 };
 pub use sensitive::Sensitive;
 pub use sink::{validate_batch, ApplyOutcome, MemorySink, ScopedSink, Sink, SinkError, StoredRecord};

@@ -25,6 +25,9 @@ pub enum Reason {
     OrgCycle,
     /// Another record has the same source id and a later `updated_at`.
     DuplicateSourceId,
+    /// A timestamp more than a day after now: it would win "newer wins"
+    /// against every real change to come.
+    ImplausibleTime,
 }
 
 impl Reason {
@@ -40,6 +43,7 @@ impl Reason {
             Reason::DanglingParent => "dangling_parent",
             Reason::OrgCycle => "org_cycle",
             Reason::DuplicateSourceId => "duplicate_source_id",
+            Reason::ImplausibleTime => "implausible_time",
         }
     }
 }

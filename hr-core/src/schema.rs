@@ -10,6 +10,44 @@ use std::str::FromStr;
 /// The schema name every envelope carries.
 pub const SCHEMA: &str = "hr.v1";
 
+/// The longest id a record may hold, in bytes: a source id (at most 128
+/// bytes in an export) with its company prefix fits.
+pub const MAX_ID_BYTES: usize = 160;
+
+/// The longest role a grant may carry, and the longest code of a code set, in bytes.
+pub const MAX_CODE_BYTES: usize = 128;
+
+/// Whether `c` may appear in an id: ASCII letters and digits, `-`, `_` and
+/// `.`. Nothing else, so no two ids look alike (a Cyrillic `А-1` beside
+/// a Latin `A-1`) and none holds the `:` keys are joined with.
+pub fn is_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
+}
+
+/// Whether `text` is an id: 1 to [`MAX_ID_BYTES`] of [`is_id_char`].
+///
+/// ```
+/// assert!(hr_core::is_valid_id("B-OU-42") && !hr_core::is_valid_id("А-1001") && !hr_core::is_valid_id("a:b"));
+/// ```
+pub fn is_valid_id(text: &str) -> bool {
+    !text.is_empty() && text.len() <= MAX_ID_BYTES && text.chars().all(is_id_char)
+}
+
+/// Whether `text` is a code (a role, a master-data code): 1 to
+/// [`MAX_CODE_BYTES`] bytes without control characters.
+pub fn is_valid_code(text: &str) -> bool {
+    !text.is_empty() && text.len() <= MAX_CODE_BYTES && !text.chars().any(char::is_control)
+}
+
+/// `Err(problem)` unless `ok`.
+fn rule(ok: bool, problem: &'static str) -> Result<(), &'static str> {
+    if ok {
+        Ok(())
+    } else {
+        Err(problem)
+    }
+}
+
 /// The kinds of record the library propagates. Each has its own topic, table
 /// and routing entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
@@ -364,6 +402,9 @@ impl Record for Employee {
     fn key(&self) -> String {
         self.id.to_string()
     }
+    fn check(&self) -> Result<(), &'static str> {
+        rule(is_valid_id(&self.id), ID_RULE)
+    }
     fn changed_at(&self) -> Option<DateTime<Utc>> {
         Some(self.updated_at)
     }
@@ -375,6 +416,9 @@ impl Record for OrgUnit {
     fn key(&self) -> String {
         self.id.to_string()
     }
+    fn check(&self) -> Result<(), &'static str> {
+        rule(is_valid_id(&self.id), ID_RULE)
+    }
     fn changed_at(&self) -> Option<DateTime<Utc>> {
         self.updated_at
     }
@@ -385,6 +429,11 @@ impl Record for MasterData {
     const NAME: &'static str = "master_data";
     fn key(&self) -> String {
         MasterData::key(self)
+    }
+    /// The key is `<set>:<code>` and the set is read back from it up to the first `:`.
+    fn check(&self) -> Result<(), &'static str> {
+        rule(is_valid_id(&self.set), "a code set's name must be an id (1 to 160 bytes of ASCII letters, digits, '-', '_', '.')")?;
+        rule(is_valid_code(&self.code), "a code must be 1 to 128 bytes without control characters")
     }
 }
 
@@ -400,10 +449,11 @@ impl Record for PermissionGrant {
     /// The key's parts are separated by `:`, and routing reads the system
     /// from the key: neither the employee nor the system may hold one.
     fn check(&self) -> Result<(), &'static str> {
-        if self.employee.contains(':') || self.system.contains(':') {
-            return Err("a grant's `employee` and `system` must not contain ':'");
-        }
-        Ok(())
+        rule(
+            is_valid_id(&self.employee) && is_valid_id(&self.system),
+            "a grant's `employee` and `system` must be ids (1 to 160 bytes of ASCII letters, digits, '-', '_', '.')",
+        )?;
+        rule(is_valid_code(&self.role), "a grant's `role` must be 1 to 128 bytes without control characters")
     }
 }
 
@@ -414,7 +464,13 @@ impl Record for Compensation {
     fn key(&self) -> String {
         self.employee_id.to_string()
     }
+    fn check(&self) -> Result<(), &'static str> {
+        rule(is_valid_id(&self.employee_id), ID_RULE)
+    }
 }
+
+/// What [`is_valid_id`] asks of a record's id, as a receiver says it.
+const ID_RULE: &str = "the id must be 1 to 160 bytes of ASCII letters, digits, '-', '_' and '.'";
 
 #[cfg(test)]
 mod tests {

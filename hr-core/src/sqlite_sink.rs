@@ -41,6 +41,8 @@ impl SqliteSink {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| unavailable("cannot create the directory of", &path, e))?;
         }
+        // HR data: readable by the system's own user only.
+        crate::private_file::create_private(&path).map_err(|e| unavailable("cannot create", &path, e))?;
         let conn = Connection::open(&path).map_err(|e| unavailable("cannot open", &path, e))?;
         Self::init(conn, path)
     }

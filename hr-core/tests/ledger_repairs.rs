@@ -40,9 +40,59 @@ fn a_repair_goes_one_above_the_highest_version_anyone_holds() {
     let delta = ledger.plan_repairs(DataType::MasterData, [below], "hub").unwrap();
     assert_eq!(change(&delta, "grade:G1").version, 4, "the ledger's version 3 is the highest");
 
-    let seen_higher = Repair { key: "grade:G1".into(), payload: Some(body), above: 9 };
+    // G2 was deleted at 2; a target holding it at 3 (a version the hub gave another key) is outnumbered.
+    let seen_higher = Repair { key: "grade:G2".into(), payload: None, above: 3 };
     let delta = ledger.plan_repairs(DataType::MasterData, [seen_higher], "hub").unwrap();
-    assert_eq!(change(&delta, "grade:G1").version, 10, "a target seen at 9 takes only 10");
+    assert_eq!(change(&delta, "grade:G2").version, 4, "a target seen at 3 takes 4");
+}
+
+#[test]
+fn a_version_the_hub_never_gave_is_not_trusted_to_number_a_repair() {
+    let ledger = ledger_with_history();
+    assert_eq!(ledger.highest_issued(DataType::MasterData).unwrap(), 3);
+    let (_, body) = md("G1", "one''");
+    for claimed in [9, (1 << 53) - 1, u64::MAX] {
+        let foreign = Repair { key: "grade:G1".into(), payload: Some(body.clone()), above: claimed };
+        let delta = ledger.plan_repairs(DataType::MasterData, [foreign], "hub").unwrap();
+        assert_eq!(change(&delta, "grade:G1").version, 4, "a target claiming {claimed} set the version");
+    }
+}
+
+#[test]
+fn a_change_a_receiver_would_refuse_is_rejected_before_it_gets_a_version() {
+    let mut ledger = Ledger::in_memory().unwrap();
+    // A code set named with a ':' (the key would read as another set) and a code of 600 bytes, beside a good one.
+    let bad_set = MasterData { set: "md:category".into(), code: "C1".into(), name: "x".into(), attributes: Default::default() };
+    let long_code = MasterData { set: "md.category".into(), code: "c".repeat(600).into(), name: "x".into(), attributes: Default::default() };
+    let mut records = vec![md("G1", "one"), (bad_set.key(), to_raw_value(&bad_set).unwrap()), (long_code.key(), to_raw_value(&long_code).unwrap())];
+    records.sort_by(|a, b| a.0.cmp(&b.0));
+    let delta = ledger.plan(DataType::MasterData, records, "hub", true).unwrap();
+    assert_eq!(delta.changes.iter().map(|c| c.key.as_str()).collect::<Vec<_>>(), ["grade:G1"]);
+    assert_eq!((delta.created, delta.updated, delta.deleted), (1, 0, 0), "rejected changes are not counted as sent");
+    assert_eq!(delta.rejected.len(), 2, "{:?}", delta.rejected);
+    assert!(delta.rejected.iter().any(|r| r.problem.contains("code set's name")), "{:?}", delta.rejected);
+    assert!(delta.rejected.iter().any(|r| r.problem.contains("1 to 128 bytes") || r.problem.contains("512 bytes")), "{:?}", delta.rejected);
+    ledger.reserve(DataType::MasterData, &delta).unwrap();
+    ledger.commit(DataType::MasterData, &delta).unwrap();
+    assert_eq!(ledger.highest_issued(DataType::MasterData).unwrap(), 1);
+    assert_eq!(ledger.version_of(DataType::MasterData, &long_code.key()).unwrap(), None, "a rejected change was recorded");
+    assert_eq!(ledger.in_doubt(DataType::MasterData).unwrap(), 0, "a rejected change was reserved");
+}
+
+#[test]
+fn a_second_ledger_on_one_file_is_refused_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite3");
+    let first = Ledger::open(&path).unwrap();
+    let err = Ledger::open(&path).unwrap_err().to_string();
+    assert!(err.contains("in use by process") && err.contains(&std::process::id().to_string()), "{err}");
+    drop(first);
+    Ledger::open(&path).expect("free once the first is dropped");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "the ledger is readable by others");
+    }
 }
 
 #[test]
@@ -63,14 +113,14 @@ fn repairs_are_counted_as_updates_creations_and_deletions() {
         Repair { key: "grade:G1".into(), payload: Some(md("G1", "one''").1), above: 3 },
         Repair { key: "grade:G2".into(), payload: Some(md("G2", "two").1), above: 0 },
         Repair { key: "grade:G3".into(), payload: Some(md("G3", "three").1), above: 0 },
-        Repair { key: "grade:X".into(), payload: None, above: 5 },
+        Repair { key: "grade:X".into(), payload: None, above: 3 },
     ];
     let delta = ledger.plan_repairs(DataType::MasterData, repairs, "hub").unwrap();
     assert_eq!((delta.updated, delta.created, delta.deleted), (1, 2, 1), "G1 is live: an update; G2 was deleted and G3 never sent: creations");
     assert_eq!(change(&delta, "grade:G2").version, 3);
     assert_eq!(change(&delta, "grade:G3").version, 1);
     let delete = change(&delta, "grade:X");
-    assert_eq!((delete.op, delete.version), (Operation::Delete, 6));
+    assert_eq!((delete.op, delete.version), (Operation::Delete, 4), "one above the 3 a target holds (3 is a version the hub gave)");
     assert_eq!(delta.changes.len(), 4);
     assert!(!delta.is_empty());
 }
@@ -79,10 +129,10 @@ fn repairs_are_counted_as_updates_creations_and_deletions() {
 fn a_committed_repair_is_what_the_ledger_then_holds() {
     let mut ledger = ledger_with_history();
     let (key, body) = md("G1", "one''");
-    let delta = ledger.plan_repairs(DataType::MasterData, [Repair { key: key.clone(), payload: Some(body.clone()), above: 7 }], "hub").unwrap();
+    let delta = ledger.plan_repairs(DataType::MasterData, [Repair { key: key.clone(), payload: Some(body.clone()), above: 2 }], "hub").unwrap();
     ledger.reserve(DataType::MasterData, &delta).unwrap();
     ledger.commit(DataType::MasterData, &delta).unwrap();
-    assert_eq!(ledger.version_of(DataType::MasterData, &key).unwrap(), Some((8, false)));
+    assert_eq!(ledger.version_of(DataType::MasterData, &key).unwrap(), Some((4, false)));
     let next = ledger.plan(DataType::MasterData, vec![(key, body), md("G2", "two")], "hub", true).unwrap();
     assert_eq!(next.changes.len(), 1, "G1 is unchanged at its repaired content; only G2 comes back");
 }

@@ -337,3 +337,30 @@ fn a_merged_record_reads_back_as_the_payload_of_its_data_type() {
         }
     }
 }
+
+#[test]
+fn what_a_receiver_would_refuse_and_times_in_the_future_are_quarantined_at_the_line() {
+    let long_role = "r".repeat(600);
+    let grant =
+        |role: &str, at: &str| serde_json::json!({"employee": "A-1", "system": "erp", "role": role, "op": "grant", "expires": null, "at": at}).to_string();
+    let mut input = Input::default();
+    input.master_data = Some(vec!["md:category,C1,콜론", "md.category,C2,의류"]);
+    input.permissions = Some(vec![
+        grant(&long_role, "2026-01-01T00:00:00Z"),
+        grant("approver", "2999-01-01T00:00:00Z"),
+        grant("viewer", "2026-01-01T00:00:00Z"),
+        serde_json::json!({"employee": "А-1", "system": "erp", "role": "viewer", "op": "grant", "expires": null, "at": "2026-01-01T00:00:00Z"}).to_string(),
+    ]);
+    input.a_employees.push(a_row("9", "D1", "", "", "9999-01-01 09:00:00"));
+    let out = input.merge();
+    let got = reasons(&out);
+    let at = |file: &str, line: u64| got.iter().find(|q| q.0 == file && q.1 == line).map(|q| q.3);
+    assert_eq!(at("permissions.jsonl", 1), Some(Reason::MalformedRow), "a 600-byte role: {got:?}");
+    assert_eq!(at("permissions.jsonl", 2), Some(Reason::ImplausibleTime), "a grant dated 2999: {got:?}");
+    assert_eq!(at("permissions.jsonl", 4), Some(Reason::MalformedRow), "a Cyrillic А in an id: {got:?}");
+    assert_eq!(at("master_data.csv", 2), Some(Reason::MalformedRow), "a ':' in a set: {got:?}");
+    assert!(got.iter().any(|q| q.0 == "company_a/employees.csv" && q.3 == Reason::ImplausibleTime), "an updated_at in 9999: {got:?}");
+    assert_eq!(out.state.permissions.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["A-1:erp:viewer"], "the good line still counts");
+    assert!(out.state.master_data.contains_key("md.category:C2"));
+    assert_eq!(Reason::ImplausibleTime.as_str(), "implausible_time");
+}

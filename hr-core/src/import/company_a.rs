@@ -1,7 +1,7 @@
 //! Company A's CSV exports: `employees.csv` and `departments.csv`.
 
 use super::csv::{Csv, CsvRow};
-use super::fields::{check_email, check_id, check_person_key, concat, parse_compact_date, parse_local_timestamp, prefixed_id, FieldError};
+use super::fields::{check_email, check_id, check_person_key, concat, not_in_future, parse_compact_date, parse_local_timestamp, prefixed_id, FieldError};
 use super::files::{A_DEPARTMENTS, A_DEPARTMENT_COLUMNS, A_EMPLOYEES, A_EMPLOYEE_COLUMNS};
 use super::reader::{read_file, Parsed};
 use super::source::{SourceEmployee, SourceOrgUnit};
@@ -40,7 +40,7 @@ fn parse_employee(origin: Origin, row: &CsvRow<'_>, mapping: &Mapping) -> Result
     };
     let email = check_email(row.optional("email"), "email")?;
     let birth_date = Some(row.get("birth_date")).filter(|d| !d.is_empty()).map(|d| parse_compact_date(d, "birth_date")).transpose()?;
-    let updated_at = parse_local_timestamp(row.required("updated_at")?, "updated_at", mapping.company_a.utc_offset_hours)?;
+    let updated_at = not_in_future(parse_local_timestamp(row.required("updated_at")?, "updated_at", mapping.company_a.utc_offset_hours)?, "updated_at")?;
     let person_key = check_person_key(Some(row.get("person_key")).filter(|k| !k.is_empty()), "person_key")?;
     let salary = Some(row.get("base_salary"))
         .filter(|s| !s.is_empty())
@@ -79,6 +79,6 @@ fn parse_department(origin: Origin, row: &CsvRow<'_>, mapping: &Mapping) -> Resu
         name: row.required("dept_name")?.into(),
         parent: prefixed_id("A-", row.get("parent_dept_code"), "parent_dept_code")?,
         leader_source_id: prefixed_id("A-", row.get("leader_emp_no"), "leader_emp_no")?,
-        updated_at: parse_local_timestamp(row.required("updated_at")?, "updated_at", mapping.company_a.utc_offset_hours)?,
+        updated_at: not_in_future(parse_local_timestamp(row.required("updated_at")?, "updated_at", mapping.company_a.utc_offset_hours)?, "updated_at")?,
     })
 }

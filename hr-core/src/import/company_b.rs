@@ -1,6 +1,6 @@
 //! Company B's JSON-lines exports: `employees.jsonl` and `org_units.jsonl`.
 
-use super::fields::{check_email, check_person_key, concat, missing, parse_iso_date, parse_rfc3339, FieldError};
+use super::fields::{check_email, check_person_key, concat, missing, not_in_future, parse_iso_date, parse_rfc3339, FieldError};
 use super::files::{B_EMPLOYEES, B_ORG_UNITS};
 use super::jsonl::{JsonRow, Jsonl};
 use super::reader::{read_file, FilePart, Parsed};
@@ -59,7 +59,7 @@ fn parse_employee(origin: Origin, row: &JsonRow<'_>, mapping: &Mapping) -> Resul
     };
     let email = check_email(row.text("email")?, "email")?;
     let birth_date = row.text_ref("birthDate")?.map(|d| parse_iso_date(d, "birthDate")).transpose()?;
-    let updated_at = parse_rfc3339(row.required_text_ref("lastModified")?, "lastModified")?;
+    let updated_at = not_in_future(parse_rfc3339(row.required_text_ref("lastModified")?, "lastModified")?, "lastModified")?;
     let person_key = check_person_key(row.text_ref("personKey")?, "personKey")?;
     let salary = match row.string("salary") {
         None => None,
@@ -105,6 +105,6 @@ fn parse_org_unit(origin: Origin, row: &JsonRow<'_>) -> Result<SourceOrgUnit, Fi
         name: row.required_text("name")?,
         parent: row.prefixed_id("parentId", "B-")?,
         leader_source_id: row.prefixed_id("headId", "B-")?,
-        updated_at: parse_rfc3339(row.required_text_ref("lastModified")?, "lastModified")?,
+        updated_at: not_in_future(parse_rfc3339(row.required_text_ref("lastModified")?, "lastModified")?, "lastModified")?,
     })
 }

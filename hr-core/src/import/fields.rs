@@ -114,6 +114,20 @@ pub(crate) fn parse_rfc3339(value: &str, field: &str) -> Result<DateTime<Utc>, F
         .map_err(|_| (Reason::InvalidDate, format!("field `{field}` is not an RFC 3339 timestamp")))
 }
 
+/// How far after now an export's timestamp may be (clocks differ, time
+/// zones are misread) before it is implausible.
+const MOST_AHEAD: chrono::TimeDelta = chrono::TimeDelta::days(1);
+
+/// `at`, unless it is more than a day after now: a change dated in the
+/// future would beat every real-time change and every later export of its
+/// key ("newer wins") until that date.
+pub(crate) fn not_in_future(at: DateTime<Utc>, field: &str) -> Result<DateTime<Utc>, FieldError> {
+    if at > Utc::now() + MOST_AHEAD {
+        return Err((Reason::ImplausibleTime, format!("field `{field}` is more than a day in the future")));
+    }
+    Ok(at)
+}
+
 /// A structural check (`local@domain.tld`, no spaces); deliverability is the
 /// mail system's business, not ours.
 pub(crate) fn is_plausible_email(email: &str) -> bool {
@@ -130,18 +144,30 @@ pub(crate) fn is_plausible_email(email: &str) -> bool {
 }
 
 /// Longest id accepted from an export, in bytes.
-const MAX_ID_BYTES: usize = 128;
+/// A source id's limit: with its company prefix it stays within the schema's [`crate::MAX_ID_BYTES`].
+const MAX_SOURCE_ID_BYTES: usize = 128;
 
 /// An id as records and keys use it: letters, digits, `-`, `_` and `.` only.
 /// Ids become parts of record keys, where `:` separates the parts (a grant's
 /// key is `<employee>:<system>:<role>`, and routing reads the system from
 /// it) and whitespace would be invisible in reports.
 pub(crate) fn check_id<'a>(text: &'a str, field: &str) -> Result<&'a str, FieldError> {
-    let valid = !text.is_empty() && text.len() <= MAX_ID_BYTES && text.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    let valid = !text.is_empty() && text.len() <= MAX_SOURCE_ID_BYTES && text.chars().all(crate::is_id_char);
     if valid {
         return Ok(text);
     }
-    Err((Reason::MalformedRow, format!("field `{field}` holds characters an id may not: only letters, digits, '-', '_' and '.', at most {MAX_ID_BYTES} bytes")))
+    Err((
+        Reason::MalformedRow,
+        format!("field `{field}` holds characters an id may not: only ASCII letters, digits, '-', '_' and '.', at most {MAX_SOURCE_ID_BYTES} bytes"),
+    ))
+}
+
+/// A code (a role, a master-data code), as the schema bounds it ([`crate::is_valid_code`]).
+pub(crate) fn check_code<'a>(text: &'a str, field: &str) -> Result<&'a str, FieldError> {
+    if crate::is_valid_code(text) {
+        return Ok(text);
+    }
+    Err((Reason::MalformedRow, format!("field `{field}` is over {} bytes or holds control characters", crate::MAX_CODE_BYTES)))
 }
 
 /// `prefix` and the checked id in `text`; `None` for blank text.

@@ -1,7 +1,7 @@
 //! The files both companies share: `master_data.csv` and `permissions.jsonl`.
 
 use super::csv::{Csv, CsvRow};
-use super::fields::{check_id, parse_iso_date, parse_rfc3339, FieldError};
+use super::fields::{check_code, check_id, not_in_future, parse_iso_date, parse_rfc3339, FieldError};
 use super::files::{MASTER_DATA, MASTER_DATA_COLUMNS, PERMISSIONS};
 use super::jsonl::{JsonRow, Jsonl};
 use super::reader::{read_file, Parsed};
@@ -44,7 +44,13 @@ fn permission_id(row: &JsonRow<'_>) -> Option<String> {
 fn parse_master_data(origin: Origin, row: &CsvRow<'_>) -> Result<SourceMasterData, FieldError> {
     let attributes =
         row.columns().iter().filter(|c| !MASTER_DATA_COLUMNS.contains(&c.as_str())).filter_map(|c| row.optional(c).map(|v| (c.into(), v))).collect();
-    Ok(SourceMasterData { origin, set: row.required("set")?.into(), code: row.required("code")?.into(), name: row.required("name")?.into(), attributes })
+    Ok(SourceMasterData {
+        origin,
+        set: check_id(row.required("set")?, "set")?.into(),
+        code: check_code(row.required("code")?, "code")?.into(),
+        name: row.required("name")?.into(),
+        attributes,
+    })
 }
 
 fn parse_permission(origin: Origin, row: &JsonRow<'_>) -> Result<SourcePermission, FieldError> {
@@ -57,9 +63,9 @@ fn parse_permission(origin: Origin, row: &JsonRow<'_>) -> Result<SourcePermissio
         origin,
         employee: check_id(row.required_text_ref("employee")?, "employee")?.into(),
         system: check_id(row.required_text_ref("system")?, "system")?.into(),
-        role: row.required_text("role")?,
+        role: check_code(row.required_text_ref("role")?, "role")?.into(),
         op,
         expires: row.text_ref("expires")?.map(|d| parse_iso_date(d, "expires")).transpose()?,
-        at: parse_rfc3339(row.required_text_ref("at")?, "at")?,
+        at: not_in_future(parse_rfc3339(row.required_text_ref("at")?, "at")?, "at")?,
     })
 }
