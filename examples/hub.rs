@@ -119,6 +119,11 @@ struct RunReport {
     source_older: BTreeMap<DataType, Vec<String>>,
     /// What each system holds at the end of the run.
     systems: Reconciliation,
+    /// Per system and data type, keys held at versions the hub never gave
+    /// (written by someone else): not repaired; remove those rows at the system.
+    foreign_versions: BTreeMap<String, BTreeMap<DataType, Vec<String>>>,
+    /// Changes left out because a receiver would refuse them (never given a version, never sent).
+    rejected: Vec<hr_core::RejectedChange>,
 }
 
 impl RunReport {
@@ -294,7 +299,7 @@ fn write_report(args: &Args, console: &Console, outcome: &anyhow::Result<RunRepo
         Ok(report) => serde_json::to_vec_pretty(report),
         Err(e) => serde_json::to_vec_pretty(&serde_json::json!({"failed": format!("{e:#}")})),
     };
-    if let Err(e) = json.map_err(std::io::Error::other).and_then(|bytes| std::fs::write(path, bytes)) {
+    if let Err(e) = json.map_err(std::io::Error::other).and_then(|bytes| hr_core::write_private(path, &bytes)) {
         console.line(&format!("cannot write the report to {}: {e}", path.display()));
     }
 }
@@ -364,6 +369,7 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     print_systems(&systems);
     Ok(RunReport {
+        foreign_versions: foreign_versions(&drift_found),
         run_id: run_id.to_string(),
         merge: outcome.report,
         changes_sent: sent.sent,
@@ -375,6 +381,7 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
         repaired: repair.repaired,
         repaired_per_target: repair.repaired_per_target,
         unrepairable: repair.unrepairable,
+        rejected: sent.rejected.clone(),
         systems,
     })
 }
@@ -483,10 +490,23 @@ async fn last_applied(url: &str) -> anyhow::Result<BTreeMap<DataType, chrono::Da
     Ok(out)
 }
 
+/// The foreign keys of each system and data type that has any.
+fn foreign_versions(found: &Reconciliation) -> BTreeMap<String, BTreeMap<DataType, Vec<String>>> {
+    let mut out: BTreeMap<String, BTreeMap<DataType, Vec<String>>> = BTreeMap::new();
+    for (system, types) in found {
+        for (t, r) in types.iter().filter(|(_, r)| !r.drift.foreign.is_empty()) {
+            let keys = r.drift.foreign.iter().map(|k| if t.is_sensitive() { "[redacted]".to_string() } else { k.key.clone() }).collect();
+            out.entry(system.clone()).or_default().insert(*t, keys);
+        }
+    }
+    out
+}
+
 fn print_drift(found: &Reconciliation) {
     for (system, types) in found {
         for (t, r) in types.iter().filter(|(_, r)| !r.digest_matches) {
-            println!("drift: {system}/{t}: {} missing, {} edited, {} extra", r.drift.missing.len(), r.drift.edited.len(), r.drift.extra.len());
+            let d = &r.drift;
+            println!("drift: {system}/{t}: {} missing, {} edited, {} extra, {} foreign", d.missing.len(), d.edited.len(), d.extra.len(), d.foreign.len());
         }
     }
 }

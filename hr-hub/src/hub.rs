@@ -6,7 +6,8 @@
 use crate::config::{ConfigError, HubConfig};
 use hr_core::{
     apply_newer_wins, ChangeEnvelope, CompactString, DataType, Delta, Digest, DigestEntry, Employee, HeldBack, HeldRecord, Ledger, LedgerError, MasterData,
-    MergedState, NewerWins, PermissionGrant, PlanOptions, PropagateError, Propagator, RealtimeChange, Receipt, Record, Repair, Router, RoutingPolicy,
+    MergedState, NewerWins, PermissionGrant, PlanOptions, PropagateError, Propagator, RealtimeChange, Receipt, Record, RejectedChange, Repair, Router,
+    RoutingPolicy,
 };
 use hr_transport_kafka::{KafkaConfig, KafkaPropagator, KafkaTransportError};
 use hr_transport_rest::{RestConfig, RestPropagator, RestTarget, RestTransportError};
@@ -89,7 +90,7 @@ pub enum HubError {
     },
     /// A repair would delete more than the delete guard allows.
     #[error(
-        "refusing to repair by deleting {deletes} of the {held} {data_type} records a system holds (over the {limit_percent:.0}% limit): \
+        "refusing to repair by deleting {deletes} {data_type} records, against the {held} live ones the hub's ledger holds (over the {limit_percent:.0}% limit): \
          is the hub's ledger lost or restored from an old copy? Check, then run with --allow-mass-delete if the deletions are right"
     )]
     MassDeleteRepair {
@@ -97,7 +98,7 @@ pub enum HubError {
         data_type: DataType,
         /// Deletes the repair would send.
         deletes: u64,
-        /// Records the largest system holds.
+        /// Live records of the type the hub's ledger holds.
         held: u64,
         /// The guard's limit.
         limit_percent: f64,
@@ -127,6 +128,9 @@ pub struct SyncOutcome {
     /// Keys, per data type, whose source record (or absence) was older than
     /// their last real-time change, which therefore stands ("newer wins").
     pub source_older: BTreeMap<DataType, Vec<String>>,
+    /// Changes left out because the receivers would refuse them: never
+    /// given a version, never sent; everything else went.
+    pub rejected: Vec<RejectedChange>,
 }
 
 // Compensation keys say whose pay it is: Debug shows how many keys, not which.
@@ -139,6 +143,7 @@ impl std::fmt::Debug for SyncOutcome {
             .field("receipt", &self.receipt)
             .field("held_back", &self.held_back)
             .field("source_older", &source_older)
+            .field("rejected", &self.rejected)
             .finish()
     }
 }
@@ -166,6 +171,12 @@ pub struct Drift {
     pub edited: Vec<DriftKey>,
     /// Keys the target holds that the hub never sent or has no record of.
     pub extra: Vec<DriftKey>,
+    /// Keys the target holds at a version above any the hub ever gave a
+    /// record of this type: written by someone else (a hand edit, a bug, an
+    /// attacker). Reported, never repaired by outnumbering them (that would
+    /// push the key towards the highest version in every system): remove
+    /// the row at the target, and the next run repairs the key.
+    pub foreign: Vec<DriftKey>,
 }
 
 /// One differing key, with the version the target holds (0 if none).
@@ -189,14 +200,15 @@ impl std::fmt::Debug for DriftKey {
 impl Drift {
     /// Whether the target holds exactly the hub's keys.
     pub fn is_empty(&self) -> bool {
-        self.missing.is_empty() && self.edited.is_empty() && self.extra.is_empty()
+        self.len() == 0
     }
 
     /// How many keys differ.
     pub fn len(&self) -> usize {
-        self.missing.len() + self.edited.len() + self.extra.len()
+        self.missing.len() + self.edited.len() + self.extra.len() + self.foreign.len()
     }
 
+    /// The keys a repair may send again (every kind but foreign).
     fn keys(&self) -> impl Iterator<Item = &DriftKey> {
         self.missing.iter().chain(&self.edited).chain(&self.extra)
     }
@@ -470,6 +482,14 @@ impl Hub {
     /// they carry when made in real time, committed with them.
     async fn send(&mut self, deltas: Vec<(DataType, Delta)>, realtime: &[RealtimeChange]) -> Result<SyncOutcome, HubError> {
         let held_back: Vec<HeldRecord> = deltas.iter().flat_map(|(_, d)| d.held_back.iter().cloned()).collect();
+        let rejected: Vec<RejectedChange> = deltas.iter().flat_map(|(_, d)| d.rejected.iter().cloned()).collect();
+        for r in &rejected {
+            metrics::counter!("hr_hub_rejected_changes_total", "data_type" => r.data_type.as_str()).increment(1);
+        }
+        // A real-time call is all or nothing: one change a receiver would refuse refuses the call.
+        if let (false, Some(r)) = (realtime.is_empty(), rejected.first()) {
+            return Err(HubError::InvalidRecord { data_type: r.data_type, key: r.key.clone(), detail: r.problem.clone() });
+        }
         let retried = deltas.iter().map(|(_, d)| d.retried).sum();
         let batch: Vec<ChangeEnvelope> = deltas.iter().flat_map(|(_, d)| d.changes.iter().cloned()).collect();
         if batch.is_empty() {
@@ -477,14 +497,14 @@ impl Hub {
             if !realtime.is_empty() {
                 blocking(|| deltas.iter().try_for_each(|(t, delta)| self.ledger.commit_realtime(*t, delta, realtime)))?;
             }
-            return Ok(SyncOutcome { held_back, ..SyncOutcome::default() });
+            return Ok(SyncOutcome { held_back, rejected, ..SyncOutcome::default() });
         }
         // Durable before anything leaves: a failure below never lets these versions carry other content.
         blocking(|| deltas.iter().try_for_each(|(t, delta)| self.ledger.reserve(*t, delta)))?;
         let receipt = self.router.propagate(&batch).await?;
         blocking(|| deltas.iter().try_for_each(|(t, delta)| self.ledger.commit_realtime(*t, delta, realtime)))?;
         count_sent(&deltas, &receipt);
-        Ok(SyncOutcome { sent: batch.len() as u64, retried, receipt, held_back, ..SyncOutcome::default() })
+        Ok(SyncOutcome { sent: batch.len() as u64, retried, receipt, held_back, rejected, ..SyncOutcome::default() })
     }
 
     /// The digest `target` should have for `data_type`: the ledger's, over
@@ -568,19 +588,26 @@ impl Hub {
         let ours: BTreeMap<&str, &DigestEntry> = ours.iter().filter(|e| wanted[e.bucket()]).map(|e| (e.key.as_str(), e)).collect();
         let sensitive = data_type.is_sensitive();
         let key = |key: &str, target_version| DriftKey { key: key.to_string(), target_version, sensitive };
+        let ceiling = blocking(|| self.ledger.highest_issued(data_type))?;
         let mut drift = Drift::default();
         for (k, mine) in &ours {
             match theirs.get(*k) {
                 None => drift.missing.push(key(k, 0)),
+                Some(held) if held.version > ceiling => drift.foreign.push(key(k, held.version)),
                 Some(held) if held != *mine => drift.edited.push(key(k, held.version)),
                 Some(_) => {}
             }
         }
         for (k, held) in &theirs {
             if !ours.contains_key(k.as_str()) {
-                drift.extra.push(key(k, held.version));
+                let kind = if held.version > ceiling { &mut drift.foreign } else { &mut drift.extra };
+                kind.push(key(k, held.version));
             }
         }
+        if !drift.foreign.is_empty() {
+            tracing::warn!(target = %target, %data_type, keys = drift.foreign.len(), ceiling, "target holds versions the hub never gave; not repaired, remove those rows at the target");
+        }
+        metrics::gauge!("hr_hub_foreign_versions", "target" => target.to_string(), "data_type" => data_type.as_str()).set(drift.foreign.len() as f64);
         Ok(drift)
     }
 
@@ -596,7 +623,7 @@ impl Hub {
         let mut deltas = vec![];
         for (t, keys) in highest_versions(found) {
             let (repairs, unrepairable) = blocking(|| self.choose_repairs(t, keys, state, held))?;
-            self.guard_repair_deletes(t, &repairs, found)?;
+            self.guard_repair_deletes(t, &repairs)?;
             if !unrepairable.is_empty() {
                 outcome.unrepairable.insert(t, unrepairable);
             }
@@ -639,11 +666,14 @@ impl Hub {
         Ok((repairs, unrepairable))
     }
 
-    fn guard_repair_deletes(&self, t: DataType, repairs: &[Repair], found: &Reconciliation) -> Result<(), HubError> {
+    /// Refuses repairs that would delete more of `t` than the delete guard
+    /// allows, measured against the live records the ledger holds (a target's
+    /// own count is its word, not the hub's).
+    fn guard_repair_deletes(&self, t: DataType, repairs: &[Repair]) -> Result<(), HubError> {
         let deletes = repairs.iter().filter(|r| r.payload.is_none()).count() as u64;
-        let held = found.values().filter_map(|types| types.get(&t)).map(|r| r.records).max().unwrap_or(0);
+        let held = blocking(|| self.ledger.live_records(t))?;
         let share = self.ledger.max_delete_share();
-        if self.allow_mass_delete || held == 0 || deletes as f64 <= share * held as f64 {
+        if self.allow_mass_delete || deletes as f64 <= share * held as f64 {
             return Ok(());
         }
         Err(HubError::MassDeleteRepair { data_type: t, deletes, held, limit_percent: share * 100.0 })
@@ -730,7 +760,9 @@ fn blocking<R>(work: impl FnOnce() -> R) -> R {
     }
 }
 
-/// Per data type, each differing key with the highest version any system holds.
+/// Per data type, each differing key a repair may send, with the highest
+/// version any system holds (which [`Ledger::plan_repairs`] trusts only up
+/// to what the hub ever issued).
 fn highest_versions(found: &Reconciliation) -> BTreeMap<DataType, BTreeMap<String, u64>> {
     let mut above: BTreeMap<DataType, BTreeMap<String, u64>> = BTreeMap::new();
     for per_type in found.values() {
