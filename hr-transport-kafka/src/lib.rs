@@ -65,5 +65,5 @@ pub use health::{BrokerStatus, BrokerWatch};
 #[cfg(feature = "embedded")]
 pub use mock::EmbeddedKafka;
 pub use producer::KafkaPropagator;
-pub use subscriber::{KafkaSubscriber, SubscriberStats, DLQ_ERROR_HEADER};
+pub use subscriber::{KafkaSubscriber, SubscriberStats, DLQ_ERROR_HEADER, DLQ_PAYLOAD_BYTES_HEADER};
 pub use topics::ensure_topics;

@@ -4,12 +4,17 @@ use hr_core::{ApplyOutcome, ChangeEnvelope, DataType, Sink, SinkError};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// Header of a dead letter sent without its payload (too large for the
+/// dead-letter topic): the payload's size in bytes.
+pub const DLQ_PAYLOAD_BYTES_HEADER: &str = "hr-payload-bytes";
 
 /// Header of a dead-lettered record that says why it was rejected.
 pub const DLQ_ERROR_HEADER: &str = "hr-error";
@@ -289,8 +294,16 @@ impl Worker {
                     changes.push(c);
                     sources.push(taken);
                 }
-                Ok(c) => self.dead_letter(&taken, &format!("envelope of {} on topic {}", c.data_type, taken.topic)).await,
-                Err(reason) => self.dead_letter(&taken, &reason).await,
+                Ok(c) => {
+                    if !self.dead_letter(&taken, &format!("envelope of {} on topic {}", c.data_type, taken.topic), stopped).await {
+                        return; // stopping: nothing stored, so the batch is redelivered to whoever comes next
+                    }
+                }
+                Err(reason) => {
+                    if !self.dead_letter(&taken, &reason, stopped).await {
+                        return;
+                    }
+                }
             }
         }
         for (data_type, (changes, sources)) in by_type {
@@ -322,7 +335,9 @@ impl Worker {
                 Err(SinkError::Invalid { index, source }) if index < changes.len() => {
                     changes.remove(index);
                     let poison = sources.remove(index);
-                    self.dead_letter(&poison, &source.to_string()).await;
+                    if !self.dead_letter(&poison, &source.to_string(), stopped).await {
+                        return None;
+                    }
                 }
                 Err(e) => {
                     self.stats.lock().unwrap_or_else(|p| p.into_inner()).retries += 1;
@@ -338,34 +353,74 @@ impl Worker {
         Some(ApplyOutcome::default())
     }
 
-    async fn dead_letter(&self, t: &Taken, reason: &str) {
+    /// Sends `t` to its dead-letter topic; `false` if the subscriber was
+    /// told to stop first (nothing is committed then, so the record comes
+    /// back to whoever consumes next). A record the dead-letter topic cannot
+    /// take whole (too large, or refused [`FULL_LETTER_ATTEMPTS`] times)
+    /// goes without its payload: its key, where it was, its size and why.
+    async fn dead_letter(&self, t: &Taken, reason: &str, stopped: &mut watch::Receiver<bool>) -> bool {
         let topic = format!("{}.dlq", t.topic);
-        let headers = OwnedHeaders::new()
-            .insert(Header { key: DLQ_ERROR_HEADER, value: Some(reason) })
-            .insert(Header { key: "hr-source", value: Some(&format!("{}/{}/{}", t.topic, t.partition, t.offset)) })
-            .insert(Header { key: "hr-group", value: Some(&self.group) });
+        // Bounded: a reason quotes nothing of the record, but its length is the sender's to choose.
+        let reason: String = reason.chars().take(MAX_REASON_CHARS).collect();
+        let source = format!("{}/{}/{}", t.topic, t.partition, t.offset);
+        let size = t.payload.len().to_string();
+        let mut with_payload = true;
+        let mut attempts = 0;
         let mut backoff = Duration::from_millis(100);
         loop {
-            let mut record = FutureRecord::to(&topic).payload(&t.payload).headers(headers.clone());
-            if let Some(k) = &t.key {
+            let mut headers = OwnedHeaders::new()
+                .insert(Header { key: DLQ_ERROR_HEADER, value: Some(&reason) })
+                .insert(Header { key: "hr-source", value: Some(&source) })
+                .insert(Header { key: "hr-group", value: Some(&self.group) });
+            let mut record = FutureRecord::<Vec<u8>, Vec<u8>>::to(&topic);
+            if with_payload {
+                record = record.payload(&t.payload);
+            } else {
+                headers = headers.insert(Header { key: DLQ_PAYLOAD_BYTES_HEADER, value: Some(&size) });
+            }
+            if let Some(k) = t.key.as_ref().filter(|k| with_payload || k.len() <= MAX_KEY_BYTES_WITHOUT_PAYLOAD) {
                 record = record.key(k);
             }
-            match self.dlq.send(record, Duration::from_secs(10)).await {
+            let sent = tokio::select! {
+                sent = self.dlq.send(record.headers(headers), Duration::from_secs(10)) => sent,
+                _ = stopped.changed() => return false,
+            };
+            let e = match sent {
                 Ok(_) => break,
-                Err((e, _)) => {
-                    // Never skip a poison record silently: keep trying until the DLQ has it.
-                    tracing::warn!(group = %self.group, topic = %topic, error = %e, "dead-letter send failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
+                Err((e, _)) => e,
+            };
+            attempts += 1;
+            let too_large = matches!(e.rdkafka_error_code(), Some(RDKafkaErrorCode::MessageSizeTooLarge));
+            if with_payload && (too_large || attempts >= FULL_LETTER_ATTEMPTS) {
+                tracing::warn!(group = %self.group, topic = %topic, error = %e, bytes = t.payload.len(), "dead letter not taken whole; sending it without its payload");
+                metrics::counter!("hr_dead_letters_without_payload_total").increment(1);
+                with_payload = false;
+                continue;
             }
+            // Never skip a poison record silently: keep trying until the DLQ has it, or until told to stop.
+            tracing::warn!(group = %self.group, topic = %topic, error = %e, "dead-letter send failed; retrying");
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stopped.changed() => return false,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
-        tracing::warn!(group = %self.group, topic = %t.topic, partition = t.partition, offset = t.offset, "record dead-lettered");
+        tracing::warn!(group = %self.group, topic = %t.topic, partition = t.partition, offset = t.offset, with_payload, "record dead-lettered");
         let data_type = self.config.data_type_of(&t.topic).map_or("unknown", DataType::as_str);
         metrics::counter!("hr_changes_dead_lettered_total", "data_type" => data_type).increment(1);
         self.stats.lock().unwrap_or_else(|p| p.into_inner()).dead_lettered += 1;
+        true
     }
 }
+
+/// How many times a dead letter is offered whole before it goes without its payload.
+const FULL_LETTER_ATTEMPTS: u32 = 3;
+
+/// The longest reason a dead letter's header carries.
+const MAX_REASON_CHARS: usize = 512;
+
+/// The longest record key a dead letter without payload keeps (a longer one is left out too).
+const MAX_KEY_BYTES_WITHOUT_PAYLOAD: usize = 1024;
 
 /// The offset after the last record of each partition in the batch.
 fn next_offsets(batch: &[Taken]) -> TopicPartitionList {

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use hr_core::{ApplyOutcome, ChangeEnvelope, DataType, DigestEntry, MemorySink, PropagateError, Propagator, Sink, SinkError, SqliteSink};
 use hr_transport_kafka::{
     ensure_topics, group_lag, read_dead_letters, replay_dead_letters, wait_until_applied, KafkaConfig, KafkaPropagator, KafkaSubscriber, DLQ_ERROR_HEADER,
+    DLQ_PAYLOAD_BYTES_HEADER,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -277,6 +278,46 @@ impl Sink for BatchSizes {
     async fn entries(&self, data_type: DataType) -> Result<Vec<DigestEntry>, SinkError> {
         self.0.entries(data_type).await
     }
+}
+
+/// A record near the broker's size limit cannot be dead-lettered whole
+/// (the dead letter's headers make it larger than the producer may send):
+/// it goes without its payload, and the group goes on to the next record
+/// of its key instead of retrying forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_too_large_to_dead_letter_goes_without_its_payload_and_the_group_goes_on() {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let config = config("oversized").await;
+    let topic = config.topic(DataType::MasterData);
+    let group = format!("{}g", config.topic_prefix);
+    let sink = Arc::new(MemorySink::default());
+    let sub = KafkaSubscriber::start(&config, &group, &[DataType::MasterData], sink.clone()).unwrap();
+    let raw: FutureProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", &config.brokers).set("message.max.bytes", "2000000").create().unwrap();
+    let huge = vec![b'x'; 1_010_000];
+    let key = "md.category:C00001";
+    raw.send(FutureRecord::to(&topic).key(key).payload(&huge), Duration::from_secs(10)).await.expect("the broker takes a record of 1,010,000 bytes");
+    raw.send(FutureRecord::to(&topic).key(key).payload(&md(1, 1).to_json()), Duration::from_secs(10)).await.unwrap();
+    wait_until_applied(&config, &[&group], &[DataType::MasterData], Duration::from_secs(60)).await.expect("the group stalled on the oversized record");
+    assert_eq!(sink.get(DataType::MasterData, key).unwrap().version, 1, "the record after the oversized one was applied");
+    let stats = tokio::time::timeout(Duration::from_secs(10), sub.shutdown()).await.expect("the subscriber stops when asked").unwrap();
+    assert_eq!(stats.dead_lettered, 1);
+
+    let dlq: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", format!("{group}-dlq-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    dlq.subscribe(&[&format!("{topic}.dlq")]).unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(30), dlq.recv()).await.unwrap().unwrap();
+    let header = |name: &str| m.headers().and_then(|h| h.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned()));
+    assert_eq!(m.payload().map_or(0, <[u8]>::len), 0, "the dead letter carries no payload");
+    assert_eq!(m.key(), Some(key.as_bytes()));
+    assert_eq!(header(DLQ_PAYLOAD_BYTES_HEADER).as_deref(), Some("1010000"));
+    assert!(header(DLQ_ERROR_HEADER).is_some_and(|e| e.contains("syntax error") && e.len() <= 512 * 4), "{:?}", header(DLQ_ERROR_HEADER));
+    assert!(header("hr-source").is_some_and(|s| s.starts_with(&format!("{topic}/"))), "{:?}", header("hr-source"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
