@@ -154,11 +154,8 @@ impl RestPropagator {
     pub fn new(config: RestConfig) -> Result<Self, RestTransportError> {
         config.targets.iter().try_for_each(check_base_url)?;
         // A target answers where it is; a redirect could carry the bearer token and pay records elsewhere.
-        let mut builder = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .pool_max_idle_per_host(8)
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none());
+        let mut builder =
+            reqwest::Client::builder().timeout(config.request_timeout).pool_max_idle_per_host(8).tcp_nodelay(true).redirect(reqwest::redirect::Policy::none());
         if let Some(pem) = &config.ca_pem {
             let certificates = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| RestTransportError::Ca(e.to_string()))?;
             if certificates.is_empty() {

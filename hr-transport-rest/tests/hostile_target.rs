@@ -35,7 +35,7 @@ fn propagator(url: &str, deadline: Duration) -> RestPropagator {
 async fn failure_against(router: Router, deadline: Duration) -> (String, Duration) {
     let url = serve(router).await;
     let started = Instant::now();
-    let err = propagator(&url, deadline).propagate(&[change()]).await.err().expect("a hostile answer must fail the call");
+    let err = propagator(&url, deadline).propagate(&[change()]).await.expect_err("a hostile answer must fail the call");
     let text = err.to_string();
     assert!(text.contains("erp"), "the failure names the target: {text}");
     (text, started.elapsed())
