@@ -33,7 +33,7 @@ fn a_system_with_an_empty_store_gets_everything_at_the_next_run_grants_and_pay_i
     let data = Dataset::generate(&GenerateOptions::scaled(300));
     data.write(&deployment.input).unwrap();
     let first = deployment.run_hub(&[]);
-    assert_all_match(&first, "after the first run");
+    assert_clean(&first, "after the first run");
     let before: BTreeMap<&str, _> = ["orgchart", "erp"].into_iter().map(|name| (name, versions(&deployment, name))).collect();
 
     // payroll loses its database and comes back empty, at the same address.
@@ -47,7 +47,7 @@ fn a_system_with_an_empty_store_gets_everything_at_the_next_run_grants_and_pay_i
     systems.push(deployment.restart("payroll", &url));
 
     let report = deployment.run_hub(&[]);
-    assert_all_match(&report, "after payroll rejoined");
+    assert_all_match(&report, "after payroll rejoined"); // repaired on purpose: REST types reach a rejoined system only by repair
     for t in ["employee", "org_unit", "master_data", "permission", "compensation"] {
         assert_eq!(report["systems"]["payroll"][t]["records"], first["systems"]["payroll"][t]["records"], "payroll/{t}");
         assert!(report["systems"]["payroll"][t]["records"].as_u64().unwrap() > 0, "payroll/{t}");

@@ -23,6 +23,7 @@ fn hub_and_three_system_processes_converge() {
     let first = deployment.run_hub(&[]);
     let sent_first = first["changes_sent"].as_u64().unwrap();
     assert!(sent_first > 2_500, "{first}");
+    assert_clean(&first, "after the first run");
     for name in names {
         for (t, r) in first["systems"][name].as_object().unwrap() {
             assert_eq!(r["digest_matches"], true, "{name}/{t}: {r}");
@@ -36,6 +37,7 @@ fn hub_and_three_system_processes_converge() {
     let second = deployment.run_hub(&[]);
     let sent_second = second["changes_sent"].as_u64().unwrap();
     assert!((5..sent_first / 10).contains(&sent_second), "second run sent {sent_second}");
+    assert_clean(&second, "after the second run");
     for name in names {
         for (t, r) in second["systems"][name].as_object().unwrap() {
             assert_eq!(r["digest_matches"], true, "{name}/{t} after the delta run: {r}");

@@ -37,17 +37,6 @@ fn quarantined_ids(report: &serde_json::Value, reason: &str) -> Vec<String> {
     report["quarantined"].as_array().unwrap().iter().filter(|q| q["reason"] == reason).map(|q| q["id"].as_str().unwrap_or("").to_string()).collect()
 }
 
-/// A run meant to be clean: every system matched before any repair and nothing was repaired.
-fn assert_clean(report: &serde_json::Value, when: &str) {
-    assert_all_match(report, when);
-    assert_eq!(report["repaired"], json!({}), "{when}: a clean run repaired something (repair must not hide a delivery bug)");
-    for (name, types) in report["drift_found"].as_object().unwrap() {
-        for (t, r) in types.as_object().unwrap() {
-            assert_eq!(r["digest_matches"], true, "{when}: {name}/{t} differed before repair: {r}");
-        }
-    }
-}
-
 #[test]
 fn a_bad_line_a_future_date_a_lying_store_and_a_second_hub_harm_nobody_else() {
     let (deployment, systems) = Deployment::start(&NAMES);

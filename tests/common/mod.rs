@@ -212,6 +212,20 @@ pub fn assert_all_match(report: &serde_json::Value, when: &str) {
     }
 }
 
+/// Asserts a run meant to be clean was: every system matched the hub
+/// *before* any repair, nothing was repaired, and every system matches
+/// after. A delivery bug that the same run's repair heals fails here.
+#[allow(dead_code)] // Not every test binary that includes this module calls it.
+pub fn assert_clean(report: &serde_json::Value, when: &str) {
+    assert_all_match(report, when);
+    assert_eq!(report["repaired"], serde_json::json!({}), "{when}: a run meant to be clean repaired something: {}", report["drift_found"]);
+    for (name, types) in report["drift_found"].as_object().unwrap_or_else(|| panic!("no drift_found in the report {when}")) {
+        for (t, r) in types.as_object().unwrap() {
+            assert_eq!(r["digest_matches"], true, "{when}: {name}/{t} differed before repair: {r}");
+        }
+    }
+}
+
 /// Runs `scripts/kafka.sh <action>` for a broker of its own on `port`.
 pub fn broker_script(action: &str, port: u16) {
     let status = Command::new("bash")
