@@ -103,6 +103,8 @@ pub struct Delta {
     /// Envelopes to send, in key order.
     pub changes: Vec<ChangeEnvelope>,
     hashes: Vec<Option<ContentHash>>,
+    /// Per change: whether it creates its key in the targets (no live record before).
+    creates: Vec<bool>,
     /// Records new to the ledger (or re-created after a delete).
     pub created: u64,
     /// Records whose content changed.
@@ -119,6 +121,52 @@ pub struct Delta {
     pub held_back: Vec<HeldRecord>,
     /// Changes the receivers would refuse: never given a version, never sent.
     pub rejected: Vec<RejectedChange>,
+}
+
+/// What the targets hold of a key, as far as a plan needs it (see [`Ledger::standing`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    /// An employee's status (`active`, `on_leave`, `terminated`, as in the
+    /// schema); a grant's `granted` or `revoked`.
+    pub state: String,
+    /// An employee's org unit; `None` for a grant.
+    pub place: Option<String>,
+}
+
+impl Standing {
+    /// The standing a record's payload gives its key, for the data types that have one.
+    pub fn of(data_type: DataType, payload: &str) -> Option<Standing> {
+        #[derive(serde::Deserialize)]
+        struct Facets {
+            status: Option<crate::EmployeeStatus>,
+            org_unit: Option<String>,
+            granted: Option<bool>,
+        }
+        let facets: Facets = serde_json::from_str(payload).ok()?;
+        match data_type {
+            DataType::Employee => {
+                let status = serde_json::to_value(facets.status?).ok()?.as_str()?.to_string();
+                Some(Standing { state: status, place: facets.org_unit })
+            }
+            DataType::Permission => Some(Standing { state: if facets.granted? { "granted" } else { "revoked" }.into(), place: None }),
+            _ => None,
+        }
+    }
+}
+
+/// One entry of the audit log ([`Ledger::audit`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AuditEntry {
+    /// Its place in the log (increasing).
+    pub seq: i64,
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// Who.
+    pub actor: String,
+    /// What: `run`, `realtime`, `approve`, ...
+    pub action: String,
+    /// Details (never sensitive).
+    pub detail: serde_json::Value,
 }
 
 /// A change a plan left out because it fails the receivers' own validation
@@ -142,7 +190,13 @@ impl Delta {
 
     /// Adds `change` if a receiver would take it, or else records it as
     /// rejected; whether it was added.
-    fn push(&mut self, change: ChangeEnvelope, hash: Option<ContentHash>) -> bool {
+    /// Whether `changes[index]` creates its key in the targets (an upsert
+    /// of a key no target holds live); `false` for updates and deletes.
+    pub fn creates(&self, index: usize) -> bool {
+        self.creates.get(index).copied().unwrap_or(false)
+    }
+
+    fn push(&mut self, change: ChangeEnvelope, hash: Option<ContentHash>, creates: bool) -> bool {
         if let Err(e) = change.validate() {
             let problem = match e {
                 crate::EnvelopeError::Invalid { problem, .. } => problem,
@@ -154,6 +208,7 @@ impl Delta {
         }
         self.changes.push(change);
         self.hashes.push(hash);
+        self.creates.push(creates);
         true
     }
 }
@@ -305,6 +360,19 @@ impl Ledger {
         Self::init(conn, shown, Some(lock))
     }
 
+    /// Opens the ledger at `path` to read only, without taking its lock: what
+    /// an operator's tools (status, plan preview, audit log) use beside the
+    /// hub that writes it. Writing through it fails.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, LedgerError> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let storage = |source| LedgerError::Storage { path: shown.clone(), source };
+        let conn =
+            Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(storage)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(storage)?;
+        Ok(Ledger { conn, path: shown, _lock: None, max_delete_share: DEFAULT_MAX_DELETE_SHARE, audiences: BTreeMap::new() })
+    }
+
     /// A ledger that lives only in memory.
     pub fn in_memory() -> Result<Self, LedgerError> {
         let conn = Connection::open_in_memory().map_err(|source| LedgerError::Storage { path: ":memory:".into(), source })?;
@@ -329,6 +397,12 @@ impl Ledger {
              CREATE TABLE IF NOT EXISTS realtime (
                data_type TEXT NOT NULL, key TEXT NOT NULL, at TEXT NOT NULL, payload TEXT,
                PRIMARY KEY (data_type, key)) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS standing (
+               data_type TEXT NOT NULL, key TEXT NOT NULL, state TEXT NOT NULL, place TEXT,
+               PRIMARY KEY (data_type, key)) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS audit (
+               seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL,
+               action TEXT NOT NULL, detail TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS scoped_hash (
                data_type TEXT NOT NULL, audience TEXT NOT NULL, key TEXT NOT NULL, hash BLOB NOT NULL,
                PRIMARY KEY (data_type, audience, key)) WITHOUT ROWID;",
@@ -533,7 +607,7 @@ impl Ledger {
                 }
                 None => (ChangeEnvelope::delete(data_type, repair.key, version, origin), None),
             };
-            if delta.push(change, hash) {
+            if delta.push(change, hash, upsert && !live) {
                 *(match (upsert, live) {
                     (false, _) => &mut delta.deleted,
                     (true, true) => &mut delta.updated,
@@ -597,6 +671,16 @@ impl Ledger {
                 for (change, payload) in delta.changes.iter().filter_map(|c| Some((c, c.payload_json()?))) {
                     let hash = ContentHash::of(&scope.scoped_payload(data_type, payload)?);
                     scoped.execute(params![data_type.as_str(), name, change.key, hash.0.to_vec()]).map_err(storage)?;
+                }
+            }
+            if matches!(data_type, DataType::Employee | DataType::Permission) {
+                let mut stand = tx.prepare_cached("INSERT OR REPLACE INTO standing (data_type, key, state, place) VALUES (?1, ?2, ?3, ?4)").map_err(storage)?;
+                let mut fall = tx.prepare_cached("DELETE FROM standing WHERE data_type = ?1 AND key = ?2").map_err(storage)?;
+                for change in &delta.changes {
+                    match change.payload_json().map(|p| Standing::of(data_type, p)) {
+                        Some(Some(standing)) => stand.execute(params![data_type.as_str(), change.key, standing.state, standing.place]).map_err(storage)?,
+                        _ => fall.execute(params![data_type.as_str(), change.key]).map_err(storage)?,
+                    };
                 }
             }
             let mut remember = tx.prepare_cached("INSERT OR REPLACE INTO realtime (data_type, key, at, payload) VALUES (?1, ?2, ?3, ?4)").map_err(storage)?;
@@ -758,6 +842,42 @@ impl Ledger {
                 .optional()
             })
             .map_err(self.storage())
+    }
+
+    /// What the targets hold of a key, as far as a plan needs it to say what
+    /// a change does (an employee's status and org unit, whether a grant is
+    /// in force); `None` for keys not held live and for other data types.
+    pub fn standing(&self, data_type: DataType, key: &str) -> Result<Option<Standing>, LedgerError> {
+        self.conn
+            .prepare_cached("SELECT state, place FROM standing WHERE data_type = ?1 AND key = ?2")
+            .and_then(|mut stmt| stmt.query_row(params![data_type.as_str(), key], |r| Ok(Standing { state: r.get(0)?, place: r.get(1)? })).optional())
+            .map_err(self.storage())
+    }
+
+    /// Appends an entry to the audit log: who (`actor`: a caller's name, an
+    /// operator, the hub itself) did what (`action`: `run`, `realtime`,
+    /// `approve`, ...), with details that must hold nothing sensitive. The
+    /// log is only ever appended to.
+    pub fn audit(&mut self, actor: &str, action: &str, detail: &serde_json::Value) -> Result<(), LedgerError> {
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        self.conn
+            .prepare_cached("INSERT INTO audit (at, actor, action, detail) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut stmt| stmt.execute(params![at, actor, action, detail.to_string()]))
+            .map(drop)
+            .map_err(self.storage())
+    }
+
+    /// The audit log's entries from `since` on (all when `None`), oldest first.
+    pub fn audit_entries(&self, since: Option<chrono::DateTime<chrono::Utc>>) -> Result<Vec<AuditEntry>, LedgerError> {
+        let since = since.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).unwrap_or_default();
+        let mut stmt = self.conn.prepare_cached("SELECT seq, at, actor, action, detail FROM audit WHERE at >= ?1 ORDER BY seq").map_err(self.storage())?;
+        let rows = stmt
+            .query_map([since], |r| {
+                let detail: String = r.get(4)?;
+                Ok(AuditEntry { seq: r.get(0)?, at: r.get(1)?, actor: r.get(2)?, action: r.get(3)?, detail: serde_json::from_str(&detail).unwrap_or_default() })
+            })
+            .map_err(self.storage())?;
+        rows.collect::<Result<_, _>>().map_err(self.storage())
     }
 
     /// The highest version this ledger ever gave a key of `data_type`
@@ -940,7 +1060,7 @@ impl Planner<'_> {
             return Ok(());
         }
         let change = ChangeEnvelope::with_raw_payload(self.data_type, key.to_string(), version, self.origin, Some(payload.into_json()?));
-        if self.delta.push(change, Some(hash)) {
+        if self.delta.push(change, Some(hash), !live) {
             *(if live { &mut self.delta.updated } else { &mut self.delta.created }) += 1;
             self.delta.retried += in_doubt as u64;
         }
@@ -962,7 +1082,7 @@ impl Planner<'_> {
             self.delta.held_back.push(HeldRecord { data_type: self.data_type, key, version, quarantined: quarantined.clone() });
             return;
         }
-        if self.delta.push(ChangeEnvelope::delete(self.data_type, key, version, self.origin), None) {
+        if self.delta.push(ChangeEnvelope::delete(self.data_type, key, version, self.origin), None, false) {
             self.guarded_deletes += live as u64;
             self.delta.deleted += 1;
             self.delta.retried += in_doubt as u64;
