@@ -23,8 +23,8 @@
 use clap::Parser;
 use hr_core::{DataType, HeldBack, HeldRecord, Ledger, MergeReport};
 use hr_demo::console::{Console, LogFormat};
-use hr_sync::hr_hub::{hub_api, load_and_merge, ApiConfig, Hub, HubConfig, Reconciliation, RepairOutcome, SyncOutcome};
-use hr_transport_kafka::{ensure_topics, group_lag, wait_until_applied, KafkaConfig};
+use hr_sync::hr_hub::{hub_api, load_and_merge, ApiConfig, ApiGate, Hub, HubConfig, HubError, Reconciliation, RepairOutcome, SyncOutcome};
+use hr_transport_kafka::{ensure_topics, group_lag, wait_until_applied, BrokerStatus, BrokerWatch, KafkaConfig};
 use hr_transport_rest::{serve_with_limits, ConnectionLimits, RestConfig};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -68,15 +68,31 @@ struct Args {
     /// How long one REST propagation may retry a system that does not answer.
     #[arg(long, default_value_t = 30)]
     rest_deadline_secs: u64,
-    /// Send deletions even when more than the ledger's guard allows.
-    #[arg(long)]
-    allow_mass_delete: bool,
     /// Print, per system and data type, what it holds against the hub
     /// (records, hub records, digest equal, Kafka lag) and exit; sends nothing.
-    #[arg(long, conflicts_with_all = ["watch", "check_only", "listen"])]
+    #[arg(long, conflicts_with_all = ["watch", "check_only", "listen", "plan", "approve", "audit"])]
     status: bool,
-    /// With --status: one JSON object per line instead of a table.
-    #[arg(long, requires = "status")]
+    /// Print what a run would change, per system, data type and operation,
+    /// with its plan id and whether `[safety]` holds it, and exit; sends
+    /// nothing and changes neither the ledger nor any system.
+    #[arg(long, conflicts_with_all = ["watch", "check_only", "listen", "approve", "audit"])]
+    plan: bool,
+    /// Run exactly the plan with this id (from a held run's report or
+    /// --plan), whatever `[safety]` says; if the run now would be another
+    /// plan, refuse and say what changed. Recorded in the audit log.
+    #[arg(long, value_name = "PLAN_ID", conflicts_with_all = ["watch", "check_only"])]
+    approve: Option<String>,
+    /// Who approves (--approve), as the audit log names them (default: $USER).
+    #[arg(long, requires = "approve")]
+    operator: Option<String>,
+    /// Print the audit log (every run, real-time call and approval) and exit.
+    #[arg(long, conflicts_with_all = ["watch", "check_only", "listen"])]
+    audit: bool,
+    /// With --audit: only entries at or after this time (RFC 3339).
+    #[arg(long, requires = "audit")]
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    /// With --status, --plan or --audit: JSON instead of a table.
+    #[arg(long)]
     json: bool,
     /// Log lines as `text` or as one JSON object per line (`json`); each
     /// run's lines carry its `run_id`, which its report repeats.
@@ -94,9 +110,18 @@ struct Args {
     metrics_listen: Option<SocketAddr>,
 }
 
+/// The exit code of a run held for approval (`[safety]`): nothing was sent.
+const HELD_EXIT_CODE: i32 = 3;
+
+/// The hub's ledger in its data directory.
+const LEDGER_FILE: &str = "hub-ledger.sqlite3";
+
 /// What one run did.
 #[derive(Serialize)]
 struct RunReport {
+    /// Set when the run was held for approval: its plan id and each reason; nothing was sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    held: Option<serde_json::Value>,
     /// The id every log line of the run carries (its span's `run_id`).
     run_id: String,
     #[serde(flatten)]
@@ -127,6 +152,27 @@ struct RunReport {
 }
 
 impl RunReport {
+    /// The report of a run held for approval: nothing sent, nothing compared.
+    fn held(run_id: &str, merge: MergeReport, held: serde_json::Value, started: Instant) -> Self {
+        RunReport {
+            held: Some(held),
+            run_id: run_id.to_string(),
+            merge,
+            changes_sent: 0,
+            changes_retried: 0,
+            held_back: vec![],
+            elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+            drift_found: Reconciliation::new(),
+            repaired: BTreeMap::new(),
+            repaired_per_target: BTreeMap::new(),
+            unrepairable: BTreeMap::new(),
+            source_older: BTreeMap::new(),
+            systems: Reconciliation::new(),
+            foreign_versions: BTreeMap::new(),
+            rejected: vec![],
+        }
+    }
+
     /// `system/data_type` of every system that still differs from the hub.
     fn mismatched(&self) -> Vec<String> {
         self.systems.iter().flat_map(|(s, types)| types.iter().filter(|(_, r)| !r.digest_matches).map(move |(t, _)| format!("{s}/{t}"))).collect()
@@ -143,27 +189,51 @@ async fn main() -> anyhow::Result<()> {
     rest.deadline = Duration::from_secs(args.rest_deadline_secs);
     std::fs::create_dir_all(&args.data_dir)?;
     // Read before anything runs: a --listen without a token is a mistake to report at once.
-    let api_token =
-        args.listen.map(|_| std::env::var("HR_HUB_TOKEN")).transpose().map_err(|_| anyhow::anyhow!("--listen needs the API's bearer token in HR_HUB_TOKEN"))?;
+    // Callers named in [api.callers] each have a token of their own; otherwise HR_HUB_TOKEN is the one caller.
+    let api_config = match (args.listen, config.api_config()?) {
+        (None, _) => None,
+        (Some(_), Some(callers)) => Some(callers),
+        (Some(_), None) => {
+            let token = std::env::var("HR_HUB_TOKEN").map_err(|_| anyhow::anyhow!("--listen needs [api.callers] or the API's bearer token in HR_HUB_TOKEN"))?;
+            Some(ApiConfig::new(token)?)
+        }
+    };
 
     if let Some(addr) = args.metrics_listen {
         serve_metrics(addr, &console).await?;
     }
 
     if args.status {
-        let hub = connect(&args, &config, rest.clone()).await?;
+        let hub = connect(&args, &config, rest.clone(), Access::ReadOnly).await?;
         return print_status(&args, &config, &hub).await;
     }
+    if args.audit {
+        let ledger = Ledger::open_read_only(args.data_dir.join(LEDGER_FILE))?;
+        return print_audit(&args, &ledger);
+    }
+    if args.plan {
+        let hub = connect(&args, &config, rest.clone(), Access::ReadOnly).await?;
+        return print_plan(&args, &config, &hub).await;
+    }
+
+    // The API listens from the start: until the hub is connected, and while the
+    // brokers do not answer, it says so (503) instead of refusing connections.
+    let gate = match (args.listen, &api_config) {
+        (Some(addr), Some(_)) => Some(serve_gate(addr, &args.brokers, &console).await?),
+        _ => None,
+    };
+    let brokers = if args.watch.is_some() || gate.is_some() { Some(watch_brokers(&args.brokers, gate.clone()).await?) } else { None };
 
     let mut hub: Option<Arc<Mutex<Hub>>> = None;
     let mut failures: u32 = 0;
     loop {
         let run_id = uuid::Uuid::new_v4().to_string();
         let run = async {
-            let outcome = match connected(&mut hub, &args, &config, &rest).await {
+            let outcome = match connected(&mut hub, &args, &config, &rest, brokers.as_ref()).await {
                 Ok((hub, new)) => {
-                    if let (true, Some(addr), Some(token)) = (new, args.listen, &api_token) {
-                        serve_api(hub.clone(), addr, token, &console).await?;
+                    if let (true, Some(gate), Some(api_config)) = (new, &gate, &api_config) {
+                        gate.open(hub_api(hub.clone(), api_config.clone()));
+                        console.line("real-time API ready");
                     }
                     run_once(&args, &config, &hub, &console, &run_id).await
                 }
@@ -182,9 +252,14 @@ async fn main() -> anyhow::Result<()> {
         let Some(every) = args.watch else {
             if args.listen.is_some() && outcome.is_ok() {
                 console.line("serving the real-time API until Ctrl-C");
-                wait_enforcing_expiry(hub.as_deref(), Duration::MAX, &console).await;
+                wait_enforcing_expiry(hub.as_deref(), Duration::MAX, None, &console).await;
             }
+            let held = outcome.as_ref().ok().and_then(|r| r.held.clone());
             outcome?;
+            if let Some(held) = held {
+                console.line(&format!("run held for approval (plan {}); nothing sent", held["plan_id"].as_str().unwrap_or_default()));
+                std::process::exit(HELD_EXIT_CODE);
+            }
             anyhow::ensure!(mismatched.is_empty(), "systems differ from the hub: {}", mismatched.join(", "));
             return Ok(());
         };
@@ -197,6 +272,8 @@ async fn main() -> anyhow::Result<()> {
                 console.line(&format!("systems still differ from the hub: {} (the next run repairs them)", mismatched.join(", ")));
                 Duration::from_secs(every)
             }
+            // Another hub writes this ledger: waiting would only run two hubs once it lets go.
+            Err(e) if matches!(e.downcast_ref::<hr_core::LedgerError>(), Some(hr_core::LedgerError::Locked { .. })) => return Err(e),
             Err(e) => {
                 failures += 1;
                 let pause = retry_pause(every, failures);
@@ -204,21 +281,50 @@ async fn main() -> anyhow::Result<()> {
                 pause
             }
         };
-        if !wait_enforcing_expiry(hub.as_deref(), pause, &console).await {
+        // Not connected yet: the brokers answering again ends the pause.
+        let reconnect = brokers.clone().filter(|_| hub.is_none());
+        if !wait_enforcing_expiry(hub.as_deref(), pause, reconnect, &console).await {
             return Ok(());
         }
     }
 }
 
-/// Serves the real-time API on `addr` for as long as the process runs,
-/// closing connections that stall and capping how many are open.
-async fn serve_api(hub: Arc<Mutex<Hub>>, addr: SocketAddr, token: &str, console: &Console) -> anyhow::Result<()> {
+/// Serves the real-time API's gate on `addr` for as long as the process
+/// runs (closing connections that stall, capping how many are open); the
+/// hub's routes go behind it once it is connected.
+async fn serve_gate(addr: SocketAddr, brokers: &str, console: &Console) -> anyhow::Result<ApiGate> {
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let bound = listener.local_addr()?;
-    let app = hub_api(hub, ApiConfig::new(token)?);
-    tokio::spawn(serve_with_limits(listener, app, ConnectionLimits::default()));
+    let gate = ApiGate::new(format!("connecting to the Kafka brokers at {brokers}"));
+    tokio::spawn(serve_with_limits(listener, gate.router(), ConnectionLimits::default()));
     console.line(&format!("real-time API listening on http://{bound}"));
-    Ok(())
+    Ok(gate)
+}
+
+/// Watches the brokers for as long as the process runs: the watch logs when
+/// they stop answering and when they answer again, and the gate (if any)
+/// answers 503 naming them meanwhile. Returns once the first answer (or
+/// its absence) is known, at most a few seconds.
+async fn watch_brokers(brokers: &str, gate: Option<ApiGate>) -> anyhow::Result<tokio::sync::watch::Receiver<BrokerStatus>> {
+    let watch = BrokerWatch::start(&KafkaConfig::new(brokers), Duration::from_secs(2))?;
+    let mut status = watch.subscribe();
+    let first = status.clone();
+    let brokers = brokers.to_string();
+    tokio::spawn(async move {
+        let _watch = watch; // dropping it would stop the watch
+        while status.changed().await.is_ok() {
+            let down = match &*status.borrow() {
+                BrokerStatus::Unreachable(why) => Some(format!("the Kafka brokers at {brokers} do not answer ({why})")),
+                _ => None,
+            };
+            if let Some(gate) = &gate {
+                gate.set_down(down);
+            }
+        }
+    });
+    let mut known = first.clone();
+    let _ = tokio::time::timeout(Duration::from_secs(5), known.wait_for(|s| *s != BrokerStatus::Unknown)).await;
+    Ok(first)
 }
 
 /// Installs the Prometheus recorder and serves it on `addr` for as long as the process runs.
@@ -235,6 +341,7 @@ async fn serve_metrics(addr: SocketAddr, console: &Console) -> anyhow::Result<()
 /// The run's own metrics: duration, outcome, what the merge set aside, when it last succeeded.
 fn count_run(outcome: &anyhow::Result<RunReport>) {
     match outcome {
+        Ok(report) if report.held.is_some() => metrics::counter!("hr_hub_runs_total", "outcome" => "held").increment(1),
         Ok(report) => {
             metrics::counter!("hr_hub_runs_total", "outcome" => "ok").increment(1);
             metrics::histogram!("hr_hub_run_seconds").record(report.elapsed_ms / 1000.0);
@@ -248,9 +355,22 @@ fn count_run(outcome: &anyhow::Result<RunReport>) {
 /// How often `--watch` revokes grants that expired since the last run.
 const EXPIRY_CHECK: Duration = Duration::from_secs(60);
 
-/// Waits `pause` between runs, revoking lapsed grants every minute; `false` on Ctrl-C.
-async fn wait_enforcing_expiry(hub: Option<&Mutex<Hub>>, pause: Duration, console: &Console) -> bool {
+/// Waits `pause` between runs, revoking lapsed grants every minute; `false`
+/// on Ctrl-C. With `reconnect`, the brokers answering ends the wait early.
+async fn wait_enforcing_expiry(
+    hub: Option<&Mutex<Hub>>,
+    pause: Duration,
+    mut reconnect: Option<tokio::sync::watch::Receiver<BrokerStatus>>,
+    console: &Console,
+) -> bool {
     let until = Instant::now().checked_add(pause);
+    let answering = async {
+        match &mut reconnect {
+            Some(status) => drop(status.wait_for(|s| *s == BrokerStatus::Reachable).await),
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(answering);
     loop {
         let left = until.map_or(EXPIRY_CHECK, |u| u.saturating_duration_since(Instant::now()));
         if left.is_zero() {
@@ -258,6 +378,7 @@ async fn wait_enforcing_expiry(hub: Option<&Mutex<Hub>>, pause: Duration, consol
         }
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return false,
+            _ = &mut answering => return true,
             _ = tokio::time::sleep(left.min(EXPIRY_CHECK)) => {}
         }
         let Some(hub) = hub else { continue };
@@ -270,26 +391,104 @@ async fn wait_enforcing_expiry(hub: Option<&Mutex<Hub>>, pause: Duration, consol
 }
 
 /// The hub, connected on first use; `true` when it was connected just now.
-async fn connected(hub: &mut Option<Arc<Mutex<Hub>>>, args: &Args, config: &HubConfig, rest: &RestConfig) -> anyhow::Result<(Arc<Mutex<Hub>>, bool)> {
+/// While the watched brokers do not answer, it does not try (creating topics
+/// would wait a minute for them) and says why.
+async fn connected(
+    hub: &mut Option<Arc<Mutex<Hub>>>,
+    args: &Args,
+    config: &HubConfig,
+    rest: &RestConfig,
+    brokers: Option<&tokio::sync::watch::Receiver<BrokerStatus>>,
+) -> anyhow::Result<(Arc<Mutex<Hub>>, bool)> {
     if let Some(hub) = hub {
         return Ok((hub.clone(), false));
     }
-    let new = Arc::new(Mutex::new(connect(args, config, rest.clone()).await?));
+    if let Some(BrokerStatus::Unreachable(why)) = brokers.map(|b| b.borrow().clone()) {
+        anyhow::bail!("the Kafka brokers at {} do not answer ({why})", args.brokers);
+    }
+    let new = Arc::new(Mutex::new(connect(args, config, rest.clone(), Access::Write).await?));
     *hub = Some(new.clone());
     Ok((new, true))
 }
 
 /// Creates the topics and the hub: retried by `--watch` while the broker is unreachable.
-async fn connect(args: &Args, config: &HubConfig, rest: RestConfig) -> anyhow::Result<Hub> {
+async fn connect(args: &Args, config: &HubConfig, rest: RestConfig, access: Access) -> anyhow::Result<Hub> {
+    // First: a ledger another hub holds stops this one before it touches anything.
+    let path = args.data_dir.join(LEDGER_FILE);
+    let ledger = match access {
+        Access::Write => Ledger::open(path)?,
+        Access::ReadOnly => Ledger::open_read_only(path)?,
+    };
     let mut kafka = KafkaConfig::new(&args.brokers);
     kafka.topic_prefix = config.topic_prefix.clone();
     for audience in config.kafka_audiences(&kafka) {
         ensure_topics(&audience, &config.policy().data_types_via("kafka")).await?;
     }
-    let ledger = Ledger::open(args.data_dir.join("hub-ledger.sqlite3"))?;
-    let mut hub = Hub::new(config, kafka, rest, ledger)?;
-    hub.allow_mass_delete(args.allow_mass_delete);
-    Ok(hub)
+    Ok(Hub::new(config, kafka, rest, ledger)?)
+}
+
+/// How the hub program opens its ledger.
+#[derive(Clone, Copy)]
+enum Access {
+    /// Locked for this process: it runs.
+    Write,
+    /// Read beside the hub that runs (status, plan preview).
+    ReadOnly,
+}
+
+/// Who approves, as the audit log names them.
+fn operator(args: &Args) -> String {
+    args.operator.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "operator".into())
+}
+
+/// `--plan`: merges the input and prints what a run would change, sending nothing.
+async fn print_plan(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Result<()> {
+    let mapping = config.mapping_for(&args.input)?;
+    let identities = Arc::new(hub.ledger().identities()?);
+    let outcome = load_and_merge(args.input.clone(), mapping, identities.clone()).await?;
+    let held = HeldBack::from_report(&outcome.report, &identities);
+    let plan = hub.plan(&outcome.state, &held)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&plan.summary())?);
+        return Ok(());
+    }
+    let verdict = if plan.is_held() { "HELD for approval" } else { "may run" };
+    println!("plan {}: {} changes; {verdict}", plan.plan_id, plan.changes());
+    for (target, types) in &plan.targets {
+        for (t, c) in types {
+            let samples: Vec<String> = c.samples.iter().map(|(op, keys)| format!("{op} {}", keys.join(", "))).collect();
+            println!(
+                "  {target}/{t}: create {}, update {}, delete {}, terminate {}, transfer {}, revoke {} (holds {}); e.g. {}",
+                c.create,
+                c.update,
+                c.delete,
+                c.terminate,
+                c.transfer,
+                c.revoke,
+                c.records,
+                samples.join("; ")
+            );
+        }
+    }
+    for reason in &plan.hold {
+        println!("  held: {reason}");
+    }
+    if plan.is_held() {
+        println!("approve exactly this plan with: hub --approve {}", plan.plan_id);
+    }
+    Ok(())
+}
+
+/// `--audit`: the audit log, oldest first.
+fn print_audit(args: &Args, ledger: &Ledger) -> anyhow::Result<()> {
+    for entry in ledger.audit_entries(args.since)? {
+        if args.json {
+            println!("{}", serde_json::to_string(&entry)?);
+        } else {
+            println!("{} {:<8} {:<9} {}", entry.at, entry.actor, entry.action, entry.detail);
+        }
+    }
+    Ok(())
 }
 
 /// Writes the run's report, or what made it fail; a write error is logged, not fatal.
@@ -337,7 +536,23 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
     } else {
         let sent = {
             let _phase = console.phase("propagating", None);
-            hub.lock().await.sync_with(&outcome.state, &held).await?
+            let mut hub = hub.lock().await;
+            match &args.approve {
+                Some(plan_id) => hub.sync_approved(&outcome.state, &held, plan_id, &operator(args)).await,
+                None => hub.sync_with(&outcome.state, &held).await,
+            }
+        };
+        let sent = match sent {
+            Err(HubError::Held { plan_id, reasons }) => {
+                for reason in &reasons {
+                    console.line(&format!("held: {reason}"));
+                }
+                let reasons_text: Vec<String> = reasons.iter().map(ToString::to_string).collect();
+                let held = serde_json::json!({"plan_id": plan_id, "reasons": reasons_text, "hold": reasons,
+                    "approve": format!("hub --approve {plan_id}")});
+                return Ok(RunReport::held(run_id, outcome.report, held, started));
+            }
+            other => other?,
         };
         console.line(&format!(
             "sent {} changes ({} resent after an earlier failure, {} records held back at their last good version); waiting until every system applied them",
@@ -353,7 +568,11 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
         let mut hub = hub.lock().await;
         let drift_found = hub.reconcile(config).await?;
         let any_drift = drift_found.values().flat_map(|t| t.values()).any(|r| !r.digest_matches);
-        let repair = if any_drift && !args.check_only { Some(hub.repair(&outcome.state, &held, &drift_found).await?) } else { None };
+        // An approved run's repairs may delete beyond the guard too: the approval covered the run.
+        hub.allow_mass_delete(args.approve.is_some());
+        let repair = if any_drift && !args.check_only { Some(hub.repair(&outcome.state, &held, &drift_found).await) } else { None };
+        hub.allow_mass_delete(false);
+        let repair = repair.transpose()?;
         (drift_found, repair)
     };
     print_drift(&drift_found);
@@ -369,6 +588,7 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     print_systems(&systems);
     Ok(RunReport {
+        held: None,
         foreign_versions: foreign_versions(&drift_found),
         run_id: run_id.to_string(),
         merge: outcome.report,
@@ -470,6 +690,24 @@ async fn print_status(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Res
         let at = r.last_applied.map_or("-".to_string(), |at| at.format("%Y-%m-%d %H:%M:%S").to_string());
         let equal = if r.digest_matches { "yes" } else { "NO" };
         println!("{:<10} {:<13} {:>8} {:>8} {:>9}  {:<12} {}", r.system, r.data_type, r.records, r.hub_records, lag, equal, at);
+    }
+    // The last run, if a person must approve it.
+    let last_run = hub.ledger().audit_entries(None)?.into_iter().rev().find(|e| e.action == "run");
+    if let Some(run) = last_run.filter(|r| r.detail["outcome"] == "held") {
+        let plan_id = run.detail["plan_id"].as_str().unwrap_or_default();
+        println!("\nthe last run ({}) is HELD for approval, plan {plan_id}:", run.at);
+        for reason in run.detail["hold"].as_array().into_iter().flatten() {
+            let (target, t, kind) = (&reason["target"], &reason["data_type"], &reason["kind"]);
+            println!(
+                "  {}/{}: {} {kind} of {} records, over {}",
+                target.as_str().unwrap_or(""),
+                t.as_str().unwrap_or(""),
+                reason["count"],
+                reason["records"],
+                reason["limit"]
+            );
+        }
+        println!("review it with --plan, approve it with --approve {plan_id}");
     }
     Ok(())
 }

@@ -219,7 +219,7 @@ async fn the_api_refuses_a_blank_token_and_answers_503_until_the_first_run() {
     let config = HubConfig::from_toml_str(CONFIG, "hub.toml").unwrap();
     let recorder: Arc<dyn Propagator> = Arc::new(Recorder::default());
     let mut hub = Hub::with_transports(&config, Ledger::in_memory().unwrap(), [("recorder", recorder)]).unwrap();
-    let refused = hub.apply_permission_lines(&line("A-1", "viewer", "grant", "2026-10-26T10:00:00Z")).await.unwrap_err();
+    let refused = hub.apply_permission_lines(&line("A-1", "viewer", "grant", "2026-10-26T10:00:00Z"), "test").await.unwrap_err();
     assert!(matches!(refused, RealtimeError::NotReady), "{refused}");
 }
 
@@ -332,4 +332,107 @@ async fn a_body_that_trickles_or_runs_over_the_limit_is_refused_and_nothing_is_s
     assert!(answer.starts_with("HTTP/1.1 408") && answer.contains(r#""error":"request_timeout""#), "{answer}");
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
     assert!(hub.recorder.take().is_empty());
+}
+
+/// Each caller has a token of its own and may do only what it is given;
+/// its name is the origin of its changes and is in the audit log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_may_do_only_what_they_are_given_and_are_named_in_the_audit_log() {
+    use hr_sync::hr_hub::CallerRight;
+    let (portal, lead) = ("portal-token-0123456789", "lead-token-0123456789");
+    let api = ApiConfig::for_callers([
+        ("hr-portal", portal, vec![CallerRight::Permissions, CallerRight::Employees]),
+        ("hr-lead", lead, vec![CallerRight::Read, CallerRight::Approve]),
+    ])
+    .unwrap();
+    let running = Running::start_with(api).await;
+    let call = |method: reqwest::Method, path: &str, token: &str, body: String| {
+        let request = running.client.request(method, format!("{}{path}", running.url)).bearer_auth(token).body(body);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status(), response.text().await.unwrap())
+        }
+    };
+    let line = serde_json::json!({"employee": "A-1", "system": "erp", "role": "portal-viewer", "op": "grant", "expires": null, "at": Utc::now().to_rfc3339()})
+        .to_string();
+
+    // The lead may not grant; the portal may, and its change carries its name.
+    let (status, body) = call(reqwest::Method::POST, "/hr/v1/permissions", lead, line.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("hr-lead") && body.contains("permissions"), "{body}");
+    assert!(running.recorder.take().is_empty(), "a forbidden call sent something");
+    let (status, body) = call(reqwest::Method::POST, "/hr/v1/permissions", portal, line).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let sent = std::mem::take(&mut *running.recorder.0.lock().unwrap());
+    assert_eq!(sent.iter().map(|c| c.origin.as_str()).collect::<Vec<_>>(), ["hr-portal"], "the change's origin is its caller");
+
+    // The portal may neither read the plan nor approve it; the lead may, for the last plan only.
+    let plan_id = running.hub.lock().await.last_plan().unwrap()["plan_id"].as_str().unwrap().to_string();
+    assert_eq!(call(reqwest::Method::GET, "/hr/v1/plan", portal, String::new()).await.0, StatusCode::FORBIDDEN);
+    let (status, body) = call(reqwest::Method::GET, "/hr/v1/plan", lead, String::new()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains(&plan_id), "{body}");
+    let approve = |id: &str| format!("/hr/v1/plans/{id}/approve");
+    assert_eq!(call(reqwest::Method::POST, &approve(&plan_id), portal, String::new()).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(call(reqwest::Method::POST, &approve("0123456789abcdef0123456789abcdef"), lead, String::new()).await.0, StatusCode::CONFLICT);
+    let (status, body) = call(reqwest::Method::POST, &approve(&plan_id), lead, String::new()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(call(reqwest::Method::POST, "/hr/v1/permissions", "no-such-token", String::new()).await.0, StatusCode::UNAUTHORIZED);
+
+    let hub = running.hub.lock().await;
+    let audit = hub.ledger().audit_entries(None).unwrap();
+    let by =
+        |actor: &str, action: &str| audit.iter().filter(|e| e.actor == actor && e.action == action).map(|e| e.detail["outcome"].clone()).collect::<Vec<_>>();
+    assert_eq!(by("hr-portal", "realtime"), [serde_json::json!("sent")], "{audit:#?}");
+    assert_eq!(by("hr-lead", "approve"), [serde_json::json!("refused"), serde_json::json!("approved")], "{audit:#?}");
+    assert!(audit.iter().any(|e| e.actor == "hub" && e.action == "run" && e.detail["outcome"] == "sent"), "{audit:#?}");
+}
+
+/// A held run sends nothing; an approval given ahead (the API's) lets the
+/// next run of exactly that plan go, once; an approval of another plan lapses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_run_goes_once_its_plan_is_approved_and_only_that_plan() {
+    let recorder = Arc::new(Recorder::default());
+    let config = HubConfig::from_toml_str(&format!("{CONFIG}\n[safety]\nmin_records = 0\n"), "hub.toml").unwrap();
+    let mut hub = Hub::with_transports(&config, Ledger::in_memory().unwrap(), [("recorder", recorder.clone() as Arc<dyn Propagator>)]).unwrap();
+    hub.sync_with(&export("2026-10-25T00:00:00Z", &[]), &HeldBack::default()).await.unwrap();
+    recorder.take();
+
+    let mut leaving = export("2026-10-26T00:00:00Z", &[]);
+    let a1 = leaving.employees.get_mut("A-1").unwrap();
+    a1.status = EmployeeStatus::Terminated;
+    a1.updated_at = at("2026-10-26T00:00:00Z");
+    let held = match hub.sync_with(&leaving, &HeldBack::default()).await {
+        Err(hr_sync::HubError::Held { plan_id, reasons }) => {
+            assert_eq!(reasons.len(), 1, "{reasons:?}");
+            assert_eq!(reasons[0].to_string(), "erp/employee: 1 terminations of 3 records, over the limit of 5%");
+            plan_id
+        }
+        other => panic!("a run terminating a third of erp's employees went: {other:?}"),
+    };
+    assert!(recorder.take().is_empty(), "a held run sent something");
+    assert_eq!(hub.last_plan().unwrap()["plan_id"], held.as_str());
+
+    // An approval of another plan is refused; of this one, the next run goes, once.
+    assert!(hub.approve("0123456789abcdef0123456789abcdef", "hr-lead").is_err());
+    hub.approve(&held, "hr-lead").unwrap();
+    hub.sync_with(&leaving, &HeldBack::default()).await.expect("the approved plan goes");
+    let sent = recorder.take();
+    assert_eq!(sent[&(DataType::Employee, "A-1".to_string())].as_ref().unwrap()["status"], "terminated");
+
+    // The approval is used up: another large change is held again; an approval of a plan that then changes lapses.
+    let mut more = leaving.clone();
+    let a2 = more.employees.get_mut("A-2").unwrap();
+    a2.status = EmployeeStatus::Terminated;
+    a2.updated_at = at("2026-10-27T00:00:00Z");
+    let plan = match hub.sync_with(&more, &HeldBack::default()).await {
+        Err(hr_sync::HubError::Held { plan_id, .. }) => plan_id,
+        other => panic!("the next large run went: {other:?}"),
+    };
+    hub.approve(&plan, "hr-lead").unwrap();
+    more.employees.get_mut("A-2").unwrap().grade = "G9".into();
+    assert!(matches!(hub.sync_with(&more, &HeldBack::default()).await, Err(hr_sync::HubError::Held { .. })), "an approval of another plan let it go");
+    assert!(recorder.take().is_empty());
+    let audit = hub.ledger().audit_entries(None).unwrap();
+    assert!(audit.iter().any(|e| e.action == "approve" && e.detail["outcome"] == "refused" && e.detail["plan_id"] == plan.as_str()), "{audit:#?}");
 }

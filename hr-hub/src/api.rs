@@ -5,7 +5,7 @@
 //! | `POST /hr/v1/permissions` | `permissions.jsonl` lines | 200 once every target that receives them applied (REST) or confirmed (Kafka) them |
 //! | `PATCH /hr/v1/employees/{id}` | an [`EmployeeChange`] as JSON | the same |
 //! | `GET /hr/v1/openapi.json` | | the OpenAPI document |
-//! | `GET /healthz` | | 200 |
+//! | `GET /healthz` | | 200 (served through an [`ApiGate`]: 503 naming what is down) |
 //!
 //! The two changing calls need `Authorization: Bearer <token>` (401
 //! otherwise, before the body is read); their body must arrive within the
@@ -33,10 +33,42 @@ pub const PERMISSIONS_PATH: &str = "/hr/v1/permissions";
 /// Path of the real-time employee call (`{id}`: unified or source id).
 pub const EMPLOYEES_PATH: &str = "/hr/v1/employees/{id}";
 
+/// Path of the plan of the hub's last periodic run.
+pub const PLAN_PATH: &str = "/hr/v1/plan";
+/// Path of the approval of a held plan.
+pub const APPROVE_PATH: &str = "/hr/v1/plans/{id}/approve";
+
+/// What a caller of the hub API may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallerRight {
+    /// `POST /hr/v1/permissions`.
+    Permissions,
+    /// `PATCH /hr/v1/employees/{id}`.
+    Employees,
+    /// `POST /hr/v1/plans/{id}/approve`.
+    Approve,
+    /// `GET /hr/v1/plan`.
+    Read,
+}
+
+/// One caller of the API: its name (in the audit log and as the origin of
+/// its changes), its token and what it may do.
+#[derive(Clone)]
+struct Caller {
+    name: String,
+    token: String,
+    rights: Vec<CallerRight>,
+}
+
+/// The caller a request was made by, for its handler.
+#[derive(Clone)]
+struct CallerName(String);
+
 /// How the hub's HTTP API runs.
 #[derive(Clone)]
 pub struct ApiConfig {
-    token: String,
+    callers: Vec<Caller>,
     /// How long a call waits until every target applied or confirmed its
     /// changes before answering 504 (default 30 s).
     pub confirm_deadline: Duration,
@@ -54,24 +86,76 @@ pub enum ApiConfigError {
     /// A blank token would admit every caller presenting a blank one.
     #[error("the HR API's bearer token is empty; set a real one (HR_HUB_TOKEN)")]
     EmptyToken,
+    /// A caller's token is blank.
+    #[error("caller {0}: its bearer token is empty; set a real one in the variable its token_env names")]
+    EmptyCallerToken(String),
+    /// Two callers with one token could not be told apart.
+    #[error("callers {0} and {1} have the same token; give each its own")]
+    SharedToken(String, String),
+    /// A caller name the audit log could not show plainly.
+    #[error("caller name {0:?}: use 1 to 64 ASCII letters, digits, '-', '_' or '.'")]
+    BadCallerName(String),
 }
 
 impl ApiConfig {
-    /// An API that admits callers presenting `token` as a bearer token; a
-    /// blank token is refused.
+    /// An API with one caller, `api`, presenting `token` as a bearer token,
+    /// who may send permissions and employee changes and read the plan (not
+    /// approve); a blank token is refused.
     pub fn new(token: impl Into<String>) -> Result<Self, ApiConfigError> {
         let token = token.into();
         if token.trim().is_empty() {
             return Err(ApiConfigError::EmptyToken);
         }
-        Ok(ApiConfig { token, confirm_deadline: Duration::from_secs(30), body_limit: 1 << 20, body_read_timeout: Duration::from_secs(10) })
+        let caller = Caller { name: "api".into(), token, rights: vec![CallerRight::Permissions, CallerRight::Employees, CallerRight::Read] };
+        Ok(ApiConfig { callers: vec![caller], ..Self::without_callers() })
+    }
+
+    /// An API whose callers are `callers` (name, token, rights): each call
+    /// is made by the caller whose token it presents, may do only what that
+    /// caller may (403 otherwise), and is recorded under its name.
+    ///
+    /// ```
+    /// use hr_hub::{ApiConfig, CallerRight};
+    /// let config = ApiConfig::for_callers([
+    ///     ("hr-portal", "t0ken-of-the-portal", vec![CallerRight::Permissions, CallerRight::Employees]),
+    ///     ("hr-lead", "t0ken-of-the-lead", vec![CallerRight::Read, CallerRight::Approve]),
+    /// ]).unwrap();
+    /// assert!(ApiConfig::for_callers([("a", "same", vec![]), ("b", "same", vec![])]).is_err());
+    /// ```
+    pub fn for_callers<N: Into<String>, T: Into<String>>(callers: impl IntoIterator<Item = (N, T, Vec<CallerRight>)>) -> Result<Self, ApiConfigError> {
+        let mut config = Self::without_callers();
+        for (name, token, rights) in callers {
+            let (name, token) = (name.into(), token.into());
+            if name.is_empty() || name.len() > 64 || !name.chars().all(hr_core::is_id_char) {
+                return Err(ApiConfigError::BadCallerName(name));
+            }
+            if token.trim().is_empty() {
+                return Err(ApiConfigError::EmptyCallerToken(name));
+            }
+            if let Some(other) = config.callers.iter().find(|c| c.token == token) {
+                return Err(ApiConfigError::SharedToken(other.name.clone(), name));
+            }
+            config.callers.push(Caller { name, token, rights });
+        }
+        Ok(config)
+    }
+
+    fn without_callers() -> Self {
+        ApiConfig { callers: vec![], confirm_deadline: Duration::from_secs(30), body_limit: 1 << 20, body_read_timeout: Duration::from_secs(10) }
+    }
+
+    /// The caller whose token `headers` present, if any (every token is compared, in constant time).
+    fn caller(&self, headers: &axum::http::HeaderMap) -> Option<&Caller> {
+        // Every token is compared, matched or not, so the time taken does not say which caller a token is near.
+        self.callers.iter().fold(None, |found, c| if hr_transport_rest::bearer_matches(headers, &c.token) { Some(c) } else { found })
     }
 }
 
 impl std::fmt::Debug for ApiConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let callers: Vec<(&str, &[CallerRight])> = self.callers.iter().map(|c| (c.name.as_str(), c.rights.as_slice())).collect();
         f.debug_struct("ApiConfig")
-            .field("token", &"[redacted]")
+            .field("callers", &callers)
             .field("confirm_deadline", &self.confirm_deadline)
             .field("body_limit", &self.body_limit)
             .field("body_read_timeout", &self.body_read_timeout)
@@ -95,19 +179,147 @@ pub fn hub_api(hub: Arc<Mutex<Hub>>, config: ApiConfig) -> Router {
     let changes = Router::new()
         .route(PERMISSIONS_PATH, post(post_permissions))
         .route(EMPLOYEES_PATH, patch(patch_employee))
-        .layer(axum::middleware::from_fn_with_state(api.clone(), read_body_in_time))
-        .layer(axum::middleware::from_fn_with_state(api.clone(), require_token))
+        .route(PLAN_PATH, get(get_plan))
+        .route(APPROVE_PATH, post(post_approval))
+        .route_layer(axum::middleware::from_fn_with_state(api.clone(), read_body_in_time))
+        .route_layer(axum::middleware::from_fn_with_state(api.clone(), require_token))
         .layer(DefaultBodyLimit::max(limit));
     Router::new().route("/hr/v1/openapi.json", get(|| async { Json(document()) })).route("/healthz", get(|| async { "ok" })).merge(changes).with_state(api)
 }
 
-async fn require_token(State(api): State<Arc<Api>>, request: Request, next: Next) -> Response {
-    if hr_transport_rest::bearer_matches(request.headers(), &api.config.token) {
-        return next.run(request).await;
+/// The hub's API as a program serves it from its first second, before the
+/// hub is connected: until [`open`](Self::open) hands it the connected
+/// hub's routes ([`hub_api`]), every call, `/healthz` included, is answered
+/// 503 naming what the hub waits for; afterwards, while
+/// [`set_down`](Self::set_down) says a peer does not answer (the Kafka
+/// brokers), calls and `/healthz` are answered 503 naming it at once instead
+/// of waiting for a propagation that cannot finish.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use tower::ServiceExt;
+/// let gate = hr_hub::ApiGate::new("connecting to the Kafka brokers at kafka:9092");
+/// let call = || axum::http::Request::get("/healthz").body(axum::body::Body::empty()).unwrap();
+/// assert_eq!(gate.router().oneshot(call()).await.unwrap().status(), 503);
+/// gate.open(axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" })));
+/// assert_eq!(gate.router().oneshot(call()).await.unwrap().status(), 200);
+/// gate.set_down(Some("the Kafka brokers at kafka:9092 do not answer".into()));
+/// assert_eq!(gate.router().oneshot(call()).await.unwrap().status(), 503);
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct ApiGate {
+    state: Arc<std::sync::RwLock<GateState>>,
+}
+
+impl std::fmt::Debug for ApiGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        f.debug_struct("ApiGate").field("open", &state.routes.is_some()).field("down", &state.down).finish()
     }
-    let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required (the hub's HR_HUB_TOKEN)");
-    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    response
+}
+
+struct GateState {
+    /// The connected hub's routes, once there are.
+    routes: Option<Router>,
+    /// What does not answer, if anything.
+    down: Option<String>,
+}
+
+impl ApiGate {
+    /// A gate answering 503 with `waiting_for` until it is opened.
+    pub fn new(waiting_for: impl Into<String>) -> Self {
+        ApiGate { state: Arc::new(std::sync::RwLock::new(GateState { routes: None, down: Some(waiting_for.into()) })) }
+    }
+
+    /// Serves `routes` from now on (while nothing is [`down`](Self::set_down)).
+    pub fn open(&self, routes: Router) {
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        state.routes = Some(routes);
+        state.down = None;
+    }
+
+    /// A peer the hub needs does not answer (`Some(what)`), or every one does again (`None`).
+    pub fn set_down(&self, down: Option<String>) {
+        self.state.write().unwrap_or_else(|p| p.into_inner()).down = down;
+    }
+
+    /// The router to serve (with [`serve_with_limits`](hr_transport_rest::serve_with_limits)).
+    pub fn router(&self) -> Router {
+        let gate = self.clone();
+        Router::new().fallback(move |request: Request| {
+            let gate = gate.clone();
+            async move { gate.handle(request).await }
+        })
+    }
+
+    async fn handle(&self, request: Request) -> Response {
+        let (routes, down) = {
+            let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+            (state.routes.clone(), state.down.clone())
+        };
+        let describes_itself = request.uri().path() == "/hr/v1/openapi.json";
+        match (routes, down) {
+            (Some(routes), down) if down.is_none() || describes_itself => {
+                use tower::ServiceExt;
+                match routes.oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            }
+            (_, down) => {
+                let why = down.unwrap_or_else(|| "the hub is not connected yet".into());
+                error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("the hub cannot take calls now: {why}; nothing was sent"))
+            }
+        }
+    }
+}
+
+/// The right a call needs: by its method and route.
+fn right_of(request: &Request) -> CallerRight {
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
+    match route.as_str() {
+        PERMISSIONS_PATH => CallerRight::Permissions,
+        EMPLOYEES_PATH => CallerRight::Employees,
+        APPROVE_PATH => CallerRight::Approve,
+        _ => CallerRight::Read,
+    }
+}
+
+/// Finds the caller by its token (401 without one), checks it may make the
+/// call (403), and hands its name to the handler.
+async fn require_token(State(api): State<Arc<Api>>, mut request: Request, next: Next) -> Response {
+    let Some(caller) = api.config.caller(request.headers()) else {
+        let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required (the hub's HR_HUB_TOKEN, or a caller's)");
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
+    };
+    let right = right_of(&request);
+    if !caller.rights.contains(&right) {
+        let message =
+            format!("caller {} may not {}; nothing was done", caller.name, serde_json::to_value(right).unwrap_or_default().as_str().unwrap_or("do this"));
+        return error(StatusCode::FORBIDDEN, "forbidden", message);
+    }
+    request.extensions_mut().insert(CallerName(caller.name.clone()));
+    next.run(request).await
+}
+
+async fn get_plan(State(api): State<Arc<Api>>) -> Response {
+    let Some(hub) = locked(&api).await else { return busy(&api) };
+    match hub.last_plan() {
+        Some(plan) => (StatusCode::OK, Json(plan.clone())).into_response(),
+        None => error(StatusCode::NOT_FOUND, "no_plan", "the hub has not planned a periodic run yet"),
+    }
+}
+
+async fn post_approval(State(api): State<Arc<Api>>, Path(id): Path<String>, axum::Extension(caller): axum::Extension<CallerName>) -> Response {
+    let Some(mut hub) = locked(&api).await else { return busy(&api) };
+    match hub.approve(&id, &caller.0) {
+        Ok(()) => (StatusCode::ACCEPTED, Json(json!({"plan_id": id, "approved_by": caller.0, "runs": "with the next periodic run, if it is still this plan"})))
+            .into_response(),
+        Err(e @ HubError::PlanChanged { .. }) => error(StatusCode::CONFLICT, "plan_changed", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "hub_error", e.to_string()),
+    }
 }
 
 /// Reads the whole body, within the body limit and the body read timeout,
@@ -124,24 +336,24 @@ async fn read_body_in_time(State(api): State<Arc<Api>>, request: Request, next: 
     }
 }
 
-async fn post_permissions(State(api): State<Arc<Api>>, body: Bytes) -> Response {
+async fn post_permissions(State(api): State<Arc<Api>>, axum::Extension(caller): axum::Extension<CallerName>, body: Bytes) -> Response {
     let Ok(body) = std::str::from_utf8(&body) else {
         return error(StatusCode::BAD_REQUEST, "invalid", "the body is not UTF-8");
     };
     let Some(mut hub) = locked(&api).await else { return busy(&api) };
-    let sent = hub.apply_permission_lines(body).await;
+    let sent = hub.apply_permission_lines(body, &caller.0).await;
     drop(hub);
     confirmed(&api, sent).await
 }
 
-async fn patch_employee(State(api): State<Arc<Api>>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn patch_employee(State(api): State<Arc<Api>>, Path(id): Path<String>, axum::Extension(caller): axum::Extension<CallerName>, body: Bytes) -> Response {
     let change: EmployeeChange = match serde_json::from_slice(&body) {
         Ok(change) => change,
         // EmployeeChange holds no sensitive field, so serde's message (naming the field) may be shown.
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", format!("not a valid employee change: {e}")),
     };
     let Some(mut hub) = locked(&api).await else { return busy(&api) };
-    let sent = hub.change_employee(&id, change).await;
+    let sent = hub.change_employee(&id, change, &caller.0).await;
     drop(hub);
     confirmed(&api, sent).await
 }

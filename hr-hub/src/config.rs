@@ -43,6 +43,12 @@ pub struct HubConfig {
     /// route is refused when the hub starts.
     #[serde(default)]
     pub sensitive_on_kafka: bool,
+    /// How much one run may change before a person approves it (`[safety]`).
+    #[serde(default)]
+    pub safety: crate::SafetyConfig,
+    /// The hub API's callers (`[api.callers.<name>]`).
+    #[serde(default)]
+    pub api: ApiSettings,
     /// Where the settings came from, so errors name the file and line
     /// (filled by [`from_toml_str`](Self::from_toml_str); empty when the
     /// configuration is built in code).
@@ -93,6 +99,35 @@ pub struct TargetConfig {
     /// repairs their records.
     #[serde(default)]
     pub publishes: Vec<String>,
+}
+
+/// `[api]`: who may call the hub's API, each with a token of its own.
+///
+/// ```toml
+/// [api.callers.hr-portal]
+/// token_env = "HR_API_TOKEN_PORTAL"
+/// may = ["permissions", "employees"]
+///
+/// [api.callers.hr-lead]
+/// token_env = "HR_API_TOKEN_LEAD"
+/// may = ["read", "approve"]
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Callers by name (the audit log's and the changes' origin).
+    #[serde(default)]
+    pub callers: BTreeMap<String, CallerSettings>,
+}
+
+/// One caller of the hub API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallerSettings {
+    /// The environment variable holding its bearer token.
+    pub token_env: String,
+    /// What it may do: `permissions`, `employees`, `approve`, `read`.
+    pub may: Vec<crate::CallerRight>,
 }
 
 fn default_prefix() -> String {
@@ -146,6 +181,9 @@ pub enum ConfigError {
         /// The data type.
         data_type: DataType,
     },
+    /// An API caller cannot be configured (its token variable unset, blank or shared).
+    #[error("[api.callers]: {0}")]
+    Caller(String),
     /// A target's token variable is not set.
     #[error("target {target}: environment variable {variable} (its token, named by token_env) is not set")]
     MissingToken {
@@ -171,11 +209,35 @@ impl Default for HubConfig {
             })
             .collect();
         let origin = ConfigOrigin { path: "<default configuration>".into(), ..ConfigOrigin::default() };
-        HubConfig { routes: policy.routes, targets, topic_prefix: default_prefix(), mapping: None, sensitive_on_kafka: false, origin }
+        HubConfig {
+            routes: policy.routes,
+            targets,
+            topic_prefix: default_prefix(),
+            mapping: None,
+            sensitive_on_kafka: false,
+            safety: Default::default(),
+            api: Default::default(),
+            origin,
+        }
     }
 }
 
 impl HubConfig {
+    /// The hub API's configuration for the `[api.callers]`, each with the
+    /// token its `token_env` holds; `None` when the file names no caller.
+    pub fn api_config(&self) -> Result<Option<crate::ApiConfig>, ConfigError> {
+        if self.api.callers.is_empty() {
+            return Ok(None);
+        }
+        let mut callers = vec![];
+        for (name, caller) in &self.api.callers {
+            let token = std::env::var(&caller.token_env)
+                .map_err(|_| ConfigError::Caller(format!("caller {name}: environment variable {} (its token) is not set", caller.token_env)))?;
+            callers.push((name.clone(), token, caller.may.clone()));
+        }
+        crate::ApiConfig::for_callers(callers).map(Some).map_err(|e| ConfigError::Caller(e.to_string()))
+    }
+
     /// Parses a configuration; `path` is only used in error messages.
     pub fn from_toml_str(text: &str, path: &str) -> Result<Self, ConfigError> {
         let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;

@@ -14,7 +14,9 @@ use hr_transport_rest::{RestConfig, RestPropagator, RestTarget, RestTransportErr
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+mod plan;
 mod realtime;
+pub use plan::{PlannedChanges, RunPlan};
 pub use realtime::{EmployeeChange, Problem, RealtimeError};
 
 /// Why the hub cannot start or a run failed; each names what to fix.
@@ -87,6 +89,27 @@ pub enum HubError {
         set: String,
         /// The sets it owns, comma separated.
         owned: String,
+    },
+    /// The run would change more than `[safety]` allows in some target: nothing was sent.
+    #[error(
+        "run held for approval, nothing sent: {}; review it with `hub --plan`, then approve exactly this plan with `hub --approve {plan_id}`",
+        .reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    Held {
+        /// The held plan's id.
+        plan_id: String,
+        /// Each limit it is over.
+        reasons: Vec<crate::HoldReason>,
+    },
+    /// The approved plan is not the run the hub would make now.
+    #[error("plan {approved} was approved, but the run the hub would make now is plan {now}: {}; nothing sent (review the new plan with `hub --plan`)", .differences.join("; "))]
+    PlanChanged {
+        /// The id that was approved.
+        approved: String,
+        /// The id of the plan now.
+        now: String,
+        /// What changed, per target, data type and operation.
+        differences: Vec<String>,
     },
     /// A repair would delete more than the delete guard allows.
     #[error(
@@ -250,9 +273,14 @@ pub struct Hub {
     router: Router,
     reader: Option<Arc<RestPropagator>>,
     allow_mass_delete: bool,
+    safety: crate::SafetyConfig,
     policy: RoutingPolicy,
     /// Master-data sets owned by a system (set -> owner): never the hub's to send.
     owned: BTreeMap<String, String>,
+    /// The summary of the last periodic run planned ([`RunPlan::summary`]).
+    last_plan: Option<serde_json::Value>,
+    /// A plan a person approved for the next run, and who.
+    approved: Option<(String, String)>,
     /// Employees as last sent: what a real-time change edits.
     employees: BTreeMap<CompactString, Employee>,
     /// Grants as last sent: what [`enforce_expiry`](Hub::enforce_expiry)
@@ -313,7 +341,19 @@ impl Hub {
         let mut ledger = ledger;
         ledger.keep_audiences(policy.targets.values().map(|t| &t.omit));
         let owned = config.owned_sets().into_iter().map(|(set, owner)| (set.to_string(), owner.to_string())).collect();
-        Ok(Hub { ledger, router, reader: None, allow_mass_delete: false, policy, owned, employees: BTreeMap::new(), grants: BTreeMap::new() })
+        Ok(Hub {
+            ledger,
+            router,
+            reader: None,
+            allow_mass_delete: false,
+            safety: config.safety.clone(),
+            last_plan: None,
+            approved: None,
+            policy,
+            owned,
+            employees: BTreeMap::new(),
+            grants: BTreeMap::new(),
+        })
     }
 
     /// REST targets from the configuration: each target's `url` and the
@@ -336,8 +376,10 @@ impl Hub {
         Ok(targets)
     }
 
-    /// Lets the next syncs delete more than the ledger's guard allows (an
-    /// operator's decision after a refused run, e.g. a real mass departure).
+    /// Lets every later run go whatever it changes: no plan is held by
+    /// `[safety]` and repairs may delete beyond the guard (tests and
+    /// benchmarks; an operator approves one plan instead, see
+    /// [`run_plan`](Self::run_plan)).
     pub fn allow_mass_delete(&mut self, allow: bool) {
         self.allow_mass_delete = allow;
     }
@@ -376,7 +418,72 @@ impl Hub {
     /// [`SyncOutcome::source_older`]. A grant whose `expires` date has passed
     /// is sent revoked (see [`MergedState::revoke_expired`]), whatever `state` says.
     pub async fn sync_types(&mut self, state: &MergedState, types: &[DataType], held: &HeldBack) -> Result<SyncOutcome, HubError> {
-        let options = PlanOptions { allow_mass_delete: self.allow_mass_delete, hold: Some(held) };
+        let plan = self.plan_types(state, types, held)?;
+        self.run_plan(plan, None).await
+    }
+
+    /// The summary of the last periodic run this hub planned (sent or held):
+    /// what `GET /hr/v1/plan` answers.
+    pub fn last_plan(&self) -> Option<&serde_json::Value> {
+        self.last_plan.as_ref()
+    }
+
+    /// Approves plan `plan_id` for the next periodic run (the hub API's
+    /// approval): that run goes even if `[safety]` holds it, if it is still
+    /// that plan; otherwise the approval lapses and the audit log says so.
+    /// An approval of a plan other than the last one planned is refused.
+    pub fn approve(&mut self, plan_id: &str, approver: &str) -> Result<(), HubError> {
+        let last = self.last_plan.as_ref().and_then(|p| p["plan_id"].as_str()).unwrap_or_default().to_string();
+        if last != plan_id {
+            let detail = serde_json::json!({"plan_id": plan_id, "outcome": "refused", "now": last});
+            blocking(|| self.ledger.audit(approver, "approve", &detail))?;
+            let differences = vec![format!("the last run planned was plan {}", if last.is_empty() { "none" } else { &last })];
+            return Err(HubError::PlanChanged { approved: plan_id.to_string(), now: last, differences });
+        }
+        blocking(|| self.ledger.audit(approver, "approve", &serde_json::json!({"plan_id": plan_id, "outcome": "approved"})))?;
+        self.approved = Some((plan_id.to_string(), approver.to_string()));
+        Ok(())
+    }
+
+    /// Plans a sync of every data type of `state` and sends it if its id is
+    /// `plan_id`, which `approver` approved, held or not; otherwise sends
+    /// nothing and says what changed since that plan was made
+    /// ([`HubError::PlanChanged`]). An approval is for one plan: the next
+    /// run is checked against `[safety]` again. The approval is in the audit log.
+    pub async fn sync_approved(&mut self, state: &MergedState, held: &HeldBack, plan_id: &str, approver: &str) -> Result<SyncOutcome, HubError> {
+        blocking(|| self.ledger.remember_identities(state))?;
+        let plan = self.plan(state, held)?;
+        if plan.plan_id != plan_id {
+            let earlier = blocking(|| self.ledger.audit_entries(None))?
+                .into_iter()
+                .rev()
+                .find(|e| e.action == "run" && e.detail["plan_id"] == plan_id)
+                .map(|e| e.detail["targets"].clone());
+            let differences = match earlier {
+                Some(earlier) => plan.differences_from(&earlier),
+                None => vec![format!("no run with plan {plan_id} is in the audit log")],
+            };
+            let detail = serde_json::json!({"plan_id": plan_id, "outcome": "refused", "now": plan.plan_id});
+            blocking(|| self.ledger.audit(approver, "approve", &detail))?;
+            return Err(HubError::PlanChanged { approved: plan_id.to_string(), now: plan.plan_id, differences });
+        }
+        blocking(|| self.ledger.audit(approver, "approve", &serde_json::json!({"plan_id": plan_id, "outcome": "approved"})))?;
+        self.run_plan(plan, Some(plan_id)).await
+    }
+
+    /// What a sync of every data type of `state` would send, per target,
+    /// data type and operation, with its plan id and whether `[safety]`
+    /// holds it: everything a run does up to sending (held-back records,
+    /// expiry, leavers, newer wins), without sending anything or changing
+    /// the ledger.
+    pub fn plan(&self, state: &MergedState, held: &HeldBack) -> Result<RunPlan, HubError> {
+        self.plan_types(state, &DataType::ALL, held)
+    }
+
+    /// [`plan`](Self::plan) for `types` only.
+    pub fn plan_types(&self, state: &MergedState, types: &[DataType], held: &HeldBack) -> Result<RunPlan, HubError> {
+        // Every delete is planned: `[safety]` decides whether the run may go.
+        let options = PlanOptions { allow_mass_delete: true, hold: Some(held) };
         let mut sources = BTreeMap::new();
         let mut newer_wins = BTreeMap::new();
         for &t in types {
@@ -399,9 +506,53 @@ impl Hub {
             }
         }
         let source = |t: DataType| sources.get(&t).unwrap_or(state);
-        let ledger = &mut self.ledger;
+        let ledger = &self.ledger;
         let deltas = blocking(|| types.iter().map(|t| Ok((*t, ledger.plan_state(source(*t), *t, "hr-hub", &options)?))).collect::<Result<Vec<_>, HubError>>())?;
-        let mut outcome = self.send(deltas, &[]).await?;
+        let mut plan = RunPlan {
+            plan_id: String::new(),
+            targets: BTreeMap::new(),
+            hold: vec![],
+            rejected: deltas.iter().flat_map(|(_, d)| d.rejected.iter().cloned()).collect(),
+            deltas,
+            newer_wins,
+            employees: types.contains(&DataType::Employee).then(|| source(DataType::Employee).employees.clone()),
+            grants: types.contains(&DataType::Permission).then(|| source(DataType::Permission).permissions.clone()),
+        };
+        self.describe(&mut plan)?;
+        Ok(plan)
+    }
+
+    /// Sends `plan` (from [`plan`](Self::plan) on this hub, with nothing
+    /// sent in between), unless `[safety]` holds it and `approved` is not
+    /// its id: then nothing is sent and the error says why
+    /// ([`HubError::Held`]). Every run is written to the audit log.
+    pub async fn run_plan(&mut self, plan: RunPlan, approved: Option<&str>) -> Result<SyncOutcome, HubError> {
+        let counts = serde_json::to_value(&plan.targets).unwrap_or_default();
+        self.last_plan = Some(plan.summary());
+        // An approval given ahead (Hub::approve) counts for this plan only, and is used up either way.
+        let pending = self.approved.take();
+        let approved = match (approved, &pending) {
+            (Some(id), _) => Some(id.to_string()),
+            (None, Some((id, _))) if *id == plan.plan_id => Some(id.clone()),
+            (None, Some((id, by))) => {
+                let detail = serde_json::json!({"plan_id": id, "outcome": "refused", "now": plan.plan_id, "approved_by": by});
+                blocking(|| self.ledger.audit("hub", "approve", &detail))?;
+                None
+            }
+            (None, None) => None,
+        };
+        let approved = approved.as_deref();
+        if plan.is_held() && approved != Some(plan.plan_id.as_str()) {
+            let detail = serde_json::json!({"plan_id": plan.plan_id, "outcome": "held", "targets": counts, "hold": plan.hold});
+            blocking(|| self.ledger.audit("hub", "run", &detail))?;
+            return Err(HubError::Held { plan_id: plan.plan_id, reasons: plan.hold });
+        }
+        let RunPlan { plan_id, deltas, newer_wins, employees, grants, .. } = plan;
+        let sent = self.send(deltas, &[]).await;
+        let outcome = if sent.is_ok() { "sent" } else { "failed" };
+        let detail = serde_json::json!({"plan_id": plan_id, "outcome": outcome, "approved": approved.is_some(), "targets": counts});
+        blocking(|| self.ledger.audit("hub", "run", &detail))?;
+        let mut outcome = sent?;
         metrics::gauge!("hr_hub_held_back_records").set(outcome.held_back.len() as f64);
         for (t, wins) in newer_wins {
             blocking(|| self.ledger.settle_realtime(t, &wins.settled))?;
@@ -410,11 +561,11 @@ impl Hub {
                 outcome.source_older.insert(t, wins.source_older);
             }
         }
-        if types.contains(&DataType::Employee) {
-            self.employees = source(DataType::Employee).employees.clone();
+        if let Some(employees) = employees {
+            self.employees = employees;
         }
-        if types.contains(&DataType::Permission) {
-            self.grants = source(DataType::Permission).permissions.clone();
+        if let Some(grants) = grants {
+            self.grants = grants;
         }
         Ok(outcome)
     }
@@ -475,7 +626,7 @@ impl Hub {
             let at = record.and_then(|r| r.changed_at()).unwrap_or(now);
             realtime.push(RealtimeChange { data_type: R::DATA_TYPE, key: key.to_string(), at, payload });
         }
-        self.apply_realtime(realtime).await
+        self.apply_realtime(realtime, "hr-hub").await
     }
 
     /// Reserves, propagates and commits `deltas`; `realtime` are the changes

@@ -96,11 +96,15 @@ mod hub;
 mod input;
 mod metered;
 mod publisher;
+mod safety;
 mod system;
 
-pub use api::{hub_api, ApiConfig, ApiConfigError, EMPLOYEES_PATH, PERMISSIONS_PATH};
-pub use config::{ConfigError, ConfigOrigin, HubConfig, TargetConfig};
-pub use hub::{Drift, DriftKey, EmployeeChange, Hub, HubError, Problem, RealtimeError, Reconciled, Reconciliation, RepairOutcome, SyncOutcome};
+pub use api::{hub_api, ApiConfig, ApiConfigError, ApiGate, CallerRight, APPROVE_PATH, EMPLOYEES_PATH, PERMISSIONS_PATH, PLAN_PATH};
+pub use config::{ApiSettings, CallerSettings, ConfigError, ConfigOrigin, HubConfig, TargetConfig};
+pub use hub::{
+    Drift, DriftKey, EmployeeChange, Hub, HubError, PlannedChanges, Problem, RealtimeError, Reconciled, Reconciliation, RepairOutcome, RunPlan, SyncOutcome,
+};
 pub use input::load_and_merge;
 pub use publisher::Publisher;
+pub use safety::{Guarded, HoldReason, Limit, Limits, SafetyConfig, DEFAULT_MIN_RECORDS, DEFAULT_SHARE};
 pub use system::{SystemError, SystemOptions, TargetSystem};

@@ -84,7 +84,9 @@ impl Hub {
     /// line is checked first: a malformed line, an unknown employee or a
     /// grant to a leaver refuses the whole request, naming each line and
     /// field. Several events of one grant keep the latest, as a merge does.
-    pub async fn apply_permission_lines(&mut self, body: &str) -> Result<SyncOutcome, RealtimeError> {
+    /// `caller` names who made the call: the audit log records it, and it is
+    /// the origin of the changes.
+    pub async fn apply_permission_lines(&mut self, body: &str, caller: &str) -> Result<SyncOutcome, RealtimeError> {
         if self.employees.is_empty() {
             return Err(RealtimeError::NotReady);
         }
@@ -125,13 +127,14 @@ impl Hub {
             return Err(RealtimeError::Invalid(problems));
         }
         let changes = grants.values().map(|g| change_of(g, g.at)).collect::<Result<Vec<_>, _>>()?;
-        Ok(self.apply_realtime(changes).await?)
+        Ok(self.apply_realtime(changes, caller).await?)
     }
 
     /// Applies a change to one employee (a transfer, a grade change, a
     /// termination, ...). A termination also revokes, as of `at`, every
     /// grant the person holds.
-    pub async fn change_employee(&mut self, id: &str, change: EmployeeChange) -> Result<SyncOutcome, RealtimeError> {
+    /// `caller` as for [`apply_permission_lines`](Self::apply_permission_lines).
+    pub async fn change_employee(&mut self, id: &str, change: EmployeeChange, caller: &str) -> Result<SyncOutcome, RealtimeError> {
         if self.employees.is_empty() {
             return Err(RealtimeError::NotReady);
         }
@@ -147,7 +150,7 @@ impl Hub {
                 changes.push(change_of(&revoked, revoked.at)?);
             }
         }
-        Ok(self.apply_realtime(changes).await?)
+        Ok(self.apply_realtime(changes, caller).await?)
     }
 
     /// `current` with `change` applied, or what in `change` is invalid.
@@ -202,7 +205,21 @@ impl Hub {
 
     /// Checks, plans, sends and commits real-time changes in one
     /// propagation; the ledger remembers them with their time.
-    pub(super) async fn apply_realtime(&mut self, mut changes: Vec<RealtimeChange>) -> Result<SyncOutcome, HubError> {
+    pub(super) async fn apply_realtime(&mut self, changes: Vec<RealtimeChange>, actor: &str) -> Result<SyncOutcome, HubError> {
+        let keys: Vec<String> =
+            changes.iter().take(AUDITED_KEYS).map(|c| format!("{}/{}", c.data_type, if c.data_type.is_sensitive() { "[redacted]" } else { &c.key })).collect();
+        let count = changes.len();
+        let result = self.apply_checked(changes, actor).await;
+        let outcome = match &result {
+            Ok(_) => "sent".to_string(),
+            Err(e) => format!("refused or failed: {}", e.to_string().chars().take(200).collect::<String>()),
+        };
+        let detail = serde_json::json!({"changes": count, "keys": keys, "outcome": outcome});
+        blocking(|| self.ledger.audit(actor, "realtime", &detail))?;
+        result
+    }
+
+    async fn apply_checked(&mut self, mut changes: Vec<RealtimeChange>, origin: &str) -> Result<SyncOutcome, HubError> {
         let today = today();
         for change in &mut changes {
             self.check(change)?;
@@ -217,7 +234,7 @@ impl Hub {
         let deltas = {
             let ledger = &self.ledger;
             let plan = |(t, of_type): (DataType, Vec<&RealtimeChange>)| {
-                Ok((t, ledger.plan_changes(t, of_type.into_iter().map(|c| (&c.key, c.payload.clone())), "hr-hub")?))
+                Ok((t, ledger.plan_changes(t, of_type.into_iter().map(|c| (&c.key, c.payload.clone())), origin)?))
             };
             blocking(|| by_type.into_iter().map(plan).collect::<Result<Vec<_>, HubError>>())?
         };
@@ -282,6 +299,9 @@ fn plausible(at: DateTime<Utc>) -> bool {
     let earliest = DateTime::<Utc>::from_naive_utc_and_offset(NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or_default().and_time(chrono::NaiveTime::MIN), Utc);
     at >= earliest && at <= Utc::now() + chrono::Duration::minutes(5)
 }
+
+/// How many keys of one real-time call the audit log names.
+const AUDITED_KEYS: usize = 20;
 
 /// A key as errors may show it: sensitive data types' keys name a person.
 fn shown(data_type: DataType, key: &str) -> String {

@@ -1,0 +1,214 @@
+//! A run before it happens: what it would change in each target, an id
+//! that names exactly that, and whether the configuration's `[safety]`
+//! holds it for a person's approval.
+
+use super::{blocking, Hub, HubError};
+use crate::safety::{Guarded, HoldReason};
+use hr_core::{ChangeEnvelope, CompactString, DataType, Delta, Employee, NewerWins, PermissionGrant, RejectedChange, Standing};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// How many sample keys a plan shows per target, data type and operation.
+const SAMPLES: usize = 5;
+
+/// What one run would send, computed without sending anything or changing
+/// the ledger ([`Hub::plan`]); [`Hub::run_plan`] sends exactly it.
+pub struct RunPlan {
+    /// A hash of everything the run would send (data type, key, operation,
+    /// version and content of each change): equal ids, equal runs.
+    pub plan_id: String,
+    /// Per target and data type, what the run would change there.
+    pub targets: BTreeMap<String, BTreeMap<DataType, PlannedChanges>>,
+    /// Why the run is held for approval (empty: it may go).
+    pub hold: Vec<HoldReason>,
+    /// Changes left out because a receiver would refuse them.
+    pub rejected: Vec<RejectedChange>,
+    pub(super) deltas: Vec<(DataType, Delta)>,
+    pub(super) newer_wins: BTreeMap<DataType, NewerWins>,
+    /// The employees and grants the hub holds once the run is sent.
+    pub(super) employees: Option<BTreeMap<CompactString, Employee>>,
+    pub(super) grants: Option<BTreeMap<CompactString, PermissionGrant>>,
+}
+
+impl std::fmt::Debug for RunPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunPlan").field("plan_id", &self.plan_id).field("targets", &self.targets).field("hold", &self.hold).finish_non_exhaustive()
+    }
+}
+
+impl RunPlan {
+    /// How many changes the run would send (each once, whatever the fan-out).
+    pub fn changes(&self) -> usize {
+        self.deltas.iter().map(|(_, d)| d.changes.len()).sum()
+    }
+
+    /// Whether the run waits for a person's approval.
+    pub fn is_held(&self) -> bool {
+        !self.hold.is_empty()
+    }
+
+    /// The plan as JSON: its id, per target and data type what would change
+    /// (with a few sample keys, sensitive ones redacted), and why it is held.
+    pub fn summary(&self) -> serde_json::Value {
+        serde_json::json!({"plan_id": self.plan_id, "changes": self.changes(), "targets": self.targets, "held": self.is_held(), "hold": self.hold, "rejected": self.rejected})
+    }
+
+    /// What differs between `earlier` (a plan's `targets`, as
+    /// [`summary`](Self::summary) and the audit log keep them) and this
+    /// plan, per target, data type and operation (`erp/permission revoke: 40 -> 12`).
+    pub fn differences_from(&self, earlier: &serde_json::Value) -> Vec<String> {
+        let now = serde_json::to_value(&self.targets).unwrap_or_default();
+        let count = |plan: &serde_json::Value, target: &str, t: &str, op: &str| plan[target][t][op].as_u64().unwrap_or(0);
+        let mut places = std::collections::BTreeSet::new();
+        for plan in [earlier, &now] {
+            for (target, types) in plan.as_object().into_iter().flatten() {
+                for t in types.as_object().into_iter().flatten().map(|(t, _)| t) {
+                    places.insert((target.clone(), t.clone()));
+                }
+            }
+        }
+        let mut lines = vec![];
+        for (target, t) in places {
+            for op in OPERATIONS {
+                let (before, after) = (count(earlier, &target, &t, op), count(&now, &target, &t, op));
+                if before != after {
+                    lines.push(format!("{target}/{t} {op}: {before} -> {after}"));
+                }
+            }
+        }
+        if lines.is_empty() {
+            lines.push("the same counts, but other records or versions (the input or the systems changed since)".into());
+        }
+        lines
+    }
+}
+
+/// The operations a plan counts, in the order it shows them.
+const OPERATIONS: [&str; 6] = ["create", "update", "delete", "terminate", "transfer", "revoke"];
+
+/// What a run would change in one target's records of one data type.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PlannedChanges {
+    /// Live records of the type the target holds now.
+    pub records: u64,
+    /// Keys it would get that it does not hold.
+    pub create: u64,
+    /// Keys it holds that would change.
+    pub update: u64,
+    /// Keys it holds that would be deleted.
+    pub delete: u64,
+    /// Employees whose status would become `terminated`.
+    pub terminate: u64,
+    /// Employees who would move to another org unit.
+    pub transfer: u64,
+    /// Grants in force that would be revoked.
+    pub revoke: u64,
+    /// A few keys per operation (`[redacted]` for sensitive data types).
+    pub samples: BTreeMap<&'static str, Vec<String>>,
+}
+
+impl PlannedChanges {
+    fn count(&mut self, operation: &'static str, key: &str, sensitive: bool) {
+        let counter = match operation {
+            "create" => &mut self.create,
+            "update" => &mut self.update,
+            "delete" => &mut self.delete,
+            "terminate" => &mut self.terminate,
+            "transfer" => &mut self.transfer,
+            _ => &mut self.revoke,
+        };
+        *counter += 1;
+        let samples = self.samples.entry(operation).or_default();
+        if samples.len() < SAMPLES {
+            samples.push(if sensitive { "[redacted]".into() } else { key.to_string() });
+        }
+    }
+}
+
+/// What one change does to the key it carries: its operations.
+fn operations(hub: &Hub, data_type: DataType, change: &ChangeEnvelope, creates: bool) -> Result<Vec<&'static str>, HubError> {
+    let Some(payload) = change.payload_json() else { return Ok(vec!["delete"]) };
+    if creates {
+        return Ok(vec!["create"]);
+    }
+    let mut ops = vec!["update"];
+    if let (Some(now), Some(before)) = (Standing::of(data_type, payload), hub.ledger.standing(data_type, &change.key)?) {
+        match data_type {
+            DataType::Employee => {
+                if now.state == "terminated" && before.state != "terminated" {
+                    ops.push("terminate");
+                }
+                if now.place != before.place {
+                    ops.push("transfer");
+                }
+            }
+            DataType::Permission if now.state == "revoked" && before.state == "granted" => ops.push("revoke"),
+            _ => {}
+        }
+    }
+    Ok(ops)
+}
+
+impl Hub {
+    /// Classifies `deltas` per target, names them with a plan id and checks
+    /// them against `[safety]`.
+    pub(super) fn describe(&self, plan: &mut RunPlan) -> Result<(), HubError> {
+        let (targets, identity) = blocking(|| self.classify(&plan.deltas))?;
+        plan.plan_id = hr_core::ContentHash::of(&identity).to_hex();
+        plan.hold = if self.allow_mass_delete { vec![] } else { self.hold_reasons(&targets) };
+        plan.targets = targets;
+        Ok(())
+    }
+
+    /// Per target and data type what `deltas` change there, and the text
+    /// the plan id hashes (every change's type, key, operation, version and content).
+    #[allow(clippy::type_complexity)]
+    fn classify(&self, deltas: &[(DataType, Delta)]) -> Result<(BTreeMap<String, BTreeMap<DataType, PlannedChanges>>, String), HubError> {
+        use std::fmt::Write;
+        let mut targets: BTreeMap<String, BTreeMap<DataType, PlannedChanges>> = BTreeMap::new();
+        let mut identity = String::new();
+        for (t, delta) in deltas {
+            let receivers: Vec<(&str, hr_core::RecordScope)> = self.policy.targets_for(*t).into_iter().map(|name| (name, self.policy.scope(name))).collect();
+            for (i, change) in delta.changes.iter().enumerate() {
+                let _ = writeln!(identity, "{t}\t{}\t{:?}\t{}\t{}", change.key, change.op, change.version, change.payload_json().unwrap_or(""));
+                let ops = operations(self, *t, change, delta.creates(i))?;
+                for (name, _) in receivers.iter().filter(|(_, scope)| scope.admits(*t, &change.key)) {
+                    let planned = targets.entry(name.to_string()).or_default().entry(*t).or_default();
+                    for op in &ops {
+                        planned.count(op, &change.key, t.is_sensitive());
+                    }
+                }
+            }
+        }
+        for (name, types) in &mut targets {
+            for (t, planned) in types.iter_mut() {
+                planned.records = self.held_records(name, *t)?;
+            }
+        }
+        Ok((targets, identity))
+    }
+
+    /// Live records of `data_type` that `target` holds, as the ledger says.
+    fn held_records(&self, target: &str, data_type: DataType) -> Result<u64, HubError> {
+        if self.policy.scope(target).admits_all(data_type) {
+            return Ok(self.ledger.live_records(data_type)?);
+        }
+        Ok(self.expected_entries(target, data_type)?.iter().filter(|e| e.content.is_some()).count() as u64)
+    }
+
+    fn hold_reasons(&self, targets: &BTreeMap<String, BTreeMap<DataType, PlannedChanges>>) -> Vec<HoldReason> {
+        let mut reasons = vec![];
+        for (name, types) in targets {
+            for (t, c) in types {
+                let mut check = |kind, count| reasons.extend(self.safety.check(name, *t, kind, count, c.records));
+                check(Guarded::Deletes, c.delete);
+                check(Guarded::Terminations, c.terminate);
+                check(Guarded::Revocations, c.revoke);
+                if *t == DataType::Compensation {
+                    check(Guarded::CompensationChanges, c.create + c.update + c.delete);
+                }
+            }
+        }
+        reasons
+    }
+}
