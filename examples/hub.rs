@@ -465,7 +465,7 @@ async fn print_plan(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Resul
                 c.terminate,
                 c.transfer,
                 c.revoke,
-                c.records,
+                c.records.map_or_else(|| "?".to_string(), |n| n.to_string()),
                 samples.join("; ")
             );
         }

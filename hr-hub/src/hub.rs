@@ -418,7 +418,7 @@ impl Hub {
     /// [`SyncOutcome::source_older`]. A grant whose `expires` date has passed
     /// is sent revoked (see [`MergedState::revoke_expired`]), whatever `state` says.
     pub async fn sync_types(&mut self, state: &MergedState, types: &[DataType], held: &HeldBack) -> Result<SyncOutcome, HubError> {
-        let plan = self.plan_types(state, types, held)?;
+        let plan = self.plan_counting(state, types, held, plan::Counting::WhereLimited)?;
         self.run_plan(plan, None).await
     }
 
@@ -482,6 +482,10 @@ impl Hub {
 
     /// [`plan`](Self::plan) for `types` only.
     pub fn plan_types(&self, state: &MergedState, types: &[DataType], held: &HeldBack) -> Result<RunPlan, HubError> {
+        self.plan_counting(state, types, held, plan::Counting::Always)
+    }
+
+    fn plan_counting(&self, state: &MergedState, types: &[DataType], held: &HeldBack, count: plan::Counting) -> Result<RunPlan, HubError> {
         // Every delete is planned: `[safety]` decides whether the run may go.
         let options = PlanOptions { allow_mass_delete: true, hold: Some(held) };
         let mut sources = BTreeMap::new();
@@ -518,7 +522,7 @@ impl Hub {
             employees: types.contains(&DataType::Employee).then(|| source(DataType::Employee).employees.clone()),
             grants: types.contains(&DataType::Permission).then(|| source(DataType::Permission).permissions.clone()),
         };
-        self.describe(&mut plan)?;
+        self.describe(&mut plan, count)?;
         Ok(plan)
     }
 

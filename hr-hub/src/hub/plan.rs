@@ -8,6 +8,14 @@ use hr_core::{ChangeEnvelope, CompactString, DataType, Delta, Employee, NewerWin
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+/// Whether a plan counts what each target holds everywhere (a preview) or
+/// only where a limit could be reached (a run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Counting {
+    Always,
+    WhereLimited,
+}
+
 /// How many sample keys a plan shows per target, data type and operation.
 const SAMPLES: usize = 5;
 
@@ -89,8 +97,9 @@ const OPERATIONS: [&str; 6] = ["create", "update", "delete", "terminate", "trans
 /// What a run would change in one target's records of one data type.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PlannedChanges {
-    /// Live records of the type the target holds now.
-    pub records: u64,
+    /// Live records of the type the target holds now (`None`: not counted,
+    /// because no limit could be reached; a preview always counts).
+    pub records: Option<u64>,
     /// Keys it would get that it does not hold.
     pub create: u64,
     /// Keys it holds that would change.
@@ -152,8 +161,8 @@ fn operations(hub: &Hub, data_type: DataType, change: &ChangeEnvelope, creates: 
 impl Hub {
     /// Classifies `deltas` per target, names them with a plan id and checks
     /// them against `[safety]`.
-    pub(super) fn describe(&self, plan: &mut RunPlan) -> Result<(), HubError> {
-        let (targets, identity) = blocking(|| self.classify(&plan.deltas))?;
+    pub(super) fn describe(&self, plan: &mut RunPlan, count: Counting) -> Result<(), HubError> {
+        let (targets, identity) = blocking(|| self.classify(&plan.deltas, count))?;
         plan.plan_id = hr_core::ContentHash::of(&identity).to_hex();
         plan.hold = if self.allow_mass_delete { vec![] } else { self.hold_reasons(&targets) };
         plan.targets = targets;
@@ -163,7 +172,7 @@ impl Hub {
     /// Per target and data type what `deltas` change there, and the text
     /// the plan id hashes (every change's type, key, operation, version and content).
     #[allow(clippy::type_complexity)]
-    fn classify(&self, deltas: &[(DataType, Delta)]) -> Result<(BTreeMap<String, BTreeMap<DataType, PlannedChanges>>, String), HubError> {
+    fn classify(&self, deltas: &[(DataType, Delta)], count: Counting) -> Result<(BTreeMap<String, BTreeMap<DataType, PlannedChanges>>, String), HubError> {
         use std::fmt::Write;
         let mut targets: BTreeMap<String, BTreeMap<DataType, PlannedChanges>> = BTreeMap::new();
         let mut identity = String::new();
@@ -180,18 +189,29 @@ impl Hub {
                 }
             }
         }
+        // Counting what a target holds reads every row of the type: only where a limit could be reached.
+        let mut whole_types: BTreeMap<DataType, u64> = BTreeMap::new();
         for (name, types) in &mut targets {
             for (t, planned) in types.iter_mut() {
-                planned.records = self.held_records(name, *t)?;
+                let guarded = [planned.delete, planned.terminate, planned.revoke, planned.create + planned.update + planned.delete];
+                if count == Counting::Always || guarded.iter().any(|n| *n > self.safety.min_records(name)) {
+                    planned.records = Some(self.held_records(name, *t, &mut whole_types)?);
+                }
             }
         }
         Ok((targets, identity))
     }
 
-    /// Live records of `data_type` that `target` holds, as the ledger says.
-    fn held_records(&self, target: &str, data_type: DataType) -> Result<u64, HubError> {
+    /// Live records of `data_type` that `target` holds, as the ledger says
+    /// (the count of a type every target holds whole is made once).
+    fn held_records(&self, target: &str, data_type: DataType, whole_types: &mut BTreeMap<DataType, u64>) -> Result<u64, HubError> {
         if self.policy.scope(target).admits_all(data_type) {
-            return Ok(self.ledger.live_records(data_type)?);
+            if let Some(n) = whole_types.get(&data_type) {
+                return Ok(*n);
+            }
+            let n = self.ledger.live_records(data_type)?;
+            whole_types.insert(data_type, n);
+            return Ok(n);
         }
         Ok(self.expected_entries(target, data_type)?.iter().filter(|e| e.content.is_some()).count() as u64)
     }
@@ -200,7 +220,8 @@ impl Hub {
         let mut reasons = vec![];
         for (name, types) in targets {
             for (t, c) in types {
-                let mut check = |kind, count| reasons.extend(self.safety.check(name, *t, kind, count, c.records));
+                let Some(records) = c.records else { continue };
+                let mut check = |kind, count| reasons.extend(self.safety.check(name, *t, kind, count, records));
                 check(Guarded::Deletes, c.delete);
                 check(Guarded::Terminations, c.terminate);
                 check(Guarded::Revocations, c.revoke);
