@@ -587,16 +587,15 @@ impl Ledger {
     /// ledger holds, at a version above the ledger's, the reserved one and
     /// [`Repair::above`], so every target takes it.
     ///
-    /// A target's word is not trusted: [`Repair::above`] counts only up to
-    /// [`highest_issued`](Self::highest_issued), so a target reporting a
-    /// huge version cannot push the key's versions (in every target) towards
-    /// [`MAX_VERSION`](crate::MAX_VERSION).
+    /// [`Repair::above`] is a target's word: pass only versions you trust
+    /// (the hub passes those a majority of the systems receiving the key
+    /// hold), or one system claiming a huge version pushes the key towards
+    /// [`MAX_VERSION`](crate::MAX_VERSION) in every system.
     pub fn plan_repairs(&self, data_type: DataType, repairs: impl IntoIterator<Item = Repair>, origin: &str) -> Result<Delta, LedgerError> {
         let mut delta = Delta::default();
-        let ceiling = self.highest_issued(data_type)?;
         for repair in repairs {
             let prior = self.held(data_type, &repair.key)?;
-            let highest_seen = [prior.map(|h| h.version), self.reserved(data_type, &repair.key)?, Some(repair.above.min(ceiling))];
+            let highest_seen = [prior.map(|h| h.version), self.reserved(data_type, &repair.key)?, Some(repair.above)];
             let version = highest_seen.into_iter().flatten().max().unwrap_or(0).saturating_add(1);
             let live = matches!(prior, Some(Held { deleted: false, .. }));
             let upsert = repair.payload.is_some();
@@ -880,18 +879,12 @@ impl Ledger {
         rows.collect::<Result<_, _>>().map_err(self.storage())
     }
 
-    /// The highest version this ledger ever gave a key of `data_type`
-    /// (committed or reserved): a target holding a version above it holds
-    /// something the hub never sent, and that version is foreign.
-    pub fn highest_issued(&self, data_type: DataType) -> Result<u64, LedgerError> {
-        self.conn
-            .prepare_cached(
-                "SELECT max(coalesce((SELECT max(version) FROM ledger WHERE data_type = ?1), 0), \
-                            coalesce((SELECT max(version) FROM reservation WHERE data_type = ?1), 0))",
-            )
-            .and_then(|mut stmt| stmt.query_row([data_type.as_str()], |r| r.get::<_, i64>(0)))
-            .map(|v| v.max(0) as u64)
-            .map_err(self.storage())
+    /// The highest version this ledger ever gave `key` (committed or
+    /// reserved; 0 if none): a target holding a version above it holds
+    /// something this ledger never sent.
+    pub fn highest_issued(&self, data_type: DataType, key: &str) -> Result<u64, LedgerError> {
+        let committed = self.held(data_type, key)?.map_or(0, |h| h.version);
+        Ok(committed.max(self.reserved(data_type, key)?.unwrap_or(0)))
     }
 
     /// How many live (not deleted) records of `data_type` the ledger holds:

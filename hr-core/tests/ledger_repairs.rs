@@ -40,22 +40,20 @@ fn a_repair_goes_one_above_the_highest_version_anyone_holds() {
     let delta = ledger.plan_repairs(DataType::MasterData, [below], "hub").unwrap();
     assert_eq!(change(&delta, "grade:G1").version, 4, "the ledger's version 3 is the highest");
 
-    // G2 was deleted at 2; a target holding it at 3 (a version the hub gave another key) is outnumbered.
-    let seen_higher = Repair { key: "grade:G2".into(), payload: None, above: 3 };
+    let seen_higher = Repair { key: "grade:G1".into(), payload: Some(body), above: 9 };
     let delta = ledger.plan_repairs(DataType::MasterData, [seen_higher], "hub").unwrap();
-    assert_eq!(change(&delta, "grade:G2").version, 4, "a target seen at 3 takes 4");
+    assert_eq!(change(&delta, "grade:G1").version, 10, "a version the caller trusts at 9 takes only 10");
 }
 
 #[test]
-fn a_version_the_hub_never_gave_is_not_trusted_to_number_a_repair() {
-    let ledger = ledger_with_history();
-    assert_eq!(ledger.highest_issued(DataType::MasterData).unwrap(), 3);
-    let (_, body) = md("G1", "one''");
-    for claimed in [9, (1 << 53) - 1, u64::MAX] {
-        let foreign = Repair { key: "grade:G1".into(), payload: Some(body.clone()), above: claimed };
-        let delta = ledger.plan_repairs(DataType::MasterData, [foreign], "hub").unwrap();
-        assert_eq!(change(&delta, "grade:G1").version, 4, "a target claiming {claimed} set the version");
-    }
+fn the_highest_version_issued_counts_what_was_committed_and_what_was_reserved() {
+    let mut ledger = ledger_with_history();
+    assert_eq!(ledger.highest_issued(DataType::MasterData, "grade:G1").unwrap(), 3);
+    assert_eq!(ledger.highest_issued(DataType::MasterData, "grade:G2").unwrap(), 2, "a tombstone's version was issued too");
+    assert_eq!(ledger.highest_issued(DataType::MasterData, "grade:G9").unwrap(), 0);
+    let failed = ledger.plan(DataType::MasterData, vec![md("G1", "in doubt"), md("G2", "back")], "hub", true).unwrap();
+    ledger.reserve(DataType::MasterData, &failed).unwrap();
+    assert_eq!(ledger.highest_issued(DataType::MasterData, "grade:G1").unwrap(), 4, "a reserved version may have left");
 }
 
 #[test]
@@ -74,7 +72,7 @@ fn a_change_a_receiver_would_refuse_is_rejected_before_it_gets_a_version() {
     assert!(delta.rejected.iter().any(|r| r.problem.contains("1 to 128 bytes") || r.problem.contains("512 bytes")), "{:?}", delta.rejected);
     ledger.reserve(DataType::MasterData, &delta).unwrap();
     ledger.commit(DataType::MasterData, &delta).unwrap();
-    assert_eq!(ledger.highest_issued(DataType::MasterData).unwrap(), 1);
+    assert_eq!(ledger.highest_issued(DataType::MasterData, "grade:G1").unwrap(), 1);
     assert_eq!(ledger.version_of(DataType::MasterData, &long_code.key()).unwrap(), None, "a rejected change was recorded");
     assert_eq!(ledger.in_doubt(DataType::MasterData).unwrap(), 0, "a rejected change was reserved");
 }
@@ -120,7 +118,7 @@ fn repairs_are_counted_as_updates_creations_and_deletions() {
     assert_eq!(change(&delta, "grade:G2").version, 3);
     assert_eq!(change(&delta, "grade:G3").version, 1);
     let delete = change(&delta, "grade:X");
-    assert_eq!((delete.op, delete.version), (Operation::Delete, 4), "one above the 3 a target holds (3 is a version the hub gave)");
+    assert_eq!((delete.op, delete.version), (Operation::Delete, 4), "one above the 3 the targets hold");
     assert_eq!(delta.changes.len(), 4);
     assert!(!delta.is_empty());
 }

@@ -114,7 +114,7 @@ pub enum HubError {
     /// A repair would delete more than the delete guard allows.
     #[error(
         "refusing to repair by deleting {deletes} {data_type} records, against the {held} live ones the hub's ledger holds (over the {limit_percent:.0}% limit): \
-         is the hub's ledger lost or restored from an old copy? Check, then run with --allow-mass-delete if the deletions are right"
+         is the hub's ledger lost or restored from an old copy? Check; if the deletions are right, approve the run (`hub --plan`, then `hub --approve PLAN_ID`)"
     )]
     MassDeleteRepair {
         /// The data type.
@@ -194,11 +194,12 @@ pub struct Drift {
     pub edited: Vec<DriftKey>,
     /// Keys the target holds that the hub never sent or has no record of.
     pub extra: Vec<DriftKey>,
-    /// Keys the target holds at a version above any the hub ever gave a
-    /// record of this type: written by someone else (a hand edit, a bug, an
-    /// attacker). Reported, never repaired by outnumbering them (that would
-    /// push the key towards the highest version in every system): remove
-    /// the row at the target, and the next run repairs the key.
+    /// Keys the target holds at a version above any the hub ever gave the
+    /// key, which no majority of the systems receiving it backs: written by
+    /// someone else (a hand edit, a bug, an attacker). Reported, never
+    /// repaired by outnumbering them (that would push the key towards the
+    /// highest version in every system): remove the row at the target, and
+    /// the next run repairs the key.
     pub foreign: Vec<DriftKey>,
 }
 
@@ -711,6 +712,7 @@ impl Hub {
             }
             out.insert(name.clone(), per_type);
         }
+        self.mark_foreign(&mut out)?;
         Ok(out)
     }
 
@@ -743,27 +745,65 @@ impl Hub {
         let ours: BTreeMap<&str, &DigestEntry> = ours.iter().filter(|e| wanted[e.bucket()]).map(|e| (e.key.as_str(), e)).collect();
         let sensitive = data_type.is_sensitive();
         let key = |key: &str, target_version| DriftKey { key: key.to_string(), target_version, sensitive };
-        let ceiling = blocking(|| self.ledger.highest_issued(data_type))?;
         let mut drift = Drift::default();
         for (k, mine) in &ours {
             match theirs.get(*k) {
                 None => drift.missing.push(key(k, 0)),
-                Some(held) if held.version > ceiling => drift.foreign.push(key(k, held.version)),
                 Some(held) if held != *mine => drift.edited.push(key(k, held.version)),
                 Some(_) => {}
             }
         }
         for (k, held) in &theirs {
             if !ours.contains_key(k.as_str()) {
-                let kind = if held.version > ceiling { &mut drift.foreign } else { &mut drift.extra };
-                kind.push(key(k, held.version));
+                drift.extra.push(key(k, held.version));
             }
         }
-        if !drift.foreign.is_empty() {
-            tracing::warn!(target = %target, %data_type, keys = drift.foreign.len(), ceiling, "target holds versions the hub never gave; not repaired, remove those rows at the target");
-        }
-        metrics::gauge!("hr_hub_foreign_versions", "target" => target.to_string(), "data_type" => data_type.as_str()).set(drift.foreign.len() as f64);
         Ok(drift)
+    }
+
+    /// Moves every claim no majority backs into [`Drift::foreign`]: a key a
+    /// target holds at a version above the highest the hub ever gave that
+    /// key ([`Ledger::highest_issued`]) counts only if more than half of the
+    /// compared targets that receive the key hold at least that version.
+    /// A lost ledger (every system ahead of it) is repaired above their
+    /// versions; one system claiming a huge version is not followed.
+    fn mark_foreign(&self, found: &mut Reconciliation) -> Result<(), HubError> {
+        let mut claims: BTreeMap<(DataType, String), Vec<u64>> = BTreeMap::new();
+        for types in found.values() {
+            for (t, reconciled) in types {
+                for k in reconciled.drift.edited.iter().chain(&reconciled.drift.extra) {
+                    claims.entry((*t, k.key.clone())).or_default().push(k.target_version);
+                }
+            }
+        }
+        let mut foreign: std::collections::BTreeSet<(DataType, String, u64)> = std::collections::BTreeSet::new();
+        for ((t, key), versions) in &claims {
+            let issued = blocking(|| self.ledger.highest_issued(*t, key))?;
+            let receivers = found.iter().filter(|(name, types)| types.contains_key(t) && self.policy.scope(name).admits(*t, key)).count();
+            for &v in versions.iter().filter(|&&v| v > issued) {
+                let backing = versions.iter().filter(|&&held| held >= v).count();
+                if backing * 2 <= receivers {
+                    foreign.insert((*t, key.clone(), v));
+                }
+            }
+        }
+        for (target, types) in found.iter_mut() {
+            for (t, reconciled) in types.iter_mut() {
+                let drift = &mut reconciled.drift;
+                let is_foreign = |k: &DriftKey| foreign.contains(&(*t, k.key.clone(), k.target_version));
+                let (mut moved, kept): (Vec<DriftKey>, Vec<DriftKey>) = drift.edited.drain(..).partition(|k| is_foreign(k));
+                drift.edited = kept;
+                let (extra_moved, kept): (Vec<DriftKey>, Vec<DriftKey>) = drift.extra.drain(..).partition(|k| is_foreign(k));
+                drift.extra = kept;
+                moved.extend(extra_moved);
+                if !moved.is_empty() {
+                    tracing::warn!(target = %target, data_type = %t, keys = moved.len(), "target holds versions the hub never gave and no other system backs; not repaired, remove those rows at the target");
+                }
+                drift.foreign = moved;
+                metrics::gauge!("hr_hub_foreign_versions", "target" => target.clone(), "data_type" => t.as_str()).set(drift.foreign.len() as f64);
+            }
+        }
+        Ok(())
     }
 
     /// Sends every differing key found by [`reconcile`](Self::reconcile)
