@@ -147,7 +147,18 @@ fn hub_for(kafka: &KafkaConfig, transport: &str, types: &[DataType], rest: RestC
         targets: SYSTEMS
             .iter()
             .map(|s| {
-                (s.to_string(), TargetConfig { data_types: types.to_vec(), url: None, token_env: None, all_grants: false, omit: omitted(s), publishes: vec![] })
+                (
+                    s.to_string(),
+                    TargetConfig {
+                        data_types: types.to_vec(),
+                        url: None,
+                        token_env: None,
+                        all_grants: false,
+                        omit: omitted(s),
+                        publishes: vec![],
+                        roles: vec![],
+                    },
+                )
             })
             .collect(),
         topic_prefix: kafka.topic_prefix.clone(),
@@ -475,7 +486,15 @@ fn hub_api_change(c: &mut Criterion) {
     let latencies = Latencies::default();
     let types = [DataType::Employee, DataType::OrgUnit, DataType::Permission];
     let kafka = broker.config(&rt, "hubapi", &[DataType::Employee, DataType::OrgUnit]);
-    let target = |s: &str| TargetConfig { data_types: types.to_vec(), url: None, token_env: None, all_grants: false, omit: omitted(s), publishes: vec![] };
+    let target = |s: &str| TargetConfig {
+        data_types: types.to_vec(),
+        url: None,
+        token_env: None,
+        all_grants: false,
+        omit: omitted(s),
+        publishes: vec![],
+        roles: vec![],
+    };
     let config = HubConfig {
         routes: [(DataType::Employee, "kafka".to_string()), (DataType::OrgUnit, "kafka".to_string()), (DataType::Permission, "rest".to_string())].into(),
         targets: SYSTEMS.iter().map(|s| (s.to_string(), target(s))).collect(),

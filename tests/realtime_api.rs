@@ -436,3 +436,30 @@ async fn a_held_run_goes_once_its_plan_is_approved_and_only_that_plan() {
     let audit = hub.ledger().audit_entries(None).unwrap();
     assert!(audit.iter().any(|e| e.action == "approve" && e.detail["outcome"] == "refused" && e.detail["plan_id"] == plan.as_str()), "{audit:#?}");
 }
+
+/// A system that lists its roles gets no grant of another: 400 over the
+/// API, naming the line and field; left out of a periodic run and reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_the_system_does_not_list_is_refused_on_every_path() {
+    let recorder = Arc::new(Recorder::default());
+    let config = HubConfig::from_toml_str(&CONFIG.replace("[targets.erp]", "[targets.erp]\nroles = [\"approver\", \"viewer\"]"), "hub.toml").unwrap();
+    let mut hub = Hub::with_transports(&config, Ledger::in_memory().unwrap(), [("recorder", recorder.clone() as Arc<dyn Propagator>)]).unwrap();
+    let mut export =
+        export("2026-10-25T00:00:00Z", &[grant("A-1", "approver", true, "2026-10-20T00:00:00Z"), grant("A-1", "superuser", true, "2026-10-20T00:00:00Z")]);
+    export.permissions.retain(|k, _| !k.contains("standing"));
+    let outcome = hub.sync_with(&export, &HeldBack::default()).await.unwrap();
+    assert_eq!(outcome.rejected.len(), 1, "{:?}", outcome.rejected);
+    assert_eq!(outcome.rejected[0].key, "A-1:erp:superuser");
+    assert!(outcome.rejected[0].problem.contains("not one of erp's roles (approver, viewer)"), "{}", outcome.rejected[0].problem);
+    assert_eq!(recorder.grants().into_keys().collect::<Vec<_>>(), ["A-1:erp:approver"], "the unlisted role was sent");
+
+    let refused = hub.apply_permission_lines(&line("A-2", "superuser", "grant", "2026-10-26T10:00:00Z"), "test").await.unwrap_err();
+    match refused {
+        RealtimeError::Invalid(problems) => {
+            assert_eq!(problems.len(), 1);
+            assert!(problems[0].to_string().contains("line 1") && problems[0].to_string().contains("field `role`"), "{}", problems[0]);
+        }
+        other => panic!("an unlisted role over the API: {other:?}"),
+    }
+    assert!(recorder.take().is_empty(), "a refused call sent something");
+}

@@ -99,6 +99,11 @@ pub struct TargetConfig {
     /// repairs their records.
     #[serde(default)]
     pub publishes: Vec<String>,
+    /// The roles a grant for this system may carry (`roles = ["viewer",
+    /// "approver"]`); a grant with any other is refused (400 over the API,
+    /// left out and reported as `rejected` in a periodic run). Empty: any role.
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 /// `[api]`: who may call the hub's API, each with a token of its own.
@@ -205,7 +210,7 @@ impl Default for HubConfig {
             .into_iter()
             .map(|(name, t)| {
                 let publishes = publishes(&name);
-                (name, TargetConfig { data_types: t.data_types, url: None, token_env: None, all_grants: t.all_grants, omit: t.omit, publishes })
+                (name, TargetConfig { data_types: t.data_types, url: None, token_env: None, all_grants: t.all_grants, omit: t.omit, publishes, roles: vec![] })
             })
             .collect();
         let origin = ConfigOrigin { path: "<default configuration>".into(), ..ConfigOrigin::default() };

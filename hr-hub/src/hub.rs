@@ -278,6 +278,8 @@ pub struct Hub {
     policy: RoutingPolicy,
     /// Master-data sets owned by a system (set -> owner): never the hub's to send.
     owned: BTreeMap<String, String>,
+    /// Per system, the roles its grants may carry (systems that limit them).
+    roles: BTreeMap<String, Vec<String>>,
     /// The summary of the last periodic run planned ([`RunPlan::summary`]).
     last_plan: Option<serde_json::Value>,
     /// A plan a person approved for the next run, and who.
@@ -348,6 +350,7 @@ impl Hub {
             reader: None,
             allow_mass_delete: false,
             safety: config.safety.clone(),
+            roles: config.targets.iter().filter(|(_, t)| !t.roles.is_empty()).map(|(name, t)| (name.clone(), t.roles.clone())).collect(),
             last_plan: None,
             approved: None,
             policy,
@@ -510,14 +513,23 @@ impl Hub {
                 sources.insert(DataType::Permission, revoked);
             }
         }
+        let mut rejected = vec![];
+        if types.contains(&DataType::Permission) {
+            let grants = sources.get(&DataType::Permission).unwrap_or(state);
+            if let Some((allowed, refused)) = self.without_unknown_roles(grants) {
+                rejected.extend(refused);
+                sources.insert(DataType::Permission, allowed);
+            }
+        }
         let source = |t: DataType| sources.get(&t).unwrap_or(state);
         let ledger = &self.ledger;
         let deltas = blocking(|| types.iter().map(|t| Ok((*t, ledger.plan_state(source(*t), *t, "hr-hub", &options)?))).collect::<Result<Vec<_>, HubError>>())?;
+        rejected.extend(deltas.iter().flat_map(|(_, d)| d.rejected.iter().cloned()));
         let mut plan = RunPlan {
             plan_id: String::new(),
             targets: BTreeMap::new(),
             hold: vec![],
-            rejected: deltas.iter().flat_map(|(_, d)| d.rejected.iter().cloned()).collect(),
+            rejected,
             deltas,
             newer_wins,
             employees: types.contains(&DataType::Employee).then(|| source(DataType::Employee).employees.clone()),
@@ -552,12 +564,14 @@ impl Hub {
             blocking(|| self.ledger.audit("hub", "run", &detail))?;
             return Err(HubError::Held { plan_id: plan.plan_id, reasons: plan.hold });
         }
-        let RunPlan { plan_id, deltas, newer_wins, employees, grants, .. } = plan;
+        let RunPlan { plan_id, deltas, newer_wins, employees, grants, rejected, .. } = plan;
         let sent = self.send(deltas, &[]).await;
         let outcome = if sent.is_ok() { "sent" } else { "failed" };
         let detail = serde_json::json!({"plan_id": plan_id, "outcome": outcome, "approved": approved.is_some(), "targets": counts});
         blocking(|| self.ledger.audit("hub", "run", &detail))?;
         let mut outcome = sent?;
+        // The plan's list: the deltas' own rejections and those made before planning (roles a system does not list).
+        outcome.rejected = rejected;
         metrics::gauge!("hr_hub_held_back_records").set(outcome.held_back.len() as f64);
         for (t, wins) in newer_wins {
             blocking(|| self.ledger.settle_realtime(t, &wins.settled))?;
@@ -597,6 +611,32 @@ impl Hub {
             source = Some(only);
         }
         Ok((source, wins))
+    }
+
+    /// Why `grant`'s role is not one its system allows, if it is not.
+    pub(crate) fn role_problem(&self, grant: &PermissionGrant) -> Option<String> {
+        let roles = self.roles.get(grant.system.as_str())?;
+        (!roles.iter().any(|r| r == grant.role.as_str()))
+            .then(|| format!("role {:?} is not one of {}'s roles ({})", grant.role.as_str(), grant.system, roles.join(", ")))
+    }
+
+    /// `grants`' permissions without those whose role their system does not
+    /// allow, and those, as rejected changes; `None` when every role is allowed.
+    fn without_unknown_roles(&self, grants: &MergedState) -> Option<(MergedState, Vec<RejectedChange>)> {
+        if self.roles.is_empty() {
+            return None;
+        }
+        let refused: Vec<RejectedChange> = grants
+            .permissions
+            .values()
+            .filter_map(|g| self.role_problem(g).map(|problem| RejectedChange { data_type: DataType::Permission, key: g.key(), problem }))
+            .collect();
+        if refused.is_empty() {
+            return None;
+        }
+        let mut allowed = MergedState { permissions: grants.permissions.clone(), exported_at: grants.exported_at, ..MergedState::default() };
+        allowed.permissions.retain(|_, g| self.role_problem(g).is_none());
+        Some((allowed, refused))
     }
 
     /// Revokes, in real time, every grant sent by the last sync whose

@@ -95,6 +95,10 @@ impl Hub {
         let mut grants: BTreeMap<CompactString, PermissionGrant> = BTreeMap::new();
         for line in lines {
             let mut event = line.event;
+            if let Some(problem) = self.role_problem(&event) {
+                problems.push(Problem { line: Some(line.line), detail: format!("field `role`: {problem}") });
+                continue;
+            }
             let problem = match self.current_employee(&event.employee)? {
                 _ if !plausible(event.at) => format!("field `at`: {} is in the future or before 1900", event.at),
                 _ if !self.policy.targets.contains_key(event.system.as_str()) => {
