@@ -697,14 +697,15 @@ async fn print_status(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Res
         let plan_id = run.detail["plan_id"].as_str().unwrap_or_default();
         println!("\nthe last run ({}) is HELD for approval, plan {plan_id}:", run.at);
         for reason in run.detail["hold"].as_array().into_iter().flatten() {
-            let (target, t, kind) = (&reason["target"], &reason["data_type"], &reason["kind"]);
+            let text = |field: &str| reason[field].as_str().unwrap_or_default().to_string();
             println!(
-                "  {}/{}: {} {kind} of {} records, over {}",
-                target.as_str().unwrap_or(""),
-                t.as_str().unwrap_or(""),
+                "  {}/{}: {} {} of {} records, over {}",
+                text("target"),
+                text("data_type"),
                 reason["count"],
+                text("kind"),
                 reason["records"],
-                reason["limit"]
+                text("limit")
             );
         }
         println!("review it with --plan, approve it with --approve {plan_id}");

@@ -105,7 +105,12 @@ fn a_mass_termination_is_held_previewed_and_applied_only_as_the_approved_plan() 
     std::fs::write(&jsonl, truncated).unwrap();
     let truncated_run = deployment.run_hub_raw(&[]);
     assert_eq!(truncated_run.status.code(), Some(3));
+    let truncated_plan = deployment.last_report()["held"]["plan_id"].as_str().unwrap().to_string();
     assert!(deployment.last_report()["held"]["reasons"].to_string().contains("deletes"), "{}", deployment.last_report()["held"]);
+    // --status names the held run, its reasons and how to approve it.
+    let status = deployment.run_hub_raw(&["--status"]);
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert!(stdout.contains("HELD for approval") && stdout.contains(&format!("--approve {truncated_plan}")) && stdout.contains("deletes"), "{stdout}");
     std::fs::write(&jsonl, full).unwrap();
     let corrected = deployment.run_hub(&[]);
     assert!(corrected["held"].is_null() && corrected["changes_sent"] == 0, "the corrected export changes nothing");

@@ -213,7 +213,6 @@ async fn a_consumer_killed_before_committing_is_replaced_and_the_state_is_exact(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_record_goes_to_the_dead_letter_topic_and_the_rest_is_applied() {
-    use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::message::{Headers, Message};
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let config = config("poison").await;
@@ -243,13 +242,7 @@ async fn a_poison_record_goes_to_the_dead_letter_topic_and_the_rest_is_applied()
     let stats = sub.shutdown().await.unwrap();
     assert_eq!(stats.dead_lettered, 3);
 
-    let dlq: StreamConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
-        .set("group.id", format!("{group}-dlq-reader"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    dlq.subscribe(&[&format!("{topic}.dlq")]).unwrap();
+    let dlq = dead_letter_reader(&config, &group, &topic);
     let mut errors = vec![];
     for _ in 0..3 {
         let m = tokio::time::timeout(Duration::from_secs(30), dlq.recv()).await.unwrap().unwrap();
@@ -262,6 +255,19 @@ async fn a_poison_record_goes_to_the_dead_letter_topic_and_the_rest_is_applied()
     assert!(garbage.contains("syntax error") || garbage.contains("end of input"), "{errors:?}");
     assert!(error_of("md.category:C00002").contains("key"), "{errors:?}");
     assert!(error_of(r#""data_type":"employee""#).contains("envelope of employee on topic"), "{errors:?}");
+}
+
+/// A consumer of `topic`'s dead letters from their start, in a group of its own.
+fn dead_letter_reader(config: &KafkaConfig, group: &str, topic: &str) -> rdkafka::consumer::StreamConsumer {
+    use rdkafka::consumer::Consumer;
+    let dlq: rdkafka::consumer::StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", format!("{group}-dlq-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    dlq.subscribe(&[&format!("{topic}.dlq")]).unwrap();
+    dlq
 }
 
 /// A sink that remembers the size of every batch it is handed.
@@ -286,7 +292,6 @@ impl Sink for BatchSizes {
 /// of its key instead of retrying forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_too_large_to_dead_letter_goes_without_its_payload_and_the_group_goes_on() {
-    use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::message::{Headers, Message};
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let config = config("oversized").await;
@@ -304,13 +309,7 @@ async fn a_record_too_large_to_dead_letter_goes_without_its_payload_and_the_grou
     let stats = tokio::time::timeout(Duration::from_secs(10), sub.shutdown()).await.expect("the subscriber stops when asked").unwrap();
     assert_eq!(stats.dead_lettered, 1);
 
-    let dlq: StreamConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
-        .set("group.id", format!("{group}-dlq-reader"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    dlq.subscribe(&[&format!("{topic}.dlq")]).unwrap();
+    let dlq = dead_letter_reader(&config, &group, &topic);
     let m = tokio::time::timeout(Duration::from_secs(30), dlq.recv()).await.unwrap().unwrap();
     let header = |name: &str| m.headers().and_then(|h| h.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).into_owned()));
     assert_eq!(m.payload().map_or(0, <[u8]>::len), 0, "the dead letter carries no payload");
