@@ -149,15 +149,7 @@ fn hub_for(kafka: &KafkaConfig, transport: &str, types: &[DataType], rest: RestC
             .map(|s| {
                 (
                     s.to_string(),
-                    TargetConfig {
-                        data_types: types.to_vec(),
-                        url: None,
-                        token_env: None,
-                        all_grants: false,
-                        omit: omitted(s),
-                        publishes: vec![],
-                        roles: vec![],
-                    },
+                    TargetConfig { data_types: types.to_vec(), url: None, token_env: None, all_grants: false, omit: omitted(s), ..TargetConfig::default() },
                 )
             })
             .collect(),
@@ -359,11 +351,11 @@ fn start_receivers(rt: &Runtime, sinks: &[Arc<SqliteSink>], types: &[DataType]) 
         .iter()
         .zip(SYSTEMS)
         .map(|(sink, name)| {
-            let config = ReceiverConfig::new(sink.clone(), types.to_vec()).with_token("bench-token").unwrap();
+            let config = ReceiverConfig::new(sink.clone(), types.to_vec()).with_token("bench-token-0123456789abcdef012345").unwrap();
             let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
             let url = format!("http://{}", listener.local_addr().unwrap());
             rt.spawn(serve_receiver(listener, config).unwrap());
-            RestTarget::new(name, &url, types.to_vec()).with_token("bench-token").with_fields(omitted(name))
+            RestTarget::new(name, &url, types.to_vec()).with_token("bench-token-0123456789abcdef012345").with_fields(omitted(name))
         })
         .collect()
 }
@@ -486,15 +478,8 @@ fn hub_api_change(c: &mut Criterion) {
     let latencies = Latencies::default();
     let types = [DataType::Employee, DataType::OrgUnit, DataType::Permission];
     let kafka = broker.config(&rt, "hubapi", &[DataType::Employee, DataType::OrgUnit]);
-    let target = |s: &str| TargetConfig {
-        data_types: types.to_vec(),
-        url: None,
-        token_env: None,
-        all_grants: false,
-        omit: omitted(s),
-        publishes: vec![],
-        roles: vec![],
-    };
+    let target =
+        |s: &str| TargetConfig { data_types: types.to_vec(), url: None, token_env: None, all_grants: false, omit: omitted(s), ..TargetConfig::default() };
     let config = HubConfig {
         routes: [(DataType::Employee, "kafka".to_string()), (DataType::OrgUnit, "kafka".to_string()), (DataType::Permission, "rest".to_string())].into(),
         targets: SYSTEMS.iter().map(|s| (s.to_string(), target(s))).collect(),
@@ -512,12 +497,12 @@ fn hub_api_change(c: &mut Criterion) {
     });
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let api = format!("http://{}", listener.local_addr().unwrap());
-    let app = hub_api(Arc::new(tokio::sync::Mutex::new(hub)), ApiConfig::new("bench-token").unwrap());
+    let app = hub_api(Arc::new(tokio::sync::Mutex::new(hub)), ApiConfig::new("bench-token-0123456789abcdef012345").unwrap());
     rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
     let client = reqwest::Client::new();
     let call = |request: reqwest::RequestBuilder| {
         rt.block_on(async {
-            let response = request.bearer_auth("bench-token").send().await.unwrap();
+            let response = request.bearer_auth("bench-token-0123456789abcdef012345").send().await.unwrap();
             assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
         })
     };

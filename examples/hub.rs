@@ -21,11 +21,11 @@
 //! keeps serving after the run until Ctrl-C. Calls and runs share the hub
 //! behind one lock, so they never interleave; newer wins between them.
 use clap::Parser;
-use hr_core::{DataType, HeldBack, HeldRecord, Ledger, MergeReport};
+use hr_core::{DataType, HeldBack, HeldRecord, Ledger, MergeReport, Sensitive};
 use hr_demo::console::{Console, LogFormat};
 use hr_sync::hr_hub::{hub_api, load_and_merge, ApiConfig, ApiGate, Hub, HubConfig, HubError, Reconciliation, RepairOutcome, SyncOutcome};
 use hr_transport_kafka::{ensure_topics, group_lag, wait_until_applied, BrokerStatus, BrokerWatch, KafkaConfig};
-use hr_transport_rest::{serve_with_limits, ConnectionLimits, RestConfig};
+use hr_transport_rest::{check_token_strength, metrics_endpoint, serve_tls_with_limits, ConnectionLimits, RestConfig, TlsIdentity};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -105,10 +105,20 @@ struct Args {
     /// Serve the real-time API for the HR side on this address (token: HR_HUB_TOKEN).
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Serve the hub's metrics (Prometheus text, GET /metrics) on this address.
+    /// Serve the hub's metrics (Prometheus text, GET /metrics) on this
+    /// address; with HR_METRICS_TOKEN set, only to that bearer token.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Serve --listen and --metrics-listen over HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
+
+/// The bearer token `/metrics` requires, here and (for --status) at the systems.
+const METRICS_TOKEN_ENV: &str = "HR_METRICS_TOKEN";
 
 /// The exit code of a run held for approval (`[safety]`): nothing was sent.
 const HELD_EXIT_CODE: i32 = 3;
@@ -199,8 +209,12 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsIdentity::from_pem_files(cert, key)?),
+        _ => None,
+    };
     if let Some(addr) = args.metrics_listen {
-        serve_metrics(addr, &console).await?;
+        serve_metrics(addr, tls.clone(), &console).await?;
     }
 
     if args.status {
@@ -219,7 +233,7 @@ async fn main() -> anyhow::Result<()> {
     // The API listens from the start: until the hub is connected, and while the
     // brokers do not answer, it says so (503) instead of refusing connections.
     let gate = match (args.listen, &api_config) {
-        (Some(addr), Some(_)) => Some(serve_gate(addr, &args.brokers, &console).await?),
+        (Some(addr), Some(_)) => Some(serve_gate(addr, &args.brokers, tls.clone(), &console).await?),
         _ => None,
     };
     let brokers = if args.watch.is_some() || gate.is_some() { Some(watch_brokers(&args.brokers, gate.clone()).await?) } else { None };
@@ -292,12 +306,13 @@ async fn main() -> anyhow::Result<()> {
 /// Serves the real-time API's gate on `addr` for as long as the process
 /// runs (closing connections that stall, capping how many are open); the
 /// hub's routes go behind it once it is connected.
-async fn serve_gate(addr: SocketAddr, brokers: &str, console: &Console) -> anyhow::Result<ApiGate> {
+async fn serve_gate(addr: SocketAddr, brokers: &str, tls: Option<TlsIdentity>, console: &Console) -> anyhow::Result<ApiGate> {
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let bound = listener.local_addr()?;
     let gate = ApiGate::new(format!("connecting to the Kafka brokers at {brokers}"));
-    tokio::spawn(serve_with_limits(listener, gate.router(), ConnectionLimits::default()));
-    console.line(&format!("real-time API listening on http://{bound}"));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tokio::spawn(serve_tls_with_limits(listener, gate.router(), ConnectionLimits::default(), tls));
+    console.line(&format!("real-time API listening on {scheme}://{bound}"));
     Ok(gate)
 }
 
@@ -314,7 +329,8 @@ async fn watch_brokers(brokers: &str, gate: Option<ApiGate>) -> anyhow::Result<t
         let _watch = watch; // dropping it would stop the watch
         while status.changed().await.is_ok() {
             let down = match &*status.borrow() {
-                BrokerStatus::Unreachable(why) => Some(format!("the Kafka brokers at {brokers} do not answer ({why})")),
+                // What is down, not why: the cause (in the log) may name internals a caller need not see.
+                BrokerStatus::Unreachable(_) => Some(format!("the Kafka brokers at {brokers} do not answer")),
                 _ => None,
             };
             if let Some(gate) = &gate {
@@ -328,14 +344,23 @@ async fn watch_brokers(brokers: &str, gate: Option<ApiGate>) -> anyhow::Result<t
 }
 
 /// Installs the Prometheus recorder and serves it on `addr` for as long as the process runs.
-async fn serve_metrics(addr: SocketAddr, console: &Console) -> anyhow::Result<()> {
+async fn serve_metrics(addr: SocketAddr, tls: Option<TlsIdentity>, console: &Console) -> anyhow::Result<()> {
+    let token = metrics_token()?;
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     let bound = listener.local_addr()?;
-    let app = axum::Router::new().route("/metrics", axum::routing::get(move || std::future::ready(prometheus.render())));
-    tokio::spawn(serve_with_limits(listener, app, ConnectionLimits::default()));
-    console.line(&format!("metrics on http://{bound}/metrics"));
+    let app = metrics_endpoint(Some(Arc::new(move || prometheus.render())), token.map(Sensitive::new));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tokio::spawn(serve_tls_with_limits(listener, app, ConnectionLimits::default(), tls));
+    console.line(&format!("metrics on {scheme}://{bound}/metrics"));
     Ok(())
+}
+
+/// The token in HR_METRICS_TOKEN, once it is strong enough; `None` when unset.
+fn metrics_token() -> anyhow::Result<Option<String>> {
+    let Ok(token) = std::env::var(METRICS_TOKEN_ENV) else { return Ok(None) };
+    check_token_strength(&format!("the metrics endpoint's ({METRICS_TOKEN_ENV})"), &token)?;
+    Ok(Some(token))
 }
 
 /// The run's own metrics: duration, outcome, what the merge set aside, when it last succeeded.
@@ -717,7 +742,11 @@ async fn print_status(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Res
 /// `hr_last_applied_timestamp_seconds` on its `/metrics`.
 async fn last_applied(url: &str) -> anyhow::Result<BTreeMap<DataType, chrono::DateTime<chrono::Utc>>> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
-    let text = client.get(format!("{}/metrics", url.trim_end_matches('/'))).send().await?.error_for_status()?.text().await?;
+    let mut request = client.get(format!("{}/metrics", url.trim_end_matches('/')));
+    if let Ok(token) = std::env::var(METRICS_TOKEN_ENV) {
+        request = request.bearer_auth(token);
+    }
+    let text = request.send().await?.error_for_status()?.text().await?;
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))?;
     let mut out = BTreeMap::new();
     for sample in scrape.samples.iter().filter(|s| s.metric == "hr_last_applied_timestamp_seconds") {

@@ -28,7 +28,7 @@ use clap::Parser;
 use hr_sync::hr_core::{read_master_data_file, Ledger, MasterData};
 use hr_sync::{HubConfig, Publisher, SystemOptions, TargetSystem};
 use hr_transport_kafka::{ensure_topics, KafkaConfig};
-use hr_transport_rest::MetricsRender;
+use hr_transport_rest::{MetricsRender, TlsIdentity};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -68,6 +68,15 @@ struct Args {
     /// Log lines as `text` or as one JSON object per line (`json`).
     #[arg(long, default_value = "text")]
     log_format: hr_demo::console::LogFormat,
+    /// Serve the receiver over HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// A bearer token GET /metrics requires (a scraper's own, at least 32 bytes).
+    #[arg(long, env = "HR_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
     /// Publish the master data in FILE (`set,code,name[,...]`) as this system once started.
     #[arg(long, value_name = "FILE")]
     publish: Option<PathBuf>,
@@ -85,8 +94,14 @@ async fn main() -> anyhow::Result<()> {
     // The process's metrics, served by the receiver at GET /metrics.
     let prometheus = PrometheusBuilder::new().install_recorder()?;
     let metrics: MetricsRender = Arc::new(move || prometheus.render());
-    let options =
-        SystemOptions { name: args.name.clone(), data_dir: args.data_dir, listen: args.listen, token: args.token, fresh: false, metrics: Some(metrics) };
+    let mut options = SystemOptions::new(args.name.clone(), args.data_dir);
+    options.listen = args.listen;
+    options.token = args.token;
+    options.metrics = Some(metrics);
+    options.metrics_token = args.metrics_token;
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        options.tls = Some(TlsIdentity::from_pem_files(cert, key)?);
+    }
     let system = TargetSystem::start(&options, &config, &kafka).await?;
     println!("{} listening on {}", system.name(), system.url());
     std::io::stdout().flush()?;

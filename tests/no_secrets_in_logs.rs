@@ -146,13 +146,19 @@ async fn failure_paths(phone: &str) -> String {
 
     // A receiver refusing batches: wrong token (401), a data type it does not take (403), an invalid payload (400).
     let sink = std::sync::Arc::new(MemorySink::default());
-    let app = hr_transport_rest::receiver(hr_transport_rest::ReceiverConfig::new(sink, vec![DataType::Employee]).with_token("another-token").unwrap());
+    let app = hr_transport_rest::receiver(
+        hr_transport_rest::ReceiverConfig::new(sink, vec![DataType::Employee]).with_token("another-token-0123456789abcdef01234").unwrap(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let client = reqwest::Client::new();
     let invalid = format!("[{poison}]");
-    for (token, body) in [(TOKEN, format!("[{}]", pay(1).to_json())), ("another-token", format!("[{}]", pay(1).to_json())), ("another-token", invalid)] {
+    for (token, body) in [
+        (TOKEN, format!("[{}]", pay(1).to_json())),
+        ("another-token-0123456789abcdef01234", format!("[{}]", pay(1).to_json())),
+        ("another-token-0123456789abcdef01234", invalid),
+    ] {
         let answer = client.post(format!("{url}/hr/v1/changes")).bearer_auth(token).header("content-type", "application/json").body(body).send().await.unwrap();
         assert!(answer.status().is_client_error(), "{}", answer.status());
         told.push_str(&answer.text().await.unwrap());

@@ -89,7 +89,7 @@ fn erp_publishes_its_products_to_every_system_and_the_hub_leaves_them_alone() {
         .arg("--data-dir")
         .arg(deployment.dir.path().join("other"))
         .args(["--publish", foreign.to_str().unwrap()])
-        .env("HR_SYSTEM_TOKEN", "t")
+        .env("HR_SYSTEM_TOKEN", TOKEN)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

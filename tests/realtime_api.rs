@@ -24,7 +24,7 @@ permission = "recorder"
 data_types = ["employee", "org_unit", "permission"]
 "#;
 
-const TOKEN: &str = "realtime-api-test-token";
+const TOKEN: &str = "realtime-api-test-token-0123456789ab";
 
 /// A transport that keeps every change it is handed.
 #[derive(Default)]
@@ -339,7 +339,7 @@ async fn a_body_that_trickles_or_runs_over_the_limit_is_refused_and_nothing_is_s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_may_do_only_what_they_are_given_and_are_named_in_the_audit_log() {
     use hr_sync::hr_hub::CallerRight;
-    let (portal, lead) = ("portal-token-0123456789", "lead-token-0123456789");
+    let (portal, lead) = ("portal-token-0123456789abcdef0123456789", "lead-token-0123456789abcdef0123456789");
     let api = ApiConfig::for_callers([
         ("hr-portal", portal, vec![CallerRight::Permissions, CallerRight::Employees]),
         ("hr-lead", lead, vec![CallerRight::Read, CallerRight::Approve]),

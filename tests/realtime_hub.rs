@@ -15,7 +15,7 @@ mod common;
 use common::*;
 
 const NAMES: [&str; 3] = ["payroll", "orgchart", "erp"];
-const HUB_TOKEN: &str = "realtime-hub-test-token";
+const HUB_TOKEN: &str = "realtime-hub-test-token-0123456789ab";
 
 /// The watching hub; killed when the test ends, however it ends.
 struct WatchingHub(Child);

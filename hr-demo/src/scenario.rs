@@ -95,7 +95,7 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
     report_merge(&outcome.report, timings["merge"], console);
 
     let (embedded, kafka) = start_kafka(&options, &config, console).await?;
-    let token = std::env::var(TOKEN_ENV).unwrap_or_else(|_| format!("demo-{:x}", rand::random::<u64>()));
+    let token = std::env::var(TOKEN_ENV).unwrap_or_else(|_| format!("demo-{:032x}", rand::random::<u128>()));
     let systems = start_systems(&options, &mut config, &kafka, &token, console).await?;
     let hub = start_hub(&options, &config, kafka.clone(), &token)?;
     let mut run = Run { hub, systems, config, console, timings, confirmed: PropagationReport::default(), changes_sent: vec![], publisher: None };
@@ -178,14 +178,9 @@ async fn start_systems(
 ) -> anyhow::Result<Vec<TargetSystem>> {
     let mut systems = Vec::new();
     for name in config.targets.keys() {
-        let system_options = SystemOptions {
-            name: name.clone(),
-            data_dir: options.data_dir.clone(),
-            listen: ([127, 0, 0, 1], 0).into(),
-            token: Some(token.into()),
-            fresh: true,
-            metrics: None,
-        };
+        let mut system_options = SystemOptions::new(name.clone(), options.data_dir.clone());
+        system_options.token = Some(token.into());
+        system_options.fresh = true;
         let system = TargetSystem::start(&system_options, config, kafka).await?;
         console.line(&format!(
             "system {name}: sqlite {}, REST {}, kafka group {}",

@@ -83,12 +83,9 @@ pub struct ApiConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApiConfigError {
-    /// A blank token would admit every caller presenting a blank one.
-    #[error("the HR API's bearer token is empty; set a real one (HR_HUB_TOKEN)")]
-    EmptyToken,
-    /// A caller's token is blank.
-    #[error("caller {0}: its bearer token is empty; set a real one in the variable its token_env names")]
-    EmptyCallerToken(String),
+    /// A token short enough to be guessed (a blank one included).
+    #[error(transparent)]
+    WeakToken(#[from] hr_transport_rest::WeakToken),
     /// Two callers with one token could not be told apart.
     #[error("callers {0} and {1} have the same token; give each its own")]
     SharedToken(String, String),
@@ -100,12 +97,10 @@ pub enum ApiConfigError {
 impl ApiConfig {
     /// An API with one caller, `api`, presenting `token` as a bearer token,
     /// who may send permissions and employee changes and read the plan (not
-    /// approve); a blank token is refused.
+    /// approve); a token under [`MIN_TOKEN_BYTES`](hr_transport_rest::MIN_TOKEN_BYTES) is refused.
     pub fn new(token: impl Into<String>) -> Result<Self, ApiConfigError> {
         let token = token.into();
-        if token.trim().is_empty() {
-            return Err(ApiConfigError::EmptyToken);
-        }
+        hr_transport_rest::check_token_strength("the hub API's (HR_HUB_TOKEN)", &token)?;
         let caller = Caller { name: "api".into(), token, rights: vec![CallerRight::Permissions, CallerRight::Employees, CallerRight::Read] };
         Ok(ApiConfig { callers: vec![caller], ..Self::without_callers() })
     }
@@ -117,10 +112,12 @@ impl ApiConfig {
     /// ```
     /// use hr_hub::{ApiConfig, CallerRight};
     /// let config = ApiConfig::for_callers([
-    ///     ("hr-portal", "t0ken-of-the-portal", vec![CallerRight::Permissions, CallerRight::Employees]),
-    ///     ("hr-lead", "t0ken-of-the-lead", vec![CallerRight::Read, CallerRight::Approve]),
+    ///     ("hr-portal", "t0ken-of-the-portal-e3b0c44298fc1c14", vec![CallerRight::Permissions, CallerRight::Employees]),
+    ///     ("hr-lead", "t0ken-of-the-lead-9afbf4c8996fb924", vec![CallerRight::Read, CallerRight::Approve]),
     /// ]).unwrap();
-    /// assert!(ApiConfig::for_callers([("a", "same", vec![]), ("b", "same", vec![])]).is_err());
+    /// let same = "the-same-token-27ae41e4649b934ca495991b";
+    /// assert!(ApiConfig::for_callers([("a", same, vec![]), ("b", same, vec![])]).is_err());
+    /// assert!(ApiConfig::for_callers([("a", "short", vec![])]).is_err());
     /// ```
     pub fn for_callers<N: Into<String>, T: Into<String>>(callers: impl IntoIterator<Item = (N, T, Vec<CallerRight>)>) -> Result<Self, ApiConfigError> {
         let mut config = Self::without_callers();
@@ -129,9 +126,7 @@ impl ApiConfig {
             if name.is_empty() || name.len() > 64 || !name.chars().all(hr_core::is_id_char) {
                 return Err(ApiConfigError::BadCallerName(name));
             }
-            if token.trim().is_empty() {
-                return Err(ApiConfigError::EmptyCallerToken(name));
-            }
+            hr_transport_rest::check_token_strength(&format!("caller {name}'s"), &token)?;
             if let Some(other) = config.callers.iter().find(|c| c.token == token) {
                 return Err(ApiConfigError::SharedToken(other.name.clone(), name));
             }

@@ -74,7 +74,7 @@ struct Spans {
 }
 
 /// One target system.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     /// The data types it may receive.
@@ -104,6 +104,11 @@ pub struct TargetConfig {
     /// left out and reported as `rejected` in a periodic run). Empty: any role.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// Lets `url` be plain `http://` to a host that is not loopback, so its
+    /// token and records cross the network in clear. Off: such a URL is a
+    /// configuration error naming its line.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
 }
 
 /// `[api]`: who may call the hub's API, each with a token of its own.
@@ -210,7 +215,19 @@ impl Default for HubConfig {
             .into_iter()
             .map(|(name, t)| {
                 let publishes = publishes(&name);
-                (name, TargetConfig { data_types: t.data_types, url: None, token_env: None, all_grants: t.all_grants, omit: t.omit, publishes, roles: vec![] })
+                (
+                    name,
+                    TargetConfig {
+                        data_types: t.data_types,
+                        url: None,
+                        token_env: None,
+                        all_grants: t.all_grants,
+                        omit: t.omit,
+                        publishes,
+                        roles: vec![],
+                        allow_insecure_http: false,
+                    },
+                )
             })
             .collect();
         let origin = ConfigOrigin { path: "<default configuration>".into(), ..ConfigOrigin::default() };
@@ -259,6 +276,7 @@ impl HubConfig {
             targets: spans.targets.keys().map(|k| (k.get_ref().clone(), line_of(k.span().start))).collect(),
         };
         config.check_owners()?;
+        config.check_target_urls()?;
         Ok(config)
     }
 
@@ -279,6 +297,37 @@ impl HubConfig {
             }
         }
         Ok(())
+    }
+
+    /// Every target URL is usable, and plain http only on loopback unless allowed.
+    fn check_target_urls(&self) -> Result<(), ConfigError> {
+        for target in self.rest_targets_without_tokens() {
+            target.check_url().map_err(|e| ConfigError::Parse {
+                path: self.shown_path(),
+                line: self.line(None, Some(&target.name)),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The REST targets the configuration names (those with a `url`): the
+    /// data types routed to REST that each receives, its scope and URL
+    /// rules, without its token.
+    pub(crate) fn rest_targets_without_tokens(&self) -> Vec<hr_transport_rest::RestTarget> {
+        let rest_types = self.policy().data_types_via("rest");
+        let mut targets = vec![];
+        for (name, t) in &self.targets {
+            let Some(url) = &t.url else { continue };
+            let types: Vec<DataType> = t.data_types.iter().copied().filter(|d| rest_types.contains(d)).collect();
+            targets.push(
+                hr_transport_rest::RestTarget::new(name, url, types)
+                    .with_all_grants(t.all_grants)
+                    .with_fields(t.omit.clone())
+                    .with_insecure_http(t.allow_insecure_http),
+            );
+        }
+        targets
     }
 
     /// The line of the route of `data_type`, or else of target `target` (0 if unknown).
@@ -365,6 +414,7 @@ impl HubConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Hub;
 
     #[test]
     fn a_master_data_set_with_two_owners_is_refused_naming_the_line() {
@@ -373,6 +423,18 @@ mod tests {
         assert!(err.starts_with("configuration hub.toml, line 8:") && err.contains("published by both erp and sales"), "{err}");
         let one_owner = HubConfig::from_toml_str(&text.replace("publishes = [\"md.product\"]\n\n", "\n"), "hub.toml").unwrap();
         assert_eq!(one_owner.owned_sets(), BTreeMap::from([("md.product", "sales")]));
+    }
+
+    #[test]
+    fn plain_http_to_a_host_off_loopback_is_refused_naming_the_line_unless_allowed() {
+        let text = "[routes]\ncompensation = \"rest\"\n\n[targets.payroll]\ndata_types = [\"compensation\"]\nurl = \"http://payroll.internal:8081\"\n";
+        let err = HubConfig::from_toml_str(text, "hub.toml").unwrap_err().to_string();
+        assert!(err.starts_with("configuration hub.toml, line 4:") && err.contains("plain http") && err.contains("allow_insecure_http"), "{err}");
+        for fine in ["https://payroll.internal:8443", "http://127.0.0.1:8081", "http://[::1]:8081", "http://localhost:8081"] {
+            HubConfig::from_toml_str(&text.replace("http://payroll.internal:8081", fine), "hub.toml").unwrap();
+        }
+        let allowed = HubConfig::from_toml_str(&format!("{text}allow_insecure_http = true\n"), "hub.toml").unwrap();
+        assert!(Hub::rest_targets(&allowed).unwrap()[0].allow_insecure_http);
     }
 
     #[test]

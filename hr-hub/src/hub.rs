@@ -365,17 +365,12 @@ impl Hub {
     /// receives. A target without a url is left out (the router then says
     /// which data type cannot reach it).
     pub fn rest_targets(config: &HubConfig) -> Result<Vec<RestTarget>, ConfigError> {
-        let rest_types = config.policy().data_types_via("rest");
-        let mut targets = vec![];
-        for (name, t) in &config.targets {
-            let Some(url) = &t.url else { continue };
-            let types: Vec<DataType> = t.data_types.iter().copied().filter(|d| rest_types.contains(d)).collect();
-            let mut target = RestTarget::new(name, url, types).with_all_grants(t.all_grants).with_fields(t.omit.clone());
-            if let Some(var) = &t.token_env {
-                let token = std::env::var(var).map_err(|_| ConfigError::MissingToken { target: name.clone(), variable: var.clone() })?;
-                target = target.with_token(&token);
+        let mut targets = config.rest_targets_without_tokens();
+        for target in &mut targets {
+            if let Some(var) = config.targets.get(&target.name).and_then(|t| t.token_env.as_ref()) {
+                let token = std::env::var(var).map_err(|_| ConfigError::MissingToken { target: target.name.clone(), variable: var.clone() })?;
+                *target = target.clone().with_token(&token);
             }
-            targets.push(target);
         }
         Ok(targets)
     }

@@ -66,7 +66,8 @@
 //! }
 //! let mut systems = vec![];
 //! for name in ["payroll", "orgchart", "erp"] {
-//!     let options = SystemOptions { name: name.into(), data_dir: dir.path().into(), listen: ([127, 0, 0, 1], 0).into(), token: None, fresh: true, metrics: None };
+//!     let mut options = SystemOptions::new(name, dir.path());
+//!     options.fresh = true;
 //!     let system = TargetSystem::start(&options, &config, &kafka).await.unwrap();
 //!     config.targets.get_mut(name).unwrap().url = Some(system.url().to_string());
 //!     systems.push(system);

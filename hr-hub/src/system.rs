@@ -23,6 +23,7 @@ const FIRST_SUBSCRIBE: Duration = Duration::from_secs(5);
 
 /// How to start a target system.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct SystemOptions {
     /// Its name, as the configuration's `[targets.<name>]`.
     pub name: String,
@@ -41,6 +42,29 @@ pub struct SystemOptions {
     /// system counts what it applies, per data type and transport, through
     /// the `metrics` facade whatever this says.
     pub metrics: Option<MetricsRender>,
+    /// A bearer token `GET /metrics` requires (a scraper's, not the
+    /// receiver's); `None`: the metrics (counts only) are open.
+    pub metrics_token: Option<String>,
+    /// Serve the receiver over HTTPS with this certificate and key.
+    pub tls: Option<hr_transport_rest::TlsIdentity>,
+}
+
+impl SystemOptions {
+    /// A system `name` keeping its store in `data_dir`, its receiver on a
+    /// free loopback port without a token, resuming its store, without
+    /// metrics or TLS; set the fields to change any of it.
+    pub fn new(name: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        SystemOptions {
+            name: name.into(),
+            data_dir: data_dir.into(),
+            listen: ([127, 0, 0, 1], 0).into(),
+            token: None,
+            fresh: false,
+            metrics: None,
+            metrics_token: None,
+            tls: None,
+        }
+    }
 }
 
 // The token is a secret: Debug says whether there is one.
@@ -53,6 +77,8 @@ impl std::fmt::Debug for SystemOptions {
             .field("token", &self.token.as_ref().map(|_| "[redacted]"))
             .field("fresh", &self.fresh)
             .field("metrics", &self.metrics.is_some())
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "[redacted]"))
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -180,7 +206,7 @@ impl TargetSystem {
         let listen_error = |source| SystemError::Listen { system: system(), address: options.listen, source };
         let listener = tokio::net::TcpListener::bind(options.listen).await.map_err(listen_error)?;
         let address = listener.local_addr().map_err(listen_error)?;
-        let url = format!("http://{address}");
+        let url = format!("{}://{address}", if options.tls.is_some() { "https" } else { "http" });
         let receiver_error = |source| SystemError::Receiver { system: system(), address, source };
         // Grants for other systems are never stored, whichever way they come,
         // and none stays from before the system's scope narrowed.
@@ -207,6 +233,12 @@ impl TargetSystem {
         }
         if let Some(token) = &options.token {
             receiver_config = receiver_config.with_token(token).map_err(receiver_error)?;
+        }
+        if let Some(token) = &options.metrics_token {
+            receiver_config = receiver_config.with_metrics_token(token).map_err(receiver_error)?;
+        }
+        if let Some(tls) = &options.tls {
+            receiver_config = receiver_config.with_tls(tls.clone());
         }
         // serve_receiver, not axum::serve: it adds the header read timeout and
         // the connection cap, and refuses to serve without a token off loopback.
@@ -313,15 +345,17 @@ fn outside_the_runtime<T>(read: impl FnOnce() -> T) -> T {
     }
 }
 
-/// `/healthz`: 503 while the brokers do not answer or the group is not joined.
+/// `/healthz`: 503 while the brokers do not answer or the group is not
+/// joined, saying which; the cause is in the log, not in an answer anyone
+/// who reaches the port can read.
 fn kafka_health(watch: &BrokerWatch, not_joined: Arc<Mutex<Option<String>>>) -> HealthCheck {
     let status = watch.subscribe();
     Arc::new(move || match &*status.borrow() {
         BrokerStatus::Unknown => Err("Kafka brokers not asked yet".into()),
-        BrokerStatus::Unreachable(reason) => Err(format!("Kafka brokers unreachable: {reason}")),
+        BrokerStatus::Unreachable(_) => Err("Kafka brokers unreachable (the system's log says why)".into()),
         BrokerStatus::Reachable => match &*not_joined.lock().unwrap_or_else(|p| p.into_inner()) {
             None => Ok(()),
-            Some(why) => Err(format!("Kafka brokers answer, but the consumer group is not joined: {why}")),
+            Some(_) => Err("Kafka brokers answer, but the consumer group is not joined (the system's log says why)".into()),
         },
     })
 }

@@ -23,6 +23,9 @@ pub struct RestTarget {
     pub all_grants: bool,
     /// The fields it goes without: they are removed before sending.
     pub fields: FieldScope,
+    /// Lets an `http://` URL name a host that is not loopback, so the token
+    /// and the records cross the network in clear (off by default).
+    pub allow_insecure_http: bool,
 }
 
 impl RestTarget {
@@ -35,7 +38,30 @@ impl RestTarget {
             data_types,
             all_grants: false,
             fields: FieldScope::full(),
+            allow_insecure_http: false,
         }
+    }
+
+    /// Lets an `http://` URL name a host that is not loopback (see
+    /// [`allow_insecure_http`](Self::allow_insecure_http)).
+    pub fn with_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
+    /// Whether its URL can be used: absolute, `http` or `https`, with a
+    /// host, and `http` only to a loopback host unless
+    /// [`allow_insecure_http`](Self::allow_insecure_http).
+    ///
+    /// ```
+    /// use hr_transport_rest::RestTarget;
+    /// assert!(RestTarget::new("erp", "https://erp.internal:8443", vec![]).check_url().is_ok());
+    /// assert!(RestTarget::new("erp", "http://127.0.0.1:8083", vec![]).check_url().is_ok());
+    /// assert!(RestTarget::new("erp", "http://erp.internal:8083", vec![]).check_url().is_err());
+    /// assert!(RestTarget::new("erp", "http://erp.internal:8083", vec![]).with_insecure_http(true).check_url().is_ok());
+    /// ```
+    pub fn check_url(&self) -> Result<(), RestTransportError> {
+        check_base_url(self)
     }
 
     /// Lets it receive every grant, not only those for itself (an access-review tool).
@@ -111,6 +137,17 @@ pub enum RestTransportError {
         url: String,
         /// What is wrong with it.
         cause: String,
+    },
+    /// A target's URL is plain `http://` to a host that is not loopback.
+    #[error(
+        "target {target}: {url} is plain http to a host that is not loopback, so its token and records would cross the network in clear; \
+         use https, or set allow_insecure_http = true for this target"
+    )]
+    InsecureUrl {
+        /// The target.
+        target: String,
+        /// The URL as configured.
+        url: String,
     },
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
@@ -357,9 +394,20 @@ fn check_base_url(target: &RestTarget) -> Result<(), RestTransportError> {
     let invalid = |cause: String| RestTransportError::InvalidUrl { target: target.name.clone(), url: target.base_url.clone(), cause };
     let url = reqwest::Url::parse(&target.base_url).map_err(|e| invalid(e.to_string()))?;
     match url.scheme() {
+        "http" if url.host().is_some_and(|host| !is_loopback(&host)) && !target.allow_insecure_http => {
+            Err(RestTransportError::InsecureUrl { target: target.name.clone(), url: target.base_url.clone() })
+        }
         "http" | "https" if url.host().is_some() => Ok(()),
         "http" | "https" => Err(invalid("it has no host".into())),
         other => Err(invalid(format!("scheme {other} is neither http nor https"))),
+    }
+}
+
+fn is_loopback(host: &url::Host<&str>) -> bool {
+    match host {
+        url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
     }
 }
 

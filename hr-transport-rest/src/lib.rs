@@ -14,12 +14,12 @@
 //! use std::sync::Arc;
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let sink = Arc::new(MemorySink::default());
-//! let config = ReceiverConfig::new(sink.clone(), vec![DataType::MasterData]).with_token("s3cret").unwrap();
+//! let config = ReceiverConfig::new(sink.clone(), vec![DataType::MasterData]).with_token("4f9c0a6b2e8d17f3a5c9e0b4d6f1a2c8").unwrap();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
 //! let url = format!("http://{}", listener.local_addr().unwrap());
 //! tokio::spawn(serve_receiver(listener, config).unwrap());
 //!
-//! let target = RestTarget::new("erp", &url, vec![DataType::MasterData]).with_token("s3cret");
+//! let target = RestTarget::new("erp", &url, vec![DataType::MasterData]).with_token("4f9c0a6b2e8d17f3a5c9e0b4d6f1a2c8");
 //! let propagator = RestPropagator::new(RestConfig::new(vec![target])).unwrap();
 //! let md = MasterData { set: "grade".into(), code: "G1".into(), name: "Staff".into(), attributes: Default::default() };
 //! let change = ChangeEnvelope::upsert(DataType::MasterData, md.key(), 1, "hr", &md).unwrap();
@@ -37,8 +37,12 @@ mod openapi;
 mod serve;
 mod server;
 mod strict;
+mod token;
 
 pub use client::{RestConfig, RestPropagator, RestTarget, RestTransportError};
 pub use idempotency::MAX_IDEMPOTENCY_KEY_BYTES;
-pub use serve::{serve_receiver, serve_with_limits, ConnectionLimits};
-pub use server::{bearer_matches, receiver, HealthCheck, MetricsRender, ReceiverConfig, ReceiverError, BUCKETS_PATH, CHANGES_PATH, DIGEST_PATH, ENTRIES_PATH};
+pub use serve::{serve_receiver, serve_tls_with_limits, serve_with_limits, ConnectionLimits, TlsError, TlsIdentity};
+pub use server::{
+    metrics_endpoint, receiver, HealthCheck, MetricsRender, ReceiverConfig, ReceiverError, BUCKETS_PATH, CHANGES_PATH, DIGEST_PATH, ENTRIES_PATH,
+};
+pub use token::{bearer_matches, check_token_strength, WeakToken, MIN_TOKEN_BYTES};

@@ -8,6 +8,7 @@
 //! duplicate keys, nesting over 128), data types (403), unknown fields (400),
 //! and the sink's validation (400) and store (503).
 
+use crate::bearer_matches;
 use crate::idempotency::{AnsweredKeys, BodyHash, Seen, MAX_IDEMPOTENCY_KEY_BYTES};
 use crate::serve::ConnectionLimits;
 use crate::strict::{self, bound_echoes, bounded, Refusal, ECHO_CHARS};
@@ -27,7 +28,6 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 
@@ -44,10 +44,9 @@ pub const ENTRIES_PATH: &str = "/hr/v1/entries/{data_type}";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReceiverError {
-    /// An empty token would be compared like any other and let in every
-    /// caller presenting an empty one: not a token at all.
-    #[error("the receiver's bearer token is empty; set a real token (or none, on loopback only)")]
-    EmptyToken,
+    /// A token short enough to be guessed (an empty one included).
+    #[error(transparent)]
+    WeakToken(#[from] crate::WeakToken),
     /// Without a token only local processes may reach the receiver.
     #[error("refusing to serve the receiver without a token on {0}, which is not a loopback address; set a token")]
     OpenOnNetwork(std::net::SocketAddr),
@@ -69,6 +68,8 @@ pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
 pub struct ReceiverConfig {
     pub(crate) health: Option<HealthCheck>,
     pub(crate) metrics: Option<MetricsRender>,
+    pub(crate) metrics_token: Option<Sensitive<String>>,
+    pub(crate) tls: Option<crate::TlsIdentity>,
     pub(crate) sink: Arc<dyn Sink>,
     pub(crate) allowed: Vec<DataType>,
     pub(crate) token: Option<Sensitive<String>>,
@@ -91,6 +92,8 @@ impl ReceiverConfig {
         ReceiverConfig {
             health: None,
             metrics: None,
+            metrics_token: None,
+            tls: None,
             sink,
             allowed,
             token: None,
@@ -105,11 +108,9 @@ impl ReceiverConfig {
     }
 
     /// Requires `Authorization: Bearer <token>` (scheme in any case).
-    /// An empty or blank token is refused.
+    /// A token under [`MIN_TOKEN_BYTES`](crate::MIN_TOKEN_BYTES) is refused.
     pub fn with_token(mut self, token: &str) -> Result<Self, ReceiverError> {
-        if token.trim().is_empty() {
-            return Err(ReceiverError::EmptyToken);
-        }
+        crate::check_token_strength("the receiver's", token)?;
         self.token = Some(Sensitive::new(token.to_string()));
         Ok(self)
     }
@@ -121,7 +122,22 @@ impl ReceiverConfig {
         self
     }
 
-    /// Serves `GET /metrics` (no token: counts only, never a key or a
+    /// Serves HTTPS with `identity` ([`serve_receiver`](crate::serve_receiver)).
+    pub fn with_tls(mut self, identity: crate::TlsIdentity) -> Self {
+        self.tls = Some(identity);
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` on `GET /metrics` too (a
+    /// token of its own, so a scraper cannot write); without one the
+    /// metrics (counts only) are open to whoever reaches the port.
+    pub fn with_metrics_token(mut self, token: &str) -> Result<Self, ReceiverError> {
+        crate::check_token_strength("the metrics endpoint's", token)?;
+        self.metrics_token = Some(Sensitive::new(token.to_string()));
+        Ok(self)
+    }
+
+    /// Serves `GET /metrics` (counts only, never a key or a
     /// value) with what `render` returns.
     pub fn with_metrics(mut self, render: MetricsRender) -> Self {
         self.metrics = Some(render);
@@ -232,10 +248,10 @@ pub fn receiver(config: ReceiverConfig) -> Router {
         .route(BUCKETS_PATH, get(bucket_digests).route_layer(middleware::from_fn_with_state(shared.clone(), require_token)))
         .route(ENTRIES_PATH, get(bucket_entries).route_layer(middleware::from_fn_with_state(shared.clone(), require_token)))
         .route("/healthz", get(move || healthz(config.health.clone())))
-        .route("/metrics", get(move || metrics_text(config.metrics.clone())))
         .route("/hr/v1/openapi.json", get(|| async { Json(crate::openapi::document()) }))
         .layer(DefaultBodyLimit::max(config.body_limit))
         .with_state(shared)
+        .merge(metrics_endpoint(config.metrics, config.metrics_token))
 }
 
 async fn healthz(check: Option<HealthCheck>) -> Response {
@@ -245,11 +261,30 @@ async fn healthz(check: Option<HealthCheck>) -> Response {
     }
 }
 
-async fn metrics_text(render: Option<MetricsRender>) -> Response {
-    match render {
-        Some(render) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], render()).into_response(),
-        None => error(StatusCode::NOT_FOUND, "no_metrics", "this receiver exports no metrics"),
-    }
+/// `GET /metrics` answering what `render` returns (404 without one),
+/// behind `token` if there is one: for the receiver, and for any other
+/// process of a deployment that exports metrics (the hub's `--metrics-listen`).
+pub fn metrics_endpoint(render: Option<MetricsRender>, token: Option<Sensitive<String>>) -> Router {
+    let token = Arc::new(token);
+    Router::new().route(
+        "/metrics",
+        get(move |headers: HeaderMap| {
+            let (render, token) = (render.clone(), token.clone());
+            async move {
+                if let Some(expected) = token.as_ref() {
+                    if !bearer_matches(&headers, expected.expose()) {
+                        let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized", "the metrics need a valid bearer token");
+                        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                        return response;
+                    }
+                }
+                match render {
+                    Some(render) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], render()).into_response(),
+                    None => error(StatusCode::NOT_FOUND, "no_metrics", "this receiver exports no metrics"),
+                }
+            }
+        }),
+    )
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
@@ -308,22 +343,8 @@ fn applied(outcome: ApplyOutcome) -> Response {
         .into_response()
 }
 
-/// The credentials of a `Bearer` authorization; the scheme is case-insensitive (RFC 9110 11.1).
-fn presented_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, credentials) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| credentials.trim_start_matches(' '))
-}
-
 fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
     shared.token.as_ref().is_none_or(|expected| bearer_matches(headers, expected.expose()))
-}
-
-/// Whether a request's `Authorization: Bearer` token is `expected`,
-/// compared in constant time (for any HTTP API that shares the scheme).
-pub fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
-    let presented = presented_token(headers).unwrap_or("");
-    presented.as_bytes().ct_eq(expected.as_bytes()).into()
 }
 
 /// Refuses before the body is touched: a caller without the token must not
@@ -566,15 +587,6 @@ mod tests {
         assert!(idempotency_key(&headers(&[("idempotency-key", "")])).is_err());
         assert_eq!(idempotency_key(&headers(&[("idempotency-key", "k-1")])).ok().flatten().as_deref(), Some("k-1"));
         assert!(matches!(idempotency_key(&HeaderMap::new()), Ok(None)));
-    }
-
-    #[test]
-    fn the_bearer_scheme_is_case_insensitive() {
-        for value in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR  t0k"] {
-            assert_eq!(presented_token(&headers(&[("authorization", value)])), Some("t0k"), "{value}");
-        }
-        assert_eq!(presented_token(&headers(&[("authorization", "Basic t0k")])), None);
-        assert_eq!(presented_token(&headers(&[("authorization", "Bearert0k")])), None);
     }
 
     #[test]

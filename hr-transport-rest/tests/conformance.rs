@@ -6,7 +6,7 @@ use hr_transport_rest::{serve_receiver, ReceiverConfig, RestConfig, RestPropagat
 use std::sync::Arc;
 use std::time::Duration;
 
-const TOKEN: &str = "conformance-token";
+const TOKEN: &str = "conformance-token-0123456789abcdef01";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_propagator_conforms() {

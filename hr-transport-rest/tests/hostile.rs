@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const TOKEN: &str = "hostile-test-token";
+const TOKEN: &str = "hostile-test-token-0123456789abcdef0";
 const SSN: &str = "900101-1234567";
 
 async fn serve(config: ReceiverConfig) -> SocketAddr {
@@ -180,11 +180,12 @@ async fn the_bearer_scheme_is_case_insensitive() {
 }
 
 #[tokio::test]
-async fn an_empty_token_is_refused_and_no_token_serves_only_loopback() {
+async fn a_short_token_is_refused_and_no_token_serves_only_loopback() {
     let sink: Arc<dyn Sink> = Arc::new(MemorySink::default());
-    for empty in ["", " ", "\t"] {
-        let refused = ReceiverConfig::new(sink.clone(), vec![DataType::MasterData]).with_token(empty);
-        assert!(matches!(refused, Err(ReceiverError::EmptyToken)), "{empty:?}");
+    let one_short = "x".repeat(31);
+    for weak in ["", " ", "\t", "s3cret", one_short.as_str()] {
+        let refused = ReceiverConfig::new(sink.clone(), vec![DataType::MasterData]).with_token(weak);
+        assert!(matches!(refused, Err(ReceiverError::WeakToken(_))), "{weak:?}");
     }
     let open = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     match serve_receiver(open, ReceiverConfig::new(sink.clone(), vec![DataType::MasterData])) {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-const TOKEN: &str = "test-token";
+const TOKEN: &str = "loopback-test-token-0123456789abcdef";
 
 async fn serve_on(listener: tokio::net::TcpListener, sink: Arc<SqliteSink>, allowed: Vec<DataType>) -> tokio::task::JoinHandle<()> {
     let config = ReceiverConfig::new(sink, allowed).with_token(TOKEN).unwrap().with_body_limit(4 << 20);

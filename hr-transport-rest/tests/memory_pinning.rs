@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-const TOKEN: &str = "memory-test-token";
+const TOKEN: &str = "memory-test-token-0123456789abcdef01";
 const CONNECTIONS: usize = 30;
 const ANNOUNCED: usize = 16_000_000;
 const SENT: usize = 4 << 20;

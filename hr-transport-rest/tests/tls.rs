@@ -1,9 +1,10 @@
-//! HTTPS with a private CA: a local receiver serves TLS with a certificate
-//! signed by a throwaway CA; the propagator trusts it only through
-//! `RestConfig::ca_pem`.
+//! HTTPS with a private CA: a local receiver serves TLS itself
+//! (`ReceiverConfig::with_tls`, certificate and key files) with a
+//! certificate signed by a throwaway CA; the propagator trusts it only
+//! through `RestConfig::ca_pem`.
 
 use hr_core::{ChangeEnvelope, DataType, MasterData, MemorySink, PropagateError, Propagator, Sink};
-use hr_transport_rest::{receiver, ReceiverConfig, RestConfig, RestPropagator, RestTarget};
+use hr_transport_rest::{serve_receiver, ReceiverConfig, RestConfig, RestPropagator, RestTarget, TlsIdentity};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,15 +31,20 @@ fn md() -> ChangeEnvelope {
 
 #[tokio::test]
 async fn https_to_a_receiver_with_a_private_ca() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let (ca_pem, cert_pem, key_pem) = private_pki();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, cert_pem).unwrap();
+    std::fs::write(&key, key_pem).unwrap();
     let sink = Arc::new(MemorySink::default());
-    let app = receiver(ReceiverConfig::new(sink.clone(), vec![DataType::MasterData]).with_token("tls-token").unwrap());
-    let tls = axum_server::tls_rustls::RustlsConfig::from_pem(cert_pem.into_bytes(), key_pem.into_bytes()).await.unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = ReceiverConfig::new(sink.clone(), vec![DataType::MasterData])
+        .with_token("tls-test-token-0123456789abcdef012345")
+        .unwrap()
+        .with_tls(TlsIdentity::from_pem_files(&cert, &key).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum_server::from_tcp_rustls(listener, tls).serve(app.into_make_service()).await.unwrap() });
-    let target = RestTarget::new("payroll", &format!("https://{addr}"), vec![DataType::MasterData]).with_token("tls-token");
+    tokio::spawn(serve_receiver(listener, config).unwrap());
+    let target = RestTarget::new("payroll", &format!("https://{addr}"), vec![DataType::MasterData]).with_token("tls-test-token-0123456789abcdef012345");
 
     // Without the CA the certificate is not trusted: a clear failure, nothing applied.
     let mut untrusting = RestConfig::new(vec![target.clone()]);
@@ -54,6 +60,47 @@ async fn https_to_a_receiver_with_a_private_ca() {
     let propagator = RestPropagator::new(trusting).unwrap();
     assert_eq!(propagator.propagate(&[md()]).await.unwrap().delivered().total("payroll"), 1);
     assert_eq!(propagator.digests("payroll").await.unwrap()[&DataType::MasterData].count, 1);
+
+    // Plain HTTP to the TLS port gets no answer a client could take for the receiver's.
+    let plain = reqwest::Client::new().get(format!("http://{addr}/healthz")).timeout(Duration::from_secs(5)).send().await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success(), "plain http was served on the TLS port");
+}
+
+#[test]
+fn a_key_file_that_is_not_a_key_is_a_clear_error_that_does_not_quote_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cert_pem, _) = private_pki();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, cert_pem).unwrap();
+    std::fs::write(&key, "not-a-key-secret-material").unwrap();
+    let err = TlsIdentity::from_pem_files(&cert, &key).unwrap_err().to_string();
+    assert!(err.contains("key.pem") && err.contains("no readable PEM private key") && !err.contains("secret-material"), "{err}");
+}
+
+/// With a metrics token, `/metrics` answers only to it; `/healthz` stays open.
+#[tokio::test]
+async fn metrics_can_require_a_token_of_their_own() {
+    let sink = Arc::new(MemorySink::default());
+    let metrics_token = "metrics-token-0123456789abcdef01234567";
+    let config = ReceiverConfig::new(sink, vec![DataType::MasterData])
+        .with_token("receiver-token-0123456789abcdef0123456")
+        .unwrap()
+        .with_metrics(Arc::new(|| "hr_up 1\n".to_string()))
+        .with_metrics_token(metrics_token)
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(serve_receiver(listener, config).unwrap());
+    let client = reqwest::Client::new();
+    let without = client.get(format!("{url}/metrics")).send().await.unwrap();
+    assert_eq!(without.status(), 401);
+    let wrong = client.get(format!("{url}/metrics")).bearer_auth("receiver-token-0123456789abcdef0123456").send().await.unwrap();
+    assert_eq!(wrong.status(), 401, "the receiver's token is not the metrics token");
+    let with = client.get(format!("{url}/metrics")).bearer_auth(metrics_token).send().await.unwrap();
+    assert_eq!(with.status(), 200);
+    assert_eq!(with.text().await.unwrap(), "hr_up 1\n");
+    assert_eq!(client.get(format!("{url}/healthz")).send().await.unwrap().status(), 200);
+    assert!(ReceiverConfig::new(Arc::new(MemorySink::default()), vec![]).with_metrics_token("short").is_err());
 }
 
 #[test]

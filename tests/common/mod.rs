@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-pub const TOKEN: &str = "multi-process-test-token";
+pub const TOKEN: &str = "multi-process-test-token-0123456789a";
 
 /// The path of a built example; builds `hub` and `system` in case the test runs alone.
 pub fn example(name: &str) -> PathBuf {
