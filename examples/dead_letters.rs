@@ -68,8 +68,7 @@ async fn main() -> anyhow::Result<()> {
     hr_demo::console::init_logging();
     let args = Args::parse();
     let config = HubConfig::load(args.config.as_deref())?;
-    let mut kafka = KafkaConfig::new(&args.brokers);
-    kafka.topic_prefix = config.topic_prefix.clone();
+    let mut kafka = config.kafka(&args.brokers)?;
     if let Some(system) = &args.system {
         anyhow::ensure!(config.targets.contains_key(system), "{system} is not a system of the configuration");
         kafka.fields = config.policy().scope(system).fields().clone();

@@ -23,7 +23,7 @@
 use clap::Parser;
 use hr_core::{DataType, HeldBack, HeldRecord, Ledger, MergeReport, Sensitive};
 use hr_demo::console::{Console, LogFormat};
-use hr_sync::hr_hub::{hub_api, load_and_merge, ApiConfig, ApiGate, Hub, HubConfig, HubError, Reconciliation, RepairOutcome, SyncOutcome};
+use hr_sync::hr_hub::{acl_commands, hub_api, load_and_merge, ApiConfig, ApiGate, Hub, HubConfig, HubError, Reconciliation, RepairOutcome, SyncOutcome};
 use hr_transport_kafka::{ensure_topics, group_lag, wait_until_applied, BrokerStatus, BrokerWatch, KafkaConfig};
 use hr_transport_rest::{check_token_strength, metrics_endpoint, serve_tls_with_limits, ConnectionLimits, RestConfig, TlsIdentity};
 use serde::Serialize;
@@ -45,8 +45,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(about = "Merge, plan deltas, propagate to every target system and reconcile")]
 struct Args {
     /// The input directory (laid out as the README's "Input contract").
-    #[arg(long)]
-    input: PathBuf,
+    #[arg(long, required_unless_present = "print_acls")]
+    input: Option<PathBuf>,
     /// Kafka bootstrap servers.
     #[arg(long, default_value = "127.0.0.1:9092")]
     brokers: String,
@@ -109,6 +109,14 @@ struct Args {
     /// address; with HR_METRICS_TOKEN set, only to that bearer token.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Print the Kafka ACLs of this deployment, one `kafka-acls.sh` argument
+    /// list per line (the hub's principal is --hub-principal, each system's
+    /// its name), and exit.
+    #[arg(long)]
+    print_acls: bool,
+    /// The hub's Kafka principal, for --print-acls.
+    #[arg(long, default_value = "hub")]
+    hub_principal: String,
     /// Serve --listen and --metrics-listen over HTTPS with this PEM certificate chain (needs --tls-key).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -119,6 +127,13 @@ struct Args {
 
 /// The bearer token `/metrics` requires, here and (for --status) at the systems.
 const METRICS_TOKEN_ENV: &str = "HR_METRICS_TOKEN";
+
+impl Args {
+    /// The input directory: clap requires it for everything but --print-acls.
+    fn input(&self) -> &PathBuf {
+        self.input.as_ref().expect("clap requires --input unless --print-acls")
+    }
+}
 
 /// The exit code of a run held for approval (`[safety]`): nothing was sent.
 const HELD_EXIT_CODE: i32 = 3;
@@ -195,7 +210,13 @@ async fn main() -> anyhow::Result<()> {
     hr_demo::console::init_logging_as(args.log_format);
     let console = if args.log_format == LogFormat::Json { Console::events() } else { Console::detect() };
     let config = HubConfig::load(Some(&args.config))?;
-    let mut rest = RestConfig::new(Hub::rest_targets(&config)?);
+    if args.print_acls {
+        for args in acl_commands(&config.kafka_acls(&args.hub_principal)) {
+            println!("{}", args.join(" "));
+        }
+        return Ok(());
+    }
+    let mut rest = config.rest_config()?;
     rest.deadline = Duration::from_secs(args.rest_deadline_secs);
     std::fs::create_dir_all(&args.data_dir)?;
     // Read before anything runs: a --listen without a token is a mistake to report at once.
@@ -236,7 +257,7 @@ async fn main() -> anyhow::Result<()> {
         (Some(addr), Some(_)) => Some(serve_gate(addr, &args.brokers, tls.clone(), &console).await?),
         _ => None,
     };
-    let brokers = if args.watch.is_some() || gate.is_some() { Some(watch_brokers(&args.brokers, gate.clone()).await?) } else { None };
+    let brokers = if args.watch.is_some() || gate.is_some() { Some(watch_brokers(&config.kafka(&args.brokers)?, gate.clone()).await?) } else { None };
 
     let mut hub: Option<Arc<Mutex<Hub>>> = None;
     let mut failures: u32 = 0;
@@ -320,8 +341,9 @@ async fn serve_gate(addr: SocketAddr, brokers: &str, tls: Option<TlsIdentity>, c
 /// they stop answering and when they answer again, and the gate (if any)
 /// answers 503 naming them meanwhile. Returns once the first answer (or
 /// its absence) is known, at most a few seconds.
-async fn watch_brokers(brokers: &str, gate: Option<ApiGate>) -> anyhow::Result<tokio::sync::watch::Receiver<BrokerStatus>> {
-    let watch = BrokerWatch::start(&KafkaConfig::new(brokers), Duration::from_secs(2))?;
+async fn watch_brokers(kafka: &KafkaConfig, gate: Option<ApiGate>) -> anyhow::Result<tokio::sync::watch::Receiver<BrokerStatus>> {
+    let watch = BrokerWatch::start(kafka, Duration::from_secs(2))?;
+    let brokers = kafka.brokers.as_str();
     let mut status = watch.subscribe();
     let first = status.clone();
     let brokers = brokers.to_string();
@@ -444,8 +466,7 @@ async fn connect(args: &Args, config: &HubConfig, rest: RestConfig, access: Acce
         Access::Write => Ledger::open(path)?,
         Access::ReadOnly => Ledger::open_read_only(path)?,
     };
-    let mut kafka = KafkaConfig::new(&args.brokers);
-    kafka.topic_prefix = config.topic_prefix.clone();
+    let kafka = config.kafka(&args.brokers)?;
     for audience in config.kafka_audiences(&kafka) {
         ensure_topics(&audience, &config.policy().data_types_via("kafka")).await?;
     }
@@ -468,9 +489,9 @@ fn operator(args: &Args) -> String {
 
 /// `--plan`: merges the input and prints what a run would change, sending nothing.
 async fn print_plan(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Result<()> {
-    let mapping = config.mapping_for(&args.input)?;
+    let mapping = config.mapping_for(args.input())?;
     let identities = Arc::new(hub.ledger().identities()?);
-    let outcome = load_and_merge(args.input.clone(), mapping, identities.clone()).await?;
+    let outcome = load_and_merge(args.input().clone(), mapping, identities.clone()).await?;
     let held = HeldBack::from_report(&outcome.report, &identities);
     let plan = hub.plan(&outcome.state, &held)?;
     if args.json {
@@ -540,11 +561,11 @@ fn retry_pause(every: u64, failures: u32) -> Duration {
 /// real-time call never interleaves with them.
 async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &Console, run_id: &str) -> anyhow::Result<RunReport> {
     let started = Instant::now();
-    let mapping = config.mapping_for(&args.input)?;
+    let mapping = config.mapping_for(args.input())?;
     let identities = Arc::new(hub.lock().await.ledger().identities()?);
     let outcome = {
         let _phase = console.phase("merging", None);
-        load_and_merge(args.input.clone(), mapping, identities.clone()).await?
+        load_and_merge(args.input().clone(), mapping, identities.clone()).await?
     };
     console.line(&format!(
         "merged {} employees ({} matched persons, {} records quarantined)",
@@ -636,8 +657,8 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
 /// empty store reads the topics from their start) is not drift to repair.
 /// One that does not catch up in time is left to the comparison.
 async fn wait_for_consumers(args: &Args, config: &HubConfig, deadline: Duration, console: &Console) {
-    let mut kafka = KafkaConfig::new(&args.brokers);
-    kafka.topic_prefix = config.topic_prefix.clone();
+    // The settings were checked when the hub connected.
+    let Ok(kafka) = config.kafka(&args.brokers) else { return };
     let routed = config.policy().data_types_via("kafka");
     for (name, target) in &config.targets {
         let types: Vec<DataType> = target.data_types.iter().copied().filter(|t| routed.contains(t)).collect();
@@ -673,8 +694,7 @@ struct StatusRow {
 /// consumer group is behind on its audience's topics.
 async fn print_status(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Result<()> {
     let found = hub.reconcile(config).await?;
-    let mut kafka = KafkaConfig::new(&args.brokers);
-    kafka.topic_prefix = config.topic_prefix.clone();
+    let kafka = config.kafka(&args.brokers)?;
     let routed = config.policy().data_types_via("kafka");
     let mut rows = vec![];
     for (name, types) in &found {
@@ -684,7 +704,7 @@ async fn print_status(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Res
         let lags = if kafka_types.is_empty() { vec![] } else { group_lag(&audience, &[&kafka.group(name)], &kafka_types).await? };
         let lag_of = |t: DataType| lags.iter().flat_map(|g| &g.lag).filter(|(topic, _)| kafka.data_type_of(topic) == Some(t)).map(|(_, n)| *n).sum();
         let last_applied = match &target.url {
-            Some(url) => last_applied(url).await.unwrap_or_else(|e| {
+            Some(url) => last_applied(config, url).await.unwrap_or_else(|e| {
                 eprintln!("{name}: no last-applied times: {e}");
                 BTreeMap::new()
             }),
@@ -740,8 +760,12 @@ async fn print_status(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Res
 
 /// When the system at `url` last applied a change of each data type:
 /// `hr_last_applied_timestamp_seconds` on its `/metrics`.
-async fn last_applied(url: &str) -> anyhow::Result<BTreeMap<DataType, chrono::DateTime<chrono::Utc>>> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+async fn last_applied(config: &HubConfig, url: &str) -> anyhow::Result<BTreeMap<DataType, chrono::DateTime<chrono::Utc>>> {
+    let mut client = reqwest::Client::builder().timeout(Duration::from_secs(5));
+    if let Some(ca) = config.rest_config()?.ca_pem {
+        client = client.add_root_certificate(reqwest::Certificate::from_pem(&ca)?);
+    }
+    let client = client.build()?;
     let mut request = client.get(format!("{}/metrics", url.trim_end_matches('/')));
     if let Ok(token) = std::env::var(METRICS_TOKEN_ENV) {
         request = request.bearer_auth(token);

@@ -87,8 +87,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     hr_demo::console::init_logging_as(args.log_format);
     let config = HubConfig::load(args.config.as_deref())?;
-    let mut kafka = KafkaConfig::new(&args.brokers);
-    kafka.topic_prefix = config.topic_prefix.clone();
+    let kafka = config.kafka(&args.brokers)?;
     // The file is checked whole before the system starts: a bad one changes nothing.
     let catalogue = args.publish.as_deref().map(|file| read_catalogue(file, &args.name, &config)).transpose()?;
     // The process's metrics, served by the receiver at GET /metrics.

@@ -49,6 +49,13 @@ pub struct HubConfig {
     /// The hub API's callers (`[api.callers.<name>]`).
     #[serde(default)]
     pub api: ApiSettings,
+    /// How every program reaches the brokers (`[kafka]`; see [`HubConfig::kafka`]).
+    #[serde(default)]
+    pub kafka: crate::KafkaSettings,
+    /// A PEM CA the hub trusts for `https://` targets besides the system's
+    /// roots (a private PKI).
+    #[serde(default)]
+    pub rest_ca_file: Option<PathBuf>,
     /// Where the settings came from, so errors name the file and line
     /// (filled by [`from_toml_str`](Self::from_toml_str); empty when the
     /// configuration is built in code).
@@ -62,6 +69,14 @@ pub struct ConfigOrigin {
     path: String,
     routes: BTreeMap<DataType, usize>,
     targets: BTreeMap<String, usize>,
+    kafka: usize,
+}
+
+impl ConfigOrigin {
+    /// The line of `[kafka]` (0 when the file has none).
+    pub(crate) fn kafka_line(&self) -> usize {
+        self.kafka
+    }
 }
 
 /// The spans of the settings errors point at, read beside the configuration.
@@ -71,6 +86,8 @@ struct Spans {
     routes: BTreeMap<DataType, toml::Spanned<String>>,
     #[serde(default)]
     targets: BTreeMap<toml::Spanned<String>, toml::Value>,
+    #[serde(default)]
+    kafka: Option<toml::Spanned<toml::Value>>,
 }
 
 /// One target system.
@@ -239,6 +256,8 @@ impl Default for HubConfig {
             sensitive_on_kafka: false,
             safety: Default::default(),
             api: Default::default(),
+            kafka: Default::default(),
+            rest_ca_file: None,
             origin,
         }
     }
@@ -274,6 +293,7 @@ impl HubConfig {
             path: path.into(),
             routes: spans.routes.iter().map(|(t, v)| (*t, line_of(v.span().start))).collect(),
             targets: spans.targets.keys().map(|k| (k.get_ref().clone(), line_of(k.span().start))).collect(),
+            kafka: spans.kafka.map_or(0, |k| line_of(k.span().start)),
         };
         config.check_owners()?;
         config.check_target_urls()?;
@@ -297,6 +317,16 @@ impl HubConfig {
             }
         }
         Ok(())
+    }
+
+    /// The REST client's settings: [`Hub::rest_targets`](crate::Hub::rest_targets)
+    /// with their tokens, and `rest_ca_file`'s CA.
+    pub fn rest_config(&self) -> Result<hr_transport_rest::RestConfig, ConfigError> {
+        let mut rest = hr_transport_rest::RestConfig::new(crate::Hub::rest_targets(self)?);
+        if let Some(file) = &self.rest_ca_file {
+            rest.ca_pem = Some(std::fs::read(file).map_err(|source| ConfigError::Io { path: file.display().to_string(), source })?);
+        }
+        Ok(rest)
     }
 
     /// Every target URL is usable, and plain http only on loopback unless allowed.

@@ -95,6 +95,7 @@ mod api;
 mod config;
 mod hub;
 mod input;
+mod kafka_security;
 mod metered;
 mod publisher;
 mod safety;
@@ -106,6 +107,7 @@ pub use hub::{
     Drift, DriftKey, EmployeeChange, Hub, HubError, PlannedChanges, Problem, RealtimeError, Reconciled, Reconciliation, RepairOutcome, RunPlan, SyncOutcome,
 };
 pub use input::load_and_merge;
+pub use kafka_security::{acl_commands, AclOperation, AclResource, KafkaAcl, KafkaSettings, SaslMechanism, SecurityProtocol};
 pub use publisher::Publisher;
 pub use safety::{Guarded, HoldReason, Limit, Limits, SafetyConfig, DEFAULT_MIN_RECORDS, DEFAULT_SHARE};
 pub use system::{SystemError, SystemOptions, TargetSystem};

@@ -54,12 +54,18 @@ pub fn start_system(name: &str, listen: &str, config: &Path, data_dir: &Path, br
 
 /// [`start_system`] with further arguments (e.g. `--publish FILE`).
 pub fn start_system_with(name: &str, listen: &str, config: &Path, data_dir: &Path, brokers: &str, extra: &[&str]) -> SystemProcess {
+    start_system_env(name, listen, config, data_dir, brokers, extra, &[])
+}
+
+/// [`start_system_with`] with further environment variables (e.g. its Kafka principal).
+pub fn start_system_env(name: &str, listen: &str, config: &Path, data_dir: &Path, brokers: &str, extra: &[&str], env: &[(&str, &str)]) -> SystemProcess {
     let mut child = Command::new(example("system"))
         .args(["--name", name, "--listen", listen, "--brokers", brokers, "--config"])
         .arg(config)
         .arg("--data-dir")
         .arg(data_dir)
         .args(extra)
+        .envs(env.iter().copied())
         .env("HR_SYSTEM_TOKEN", TOKEN)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
