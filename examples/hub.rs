@@ -3,7 +3,8 @@
 //! system applied, and compare each system's digests with the hub's.
 //!
 //! ```text
-//! HR_TOKEN_PAYROLL=s3cret HR_TOKEN_ORGCHART=s3cret HR_TOKEN_ERP=s3cret \
+//! # $T: each system's HR_SYSTEM_TOKEN (at least 32 bytes)
+//! HR_TOKEN_PAYROLL=$T HR_TOKEN_ORGCHART=$T HR_TOKEN_ERP=$T \
 //! cargo run --release --example hub -- --input out/input --config config/hub.local.toml --brokers 127.0.0.1:9092
 //! ```
 //!

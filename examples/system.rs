@@ -3,7 +3,7 @@
 //! feeding it. Runs until Ctrl-C or SIGTERM, then commits and leaves the group.
 //!
 //! ```text
-//! HR_SYSTEM_TOKEN=s3cret cargo run --release --example system -- \
+//! HR_SYSTEM_TOKEN=$(openssl rand -hex 32) cargo run --release --example system -- \
 //!     --name payroll --listen 127.0.0.1:8081 --brokers 127.0.0.1:9092 --data-dir out/systems
 //! ```
 //!
