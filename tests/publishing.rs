@@ -2,7 +2,9 @@
 //! system publishing `md`): erp owns `md.product` and publishes it to every
 //! system; a changed or removed row reaches everyone; the hub's runs beside
 //! it find no drift and touch none of it; a row of a set erp does not own
-//! refuses the file. Three `system` processes and `hub` runs, real broker.
+//! refuses the file, and a record of a set not the topic owner's, written
+//! to the topics directly, is dead-lettered by every system. Three
+//! `system` processes and `hub` runs, real broker.
 
 use hr_testdata::{Dataset, GenerateOptions};
 use rusqlite::Connection;
@@ -98,6 +100,37 @@ fn erp_publishes_its_products_to_every_system_and_the_hub_leaves_them_alone() {
     for name in ["payroll", "orgchart"] {
         assert!(products(&deployment, name).iter().all(|(id, _, _)| id != "md.product:P900"), "{name} got a row of a refused file");
     }
+
+    // Written straight to the topics: a set erp does not own on erp's topic, and
+    // erp's set on the hub's topic. Every system dead-letters both and keeps what it held.
+    let config = std::fs::read_to_string(&deployment.system_config).unwrap();
+    let prefix = config.lines().find_map(|l| l.strip_prefix("topic_prefix = \"")).unwrap().trim_end_matches('"').to_string();
+    let envelope = |set: &str, code: &str, version: u64| {
+        let md = hr_core::MasterData { set: set.into(), code: code.into(), name: "forged".into(), attributes: Default::default() };
+        hr_core::ChangeEnvelope::upsert(hr_core::DataType::MasterData, md.key(), version, "forger", &md).unwrap()
+    };
+    let forged = [
+        (format!("{prefix}master_data.from-erp"), envelope("md.category", "FORGED1", 1)),
+        (format!("{prefix}master_data"), envelope("md.product", "P001", 1_000_000)),
+    ];
+    let dead_letters_before: Vec<usize> = systems.iter().map(|s| s.log.lock().unwrap().iter().filter(|l| l.contains("record dead-lettered")).count()).collect();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", &deployment.brokers).create().unwrap();
+        for (topic, change) in &forged {
+            let payload = change.to_json();
+            let record = rdkafka::producer::FutureRecord::to(topic).key(&change.key).payload(&payload);
+            producer.send(record, Duration::from_secs(10)).await.unwrap();
+        }
+    });
+    for (system, before) in systems.iter().zip(dead_letters_before) {
+        wait_until(&format!("{} dead-lettered both forged records", system.name), || {
+            system.log.lock().unwrap().iter().filter(|l| l.contains("record dead-lettered")).count() >= before + 2
+        });
+        let held = products(&deployment, &system.name);
+        assert!(held.iter().any(|(id, _, name)| id == "md.product:P001" && name.as_deref() == Some("product 1 renamed")), "{}: {held:?}", system.name);
+        assert_eq!(row(&deployment, &system.name, "master_data", "md.category:FORGED1"), None, "{} stored a set erp does not own", system.name);
+    }
+    assert_clean(&deployment.run_hub(&[]), "after the forged records");
     for system in systems {
         stop(system);
     }

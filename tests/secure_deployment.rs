@@ -4,7 +4,8 @@
 //! denying what no ACL allows; the ACLs are the ones `hub --print-acls`
 //! prints, added by `scripts/kafka.sh acls`. The hub and three `system`
 //! processes each log in as their own principal, through `[kafka]` in the
-//! configuration and their own environment. Ports 19492 (unused
+//! configuration and their own environment; erp publishes its product
+//! catalogue on its own master-data topic. Ports 19492 (unused
 //! plaintext name), 19493 (controller), 19494 (SASL_SSL).
 
 use hr_core::{ChangeEnvelope, DataType, MasterData};
@@ -112,7 +113,7 @@ fn every_principal_reaches_only_its_own_topics_and_the_seed_scenario_converges()
     // The systems, then the hub, each as itself.
     let brokers = format!("127.0.0.1:{SECURE_PORT}");
     let systems_dir = dir.path().join("systems");
-    let systems: Vec<SystemProcess> = SYSTEMS
+    let mut systems: Vec<SystemProcess> = SYSTEMS
         .iter()
         .map(|name| {
             let password = password_of(name);
@@ -160,6 +161,21 @@ fn every_principal_reaches_only_its_own_topics_and_the_seed_scenario_converges()
     let second = run_hub();
     assert_eq!(second["changes_sent"], 0, "{second}");
     assert_clean(&second, "after the second run");
+    // erp, the owner of md.product, publishes on its own master-data topic as itself; every system applies it.
+    let catalogue = dir.path().join("products.csv");
+    std::fs::write(&catalogue, "set,code,name\nmd.product,P001,product one\nmd.product,P002,product two\n").unwrap();
+    let erp = systems.pop().unwrap();
+    let erp_listen = erp.url.trim_start_matches("http://").to_string();
+    stop(erp);
+    let erp_password = password_of("erp");
+    let env = [("HR_KAFKA_USER", "erp"), ("HR_KAFKA_PASSWORD", erp_password.as_str())];
+    let publish = ["--publish", catalogue.to_str().unwrap()];
+    systems.push(start_system_env("erp", &erp_listen, &system_config, &systems_dir, &brokers, &publish, &env));
+    systems.last().unwrap().wait_for_log("applied in every system", Duration::from_secs(120));
+    let third = run_hub();
+    assert_eq!(third["changes_sent"], 0, "{third}");
+    assert_clean(&third, "after erp published over its own topic");
+
     for system in &systems {
         let log = system.log.lock().unwrap().join("\n");
         for (_, secret) in &users {
@@ -182,10 +198,10 @@ fn every_principal_reaches_only_its_own_topics_and_the_seed_scenario_converges()
     let audience = metadata_error(&erp, &format!("{prefix}employee.without-birth_date-phone"));
     assert_eq!(audience, None, "erp reads its own audience's topic");
 
-    // erp can produce neither on a data topic nor on the topics of its own audience.
+    // erp can produce on no data topic, its own audience's and the hub's master data included (only on its own master-data topic).
     let producer: FutureProducer = erp.clone().set("message.timeout.ms", "10000").create().unwrap();
     let forged = forged_master_data();
-    for topic in [format!("{prefix}org_unit"), format!("{prefix}employee.without-birth_date-phone"), full_employee.clone()] {
+    for topic in [format!("{prefix}org_unit"), format!("{prefix}employee.without-birth_date-phone"), full_employee.clone(), format!("{prefix}master_data")] {
         let sent = futures_block(producer.send(FutureRecord::to(&topic).key("forged").payload(&forged), Duration::from_secs(10)));
         let code = sent.err().map(|(e, _)| e.rdkafka_error_code());
         assert_eq!(code, Some(Some(RDKafkaErrorCode::TopicAuthorizationFailed)), "erp produced on {topic}");

@@ -300,6 +300,12 @@ impl HubConfig {
         Ok(config)
     }
 
+    /// Each system that owns master-data sets, and its sets (for
+    /// [`KafkaConfig::owners`]).
+    pub fn owners_by_system(&self) -> BTreeMap<String, Vec<String>> {
+        self.targets.iter().filter(|(_, t)| !t.publishes.is_empty()).map(|(name, t)| (name.clone(), t.publishes.clone())).collect()
+    }
+
     /// Each master-data set a system owns, and its owner.
     pub fn owned_sets(&self) -> BTreeMap<&str, &str> {
         self.targets.iter().flat_map(|(name, t)| t.publishes.iter().map(move |set| (set.as_str(), name.as_str()))).collect()
@@ -419,7 +425,7 @@ impl HubConfig {
                 scopes.push(target.omit.clone());
             }
         }
-        scopes.into_iter().map(|fields| KafkaConfig { fields, ..kafka.clone() }).collect()
+        scopes.into_iter().map(|fields| KafkaConfig { fields, owners: self.owners_by_system(), ..kafka.clone() }).collect()
     }
 
     /// The routing policy it describes.

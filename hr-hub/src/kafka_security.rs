@@ -157,6 +157,7 @@ impl HubConfig {
         }
         let mut kafka = KafkaConfig::new(brokers);
         kafka.topic_prefix = self.topic_prefix.clone();
+        kafka.owners = self.owners_by_system();
         if protocol == SecurityProtocol::Plaintext {
             return Ok(kafka);
         }
@@ -197,7 +198,7 @@ impl HubConfig {
     /// and nothing else. See [`KafkaAcl`].
     pub fn kafka_acls(&self, hub_principal: &str) -> Vec<KafkaAcl> {
         let prefix = &self.topic_prefix;
-        let kafka = &KafkaConfig { topic_prefix: prefix.clone(), ..KafkaConfig::new("") };
+        let kafka = &KafkaConfig { topic_prefix: prefix.clone(), owners: self.owners_by_system(), ..KafkaConfig::new("") };
         let kafka_types = self.policy().data_types_via("kafka");
         let hub = format!("User:{hub_principal}");
         // The hub creates and writes every topic under the prefix, and reads the groups' committed offsets to confirm delivery.
@@ -212,18 +213,19 @@ impl HubConfig {
             let principal = format!("User:{name}");
             let audience = KafkaConfig { fields: target.omit.clone(), ..kafka.clone() };
             let types: Vec<DataType> = target.data_types.iter().copied().filter(|t| kafka_types.contains(t)).collect();
-            for data_type in &types {
-                // Its audience's topic only: a system without phone numbers cannot read the full employee topic.
-                acls.push(KafkaAcl::literal(&principal, AclOperation::Read, AclResource::Topic, &audience.topic(*data_type)));
-                acls.push(KafkaAcl::literal(&principal, AclOperation::Write, AclResource::Topic, &format!("{}.dlq", audience.topic(*data_type))));
+            // Its audience's topics only (a system without phone numbers cannot read the full employee topic), each owner's master data included.
+            for topic in types.iter().flat_map(|t| audience.topics_to_read(*t)) {
+                acls.push(KafkaAcl::literal(&principal, AclOperation::Write, AclResource::Topic, &format!("{topic}.dlq")));
+                acls.push(KafkaAcl::literal(&principal, AclOperation::Read, AclResource::Topic, &topic));
             }
             if !types.is_empty() {
                 acls.push(KafkaAcl::literal(&principal, AclOperation::Read, AclResource::Group, &kafka.group(name)));
             }
             if owners.values().any(|owner| owner == name) && kafka_types.contains(&DataType::MasterData) {
-                // A publisher writes master data to every audience's topic and confirms that every group applied it.
+                // A publisher writes its own master-data topic of every audience and confirms that every group applied it.
                 for audience in self.kafka_audiences(kafka) {
-                    acls.push(KafkaAcl::literal(&principal, AclOperation::Write, AclResource::Topic, &audience.topic(DataType::MasterData)));
+                    let publishing = KafkaConfig { publishing_as: Some(name.clone()), ..audience };
+                    acls.push(KafkaAcl::literal(&principal, AclOperation::Write, AclResource::Topic, &publishing.topic(DataType::MasterData)));
                 }
                 acls.push(KafkaAcl::prefixed(&principal, AclOperation::Describe, AclResource::Group, prefix));
             }

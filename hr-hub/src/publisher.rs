@@ -47,10 +47,13 @@ impl Publisher {
         Ok(Publisher { system: system.into(), owned, ledger, propagator, allow_mass_delete: false })
     }
 
-    /// A publisher over Kafka (master data's usual route), to the topic every
-    /// system that receives master data reads. The topic must exist.
+    /// A publisher over Kafka (master data's usual route), to the system's
+    /// own master-data topic of each audience (`<topic>.from-<system>`),
+    /// which every system that receives master data reads and on which
+    /// it accepts only the sets this system owns. The topics must exist
+    /// (the hub creates them).
     pub fn over_kafka(config: &HubConfig, system: &str, ledger: Ledger, kafka: &KafkaConfig) -> Result<Self, HubError> {
-        let hub_side = KafkaConfig { fields: FieldScope::full(), ..kafka.clone() };
+        let hub_side = KafkaConfig { fields: FieldScope::full(), owners: config.owners_by_system(), publishing_as: Some(system.to_string()), ..kafka.clone() };
         let mut producer = KafkaPropagator::new(&hub_side)?;
         for (name, target) in config.targets.iter().filter(|(_, t)| t.data_types.contains(&DataType::MasterData)) {
             producer = producer.with_scoped_target(name, &[DataType::MasterData], target.omit.clone())?;

@@ -212,7 +212,8 @@ impl TargetSystem {
         // and none stays from before the system's scope narrowed.
         let scope = config.policy().scope(name);
         // Its consumer group reads the topics of its audience, whose records lack the fields it goes without.
-        let kafka = &KafkaConfig { fields: scope.fields().clone(), ..kafka.clone() };
+        // It also reads each owner's master-data topic, and only the owner's sets there.
+        let kafka = &KafkaConfig { fields: scope.fields().clone(), owners: config.owners_by_system(), ..kafka.clone() };
         let removed = sink.retain(DataType::Permission, |key| scope.admits(DataType::Permission, key));
         removed.map_err(|source| SystemError::Store { system: system(), path: path.clone(), source })?;
         let scoped: Arc<dyn Sink> = Arc::new(ScopedSink::new(sink.clone(), scope));

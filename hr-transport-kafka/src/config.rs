@@ -33,6 +33,16 @@ pub struct KafkaConfig {
     pub fields: FieldScope,
     /// librdkafka settings passed through to every client.
     pub extra: BTreeMap<String, String>,
+    /// The systems that publish master data, each on a topic of its own
+    /// (`<master data topic>.from-<system>`), and the sets each owns. A
+    /// subscriber reads those topics too and dead-letters a record of a set
+    /// the topic's owner does not own, and a record of an owned set on the
+    /// hub's topic: with topic ACLs, nobody can then write a set it does
+    /// not own.
+    pub owners: BTreeMap<String, Vec<String>>,
+    /// The owner this client publishes master data as: its master-data
+    /// topic is then its own (see [`owners`](Self::owners)).
+    pub publishing_as: Option<String>,
 }
 
 impl std::fmt::Debug for KafkaConfig {
@@ -46,6 +56,8 @@ impl std::fmt::Debug for KafkaConfig {
             .field("delivery_timeout", &self.delivery_timeout)
             .field("allow_sensitive", &self.allow_sensitive)
             .field("fields", &self.fields)
+            .field("owners", &self.owners)
+            .field("publishing_as", &self.publishing_as)
             .field("extra_keys", &extra)
             .finish()
     }
@@ -64,6 +76,8 @@ impl KafkaConfig {
             allow_sensitive: false,
             fields: FieldScope::full(),
             extra: BTreeMap::new(),
+            owners: BTreeMap::new(),
+            publishing_as: None,
         }
     }
 
@@ -83,10 +97,50 @@ impl KafkaConfig {
     /// `<prefix><type>` for the full records, `<prefix><type>.without-<field>-…`
     /// otherwise. Each consumer group reads only its audience's topic, and
     /// the full one can be closed to the others with topic ACLs.
+    ///
+    /// A client [`publishing_as`](Self::publishing_as) an owner writes
+    /// master data to that owner's topic, `<topic>.from-<owner>`.
     pub fn topic_for(&self, data_type: DataType, fields: &FieldScope) -> String {
+        let topic = self.shared_topic_for(data_type, fields);
+        match (&self.publishing_as, data_type) {
+            (Some(owner), DataType::MasterData) => owner_topic(&topic, owner),
+            _ => topic,
+        }
+    }
+
+    fn shared_topic_for(&self, data_type: DataType, fields: &FieldScope) -> String {
         match fields.audience(data_type) {
             Some(audience) => format!("{}{}.{audience}", self.topic_prefix, data_type.as_str()),
             None => format!("{}{}", self.topic_prefix, data_type.as_str()),
+        }
+    }
+
+    /// Every topic this client's audience reads `data_type` from: the
+    /// hub's, and for master data each owner's (see [`owners`](Self::owners)).
+    pub fn topics_to_read(&self, data_type: DataType) -> Vec<String> {
+        let shared = self.shared_topic_for(data_type, &self.fields);
+        let mut topics = vec![shared.clone()];
+        if data_type == DataType::MasterData {
+            topics.extend(self.owners.keys().map(|owner| owner_topic(&shared, owner)));
+        }
+        topics
+    }
+
+    /// Whether `change`, read from `topic`, came the way its set allows:
+    /// on an owner's topic only sets that owner owns, on the hub's topic
+    /// no owned set. `Err` says why not (for the dead letter).
+    pub fn check_origin(&self, topic: &str, change: &hr_core::ChangeEnvelope) -> Result<(), String> {
+        if change.data_type != DataType::MasterData || self.owners.is_empty() {
+            return Ok(());
+        }
+        let set = change.key.split_once(':').map_or(change.key.as_str(), |(set, _)| set);
+        let owner_of_set = self.owners.iter().find(|(_, sets)| sets.iter().any(|s| s == set)).map(|(owner, _)| owner.as_str());
+        let topic_owner = self.owners.keys().find(|owner| topic.ends_with(&format!(".from-{owner}"))).map(String::as_str);
+        match (topic_owner, owner_of_set) {
+            (Some(writer), Some(owner)) if writer == owner => Ok(()),
+            (Some(writer), _) => Err(format!("master-data set {set:?} is not one {writer} owns, but came on its topic {topic}")),
+            (None, Some(owner)) => Err(format!("master-data set {set:?} is {owner}'s, but came on the hub's topic {topic}")),
+            (None, None) => Ok(()),
         }
     }
 
@@ -115,6 +169,11 @@ impl KafkaConfig {
     }
 }
 
+/// The topic an owner publishes a shared topic's records on.
+fn owner_topic(shared: &str, owner: &str) -> String {
+    format!("{shared}.from-{owner}")
+}
+
 #[cfg(test)]
 mod tests {
     use hr_core::{DataType, FieldScope};
@@ -130,6 +189,28 @@ mod tests {
             assert_eq!(config.data_type_of(topic), Some(DataType::Employee), "{topic}");
         }
         assert_eq!(config.data_type_of("other.employee"), None);
+    }
+
+    #[test]
+    fn an_owner_publishes_on_its_own_topic_and_only_its_sets_pass_there() {
+        use hr_core::{ChangeEnvelope, MasterData};
+        let owners = [("erp".to_string(), vec!["md.product".to_string()])].into();
+        let reader = super::KafkaConfig { owners, ..super::KafkaConfig::new("b:9092") };
+        assert_eq!(reader.topics_to_read(DataType::MasterData), ["hr.v1.master_data", "hr.v1.master_data.from-erp"]);
+        assert_eq!(reader.topics_to_read(DataType::OrgUnit), ["hr.v1.org_unit"]);
+        let erp = super::KafkaConfig { publishing_as: Some("erp".into()), ..reader.clone() };
+        assert_eq!(erp.topic(DataType::MasterData), "hr.v1.master_data.from-erp");
+        assert_eq!(erp.topic(DataType::OrgUnit), "hr.v1.org_unit");
+        let change = |set: &str| {
+            let md = MasterData { set: set.into(), code: "C1".into(), name: "n".into(), attributes: Default::default() };
+            ChangeEnvelope::upsert(DataType::MasterData, md.key(), 1, "x", &md).unwrap()
+        };
+        assert!(reader.check_origin("hr.v1.master_data.from-erp", &change("md.product")).is_ok());
+        assert!(reader.check_origin("hr.v1.master_data", &change("md.category")).is_ok());
+        let forged = reader.check_origin("hr.v1.master_data.from-erp", &change("md.category")).unwrap_err();
+        assert!(forged.contains("not one erp owns"), "{forged}");
+        let hub_forging = reader.check_origin("hr.v1.master_data", &change("md.product")).unwrap_err();
+        assert!(hub_forging.contains("is erp's"), "{hub_forging}");
     }
 
     #[test]

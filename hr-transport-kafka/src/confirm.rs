@@ -91,8 +91,7 @@ impl LagMonitor {
     fn lag_blocking(&self, data_types: &[DataType]) -> Result<Vec<GroupLag>, KafkaTransportError> {
         let timeout = Duration::from_secs(10);
         let mut places: Vec<(String, i32)> = Vec::new();
-        for t in data_types {
-            let topic = self.config.topic(*t);
+        for topic in data_types.iter().flat_map(|t| self.config.topics_to_read(*t)) {
             places.extend(self.partitions(&topic, timeout)?.into_iter().map(|p| (topic.clone(), p)));
         }
         let clients = &*self.inner;

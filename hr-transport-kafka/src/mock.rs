@@ -44,8 +44,8 @@ impl EmbeddedKafka {
     /// missing: the mock cluster does not implement the admin API that
     /// [`crate::ensure_topics`] uses.
     pub fn create_topics(&self, config: &crate::KafkaConfig, data_types: &[hr_core::DataType]) -> Result<(), KafkaTransportError> {
-        for t in data_types {
-            for name in [config.topic(*t), format!("{}.dlq", config.topic(*t))] {
+        for topic in data_types.iter().flat_map(|t| config.topics_to_read(*t)) {
+            for name in [format!("{topic}.dlq"), topic] {
                 let (reply, answer) = mpsc::channel();
                 let request = TopicRequest { name: name.clone(), partitions: config.partitions, reply };
                 let gone = || KafkaTransportError::Topic { topic: name.clone(), detail: "the embedded cluster has stopped".into() };

@@ -115,7 +115,7 @@ impl KafkaSubscriber {
             .set("statistics.interval.ms", "1000")
             .create_with_context(GroupContext { group: group.to_string() })
             .map_err(|source| KafkaTransportError::Client { role: "consumer", brokers: config.brokers.clone(), source })?;
-        let topics: Vec<String> = data_types.iter().map(|t| config.topic(*t)).collect();
+        let topics: Vec<String> = data_types.iter().flat_map(|t| config.topics_to_read(*t)).collect();
         let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&refs).map_err(|source| KafkaTransportError::Subscribe { group: group.into(), topics: topics.clone(), source })?;
         let dlq: FutureProducer = config
@@ -162,7 +162,7 @@ impl KafkaSubscriber {
             .map_err(|source| KafkaTransportError::Client { role: "consumer", brokers: config.brokers.clone(), source })?;
         let timeout = Duration::from_secs(10);
         let mut starts = TopicPartitionList::new();
-        for topic in data_types.iter().map(|t| config.topic(*t)) {
+        for topic in data_types.iter().flat_map(|t| config.topics_to_read(*t)) {
             let offsets_error = |source| KafkaTransportError::Offsets { group: group.into(), topic: topic.clone(), source };
             let metadata = consumer.fetch_metadata(Some(&topic), timeout).map_err(offsets_error)?;
             for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
@@ -289,11 +289,18 @@ impl Worker {
         let mut by_type: BTreeMap<DataType, (Vec<ChangeEnvelope>, Vec<Taken>)> = BTreeMap::new();
         for mut taken in batch {
             match std::mem::replace(&mut taken.decoded, Err(String::new())) {
-                Ok(c) if self.config.data_type_of(&taken.topic) == Some(c.data_type) => {
-                    let (changes, sources) = by_type.entry(c.data_type).or_default();
-                    changes.push(c);
-                    sources.push(taken);
-                }
+                Ok(c) if self.config.data_type_of(&taken.topic) == Some(c.data_type) => match self.config.check_origin(&taken.topic, &c) {
+                    Ok(()) => {
+                        let (changes, sources) = by_type.entry(c.data_type).or_default();
+                        changes.push(c);
+                        sources.push(taken);
+                    }
+                    Err(reason) => {
+                        if !self.dead_letter(&taken, &reason, stopped).await {
+                            return;
+                        }
+                    }
+                },
                 Ok(c) => {
                     if !self.dead_letter(&taken, &format!("envelope of {} on topic {}", c.data_type, taken.topic), stopped).await {
                         return; // stopping: nothing stored, so the batch is redelivered to whoever comes next

@@ -11,7 +11,8 @@ use rdkafka::types::RDKafkaErrorCode;
 pub async fn ensure_topics(config: &KafkaConfig, data_types: &[DataType]) -> Result<(), KafkaTransportError> {
     let admin: AdminClient<DefaultClientContext> =
         config.client_config().create().map_err(|source| KafkaTransportError::Client { role: "admin client", brokers: config.brokers.clone(), source })?;
-    let mut names: Vec<(String, bool)> = data_types.iter().flat_map(|t| [(config.topic(*t), true), (format!("{}.dlq", config.topic(*t)), false)]).collect();
+    let mut names: Vec<(String, bool)> =
+        data_types.iter().flat_map(|t| config.topics_to_read(*t)).flat_map(|topic| [(format!("{topic}.dlq"), false), (topic, true)]).collect();
     // Most calls find every topic there: no create request then (which some
     // clusters, like librdkafka's mock, do not serve).
     let existing = existing_topics(config).await;
