@@ -28,7 +28,7 @@ impl Write for Capture {
     }
 }
 
-const TOKEN: &str = "tok-planted-7f3a9c";
+const TOKEN: &str = "tok-planted-7f3a9c-0123456789abcdef0123";
 const SALARY: u64 = 987_654_321;
 const PERSON_KEY: &str = "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e7abcd";
 
