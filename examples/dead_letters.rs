@@ -7,14 +7,17 @@
 //! the cause is fixed, replays all of them or those of chosen keys to the
 //! data topic of their envelope's type, where every system applies them by
 //! the usual rule (an older version than a system holds changes nothing).
+//! `kept` lists the letters a system kept in its own store because its
+//! dead-letter topic refused them (a missing ACL, a topic limit).
 //!
 //! ```text
 //! cargo run --example dead_letters -- list   --data-type master_data --config config/hub.local.toml
 //! cargo run --example dead_letters -- replay --data-type master_data --key md.category:C00001
 //! cargo run --example dead_letters -- replay --data-type master_data --all
+//! cargo run --example dead_letters -- kept --store out/systems/erp.sqlite3
 //! ```
 use clap::{Parser, Subcommand};
-use hr_sync::hr_core::DataType;
+use hr_sync::hr_core::{DataType, SqliteSink};
 use hr_sync::HubConfig;
 use hr_transport_kafka::{read_dead_letters, replay_dead_letters, DeadLetter, KafkaConfig};
 use std::path::PathBuf;
@@ -49,6 +52,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Lists the letters a system kept in its own store (its dead-letter topic refused them).
+    Kept {
+        /// The system's store (`<data-dir>/<name>.sqlite3`).
+        #[arg(long)]
+        store: PathBuf,
+    },
     /// Replays dead letters to the data topic of their envelope's type.
     Replay {
         /// The data type whose dead-letter topic to read.
@@ -67,6 +76,16 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     hr_demo::console::init_logging();
     let args = Args::parse();
+    if let Command::Kept { store } = &args.command {
+        anyhow::ensure!(store.is_file(), "{} is not a system's store", store.display());
+        let letters = SqliteSink::open(store)?.kept_letters()?;
+        println!("{:<40} {:<28} {:<26} {:>9} reason", "source (topic/partition/offset)", "key", "kept at", "bytes");
+        for l in &letters {
+            println!("{:<40} {:<28} {:<26} {:>9} {}", l.source, l.key.as_deref().unwrap_or("-"), l.kept_at.to_rfc3339(), l.payload.len(), l.reason);
+        }
+        println!("{} kept letters", letters.len());
+        return Ok(());
+    }
     let config = HubConfig::load(args.config.as_deref())?;
     let mut kafka = config.kafka(&args.brokers)?;
     if let Some(system) = &args.system {
@@ -89,6 +108,7 @@ async fn main() -> anyhow::Result<()> {
             let sent = replay_dead_letters(&kafka, &chosen).await?;
             println!("replayed {sent} dead letters of {data_type}; each system applies them unless it holds a newer version");
         }
+        Command::Kept { .. } => unreachable!("listed before the brokers are needed"),
     }
     Ok(())
 }

@@ -8,6 +8,6 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 bash scripts/kafka.sh start
-trap 'bash scripts/kafka.sh stop || true; for p in 19092 19192 19292 19392; do KAFKA_PORT=$p KAFKA_CONTROLLER_PORT=$((p + 1)) bash scripts/kafka.sh stop >/dev/null 2>&1 || true; done' EXIT
+trap 'bash scripts/kafka.sh stop || true; for p in 19092 19192 19292 19392 19492; do KAFKA_PORT=$p KAFKA_CONTROLLER_PORT=$((p + 1)) bash scripts/kafka.sh stop >/dev/null 2>&1 || true; done' EXIT
 export HR_KAFKA_BROKERS="${HR_KAFKA_BROKERS:-127.0.0.1:${KAFKA_PORT:-9092}}"
 cargo test --workspace --locked "$@"

@@ -99,7 +99,11 @@ fn every_principal_reaches_only_its_own_topics_and_the_seed_scenario_converges()
          sasl_password_env = \"HR_KAFKA_PASSWORD\"\nca_file = \"{}\"\n",
         ca.display()
     );
-    let base = std::fs::read_to_string("config/hr-sync.example.toml").unwrap().replace("topic_prefix = \"hr.v1.\"", &format!("topic_prefix = \"{prefix}\""));
+    // payroll owns a set too, so that erp's principal meets another owner's topic.
+    let base = std::fs::read_to_string("config/hr-sync.example.toml")
+        .unwrap()
+        .replace("topic_prefix = \"hr.v1.\"", &format!("topic_prefix = \"{prefix}\""))
+        .replace("[targets.payroll]\n", "[targets.payroll]\npublishes = [\"md.paygrade\"]\n");
     let system_config = dir.path().join("systems.toml");
     std::fs::write(&system_config, format!("{base}\n{security}")).unwrap();
 
@@ -172,6 +176,17 @@ fn every_principal_reaches_only_its_own_topics_and_the_seed_scenario_converges()
     let publish = ["--publish", catalogue.to_str().unwrap()];
     systems.push(start_system_env("erp", &erp_listen, &system_config, &systems_dir, &brokers, &publish, &env));
     systems.last().unwrap().wait_for_log("applied in every system", Duration::from_secs(120));
+    let status = Command::new(example("hub"))
+        .args(["--input", input.to_str().unwrap(), "--config", hub_config_path.to_str().unwrap(), "--data-dir", dir.path().join("hub").to_str().unwrap()])
+        .args(["--brokers", &brokers, "--status"])
+        .env("HR_TEST_TOKEN", TOKEN)
+        .env("HR_KAFKA_USER", "hub")
+        .env("HR_KAFKA_PASSWORD", &hub_password)
+        .output()
+        .unwrap();
+    let shown = format!("{}{}", String::from_utf8_lossy(&status.stdout), String::from_utf8_lossy(&status.stderr));
+    assert!(status.status.success() && shown.contains("payroll"), "{shown}");
+    assert!(!shown.contains(&hub_password) && !shown.contains(TOKEN), "--status shows a secret");
     let third = run_hub();
     assert_eq!(third["changes_sent"], 0, "{third}");
     assert_clean(&third, "after erp published over its own topic");
@@ -198,10 +213,11 @@ fn every_principal_reaches_only_its_own_topics_and_the_seed_scenario_converges()
     let audience = metadata_error(&erp, &format!("{prefix}employee.without-birth_date-phone"));
     assert_eq!(audience, None, "erp reads its own audience's topic");
 
-    // erp can produce on no data topic, its own audience's and the hub's master data included (only on its own master-data topic).
+    // erp can produce on no data topic, its own audience's, the hub's master data and another owner's included (only on its own master-data topic).
     let producer: FutureProducer = erp.clone().set("message.timeout.ms", "10000").create().unwrap();
     let forged = forged_master_data();
-    for topic in [format!("{prefix}org_unit"), format!("{prefix}employee.without-birth_date-phone"), full_employee.clone(), format!("{prefix}master_data")] {
+    let others = [format!("{prefix}org_unit"), format!("{prefix}employee.without-birth_date-phone"), full_employee.clone(), format!("{prefix}master_data")];
+    for topic in others.into_iter().chain([format!("{prefix}master_data.from-payroll")]) {
         let sent = futures_block(producer.send(FutureRecord::to(&topic).key("forged").payload(&forged), Duration::from_secs(10)));
         let code = sent.err().map(|(e, _)| e.rdkafka_error_code());
         assert_eq!(code, Some(Some(RDKafkaErrorCode::TopicAuthorizationFailed)), "erp produced on {topic}");

@@ -139,7 +139,7 @@ pub use schema::{
     RecordVisitor, UnknownDataType, MAX_CODE_BYTES, MAX_ID_BYTES, SCHEMA,
 };
 pub use sensitive::Sensitive;
-pub use sink::{validate_batch, ApplyOutcome, MemorySink, ScopedSink, Sink, SinkError, StoredRecord};
+pub use sink::{validate_batch, ApplyOutcome, KeptLetter, MemorySink, ScopedSink, Sink, SinkError, StoredRecord};
 #[cfg(feature = "sqlite")]
 pub use sqlite_sink::SqliteSink;
 

@@ -47,6 +47,39 @@ pub enum SinkError {
     /// The store could not be reached or written; retrying may help.
     #[error("sink storage unavailable: {0}")]
     Unavailable(String),
+    /// The sink does not do what was asked (for example keep dead letters).
+    #[error("this sink cannot {0}")]
+    Unsupported(&'static str),
+}
+
+/// A record a transport could neither apply nor hand to its dead-letter
+/// destination (the topic refuses it, even without its payload), kept in
+/// the system's own store instead, so it is not lost and the records after
+/// it still arrive ([`Sink::keep_letter`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeptLetter {
+    /// Where it came from (`topic/partition/offset`).
+    pub source: String,
+    /// Its key, if it had one.
+    pub key: Option<String>,
+    /// Why it could not be applied.
+    pub reason: String,
+    /// The record as it came.
+    pub payload: Vec<u8>,
+    /// When it was kept.
+    pub kept_at: chrono::DateTime<chrono::Utc>,
+}
+
+// The payload may hold any field of a record: Debug says only how long it is.
+impl std::fmt::Debug for KeptLetter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeptLetter")
+            .field("source", &self.source)
+            .field("reason", &self.reason)
+            .field("payload_bytes", &self.payload.len())
+            .field("kept_at", &self.kept_at)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SinkError {
@@ -97,6 +130,15 @@ pub trait Sink: Send + Sync {
     async fn digest(&self, data_type: DataType) -> Result<Digest, SinkError> {
         Ok(Digest::of(&self.entries(data_type).await?))
     }
+
+    /// Keeps a record its transport could neither apply nor dead-letter
+    /// (see [`KeptLetter`]). Sinks that cannot answer
+    /// [`SinkError::Unsupported`], and the transport keeps trying to
+    /// dead-letter it.
+    async fn keep_letter(&self, letter: &KeptLetter) -> Result<(), SinkError> {
+        let _ = letter;
+        Err(SinkError::Unsupported("keep dead letters"))
+    }
 }
 
 /// Validates every change of a batch before anything is applied and returns
@@ -144,6 +186,7 @@ impl std::fmt::Debug for StoredRecord {
 #[derive(Default)]
 pub struct MemorySink {
     records: Mutex<BTreeMap<(DataType, String), StoredRecord>>,
+    letters: Mutex<Vec<KeptLetter>>,
 }
 
 impl MemorySink {
@@ -164,6 +207,11 @@ impl MemorySink {
             Some(r) => self.lock().insert((data_type, key.to_string()), r),
             None => self.lock().remove(&(data_type, key.to_string())),
         };
+    }
+
+    /// The records its transport kept here instead of dead-lettering them.
+    pub fn kept_letters(&self) -> Vec<KeptLetter> {
+        self.letters.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(DataType, String), StoredRecord>> {
@@ -194,6 +242,11 @@ impl Sink for MemorySink {
     async fn entries(&self, data_type: DataType) -> Result<Vec<DigestEntry>, SinkError> {
         Ok(self.lock().iter().filter(|((t, _), _)| *t == data_type).map(|((_, key), r)| r.entry(key)).collect())
     }
+
+    async fn keep_letter(&self, letter: &KeptLetter) -> Result<(), SinkError> {
+        self.letters.lock().unwrap_or_else(|p| p.into_inner()).push(letter.clone());
+        Ok(())
+    }
 }
 
 /// A shared sink is a sink, so adapters such as [`ScopedSink`] can wrap one
@@ -210,6 +263,10 @@ impl<S: Sink + ?Sized> Sink for std::sync::Arc<S> {
 
     async fn digest(&self, data_type: DataType) -> Result<Digest, SinkError> {
         (**self).digest(data_type).await
+    }
+
+    async fn keep_letter(&self, letter: &KeptLetter) -> Result<(), SinkError> {
+        (**self).keep_letter(letter).await
     }
 }
 
@@ -295,5 +352,9 @@ impl<S: Sink> Sink for ScopedSink<S> {
             entries.retain(|e| self.scope.admits(data_type, &e.key));
         }
         Ok(entries)
+    }
+
+    async fn keep_letter(&self, letter: &KeptLetter) -> Result<(), SinkError> {
+        self.inner.keep_letter(letter).await
     }
 }

@@ -3,7 +3,7 @@
 use crate::digest::DigestEntry;
 use crate::envelope::{ChangeEnvelope, Operation};
 use crate::schema::DataType;
-use crate::sink::{canonical_bodies, content_of, ApplyOutcome, Sink, SinkError, StoredRecord};
+use crate::sink::{canonical_bodies, content_of, ApplyOutcome, KeptLetter, Sink, SinkError, StoredRecord};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -64,6 +64,9 @@ impl SqliteSink {
             ));
         }
         ddl.push_str("CREATE TABLE IF NOT EXISTS hr_applied_at (data_type TEXT PRIMARY KEY, unix_ms INTEGER NOT NULL);");
+        ddl.push_str(
+            "CREATE TABLE IF NOT EXISTS hr_kept_letters (seq INTEGER PRIMARY KEY, source TEXT NOT NULL, key TEXT, reason TEXT NOT NULL, payload BLOB NOT NULL, kept_at TEXT NOT NULL);",
+        );
         conn.execute_batch(&ddl).map_err(|e| unavailable("cannot create tables in", &path, e))?;
         Ok(SqliteSink { conn: Arc::new(Mutex::new(conn)), path })
     }
@@ -97,6 +100,21 @@ impl SqliteSink {
         let conn = self.lock();
         conn.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {data_type})"), [], |r| r.get::<_, bool>(0))
             .map_err(|e| unavailable("cannot read", &self.path, e))
+    }
+
+    /// The records its transport kept here instead of dead-lettering them
+    /// (see [`KeptLetter`]), oldest first.
+    pub fn kept_letters(&self) -> Result<Vec<KeptLetter>, SinkError> {
+        let conn = self.lock();
+        let read = |e| unavailable("cannot read", &self.path, e);
+        let mut query = conn.prepare("SELECT source, key, reason, payload, kept_at FROM hr_kept_letters ORDER BY seq").map_err(read)?;
+        let rows = query
+            .query_map([], |r| {
+                let kept_at: String = r.get(4)?;
+                Ok(KeptLetter { source: r.get(0)?, key: r.get(1)?, reason: r.get(2)?, payload: r.get(3)?, kept_at: kept_at.parse().unwrap_or_default() })
+            })
+            .map_err(read)?;
+        rows.collect::<Result<_, _>>().map_err(read)
     }
 
     /// When a change of `data_type` was last applied here (stale changes do
@@ -209,5 +227,20 @@ impl Sink for SqliteSink {
     async fn entries(&self, data_type: DataType) -> Result<Vec<DigestEntry>, SinkError> {
         let sink = self.clone();
         tokio::task::spawn_blocking(move || sink.entries_blocking(data_type)).await.map_err(|e| SinkError::Unavailable(format!("sqlite worker failed: {e}")))?
+    }
+
+    async fn keep_letter(&self, letter: &KeptLetter) -> Result<(), SinkError> {
+        let (sink, letter) = (self.clone(), letter.clone());
+        tokio::task::spawn_blocking(move || {
+            let conn = sink.lock();
+            conn.execute(
+                "INSERT INTO hr_kept_letters (source, key, reason, payload, kept_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![letter.source, letter.key, letter.reason, letter.payload, letter.kept_at.to_rfc3339()],
+            )
+            .map(|_| ())
+            .map_err(|e| unavailable("cannot write", &sink.path, e))
+        })
+        .await
+        .map_err(|e| SinkError::Unavailable(format!("sqlite worker failed: {e}")))?
     }
 }

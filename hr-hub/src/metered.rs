@@ -2,7 +2,7 @@
 //! the way it came (REST or Kafka), for the metrics the system exports.
 
 use async_trait::async_trait;
-use hr_core::{ApplyOutcome, ChangeEnvelope, DataType, Digest, DigestEntry, Sink, SinkError};
+use hr_core::{ApplyOutcome, ChangeEnvelope, DataType, Digest, DigestEntry, KeptLetter, Sink, SinkError};
 use std::time::Instant;
 
 /// Counts every batch `inner` applies: `hr_changes_applied_total`,
@@ -56,5 +56,9 @@ impl<S: Sink> Sink for MeteredSink<S> {
 
     async fn digest(&self, data_type: DataType) -> Result<Digest, SinkError> {
         self.inner.digest(data_type).await
+    }
+
+    async fn keep_letter(&self, letter: &KeptLetter) -> Result<(), SinkError> {
+        self.inner.keep_letter(letter).await
     }
 }

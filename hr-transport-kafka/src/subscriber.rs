@@ -1,6 +1,6 @@
 use crate::{KafkaConfig, KafkaTransportError};
 use futures::FutureExt;
-use hr_core::{ApplyOutcome, ChangeEnvelope, DataType, Sink, SinkError};
+use hr_core::{ApplyOutcome, ChangeEnvelope, DataType, KeptLetter, Sink, SinkError};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -365,6 +365,10 @@ impl Worker {
     /// back to whoever consumes next). A record the dead-letter topic cannot
     /// take whole (too large, or refused [`FULL_LETTER_ATTEMPTS`] times)
     /// goes without its payload: its key, where it was, its size and why.
+    /// One the topic refuses even so [`BARE_LETTER_ATTEMPTS`] times (an
+    /// ACL, a topic limit) is kept in the system's own store
+    /// ([`Sink::keep_letter`]), so that the records after it still arrive;
+    /// a sink that cannot keep it leaves the subscriber trying until stopped.
     async fn dead_letter(&self, t: &Taken, reason: &str, stopped: &mut watch::Receiver<bool>) -> bool {
         let topic = format!("{}.dlq", t.topic);
         // Bounded: a reason quotes nothing of the record, but its length is the sender's to choose.
@@ -402,7 +406,11 @@ impl Worker {
                 tracing::warn!(group = %self.group, topic = %topic, error = %e, bytes = t.payload.len(), "dead letter not taken whole; sending it without its payload");
                 metrics::counter!("hr_dead_letters_without_payload_total").increment(1);
                 with_payload = false;
+                attempts = 0;
                 continue;
+            }
+            if !with_payload && attempts >= BARE_LETTER_ATTEMPTS && self.keep_locally(t, &reason, &topic, &e).await {
+                return true;
             }
             // Never skip a poison record silently: keep trying until the DLQ has it, or until told to stop.
             tracing::warn!(group = %self.group, topic = %topic, error = %e, "dead-letter send failed; retrying");
@@ -413,15 +421,47 @@ impl Worker {
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
         tracing::warn!(group = %self.group, topic = %t.topic, partition = t.partition, offset = t.offset, with_payload, "record dead-lettered");
+        self.count_dead_letter(t);
+        true
+    }
+
+    /// Keeps `t` in the sink's own store after its dead-letter topic
+    /// refused it (`refused`); whether the sink kept it.
+    async fn keep_locally(&self, t: &Taken, reason: &str, dlq: &str, refused: &rdkafka::error::KafkaError) -> bool {
+        let letter = KeptLetter {
+            source: format!("{}/{}/{}", t.topic, t.partition, t.offset),
+            key: t.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
+            reason: reason.to_string(),
+            payload: t.payload.clone(),
+            kept_at: chrono::Utc::now(),
+        };
+        match self.sink.keep_letter(&letter).await {
+            Ok(()) => {
+                tracing::warn!(group = %self.group, topic = %t.topic, partition = t.partition, offset = t.offset, dead_letter_topic = %dlq, error = %refused,
+                    "the dead-letter topic refuses this record; kept in the system's own store (dead_letters kept lists it)");
+                metrics::counter!("hr_dead_letters_kept_locally_total").increment(1);
+                self.count_dead_letter(t);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(group = %self.group, error = %e, "cannot keep the dead letter in the system's own store; retrying the dead-letter topic");
+                false
+            }
+        }
+    }
+
+    fn count_dead_letter(&self, t: &Taken) {
         let data_type = self.config.data_type_of(&t.topic).map_or("unknown", DataType::as_str);
         metrics::counter!("hr_changes_dead_lettered_total", "data_type" => data_type).increment(1);
         self.stats.lock().unwrap_or_else(|p| p.into_inner()).dead_lettered += 1;
-        true
     }
 }
 
 /// How many times a dead letter is offered whole before it goes without its payload.
 const FULL_LETTER_ATTEMPTS: u32 = 3;
+
+/// Refusals of a payload-less dead letter before it is kept in the system's own store instead.
+const BARE_LETTER_ATTEMPTS: u32 = 5;
 
 /// The longest reason a dead letter's header carries.
 const MAX_REASON_CHARS: usize = 512;

@@ -319,6 +319,42 @@ async fn a_record_too_large_to_dead_letter_goes_without_its_payload_and_the_grou
     assert!(header("hr-source").is_some_and(|s| s.starts_with(&format!("{topic}/"))), "{:?}", header("hr-source"));
 }
 
+/// A dead-letter topic that refuses everything (here: records over 64
+/// bytes, so even a letter without its payload; in a deployment, an ACL
+/// missing): the poison record is kept in the system's own store, and the
+/// records after it still arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_the_topic_refuses_is_kept_in_the_systems_own_store_and_the_group_goes_on() {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let config = config("kept").await;
+    let topic = config.topic(DataType::MasterData);
+    let dlq = format!("{topic}.dlq");
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = config.client_config().create().unwrap();
+    let narrow = AlterConfig::new(ResourceSpecifier::Topic(&dlq)).set("max.message.bytes", "64");
+    for result in admin.alter_configs(&[narrow], &AdminOptions::new()).await.unwrap() {
+        result.unwrap();
+    }
+    let group = format!("{}g", config.topic_prefix);
+    let store = tempfile::tempdir().unwrap();
+    let sink = Arc::new(SqliteSink::open(store.path().join("erp.sqlite3")).unwrap());
+    let sub = KafkaSubscriber::start(&config, &group, &[DataType::MasterData], sink.clone()).unwrap();
+    let raw: FutureProducer = config.client_config().create().unwrap();
+    let key = "md.category:C00001";
+    raw.send(FutureRecord::to(&topic).key(key).payload("{not json"), Duration::from_secs(10)).await.unwrap();
+    raw.send(FutureRecord::to(&topic).key(key).payload(&md(1, 1).to_json()), Duration::from_secs(10)).await.unwrap();
+    wait_until_applied(&config, &[&group], &[DataType::MasterData], Duration::from_secs(90)).await.expect("the group stalled on the refused dead letter");
+    assert_eq!(sink.get(DataType::MasterData, key).unwrap().unwrap().version, 1, "the record after the poison one was applied");
+    let stats = tokio::time::timeout(Duration::from_secs(10), sub.shutdown()).await.expect("the subscriber stops when asked").unwrap();
+    assert_eq!(stats.dead_lettered, 1);
+    let kept = sink.kept_letters().unwrap();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0].payload, b"{not json");
+    assert_eq!(kept[0].key.as_deref(), Some(key));
+    assert!(kept[0].source.starts_with(&format!("{topic}/")) && kept[0].reason.contains("not a valid"), "{:?}", kept[0]);
+    assert!(!format!("{:?}", kept[0]).contains("not json"), "Debug shows the payload");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_ready_together_are_applied_in_batches_of_at_most_max_batch() {
     let mut config = config("batches").await;
