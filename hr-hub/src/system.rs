@@ -459,3 +459,41 @@ async fn rewind(kafka: &KafkaConfig, group: &str, data_types: &[DataType]) -> Re
         Err(_) => Err(KafkaTransportError::Subscriber { group: "(rewind)".into(), detail: "the runtime shut down during the rewind".into() }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hr_core::{ChangeEnvelope, PermissionGrant, Sink};
+
+    fn grant(system: &str) -> ChangeEnvelope {
+        let grant = PermissionGrant {
+            employee: "A-1".into(),
+            system: system.into(),
+            role: "viewer".into(),
+            granted: true,
+            expires: None,
+            at: "2026-01-01T00:00:00Z".parse().unwrap(),
+        };
+        ChangeEnvelope::of(&grant, 1, "hub").unwrap()
+    }
+
+    /// A store holding another system's grant (left from a broader scope, or
+    /// written by hand) loses it when the system starts: it must not hold it
+    /// at all, not even as a tombstone that names it.
+    #[tokio::test]
+    async fn a_grant_for_another_system_left_in_the_store_is_purged_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteSink::open(dir.path().join("erp.sqlite3")).unwrap();
+        store.apply(&[grant("erp"), grant("payroll")]).await.unwrap();
+        drop(store);
+        // Every route over REST: the system starts without brokers.
+        let mut config = HubConfig::default();
+        for route in config.routes.values_mut() {
+            *route = "rest".into();
+        }
+        let system = TargetSystem::start(&SystemOptions::new("erp", dir.path()), &config, &KafkaConfig::new("127.0.0.1:9")).await.unwrap();
+        assert!(system.sink().get(DataType::Permission, &grant("erp").key).unwrap().is_some(), "its own grant stays");
+        assert_eq!(system.sink().get(DataType::Permission, &grant("payroll").key).unwrap(), None, "payroll's grant is gone from erp's store");
+        system.shutdown().await.unwrap();
+    }
+}
