@@ -175,6 +175,9 @@ struct RunReport {
     foreign_versions: BTreeMap<String, BTreeMap<DataType, Vec<String>>>,
     /// Changes left out because a receiver would refuse them (never given a version, never sent).
     rejected: Vec<hr_core::RejectedChange>,
+    /// People whose grants on a system are suspended (sent revoked) because
+    /// a line of permissions.jsonl about them could not be read.
+    suspended_for_bad_line: Vec<hr_core::Suspension>,
 }
 
 impl RunReport {
@@ -196,6 +199,7 @@ impl RunReport {
             systems: Reconciliation::new(),
             foreign_versions: BTreeMap::new(),
             rejected: vec![],
+            suspended_for_bad_line: vec![],
         }
     }
 
@@ -649,6 +653,7 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
         repaired_per_target: repair.repaired_per_target,
         unrepairable: repair.unrepairable,
         rejected: sent.rejected.clone(),
+        suspended_for_bad_line: hub.lock().await.suspensions(&held).to_vec(),
         systems,
     })
 }

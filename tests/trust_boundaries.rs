@@ -45,25 +45,45 @@ fn a_bad_line_a_future_date_a_lying_store_and_a_second_hub_harm_nobody_else() {
     let person = data.people.iter().find(|p| p.company == 0 && p.person_key.is_none() && p.status == 0).expect("a plain company A employee");
     let id = format!("A-{}", person.local_id);
 
-    // An over-long role and a grant dated 2999 beside a normal grant: the two are quarantined, the normal one arrives.
+    let other = data.people.iter().find(|p| p.company == 0 && p.person_key.is_none() && p.status == 0 && p.local_id != person.local_id).unwrap();
+    let other = format!("A-{}", other.local_id);
+
+    // An over-long role and a grant dated 2999 for one person, beside normal grants for them and another person:
+    // the two are quarantined; either might have been a revocation, so the person's grants on erp are
+    // suspended (sent revoked) until good lines come, and the other person's grant arrives.
     let long_role = "r".repeat(600);
-    add_grant_lines(
-        &deployment,
-        &[
-            grant_line(&id, &long_role, "2026-10-01T09:00:00Z"),
-            grant_line(&id, "future-approver", "2999-01-01T00:00:00Z"),
-            grant_line(&id, "trust-normal", "2026-10-01T09:00:00Z"),
-        ],
-    );
+    let bad_lines = [grant_line(&id, &long_role, "2026-10-01T09:00:00Z"), grant_line(&id, "future-approver", "2999-01-01T00:00:00Z")];
+    let good_lines = [grant_line(&id, "trust-normal", "2026-10-01T09:00:00Z"), grant_line(&other, "trust-normal", "2026-10-01T09:00:00Z")];
+    let exported = std::fs::read_to_string(deployment.input.join("permissions.jsonl")).unwrap_or_default();
+    add_grant_lines(&deployment, &[bad_lines.as_slice(), good_lines.as_slice()].concat());
     let first = deployment.run_hub(&[]);
     assert_clean(&first, "after the run with the bad lines");
     assert_eq!(quarantined_ids(&first, "malformed_row").iter().filter(|q| q.contains(&long_role)).count(), 1, "{}", first["quarantined"]);
     assert!(quarantined_ids(&first, "implausible_time").contains(&format!("{id}:erp:future-approver")), "{}", first["quarantined"]);
-    assert!(row(&deployment, "erp", "permission", &format!("{id}:erp:trust-normal")).is_some_and(|r| !r.1), "the normal grant never reached erp");
+    let granted = |system: &str, key: &str| row(&deployment, system, "permission", key).and_then(|r| r.2).is_some_and(|body| body.contains("\"granted\":true"));
+    assert!(granted("erp", &format!("{other}:erp:trust-normal")), "another person's grant never reached erp");
+    let suspended: Vec<(String, String)> = first["suspended_for_bad_line"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["employee"].as_str().unwrap().to_string(), s["system"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(suspended, vec![(id.clone(), "erp".to_string()); 2], "{}", first["suspended_for_bad_line"]);
+    assert!(row(&deployment, "erp", "permission", &format!("{id}:erp:trust-normal")).is_some(), "the suspended grant is sent, revoked");
+    assert!(!granted("erp", &format!("{id}:erp:trust-normal")), "a grant of a person with a bad line on erp stands (fails open)");
     assert!(row(&deployment, "erp", "permission", &format!("{id}:erp:future-approver")).is_none(), "a grant dated 2999 was sent");
     assert_eq!(first["rejected"], json!([]), "the importer, not the planner, catches what receivers refuse");
     let again = deployment.run_hub(&[]);
     assert_clean(&again, "in the run after the bad lines");
+    assert_eq!(again["changes_sent"], 0, "the suspension holds without resending: {}", again["changes_sent"]);
+
+    // The bad lines corrected: the suspension ends, and the person's grant on erp stands again.
+    std::fs::write(deployment.input.join("permissions.jsonl"), exported).unwrap();
+    add_grant_lines(&deployment, &good_lines);
+    let fixed = deployment.run_hub(&[]);
+    assert_clean(&fixed, "after the bad lines were corrected");
+    assert_eq!(fixed["suspended_for_bad_line"], json!([]));
+    assert!(granted("erp", &format!("{id}:erp:trust-normal")), "the grant did not stand again once the lines were good");
 
     // orgchart's store claims the person at 2^53-1: foreign, reported, never used to number what the others get.
     let (payroll_before, _, _) = row(&deployment, "payroll", "employee", &id).unwrap();

@@ -21,6 +21,10 @@ use std::collections::HashMap;
 /// a mass deletion. A permission row is never held by itself: a grant that
 /// cannot be read, or whose holder left, is revoked (access fails closed);
 /// the grants of a held person stay, and their revocations still apply.
+/// More: a bad grant line that names its employee and system may have been
+/// a revocation, so it *suspends* every grant of that person on that system
+/// until a good line arrives ([`suspended`](Self::suspended)); a run sends
+/// them revoked and reports them as `suspended_for_bad_line`.
 #[derive(Debug, Clone, Default)]
 pub struct HeldBack {
     /// Unified employee ids whose row was quarantined: their employee record,
@@ -28,6 +32,22 @@ pub struct HeldBack {
     employees: HashMap<String, Quarantined>,
     /// Other records whose row was quarantined, by data type and key.
     records: HashMap<(DataType, String), Quarantined>,
+    /// (unified employee id, system) of each bad grant line, with the line.
+    suspended: Vec<Suspension>,
+}
+
+/// A person's grants on one system, suspended because a line about them
+/// could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Suspension {
+    /// The person's unified id.
+    pub employee: String,
+    /// The system.
+    pub system: String,
+    /// The file of the bad line.
+    pub file: String,
+    /// Its line.
+    pub line: u64,
 }
 
 impl HeldBack {
@@ -43,14 +63,30 @@ impl HeldBack {
                     held.employees.entry(identities.unified(id).to_string()).or_insert_with(|| q.clone());
                 }
                 // A grant row that cannot be read (permissions.jsonl) is not held: access
-                // fails closed. Grants of a held person are held with the person.
-                None => {}
+                // fails closed, and the person's grants on that system are suspended.
+                None => {
+                    let mut parts = id.splitn(3, ':');
+                    if let (Some(employee), Some(system)) = (parts.next(), parts.next()) {
+                        let employee = identities.unified(employee).to_string();
+                        held.suspended.push(Suspension { employee, system: system.to_string(), file: q.file.clone(), line: q.line });
+                    }
+                }
                 Some(t) => {
                     held.records.entry((t, id.clone())).or_insert_with(|| q.clone());
                 }
             }
         }
         held
+    }
+
+    /// The grants suspended by bad lines (see [`HeldBack`]).
+    pub fn suspended(&self) -> &[Suspension] {
+        &self.suspended
+    }
+
+    /// The suspension that covers the grant of `employee` on `system`, if any.
+    pub fn suspends(&self, employee: &str, system: &str) -> Option<&Suspension> {
+        self.suspended.iter().find(|s| s.employee == employee && s.system == system)
     }
 
     /// The quarantined row that holds `key` back, if any.
@@ -106,5 +142,15 @@ mod tests {
         assert!(held.holds(DataType::MasterData, "md.category:C2").is_none());
         assert!(held.holds(DataType::Permission, "A-1:erp:approver").is_none(), "access fails closed");
         assert!(held.holds(DataType::Employee, "A-1").is_none());
+    }
+
+    #[test]
+    fn a_bad_grant_line_suspends_the_persons_grants_on_its_system_under_the_lifelong_id() {
+        let report = MergeReport { quarantined: vec![q("permissions.jsonl", &format!("B-9:erp:{}", "r".repeat(600)))], ..Default::default() };
+        let identities: Identities = [("B-9".to_string(), "A-1".to_string())].into_iter().collect();
+        let held = HeldBack::from_report(&report, &identities);
+        let suspension = held.suspends("A-1", "erp").expect("A-1's grants on erp are suspended");
+        assert_eq!((suspension.file.as_str(), suspension.line), ("permissions.jsonl", 7));
+        assert!(held.suspends("A-1", "payroll").is_none() && held.suspends("B-9", "erp").is_none());
     }
 }

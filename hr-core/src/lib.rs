@@ -118,7 +118,7 @@ pub use compact_str::CompactString;
 pub use digest::{bucket_of, ContentHash, Digest, DigestEntry, BUCKETS};
 pub use envelope::{describe_json_error, ChangeEnvelope, EnvelopeError, Operation, MAX_VERSION};
 pub use field_scope::{FieldScope, FieldScopeError};
-pub use holdback::HeldBack;
+pub use holdback::{HeldBack, Suspension};
 pub use import::{
     fits_in_memory, load_input_dir, read_master_data_file, read_permission_lines, ImportError, MasterDataRow, PermissionLine, SourceData, MEMORY_PER_INPUT_BYTE,
 };

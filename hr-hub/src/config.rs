@@ -56,6 +56,12 @@ pub struct HubConfig {
     /// roots (a private PKI).
     #[serde(default)]
     pub rest_ca_file: Option<PathBuf>,
+    /// What a bad line in `permissions.jsonl` that names its employee and
+    /// system does: `suspend` (default) revokes that person's grants on
+    /// that system until a good line arrives (it may have been a
+    /// revocation: access fails closed); `keep` leaves them as they were.
+    #[serde(default)]
+    pub on_bad_grant_line: BadGrantLine,
     /// Where the settings came from, so errors name the file and line
     /// (filled by [`from_toml_str`](Self::from_toml_str); empty when the
     /// configuration is built in code).
@@ -88,6 +94,17 @@ struct Spans {
     targets: BTreeMap<toml::Spanned<String>, toml::Value>,
     #[serde(default)]
     kafka: Option<toml::Spanned<toml::Value>>,
+}
+
+/// What a bad grant line does (`on_bad_grant_line`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BadGrantLine {
+    /// Revoke the person's grants on the line's system until a good line arrives.
+    #[default]
+    Suspend,
+    /// Leave them as they were.
+    Keep,
 }
 
 /// One target system.
@@ -258,6 +275,7 @@ impl Default for HubConfig {
             api: Default::default(),
             kafka: Default::default(),
             rest_ca_file: None,
+            on_bad_grant_line: BadGrantLine::Suspend,
             origin,
         }
     }

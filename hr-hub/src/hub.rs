@@ -280,6 +280,8 @@ pub struct Hub {
     owned: BTreeMap<String, String>,
     /// Per system, the roles its grants may carry (systems that limit them).
     roles: BTreeMap<String, Vec<String>>,
+    /// What a bad grant line does to the person's grants on its system.
+    on_bad_grant_line: crate::config::BadGrantLine,
     /// The summary of the last periodic run planned ([`RunPlan::summary`]).
     last_plan: Option<serde_json::Value>,
     /// A plan a person approved for the next run, and who.
@@ -351,6 +353,7 @@ impl Hub {
             allow_mass_delete: false,
             safety: config.safety.clone(),
             roles: config.targets.iter().filter(|(_, t)| !t.roles.is_empty()).map(|(name, t)| (name.clone(), t.roles.clone())).collect(),
+            on_bad_grant_line: config.on_bad_grant_line,
             last_plan: None,
             approved: None,
             policy,
@@ -591,7 +594,7 @@ impl Hub {
         let mut changes = blocking(|| self.ledger.realtime_changes(data_type))?;
         changes.retain(|c| held.holds(data_type, &c.key).is_none());
         let mut source = match data_type {
-            DataType::Permission => without_expired_grants(state, today()),
+            DataType::Permission => self.with_suspended_grants(without_expired_grants(state, today()), state, held),
             DataType::MasterData => without_sets(state, &self.owned),
             _ => None,
         };
@@ -606,6 +609,31 @@ impl Hub {
             source = Some(only);
         }
         Ok((source, wins))
+    }
+
+    /// The suspensions a run applies: every bad grant line's, unless the
+    /// configuration says `on_bad_grant_line = "keep"`.
+    pub fn suspensions<'a>(&self, held: &'a HeldBack) -> &'a [hr_core::Suspension] {
+        match self.on_bad_grant_line {
+            crate::config::BadGrantLine::Suspend => held.suspended(),
+            crate::config::BadGrantLine::Keep => &[],
+        }
+    }
+
+    /// `source` (or `state`'s grants) with every grant a bad line suspends
+    /// revoked (see [`HeldBack`]); `source` itself when none is.
+    fn with_suspended_grants(&self, source: Option<MergedState>, state: &MergedState, held: &HeldBack) -> Option<MergedState> {
+        let suspensions = self.suspensions(held);
+        let covered = |g: &PermissionGrant| g.granted && suspensions.iter().any(|s| s.employee == g.employee.as_str() && s.system == g.system.as_str());
+        if !source.as_ref().unwrap_or(state).permissions.values().any(covered) {
+            return source;
+        }
+        let mut grants = source.unwrap_or_else(|| MergedState { permissions: state.permissions.clone(), ..MergedState::default() });
+        let at = state.exported_at.unwrap_or_else(chrono::Utc::now);
+        for grant in grants.permissions.values_mut().filter(|g| covered(g)) {
+            *grant = grant.revoked(at);
+        }
+        Some(grants)
     }
 
     /// Why `grant`'s role is not one its system allows, if it is not.
@@ -851,8 +879,11 @@ impl Hub {
     pub async fn repair(&mut self, state: &MergedState, held: &HeldBack, found: &Reconciliation) -> Result<RepairOutcome, HubError> {
         let mut outcome = RepairOutcome::default();
         let mut deltas = vec![];
+        // A repair sends what a run would: suspended grants revoked.
+        let suspended = self.with_suspended_grants(None, state, held);
         for (t, keys) in highest_versions(found) {
-            let (repairs, unrepairable) = blocking(|| self.choose_repairs(t, keys, state, held))?;
+            let source = if t == DataType::Permission { suspended.as_ref().unwrap_or(state) } else { state };
+            let (repairs, unrepairable) = blocking(|| self.choose_repairs(t, keys, source, held))?;
             self.guard_repair_deletes(t, &repairs)?;
             if !unrepairable.is_empty() {
                 outcome.unrepairable.insert(t, unrepairable);

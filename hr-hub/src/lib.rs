@@ -102,7 +102,7 @@ mod safety;
 mod system;
 
 pub use api::{hub_api, ApiConfig, ApiConfigError, ApiGate, CallerRight, APPROVE_PATH, EMPLOYEES_PATH, PERMISSIONS_PATH, PLAN_PATH};
-pub use config::{ApiSettings, CallerSettings, ConfigError, ConfigOrigin, HubConfig, TargetConfig};
+pub use config::{ApiSettings, BadGrantLine, CallerSettings, ConfigError, ConfigOrigin, HubConfig, TargetConfig};
 pub use hub::{
     Drift, DriftKey, EmployeeChange, Hub, HubError, PlannedChanges, Problem, RealtimeError, Reconciled, Reconciliation, RepairOutcome, RunPlan, SyncOutcome,
 };
