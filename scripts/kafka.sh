@@ -130,6 +130,7 @@ start() {
     return
   fi
   mkdir -p "$data"
+  umask 077 # the broker's configuration may hold the admin's password
   local listeners="PLAINTEXT://127.0.0.1:$port" protocols="PLAINTEXT:PLAINTEXT" inter="PLAINTEXT"
   if [[ "$secure_only" == 1 ]]; then
     listeners="SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT" protocols="SASL_SSL:SASL_SSL" inter="SASL_SSL"

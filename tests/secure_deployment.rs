@@ -223,6 +223,19 @@ fn every_principal_reaches_only_its_own_topics_and_the_seed_scenario_converges()
         assert_eq!(code, Some(Some(RDKafkaErrorCode::TopicAuthorizationFailed)), "erp produced on {topic}");
     }
 
+    // The dead-letter tool runs as the hub: it reads every dead-letter topic of master data, each owner's included.
+    assert!(Command::new(env!("CARGO")).args(["build", "--quiet", "--example", "dead_letters"]).status().unwrap().success());
+    let listed = Command::new(example("hub").with_file_name("dead_letters"))
+        .args(["list", "--data-type", "master_data", "--brokers", &brokers, "--config"])
+        .arg(&system_config)
+        .env("HR_KAFKA_USER", "hub")
+        .env("HR_KAFKA_PASSWORD", &hub_password)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "dead_letters as the hub: {}{shown}", String::from_utf8_lossy(&listed.stderr));
+    assert!(shown.contains("0 dead letters"), "{shown}");
+
     // A plaintext client gets nothing from the broker: no metadata, no topic.
     let plain: BaseConsumer = ClientConfig::new().set("bootstrap.servers", format!("127.0.0.1:{SECURE_PORT}")).set("group.id", "plain").create().unwrap();
     assert!(plain.fetch_metadata(None, Duration::from_secs(10)).is_err(), "a plaintext client got metadata from the secure listener");

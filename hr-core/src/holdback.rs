@@ -21,7 +21,8 @@ use std::collections::HashMap;
 /// a mass deletion. A permission row is never held by itself: a grant that
 /// cannot be read, or whose holder left, is revoked (access fails closed);
 /// the grants of a held person stay, and their revocations still apply.
-/// More: a bad grant line that names its employee and system may have been
+/// More: a bad grant line that names its employee, system and role (any
+/// text, an over-long role included) may have been
 /// a revocation, so it *suspends* every grant of that person on that system
 /// until a good line arrives ([`suspended`](Self::suspended)); a run sends
 /// them revoked and reports them as `suspended_for_bad_line`.

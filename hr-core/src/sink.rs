@@ -354,7 +354,14 @@ impl<S: Sink> Sink for ScopedSink<S> {
         Ok(entries)
     }
 
+    /// A letter holding a change outside the scope is kept without its
+    /// payload: what the target may not hold, it does not hold as a letter either.
     async fn keep_letter(&self, letter: &KeptLetter) -> Result<(), SinkError> {
-        self.inner.keep_letter(letter).await
+        match ChangeEnvelope::from_json(&letter.payload) {
+            Ok(change) if !self.scope.admits(change.data_type, &change.key) || !self.scope.fields().omitted(change.data_type).is_empty() => {
+                self.inner.keep_letter(&KeptLetter { payload: vec![], ..letter.clone() }).await
+            }
+            _ => self.inner.keep_letter(letter).await,
+        }
     }
 }

@@ -56,8 +56,8 @@ pub struct HubConfig {
     /// roots (a private PKI).
     #[serde(default)]
     pub rest_ca_file: Option<PathBuf>,
-    /// What a bad line in `permissions.jsonl` that names its employee and
-    /// system does: `suspend` (default) revokes that person's grants on
+    /// What a bad line in `permissions.jsonl` that names its employee,
+    /// system and role (any text) does: `suspend` (default) revokes that person's grants on
     /// that system until a good line arrives (it may have been a
     /// revocation: access fails closed); `keep` leaves them as they were.
     #[serde(default)]

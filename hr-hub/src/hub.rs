@@ -624,7 +624,19 @@ impl Hub {
     /// revoked (see [`HeldBack`]); `source` itself when none is.
     fn with_suspended_grants(&self, source: Option<MergedState>, state: &MergedState, held: &HeldBack) -> Option<MergedState> {
         let suspensions = self.suspensions(held);
-        let covered = |g: &PermissionGrant| g.granted && suspensions.iter().any(|s| s.employee == g.employee.as_str() && s.system == g.system.as_str());
+        if suspensions.is_empty() {
+            return source;
+        }
+        // A line may name a source id the ledger had not yet matched to a person: this run's merge has.
+        let person_of = |id: &str| -> String {
+            if state.employees.contains_key(id) {
+                return id.to_string();
+            }
+            state.employees.values().find(|e| e.source_ids.iter().any(|s| s == id)).map_or_else(|| id.to_string(), |e| e.id.to_string())
+        };
+        let suspended: Vec<(String, &str)> = suspensions.iter().map(|s| (person_of(&s.employee), s.system.as_str())).collect();
+        let covered =
+            |g: &PermissionGrant| g.granted && suspended.iter().any(|(employee, system)| employee == g.employee.as_str() && *system == g.system.as_str());
         if !source.as_ref().unwrap_or(state).permissions.values().any(covered) {
             return source;
         }

@@ -11,7 +11,7 @@
 
 use crate::config::{ConfigError, HubConfig};
 use hr_core::DataType;
-use hr_transport_kafka::KafkaConfig;
+use hr_transport_kafka::{KafkaConfig, DEAD_LETTER_READER};
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -119,15 +119,20 @@ impl SaslMechanism {
     }
 }
 
-/// Whether every address of a `host:port[,host:port...]` list is a loopback one.
+/// Whether every address of a `host:port[,host:port...]` list is a
+/// loopback one (an empty list is not). An IPv6 address needs brackets, as
+/// librdkafka reads `::1:9092` as a host without a port.
 fn all_loopback(brokers: &str) -> bool {
-    brokers.split(',').map(str::trim).filter(|b| !b.is_empty()).all(|broker| {
-        let host = match broker.strip_prefix('[') {
-            Some(rest) => rest.split(']').next().unwrap_or(rest),
-            None => broker.rsplit_once(':').map_or(broker, |(host, _)| host),
-        };
-        host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-    })
+    let brokers: Vec<&str> = brokers.split(',').map(str::trim).filter(|b| !b.is_empty()).collect();
+    !brokers.is_empty()
+        && brokers.iter().all(|broker| {
+            let host = match broker.strip_prefix('[') {
+                Some(rest) => rest.split(']').next().unwrap_or(rest),
+                None if broker.matches(':').count() > 1 => return false,
+                None => broker.rsplit_once(':').map_or(*broker, |(host, _)| host),
+            };
+            host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        })
 }
 
 impl HubConfig {
@@ -149,10 +154,11 @@ impl HubConfig {
         let settings = &self.kafka;
         let refuse = |message: String| ConfigError::Parse { path: self.shown_path(), line: self.origin.kafka_line(), message };
         let protocol = settings.security_protocol;
-        if !protocol.uses_tls() && !protocol.uses_sasl() && !settings.allow_plaintext && !all_loopback(brokers) {
+        if !protocol.uses_tls() && !settings.allow_plaintext && !all_loopback(brokers) {
             return Err(refuse(format!(
-                "[kafka]: the brokers {brokers} are not on loopback and security_protocol is plaintext, so anyone on the path reads every \
-                 record and can forge them; set security_protocol = \"sasl_ssl\" (with sasl_mechanism and credentials), or allow_plaintext = true"
+                "[kafka]: the brokers {brokers} are not on loopback and security_protocol {} has no TLS, so anyone on the path reads every \
+                 record (and without SASL can forge them); set security_protocol = \"sasl_ssl\" (with sasl_mechanism and credentials), or allow_plaintext = true",
+                protocol.as_librdkafka()
             )));
         }
         let mut kafka = KafkaConfig::new(brokers);
@@ -201,13 +207,23 @@ impl HubConfig {
         let kafka = &KafkaConfig { topic_prefix: prefix.clone(), owners: self.owners_by_system(), ..KafkaConfig::new("") };
         let kafka_types = self.policy().data_types_via("kafka");
         let hub = format!("User:{hub_principal}");
-        // The hub creates and writes every topic under the prefix, and reads the groups' committed offsets to confirm delivery.
+        // The hub creates every topic under the prefix and reads the groups' committed offsets to confirm delivery;
+        // it writes only its own data topics (an owner's master-data topic is the owner's alone), and reads the
+        // dead-letter topics for `dead_letters`, which runs as the hub.
         let mut acls = vec![
             KafkaAcl::prefixed(&hub, AclOperation::Create, AclResource::Topic, prefix),
-            KafkaAcl::prefixed(&hub, AclOperation::Write, AclResource::Topic, prefix),
             KafkaAcl::prefixed(&hub, AclOperation::Describe, AclResource::Topic, prefix),
             KafkaAcl::prefixed(&hub, AclOperation::Describe, AclResource::Group, prefix),
+            KafkaAcl::literal(&hub, AclOperation::Read, AclResource::Group, &format!("{prefix}{DEAD_LETTER_READER}")),
         ];
+        for audience in self.kafka_audiences(kafka) {
+            for data_type in &kafka_types {
+                acls.push(KafkaAcl::literal(&hub, AclOperation::Write, AclResource::Topic, &audience.topic(*data_type)));
+                for topic in audience.topics_to_read(*data_type) {
+                    acls.push(KafkaAcl::literal(&hub, AclOperation::Read, AclResource::Topic, &format!("{topic}.dlq")));
+                }
+            }
+        }
         let owners = self.owned_sets();
         for (name, target) in &self.targets {
             let principal = format!("User:{name}");
@@ -339,7 +355,7 @@ mod tests {
         for local in ["127.0.0.1:9092", "localhost:9092", "[::1]:9092", "127.0.0.1:9092,127.0.0.2:9093"] {
             assert!(all_loopback(local), "{local}");
         }
-        for remote in ["kafka:9092", "10.0.0.5:9092", "127.0.0.1:9092,kafka:9092", "[2001:db8::1]:9092"] {
+        for remote in ["kafka:9092", "10.0.0.5:9092", "127.0.0.1:9092,kafka:9092", "[2001:db8::1]:9092", "::1:9092", "", " , "] {
             assert!(!all_loopback(remote), "{remote}");
         }
     }
@@ -368,6 +384,11 @@ mod tests {
         let plain = SECURE.replace("sasl_ssl", "sasl_plaintext").replace("SCRAM-SHA-512", "PLAIN");
         let err = HubConfig::from_toml_str(&plain, "hub.toml").unwrap().kafka("127.0.0.1:9092").unwrap_err().to_string();
         assert!(err.contains("PLAIN") && err.contains("sasl_ssl"), "{err}");
+        std::env::set_var("HR_TEST_KAFKA_USER", "erp");
+        std::env::set_var("HR_TEST_KAFKA_PASSWORD", "pw-of-erp-0123");
+        let scram_in_clear = SECURE.replace("sasl_ssl", "sasl_plaintext");
+        let err = HubConfig::from_toml_str(&scram_in_clear, "hub.toml").unwrap().kafka("kafka.internal:9092").unwrap_err().to_string();
+        assert!(err.contains("no TLS"), "{err}");
         let open = HubConfig::from_toml_str("[routes]\n[kafka]\nallow_plaintext = true\n", "hub.toml").unwrap();
         assert!(open.kafka("kafka.internal:9092").is_ok());
         let closed = HubConfig::from_toml_str("[routes]\n[kafka]\nallow_plaintext = false\n", "hub.toml").unwrap();
@@ -394,6 +415,8 @@ mod tests {
         let writes: Vec<&KafkaAcl> =
             acls.iter().filter(|a| a.operation == AclOperation::Write && !a.principal.ends_with(":hub") && !a.name.ends_with(".dlq")).collect();
         assert!(writes.iter().all(|a| a.principal == "User:erp" && a.name.starts_with("hr.v1.master_data")), "{writes:?}");
-        assert_eq!(acls.iter().find(|a| a.principal == "User:hub" && a.operation == AclOperation::Write).map(|a| a.prefixed), Some(true));
+        let hub_writes: Vec<&str> = acls.iter().filter(|a| a.principal == "User:hub" && a.operation == AclOperation::Write).map(|a| a.name.as_str()).collect();
+        assert!(hub_writes.contains(&"hr.v1.employee") && hub_writes.contains(&"hr.v1.master_data"), "{hub_writes:?}");
+        assert!(!hub_writes.iter().any(|t| t.contains(".from-")), "the hub may write an owner's topic: {hub_writes:?}");
     }
 }

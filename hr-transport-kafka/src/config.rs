@@ -135,7 +135,9 @@ impl KafkaConfig {
         }
         let set = change.key.split_once(':').map_or(change.key.as_str(), |(set, _)| set);
         let owner_of_set = self.owners.iter().find(|(_, sets)| sets.iter().any(|s| s == set)).map(|(owner, _)| owner.as_str());
-        let topic_owner = self.owners.keys().find(|owner| topic.ends_with(&format!(".from-{owner}"))).map(String::as_str);
+        // Exactly an owner's topic of this audience: a suffix test would credit `z.from-erp`'s topic to erp.
+        let shared = self.shared_topic_for(DataType::MasterData, &self.fields);
+        let topic_owner = self.owners.keys().find(|owner| topic == owner_topic(&shared, owner)).map(String::as_str);
         match (topic_owner, owner_of_set) {
             (Some(writer), Some(owner)) if writer == owner => Ok(()),
             (Some(writer), _) => Err(format!("master-data set {set:?} is not one {writer} owns, but came on its topic {topic}")),
@@ -211,6 +213,12 @@ mod tests {
         assert!(forged.contains("not one erp owns"), "{forged}");
         let hub_forging = reader.check_origin("hr.v1.master_data", &change("md.product")).unwrap_err();
         assert!(hub_forging.contains("is erp's"), "{hub_forging}");
+        // An owner whose name ends like another's topic is not that owner.
+        let mut owners = reader.owners.clone();
+        owners.insert("z.from-erp".into(), vec!["md.z".into()]);
+        let tricky = super::KafkaConfig { owners, ..reader.clone() };
+        assert!(tricky.check_origin("hr.v1.master_data.from-z.from-erp", &change("md.product")).is_err(), "z.from-erp published erp's set");
+        assert!(tricky.check_origin("hr.v1.master_data.from-z.from-erp", &change("md.z")).is_ok());
     }
 
     #[test]

@@ -68,35 +68,48 @@ impl DeadLetter {
     }
 }
 
-/// Every record in the dead-letter topic of `data_type`, partition by
-/// partition in offset order: read from the start to the end it had when
-/// asked, waiting at most `timeout` in all. Blocking: call it from a
-/// thread that may block (`spawn_blocking` in async code).
+/// The consumer group (after the topic prefix) that reads dead letters.
+pub const DEAD_LETTER_READER: &str = "dead-letter-reader";
+
+/// Every record in the dead-letter topics of `data_type` (those of every
+/// topic the audience reads it from, each owner's master-data topic
+/// included), topic by topic and partition by partition in offset order:
+/// read from the start to the end each had when asked, waiting at most
+/// `timeout` in all. Blocking: call it from a thread that may block
+/// (`spawn_blocking` in async code).
 pub fn read_dead_letters(config: &KafkaConfig, data_type: DataType, timeout: Duration) -> Result<Vec<DeadLetter>, KafkaTransportError> {
-    let topic = format!("{}.dlq", config.topic(data_type));
-    let failed = |detail: String| KafkaTransportError::DeadLetters { topic: topic.clone(), detail };
+    let until = Instant::now() + timeout;
+    let mut letters = vec![];
+    for topic in config.topics_to_read(data_type) {
+        letters.extend(read_topic(config, &format!("{topic}.dlq"), data_type, until)?);
+    }
+    Ok(letters)
+}
+
+fn read_topic(config: &KafkaConfig, topic: &str, data_type: DataType, until: Instant) -> Result<Vec<DeadLetter>, KafkaTransportError> {
+    let timeout = until.saturating_duration_since(Instant::now());
+    let failed = |detail: String| KafkaTransportError::DeadLetters { topic: topic.to_string(), detail };
     let consumer: BaseConsumer = config
         .client_config()
-        .set("group.id", format!("{}dead-letter-reader", config.topic_prefix))
+        .set("group.id", format!("{}{DEAD_LETTER_READER}", config.topic_prefix))
         .set("enable.auto.commit", "false")
         .create()
         .map_err(|source| KafkaTransportError::Client { role: "dead-letter reader", brokers: config.brokers.clone(), source })?;
-    let until = Instant::now() + timeout;
-    let metadata = consumer.fetch_metadata(Some(&topic), timeout).map_err(|e| failed(e.to_string()))?;
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| failed(e.to_string()))?;
     let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
     let mut ends = std::collections::BTreeMap::new();
     let mut assignment = TopicPartitionList::new();
     for partition in partitions {
-        let (low, high) = consumer.fetch_watermarks(&topic, partition, timeout).map_err(|e| failed(e.to_string()))?;
+        let (low, high) = consumer.fetch_watermarks(topic, partition, timeout).map_err(|e| failed(e.to_string()))?;
         if high > low {
             ends.insert(partition, high);
-            assignment.add_partition_offset(&topic, partition, Offset::Offset(low)).map_err(|e| failed(e.to_string()))?;
+            assignment.add_partition_offset(topic, partition, Offset::Offset(low)).map_err(|e| failed(e.to_string()))?;
         }
     }
     consumer.assign(&assignment).map_err(|e| failed(e.to_string()))?;
     let mut letters = vec![];
     while !ends.is_empty() {
-        let left = until.checked_duration_since(Instant::now()).ok_or_else(|| failed(format!("not read to its end within {} s", timeout.as_secs())))?;
+        let left = until.checked_duration_since(Instant::now()).ok_or_else(|| failed("not read to its end in the time given".to_string()))?;
         let Some(message) = consumer.poll(left.min(Duration::from_millis(500))) else { continue };
         let message = message.map_err(|e| failed(e.to_string()))?;
         if ends.get(&message.partition()).is_some_and(|end| message.offset() + 1 >= *end) {

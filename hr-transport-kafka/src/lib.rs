@@ -59,7 +59,7 @@ mod topics;
 
 pub use config::KafkaConfig;
 pub use confirm::{group_lag, wait_until_applied, GroupLag, LagMonitor};
-pub use dead_letters::{read_dead_letters, replay_dead_letters, DeadLetter};
+pub use dead_letters::{read_dead_letters, replay_dead_letters, DeadLetter, DEAD_LETTER_READER};
 pub use error::KafkaTransportError;
 pub use health::{BrokerStatus, BrokerWatch};
 #[cfg(feature = "embedded")]

@@ -365,8 +365,9 @@ impl Worker {
     /// back to whoever consumes next). A record the dead-letter topic cannot
     /// take whole (too large, or refused [`FULL_LETTER_ATTEMPTS`] times)
     /// goes without its payload: its key, where it was, its size and why.
-    /// One the topic refuses even so [`BARE_LETTER_ATTEMPTS`] times (an
-    /// ACL, a topic limit) is kept in the system's own store
+    /// One the topic refuses even so [`BARE_LETTER_ATTEMPTS`] times for a
+    /// reason that will not pass (an ACL, a size or policy limit; not a
+    /// broker briefly away) is kept in the system's own store
     /// ([`Sink::keep_letter`]), so that the records after it still arrive;
     /// a sink that cannot keep it leaves the subscriber trying until stopped.
     async fn dead_letter(&self, t: &Taken, reason: &str, stopped: &mut watch::Receiver<bool>) -> bool {
@@ -409,7 +410,19 @@ impl Worker {
                 attempts = 0;
                 continue;
             }
-            if !with_payload && attempts >= BARE_LETTER_ATTEMPTS && self.keep_locally(t, &reason, &topic, &e).await {
+            // Only a refusal that will not pass (an ACL, a size or policy limit): a broker briefly away is waited for.
+            let lasting = matches!(
+                e.rdkafka_error_code(),
+                Some(
+                    RDKafkaErrorCode::TopicAuthorizationFailed
+                        | RDKafkaErrorCode::ClusterAuthorizationFailed
+                        | RDKafkaErrorCode::MessageSizeTooLarge
+                        | RDKafkaErrorCode::PolicyViolation
+                        | RDKafkaErrorCode::InvalidRecord
+                        | RDKafkaErrorCode::InvalidTopic
+                )
+            );
+            if !with_payload && lasting && attempts >= BARE_LETTER_ATTEMPTS && self.keep_locally(t, &reason, &topic, &e).await {
                 return true;
             }
             // Never skip a poison record silently: keep trying until the DLQ has it, or until told to stop.
