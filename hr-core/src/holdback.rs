@@ -153,6 +153,6 @@ mod tests {
         let suspension = held.suspends("A-1", "erp").expect("A-1's grants on erp are suspended");
         assert_eq!((suspension.file.as_str(), suspension.line), ("permissions.jsonl", 7));
         assert!(held.suspends("A-1", "payroll").is_none() && held.suspends("B-9", "erp").is_none());
-        assert_eq!(held.suspended(), [suspension.clone()]);
+        assert_eq!(held.suspended(), std::slice::from_ref(suspension));
     }
 }
