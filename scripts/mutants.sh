@@ -23,8 +23,8 @@ core() {
   mutants --package hr-core -f ledger.rs -f digest.rs -f holdback.rs -f sink.rs -f sqlite_sink.rs -f merge.rs -f envelope.rs -o mutants.out/core "$@"
 }
 receiver() {
-  mutants --package hr-transport-rest -f server.rs -f strict.rs -f idempotency.rs \
-    --re 'bound_echoes|check_structure|NoDuplicateKeys|unknown_fields|IgnoredFields|idempotency_key|AnsweredKeys|reserve_body_bytes|cost|allowed_entries|unreadable|list_fields|bounded|refuse|authorized|check_' \
+  mutants --package hr-transport-rest -f server.rs -f strict.rs -f idempotency.rs -f token.rs \
+    --re 'bound_echoes|check_structure|NoDuplicateKeys|unknown_fields|IgnoredFields|idempotency_key|AnsweredKeys|reserve_body_bytes|cost|allowed_entries|unreadable|list_fields|bounded|refuse|authorized|check_|bearer_matches|presented_token' \
     -o mutants.out/receiver "$@"
 }
 subscriber() {
