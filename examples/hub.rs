@@ -263,6 +263,9 @@ async fn main() -> anyhow::Result<()> {
         _ => None,
     };
     let brokers = if args.watch.is_some() || gate.is_some() { Some(watch_brokers(&config.kafka(&args.brokers)?, gate.clone()).await?) } else { None };
+    if let Some(gate) = &gate {
+        watch_targets(&config, gate.clone())?;
+    }
 
     let mut hub: Option<Arc<Mutex<Hub>>> = None;
     let mut failures: u32 = 0;
@@ -342,6 +345,36 @@ async fn serve_gate(addr: SocketAddr, brokers: &str, tls: Option<TlsIdentity>, c
     Ok(gate)
 }
 
+/// Asks each REST target's `/healthz` every few seconds for as long as the
+/// process runs: one that does not answer at all is logged and named by the
+/// gate's 503 until it answers again (an answer of any status counts: a
+/// system whose own brokers are down still takes REST calls).
+fn watch_targets(config: &HubConfig, gate: ApiGate) -> anyhow::Result<()> {
+    let mut client = reqwest::Client::builder().timeout(Duration::from_secs(3));
+    if let Some(ca) = config.rest_config()?.ca_pem {
+        client = client.add_root_certificate(reqwest::Certificate::from_pem(&ca)?);
+    }
+    let client = client.build()?;
+    let targets: Vec<(String, String)> = config.targets.iter().filter_map(|(name, t)| t.url.clone().map(|url| (name.clone(), url))).collect();
+    tokio::spawn(async move {
+        let mut down = std::collections::BTreeSet::new();
+        loop {
+            for (name, url) in &targets {
+                let answers = client.get(format!("{}/healthz", url.trim_end_matches('/'))).send().await.is_ok();
+                if !answers && down.insert(name.clone()) {
+                    tracing::warn!(target_system = %name, url = %url, "REST target does not answer");
+                    gate.set_down(&format!("target:{name}"), Some(format!("target {name} at {url} does not answer")));
+                } else if answers && down.remove(name) {
+                    tracing::warn!(target_system = %name, url = %url, "REST target answers again");
+                    gate.set_down(&format!("target:{name}"), None);
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+    Ok(())
+}
+
 /// Watches the brokers for as long as the process runs: the watch logs when
 /// they stop answering and when they answer again, and the gate (if any)
 /// answers 503 naming them meanwhile. Returns once the first answer (or
@@ -361,7 +394,7 @@ async fn watch_brokers(kafka: &KafkaConfig, gate: Option<ApiGate>) -> anyhow::Re
                 _ => None,
             };
             if let Some(gate) = &gate {
-                gate.set_down(down);
+                gate.set_down("kafka", down);
             }
         }
     });

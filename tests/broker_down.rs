@@ -3,7 +3,8 @@
 //! in `/healthz` (503 with the reason; the hub's API calls too), and goes on
 //! as soon as the brokers answer: three `system` processes and a `hub
 //! --watch --listen` started before their broker (one of its own, on port
-//! 19392), then the broker, then a hub run that converges.
+//! 19392), then the broker, then a hub run that converges. A REST target
+//! that stops answering is named by the hub's `/healthz` until it answers again.
 
 use std::time::{Duration, Instant};
 
@@ -49,7 +50,7 @@ fn systems_started_before_their_broker_listen_at_once_report_it_and_converge_onc
     broker_script("stop", PORT);
     example("system"); // built before the clock starts
     let started = Instant::now();
-    let (deployment, systems) = Deployment::start_on(&["payroll", "orgchart", "erp"], format!("127.0.0.1:{PORT}"));
+    let (deployment, mut systems) = Deployment::start_on(&["payroll", "orgchart", "erp"], format!("127.0.0.1:{PORT}"));
     assert!(started.elapsed() < Duration::from_secs(30), "the systems took {:?} to listen", started.elapsed());
     for system in &systems {
         system.wait_for_log("Kafka brokers unreachable", Duration::from_secs(10));
@@ -107,9 +108,35 @@ fn systems_started_before_their_broker_listen_at_once_report_it_and_converge_onc
     let (status, body) = post_grant(&api);
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("first periodic run"), "{body}");
+
+    // A REST target that stops answering: the hub's /healthz names it within seconds, and recovers with it.
+    let erp = systems.pop().unwrap();
+    let erp_url = erp.url.clone();
+    drop(erp); // killed
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = healthz(&api);
+        if status == 503 {
+            assert!(body.contains("target erp at") && !body.contains("error sending request"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < until, "the hub's /healthz did not name the stopped target: {status} {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_for_line(&lines, "REST target does not answer", &mut seen);
+    systems.push(deployment.restart("erp", &erp_url));
+    wait_for_line(&lines, "REST target answers again", &mut seen);
+    let until = Instant::now() + Duration::from_secs(20);
+    while healthz(&api).0 != 200 {
+        assert!(Instant::now() < until, "the hub's /healthz stayed 503 after the target came back: {}", healthz(&api).1);
+        std::thread::sleep(Duration::from_millis(200));
+    }
     drop(_hub);
     for system in &systems {
-        system.wait_for_log("Kafka brokers reachable again", Duration::from_secs(60));
+        // erp, restarted above, never saw the brokers down.
+        if system.log.lock().unwrap().iter().any(|l| l.contains("Kafka brokers unreachable")) {
+            system.wait_for_log("Kafka brokers reachable again", Duration::from_secs(60));
+        }
         let until = Instant::now() + Duration::from_secs(30);
         while healthz(&system.url).0 != 200 {
             assert!(Instant::now() < until, "{} stayed unhealthy: {}", system.name, healthz(&system.url).1);

@@ -24,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -187,8 +188,9 @@ pub fn hub_api(hub: Arc<Mutex<Hub>>, config: ApiConfig) -> Router {
 /// hub's routes ([`hub_api`]), every call, `/healthz` included, is answered
 /// 503 naming what the hub waits for; afterwards, while
 /// [`set_down`](Self::set_down) says a peer does not answer (the Kafka
-/// brokers), calls and `/healthz` are answered 503 naming it at once instead
-/// of waiting for a propagation that cannot finish.
+/// brokers, a REST target), calls and `/healthz` are answered 503 naming
+/// every such peer at once instead of waiting for a propagation that cannot
+/// finish.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -198,8 +200,12 @@ pub fn hub_api(hub: Arc<Mutex<Hub>>, config: ApiConfig) -> Router {
 /// assert_eq!(gate.router().oneshot(call()).await.unwrap().status(), 503);
 /// gate.open(axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" })));
 /// assert_eq!(gate.router().oneshot(call()).await.unwrap().status(), 200);
-/// gate.set_down(Some("the Kafka brokers at kafka:9092 do not answer".into()));
-/// assert_eq!(gate.router().oneshot(call()).await.unwrap().status(), 503);
+/// gate.set_down("kafka", Some("the Kafka brokers at kafka:9092 do not answer".into()));
+/// gate.set_down("erp", Some("target erp at https://erp:8443 does not answer".into()));
+/// gate.set_down("kafka", None);
+/// assert_eq!(gate.router().oneshot(call()).await.unwrap().status(), 503, "erp is still down");
+/// gate.set_down("erp", None);
+/// assert_eq!(gate.router().oneshot(call()).await.unwrap().status(), 200);
 /// # });
 /// ```
 #[derive(Clone)]
@@ -217,26 +223,44 @@ impl std::fmt::Debug for ApiGate {
 struct GateState {
     /// The connected hub's routes, once there are.
     routes: Option<Router>,
-    /// What does not answer, if anything.
-    down: Option<String>,
+    /// What the hub waits for until it is opened.
+    waiting_for: Option<String>,
+    /// Each peer that does not answer, and how to say so.
+    down: BTreeMap<String, String>,
+}
+
+impl GateState {
+    /// Why calls cannot be taken now, if they cannot.
+    fn unavailable(&self) -> Option<String> {
+        if let Some(waiting) = &self.waiting_for {
+            return Some(waiting.clone());
+        }
+        (!self.down.is_empty()).then(|| self.down.values().cloned().collect::<Vec<_>>().join("; "))
+    }
 }
 
 impl ApiGate {
     /// A gate answering 503 with `waiting_for` until it is opened.
     pub fn new(waiting_for: impl Into<String>) -> Self {
-        ApiGate { state: Arc::new(std::sync::RwLock::new(GateState { routes: None, down: Some(waiting_for.into()) })) }
+        let state = GateState { routes: None, waiting_for: Some(waiting_for.into()), down: BTreeMap::new() };
+        ApiGate { state: Arc::new(std::sync::RwLock::new(state)) }
     }
 
     /// Serves `routes` from now on (while nothing is [`down`](Self::set_down)).
     pub fn open(&self, routes: Router) {
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         state.routes = Some(routes);
-        state.down = None;
+        state.waiting_for = None;
     }
 
-    /// A peer the hub needs does not answer (`Some(what)`), or every one does again (`None`).
-    pub fn set_down(&self, down: Option<String>) {
-        self.state.write().unwrap_or_else(|p| p.into_inner()).down = down;
+    /// The peer `peer` (the brokers, a target) does not answer, said as
+    /// `Some(message)`, or answers again (`None`).
+    pub fn set_down(&self, peer: &str, down: Option<String>) {
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        match down {
+            Some(message) => state.down.insert(peer.to_string(), message),
+            None => state.down.remove(peer),
+        };
     }
 
     /// The router to serve (with [`serve_with_limits`](hr_transport_rest::serve_with_limits)).
@@ -251,7 +275,7 @@ impl ApiGate {
     async fn handle(&self, request: Request) -> Response {
         let (routes, down) = {
             let state = self.state.read().unwrap_or_else(|p| p.into_inner());
-            (state.routes.clone(), state.down.clone())
+            (state.routes.clone(), state.unavailable())
         };
         let describes_itself = request.uri().path() == "/hr/v1/openapi.json";
         match (routes, down) {
