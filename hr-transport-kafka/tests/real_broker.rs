@@ -335,6 +335,18 @@ async fn a_dead_letter_the_topic_refuses_is_kept_in_the_systems_own_store_and_th
     for result in admin.alter_configs(&[narrow], &AdminOptions::new()).await.unwrap() {
         result.unwrap();
     }
+    // The controller accepts the change before the broker enforces it: wait until the broker reports it.
+    let enforced = async {
+        loop {
+            let described = admin.describe_configs(&[ResourceSpecifier::Topic(&dlq)], &AdminOptions::new()).await.unwrap();
+            let limit = described.into_iter().flatten().flat_map(|r| r.entries).find(|e| e.name == "max.message.bytes").and_then(|e| e.value);
+            if limit.as_deref() == Some("64") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), enforced).await.expect("the broker takes the dead-letter topic's new limit");
     let group = format!("{}g", config.topic_prefix);
     let store = tempfile::tempdir().unwrap();
     let sink = Arc::new(SqliteSink::open(store.path().join("erp.sqlite3")).unwrap());
