@@ -36,20 +36,6 @@ fn grant_line(employee: &str, system: &str, role: &str, expires: Option<&str>) -
     json!({"employee": employee, "system": system, "role": role, "op": "grant", "expires": expires, "at": "2026-10-01T09:00:00Z"}).to_string()
 }
 
-/// Company A's employees file with one person's `status` and `updated_at` changed.
-fn with_status(csv: &str, local_id: &str, status: &str, updated_at: &str) -> String {
-    csv.lines()
-        .map(|line| {
-            let mut fields: Vec<&str> = line.split(',').collect();
-            if fields[0] == local_id {
-                fields[7] = status;
-                fields[13] = updated_at;
-            }
-            fields.join(",") + "\n"
-        })
-        .collect()
-}
-
 #[test]
 fn a_leaver_loses_every_grant_everywhere_in_the_run_that_sees_the_termination_and_expired_grants_are_nowhere() {
     let (deployment, systems) = Deployment::start(&NAMES);

@@ -3,8 +3,9 @@
 //!
 //! A transport's test file builds a [`Harness`] (usually a [`GatedHarness`]
 //! over [`GatedHarness::stores`]): the propagator under test,
-//! serving the targets in [`TARGETS`] (each receiving
-//! [`DataType::MasterData`]), their sinks, and a way to take a target down
+//! serving the targets in [`TARGETS`] (each receiving the harness's
+//! [`data_type`](Harness::data_type), master data unless it says otherwise),
+//! a way to read what each target holds, and a way to take a target down
 //! and bring it back. [`run_all`] then checks, in order:
 //!
 //! * delivery: a batch reaches every target, and its receipt reports each
@@ -21,8 +22,8 @@
 //! Each check panics with what went wrong, as a test should.
 
 use crate::{
-    ApplyOutcome, ChangeEnvelope, DataType, Digest, DigestEntry, MasterData, MemorySink, PropagateError, PropagationReport, Propagator, PropagatorExt, Sink,
-    SinkError,
+    ApplyOutcome, ChangeEnvelope, Company, DataType, Digest, DigestEntry, MasterData, MemorySink, OrgUnit, PropagateError, PropagationReport, Propagator,
+    PropagatorExt, Sink, SinkError,
 };
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -37,13 +38,19 @@ pub const TARGETS: [&str; 3] = ["payroll", "orgchart", "erp"];
 #[async_trait]
 pub trait Harness: Send + Sync {
     /// The propagator under test, serving every target in [`TARGETS`] with
-    /// [`DataType::MasterData`] and none with [`DataType::Compensation`].
+    /// [`data_type`](Self::data_type) and none with [`DataType::Compensation`].
     fn propagator(&self) -> Arc<dyn Propagator>;
 
-    /// The store of `target`. Its target must be able to apply
+    /// The data type the checks send: [`DataType::MasterData`] (any
+    /// transport carries it) or [`DataType::OrgUnit`] (a directory's Groups).
+    fn data_type(&self) -> DataType {
+        DataType::MasterData
+    }
+
+    /// What `target` holds of `data_type`. Its target must be able to hold
     /// compensation if a transport delivered it (a Kafka consumer of the
     /// compensation topic, a receiver that accepts it), so a leak shows.
-    fn sink(&self, target: &str) -> Arc<dyn Sink>;
+    async fn held(&self, target: &str, data_type: DataType) -> Vec<DigestEntry>;
 
     /// Makes `target` unreachable: it applies nothing until [`start`](Self::start).
     async fn stop(&self, target: &str);
@@ -117,8 +124,8 @@ impl Harness for GatedHarness {
         self.propagator.clone()
     }
 
-    fn sink(&self, target: &str) -> Arc<dyn Sink> {
-        self.sinks[target].clone()
+    async fn held(&self, target: &str, data_type: DataType) -> Vec<DigestEntry> {
+        self.sinks[target].entries(data_type).await.expect("the sink lists its entries")
     }
 
     async fn stop(&self, target: &str) {
@@ -131,7 +138,7 @@ impl Harness for GatedHarness {
 }
 
 /// Runs every check, each on its own keys (`prefix` keeps runs on a shared
-/// broker or store apart).
+/// broker or store apart; with org units it starts their ids).
 pub async fn run_all(harness: &dyn Harness, prefix: &str) {
     delivers_to_every_target(harness, &format!("{prefix}deliver")).await;
     redelivery_changes_nothing(harness, &format!("{prefix}redeliver")).await;
@@ -147,26 +154,56 @@ fn record(set: &str, code: usize, name: &str) -> MasterData {
 
 /// `n` master-data upserts of set `set` at `version`, named `name`.
 pub fn upserts(set: &str, n: usize, version: u64, name: &str) -> Vec<ChangeEnvelope> {
+    upserts_of(DataType::MasterData, set, n, version, name)
+}
+
+/// `n` upserts of `data_type` (master data of set `set`, or org units whose
+/// ids start with `set`) at `version`, named `name`.
+pub fn upserts_of(data_type: DataType, set: &str, n: usize, version: u64, name: &str) -> Vec<ChangeEnvelope> {
     (0..n)
-        .map(|i| {
-            let md = record(set, i, name);
-            ChangeEnvelope::upsert(DataType::MasterData, md.key(), version, "conformance", &md).expect("master data serializes")
+        .map(|i| match data_type {
+            DataType::OrgUnit => {
+                let unit = OrgUnit {
+                    id: compact_str::format_compact!("{set}-{i:05}"),
+                    company: Some(Company::A),
+                    name: compact_str::format_compact!("{name} {i}"),
+                    parent: Some("A".into()),
+                    leader: None,
+                    updated_at: None,
+                };
+                ChangeEnvelope::upsert(DataType::OrgUnit, unit.id.to_string(), version, "conformance", &unit).expect("an org unit serializes")
+            }
+            _ => {
+                let md = record(set, i, name);
+                ChangeEnvelope::upsert(DataType::MasterData, md.key(), version, "conformance", &md).expect("master data serializes")
+            }
         })
         .collect()
 }
 
-/// The digest of `set`'s keys in a sink.
-async fn digest_of_set(sink: &dyn Sink, set: &str) -> Digest {
-    let prefix = format!("{set}:");
-    let entries = sink.entries(DataType::MasterData).await.expect("the sink lists its entries");
-    Digest::of(&entries.into_iter().filter(|e| e.key.starts_with(&prefix)).collect::<Vec<_>>())
+/// Whether `key` of `data_type` is one of `set`'s.
+fn in_set(data_type: DataType, set: &str, key: &str) -> bool {
+    let separator = if data_type == DataType::OrgUnit { '-' } else { ':' };
+    key.strip_prefix(set).is_some_and(|rest| rest.starts_with(separator))
+}
+
+/// The digest of `set`'s keys in `entries`.
+fn digest_of_set(entries: Vec<DigestEntry>, data_type: DataType, set: &str) -> Digest {
+    Digest::of(&entries.into_iter().filter(|e| in_set(data_type, set, &e.key)).collect::<Vec<_>>())
+}
+
+/// The digest of `set`'s keys as `target` holds them.
+async fn held_of_set(harness: &dyn Harness, target: &str, set: &str) -> Digest {
+    let data_type = harness.data_type();
+    digest_of_set(harness.held(target, data_type).await, data_type, set)
 }
 
 /// What a sink that applied `batch` by the version rule holds for `set`.
 async fn expected(batch: &[ChangeEnvelope], set: &str) -> Digest {
     let reference = MemorySink::default();
     reference.apply(batch).await.expect("the reference sink applies");
-    digest_of_set(&reference, set).await
+    let data_type = batch.first().map_or(DataType::MasterData, |c| c.data_type);
+    digest_of_set(reference.entries(data_type).await.expect("the reference sink lists its entries"), data_type, set)
 }
 
 async fn send_and_confirm(harness: &dyn Harness, batch: &[ChangeEnvelope]) -> PropagationReport {
@@ -175,14 +212,14 @@ async fn send_and_confirm(harness: &dyn Harness, batch: &[ChangeEnvelope]) -> Pr
 
 async fn assert_every_target_holds(harness: &dyn Harness, set: &str, want: &Digest, what: &str) {
     for target in TARGETS {
-        let held = digest_of_set(harness.sink(target).as_ref(), set).await;
+        let held = held_of_set(harness, target, set).await;
         assert_eq!(&held, want, "{target} after {what}");
     }
 }
 
 /// A batch reaches every target, and the receipt says each applied all of it.
 pub async fn delivers_to_every_target(harness: &dyn Harness, set: &str) {
-    let batch = upserts(set, 300, 1, "first");
+    let batch = upserts_of(harness.data_type(), set, 300, 1, "first");
     let applied = send_and_confirm(harness, &batch).await;
     for target in TARGETS {
         assert_eq!(applied.total(target), 300, "{target} applied the whole batch: {applied:?}");
@@ -192,7 +229,7 @@ pub async fn delivers_to_every_target(harness: &dyn Harness, set: &str) {
 
 /// Sending the same batch twice leaves every target as after once.
 pub async fn redelivery_changes_nothing(harness: &dyn Harness, set: &str) {
-    let batch = upserts(set, 50, 1, "once");
+    let batch = upserts_of(harness.data_type(), set, 50, 1, "once");
     send_and_confirm(harness, &batch).await;
     send_and_confirm(harness, &batch).await;
     assert_every_target_holds(harness, set, &expected(&batch, set).await, "the same batch twice").await;
@@ -200,8 +237,8 @@ pub async fn redelivery_changes_nothing(harness: &dyn Harness, set: &str) {
 
 /// Version 2 then version 1 of the same keys: every target keeps version 2.
 pub async fn an_older_version_arriving_late_is_ignored(harness: &dyn Harness, set: &str) {
-    let newer = upserts(set, 50, 2, "newer");
-    let older = upserts(set, 50, 1, "older");
+    let newer = upserts_of(harness.data_type(), set, 50, 2, "newer");
+    let older = upserts_of(harness.data_type(), set, 50, 1, "older");
     send_and_confirm(harness, &newer).await;
     send_and_confirm(harness, &older).await;
     assert_every_target_holds(harness, set, &expected(&newer, set).await, "an older version arriving late").await;
@@ -209,8 +246,8 @@ pub async fn an_older_version_arriving_late_is_ignored(harness: &dyn Harness, se
 
 /// Upsert at 1, delete at 2, the upsert at 1 again: the key stays deleted.
 pub async fn a_delete_wins_over_older_upserts(harness: &dyn Harness, set: &str) {
-    let created = upserts(set, 20, 1, "created");
-    let deleted: Vec<ChangeEnvelope> = created.iter().map(|c| ChangeEnvelope::delete(DataType::MasterData, c.key.clone(), 2, "conformance")).collect();
+    let created = upserts_of(harness.data_type(), set, 20, 1, "created");
+    let deleted: Vec<ChangeEnvelope> = created.iter().map(|c| ChangeEnvelope::delete(c.data_type, c.key.clone(), 2, "conformance")).collect();
     send_and_confirm(harness, &created).await;
     send_and_confirm(harness, &deleted).await;
     send_and_confirm(harness, &created).await;
@@ -222,7 +259,7 @@ pub async fn a_delete_wins_over_older_upserts(harness: &dyn Harness, set: &str) 
 /// With erp down, the failure names erp and only erp; payroll and orgchart
 /// apply the batch; once erp is back, sending again converges everywhere.
 pub async fn a_target_down_is_named_and_catches_up_after_a_resend(harness: &dyn Harness, set: &str) {
-    let batch = upserts(set, 100, 1, "while erp is down");
+    let batch = upserts_of(harness.data_type(), set, 100, 1, "while erp is down");
     harness.stop("erp").await;
     let failure = match harness.propagator().propagate(&batch).await {
         Err(e) => e,
@@ -234,7 +271,7 @@ pub async fn a_target_down_is_named_and_catches_up_after_a_resend(harness: &dyn 
     assert_eq!(delivered.total("erp"), 0, "nothing reported for erp: {failure}");
     let want = expected(&batch, set).await;
     for target in ["payroll", "orgchart"] {
-        assert_eq!(digest_of_set(harness.sink(target).as_ref(), set).await, want, "{target} applies while erp is down");
+        assert_eq!(held_of_set(harness, target, set).await, want, "{target} applies while erp is down");
     }
     harness.start("erp").await;
     send_and_confirm(harness, &batch).await;
@@ -254,7 +291,7 @@ pub async fn sensitive_data_reaches_no_target_not_allowed_it(harness: &dyn Harne
     // A transport that leaked it regardless would have it applied by now.
     tokio::time::sleep(harness.short_deadline()).await;
     for target in TARGETS {
-        let entries = harness.sink(target).entries(DataType::Compensation).await.expect("the sink lists its entries");
+        let entries = harness.held(target, DataType::Compensation).await;
         assert!(entries.is_empty(), "{target} holds compensation it may not receive");
     }
 }

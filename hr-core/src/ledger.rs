@@ -373,6 +373,12 @@ impl Ledger {
         Ok(Ledger { conn, path: shown, _lock: None, max_delete_share: DEFAULT_MAX_DELETE_SHARE, audiences: BTreeMap::new() })
     }
 
+    /// Where the ledger is (`:memory:` for one in memory): what a transport
+    /// keeps beside it (a directory's ids) goes next to it.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     /// A ledger that lives only in memory.
     pub fn in_memory() -> Result<Self, LedgerError> {
         let conn = Connection::open_in_memory().map_err(|source| LedgerError::Storage { path: ":memory:".into(), source })?;

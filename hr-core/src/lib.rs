@@ -5,13 +5,14 @@
 //! need it with proof that each holds exactly the hub's state.
 //!
 //! Transports live in their own crates (`hr-transport-kafka`,
-//! `hr-transport-rest`) and implement this crate's two traits; the hub
+//! `hr-transport-rest`, `hr-transport-scim`) and implement this crate's traits; the hub
 //! (`hr-hub`) composes them.
 //!
 //! # Contents
 //!
 //! - [The flow](#the-flow): import, merge, ledger, propagate, apply, prove.
-//! - [The two traits](#the-two-traits): [`Propagator`] sends, [`Sink`] applies.
+//! - [The traits](#the-traits): [`Propagator`] sends, [`Sink`] applies,
+//!   [`TargetReader`] reads back.
 //! - [Guarantees](#guarantees): what holds under duplicates, reordering,
 //!   failed runs and bad input.
 //! - [Features](#features).
@@ -28,19 +29,22 @@
 //! 3. The [`Ledger`] turns a full load into a [`Delta`] of
 //!    [`ChangeEnvelope`]s with per-key versions that are never reused.
 //! 4. A [`Router`], built from a [`RoutingPolicy`], picks the
-//!    [`Propagator`] per data type and refuses a route that would send a
+//!    [`Propagator`] per data type (or the target's own transport) and refuses a route that would send a
 //!    target a type it may not receive ([`RoutingError`]).
 //! 5. `propagate` returns a [`Receipt`]; [`Receipt::applied`] waits until
 //!    every target applied the batch, naming each one still behind.
 //! 6. Every target's [`Sink`] applies under the version rule, and equal
 //!    [`Digest`]s prove a target holds the hub's state, content included.
 //!
-//! # The two traits
+//! # The traits
 //!
 //! [`Propagator`] is kept small: send a batch, say which targets get which
 //! data type. Conveniences (send and wait until applied) live in
 //! [`PropagatorExt`]. [`Sink`] applies a batch atomically and lists what it
-//! holds; its digest follows from that. The `conformance` feature exposes
+//! holds; its digest follows from that. [`TargetReader`] reads back what a
+//! target holds, so the hub compares it with its ledger; a transport whose
+//! targets can be read supplies one (a target without one is reported as not
+//! comparable, never skipped silently). The `conformance` feature exposes
 //! one test suite every propagator runs, as every object store runs one.
 //!
 //! # Guarantees
@@ -101,6 +105,7 @@ mod merge;
 mod private_file;
 mod propagate;
 mod quarantine;
+mod read_back;
 mod realtime;
 mod routing;
 mod schema;
@@ -129,9 +134,10 @@ pub use mapping::{CompanyARules, GradeMaps, Mapping, MappingError, DEFAULT_MAPPI
 pub use merge::{
     merge, merge_with_identities, Conflict, ConflictKind, Identities, MergeOutcome, MergeReport, MergedState, RecordJson, Warning, WarningKind, GROUP_ROOT,
 };
-pub use private_file::write_private;
+pub use private_file::{create_private, write_private};
 pub use propagate::{Confirmation, PropagateError, PropagationReport, Propagator, PropagatorExt, Receipt, TargetFailure};
 pub use quarantine::{Quarantined, Reason};
+pub use read_back::{ReadBackError, TargetReader, ALL_BUCKETS};
 pub use realtime::{apply_newer_wins, NewerWins, RealtimeChange};
 pub use routing::{RecordScope, Router, RoutingError, RoutingPolicy, TargetPolicy};
 pub use schema::{

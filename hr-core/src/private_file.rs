@@ -17,7 +17,7 @@ fn private(options: &mut OpenOptions) -> &mut OpenOptions {
 /// Creates `path` empty and private if it does not exist; an existing file
 /// is left as it is. What SQLite opens next (and its `-wal` and `-shm`
 /// files, which take the database file's mode) is then private.
-pub(crate) fn create_private(path: &Path) -> io::Result<()> {
+pub fn create_private(path: &Path) -> io::Result<()> {
     private(OpenOptions::new().write(true).create(true).truncate(false)).open(path).map(drop)
 }
 

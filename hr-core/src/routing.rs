@@ -50,12 +50,17 @@ pub struct TargetPolicy {
     /// ["phone", "birth_date"]`); see [`FieldScope`].
     #[serde(default)]
     pub omit: FieldScope,
+    /// The transport every data type it receives travels over (`"scim"`
+    /// for an identity directory), instead of each type's route.
+    #[serde(default)]
+    pub transport: Option<String>,
 }
 
 impl TargetPolicy {
-    /// A target receiving `data_types`, only its own grants, every field.
+    /// A target receiving `data_types`, only its own grants, every field,
+    /// over each type's route.
     pub fn new(data_types: Vec<DataType>) -> Self {
-        TargetPolicy { data_types, all_grants: false, omit: FieldScope::full() }
+        TargetPolicy { data_types, all_grants: false, omit: FieldScope::full(), transport: None }
     }
 }
 
@@ -146,9 +151,31 @@ fn no_personal_details() -> FieldScope {
 }
 
 impl RoutingPolicy {
-    /// The propagator a data type goes to.
+    /// The propagator a data type goes to, for targets without a transport of their own.
     pub fn route(&self, data_type: DataType) -> Option<&str> {
         self.routes.get(&data_type).map(String::as_str)
+    }
+
+    /// The propagator that carries `data_type` to `target`: the target's own
+    /// transport if it names one, else the type's route.
+    pub fn route_for(&self, target: &str, data_type: DataType) -> Option<&str> {
+        match self.targets.get(target).and_then(|p| p.transport.as_deref()) {
+            Some(own) => Some(own),
+            None => self.route(data_type),
+        }
+    }
+
+    /// The data types `target` receives over `transport`.
+    pub fn types_via(&self, target: &str, transport: &str) -> Vec<DataType> {
+        let Some(policy) = self.targets.get(target) else { return vec![] };
+        policy.data_types.iter().copied().filter(|t| self.route_for(target, *t) == Some(transport)).collect()
+    }
+
+    /// Every transport a change of `data_type` travels over: its route, and
+    /// the own transport of each target receiving it.
+    pub fn transports_for(&self, data_type: DataType) -> std::collections::BTreeSet<&str> {
+        let own = self.targets.values().filter(|p| p.data_types.contains(&data_type)).filter_map(|p| p.transport.as_deref());
+        self.route(data_type).into_iter().chain(own).collect()
     }
 
     /// The targets allowed to receive a data type, sorted.
@@ -169,7 +196,8 @@ impl RoutingPolicy {
         }
     }
 
-    /// The data types routed to a propagator.
+    /// The data types routed to a propagator (by `[routes]`; a target's own
+    /// transport is in [`types_via`](Self::types_via)).
     pub fn data_types_via(&self, propagator: &str) -> Vec<DataType> {
         self.routes.iter().filter(|(_, p)| *p == propagator).map(|(t, _)| *t).collect()
     }
@@ -185,6 +213,16 @@ pub enum RoutingError {
         /// The data type.
         data_type: DataType,
         /// The name the route gives.
+        name: String,
+        /// The registered names, comma-separated.
+        registered: String,
+    },
+    /// A target names a transport of its own that nobody registered.
+    #[error("target {target} names transport {name:?}, which is not one of the registered transports ({registered})")]
+    UnknownTargetTransport {
+        /// The target.
+        target: String,
+        /// The name it gives.
         name: String,
         /// The registered names, comma-separated.
         registered: String,
@@ -265,42 +303,54 @@ impl Router {
     /// Checks that the registered transports carry out the policy exactly
     /// (see the type's documentation); the first problem found.
     pub fn check(&self) -> Result<(), RoutingError> {
+        let registered = || self.propagators.keys().cloned().collect::<Vec<_>>().join(", ");
         for (data_type, name) in &self.policy.routes {
-            let Some(propagator) = self.propagators.get(name) else {
-                let registered = self.propagators.keys().cloned().collect::<Vec<_>>().join(", ");
-                return Err(RoutingError::UnknownTransport { data_type: *data_type, name: name.clone(), registered });
-            };
-            let reached = propagator.targets();
-            for target in self.policy.targets_for(*data_type) {
-                if !reached.get(target).is_some_and(|types| types.contains(data_type)) {
-                    return Err(RoutingError::Unreachable { transport: name.clone(), target: target.into(), data_type: *data_type });
+            if !self.propagators.contains_key(name) {
+                return Err(RoutingError::UnknownTransport { data_type: *data_type, name: name.clone(), registered: registered() });
+            }
+        }
+        for (target, policy) in &self.policy.targets {
+            if let Some(name) = policy.transport.as_ref().filter(|n| !self.propagators.contains_key(*n)) {
+                return Err(RoutingError::UnknownTargetTransport { target: target.clone(), name: name.clone(), registered: registered() });
+            }
+            for data_type in &policy.data_types {
+                let Some((name, propagator)) = self.propagator_for(target, *data_type) else { continue };
+                if !propagator.targets().get(target).is_some_and(|types| types.contains(data_type)) {
+                    return Err(RoutingError::Unreachable { transport: name.into(), target: target.clone(), data_type: *data_type });
                 }
             }
         }
         for (name, propagator) in &self.propagators {
             for (target, types) in propagator.targets() {
-                let routed_here = types.iter().filter(|t| self.policy.route(**t) == Some(name.as_str()));
-                if let Some(data_type) = routed_here.clone().find(|t| !self.policy.allows(&target, **t)) {
+                let routed_here: Vec<DataType> = types.into_iter().filter(|t| self.policy.route_for(&target, *t) == Some(name.as_str())).collect();
+                if let Some(data_type) = routed_here.iter().find(|t| !self.policy.allows(&target, **t)) {
                     return Err(RoutingError::NotAllowed { transport: name.clone(), target, data_type: *data_type });
                 }
-                let omitted_by_transport = propagator.field_scope(&target);
-                let wanted = self.policy.scope(&target);
-                for data_type in routed_here {
-                    let delivered: Vec<&str> = wanted
-                        .fields()
-                        .omitted(*data_type)
-                        .iter()
-                        .filter(|f| !omitted_by_transport.omitted(*data_type).contains(f))
-                        .map(String::as_str)
-                        .collect();
-                    if !delivered.is_empty() {
-                        let fields = delivered.join(", ");
-                        return Err(RoutingError::FieldsNotOmitted { transport: name.clone(), target, data_type: *data_type, fields });
-                    }
-                }
+                self.check_fields(name, propagator.as_ref(), &target, &routed_here)?;
             }
         }
         Ok(())
+    }
+
+    /// Checks that `propagator` omits for `target` every field of `types` the policy omits.
+    fn check_fields(&self, name: &str, propagator: &dyn Propagator, target: &str, types: &[DataType]) -> Result<(), RoutingError> {
+        let omitted_by_transport = propagator.field_scope(target);
+        let wanted = self.policy.scope(target);
+        for data_type in types {
+            let delivered: Vec<&str> =
+                wanted.fields().omitted(*data_type).iter().filter(|f| !omitted_by_transport.omitted(*data_type).contains(f)).map(String::as_str).collect();
+            if !delivered.is_empty() {
+                let fields = delivered.join(", ");
+                return Err(RoutingError::FieldsNotOmitted { transport: name.into(), target: target.into(), data_type: *data_type, fields });
+            }
+        }
+        Ok(())
+    }
+
+    /// The registered propagator that carries `data_type` to `target`, and its name.
+    fn propagator_for(&self, target: &str, data_type: DataType) -> Option<(&str, &Arc<dyn Propagator>)> {
+        let name = self.policy.route_for(target, data_type)?;
+        self.propagators.get_key_value(name).map(|(n, p)| (n.as_str(), p))
     }
 }
 
@@ -309,11 +359,16 @@ impl Propagator for Router {
     async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
         let mut parts: BTreeMap<&str, Vec<ChangeEnvelope>> = BTreeMap::new();
         for change in batch {
-            let name = self.policy.route(change.data_type).ok_or(PropagateError::NoRoute(change.data_type))?;
-            if !self.propagators.contains_key(name) {
-                return Err(PropagateError::UnknownPropagator { data_type: change.data_type, name: name.to_string() });
+            let transports = self.policy.transports_for(change.data_type);
+            if transports.is_empty() {
+                return Err(PropagateError::NoRoute(change.data_type));
             }
-            parts.entry(name).or_default().push(change.clone());
+            for name in transports {
+                if !self.propagators.contains_key(name) {
+                    return Err(PropagateError::UnknownPropagator { data_type: change.data_type, name: name.to_string() });
+                }
+                parts.entry(name).or_default().push(change.clone());
+            }
         }
         let sends = parts.iter().map(|(name, part)| async move { (*name, self.propagators[*name].propagate(part).await) });
         let results = futures::future::join_all(sends).await;
@@ -343,7 +398,7 @@ impl Propagator for Router {
         let mut out: BTreeMap<String, Vec<DataType>> = BTreeMap::new();
         for (name, propagator) in &self.propagators {
             for (target, types) in propagator.targets() {
-                let routed_here = types.into_iter().filter(|t| self.policy.route(*t) == Some(name.as_str()));
+                let routed_here: Vec<DataType> = types.into_iter().filter(|t| self.policy.route_for(&target, *t) == Some(name.as_str())).collect();
                 out.entry(target).or_default().extend(routed_here);
             }
         }
@@ -351,11 +406,11 @@ impl Propagator for Router {
         out
     }
 
-    /// Per data type, what the propagator of its route omits for `target`.
+    /// Per data type, what the propagator carrying it to `target` omits.
     fn field_scope(&self, target: &str) -> FieldScope {
         let mut scope = FieldScope::full();
-        for (data_type, name) in &self.policy.routes {
-            if let Some(propagator) = self.propagators.get(name) {
+        for data_type in self.policy.routes.keys().chain(self.policy.targets.get(target).map_or(&[][..], |p| &p.data_types)) {
+            if let Some((_, propagator)) = self.propagator_for(target, *data_type) {
                 let omitted = propagator.field_scope(target).omitted(*data_type).to_vec();
                 scope = scope.omitting(*data_type, omitted).expect("a propagator's field scope holds only optional fields");
             }

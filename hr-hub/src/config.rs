@@ -143,6 +143,15 @@ pub struct TargetConfig {
     /// configuration error naming its line.
     #[serde(default)]
     pub allow_insecure_http: bool,
+    /// The transport everything it receives travels over, instead of each
+    /// data type's route: `"scim"` for an identity directory (its `url` is
+    /// then the SCIM base URL).
+    #[serde(default)]
+    pub transport: Option<String>,
+    /// A directory (`transport = "scim"`) deletes leavers' Users instead of
+    /// deactivating them.
+    #[serde(default)]
+    pub delete_leavers: bool,
 }
 
 /// `[api]`: who may call the hub's API, each with a token of its own.
@@ -253,13 +262,11 @@ impl Default for HubConfig {
                     name,
                     TargetConfig {
                         data_types: t.data_types,
-                        url: None,
-                        token_env: None,
                         all_grants: t.all_grants,
                         omit: t.omit,
                         publishes,
-                        roles: vec![],
-                        allow_insecure_http: false,
+                        transport: t.transport,
+                        ..TargetConfig::default()
                     },
                 )
             })
@@ -353,13 +360,49 @@ impl HubConfig {
         Ok(rest)
     }
 
+    /// The token of target `name`, from the environment variable its `token_env` names.
+    pub(crate) fn token_of(&self, name: &str) -> Result<Option<String>, ConfigError> {
+        let Some(variable) = self.targets.get(name).and_then(|t| t.token_env.as_ref()) else { return Ok(None) };
+        std::env::var(variable).map(Some).map_err(|_| ConfigError::MissingToken { target: name.to_string(), variable: variable.clone() })
+    }
+
+    /// The SCIM transport's settings for the targets with `transport =
+    /// "scim"` (each with its token, and `rest_ca_file`'s CA), keeping ids
+    /// in `id_store`; `None` when no target is a directory.
+    pub fn scim_config(&self, id_store: PathBuf) -> Result<Option<hr_transport_scim::ScimConfig>, ConfigError> {
+        let mut targets = vec![];
+        for (name, t) in self.targets.iter().filter(|(_, t)| t.transport.as_deref() == Some("scim")) {
+            let Some(url) = &t.url else {
+                let message = format!("target {name} has transport = \"scim\" but no url: give its SCIM base URL");
+                return Err(ConfigError::Parse { path: self.shown_path(), line: self.line(None, Some(name)), message });
+            };
+            let mut target = hr_transport_scim::ScimTarget::new(name, url, t.data_types.clone())
+                .with_fields(t.omit.clone())
+                .with_delete_leavers(t.delete_leavers)
+                .with_insecure_http(t.allow_insecure_http);
+            if let Some(token) = self.token_of(name)? {
+                target = target.with_token(&token);
+            }
+            targets.push(target);
+        }
+        if targets.is_empty() {
+            return Ok(None);
+        }
+        let mut scim = hr_transport_scim::ScimConfig::new(targets, id_store);
+        if let Some(file) = &self.rest_ca_file {
+            scim.ca_pem = Some(std::fs::read(file).map_err(|source| ConfigError::Io { path: file.display().to_string(), source })?);
+        }
+        Ok(Some(scim))
+    }
+
     /// Every target URL is usable, and plain http only on loopback unless allowed.
     fn check_target_urls(&self) -> Result<(), ConfigError> {
-        for target in self.rest_targets_without_tokens() {
-            target.check_url().map_err(|e| ConfigError::Parse {
+        for (name, t) in &self.targets {
+            let Some(url) = &t.url else { continue };
+            hr_http::check_target_url(url, t.allow_insecure_http).map_err(|problem| ConfigError::Parse {
                 path: self.shown_path(),
-                line: self.line(None, Some(&target.name)),
-                message: e.to_string(),
+                line: self.line(None, Some(name)),
+                message: format!("target {name}: url {url:?}: {problem}"),
             })?;
         }
         Ok(())
@@ -369,11 +412,12 @@ impl HubConfig {
     /// data types routed to REST that each receives, its scope and URL
     /// rules, without its token.
     pub(crate) fn rest_targets_without_tokens(&self) -> Vec<hr_transport_rest::RestTarget> {
-        let rest_types = self.policy().data_types_via("rest");
+        let policy = self.policy();
         let mut targets = vec![];
         for (name, t) in &self.targets {
-            let Some(url) = &t.url else { continue };
-            let types: Vec<DataType> = t.data_types.iter().copied().filter(|d| rest_types.contains(d)).collect();
+            // A target of another transport (a SCIM directory) has a url that is not a receiver's.
+            let Some(url) = t.url.as_ref().filter(|_| t.transport.as_deref().is_none_or(|own| own == "rest")) else { continue };
+            let types = policy.types_via(name, "rest");
             targets.push(
                 hr_transport_rest::RestTarget::new(name, url, types)
                     .with_all_grants(t.all_grants)
@@ -403,7 +447,7 @@ impl HubConfig {
     pub fn routing_error(&self, error: RoutingError) -> ConfigError {
         let line = match &error {
             RoutingError::UnknownTransport { data_type, .. } => self.line(Some(*data_type), None),
-            RoutingError::NotAllowed { target, .. } => self.line(None, Some(target)),
+            RoutingError::NotAllowed { target, .. } | RoutingError::UnknownTargetTransport { target, .. } => self.line(None, Some(target)),
             RoutingError::Unreachable { target, data_type, .. } => match self.line(None, Some(target)) {
                 0 => self.line(Some(*data_type), None),
                 line => line,
@@ -415,7 +459,9 @@ impl HubConfig {
 
     /// Refuses sensitive data types routed over Kafka unless `sensitive_on_kafka`.
     pub fn check_sensitive_routes(&self) -> Result<(), ConfigError> {
-        match self.policy().data_types_via("kafka").into_iter().find(|t| t.is_sensitive()) {
+        let policy = self.policy();
+        let own = policy.targets.keys().flat_map(|target| policy.types_via(target, "kafka"));
+        match policy.data_types_via("kafka").into_iter().chain(own).find(|t| t.is_sensitive()) {
             Some(data_type) if !self.sensitive_on_kafka => {
                 Err(ConfigError::SensitiveOnKafka { path: self.shown_path(), line: self.line(Some(data_type), None), data_type })
             }
@@ -451,7 +497,9 @@ impl HubConfig {
         let targets = self
             .targets
             .iter()
-            .map(|(n, t)| (n.clone(), TargetPolicy { data_types: t.data_types.clone(), all_grants: t.all_grants, omit: t.omit.clone() }))
+            .map(|(n, t)| {
+                (n.clone(), TargetPolicy { data_types: t.data_types.clone(), all_grants: t.all_grants, omit: t.omit.clone(), transport: t.transport.clone() })
+            })
             .collect();
         RoutingPolicy { routes: self.routes.clone(), targets }
     }

@@ -6,11 +6,12 @@
 use crate::config::{ConfigError, HubConfig};
 use hr_core::{
     apply_newer_wins, ChangeEnvelope, CompactString, DataType, Delta, Digest, DigestEntry, Employee, HeldBack, HeldRecord, Ledger, LedgerError, MasterData,
-    MergedState, NewerWins, PermissionGrant, PlanOptions, PropagateError, Propagator, RealtimeChange, Receipt, Record, RejectedChange, Repair, Router,
-    RoutingPolicy,
+    MergedState, NewerWins, PermissionGrant, PlanOptions, PropagateError, Propagator, ReadBackError, RealtimeChange, Receipt, Record, RejectedChange, Repair,
+    Router, RoutingPolicy, TargetReader, ALL_BUCKETS,
 };
 use hr_transport_kafka::{KafkaConfig, KafkaPropagator, KafkaTransportError};
 use hr_transport_rest::{RestConfig, RestPropagator, RestTarget, RestTransportError};
+use hr_transport_scim::{ScimPropagator, ScimTransportError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -35,9 +36,15 @@ pub enum HubError {
     /// The Kafka transport cannot be set up (boxed: rdkafka's error is large).
     #[error(transparent)]
     Kafka(Box<KafkaTransportError>),
-    /// The REST transport cannot be set up, or a target cannot be read.
+    /// The REST transport cannot be set up.
     #[error(transparent)]
     Rest(#[from] RestTransportError),
+    /// The SCIM transport cannot be set up.
+    #[error(transparent)]
+    Scim(#[from] ScimTransportError),
+    /// A target's holdings cannot be read back for reconciliation.
+    #[error(transparent)]
+    ReadBack(#[from] ReadBackError),
     /// A real-time record cannot be serialized.
     #[error("cannot serialize a record: {0}")]
     Serialize(#[from] serde_json::Error),
@@ -272,7 +279,8 @@ impl std::fmt::Debug for RepairOutcome {
 pub struct Hub {
     ledger: Ledger,
     router: Router,
-    reader: Option<Arc<RestPropagator>>,
+    /// Per target, what reads back what it holds.
+    readers: BTreeMap<String, Arc<dyn TargetReader>>,
     allow_mass_delete: bool,
     safety: crate::SafetyConfig,
     policy: RoutingPolicy,
@@ -304,28 +312,33 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    /// A hub with the two transports this library ships: routes named
-    /// `kafka` go to `kafka` (whose topics must exist; each target's
-    /// consumer group is [`KafkaConfig::group`]), routes named `rest` to the
-    /// targets in `rest`, which also serve the reads of
-    /// [`reconcile`](Self::reconcile). The configuration's
-    /// `sensitive_on_kafka` decides whether compensation may go over Kafka.
+    /// A hub with the transports this library ships: routes named `kafka`
+    /// go to `kafka` (whose topics must exist; each target's consumer group
+    /// is [`KafkaConfig::group`]), routes named `rest` to the targets in
+    /// `rest`, which also serve the reads of [`reconcile`](Self::reconcile),
+    /// and targets with `transport = "scim"` to their directories (read back
+    /// too; each resource's SCIM id is kept beside the ledger, in
+    /// [`SCIM_ID_STORE`]). The configuration's `sensitive_on_kafka` decides
+    /// whether compensation may go over Kafka.
     pub fn new(config: &HubConfig, mut kafka: KafkaConfig, rest: RestConfig, ledger: Ledger) -> Result<Self, HubError> {
         kafka.allow_sensitive = config.sensitive_on_kafka;
         let policy = config.policy();
-        let kafka_routes = policy.data_types_via("kafka");
         let mut producer = KafkaPropagator::new(&kafka)?;
         for (name, target) in &policy.targets {
-            let types: Vec<DataType> = target.data_types.iter().copied().filter(|t| kafka_routes.contains(t)).collect();
+            let types = policy.types_via(name, "kafka");
             if !types.is_empty() {
                 producer = producer.with_scoped_target(name, &types, target.omit.clone())?;
             }
         }
         let rest = Arc::new(RestPropagator::new(rest)?);
-        let transports: [(&str, Arc<dyn Propagator>); 2] = [("kafka", Arc::new(producer)), ("rest", rest.clone())];
-        let mut hub = Self::with_transports(config, ledger, transports)?;
-        hub.reader = Some(rest);
-        Ok(hub)
+        let mut transports: Vec<(&str, Arc<dyn Propagator>)> = vec![("kafka", Arc::new(producer)), ("rest", rest.clone())];
+        let mut readers: Vec<Arc<dyn TargetReader>> = vec![rest];
+        if let Some(scim) = config.scim_config(scim_id_store_beside(ledger.path()))? {
+            let scim = Arc::new(ScimPropagator::new(scim)?);
+            transports.push(("scim", scim.clone()));
+            readers.push(scim);
+        }
+        Ok(readers.into_iter().fold(Self::with_transports(config, ledger, transports)?, Self::with_reader))
     }
 
     /// A hub with any set of transports, each registered under the name
@@ -349,7 +362,7 @@ impl Hub {
         Ok(Hub {
             ledger,
             router,
-            reader: None,
+            readers: BTreeMap::new(),
             allow_mass_delete: false,
             safety: config.safety.clone(),
             roles: config.targets.iter().filter(|(_, t)| !t.roles.is_empty()).map(|(name, t)| (name.clone(), t.roles.clone())).collect(),
@@ -363,6 +376,22 @@ impl Hub {
         })
     }
 
+    /// Reads back the targets `reader` can read in [`reconcile`](Self::reconcile)
+    /// (a later reader of the same target replaces an earlier one).
+    pub fn with_reader(mut self, reader: Arc<dyn TargetReader>) -> Self {
+        for target in reader.readable_targets() {
+            self.readers.insert(target, reader.clone());
+        }
+        self
+    }
+
+    /// The targets [`reconcile`](Self::reconcile) cannot compare: no
+    /// transport reads back what they hold (a Kafka consumer without a REST
+    /// receiver).
+    pub fn not_comparable(&self) -> Vec<String> {
+        self.policy.targets.keys().filter(|t| !self.readers.contains_key(*t)).cloned().collect()
+    }
+
     /// REST targets from the configuration: each target's `url` and the
     /// token in its `token_env`, with the data types routed to REST that it
     /// receives. A target without a url is left out (the router then says
@@ -370,8 +399,7 @@ impl Hub {
     pub fn rest_targets(config: &HubConfig) -> Result<Vec<RestTarget>, ConfigError> {
         let mut targets = config.rest_targets_without_tokens();
         for target in &mut targets {
-            if let Some(var) = config.targets.get(&target.name).and_then(|t| t.token_env.as_ref()) {
-                let token = std::env::var(var).map_err(|_| ConfigError::MissingToken { target: target.name.clone(), variable: var.clone() })?;
+            if let Some(token) = config.token_of(&target.name)? {
                 *target = target.clone().with_token(&token);
             }
         }
@@ -760,18 +788,15 @@ impl Hub {
         Ok(entries)
     }
 
-    /// Compares each REST-reachable target's digests with the ledger's and,
-    /// where they differ, finds the differing keys (see the crate docs,
-    /// *Reconciliation that repairs*).
-    /// Targets without a REST receiver are left out.
+    /// Compares the digests of each target a [`TargetReader`] can read with
+    /// the ledger's and, where they differ, finds the differing keys (see
+    /// the crate docs, *Reconciliation that repairs*). Targets no reader
+    /// reads are left out and named by [`not_comparable`](Self::not_comparable).
     pub async fn reconcile(&self, config: &HubConfig) -> Result<Reconciliation, HubError> {
         let mut out = BTreeMap::new();
-        let Some(reader) = &self.reader else { return Ok(out) };
         for (name, target) in &config.targets {
-            let held = match reader.digests(name).await {
-                Err(RestTransportError::UnknownTarget(_)) => continue,
-                other => other?,
-            };
+            let Some(reader) = self.readers.get(name) else { continue };
+            let held = reader.digests(name, &target.data_types).await?;
             let mut per_type = BTreeMap::new();
             for t in &target.data_types {
                 let mut theirs = held.get(t).copied().unwrap_or_else(Digest::default);
@@ -779,7 +804,7 @@ impl Hub {
                     theirs = Digest::of(&self.without_owned(reader.entries(name, *t, &ALL_BUCKETS).await?));
                 }
                 let ours = self.expected_digest(name, *t)?;
-                let drift = if ours == theirs { Drift::default() } else { self.find_drift(reader, name, *t).await? };
+                let drift = if ours == theirs { Drift::default() } else { self.find_drift(reader.as_ref(), name, *t).await? };
                 let labels = [("target", name.clone()), ("data_type", t.as_str().to_string())];
                 metrics::gauge!("hr_hub_drift_keys", &labels).set(drift.len() as f64);
                 metrics::gauge!("hr_hub_digest_matches", &labels).set(if ours == theirs { 1.0 } else { 0.0 });
@@ -804,7 +829,7 @@ impl Hub {
 
     /// Narrows a differing digest down to keys: bucket digests first, then
     /// the entries of the differing buckets only.
-    async fn find_drift(&self, reader: &RestPropagator, target: &str, data_type: DataType) -> Result<Drift, HubError> {
+    async fn find_drift(&self, reader: &dyn TargetReader, target: &str, data_type: DataType) -> Result<Drift, HubError> {
         let ours = self.expected_entries(target, data_type)?;
         let our_buckets = Digest::buckets(&ours);
         let their_buckets = reader.bucket_digests(target, data_type).await?;
@@ -953,6 +978,19 @@ impl Hub {
     }
 }
 
+/// The file beside the ledger where the SCIM transport keeps each
+/// resource's id in each directory.
+pub const SCIM_ID_STORE: &str = "scim-ids.sqlite3";
+
+/// Where the SCIM ids of the hub whose ledger is at `ledger` are kept (in
+/// memory beside a ledger in memory).
+fn scim_id_store_beside(ledger: &str) -> std::path::PathBuf {
+    if ledger == ":memory:" {
+        return ledger.into();
+    }
+    std::path::Path::new(ledger).with_file_name(SCIM_ID_STORE)
+}
+
 /// `hr_hub_changes_sent_total` per data type and
 /// `hr_hub_changes_delivered_total` per target and data type.
 fn count_sent(deltas: &[(DataType, Delta)], receipt: &Receipt) {
@@ -965,17 +1003,6 @@ fn count_sent(deltas: &[(DataType, Delta)], receipt: &Receipt) {
         }
     }
 }
-
-/// Every key bucket, to read a target's entries whole.
-const ALL_BUCKETS: [usize; hr_core::BUCKETS] = {
-    let mut all = [0; hr_core::BUCKETS];
-    let mut i = 0;
-    while i < hr_core::BUCKETS {
-        all[i] = i;
-        i += 1;
-    }
-    all
-};
 
 /// Today's date in UTC, the calendar grant expiry is judged by.
 fn today() -> chrono::NaiveDate {

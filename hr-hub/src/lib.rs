@@ -105,6 +105,7 @@ pub use api::{hub_api, ApiConfig, ApiConfigError, ApiGate, CallerRight, APPROVE_
 pub use config::{ApiSettings, BadGrantLine, CallerSettings, ConfigError, ConfigOrigin, HubConfig, TargetConfig};
 pub use hub::{
     Drift, DriftKey, EmployeeChange, Hub, HubError, PlannedChanges, Problem, RealtimeError, Reconciled, Reconciliation, RepairOutcome, RunPlan, SyncOutcome,
+    SCIM_ID_STORE,
 };
 pub use input::load_and_merge;
 pub use kafka_security::{acl_commands, AclOperation, AclResource, KafkaAcl, KafkaSettings, SaslMechanism, SecurityProtocol};

@@ -1,7 +1,9 @@
 use async_trait::async_trait;
 use hr_core::{
-    ChangeEnvelope, DataType, Digest, DigestEntry, FieldScope, PropagateError, PropagationReport, Propagator, Receipt, RecordScope, Sensitive, TargetFailure,
+    ChangeEnvelope, DataType, Digest, DigestEntry, FieldScope, PropagateError, PropagationReport, Propagator, ReadBackError, Receipt, RecordScope, Sensitive,
+    TargetFailure, TargetReader,
 };
+use hr_http::{read_bounded, retry_after, root_cause};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -191,8 +193,7 @@ impl RestPropagator {
     pub fn new(config: RestConfig) -> Result<Self, RestTransportError> {
         config.targets.iter().try_for_each(check_base_url)?;
         // A target answers where it is; a redirect could carry the bearer token and pay records elsewhere.
-        let mut builder =
-            reqwest::Client::builder().timeout(config.request_timeout).pool_max_idle_per_host(8).tcp_nodelay(true).redirect(reqwest::redirect::Policy::none());
+        let mut builder = hr_http::client_builder(config.request_timeout);
         if let Some(pem) = &config.ca_pem {
             let certificates = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| RestTransportError::Ca(e.to_string()))?;
             if certificates.is_empty() {
@@ -267,7 +268,7 @@ impl RestPropagator {
         if !status.is_success() {
             return Err(failed(format!("HTTP {status}")));
         }
-        let body = read_answer(response, self.config.max_read_answer_bytes).await.map_err(failed)?;
+        let body = read_bounded(response, self.config.max_read_answer_bytes).await.map_err(failed)?;
         serde_json::from_slice(&body).map_err(|e| failed(format!("unexpected answer: {}", hr_core::describe_json_error(&e))))
     }
 
@@ -290,7 +291,7 @@ impl RestPropagator {
             Ok(response) => {
                 let status = response.status();
                 let retry_after = retry_after(response.headers());
-                let text = match read_answer(response, MAX_CHANGES_ANSWER_BYTES).await {
+                let text = match read_bounded(response, MAX_CHANGES_ANSWER_BYTES).await {
                     Ok(body) => String::from_utf8_lossy(&body).into_owned(),
                     Err(cause) => return Attempt::Retry(format!("HTTP {status}, {cause}"), retry_after),
                 };
@@ -359,10 +360,15 @@ impl RestPropagator {
                     retriable,
                 })
             };
+            // Said when the deadline passes mid-attempt: why the attempts before it failed.
+            let mut last_cause: Option<String> = None;
             loop {
                 let attempt = tokio::time::timeout_at(deadline, self.send_once(target, &body, &key)).await;
                 match attempt {
-                    Err(_) => return (report, failure(format!("deadline of {} ms passed", self.config.deadline.as_millis()), true)),
+                    Err(_) => {
+                        let before = last_cause.map(|c| format!(" (the attempt before: {c})")).unwrap_or_default();
+                        return (report, failure(format!("deadline of {} ms passed{before}", self.config.deadline.as_millis()), true));
+                    }
                     Ok(Attempt::Applied { stale }) => {
                         for c in chunk.iter() {
                             report.add(&target.name, c.data_type, 1);
@@ -380,6 +386,7 @@ impl RestPropagator {
                             return (report, failure(format!("{cause}{asked} (gave up at the {} ms deadline)", self.config.deadline.as_millis()), true));
                         }
                         tracing::debug!(target = %target.name, cause = %cause, wait_ms = wait.as_millis() as u64, "retrying");
+                        last_cause = Some(cause);
                         tokio::time::sleep(wait).await;
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
@@ -391,24 +398,10 @@ impl RestPropagator {
 }
 
 fn check_base_url(target: &RestTarget) -> Result<(), RestTransportError> {
-    let invalid = |cause: String| RestTransportError::InvalidUrl { target: target.name.clone(), url: target.base_url.clone(), cause };
-    let url = reqwest::Url::parse(&target.base_url).map_err(|e| invalid(e.to_string()))?;
-    match url.scheme() {
-        "http" if url.host().is_some_and(|host| !is_loopback(&host)) && !target.allow_insecure_http => {
-            Err(RestTransportError::InsecureUrl { target: target.name.clone(), url: target.base_url.clone() })
-        }
-        "http" | "https" if url.host().is_some() => Ok(()),
-        "http" | "https" => Err(invalid("it has no host".into())),
-        other => Err(invalid(format!("scheme {other} is neither http nor https"))),
-    }
-}
-
-fn is_loopback(host: &url::Host<&str>) -> bool {
-    match host {
-        url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
-        url::Host::Ipv4(ip) => ip.is_loopback(),
-        url::Host::Ipv6(ip) => ip.is_loopback(),
-    }
+    hr_http::check_target_url(&target.base_url, target.allow_insecure_http).map_err(|problem| match problem {
+        hr_http::UrlProblem::Insecure => RestTransportError::InsecureUrl { target: target.name.clone(), url: target.base_url.clone() },
+        other => RestTransportError::InvalidUrl { target: target.name.clone(), url: target.base_url.clone(), cause: other.to_string() },
+    })
 }
 
 /// The most a receiver's answer to a batch of changes may hold: it is a
@@ -433,37 +426,6 @@ impl ChangesAnswer {
     fn parse(text: &str) -> Option<Self> {
         serde_json::from_str(text).ok()
     }
-}
-
-/// A `Retry-After` in seconds, as the target sent it (HTTP dates are not
-/// honoured: the backoff applies). Any number: callers compare it with
-/// the time left, never add it to an instant.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers.get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs)
-}
-
-/// The answer's body, up to `limit` bytes: a target cannot make the hub
-/// hold more of it than that.
-async fn read_answer(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
-    if response.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(format!("an answer of {} bytes, over the {limit}-byte limit", response.content_length().unwrap_or_default()));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| format!("answer not read: {}", root_cause(&e)))? {
-        if body.len() + chunk.len() > limit {
-            return Err(format!("an answer over the {limit}-byte limit"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-fn root_cause(e: &dyn std::error::Error) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }
 
 #[async_trait]
@@ -495,6 +457,28 @@ impl Propagator for RestPropagator {
 
     fn targets(&self) -> BTreeMap<String, Vec<DataType>> {
         self.config.targets.iter().map(|t| (t.name.clone(), t.data_types.clone())).collect()
+    }
+}
+
+/// Reads back what each target's receiver holds through its digest endpoints.
+#[async_trait]
+impl TargetReader for RestPropagator {
+    fn readable_targets(&self) -> Vec<String> {
+        self.config.targets.iter().map(|t| t.name.clone()).collect()
+    }
+
+    async fn entries(&self, target: &str, data_type: DataType, buckets: &[usize]) -> Result<Vec<DigestEntry>, ReadBackError> {
+        RestPropagator::entries(self, target, data_type, buckets).await.map_err(|e| ReadBackError::new(target, e))
+    }
+
+    /// One request for every data type: the receiver digests what it holds.
+    async fn digests(&self, target: &str, data_types: &[DataType]) -> Result<BTreeMap<DataType, Digest>, ReadBackError> {
+        let mut held = RestPropagator::digests(self, target).await.map_err(|e| ReadBackError::new(target, e))?;
+        Ok(data_types.iter().map(|t| (*t, held.remove(t).unwrap_or_default())).collect())
+    }
+
+    async fn bucket_digests(&self, target: &str, data_type: DataType) -> Result<Vec<Digest>, ReadBackError> {
+        RestPropagator::bucket_digests(self, target, data_type).await.map_err(|e| ReadBackError::new(target, e))
     }
 }
 

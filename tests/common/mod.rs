@@ -105,6 +105,28 @@ impl Drop for SystemProcess {
     }
 }
 
+/// The real SCIM provider (`HR_SCIM_URL`, started by `scripts/scim.sh`) and
+/// its token: a tenant of its own for each caller, so tests never share a directory.
+pub fn scim_tenant() -> (String, String) {
+    let url = std::env::var("HR_SCIM_URL").expect("HR_SCIM_URL: start the SCIM provider with `bash scripts/scim.sh start` (scripts/test.sh does)");
+    let token = std::env::var("HR_SCIM_TOKEN").unwrap_or_else(|_| "hr-sync-test-token-for-the-scim-provider-0001".into());
+    (format!("{}/t{:x}", url.trim_end_matches('/'), rand::random::<u64>()), token)
+}
+
+/// Company A's employees file with one person's `status` and `updated_at` changed.
+pub fn with_status(csv: &str, local_id: &str, status: &str, updated_at: &str) -> String {
+    csv.lines()
+        .map(|line| {
+            let mut fields: Vec<&str> = line.split(',').collect();
+            if fields[0] == local_id {
+                fields[7] = status;
+                fields[13] = updated_at;
+            }
+            fields.join(",") + "\n"
+        })
+        .collect()
+}
+
 /// A deployment on disk: the systems' configuration, the hub's (with their
 /// URLs and token variable), the input, the hub's data directory.
 pub struct Deployment {

@@ -1,0 +1,615 @@
+//! The propagator: writes each change to each directory as SCIM requests,
+//! and reads the directories back for reconciliation.
+
+use crate::config::{ScimConfig, ScimTarget, ScimTransportError};
+use crate::ids::{IdStore, Known};
+use crate::mapping::{group_of, group_patch, owned_group, owned_user, user_of, user_patch, PATCH_SCHEMA};
+use async_trait::async_trait;
+use hr_core::{
+    ChangeEnvelope, ContentHash, DataType, DigestEntry, Employee, EmployeeStatus, FieldScope, OrgUnit, PropagateError, PropagationReport, Propagator,
+    ReadBackError, Receipt, TargetFailure, TargetReader,
+};
+use hr_http::{read_bounded, root_cause};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use tokio::sync::Mutex;
+
+/// Delivers employees and org units to SCIM 2.0 directories, and reads
+/// them back (see the crate docs for the model).
+pub struct ScimPropagator {
+    client: reqwest::Client,
+    config: ScimConfig,
+    ids: IdStore,
+    /// What each directory said it supports, read once.
+    providers: Mutex<BTreeMap<String, Provider>>,
+}
+
+impl std::fmt::Debug for ScimPropagator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScimPropagator").field("targets", &self.config.targets).finish_non_exhaustive()
+    }
+}
+
+/// What a directory's `/ServiceProviderConfig` says it supports.
+#[derive(Debug, Clone, Copy)]
+struct Provider {
+    patch: bool,
+    etag: bool,
+}
+
+/// A directory's answer to one request.
+struct Answer {
+    status: StatusCode,
+    etag: Option<String>,
+    body: Value,
+}
+
+/// Why a change did not reach a directory; `retriable` if the same batch may succeed later.
+struct Failure {
+    cause: String,
+    retriable: bool,
+}
+
+impl Failure {
+    fn answer(what: &str, answer: &Answer) -> Self {
+        let detail = answer.body.get("detail").and_then(Value::as_str).unwrap_or("");
+        let detail: String = detail.chars().take(200).collect();
+        let retriable = answer.status.is_server_error() || answer.status == StatusCode::TOO_MANY_REQUESTS;
+        Failure { cause: format!("{what}: HTTP {} {detail}", answer.status), retriable }
+    }
+}
+
+/// One change as a directory gets it: scoped, its record decoded.
+enum Write {
+    User(Box<Employee>),
+    Group(OrgUnit),
+    Retire,
+}
+
+/// A User's move from one Group to another, made once per Group after a batch.
+struct Move {
+    key: String,
+    user: String,
+    from: Option<String>,
+    to: String,
+}
+
+impl ScimPropagator {
+    /// Checks every target (URL, data types), builds the HTTP client and
+    /// opens the id store. Nothing is sent yet: each directory's
+    /// capabilities are read on first use.
+    pub fn new(config: ScimConfig) -> Result<Self, ScimTransportError> {
+        for t in &config.targets {
+            hr_http::check_target_url(&t.base_url, t.allow_insecure_http).map_err(|problem| ScimTransportError::Url {
+                target: t.name.clone(),
+                url: t.base_url.clone(),
+                problem,
+            })?;
+            if let Some(data_type) = t.data_types.iter().find(|d| !matches!(d, DataType::Employee | DataType::OrgUnit)) {
+                return Err(ScimTransportError::UnsupportedType { target: t.name.clone(), data_type: *data_type });
+            }
+        }
+        let mut builder = hr_http::client_builder(config.request_timeout);
+        if let Some(pem) = &config.ca_pem {
+            let certificates = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| ScimTransportError::Ca(e.to_string()))?;
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let ids = IdStore::open(&config.id_store)?;
+        Ok(ScimPropagator { client: builder.build().map_err(ScimTransportError::Client)?, config, ids, providers: Mutex::new(BTreeMap::new()) })
+    }
+
+    /// The directory's id of the resource the hub wrote for `key`, if any.
+    pub fn scim_id(&self, target: &str, data_type: DataType, key: &str) -> Result<Option<String>, ScimTransportError> {
+        Ok(self.ids.get(target, data_type, key)?.and_then(|k| k.scim_id))
+    }
+
+    fn target(&self, name: &str) -> Option<&ScimTarget> {
+        self.config.targets.iter().find(|t| t.name == name)
+    }
+
+    async fn call(&self, t: &ScimTarget, method: Method, path: &str, body: Option<&Value>, if_match: Option<&str>) -> Result<Answer, Failure> {
+        let mut request = self.client.request(method, format!("{}{path}", t.base_url)).header("Accept", "application/scim+json");
+        if let Some(token) = &t.token {
+            request = request.bearer_auth(token.expose());
+        }
+        if let Some(body) = body {
+            request = request.header("Content-Type", "application/scim+json").body(body.to_string());
+        }
+        if let Some(etag) = if_match {
+            request = request.header("If-Match", etag);
+        }
+        let response = request.send().await.map_err(|e| Failure { cause: format!("{path}: {}", root_cause(&e)), retriable: true })?;
+        let status = response.status();
+        let etag = response.headers().get("ETag").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let bytes = read_bounded(response, self.config.max_answer_bytes).await.map_err(|cause| Failure { cause, retriable: true })?;
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+        let etag = etag.or_else(|| body["meta"]["version"].as_str().map(str::to_string));
+        Ok(Answer { status, etag, body })
+    }
+
+    /// Reads `/ServiceProviderConfig` once per directory.
+    async fn provider(&self, t: &ScimTarget) -> Result<Provider, Failure> {
+        if let Some(p) = self.providers.lock().await.get(&t.name) {
+            return Ok(*p);
+        }
+        let answer = self.call(t, Method::GET, "/ServiceProviderConfig", None, None).await?;
+        if !answer.status.is_success() {
+            return Err(Failure::answer("reading /ServiceProviderConfig", &answer));
+        }
+        let supported = |feature: &str| answer.body[feature]["supported"].as_bool().unwrap_or(false);
+        let provider = Provider { patch: supported("patch"), etag: supported("etag") };
+        tracing::info!(target = %t.name, patch = provider.patch, etag = provider.etag, "SCIM directory capabilities read");
+        self.providers.lock().await.insert(t.name.clone(), provider);
+        Ok(provider)
+    }
+
+    /// Delivers `batch` to one directory: its data types, in its field
+    /// scope; org units first, so Users find their Group.
+    async fn deliver(&self, t: &ScimTarget, batch: &[ChangeEnvelope]) -> (PropagationReport, Option<TargetFailure>) {
+        let mut report = PropagationReport::default();
+        let failed = |f: Failure| Some(TargetFailure { target: t.name.clone(), cause: f.cause, retriable: f.retriable });
+        let mut mine: Vec<&ChangeEnvelope> = batch.iter().filter(|c| t.data_types.contains(&c.data_type)).collect();
+        if mine.is_empty() {
+            return (report, None);
+        }
+        let provider = match self.provider(t).await {
+            Ok(p) => p,
+            Err(f) => return (report, failed(f)),
+        };
+        mine.sort_by_key(|c| (c.data_type != DataType::OrgUnit, c.version));
+        let mut moves = vec![];
+        for change in mine {
+            match self.apply(t, provider, change, &mut moves).await {
+                Ok(()) => report.add(&t.name, change.data_type, 1),
+                Err(f) => return (report, failed(f)),
+            }
+        }
+        if let Err(f) = self.move_members(t, moves).await {
+            return (report, failed(f));
+        }
+        if let Err(f) = self.set_pending_managers(t, provider).await {
+            return (report, failed(f));
+        }
+        (report, None)
+    }
+
+    /// Applies one change unless the directory already has it or a newer one.
+    async fn apply(&self, t: &ScimTarget, provider: Provider, change: &ChangeEnvelope, moves: &mut Vec<Move>) -> Result<(), Failure> {
+        let store = |e: ScimTransportError| Failure { cause: e.to_string(), retriable: false };
+        let known = self.ids.get(&t.name, change.data_type, &change.key).map_err(store)?;
+        if known.as_ref().is_some_and(|k| k.version >= change.version) {
+            return Ok(());
+        }
+        let scoped = t.fields.apply(change).map_err(|e| Failure { cause: format!("{}: {e}", change.key_for_logs()), retriable: false })?;
+        let content = scoped.payload_json().map(ContentHash::of);
+        let write = decode(&scoped).map_err(|cause| Failure { cause, retriable: false })?;
+        let mut known = match write {
+            Write::Group(unit) => self.write_group(t, provider, &unit, known).await?,
+            Write::User(employee) if employee.status == EmployeeStatus::Terminated && t.delete_leavers => self.retire_user(t, provider, known).await?,
+            Write::User(employee) => self.write_user(t, provider, &employee, known, moves).await?,
+            Write::Retire if change.data_type == DataType::OrgUnit => self.delete(t, "/Groups", known).await?,
+            Write::Retire => self.retire_user(t, provider, known).await?,
+        };
+        known.version = change.version;
+        known.content = content;
+        self.ids.put(&t.name, change.data_type, &change.key, &known).map_err(store)
+    }
+
+    async fn write_user(&self, t: &ScimTarget, provider: Provider, employee: &Employee, known: Option<Known>, moves: &mut Vec<Move>) -> Result<Known, Failure> {
+        let key = employee.id.as_str();
+        let manager = match &employee.manager {
+            Some(m) => self.manager_id(&t.name, key, m).map_err(|e| Failure { cause: e.to_string(), retriable: false })?,
+            None => None,
+        };
+        let user = user_of(employee, manager.as_deref());
+        let (scim_id, etag) = self.write(t, provider, "/Users", &user, known.as_ref(), owned_user, user_patch).await?;
+        let group = known.as_ref().and_then(|k| k.group.clone());
+        if t.data_types.contains(&DataType::OrgUnit) && group.as_deref() != Some(employee.org_unit.as_str()) {
+            moves.push(Move { key: key.to_string(), user: scim_id.clone(), from: group.clone(), to: employee.org_unit.to_string() });
+        }
+        Ok(Known {
+            scim_id: Some(scim_id),
+            etag,
+            version: 0,
+            content: None,
+            owned: owned_user(&user),
+            group,
+            manager: employee.manager.as_ref().map(ToString::to_string),
+            manager_set: employee.manager.is_none() || manager.is_some(),
+            seen: None,
+        })
+    }
+
+    async fn write_group(&self, t: &ScimTarget, provider: Provider, unit: &OrgUnit, known: Option<Known>) -> Result<Known, Failure> {
+        let group = group_of(unit);
+        let (scim_id, etag) = self.write(t, provider, "/Groups", &group, known.as_ref(), owned_group, group_patch).await?;
+        Ok(Known {
+            scim_id: Some(scim_id),
+            etag,
+            version: 0,
+            content: None,
+            owned: owned_group(&group),
+            group: None,
+            manager: None,
+            manager_set: true,
+            seen: None,
+        })
+    }
+
+    /// Writes `resource` at `endpoint`: a PATCH of what changed (a PUT
+    /// where the directory has no PATCH) when the resource is known, else a
+    /// POST, adopting the directory's own resource on a uniqueness
+    /// conflict. Returns its id and ETag.
+    #[allow(clippy::too_many_arguments)]
+    async fn write(
+        &self,
+        t: &ScimTarget,
+        provider: Provider,
+        endpoint: &str,
+        resource: &Value,
+        known: Option<&Known>,
+        owned: fn(&Value) -> Value,
+        patch: fn(&Value, &Value) -> Vec<Value>,
+    ) -> Result<(String, Option<String>), Failure> {
+        // Starting from what the directory holds: what was written, or what someone changed it to.
+        let (id, was, etag) = match known.and_then(|k| k.scim_id.clone().map(|id| (id, k.seen.clone().unwrap_or_else(|| k.owned.clone()), k.etag.clone()))) {
+            Some(held) => held,
+            None => match self.create(t, endpoint, resource, owned).await? {
+                Created::New(id, etag) => return Ok((id, etag)),
+                Created::Adopted(id, was, etag) => (id, was, etag),
+            },
+        };
+        let path = format!("{endpoint}/{id}");
+        let mut was = was;
+        let mut etag = etag.filter(|_| provider.etag);
+        for attempt in 0..2 {
+            let answer = if provider.patch {
+                let ops = patch(&was, resource);
+                if ops.is_empty() {
+                    return Ok((id, etag));
+                }
+                let body = json!({ "schemas": [PATCH_SCHEMA], "Operations": ops });
+                self.call(t, Method::PATCH, &path, Some(&body), etag.as_deref()).await?
+            } else {
+                self.call(t, Method::PUT, &path, Some(resource), etag.as_deref()).await?
+            };
+            match answer.status {
+                s if s.is_success() => return Ok((id, answer.etag)),
+                // Gone from the directory (deleted by hand): written again.
+                StatusCode::NOT_FOUND => {
+                    return match self.create(t, endpoint, resource, owned).await? {
+                        Created::New(id, etag) => Ok((id, etag)),
+                        Created::Adopted(..) => {
+                            Err(Failure { cause: format!("{endpoint}: a resource with this key appeared while it was written"), retriable: true })
+                        }
+                    }
+                }
+                // Changed since read: read it again and retry once with what it holds now.
+                StatusCode::PRECONDITION_FAILED if attempt == 0 => {
+                    let now = self.call(t, Method::GET, &path, None, None).await?;
+                    if !now.status.is_success() {
+                        return Err(Failure::answer(&format!("re-reading {endpoint}"), &now));
+                    }
+                    was = owned(&now.body);
+                    etag = now.etag;
+                }
+                _ => return Err(Failure::answer(&format!("writing {endpoint}"), &answer)),
+            }
+        }
+        Err(Failure { cause: format!("{endpoint}: changed by someone else twice while written (HTTP 412)"), retriable: true })
+    }
+
+    /// POSTs `resource`; on a uniqueness conflict (409) finds the
+    /// directory's resource with the same `externalId`, else the same
+    /// `userName` or `displayName`, and adopts it instead of creating a second.
+    async fn create(&self, t: &ScimTarget, endpoint: &str, resource: &Value, owned: fn(&Value) -> Value) -> Result<Created, Failure> {
+        let answer = self.call(t, Method::POST, endpoint, Some(resource), None).await?;
+        if answer.status.is_success() {
+            let id = answer.body["id"]
+                .as_str()
+                .ok_or_else(|| Failure { cause: format!("{endpoint}: the directory answered a POST without an id"), retriable: false })?;
+            return Ok(Created::New(id.to_string(), answer.etag));
+        }
+        if answer.status != StatusCode::CONFLICT {
+            return Err(Failure::answer(&format!("creating in {endpoint}"), &answer));
+        }
+        let unique = if endpoint == "/Users" { "userName" } else { "displayName" };
+        for attribute in ["externalId", unique] {
+            let Some(value) = resource[attribute].as_str() else { continue };
+            if let Some(found) = self.find(t, endpoint, attribute, value).await? {
+                let id = found["id"].as_str().unwrap_or_default().to_string();
+                tracing::info!(target = %t.name, endpoint, attribute, "adopting the directory's resource instead of creating a second");
+                metrics::counter!("hr_scim_adopted_total", "target" => t.name.clone()).increment(1);
+                let etag = found["meta"]["version"].as_str().map(str::to_string);
+                return Ok(Created::Adopted(id, owned(&found), etag));
+            }
+        }
+        Err(Failure::answer(&format!("creating in {endpoint} (a conflict, and no resource with its externalId or {unique} found)"), &answer))
+    }
+
+    /// The resource of `endpoint` whose `attribute` equals `value`.
+    async fn find(&self, t: &ScimTarget, endpoint: &str, attribute: &str, value: &str) -> Result<Option<Value>, Failure> {
+        let quoted = serde_json::to_string(value).unwrap_or_default();
+        let filter = format!("{attribute} eq {quoted}");
+        let url =
+            reqwest::Url::parse_with_params("http://x/", [("filter", filter.as_str())]).map_err(|e| Failure { cause: e.to_string(), retriable: false })?;
+        let answer = self.call(t, Method::GET, &format!("{endpoint}?{}", url.query().unwrap_or_default()), None, None).await?;
+        if !answer.status.is_success() {
+            return Err(Failure::answer(&format!("searching {endpoint}"), &answer));
+        }
+        Ok(answer.body["Resources"].as_array().and_then(|r| r.first()).cloned())
+    }
+
+    /// A leaver or a deleted employee: deactivated, or deleted when the target says so.
+    async fn retire_user(&self, t: &ScimTarget, provider: Provider, known: Option<Known>) -> Result<Known, Failure> {
+        if t.delete_leavers {
+            return self.delete(t, "/Users", known).await;
+        }
+        let Some(mut known) = known.filter(|k| k.scim_id.is_some()) else { return Ok(gone()) };
+        let held = known.seen.take().unwrap_or_else(|| known.owned.clone());
+        let mut inactive = held.clone();
+        inactive["active"] = json!(false);
+        if held == inactive {
+            known.owned = inactive;
+            return Ok(known);
+        }
+        let id = known.scim_id.clone().unwrap_or_default();
+        let path = format!("/Users/{id}");
+        let answer = if provider.patch {
+            let body = json!({ "schemas": [PATCH_SCHEMA], "Operations": [{ "op": "replace", "value": { "active": false } }] });
+            self.call(t, Method::PATCH, &path, Some(&body), None).await?
+        } else {
+            let mut user = self.call(t, Method::GET, &path, None, None).await?.body;
+            user["active"] = json!(false);
+            self.call(t, Method::PUT, &path, Some(&user), None).await?
+        };
+        match answer.status {
+            s if s.is_success() => {
+                known.owned = inactive;
+                known.etag = answer.etag;
+                Ok(known)
+            }
+            StatusCode::NOT_FOUND => Ok(gone()),
+            _ => Err(Failure::answer("deactivating a User", &answer)),
+        }
+    }
+
+    async fn delete(&self, t: &ScimTarget, endpoint: &str, known: Option<Known>) -> Result<Known, Failure> {
+        if let Some(id) = known.and_then(|k| k.scim_id) {
+            let answer = self.call(t, Method::DELETE, &format!("{endpoint}/{id}"), None, None).await?;
+            if !answer.status.is_success() && answer.status != StatusCode::NOT_FOUND {
+                return Err(Failure::answer(&format!("deleting from {endpoint}"), &answer));
+            }
+        }
+        Ok(gone())
+    }
+
+    /// The SCIM id of `manager` for the User of `key`, unless naming it
+    /// would close a cycle of managers (refused: a directory walking the
+    /// chain would never end).
+    fn manager_id(&self, target: &str, key: &str, manager: &str) -> Result<Option<String>, ScimTransportError> {
+        let mut next = Some(manager.to_string());
+        for _ in 0..10_000 {
+            let Some(k) = next else { break };
+            if k == key {
+                tracing::warn!(target = %target, "a manager reference would close a cycle; the User is written without its manager");
+                metrics::counter!("hr_scim_manager_cycles_total", "target" => target.to_string()).increment(1);
+                return Ok(None);
+            }
+            // Only references the directory holds: a pending one may yet be refused.
+            next = self.ids.get(target, DataType::Employee, &k)?.filter(|known| known.manager_set).and_then(|known| known.manager);
+        }
+        Ok(self.ids.get(target, DataType::Employee, manager)?.and_then(|k| k.scim_id))
+    }
+
+    /// Moves Users between Groups: one PATCH per Group, whatever the number of members.
+    async fn move_members(&self, t: &ScimTarget, moves: Vec<Move>) -> Result<(), Failure> {
+        let store = |e: ScimTransportError| Failure { cause: e.to_string(), retriable: false };
+        let mut ops: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        let mut added: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for m in &moves {
+            if let Some(from) = &m.from {
+                ops.entry(from.clone()).or_default().push(json!({ "op": "remove", "path": format!("members[value eq \"{}\"]", m.user) }));
+            }
+            added.entry(m.to.clone()).or_default().push(json!({ "value": m.user }));
+        }
+        for (group, members) in added {
+            ops.entry(group).or_default().push(json!({ "op": "add", "path": "members", "value": members }));
+        }
+        let mut moved = std::collections::BTreeSet::new();
+        for (group, operations) in ops {
+            let Some(id) = self.ids.get(&t.name, DataType::OrgUnit, &group).map_err(store)?.and_then(|k| k.scim_id) else {
+                tracing::warn!(target = %t.name, "an employee's org unit has no Group in the directory yet; membership follows when it has");
+                continue;
+            };
+            let body = json!({ "schemas": [PATCH_SCHEMA], "Operations": operations });
+            let answer = self.call(t, Method::PATCH, &format!("/Groups/{id}"), Some(&body), None).await?;
+            if !answer.status.is_success() {
+                return Err(Failure::answer("moving members between Groups", &answer));
+            }
+            moved.insert(group);
+        }
+        for m in moves.into_iter().filter(|m| moved.contains(&m.to)) {
+            if let Some(mut known) = self.ids.get(&t.name, DataType::Employee, &m.key).map_err(store)? {
+                known.group = Some(m.to);
+                self.ids.put(&t.name, DataType::Employee, &m.key, &known).map_err(store)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Names the manager of each User written before its manager's User existed.
+    async fn set_pending_managers(&self, t: &ScimTarget, provider: Provider) -> Result<(), Failure> {
+        let store = |e: ScimTransportError| Failure { cause: e.to_string(), retriable: false };
+        for (key, mut known) in self.ids.managers_pending(&t.name).map_err(store)? {
+            let manager = known.manager.clone().unwrap_or_default();
+            let Some(manager_id) = self.manager_id(&t.name, &key, &manager).map_err(store)? else { continue };
+            let mut user = known.owned.clone();
+            user["manager"] = json!(manager_id);
+            let id = known.scim_id.clone().unwrap_or_default();
+            let value = json!({ crate::mapping::ENTERPRISE_SCHEMA: { "manager": { "value": manager_id } } });
+            let path = format!("/Users/{id}");
+            let answer = if provider.patch {
+                let body = json!({ "schemas": [PATCH_SCHEMA], "Operations": [{ "op": "replace", "value": value }] });
+                self.call(t, Method::PATCH, &path, Some(&body), None).await?
+            } else {
+                let mut full = self.call(t, Method::GET, &path, None, None).await?.body;
+                full[crate::mapping::ENTERPRISE_SCHEMA]["manager"] = json!({ "value": manager_id });
+                self.call(t, Method::PUT, &path, Some(&full), None).await?
+            };
+            if !answer.status.is_success() {
+                return Err(Failure::answer("naming a User's manager", &answer));
+            }
+            known.owned = user;
+            known.etag = answer.etag;
+            known.manager_set = true;
+            self.ids.put(&t.name, DataType::Employee, &key, &known).map_err(store)?;
+        }
+        Ok(())
+    }
+
+    /// Every resource of `endpoint`, page by page.
+    async fn list(&self, t: &ScimTarget, endpoint: &str) -> Result<BTreeMap<String, Value>, Failure> {
+        let mut out = BTreeMap::new();
+        let mut start = 1;
+        loop {
+            let path = format!("{endpoint}?startIndex={start}&count={}", self.config.page_size);
+            let answer = self.call(t, Method::GET, &path, None, None).await?;
+            if !answer.status.is_success() {
+                return Err(Failure::answer(&format!("listing {endpoint}"), &answer));
+            }
+            let page = answer.body["Resources"].as_array().cloned().unwrap_or_default();
+            let total = answer.body["totalResults"].as_u64().unwrap_or(0) as usize;
+            let read = page.len();
+            for resource in page {
+                if let Some(id) = resource["id"].as_str() {
+                    out.insert(id.to_string(), resource);
+                }
+            }
+            start += read;
+            if read == 0 || start > total {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// What a POST came to.
+enum Created {
+    /// A new resource: its id and ETag.
+    New(String, Option<String>),
+    /// The directory's resource with the same identity: its id, the
+    /// attributes it holds, its ETag.
+    Adopted(String, Value, Option<String>),
+}
+
+/// A key whose resource is no longer in the directory.
+fn gone() -> Known {
+    Known { scim_id: None, etag: None, version: 0, content: None, owned: json!({}), group: None, manager: None, manager_set: true, seen: None }
+}
+
+/// The record a scoped change carries, for its data type.
+fn decode(change: &ChangeEnvelope) -> Result<Write, String> {
+    let Some(payload) = change.payload_json() else { return Ok(Write::Retire) };
+    let bad = |e: serde_json::Error| format!("{} {}: not a valid record: {}", change.data_type, change.key_for_logs(), hr_core::describe_json_error(&e));
+    match change.data_type {
+        DataType::Employee => Ok(Write::User(Box::new(serde_json::from_str(payload).map_err(bad)?))),
+        DataType::OrgUnit => Ok(Write::Group(serde_json::from_str(payload).map_err(bad)?)),
+        other => Err(format!("a directory takes no {other}")),
+    }
+}
+
+#[async_trait]
+impl Propagator for ScimPropagator {
+    /// Writes each directory its data types; the receipt is applied on
+    /// return, since a directory answers once it holds the change.
+    async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
+        let results = futures::future::join_all(self.config.targets.iter().map(|t| self.deliver(t, batch))).await;
+        let mut report = PropagationReport::default();
+        let mut failures = vec![];
+        for (r, f) in results {
+            report.merge(r);
+            failures.extend(f);
+        }
+        if failures.is_empty() {
+            return Ok(Receipt::applied_on_delivery(report));
+        }
+        for f in &failures {
+            tracing::warn!(target = %f.target, cause = %f.cause, "SCIM propagation failed");
+        }
+        Err(PropagateError::incomplete(report, failures))
+    }
+
+    fn targets(&self) -> BTreeMap<String, Vec<DataType>> {
+        self.config.targets.iter().map(|t| (t.name.clone(), t.data_types.clone())).collect()
+    }
+
+    fn field_scope(&self, target: &str) -> FieldScope {
+        self.target(target).map(|t| t.fields.clone()).unwrap_or_default()
+    }
+}
+
+/// Reads each directory's Users and Groups and tells, key by key, whether
+/// it still holds what the hub wrote: the hub's own entry if so, an entry
+/// with another content hash if it was edited, none if it is gone.
+/// Resources the hub never wrote (administrators, service accounts) are
+/// not the hub's to compare.
+#[async_trait]
+impl TargetReader for ScimPropagator {
+    fn readable_targets(&self) -> Vec<String> {
+        self.config.targets.iter().map(|t| t.name.clone()).collect()
+    }
+
+    async fn entries(&self, target: &str, data_type: DataType, buckets: &[usize]) -> Result<Vec<DigestEntry>, ReadBackError> {
+        let t = self.target(target).ok_or_else(|| ReadBackError::new(target, "not a SCIM target"))?;
+        let (endpoint, owned): (&str, fn(&Value) -> Value) = match data_type {
+            DataType::Employee => ("/Users", owned_user),
+            DataType::OrgUnit => ("/Groups", owned_group),
+            _ => return Ok(vec![]),
+        };
+        let held = self.list(t, endpoint).await.map_err(|f| ReadBackError::new(target, f.cause))?;
+        let mut wanted = [false; hr_core::BUCKETS];
+        buckets.iter().filter(|b| **b < hr_core::BUCKETS).for_each(|b| wanted[*b] = true);
+        let mut entries = vec![];
+        for (key, mut known) in self.ids.all(target, data_type).map_err(|e| ReadBackError::new(target, e))? {
+            if !wanted[hr_core::bucket_of(&key)] {
+                continue;
+            }
+            let resource = known.scim_id.as_ref().and_then(|id| held.get(id));
+            let retired = |r: &Value| data_type == DataType::Employee && r["active"] == json!(false);
+            let content = match (known.content, resource) {
+                (None, None) => None,
+                (None, Some(r)) if retired(r) => None,
+                (Some(ours), Some(r)) if owned(r) == known.owned => {
+                    if known.seen.take().is_some() {
+                        self.ids.put(target, data_type, &key, &known).map_err(|e| ReadBackError::new(target, e))?;
+                    }
+                    Some(ours)
+                }
+                (_, Some(r)) => {
+                    // Edited by hand: remember what it holds, so the repair writes what differs
+                    // (and what was written stays what it is compared with: reading twice tells the same).
+                    let seen = owned(r);
+                    if known.seen.as_ref() != Some(&seen) {
+                        known.seen = Some(seen.clone());
+                        known.etag = r["meta"]["version"].as_str().map(str::to_string);
+                        self.ids.put(target, data_type, &key, &known).map_err(|e| ReadBackError::new(target, e))?;
+                    }
+                    Some(ContentHash::of(&seen.to_string()))
+                }
+                (Some(_), None) => {
+                    // Deleted by hand: the repair creates it again.
+                    if known.scim_id.take().is_some() {
+                        self.ids.put(target, data_type, &key, &known).map_err(|e| ReadBackError::new(target, e))?;
+                    }
+                    continue;
+                }
+            };
+            entries.push(DigestEntry { key, version: known.version, content });
+        }
+        Ok(entries)
+    }
+}
