@@ -170,6 +170,9 @@ struct RunReport {
     source_older: BTreeMap<DataType, Vec<String>>,
     /// What each system holds at the end of the run.
     systems: Reconciliation,
+    /// Targets nothing reads back (a Kafka consumer without a REST
+    /// receiver): not compared, so not in `systems`.
+    not_comparable: Vec<String>,
     /// Per system and data type, keys held at versions the hub never gave
     /// (written by someone else): not repaired; remove those rows at the system.
     foreign_versions: BTreeMap<String, BTreeMap<DataType, Vec<String>>>,
@@ -197,6 +200,7 @@ impl RunReport {
             unrepairable: BTreeMap::new(),
             source_older: BTreeMap::new(),
             systems: Reconciliation::new(),
+            not_comparable: vec![],
             foreign_versions: BTreeMap::new(),
             rejected: vec![],
             suspended_for_bad_line: vec![],
@@ -687,6 +691,7 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
         unrepairable: repair.unrepairable,
         rejected: sent.rejected.clone(),
         suspended_for_bad_line: hub.lock().await.suspensions(&held).to_vec(),
+        not_comparable: hub.lock().await.not_comparable(),
         systems,
     })
 }
@@ -698,9 +703,8 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
 async fn wait_for_consumers(args: &Args, config: &HubConfig, deadline: Duration, console: &Console) {
     // The settings were checked when the hub connected.
     let Ok(kafka) = config.kafka(&args.brokers) else { return };
-    let routed = config.policy().data_types_via("kafka");
     for (name, target) in &config.targets {
-        let types: Vec<DataType> = target.data_types.iter().copied().filter(|t| routed.contains(t)).collect();
+        let types = config.kafka_types_of(name);
         if types.is_empty() {
             continue;
         }
@@ -734,15 +738,15 @@ struct StatusRow {
 async fn print_status(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Result<()> {
     let found = hub.reconcile(config).await?;
     let kafka = config.kafka(&args.brokers)?;
-    let routed = config.policy().data_types_via("kafka");
     let mut rows = vec![];
     for (name, types) in &found {
         let target = &config.targets[name];
-        let kafka_types: Vec<DataType> = target.data_types.iter().copied().filter(|t| routed.contains(t)).collect();
+        let kafka_types = config.kafka_types_of(name);
         let audience = KafkaConfig { fields: target.omit.clone(), ..kafka.clone() };
         let lags = if kafka_types.is_empty() { vec![] } else { group_lag(&audience, &[&kafka.group(name)], &kafka_types).await? };
         let lag_of = |t: DataType| lags.iter().flat_map(|g| &g.lag).filter(|(topic, _)| kafka.data_type_of(topic) == Some(t)).map(|(_, n)| *n).sum();
-        let last_applied = match &target.url {
+        // A system's receiver says when it last applied each type; a directory has no such page.
+        let last_applied = match target.url.as_ref().filter(|_| target.transport.is_none()) {
             Some(url) => last_applied(config, url).await.unwrap_or_else(|e| {
                 eprintln!("{name}: no last-applied times: {e}");
                 BTreeMap::new()

@@ -78,6 +78,80 @@ fn any_transport_registered_under_a_route_name_serves_that_route() {
     assert_eq!(hub.targets()["erp"], vec![DataType::Employee, DataType::Permission]);
 }
 
+/// A target with a transport of its own gets every type it receives over
+/// it, and the other transports do not deliver to it; a name nobody
+/// registered is refused naming the target's line; a target no transport
+/// reads back is named, never skipped silently.
+#[test]
+fn a_target_naming_its_own_transport_is_served_by_it_alone() {
+    let text = format!("{CONFIG}\n[targets.directory]\ndata_types = [\"employee\"]\ntransport = \"pigeon\"\n\n[targets.audit]\ndata_types = [\"employee\"]\n");
+    let config = HubConfig::from_toml_str(&text, "hub.toml").unwrap();
+    let policy = config.policy();
+    assert_eq!(policy.route_for("directory", DataType::Employee), Some("pigeon"));
+    assert_eq!(policy.route_for("erp", DataType::Employee), Some("kafka"));
+    assert_eq!(policy.transports_for(DataType::Employee).into_iter().collect::<Vec<_>>(), ["kafka", "pigeon"]);
+    assert_eq!(config.kafka_types_of("directory"), vec![]);
+    assert_eq!(config.kafka_types_of("erp"), vec![DataType::Employee]);
+
+    struct Directory;
+    #[async_trait::async_trait]
+    impl Propagator for Directory {
+        async fn propagate(&self, _batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
+            Ok(Receipt::default())
+        }
+        fn targets(&self) -> BTreeMap<String, Vec<DataType>> {
+            BTreeMap::from([("directory".to_string(), vec![DataType::Employee])])
+        }
+    }
+    let mock = EmbeddedKafka::start().unwrap();
+    let kafka: Arc<dyn Propagator> = Arc::new(
+        hr_sync::hr_transport_kafka::KafkaPropagator::new(&KafkaConfig::new(mock.bootstrap_servers()))
+            .unwrap()
+            .with_scoped_target("erp", &[DataType::Employee], Default::default())
+            .unwrap()
+            .with_scoped_target("audit", &[DataType::Employee], Default::default())
+            .unwrap(),
+    );
+    let rest: Arc<dyn Propagator> = Arc::new(hr_sync::hr_transport_rest::RestPropagator::new(RestConfig::new(vec![erp(vec![DataType::Permission])])).unwrap());
+    let hub = Hub::with_transports(
+        &config,
+        Ledger::in_memory().unwrap(),
+        [("kafka", kafka.clone()), ("rest", rest.clone()), ("pigeon", Arc::new(Directory) as Arc<dyn Propagator>)],
+    )
+    .unwrap();
+    assert_eq!(hub.targets()["directory"], vec![DataType::Employee]);
+    assert_eq!(hub.not_comparable(), ["audit", "directory", "erp"], "no reader registered");
+
+    // The Kafka transport must not also claim the directory.
+    let greedy: Arc<dyn Propagator> = Arc::new(
+        hr_sync::hr_transport_kafka::KafkaPropagator::new(&KafkaConfig::new(mock.bootstrap_servers()))
+            .unwrap()
+            .with_scoped_target("erp", &[DataType::Employee], Default::default())
+            .unwrap()
+            .with_scoped_target("audit", &[DataType::Employee], Default::default())
+            .unwrap()
+            .with_scoped_target("directory", &[DataType::Employee], Default::default())
+            .unwrap(),
+    );
+    let transports = |kafka: Arc<dyn Propagator>| [("kafka", kafka), ("rest", rest.clone()), ("pigeon", Arc::new(Directory) as Arc<dyn Propagator>)];
+    let err = Hub::with_transports(&config, Ledger::in_memory().unwrap(), transports(greedy)).unwrap_err().to_string();
+    assert!(err.contains("transport kafka delivers to directory, which receives everything over its own transport pigeon"), "{err}");
+
+    let unknown = text.replace("transport = \"pigeon\"", "transport = \"pigeonn\"");
+    let config = HubConfig::from_toml_str(&unknown, "hub.toml").unwrap();
+    let err = Hub::with_transports(&config, Ledger::in_memory().unwrap(), transports(kafka)).unwrap_err().to_string();
+    assert!(err.starts_with("configuration hub.toml, line 10:") && err.contains("target directory names transport \"pigeonn\""), "{err}");
+}
+
+/// A REST receiver is read back: the hub built with the shipped transports
+/// compares every target with a url and names the others.
+#[test]
+fn a_target_without_a_receiver_is_named_as_not_comparable() {
+    let text = format!("{CONFIG}\n[targets.audit]\ndata_types = [\"employee\"]\n");
+    let hub = hub(&text, vec![erp(vec![DataType::Permission])]).unwrap();
+    assert_eq!(hub.not_comparable(), ["audit"]);
+}
+
 const PUBLISHING: &str = r#"
 [routes]
 master_data = "kafka"

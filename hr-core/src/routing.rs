@@ -227,6 +227,16 @@ pub enum RoutingError {
         /// The registered names, comma-separated.
         registered: String,
     },
+    /// A transport would deliver to a target that names another transport of its own.
+    #[error("transport {transport} delivers to {target}, which receives everything over its own transport {own}")]
+    NotTheTargetsTransport {
+        /// The transport.
+        transport: String,
+        /// The target.
+        target: String,
+        /// The target's own transport.
+        own: String,
+    },
     /// A transport would deliver a data type to a target the policy does not allow it.
     #[error("transport {transport} delivers {data_type} to {target}, which the policy does not allow to receive it")]
     NotAllowed {
@@ -322,6 +332,9 @@ impl Router {
         }
         for (name, propagator) in &self.propagators {
             for (target, types) in propagator.targets() {
+                if let Some(own) = self.policy.targets.get(&target).and_then(|p| p.transport.as_ref()).filter(|own| *own != name && !types.is_empty()) {
+                    return Err(RoutingError::NotTheTargetsTransport { transport: name.clone(), target, own: own.clone() });
+                }
                 let routed_here: Vec<DataType> = types.into_iter().filter(|t| self.policy.route_for(&target, *t) == Some(name.as_str())).collect();
                 if let Some(data_type) = routed_here.iter().find(|t| !self.policy.allows(&target, **t)) {
                     return Err(RoutingError::NotAllowed { transport: name.clone(), target, data_type: *data_type });

@@ -447,7 +447,9 @@ impl HubConfig {
     pub fn routing_error(&self, error: RoutingError) -> ConfigError {
         let line = match &error {
             RoutingError::UnknownTransport { data_type, .. } => self.line(Some(*data_type), None),
-            RoutingError::NotAllowed { target, .. } | RoutingError::UnknownTargetTransport { target, .. } => self.line(None, Some(target)),
+            RoutingError::NotAllowed { target, .. }
+            | RoutingError::UnknownTargetTransport { target, .. }
+            | RoutingError::NotTheTargetsTransport { target, .. } => self.line(None, Some(target)),
             RoutingError::Unreachable { target, data_type, .. } => match self.line(None, Some(target)) {
                 0 => self.line(Some(*data_type), None),
                 line => line,
@@ -482,14 +484,20 @@ impl HubConfig {
     /// that receive them. Creating the topics of each creates every topic
     /// the hub produces to ([`KafkaConfig::topic_for`]).
     pub fn kafka_audiences(&self, kafka: &KafkaConfig) -> Vec<KafkaConfig> {
-        let kafka_types = self.policy().data_types_via("kafka");
         let mut scopes = vec![FieldScope::full()];
-        for target in self.targets.values().filter(|t| t.data_types.iter().any(|d| kafka_types.contains(d))) {
+        for (_, target) in self.targets.iter().filter(|(name, _)| !self.kafka_types_of(name).is_empty()) {
             if !scopes.contains(&target.omit) {
                 scopes.push(target.omit.clone());
             }
         }
         scopes.into_iter().map(|fields| KafkaConfig { fields, owners: self.owners_by_system(), ..kafka.clone() }).collect()
+    }
+
+    /// The data types target `name` receives over Kafka (by its data types'
+    /// routes, unless it names a transport of its own): what its consumer
+    /// group reads.
+    pub fn kafka_types_of(&self, name: &str) -> Vec<DataType> {
+        self.policy().types_via(name, "kafka")
     }
 
     /// The routing policy it describes.

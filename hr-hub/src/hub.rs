@@ -794,6 +794,9 @@ impl Hub {
     /// reads are left out and named by [`not_comparable`](Self::not_comparable).
     pub async fn reconcile(&self, config: &HubConfig) -> Result<Reconciliation, HubError> {
         let mut out = BTreeMap::new();
+        for name in self.not_comparable() {
+            tracing::warn!(target_system = %name, "nothing reads back what this target holds (no REST receiver, no reading transport): not compared");
+        }
         for (name, target) in &config.targets {
             let Some(reader) = self.readers.get(name) else { continue };
             let held = reader.digests(name, &target.data_types).await?;

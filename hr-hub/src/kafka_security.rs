@@ -228,7 +228,7 @@ impl HubConfig {
         for (name, target) in &self.targets {
             let principal = format!("User:{name}");
             let audience = KafkaConfig { fields: target.omit.clone(), ..kafka.clone() };
-            let types: Vec<DataType> = target.data_types.iter().copied().filter(|t| kafka_types.contains(t)).collect();
+            let types = self.kafka_types_of(name);
             // Its audience's topics only (a system without phone numbers cannot read the full employee topic), each owner's master data included.
             for topic in types.iter().flat_map(|t| audience.topics_to_read(*t)) {
                 acls.push(KafkaAcl::literal(&principal, AclOperation::Write, AclResource::Topic, &format!("{topic}.dlq")));

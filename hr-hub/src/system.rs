@@ -217,7 +217,7 @@ impl TargetSystem {
         let removed = sink.retain(DataType::Permission, |key| scope.admits(DataType::Permission, key));
         removed.map_err(|source| SystemError::Store { system: system(), path: path.clone(), source })?;
         let scoped: Arc<dyn Sink> = Arc::new(ScopedSink::new(sink.clone(), scope));
-        let kafka_types: Vec<DataType> = config.policy().data_types_via("kafka").into_iter().filter(|t| allowed.contains(t)).collect();
+        let kafka_types = config.kafka_types_of(name);
         let watch = if kafka_types.is_empty() {
             None
         } else {

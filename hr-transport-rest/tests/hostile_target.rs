@@ -131,7 +131,7 @@ async fn a_target_that_times_out_or_hangs_up_is_named_with_what_happened() {
     config.request_timeout = Duration::from_millis(200);
     config.deadline = Duration::from_millis(700);
     let err = RestPropagator::new(config).unwrap().propagate(&[change()]).await.unwrap_err().to_string();
-    assert!(err.contains("timed out"), "{err}");
+    assert!(err.contains("request timed out"), "{err}");
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

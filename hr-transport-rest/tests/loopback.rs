@@ -333,3 +333,31 @@ async fn a_target_that_goes_without_phone_numbers_is_sent_none_and_one_that_keep
     assert_eq!(phones_in(&scoped), 0, "the request itself carried no phone number");
     assert_ne!(full.digest(DataType::Employee).await.unwrap(), scoped.digest(DataType::Employee).await.unwrap());
 }
+
+/// Read back through [`hr_core::TargetReader`]: what the receiver holds,
+/// per data type, per bucket and entry by entry, as its sink holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_is_read_back_as_its_sink_holds_it() {
+    use hr_core::TargetReader;
+    let (addr, sink, _task, _dir) = start(vec![DataType::Employee, DataType::MasterData]).await;
+    let rest = RestPropagator::new(RestConfig::new(vec![target("erp", addr, vec![DataType::Employee, DataType::MasterData])])).unwrap();
+    let changes: Vec<ChangeEnvelope> = employees(200).into_iter().chain((0..50).map(|i| md(i, 1))).collect();
+    rest.propagate(&changes).await.unwrap();
+    let reader: &dyn TargetReader = &rest;
+    assert_eq!(reader.readable_targets(), ["erp"]);
+    let digests = reader.digests("erp", &[DataType::Employee, DataType::MasterData, DataType::OrgUnit]).await.unwrap();
+    assert_eq!(digests[&DataType::Employee], sink.digest(DataType::Employee).await.unwrap());
+    assert_eq!(digests[&DataType::MasterData], sink.digest(DataType::MasterData).await.unwrap());
+    assert_eq!(digests[&DataType::OrgUnit], hr_core::Digest::default(), "a type it holds none of");
+    let held = sink.entries(DataType::Employee).await.unwrap();
+    assert_eq!(reader.bucket_digests("erp", DataType::Employee).await.unwrap(), hr_core::Digest::buckets(&held));
+    let bucket = held[0].bucket();
+    let mut read = reader.entries("erp", DataType::Employee, &[bucket]).await.unwrap();
+    let mut want: Vec<_> = held.into_iter().filter(|e| e.bucket() == bucket).collect();
+    read.sort_by(|a, b| a.key.cmp(&b.key));
+    want.sort_by(|a, b| a.key.cmp(&b.key));
+    assert!(!want.is_empty());
+    assert_eq!(read, want);
+    let unknown = reader.entries("nobody", DataType::Employee, &[0]).await.unwrap_err();
+    assert_eq!(unknown.target, "nobody");
+}
