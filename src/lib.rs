@@ -1,13 +1,14 @@
 //! # hr-sync
 //!
 //! Merge two companies' HR data and propagate every change to downstream
-//! systems over Kafka or REST. This crate only re-exports the library
+//! systems over Kafka, REST or SCIM. This crate only re-exports the library
 //! crates, so a service can depend on one name:
 //!
 //! * [`hr_core`]: the unified schema `hr.v1`, the merge, the change
 //!   envelope, the `Propagator` and `Sink` traits, routing, the ledger and
 //!   digests;
-//! * [`hr_transport_kafka`] and [`hr_transport_rest`]: the two transports;
+//! * [`hr_transport_kafka`], [`hr_transport_rest`] and [`hr_transport_scim`]:
+//!   the three transports;
 //! * [`hr_hub`]: the [`Hub`] (ledger-planned deltas, routing, reconciliation
 //!   and repair), its [`HubConfig`] file and the [`TargetSystem`] runtime.
 //!
@@ -25,5 +26,6 @@ pub use hr_core;
 pub use hr_hub;
 pub use hr_transport_kafka;
 pub use hr_transport_rest;
+pub use hr_transport_scim;
 
-pub use hr_hub::{ConfigError, Hub, HubConfig, HubError, Publisher, SystemError, SystemOptions, TargetSystem};
+pub use hr_hub::{load_and_merge, ConfigError, Hub, HubConfig, HubError, Publisher, SystemError, SystemOptions, TargetSystem, SCIM_ID_STORE};
