@@ -3,6 +3,7 @@
 //!   2 x 100,000 employees and 20,000 teams, up to the merged state (its
 //!   drop, 40-50 ms of freeing millions of strings, is left out of the timed
 //!   region, as a program keeps the state to plan from it);
+//!   `..._cp949`: the same with company A's CSV files in CP949 (detected);
 //! - `ledger/plan_reserve_commit_1m_employees_1pct_changed`: one periodic
 //!   run's ledger work on 1,000,000 employees of which 1% changed: plan from
 //!   the merged state (serializing and hashing every record), reserve the
@@ -34,6 +35,16 @@ fn merge_200k(c: &mut Criterion) {
     let mut g = c.benchmark_group("merge");
     g.sample_size(10);
     g.bench_function("load_and_merge_2x100k", |b| b.iter_with_large_drop(|| merge(load_input_dir(dir.path(), &mapping).unwrap())));
+    // The same export with company A's files in CP949, as Korean systems write them (detected, not declared).
+    let cp949 = tempfile::tempdir().unwrap();
+    Dataset::generate(&options).write(cp949.path()).unwrap();
+    for file in ["company_a/employees.csv", "company_a/departments.csv"] {
+        let text = std::fs::read_to_string(cp949.path().join(file)).unwrap();
+        let (bytes, _, unmappable) = encoding_rs::EUC_KR.encode(&text);
+        assert!(!unmappable, "every character has a CP949 code");
+        std::fs::write(cp949.path().join(file), bytes).unwrap();
+    }
+    g.bench_function("load_and_merge_2x100k_cp949", |b| b.iter_with_large_drop(|| merge(load_input_dir(cp949.path(), &mapping).unwrap())));
     g.finish();
 }
 

@@ -28,6 +28,8 @@ pub enum Reason {
     /// A timestamp more than a day after now: it would win "newer wins"
     /// against every real change to come.
     ImplausibleTime,
+    /// A byte sequence that is not text of the file's encoding.
+    InvalidEncoding,
 }
 
 impl Reason {
@@ -44,6 +46,7 @@ impl Reason {
             Reason::OrgCycle => "org_cycle",
             Reason::DuplicateSourceId => "duplicate_source_id",
             Reason::ImplausibleTime => "implausible_time",
+            Reason::InvalidEncoding => "invalid_encoding",
         }
     }
 }

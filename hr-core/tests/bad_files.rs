@@ -50,13 +50,32 @@ fn a_wrong_header_names_the_missing_columns() {
 }
 
 #[test]
-fn invalid_utf8_is_an_error_naming_file_and_line() {
-    let mut content = format!("{A_HEADER}\n{}\n", a_row("1", "D1", "", "", "2026-01-01 09:00:00")).into_bytes();
+fn bytes_that_are_not_utf8_quarantine_only_their_row() {
+    let rows: Vec<String> = ["1", "3", "4"].iter().map(|id| a_row(id, "D1", "", "", "2026-01-01 09:00:00")).collect();
+    let mut content = format!("{A_HEADER}\n{}\n", rows[0]).into_bytes();
     content.extend(b"2,\xff\xfe,x\n");
+    content.extend(format!("{}\n{}\n", rows[1], rows[2]).into_bytes());
     let dir = with_file("company_a/employees.csv", &content);
+    for manifest in [None, Some(r#"{"exported_at": "2026-11-26T09:00:00Z", "encoding": {"company_a/employees.csv": "utf-8"}}"#)] {
+        if let Some(m) = manifest {
+            std::fs::write(dir.path().join("manifest.json"), m).unwrap();
+        }
+        let data = load(dir.path()).unwrap();
+        let bad: Vec<_> = data.quarantined().iter().filter(|q| q.reason == hr_core::Reason::InvalidEncoding).collect();
+        assert_eq!(bad.len(), 1, "{manifest:?}: {:?}", data.quarantined());
+        assert_eq!((bad[0].file.as_str(), bad[0].line), ("company_a/employees.csv", 3));
+        assert!(bad[0].detail.contains("UTF-8"), "{}", bad[0].detail);
+        assert_eq!(data.employee_count(), 4, "the good rows proceed");
+    }
+}
+
+#[test]
+fn an_undecodable_header_is_an_error_naming_file_and_line() {
+    let dir = with_file("company_a/employees.csv", b"emp_no,\xff\xfe\n");
+    std::fs::write(dir.path().join("manifest.json"), r#"{"exported_at": "2026-11-26T09:00:00Z", "encoding": {"company_a/employees.csv": "utf-8"}}"#).unwrap();
     let err = load(dir.path()).unwrap_err();
-    assert!(matches!(err, ImportError::InvalidUtf8 { line: 3, .. }), "{err}");
-    assert!(err.to_string().contains("company_a/employees.csv"));
+    assert!(matches!(err, ImportError::InvalidEncoding { line: 1, .. }), "{err}");
+    assert!(err.to_string().starts_with("company_a/employees.csv, line 1: the header is not valid UTF-8"), "{err}");
 }
 
 #[test]

@@ -23,13 +23,24 @@ pub enum ImportError {
         #[source]
         source: std::io::Error,
     },
-    /// A line is not UTF-8.
-    #[error("{file}, line {line}: not valid UTF-8 (the contract requires UTF-8; re-export the file as UTF-8)")]
-    InvalidUtf8 {
+    /// A file's header line is not text of the file's encoding (a bad
+    /// record after it is quarantined as `invalid_encoding` instead).
+    #[error("{file}, line {line}: the header is not valid {encoding}; declare the file's encoding in manifest.json (\"encoding\": {{\"{file}\": \"cp949\"}}) or re-export it as UTF-8")]
+    InvalidEncoding {
         /// The file.
         file: String,
         /// The line.
         line: u64,
+        /// The encoding it was read as.
+        encoding: &'static str,
+    },
+    /// A CSV file's encoding could not be told for certain from its content.
+    #[error("{file}: its encoding is neither UTF-8 nor certainly CP949 (it looks like {looks_like}); declare it in manifest.json, \"encoding\": {{\"{file}\": \"cp949\"}} (or \"utf-8\"), or re-export it as UTF-8")]
+    UnknownEncoding {
+        /// The file.
+        file: String,
+        /// What the detector guessed.
+        looks_like: &'static str,
     },
     /// A CSV file has no header row.
     #[error("{file}: empty file, expected a header row: {expected}")]
@@ -81,7 +92,7 @@ impl ImportError {
     /// a part of a file that starts after `lines` lines.
     pub(crate) fn lines_shifted(self, lines: u64) -> Self {
         match self {
-            ImportError::InvalidUtf8 { file, line } => ImportError::InvalidUtf8 { file, line: line + lines },
+            ImportError::InvalidEncoding { file, line, encoding } => ImportError::InvalidEncoding { file, line: line + lines, encoding },
             other => other,
         }
     }

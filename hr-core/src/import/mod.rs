@@ -4,12 +4,15 @@
 //! out with a bounded size, the file's format ([`csv::Csv`], [`jsonl::Jsonl`])
 //! makes each a row, and the file's parser makes each row a source record or a
 //! quarantine entry naming file, line and field. A bad record is quarantined
-//! and the rest proceed; only a missing or unreadable file, a wrong CSV header,
-//! or invalid UTF-8 stops the import, with an error naming the file.
+//! and the rest proceed (a record that is not text of its file's encoding
+//! too, see [`encoding`]); only a missing or unreadable file, a wrong or
+//! undecodable CSV header, or a CSV file of an encoding that cannot be told
+//! stops the import, with an error naming the file.
 
 mod company_a;
 mod company_b;
 mod csv;
+mod encoding;
 mod error;
 mod exported;
 mod fields;
@@ -254,14 +257,18 @@ mod tests {
     }
 
     #[test]
-    fn a_line_that_is_not_utf8_is_named_by_its_line_in_the_file_not_in_its_part() {
+    fn a_line_that_is_not_utf8_is_quarantined_by_its_line_in_the_file_not_in_its_part() {
         let dir = tempfile::tempdir().unwrap();
         let mut bytes = b_employees();
         bytes.extend(b"\n\n{\"employeeId\": \"\xff\"}\n");
         write_input(dir.path(), &bytes);
+        let whole = load_in_parts(dir.path(), &Mapping::default(), u64::MAX).unwrap();
+        assert_eq!(whole.employees.len(), 4, "the other lines proceed");
         for part_bytes in [u64::MAX, 1, 300] {
-            let err = load_in_parts(dir.path(), &Mapping::default(), part_bytes).unwrap_err();
-            assert!(matches!(err, ImportError::InvalidUtf8 { line: 11, .. }), "{part_bytes}: {err}");
+            let read = load_in_parts(dir.path(), &Mapping::default(), part_bytes).unwrap();
+            let bad: Vec<_> = read.quarantined.iter().filter(|q| q.reason == crate::Reason::InvalidEncoding).collect();
+            assert_eq!(bad.len(), 1, "{part_bytes}: {:?}", read.quarantined);
+            assert_eq!((bad[0].file.as_str(), bad[0].line), (B_EMPLOYEES, 11), "{part_bytes}");
         }
     }
 

@@ -2,6 +2,7 @@
 //! file with bounded memory, a [`Format`] turns each into a row, and a
 //! per-file parser turns each row into a source record or a quarantine entry.
 
+use super::encoding::TextEncoding;
 use super::records::{RawRecord, RecordReader, DEFAULT_MAX_RECORD_BYTES};
 use super::ImportError;
 use crate::import::fields::FieldError;
@@ -125,8 +126,9 @@ fn open(dir: &Path, file: &'static str, part: FilePart) -> Result<RecordReader<B
     Ok(RecordReader::new(BufReader::with_capacity(1 << 16, handle.take(part.end - part.start)), DEFAULT_MAX_RECORD_BYTES, quote_aware))
 }
 
-/// Iterates the records of a file part as UTF-8 text, quarantining
-/// over-long ones; returns the lines read. Line numbers count from the
+/// Iterates the records of a file part as text of the file's encoding,
+/// quarantining over-long ones and ones that do not decode; returns the
+/// lines read. Line numbers count from the
 /// part's first line.
 pub(crate) fn for_each_record(
     dir: &Path,
@@ -135,6 +137,7 @@ pub(crate) fn for_each_record(
     quarantined: &mut Vec<Quarantined>,
     mut each: impl FnMut(u64, &str) -> Result<(), ImportError>,
 ) -> Result<u64, ImportError> {
+    let encoding = TextEncoding::of_file(dir, file)?;
     let mut reader = open(dir, file, part)?;
     let mut first = part.is_first();
     loop {
@@ -150,8 +153,18 @@ pub(crate) fn for_each_record(
                 if first {
                     bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
                 }
-                let text = std::str::from_utf8(bytes).map_err(|_| ImportError::InvalidUtf8 { file: file.to_string(), line })?;
-                each(line, text)?;
+                match encoding.decode(bytes) {
+                    Some(text) => each(line, &text)?,
+                    // Without its header a CSV file cannot be read at all.
+                    None if first && file.ends_with(".csv") => {
+                        return Err(ImportError::InvalidEncoding { file: file.to_string(), line, encoding: encoding.name() })
+                    }
+                    None => quarantined.push(Origin { file, line }.quarantine(
+                        None,
+                        Reason::InvalidEncoding,
+                        format!("a byte sequence that is not {} text; was the file exported in another encoding?", encoding.name()),
+                    )),
+                }
             }
         }
         first = false;
