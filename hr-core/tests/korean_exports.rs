@@ -1,7 +1,7 @@
 //! Exports as Korean HR departments make them: company A's CSV files in
 //! CP949 with CRLF line ends and no byte-order mark, Hangul names including
 //! characters only CP949's UHC extension has (똠, 햏), converted from the
-//! UTF-8 fixture by glibc's `iconv -f UTF-8 -t CP949` (see
+//! UTF-8 fixture by glibc's `iconv -f UTF-8 -t CP949`, and as Excel workbooks (see
 //! `tests/fixtures/korean/`). Both merge to exactly the same state.
 
 use hr_core::{load_input_dir, merge, ImportError, Mapping, Reason};
@@ -84,4 +84,38 @@ fn a_latin1_export_is_refused_naming_the_file_and_asking_for_its_encoding() {
     assert!(matches!(err, ImportError::UnknownEncoding { .. }), "{err}");
     let message = err.to_string();
     assert!(message.starts_with("company_a/departments.csv: ") && message.contains("manifest.json") && message.contains("\"encoding\""), "{message}");
+}
+
+/// Company A's files as workbooks LibreOffice Calc wrote from the CSV
+/// (ids, compact dates and salaries as numbers, `updated_at` as date cells),
+/// and as one workbook with a sheet each (`company_a.xlsx`): the same state
+/// as the UTF-8 CSV.
+#[test]
+fn an_excel_export_merges_to_exactly_the_state_of_the_csv_one() {
+    let utf8 = merge(load_input_dir(&fixture("utf8"), &Mapping::default()).unwrap());
+    for layout in ["xlsx", "workbook"] {
+        let xlsx = merge(load_input_dir(&fixture(layout), &Mapping::default()).unwrap());
+        assert_eq!(xlsx.state, utf8.state, "{layout}");
+        assert_eq!(xlsx.report.quarantined, utf8.report.quarantined, "{layout}");
+    }
+}
+
+/// A bad row in a workbook is quarantined naming the workbook and its row.
+#[test]
+fn a_bad_row_in_a_workbook_is_named_by_its_sheet_row() {
+    let dir = copy_of("xlsx");
+    // The employees sheet with the department sheet's content: every row lacks employee columns.
+    std::fs::copy(dir.path().join("company_a/departments.xlsx"), dir.path().join("company_a/employees.xlsx")).unwrap();
+    let err = load_input_dir(dir.path(), &Mapping::default()).unwrap_err().to_string();
+    assert!(err.starts_with("company_a/employees.xlsx") && err.contains("emp_no"), "{err}");
+
+    // A cell that is not what its column holds (a hire date typed as 2020-13-45 on sheet row 5):
+    // that row is quarantined, named by workbook, sheet and row; the rest proceed.
+    let source = load_input_dir(&fixture("bad-row"), &Mapping::default()).unwrap();
+    let bad: Vec<_> = source.quarantined().iter().collect();
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert_eq!((bad[0].file.as_str(), bad[0].line, bad[0].reason), ("company_a.xlsx, sheet employees", 5, Reason::InvalidDate));
+    assert!(bad[0].detail.contains("hire_date"), "{}", bad[0].detail);
+    let all = merge(load_input_dir(&fixture("utf8"), &Mapping::default()).unwrap()).state.employees.len();
+    assert_eq!(source.employee_count(), all - 1);
 }

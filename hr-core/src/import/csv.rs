@@ -1,5 +1,6 @@
 //! CSV files: a header naming the columns, then one row per record (a
-//! quoted field may span lines).
+//! quoted field may span lines). Where company A's CSV file is absent, a
+//! workbook standing for it is read the same way (see [`super::workbook`]).
 
 use super::fields::{missing, FieldError};
 use super::reader::{for_each_record, FilePart, Format};
@@ -25,6 +26,11 @@ impl Format for Csv {
         quarantined: &mut Vec<Quarantined>,
         each: &mut dyn FnMut(Origin, &CsvRow<'_>),
     ) -> Result<u64, ImportError> {
+        if !dir.join(file).exists() {
+            if let Some((shown, sheet)) = super::workbook::sheet_for(dir, file)? {
+                return self.for_each_sheet_row(shown, &sheet, quarantined, each);
+            }
+        }
         let expected = self.required.join(",");
         let mut header: Option<Vec<String>> = None;
         let mut malformed = Vec::new();
@@ -43,7 +49,7 @@ impl Format for Csv {
                     Reason::MalformedRow,
                     format!("row has {} fields, the header has {}", fields.len(), columns.len()),
                 )),
-                Ok(fields) => each(origin, &CsvRow { columns, fields: &fields }),
+                Ok(fields) => each(origin, &CsvRow { columns, fields: RowFields::Text(&fields) }),
             }
             Ok(())
         })?;
@@ -60,12 +66,57 @@ impl Csv {
     fn header(&self, parser: &mut CsvFieldParser, file: &str, line: u64, text: &str, expected: &str) -> Result<Vec<String>, ImportError> {
         let wrong = |missing: String| ImportError::WrongHeader { file: file.into(), missing, expected: expected.into() };
         let fields = parser.fields(text).map_err(|_| wrong(expected.into()))?;
-        let names: Vec<String> = fields.iter().map(|f| f.trim().to_string()).collect();
+        self.check_header(fields.iter().map(|f| f.trim().to_string()).collect(), file, line, expected)
+    }
+
+    /// `names`, if they are on line 1 and name every required column.
+    fn check_header(&self, names: Vec<String>, file: &str, line: u64, expected: &str) -> Result<Vec<String>, ImportError> {
+        let wrong = |missing: String| ImportError::WrongHeader { file: file.into(), missing, expected: expected.into() };
         let absent: Vec<&str> = self.required.iter().copied().filter(|c| !names.iter().any(|n| n == c)).collect();
         if line != 1 || !absent.is_empty() {
             return Err(wrong(if absent.is_empty() { "(header must be on line 1)".into() } else { absent.join(",") }));
         }
         Ok(names)
+    }
+
+    /// [`Format::for_each_row`] over a workbook's sheet: its first row the
+    /// header, each later non-empty row a record named by its sheet row.
+    fn for_each_sheet_row(
+        &self,
+        file: &'static str,
+        sheet: &calamine::Range<calamine::Data>,
+        quarantined: &mut Vec<Quarantined>,
+        each: &mut dyn FnMut(Origin, &CsvRow<'_>),
+    ) -> Result<u64, ImportError> {
+        let expected = self.required.join(",");
+        let first_line = sheet.start().map_or(1, |(row, _)| u64::from(row) + 1);
+        let first_column = sheet.start().map_or(0, |(_, column)| column);
+        let mut rows = sheet.rows();
+        let Some(names) = rows.next() else { return Err(ImportError::Empty { file: file.into(), expected }) };
+        // Cells left of the sheet's first used column are empty columns of the CSV it stands for.
+        let blank = vec![String::new(); first_column as usize];
+        let names: Vec<String> =
+            blank.iter().cloned().chain(names.iter().map(|c| super::workbook::cell_text(c, "").unwrap_or_default().trim().to_string())).collect();
+        let columns = self.check_header(names, file, first_line, &expected)?;
+        let mut lines = first_line;
+        for (i, row) in rows.enumerate() {
+            let origin = Origin { file, line: first_line + 1 + i as u64 };
+            lines = origin.line;
+            if row.iter().all(|c| matches!(c, calamine::Data::Empty)) {
+                continue;
+            }
+            let cells: Result<Vec<String>, String> = blank
+                .iter()
+                .cloned()
+                .map(Ok)
+                .chain(row.iter().zip(&columns[first_column as usize..]).map(|(cell, column)| super::workbook::cell_text(cell, column)))
+                .collect();
+            match cells {
+                Ok(cells) => each(origin, &CsvRow { columns: &columns, fields: RowFields::Cells(&cells) }),
+                Err(detail) => quarantined.push(origin.quarantine(None, Reason::MalformedRow, detail)),
+            }
+        }
+        Ok(lines)
     }
 }
 
@@ -162,7 +213,13 @@ impl<'a> Fields<'a> {
 /// One CSV row addressed by column name.
 pub(crate) struct CsvRow<'a> {
     columns: &'a [String],
-    fields: &'a Fields<'a>,
+    fields: RowFields<'a>,
+}
+
+/// A row's fields: a CSV record's, or a sheet row's cells as text.
+enum RowFields<'a> {
+    Text(&'a Fields<'a>),
+    Cells(&'a [String]),
 }
 
 impl CsvRow<'_> {
@@ -172,7 +229,11 @@ impl CsvRow<'_> {
     }
 
     pub(crate) fn get(&self, column: &str) -> &str {
-        self.columns.iter().position(|c| c == column).and_then(|i| self.fields.get(i)).map(str::trim).unwrap_or("")
+        let field = |i: usize| match &self.fields {
+            RowFields::Text(fields) => fields.get(i),
+            RowFields::Cells(cells) => cells.get(i).map(String::as_str),
+        };
+        self.columns.iter().position(|c| c == column).and_then(field).map(str::trim).unwrap_or("")
     }
     pub(crate) fn optional(&self, column: &str) -> Option<CompactString> {
         Some(self.get(column)).filter(|s| !s.is_empty()).map(CompactString::from)

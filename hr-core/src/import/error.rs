@@ -34,6 +34,14 @@ pub enum ImportError {
         /// The encoding it was read as.
         encoding: &'static str,
     },
+    /// A workbook standing for a CSV file cannot be read.
+    #[error("{file}: cannot read the workbook: {detail}")]
+    Workbook {
+        /// The workbook (and sheet).
+        file: String,
+        /// Why.
+        detail: String,
+    },
     /// A CSV file's encoding could not be told for certain from its content.
     #[error("{file}: its encoding is neither UTF-8 nor certainly CP949 (it looks like {looks_like}); declare it in manifest.json, \"encoding\": {{\"{file}\": \"cp949\"}} (or \"utf-8\"), or re-export it as UTF-8")]
     UnknownEncoding {

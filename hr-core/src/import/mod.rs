@@ -23,6 +23,7 @@ mod reader;
 mod records;
 mod shared;
 mod source;
+mod workbook;
 
 pub use error::ImportError;
 pub use files::*;
