@@ -830,7 +830,7 @@ fn foreign_versions(found: &Reconciliation) -> BTreeMap<String, BTreeMap<DataTyp
     let mut out: BTreeMap<String, BTreeMap<DataType, Vec<String>>> = BTreeMap::new();
     for (system, types) in found {
         for (t, r) in types.iter().filter(|(_, r)| !r.drift.foreign.is_empty()) {
-            let keys = r.drift.foreign.iter().map(|k| if t.is_sensitive() { "[redacted]".to_string() } else { k.key.clone() }).collect();
+            let keys = r.drift.foreign.iter().map(|k| t.shown_key(&k.key).to_string()).collect();
             out.entry(system.clone()).or_default().insert(*t, keys);
         }
     }

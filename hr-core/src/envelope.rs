@@ -198,11 +198,7 @@ impl ChangeEnvelope {
     /// The key as it may appear in logs: `[redacted]` for sensitive data
     /// types (a compensation key says whose salary the change carries).
     pub fn key_for_logs(&self) -> &str {
-        if self.data_type.is_sensitive() {
-            "[redacted]"
-        } else {
-            &self.key
-        }
+        self.data_type.shown_key(&self.key)
     }
 
     /// Checks the rules of `hr.v1`: schema name, non-empty key, version
@@ -238,10 +234,7 @@ impl ChangeEnvelope {
         let (record_key, canonical) =
             self.data_type.visit(Canonical(text)).map_err(|e| invalid(format!("payload is not a valid {} record: {}", self.data_type, e)))?;
         if record_key != self.key {
-            return Err(invalid(format!(
-                "payload belongs to key {:?}, not to the envelope key",
-                if self.data_type.is_sensitive() { "[redacted]" } else { record_key.as_str() }
-            )));
+            return Err(invalid(format!("payload belongs to key {:?}, not to the envelope key", self.data_type.shown_key(&record_key))));
         }
         Ok(Some(canonical))
     }

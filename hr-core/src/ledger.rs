@@ -230,19 +230,10 @@ impl std::fmt::Debug for HeldRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HeldRecord")
             .field("data_type", &self.data_type)
-            .field("key", &redacted_key(self.data_type, &self.key))
+            .field("key", &self.data_type.shown_key(&self.key))
             .field("version", &self.version)
             .field("quarantined", &self.quarantined)
             .finish()
-    }
-}
-
-/// A key as it may appear in logs: a compensation key says whose salary it is.
-fn redacted_key(data_type: DataType, key: &str) -> &str {
-    if data_type.is_sensitive() {
-        "[redacted]"
-    } else {
-        key
     }
 }
 

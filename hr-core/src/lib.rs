@@ -144,7 +144,7 @@ pub use schema::{
     is_id_char, is_valid_code, is_valid_id, Company, Compensation, DataType, Employee, EmployeeStatus, MasterData, OrgUnit, PermissionGrant, Record,
     RecordVisitor, UnknownDataType, MAX_CODE_BYTES, MAX_ID_BYTES, SCHEMA,
 };
-pub use sensitive::Sensitive;
+pub use sensitive::{Sensitive, REDACTED};
 pub use sink::{validate_batch, ApplyOutcome, KeptLetter, MemorySink, ScopedSink, Sink, SinkError, StoredRecord};
 #[cfg(feature = "sqlite")]
 pub use sqlite_sink::SqliteSink;

@@ -23,7 +23,7 @@ pub struct RealtimeChange {
 // A payload holds personal data and a compensation key names a person: neither is shown.
 impl std::fmt::Debug for RealtimeChange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let key = if self.data_type.is_sensitive() { "[redacted]" } else { &self.key };
+        let key = self.data_type.shown_key(&self.key);
         f.debug_struct("RealtimeChange")
             .field("data_type", &self.data_type)
             .field("key", &key)

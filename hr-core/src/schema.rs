@@ -81,6 +81,23 @@ impl DataType {
         self.visit(Sensitivity)
     }
 
+    /// A key of this type as logs, errors, reports and `Debug` may show it:
+    /// [`REDACTED`](crate::REDACTED) for sensitive types (a compensation key
+    /// says whose pay it is). The one redaction rule for keys.
+    ///
+    /// ```
+    /// use hr_core::DataType;
+    /// assert_eq!(DataType::Employee.shown_key("A-1001"), "A-1001");
+    /// assert_eq!(DataType::Compensation.shown_key("A-1001"), hr_core::REDACTED);
+    /// ```
+    pub fn shown_key(self, key: &str) -> &str {
+        if self.is_sensitive() {
+            crate::REDACTED
+        } else {
+            key
+        }
+    }
+
     /// Runs generic code for this data type's record type: the one place
     /// that maps a data type to its [`Record`].
     pub fn visit<V: RecordVisitor>(self, visitor: V) -> V::Output {

@@ -3,6 +3,9 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// What every redacted value, key or secret shows instead of itself.
+pub const REDACTED: &str = "[redacted]";
+
 /// A value that must never appear in logs or `Debug` output: salary, birth
 /// date, phone number, person key.
 ///
@@ -39,13 +42,13 @@ impl<T> Sensitive<T> {
 
 impl<T> fmt::Debug for Sensitive<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
+        f.write_str(REDACTED)
     }
 }
 
 impl<T> fmt::Display for Sensitive<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
+        f.write_str(REDACTED)
     }
 }
 

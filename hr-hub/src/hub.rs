@@ -223,7 +223,7 @@ pub struct DriftKey {
 
 impl std::fmt::Debug for DriftKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let key = if self.sensitive { "[redacted]" } else { &self.key };
+        let key = if self.sensitive { hr_core::REDACTED } else { &self.key };
         f.debug_struct("DriftKey").field("key", &key).field("target_version", &self.target_version).finish()
     }
 }
@@ -1051,12 +1051,12 @@ fn without_expired_grants(state: &MergedState, today: chrono::NaiveDate) -> Opti
     Some(grants)
 }
 
-/// Runs ledger work (SQLite writes with fsync, plans over a million keys)
-/// without stalling the runtime's other tasks: on a multi-threaded runtime
-/// the worker hands its queued tasks to another thread first. A
-/// current-thread runtime has no other thread, so there the work runs in
-/// place, as any blocking call would.
-fn blocking<R>(work: impl FnOnce() -> R) -> R {
+/// Runs blocking work (ledger writes with fsync, plans over a million keys,
+/// a store read waiting for a batch) without stalling the runtime's other
+/// tasks: on a multi-threaded runtime the worker hands its queued tasks to
+/// another thread first. A current-thread runtime has no other thread, so
+/// there the work runs in place, as any blocking call would.
+pub(crate) fn blocking<R>(work: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(work),
         _ => work(),

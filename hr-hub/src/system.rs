@@ -74,10 +74,10 @@ impl std::fmt::Debug for SystemOptions {
             .field("name", &self.name)
             .field("data_dir", &self.data_dir)
             .field("listen", &self.listen)
-            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .field("token", &self.token.as_ref().map(|_| hr_core::REDACTED))
             .field("fresh", &self.fresh)
             .field("metrics", &self.metrics.is_some())
-            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "[redacted]"))
+            .field("metrics_token", &self.metrics_token.as_ref().map(|_| hr_core::REDACTED))
             .field("tls", &self.tls.is_some())
             .finish()
     }
@@ -326,7 +326,7 @@ impl TargetSystem {
 fn with_last_applied(render: MetricsRender, sink: Arc<SqliteSink>, data_types: Vec<DataType>) -> MetricsRender {
     Arc::new(move || {
         for t in &data_types {
-            match outside_the_runtime(|| sink.last_applied(*t)) {
+            match crate::hub::blocking(|| sink.last_applied(*t)) {
                 Ok(Some(at)) => metrics::gauge!("hr_last_applied_timestamp_seconds", "data_type" => t.as_str()).set(at.timestamp_millis() as f64 / 1000.0),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(data_type = %t, error = %e, "cannot read when the store last applied a change"),
@@ -334,16 +334,6 @@ fn with_last_applied(render: MetricsRender, sink: Arc<SqliteSink>, data_types: V
         }
         render()
     })
-}
-
-/// Runs `read` (which may wait for the store while a batch or a digest
-/// scan holds it) without stalling the runtime's other tasks: on a
-/// multi-threaded runtime they move to another worker meanwhile.
-fn outside_the_runtime<T>(read: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(read),
-        _ => read(),
-    }
 }
 
 /// `/healthz`: 503 while the brokers do not answer or the group is not

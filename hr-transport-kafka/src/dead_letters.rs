@@ -47,7 +47,7 @@ pub struct DeadLetter {
 impl std::fmt::Debug for DeadLetter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let sensitive = self.topic_data_type.is_sensitive() || self.data_type.is_some_and(DataType::is_sensitive);
-        let key = if sensitive { Some("[redacted]") } else { self.key.as_deref() };
+        let key = if sensitive { Some(hr_core::REDACTED) } else { self.key.as_deref() };
         f.debug_struct("DeadLetter")
             .field("topic", &self.topic)
             .field("partition", &self.partition)

@@ -68,7 +68,7 @@ impl std::fmt::Debug for ScimTarget {
         f.debug_struct("ScimTarget")
             .field("name", &self.name)
             .field("base_url", &self.base_url)
-            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .field("token", &self.token.as_ref().map(|_| hr_core::REDACTED))
             .field("data_types", &self.data_types)
             .field("delete_leavers", &self.delete_leavers)
             .finish_non_exhaustive()

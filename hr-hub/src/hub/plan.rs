@@ -129,7 +129,7 @@ impl PlannedChanges {
         *counter += 1;
         let samples = self.samples.entry(operation).or_default();
         if samples.len() < SAMPLES {
-            samples.push(if sensitive { "[redacted]".into() } else { key.to_string() });
+            samples.push(if sensitive { hr_core::REDACTED.into() } else { key.to_string() });
         }
     }
 }

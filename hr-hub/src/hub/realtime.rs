@@ -210,8 +210,7 @@ impl Hub {
     /// Checks, plans, sends and commits real-time changes in one
     /// propagation; the ledger remembers them with their time.
     pub(super) async fn apply_realtime(&mut self, changes: Vec<RealtimeChange>, actor: &str) -> Result<SyncOutcome, HubError> {
-        let keys: Vec<String> =
-            changes.iter().take(AUDITED_KEYS).map(|c| format!("{}/{}", c.data_type, if c.data_type.is_sensitive() { "[redacted]" } else { &c.key })).collect();
+        let keys: Vec<String> = changes.iter().take(AUDITED_KEYS).map(|c| format!("{}/{}", c.data_type, c.data_type.shown_key(&c.key))).collect();
         let count = changes.len();
         let result = self.apply_checked(changes, actor).await;
         let outcome = match &result {
@@ -309,11 +308,7 @@ const AUDITED_KEYS: usize = 20;
 
 /// A key as errors may show it: sensitive data types' keys name a person.
 fn shown(data_type: DataType, key: &str) -> String {
-    if data_type.is_sensitive() {
-        "[redacted]".into()
-    } else {
-        key.to_string()
-    }
+    data_type.shown_key(key).to_string()
 }
 
 /// Whether a change's payload is a valid record of its type with its key.
