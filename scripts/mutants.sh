@@ -5,6 +5,7 @@
 #
 #   scripts/mutants.sh core        # hr-core: ledger, digests, holdback, sinks, merge, envelope validation
 #   scripts/mutants.sh receiver    # hr-transport-rest: the receiver's refusal paths
+#   scripts/mutants.sh client      # hr-transport-rest: the client's handling of what targets answer
 #   scripts/mutants.sh subscriber  # hr-transport-kafka: the subscriber's apply-then-commit path (starts the broker)
 #   scripts/mutants.sh all
 #
@@ -27,12 +28,17 @@ receiver() {
     --re 'bound_echoes|check_structure|NoDuplicateKeys|unknown_fields|IgnoredFields|idempotency_key|AnsweredKeys|reserve_body_bytes|cost|allowed_entries|unreadable|list_fields|bounded|refuse|authorized|check_|bearer_matches|presented_token' \
     -o mutants.out/receiver "$@"
 }
+client() {
+  mutants --package hr-transport-rest -f client.rs \
+    --re 'send_once|deliver|count_stale|RestPropagator>::targets|get_json|bucket_digests|TargetReader' \
+    -o mutants.out/client "$@"
+}
 subscriber() {
   scripts/kafka.sh start
   mutants --package hr-transport-kafka -f subscriber.rs --re 'Worker::|next_offsets|take' -o mutants.out/subscriber "$@" -- --test conformance --test real_broker
 }
 case "$what" in
-  core | receiver | subscriber) "$what" "$@" ;;
-  all) core "$@"; receiver "$@"; subscriber "$@" ;;
-  *) echo "usage: scripts/mutants.sh core|receiver|subscriber|all [cargo mutants arguments]" >&2; exit 2 ;;
+  core | receiver | client | subscriber) "$what" "$@" ;;
+  all) core "$@"; receiver "$@"; client "$@"; subscriber "$@" ;;
+  *) echo "usage: scripts/mutants.sh core|receiver|client|subscriber|all [cargo mutants arguments]" >&2; exit 2 ;;
 esac
