@@ -675,6 +675,12 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
     };
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     print_systems(&systems);
+    // One lock, released before the report is built: a second `lock().await` in the same
+    // expression would wait for the first guard, which lives until the statement ends.
+    let (suspended_for_bad_line, not_comparable) = {
+        let hub = hub.lock().await;
+        (hub.suspensions(&held).to_vec(), hub.not_comparable())
+    };
     Ok(RunReport {
         held: None,
         foreign_versions: foreign_versions(&drift_found),
@@ -690,8 +696,8 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
         repaired_per_target: repair.repaired_per_target,
         unrepairable: repair.unrepairable,
         rejected: sent.rejected.clone(),
-        suspended_for_bad_line: hub.lock().await.suspensions(&held).to_vec(),
-        not_comparable: hub.lock().await.not_comparable(),
+        suspended_for_bad_line,
+        not_comparable,
         systems,
     })
 }
