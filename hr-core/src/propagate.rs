@@ -198,6 +198,27 @@ impl Receipt {
         Receipt { applied: delivered.clone(), delivered, pending: vec![] }
     }
 
+    /// The answer of a transport whose targets apply on delivery, from
+    /// each target's outcome (what it applied, and why not all, if so): a
+    /// receipt applied on return when no target failed, else
+    /// [`PropagateError::Incomplete`] with what did arrive. Each failure is
+    /// logged once, naming `transport`.
+    pub fn from_targets(transport: &str, outcomes: impl IntoIterator<Item = (PropagationReport, Option<TargetFailure>)>) -> Result<Self, PropagateError> {
+        let mut report = PropagationReport::default();
+        let mut failures = vec![];
+        for (delivered, failure) in outcomes {
+            report.merge(delivered);
+            failures.extend(failure);
+        }
+        if failures.is_empty() {
+            return Ok(Receipt::applied_on_delivery(report));
+        }
+        for f in &failures {
+            tracing::warn!(target = %f.target, cause = %f.cause, transport, "propagation failed");
+        }
+        Err(PropagateError::incomplete(report, failures))
+    }
+
     /// A receipt for changes the targets apply later; `confirmation` waits
     /// for them.
     pub fn awaiting(delivered: PropagationReport, confirmation: Arc<dyn Confirmation>) -> Self {

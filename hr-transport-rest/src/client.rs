@@ -434,21 +434,7 @@ impl Propagator for RestPropagator {
     /// since a target answers only once its sink applied the batch.
     async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
         let deadline = Instant::now() + self.config.deadline;
-        let results = futures::future::join_all(self.config.targets.iter().map(|t| self.deliver(t, batch, deadline))).await;
-        let mut report = PropagationReport::default();
-        let mut failures = vec![];
-        for (r, f) in results {
-            report.merge(r);
-            failures.extend(f);
-        }
-        if failures.is_empty() {
-            Ok(Receipt::applied_on_delivery(report))
-        } else {
-            for f in &failures {
-                tracing::warn!(target = %f.target, cause = %f.cause, "REST propagation failed");
-            }
-            Err(PropagateError::incomplete(report, failures))
-        }
+        Receipt::from_targets("rest", futures::future::join_all(self.config.targets.iter().map(|t| self.deliver(t, batch, deadline))).await)
     }
 
     fn field_scope(&self, target: &str) -> FieldScope {

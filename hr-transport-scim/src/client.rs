@@ -527,20 +527,7 @@ impl Propagator for ScimPropagator {
     /// Writes each directory its data types; the receipt is applied on
     /// return, since a directory answers once it holds the change.
     async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
-        let results = futures::future::join_all(self.config.targets.iter().map(|t| self.deliver(t, batch))).await;
-        let mut report = PropagationReport::default();
-        let mut failures = vec![];
-        for (r, f) in results {
-            report.merge(r);
-            failures.extend(f);
-        }
-        if failures.is_empty() {
-            return Ok(Receipt::applied_on_delivery(report));
-        }
-        for f in &failures {
-            tracing::warn!(target = %f.target, cause = %f.cause, "SCIM propagation failed");
-        }
-        Err(PropagateError::incomplete(report, failures))
+        Receipt::from_targets("scim", futures::future::join_all(self.config.targets.iter().map(|t| self.deliver(t, batch))).await)
     }
 
     fn targets(&self) -> BTreeMap<String, Vec<DataType>> {
