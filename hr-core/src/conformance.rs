@@ -152,11 +152,6 @@ fn record(set: &str, code: usize, name: &str) -> MasterData {
     MasterData { set: set.into(), code: compact_str::format_compact!("{code:05}"), name: name.into(), attributes: Default::default() }
 }
 
-/// `n` master-data upserts of set `set` at `version`, named `name`.
-pub fn upserts(set: &str, n: usize, version: u64, name: &str) -> Vec<ChangeEnvelope> {
-    upserts_of(DataType::MasterData, set, n, version, name)
-}
-
 /// `n` upserts of `data_type` (master data of set `set`, or org units whose
 /// ids start with `set`) at `version`, named `name`.
 pub fn upserts_of(data_type: DataType, set: &str, n: usize, version: u64, name: &str) -> Vec<ChangeEnvelope> {

@@ -248,6 +248,31 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A sheet row with a spreadsheet error in a cell is quarantined by its
+    /// row; the header names the columns; an empty row is skipped.
+    #[test]
+    fn a_sheet_row_with_an_error_cell_is_quarantined_by_its_row() {
+        use calamine::{CellErrorType, Data, Range};
+        let mut sheet = Range::new((0, 0), (3, 1));
+        sheet.set_value((0, 0), Data::String("code".into()));
+        sheet.set_value((0, 1), Data::String("amount".into()));
+        sheet.set_value((1, 0), Data::Float(1001.0));
+        sheet.set_value((1, 1), Data::Error(CellErrorType::Div0));
+        sheet.set_value((3, 0), Data::Float(1002.0));
+        sheet.set_value((3, 1), Data::Int(7));
+        let format = Csv { required: &["code", "amount"], id_prefix: None };
+        let (mut quarantined, mut rows) = (vec![], vec![]);
+        format
+            .for_each_sheet_row("book.xlsx, sheet s", &sheet, &mut quarantined, &mut |origin, row| {
+                rows.push((origin.line, row.get("code").to_string(), row.get("amount").to_string()))
+            })
+            .unwrap();
+        assert_eq!(rows, [(4, "1002".to_string(), "7".to_string())]);
+        assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+        assert_eq!((quarantined[0].file.as_str(), quarantined[0].line, quarantined[0].reason), ("book.xlsx, sheet s", 2, Reason::MalformedRow));
+        assert!(quarantined[0].detail.contains("`amount`"), "{}", quarantined[0].detail);
+    }
+
     fn split(parser: &mut CsvFieldParser, text: &str, by_csv_core: bool) -> Result<Vec<String>, String> {
         let fields = if by_csv_core { parser.fields_by_csv_core(text)? } else { parser.fields(text)? };
         Ok((0..fields.len()).map(|i| fields.get(i).map(str::to_string).unwrap_or_default()).collect())
