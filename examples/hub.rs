@@ -145,7 +145,8 @@ const LEDGER_FILE: &str = "hub-ledger.sqlite3";
 /// What one run did.
 #[derive(Serialize)]
 struct RunReport {
-    /// Set when the run was held for approval: its plan id and each reason; nothing was sent.
+    /// Set when the run was held for approval: its plan id and each reason. Nothing was sent, or,
+    /// when only its repairs were held, the run's own changes only.
     #[serde(skip_serializing_if = "Option::is_none")]
     held: Option<serde_json::Value>,
     /// The id every log line of the run carries (its span's `run_id`).
@@ -427,6 +428,15 @@ fn metrics_token() -> anyhow::Result<Option<String>> {
     Ok(Some(token))
 }
 
+/// Says why a run (or its repairs) waits for approval; the report's `held`.
+fn held_for_approval(console: &Console, plan_id: &str, reasons: &[hr_hub::HoldReason]) -> serde_json::Value {
+    for reason in reasons {
+        console.line(&format!("held: {reason}"));
+    }
+    let reasons_text: Vec<String> = reasons.iter().map(ToString::to_string).collect();
+    serde_json::json!({"plan_id": plan_id, "reasons": reasons_text, "hold": reasons, "approve": format!("hub --approve {plan_id}")})
+}
+
 /// The run's own metrics: duration, outcome, what the merge set aside, when it last succeeded.
 fn count_run(outcome: &anyhow::Result<RunReport>) {
     match outcome {
@@ -535,7 +545,8 @@ async fn print_plan(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Resul
     let identities = Arc::new(hub.ledger().identities()?);
     let outcome = load_and_merge(args.input().clone(), mapping, identities.clone()).await?;
     let held = HeldBack::from_report(&outcome.report, &identities);
-    let plan = hub.plan(&outcome.state, &held)?;
+    let found = hub.reconcile(config).await?;
+    let plan = hub.plan_reconciled(&outcome.state, &held, &found)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan.summary())?);
         return Ok(());
@@ -546,13 +557,14 @@ async fn print_plan(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Resul
         for (t, c) in types {
             let samples: Vec<String> = c.samples.iter().map(|(op, keys)| format!("{op} {}", keys.join(", "))).collect();
             println!(
-                "  {target}/{t}: create {}, update {}, delete {}, terminate {}, transfer {}, revoke {} (holds {}); e.g. {}",
+                "  {target}/{t}: create {}, update {}, delete {}, terminate {}, transfer {}, revoke {}, of which repairs {} (holds {}); e.g. {}",
                 c.create,
                 c.update,
                 c.delete,
                 c.terminate,
                 c.transfer,
                 c.revoke,
+                c.repair,
                 c.records.map_or_else(|| "?".to_string(), |n| n.to_string()),
                 samples.join("; ")
             );
@@ -632,12 +644,7 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
         };
         let sent = match sent {
             Err(HubError::Held { plan_id, reasons }) => {
-                for reason in &reasons {
-                    console.line(&format!("held: {reason}"));
-                }
-                let reasons_text: Vec<String> = reasons.iter().map(ToString::to_string).collect();
-                let held = serde_json::json!({"plan_id": plan_id, "reasons": reasons_text, "hold": reasons,
-                    "approve": format!("hub --approve {plan_id}")});
+                let held = held_for_approval(console, &plan_id, &reasons);
                 return Ok(RunReport::held(run_id, outcome.report, held, started));
             }
             other => other?,
@@ -656,14 +663,28 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
         let mut hub = hub.lock().await;
         let drift_found = hub.reconcile(config).await?;
         let any_drift = drift_found.values().flat_map(|t| t.values()).any(|r| !r.digest_matches);
-        // An approved run's repairs may delete beyond the guard too: the approval covered the run.
-        hub.allow_mass_delete(args.approve.is_some());
+        // An approved run's repairs go if they are the ones its plan showed; others are checked against [safety].
         let repair = if any_drift && !args.check_only { Some(hub.repair(&outcome.state, &held, &drift_found).await) } else { None };
-        hub.allow_mass_delete(false);
-        let repair = repair.transpose()?;
-        (drift_found, repair)
+        (drift_found, repair.transpose())
     };
     print_drift(&drift_found);
+    let repair = match repair {
+        Err(HubError::Held { plan_id, reasons }) => {
+            // The run's own changes went; the repairs wait for a person: the systems still differ.
+            let held = held_for_approval(console, &plan_id, &reasons);
+            let mut report = RunReport::held(run_id, outcome.report, held, started);
+            report.changes_sent = sent.sent;
+            report.changes_retried = sent.retried;
+            report.held_back = sent.held_back;
+            report.source_older = sent.source_older;
+            report.rejected = sent.rejected;
+            report.foreign_versions = foreign_versions(&drift_found);
+            report.systems = drift_found.clone();
+            report.drift_found = drift_found;
+            return Ok(report);
+        }
+        other => other?,
+    };
     let (repair, systems) = match repair {
         Some(repair) => {
             console.confirm("applying the repairs", &repair.sent.receipt, deadline).await?;

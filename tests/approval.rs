@@ -3,7 +3,9 @@
 //! held (nothing changes in any system), `--plan` shows it with the same
 //! plan id and changes nothing, a stale id is refused naming what changed,
 //! the right id applies exactly that plan, an export that drops a third of
-//! company B is held too, and the audit log names each run and approval.
+//! company B is held too, repairs that would delete beyond `[safety]` (a
+//! system restored from a backup) are held, previewed and approved the same
+//! way, and the audit log names each run and approval.
 
 use hr_testdata::{Dataset, GenerateOptions};
 use rusqlite::Connection;
@@ -20,6 +22,14 @@ fn with_status(deployment: &Deployment, system: &str, status: &str) -> i64 {
     let conn = Connection::open(deployment.database(system)).unwrap();
     conn.busy_timeout(Duration::from_secs(5)).unwrap();
     conn.query_row("SELECT count(*) FROM employee WHERE deleted = 0 AND json_extract(body, '$.status') = ?1", [status], |r| r.get(0)).unwrap()
+}
+
+/// A system's live employees: id, version and body.
+fn live_rows(deployment: &Deployment, system: &str) -> Vec<(String, i64, Option<String>)> {
+    let conn = Connection::open(deployment.database(system)).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    let mut query = conn.prepare("SELECT id, version, body FROM employee WHERE deleted = 0").unwrap();
+    query.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
 }
 
 /// Every system's count of live employees with `status`.
@@ -111,16 +121,53 @@ fn a_mass_termination_is_held_previewed_and_applied_only_as_the_approved_plan() 
     let status = deployment.run_hub_raw(&["--status"]);
     let stdout = String::from_utf8_lossy(&status.stdout);
     assert!(stdout.contains("HELD for approval") && stdout.contains(&format!("--approve {truncated_plan}")) && stdout.contains("deletes"), "{stdout}");
+
+    // Approved, the deletes reach every system. Then erp's store is restored from a backup taken
+    // before: it holds those people again, at the versions it had. Repairing erp deletes them again,
+    // more than [safety] allows: the repairs are held, previewed and approved as a run is.
+    let erp_rows = live_rows(&deployment, "erp");
+    assert_clean(&deployment.run_hub(&["--approve", &truncated_plan, "--operator", "hr-lead"]), "after the approved deletes");
+    let conn = Connection::open(deployment.database("erp")).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    let mut restored = 0;
+    for (id, version, body) in &erp_rows {
+        restored += conn
+            .execute("UPDATE employee SET version = ?1, deleted = 0, body = ?2 WHERE id = ?3 AND deleted = 1", rusqlite::params![version, body, id])
+            .unwrap();
+    }
+    drop(conn);
+    assert!(restored > 10, "only {restored} deleted people restored in erp");
+    let held_repairs = deployment.run_hub_raw(&[]);
+    assert_eq!(held_repairs.status.code(), Some(3), "{}", String::from_utf8_lossy(&held_repairs.stderr));
+    let report = deployment.last_report();
+    let repair_plan = report["held"]["plan_id"].as_str().expect("held repairs name their plan").to_string();
+    let reasons = report["held"]["reasons"].to_string();
+    assert!(reasons.contains("erp/employee") && reasons.contains("deletes") && !reasons.contains("payroll"), "{reasons}");
+    assert_eq!(report["repaired"], json!({}), "held repairs were sent");
+    assert_eq!(live_rows(&deployment, "erp").len(), erp_rows.len(), "held repairs deleted people in erp");
+    let preview = deployment.run_hub_raw(&["--plan", "--json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&preview.stdout).unwrap();
+    assert_eq!(plan["plan_id"], repair_plan.as_str(), "the preview is the held repairs' plan");
+    assert_eq!(plan["targets"]["erp"]["employee"]["repair"], restored, "{}", plan["targets"]);
+    assert_eq!(plan["targets"]["erp"]["employee"]["delete"], restored, "{}", plan["targets"]);
+    assert!(plan["targets"]["payroll"]["employee"]["repair"].as_u64().unwrap_or(0) == 0, "payroll differs in nothing: {}", plan["targets"]);
+    let approved = deployment.run_hub(&["--approve", &repair_plan, "--operator", "hr-lead"]);
+    assert_all_match(&approved, "after the approved repairs");
+    assert_eq!(approved["repaired_per_target"]["erp"]["employee"], restored);
+    assert!(approved["held"].is_null(), "the approved repairs were held: {}", approved["held"]);
+    assert_eq!(live_rows(&deployment, "erp").len() as u64 + restored as u64, erp_rows.len() as u64);
+    assert_clean(&deployment.run_hub(&[]), "the run after the approved repairs");
+
     std::fs::write(&jsonl, full).unwrap();
     let corrected = deployment.run_hub(&[]);
-    assert!(corrected["held"].is_null() && corrected["changes_sent"] == 0, "the corrected export changes nothing");
+    assert!(corrected["held"].is_null(), "creating the people again is not held: {}", corrected["held"]);
 
     // The audit log: each run with its outcome, the refused and the granted approval by name.
     let audit = deployment.run_hub_raw(&["--audit", "--json"]);
     assert!(audit.status.success(), "{}", String::from_utf8_lossy(&audit.stderr));
     let entries: Vec<serde_json::Value> = String::from_utf8_lossy(&audit.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let of = |action: &str, outcome: &str| entries.iter().filter(|e| e["action"] == action && e["detail"]["outcome"] == outcome).count();
-    assert_eq!(of("run", "held"), 2, "{entries:#?}");
+    assert_eq!(of("run", "held"), 3, "{entries:#?}");
     assert_eq!(of("approve", "refused"), 1);
     assert!(entries.iter().any(|e| e["action"] == "approve" && e["actor"] == "hr-lead" && e["detail"]["plan_id"] == plan_id.as_str()));
     assert!(entries.iter().any(|e| e["action"] == "run" && e["detail"]["plan_id"] == plan_id.as_str() && e["detail"]["approved"] == true));

@@ -149,8 +149,8 @@ fn a_bad_line_a_future_date_a_lying_store_and_a_second_hub_harm_nobody_else() {
     drop(holder);
     assert_clean(&deployment.run_hub(&[]), "once the other holder let go");
 
-    // A lost ledger and an export missing company A: the repair would delete half the people; the guard,
-    // measured against the ledger and not against what the systems claim, refuses it and nothing is deleted.
+    // A lost ledger and an export missing company A: the repair would delete half the people; [safety],
+    // measured against the ledger and not against what the systems claim, holds it and nothing is deleted.
     let held_before: Vec<serde_json::Value> = NAMES.iter().map(|n| deployment.last_report()["systems"][n]["employee"]["records"].clone()).collect();
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(deployment.hub_dir.join(format!("hub-ledger.sqlite3{suffix}")));
@@ -161,8 +161,16 @@ fn a_bad_line_a_future_date_a_lying_store_and_a_second_hub_harm_nobody_else() {
     let lost = deployment.run_hub_raw(&[]);
     let stdout = String::from_utf8_lossy(&lost.stdout);
     let stderr = String::from_utf8_lossy(&lost.stderr);
-    assert!(!lost.status.success(), "a repair deleting half the people ran:\n{stdout}");
-    assert!(stderr.contains("refusing to repair by deleting") && stderr.contains("live ones the hub's ledger holds"), "{stderr}");
+    assert_eq!(lost.status.code(), Some(3), "a repair deleting half the people ran:\n{stdout}\n{stderr}");
+    let held = deployment.last_report()["held"].clone();
+    assert!(held["reasons"].to_string().contains("deletes"), "{held}");
+    // The preview shows those deletes as repairs, under the held plan's id.
+    let preview = deployment.run_hub_raw(&["--plan", "--json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&preview.stdout).unwrap();
+    assert_eq!(plan["plan_id"], held["plan_id"], "{}", String::from_utf8_lossy(&preview.stderr));
+    assert!(plan["targets"]["payroll"]["employee"]["delete"].as_u64().unwrap() > 0, "{}", plan["targets"]);
+    let payroll = &plan["targets"]["payroll"]["employee"];
+    assert!(payroll["repair"].as_u64() >= payroll["delete"].as_u64(), "every delete is a repair: {payroll}");
     for (name, before) in NAMES.iter().zip(&held_before) {
         let conn = Connection::open(deployment.database(name)).unwrap();
         let live: i64 = conn.query_row("SELECT count(*) FROM employee WHERE deleted = 0", [], |r| r.get(0)).unwrap();

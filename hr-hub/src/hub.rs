@@ -118,21 +118,6 @@ pub enum HubError {
         /// What changed, per target, data type and operation.
         differences: Vec<String>,
     },
-    /// A repair would delete more than the delete guard allows.
-    #[error(
-        "refusing to repair by deleting {deletes} {data_type} records, against the {held} live ones the hub's ledger holds (over the {limit_percent:.0}% limit): \
-         is the hub's ledger lost or restored from an old copy? Check; if the deletions are right, approve the run (`hub --plan`, then `hub --approve PLAN_ID`)"
-    )]
-    MassDeleteRepair {
-        /// The data type.
-        data_type: DataType,
-        /// Deletes the repair would send.
-        deletes: u64,
-        /// Live records of the type the hub's ledger holds.
-        held: u64,
-        /// The guard's limit.
-        limit_percent: f64,
-    },
 }
 
 impl From<KafkaTransportError> for HubError {
@@ -294,6 +279,9 @@ pub struct Hub {
     last_plan: Option<serde_json::Value>,
     /// A plan a person approved for the next run, and who.
     approved: Option<(String, String)>,
+    /// The id of the repairs this run's approval covers
+    /// ([`RunPlan`]'s repairs alone): the repair step may send exactly those.
+    approved_repairs: Option<String>,
     /// Employees as last sent: what a real-time change edits.
     employees: BTreeMap<CompactString, Employee>,
     /// Grants as last sent: what [`enforce_expiry`](Hub::enforce_expiry)
@@ -369,6 +357,7 @@ impl Hub {
             on_bad_grant_line: config.on_bad_grant_line,
             last_plan: None,
             approved: None,
+            approved_repairs: None,
             policy,
             owned,
             employees: BTreeMap::new(),
@@ -448,7 +437,14 @@ impl Hub {
     /// [`SyncOutcome::source_older`]. A grant whose `expires` date has passed
     /// is sent revoked (see [`MergedState::revoke_expired`]), whatever `state` says.
     pub async fn sync_types(&mut self, state: &MergedState, types: &[DataType], held: &HeldBack) -> Result<SyncOutcome, HubError> {
-        let plan = self.plan_counting(state, types, held, plan::Counting::WhereLimited)?;
+        let mut plan = self.plan_counting(state, types, held, plan::Counting::WhereLimited)?;
+        if plan.is_held() && types.len() == DataType::ALL.len() {
+            // A held plan names the repairs too: the plan a person reviews (`hub --plan`) and approves.
+            match self.reconcile_targets(&self.targets()).await {
+                Ok(found) => plan = self.plan_reconciled(state, held, &found)?,
+                Err(error) => tracing::warn!(%error, "cannot compare the targets: the held plan leaves out the repairs"),
+            }
+        }
         self.run_plan(plan, None).await
     }
 
@@ -475,14 +471,17 @@ impl Hub {
         Ok(())
     }
 
-    /// Plans a sync of every data type of `state` and sends it if its id is
-    /// `plan_id`, which `approver` approved, held or not; otherwise sends
+    /// Plans a sync of every data type of `state`, with the repairs a
+    /// comparison of the targets calls for, and sends it if its id is
+    /// `plan_id`, which `approver` approved, held or not (the run's repair
+    /// step may then send exactly the repairs planned); otherwise sends
     /// nothing and says what changed since that plan was made
     /// ([`HubError::PlanChanged`]). An approval is for one plan: the next
     /// run is checked against `[safety]` again. The approval is in the audit log.
     pub async fn sync_approved(&mut self, state: &MergedState, held: &HeldBack, plan_id: &str, approver: &str) -> Result<SyncOutcome, HubError> {
         blocking(|| self.ledger.remember_identities(state))?;
-        let plan = self.plan(state, held)?;
+        let found = self.reconcile_targets(&self.targets()).await?;
+        let plan = self.plan_reconciled(state, held, &found)?;
         if plan.plan_id != plan_id {
             let earlier = blocking(|| self.ledger.audit_entries(None))?
                 .into_iter()
@@ -508,6 +507,19 @@ impl Hub {
     /// the ledger.
     pub fn plan(&self, state: &MergedState, held: &HeldBack) -> Result<RunPlan, HubError> {
         self.plan_types(state, &DataType::ALL, held)
+    }
+
+    /// [`plan`](Self::plan) with the repairs the run would make after
+    /// sending: the keys that `found` (from [`reconcile`](Self::reconcile),
+    /// made now) shows differing and that the run's own changes do not
+    /// overwrite. They are counted per target, checked against `[safety]`
+    /// with the rest, and part of the plan id: what `hub --plan` shows and
+    /// `hub --approve` runs.
+    pub fn plan_reconciled(&self, state: &MergedState, held: &HeldBack, found: &Reconciliation) -> Result<RunPlan, HubError> {
+        let mut plan = self.plan(state, held)?;
+        let repairs = self.repairs_for(state, held, found, &plan.deltas)?;
+        self.describe(&mut plan, plan::Counting::Always, Some((found, &repairs)))?;
+        Ok(plan)
     }
 
     /// [`plan`](Self::plan) for `types` only.
@@ -556,12 +568,13 @@ impl Hub {
             targets: BTreeMap::new(),
             hold: vec![],
             rejected,
+            repairs_id: None,
             deltas,
             newer_wins,
             employees: types.contains(&DataType::Employee).then(|| source(DataType::Employee).employees.clone()),
             grants: types.contains(&DataType::Permission).then(|| source(DataType::Permission).permissions.clone()),
         };
-        self.describe(&mut plan, count)?;
+        self.describe(&mut plan, count, None)?;
         Ok(plan)
     }
 
@@ -570,13 +583,17 @@ impl Hub {
     /// its id: then nothing is sent and the error says why
     /// ([`HubError::Held`]). Every run is written to the audit log.
     pub async fn run_plan(&mut self, plan: RunPlan, approved: Option<&str>) -> Result<SyncOutcome, HubError> {
-        let counts = serde_json::to_value(&plan.targets).unwrap_or_default();
-        self.last_plan = Some(plan.summary());
-        // An approval given ahead (Hub::approve) counts for this plan only, and is used up either way.
+        // An approval given ahead (Hub::approve) counts for this plan only, and is used up either way;
+        // one for other repairs than this plan's waits for this run's repair step.
         let pending = self.approved.take();
+        self.approved_repairs = None;
         let approved = match (approved, &pending) {
             (Some(id), _) => Some(id.to_string()),
             (None, Some((id, _))) if *id == plan.plan_id => Some(id.clone()),
+            (None, Some((id, _))) if !plan.is_held() => {
+                self.approved_repairs = Some(id.clone());
+                None
+            }
             (None, Some((id, by))) => {
                 let detail = serde_json::json!({"plan_id": id, "outcome": "refused", "now": plan.plan_id, "approved_by": by});
                 blocking(|| self.ledger.audit("hub", "approve", &detail))?;
@@ -585,6 +602,11 @@ impl Hub {
             (None, None) => None,
         };
         let approved = approved.as_deref();
+        if approved == Some(plan.plan_id.as_str()) && plan.repairs_id.is_some() {
+            self.approved_repairs = plan.repairs_id.clone();
+        }
+        self.last_plan = Some(plan.summary());
+        let counts = serde_json::to_value(&plan.targets).unwrap_or_default();
         if plan.is_held() && approved != Some(plan.plan_id.as_str()) {
             let detail = serde_json::json!({"plan_id": plan.plan_id, "outcome": "held", "targets": counts, "hold": plan.hold});
             blocking(|| self.ledger.audit("hub", "run", &detail))?;
@@ -793,15 +815,21 @@ impl Hub {
     /// the crate docs, *Reconciliation that repairs*). Targets no reader
     /// reads are left out and named by [`not_comparable`](Self::not_comparable).
     pub async fn reconcile(&self, config: &HubConfig) -> Result<Reconciliation, HubError> {
+        let targets = config.targets.iter().map(|(name, target)| (name.clone(), target.data_types.clone())).collect();
+        self.reconcile_targets(&targets).await
+    }
+
+    /// [`reconcile`](Self::reconcile) of `targets` (name and data types).
+    async fn reconcile_targets(&self, targets: &BTreeMap<String, Vec<DataType>>) -> Result<Reconciliation, HubError> {
         let mut out = BTreeMap::new();
         for name in self.not_comparable() {
             tracing::warn!(target_system = %name, "nothing reads back what this target holds (no REST receiver, no reading transport): not compared");
         }
-        for (name, target) in &config.targets {
+        for (name, data_types) in targets {
             let Some(reader) = self.readers.get(name) else { continue };
-            let held = reader.digests(name, &target.data_types).await?;
+            let held = reader.digests(name, data_types).await?;
             let mut per_type = BTreeMap::new();
-            for t in &target.data_types {
+            for t in data_types {
                 let mut theirs = held.get(t).copied().unwrap_or_else(Digest::default);
                 if self.holds_owned_sets(*t) {
                     theirs = Digest::of(&self.without_owned(reader.entries(name, *t, &ALL_BUCKETS).await?));
@@ -913,36 +941,77 @@ impl Hub {
     /// again at a fresh version: the record `state` holds for it, or a
     /// delete where the hub holds no live record. A key `held` back this run
     /// is left alone, and so is one the ledger holds live that `state` lacks:
-    /// both are reported as unrepairable. Deleting more of a data type than
-    /// the ledger's delete guard allows (a lost or restored ledger makes every
-    /// key look extra) is refused unless mass deletes are allowed.
+    /// both are reported as unrepairable. Repairs are checked against
+    /// `[safety]` as a run is (a lost or restored ledger makes every key
+    /// look extra): over a limit, nothing is sent and the error names the
+    /// repairs' plan ([`HubError::Held`]), unless this run's approval covers
+    /// exactly these repairs.
     pub async fn repair(&mut self, state: &MergedState, held: &HeldBack, found: &Reconciliation) -> Result<RepairOutcome, HubError> {
-        let mut outcome = RepairOutcome::default();
+        let repairs = self.repairs_for(state, held, found, &[])?;
+        let mut plan = RunPlan::empty();
+        self.describe(&mut plan, plan::Counting::WhereLimited, Some((found, &repairs)))?;
+        let approved = self.approved_repairs.take();
+        if plan.is_held() && approved != plan.repairs_id {
+            self.last_plan = Some(plan.summary());
+            let detail = serde_json::json!({"plan_id": plan.plan_id, "outcome": "held", "targets": plan.targets, "hold": plan.hold});
+            blocking(|| self.ledger.audit("hub", "run", &detail))?;
+            return Err(HubError::Held { plan_id: plan.plan_id, reasons: plan.hold });
+        }
+        let mut outcome = RepairOutcome { unrepairable: repairs.unrepairable, ..RepairOutcome::default() };
         let mut deltas = vec![];
-        // A repair sends what a run would: suspended grants revoked.
-        let suspended = self.with_suspended_grants(None, state, held);
-        for (t, keys) in highest_versions(found) {
-            let source = if t == DataType::Permission { suspended.as_ref().unwrap_or(state) } else { state };
-            let (repairs, unrepairable) = blocking(|| self.choose_repairs(t, keys, source, held))?;
-            self.guard_repair_deletes(t, &repairs)?;
-            if !unrepairable.is_empty() {
-                outcome.unrepairable.insert(t, unrepairable);
-            }
-            outcome.repaired.insert(t, repairs.len() as u64);
-            metrics::counter!("hr_hub_repaired_total", "data_type" => t.as_str()).increment(repairs.len() as u64);
-            deltas.push((t, blocking(|| self.ledger.plan_repairs(t, repairs, "hr-hub"))?));
+        for (t, send) in repairs.send {
+            outcome.repaired.insert(t, send.len() as u64);
+            metrics::counter!("hr_hub_repaired_total", "data_type" => t.as_str()).increment(send.len() as u64);
+            deltas.push((t, blocking(|| self.ledger.plan_repairs(t, send, "hr-hub"))?));
         }
         outcome.repaired_per_target = repaired_per_target(found, &outcome.unrepairable);
         outcome.sent = self.send(deltas, &[]).await?;
         Ok(outcome)
     }
 
-    /// What to send for each differing key of one data type, and the keys left alone.
-    fn choose_repairs(&self, t: DataType, keys: BTreeMap<String, u64>, state: &MergedState, held: &HeldBack) -> Result<(Vec<Repair>, Vec<String>), HubError> {
+    /// The repairs `found` calls for once `sending` (changes a run sends
+    /// first) is applied: a key it sends above every version a target holds
+    /// needs no repair, and a key it sends is live or not as it says.
+    fn repairs_for(&self, state: &MergedState, held: &HeldBack, found: &Reconciliation, sending: &[(DataType, Delta)]) -> Result<plan::Repairs, HubError> {
+        let mut repairs = plan::Repairs::default();
+        // A repair sends what a run would: suspended grants revoked.
+        let suspended = self.with_suspended_grants(None, state, held);
+        for (t, mut keys) in highest_versions(found) {
+            let sent: BTreeMap<&str, (u64, bool)> = sending
+                .iter()
+                .filter(|(st, _)| *st == t)
+                .flat_map(|(_, d)| d.changes.iter().map(|c| (c.key.as_str(), (c.version, c.payload_json().is_some()))))
+                .collect();
+            keys.retain(|key, above| sent.get(key.as_str()).is_none_or(|(version, _)| version <= above));
+            let source = if t == DataType::Permission { suspended.as_ref().unwrap_or(state) } else { state };
+            let live_after = |key: &str| sent.get(key).map(|(_, live)| *live);
+            let (send, unrepairable) = blocking(|| self.choose_repairs(t, keys, source, held, live_after))?;
+            if !unrepairable.is_empty() {
+                repairs.unrepairable.insert(t, unrepairable);
+            }
+            repairs.send.insert(t, send);
+        }
+        Ok(repairs)
+    }
+
+    /// What to send for each differing key of one data type, and the keys
+    /// left alone; `live_after` overrides the ledger's word on whether a
+    /// key is live (for keys a run sends before repairing).
+    fn choose_repairs(
+        &self,
+        t: DataType,
+        keys: BTreeMap<String, u64>,
+        state: &MergedState,
+        held: &HeldBack,
+        live_after: impl Fn(&str) -> Option<bool>,
+    ) -> Result<(Vec<Repair>, Vec<String>), HubError> {
         let mut repairs = vec![];
         let mut unrepairable = vec![];
         for (key, above) in keys {
-            let live = self.ledger.version_of(t, &key)?.is_some_and(|(_, deleted)| !deleted);
+            let live = match live_after(&key) {
+                Some(live) => live,
+                None => self.ledger.version_of(t, &key)?.is_some_and(|(_, deleted)| !deleted),
+            };
             // A real-time change that stands is what the ledger holds, not `state`'s record.
             let record = match self.ledger.realtime_change(t, &key)? {
                 Some(mut change @ RealtimeChange { payload: Some(_), .. }) => {
@@ -965,19 +1034,6 @@ impl Hub {
             }
         }
         Ok((repairs, unrepairable))
-    }
-
-    /// Refuses repairs that would delete more of `t` than the delete guard
-    /// allows, measured against the live records the ledger holds (a target's
-    /// own count is its word, not the hub's).
-    fn guard_repair_deletes(&self, t: DataType, repairs: &[Repair]) -> Result<(), HubError> {
-        let deletes = repairs.iter().filter(|r| r.payload.is_none()).count() as u64;
-        let held = blocking(|| self.ledger.live_records(t))?;
-        let share = self.ledger.max_delete_share();
-        if self.allow_mass_delete || deletes as f64 <= share * held as f64 {
-            return Ok(());
-        }
-        Err(HubError::MassDeleteRepair { data_type: t, deletes, held, limit_percent: share * 100.0 })
     }
 }
 

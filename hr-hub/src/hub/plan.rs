@@ -2,9 +2,9 @@
 //! that names exactly that, and whether the configuration's `[safety]`
 //! holds it for a person's approval.
 
-use super::{blocking, Hub, HubError};
+use super::{blocking, Hub, HubError, Reconciliation};
 use crate::safety::{Guarded, HoldReason};
-use hr_core::{ChangeEnvelope, CompactString, DataType, Delta, Employee, NewerWins, PermissionGrant, RejectedChange, Standing};
+use hr_core::{ChangeEnvelope, CompactString, DataType, Delta, Employee, NewerWins, PermissionGrant, RejectedChange, Repair, Standing};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -31,6 +31,10 @@ pub struct RunPlan {
     pub hold: Vec<HoldReason>,
     /// Changes left out because a receiver would refuse them.
     pub rejected: Vec<RejectedChange>,
+    /// The id of the repairs alone, when the plan was made against a
+    /// comparison of the targets: what an approval of this plan lets the
+    /// run's repair step send.
+    pub(super) repairs_id: Option<String>,
     pub(super) deltas: Vec<(DataType, Delta)>,
     pub(super) newer_wins: BTreeMap<DataType, NewerWins>,
     /// The employees and grants the hub holds once the run is sent.
@@ -45,7 +49,23 @@ impl std::fmt::Debug for RunPlan {
 }
 
 impl RunPlan {
-    /// How many changes the run would send (each once, whatever the fan-out).
+    /// A plan that sends nothing of its own (a run's repair step, after its changes went).
+    pub(super) fn empty() -> Self {
+        RunPlan {
+            plan_id: String::new(),
+            targets: BTreeMap::new(),
+            hold: vec![],
+            rejected: vec![],
+            repairs_id: None,
+            deltas: vec![],
+            newer_wins: BTreeMap::new(),
+            employees: None,
+            grants: None,
+        }
+    }
+
+    /// How many changes the run would send (each once, whatever the fan-out),
+    /// repairs not counted.
     pub fn changes(&self) -> usize {
         self.deltas.iter().map(|(_, d)| d.changes.len()).sum()
     }
@@ -92,7 +112,7 @@ impl RunPlan {
 }
 
 /// The operations a plan counts, in the order it shows them.
-const OPERATIONS: [&str; 6] = ["create", "update", "delete", "terminate", "transfer", "revoke"];
+const OPERATIONS: [&str; 7] = ["create", "update", "delete", "terminate", "transfer", "revoke", "repair"];
 
 /// What a run would change in one target's records of one data type.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -112,6 +132,10 @@ pub struct PlannedChanges {
     pub transfer: u64,
     /// Grants in force that would be revoked.
     pub revoke: u64,
+    /// Keys the target holds otherwise than the hub sent them (missing,
+    /// edited, or extra), which the run would send again; each is counted
+    /// as a create, update or delete too.
+    pub repair: u64,
     /// A few keys per operation (`[redacted]` for sensitive data types).
     pub samples: BTreeMap<&'static str, Vec<String>>,
 }
@@ -124,6 +148,7 @@ impl PlannedChanges {
             "delete" => &mut self.delete,
             "terminate" => &mut self.terminate,
             "transfer" => &mut self.transfer,
+            "repair" => &mut self.repair,
             _ => &mut self.revoke,
         };
         *counter += 1;
@@ -158,11 +183,45 @@ fn operations(hub: &Hub, data_type: DataType, change: &ChangeEnvelope, creates: 
     Ok(ops)
 }
 
+/// The repairs one comparison of the targets calls for, per data type:
+/// what to send again, and the keys left alone.
+#[derive(Default)]
+pub(super) struct Repairs {
+    pub(super) send: BTreeMap<DataType, Vec<Repair>>,
+    pub(super) unrepairable: BTreeMap<DataType, Vec<String>>,
+}
+
+impl Repairs {
+    /// The text a plan id hashes for the repairs: each key's data type,
+    /// key and content (not its version, which is given when it is sent).
+    fn identity(&self) -> String {
+        let mut identity = String::new();
+        for (t, repairs) in &self.send {
+            for r in repairs {
+                identity.push_str(&format!("repair\t{t}\t{}\t{}\n", r.key, r.payload.as_ref().map_or("", |p| p.get())));
+            }
+        }
+        identity
+    }
+
+    fn sends(&self, data_type: DataType, key: &str) -> Option<&Repair> {
+        self.send.get(&data_type).and_then(|rs| rs.iter().find(|r| r.key == key))
+    }
+}
+
 impl Hub {
-    /// Classifies `deltas` per target, names them with a plan id and checks
-    /// them against `[safety]`.
-    pub(super) fn describe(&self, plan: &mut RunPlan, count: Counting) -> Result<(), HubError> {
-        let (targets, identity) = blocking(|| self.classify(&plan.deltas, count))?;
+    /// Classifies `plan`'s deltas, and the `repairs` a comparison of the
+    /// targets (`found`) calls for, per target; names them with a plan id
+    /// and checks them against `[safety]` (repairs count).
+    pub(super) fn describe(&self, plan: &mut RunPlan, count: Counting, repairs: Option<(&Reconciliation, &Repairs)>) -> Result<(), HubError> {
+        let (mut targets, mut identity) = blocking(|| self.classify(&plan.deltas))?;
+        if let Some((found, repairs)) = repairs {
+            let repair_identity = repairs.identity();
+            classify_repairs(&mut targets, found, repairs);
+            plan.repairs_id = Some(hr_core::ContentHash::of(&repair_identity).to_hex());
+            identity.push_str(&repair_identity);
+        }
+        blocking(|| self.count_records(&mut targets, count))?;
         plan.plan_id = hr_core::ContentHash::of(&identity).to_hex();
         plan.hold = if self.allow_mass_delete { vec![] } else { self.hold_reasons(&targets) };
         plan.targets = targets;
@@ -172,7 +231,7 @@ impl Hub {
     /// Per target and data type what `deltas` change there, and the text
     /// the plan id hashes (every change's type, key, operation, version and content).
     #[allow(clippy::type_complexity)]
-    fn classify(&self, deltas: &[(DataType, Delta)], count: Counting) -> Result<(BTreeMap<String, BTreeMap<DataType, PlannedChanges>>, String), HubError> {
+    fn classify(&self, deltas: &[(DataType, Delta)]) -> Result<(BTreeMap<String, BTreeMap<DataType, PlannedChanges>>, String), HubError> {
         use std::fmt::Write;
         let mut targets: BTreeMap<String, BTreeMap<DataType, PlannedChanges>> = BTreeMap::new();
         let mut identity = String::new();
@@ -189,9 +248,14 @@ impl Hub {
                 }
             }
         }
-        // Counting what a target holds reads every row of the type: only where a limit could be reached.
+        Ok((targets, identity))
+    }
+
+    /// Fills in what each target holds where a limit could be reached (a
+    /// preview: everywhere); counting reads every row of the type.
+    fn count_records(&self, targets: &mut BTreeMap<String, BTreeMap<DataType, PlannedChanges>>, count: Counting) -> Result<(), HubError> {
         let mut whole_types: BTreeMap<DataType, u64> = BTreeMap::new();
-        for (name, types) in &mut targets {
+        for (name, types) in targets {
             for (t, planned) in types.iter_mut() {
                 let guarded = [planned.delete, planned.terminate, planned.revoke, planned.create + planned.update + planned.delete];
                 if count == Counting::Always || guarded.iter().any(|n| *n > self.safety.min_records(name)) {
@@ -199,7 +263,7 @@ impl Hub {
                 }
             }
         }
-        Ok((targets, identity))
+        Ok(())
     }
 
     /// Live records of `data_type` that `target` holds, as the ledger says
@@ -231,5 +295,32 @@ impl Hub {
             }
         }
         reasons
+    }
+}
+
+/// Counts each repair where it changes something: in the targets whose
+/// comparison found its key differing (a missing key is created there, an
+/// extra one deleted, an edited one updated or deleted).
+fn classify_repairs(targets: &mut BTreeMap<String, BTreeMap<DataType, PlannedChanges>>, found: &Reconciliation, repairs: &Repairs) {
+    for (name, types) in found {
+        for (t, reconciled) in types {
+            let drift = &reconciled.drift;
+            let missing = drift.missing.iter().map(|k| (k, true));
+            for (k, is_missing) in missing.chain(drift.edited.iter().chain(&drift.extra).map(|k| (k, false))) {
+                let Some(repair) = repairs.sends(*t, &k.key) else { continue };
+                // A tombstone the target lacks deletes nothing there.
+                let operation = match (&repair.payload, is_missing) {
+                    (None, true) => None,
+                    (None, false) => Some("delete"),
+                    (Some(_), true) => Some("create"),
+                    (Some(_), false) => Some("update"),
+                };
+                let planned = targets.entry(name.clone()).or_default().entry(*t).or_default();
+                if let Some(operation) = operation {
+                    planned.count(operation, &k.key, t.is_sensitive());
+                }
+                planned.count("repair", &k.key, t.is_sensitive());
+            }
+        }
     }
 }
