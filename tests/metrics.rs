@@ -4,7 +4,9 @@
 //! broker, the counts equal what the report says each system holds, pay is
 //! counted only where it went, a refused request is counted by reason, each
 //! system reports its consumer lag per partition of its own topics, and when
-//! it last applied each data type.
+//! it last applied each data type. Under `--watch`, a held run is counted
+//! as held and changes nothing, a second hub on the same data directory
+//! stops at once, and the corrected export runs on its own.
 
 use prometheus_parse::{Sample, Scrape, Value};
 use rusqlite::Connection;
@@ -160,4 +162,62 @@ fn systems_and_the_hub_export_what_they_did_as_prometheus_metrics() {
     assert_eq!(status, 401);
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(value(&scrape(&erp.url), "hr_receiver_refused_total", &[("reason", "unauthorized")]), 1.0);
+
+    // The test row posted to erp above is not the hub's: removed, so the runs below are meant to be clean.
+    let conn = Connection::open(deployment.database("erp")).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(conn.execute("DELETE FROM master_data WHERE id = 'md.test:X1'", []).unwrap(), 1);
+    drop(conn);
+
+    // A third of company B missing from the export: the watching hub holds its runs (counted), nothing changes.
+    let live = |name: &str| -> i64 {
+        let conn = Connection::open(deployment.database(name)).unwrap();
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        conn.query_row("SELECT count(*) FROM employee WHERE deleted = 0", [], |r| r.get(0)).unwrap()
+    };
+    let live_before: Vec<i64> = NAMES.iter().map(|n| live(n)).collect();
+    let jsonl = deployment.input.join("company_b/employees.jsonl");
+    let full = std::fs::read_to_string(&jsonl).unwrap();
+    let truncated: String = full.lines().enumerate().filter(|(i, _)| i % 3 != 0).map(|(_, l)| format!("{l}\n")).collect();
+    std::fs::write(&jsonl, truncated).unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(120);
+    while value(&scrape(&hub_url), "hr_hub_runs_total", &[("outcome", "held")]) < 1.0 {
+        assert!(std::time::Instant::now() < until, "no held run counted");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let held = deployment.last_report()["held"].clone();
+    assert!(held["plan_id"].is_string() && held["reasons"].to_string().contains("deletes"), "{held}");
+    assert_eq!(NAMES.iter().map(|n| live(n)).collect::<Vec<_>>(), live_before, "a held run changed a system");
+
+    // A second hub on the watching hub's data directory, watching too, stops at once naming the holder.
+    let mut second = deployment.hub(&["--watch", "2"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = second.try_wait().unwrap() {
+            break exit;
+        }
+        if std::time::Instant::now() > until {
+            let _ = second.kill();
+            panic!("a second hub kept running on a ledger another hub holds");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!exit.success() && stderr.contains("in use by process"), "{exit}: {stderr}");
+
+    // The corrected export: the next run goes on its own, and is clean.
+    let ok_before = value(&scrape(&hub_url), "hr_hub_runs_total", &[("outcome", "ok")]);
+    std::fs::write(&jsonl, full).unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let report = deployment.last_report();
+        if report["held"].is_null() && report["systems"].is_object() && value(&scrape(&hub_url), "hr_hub_runs_total", &[("outcome", "ok")]) > ok_before {
+            assert_clean(&report, "the corrected export under --watch");
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "the corrected export did not run: {}", report["held"]);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(NAMES.iter().map(|n| live(n)).collect::<Vec<_>>(), live_before);
 }
