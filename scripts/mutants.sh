@@ -6,6 +6,7 @@
 #   scripts/mutants.sh core        # hr-core: ledger, digests, holdback, sinks, merge, envelope validation
 #   scripts/mutants.sh receiver    # hr-transport-rest: the receiver's refusal paths
 #   scripts/mutants.sh client      # hr-transport-rest: the client's handling of what targets answer
+#   scripts/mutants.sh repair      # hr-hub: reconcile, foreign versions, repairs and their plan (in-process stores)
 #   scripts/mutants.sh subscriber  # hr-transport-kafka: the subscriber's apply-then-commit path (starts the broker)
 #   scripts/mutants.sh all
 #
@@ -33,12 +34,18 @@ client() {
     --re 'send_once|deliver|count_stale|RestPropagator>::targets|get_json|bucket_digests|TargetReader' \
     -o mutants.out/client "$@"
 }
+repair() {
+  mutants --package hr-hub -f hub.rs -f hub/plan.rs \
+    --re 'reconcile|find_drift|mark_foreign|repair|highest_versions|holds_owned_sets|without_owned|expected_digest|expected_entries|classify_repairs|Repairs|describe|count_records|held_records|hold_reasons' \
+    --exclude-re 'Hub::send|without_sets|without_grants_of_leavers|without_expired_grants|with_suspended_grants|without_unknown_roles' \
+    -o mutants.out/repair "$@" -- --test reconcile --lib
+}
 subscriber() {
   scripts/kafka.sh start
   mutants --package hr-transport-kafka -f subscriber.rs --re 'Worker::|next_offsets|take' -o mutants.out/subscriber "$@" -- --test conformance --test real_broker
 }
 case "$what" in
-  core | receiver | client | subscriber) "$what" "$@" ;;
-  all) core "$@"; receiver "$@"; client "$@"; subscriber "$@" ;;
-  *) echo "usage: scripts/mutants.sh core|receiver|client|subscriber|all [cargo mutants arguments]" >&2; exit 2 ;;
+  core | receiver | client | repair | subscriber) "$what" "$@" ;;
+  all) core "$@"; receiver "$@"; client "$@"; repair "$@"; subscriber "$@" ;;
+  *) echo "usage: scripts/mutants.sh core|receiver|client|repair|subscriber|all [cargo mutants arguments]" >&2; exit 2 ;;
 esac

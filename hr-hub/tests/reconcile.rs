@@ -1,0 +1,353 @@
+//! Reconciliation and repair in one process: three systems' stores held in
+//! memory, written as receivers write them (a newer version wins, each
+//! system only the records its scope admits) and read back as receivers
+//! answer. Each test injects one kind of drift by editing a store, and
+//! checks what the hub names, what it repairs, where, and what it refuses
+//! to do. The multi-process forms against the real broker are the root
+//! package's `trust.rs`, `trust_boundaries.rs` and `approval.rs`.
+
+use hr_core::{
+    ChangeEnvelope, ContentHash, DataType, DigestEntry, HeldBack, Ledger, MergedState, PropagateError, Propagator, ReadBackError, Receipt, RoutingPolicy,
+    TargetReader,
+};
+use hr_hub::{Hub, HubConfig, HubError, Reconciliation};
+use hr_testdata::{Dataset, GenerateOptions};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+const NAMES: [&str; 3] = ["payroll", "orgchart", "erp"];
+
+const CONFIG: &str = r#"
+[routes]
+employee = "stores"
+org_unit = "stores"
+permission = "stores"
+master_data = "stores"
+compensation = "stores"
+
+[targets.payroll]
+data_types = ["employee", "org_unit", "compensation"]
+
+[targets.orgchart]
+data_types = ["employee", "org_unit"]
+
+[targets.erp]
+data_types = ["employee", "org_unit", "permission", "master_data"]
+"#;
+
+/// One stored row: version and body (`None`: a tombstone).
+type Row = (u64, Option<String>);
+
+/// One system's store, by data type and key.
+type Store = BTreeMap<(DataType, String), Row>;
+
+/// Every system's store, by system.
+struct Stores {
+    policy: RoutingPolicy,
+    held: Mutex<BTreeMap<String, Store>>,
+}
+
+impl Stores {
+    fn new(policy: RoutingPolicy) -> Self {
+        Stores { policy, held: Mutex::new(BTreeMap::new()) }
+    }
+
+    fn row(&self, system: &str, data_type: DataType, key: &str) -> Option<Row> {
+        self.held.lock().unwrap().get(system).and_then(|rows| rows.get(&(data_type, key.to_string())).cloned())
+    }
+
+    fn set(&self, system: &str, data_type: DataType, key: &str, row: Option<Row>) {
+        let mut held = self.held.lock().unwrap();
+        let rows = held.entry(system.to_string()).or_default();
+        match row {
+            Some(row) => rows.insert((data_type, key.to_string()), row),
+            None => rows.remove(&(data_type, key.to_string())),
+        };
+    }
+
+    /// Keys of `data_type` a system holds live.
+    fn live(&self, system: &str, data_type: DataType) -> Vec<String> {
+        let held = self.held.lock().unwrap();
+        held.get(system).into_iter().flatten().filter(|((t, _), (_, body))| *t == data_type && body.is_some()).map(|((_, k), _)| k.clone()).collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl Propagator for Stores {
+    async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
+        let mut held = self.held.lock().unwrap();
+        for change in batch {
+            for name in self.policy.targets_for(change.data_type) {
+                if !self.policy.scope(name).admits(change.data_type, &change.key) {
+                    continue;
+                }
+                let row = held.entry(name.to_string()).or_default().entry((change.data_type, change.key.clone())).or_insert((0, None));
+                if change.version > row.0 {
+                    *row = (change.version, change.payload_json().map(str::to_string));
+                }
+            }
+        }
+        Ok(Receipt::default())
+    }
+
+    fn targets(&self) -> BTreeMap<String, Vec<DataType>> {
+        NAMES.iter().map(|n| (n.to_string(), self.policy.targets[*n].data_types.clone())).collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl TargetReader for Stores {
+    fn readable_targets(&self) -> Vec<String> {
+        NAMES.iter().map(|n| n.to_string()).collect()
+    }
+
+    async fn entries(&self, target: &str, data_type: DataType, buckets: &[usize]) -> Result<Vec<DigestEntry>, ReadBackError> {
+        let held = self.held.lock().unwrap();
+        let rows = held.get(target).into_iter().flatten().filter(|((t, _), _)| *t == data_type);
+        let entries =
+            rows.map(|((_, key), (version, body))| DigestEntry { key: key.clone(), version: *version, content: body.as_deref().map(ContentHash::of) });
+        Ok(entries.filter(|e| buckets.contains(&e.bucket())).collect())
+    }
+}
+
+/// A hub over three in-memory stores, after a first sync of 300 employees.
+struct Fixture {
+    hub: Hub,
+    stores: Arc<Stores>,
+    state: MergedState,
+}
+
+impl Fixture {
+    async fn synced() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        Dataset::generate(&GenerateOptions { permissions: 60, ..GenerateOptions::scaled(300) }).write(dir.path()).unwrap();
+        let state = hr_core::merge(hr_core::load_input_dir(dir.path(), &hr_core::Mapping::default()).unwrap()).state;
+        let config = HubConfig::from_toml_str(CONFIG, "hub.toml").unwrap();
+        let stores = Arc::new(Stores::new(config.policy()));
+        let hub = Hub::with_transports(&config, Ledger::in_memory().unwrap(), [("stores", stores.clone() as Arc<dyn Propagator>)]).unwrap();
+        let mut hub = hub.with_reader(stores.clone());
+        hub.sync(&state).await.unwrap();
+        Fixture { hub, stores, state }
+    }
+
+    async fn reconcile(&self) -> Reconciliation {
+        self.hub.reconcile(&HubConfig::from_toml_str(CONFIG, "hub.toml").unwrap()).await.unwrap()
+    }
+
+    fn employees(&self, n: usize) -> Vec<String> {
+        self.stores.live("erp", DataType::Employee).into_iter().take(n).collect()
+    }
+}
+
+fn assert_matches_everywhere(found: &Reconciliation, when: &str) {
+    for (name, types) in found {
+        for (t, r) in types {
+            assert!(r.digest_matches && r.drift.is_empty(), "{name}/{t} differs {when}: {r:?}");
+        }
+    }
+    assert_eq!(found.len(), NAMES.len(), "every system compared {when}");
+}
+
+fn drift_keys(found: &Reconciliation, system: &str, data_type: DataType) -> (Vec<String>, Vec<String>, Vec<String>, Vec<String>) {
+    let d = &found[system][&data_type].drift;
+    let keys = |ks: &[hr_hub::DriftKey]| ks.iter().map(|k| k.key.clone()).collect::<Vec<_>>();
+    (keys(&d.missing), keys(&d.edited), keys(&d.extra), keys(&d.foreign))
+}
+
+#[tokio::test]
+async fn a_synced_deployment_matches_everywhere_and_a_repair_sends_nothing() {
+    let mut f = Fixture::synced().await;
+    let found = f.reconcile().await;
+    assert_matches_everywhere(&found, "after the first sync");
+    assert!(found["payroll"].contains_key(&DataType::Compensation) && !found["erp"].contains_key(&DataType::Compensation));
+    let repaired = f.hub.repair(&f.state, &HeldBack::default(), &found).await.unwrap();
+    assert_eq!(repaired.sent.sent, 0);
+    assert!(repaired.repaired.values().all(|n| *n == 0), "{repaired:?}");
+}
+
+#[tokio::test]
+async fn missing_edited_and_extra_keys_are_named_per_system_and_repaired_above_what_it_holds() {
+    let mut f = Fixture::synced().await;
+    let keys = f.employees(3);
+    let (gone, edited, stale) = (&keys[0], &keys[1], &keys[2]);
+    f.stores.set("erp", DataType::Employee, gone, None);
+    let (version, _) = f.stores.row("erp", DataType::Employee, edited).unwrap();
+    f.stores.set("erp", DataType::Employee, edited, Some((version, Some(r#"{"edited":"by hand"}"#.into()))));
+    // The hub deletes `stale`; orgchart misses the delete (its store is restored to the row it had).
+    let before = f.stores.row("orgchart", DataType::Employee, stale).unwrap();
+    let mut state = f.state.clone();
+    state.employees.remove(stale.as_str());
+    f.hub.sync(&state).await.unwrap();
+    f.stores.set("orgchart", DataType::Employee, stale, Some(before.clone()));
+
+    let found = f.reconcile().await;
+    assert_eq!(drift_keys(&found, "erp", DataType::Employee), (vec![gone.clone()], vec![edited.clone()], vec![], vec![]));
+    // A tombstone the system holds live at an older version is an edited key, not a foreign one.
+    assert_eq!(drift_keys(&found, "orgchart", DataType::Employee), (vec![], vec![stale.clone()], vec![], vec![]));
+    assert!(found["payroll"][&DataType::Employee].digest_matches);
+    assert_eq!(found["erp"][&DataType::Employee].drift.edited[0].target_version, version);
+
+    let repaired = f.hub.repair(&state, &HeldBack::default(), &found).await.unwrap();
+    assert_eq!(repaired.repaired[&DataType::Employee], 3);
+    assert_eq!(repaired.repaired_per_target["erp"][&DataType::Employee], 2);
+    assert_eq!(repaired.repaired_per_target["orgchart"][&DataType::Employee], 1);
+    assert!(!repaired.repaired_per_target.contains_key("payroll"));
+    let (v, body) = f.stores.row("erp", DataType::Employee, edited).unwrap();
+    assert!(v > version && body.unwrap().contains(edited.as_str()), "the edited row is the hub's again, at a fresh version");
+    assert!(f.stores.row("erp", DataType::Employee, gone).unwrap().1.is_some(), "the missing row is back");
+    let (v, body) = f.stores.row("orgchart", DataType::Employee, stale).unwrap();
+    assert!(body.is_none() && v > before.0, "the stale row is deleted above the version it held");
+    assert_matches_everywhere(&f.reconcile().await, "after the repair");
+}
+
+#[tokio::test]
+async fn a_version_one_system_claims_alone_is_foreign_and_never_followed() {
+    let mut f = Fixture::synced().await;
+    let key = f.employees(1).remove(0);
+    let (version, body) = f.stores.row("erp", DataType::Employee, &key).unwrap();
+    const HUGE: u64 = (1 << 53) - 1;
+    f.stores.set("erp", DataType::Employee, &key, Some((HUGE, body.clone())));
+    let found = f.reconcile().await;
+    assert_eq!(drift_keys(&found, "erp", DataType::Employee), (vec![], vec![], vec![], vec![key.clone()]));
+    assert_eq!(found["erp"][&DataType::Employee].drift.foreign[0].target_version, HUGE);
+    let repaired = f.hub.repair(&f.state, &HeldBack::default(), &found).await.unwrap();
+    assert_eq!(repaired.sent.sent, 0, "nothing is sent for a foreign version");
+    for name in ["payroll", "orgchart"] {
+        assert_eq!(f.stores.row(name, DataType::Employee, &key).unwrap().0, version, "{name} was renumbered after erp's claim");
+    }
+
+    // The same version in every system (a lost ledger: all of them ahead) is backed, and repaired above it.
+    for name in NAMES {
+        f.stores.set(name, DataType::Employee, &key, Some((HUGE - 1, body.clone())));
+    }
+    let found = f.reconcile().await;
+    for name in NAMES {
+        assert_eq!(drift_keys(&found, name, DataType::Employee), (vec![], vec![key.clone()], vec![], vec![]), "{name}");
+    }
+    f.hub.repair(&f.state, &HeldBack::default(), &found).await.unwrap();
+    for name in NAMES {
+        assert_eq!(f.stores.row(name, DataType::Employee, &key).unwrap().0, HUGE, "{name}");
+    }
+    assert_matches_everywhere(&f.reconcile().await, "after the backed repair");
+
+    // Two of three backing a version is a majority; one of three is not.
+    let other = f.employees(2).remove(1);
+    let (_, body) = f.stores.row("erp", DataType::Employee, &other).unwrap();
+    for name in ["orgchart", "erp"] {
+        f.stores.set(name, DataType::Employee, &other, Some((1000, body.clone())));
+    }
+    let found = f.reconcile().await;
+    assert_eq!(drift_keys(&found, "erp", DataType::Employee).1, vec![other.clone()]);
+    assert!(found["erp"][&DataType::Employee].drift.foreign.is_empty());
+}
+
+#[tokio::test]
+async fn a_key_held_back_or_without_a_record_is_left_alone_and_reported() {
+    let mut f = Fixture::synced().await;
+    let keys = f.employees(2);
+    for key in &keys {
+        f.stores.set("erp", DataType::Employee, key, None);
+    }
+    let found = f.reconcile().await;
+    // The first key's new source row is quarantined (held back); the second is not in this run's input.
+    let quarantined = hr_core::Quarantined {
+        file: "company_a/employees.csv".into(),
+        line: 2,
+        id: Some(keys[0].clone()),
+        reason: hr_core::Reason::MalformedRow,
+        detail: "a bad row".into(),
+    };
+    let report = hr_core::MergeReport { quarantined: vec![quarantined], ..Default::default() };
+    let held = HeldBack::from_report(&report, &hr_core::Identities::default());
+    assert!(held.holds(DataType::Employee, &keys[0]).is_some());
+    let mut state = f.state.clone();
+    state.employees.remove(keys[1].as_str());
+    let repaired = f.hub.repair(&state, &held, &found).await.unwrap();
+    let mut unrepairable = repaired.unrepairable[&DataType::Employee].clone();
+    unrepairable.sort();
+    let mut expected = keys.clone();
+    expected.sort();
+    assert_eq!(unrepairable, expected);
+    assert_eq!(repaired.sent.sent, 0);
+    assert_eq!(repaired.repaired_per_target["erp"][&DataType::Employee], 0, "{:?}", repaired.repaired_per_target);
+}
+
+#[tokio::test]
+async fn repairs_over_safety_are_held_previewed_and_go_only_as_the_approved_plan() {
+    let mut f = Fixture::synced().await;
+    // erp restored from a backup taken before a third of the people left: it holds them again.
+    let leavers: Vec<String> = f.stores.live("erp", DataType::Employee).into_iter().step_by(3).collect();
+    let rows: Vec<(String, Row)> = leavers.iter().map(|k| (k.clone(), f.stores.row("erp", DataType::Employee, k).unwrap())).collect();
+    let mut state = f.state.clone();
+    for key in &leavers {
+        state.employees.remove(key.as_str());
+    }
+    f.hub.allow_mass_delete(true);
+    f.hub.sync(&state).await.unwrap();
+    f.hub.allow_mass_delete(false);
+    for (key, row) in &rows {
+        f.stores.set("erp", DataType::Employee, key, Some(row.clone()));
+    }
+
+    let found = f.reconcile().await;
+    let held = match f.hub.repair(&state, &HeldBack::default(), &found).await {
+        Err(HubError::Held { plan_id, reasons }) => {
+            let text: Vec<String> = reasons.iter().map(ToString::to_string).collect();
+            assert!(reasons.iter().all(|r| r.target == "erp") && text.join(" ").contains("deletes"), "{text:?}");
+            plan_id
+        }
+        other => panic!("repairs deleting a third of erp's people went: {other:?}"),
+    };
+    assert_eq!(f.stores.live("erp", DataType::Employee).len(), f.stores.live("payroll", DataType::Employee).len() + leavers.len(), "held repairs changed erp");
+
+    let plan = f.hub.plan_reconciled(&state, &HeldBack::default(), &found).unwrap();
+    assert_eq!(plan.plan_id, held, "the preview is the held repairs' plan");
+    let erp = &plan.targets["erp"][&DataType::Employee];
+    assert_eq!((erp.delete, erp.repair), (leavers.len() as u64, leavers.len() as u64));
+    assert!(!plan.targets.contains_key("payroll"), "payroll differs in nothing: {:?}", plan.targets.get("payroll"));
+    assert!(plan.is_held());
+
+    // An approval of another plan does not let them go; the approved one does, once.
+    assert!(matches!(f.hub.sync_approved(&state, &HeldBack::default(), "not-this-plan", "hr-lead").await, Err(HubError::PlanChanged { .. })));
+    f.hub.sync_approved(&state, &HeldBack::default(), &held, "hr-lead").await.unwrap();
+    let found = f.reconcile().await;
+    let repaired = f.hub.repair(&state, &HeldBack::default(), &found).await.unwrap();
+    assert_eq!(repaired.repaired_per_target["erp"][&DataType::Employee], leavers.len() as u64);
+    assert_matches_everywhere(&f.reconcile().await, "after the approved repairs");
+    for (key, row) in &rows {
+        f.stores.set("erp", DataType::Employee, key, Some(row.clone()));
+    }
+    let found = f.reconcile().await;
+    assert!(matches!(f.hub.repair(&state, &HeldBack::default(), &found).await, Err(HubError::Held { .. })), "an approval is for one plan, once");
+}
+
+#[tokio::test]
+async fn a_plan_counts_only_the_repairs_its_own_changes_leave() {
+    let mut f = Fixture::synced().await;
+    let keys = f.employees(2);
+    let (edited, changed) = (&keys[0], &keys[1]);
+    for key in &keys {
+        let (version, _) = f.stores.row("erp", DataType::Employee, key).unwrap();
+        f.stores.set("erp", DataType::Employee, key, Some((version, Some(r#"{"edited":"by hand"}"#.into()))));
+    }
+    // The run changes `changed` at a fresh version: it overwrites erp's edit, so no repair is planned for it.
+    let mut state = f.state.clone();
+    state.employees.get_mut(changed.as_str()).unwrap().name = "a new name".into();
+    let found = f.reconcile().await;
+    let plan = f.hub.plan_reconciled(&state, &HeldBack::default(), &found).unwrap();
+    let erp = &plan.targets["erp"][&DataType::Employee];
+    assert_eq!(erp.repair, 1, "{erp:?}");
+    assert_eq!(erp.update, 2, "one change of the run and one repair: {erp:?}");
+    assert_eq!(erp.samples["repair"], vec![edited.clone()]);
+    assert_eq!(plan.targets["payroll"][&DataType::Employee].repair, 0);
+    // The same plan without the comparison names other work: another id.
+    assert_ne!(f.hub.plan(&state, &HeldBack::default()).unwrap().plan_id, plan.plan_id);
+
+    // Sent, the run and its repair leave every system matching.
+    f.hub.sync(&state).await.unwrap();
+    let found = f.reconcile().await;
+    assert_eq!(drift_keys(&found, "erp", DataType::Employee).1, vec![edited.clone()]);
+    f.hub.repair(&state, &HeldBack::default(), &found).await.unwrap();
+    assert_matches_everywhere(&f.reconcile().await, "after the run and its repair");
+    let _ = f.hub.sync(&state).await.unwrap();
+}
