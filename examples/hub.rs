@@ -355,11 +355,7 @@ async fn serve_gate(addr: SocketAddr, brokers: &str, tls: Option<TlsIdentity>, c
 /// gate's 503 until it answers again (an answer of any status counts: a
 /// system whose own brokers are down still takes REST calls).
 fn watch_targets(config: &HubConfig, gate: ApiGate) -> anyhow::Result<()> {
-    let mut client = reqwest::Client::builder().timeout(Duration::from_secs(3));
-    if let Some(ca) = config.rest_config()?.ca_pem {
-        client = client.add_root_certificate(reqwest::Certificate::from_pem(&ca)?);
-    }
-    let client = client.build()?;
+    let client = target_client(config, Duration::from_secs(3))?;
     let targets: Vec<(String, String)> = config.targets.iter().filter_map(|(name, t)| t.url.clone().map(|url| (name.clone(), url))).collect();
     tokio::spawn(async move {
         let mut down = std::collections::BTreeSet::new();
@@ -828,14 +824,21 @@ async fn print_status(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Res
     Ok(())
 }
 
-/// When the system at `url` last applied a change of each data type:
-/// `hr_last_applied_timestamp_seconds` on its `/metrics`.
-async fn last_applied(config: &HubConfig, url: &str) -> anyhow::Result<BTreeMap<DataType, chrono::DateTime<chrono::Utc>>> {
-    let mut client = reqwest::Client::builder().timeout(Duration::from_secs(5));
+/// A client for the targets' own endpoints (`/healthz`, `/metrics`): trusts
+/// `rest_ca_file`'s CA as the transport does, and follows no redirect (one
+/// could carry the metrics token elsewhere).
+fn target_client(config: &HubConfig, timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    let mut client = reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none());
     if let Some(ca) = config.rest_config()?.ca_pem {
         client = client.add_root_certificate(reqwest::Certificate::from_pem(&ca)?);
     }
-    let client = client.build()?;
+    Ok(client.build()?)
+}
+
+/// When the system at `url` last applied a change of each data type:
+/// `hr_last_applied_timestamp_seconds` on its `/metrics`.
+async fn last_applied(config: &HubConfig, url: &str) -> anyhow::Result<BTreeMap<DataType, chrono::DateTime<chrono::Utc>>> {
+    let client = target_client(config, Duration::from_secs(5))?;
     let mut request = client.get(format!("{}/metrics", url.trim_end_matches('/')));
     if let Ok(token) = std::env::var(METRICS_TOKEN_ENV) {
         request = request.bearer_auth(token);

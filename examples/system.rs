@@ -7,6 +7,11 @@
 //!     --name payroll --listen 127.0.0.1:8081 --brokers 127.0.0.1:9092 --data-dir out/systems
 //! ```
 //!
+//! Secrets come only from the environment, never from the command line:
+//! `HR_SYSTEM_TOKEN`, the bearer token the receiver requires (at least 32
+//! bytes; without one the receiver listens only on loopback), and
+//! `HR_METRICS_TOKEN`, one `GET /metrics` requires (a scraper's own).
+//!
 //! `GET /metrics` on the receiver's address serves Prometheus text: changes
 //! applied, stale, out of scope and invalid per data type and transport,
 //! apply latency, when a change of each type was last applied (kept in the
@@ -43,6 +48,11 @@ use std::time::Duration;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The environment variable holding the receiver's bearer token.
+const TOKEN_ENV: &str = "HR_SYSTEM_TOKEN";
+/// The environment variable holding the token `GET /metrics` requires.
+const METRICS_TOKEN_ENV: &str = "HR_METRICS_TOKEN";
+
 #[derive(Parser)]
 #[command(about = "One target system: SQLite sink, REST receiver and Kafka subscriber")]
 struct Args {
@@ -58,10 +68,6 @@ struct Args {
     /// Kafka bootstrap servers.
     #[arg(long, default_value = "127.0.0.1:9092")]
     brokers: String,
-    /// Bearer token the receiver requires (better from the environment). An
-    /// empty one is refused; without one the receiver listens only on loopback.
-    #[arg(long, env = "HR_SYSTEM_TOKEN", hide_env_values = true)]
-    token: Option<String>,
     /// Routing, targets and topic prefix (default: the seed's).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -74,9 +80,6 @@ struct Args {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// A bearer token GET /metrics requires (a scraper's own, at least 32 bytes).
-    #[arg(long, env = "HR_METRICS_TOKEN", hide_env_values = true)]
-    metrics_token: Option<String>,
     /// Publish the master data in FILE (`set,code,name[,...]`) as this system once started.
     #[arg(long, value_name = "FILE")]
     publish: Option<PathBuf>,
@@ -95,9 +98,10 @@ async fn main() -> anyhow::Result<()> {
     let metrics: MetricsRender = Arc::new(move || prometheus.render());
     let mut options = SystemOptions::new(args.name.clone(), args.data_dir);
     options.listen = args.listen;
-    options.token = args.token;
+    // Secrets only from the environment, never from the command line (where `ps` shows them).
+    options.token = std::env::var(TOKEN_ENV).ok();
     options.metrics = Some(metrics);
-    options.metrics_token = args.metrics_token;
+    options.metrics_token = std::env::var(METRICS_TOKEN_ENV).ok();
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         options.tls = Some(TlsIdentity::from_pem_files(cert, key)?);
     }

@@ -26,20 +26,6 @@ const SECURE_PORT: u16 = 19494;
 const SYSTEMS: [&str; 3] = ["payroll", "orgchart", "erp"];
 
 /// (CA PEM, broker key + certificate PEM) for 127.0.0.1.
-fn pki() -> (String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "hr-sync secure deployment test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
-    leaf.distinguished_name.push(DnType::CommonName, "127.0.0.1");
-    let cert = leaf.signed_by(&key, &ca, &ca_key).unwrap();
-    (ca.pem(), format!("{}{}", key.serialize_pem(), cert.pem()))
-}
-
 fn password(user: &str) -> String {
     format!("{user}-pw-{:x}", rand::random::<u64>())
 }
@@ -72,7 +58,8 @@ fn kafka_script(args: &[&str], env: &[(&str, String)]) {
 #[test]
 fn every_principal_reaches_only_its_own_topics_and_the_seed_scenario_converges() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca_pem, broker_pem) = pki();
+    let pki = test_pki("hr-sync secure deployment test CA");
+    let (ca_pem, broker_pem) = (pki.ca, format!("{}{}", pki.key, pki.cert));
     let (ca, broker) = (dir.path().join("ca.pem"), dir.path().join("broker.pem"));
     std::fs::write(&ca, ca_pem).unwrap();
     std::fs::write(&broker, broker_pem).unwrap();

@@ -199,11 +199,12 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid.
-    #[error("configuration {path}, line {line}: {message}")]
+    #[error("configuration {path}{}: {message}", at_line(*.line))]
     Parse {
         /// The file.
         path: String,
-        /// 1-based line of the problem.
+        /// 1-based line of the problem; 0 when the problem is a table or
+        /// key the file lacks.
         line: usize,
         /// What is wrong.
         message: String,
@@ -521,6 +522,16 @@ impl HubConfig {
     }
 }
 
+/// `, line N` for a problem at a line of the file; nothing for one about
+/// what the file lacks (a missing table has no line).
+fn at_line(line: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(", line {line}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -545,6 +556,11 @@ mod tests {
         }
         let allowed = HubConfig::from_toml_str(&format!("{text}allow_insecure_http = true\n"), "hub.toml").unwrap();
         assert!(Hub::rest_targets(&allowed).unwrap()[0].allow_insecure_http);
+        // A directory over SCIM carries its bearer token and people's records the same way.
+        let scim = "[routes]\n\n[targets.directory]\ntransport = \"scim\"\ndata_types = [\"employee\"]\nurl = \"http://idp.example.com/scim/v2\"\n";
+        let err = HubConfig::from_toml_str(scim, "hub.toml").unwrap_err().to_string();
+        assert!(err.starts_with("configuration hub.toml, line 3:") && err.contains("allow_insecure_http"), "{err}");
+        HubConfig::from_toml_str(&scim.replace("http://idp", "https://idp"), "hub.toml").unwrap();
     }
 
     #[test]

@@ -381,12 +381,14 @@ mod tests {
 
     #[test]
     fn plain_without_tls_and_plaintext_off_loopback_are_refused_unless_allowed() {
-        let plain = SECURE.replace("sasl_ssl", "sasl_plaintext").replace("SCRAM-SHA-512", "PLAIN");
+        // Variables of its own: tests run in parallel, and the test above removes its user variable.
+        let secure = SECURE.replace("HR_TEST_KAFKA_", "HR_TEST_PLAIN_KAFKA_");
+        let plain = secure.replace("sasl_ssl", "sasl_plaintext").replace("SCRAM-SHA-512", "PLAIN");
         let err = HubConfig::from_toml_str(&plain, "hub.toml").unwrap().kafka("127.0.0.1:9092").unwrap_err().to_string();
         assert!(err.contains("PLAIN") && err.contains("sasl_ssl"), "{err}");
-        std::env::set_var("HR_TEST_KAFKA_USER", "erp");
-        std::env::set_var("HR_TEST_KAFKA_PASSWORD", "pw-of-erp-0123");
-        let scram_in_clear = SECURE.replace("sasl_ssl", "sasl_plaintext");
+        std::env::set_var("HR_TEST_PLAIN_KAFKA_USER", "erp");
+        std::env::set_var("HR_TEST_PLAIN_KAFKA_PASSWORD", "pw-of-erp-0123");
+        let scram_in_clear = secure.replace("sasl_ssl", "sasl_plaintext");
         let err = HubConfig::from_toml_str(&scram_in_clear, "hub.toml").unwrap().kafka("kafka.internal:9092").unwrap_err().to_string();
         assert!(err.contains("no TLS"), "{err}");
         let open = HubConfig::from_toml_str("[routes]\n[kafka]\nallow_plaintext = true\n", "hub.toml").unwrap();
@@ -394,6 +396,9 @@ mod tests {
         let closed = HubConfig::from_toml_str("[routes]\n[kafka]\nallow_plaintext = false\n", "hub.toml").unwrap();
         let err = closed.kafka("kafka.internal:9092").unwrap_err().to_string();
         assert!(err.starts_with("configuration hub.toml, line 2:"), "{err}");
+        // Without a [kafka] table there is no line to name: the message says what to add.
+        let err = HubConfig::from_toml_str("[routes]\n", "hub.toml").unwrap().kafka("kafka.internal:9092").unwrap_err().to_string();
+        assert!(err.starts_with("configuration hub.toml: [kafka]:") && err.contains("allow_plaintext"), "{err}");
     }
 
     #[test]

@@ -20,6 +20,29 @@ pub fn example(name: &str) -> PathBuf {
     deps.parent().unwrap().join("examples").join(name)
 }
 
+/// A private CA and a certificate it signed for 127.0.0.1 and localhost, as PEM.
+pub struct TestPki {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+}
+
+/// A fresh [`TestPki`]; the CA's common name is `ca_name`.
+pub fn test_pki(ca_name: &str) -> TestPki {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // A name of its own: OpenSSL mistakes a self-signed CA named like its leaf for the leaf.
+    ca_params.distinguished_name.push(DnType::CommonName, ca_name);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    leaf.distinguished_name.push(DnType::CommonName, "127.0.0.1");
+    let cert = leaf.signed_by(&key, &ca, &ca_key).unwrap();
+    TestPki { ca: ca.pem(), cert: cert.pem(), key: key.serialize_pem() }
+}
+
 /// The broker to use; panics when it does not answer.
 pub fn brokers() -> String {
     let brokers = std::env::var("HR_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
@@ -82,7 +105,7 @@ pub fn start_system_env(name: &str, listen: &str, config: &Path, data_dir: &Path
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let url = line.trim().rsplit(' ').next().unwrap().to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "{name} printed {line:?}");
+    assert!(url.starts_with("http://127.0.0.1:") || url.starts_with("https://127.0.0.1:"), "{name} printed {line:?}");
     SystemProcess { name: name.to_string(), child, url, log }
 }
 
@@ -148,6 +171,12 @@ impl Deployment {
 
     /// [`start`](Self::start) against `brokers`, whether they answer or not.
     pub fn start_on(names: &[&str], brokers: String) -> (Deployment, Vec<SystemProcess>) {
+        Self::start_configured(names, brokers, &[], &[], "")
+    }
+
+    /// [`start_on`](Self::start_on), each system started with `extra`
+    /// arguments and `env`, and `hub_settings` at the top of the hub's configuration.
+    pub fn start_configured(names: &[&str], brokers: String, extra: &[&str], env: &[(&str, &str)], hub_settings: &str) -> (Deployment, Vec<SystemProcess>) {
         let dir = tempfile::tempdir().unwrap();
         let prefix = format!("t.multi.{:x}.", rand::random::<u64>());
         let base =
@@ -155,8 +184,9 @@ impl Deployment {
         let system_config = dir.path().join("systems.toml");
         std::fs::write(&system_config, &base).unwrap();
         let systems_dir = dir.path().join("systems");
-        let systems: Vec<SystemProcess> = names.iter().map(|n| start_system(n, "127.0.0.1:0", &system_config, &systems_dir, &brokers)).collect();
-        let mut hub_config = base.clone();
+        let systems: Vec<SystemProcess> =
+            names.iter().map(|n| start_system_env(n, "127.0.0.1:0", &system_config, &systems_dir, &brokers, extra, env)).collect();
+        let mut hub_config = format!("{hub_settings}\n{base}");
         for system in &systems {
             let header = format!("[targets.{}]\n", system.name);
             hub_config = hub_config.replace(&header, &format!("{header}url = \"{}\"\ntoken_env = \"HR_TEST_TOKEN\"\n", system.url));
