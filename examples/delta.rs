@@ -1,7 +1,7 @@
 //! One periodic run's hub-side work, offline: load and merge the input, plan
 //! every data type against the ledger, and record the plan as sent. Prints
 //! the timings, the delta sizes and the process's peak memory (RSS), which is
-//! how the README's 1,000,000-employee figures are measured:
+//! how the 1,000,000-employee figures of docs/performance.md are measured:
 //!
 //! ```text
 //! cargo run --release --example generate -- --out out/1m --employees 1000000 --next-out out/1m-next
@@ -11,7 +11,7 @@
 //!
 //! It never sends anything: use it to size a deployment, not to sync one.
 //!
-//! The README's figures are measured with `MIMALLOC_PURGE_DELAY=10` (as
+//! Those figures are measured with `MIMALLOC_PURGE_DELAY=10` (as
 //! `scripts/bench.sh` runs it): mimalloc then returns freed memory after
 //! 10 ms instead of a second. At 1,000,000 employees that lowers the peak
 //! from 1,072-1,193 MiB to 904-911 MiB; a hub merging this much should run
@@ -23,7 +23,7 @@ use std::time::Instant;
 
 // The library leaves the allocator to the program. Ours use mimalloc: a
 // merge of 2 x 100k employees takes 0.24 s with it and 0.38 s with the
-// system allocator (README, "Performance").
+// system allocator (docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

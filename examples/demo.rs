@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 // The library leaves the allocator to the program. Ours use mimalloc: a
 // merge of 2 x 100k employees takes 0.24 s with it and 0.38 s with the
-// system allocator (README, "Performance").
+// system allocator (docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -22,7 +22,7 @@ struct Args {
     /// A real Kafka broker (host:port); default: the embedded mock cluster.
     #[arg(long)]
     brokers: Option<String>,
-    /// An input directory laid out as the README's "Input contract", instead of generated data.
+    /// An input directory laid out as docs/input-contract.md describes, instead of generated data.
     #[arg(long)]
     input: Option<PathBuf>,
     /// Where the systems' SQLite files and the hub's ledger go.

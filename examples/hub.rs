@@ -38,14 +38,14 @@ use tracing::Instrument;
 
 // The library leaves the allocator to the program. Ours use mimalloc: a
 // merge of 2 x 100k employees takes 0.24 s with it and 0.38 s with the
-// system allocator (README, "Performance").
+// system allocator (docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(about = "Merge, plan deltas, propagate to every target system and reconcile")]
 struct Args {
-    /// The input directory (laid out as the README's "Input contract").
+    /// The input directory (laid out as docs/input-contract.md describes).
     #[arg(long, required_unless_present = "print_acls")]
     input: Option<PathBuf>,
     /// Kafka bootstrap servers.

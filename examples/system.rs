@@ -44,7 +44,7 @@ use std::time::Duration;
 
 // The library leaves the allocator to the program. Ours use mimalloc: a
 // merge of 2 x 100k employees takes 0.24 s with it and 0.38 s with the
-// system allocator (README, "Performance").
+// system allocator (docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the benchmark suite against the real broker and prints the figures
-# the README's Performance table quotes:
+# docs/performance.md quotes:
 #   - criterion: benches/core.rs (merge, ledger delta, SQLite apply) and
 #     benches/transports.rs (seed scenario per transport and the naive pilot,
 #     real-time p50/p99, producer vs raw rdkafka);
@@ -25,7 +25,7 @@ echo "== periodic run at $n employees"
 # mimalloc returns freed memory after 10 ms instead of its default second:
 # a run this size frees the records it read while it builds the merged state,
 # and keeping them a second raises the peak by 160-290 MiB (and, on the
-# measuring VM, costs time too). README, "Performance".
+# measuring VM, costs time too). docs/performance.md.
 export MIMALLOC_PURGE_DELAY=10
 target/release/examples/generate --out "$work/base" --employees "$n" --next-out "$work/next"
 echo "-- full load (empty ledger)"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Mutation testing with cargo-mutants: injects bugs into the code that keeps
-# the README's promises and runs the tests against each; a mutant no test
+# the promises of docs/guarantees.md and runs the tests against each; a mutant no test
 # catches is a promise without a test. Installs cargo-mutants on first use.
 #
 #   scripts/mutants.sh core        # hr-core: ledger, digests, holdback, sinks, merge, envelope validation

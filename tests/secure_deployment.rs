@@ -1,4 +1,4 @@
-//! A deployment as the README's "Deploying securely" describes it: a real
+//! A deployment as docs/security.md ("Deploying securely") describes it: a real
 //! broker with only a SASL_SSL client listener (SCRAM-SHA-512 users, TLS
 //! with a certificate from a throwaway CA) and the StandardAuthorizer
 //! denying what no ACL allows; the ACLs are the ones `hub --print-acls`

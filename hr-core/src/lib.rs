@@ -150,7 +150,7 @@ pub use sink::{validate_batch, ApplyOutcome, KeptLetter, MemorySink, ScopedSink,
 pub use sqlite_sink::SqliteSink;
 
 /// The input directory's files and the columns their headers must name
-/// (the README's "Input contract").
+/// (docs/input-contract.md).
 pub mod input {
     pub use crate::import::{
         A_DEPARTMENTS, A_DEPARTMENT_COLUMNS, A_EMPLOYEES, A_EMPLOYEE_COLUMNS, B_EMPLOYEES, B_ORG_UNITS, MANIFEST, MASTER_DATA, MASTER_DATA_COLUMNS, PERMISSIONS,

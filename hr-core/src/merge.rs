@@ -1,4 +1,4 @@
-//! The merge of company A and company B into the unified schema (the README's "Input contract" and merge rules).
+//! The merge of company A and company B into the unified schema (docs/input-contract.md, with the merge rules).
 
 use crate::digest::ContentHash;
 use crate::import::{PermissionOp, PersonKey, SourceData, SourceEmployee, SourceOrgUnit};

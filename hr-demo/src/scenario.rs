@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 pub struct ScenarioOptions {
     /// A real broker; `None` starts the embedded mock cluster.
     pub brokers: Option<String>,
-    /// An input directory laid out as the README's "Input contract"; `None` generates the seed's data.
+    /// An input directory laid out as docs/input-contract.md describes; `None` generates the seed's data.
     pub input: Option<PathBuf>,
     /// Where the systems' SQLite files and the hub's ledger go.
     pub data_dir: PathBuf,

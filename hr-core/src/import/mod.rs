@@ -1,4 +1,4 @@
-//! Readers for the two companies' exports (the README's "Input contract").
+//! Readers for the two companies' exports (docs/input-contract.md).
 //!
 //! Every file goes through one reader ([`reader::read_file`]): records stream
 //! out with a bounded size, the file's format ([`csv::Csv`], [`jsonl::Jsonl`])
@@ -35,7 +35,7 @@ use crate::mapping::Mapping;
 use reader::FilePart;
 use std::path::Path;
 
-/// Reads an input directory laid out as the README's "Input contract" describes.
+/// Reads an input directory laid out as docs/input-contract.md describes.
 ///
 /// Records are streamed (each is held only while it is read, and one over
 /// 1 MiB is quarantined unread), but the merge holds the whole state: an input
