@@ -23,6 +23,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
+use hr_transport_rest::json_error as error;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -309,9 +310,7 @@ fn right_of(request: &Request) -> CallerRight {
 /// call (403), and hands its name to the handler.
 async fn require_token(State(api): State<Arc<Api>>, mut request: Request, next: Next) -> Response {
     let Some(caller) = api.config.caller(request.headers()) else {
-        let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required (the hub's HR_HUB_TOKEN, or a caller's)");
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return response;
+        return hr_transport_rest::unauthorized("a valid bearer token is required (the hub's HR_HUB_TOKEN, or a caller's)");
     };
     let right = right_of(&request);
     if !caller.rights.contains(&right) {
@@ -434,9 +433,6 @@ fn refusal(refused: RealtimeError) -> Response {
     }
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": code, "message": message.into()}))).into_response()
-}
 
 /// The OpenAPI 3.0 description of the API, as served at `/hr/v1/openapi.json`.
 fn document() -> serde_json::Value {

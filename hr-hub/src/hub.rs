@@ -835,11 +835,12 @@ impl Hub {
                     theirs = Digest::of(&self.without_owned(reader.entries(name, *t, &ALL_BUCKETS).await?));
                 }
                 let ours = self.expected_digest(name, *t)?;
-                let drift = if ours == theirs { Drift::default() } else { self.find_drift(reader.as_ref(), name, *t).await? };
+                let digest_matches = ours == theirs;
+                let drift = if digest_matches { Drift::default() } else { self.find_drift(reader.as_ref(), name, *t).await? };
                 let labels = [("target", name.clone()), ("data_type", t.as_str().to_string())];
                 metrics::gauge!("hr_hub_drift_keys", &labels).set(drift.len() as f64);
-                metrics::gauge!("hr_hub_digest_matches", &labels).set(if ours == theirs { 1.0 } else { 0.0 });
-                per_type.insert(*t, Reconciled { records: theirs.count, hub_records: ours.count, digest_matches: ours == theirs, drift });
+                metrics::gauge!("hr_hub_digest_matches", &labels).set(f64::from(u8::from(digest_matches)));
+                per_type.insert(*t, Reconciled { records: theirs.count, hub_records: ours.count, digest_matches, drift });
             }
             out.insert(name.clone(), per_type);
         }

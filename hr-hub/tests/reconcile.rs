@@ -26,13 +26,14 @@ master_data = "stores"
 compensation = "stores"
 
 [targets.payroll]
-data_types = ["employee", "org_unit", "compensation"]
+data_types = ["employee", "compensation", "permission"]
 
 [targets.orgchart]
-data_types = ["employee", "org_unit"]
+data_types = ["employee", "org_unit", "permission"]
 
 [targets.erp]
 data_types = ["employee", "org_unit", "permission", "master_data"]
+publishes = ["md.product"]
 "#;
 
 /// One stored row: version and body (`None`: a tombstone).
@@ -137,6 +138,18 @@ impl Fixture {
     fn employees(&self, n: usize) -> Vec<String> {
         self.stores.live("erp", DataType::Employee).into_iter().take(n).collect()
     }
+
+    /// A grant erp holds in force.
+    fn erp_grant(&self) -> String {
+        let granted = |k: &String| self.stores.row("erp", DataType::Permission, k).and_then(|r| r.1).is_some_and(|b| b.contains(r#""granted":true"#));
+        self.stores.live("erp", DataType::Permission).into_iter().find(granted).expect("erp holds a grant in force")
+    }
+}
+
+/// Whether erp's stored grant `key` is in force.
+fn granted_in_erp(stores: &Stores, key: &str) -> bool {
+    let body = stores.row("erp", DataType::Permission, key).and_then(|r| r.1).expect("erp holds the grant");
+    serde_json::from_str::<serde_json::Value>(&body).unwrap()["granted"].as_bool().unwrap()
 }
 
 fn assert_matches_everywhere(found: &Reconciliation, when: &str) {
@@ -350,4 +363,84 @@ async fn a_plan_counts_only_the_repairs_its_own_changes_leave() {
     f.hub.repair(&state, &HeldBack::default(), &found).await.unwrap();
     assert_matches_everywhere(&f.reconcile().await, "after the run and its repair");
     let _ = f.hub.sync(&state).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_version_is_backed_by_a_majority_of_the_systems_that_receive_that_key() {
+    let mut f = Fixture::synced().await;
+    const HUGE: u64 = (1 << 53) - 1;
+    // An org unit goes to orgchart and erp only: erp alone is half of them, not a majority.
+    let unit = f.stores.live("erp", DataType::OrgUnit).remove(0);
+    let (_, body) = f.stores.row("erp", DataType::OrgUnit, &unit).unwrap();
+    f.stores.set("erp", DataType::OrgUnit, &unit, Some((HUGE, body)));
+    // erp's own grant goes to erp alone (payroll and orgchart receive only their own grants): its word backs it.
+    let grant = f.erp_grant();
+    let (version, body) = f.stores.row("erp", DataType::Permission, &grant).unwrap();
+    f.stores.set("erp", DataType::Permission, &grant, Some((version + 100, body)));
+    let found = f.reconcile().await;
+    assert_eq!(drift_keys(&found, "erp", DataType::OrgUnit), (vec![], vec![], vec![], vec![unit.clone()]));
+    assert_eq!(drift_keys(&found, "erp", DataType::Permission), (vec![], vec![grant.clone()], vec![], vec![]));
+    for name in ["payroll", "orgchart"] {
+        assert!(found[name][&DataType::Permission].digest_matches, "{name} holds only its own grants");
+    }
+    f.hub.repair(&f.state, &HeldBack::default(), &found).await.unwrap();
+    assert_eq!(f.stores.row("erp", DataType::Permission, &grant).unwrap().0, version + 101, "repaired above the version erp alone backs");
+    assert_eq!(f.stores.row("erp", DataType::OrgUnit, &unit).unwrap().0, HUGE, "a foreign version is left for a person");
+    assert!(f.stores.row("orgchart", DataType::OrgUnit, &unit).unwrap().0 < HUGE);
+}
+
+#[tokio::test]
+async fn master_data_a_system_owns_and_publishes_is_not_the_hubs_to_compare() {
+    let mut f = Fixture::synced().await;
+    // erp owns md.product and publishes it itself: its rows are in erp's store, never in the hub's ledger.
+    for code in ["P1", "P2"] {
+        f.stores.set("erp", DataType::MasterData, &format!("md.product:{code}"), Some((1, Some(format!(r#"{{"set":"md.product","code":"{code}"}}"#)))));
+    }
+    let found = f.reconcile().await;
+    assert_matches_everywhere(&found, "with erp's own master data");
+    // A hub-owned row edited beside them is named alone, and repaired.
+    let category = f.stores.live("erp", DataType::MasterData).into_iter().find(|k| k.starts_with("md.category:")).unwrap();
+    let (version, _) = f.stores.row("erp", DataType::MasterData, &category).unwrap();
+    f.stores.set("erp", DataType::MasterData, &category, Some((version, Some("{}".into()))));
+    let found = f.reconcile().await;
+    assert_eq!(drift_keys(&found, "erp", DataType::MasterData), (vec![], vec![category.clone()], vec![], vec![]));
+    f.hub.repair(&f.state, &HeldBack::default(), &found).await.unwrap();
+    assert_matches_everywhere(&f.reconcile().await, "after the repair");
+    assert!(f.stores.row("erp", DataType::MasterData, "md.product:P1").unwrap().1.is_some(), "erp's own rows stay");
+}
+
+#[tokio::test]
+async fn a_repair_sends_a_grant_as_a_run_would_revoked_in_real_time_or_suspended_by_a_bad_line() {
+    let mut f = Fixture::synced().await;
+    // Revoked in real time after the export granted it: the export is older, the revocation stands.
+    let revoked = f.erp_grant();
+    let parts: Vec<&str> = revoked.splitn(3, ':').collect();
+    let at = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
+    let line = serde_json::json!({"employee": parts[0], "system": "erp", "role": parts[2], "op": "revoke", "at": at}).to_string();
+    f.hub.apply_permission_lines(&line, "hr-portal").await.unwrap();
+    assert!(!granted_in_erp(&f.stores, &revoked));
+    // erp loses the row; the repair sends the revocation, not the export's older grant.
+    f.stores.set("erp", DataType::Permission, &revoked, None);
+    let found = f.reconcile().await;
+    assert_eq!(drift_keys(&found, "erp", DataType::Permission).0, vec![revoked.clone()]);
+    f.hub.repair(&f.state, &HeldBack::default(), &found).await.unwrap();
+    assert!(!granted_in_erp(&f.stores, &revoked), "a repair re-sent the export's grant over a real-time revocation");
+
+    // A bad permissions line about a person on erp suspends their grants there: a repair sends them revoked.
+    let suspended = f.stores.live("erp", DataType::Permission).into_iter().find(|k| *k != revoked && granted_in_erp(&f.stores, k)).unwrap();
+    let employee = suspended.split(':').next().unwrap().to_string();
+    let quarantined = hr_core::Quarantined {
+        file: "permissions.jsonl".into(),
+        line: 7,
+        id: Some(format!("{employee}:erp:{}", "x".repeat(600))),
+        reason: hr_core::Reason::MalformedRow,
+        detail: "role: over 128 bytes".into(),
+    };
+    let report = hr_core::MergeReport { quarantined: vec![quarantined], ..Default::default() };
+    let held = HeldBack::from_report(&report, &hr_core::Identities::default());
+    assert!(held.suspends(&employee, "erp").is_some());
+    f.stores.set("erp", DataType::Permission, &suspended, None);
+    let found = f.reconcile().await;
+    f.hub.repair(&f.state, &held, &found).await.unwrap();
+    assert!(!granted_in_erp(&f.stores, &suspended), "a repair granted what a bad line suspends");
 }
