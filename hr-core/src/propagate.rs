@@ -69,14 +69,11 @@ pub enum PropagateError {
     /// The routing policy sends this data type nowhere.
     #[error("no route for data type {0}: add it to [routes] in the configuration")]
     NoRoute(DataType),
-    /// The routing policy names a propagator that was not registered.
-    #[error("route for {data_type} names propagator {name:?}, which is not registered")]
-    UnknownPropagator {
-        /// The data type.
-        data_type: DataType,
-        /// The missing propagator.
-        name: String,
-    },
+    /// The routing policy cannot be carried out by the registered
+    /// transports (the same error [`Router::check`](crate::Router::check)
+    /// gives before anything is sent).
+    #[error(transparent)]
+    Routing(#[from] crate::RoutingError),
 }
 
 fn describe(failures: &[TargetFailure]) -> String {

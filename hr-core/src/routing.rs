@@ -310,10 +310,15 @@ impl Router {
         self.propagators.keys().map(String::as_str)
     }
 
+    /// The registered transports' names, comma-separated (for errors).
+    fn registered(&self) -> String {
+        self.propagators.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+
     /// Checks that the registered transports carry out the policy exactly
     /// (see the type's documentation); the first problem found.
     pub fn check(&self) -> Result<(), RoutingError> {
-        let registered = || self.propagators.keys().cloned().collect::<Vec<_>>().join(", ");
+        let registered = || self.registered();
         for (data_type, name) in &self.policy.routes {
             if !self.propagators.contains_key(name) {
                 return Err(RoutingError::UnknownTransport { data_type: *data_type, name: name.clone(), registered: registered() });
@@ -378,7 +383,7 @@ impl Propagator for Router {
             }
             for name in transports {
                 if !self.propagators.contains_key(name) {
-                    return Err(PropagateError::UnknownPropagator { data_type: change.data_type, name: name.to_string() });
+                    return Err(RoutingError::UnknownTransport { data_type: change.data_type, name: name.to_string(), registered: self.registered() }.into());
                 }
                 parts.entry(name).or_default().push(change.clone());
             }

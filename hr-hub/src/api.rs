@@ -433,7 +433,6 @@ fn refusal(refused: RealtimeError) -> Response {
     }
 }
 
-
 /// The OpenAPI 3.0 description of the API, as served at `/hr/v1/openapi.json`.
 fn document() -> serde_json::Value {
     let err = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});

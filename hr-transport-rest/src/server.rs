@@ -8,10 +8,10 @@
 //! duplicate keys, nesting over 128), data types (403), unknown fields (400),
 //! and the sink's validation (400) and store (503).
 
-use crate::bearer_matches;
 use crate::idempotency::{AnsweredKeys, BodyHash, Seen, MAX_IDEMPOTENCY_KEY_BYTES};
 use crate::serve::ConnectionLimits;
 use crate::strict::{self, bound_echoes, bounded, Refusal, ECHO_CHARS};
+use crate::{bearer_matches, json_error, unauthorized};
 use axum::body::Bytes;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::rejection::BytesRejection;
@@ -273,9 +273,8 @@ pub fn metrics_endpoint(render: Option<MetricsRender>, token: Option<Sensitive<S
             async move {
                 if let Some(expected) = token.as_ref() {
                     if !bearer_matches(&headers, expected.expose()) {
-                        let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized", "the metrics need a valid bearer token");
-                        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                        return response;
+                        count_refused(StatusCode::UNAUTHORIZED, "unauthorized");
+                        return unauthorized("the metrics need a valid bearer token");
                     }
                 }
                 match render {
@@ -288,11 +287,16 @@ pub fn metrics_endpoint(render: Option<MetricsRender>, token: Option<Sensitive<S
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    count_refused(status, code);
+    json_error(status, code, message)
+}
+
+/// Counts a refused request by reason (`hr_receiver_refused_total`).
+fn count_refused(status: StatusCode, code: &str) {
     // Probes of /healthz and /metrics are not requests refused.
     if (status.is_client_error() || status.is_server_error()) && !matches!(code, "unhealthy" | "no_metrics") {
         metrics::counter!("hr_receiver_refused_total", "reason" => code.to_string()).increment(1);
     }
-    (status, Json(json!({"error": code, "message": message.into()}))).into_response()
 }
 
 /// A refusal found by one step of the handler, answered as a JSON error.
@@ -353,9 +357,8 @@ async fn require_token(State(shared): State<Arc<Shared>>, request: Request, next
     if authorized(&shared, request.headers()) {
         return next.run(request).await;
     }
-    let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required");
-    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    refuse_unread(request, response)
+    count_refused(StatusCode::UNAUTHORIZED, "unauthorized");
+    refuse_unread(request, unauthorized("a valid bearer token is required"))
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

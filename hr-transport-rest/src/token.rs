@@ -1,11 +1,29 @@
-//! Bearer tokens: how strong one must be, and how one is compared.
+//! Bearer tokens: how strong one must be, how one is compared, and how a
+//! caller without one is answered.
 //!
 //! Every HTTP surface of the library (the receiver, the hub's API, a
-//! receiver's `/metrics`) checks tokens here, so the rule lives once.
+//! receiver's `/metrics`) checks tokens here and answers errors in the same
+//! JSON shape, so the rules live once.
 
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+/// An error answer in the shape every HTTP surface of the library uses:
+/// `{"error": code, "message": message}` with `status`.
+pub fn json_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (status, axum::Json(serde_json::json!({"error": code, "message": message.into()}))).into_response()
+}
+
+/// The answer to a call without a valid bearer token: 401 `unauthorized`
+/// with `WWW-Authenticate: Bearer` and `message` (say which token is wanted,
+/// never what was presented).
+pub fn unauthorized(message: &str) -> Response {
+    let mut response = json_error(StatusCode::UNAUTHORIZED, "unauthorized", message);
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
 
 /// The fewest bytes a bearer token may have: 32, as many as a random
 /// 256-bit key, so a token cannot be guessed by trying (generate one with
