@@ -49,17 +49,39 @@ struct Clients {
 impl LagMonitor {
     /// A monitor of `groups` on `config`'s broker and topics.
     pub fn new(config: &KafkaConfig, groups: &[&str]) -> Result<Self, KafkaTransportError> {
-        let client = |group: Option<&str>| -> Result<BaseConsumer, KafkaTransportError> {
-            let mut c = config.client_config();
-            if let Some(g) = group {
-                // A consumer that never subscribes does not join the group; it only reads its offsets.
-                c.set("group.id", g);
-            }
-            c.create().map_err(|source| KafkaTransportError::Client { role: "consumer", brokers: config.brokers.clone(), source })
-        };
-        let readers = groups.iter().map(|g| Ok((g.to_string(), client(Some(g))?))).collect::<Result<Vec<_>, KafkaTransportError>>()?;
-        let clients = Clients { probe: client(None)?, readers, partitions: Mutex::new(BTreeMap::new()) };
+        let readers = groups.iter().map(|g| Ok((g.to_string(), Self::client(config, Some(g))?))).collect::<Result<Vec<_>, KafkaTransportError>>()?;
+        let clients = Clients { probe: Self::client(config, None)?, readers, partitions: Mutex::new(BTreeMap::new()) };
         Ok(LagMonitor { config: config.clone(), inner: Arc::new(clients) })
+    }
+
+    /// Watches `group` too: one more client, the others kept (a monitor
+    /// built up one target at a time). A monitor already shared with a
+    /// confirmation in flight is built again with every group.
+    pub fn watch_group(&mut self, group: &str) -> Result<(), KafkaTransportError> {
+        if self.inner.readers.iter().any(|(g, _)| g == group) {
+            return Ok(());
+        }
+        let reader = Self::client(&self.config, Some(group))?;
+        match Arc::get_mut(&mut self.inner) {
+            Some(clients) => clients.readers.push((group.to_string(), reader)),
+            None => {
+                let mut groups: Vec<&str> = self.inner.readers.iter().map(|(g, _)| g.as_str()).collect();
+                groups.push(group);
+                *self = LagMonitor::new(&self.config, &groups)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A client of `config`'s brokers; with `group`, one that reads that
+    /// group's committed offsets.
+    fn client(config: &KafkaConfig, group: Option<&str>) -> Result<BaseConsumer, KafkaTransportError> {
+        let mut c = config.client_config();
+        if let Some(g) = group {
+            // A consumer that never subscribes does not join the group; it only reads its offsets.
+            c.set("group.id", g);
+        }
+        c.create().map_err(|source| KafkaTransportError::Client { role: "consumer", brokers: config.brokers.clone(), source })
     }
 
     /// Each group's lag on the topics of `data_types`.
@@ -339,5 +361,29 @@ impl Confirmation for OffsetConfirmation {
                 pause = (pause * 2).min(Duration::from_millis(10));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn groups(monitor: &LagMonitor) -> Vec<&str> {
+        monitor.inner.readers.iter().map(|(g, _)| g.as_str()).collect()
+    }
+
+    #[test]
+    fn a_monitor_built_one_target_at_a_time_holds_one_reader_per_group() {
+        // Creating clients makes no connection: no broker is needed.
+        let config = KafkaConfig::new("127.0.0.1:1");
+        let mut monitor = LagMonitor::new(&config, &["hr.payroll"]).unwrap();
+        monitor.watch_group("hr.erp").unwrap();
+        monitor.watch_group("hr.payroll").unwrap();
+        assert_eq!(groups(&monitor), ["hr.payroll", "hr.erp"]);
+        // Shared with a confirmation in flight: built again, with every group.
+        let in_flight = monitor.clone();
+        monitor.watch_group("hr.orgchart").unwrap();
+        assert_eq!(groups(&monitor), ["hr.payroll", "hr.erp", "hr.orgchart"]);
+        assert_eq!(groups(&in_flight), ["hr.payroll", "hr.erp"]);
     }
 }

@@ -64,8 +64,12 @@ impl KafkaPropagator {
     /// the fields `fields` omits: it reads its audience's topics.
     pub fn with_scoped_target(mut self, target: &str, data_types: &[DataType], fields: FieldScope) -> Result<Self, KafkaTransportError> {
         self.targets.insert(target.to_string(), KafkaTarget { data_types: data_types.to_vec(), fields });
-        let groups: Vec<String> = self.targets.keys().map(|t| self.config.group(t)).collect();
-        self.monitor = Some(LagMonitor::new(&self.config, &groups.iter().map(String::as_str).collect::<Vec<_>>())?);
+        // One monitor for every target: each target adds its group's client only.
+        let group = self.config.group(target);
+        match &mut self.monitor {
+            Some(monitor) => monitor.watch_group(&group)?,
+            None => self.monitor = Some(LagMonitor::new(&self.config, &[&group])?),
+        }
         Ok(self)
     }
 
