@@ -426,8 +426,18 @@ async fn a_repair_sends_a_grant_as_a_run_would_revoked_in_real_time_or_suspended
     f.hub.repair(&f.state, &HeldBack::default(), &found).await.unwrap();
     assert!(!granted_in_erp(&f.stores, &revoked), "a repair re-sent the export's grant over a real-time revocation");
 
+    // Granted in real time with an expiry already past: a repair sends it revoked, as a run would.
+    let expired = f.stores.live("erp", DataType::Permission).into_iter().find(|k| *k != revoked && granted_in_erp(&f.stores, k)).unwrap();
+    let parts: Vec<&str> = expired.splitn(3, ':').collect();
+    let line = serde_json::json!({"employee": parts[0], "system": "erp", "role": parts[2], "op": "grant", "at": at, "expires": "2020-01-01"}).to_string();
+    f.hub.apply_permission_lines(&line, "hr-portal").await.unwrap();
+    f.stores.set("erp", DataType::Permission, &expired, None);
+    let found = f.reconcile().await;
+    f.hub.repair(&f.state, &HeldBack::default(), &found).await.unwrap();
+    assert!(!granted_in_erp(&f.stores, &expired), "a repair sent a lapsed real-time grant in force");
+
     // A bad permissions line about a person on erp suspends their grants there: a repair sends them revoked.
-    let suspended = f.stores.live("erp", DataType::Permission).into_iter().find(|k| *k != revoked && granted_in_erp(&f.stores, k)).unwrap();
+    let suspended = f.stores.live("erp", DataType::Permission).into_iter().find(|k| *k != revoked && *k != expired && granted_in_erp(&f.stores, k)).unwrap();
     let employee = suspended.split(':').next().unwrap().to_string();
     let quarantined = hr_core::Quarantined {
         file: "permissions.jsonl".into(),
