@@ -105,7 +105,8 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
     let mut state = outcome.state.clone();
     let (realtime_keys, realtime_seen) = run.real_time(&mut state).await?;
     if let Some(data) = dataset.as_mut() {
-        data.evolve(0.01, 20);
+        // 1% changed and 0.2% leaving (20 of the seed's 10,000): a small demo stays under [safety]'s limits.
+        data.evolve(0.01, (options.employees / 500).max(1));
         data.write(&input)?;
         let next = load_and_merge(input.clone(), mapping.clone(), run.hub.ledger().identities()?.into()).await?;
         let mut next_state = next.state;

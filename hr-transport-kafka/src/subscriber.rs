@@ -113,6 +113,11 @@ impl KafkaSubscriber {
             .set("heartbeat.interval.ms", "1000")
             .set("fetch.wait.max.ms", "10")
             .set("statistics.interval.ms", "1000")
+            // A group that subscribed before its topics were visible (just created, or the broker
+            // still loading after a start) sees them at the next metadata refresh: within 10 s,
+            // not librdkafka's default 5 minutes (a first demo right after the broker started
+            // waited exactly that long).
+            .set("topic.metadata.refresh.interval.ms", "10000")
             .create_with_context(GroupContext { group: group.to_string() })
             .map_err(|source| KafkaTransportError::Client { role: "consumer", brokers: config.brokers.clone(), source })?;
         let topics: Vec<String> = data_types.iter().flat_map(|t| config.topics_to_read(*t)).collect();

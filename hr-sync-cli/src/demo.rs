@@ -1,24 +1,15 @@
-//! The seed's scenario end to end, in one command:
-//!
-//! ```text
-//! cargo run --release --example demo                              # embedded Kafka, generated data
-//! cargo run --release --example demo -- --brokers 127.0.0.1:9092  # a real broker
-//! ```
-use clap::Parser;
+//! The seed's scenario end to end: generated data (or `--input`) merged,
+//! propagated to payroll, orgchart and erp over the embedded Kafka (or
+//! `--brokers`), real-time changes, then a 1%-changed delta run.
+
 use hr_demo::console::Console;
-use hr_demo::scenario::{run, ScenarioOptions};
-use hr_sync::HubConfig;
+use hr_demo::scenario::{run as run_scenario, ScenarioOptions};
+use hr_hub::HubConfig;
 use std::path::PathBuf;
 
-// The library leaves the allocator to the program. Ours use mimalloc: a
-// merge of 2 x 100k employees takes 0.24 s with it and 0.38 s with the
-// system allocator (docs/performance.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[derive(Parser)]
-#[command(about = "Merge two companies' HR data and propagate it to payroll, orgchart and erp")]
-struct Args {
+/// The demo's options.
+#[derive(clap::Args)]
+pub(crate) struct DemoArgs {
     /// A real Kafka broker (host:port); default: the embedded mock cluster.
     #[arg(long)]
     brokers: Option<String>,
@@ -39,15 +30,14 @@ struct Args {
     employees: usize,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Runs the scenario and prints each system's holdings and the timings.
+pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     hr_demo::console::init_logging();
-    let args = Args::parse();
     let mut config = HubConfig::load(args.config.as_deref())?;
     // Topics of earlier runs on a real broker must not leak into this one's fresh systems.
     config.topic_prefix = format!("{}demo{}.", config.topic_prefix, std::process::id());
     let options = ScenarioOptions { brokers: args.brokers, input: args.input, data_dir: args.data_dir, employees: args.employees, config };
-    let report = run(options, &Console::detect()).await?;
+    let report = run_scenario(options, &Console::detect()).await?;
 
     println!("\n{:<10} {:<13} {:>8} {:>8}  digest = hub", "system", "data type", "records", "applied");
     let mut all_match = true;
