@@ -302,10 +302,11 @@ async fn main() -> anyhow::Result<()> {
                 console.line("serving the real-time API until Ctrl-C");
                 wait_enforcing_expiry(hub.as_deref(), Duration::MAX, None, &console).await;
             }
-            let held = outcome.as_ref().ok().and_then(|r| r.held.clone());
+            let held = outcome.as_ref().ok().and_then(|r| r.held.clone().map(|held| (held, r.changes_sent)));
             outcome?;
-            if let Some(held) = held {
-                console.line(&format!("run held for approval (plan {}); nothing sent", held["plan_id"].as_str().unwrap_or_default()));
+            if let Some((held, sent)) = held {
+                let what = if sent == 0 { "nothing sent".to_string() } else { format!("its {sent} changes sent, its repairs held") };
+                console.line(&format!("run held for approval (plan {}); {what}", held["plan_id"].as_str().unwrap_or_default()));
                 std::process::exit(HELD_EXIT_CODE);
             }
             anyhow::ensure!(mismatched.is_empty(), "systems differ from the hub: {}", mismatched.join(", "));
@@ -314,6 +315,10 @@ async fn main() -> anyhow::Result<()> {
         let pause = match outcome {
             Ok(_) if mismatched.is_empty() => {
                 failures = 0;
+                Duration::from_secs(every)
+            }
+            Ok(report) if report.held.is_some() => {
+                console.line(&format!("systems still differ from the hub: {} (held for approval: hub --plan, hub --approve)", mismatched.join(", ")));
                 Duration::from_secs(every)
             }
             Ok(_) => {

@@ -179,7 +179,13 @@ fn systems_and_the_hub_export_what_they_did_as_prometheus_metrics() {
     let jsonl = deployment.input.join("company_b/employees.jsonl");
     let full = std::fs::read_to_string(&jsonl).unwrap();
     let truncated: String = full.lines().enumerate().filter(|(i, _)| i % 3 != 0).map(|(_, l)| format!("{l}\n")).collect();
-    std::fs::write(&jsonl, truncated).unwrap();
+    // Written whole and renamed into place: the watching hub never reads half a file.
+    let replace = |text: &str| {
+        let next = jsonl.with_extension("jsonl.next");
+        std::fs::write(&next, text).unwrap();
+        std::fs::rename(&next, &jsonl).unwrap();
+    };
+    replace(&truncated);
     let until = std::time::Instant::now() + Duration::from_secs(120);
     while value(&scrape(&hub_url), "hr_hub_runs_total", &[("outcome", "held")]) < 1.0 {
         assert!(std::time::Instant::now() < until, "no held run counted");
@@ -208,7 +214,7 @@ fn systems_and_the_hub_export_what_they_did_as_prometheus_metrics() {
 
     // The corrected export: the next run goes on its own, and is clean.
     let ok_before = value(&scrape(&hub_url), "hr_hub_runs_total", &[("outcome", "ok")]);
-    std::fs::write(&jsonl, full).unwrap();
+    replace(&full);
     let until = std::time::Instant::now() + Duration::from_secs(120);
     loop {
         let report = deployment.last_report();

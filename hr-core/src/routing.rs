@@ -310,6 +310,16 @@ impl Router {
         self.propagators.keys().map(String::as_str)
     }
 
+    /// The error for a change of `data_type` that would travel over `name`,
+    /// which nobody registered: the route's name, or a target's own.
+    fn unknown_transport(&self, data_type: DataType, name: &str) -> RoutingError {
+        let registered = self.registered();
+        match self.policy.targets.iter().find(|(_, p)| p.transport.as_deref() == Some(name) && self.policy.route(data_type) != Some(name)) {
+            Some((target, _)) => RoutingError::UnknownTargetTransport { target: target.clone(), name: name.to_string(), registered },
+            None => RoutingError::UnknownTransport { data_type, name: name.to_string(), registered },
+        }
+    }
+
     /// The registered transports' names, comma-separated (for errors).
     fn registered(&self) -> String {
         self.propagators.keys().cloned().collect::<Vec<_>>().join(", ")
@@ -383,7 +393,7 @@ impl Propagator for Router {
             }
             for name in transports {
                 if !self.propagators.contains_key(name) {
-                    return Err(RoutingError::UnknownTransport { data_type: change.data_type, name: name.to_string(), registered: self.registered() }.into());
+                    return Err(self.unknown_transport(change.data_type, name).into());
                 }
                 parts.entry(name).or_default().push(change.clone());
             }

@@ -586,7 +586,7 @@ impl Hub {
         // An approval given ahead (Hub::approve) counts for this plan only, and is used up either way;
         // one for other repairs than this plan's waits for this run's repair step.
         let pending = self.approved.take();
-        self.approved_repairs = None;
+        self.lapse_approved_repairs(&plan.plan_id)?;
         let approved = match (approved, &pending) {
             (Some(id), _) => Some(id.to_string()),
             (None, Some((id, _))) if *id == plan.plan_id => Some(id.clone()),
@@ -951,12 +951,22 @@ impl Hub {
         let repairs = self.repairs_for(state, held, found, &[])?;
         let mut plan = RunPlan::empty();
         self.describe(&mut plan, plan::Counting::WhereLimited, Some((found, &repairs)))?;
-        let approved = self.approved_repairs.take();
-        if plan.is_held() && approved != plan.repairs_id {
+        // An approval of exactly these repairs is used up here, needed or not; one of others lapses.
+        let covered = self.approved_repairs.is_some() && self.approved_repairs == plan.repairs_id;
+        if covered {
+            self.approved_repairs = None;
+        }
+        self.lapse_approved_repairs(&plan.plan_id)?;
+        let approved = covered && plan.is_held();
+        if plan.is_held() && !approved {
             self.last_plan = Some(plan.summary());
             let detail = serde_json::json!({"plan_id": plan.plan_id, "outcome": "held", "targets": plan.targets, "hold": plan.hold});
             blocking(|| self.ledger.audit("hub", "run", &detail))?;
             return Err(HubError::Held { plan_id: plan.plan_id, reasons: plan.hold });
+        }
+        if approved {
+            let detail = serde_json::json!({"plan_id": plan.plan_id, "outcome": "sent", "approved": true, "targets": plan.targets, "repairs": true});
+            blocking(|| self.ledger.audit("hub", "run", &detail))?;
         }
         let mut outcome = RepairOutcome { unrepairable: repairs.unrepairable, ..RepairOutcome::default() };
         let mut deltas = vec![];
@@ -970,13 +980,23 @@ impl Hub {
         Ok(outcome)
     }
 
+    /// Writes in the audit log that an approval of repairs was not used
+    /// (the run's repairs were others, or none were needed), and forgets it.
+    fn lapse_approved_repairs(&mut self, now: &str) -> Result<(), HubError> {
+        if let Some(id) = self.approved_repairs.take() {
+            let detail = serde_json::json!({"plan_id": id, "outcome": "refused", "now": now});
+            blocking(|| self.ledger.audit("hub", "approve", &detail))?;
+        }
+        Ok(())
+    }
+
     /// The repairs `found` calls for once `sending` (changes a run sends
     /// first) is applied: a key it sends above every version a target holds
     /// needs no repair, and a key it sends is live or not as it says.
     fn repairs_for(&self, state: &MergedState, held: &HeldBack, found: &Reconciliation, sending: &[(DataType, Delta)]) -> Result<plan::Repairs, HubError> {
         let mut repairs = plan::Repairs::default();
-        // A repair sends what a run would: suspended grants revoked.
-        let suspended = self.with_suspended_grants(None, state, held);
+        // A repair sends what a run would: expired and suspended grants revoked.
+        let grants = self.with_suspended_grants(without_expired_grants(state, today()), state, held);
         for (t, mut keys) in highest_versions(found) {
             let sent: BTreeMap<&str, (u64, bool)> = sending
                 .iter()
@@ -984,7 +1004,7 @@ impl Hub {
                 .flat_map(|(_, d)| d.changes.iter().map(|c| (c.key.as_str(), (c.version, c.payload_json().is_some()))))
                 .collect();
             keys.retain(|key, above| sent.get(key.as_str()).is_none_or(|(version, _)| version <= above));
-            let source = if t == DataType::Permission { suspended.as_ref().unwrap_or(state) } else { state };
+            let source = if t == DataType::Permission { grants.as_ref().unwrap_or(state) } else { state };
             let live_after = |key: &str| sent.get(key).map(|(_, live)| *live);
             let (send, unrepairable) = blocking(|| self.choose_repairs(t, keys, source, held, live_after))?;
             if !unrepairable.is_empty() {

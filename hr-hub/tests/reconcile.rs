@@ -331,7 +331,38 @@ async fn repairs_over_safety_are_held_previewed_and_go_only_as_the_approved_plan
         f.stores.set("erp", DataType::Employee, key, Some(row.clone()));
     }
     let found = f.reconcile().await;
-    assert!(matches!(f.hub.repair(&state, &HeldBack::default(), &found).await, Err(HubError::Held { .. })), "an approval is for one plan, once");
+    let again = match f.hub.repair(&state, &HeldBack::default(), &found).await {
+        Err(HubError::Held { plan_id, .. }) => plan_id,
+        other => panic!("an approval is for one plan, once: {other:?}"),
+    };
+
+    // Approved over the hub's API (for the next run): the next run's changes go, then exactly these repairs.
+    assert!(f.hub.approve("not-the-held-plan", "hr-lead").is_err(), "an approval of a plan the hub did not make");
+    f.hub.approve(&again, "hr-lead").unwrap();
+    let before = f.hub.ledger().audit_entries(None).unwrap().last().map_or(0, |e| e.seq);
+    f.hub.sync(&state).await.unwrap();
+    let found = f.reconcile().await;
+    let repaired = f.hub.repair(&state, &HeldBack::default(), &found).await.unwrap();
+    assert_eq!(repaired.repaired_per_target["erp"][&DataType::Employee], leavers.len() as u64);
+    assert_matches_everywhere(&f.reconcile().await, "after the repairs approved over the API");
+    let audit = f.hub.ledger().audit_entries(None).unwrap();
+    let approved_runs = audit.iter().filter(|e| e.seq > before && e.action == "run" && e.detail["plan_id"] == again.as_str() && e.detail["approved"] == true);
+    assert_eq!(approved_runs.count(), 1, "the approved repairs are in the audit log once: {audit:#?}");
+
+    // An approval that no run uses lapses, and the audit log says so.
+    for (key, row) in &rows {
+        f.stores.set("erp", DataType::Employee, key, Some(row.clone()));
+    }
+    let found = f.reconcile().await;
+    let third = match f.hub.repair(&state, &HeldBack::default(), &found).await {
+        Err(HubError::Held { plan_id, .. }) => plan_id,
+        other => panic!("held again: {other:?}"),
+    };
+    f.hub.approve(&third, "hr-lead").unwrap();
+    f.hub.sync(&state).await.unwrap();
+    f.hub.sync(&state).await.unwrap();
+    let audit = f.hub.ledger().audit_entries(None).unwrap();
+    assert!(audit.iter().any(|e| e.action == "approve" && e.detail["plan_id"] == third.as_str() && e.detail["outcome"] == "refused"), "{audit:#?}");
 }
 
 #[tokio::test]
@@ -436,8 +467,21 @@ async fn a_repair_sends_a_grant_as_a_run_would_revoked_in_real_time_or_suspended
     f.hub.repair(&f.state, &HeldBack::default(), &found).await.unwrap();
     assert!(!granted_in_erp(&f.stores, &expired), "a repair sent a lapsed real-time grant in force");
 
+    // Granted in the export with an expiry already past: the run sent it revoked, and so does a repair.
+    let lapsed = f.stores.live("erp", DataType::Permission).into_iter().find(|k| ![&revoked, &expired].contains(&k) && granted_in_erp(&f.stores, k)).unwrap();
+    let mut state = f.state.clone();
+    state.permissions.get_mut(lapsed.as_str()).unwrap().expires = Some("2020-01-01".parse().unwrap());
+    f.hub.sync(&state).await.unwrap();
+    assert!(!granted_in_erp(&f.stores, &lapsed), "the run sent a lapsed grant in force");
+    f.stores.set("erp", DataType::Permission, &lapsed, None);
+    let found = f.reconcile().await;
+    f.hub.repair(&state, &HeldBack::default(), &found).await.unwrap();
+    assert!(!granted_in_erp(&f.stores, &lapsed), "a repair sent the export's lapsed grant in force");
+    assert_matches_everywhere(&f.reconcile().await, "after repairing the lapsed grant");
+
     // A bad permissions line about a person on erp suspends their grants there: a repair sends them revoked.
-    let suspended = f.stores.live("erp", DataType::Permission).into_iter().find(|k| *k != revoked && *k != expired && granted_in_erp(&f.stores, k)).unwrap();
+    let suspended =
+        f.stores.live("erp", DataType::Permission).into_iter().find(|k| ![&revoked, &expired, &lapsed].contains(&k) && granted_in_erp(&f.stores, k)).unwrap();
     let employee = suspended.split(':').next().unwrap().to_string();
     let quarantined = hr_core::Quarantined {
         file: "permissions.jsonl".into(),
@@ -451,6 +495,6 @@ async fn a_repair_sends_a_grant_as_a_run_would_revoked_in_real_time_or_suspended
     assert!(held.suspends(&employee, "erp").is_some());
     f.stores.set("erp", DataType::Permission, &suspended, None);
     let found = f.reconcile().await;
-    f.hub.repair(&f.state, &held, &found).await.unwrap();
+    f.hub.repair(&state, &held, &found).await.unwrap();
     assert!(!granted_in_erp(&f.stores, &suspended), "a repair granted what a bad line suspends");
 }

@@ -141,6 +141,22 @@ pub struct PlannedChanges {
 }
 
 impl PlannedChanges {
+    /// Adds `other`'s counts and samples (the records held are the same target's).
+    fn add(&mut self, other: PlannedChanges) {
+        self.records = self.records.or(other.records);
+        self.create += other.create;
+        self.update += other.update;
+        self.delete += other.delete;
+        self.terminate += other.terminate;
+        self.transfer += other.transfer;
+        self.revoke += other.revoke;
+        self.repair += other.repair;
+        for (operation, keys) in other.samples {
+            let samples = self.samples.entry(operation).or_default();
+            samples.extend(keys.into_iter().take(SAMPLES.saturating_sub(samples.len())));
+        }
+    }
+
     fn count(&mut self, operation: &'static str, key: &str, sensitive: bool) {
         let counter = match operation {
             "create" => &mut self.create,
@@ -204,8 +220,10 @@ impl Repairs {
         identity
     }
 
+    /// The repair of `key`, if one is sent (each type's repairs are in key order).
     fn sends(&self, data_type: DataType, key: &str) -> Option<&Repair> {
-        self.send.get(&data_type).and_then(|rs| rs.iter().find(|r| r.key == key))
+        let repairs = self.send.get(&data_type)?;
+        repairs.binary_search_by(|r| r.key.as_str().cmp(key)).ok().map(|i| &repairs[i])
     }
 }
 
@@ -213,17 +231,30 @@ impl Hub {
     /// Classifies `plan`'s deltas, and the `repairs` a comparison of the
     /// targets (`found`) calls for, per target; names them with a plan id
     /// and checks them against `[safety]` (repairs count).
+    ///
+    /// The run's changes and its repairs are checked against the limits
+    /// each on its own, as a run checks them: its changes before they are
+    /// sent, its repairs once the systems are compared after.
     pub(super) fn describe(&self, plan: &mut RunPlan, count: Counting, repairs: Option<(&Reconciliation, &Repairs)>) -> Result<(), HubError> {
         let (mut targets, mut identity) = blocking(|| self.classify(&plan.deltas))?;
+        blocking(|| self.count_records(&mut targets, count))?;
+        let mut hold = self.hold_reasons(&targets);
         if let Some((found, repairs)) = repairs {
             let repair_identity = repairs.identity();
-            classify_repairs(&mut targets, found, repairs);
-            plan.repairs_id = Some(hr_core::ContentHash::of(&repair_identity).to_hex());
+            let mut repaired = BTreeMap::new();
+            blocking(|| classify_repairs(&mut repaired, found, repairs));
+            blocking(|| self.count_records(&mut repaired, count))?;
+            hold.extend(self.hold_reasons(&repaired));
+            for (name, types) in repaired {
+                for (t, changes) in types {
+                    targets.entry(name.clone()).or_default().entry(t).or_default().add(changes);
+                }
+            }
+            plan.repairs_id = (!repair_identity.is_empty()).then(|| hr_core::ContentHash::of(&repair_identity).to_hex());
             identity.push_str(&repair_identity);
         }
-        blocking(|| self.count_records(&mut targets, count))?;
         plan.plan_id = hr_core::ContentHash::of(&identity).to_hex();
-        plan.hold = if self.allow_mass_delete { vec![] } else { self.hold_reasons(&targets) };
+        plan.hold = if self.allow_mass_delete { vec![] } else { hold };
         plan.targets = targets;
         Ok(())
     }
