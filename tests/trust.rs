@@ -138,7 +138,9 @@ fn drift_in_the_systems_is_found_named_and_repaired_in_one_run() {
     assert_eq!(stdout.matches("drift: ").count(), 3, "{stdout}");
     assert!(row(&deployment, "payroll", "employee", &id).unwrap().2.unwrap().contains("tampered"), "check-only repaired");
 
-    // One normal run finds and repairs all three.
+    // One normal run finds and repairs all three, each in the systems that differ.
+    let version_in = |system: &str| row(&deployment, system, "employee", &id).unwrap().0;
+    let (orgchart_before, erp_before, payroll_before) = (version_in("orgchart"), version_in("erp"), version_in("payroll"));
     let report = deployment.run_hub(&[]);
     assert_eq!(report["drift_found"]["payroll"]["employee"]["drift"]["edited"][0]["key"], id.as_str());
     assert_eq!(report["drift_found"]["orgchart"]["org_unit"]["drift"]["missing"][0]["key"], team.as_str());
@@ -147,6 +149,9 @@ fn drift_in_the_systems_is_found_named_and_repaired_in_one_run() {
     assert_all_match(&report, "after the repair");
     let repaired = row(&deployment, "payroll", "employee", &id).unwrap();
     assert!(!repaired.2.unwrap().contains("tampered"));
+    assert!(repaired.0 > payroll_before, "payroll's row is repaired at a fresh version");
+    // orgchart and erp read another topic (they go without phone and birth date): they keep their version.
+    assert_eq!((version_in("orgchart"), version_in("erp")), (orgchart_before, erp_before), "a repair of payroll reached other systems");
     assert!(row(&deployment, "orgchart", "org_unit", &team).is_some_and(|r| !r.1));
     assert!(row(&deployment, "erp", "permission", &planted).is_some_and(|r| r.1), "the planted grant is deleted");
     let again = deployment.run_hub(&[]);

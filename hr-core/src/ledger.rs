@@ -288,6 +288,15 @@ struct Held {
 /// reached a target is never given to other content, across failures and
 /// restarts (the reservations are in the same SQLite file).
 ///
+/// # Repairs sent to some targets
+///
+/// A repair goes only to the targets that differ. The ledger's row of the
+/// key stays what the other targets hold, and [`commit_to`](Ledger::commit_to)
+/// remembers the receivers' version apart; [`entries_for_target`](Ledger::entries_for_target)
+/// is what one target must hold. Every later plan of the key numbers it
+/// above those versions too, and a change every target receives
+/// supersedes them.
+///
 /// # Last known good
 ///
 /// A record the ledger holds that is absent from a new full load is a
@@ -402,7 +411,11 @@ impl Ledger {
                action TEXT NOT NULL, detail TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS scoped_hash (
                data_type TEXT NOT NULL, audience TEXT NOT NULL, key TEXT NOT NULL, hash BLOB NOT NULL,
-               PRIMARY KEY (data_type, audience, key)) WITHOUT ROWID;",
+               PRIMARY KEY (data_type, audience, key)) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS target_version (
+               target TEXT NOT NULL, data_type TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL,
+               deleted INTEGER NOT NULL, PRIMARY KEY (target, data_type, key)) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS target_version_by_key ON target_version (data_type, key);",
         )
         .map_err(|source| LedgerError::Storage { path: path.clone(), source })?;
         Ok(Ledger { conn, path, _lock: lock, max_delete_share: DEFAULT_MAX_DELETE_SHARE, audiences: BTreeMap::new() })
@@ -484,8 +497,16 @@ impl Ledger {
         let mut stmt = self.conn.prepare_cached("SELECT key, version, hash, deleted FROM ledger WHERE data_type = ?1 ORDER BY key").map_err(self.storage())?;
         let mut held = HeldRows { rows: stmt.query([data_type.as_str()]).map_err(self.storage())?, key: String::new(), held: None };
         held.advance().map_err(self.storage())?;
-        let mut planner =
-            Planner { data_type, origin, hold: options.hold, reserved: self.reservations(data_type)?, delta: Delta::default(), live: 0, guarded_deletes: 0 };
+        let mut planner = Planner {
+            data_type,
+            origin,
+            hold: options.hold,
+            reserved: self.reservations(data_type)?,
+            sent_to_some: self.sent_to_some(data_type)?,
+            delta: Delta::default(),
+            live: 0,
+            guarded_deletes: 0,
+        };
         let mut last_key: Option<K> = None;
         for (key, hash, payload) in records {
             if last_key.as_ref().is_some_and(|last| last.as_ref() >= key.as_ref()) {
@@ -562,12 +583,24 @@ impl Ledger {
         changes: impl IntoIterator<Item = (K, Option<Box<RawValue>>)>,
         origin: &str,
     ) -> Result<Delta, LedgerError> {
-        let mut planner = Planner { data_type, origin, hold: None, reserved: FxHashMap::default(), delta: Delta::default(), live: 0, guarded_deletes: 0 };
+        let mut planner = Planner {
+            data_type,
+            origin,
+            hold: None,
+            reserved: FxHashMap::default(),
+            sent_to_some: FxHashMap::default(),
+            delta: Delta::default(),
+            live: 0,
+            guarded_deletes: 0,
+        };
         for (key, payload) in changes {
             let key = key.as_ref();
             let prior = self.held(data_type, key)?;
             if let Some(reserved) = self.reserved(data_type, key)? {
                 planner.reserved.insert(key.to_string(), reserved);
+            }
+            if let Some(version) = self.sent_to_some_of(data_type, key)? {
+                planner.sent_to_some.insert(key.to_string(), version);
             }
             match payload {
                 Some(payload) => {
@@ -592,8 +625,7 @@ impl Ledger {
         let mut delta = Delta::default();
         for repair in repairs {
             let prior = self.held(data_type, &repair.key)?;
-            let highest_seen = [prior.map(|h| h.version), self.reserved(data_type, &repair.key)?, Some(repair.above)];
-            let version = highest_seen.into_iter().flatten().max().unwrap_or(0).saturating_add(1);
+            let version = self.highest_issued(data_type, &repair.key)?.max(repair.above).saturating_add(1);
             let live = matches!(prior, Some(Held { deleted: false, .. }));
             let upsert = repair.payload.is_some();
             let (change, hash) = match repair.payload {
@@ -634,6 +666,48 @@ impl Ledger {
         tx.commit().map_err(storage)
     }
 
+    /// Records that `targets` alone received `delta` (repairs sent only to
+    /// the systems that differ), after its propagation succeeded, and
+    /// releases the reservations it settles. The ledger's own row of each
+    /// key stays what every other target holds; each of `targets` is
+    /// expected at the new version from now on (see
+    /// [`entries_for_target`](Self::entries_for_target)), until a change
+    /// every target receives supersedes it.
+    ///
+    /// Only for changes carrying what the ledger already holds of their key
+    /// (see [`holds`](Self::holds)): a target holds the same content as the
+    /// others, at a version of its own.
+    pub fn commit_to(&mut self, data_type: DataType, delta: &Delta, targets: &[String]) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        let storage = |source| LedgerError::Storage { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(storage)?;
+        {
+            let mut record = tx
+                .prepare_cached("INSERT OR REPLACE INTO target_version (target, data_type, key, version, deleted) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .map_err(storage)?;
+            let mut settle = tx.prepare_cached("DELETE FROM reservation WHERE data_type = ?1 AND key = ?2 AND version <= ?3").map_err(storage)?;
+            for change in &delta.changes {
+                let version = change.version as i64;
+                for target in targets {
+                    record.execute(params![target, data_type.as_str(), change.key, version, change.payload.is_none() as i64]).map_err(storage)?;
+                }
+                settle.execute(params![data_type.as_str(), change.key, version]).map_err(storage)?;
+            }
+        }
+        tx.commit().map_err(storage)
+    }
+
+    /// Whether the ledger holds `content` for `key`: a live record with that
+    /// hash, or (`None`) a delete or no record at all. Only such a change
+    /// may go to some targets alone ([`commit_to`](Self::commit_to)).
+    pub fn holds(&self, data_type: DataType, key: &str, content: Option<ContentHash>) -> Result<bool, LedgerError> {
+        Ok(match (self.held(data_type, key)?, content) {
+            (Some(Held { deleted: false, hash, .. }), Some(content)) => hash == Some(content),
+            (None | Some(Held { deleted: true, .. }), None) => true,
+            _ => false,
+        })
+    }
+
     /// Records a delta as held by every target, after its propagation
     /// succeeded, and releases the reservations it settles.
     pub fn commit(&mut self, data_type: DataType, delta: &Delta) -> Result<(), LedgerError> {
@@ -651,10 +725,13 @@ impl Ledger {
             let mut record =
                 tx.prepare_cached("INSERT OR REPLACE INTO ledger (data_type, key, version, hash, deleted) VALUES (?1, ?2, ?3, ?4, ?5)").map_err(storage)?;
             let mut settle = tx.prepare_cached("DELETE FROM reservation WHERE data_type = ?1 AND key = ?2 AND version <= ?3").map_err(storage)?;
+            // Every target receives this version: what a repair gave some of them is superseded.
+            let mut rejoin = tx.prepare_cached("DELETE FROM target_version WHERE data_type = ?1 AND key = ?2 AND version <= ?3").map_err(storage)?;
             for (change, hash) in delta.changes.iter().zip(&delta.hashes) {
                 let version = change.version as i64;
                 record.execute(params![data_type.as_str(), change.key, version, hash.map(|h| h.0.to_vec()), hash.is_none() as i64]).map_err(storage)?;
                 settle.execute(params![data_type.as_str(), change.key, version]).map_err(storage)?;
+                rejoin.execute(params![data_type.as_str(), change.key, version]).map_err(storage)?;
             }
             let mut scoped =
                 tx.prepare_cached("INSERT OR REPLACE INTO scoped_hash (data_type, audience, key, hash) VALUES (?1, ?2, ?3, ?4)").map_err(storage)?;
@@ -767,6 +844,56 @@ impl Ledger {
         rows.collect::<Result<Vec<_>, _>>().map_err(self.storage())
     }
 
+    /// [`entries_for`](Self::entries_for) as `target` must hold them: at the
+    /// versions repairs sent it alone (see [`commit_to`](Self::commit_to)),
+    /// with the deletes of keys the ledger never held that it was sent.
+    pub fn entries_for_target(&self, data_type: DataType, audience: Option<&str>, target: &str) -> Result<Vec<DigestEntry>, LedgerError> {
+        let own = self.target_versions(data_type, target)?;
+        let mut entries = self.entries_for(data_type, audience)?;
+        if own.is_empty() {
+            return Ok(entries);
+        }
+        let mut left: FxHashMap<&str, (u64, bool)> = own.iter().map(|(k, v, d)| (k.as_str(), (*v, *d))).collect();
+        for entry in &mut entries {
+            if let Some((version, deleted)) = left.remove(entry.key.as_str()) {
+                entry.version = version;
+                if deleted {
+                    entry.content = None;
+                }
+            }
+        }
+        // Only deletes are sent under keys the ledger has no record of.
+        entries.extend(left.into_iter().map(|(key, (version, _))| DigestEntry { key: key.to_string(), version, content: None }));
+        Ok(entries)
+    }
+
+    /// The keys `target` was sent at versions of its own, with those
+    /// versions and whether they are deletes.
+    fn target_versions(&self, data_type: DataType, target: &str) -> Result<Vec<(String, u64, bool)>, LedgerError> {
+        let mut stmt =
+            self.conn.prepare_cached("SELECT key, version, deleted FROM target_version WHERE target = ?1 AND data_type = ?2").map_err(self.storage())?;
+        let rows = stmt
+            .query_map(params![target, data_type.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? != 0)))
+            .map_err(self.storage())?;
+        rows.collect::<Result<_, _>>().map_err(self.storage())
+    }
+
+    /// Per key, the highest version some targets alone were sent.
+    fn sent_to_some(&self, data_type: DataType) -> Result<FxHashMap<String, u64>, LedgerError> {
+        let mut stmt = self.conn.prepare_cached("SELECT key, max(version) FROM target_version WHERE data_type = ?1 GROUP BY key").map_err(self.storage())?;
+        let rows = stmt.query_map([data_type.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))).map_err(self.storage())?;
+        rows.collect::<Result<_, _>>().map_err(self.storage())
+    }
+
+    /// The highest version some targets alone were sent for one key.
+    fn sent_to_some_of(&self, data_type: DataType, key: &str) -> Result<Option<u64>, LedgerError> {
+        self.conn
+            .prepare_cached("SELECT max(version) FROM target_version WHERE data_type = ?1 AND key = ?2")
+            .and_then(|mut stmt| stmt.query_row(params![data_type.as_str(), key], |r| r.get::<_, Option<i64>>(0)))
+            .map(|v| v.map(|v| v as u64))
+            .map_err(self.storage())
+    }
+
     /// [`digest`](Self::digest) as an audience holds it.
     pub fn digest_for(&self, data_type: DataType, audience: Option<&str>) -> Result<Digest, LedgerError> {
         Ok(Digest::of(&self.entries_for(data_type, audience)?))
@@ -876,12 +1003,13 @@ impl Ledger {
         rows.collect::<Result<_, _>>().map_err(self.storage())
     }
 
-    /// The highest version this ledger ever gave `key` (committed or
-    /// reserved; 0 if none): a target holding a version above it holds
+    /// The highest version this ledger ever gave `key` (committed, reserved
+    /// or sent to some targets alone; 0 if none): a target holding a version above it holds
     /// something this ledger never sent.
     pub fn highest_issued(&self, data_type: DataType, key: &str) -> Result<u64, LedgerError> {
         let committed = self.held(data_type, key)?.map_or(0, |h| h.version);
-        Ok(committed.max(self.reserved(data_type, key)?.unwrap_or(0)))
+        let sent_to_some = self.sent_to_some_of(data_type, key)?.unwrap_or(0);
+        Ok(committed.max(self.reserved(data_type, key)?.unwrap_or(0)).max(sent_to_some))
     }
 
     /// How many live (not deleted) records of `data_type` the ledger holds:
@@ -1022,6 +1150,9 @@ struct Planner<'a> {
     hold: Option<&'a HeldBack>,
     /// Reserved versions of the keys not yet visited.
     reserved: FxHashMap<String, u64>,
+    /// The highest versions repairs sent some targets alone, by key: the
+    /// next version of the key must be above them too.
+    sent_to_some: FxHashMap<String, u64>,
     delta: Delta,
     /// Live records in the ledger among those visited.
     live: u64,
@@ -1035,8 +1166,9 @@ impl Planner<'_> {
     fn next_version(&mut self, key: &str, prior: Option<Held>) -> (u64, bool) {
         let committed = prior.map(|h| h.version).unwrap_or(0);
         let reserved = self.reserved.remove(key).unwrap_or(0);
+        let sent_to_some = self.sent_to_some.remove(key).unwrap_or(0);
         // Saturating: a version past MAX_VERSION is then refused by `Delta::push`, never wrapped to 0.
-        (committed.max(reserved).saturating_add(1), reserved > committed)
+        (committed.max(reserved).max(sent_to_some).saturating_add(1), reserved > committed)
     }
 
     /// A key present in the source, with its content's hash; its payload

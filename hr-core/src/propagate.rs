@@ -6,7 +6,7 @@ use crate::field_scope::FieldScope;
 use crate::schema::DataType;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,6 +119,16 @@ pub trait Propagator: Send + Sync {
     /// Delivers `batch`.
     async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError>;
 
+    /// Delivers `batch` to `targets` only, as far as this transport can
+    /// single them out: a Kafka topic reaches every target reading it. The
+    /// receipt names every target that received it (the hub remembers each
+    /// one's version). By default every target receives it, which is
+    /// always safe: targets apply by version.
+    async fn propagate_to(&self, batch: &[ChangeEnvelope], targets: &BTreeSet<String>) -> Result<Receipt, PropagateError> {
+        let _ = targets;
+        self.propagate(batch).await
+    }
+
     /// The targets this propagator delivers to, and the data types each
     /// receives from it. A [`Router`](crate::Router) checks them against
     /// its policy, so no target receives a type the policy does not allow.
@@ -137,6 +147,10 @@ pub trait Propagator: Send + Sync {
 impl<P: Propagator + ?Sized> Propagator for std::sync::Arc<P> {
     async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
         (**self).propagate(batch).await
+    }
+
+    async fn propagate_to(&self, batch: &[ChangeEnvelope], targets: &BTreeSet<String>) -> Result<Receipt, PropagateError> {
+        (**self).propagate_to(batch, targets).await
     }
 
     fn targets(&self) -> BTreeMap<String, Vec<DataType>> {

@@ -7,7 +7,7 @@ use crate::propagate::{PropagateError, PropagationReport, Propagator, Receipt, T
 use crate::schema::DataType;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// The routing policy, usually the `[routing]` part of a configuration file.
@@ -173,7 +173,7 @@ impl RoutingPolicy {
 
     /// Every transport a change of `data_type` travels over: its route, and
     /// the own transport of each target receiving it.
-    pub fn transports_for(&self, data_type: DataType) -> std::collections::BTreeSet<&str> {
+    pub fn transports_for(&self, data_type: DataType) -> BTreeSet<&str> {
         let own = self.targets.values().filter(|p| p.data_types.contains(&data_type)).filter_map(|p| p.transport.as_deref());
         self.route(data_type).into_iter().chain(own).collect()
     }
@@ -382,13 +382,19 @@ impl Router {
     }
 }
 
-#[async_trait]
-impl Propagator for Router {
-    async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
+impl Router {
+    /// Delivers `batch` over the transports that carry it: to every target,
+    /// or with `only`, to those targets (over the transports that reach them).
+    async fn deliver(&self, batch: &[ChangeEnvelope], only: Option<&BTreeSet<String>>) -> Result<Receipt, PropagateError> {
         let mut parts: BTreeMap<&str, Vec<ChangeEnvelope>> = BTreeMap::new();
         for change in batch {
-            let transports = self.policy.transports_for(change.data_type);
-            if transports.is_empty() {
+            let transports: BTreeSet<&str> = match only {
+                None => self.policy.transports_for(change.data_type),
+                Some(targets) => {
+                    targets.iter().filter(|t| self.policy.allows(t, change.data_type)).filter_map(|t| self.policy.route_for(t, change.data_type)).collect()
+                }
+            };
+            if transports.is_empty() && only.is_none() {
                 return Err(PropagateError::NoRoute(change.data_type));
             }
             for name in transports {
@@ -398,7 +404,14 @@ impl Propagator for Router {
                 parts.entry(name).or_default().push(change.clone());
             }
         }
-        let sends = parts.iter().map(|(name, part)| async move { (*name, self.propagators[*name].propagate(part).await) });
+        let sends = parts.iter().map(|(name, part)| async move {
+            let propagator = &self.propagators[*name];
+            let result = match only {
+                None => propagator.propagate(part).await,
+                Some(targets) => propagator.propagate_to(part, targets).await,
+            };
+            (*name, result)
+        });
         let results = futures::future::join_all(sends).await;
         let mut receipt = Receipt::default();
         let mut delivered = PropagationReport::default();
@@ -419,6 +432,19 @@ impl Propagator for Router {
             delivered.merge(receipt.delivered().clone());
             Err(PropagateError::incomplete(delivered, failures))
         }
+    }
+}
+
+#[async_trait]
+impl Propagator for Router {
+    async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
+        self.deliver(batch, None).await
+    }
+
+    /// Each change goes over the transports that carry its data type to
+    /// those of `targets` allowed it, each asked to reach those targets only.
+    async fn propagate_to(&self, batch: &[ChangeEnvelope], targets: &BTreeSet<String>) -> Result<Receipt, PropagateError> {
+        self.deliver(batch, Some(targets)).await
     }
 
     /// Each target with the data types routed to it, over whichever transport.

@@ -261,3 +261,51 @@ fn a_merged_state_plans_as_its_serialized_records_do_across_many_chunks() {
     assert_eq!((streamed.created, streamed.deleted), (1, 10));
     assert!(streamed.updated > 1_000);
 }
+
+#[test]
+fn a_repair_sent_to_some_targets_is_their_version_alone_until_a_change_reaches_every_target() {
+    let mut ledger = ledger_with_history();
+    let (_, body) = md("G1", "one''");
+    assert!(ledger.holds(DataType::MasterData, "grade:G1", Some(hr_core::ContentHash::of(body.get()))).unwrap());
+    assert!(!ledger.holds(DataType::MasterData, "grade:G1", Some(hr_core::ContentHash::of("{}"))).unwrap(), "other content");
+    assert!(!ledger.holds(DataType::MasterData, "grade:G1", None).unwrap(), "a delete of a live record");
+    assert!(ledger.holds(DataType::MasterData, "grade:G2", None).unwrap() && ledger.holds(DataType::MasterData, "grade:G9", None).unwrap());
+
+    let repair = Repair { key: "grade:G1".into(), payload: Some(body.clone()), above: 0 };
+    let delta = ledger.plan_repairs(DataType::MasterData, [repair], "hub").unwrap();
+    ledger.reserve(DataType::MasterData, &delta).unwrap();
+    ledger.commit_to(DataType::MasterData, &delta, &["erp".into()]).unwrap();
+    assert_eq!(version(&ledger, "erp", "grade:G1"), Some((4, true)), "erp was sent version 4");
+    assert_eq!(version(&ledger, "payroll", "grade:G1"), Some((3, true)), "payroll keeps version 3");
+    assert_eq!(ledger.version_of(DataType::MasterData, "grade:G1").unwrap(), Some((3, false)), "the ledger's own row stays");
+    assert_eq!(ledger.in_doubt(DataType::MasterData).unwrap(), 0, "the reservation is settled");
+    assert_eq!(ledger.highest_issued(DataType::MasterData, "grade:G1").unwrap(), 4);
+
+    // A delete sent to orgchart alone under a key the ledger has no record of is orgchart's to hold.
+    let stray = Repair { key: "grade:G9".into(), payload: None, above: 0 };
+    let delta = ledger.plan_repairs(DataType::MasterData, [stray], "hub").unwrap();
+    ledger.reserve(DataType::MasterData, &delta).unwrap();
+    ledger.commit_to(DataType::MasterData, &delta, &["orgchart".into()]).unwrap();
+    assert_eq!(version(&ledger, "orgchart", "grade:G9"), Some((1, false)));
+    assert_eq!(version(&ledger, "erp", "grade:G9"), None);
+
+    // The next repair and the next change of the key go above what erp holds; the change reaches everyone.
+    let next = Repair { key: "grade:G1".into(), payload: Some(body), above: 0 };
+    assert_eq!(change(&ledger.plan_repairs(DataType::MasterData, [next], "hub").unwrap(), "grade:G1").version, 5);
+    let delta = run(&mut ledger, vec![md("G1", "changed")]);
+    assert_eq!(change(&delta, "grade:G1").version, 5, "a run's change went to version {}", change(&delta, "grade:G1").version);
+    assert_eq!(version(&ledger, "erp", "grade:G1"), Some((5, true)), "erp's own version is superseded");
+    assert_eq!(version(&ledger, "payroll", "grade:G1"), Some((5, true)));
+    // A change planned one key at a time (real time) is numbered the same way.
+    let delta = ledger.plan_repairs(DataType::MasterData, [Repair { key: "grade:G9".into(), payload: None, above: 0 }], "hub").unwrap();
+    assert_eq!(change(&delta, "grade:G9").version, 2);
+    let (key, body) = md("G9", "nine");
+    let realtime = ledger.plan_changes(DataType::MasterData, [(key.as_str(), Some(body))], "hub").unwrap();
+    assert_eq!(change(&realtime, "grade:G9").version, 2, "above the delete orgchart alone was sent");
+}
+
+/// The version `target` must hold of `key`, and whether live.
+fn version(ledger: &Ledger, target: &str, key: &str) -> Option<(u64, bool)> {
+    let entries = ledger.entries_for_target(DataType::MasterData, None, target).unwrap();
+    entries.into_iter().find(|e| e.key == key).map(|e| (e.version, e.content.is_some()))
+}

@@ -12,7 +12,7 @@ use hr_core::{
 use hr_transport_kafka::{KafkaConfig, KafkaPropagator, KafkaTransportError};
 use hr_transport_rest::{RestConfig, RestPropagator, RestTarget, RestTransportError};
 use hr_transport_scim::{ScimPropagator, ScimTransportError};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 mod plan;
@@ -236,7 +236,7 @@ pub type Reconciliation = BTreeMap<String, BTreeMap<DataType, Reconciled>>;
 /// What [`Hub::repair`] did.
 #[derive(Clone, Default)]
 pub struct RepairOutcome {
-    /// Keys sent again, per data type (each goes to every system of its route).
+    /// Keys sent again, per data type (each to the systems that differ; see [`Hub::repair`]).
     pub repaired: BTreeMap<DataType, u64>,
     /// Per system and data type, how many of its differing keys were repaired.
     pub repaired_per_target: BTreeMap<String, BTreeMap<DataType, u64>>,
@@ -792,20 +792,16 @@ impl Hub {
     /// the records the target's [`RecordScope`](hr_core::RecordScope) admits (a system holds only
     /// its own grants).
     pub fn expected_digest(&self, target: &str, data_type: DataType) -> Result<Digest, HubError> {
-        let scope = self.policy.scope(target);
-        if scope.admits_all(data_type) {
-            let audience = scope.fields().audience(data_type);
-            return Ok(blocking(|| self.ledger.digest_for(data_type, audience.as_deref()))?);
-        }
         Ok(Digest::of(&self.expected_entries(target, data_type)?))
     }
 
     /// The ledger's entries of `data_type` that `target` should hold, with
-    /// the hashes of its audience's content.
+    /// the hashes of its audience's content, at the versions repairs sent
+    /// it alone.
     fn expected_entries(&self, target: &str, data_type: DataType) -> Result<Vec<DigestEntry>, HubError> {
         let scope = self.policy.scope(target);
         let audience = scope.fields().audience(data_type);
-        let mut entries = blocking(|| self.ledger.entries_for(data_type, audience.as_deref()))?;
+        let mut entries = blocking(|| self.ledger.entries_for_target(data_type, audience.as_deref(), target))?;
         entries.retain(|e| scope.admits(data_type, &e.key));
         Ok(entries)
     }
@@ -940,7 +936,11 @@ impl Hub {
 
     /// Sends every differing key found by [`reconcile`](Self::reconcile)
     /// again at a fresh version: the record `state` holds for it, or a
-    /// delete where the hub holds no live record. A key `held` back this run
+    /// delete where the hub holds no live record. It goes to the systems
+    /// that differ in it (over Kafka: their topics, read by others too),
+    /// which the ledger remembers at that version while the others keep
+    /// theirs; a record the ledger does not hold yet goes to every system.
+    /// A key `held` back this run
     /// is left alone, and so is one the ledger holds live that `state` lacks:
     /// both are reported as unrepairable. Repairs are checked against
     /// `[safety]` as a run is (a lost or restored ledger makes every key
@@ -969,15 +969,69 @@ impl Hub {
             blocking(|| self.ledger.audit("hub", "run", &detail))?;
         }
         let mut outcome = RepairOutcome { unrepairable: repairs.unrepairable, ..RepairOutcome::default() };
-        let mut deltas = vec![];
+        let differing = differing_targets(found);
+        let mut everywhere = vec![];
+        let mut alone: ByReceivers<Vec<(DataType, Delta)>> = BTreeMap::new();
         for (t, send) in repairs.send {
             outcome.repaired.insert(t, send.len() as u64);
             metrics::counter!("hr_hub_repaired_total", "data_type" => t.as_str()).increment(send.len() as u64);
-            deltas.push((t, blocking(|| self.ledger.plan_repairs(t, send, "hr-hub"))?));
+            let (to_all, to_some) = blocking(|| self.receivers_of(t, send, &differing))?;
+            everywhere.push((t, blocking(|| self.ledger.plan_repairs(t, to_all, "hr-hub"))?));
+            for (targets, send) in to_some {
+                alone.entry(targets).or_default().push((t, blocking(|| self.ledger.plan_repairs(t, send, "hr-hub"))?));
+            }
         }
         outcome.repaired_per_target = repaired_per_target(found, &outcome.unrepairable);
-        outcome.sent = self.send(deltas, &[]).await?;
+        outcome.sent = self.send(everywhere, &[]).await?;
+        for (targets, deltas) in alone {
+            let (sent, receipt) = self.send_to(deltas, &targets).await?;
+            outcome.sent.sent += sent;
+            outcome.sent.receipt.merge(receipt);
+        }
         Ok(outcome)
+    }
+
+    /// Which targets each repair of `t` goes to: the ones that differ
+    /// (grouped by the set of them), where it carries what the ledger
+    /// holds, so the others keep their version; the rest, whose content is
+    /// new to the ledger (a grant lapsed since), to every target.
+    fn receivers_of(
+        &self,
+        t: DataType,
+        repairs: Vec<Repair>,
+        differing: &BTreeMap<(DataType, String), BTreeSet<String>>,
+    ) -> Result<(Vec<Repair>, ByReceivers<Vec<Repair>>), HubError> {
+        let mut to_all = vec![];
+        let mut to_some: ByReceivers<Vec<Repair>> = BTreeMap::new();
+        for repair in repairs {
+            let content = repair.payload.as_ref().map(|p| hr_core::ContentHash::of(p.get()));
+            match differing.get(&(t, repair.key.clone())) {
+                Some(targets) if self.ledger.holds(t, &repair.key, content)? => to_some.entry(targets.clone()).or_default().push(repair),
+                _ => to_all.push(repair),
+            }
+        }
+        Ok((to_all, to_some))
+    }
+
+    /// Reserves repairs, sends them to `targets` alone and records each
+    /// receiver's version ([`Ledger::commit_to`]): every target allowed the
+    /// data type that the receipt names too (a Kafka topic's other readers).
+    async fn send_to(&mut self, deltas: Vec<(DataType, Delta)>, targets: &BTreeSet<String>) -> Result<(u64, Receipt), HubError> {
+        let batch: Vec<ChangeEnvelope> = deltas.iter().flat_map(|(_, d)| d.changes.iter().cloned()).collect();
+        if batch.is_empty() {
+            return Ok((0, Receipt::default()));
+        }
+        blocking(|| deltas.iter().try_for_each(|(t, delta)| self.ledger.reserve(*t, delta)))?;
+        let receipt = self.router.propagate_to(&batch, targets).await?;
+        let policy = self.router.policy();
+        let receivers = |t: DataType| -> Vec<String> {
+            let named = receipt.delivered().delivered.iter().filter(|(_, types)| types.get(&t).is_some_and(|n| *n > 0)).map(|(name, _)| name);
+            let all: BTreeSet<&String> = targets.iter().chain(named).filter(|name| policy.allows(name, t)).collect();
+            all.into_iter().cloned().collect()
+        };
+        blocking(|| deltas.iter().try_for_each(|(t, delta)| self.ledger.commit_to(*t, delta, &receivers(*t))))?;
+        count_sent(&deltas, &receipt);
+        Ok((batch.len() as u64, receipt))
     }
 
     /// Writes in the audit log that an approval of repairs was not used
@@ -1154,6 +1208,23 @@ fn highest_versions(found: &Reconciliation) -> BTreeMap<DataType, BTreeMap<Strin
         }
     }
     above
+}
+
+/// Repairs grouped by the set of systems they go to.
+type ByReceivers<T> = BTreeMap<BTreeSet<String>, T>;
+
+/// Per data type and key, the systems whose copy differs (foreign claims
+/// are not differences a repair mends).
+fn differing_targets(found: &Reconciliation) -> BTreeMap<(DataType, String), BTreeSet<String>> {
+    let mut out: BTreeMap<(DataType, String), BTreeSet<String>> = BTreeMap::new();
+    for (target, per_type) in found {
+        for (t, reconciled) in per_type {
+            for k in reconciled.drift.keys() {
+                out.entry((*t, k.key.clone())).or_default().insert(target.clone());
+            }
+        }
+    }
+    out
 }
 
 /// Keys repaired in each system: its differing keys, less the unrepairable.

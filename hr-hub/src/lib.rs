@@ -33,10 +33,13 @@
 //! holds it, the system does not), `edited` (another version or content) or
 //! `extra` (the system holds a key the hub never sent or deleted).
 //! [`Hub::repair`] then sends each such key again at a fresh version above
-//! anything any system was seen holding: the hub's record, or a delete
-//! where the hub holds none. Repairs travel the data type's normal route, so
-//! a system fed over Kafka is repaired by a re-publish its consumer group
-//! applies, and every system converges on the same version.
+//! anything the hub ever gave it (and above what a majority of the systems
+//! hold): the hub's record, or a delete where the hub holds none. A repair
+//! goes to the systems that differ, over the transport that feeds each (a
+//! system fed over Kafka is repaired by a re-publish on its topic that its
+//! consumer group applies); the ledger remembers their version of the key,
+//! the other systems keep theirs, and the next change of the key reaches
+//! every system above all of them.
 //!
 //! # Example
 //!

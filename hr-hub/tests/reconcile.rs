@@ -7,12 +7,12 @@
 //! package's `trust.rs`, `trust_boundaries.rs` and `approval.rs`.
 
 use hr_core::{
-    ChangeEnvelope, ContentHash, DataType, DigestEntry, HeldBack, Ledger, MergedState, PropagateError, Propagator, ReadBackError, Receipt, RoutingPolicy,
-    TargetReader,
+    ChangeEnvelope, ContentHash, DataType, DigestEntry, HeldBack, Ledger, MergedState, PropagateError, PropagationReport, Propagator, ReadBackError, Receipt,
+    RoutingPolicy, TargetReader,
 };
 use hr_hub::{Hub, HubConfig, HubError, Reconciliation};
 use hr_testdata::{Dataset, GenerateOptions};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 const NAMES: [&str; 3] = ["payroll", "orgchart", "erp"];
@@ -46,11 +46,12 @@ type Store = BTreeMap<(DataType, String), Row>;
 struct Stores {
     policy: RoutingPolicy,
     held: Mutex<BTreeMap<String, Store>>,
+    received: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Stores {
     fn new(policy: RoutingPolicy) -> Self {
-        Stores { policy, held: Mutex::new(BTreeMap::new()) }
+        Stores { policy, held: Mutex::new(BTreeMap::new()), received: Mutex::new(BTreeMap::new()) }
     }
 
     fn row(&self, system: &str, data_type: DataType, key: &str) -> Option<Row> {
@@ -73,22 +74,43 @@ impl Stores {
     }
 }
 
-#[async_trait::async_trait]
-impl Propagator for Stores {
-    async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
+impl Stores {
+    /// Writes `batch` to every system that receives it, or to `only`'s, as
+    /// receivers write (a newer version wins); the receipt names each
+    /// system written to, and each system counts the changes it received.
+    fn write(&self, batch: &[ChangeEnvelope], only: Option<&BTreeSet<String>>) -> Receipt {
         let mut held = self.held.lock().unwrap();
+        let mut delivered = PropagationReport::default();
         for change in batch {
             for name in self.policy.targets_for(change.data_type) {
-                if !self.policy.scope(name).admits(change.data_type, &change.key) {
+                if !self.policy.scope(name).admits(change.data_type, &change.key) || only.is_some_and(|only| !only.contains(name)) {
                     continue;
                 }
+                delivered.add(name, change.data_type, 1);
+                *self.received.lock().unwrap().entry(name.to_string()).or_default() += 1;
                 let row = held.entry(name.to_string()).or_default().entry((change.data_type, change.key.clone())).or_insert((0, None));
                 if change.version > row.0 {
                     *row = (change.version, change.payload_json().map(str::to_string));
                 }
             }
         }
-        Ok(Receipt::default())
+        Receipt::applied_on_delivery(delivered)
+    }
+
+    /// How many changes `system` received so far.
+    fn received(&self, system: &str) -> u64 {
+        self.received.lock().unwrap().get(system).copied().unwrap_or(0)
+    }
+}
+
+#[async_trait::async_trait]
+impl Propagator for Stores {
+    async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
+        Ok(self.write(batch, None))
+    }
+
+    async fn propagate_to(&self, batch: &[ChangeEnvelope], targets: &BTreeSet<String>) -> Result<Receipt, PropagateError> {
+        Ok(self.write(batch, Some(targets)))
     }
 
     fn targets(&self) -> BTreeMap<String, Vec<DataType>> {
@@ -211,6 +233,51 @@ async fn missing_edited_and_extra_keys_are_named_per_system_and_repaired_above_w
     let (v, body) = f.stores.row("orgchart", DataType::Employee, stale).unwrap();
     assert!(body.is_none() && v > before.0, "the stale row is deleted above the version it held");
     assert_matches_everywhere(&f.reconcile().await, "after the repair");
+}
+
+#[tokio::test]
+async fn a_repair_goes_only_to_the_systems_that_differ_and_every_later_version_is_above_it() {
+    let mut f = Fixture::synced().await;
+    let keys = f.employees(2);
+    let (gone, edited) = (&keys[0], &keys[1]);
+    let (version, _) = f.stores.row("payroll", DataType::Employee, gone).unwrap();
+    f.stores.set("erp", DataType::Employee, gone, None);
+    f.stores.set("orgchart", DataType::Employee, gone, None);
+    f.stores.set("erp", DataType::Employee, edited, Some((version, Some(r#"{"edited":"by hand"}"#.into()))));
+    let payroll_before = f.stores.received("payroll");
+
+    let found = f.reconcile().await;
+    let repaired = f.hub.repair(&f.state, &HeldBack::default(), &found).await.unwrap();
+    assert_eq!(repaired.repaired[&DataType::Employee], 2);
+    assert_eq!(f.stores.received("payroll"), payroll_before, "payroll, which differs in nothing, was sent repairs");
+    assert_eq!(f.stores.row("payroll", DataType::Employee, gone).unwrap().0, version, "payroll's version moved");
+    let (repaired_at, body) = f.stores.row("erp", DataType::Employee, gone).unwrap();
+    assert!(repaired_at > version && body.is_some());
+    assert_eq!(f.stores.row("orgchart", DataType::Employee, gone).unwrap().0, repaired_at, "both systems that lacked it get the one repair");
+    assert!(f.stores.row("erp", DataType::Employee, edited).unwrap().1.unwrap().contains(edited.as_str()), "erp's edit is undone");
+    // The ledger knows each system's version: nothing differs, and nothing is repaired again.
+    let found = f.reconcile().await;
+    assert_matches_everywhere(&found, "after repairs sent to some systems alone");
+    let again = f.hub.repair(&f.state, &HeldBack::default(), &found).await.unwrap();
+    assert_eq!(again.sent.sent, 0);
+
+    // payroll loses the key in turn: its repair is numbered above erp's, never reusing it.
+    f.stores.set("payroll", DataType::Employee, gone, None);
+    let found = f.reconcile().await;
+    f.hub.repair(&f.state, &HeldBack::default(), &found).await.unwrap();
+    let (payroll_at, _) = f.stores.row("payroll", DataType::Employee, gone).unwrap();
+    assert!(payroll_at > repaired_at, "payroll's repair reused version {payroll_at}");
+    assert_matches_everywhere(&f.reconcile().await, "after payroll's repair");
+
+    // A change of the person reaches every system, above each one's version.
+    let mut state = f.state.clone();
+    state.employees.get_mut(gone.as_str()).unwrap().name = "a new name".into();
+    f.hub.sync(&state).await.unwrap();
+    for name in NAMES {
+        let (v, body) = f.stores.row(name, DataType::Employee, gone).unwrap();
+        assert!(v > payroll_at && body.unwrap().contains("a new name"), "{name} did not take the change (version {v})");
+    }
+    assert_matches_everywhere(&f.reconcile().await, "after a change every system received");
 }
 
 #[tokio::test]

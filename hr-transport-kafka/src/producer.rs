@@ -8,7 +8,7 @@ use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// The name failures use for the broker itself.
@@ -85,10 +85,11 @@ impl KafkaPropagator {
 
     /// Puts every record of `batch` in flight at once (waiting for
     /// deliveries while the producer queue is full) and collects every
-    /// acknowledgement or failure until the delivery timeout.
-    async fn produce_all(&self, batch: &[ChangeEnvelope]) -> Acknowledged {
+    /// acknowledgement or failure until the delivery timeout; to the topics
+    /// of every audience, or of the audiences of `only`'s targets.
+    async fn produce_all(&self, batch: &[ChangeEnvelope], only: Option<&BTreeSet<String>>) -> Acknowledged {
         let deadline = tokio::time::Instant::now() + self.config.delivery_timeout;
-        let audiences: BTreeMap<DataType, Vec<(String, &FieldScope)>> = batch.iter().map(|c| (c.data_type, self.audiences(c.data_type))).collect();
+        let audiences: BTreeMap<DataType, Vec<(String, &FieldScope)>> = batch.iter().map(|c| (c.data_type, self.audiences(c.data_type, only))).collect();
         let mut in_flight = FuturesUnordered::new();
         let mut acknowledged = Acknowledged::default();
         let copies: Vec<(&ChangeEnvelope, &str, &FieldScope)> =
@@ -144,15 +145,17 @@ impl KafkaPropagator {
 
     /// The topics a change of `data_type` goes to, each with the fields
     /// its audience goes without: one per distinct field scope among the
-    /// targets that receive it (the full topic alone without targets).
-    fn audiences(&self, data_type: DataType) -> Vec<(String, &FieldScope)> {
+    /// targets that receive it (the full topic alone without targets), or
+    /// among `only`'s targets (then none without them).
+    fn audiences(&self, data_type: DataType, only: Option<&BTreeSet<String>>) -> Vec<(String, &FieldScope)> {
         static FULL: std::sync::OnceLock<FieldScope> = std::sync::OnceLock::new();
         let full = FULL.get_or_init(FieldScope::full);
         let mut topics: BTreeMap<String, &FieldScope> = BTreeMap::new();
-        for target in self.targets.values().filter(|t| t.data_types.contains(&data_type)) {
+        let chosen = self.targets.iter().filter(|(name, _)| only.is_none_or(|only| only.contains(*name)));
+        for (_, target) in chosen.filter(|(_, t)| t.data_types.contains(&data_type)) {
             topics.entry(self.config.topic_for(data_type, &target.fields)).or_insert(&target.fields);
         }
-        if topics.is_empty() {
+        if topics.is_empty() && only.is_none() {
             topics.insert(self.config.topic_for(data_type, full), full);
         }
         topics.into_iter().collect()
@@ -259,7 +262,15 @@ impl KafkaPropagator {
 impl Propagator for KafkaPropagator {
     async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
         self.refuse_sensitive(batch)?;
-        let acknowledged = self.produce_all(batch).await;
+        let acknowledged = self.produce_all(batch, None).await;
+        self.outcome(acknowledged)
+    }
+
+    /// Publishes to the topics the named targets read: every target
+    /// reading one of them receives it too, and the receipt names them all.
+    async fn propagate_to(&self, batch: &[ChangeEnvelope], targets: &BTreeSet<String>) -> Result<Receipt, PropagateError> {
+        self.refuse_sensitive(batch)?;
+        let acknowledged = self.produce_all(batch, Some(targets)).await;
         self.outcome(acknowledged)
     }
 

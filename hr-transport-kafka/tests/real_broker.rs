@@ -116,6 +116,53 @@ async fn a_receipt_names_the_target_whose_group_has_not_applied_the_batch() {
     erp_sub.shutdown().await.unwrap();
 }
 
+/// A repair for some targets alone goes to their topics only: a target
+/// reading another audience's topic receives nothing, one sharing the
+/// topic receives it too, and the receipt names exactly who received it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_for_some_targets_goes_to_their_topics_and_the_receipt_names_every_reader() {
+    let config = config("only").await;
+    let narrowed = hr_core::FieldScope::full().omitting(DataType::Employee, ["phone", "birth_date"]).unwrap();
+    let directory_config = KafkaConfig { fields: narrowed.clone(), ..config.clone() };
+    ensure_topics(&directory_config, &[DataType::Employee]).await.unwrap();
+    let mut sinks = BTreeMap::new();
+    let mut subs = vec![];
+    for (name, c) in [("payroll", &config), ("erp", &config), ("directory", &directory_config)] {
+        let sink = Arc::new(MemorySink::default());
+        subs.push(KafkaSubscriber::start(c, &config.group(name), &[DataType::Employee], sink.clone()).unwrap());
+        sinks.insert(name, sink);
+    }
+    let propagator = KafkaPropagator::new(&config)
+        .unwrap()
+        .with_target("payroll", &[DataType::Employee])
+        .unwrap()
+        .with_target("erp", &[DataType::Employee])
+        .unwrap()
+        .with_scoped_target("directory", &[DataType::Employee], narrowed)
+        .unwrap();
+    let only = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<std::collections::BTreeSet<String>>();
+
+    let changes = employees(20);
+    let receipt = propagator.propagate_to(&changes[..10], &only(&["directory"])).await.unwrap();
+    let named: Vec<&String> = receipt.delivered().delivered.keys().collect();
+    assert_eq!(named, vec!["directory"], "only the directory's topic was written");
+    receipt.applied(Duration::from_secs(60)).await.unwrap();
+    let receipt = propagator.propagate_to(&changes[10..], &only(&["payroll"])).await.unwrap();
+    let named: Vec<&String> = receipt.delivered().delivered.keys().collect();
+    assert_eq!(named, vec!["erp", "payroll"], "erp reads payroll's topic: it receives the batch too, and is named");
+    receipt.applied(Duration::from_secs(60)).await.unwrap();
+    for (name, batch) in [("directory", &changes[..10]), ("payroll", &changes[10..]), ("erp", &changes[10..])] {
+        let mut held: Vec<String> = sinks[name].entries(DataType::Employee).await.unwrap().into_iter().map(|e| e.key).collect();
+        let mut sent: Vec<String> = batch.iter().map(|c| c.key.clone()).collect();
+        held.sort();
+        sent.sort();
+        assert_eq!(held, sent, "{name} holds exactly the batch meant for it");
+    }
+    for s in subs {
+        s.shutdown().await.unwrap();
+    }
+}
+
 /// Records the versions it sees per key, in arrival order.
 #[derive(Default)]
 struct OrderRecorder {

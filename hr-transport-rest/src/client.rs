@@ -4,7 +4,7 @@ use hr_core::{
     TargetFailure, TargetReader,
 };
 use hr_http::{read_bounded, retry_after, root_cause};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -397,6 +397,15 @@ impl RestPropagator {
     }
 }
 
+impl RestPropagator {
+    /// Sends each target `chosen` picks its data types of `batch`, all at once.
+    async fn deliver_to(&self, batch: &[ChangeEnvelope], chosen: impl Fn(&RestTarget) -> bool) -> Result<Receipt, PropagateError> {
+        let deadline = Instant::now() + self.config.deadline;
+        let sends = self.config.targets.iter().filter(|t| chosen(t)).map(|t| self.deliver(t, batch, deadline));
+        Receipt::from_targets("rest", futures::future::join_all(sends).await)
+    }
+}
+
 fn check_base_url(target: &RestTarget) -> Result<(), RestTransportError> {
     hr_http::check_target_url(&target.base_url, target.allow_insecure_http).map_err(|problem| match problem {
         hr_http::UrlProblem::Insecure => RestTransportError::InsecureUrl { target: target.name.clone(), url: target.base_url.clone() },
@@ -433,8 +442,12 @@ impl Propagator for RestPropagator {
     /// Sends each target its data types; the receipt is applied on return,
     /// since a target answers only once its sink applied the batch.
     async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
-        let deadline = Instant::now() + self.config.deadline;
-        Receipt::from_targets("rest", futures::future::join_all(self.config.targets.iter().map(|t| self.deliver(t, batch, deadline))).await)
+        self.deliver_to(batch, |_| true).await
+    }
+
+    /// Sends the named targets alone their data types.
+    async fn propagate_to(&self, batch: &[ChangeEnvelope], targets: &BTreeSet<String>) -> Result<Receipt, PropagateError> {
+        self.deliver_to(batch, |t| targets.contains(&t.name)).await
     }
 
     fn field_scope(&self, target: &str) -> FieldScope {

@@ -12,7 +12,7 @@ use hr_core::{
 use hr_http::{read_bounded, root_cause};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use tokio::sync::Mutex;
 
 /// Delivers employees and org units to SCIM 2.0 directories, and reads
@@ -506,6 +506,14 @@ enum Created {
     Adopted(String, Value, Option<String>),
 }
 
+impl ScimPropagator {
+    /// Writes each directory `chosen` picks, all at once.
+    async fn write_to(&self, batch: &[ChangeEnvelope], chosen: impl Fn(&ScimTarget) -> bool) -> Result<Receipt, PropagateError> {
+        let writes = self.config.targets.iter().filter(|t| chosen(t)).map(|t| self.deliver(t, batch));
+        Receipt::from_targets("scim", futures::future::join_all(writes).await)
+    }
+}
+
 /// A key whose resource is no longer in the directory.
 fn gone() -> Known {
     Known { scim_id: None, etag: None, version: 0, content: None, owned: json!({}), group: None, manager: None, manager_set: true, seen: None }
@@ -527,7 +535,12 @@ impl Propagator for ScimPropagator {
     /// Writes each directory its data types; the receipt is applied on
     /// return, since a directory answers once it holds the change.
     async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
-        Receipt::from_targets("scim", futures::future::join_all(self.config.targets.iter().map(|t| self.deliver(t, batch))).await)
+        self.write_to(batch, |_| true).await
+    }
+
+    /// Writes the named directories alone.
+    async fn propagate_to(&self, batch: &[ChangeEnvelope], targets: &BTreeSet<String>) -> Result<Receipt, PropagateError> {
+        self.write_to(batch, |t| targets.contains(&t.name)).await
     }
 
     fn targets(&self) -> BTreeMap<String, Vec<DataType>> {
