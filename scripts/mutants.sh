@@ -36,7 +36,7 @@ client() {
 }
 repair() {
   mutants --package hr-hub -f hub.rs -f hub/plan.rs \
-    --re 'reconcile|find_drift|mark_foreign|repair|highest_versions|holds_owned_sets|without_owned|expected_digest|expected_entries|classify_repairs|Repairs|describe|count_records|held_records|hold_reasons' \
+    --re 'reconcile|find_drift|mark_foreign|repair|receivers_of|send_to|differing_targets|highest_versions|holds_owned_sets|without_owned|expected_digest|expected_entries|classify_repairs|Repairs|describe|count_records|held_records|hold_reasons' \
     --exclude-re 'Hub::send|without_sets|without_grants_of_leavers|without_expired_grants|with_suspended_grants|without_unknown_roles' \
     -o mutants.out/repair "$@" -- --test reconcile --lib
 }

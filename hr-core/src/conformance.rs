@@ -17,16 +17,24 @@
 //!   from the receipt within its deadline), the others still apply, and
 //!   once the target is back, sending again converges;
 //! * sensitive data: compensation, which no target of the harness may
-//!   receive, reaches no sink.
+//!   receive, reaches no sink;
+//! * some targets alone ([`Propagator::propagate_to`]): a batch for
+//!   orgchart reaches it, and reaches another target only if the receipt
+//!   names it as a receiver;
+//! * field scope: org units reach [`NARROWED`] without the fields
+//!   [`narrowed`] omits, and the other targets whole (every target receives
+//!   org units too, [`NARROWED`] in that field scope);
+//! * record scope, for a transport that carries grants
+//!   ([`Harness::carries_grants`]): a grant reaches only the system it names.
 //!
 //! Each check panics with what went wrong, as a test should.
 
 use crate::{
-    ApplyOutcome, ChangeEnvelope, Company, DataType, Digest, DigestEntry, MasterData, MemorySink, OrgUnit, PropagateError, PropagationReport, Propagator,
-    PropagatorExt, Sink, SinkError,
+    ApplyOutcome, ChangeEnvelope, Company, DataType, Digest, DigestEntry, FieldScope, MasterData, MemorySink, OrgUnit, PermissionGrant, PropagateError,
+    PropagationReport, Propagator, PropagatorExt, Sink, SinkError,
 };
 use async_trait::async_trait;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,12 +42,29 @@ use std::time::Duration;
 /// The targets every harness serves.
 pub const TARGETS: [&str; 3] = ["payroll", "orgchart", "erp"];
 
+/// The target a harness sets up without the fields [`narrowed`] omits.
+pub const NARROWED: &str = "orgchart";
+
+/// The field scope of [`NARROWED`]: org units without their company.
+pub fn narrowed() -> FieldScope {
+    FieldScope::full().omitting(DataType::OrgUnit, ["company"]).expect("an org unit's company is optional")
+}
+
 /// A transport under test and the targets it serves.
 #[async_trait]
 pub trait Harness: Send + Sync {
     /// The propagator under test, serving every target in [`TARGETS`] with
-    /// [`data_type`](Self::data_type) and none with [`DataType::Compensation`].
+    /// [`data_type`](Self::data_type) and [`DataType::OrgUnit`] ([`NARROWED`]
+    /// in the field scope [`narrowed`]), with [`DataType::Permission`] if it
+    /// [`carries_grants`](Self::carries_grants), and none with
+    /// [`DataType::Compensation`].
     fn propagator(&self) -> Arc<dyn Propagator>;
+
+    /// Whether the transport carries grants (each target receiving only
+    /// the grants for its own system); by default it does not.
+    fn carries_grants(&self) -> bool {
+        false
+    }
 
     /// The data type the checks send: [`DataType::MasterData`] (any
     /// transport carries it) or [`DataType::OrgUnit`] (a directory's Groups).
@@ -104,6 +129,7 @@ impl Sink for GatedSink {
 pub struct GatedHarness {
     propagator: Arc<dyn Propagator>,
     sinks: BTreeMap<&'static str, Arc<GatedSink>>,
+    grants: bool,
 }
 
 impl GatedHarness {
@@ -114,7 +140,13 @@ impl GatedHarness {
 
     /// `propagator` serving targets that apply into `stores` (from [`stores`](Self::stores)).
     pub fn new(propagator: Arc<dyn Propagator>, stores: BTreeMap<&'static str, Arc<GatedSink>>) -> Self {
-        GatedHarness { propagator, sinks: stores }
+        GatedHarness { propagator, sinks: stores, grants: false }
+    }
+
+    /// This harness for a transport that carries grants (see [`Harness::carries_grants`]).
+    pub fn carrying_grants(mut self) -> Self {
+        self.grants = true;
+        self
     }
 }
 
@@ -122,6 +154,10 @@ impl GatedHarness {
 impl Harness for GatedHarness {
     fn propagator(&self) -> Arc<dyn Propagator> {
         self.propagator.clone()
+    }
+
+    fn carries_grants(&self) -> bool {
+        self.grants
     }
 
     async fn held(&self, target: &str, data_type: DataType) -> Vec<DigestEntry> {
@@ -146,6 +182,11 @@ pub async fn run_all(harness: &dyn Harness, prefix: &str) {
     a_delete_wins_over_older_upserts(harness, &format!("{prefix}delete")).await;
     a_target_down_is_named_and_catches_up_after_a_resend(harness, &format!("{prefix}down")).await;
     sensitive_data_reaches_no_target_not_allowed_it(harness, &format!("{prefix}pay")).await;
+    a_batch_for_some_targets_reaches_only_those_the_receipt_names(harness, &format!("{prefix}some")).await;
+    fields_a_target_goes_without_never_reach_it(harness, &format!("{prefix}scope")).await;
+    if harness.carries_grants() {
+        a_grant_reaches_only_the_system_it_names(harness, &format!("{prefix}grant")).await;
+    }
 }
 
 fn record(set: &str, code: usize, name: &str) -> MasterData {
@@ -205,10 +246,17 @@ async fn send_and_confirm(harness: &dyn Harness, batch: &[ChangeEnvelope]) -> Pr
     harness.propagator().propagate_applied(batch, harness.deadline()).await.unwrap_or_else(|e| panic!("propagate and apply: {e}"))
 }
 
-async fn assert_every_target_holds(harness: &dyn Harness, set: &str, want: &Digest, what: &str) {
+/// What `target` holds of `set` once it applied `batch` in its field scope.
+async fn expected_in(target: &str, batch: &[ChangeEnvelope], set: &str) -> Digest {
+    let scope = if target == NARROWED { narrowed() } else { FieldScope::full() };
+    let scoped: Vec<ChangeEnvelope> = batch.iter().map(|c| scope.apply(c).expect("the suite omits optional fields only").into_owned()).collect();
+    expected(&scoped, set).await
+}
+
+async fn assert_every_target_holds(harness: &dyn Harness, set: &str, batch: &[ChangeEnvelope], what: &str) {
     for target in TARGETS {
         let held = held_of_set(harness, target, set).await;
-        assert_eq!(&held, want, "{target} after {what}");
+        assert_eq!(held, expected_in(target, batch, set).await, "{target} after {what}");
     }
 }
 
@@ -219,7 +267,7 @@ pub async fn delivers_to_every_target(harness: &dyn Harness, set: &str) {
     for target in TARGETS {
         assert_eq!(applied.total(target), 300, "{target} applied the whole batch: {applied:?}");
     }
-    assert_every_target_holds(harness, set, &expected(&batch, set).await, "one batch").await;
+    assert_every_target_holds(harness, set, &batch, "one batch").await;
 }
 
 /// Sending the same batch twice leaves every target as after once.
@@ -227,7 +275,7 @@ pub async fn redelivery_changes_nothing(harness: &dyn Harness, set: &str) {
     let batch = upserts_of(harness.data_type(), set, 50, 1, "once");
     send_and_confirm(harness, &batch).await;
     send_and_confirm(harness, &batch).await;
-    assert_every_target_holds(harness, set, &expected(&batch, set).await, "the same batch twice").await;
+    assert_every_target_holds(harness, set, &batch, "the same batch twice").await;
 }
 
 /// Version 2 then version 1 of the same keys: every target keeps version 2.
@@ -236,7 +284,7 @@ pub async fn an_older_version_arriving_late_is_ignored(harness: &dyn Harness, se
     let older = upserts_of(harness.data_type(), set, 50, 1, "older");
     send_and_confirm(harness, &newer).await;
     send_and_confirm(harness, &older).await;
-    assert_every_target_holds(harness, set, &expected(&newer, set).await, "an older version arriving late").await;
+    assert_every_target_holds(harness, set, &newer, "an older version arriving late").await;
 }
 
 /// Upsert at 1, delete at 2, the upsert at 1 again: the key stays deleted.
@@ -246,9 +294,9 @@ pub async fn a_delete_wins_over_older_upserts(harness: &dyn Harness, set: &str) 
     send_and_confirm(harness, &created).await;
     send_and_confirm(harness, &deleted).await;
     send_and_confirm(harness, &created).await;
-    let want = expected(&[created.clone(), deleted].concat(), set).await;
-    assert_eq!(want.count, 0, "the reference holds only tombstones");
-    assert_every_target_holds(harness, set, &want, "a delete and a late upsert").await;
+    let all = [created.clone(), deleted].concat();
+    assert_eq!(expected(&all, set).await.count, 0, "the reference holds only tombstones");
+    assert_every_target_holds(harness, set, &all, "a delete and a late upsert").await;
 }
 
 /// With erp down, the failure names erp and only erp; payroll and orgchart
@@ -264,13 +312,12 @@ pub async fn a_target_down_is_named_and_catches_up_after_a_resend(harness: &dyn 
     assert_eq!(failure.failed_targets(), vec!["erp"], "{failure}");
     assert!(failures.iter().all(|f| f.retriable), "a target down is worth retrying: {failure}");
     assert_eq!(delivered.total("erp"), 0, "nothing reported for erp: {failure}");
-    let want = expected(&batch, set).await;
     for target in ["payroll", "orgchart"] {
-        assert_eq!(held_of_set(harness, target, set).await, want, "{target} applies while erp is down");
+        assert_eq!(held_of_set(harness, target, set).await, expected_in(target, &batch, set).await, "{target} applies while erp is down");
     }
     harness.start("erp").await;
     send_and_confirm(harness, &batch).await;
-    assert_every_target_holds(harness, set, &want, "erp came back and the batch was sent again").await;
+    assert_every_target_holds(harness, set, &batch, "erp came back and the batch was sent again").await;
 }
 
 /// Compensation, which no target of the harness may receive, reaches none.
@@ -288,5 +335,59 @@ pub async fn sensitive_data_reaches_no_target_not_allowed_it(harness: &dyn Harne
     for target in TARGETS {
         let entries = harness.held(target, DataType::Compensation).await;
         assert!(entries.is_empty(), "{target} holds compensation it may not receive");
+    }
+}
+
+/// A batch for orgchart alone reaches orgchart; payroll and erp hold it if
+/// and only if the receipt names them as receivers (a Kafka topic they
+/// share with orgchart reaches them too, and says so).
+pub async fn a_batch_for_some_targets_reaches_only_those_the_receipt_names(harness: &dyn Harness, set: &str) {
+    let batch = upserts_of(harness.data_type(), set, 30, 1, "for orgchart");
+    let only: BTreeSet<String> = BTreeSet::from(["orgchart".to_string()]);
+    let receipt = harness.propagator().propagate_to(&batch, &only).await.unwrap_or_else(|e| panic!("propagate to orgchart: {e}"));
+    let applied = receipt.applied(harness.deadline()).await.unwrap_or_else(|e| panic!("applied by the receivers: {e}"));
+    assert_eq!(applied.total("orgchart"), 30, "orgchart applied the batch meant for it: {applied:?}");
+    // A transport that leaked the batch to a target it did not name would have it applied by now.
+    tokio::time::sleep(harness.short_deadline()).await;
+    assert_eq!(held_of_set(harness, "orgchart", set).await, expected_in("orgchart", &batch, set).await, "orgchart after a batch for it alone");
+    for target in ["payroll", "erp"] {
+        let named = receipt.delivered().total(target) > 0;
+        let held = held_of_set(harness, target, set).await;
+        if named {
+            assert_eq!(held, expected_in(target, &batch, set).await, "{target} is named as a receiver of orgchart's batch but does not hold it");
+        } else {
+            assert_eq!(held, Digest::default(), "{target} holds a batch meant for orgchart, and the receipt does not say so");
+        }
+    }
+}
+
+/// Org units reach [`NARROWED`] without the fields [`narrowed`] omits, and
+/// every other target whole.
+pub async fn fields_a_target_goes_without_never_reach_it(harness: &dyn Harness, set: &str) {
+    let batch = upserts_of(DataType::OrgUnit, set, 20, 1, "scoped");
+    assert!(batch.iter().all(|c| c.payload_json().is_some_and(|p| p.contains("\"company\""))), "the org units carry the field to leave out");
+    send_and_confirm(harness, &batch).await;
+    for target in TARGETS {
+        let held = digest_of_set(harness.held(target, DataType::OrgUnit).await, DataType::OrgUnit, set);
+        assert_eq!(held, expected_in(target, &batch, set).await, "{target} does not hold the org units as its field scope says");
+    }
+    // Had the field reached the narrowed target, it would hold what the others do.
+    assert_ne!(expected_in(NARROWED, &batch, set).await, expected(&batch, set).await, "the suite's field scope leaves something out");
+}
+
+/// A grant for each system, sent to all: each system holds its own only.
+pub async fn a_grant_reaches_only_the_system_it_names(harness: &dyn Harness, set: &str) {
+    let at = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").expect("a time").with_timezone(&chrono::Utc);
+    let grants: Vec<ChangeEnvelope> = TARGETS
+        .iter()
+        .map(|system| {
+            let grant = PermissionGrant { employee: set.into(), system: (*system).into(), role: "viewer".into(), granted: true, expires: None, at };
+            ChangeEnvelope::upsert(DataType::Permission, grant.key(), 1, "conformance", &grant).expect("a grant serializes")
+        })
+        .collect();
+    send_and_confirm(harness, &grants).await;
+    for target in TARGETS {
+        let held: Vec<String> = harness.held(target, DataType::Permission).await.into_iter().map(|e| e.key).filter(|k| k.starts_with(set)).collect();
+        assert_eq!(held, vec![format!("{set}:{target}:viewer")], "{target} holds grants of other systems");
     }
 }

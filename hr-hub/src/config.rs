@@ -152,6 +152,15 @@ pub struct TargetConfig {
     /// deactivating them.
     #[serde(default)]
     pub delete_leavers: bool,
+    /// A directory (`transport = "scim"`) is sent changes in SCIM Bulk
+    /// requests where it announces them (default); `false`: one request
+    /// per change.
+    #[serde(default = "default_true")]
+    pub bulk: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `[api]`: who may call the hub's API, each with a token of its own.
@@ -380,6 +389,7 @@ impl HubConfig {
             let mut target = hr_transport_scim::ScimTarget::new(name, url, t.data_types.clone())
                 .with_fields(t.omit.clone())
                 .with_delete_leavers(t.delete_leavers)
+                .with_bulk(t.bulk)
                 .with_insecure_http(t.allow_insecure_http);
             if let Some(token) = self.token_of(name)? {
                 target = target.with_token(&token);

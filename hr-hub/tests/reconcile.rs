@@ -249,6 +249,7 @@ async fn a_repair_goes_only_to_the_systems_that_differ_and_every_later_version_i
     let found = f.reconcile().await;
     let repaired = f.hub.repair(&f.state, &HeldBack::default(), &found).await.unwrap();
     assert_eq!(repaired.repaired[&DataType::Employee], 2);
+    assert_eq!(repaired.sent.sent, 2, "one change per key, whatever the systems it goes to");
     assert_eq!(f.stores.received("payroll"), payroll_before, "payroll, which differs in nothing, was sent repairs");
     assert_eq!(f.stores.row("payroll", DataType::Employee, gone).unwrap().0, version, "payroll's version moved");
     let (repaired_at, body) = f.stores.row("erp", DataType::Employee, gone).unwrap();
@@ -268,6 +269,18 @@ async fn a_repair_goes_only_to_the_systems_that_differ_and_every_later_version_i
     let (payroll_at, _) = f.stores.row("payroll", DataType::Employee, gone).unwrap();
     assert!(payroll_at > repaired_at, "payroll's repair reused version {payroll_at}");
     assert_matches_everywhere(&f.reconcile().await, "after payroll's repair");
+
+    // A repair of content the ledger does not hold yet (the source changed since the last run) goes to every system.
+    let other = &keys[1];
+    let mut changed = f.state.clone();
+    changed.employees.get_mut(other.as_str()).unwrap().name = "renamed before the run".into();
+    f.stores.set("erp", DataType::Employee, other, None);
+    let found = f.reconcile().await;
+    f.hub.repair(&changed, &HeldBack::default(), &found).await.unwrap();
+    for name in NAMES {
+        assert!(f.stores.row(name, DataType::Employee, other).unwrap().1.unwrap().contains("renamed before the run"), "{name}");
+    }
+    assert_matches_everywhere(&f.reconcile().await, "after a repair of content new to the ledger");
 
     // A change of the person reaches every system, above each one's version.
     let mut state = f.state.clone();
@@ -352,22 +365,31 @@ async fn a_key_held_back_or_without_a_record_is_left_alone_and_reported() {
     assert_eq!(repaired.repaired_per_target["erp"][&DataType::Employee], 0, "{:?}", repaired.repaired_per_target);
 }
 
+impl Fixture {
+    /// A third of the people leave (approved), then erp's store is restored
+    /// from a backup taken before: it holds them again. The state after
+    /// they left, their keys, and the rows erp held.
+    async fn erp_restored_after_a_third_left(&mut self) -> (MergedState, Vec<String>, Vec<(String, Row)>) {
+        let leavers: Vec<String> = self.stores.live("erp", DataType::Employee).into_iter().step_by(3).collect();
+        let rows: Vec<(String, Row)> = leavers.iter().map(|k| (k.clone(), self.stores.row("erp", DataType::Employee, k).unwrap())).collect();
+        let mut state = self.state.clone();
+        for key in &leavers {
+            state.employees.remove(key.as_str());
+        }
+        self.hub.allow_mass_delete(true);
+        self.hub.sync(&state).await.unwrap();
+        self.hub.allow_mass_delete(false);
+        for (key, row) in &rows {
+            self.stores.set("erp", DataType::Employee, key, Some(row.clone()));
+        }
+        (state, leavers, rows)
+    }
+}
+
 #[tokio::test]
 async fn repairs_over_safety_are_held_previewed_and_go_only_as_the_approved_plan() {
     let mut f = Fixture::synced().await;
-    // erp restored from a backup taken before a third of the people left: it holds them again.
-    let leavers: Vec<String> = f.stores.live("erp", DataType::Employee).into_iter().step_by(3).collect();
-    let rows: Vec<(String, Row)> = leavers.iter().map(|k| (k.clone(), f.stores.row("erp", DataType::Employee, k).unwrap())).collect();
-    let mut state = f.state.clone();
-    for key in &leavers {
-        state.employees.remove(key.as_str());
-    }
-    f.hub.allow_mass_delete(true);
-    f.hub.sync(&state).await.unwrap();
-    f.hub.allow_mass_delete(false);
-    for (key, row) in &rows {
-        f.stores.set("erp", DataType::Employee, key, Some(row.clone()));
-    }
+    let (state, leavers, rows) = f.erp_restored_after_a_third_left().await;
 
     let found = f.reconcile().await;
     let held = match f.hub.repair(&state, &HeldBack::default(), &found).await {
@@ -430,6 +452,27 @@ async fn repairs_over_safety_are_held_previewed_and_go_only_as_the_approved_plan
     f.hub.sync(&state).await.unwrap();
     let audit = f.hub.ledger().audit_entries(None).unwrap();
     assert!(audit.iter().any(|e| e.action == "approve" && e.detail["plan_id"] == third.as_str() && e.detail["outcome"] == "refused"), "{audit:#?}");
+}
+
+#[tokio::test]
+async fn an_approval_of_repairs_does_not_let_other_repairs_go() {
+    let mut f = Fixture::synced().await;
+    let (state, leavers, _) = f.erp_restored_after_a_third_left().await;
+    let found = f.reconcile().await;
+    let Err(HubError::Held { plan_id: approved, .. }) = f.hub.repair(&state, &HeldBack::default(), &found).await else { panic!("not held") };
+    f.hub.approve(&approved, "hr-lead").unwrap();
+    // Before the next run, erp loses another row: its repairs are others than the ones approved.
+    let other = f.stores.live("erp", DataType::Employee).into_iter().find(|k| !leavers.contains(k)).unwrap();
+    f.stores.set("erp", DataType::Employee, &other, None);
+    f.hub.sync(&state).await.unwrap();
+    let found = f.reconcile().await;
+    match f.hub.repair(&state, &HeldBack::default(), &found).await {
+        Err(HubError::Held { plan_id, .. }) => assert_ne!(plan_id, approved, "other repairs, another plan"),
+        other => panic!("repairs went on the approval of other repairs: {other:?}"),
+    }
+    assert!(leavers.iter().all(|k| f.stores.row("erp", DataType::Employee, k).unwrap().1.is_some()), "held repairs deleted in erp");
+    let audit = f.hub.ledger().audit_entries(None).unwrap();
+    assert!(audit.iter().any(|e| e.action == "approve" && e.detail["plan_id"] == approved.as_str() && e.detail["outcome"] == "refused"), "{audit:#?}");
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The propagator: writes each change to each directory as SCIM requests,
 //! and reads the directories back for reconciliation.
 
+use crate::bulk::{self, Answer, BulkLimits, Request};
 use crate::config::{ScimConfig, ScimTarget, ScimTransportError};
 use crate::ids::{IdStore, Known};
 use crate::mapping::{group_of, group_patch, owned_group, owned_user, user_of, user_patch, PATCH_SCHEMA};
@@ -36,13 +37,8 @@ impl std::fmt::Debug for ScimPropagator {
 struct Provider {
     patch: bool,
     etag: bool,
-}
-
-/// A directory's answer to one request.
-struct Answer {
-    status: StatusCode,
-    etag: Option<String>,
-    body: Value,
+    /// Bulk requests and their limits, where announced.
+    bulk: Option<BulkLimits>,
 }
 
 /// Why a change did not reach a directory; `retriable` if the same batch may succeed later.
@@ -140,8 +136,8 @@ impl ScimPropagator {
             return Err(Failure::answer("reading /ServiceProviderConfig", &answer));
         }
         let supported = |feature: &str| answer.body[feature]["supported"].as_bool().unwrap_or(false);
-        let provider = Provider { patch: supported("patch"), etag: supported("etag") };
-        tracing::info!(target = %t.name, patch = provider.patch, etag = provider.etag, "SCIM directory capabilities read");
+        let provider = Provider { patch: supported("patch"), etag: supported("etag"), bulk: BulkLimits::announced(&answer.body["bulk"]) };
+        tracing::info!(target = %t.name, patch = provider.patch, etag = provider.etag, bulk = ?provider.bulk, "SCIM directory capabilities read");
         self.providers.lock().await.insert(t.name.clone(), provider);
         Ok(provider)
     }
@@ -161,19 +157,154 @@ impl ScimPropagator {
         };
         mine.sort_by_key(|c| (c.data_type != DataType::OrgUnit, c.version));
         let mut moves = vec![];
-        for change in mine {
-            match self.apply(t, provider, change, &mut moves).await {
-                Ok(()) => report.add(&t.name, change.data_type, 1),
-                Err(f) => return (report, failed(f)),
-            }
+        if let Err(f) = self.apply_all(t, provider, &mine, &mut report, &mut moves).await {
+            return (report, failed(f));
         }
-        if let Err(f) = self.move_members(t, moves).await {
+        if let Err(f) = self.move_members(t, provider, moves).await {
             return (report, failed(f));
         }
         if let Err(f) = self.set_pending_managers(t, provider).await {
             return (report, failed(f));
         }
         (report, None)
+    }
+
+    /// Applies `changes` in order. Where the directory takes Bulk requests
+    /// (and the target allows them), every create and change of a User or
+    /// Group travels in them; a change the directory refuses there, and
+    /// every leaver, is applied again on its own as [`apply`](Self::apply)
+    /// does (adopting on 409, writing again on 404, re-reading on 412).
+    async fn apply_all(
+        &self,
+        t: &ScimTarget,
+        provider: Provider,
+        changes: &[&ChangeEnvelope],
+        report: &mut PropagationReport,
+        moves: &mut Vec<Move>,
+    ) -> Result<(), Failure> {
+        if !(t.bulk && provider.bulk.is_some()) {
+            for change in changes {
+                self.apply(t, provider, change, moves).await?;
+                report.add(&t.name, change.data_type, 1);
+            }
+            return Ok(());
+        }
+        let mut alone: Vec<&ChangeEnvelope> = vec![];
+        let mut staged = vec![];
+        for change in changes {
+            match self.stage(t, provider, change)? {
+                Stage::Applied => report.add(&t.name, change.data_type, 1),
+                Stage::Alone => alone.push(change),
+                Stage::Write(write) => staged.push(write),
+            }
+        }
+        let requests: Vec<Request> = staged.iter().filter_map(|s| s.request.clone()).collect();
+        let mut answers = self.send_all(t, provider, &requests).await?.into_iter();
+        for write in staged {
+            let answer = write.request.as_ref().map(|_| answers.next().expect("one answer per request"));
+            let written = match answer {
+                None => write.known.as_ref().and_then(|k| Some((k.scim_id.clone()?, k.etag.clone()))),
+                Some(answer) if answer.status.is_success() => {
+                    let id = write.known.as_ref().and_then(|k| k.scim_id.clone()).or_else(|| answer.body["id"].as_str().map(str::to_string));
+                    id.filter(|id| !id.is_empty()).map(|id| (id, answer.etag))
+                }
+                Some(_) => None,
+            };
+            match written {
+                Some((id, etag)) => {
+                    let known = match write.kind {
+                        Kind::User { employee, manager } => user_written(t, &employee, &write.resource, manager.is_some(), write.known, id, etag, moves),
+                        Kind::Group => group_written(&write.resource, id, etag),
+                    };
+                    self.remember(t, write.change, write.content, known)?;
+                    report.add(&t.name, write.change.data_type, 1);
+                }
+                None => alone.push(write.change),
+            }
+        }
+        for change in alone {
+            self.apply(t, provider, change, moves).await?;
+            report.add(&t.name, change.data_type, 1);
+        }
+        Ok(())
+    }
+
+    /// What one change asks of the directory, nothing sent yet: nothing (it
+    /// holds this version), a create or change of a User or Group, or
+    /// something to do on its own (a leaver).
+    fn stage<'c>(&self, t: &ScimTarget, provider: Provider, change: &'c ChangeEnvelope) -> Result<Stage<'c>, Failure> {
+        let store = |e: ScimTransportError| Failure { cause: e.to_string(), retriable: false };
+        let known = self.ids.get(&t.name, change.data_type, &change.key).map_err(store)?;
+        if known.as_ref().is_some_and(|k| k.version >= change.version) {
+            return Ok(Stage::Applied);
+        }
+        let scoped = t.fields.apply(change).map_err(|e| Failure { cause: format!("{}: {e}", change.key_for_logs()), retriable: false })?;
+        let content = scoped.payload_json().map(ContentHash::of);
+        let (endpoint, resource, kind, patch): (&str, Value, Kind, Patch) = match decode(&scoped).map_err(|cause| Failure { cause, retriable: false })? {
+            Write::Group(unit) => ("/Groups", group_of(&unit), Kind::Group, group_patch),
+            Write::User(employee) if !(employee.status == EmployeeStatus::Terminated && t.delete_leavers) => {
+                let manager = self.manager_of(t, &employee)?;
+                let user = user_of(&employee, manager.as_deref());
+                ("/Users", user, Kind::User { employee, manager }, user_patch)
+            }
+            _ => return Ok(Stage::Alone),
+        };
+        let request = match known.as_ref().and_then(|k| Some((k.scim_id.clone()?, k.seen.clone().unwrap_or_else(|| k.owned.clone()), k.etag.clone()))) {
+            Some((id, was, etag)) => update_request(provider, &format!("{endpoint}/{id}"), &was, &resource, etag, patch),
+            None => Some(Request { method: Method::POST, path: endpoint.to_string(), body: Some(resource.clone()), if_match: None }),
+        };
+        Ok(Stage::Write(Box::new(Staged { change, content, known, resource, kind, request })))
+    }
+
+    /// Remembers that the directory holds `change` as `known` says.
+    fn remember(&self, t: &ScimTarget, change: &ChangeEnvelope, content: Option<ContentHash>, mut known: Known) -> Result<(), Failure> {
+        known.version = change.version;
+        known.content = content;
+        self.ids.put(&t.name, change.data_type, &change.key, &known).map_err(|e| Failure { cause: e.to_string(), retriable: false })
+    }
+
+    /// Sends `requests` and answers each, in order: in Bulk requests where
+    /// the directory takes them and the target allows it, else one by one.
+    /// A Bulk request the directory refuses as a whole (it announced Bulk
+    /// but answers 4xx) is sent again one request at a time.
+    async fn send_all(&self, t: &ScimTarget, provider: Provider, requests: &[Request]) -> Result<Vec<Answer>, Failure> {
+        let Some(limits) = provider.bulk.filter(|_| t.bulk && requests.len() > 1) else {
+            return self.send_each(t, requests.iter()).await;
+        };
+        let (packed, alone) = bulk::pack(requests, limits);
+        let mut answers: Vec<Option<Answer>> = requests.iter().map(|_| None).collect();
+        for (indexes, body) in packed {
+            let answer = self.call(t, Method::POST, "/Bulk", Some(&body), None).await?;
+            metrics::counter!("hr_scim_bulk_requests_total", "target" => t.name.clone()).increment(1);
+            let unpacked = match answer.status {
+                s if s.is_success() => bulk::unpack(&indexes, &answer.body),
+                s if s.is_client_error() && !matches!(s, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS) => {
+                    tracing::warn!(target = %t.name, status = %s, "the directory refused a Bulk request; its operations go one by one");
+                    self.send_each(t, indexes.iter().map(|i| &requests[*i])).await?
+                }
+                _ => return Err(Failure::answer("a Bulk request", &answer)),
+            };
+            for (i, answer) in indexes.into_iter().zip(unpacked) {
+                answers[i] = Some(answer);
+            }
+        }
+        for i in alone {
+            answers[i] = Some(self.send(t, &requests[i]).await?);
+        }
+        Ok(answers.into_iter().map(|a| a.expect("every request is packed or sent alone")).collect())
+    }
+
+    /// Sends each of `requests` on its own, in order.
+    async fn send_each(&self, t: &ScimTarget, requests: impl Iterator<Item = &Request>) -> Result<Vec<Answer>, Failure> {
+        let mut answers = vec![];
+        for request in requests {
+            answers.push(self.send(t, request).await?);
+        }
+        Ok(answers)
+    }
+
+    async fn send(&self, t: &ScimTarget, request: &Request) -> Result<Answer, Failure> {
+        self.call(t, request.method.clone(), &request.path, request.body.as_ref(), request.if_match.as_deref()).await
     }
 
     /// Applies one change unless the directory already has it or a newer one.
@@ -186,57 +317,36 @@ impl ScimPropagator {
         let scoped = t.fields.apply(change).map_err(|e| Failure { cause: format!("{}: {e}", change.key_for_logs()), retriable: false })?;
         let content = scoped.payload_json().map(ContentHash::of);
         let write = decode(&scoped).map_err(|cause| Failure { cause, retriable: false })?;
-        let mut known = match write {
+        let known = match write {
             Write::Group(unit) => self.write_group(t, provider, &unit, known).await?,
             Write::User(employee) if employee.status == EmployeeStatus::Terminated && t.delete_leavers => self.retire_user(t, provider, known).await?,
             Write::User(employee) => self.write_user(t, provider, &employee, known, moves).await?,
             Write::Retire if change.data_type == DataType::OrgUnit => self.delete(t, "/Groups", known).await?,
             Write::Retire => self.retire_user(t, provider, known).await?,
         };
-        known.version = change.version;
-        known.content = content;
-        self.ids.put(&t.name, change.data_type, &change.key, &known).map_err(store)
+        self.remember(t, change, content, known)
     }
 
     async fn write_user(&self, t: &ScimTarget, provider: Provider, employee: &Employee, known: Option<Known>, moves: &mut Vec<Move>) -> Result<Known, Failure> {
-        let key = employee.id.as_str();
-        let manager = match &employee.manager {
-            Some(m) => self.manager_id(&t.name, key, m).map_err(|e| Failure { cause: e.to_string(), retriable: false })?,
-            None => None,
-        };
+        let manager = self.manager_of(t, employee)?;
         let user = user_of(employee, manager.as_deref());
         let (scim_id, etag) = self.write(t, provider, "/Users", &user, known.as_ref(), owned_user, user_patch).await?;
-        let group = known.as_ref().and_then(|k| k.group.clone());
-        if t.data_types.contains(&DataType::OrgUnit) && group.as_deref() != Some(employee.org_unit.as_str()) {
-            moves.push(Move { key: key.to_string(), user: scim_id.clone(), from: group.clone(), to: employee.org_unit.to_string() });
+        Ok(user_written(t, employee, &user, manager.is_some(), known, scim_id, etag, moves))
+    }
+
+    /// The SCIM id of `employee`'s manager, where the directory holds their
+    /// User and naming them closes no cycle.
+    fn manager_of(&self, t: &ScimTarget, employee: &Employee) -> Result<Option<String>, Failure> {
+        match &employee.manager {
+            Some(m) => self.manager_id(&t.name, employee.id.as_str(), m, &BTreeSet::new()).map_err(|e| Failure { cause: e.to_string(), retriable: false }),
+            None => Ok(None),
         }
-        Ok(Known {
-            scim_id: Some(scim_id),
-            etag,
-            version: 0,
-            content: None,
-            owned: owned_user(&user),
-            group,
-            manager: employee.manager.as_ref().map(ToString::to_string),
-            manager_set: employee.manager.is_none() || manager.is_some(),
-            seen: None,
-        })
     }
 
     async fn write_group(&self, t: &ScimTarget, provider: Provider, unit: &OrgUnit, known: Option<Known>) -> Result<Known, Failure> {
         let group = group_of(unit);
         let (scim_id, etag) = self.write(t, provider, "/Groups", &group, known.as_ref(), owned_group, group_patch).await?;
-        Ok(Known {
-            scim_id: Some(scim_id),
-            etag,
-            version: 0,
-            content: None,
-            owned: owned_group(&group),
-            group: None,
-            manager: None,
-            manager_set: true,
-            seen: None,
-        })
+        Ok(group_written(&group, scim_id, etag))
     }
 
     /// Writes `resource` at `endpoint`: a PATCH of what changed (a PUT
@@ -252,7 +362,7 @@ impl ScimPropagator {
         resource: &Value,
         known: Option<&Known>,
         owned: fn(&Value) -> Value,
-        patch: fn(&Value, &Value) -> Vec<Value>,
+        patch: Patch,
     ) -> Result<(String, Option<String>), Failure> {
         // Starting from what the directory holds: what was written, or what someone changed it to.
         let (id, was, etag) = match known.and_then(|k| k.scim_id.clone().map(|id| (id, k.seen.clone().unwrap_or_else(|| k.owned.clone()), k.etag.clone()))) {
@@ -264,18 +374,10 @@ impl ScimPropagator {
         };
         let path = format!("{endpoint}/{id}");
         let mut was = was;
-        let mut etag = etag.filter(|_| provider.etag);
+        let mut etag = etag;
         for attempt in 0..2 {
-            let answer = if provider.patch {
-                let ops = patch(&was, resource);
-                if ops.is_empty() {
-                    return Ok((id, etag));
-                }
-                let body = json!({ "schemas": [PATCH_SCHEMA], "Operations": ops });
-                self.call(t, Method::PATCH, &path, Some(&body), etag.as_deref()).await?
-            } else {
-                self.call(t, Method::PUT, &path, Some(resource), etag.as_deref()).await?
-            };
+            let Some(request) = update_request(provider, &path, &was, resource, etag.clone(), patch) else { return Ok((id, etag)) };
+            let answer = self.send(t, &request).await?;
             match answer.status {
                 s if s.is_success() => return Ok((id, answer.etag)),
                 // Gone from the directory (deleted by hand): written again.
@@ -389,8 +491,9 @@ impl ScimPropagator {
 
     /// The SCIM id of `manager` for the User of `key`, unless naming it
     /// would close a cycle of managers (refused: a directory walking the
-    /// chain would never end).
-    fn manager_id(&self, target: &str, key: &str, manager: &str) -> Result<Option<String>, ScimTransportError> {
+    /// chain would never end). The Users of `named` count as naming their
+    /// managers already (they are about to).
+    fn manager_id(&self, target: &str, key: &str, manager: &str, named: &BTreeSet<String>) -> Result<Option<String>, ScimTransportError> {
         let mut next = Some(manager.to_string());
         for _ in 0..10_000 {
             let Some(k) = next else { break };
@@ -400,13 +503,14 @@ impl ScimPropagator {
                 return Ok(None);
             }
             // Only references the directory holds: a pending one may yet be refused.
-            next = self.ids.get(target, DataType::Employee, &k)?.filter(|known| known.manager_set).and_then(|known| known.manager);
+            next = self.ids.get(target, DataType::Employee, &k)?.filter(|known| known.manager_set || named.contains(&k)).and_then(|known| known.manager);
         }
         Ok(self.ids.get(target, DataType::Employee, manager)?.and_then(|k| k.scim_id))
     }
 
-    /// Moves Users between Groups: one PATCH per Group, whatever the number of members.
-    async fn move_members(&self, t: &ScimTarget, moves: Vec<Move>) -> Result<(), Failure> {
+    /// Moves Users between Groups: one PATCH per Group, whatever the
+    /// number of members (all of them in Bulk requests where supported).
+    async fn move_members(&self, t: &ScimTarget, provider: Provider, moves: Vec<Move>) -> Result<(), Failure> {
         let store = |e: ScimTransportError| Failure { cause: e.to_string(), retriable: false };
         let mut ops: BTreeMap<String, Vec<Value>> = BTreeMap::new();
         let mut added: BTreeMap<String, Vec<Value>> = BTreeMap::new();
@@ -419,19 +523,22 @@ impl ScimPropagator {
         for (group, members) in added {
             ops.entry(group).or_default().push(json!({ "op": "add", "path": "members", "value": members }));
         }
-        let mut moved = std::collections::BTreeSet::new();
+        let mut groups = vec![];
+        let mut requests = vec![];
         for (group, operations) in ops {
             let Some(id) = self.ids.get(&t.name, DataType::OrgUnit, &group).map_err(store)?.and_then(|k| k.scim_id) else {
                 tracing::warn!(target = %t.name, "an employee's org unit has no Group in the directory yet; membership follows when it has");
                 continue;
             };
             let body = json!({ "schemas": [PATCH_SCHEMA], "Operations": operations });
-            let answer = self.call(t, Method::PATCH, &format!("/Groups/{id}"), Some(&body), None).await?;
-            if !answer.status.is_success() {
-                return Err(Failure::answer("moving members between Groups", &answer));
-            }
-            moved.insert(group);
+            requests.push(Request { method: Method::PATCH, path: format!("/Groups/{id}"), body: Some(body), if_match: None });
+            groups.push(group);
         }
+        let answers = self.send_all(t, provider, &requests).await?;
+        if let Some(refused) = answers.iter().find(|a| !a.status.is_success()) {
+            return Err(Failure::answer("moving members between Groups", refused));
+        }
+        let moved: BTreeSet<String> = groups.into_iter().collect();
         for m in moves.into_iter().filter(|m| moved.contains(&m.to)) {
             if let Some(mut known) = self.ids.get(&t.name, DataType::Employee, &m.key).map_err(store)? {
                 known.group = Some(m.to);
@@ -441,34 +548,45 @@ impl ScimPropagator {
         Ok(())
     }
 
-    /// Names the manager of each User written before its manager's User existed.
+    /// Names the manager of each User written before its manager's User
+    /// existed (all of them in Bulk requests where supported).
     async fn set_pending_managers(&self, t: &ScimTarget, provider: Provider) -> Result<(), Failure> {
         let store = |e: ScimTransportError| Failure { cause: e.to_string(), retriable: false };
-        for (key, mut known) in self.ids.managers_pending(&t.name).map_err(store)? {
+        let mut named = BTreeSet::new();
+        let mut pending = vec![];
+        for (key, known) in self.ids.managers_pending(&t.name).map_err(store)? {
             let manager = known.manager.clone().unwrap_or_default();
-            let Some(manager_id) = self.manager_id(&t.name, &key, &manager).map_err(store)? else { continue };
-            let mut user = known.owned.clone();
-            user["manager"] = json!(manager_id);
-            let id = known.scim_id.clone().unwrap_or_default();
-            let value = json!({ crate::mapping::ENTERPRISE_SCHEMA: { "manager": { "value": manager_id } } });
-            let path = format!("/Users/{id}");
-            let answer = if provider.patch {
+            let Some(manager_id) = self.manager_id(&t.name, &key, &manager, &named).map_err(store)? else { continue };
+            named.insert(key.clone());
+            pending.push((key, known, manager_id));
+        }
+        let mut requests = vec![];
+        for (_, known, manager_id) in &pending {
+            let path = format!("/Users/{}", known.scim_id.clone().unwrap_or_default());
+            let request = if provider.patch {
+                let value = json!({ crate::mapping::ENTERPRISE_SCHEMA: { "manager": { "value": manager_id } } });
                 let body = json!({ "schemas": [PATCH_SCHEMA], "Operations": [{ "op": "replace", "value": value }] });
-                self.call(t, Method::PATCH, &path, Some(&body), None).await?
+                Request { method: Method::PATCH, path, body: Some(body), if_match: None }
             } else {
                 let mut full = self.call(t, Method::GET, &path, None, None).await?.body;
                 full[crate::mapping::ENTERPRISE_SCHEMA]["manager"] = json!({ "value": manager_id });
-                self.call(t, Method::PUT, &path, Some(&full), None).await?
+                Request { method: Method::PUT, path, body: Some(full), if_match: None }
             };
+            requests.push(request);
+        }
+        let answers = self.send_all(t, provider, &requests).await?;
+        let mut refused = None;
+        for ((key, mut known, manager_id), answer) in pending.into_iter().zip(answers) {
             if !answer.status.is_success() {
-                return Err(Failure::answer("naming a User's manager", &answer));
+                refused.get_or_insert(Failure::answer("naming a User's manager", &answer));
+                continue;
             }
-            known.owned = user;
+            known.owned["manager"] = json!(manager_id);
             known.etag = answer.etag;
             known.manager_set = true;
             self.ids.put(&t.name, DataType::Employee, &key, &known).map_err(store)?;
         }
-        Ok(())
+        refused.map_or(Ok(()), Err)
     }
 
     /// Every resource of `endpoint`, page by page.
@@ -495,6 +613,94 @@ impl ScimPropagator {
             }
         }
     }
+}
+
+/// Builds the JSON Patch operations that bring a resource from what the
+/// directory holds to what it should (see [`crate::mapping`]).
+type Patch = fn(&Value, &Value) -> Vec<Value>;
+
+/// What one change asks of a directory (see [`ScimPropagator::stage`]).
+enum Stage<'c> {
+    /// The directory holds this version already.
+    Applied,
+    /// To be done on its own (a leaver: deactivated or deleted).
+    Alone,
+    /// A create or change of a User or Group.
+    Write(Box<Staged<'c>>),
+}
+
+/// A change of a User or Group, staged for a Bulk request.
+struct Staged<'c> {
+    change: &'c ChangeEnvelope,
+    /// The hash of its scoped content, remembered once written.
+    content: Option<ContentHash>,
+    known: Option<Known>,
+    /// The User or Group it should be.
+    resource: Value,
+    kind: Kind,
+    /// `None`: the directory holds these attributes already.
+    request: Option<Request>,
+}
+
+/// Which resource a staged change writes.
+enum Kind {
+    /// An employee, with their manager's SCIM id where known.
+    User {
+        employee: Box<Employee>,
+        manager: Option<String>,
+    },
+    Group,
+}
+
+/// The request bringing the resource at `path` from `was` to `resource`:
+/// a PATCH of what differs (`None` when nothing does), a PUT where the
+/// directory has no PATCH; with `If-Match` where it supports ETags.
+fn update_request(provider: Provider, path: &str, was: &Value, resource: &Value, etag: Option<String>, patch: Patch) -> Option<Request> {
+    let (method, body) = if provider.patch {
+        let ops = patch(was, resource);
+        if ops.is_empty() {
+            return None;
+        }
+        (Method::PATCH, json!({ "schemas": [PATCH_SCHEMA], "Operations": ops }))
+    } else {
+        (Method::PUT, resource.clone())
+    };
+    Some(Request { method, path: path.to_string(), body: Some(body), if_match: etag.filter(|_| provider.etag) })
+}
+
+/// What is remembered of an employee's User once written as `user` (with
+/// its manager if `manager_named`), and the move to its Group it needs.
+#[allow(clippy::too_many_arguments)]
+fn user_written(
+    t: &ScimTarget,
+    employee: &Employee,
+    user: &Value,
+    manager_named: bool,
+    known: Option<Known>,
+    scim_id: String,
+    etag: Option<String>,
+    moves: &mut Vec<Move>,
+) -> Known {
+    let group = known.and_then(|k| k.group);
+    if t.data_types.contains(&DataType::OrgUnit) && group.as_deref() != Some(employee.org_unit.as_str()) {
+        moves.push(Move { key: employee.id.to_string(), user: scim_id.clone(), from: group.clone(), to: employee.org_unit.to_string() });
+    }
+    Known {
+        scim_id: Some(scim_id),
+        etag,
+        version: 0,
+        content: None,
+        owned: owned_user(user),
+        group,
+        manager: employee.manager.as_ref().map(ToString::to_string),
+        manager_set: employee.manager.is_none() || manager_named,
+        seen: None,
+    }
+}
+
+/// What is remembered of an org unit's Group once written as `group`.
+fn group_written(group: &Value, scim_id: String, etag: Option<String>) -> Known {
+    Known { scim_id: Some(scim_id), etag, version: 0, content: None, owned: owned_group(group), group: None, manager: None, manager_set: true, seen: None }
 }
 
 /// What a POST came to.

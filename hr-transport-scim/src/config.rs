@@ -21,6 +21,9 @@ pub struct ScimTarget {
     pub delete_leavers: bool,
     /// Lets `base_url` be plain `http://` to a host that is not loopback.
     pub allow_insecure_http: bool,
+    /// Sends changes in SCIM Bulk requests where the directory announces
+    /// them (default); `false` sends one request per change.
+    pub bulk: bool,
 }
 
 impl ScimTarget {
@@ -34,6 +37,7 @@ impl ScimTarget {
             fields: FieldScope::full(),
             delete_leavers: false,
             allow_insecure_http: false,
+            bulk: true,
         }
     }
 
@@ -55,6 +59,13 @@ impl ScimTarget {
         self
     }
 
+    /// This target sending changes in Bulk requests where the directory
+    /// announces them (`true`, the default), or one request per change.
+    pub fn with_bulk(mut self, bulk: bool) -> Self {
+        self.bulk = bulk;
+        self
+    }
+
     /// This target allowing plain `http://` off loopback.
     pub fn with_insecure_http(mut self, allow: bool) -> Self {
         self.allow_insecure_http = allow;
@@ -71,6 +82,7 @@ impl std::fmt::Debug for ScimTarget {
             .field("token", &self.token.as_ref().map(|_| hr_core::REDACTED))
             .field("data_types", &self.data_types)
             .field("delete_leavers", &self.delete_leavers)
+            .field("bulk", &self.bulk)
             .finish_non_exhaustive()
     }
 }

@@ -40,8 +40,15 @@
 //!
 //! # Writing
 //!
-//! - Each directory's `/ServiceProviderConfig` is read once: PATCH and
-//!   ETags are used where it announces them.
+//! - Each directory's `/ServiceProviderConfig` is read once: PATCH, ETags
+//!   and Bulk are used where it announces them.
+//! - Where a directory takes Bulk requests, a batch's creates and changes,
+//!   the managers completed after them and the Group memberships travel in
+//!   Bulk requests within its `maxOperations` and `maxPayloadSize`; an
+//!   operation it refuses there (a 409, 404 or 412) is done again on its
+//!   own as below, and a Bulk request refused as a whole is sent one
+//!   request at a time. [`ScimTarget::bulk`] `= false` sends one request
+//!   per change.
 //! - A new key is a POST. A 409 (uniqueness) adopts the directory's resource
 //!   with the same `externalId`, else `userName` (Groups: `displayName`),
 //!   never creating a second; its attributes are then brought in line.
@@ -89,6 +96,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+mod bulk;
 mod client;
 mod config;
 mod ids;

@@ -238,22 +238,25 @@ async fn held(scim: &ScimPropagator) -> Vec<DigestEntry> {
     entries
 }
 
-/// Managers that name each other: A-1 is written first, before its manager
-/// exists; A-2 then names A-1; A-1 naming A-2 would close the cycle, so A-1
-/// stays without a manager, and the batch goes through.
+/// Managers that name each other, in one batch: one of the two names the
+/// other, and the one whose reference would close the cycle stays without
+/// a manager; the batch goes through, in Bulk requests or one by one.
 #[tokio::test]
 async fn a_cycle_of_managers_is_refused() {
-    let url = tenant();
-    let dir = tempfile::tempdir().unwrap();
-    let scim = propagator(vec![directory("directory", &url)], &dir);
-    let a = employee("A-1", Some("A-2"), "A-D1");
-    let b = employee("A-2", Some("A-1"), "A-D1");
-    scim.propagate(&[up(&a, 1), up(&b, 1)]).await.unwrap();
-    let admin = Admin::of(&url);
-    let (a, b) = (admin.user("A-1").await.unwrap(), admin.user("A-2").await.unwrap());
-    let names = |u: &Value| u[ENTERPRISE]["manager"]["value"].as_str().map(str::to_string);
-    assert_eq!(names(&b), a["id"].as_str().map(str::to_string), "A-2 names A-1");
-    assert_eq!(names(&a), None, "A-1 naming A-2 would close the cycle");
+    for bulk in [true, false] {
+        let url = tenant();
+        let dir = tempfile::tempdir().unwrap();
+        let scim = propagator(vec![directory("directory", &url).with_bulk(bulk)], &dir);
+        let a = employee("A-1", Some("A-2"), "A-D1");
+        let b = employee("A-2", Some("A-1"), "A-D1");
+        scim.propagate(&[up(&a, 1), up(&b, 1)]).await.unwrap();
+        let admin = Admin::of(&url);
+        let (a, b) = (admin.user("A-1").await.unwrap(), admin.user("A-2").await.unwrap());
+        let names = |u: &Value| u[ENTERPRISE]["manager"]["value"].as_str().map(str::to_string);
+        let (a_names_b, b_names_a) = (names(&a) == b["id"].as_str().map(str::to_string), names(&b) == a["id"].as_str().map(str::to_string));
+        assert!(a_names_b != b_names_a, "bulk {bulk}: exactly one of the two names the other: {a} {b}");
+        assert!(names(&a).is_none() || names(&b).is_none(), "bulk {bulk}: a cycle of managers was written");
+    }
 }
 
 /// A directory that is down (here: a port nobody listens on) fails the
@@ -340,7 +343,212 @@ async fn conformance() {
     for name in hr_core::conformance::TARGETS {
         gates.insert(name, Gate::open(&tenant()).await);
     }
-    let targets = gates.iter().map(|(name, gate)| ScimTarget::new(name, &gate.url, vec![DataType::OrgUnit]).with_token(&server().1)).collect();
+    let targets = gates
+        .iter()
+        .map(|(name, gate)| {
+            let target = ScimTarget::new(name, &gate.url, vec![DataType::OrgUnit]).with_token(&server().1);
+            if *name == hr_core::conformance::NARROWED {
+                target.with_fields(hr_core::conformance::narrowed())
+            } else {
+                target
+            }
+        })
+        .collect();
     let scim = Arc::new(propagator(targets, &dir));
     run_all(&ScimHarness { scim, gates }, "OU-conformance").await;
+}
+
+/// What a [`Recorder`] saw of one request.
+#[derive(Clone, Debug)]
+struct Seen {
+    method: String,
+    path: String,
+    /// A Bulk request's operations.
+    operations: usize,
+    bytes: usize,
+}
+
+/// A proxy in front of one tenant that records every request it passes on,
+/// and can announce other Bulk limits than the provider's, or refuse every
+/// Bulk request (413), as directories set up otherwise would.
+struct Recorder {
+    url: String,
+    seen: Arc<std::sync::Mutex<Vec<Seen>>>,
+}
+
+#[derive(Clone)]
+struct Relay {
+    upstream: String,
+    seen: Arc<std::sync::Mutex<Vec<Seen>>>,
+    announce: Option<Value>,
+    refuse_bulk: bool,
+    http: reqwest::Client,
+}
+
+impl Recorder {
+    async fn open(tenant: &str, announce: Option<Value>, refuse_bulk: bool) -> Self {
+        let parsed = reqwest::Url::parse(tenant).unwrap();
+        let upstream = format!("{}://{}:{}", parsed.scheme(), parsed.host_str().unwrap(), parsed.port().unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}{}", listener.local_addr().unwrap(), parsed.path());
+        let seen = Arc::new(std::sync::Mutex::new(vec![]));
+        let relay = Relay { upstream, seen: seen.clone(), announce, refuse_bulk, http: reqwest::Client::new() };
+        let app = axum::Router::new().fallback(relay_request).with_state(relay);
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Recorder { url, seen }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn relay_request(
+    axum::extract::State(relay): axum::extract::State<Relay>,
+    method: reqwest::Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let is_bulk = uri.path().ends_with("/Bulk");
+    let operations = if is_bulk { serde_json::from_slice::<Value>(&body).ok().and_then(|b| b["Operations"].as_array().map(Vec::len)).unwrap_or(0) } else { 0 };
+    relay.seen.lock().unwrap().push(Seen { method: method.to_string(), path: path.clone(), operations, bytes: body.len() });
+    let answer = |status: u16, body: Vec<u8>, etag: Option<axum::http::HeaderValue>| {
+        let mut out = axum::response::Response::builder().status(status).header("content-type", "application/scim+json");
+        if let Some(etag) = etag {
+            out = out.header("etag", etag);
+        }
+        out.body(axum::body::Body::from(body)).unwrap()
+    };
+    if relay.refuse_bulk && is_bulk {
+        let error = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"], "status": "413", "detail": "no Bulk here"});
+        return answer(413, error.to_string().into_bytes(), None);
+    }
+    let mut request = relay.http.request(method, format!("{}{path}", relay.upstream)).body(body.to_vec());
+    for name in ["authorization", "content-type", "if-match", "accept"] {
+        if let Some(value) = headers.get(name) {
+            request = request.header(name, value.clone());
+        }
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let etag = response.headers().get("etag").cloned();
+    let mut bytes = response.bytes().await.unwrap().to_vec();
+    if let (Some(announce), true) = (&relay.announce, uri.path().ends_with("/ServiceProviderConfig")) {
+        let mut config: Value = serde_json::from_slice(&bytes).unwrap();
+        config["bulk"] = announce.clone();
+        bytes = config.to_string().into_bytes();
+    }
+    answer(status, bytes, etag)
+}
+
+/// A directory as a comparable picture: per User's `externalId`, what it
+/// holds (its manager and Group by `externalId`, not by the directory's own ids).
+async fn picture(admin: &Admin) -> std::collections::BTreeMap<String, Value> {
+    let users = admin.all("/Users").await;
+    let groups = admin.all("/Groups").await;
+    let external = |id: &Value| users.iter().find(|u| u["id"] == *id).map(|u| u["externalId"].clone()).unwrap_or(Value::Null);
+    let mut out = std::collections::BTreeMap::new();
+    for user in &users {
+        let member_of: Vec<&Value> =
+            groups.iter().filter(|g| g["members"].as_array().is_some_and(|m| m.iter().any(|m| m["value"] == user["id"]))).map(|g| &g["externalId"]).collect();
+        let picture = json!({
+            "userName": user["userName"], "displayName": user["displayName"], "active": user["active"],
+            "department": user[ENTERPRISE]["department"], "manager": external(&user[ENTERPRISE]["manager"]["value"]), "groups": member_of,
+        });
+        out.insert(user["externalId"].as_str().unwrap_or("(by hand)").to_string(), picture);
+    }
+    out
+}
+
+/// 120 people whose managers mostly come after them in the batch, and six
+/// org units: a directory announcing Bulk (here at most 25 operations and
+/// 20,000 bytes a request) gets them in Bulk requests within those limits,
+/// and ends exactly as one written a request at a time. Then a User deleted
+/// by hand is written again (found gone by reading back, or answered 404
+/// in Bulk), a hand-made User with a new person's userName (409 in Bulk)
+/// is adopted, and moves reach both alike.
+#[tokio::test]
+async fn a_batch_travels_in_bulk_requests_within_the_directorys_limits_and_lands_as_one_written_one_by_one() {
+    let limits = json!({"supported": true, "maxOperations": 25, "maxPayloadSize": 20000});
+    let (bulk_tenant, single_tenant) = (tenant(), tenant());
+    let bulk = Recorder::open(&bulk_tenant, Some(limits), false).await;
+    let single = Recorder::open(&single_tenant, None, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let scim = propagator(vec![directory("bulk", &bulk.url), directory("single", &single.url).with_bulk(false)], &dir);
+    let units: Vec<OrgUnit> = (1..=6).map(|i| unit(&format!("A-D{i}"))).collect();
+    let people: Vec<Employee> = (1..=120)
+        .map(|i| employee(&format!("A-{i:03}"), (i < 120).then(|| format!("A-{:03}", 120 - (120 - i) / 10)).as_deref(), &format!("A-D{}", i % 6 + 1)))
+        .collect();
+    let mut batch: Vec<ChangeEnvelope> = people.iter().map(|e| up(e, 1)).collect();
+    batch.extend(units.iter().map(|u| up_unit(u, 1)));
+    let applied = scim.propagate(&batch).await.unwrap().applied(std::time::Duration::from_secs(1)).await.unwrap();
+    assert_eq!((applied.total("bulk"), applied.total("single")), (126, 126));
+
+    let (bulk_admin, single_admin) = (Admin::of(&bulk_tenant), Admin::of(&single_tenant));
+    let written = picture(&bulk_admin).await;
+    assert_eq!(written.len(), 120);
+    assert_eq!(written, picture(&single_admin).await, "Bulk and one-by-one directories differ");
+    assert_eq!(written["A-001"]["manager"], "A-109", "{:?}", written["A-001"]);
+    let bulk_seen = bulk.seen();
+    let bulk_requests: Vec<&Seen> = bulk_seen.iter().filter(|s| s.path.ends_with("/Bulk")).collect();
+    assert!(bulk_requests.iter().all(|s| s.operations <= 25 && s.bytes <= 20000), "{bulk_requests:?}");
+    assert_eq!(bulk_requests.iter().map(|s| s.operations).sum::<usize>(), 126 + 119 + 6, "creates, then managers, then one PATCH per Group");
+    assert_eq!(bulk_seen.len(), 1 + bulk_requests.len(), "all but /ServiceProviderConfig in Bulk: {bulk_seen:?}");
+    let single_seen = single.seen();
+    assert!(single_seen.iter().all(|s| !s.path.ends_with("/Bulk")) && single_seen.len() > 250, "{} requests", single_seen.len());
+
+    // The same hand edits in both directories, then the same changes.
+    let newcomer = employee("A-200", Some("A-001"), "A-D1");
+    for admin in [&bulk_admin, &single_admin] {
+        let gone = admin.user("A-050").await.unwrap();
+        assert_eq!(admin.send(reqwest::Method::DELETE, &format!("/Users/{}", gone["id"].as_str().unwrap()), None).await.0, 204);
+        let by_hand = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "a-200@a.example", "displayName": "by hand"});
+        assert_eq!(admin.send(reqwest::Method::POST, "/Users", Some(by_hand)).await.0, 201);
+    }
+    // Read back, as the hub does before it repairs: the deleted User is found gone.
+    for target in ["bulk", "single"] {
+        assert_eq!(held_in(&scim, target).await.len(), 119, "{target}");
+    }
+    // Deleted after that: its change (a move) is a PATCH the directory answers 404 in Bulk, then a create.
+    for admin in [&bulk_admin, &single_admin] {
+        let gone = admin.user("A-003").await.unwrap();
+        assert_eq!(admin.send(reqwest::Method::DELETE, &format!("/Users/{}", gone["id"].as_str().unwrap()), None).await.0, 204);
+    }
+    let moved: Vec<Employee> = people[..10].iter().map(|e| Employee { org_unit: "A-D6".into(), ..e.clone() }).collect();
+    let mut changes: Vec<ChangeEnvelope> = moved.iter().map(|e| up(e, 2)).collect();
+    changes.push(up(&people[49], 2));
+    changes.push(up(&newcomer, 1));
+    scim.propagate(&changes).await.unwrap();
+    let written = picture(&bulk_admin).await;
+    assert_eq!(written.len(), 121, "the hand-made User is adopted, not duplicated");
+    assert_eq!(written["A-050"]["displayName"], "사원 A-050", "the User deleted by hand is written again");
+    assert_eq!(written["A-200"]["manager"], "A-001");
+    assert_eq!(written["A-001"]["groups"], json!(["A-D6"]));
+    assert_eq!(written["A-003"]["groups"], json!(["A-D6"]), "the User deleted before its move is written again, in its new Group");
+    assert_eq!(written, picture(&single_admin).await, "Bulk and one-by-one directories differ after the changes");
+    assert_eq!(held_in(&scim, "bulk").await, held_in(&scim, "single").await, "reading back tells the same of both");
+}
+
+/// A directory that announces Bulk but refuses the requests (413) gets
+/// every change on its own instead.
+#[tokio::test]
+async fn a_directory_refusing_bulk_requests_gets_each_change_on_its_own() {
+    let url = tenant();
+    let refusing = Recorder::open(&url, None, true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let scim = propagator(vec![directory("directory", &refusing.url)], &dir);
+    let people: Vec<Employee> = (1..=5).map(|i| employee(&format!("A-{i}"), None, "A-D1")).collect();
+    scim.propagate(&people.iter().map(|e| up(e, 1)).collect::<Vec<_>>()).await.unwrap();
+    assert_eq!(picture(&Admin::of(&url)).await.len(), 5);
+    let seen = refusing.seen();
+    assert!(seen.iter().any(|s| s.path.ends_with("/Bulk")), "Bulk was tried: {seen:?}");
+    assert_eq!(seen.iter().filter(|s| s.method == "POST" && s.path.ends_with("/Users")).count(), 5, "{seen:?}");
+}
+
+async fn held_in(scim: &ScimPropagator, target: &str) -> Vec<DigestEntry> {
+    let mut entries = scim.entries(target, DataType::Employee, &hr_core::ALL_BUCKETS).await.unwrap();
+    entries.sort_by(|a, b| a.key.cmp(&b.key));
+    entries
 }
