@@ -3,7 +3,7 @@
 # the promises of docs/guarantees.md and runs the tests against each; a mutant no test
 # catches is a promise without a test. Installs cargo-mutants on first use.
 #
-#   scripts/mutants.sh core        # hr-core: ledger, digests, holdback, sinks, merge, envelope validation
+#   scripts/mutants.sh core        # hr-core: ledger, digests, holdback, sinks, merge, the HR rules, envelope validation
 #   scripts/mutants.sh receiver    # hr-transport-rest: the receiver's refusal paths
 #   scripts/mutants.sh client      # hr-transport-rest: the client's handling of what targets answer
 #   scripts/mutants.sh repair      # hr-hub: reconcile, foreign versions, repairs and their plan (in-process stores)
@@ -22,7 +22,7 @@ what="${1:-core}"
 shift || true
 mutants() { mkdir -p mutants.out && cargo mutants --gitignore true "$@"; }
 core() {
-  mutants --package hr-core -f ledger.rs -f digest.rs -f holdback.rs -f sink.rs -f sqlite_sink.rs -f merge.rs -f envelope.rs -o mutants.out/core "$@"
+  mutants --package hr-core -f ledger.rs -f digest.rs -f holdback.rs -f sink.rs -f sqlite_sink.rs -f merge.rs -f rules.rs -f envelope.rs -o mutants.out/core "$@"
 }
 receiver() {
   mutants --package hr-transport-rest -f server.rs -f strict.rs -f idempotency.rs -f token.rs \
@@ -37,7 +37,7 @@ client() {
 repair() {
   mutants --package hr-hub -f hub.rs -f hub/plan.rs \
     --re 'reconcile|find_drift|mark_foreign|repair|receivers_of|send_to|differing_targets|highest_versions|holds_owned_sets|without_owned|expected_digest|expected_entries|classify_repairs|Repairs|describe|count_records|held_records|hold_reasons' \
-    --exclude-re 'Hub::send|without_sets|without_grants_of_leavers|without_expired_grants|with_suspended_grants|without_unknown_roles' \
+    --exclude-re 'Hub::send$' \
     -o mutants.out/repair "$@" -- --test reconcile --lib
 }
 subscriber() {

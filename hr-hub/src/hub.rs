@@ -547,14 +547,14 @@ impl Hub {
                 None => &self.employees,
             };
             let grants = sources.get(&DataType::Permission).unwrap_or(state);
-            if let Some(revoked) = without_grants_of_leavers(grants, employees) {
+            if let Some(revoked) = grants.with_leavers_grants_revoked(employees) {
                 sources.insert(DataType::Permission, revoked);
             }
         }
         let mut rejected = vec![];
         if types.contains(&DataType::Permission) {
             let grants = sources.get(&DataType::Permission).unwrap_or(state);
-            if let Some((allowed, refused)) = self.without_unknown_roles(grants) {
+            if let Some((allowed, refused)) = grants.with_unknown_roles_refused(&self.roles) {
                 rejected.extend(refused);
                 sources.insert(DataType::Permission, allowed);
             }
@@ -644,8 +644,8 @@ impl Hub {
         let mut changes = blocking(|| self.ledger.realtime_changes(data_type))?;
         changes.retain(|c| held.holds(data_type, &c.key).is_none());
         let mut source = match data_type {
-            DataType::Permission => self.with_suspended_grants(without_expired_grants(state, today()), state, held),
-            DataType::MasterData => without_sets(state, &self.owned),
+            DataType::Permission => state.with_grants_suspended(state.with_expired_grants_revoked(today()), self.suspensions(held)),
+            DataType::MasterData => state.without_sets(&self.owned),
             _ => None,
         };
         let mut wins = NewerWins::default();
@@ -668,60 +668,6 @@ impl Hub {
             crate::config::BadGrantLine::Suspend => held.suspended(),
             crate::config::BadGrantLine::Keep => &[],
         }
-    }
-
-    /// `source` (or `state`'s grants) with every grant a bad line suspends
-    /// revoked (see [`HeldBack`]); `source` itself when none is.
-    fn with_suspended_grants(&self, source: Option<MergedState>, state: &MergedState, held: &HeldBack) -> Option<MergedState> {
-        let suspensions = self.suspensions(held);
-        if suspensions.is_empty() {
-            return source;
-        }
-        // A line may name a source id the ledger had not yet matched to a person: this run's merge has.
-        let person_of = |id: &str| -> String {
-            if state.employees.contains_key(id) {
-                return id.to_string();
-            }
-            state.employees.values().find(|e| e.source_ids.iter().any(|s| s == id)).map_or_else(|| id.to_string(), |e| e.id.to_string())
-        };
-        let suspended: Vec<(String, &str)> = suspensions.iter().map(|s| (person_of(&s.employee), s.system.as_str())).collect();
-        let covered =
-            |g: &PermissionGrant| g.granted && suspended.iter().any(|(employee, system)| employee == g.employee.as_str() && *system == g.system.as_str());
-        if !source.as_ref().unwrap_or(state).permissions.values().any(covered) {
-            return source;
-        }
-        let mut grants = source.unwrap_or_else(|| MergedState { permissions: state.permissions.clone(), ..MergedState::default() });
-        let at = state.exported_at.unwrap_or_else(chrono::Utc::now);
-        for grant in grants.permissions.values_mut().filter(|g| covered(g)) {
-            *grant = grant.revoked(at);
-        }
-        Some(grants)
-    }
-
-    /// Why `grant`'s role is not one its system allows, if it is not.
-    pub(crate) fn role_problem(&self, grant: &PermissionGrant) -> Option<String> {
-        let roles = self.roles.get(grant.system.as_str())?;
-        (!roles.iter().any(|r| r == grant.role.as_str()))
-            .then(|| format!("role {:?} is not one of {}'s roles ({})", grant.role.as_str(), grant.system, roles.join(", ")))
-    }
-
-    /// `grants`' permissions without those whose role their system does not
-    /// allow, and those, as rejected changes; `None` when every role is allowed.
-    fn without_unknown_roles(&self, grants: &MergedState) -> Option<(MergedState, Vec<RejectedChange>)> {
-        if self.roles.is_empty() {
-            return None;
-        }
-        let refused: Vec<RejectedChange> = grants
-            .permissions
-            .values()
-            .filter_map(|g| self.role_problem(g).map(|problem| RejectedChange { data_type: DataType::Permission, key: g.key(), problem }))
-            .collect();
-        if refused.is_empty() {
-            return None;
-        }
-        let mut allowed = MergedState { permissions: grants.permissions.clone(), exported_at: grants.exported_at, ..MergedState::default() };
-        allowed.permissions.retain(|_, g| self.role_problem(g).is_none());
-        Some((allowed, refused))
     }
 
     /// Revokes, in real time, every grant sent by the last sync whose
@@ -1050,7 +996,7 @@ impl Hub {
     fn repairs_for(&self, state: &MergedState, held: &HeldBack, found: &Reconciliation, sending: &[(DataType, Delta)]) -> Result<plan::Repairs, HubError> {
         let mut repairs = plan::Repairs::default();
         // A repair sends what a run would: expired and suspended grants revoked.
-        let grants = self.with_suspended_grants(without_expired_grants(state, today()), state, held);
+        let grants = state.with_grants_suspended(state.with_expired_grants_revoked(today()), self.suspensions(held));
         for (t, mut keys) in highest_versions(found) {
             let sent: BTreeMap<&str, (u64, bool)> = sending
                 .iter()
@@ -1141,45 +1087,6 @@ fn count_sent(deltas: &[(DataType, Delta)], receipt: &Receipt) {
 /// Today's date in UTC, the calendar grant expiry is judged by.
 fn today() -> chrono::NaiveDate {
     chrono::Utc::now().date_naive()
-}
-
-/// `state`'s master data without the sets systems own, as a state holding
-/// only master data; `None` when it has none of them.
-fn without_sets(state: &MergedState, owned: &BTreeMap<String, String>) -> Option<MergedState> {
-    let is_owned = |key: &str| owned.contains_key(MasterData::set_of_key(key));
-    if !state.master_data.keys().any(|k| is_owned(k)) {
-        return None;
-    }
-    let master_data = state.master_data.iter().filter(|(k, _)| !is_owned(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
-    Some(MergedState { master_data, ..MergedState::default() })
-}
-
-/// `grants`' permissions with every grant in force of a terminated employee
-/// revoked as of their termination (a termination made in real time, which
-/// the source does not know yet); `None` when there is none.
-fn without_grants_of_leavers(grants: &MergedState, employees: &BTreeMap<CompactString, Employee>) -> Option<MergedState> {
-    let left = |g: &PermissionGrant| employees.get(&g.employee).filter(|e| g.granted && e.status == hr_core::EmployeeStatus::Terminated);
-    if !grants.permissions.values().any(|g| left(g).is_some()) {
-        return None;
-    }
-    let mut revoked = MergedState { permissions: grants.permissions.clone(), exported_at: grants.exported_at, ..MergedState::default() };
-    for grant in revoked.permissions.values_mut() {
-        if let Some(holder) = left(grant) {
-            *grant = grant.revoked(holder.updated_at);
-        }
-    }
-    Some(revoked)
-}
-
-/// `state`'s grants with the expired ones revoked, as a state holding only
-/// grants; `None` when none has expired (the state is used as it is).
-fn without_expired_grants(state: &MergedState, today: chrono::NaiveDate) -> Option<MergedState> {
-    if state.permissions.values().all(|g| !g.granted || g.in_force_on(today)) {
-        return None;
-    }
-    let mut grants = MergedState { permissions: state.permissions.clone(), ..MergedState::default() };
-    grants.revoke_expired(today);
-    Some(grants)
 }
 
 /// Runs blocking work (ledger writes with fsync, plans over a million keys,

@@ -95,7 +95,7 @@ impl Hub {
         let mut grants: BTreeMap<CompactString, PermissionGrant> = BTreeMap::new();
         for line in lines {
             let mut event = line.event;
-            if let Some(problem) = self.role_problem(&event) {
+            if let Some(problem) = hr_core::role_problem(&self.roles, &event) {
                 problems.push(Problem { line: Some(line.line), detail: format!("field `role`: {problem}") });
                 continue;
             }

@@ -1,0 +1,240 @@
+//! The HR rules a run applies to the merged state before it is planned:
+//! functions of the state, so the hub only plans, sends and compares.
+//!
+//! Each returns the records that change as a state of their own (only the
+//! data type they touch), or `None` when the rule changes nothing, so the
+//! caller plans the original state without copying it.
+//!
+//! - **Leavers lose access**: every grant in force of a terminated
+//!   employee is revoked as of the termination ([`MergedState::with_leavers_grants_revoked`]).
+//! - **Grants lapse**: a grant whose `expires` date has passed is revoked
+//!   as of that day ([`MergedState::with_expired_grants_revoked`]).
+//! - **A bad grant line fails closed**: the grants a quarantined line may
+//!   have revoked are revoked until a good line arrives
+//!   ([`MergedState::with_grants_suspended`], see [`Suspension`]).
+//! - **A system's roles are its own**: a grant of a role its system does
+//!   not list is left out and named ([`MergedState::with_unknown_roles_refused`]).
+//! - **Owned sets are their owner's**: master-data sets a system publishes
+//!   are not the hub's to send ([`MergedState::without_sets`]).
+
+use crate::holdback::Suspension;
+use crate::ledger::RejectedChange;
+use crate::merge::MergedState;
+use crate::schema::{DataType, Employee, EmployeeStatus, MasterData, PermissionGrant};
+use compact_str::CompactString;
+use std::collections::BTreeMap;
+
+impl MergedState {
+    /// This state's grants with every grant in force of a terminated
+    /// employee in `employees` (real-time terminations included, which this
+    /// state may not know yet) revoked as of the termination.
+    pub fn with_leavers_grants_revoked(&self, employees: &BTreeMap<CompactString, Employee>) -> Option<MergedState> {
+        let left = |g: &PermissionGrant| employees.get(&g.employee).filter(|e| g.granted && e.status == EmployeeStatus::Terminated);
+        if !self.permissions.values().any(|g| left(g).is_some()) {
+            return None;
+        }
+        let mut revoked = MergedState { permissions: self.permissions.clone(), exported_at: self.exported_at, ..MergedState::default() };
+        for grant in revoked.permissions.values_mut() {
+            if let Some(holder) = left(grant) {
+                *grant = grant.revoked(holder.updated_at);
+            }
+        }
+        Some(revoked)
+    }
+
+    /// This state's grants with those expired by `today` revoked.
+    pub fn with_expired_grants_revoked(&self, today: chrono::NaiveDate) -> Option<MergedState> {
+        if self.permissions.values().all(|g| !g.granted || g.in_force_on(today)) {
+            return None;
+        }
+        let mut grants = MergedState { permissions: self.permissions.clone(), ..MergedState::default() };
+        grants.revoke_expired(today);
+        Some(grants)
+    }
+
+    /// `grants` (or this state's grants, when `None`) with every grant a
+    /// suspension covers revoked as of the export; `grants` itself when
+    /// none does. A suspension may name a person by a source id not yet
+    /// matched to them: this state's merge has matched it.
+    pub fn with_grants_suspended(&self, grants: Option<MergedState>, suspensions: &[Suspension]) -> Option<MergedState> {
+        if suspensions.is_empty() {
+            return grants;
+        }
+        let person_of = |id: &str| -> String {
+            if self.employees.contains_key(id) {
+                return id.to_string();
+            }
+            self.employees.values().find(|e| e.source_ids.iter().any(|s| s == id)).map_or_else(|| id.to_string(), |e| e.id.to_string())
+        };
+        let suspended: Vec<(String, &str)> = suspensions.iter().map(|s| (person_of(&s.employee), s.system.as_str())).collect();
+        let covered =
+            |g: &PermissionGrant| g.granted && suspended.iter().any(|(employee, system)| employee == g.employee.as_str() && *system == g.system.as_str());
+        if !grants.as_ref().unwrap_or(self).permissions.values().any(covered) {
+            return grants;
+        }
+        let mut grants = grants.unwrap_or_else(|| MergedState { permissions: self.permissions.clone(), ..MergedState::default() });
+        let at = self.exported_at.unwrap_or_else(chrono::Utc::now);
+        for grant in grants.permissions.values_mut().filter(|g| covered(g)) {
+            *grant = grant.revoked(at);
+        }
+        Some(grants)
+    }
+
+    /// This state's grants without those whose role their system does not
+    /// list in `roles` (a system missing from `roles` allows any), and those
+    /// as rejected changes; `None` when every role is allowed.
+    pub fn with_unknown_roles_refused(&self, roles: &BTreeMap<String, Vec<String>>) -> Option<(MergedState, Vec<RejectedChange>)> {
+        if roles.is_empty() {
+            return None;
+        }
+        let refused: Vec<RejectedChange> = self
+            .permissions
+            .values()
+            .filter_map(|g| role_problem(roles, g).map(|problem| RejectedChange { data_type: DataType::Permission, key: g.key(), problem }))
+            .collect();
+        if refused.is_empty() {
+            return None;
+        }
+        let mut allowed = MergedState { permissions: self.permissions.clone(), exported_at: self.exported_at, ..MergedState::default() };
+        allowed.permissions.retain(|_, g| role_problem(roles, g).is_none());
+        Some((allowed, refused))
+    }
+
+    /// This state's master data without the sets in `owned` (set name to
+    /// owner), as a state holding only master data; `None` when it has
+    /// none of them.
+    pub fn without_sets(&self, owned: &BTreeMap<String, String>) -> Option<MergedState> {
+        let is_owned = |key: &str| owned.contains_key(MasterData::set_of_key(key));
+        if !self.master_data.keys().any(|k| is_owned(k)) {
+            return None;
+        }
+        let master_data = self.master_data.iter().filter(|(k, _)| !is_owned(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        Some(MergedState { master_data, ..MergedState::default() })
+    }
+}
+
+/// Why `grant`'s role is not one its system lists in `roles`, if it is not.
+pub fn role_problem(roles: &BTreeMap<String, Vec<String>>, grant: &PermissionGrant) -> Option<String> {
+    let allowed = roles.get(grant.system.as_str())?;
+    (!allowed.iter().any(|r| r == grant.role.as_str()))
+        .then(|| format!("role {:?} is not one of {}'s roles ({})", grant.role.as_str(), grant.system, allowed.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::Company;
+    use chrono::{DateTime, NaiveDate, Utc};
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    fn person(id: &str, source_id: &str, status: EmployeeStatus, updated_at: &str) -> Employee {
+        Employee {
+            id: id.into(),
+            source_ids: vec![source_id.into()],
+            company: Company::A,
+            name: "김민준".into(),
+            name_en: None,
+            email: None,
+            phone: None,
+            birth_date: None,
+            org_unit: "A-D1".into(),
+            grade: "staff".into(),
+            status,
+            hire_date: NaiveDate::from_ymd_opt(2020, 1, 2).unwrap(),
+            termination_date: None,
+            manager: None,
+            updated_at: at(updated_at),
+        }
+    }
+
+    fn grant(employee: &str, system: &str, role: &str, expires: Option<&str>) -> PermissionGrant {
+        PermissionGrant {
+            employee: employee.into(),
+            system: system.into(),
+            role: role.into(),
+            granted: true,
+            expires: expires.map(|d| d.parse().unwrap()),
+            at: at("2026-01-01T00:00:00Z"),
+        }
+    }
+
+    fn state(grants: Vec<PermissionGrant>) -> MergedState {
+        let mut state = MergedState { exported_at: Some(at("2026-03-01T09:00:00Z")), ..MergedState::default() };
+        state.permissions = grants.into_iter().map(|g| (g.key().into(), g)).collect();
+        state
+    }
+
+    #[test]
+    fn a_leavers_grants_are_revoked_as_of_their_termination_and_no_one_elses() {
+        let employees: BTreeMap<CompactString, Employee> = [
+            ("E-1".into(), person("E-1", "A-1", EmployeeStatus::Terminated, "2026-02-10T12:00:00Z")),
+            ("E-2".into(), person("E-2", "A-2", EmployeeStatus::Active, "2026-02-10T12:00:00Z")),
+        ]
+        .into();
+        let s = state(vec![grant("E-1", "erp", "viewer", None), grant("E-2", "erp", "viewer", None)]);
+        let revoked = s.with_leavers_grants_revoked(&employees).unwrap();
+        let leaver = &revoked.permissions["E-1:erp:viewer"];
+        assert!(!leaver.granted && leaver.at == at("2026-02-10T12:00:00Z"), "{leaver:?}");
+        assert!(revoked.permissions["E-2:erp:viewer"].granted);
+        assert_eq!(revoked.exported_at, s.exported_at);
+        let stayers: BTreeMap<CompactString, Employee> = [("E-1".into(), person("E-1", "A-1", EmployeeStatus::Active, "2026-02-10T12:00:00Z"))].into();
+        assert!(s.with_leavers_grants_revoked(&stayers).is_none());
+    }
+
+    #[test]
+    fn a_grant_past_its_expiry_is_revoked_and_one_in_force_is_not() {
+        let s = state(vec![grant("E-1", "erp", "viewer", Some("2026-01-31")), grant("E-2", "erp", "viewer", Some("2026-12-31"))]);
+        let today = NaiveDate::from_ymd_opt(2026, 2, 1).unwrap();
+        let revoked = s.with_expired_grants_revoked(today).unwrap();
+        assert!(!revoked.permissions["E-1:erp:viewer"].granted);
+        assert!(revoked.permissions["E-2:erp:viewer"].granted);
+        assert!(s.with_expired_grants_revoked(NaiveDate::from_ymd_opt(2026, 1, 31).unwrap()).is_none(), "in force through its last day");
+    }
+
+    #[test]
+    fn a_suspension_revokes_that_persons_grants_on_that_system_only_even_by_source_id() {
+        let mut s = state(vec![grant("E-1", "erp", "viewer", None), grant("E-1", "payroll", "viewer", None), grant("E-2", "erp", "viewer", None)]);
+        s.employees.insert("E-1".into(), person("E-1", "A-1", EmployeeStatus::Active, "2026-01-01T00:00:00Z"));
+        let by_source_id = Suspension { employee: "A-1".into(), system: "erp".into(), file: "permissions.jsonl".into(), line: 3 };
+        let suspended = s.with_grants_suspended(None, std::slice::from_ref(&by_source_id)).unwrap();
+        let revoked = &suspended.permissions["E-1:erp:viewer"];
+        assert!(!revoked.granted && Some(revoked.at) == s.exported_at, "{revoked:?}");
+        assert!(suspended.permissions["E-1:payroll:viewer"].granted && suspended.permissions["E-2:erp:viewer"].granted);
+        // Applied over grants another rule already changed, and not at all without suspensions.
+        let expired = s.with_expired_grants_revoked(NaiveDate::from_ymd_opt(2030, 1, 1).unwrap());
+        assert_eq!(s.with_grants_suspended(expired.clone(), &[]), expired);
+        let other = Suspension { employee: "E-9".into(), ..by_source_id };
+        assert!(s.with_grants_suspended(None, &[other]).is_none(), "a suspension covering no grant changes nothing");
+    }
+
+    #[test]
+    fn a_role_its_system_does_not_list_is_refused_by_name_and_the_rest_pass() {
+        let s = state(vec![grant("E-1", "erp", "admin", None), grant("E-1", "erp", "viewer", None), grant("E-1", "payroll", "anything", None)]);
+        let roles: BTreeMap<String, Vec<String>> = [("erp".to_string(), vec!["viewer".to_string(), "approver".to_string()])].into();
+        let (allowed, refused) = s.with_unknown_roles_refused(&roles).unwrap();
+        assert_eq!(allowed.permissions.keys().map(|k| k.as_str()).collect::<Vec<_>>(), vec!["E-1:erp:viewer", "E-1:payroll:anything"]);
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].key, "E-1:erp:admin");
+        assert_eq!(refused[0].problem, r#"role "admin" is not one of erp's roles (viewer, approver)"#);
+        assert!(s.with_unknown_roles_refused(&BTreeMap::new()).is_none());
+        let lenient: BTreeMap<String, Vec<String>> = [("erp".to_string(), vec!["admin".to_string(), "viewer".to_string()])].into();
+        assert!(s.with_unknown_roles_refused(&lenient).is_none());
+    }
+
+    #[test]
+    fn sets_a_system_owns_are_left_out_and_the_others_kept() {
+        let mut s = MergedState::default();
+        for (set, code) in [("md.product", "P1"), ("md.category", "C1")] {
+            let md = MasterData { set: set.into(), code: code.into(), name: "x".into(), attributes: Default::default() };
+            s.master_data.insert(md.key().into(), md);
+        }
+        let owned: BTreeMap<String, String> = [("md.product".to_string(), "erp".to_string())].into();
+        let kept = s.without_sets(&owned).unwrap();
+        assert_eq!(kept.master_data.keys().map(|k| k.as_str()).collect::<Vec<_>>(), vec!["md.category:C1"]);
+        let none: BTreeMap<String, String> = [("md.grade".to_string(), "erp".to_string())].into();
+        assert!(s.without_sets(&none).is_none());
+    }
+}
