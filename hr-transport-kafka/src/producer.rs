@@ -11,7 +11,9 @@ use rdkafka::ClientConfig;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-/// The name failures use for the broker itself.
+/// The name a report uses for the brokers when no target is registered
+/// (a producer publishing for whoever reads the topics): failures and
+/// deliveries otherwise name the targets.
 const BROKER: &str = "kafka";
 
 /// Sends change envelopes to one topic per data type, keyed by record key,
@@ -74,13 +76,28 @@ impl KafkaPropagator {
     }
 
     /// Refuses a batch holding a sensitive data type unless allowed; nothing of it is sent.
-    fn refuse_sensitive(&self, batch: &[ChangeEnvelope]) -> Result<(), PropagateError> {
+    fn refuse_sensitive(&self, batch: &[ChangeEnvelope], addressed: &[String]) -> Result<(), PropagateError> {
         let Some(c) = batch.iter().find(|c| c.data_type.is_sensitive() && !self.config.allow_sensitive) else { return Ok(()) };
         let cause = format!(
             "refusing to publish {} records to Kafka, where every consumer of the topic could read them; route them over REST, or set KafkaConfig::allow_sensitive",
             c.data_type
         );
-        Err(PropagateError::incomplete(PropagationReport::default(), vec![TargetFailure { target: BROKER.into(), cause, retriable: false }]))
+        Err(PropagateError::incomplete(PropagationReport::default(), failed(addressed, &cause, false)))
+    }
+
+    /// The targets reading the topics a batch goes to (all of them, or
+    /// those of `only`'s audiences): the ones a failure leaves without it.
+    /// With no target registered, the brokers stand for them (named `kafka`).
+    fn addressed(&self, batch: &[ChangeEnvelope], only: Option<&BTreeSet<String>>) -> Vec<String> {
+        let types: BTreeSet<DataType> = batch.iter().map(|c| c.data_type).collect();
+        let topics: BTreeSet<String> = types.iter().flat_map(|t| self.audiences(*t, only).into_iter().map(|(topic, _)| topic)).collect();
+        let reads = |target: &KafkaTarget| target.data_types.iter().any(|t| types.contains(t) && topics.contains(&self.topic_of(target, *t)));
+        let names: Vec<String> = self.targets.iter().filter(|(_, t)| reads(t)).map(|(name, _)| name.clone()).collect();
+        if names.is_empty() {
+            vec![BROKER.to_string()]
+        } else {
+            names
+        }
     }
 
     /// Puts every record of `batch` in flight at once (waiting for
@@ -167,8 +184,8 @@ impl KafkaPropagator {
     }
 
     /// The receipt when the broker acknowledged everything, else what it did
-    /// acknowledge and why the rest is missing.
-    fn outcome(&self, acknowledged: Acknowledged) -> Result<Receipt, PropagateError> {
+    /// acknowledge and, for each target `addressed`, why the rest is missing.
+    fn outcome(&self, acknowledged: Acknowledged, addressed: &[String]) -> Result<Receipt, PropagateError> {
         let records = acknowledged.records;
         if acknowledged.failures.is_empty() {
             tracing::debug!(records, "kafka propagation acknowledged");
@@ -177,14 +194,8 @@ impl KafkaPropagator {
         let unacknowledged: u64 = acknowledged.failures.values().sum();
         let cause = acknowledged.failures.iter().map(|(c, n)| format!("{n} record(s): {c}")).collect::<Vec<_>>().join("; ");
         tracing::warn!(unacknowledged, brokers = %self.config.brokers, "kafka propagation incomplete");
-        Err(PropagateError::incomplete(
-            self.delivered(&acknowledged.offsets),
-            vec![TargetFailure {
-                target: BROKER.into(),
-                cause: format!("{unacknowledged} of {records} records not acknowledged by {}: {cause}", self.config.brokers),
-                retriable: true,
-            }],
-        ))
+        let cause = format!("{unacknowledged} of {records} records not acknowledged by {}: {cause}", self.config.brokers);
+        Err(PropagateError::incomplete(self.delivered(&acknowledged.offsets), failed(addressed, &cause, true)))
     }
 
     /// What the broker holds of a batch acknowledged at `offsets`, per
@@ -261,17 +272,19 @@ impl KafkaPropagator {
 #[async_trait]
 impl Propagator for KafkaPropagator {
     async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
-        self.refuse_sensitive(batch)?;
+        let addressed = self.addressed(batch, None);
+        self.refuse_sensitive(batch, &addressed)?;
         let acknowledged = self.produce_all(batch, None).await;
-        self.outcome(acknowledged)
+        self.outcome(acknowledged, &addressed)
     }
 
     /// Publishes to the topics the named targets read: every target
     /// reading one of them receives it too, and the receipt names them all.
     async fn propagate_to(&self, batch: &[ChangeEnvelope], targets: &BTreeSet<String>) -> Result<Receipt, PropagateError> {
-        self.refuse_sensitive(batch)?;
+        let addressed = self.addressed(batch, Some(targets));
+        self.refuse_sensitive(batch, &addressed)?;
         let acknowledged = self.produce_all(batch, Some(targets)).await;
-        self.outcome(acknowledged)
+        self.outcome(acknowledged, &addressed)
     }
 
     fn targets(&self) -> BTreeMap<String, Vec<DataType>> {
@@ -281,6 +294,11 @@ impl Propagator for KafkaPropagator {
     fn field_scope(&self, target: &str) -> FieldScope {
         self.targets.get(target).map(|t| t.fields.clone()).unwrap_or_default()
     }
+}
+
+/// The same failure for each of `targets`.
+fn failed(targets: &[String], cause: &str, retriable: bool) -> Vec<TargetFailure> {
+    targets.iter().map(|target| TargetFailure { target: target.clone(), cause: cause.to_string(), retriable }).collect()
 }
 
 /// Per topic and partition, the highest acknowledged offset and how many

@@ -163,6 +163,29 @@ async fn a_batch_for_some_targets_goes_to_their_topics_and_the_receipt_names_eve
     }
 }
 
+/// A failure names the targets it leaves without the batch, not the
+/// broker: compensation refused (it may not travel over Kafka) names payroll,
+/// which would have read it, and not orgchart, which reads no compensation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_batch_names_the_targets_it_was_for() {
+    let config = config("named").await;
+    let propagator = KafkaPropagator::new(&config)
+        .unwrap()
+        .with_target("payroll", &[DataType::Employee, DataType::Compensation])
+        .unwrap()
+        .with_target("orgchart", &[DataType::Employee])
+        .unwrap();
+    let pay = serde_json::json!({"employee_id": "A-1", "base_salary": 1, "currency": "KRW", "effective_date": "2026-01-01"});
+    let change = ChangeEnvelope::upsert(DataType::Compensation, "A-1".to_string(), 1, "test", &pay).unwrap();
+    let err = propagator.propagate(&[change]).await.unwrap_err();
+    assert_eq!(err.failed_targets(), vec!["payroll"], "{err}");
+    let err = propagator
+        .propagate(&[employees(1).remove(0), ChangeEnvelope::upsert(DataType::Compensation, "A-2".to_string(), 1, "test", &pay).unwrap()])
+        .await
+        .unwrap_err();
+    assert_eq!(err.failed_targets(), vec!["orgchart", "payroll"], "a batch with employees was for orgchart too: {err}");
+}
+
 /// Records the versions it sees per key, in arrival order.
 #[derive(Default)]
 struct OrderRecorder {
