@@ -124,6 +124,11 @@ struct Args {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Judge hire dates, termination dates and grant expiry as if today
+    /// were this day (YYYY-MM-DD): for tests and backfills; a deployment
+    /// leaves it out and uses the clock's day (UTC).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    today: Option<chrono::NaiveDate>,
 }
 
 /// The bearer token `/metrics` requires, here and (for --status) at the systems.
@@ -482,7 +487,9 @@ async fn wait_enforcing_expiry(
             _ = tokio::time::sleep(left.min(EXPIRY_CHECK)) => {}
         }
         let Some(hub) = hub else { continue };
-        match hub.lock().await.enforce_expiry(chrono::Utc::now().date_naive()).await {
+        let mut hub = hub.lock().await;
+        let today = hub.today();
+        match hub.enforce_expiry(today).await {
             Ok(revoked) if revoked.sent > 0 => console.line(&format!("revoked {} grants that expired since the last run", revoked.sent)),
             Ok(_) => {}
             Err(e) => console.line(&format!("revoking expired grants failed: {e} (the next run revokes them)")),
@@ -523,7 +530,9 @@ async fn connect(args: &Args, config: &HubConfig, rest: RestConfig, access: Acce
     for audience in config.kafka_audiences(&kafka) {
         ensure_topics(&audience, &config.policy().data_types_via("kafka")).await?;
     }
-    Ok(Hub::new(config, kafka, rest, ledger)?)
+    let mut hub = Hub::new(config, kafka, rest, ledger)?;
+    hub.set_today(args.today);
+    Ok(hub)
 }
 
 /// How the hub program opens its ledger.

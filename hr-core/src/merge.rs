@@ -867,7 +867,7 @@ fn build_employee(person: Person, records: &mut [SourceEmployee], manager: Optio
         grade: std::mem::take(&mut primary.grade),
         status: primary.status,
         hire_date: primary.hire_date,
-        termination_date: None,
+        termination_date: primary.termination_date,
         manager,
         updated_at: updated_at.unwrap_or(primary.updated_at),
     };

@@ -16,15 +16,54 @@
 //!   not list is left out and named ([`MergedState::with_unknown_roles_refused`]).
 //! - **Owned sets are their owner's**: master-data sets a system publishes
 //!   are not the hub's to send ([`MergedState::without_sets`]).
+//! - **People change on their dates**: a hire takes effect on the hire date,
+//!   a departure after the last day ([`MergedState::as_of`]).
 
 use crate::holdback::Suspension;
 use crate::ledger::RejectedChange;
 use crate::merge::MergedState;
 use crate::schema::{DataType, Employee, EmployeeStatus, MasterData, PermissionGrant};
 use compact_str::CompactString;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 impl MergedState {
+    /// This state as it stands on `today`, by the dates the source gives:
+    /// - a person whose hire date is after `today` is not employed yet: left
+    ///   out, with their grants and pay, until that day;
+    /// - a person whose termination date is before `today` is terminated, as
+    ///   of the end of that last day (and loses every grant, see
+    ///   [`with_leavers_grants_revoked`](Self::with_leavers_grants_revoked));
+    /// - a person marked terminated whose termination date is `today` or
+    ///   later stays active through that day.
+    ///
+    /// `None` when no date changes anything today.
+    pub fn as_of(&self, today: chrono::NaiveDate) -> Option<MergedState> {
+        let not_yet = |e: &Employee| e.hire_date > today;
+        // Left at the end of the last day: what the leaver's grants are revoked as of.
+        let left_at = |last: chrono::NaiveDate| last.succ_opt().unwrap_or(last).and_time(chrono::NaiveTime::MIN).and_utc();
+        let effective = |e: &Employee| match e.termination_date {
+            Some(last) if today > last && (e.status != EmployeeStatus::Terminated || e.updated_at < left_at(last)) => Some((EmployeeStatus::Terminated, last)),
+            Some(last) if today <= last && e.status == EmployeeStatus::Terminated => Some((EmployeeStatus::Active, last)),
+            _ => None,
+        };
+        if !self.employees.values().any(|e| not_yet(e) || effective(e).is_some()) {
+            return None;
+        }
+        let withheld: BTreeSet<CompactString> = self.employees.values().filter(|e| not_yet(e)).map(|e| e.id.clone()).collect();
+        let mut state = self.clone();
+        state.employees.retain(|id, _| !withheld.contains(id));
+        state.permissions.retain(|_, g| !withheld.contains(&g.employee));
+        state.compensation.retain(|id, _| !withheld.contains(id));
+        for employee in state.employees.values_mut() {
+            let Some((status, last)) = effective(employee) else { continue };
+            employee.status = status;
+            if status == EmployeeStatus::Terminated {
+                employee.updated_at = employee.updated_at.max(left_at(last));
+            }
+        }
+        Some(state)
+    }
+
     /// This state's grants with every grant in force of a terminated
     /// employee in `employees` (real-time terminations included, which this
     /// state may not know yet) revoked as of the termination.
@@ -236,5 +275,45 @@ mod tests {
         assert_eq!(kept.master_data.keys().map(|k| k.as_str()).collect::<Vec<_>>(), vec!["md.category:C1"]);
         let none: BTreeMap<String, String> = [("md.grade".to_string(), "erp".to_string())].into();
         assert!(s.without_sets(&none).is_none());
+    }
+
+    #[test]
+    fn a_hire_waits_for_its_day_and_a_departure_for_the_end_of_the_last_day() {
+        let mut s = state(vec![grant("E-1", "erp", "viewer", None), grant("E-2", "erp", "viewer", None)]);
+        let mut hire = person("E-1", "A-1", EmployeeStatus::Active, "2026-02-01T00:00:00Z");
+        hire.hire_date = "2026-03-09".parse().unwrap();
+        let mut leaver = person("E-2", "A-2", EmployeeStatus::Terminated, "2026-02-01T00:00:00Z");
+        leaver.termination_date = Some("2026-03-15".parse().unwrap());
+        s.employees.insert("E-1".into(), hire);
+        s.employees.insert("E-2".into(), leaver);
+        s.compensation.insert(
+            "E-1".into(),
+            crate::Compensation {
+                employee_id: "E-1".into(),
+                base_salary: crate::Sensitive::new(1),
+                currency: "KRW".into(),
+                effective_date: "2026-03-09".parse().unwrap(),
+            },
+        );
+        let on = |day: &str| s.as_of(day.parse().unwrap()).unwrap_or_else(|| s.clone());
+
+        let before = on("2026-03-08");
+        assert!(!before.employees.contains_key("E-1") && !before.compensation.contains_key("E-1"), "not employed yet");
+        assert!(!before.permissions.contains_key("E-1:erp:viewer"), "the hire's grant waits too");
+        assert_eq!(before.employees["E-2"].status, EmployeeStatus::Active, "marked terminated, but the last day is ahead");
+        let last_day = on("2026-03-15");
+        assert!(last_day.employees.contains_key("E-1") && last_day.permissions.contains_key("E-1:erp:viewer"));
+        assert_eq!(last_day.employees["E-2"].status, EmployeeStatus::Active, "active through the last day");
+        let after = on("2026-03-16");
+        let left = &after.employees["E-2"];
+        assert_eq!((left.status, left.updated_at), (EmployeeStatus::Terminated, at("2026-03-16T00:00:00Z")), "terminated as of the end of the last day");
+        let revoked = after.with_leavers_grants_revoked(&after.employees).unwrap();
+        assert!(!revoked.permissions["E-2:erp:viewer"].granted && revoked.permissions["E-1:erp:viewer"].granted);
+        // Marked active with a last day passed: terminated all the same; no date that matters: nothing changes.
+        let mut active = person("E-3", "A-3", EmployeeStatus::Active, "2026-02-01T00:00:00Z");
+        active.termination_date = Some("2026-03-01".parse().unwrap());
+        let plain = MergedState { employees: [("E-3".into(), active)].into(), ..MergedState::default() };
+        assert_eq!(plain.as_of("2026-03-02".parse().unwrap()).unwrap().employees["E-3"].status, EmployeeStatus::Terminated);
+        assert!(plain.as_of("2026-03-01".parse().unwrap()).is_none());
     }
 }

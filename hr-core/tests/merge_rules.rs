@@ -364,3 +364,28 @@ fn what_a_receiver_would_refuse_and_times_in_the_future_are_quarantined_at_the_l
     assert!(out.state.master_data.contains_key("md.category:C2"));
     assert_eq!(Reason::ImplausibleTime.as_str(), "implausible_time");
 }
+
+#[test]
+fn a_termination_date_is_read_from_either_company_and_a_bad_one_quarantined_by_field() {
+    let dir = tempfile::tempdir().unwrap();
+    Input::default().write(dir.path());
+    let header = format!("{A_HEADER},termination_date");
+    let rows = [
+        format!("{},20261231", a_row("1", "D1", "", "", "2026-01-01 09:00:00")),
+        format!("{},", a_row("2", "D1", "1", "", "2026-01-01 09:00:00")),
+        format!("{},2026-12-31", a_row("3", "D1", "1", "", "2026-01-01 09:00:00")),
+    ];
+    std::fs::write(dir.path().join("company_a/employees.csv"), format!("{header}\n{}\n", rows.join("\n"))).unwrap();
+    let mut b: serde_json::Value = serde_json::from_str(&b_line(1, 10, None, None, true, "2026-01-01T00:00:00Z")).unwrap();
+    b["endDate"] = "2027-01-15".into();
+    std::fs::write(dir.path().join("company_b/employees.jsonl"), format!("{b}\n")).unwrap();
+    let outcome = hr_core::merge(hr_core::load_input_dir(dir.path(), &hr_core::Mapping::default()).unwrap());
+    let day = |d: &str| Some(d.parse::<chrono::NaiveDate>().unwrap());
+    assert_eq!(outcome.state.employees["A-1"].termination_date, day("2026-12-31"));
+    assert_eq!(outcome.state.employees["A-2"].termination_date, None, "an empty cell: no date");
+    assert_eq!(outcome.state.employees["B-1"].termination_date, day("2027-01-15"));
+    let bad = reasons(&outcome);
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert_eq!((bad[0].0.as_str(), bad[0].1, bad[0].2.as_deref()), ("company_a/employees.csv", 4, Some("A-3")));
+    assert!(outcome.report.quarantined[0].detail.contains("termination_date"), "{:?}", outcome.report.quarantined[0]);
+}

@@ -287,6 +287,8 @@ pub struct Hub {
     /// Grants as last sent: what [`enforce_expiry`](Hub::enforce_expiry)
     /// and a real-time termination revoke.
     grants: BTreeMap<CompactString, PermissionGrant>,
+    /// The day runs take as today, when set ([`set_today`](Hub::set_today)).
+    today: Option<chrono::NaiveDate>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -362,6 +364,7 @@ impl Hub {
             owned,
             employees: BTreeMap::new(),
             grants: BTreeMap::new(),
+            today: None,
         })
     }
 
@@ -393,6 +396,19 @@ impl Hub {
             }
         }
         Ok(targets)
+    }
+
+    /// Runs as if today were `day` (`None`: the clock's day, in UTC): hires,
+    /// departures and grant expiry are judged by it (see
+    /// [`MergedState::as_of`]). For tests and backfills; a deployment leaves it unset.
+    pub fn set_today(&mut self, day: Option<chrono::NaiveDate>) {
+        self.today = day;
+    }
+
+    /// The day runs judge dates by: [`set_today`](Self::set_today)'s, else
+    /// today's date in UTC.
+    pub fn today(&self) -> chrono::NaiveDate {
+        self.today.unwrap_or_else(|| chrono::Utc::now().date_naive())
     }
 
     /// Lets every later run go whatever it changes: no plan is held by
@@ -528,6 +544,8 @@ impl Hub {
     }
 
     fn plan_counting(&self, state: &MergedState, types: &[DataType], held: &HeldBack, count: plan::Counting) -> Result<RunPlan, HubError> {
+        let dated = state.as_of(self.today());
+        let state = dated.as_ref().unwrap_or(state);
         // Every delete is planned: `[safety]` decides whether the run may go.
         let options = PlanOptions { allow_mass_delete: true, hold: Some(held) };
         let mut sources = BTreeMap::new();
@@ -644,7 +662,7 @@ impl Hub {
         let mut changes = blocking(|| self.ledger.realtime_changes(data_type))?;
         changes.retain(|c| held.holds(data_type, &c.key).is_none());
         let mut source = match data_type {
-            DataType::Permission => state.with_grants_suspended(state.with_expired_grants_revoked(today()), self.suspensions(held)),
+            DataType::Permission => state.with_grants_suspended(state.with_expired_grants_revoked(self.today()), self.suspensions(held)),
             DataType::MasterData => state.without_sets(&self.owned),
             _ => None,
         };
@@ -654,7 +672,7 @@ impl Hub {
             only.exported_at = state.exported_at;
             wins = apply_newer_wins(&mut only, data_type, &changes, state.exported_at.unwrap_or_else(chrono::Utc::now))?;
             if data_type == DataType::Permission {
-                only.revoke_expired(today());
+                only.revoke_expired(self.today());
             }
             source = Some(only);
         }
@@ -994,9 +1012,11 @@ impl Hub {
     /// first) is applied: a key it sends above every version a target holds
     /// needs no repair, and a key it sends is live or not as it says.
     fn repairs_for(&self, state: &MergedState, held: &HeldBack, found: &Reconciliation, sending: &[(DataType, Delta)]) -> Result<plan::Repairs, HubError> {
+        let dated = state.as_of(self.today());
+        let state = dated.as_ref().unwrap_or(state);
         let mut repairs = plan::Repairs::default();
         // A repair sends what a run would: expired and suspended grants revoked.
-        let grants = state.with_grants_suspended(state.with_expired_grants_revoked(today()), self.suspensions(held));
+        let grants = state.with_grants_suspended(state.with_expired_grants_revoked(self.today()), self.suspensions(held));
         for (t, mut keys) in highest_versions(found) {
             let sent: BTreeMap<&str, (u64, bool)> = sending
                 .iter()
@@ -1037,7 +1057,7 @@ impl Hub {
             let record = match self.ledger.realtime_change(t, &key)? {
                 Some(mut change @ RealtimeChange { payload: Some(_), .. }) => {
                     if t == DataType::Permission {
-                        realtime::revoke_if_expired(&mut change, today())?;
+                        realtime::revoke_if_expired(&mut change, self.today())?;
                     }
                     change.payload.map(Ok)
                 }
@@ -1082,11 +1102,6 @@ fn count_sent(deltas: &[(DataType, Delta)], receipt: &Receipt) {
             metrics::counter!("hr_hub_changes_delivered_total", "target" => target.clone(), "data_type" => t.as_str()).increment(*n);
         }
     }
-}
-
-/// Today's date in UTC, the calendar grant expiry is judged by.
-fn today() -> chrono::NaiveDate {
-    chrono::Utc::now().date_naive()
 }
 
 /// Runs blocking work (ledger writes with fsync, plans over a million keys,

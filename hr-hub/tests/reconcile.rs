@@ -608,3 +608,62 @@ async fn a_repair_sends_a_grant_as_a_run_would_revoked_in_real_time_or_suspended
     f.hub.repair(&state, &held, &found).await.unwrap();
     assert!(!granted_in_erp(&f.stores, &suspended), "a repair granted what a bad line suspends");
 }
+
+/// People over time, with the hub's day set: a hire dated a week ahead
+/// reaches no system before that day (nor their grant), then every system
+/// that receives employees on it; a departure dated ahead keeps the person
+/// and their access through the last day, and on the day after they are
+/// terminated everywhere with every grant revoked. Each run leaves the
+/// systems matching the hub.
+#[tokio::test]
+async fn hires_and_departures_take_effect_on_their_dates() {
+    let mut f = Fixture::synced().await;
+    // Days in the past, so the times a departure is revoked at are not ahead of the clock.
+    let start = chrono::Utc::now().date_naive() - chrono::Days::new(30);
+    let day = |n: u64| start + chrono::Days::new(n);
+    let mut state = f.state.clone();
+    let template = state.employees.values().next().unwrap().clone();
+    let newcomer = hr_core::Employee {
+        id: "A-99001".into(),
+        source_ids: vec!["A-99001".into()],
+        email: Some("newcomer@a.example".into()),
+        manager: None,
+        hire_date: day(7),
+        ..template
+    };
+    state.employees.insert(newcomer.id.clone(), newcomer.clone());
+    let welcome = hr_core::PermissionGrant {
+        employee: newcomer.id.clone(),
+        system: "erp".into(),
+        role: "viewer".into(),
+        granted: true,
+        expires: None,
+        at: chrono::Utc::now() - chrono::Duration::days(40),
+    };
+    state.permissions.insert(welcome.key().into(), welcome.clone());
+    let grant = f.erp_grant();
+    let leaver = grant.split(':').next().unwrap().to_string();
+    {
+        let person = state.employees.get_mut(leaver.as_str()).unwrap();
+        person.status = hr_core::EmployeeStatus::Terminated;
+        person.termination_date = Some(day(14));
+    }
+    let status_in = |f: &Fixture, system: &str, id: &str| -> Option<String> {
+        let body = f.stores.row(system, DataType::Employee, id)?.1?;
+        Some(serde_json::from_str::<serde_json::Value>(&body).unwrap()["status"].as_str().unwrap().to_string())
+    };
+
+    for (today, hired, left) in [(0, false, false), (6, false, false), (7, true, false), (14, true, false), (15, true, true)] {
+        f.hub.set_today(Some(day(today)));
+        f.hub.sync(&state).await.unwrap();
+        for system in NAMES {
+            assert_eq!(status_in(&f, system, "A-99001").is_some(), hired, "day {today}: the hire in {system}");
+            let want = if left { "terminated" } else { "active" };
+            assert_eq!(status_in(&f, system, &leaver).as_deref(), Some(want), "day {today}: the leaver in {system}");
+        }
+        assert_eq!(f.stores.row("erp", DataType::Permission, &welcome.key()).is_some(), hired, "day {today}: the hire's grant");
+        assert_eq!(granted_in_erp(&f.stores, &grant), !left, "day {today}: the leaver's grant");
+        assert_matches_everywhere(&f.reconcile().await, &format!("on day {today}"));
+    }
+    assert!(f.stores.row("payroll", DataType::Employee, "A-99001").unwrap().1.unwrap().contains(&day(7).to_string()), "the hire date travels");
+}

@@ -36,6 +36,8 @@ pub(crate) struct SourceEmployee {
     pub status: EmployeeStatus,
     /// Hire date.
     pub hire_date: NaiveDate,
+    /// Last day of employment, when known (a departure may be dated ahead).
+    pub termination_date: Option<NaiveDate>,
     /// Manager's source id (`A-…` / `B-…`), unresolved.
     pub manager_source_id: Option<CompactString>,
     /// Salary and currency.

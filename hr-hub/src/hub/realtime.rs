@@ -3,7 +3,7 @@
 //! the ledger so periodic runs keep them until the source says something
 //! newer ("newer wins").
 
-use super::{blocking, today, Hub, HubError, SyncOutcome};
+use super::{blocking, Hub, HubError, SyncOutcome};
 use chrono::{DateTime, NaiveDate, Utc};
 use hr_core::{
     describe_json_error, read_permission_lines, CompactString, DataType, Employee, EmployeeStatus, MasterData, PermissionGrant, RealtimeChange, Record,
@@ -223,7 +223,7 @@ impl Hub {
     }
 
     async fn apply_checked(&mut self, mut changes: Vec<RealtimeChange>, origin: &str) -> Result<SyncOutcome, HubError> {
-        let today = today();
+        let today = self.today();
         for change in &mut changes {
             self.check(change)?;
             if change.data_type == DataType::Permission {
