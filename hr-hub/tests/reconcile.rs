@@ -47,11 +47,13 @@ struct Stores {
     policy: RoutingPolicy,
     held: Mutex<BTreeMap<String, Store>>,
     received: Mutex<BTreeMap<String, u64>>,
+    /// Every system reads one topic, as over Kafka: a batch for some reaches all, and the receipt names them.
+    one_topic: std::sync::atomic::AtomicBool,
 }
 
 impl Stores {
     fn new(policy: RoutingPolicy) -> Self {
-        Stores { policy, held: Mutex::new(BTreeMap::new()), received: Mutex::new(BTreeMap::new()) }
+        Stores { policy, held: Mutex::new(BTreeMap::new()), received: Mutex::new(BTreeMap::new()), one_topic: Default::default() }
     }
 
     fn row(&self, system: &str, data_type: DataType, key: &str) -> Option<Row> {
@@ -110,7 +112,8 @@ impl Propagator for Stores {
     }
 
     async fn propagate_to(&self, batch: &[ChangeEnvelope], targets: &BTreeSet<String>) -> Result<Receipt, PropagateError> {
-        Ok(self.write(batch, Some(targets)))
+        let one_topic = self.one_topic.load(std::sync::atomic::Ordering::SeqCst);
+        Ok(self.write(batch, Some(targets).filter(|_| !one_topic)))
     }
 
     fn targets(&self) -> BTreeMap<String, Vec<DataType>> {
@@ -281,6 +284,16 @@ async fn a_repair_goes_only_to_the_systems_that_differ_and_every_later_version_i
         assert!(f.stores.row(name, DataType::Employee, other).unwrap().1.unwrap().contains("renamed before the run"), "{name}");
     }
     assert_matches_everywhere(&f.reconcile().await, "after a repair of content new to the ledger");
+
+    // Over one topic every system reads (as over Kafka), a repair for erp reaches all three: the receipt names them, and the hub remembers each one's version.
+    f.stores.one_topic.store(true, std::sync::atomic::Ordering::SeqCst);
+    f.stores.set("erp", DataType::Employee, gone, None);
+    let found = f.reconcile().await;
+    f.hub.repair(&f.state, &HeldBack::default(), &found).await.unwrap();
+    let (topic_at, _) = f.stores.row("erp", DataType::Employee, gone).unwrap();
+    assert!(NAMES.iter().all(|n| f.stores.row(n, DataType::Employee, gone).unwrap().0 == topic_at), "every reader of the topic took the repair");
+    assert_matches_everywhere(&f.reconcile().await, "after a repair every system read");
+    f.stores.one_topic.store(false, std::sync::atomic::Ordering::SeqCst);
 
     // A change of the person reaches every system, above each one's version.
     let mut state = f.state.clone();
@@ -666,4 +679,26 @@ async fn hires_and_departures_take_effect_on_their_dates() {
         assert_matches_everywhere(&f.reconcile().await, &format!("on day {today}"));
     }
     assert!(f.stores.row("payroll", DataType::Employee, "A-99001").unwrap().1.unwrap().contains(&day(7).to_string()), "the hire date travels");
+}
+
+/// A grant made in real time that lapses before a repair re-sends it goes
+/// out revoked, as a run would send it.
+#[tokio::test]
+async fn a_real_time_grant_that_lapsed_since_is_repaired_revoked() {
+    let mut f = Fixture::synced().await;
+    let day = chrono::Utc::now().date_naive() - chrono::Days::new(10);
+    f.hub.set_today(Some(day));
+    let key = f.erp_grant();
+    let parts: Vec<&str> = key.splitn(3, ':').collect();
+    let at = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
+    let expires = (day + chrono::Days::new(1)).to_string();
+    let line = serde_json::json!({"employee": parts[0], "system": "erp", "role": parts[2], "op": "grant", "at": at, "expires": expires}).to_string();
+    f.hub.apply_permission_lines(&line, "hr-portal").await.unwrap();
+    assert!(granted_in_erp(&f.stores, &key), "in force until tomorrow");
+    // Two days later erp has lost the row: the repair sends the grant as it stands now, lapsed.
+    f.hub.set_today(Some(day + chrono::Days::new(2)));
+    f.stores.set("erp", DataType::Permission, &key, None);
+    let found = f.reconcile().await;
+    f.hub.repair(&f.state, &HeldBack::default(), &found).await.unwrap();
+    assert!(!granted_in_erp(&f.stores, &key), "a repair re-sent a real-time grant that lapsed since");
 }
