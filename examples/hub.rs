@@ -586,6 +586,9 @@ async fn print_plan(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Resul
     if plan.is_held() {
         println!("approve exactly this plan with: hub --approve {}", plan.plan_id);
     }
+    for due in &plan.scheduled {
+        println!("  scheduled: {} {} on {} (the first run that day)", due.employee, due.change, due.on);
+    }
     Ok(())
 }
 

@@ -26,6 +26,17 @@ use crate::schema::{DataType, Employee, EmployeeStatus, MasterData, PermissionGr
 use compact_str::CompactString;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// A change the dates of a state hold for later (see [`MergedState::scheduled`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct Scheduled {
+    /// The day it takes effect.
+    pub on: chrono::NaiveDate,
+    /// The employee's unified id.
+    pub employee: String,
+    /// `hire` (sent from that day on) or `departure` (terminated, every grant revoked, that day).
+    pub change: &'static str,
+}
+
 impl MergedState {
     /// This state as it stands on `today`, by the dates the source gives:
     /// - a person whose hire date is after `today` is not employed yet: left
@@ -62,6 +73,23 @@ impl MergedState {
             }
         }
         Some(state)
+    }
+
+    /// What this state's dates hold for after `today`, by day: hires (the
+    /// person is sent from their hire date) and departures (terminated on
+    /// the day after the last day), as [`as_of`](Self::as_of) will apply them.
+    pub fn scheduled(&self, today: chrono::NaiveDate) -> Vec<Scheduled> {
+        let mut due = vec![];
+        for e in self.employees.values() {
+            if e.hire_date > today {
+                due.push(Scheduled { on: e.hire_date, employee: e.id.to_string(), change: "hire" });
+            }
+            if let Some(left) = e.termination_date.and_then(|last| last.succ_opt()).filter(|left| *left > today) {
+                due.push(Scheduled { on: left, employee: e.id.to_string(), change: "departure" });
+            }
+        }
+        due.sort();
+        due
     }
 
     /// This state's grants with every grant in force of a terminated

@@ -544,6 +544,7 @@ impl Hub {
     }
 
     fn plan_counting(&self, state: &MergedState, types: &[DataType], held: &HeldBack, count: plan::Counting) -> Result<RunPlan, HubError> {
+        let scheduled = if types.contains(&DataType::Employee) { state.scheduled(self.today()) } else { vec![] };
         let dated = state.as_of(self.today());
         let state = dated.as_ref().unwrap_or(state);
         // Every delete is planned: `[safety]` decides whether the run may go.
@@ -586,6 +587,7 @@ impl Hub {
             targets: BTreeMap::new(),
             hold: vec![],
             rejected,
+            scheduled,
             repairs_id: None,
             deltas,
             newer_wins,

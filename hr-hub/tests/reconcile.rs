@@ -666,6 +666,10 @@ async fn hires_and_departures_take_effect_on_their_dates() {
         Some(serde_json::from_str::<serde_json::Value>(&body).unwrap()["status"].as_str().unwrap().to_string())
     };
 
+    f.hub.set_today(Some(day(0)));
+    let plan = f.hub.plan(&state, &HeldBack::default()).unwrap();
+    let scheduled: Vec<(chrono::NaiveDate, &str, &str)> = plan.scheduled.iter().map(|s| (s.on, s.employee.as_str(), s.change)).collect();
+    assert_eq!(scheduled, vec![(day(7), "A-99001", "hire"), (day(15), leaver.as_str(), "departure")], "the plan lists what is due and when");
     for (today, hired, left) in [(0, false, false), (6, false, false), (7, true, false), (14, true, false), (15, true, true)] {
         f.hub.set_today(Some(day(today)));
         f.hub.sync(&state).await.unwrap();

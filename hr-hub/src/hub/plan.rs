@@ -31,6 +31,9 @@ pub struct RunPlan {
     pub hold: Vec<HoldReason>,
     /// Changes left out because a receiver would refuse them.
     pub rejected: Vec<RejectedChange>,
+    /// Hires and departures the export dates after the run's day: not in
+    /// this plan, applied by the first run on their day.
+    pub scheduled: Vec<hr_core::Scheduled>,
     /// The id of the repairs alone, when the plan was made against a
     /// comparison of the targets: what an approval of this plan lets the
     /// run's repair step send.
@@ -56,6 +59,7 @@ impl RunPlan {
             targets: BTreeMap::new(),
             hold: vec![],
             rejected: vec![],
+            scheduled: vec![],
             repairs_id: None,
             deltas: vec![],
             newer_wins: BTreeMap::new(),
@@ -78,7 +82,7 @@ impl RunPlan {
     /// The plan as JSON: its id, per target and data type what would change
     /// (with a few sample keys, sensitive ones redacted), and why it is held.
     pub fn summary(&self) -> serde_json::Value {
-        serde_json::json!({"plan_id": self.plan_id, "changes": self.changes(), "targets": self.targets, "held": self.is_held(), "hold": self.hold, "rejected": self.rejected})
+        serde_json::json!({"plan_id": self.plan_id, "changes": self.changes(), "targets": self.targets, "held": self.is_held(), "hold": self.hold, "rejected": self.rejected, "scheduled": self.scheduled})
     }
 
     /// What differs between `earlier` (a plan's `targets`, as
