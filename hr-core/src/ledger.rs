@@ -951,6 +951,9 @@ impl Ledger {
                     stmt.execute(params![source_id.as_str(), employee.id.as_str()]).map_err(storage)?;
                 }
             }
+            for (identity, unified) in state.person_keys.expose() {
+                stmt.execute(params![identity.as_str(), unified.as_str()]).map_err(storage)?;
+            }
         }
         tx.commit().map_err(storage)
     }

@@ -4,6 +4,7 @@ use crate::digest::ContentHash;
 use crate::import::{PermissionOp, PersonKey, SourceData, SourceEmployee, SourceOrgUnit};
 use crate::quarantine::{Quarantined, Reason};
 use crate::schema::{Company, Compensation, DataType, Employee, EmployeeStatus, MasterData, OrgUnit, PermissionGrant, Record, RecordVisitor};
+use crate::sensitive::Sensitive;
 use compact_str::CompactString;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,11 @@ pub struct MergedState {
     /// [`input::MANIFEST`](crate::input::MANIFEST)); `None` for a state
     /// built in code, which counts as exported when it is synced.
     pub exported_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Each person's identity by person key (a domain-separated hash of the
+    /// key, never the key), to their unified id: what lets a person who
+    /// left and comes back under another employee number keep their id.
+    /// Never sent; hidden from `Debug`.
+    pub person_keys: Sensitive<BTreeMap<CompactString, CompactString>>,
 }
 
 impl MergedState {
@@ -198,7 +204,9 @@ pub struct MergeOutcome {
     pub report: MergeReport,
 }
 
-/// Every person's lifelong unified id, by source id (`A-…`, `B-…`).
+/// Every person's lifelong unified id, by source id (`A-…`, `B-…`) and by
+/// person key (a hash of it: a person who left and comes back under
+/// another employee number is the same person).
 ///
 /// A person keeps the unified id they were first given, whichever of their
 /// records is primary later (a move from company A to company B is an update
@@ -219,7 +227,13 @@ impl Identities {
         self.0.get(source_id).map(String::as_str)
     }
 
-    /// How many source ids are remembered.
+    /// Every remembered id (a source id, or `key:` and a hash of a person
+    /// key) with its unified id, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// How many ids are remembered.
     pub fn len(&self) -> usize {
         self.0.len()
     }
@@ -256,6 +270,8 @@ pub fn merge_with_identities(source: SourceData, identities: &Identities) -> Mer
     let persons = assign_unified_ids(persons, &placed, identities);
     let held = held_persons(&quarantined, identities);
     let mut state = MergedState { exported_at: source.exported_at, ..MergedState::default() };
+    let person_keys = persons.iter().flat_map(|p| p.of(&placed).filter_map(|r| Some((person_key_identity(r.person_key.as_ref()?.expose()), p.id.clone()))));
+    state.person_keys = Sensitive::new(person_keys.collect());
     // Every reference is resolved while the records are whole; then their text moves into the merged records.
     // Three independent steps once the references are known: duplicates, org units, and managers with grants.
     let (conflicts, managers) = std::thread::scope(|scope| {
@@ -707,6 +723,23 @@ impl Person {
     }
 }
 
+/// The identity [`Identities`] and the ledger remember a person key by: a
+/// domain-separated hash of it (`key:` and 32 hex digits), never the key,
+/// so the ledger holds nothing that links to another system's hash of a
+/// national id.
+pub(crate) fn person_key_identity(key: &[u8; 32]) -> CompactString {
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::new().chain_update(b"hr-sync person identity\0").chain_update(key).finalize();
+    let hex: String = hash[..16].iter().map(|b| format!("{b:02x}")).collect();
+    compact_str::format_compact!("key:{hex}")
+}
+
+/// The unified ids remembered for `r`: by its source id, and by its person key.
+fn remembered<'i>(identities: &'i Identities, r: &SourceEmployee) -> impl Iterator<Item = &'i str> {
+    let by_key = r.person_key.as_ref().and_then(|k| identities.get(&person_key_identity(k.expose())));
+    identities.get(&r.source_id).into_iter().chain(by_key)
+}
+
 /// Gives every person a unified id and sorts them by it. Without remembered
 /// identities that is the primary record's source id. With them, a person
 /// first takes the remembered id of one of their records that is itself one
@@ -724,13 +757,13 @@ fn assign_unified_ids(mut persons: Vec<Person>, records: &[SourceEmployee], iden
     let mut ids: Vec<Option<CompactString>> = vec![None; persons.len()];
     let mut taken: FxHashSet<CompactString> = FxHashSet::default();
     for (person, id) in persons.iter().zip(ids.iter_mut()) {
-        if let Some(anchor) = person.of(records).filter_map(|r| identities.get(&r.source_id)).find(|u| own(person, u)) {
+        if let Some(anchor) = person.of(records).flat_map(|r| remembered(identities, r)).find(|u| own(person, u)) {
             taken.insert(anchor.into());
             *id = Some(anchor.into());
         }
     }
     for (person, id) in persons.iter().zip(ids.iter_mut()).filter(|(_, id)| id.is_none()) {
-        let remembered = person.of(records).filter_map(|r| identities.get(&r.source_id)).filter(|u| !present.contains(u));
+        let remembered = person.of(records).flat_map(|r| remembered(identities, r)).filter(|u| !present.contains(u));
         let chosen = remembered
             .chain(person.of(records).map(|r| r.source_id.as_str()))
             .find(|c| !taken.contains(*c))

@@ -145,7 +145,7 @@ fn remembered_identities_survive_reopening_the_ledger_file() {
     let ledger = Ledger::open(&path).unwrap();
     let identities = ledger.identities().unwrap();
     assert_eq!((identities.get("A-1"), identities.get("B-7")), (Some("A-1"), Some("A-1")));
-    assert_eq!((identities.len(), identities.is_empty()), (2, false));
+    assert_eq!((identities.len(), identities.is_empty()), (3, false), "two source ids and the person key's identity");
     assert!(Ledger::in_memory().unwrap().identities().unwrap().is_empty());
 }
 
@@ -235,4 +235,31 @@ fn when_a_matched_pair_turns_out_to_be_two_people_the_id_stays_with_the_record_t
     assert_eq!(outcome.state.employees["A-1"].source_ids, ["A-1"]);
     assert_eq!(outcome.state.employees["B-7"].source_ids, ["B-7"]);
     assert_eq!(deletes(&deltas), Vec::<String>::new());
+}
+
+#[test]
+fn a_person_who_left_for_good_and_comes_back_under_another_number_keeps_their_id() {
+    let mut ledger = Ledger::in_memory().unwrap();
+    let mut input = Input::default();
+    input.a_employees = vec![a_row("1", "D1", "", KEY1, "2026-01-01 09:00:00")];
+    run(&mut ledger, &input);
+    // A-1 leaves; a later export no longer has the row at all.
+    input.a_employees = vec![a_row("1", "D1", "", KEY1, "2026-02-01 09:00:00").replace("재직", "퇴직")];
+    run(&mut ledger, &input);
+    input.a_employees = vec![];
+    input.a_departments = vec!["D1,본부,,,2026-01-01 09:00:00".into()];
+    let (_, deltas) = run(&mut ledger, &input);
+    assert!(deletes(&deltas).contains(&"employee/A-1".to_string()));
+    // Rehired in company B as B-9, the same person key: the same person, the same lifelong id.
+    input.b_employees.push(b_line(9, 10, None, Some(KEY1), true, "2026-06-01T00:00:00Z"));
+    let (outcome, deltas) = run(&mut ledger, &input);
+    assert_eq!(outcome.state.employees.keys().collect::<Vec<_>>(), ["A-1", "B-1"], "the rehire is A-1 again, not B-9");
+    assert_eq!(outcome.state.employees["A-1"].source_ids, ["B-9"]);
+    let employee_changes: Vec<String> = changed_keys(&deltas).into_iter().filter(|c| c.starts_with("employee/")).collect();
+    assert_eq!(employee_changes, ["employee/A-1:Upsert"], "reactivated under the old id, nobody created twice");
+    // The ledger remembers a hash of the key, never the key.
+    let remembered: Vec<(String, String)> = ledger.identities().unwrap().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    assert!(remembered.iter().any(|(k, v)| k.starts_with("key:") && v == "A-1"), "{remembered:?}");
+    assert!(!remembered.iter().any(|(k, _)| k.contains(&KEY1[..16])), "the person key itself is stored");
+    assert!(!format!("{:?}", outcome.state).contains("key:"), "Debug shows a person's key identity");
 }
