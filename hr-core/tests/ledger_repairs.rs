@@ -121,6 +121,8 @@ fn repairs_are_counted_as_updates_creations_and_deletions() {
     assert_eq!((delete.op, delete.version), (Operation::Delete, 4), "one above the 3 the targets hold");
     assert_eq!(delta.changes.len(), 4);
     assert!(!delta.is_empty());
+    let creates: Vec<bool> = (0..4).map(|i| delta.creates(i)).collect();
+    assert_eq!(creates, [false, true, true, false], "each change says whether it creates its key: G1 updates, X deletes");
 }
 
 #[test]
