@@ -283,6 +283,7 @@ mod tests {
         let roles: BTreeMap<String, Vec<String>> = [("erp".to_string(), vec!["viewer".to_string(), "approver".to_string()])].into();
         let (allowed, refused) = s.with_unknown_roles_refused(&roles).unwrap();
         assert_eq!(allowed.permissions.keys().map(|k| k.as_str()).collect::<Vec<_>>(), vec!["E-1:erp:viewer", "E-1:payroll:anything"]);
+        assert_eq!(allowed.exported_at, s.exported_at, "the allowed grants keep the export's time");
         assert_eq!(refused.len(), 1);
         assert_eq!(refused[0].key, "E-1:erp:admin");
         assert_eq!(refused[0].problem, r#"role "admin" is not one of erp's roles (viewer, approver)"#);
@@ -329,6 +330,8 @@ mod tests {
         assert!(!before.employees.contains_key("E-1") && !before.compensation.contains_key("E-1"), "not employed yet");
         assert!(!before.permissions.contains_key("E-1:erp:viewer"), "the hire's grant waits too");
         assert_eq!(before.employees["E-2"].status, EmployeeStatus::Active, "marked terminated, but the last day is ahead");
+        let hire_day = on("2026-03-09");
+        assert!(hire_day.employees.contains_key("E-1") && hire_day.permissions.contains_key("E-1:erp:viewer"), "employed from the hire date itself");
         let last_day = on("2026-03-15");
         assert!(last_day.employees.contains_key("E-1") && last_day.permissions.contains_key("E-1:erp:viewer"));
         assert_eq!(last_day.employees["E-2"].status, EmployeeStatus::Active, "active through the last day");
@@ -343,5 +346,31 @@ mod tests {
         let plain = MergedState { employees: [("E-3".into(), active)].into(), ..MergedState::default() };
         assert_eq!(plain.as_of("2026-03-02".parse().unwrap()).unwrap().employees["E-3"].status, EmployeeStatus::Terminated);
         assert!(plain.as_of("2026-03-01".parse().unwrap()).is_none());
+        // Marked active by a change made after the last day: terminated all the same.
+        let mut late = person("E-4", "A-4", EmployeeStatus::Active, "2026-03-05T00:00:00Z");
+        late.termination_date = Some("2026-03-01".parse().unwrap());
+        let late = MergedState { employees: [("E-4".into(), late)].into(), ..MergedState::default() };
+        assert_eq!(late.as_of("2026-03-09".parse().unwrap()).unwrap().employees["E-4"].status, EmployeeStatus::Terminated);
+        // Terminated as of the end of the last day already: nothing to change, nothing copied.
+        let mut done = person("E-5", "A-5", EmployeeStatus::Terminated, "2026-03-02T00:00:00Z");
+        done.termination_date = Some("2026-03-01".parse().unwrap());
+        let done = MergedState { employees: [("E-5".into(), done)].into(), ..MergedState::default() };
+        assert!(done.as_of("2026-03-09".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn what_is_due_is_listed_by_day_from_the_day_after_today() {
+        let mut hire = person("E-1", "A-1", EmployeeStatus::Active, "2026-02-01T00:00:00Z");
+        hire.hire_date = "2026-03-10".parse().unwrap();
+        let mut today_hire = person("E-2", "A-2", EmployeeStatus::Active, "2026-02-01T00:00:00Z");
+        today_hire.hire_date = "2026-03-09".parse().unwrap();
+        let mut leaving = person("E-3", "A-3", EmployeeStatus::Terminated, "2026-02-01T00:00:00Z");
+        leaving.termination_date = Some("2026-03-09".parse().unwrap());
+        let mut left = person("E-4", "A-4", EmployeeStatus::Terminated, "2026-02-01T00:00:00Z");
+        left.termination_date = Some("2026-03-08".parse().unwrap());
+        let s = MergedState { employees: [hire, today_hire, leaving, left].into_iter().map(|e| (e.id.clone(), e)).collect(), ..MergedState::default() };
+        let scheduled = s.scheduled("2026-03-09".parse().unwrap());
+        let due: Vec<(String, &str, &str)> = scheduled.iter().map(|d| (d.on.to_string(), d.employee.as_str(), d.change)).collect();
+        assert_eq!(due, vec![("2026-03-10".to_string(), "E-1", "hire"), ("2026-03-10".to_string(), "E-3", "departure")], "hired today and left yesterday are not due: they are applied");
     }
 }
