@@ -371,6 +371,10 @@ mod tests {
         let s = MergedState { employees: [hire, today_hire, leaving, left].into_iter().map(|e| (e.id.clone(), e)).collect(), ..MergedState::default() };
         let scheduled = s.scheduled("2026-03-09".parse().unwrap());
         let due: Vec<(String, &str, &str)> = scheduled.iter().map(|d| (d.on.to_string(), d.employee.as_str(), d.change)).collect();
-        assert_eq!(due, vec![("2026-03-10".to_string(), "E-1", "hire"), ("2026-03-10".to_string(), "E-3", "departure")], "hired today and left yesterday are not due: they are applied");
+        assert_eq!(
+            due,
+            vec![("2026-03-10".to_string(), "E-1", "hire"), ("2026-03-10".to_string(), "E-3", "departure")],
+            "hired today and left yesterday are not due: they are applied"
+        );
     }
 }
