@@ -933,8 +933,10 @@ impl Ledger {
             .map_err(self.storage())
     }
 
-    /// Remembers the unified id of every employee's source ids, so later
-    /// merges keep it whichever record becomes primary.
+    /// Remembers what the merge of `state` learned about identities (see
+    /// [`MergedState::learned_identities`]): the unified id of each source
+    /// id and person key, so later merges keep it whichever record becomes
+    /// primary, and whoever comes back.
     pub fn remember_identities(&mut self, state: &MergedState) -> Result<(), LedgerError> {
         let path = self.path.clone();
         let storage = |source| LedgerError::Storage { path: path.clone(), source };
@@ -946,12 +948,7 @@ impl Ledger {
                      ON CONFLICT (source_id) DO UPDATE SET unified_id = excluded.unified_id WHERE unified_id <> excluded.unified_id",
                 )
                 .map_err(storage)?;
-            for employee in state.employees.values() {
-                for source_id in &employee.source_ids {
-                    stmt.execute(params![source_id.as_str(), employee.id.as_str()]).map_err(storage)?;
-                }
-            }
-            for (identity, unified) in state.person_keys.expose() {
+            for (identity, unified) in state.learned_identities.expose() {
                 stmt.execute(params![identity.as_str(), unified.as_str()]).map_err(storage)?;
             }
         }

@@ -34,11 +34,15 @@ pub struct MergedState {
     /// [`input::MANIFEST`](crate::input::MANIFEST)); `None` for a state
     /// built in code, which counts as exported when it is synced.
     pub exported_at: Option<chrono::DateTime<chrono::Utc>>,
-    /// Each person's identity by person key (a domain-separated hash of the
-    /// key, never the key), to their unified id: what lets a person who
-    /// left and comes back under another employee number keep their id.
-    /// Never sent; hidden from `Debug`.
-    pub person_keys: Sensitive<BTreeMap<CompactString, CompactString>>,
+    /// What the merge learned about identities: each source id, and each
+    /// person key (as a domain-separated hash, never the key), whose unified
+    /// id the [`Identities`] it merged with did not already remember as
+    /// such. Remembering them (see
+    /// [`Ledger::remember_identities`](crate::Ledger::remember_identities))
+    /// is what lets a person who left and comes back under another employee
+    /// number keep their id. Empty for a state built in code. Never sent;
+    /// hidden from `Debug`.
+    pub learned_identities: Sensitive<Vec<(CompactString, CompactString)>>,
 }
 
 impl MergedState {
@@ -267,11 +271,11 @@ pub fn merge_with_identities(source: SourceData, identities: &Identities) -> Mer
     let placed = place_in_units(employees, &valid_units, &mut quarantined);
 
     let (persons, matched_persons) = match_persons(&placed);
-    let persons = assign_unified_ids(persons, &placed, identities);
+    let key_identities: Vec<Option<CompactString>> = placed.iter().map(|r| r.person_key.as_ref().map(|k| person_key_identity(k.expose()))).collect();
+    let persons = assign_unified_ids(persons, &placed, &key_identities, identities);
     let held = held_persons(&quarantined, identities);
     let mut state = MergedState { exported_at: source.exported_at, ..MergedState::default() };
-    let person_keys = persons.iter().flat_map(|p| p.of(&placed).filter_map(|r| Some((person_key_identity(r.person_key.as_ref()?.expose()), p.id.clone()))));
-    state.person_keys = Sensitive::new(person_keys.collect());
+    state.learned_identities = Sensitive::new(learned_identities(&persons, &placed, &key_identities, identities));
     // Every reference is resolved while the records are whole; then their text moves into the merged records.
     // Three independent steps once the references are known: duplicates, org units, and managers with grants.
     let (conflicts, managers) = std::thread::scope(|scope| {
@@ -730,14 +734,43 @@ impl Person {
 pub(crate) fn person_key_identity(key: &[u8; 32]) -> CompactString {
     use sha2::Digest as _;
     let hash = sha2::Sha256::new().chain_update(b"hr-sync person identity\0").chain_update(key).finalize();
-    let hex: String = hash[..16].iter().map(|b| format!("{b:02x}")).collect();
-    compact_str::format_compact!("key:{hex}")
+    let mut identity = [0u8; 4 + 32];
+    identity[..4].copy_from_slice(b"key:");
+    // Cannot fail: the buffer holds exactly 16 bytes' hex digits.
+    let _ = const_hex::encode_to_slice(&hash[..16], &mut identity[4..]);
+    CompactString::from_utf8_lossy(&identity)
 }
 
-/// The unified ids remembered for `r`: by its source id, and by its person key.
-fn remembered<'i>(identities: &'i Identities, r: &SourceEmployee) -> impl Iterator<Item = &'i str> {
-    let by_key = r.person_key.as_ref().and_then(|k| identities.get(&person_key_identity(k.expose())));
-    identities.get(&r.source_id).into_iter().chain(by_key)
+/// The unified ids remembered for `person`'s records: by each one's source
+/// id, and by its person key's identity (`key_identities[r]` for record `r`).
+fn remembered<'i, 'a>(
+    identities: &'i Identities,
+    records: &'a [SourceEmployee],
+    key_identities: &'a [Option<CompactString>],
+    person: &'a Person,
+) -> impl Iterator<Item = &'i str> + use<'i, 'a> {
+    person.records.iter().flat_map(move |&r| {
+        let by_key = key_identities[r].as_deref().and_then(|k| identities.get(k));
+        identities.get(&records[r].source_id).into_iter().chain(by_key)
+    })
+}
+
+/// Each source id and person-key identity of `persons` whose unified id
+/// `identities` does not already remember as such.
+fn learned_identities(
+    persons: &[Person],
+    records: &[SourceEmployee],
+    key_identities: &[Option<CompactString>],
+    identities: &Identities,
+) -> Vec<(CompactString, CompactString)> {
+    let mut learned = Vec::new();
+    for person in persons {
+        for &r in &person.records {
+            let ids = std::iter::once(&records[r].source_id).chain(key_identities[r].as_ref());
+            learned.extend(ids.filter(|id| identities.get(id) != Some(person.id.as_str())).map(|id| (id.clone(), person.id.clone())));
+        }
+    }
+    learned
 }
 
 /// Gives every person a unified id and sorts them by it. Without remembered
@@ -748,7 +781,7 @@ fn remembered<'i>(identities: &'i Identities, r: &SourceEmployee) -> impl Iterat
 /// first one free in that order. A source id present in the input is only
 /// ever its own person's, so every person finds a free id, each id goes to
 /// one person, and the choice depends on content, not on row order.
-fn assign_unified_ids(mut persons: Vec<Person>, records: &[SourceEmployee], identities: &Identities) -> Vec<Person> {
+fn assign_unified_ids(mut persons: Vec<Person>, records: &[SourceEmployee], key_identities: &[Option<CompactString>], identities: &Identities) -> Vec<Person> {
     if identities.is_empty() {
         return persons;
     }
@@ -757,13 +790,13 @@ fn assign_unified_ids(mut persons: Vec<Person>, records: &[SourceEmployee], iden
     let mut ids: Vec<Option<CompactString>> = vec![None; persons.len()];
     let mut taken: FxHashSet<CompactString> = FxHashSet::default();
     for (person, id) in persons.iter().zip(ids.iter_mut()) {
-        if let Some(anchor) = person.of(records).flat_map(|r| remembered(identities, r)).find(|u| own(person, u)) {
+        if let Some(anchor) = remembered(identities, records, key_identities, person).find(|u| own(person, u)) {
             taken.insert(anchor.into());
             *id = Some(anchor.into());
         }
     }
     for (person, id) in persons.iter().zip(ids.iter_mut()).filter(|(_, id)| id.is_none()) {
-        let remembered = person.of(records).flat_map(|r| remembered(identities, r)).filter(|u| !present.contains(u));
+        let remembered = remembered(identities, records, key_identities, person).filter(|u| !present.contains(u));
         let chosen = remembered
             .chain(person.of(records).map(|r| r.source_id.as_str()))
             .find(|c| !taken.contains(*c))
