@@ -111,14 +111,14 @@ async fn run_once(url: &str, employees: usize, teams: usize, bulk: bool) -> anyh
     let mut data = Dataset::generate(&GenerateOptions { teams, ..GenerateOptions::scaled(employees) });
     let input = dir.path().join("input");
     data.write(&input)?;
-    let state = load_and_merge(input.clone(), Mapping::default(), Arc::new(Identities::default())).await?.state;
+    let state = load_and_merge(input.clone(), Mapping::default(), Arc::new(Identities::default()), None).await?.state;
     let started = Instant::now();
     let first = hub.sync_types(&state, &DIRECTORY_TYPES, &Default::default()).await?;
     let first_took = started.elapsed();
 
     data.evolve(0.01, 0);
     data.write(&input)?;
-    let state = load_and_merge(input, Mapping::default(), Arc::new(Identities::default())).await?.state;
+    let state = load_and_merge(input, Mapping::default(), Arc::new(Identities::default()), None).await?.state;
     let started = Instant::now();
     let delta = hub.sync_types(&state, &DIRECTORY_TYPES, &Default::default()).await?;
     let delta_took = started.elapsed();

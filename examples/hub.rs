@@ -158,6 +158,8 @@ struct RunReport {
     run_id: String,
     #[serde(flatten)]
     merge: MergeReport,
+    /// What the export dates after the run's day, by day (hires, departures, rows dated later).
+    scheduled: Vec<hr_core::Scheduled>,
     changes_sent: u64,
     /// Changes sent again because an earlier run failed after they may have left.
     changes_retried: u64,
@@ -196,6 +198,7 @@ impl RunReport {
             held: Some(held),
             run_id: run_id.to_string(),
             merge,
+            scheduled: vec![],
             changes_sent: 0,
             changes_retried: 0,
             held_back: vec![],
@@ -305,7 +308,7 @@ async fn main() -> anyhow::Result<()> {
         let Some(every) = args.watch else {
             if args.listen.is_some() && outcome.is_ok() {
                 console.line("serving the real-time API until Ctrl-C");
-                wait_enforcing_expiry(hub.as_deref(), Duration::MAX, None, &console).await;
+                wait_enforcing_expiry(hub.as_deref(), Duration::MAX, None, None, &console).await;
             }
             let held = outcome.as_ref().ok().and_then(|r| r.held.clone().map(|held| (held, r.changes_sent)));
             outcome?;
@@ -341,7 +344,11 @@ async fn main() -> anyhow::Result<()> {
         };
         // Not connected yet: the brokers answering again ends the pause.
         let reconnect = brokers.clone().filter(|_| hub.is_none());
-        if !wait_enforcing_expiry(hub.as_deref(), pause, reconnect, &console).await {
+        let next_due = match &hub {
+            Some(hub) => hub.lock().await.last_plan().and_then(first_due),
+            None => None,
+        };
+        if !wait_enforcing_expiry(hub.as_deref(), pause, reconnect, next_due, &console).await {
             return Ok(());
         }
     }
@@ -460,12 +467,21 @@ fn count_run(outcome: &anyhow::Result<RunReport>) {
 /// How often `--watch` revokes grants that expired since the last run.
 const EXPIRY_CHECK: Duration = Duration::from_secs(60);
 
+/// The first day a change the last plan scheduled takes effect on.
+fn first_due(plan: &serde_json::Value) -> Option<chrono::NaiveDate> {
+    plan["scheduled"].as_array()?.iter().filter_map(|due| due["on"].as_str()?.parse().ok()).min()
+}
+
 /// Waits `pause` between runs, revoking lapsed grants every minute; `false`
-/// on Ctrl-C. With `reconnect`, the brokers answering ends the wait early.
+/// on Ctrl-C. With `reconnect`, the brokers answering ends the wait early;
+/// so does the hub's day reaching `next_due`, when a scheduled change takes
+/// effect (hires, departures, rows dated later), so it applies on its day
+/// however long the interval.
 async fn wait_enforcing_expiry(
     hub: Option<&Mutex<Hub>>,
     pause: Duration,
     mut reconnect: Option<tokio::sync::watch::Receiver<BrokerStatus>>,
+    next_due: Option<chrono::NaiveDate>,
     console: &Console,
 ) -> bool {
     let until = Instant::now().checked_add(pause);
@@ -489,6 +505,10 @@ async fn wait_enforcing_expiry(
         let Some(hub) = hub else { continue };
         let mut hub = hub.lock().await;
         let today = hub.today();
+        if next_due.is_some_and(|due| today >= due) {
+            console.line(&format!("{today}: scheduled changes take effect; running now"));
+            return true;
+        }
         match hub.enforce_expiry(today).await {
             Ok(revoked) if revoked.sent > 0 => console.line(&format!("revoked {} grants that expired since the last run", revoked.sent)),
             Ok(_) => {}
@@ -553,7 +573,7 @@ fn operator(args: &Args) -> String {
 async fn print_plan(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Result<()> {
     let mapping = config.mapping_for(args.input())?;
     let identities = Arc::new(hub.ledger().identities()?);
-    let outcome = load_and_merge(args.input().clone(), mapping, identities.clone()).await?;
+    let outcome = load_and_merge(args.input().clone(), mapping, identities.clone(), hub.fixed_today()).await?;
     let held = HeldBack::from_report(&outcome.report, &identities);
     let found = hub.reconcile(config).await?;
     let plan = hub.plan_reconciled(&outcome.state, &held, &found)?;
@@ -629,10 +649,13 @@ fn retry_pause(every: u64, failures: u32) -> Duration {
 async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &Console, run_id: &str) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let mapping = config.mapping_for(args.input())?;
-    let identities = Arc::new(hub.lock().await.ledger().identities()?);
+    let (identities, fixed_today, today) = {
+        let hub = hub.lock().await;
+        (Arc::new(hub.ledger().identities()?), hub.fixed_today(), hub.today())
+    };
     let outcome = {
         let _phase = console.phase("merging", None);
-        load_and_merge(args.input().clone(), mapping, identities.clone()).await?
+        load_and_merge(args.input().clone(), mapping, identities.clone(), fixed_today).await?
     };
     console.line(&format!(
         "merged {} employees ({} matched persons, {} records quarantined)",
@@ -641,6 +664,7 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
         outcome.report.quarantined.len()
     ));
     let held = HeldBack::from_report(&outcome.report, &identities);
+    let scheduled = outcome.state.scheduled(today);
     // The hub's lock is held while it plans, sends and compares, never while
     // it waits for systems: real-time calls go through meanwhile.
     let deadline = Duration::from_secs(args.deadline_secs);
@@ -658,7 +682,9 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
         let sent = match sent {
             Err(HubError::Held { plan_id, reasons }) => {
                 let held = held_for_approval(console, &plan_id, &reasons);
-                return Ok(RunReport::held(run_id, outcome.report, held, started));
+                let mut report = RunReport::held(run_id, outcome.report, held, started);
+                report.scheduled = scheduled;
+                return Ok(report);
             }
             other => other?,
         };
@@ -686,6 +712,7 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
             // The run's own changes went; the repairs wait for a person: the systems still differ.
             let held = held_for_approval(console, &plan_id, &reasons);
             let mut report = RunReport::held(run_id, outcome.report, held, started);
+            report.scheduled = scheduled;
             report.changes_sent = sent.sent;
             report.changes_retried = sent.retried;
             report.held_back = sent.held_back;
@@ -720,6 +747,7 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
         foreign_versions: foreign_versions(&drift_found),
         run_id: run_id.to_string(),
         merge: outcome.report,
+        scheduled,
         changes_sent: sent.sent,
         changes_retried: sent.retried,
         source_older: sent.source_older.clone(),
@@ -819,8 +847,16 @@ async fn print_status(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Res
         let equal = if r.digest_matches { "yes" } else { "NO" };
         println!("{:<10} {:<13} {:>8} {:>8} {:>9}  {:<12} {}", r.system, r.data_type, r.records, r.hub_records, lag, equal, at);
     }
-    // The last run, if a person must approve it.
     let last_run = hub.ledger().audit_entries(None)?.into_iter().rev().find(|e| e.action == "run");
+    let scheduled = last_run.as_ref().and_then(|r| r.detail["scheduled"].as_array().cloned()).unwrap_or_default();
+    if !scheduled.is_empty() {
+        println!("\nscheduled by the last run's export (each applied by the first run on its day):");
+        for due in &scheduled {
+            let text = |field: &str| due[field].as_str().unwrap_or_default().to_string();
+            println!("  {} {} {}", text("on"), text("employee"), text("change"));
+        }
+    }
+    // The last run, if a person must approve it.
     if let Some(run) = last_run.filter(|r| r.detail["outcome"] == "held") {
         let plan_id = run.detail["plan_id"].as_str().unwrap_or_default();
         println!("\nthe last run ({}) is HELD for approval, plan {plan_id}:", run.at);

@@ -86,3 +86,61 @@ fn a_leaver_loses_every_grant_everywhere_in_the_run_that_sees_the_termination_an
         stop(system);
     }
 }
+
+fn employee_field(deployment: &Deployment, system: &str, id: &str, field: &str) -> String {
+    let conn = Connection::open(deployment.database(system)).unwrap();
+    let body: String = conn.query_row("SELECT body FROM employee WHERE id = ?1 AND deleted = 0", [id], |r| r.get(0)).unwrap();
+    serde_json::from_str::<Value>(&body).unwrap()[field].as_str().unwrap().to_string()
+}
+
+/// A transfer entered ahead of its day: each run is a new hub process on a
+/// chosen day (`--today`), so the days between are restarts too.
+#[test]
+fn a_move_dated_ahead_applies_on_its_day_in_every_system_and_not_before() {
+    let (deployment, systems) = Deployment::start(&NAMES);
+    let data = Dataset::generate(&GenerateOptions::scaled(300));
+    let mover = data.people.iter().find(|p| p.company == 0 && p.person_key.is_none() && p.status == 0).expect("an active company A employee");
+    let (mover_id, local_id) = (format!("A-{}", mover.local_id), mover.local_id.to_string());
+    data.write(&deployment.input).unwrap();
+    // Days in the past, so no row's time is ahead of the clock.
+    let start = chrono::Utc::now().date_naive() - chrono::Days::new(30);
+    let day = |n: u64| (start + chrono::Days::new(n)).to_string();
+    let first = deployment.run_hub(&["--today", &day(0)]);
+    assert_clean(&first, "after the first run");
+    let before = employee_field(&deployment, "orgchart", &mover_id, "org_unit");
+
+    // The next export adds `effective_date` and the mover's row in another department, dated day 10.
+    let csv = deployment.input.join("company_a/employees.csv");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let departments = std::fs::read_to_string(deployment.input.join("company_a/departments.csv")).unwrap();
+    let target = departments.lines().skip(1).map(|l| l.split(',').next().unwrap()).find(|d| format!("A-{d}") != before).unwrap().to_string();
+    let mut lines: Vec<String> = text.lines().enumerate().map(|(i, l)| if i == 0 { format!("{l},effective_date") } else { format!("{l},") }).collect();
+    let row = lines.iter().find(|l| l.split(',').next() == Some(local_id.as_str())).unwrap().clone();
+    let mut moved: Vec<String> = row.split(',').map(str::to_string).collect();
+    moved[4] = target.clone();
+    moved[13] = format!("{} 09:00:00", day(1));
+    moved[14] = day(10).replace('-', "");
+    lines.push(moved.join(","));
+    std::fs::write(&csv, lines.join("\n") + "\n").unwrap();
+
+    for (today, moved) in [(5, false), (9, false), (10, true), (11, true)] {
+        let report = deployment.run_hub(&["--today", &day(today)]);
+        assert_clean(&report, &format!("on day {today}"));
+        let want = if moved { format!("A-{target}") } else { before.clone() };
+        for name in NAMES {
+            assert_eq!(employee_field(&deployment, name, &mover_id, "org_unit"), want, "day {today}: {name}");
+        }
+        assert!(report["quarantined"].as_array().unwrap().iter().all(|q| q["id"] != mover_id.as_str()), "day {today}: {}", report["quarantined"]);
+        let due = json!([{"on": day(10), "employee": mover_id, "change": "change"}]);
+        assert_eq!(report["scheduled"], if moved { json!([]) } else { due }, "day {today}");
+        if !moved {
+            // What is due stays listed by a hub that has not run since.
+            let status = deployment.hub(&["--status"]).output().unwrap();
+            let printed = String::from_utf8_lossy(&status.stdout);
+            assert!(printed.contains(&format!("{} {mover_id} change", day(10))), "day {today}, --status:\n{printed}");
+        }
+    }
+    for system in systems {
+        stop(system);
+    }
+}

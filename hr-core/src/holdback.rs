@@ -57,7 +57,8 @@ impl HeldBack {
     pub fn from_report(report: &MergeReport, identities: &Identities) -> Self {
         let mut held = HeldBack::default();
         // A duplicate row is quarantined while its winner is present: nothing to hold.
-        for q in report.quarantined.iter().filter(|q| q.reason != Reason::DuplicateSourceId) {
+        // A row dated later holds its person as the systems have them until its day.
+        for q in report.quarantined.iter().chain(&report.not_yet_effective).filter(|q| q.reason != Reason::DuplicateSourceId) {
             let Some(id) = &q.id else { continue };
             match source_kind(&q.file) {
                 Some(DataType::Employee) => {

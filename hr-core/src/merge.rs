@@ -3,6 +3,7 @@
 use crate::digest::ContentHash;
 use crate::import::{PermissionOp, PersonKey, SourceData, SourceEmployee, SourceOrgUnit};
 use crate::quarantine::{Quarantined, Reason};
+use crate::rules::Scheduled;
 use crate::schema::{Company, Compensation, DataType, Employee, EmployeeStatus, MasterData, OrgUnit, PermissionGrant, Record, RecordVisitor};
 use crate::sensitive::Sensitive;
 use compact_str::CompactString;
@@ -43,6 +44,10 @@ pub struct MergedState {
     /// number keep their id. Empty for a state built in code. Never sent;
     /// hidden from `Debug`.
     pub learned_identities: Sensitive<Vec<(CompactString, CompactString)>>,
+    /// Changes the export dates after the day it was merged for (a row
+    /// whose effective date is later), each on its day; see
+    /// [`scheduled`](Self::scheduled).
+    pub scheduled_changes: Vec<Scheduled>,
 }
 
 impl MergedState {
@@ -197,6 +202,10 @@ pub struct MergeReport {
     pub revoked_for_leavers: usize,
     /// Every repair.
     pub warnings: Vec<Warning>,
+    /// Rows that take effect on a later day, of people with no row in
+    /// effect yet: what the systems hold of them stays until then.
+    #[serde(default)]
+    pub not_yet_effective: Vec<Quarantined>,
 }
 
 /// Merged state and report.
@@ -264,7 +273,8 @@ pub fn merge(source: SourceData) -> MergeOutcome {
 }
 
 /// [`merge`], keeping every person's remembered unified id (see [`Identities`]).
-pub fn merge_with_identities(source: SourceData, identities: &Identities) -> MergeOutcome {
+pub fn merge_with_identities(mut source: SourceData, identities: &Identities) -> MergeOutcome {
+    let scheduled_rows = source.take_scheduled();
     let mut quarantined = source.quarantined;
     let mut warnings = Vec::new();
     let (valid_units, employees) = latest_units_and_employees(source.org_units, source.employees, &mut quarantined);
@@ -273,8 +283,10 @@ pub fn merge_with_identities(source: SourceData, identities: &Identities) -> Mer
     let (persons, matched_persons) = match_persons(&placed);
     let key_identities: Vec<Option<CompactString>> = placed.iter().map(|r| r.person_key.as_ref().map(|k| person_key_identity(k.expose()))).collect();
     let persons = assign_unified_ids(persons, &placed, &key_identities, identities);
-    let held = held_persons(&quarantined, identities);
-    let mut state = MergedState { exported_at: source.exported_at, ..MergedState::default() };
+    let (not_yet_effective, scheduled_changes) = scheduled_changes(&scheduled_rows, &persons, &placed, identities);
+    let mut held = held_persons(&quarantined, identities);
+    held.extend(not_yet_effective.iter().filter_map(|q| q.id.as_deref()).map(|id| identities.unified(id).into()));
+    let mut state = MergedState { exported_at: source.exported_at, scheduled_changes, ..MergedState::default() };
     state.learned_identities = Sensitive::new(learned_identities(&persons, &placed, &key_identities, identities));
     // Every reference is resolved while the records are whole; then their text moves into the merged records.
     // Three independent steps once the references are known: duplicates, org units, and managers with grants.
@@ -303,7 +315,35 @@ pub fn merge_with_identities(source: SourceData, identities: &Identities) -> Mer
     quarantined.sort();
     warnings.sort();
     let counts = DataType::ALL.iter().map(|&t| (t, state.count(t))).collect();
-    MergeOutcome { report: MergeReport { counts, matched_persons, quarantined, conflicts, revoked_for_leavers, warnings }, state }
+    MergeOutcome { report: MergeReport { counts, matched_persons, quarantined, conflicts, revoked_for_leavers, warnings, not_yet_effective }, state }
+}
+
+/// The rows set aside until their day (see [`SourceData::take_scheduled`]),
+/// each as a change of its person on that day; and those of people with no
+/// row in effect, as entries that hold the person back meanwhile.
+fn scheduled_changes(rows: &[SourceEmployee], persons: &[Person], records: &[SourceEmployee], identities: &Identities) -> (Vec<Quarantined>, Vec<Scheduled>) {
+    if rows.is_empty() {
+        return (vec![], vec![]);
+    }
+    let unified_of: FxHashMap<&str, &str> = persons.iter().flat_map(|p| p.of(records).map(move |r| (r.source_id.as_str(), p.id.as_str()))).collect();
+    let present: FxHashSet<&str> = persons.iter().map(|p| p.id.as_str()).collect();
+    let (mut waiting, mut changes) = (vec![], vec![]);
+    for row in rows {
+        let Some(on) = row.effective_date else { continue };
+        let in_effect = unified_of.get(row.source_id.as_str()).copied();
+        let employee = in_effect.unwrap_or_else(|| identities.unified(&row.source_id));
+        let change = match row.status {
+            EmployeeStatus::Terminated => "departure",
+            _ if in_effect.is_none() && identities.get(&row.source_id).is_none() => "hire",
+            _ => "change",
+        };
+        changes.push(Scheduled { on, employee: employee.to_string(), change });
+        if !present.contains(employee) {
+            waiting.push(row.origin.quarantine(Some(row.source_id.to_string()), Reason::NotYetEffective, format!("takes effect on {on}")));
+        }
+    }
+    changes.sort();
+    (waiting, changes)
 }
 
 /// The latest row of each org unit (with the tree checked) and of each
@@ -908,7 +948,7 @@ fn build_employee(person: Person, records: &mut [SourceEmployee], manager: Optio
     }
     let Person { records: order, id } = person;
     let compensation = order.iter().find_map(|&r| {
-        let effective_date = records[r].updated_at.date_naive();
+        let effective_date = records[r].effective_date.unwrap_or_else(|| records[r].updated_at.date_naive());
         let (base_salary, currency) = records[r].salary.take()?;
         Some(Compensation { employee_id: id.clone(), base_salary, currency, effective_date })
     });

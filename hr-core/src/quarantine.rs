@@ -30,6 +30,9 @@ pub enum Reason {
     ImplausibleTime,
     /// A byte sequence that is not text of the file's encoding.
     InvalidEncoding,
+    /// Not an error: the row takes effect on a later day, and its person
+    /// has no row in effect yet, so what the systems hold stays until then.
+    NotYetEffective,
 }
 
 impl Reason {
@@ -47,6 +50,7 @@ impl Reason {
             Reason::DuplicateSourceId => "duplicate_source_id",
             Reason::ImplausibleTime => "implausible_time",
             Reason::InvalidEncoding => "invalid_encoding",
+            Reason::NotYetEffective => "not_yet_effective",
         }
     }
 }

@@ -33,7 +33,8 @@ pub struct Scheduled {
     pub on: chrono::NaiveDate,
     /// The employee's unified id.
     pub employee: String,
-    /// `hire` (sent from that day on) or `departure` (terminated, every grant revoked, that day).
+    /// `hire` (sent from that day on), `departure` (terminated, every grant
+    /// revoked, that day) or `change` (a row dated to take effect that day).
     pub change: &'static str,
 }
 
@@ -77,9 +78,12 @@ impl MergedState {
 
     /// What this state's dates hold for after `today`, by day: hires (the
     /// person is sent from their hire date) and departures (terminated on
-    /// the day after the last day), as [`as_of`](Self::as_of) will apply them.
+    /// the day after the last day), as [`as_of`](Self::as_of) will apply
+    /// them, and the rows the export dates later
+    /// ([`scheduled_changes`](Self::scheduled_changes)), which the first
+    /// merge on or after their day applies.
     pub fn scheduled(&self, today: chrono::NaiveDate) -> Vec<Scheduled> {
-        let mut due = vec![];
+        let mut due: Vec<Scheduled> = self.scheduled_changes.iter().filter(|s| s.on > today).cloned().collect();
         for e in self.employees.values() {
             if e.hire_date > today {
                 due.push(Scheduled { on: e.hire_date, employee: e.id.to_string(), change: "hire" });

@@ -28,6 +28,8 @@ pub fn unit_line(id: u64, parent: Option<u64>, head: Option<u64>) -> String {
 }
 
 pub struct Input<'a> {
+    /// Company A's employee header: [`A_HEADER`] unless a test adds columns.
+    pub a_header: String,
     pub a_employees: Vec<String>,
     pub a_departments: Vec<String>,
     pub b_employees: Vec<String>,
@@ -39,6 +41,7 @@ pub struct Input<'a> {
 impl Default for Input<'_> {
     fn default() -> Self {
         Input {
+            a_header: A_HEADER.into(),
             a_employees: vec![a_row("1", "D1", "", "", "2026-01-01 09:00:00")],
             a_departments: vec!["D1,본부,,1,2026-01-01 09:00:00".into()],
             b_employees: vec![b_line(1, 10, None, None, true, "2026-01-01T00:00:00Z")],
@@ -61,7 +64,7 @@ impl Input<'_> {
             }
             s
         };
-        std::fs::write(dir.join("company_a/employees.csv"), lines(Some(A_HEADER), &self.a_employees)).unwrap();
+        std::fs::write(dir.join("company_a/employees.csv"), lines(Some(&self.a_header), &self.a_employees)).unwrap();
         std::fs::write(dir.join("company_a/departments.csv"), lines(Some(D_HEADER), &self.a_departments)).unwrap();
         std::fs::write(dir.join("company_b/employees.jsonl"), lines(None, &self.b_employees)).unwrap();
         std::fs::write(dir.join("company_b/org_units.jsonl"), lines(None, &self.b_org_units)).unwrap();

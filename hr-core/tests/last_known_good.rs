@@ -11,10 +11,20 @@ use hr_core::{load_input_dir, merge_with_identities, DataType, Delta, HeldBack, 
 /// One periodic run of the hub, without transport: merge with the
 /// remembered identities, plan every data type, record it as sent.
 fn run(ledger: &mut Ledger, input: &Input<'_>) -> (MergeOutcome, Vec<(DataType, Delta)>) {
+    run_on(ledger, input, None)
+}
+
+/// [`run`], with rows' effective dates judged as if today were `today`.
+fn run_on(ledger: &mut Ledger, input: &Input<'_>, today: Option<&str>) -> (MergeOutcome, Vec<(DataType, Delta)>) {
     let dir = tempfile::tempdir().unwrap();
     input.write(dir.path());
     let identities = ledger.identities().unwrap();
-    let outcome = merge_with_identities(load_input_dir(dir.path(), &Mapping::default()).unwrap(), &identities);
+    let source = load_input_dir(dir.path(), &Mapping::default()).unwrap();
+    let source = match today {
+        Some(day) => source.as_of(day.parse().unwrap()),
+        None => source,
+    };
+    let outcome = merge_with_identities(source, &identities);
     let held = HeldBack::from_report(&outcome.report, &identities);
     ledger.remember_identities(&outcome.state).unwrap();
     let options = PlanOptions { allow_mass_delete: true, hold: Some(&held) };
@@ -267,4 +277,33 @@ fn a_person_who_left_for_good_and_comes_back_under_another_number_keeps_their_id
     assert!(remembered.iter().any(|(k, v)| k.starts_with("key:") && v == "A-1"), "{remembered:?}");
     assert!(!remembered.iter().any(|(k, _)| k.contains(&KEY1[..16])), "the person key itself is stored");
     assert!(!format!("{:?}", outcome.state).contains("key:"), "Debug shows a person's key identity");
+}
+
+#[test]
+fn a_person_whose_only_row_is_dated_later_keeps_what_the_systems_hold_until_that_day() {
+    let mut ledger = Ledger::in_memory().unwrap();
+    let mut input = with_grants(Input::default());
+    input.a_header = format!("{A_HEADER},effective_date");
+    input.a_departments.push("D2,지원,D1,,2026-01-01 09:00:00".into());
+    input.a_employees = vec![format!("{},", a_row("1", "D1", "", "", "2026-01-01 09:00:00"))];
+    run_on(&mut ledger, &input, Some("2026-02-01"));
+    // The next export has only the move, dated 1 March: A-1 is neither deleted nor moved, nor are their grants revoked.
+    input.a_employees = vec![format!("{},20260301", a_row("1", "D2", "", "", "2026-02-10 09:00:00"))];
+    let (outcome, deltas) = run_on(&mut ledger, &input, Some("2026-02-20"));
+    assert_eq!(changed_keys(&deltas), Vec::<String>::new(), "nothing changes before the day");
+    let waiting: Vec<(&str, Option<&str>)> = outcome.report.not_yet_effective.iter().map(|q| (q.file.as_str(), q.id.as_deref())).collect();
+    assert_eq!(waiting, [("company_a/employees.csv", Some("A-1"))]);
+    assert!(outcome.report.quarantined.is_empty(), "a row dated later is not an error: {:?}", outcome.report.quarantined);
+    let due: Vec<(String, String)> = outcome.state.scheduled("2026-02-20".parse().unwrap()).iter().map(|s| (s.on.to_string(), s.employee.clone())).collect();
+    assert_eq!(due, [("2026-03-01".to_string(), "A-1".to_string())]);
+    // On the day, the move applies: the record, and pay effective that day; grants untouched.
+    let (outcome, deltas) = run_on(&mut ledger, &input, Some("2026-03-01"));
+    assert_eq!(changed_keys(&deltas), ["employee/A-1:Upsert", "compensation/A-1:Upsert"]);
+    assert_eq!(outcome.state.employees["A-1"].org_unit, "A-D2");
+    assert_eq!(outcome.state.compensation["A-1"].effective_date.to_string(), "2026-03-01");
+    // A later export that cancels the move: back in D1, nothing scheduled.
+    input.a_employees = vec![format!("{},20260301", a_row("1", "D1", "", "", "2026-03-02 09:00:00"))];
+    let (outcome, deltas) = run_on(&mut ledger, &input, Some("2026-03-02"));
+    assert_eq!(changed_keys(&deltas), ["employee/A-1:Upsert"]);
+    assert!(outcome.state.scheduled_changes.is_empty());
 }

@@ -389,3 +389,39 @@ fn a_termination_date_is_read_from_either_company_and_a_bad_one_quarantined_by_f
     assert_eq!((bad[0].0.as_str(), bad[0].1, bad[0].2.as_deref()), ("company_a/employees.csv", 4, Some("A-3")));
     assert!(outcome.report.quarantined[0].detail.contains("termination_date"), "{:?}", outcome.report.quarantined[0]);
 }
+
+#[test]
+fn a_row_dated_later_waits_for_its_day_in_either_company_and_then_replaces_the_one_before() {
+    let mut input = Input::default();
+    input.a_header = format!("{A_HEADER},effective_date");
+    input.a_departments.push("D2,지원,D1,,2026-01-01 09:00:00".into());
+    input.a_employees = vec![
+        format!("{},", a_row("1", "D1", "", "", "2026-01-01 09:00:00")),
+        // Entered in February, effective on 1 March: a move.
+        format!("{},20260301", a_row("1", "D2", "", "", "2026-02-10 09:00:00")),
+        format!("{},2026-03-01", a_row("2", "D1", "1", "", "2026-01-01 09:00:00")),
+    ];
+    input.b_org_units.push(unit_line(11, Some(10), None));
+    let mut moved: serde_json::Value = serde_json::from_str(&b_line(1, 11, None, None, true, "2026-02-10T00:00:00Z")).unwrap();
+    moved["effectiveDate"] = "2026-03-01".into();
+    input.b_employees.push(moved.to_string());
+    let dir = tempfile::tempdir().unwrap();
+    input.write(dir.path());
+    let on = |day: &str| {
+        let source = hr_core::load_input_dir(dir.path(), &hr_core::Mapping::default()).unwrap();
+        hr_core::merge(source.as_of(day.parse().unwrap()))
+    };
+    let before = on("2026-02-28");
+    assert_eq!((before.state.employees["A-1"].org_unit.as_str(), before.state.employees["B-1"].org_unit.as_str()), ("A-D1", "B-10"));
+    let due: Vec<(String, &str, &str)> = before.state.scheduled_changes.iter().map(|s| (s.on.to_string(), s.employee.as_str(), s.change)).collect();
+    assert_eq!(due, [("2026-03-01".to_string(), "A-1", "change"), ("2026-03-01".to_string(), "B-1", "change")]);
+    assert!(before.report.not_yet_effective.is_empty(), "both have a row in effect");
+    let bad = reasons(&before);
+    assert_eq!((bad.len(), bad[0].2.as_deref()), (1, Some("A-2")), "{bad:?}");
+    assert!(before.report.quarantined[0].detail.contains("effective_date"), "{:?}", before.report.quarantined[0]);
+
+    let after = on("2026-03-01");
+    assert_eq!((after.state.employees["A-1"].org_unit.as_str(), after.state.employees["B-1"].org_unit.as_str()), ("A-D2", "B-11"));
+    assert!(after.state.scheduled_changes.is_empty());
+    assert_eq!(reasons(&after).len(), 1, "the row the move replaced is history, not a duplicate: {:?}", reasons(&after));
+}

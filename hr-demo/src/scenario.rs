@@ -89,7 +89,7 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
     let t = Instant::now();
     let outcome = {
         let _phase = console.phase("merging", None);
-        load_and_merge(input.clone(), mapping.clone(), Default::default()).await?
+        load_and_merge(input.clone(), mapping.clone(), Default::default(), None).await?
     };
     timings.insert("merge".into(), ms(t));
     report_merge(&outcome.report, timings["merge"], console);
@@ -108,7 +108,7 @@ pub async fn run(options: ScenarioOptions, console: &Console) -> anyhow::Result<
         // 1% changed and 0.2% leaving (20 of the seed's 10,000): a small demo stays under [safety]'s limits.
         data.evolve(0.01, (options.employees / 500).max(1));
         data.write(&input)?;
-        let next = load_and_merge(input.clone(), mapping.clone(), run.hub.ledger().identities()?.into()).await?;
+        let next = load_and_merge(input.clone(), mapping.clone(), run.hub.ledger().identities()?.into(), None).await?;
         let mut next_state = next.state;
         // Real-time changes stay part of the hub's truth.
         next_state

@@ -405,6 +405,11 @@ impl Hub {
         self.today = day;
     }
 
+    /// The day [`set_today`](Self::set_today) set, if any.
+    pub fn fixed_today(&self) -> Option<chrono::NaiveDate> {
+        self.today
+    }
+
     /// The day runs judge dates by: [`set_today`](Self::set_today)'s, else
     /// today's date in UTC.
     pub fn today(&self) -> chrono::NaiveDate {
@@ -628,14 +633,15 @@ impl Hub {
         self.last_plan = Some(plan.summary());
         let counts = serde_json::to_value(&plan.targets).unwrap_or_default();
         if plan.is_held() && approved != Some(plan.plan_id.as_str()) {
-            let detail = serde_json::json!({"plan_id": plan.plan_id, "outcome": "held", "targets": counts, "hold": plan.hold});
+            let detail = serde_json::json!({"plan_id": plan.plan_id, "outcome": "held", "targets": counts, "hold": plan.hold, "scheduled": plan.scheduled});
             blocking(|| self.ledger.audit("hub", "run", &detail))?;
             return Err(HubError::Held { plan_id: plan.plan_id, reasons: plan.hold });
         }
-        let RunPlan { plan_id, deltas, newer_wins, employees, grants, rejected, .. } = plan;
+        let RunPlan { plan_id, deltas, newer_wins, employees, grants, rejected, scheduled, .. } = plan;
         let sent = self.send(deltas, &[]).await;
         let outcome = if sent.is_ok() { "sent" } else { "failed" };
-        let detail = serde_json::json!({"plan_id": plan_id, "outcome": outcome, "approved": approved.is_some(), "targets": counts});
+        // What is due later stays in the ledger: `hub --status` lists it, whatever happens to this process.
+        let detail = serde_json::json!({"plan_id": plan_id, "outcome": outcome, "approved": approved.is_some(), "targets": counts, "scheduled": scheduled});
         blocking(|| self.ledger.audit("hub", "run", &detail))?;
         let mut outcome = sent?;
         // The plan's list: the deltas' own rejections and those made before planning (roles a system does not list).

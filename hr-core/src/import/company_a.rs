@@ -40,6 +40,7 @@ fn parse_employee(origin: Origin, row: &CsvRow<'_>, mapping: &Mapping) -> Result
     };
     let email = check_email(row.optional("email"), "email")?;
     let termination_date = Some(row.get("termination_date")).filter(|d| !d.is_empty()).map(|d| parse_compact_date(d, "termination_date")).transpose()?;
+    let effective_date = Some(row.get("effective_date")).filter(|d| !d.is_empty()).map(|d| parse_compact_date(d, "effective_date")).transpose()?;
     let birth_date = Some(row.get("birth_date")).filter(|d| !d.is_empty()).map(|d| parse_compact_date(d, "birth_date")).transpose()?;
     let updated_at = not_in_future(parse_local_timestamp(row.required("updated_at")?, "updated_at", mapping.company_a.utc_offset_hours)?, "updated_at")?;
     let person_key = check_person_key(Some(row.get("person_key")).filter(|k| !k.is_empty()), "person_key")?;
@@ -66,6 +67,7 @@ fn parse_employee(origin: Origin, row: &CsvRow<'_>, mapping: &Mapping) -> Result
         status,
         hire_date,
         termination_date,
+        effective_date,
         manager_source_id: prefixed_id("A-", row.get("manager_emp_no"), "manager_emp_no")?,
         salary,
         updated_at,

@@ -59,6 +59,7 @@ fn parse_employee(origin: Origin, row: &JsonRow<'_>, mapping: &Mapping) -> Resul
     };
     let email = check_email(row.text("email")?, "email")?;
     let termination_date = row.text_ref("endDate")?.map(|d| parse_iso_date(d, "endDate")).transpose()?;
+    let effective_date = row.text_ref("effectiveDate")?.map(|d| parse_iso_date(d, "effectiveDate")).transpose()?;
     let birth_date = row.text_ref("birthDate")?.map(|d| parse_iso_date(d, "birthDate")).transpose()?;
     let updated_at = not_in_future(parse_rfc3339(row.required_text_ref("lastModified")?, "lastModified")?, "lastModified")?;
     let person_key = check_person_key(row.text_ref("personKey")?, "personKey")?;
@@ -93,6 +94,7 @@ fn parse_employee(origin: Origin, row: &JsonRow<'_>, mapping: &Mapping) -> Resul
         status,
         hire_date,
         termination_date,
+        effective_date,
         manager_source_id: row.prefixed_id("managerId", "B-")?,
         salary,
         updated_at,

@@ -73,6 +73,7 @@ fn load_in_parts(dir: &Path, mapping: &Mapping, part_bytes: u64) -> Result<Sourc
     // Each file's entries in line order, however its parts were cut.
     data.quarantined.chunk_by_mut(|a, b| a.file == b.file).for_each(|file| file.sort_by_key(|entry| entry.line));
     data.exported_at = Some(exported::exported_at(dir)?);
+    data.a_utc_offset_hours = mapping.company_a.utc_offset_hours;
     Ok(data)
 }
 

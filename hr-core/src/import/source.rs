@@ -38,6 +38,9 @@ pub(crate) struct SourceEmployee {
     pub hire_date: NaiveDate,
     /// Last day of employment, when known (a departure may be dated ahead).
     pub termination_date: Option<NaiveDate>,
+    /// The day this row takes effect, when dated (a move or any change may
+    /// be entered ahead of its day): before it, the row is scheduled.
+    pub effective_date: Option<NaiveDate>,
     /// Manager's source id (`A-…` / `B-…`), unresolved.
     pub manager_source_id: Option<CompactString>,
     /// Salary and currency.
@@ -121,6 +124,11 @@ pub struct SourceData {
     pub(crate) permissions: Vec<SourcePermission>,
     pub(crate) quarantined: Vec<Quarantined>,
     pub(crate) exported_at: Option<DateTime<Utc>>,
+    /// The day rows' effective dates are judged by (see [`as_of`](Self::as_of)).
+    pub(crate) today: Option<NaiveDate>,
+    /// Company A's offset from UTC (`mapping.toml`): its rows take effect on
+    /// its own calendar day.
+    pub(crate) a_utc_offset_hours: i32,
 }
 
 impl SourceData {
@@ -137,6 +145,50 @@ impl SourceData {
     /// Records rejected while reading, in file order.
     pub fn quarantined(&self) -> &[Quarantined] {
         &self.quarantined
+    }
+
+    /// Judges the rows' effective dates (company A `effective_date`,
+    /// company B `effectiveDate`) as if `today` were the day in both
+    /// companies. Without it, the merge takes each company's own day now
+    /// (company A's by `mapping.toml`'s `utc_offset_hours`, company B's in
+    /// UTC). For tests and backfills.
+    pub fn as_of(mut self, today: NaiveDate) -> Self {
+        self.today = Some(today);
+        self
+    }
+
+    /// The day a row of `company` is judged by.
+    pub(crate) fn today_in(&self, company: crate::schema::Company) -> NaiveDate {
+        let now = Utc::now();
+        self.today.unwrap_or_else(|| match company {
+            crate::schema::Company::A => (now + chrono::Duration::hours(self.a_utc_offset_hours.into())).date_naive(),
+            Company::B => now.date_naive(),
+        })
+    }
+
+    /// Sets aside every employee row dated to take effect after its
+    /// company's day (see [`today_in`](Self::today_in)) and returns them;
+    /// of the rows left, a source id's row with the latest effective date
+    /// wins and its earlier rows, its history, are dropped (an undated row
+    /// counts as in effect since always).
+    pub(crate) fn take_scheduled(&mut self) -> Vec<SourceEmployee> {
+        if self.employees.iter().all(|e| e.effective_date.is_none()) {
+            return vec![];
+        }
+        let days = [self.today_in(Company::A), self.today_in(Company::B)];
+        let today = |e: &SourceEmployee| if e.company == Company::A { days[0] } else { days[1] };
+        let (scheduled, mut in_force): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.employees).into_iter().partition(|e| e.effective_date.is_some_and(|d| d > today(e)));
+        let mut latest: rustc_hash::FxHashMap<CompactString, NaiveDate> = rustc_hash::FxHashMap::default();
+        for e in &in_force {
+            if let Some(day) = e.effective_date {
+                let entry = latest.entry(e.source_id.clone()).or_insert(day);
+                *entry = (*entry).max(day);
+            }
+        }
+        in_force.retain(|e| latest.get(&e.source_id).is_none_or(|&day| e.effective_date.is_some_and(|d| d >= day)));
+        self.employees = in_force;
+        scheduled
     }
 }
 

@@ -30,7 +30,7 @@ const ALTERNATIVES: [Alternative; 4] = [
 ];
 
 /// Columns whose date cells are days (`YYYYMMDD`), not times.
-const DATE_COLUMNS: [&str; 3] = ["hire_date", "termination_date", "birth_date"];
+const DATE_COLUMNS: [&str; 4] = ["hire_date", "termination_date", "effective_date", "birth_date"];
 
 /// The sheet that stands for `csv` in `dir`, and its name in messages;
 /// `None` when no workbook does.
