@@ -17,6 +17,9 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::Path;
 
+mod cases;
+pub use cases::{CaseDecision, ReviewCase};
+
 /// Default largest share of a data type's live records one run may delete.
 pub const DEFAULT_MAX_DELETE_SHARE: f64 = 0.2;
 
@@ -69,6 +72,22 @@ pub enum LedgerError {
         /// The cause.
         #[source]
         source: serde_json::Error,
+    },
+    /// No review case has this id.
+    #[error("there is no review case {id} (hub --cases lists them)")]
+    NoSuchCase {
+        /// The id asked for.
+        id: String,
+    },
+    /// The review case was decided already; a decision is made once.
+    #[error("review case {id} was decided already: {decision}, by {by}")]
+    CaseDecided {
+        /// The case.
+        id: String,
+        /// Its decision.
+        decision: &'static str,
+        /// Who made it.
+        by: String,
     },
     /// Another process (or another `Ledger` in this one) writes this ledger.
     #[error("ledger database {path} is in use by {holder}; one hub writes a ledger at a time (stop the other hub, or give this one its own data directory)")]
@@ -415,7 +434,10 @@ impl Ledger {
              CREATE TABLE IF NOT EXISTS target_version (
                target TEXT NOT NULL, data_type TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL,
                deleted INTEGER NOT NULL, PRIMARY KEY (target, data_type, key)) WITHOUT ROWID;
-             CREATE INDEX IF NOT EXISTS target_version_by_key ON target_version (data_type, key);",
+             CREATE INDEX IF NOT EXISTS target_version_by_key ON target_version (data_type, key);
+             CREATE TABLE IF NOT EXISTS review_case (
+               id TEXT PRIMARY KEY, employees TEXT NOT NULL, why TEXT NOT NULL, records TEXT NOT NULL,
+               opened_at TEXT NOT NULL, decision TEXT, decided_by TEXT, decided_at TEXT) WITHOUT ROWID;",
         )
         .map_err(|source| LedgerError::Storage { path: path.clone(), source })?;
         Ok(Ledger { conn, path, _lock: lock, max_delete_share: DEFAULT_MAX_DELETE_SHARE, audiences: BTreeMap::new() })
@@ -449,6 +471,12 @@ impl Ledger {
 
     fn storage(&self) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
         move |source| LedgerError::Storage { path: self.path.clone(), source }
+    }
+
+    /// [`storage`](Self::storage) that does not borrow the ledger, for a transaction's errors.
+    fn storage_owned(&self) -> impl Fn(rusqlite::Error) -> LedgerError {
+        let path = self.path.clone();
+        move |source| LedgerError::Storage { path: path.clone(), source }
     }
 
     /// Compares the new full state of a data type (sorted by key) with the

@@ -130,7 +130,9 @@ pub use import::{
 };
 pub use json_schema::{envelope_schema, record_schema, schema_files, ENVELOPE_FILE};
 #[cfg(feature = "sqlite")]
-pub use ledger::{AuditEntry, Delta, HeldRecord, Ledger, LedgerError, PlanOptions, RejectedChange, Repair, Standing, DEFAULT_MAX_DELETE_SHARE};
+pub use ledger::{
+    AuditEntry, CaseDecision, Delta, HeldRecord, Ledger, LedgerError, PlanOptions, RejectedChange, Repair, ReviewCase, Standing, DEFAULT_MAX_DELETE_SHARE,
+};
 pub use mapping::{CompanyARules, GradeMaps, Mapping, MappingError, DEFAULT_MAPPING_TOML};
 pub use merge::{
     merge, merge_with_identities, Conflict, ConflictKind, Identities, MergeOutcome, MergeReport, MergedState, RecordJson, Warning, WarningKind, GROUP_ROOT,

@@ -255,6 +255,20 @@ impl Identities {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The employee `unified` was decided to be the same person as (a
+    /// review case decided `same`, see
+    /// [`Ledger::decide_case`](crate::Ledger::decide_case)): the merge
+    /// joins their records under that id.
+    pub fn joined_into(&self, unified: &str) -> Option<&str> {
+        self.get(&joined_identity(unified))
+    }
+}
+
+/// The identity a `same` decision is remembered by: `same:` and the id of
+/// the employee joined into another.
+pub(crate) fn joined_identity(unified: &str) -> String {
+    format!("same:{unified}")
 }
 
 impl FromIterator<(String, String)> for Identities {
@@ -283,6 +297,7 @@ pub fn merge_with_identities(mut source: SourceData, identities: &Identities) ->
     let (persons, matched_persons) = match_persons(&placed);
     let key_identities: Vec<Option<CompactString>> = placed.iter().map(|r| r.person_key.as_ref().map(|k| person_key_identity(k.expose()))).collect();
     let persons = assign_unified_ids(persons, &placed, &key_identities, identities);
+    let persons = join_decided(persons, identities);
     let (not_yet_effective, scheduled_changes) = scheduled_changes(&scheduled_rows, &persons, &placed, identities);
     let mut held = held_persons(&quarantined, identities);
     held.extend(not_yet_effective.iter().filter_map(|q| q.id.as_deref()).map(|id| identities.unified(id).into()));
@@ -848,6 +863,60 @@ fn assign_unified_ids(mut persons: Vec<Person>, records: &[SourceEmployee], key_
     for (person, id) in persons.iter_mut().zip(ids) {
         person.id = id.unwrap_or_else(|| person.primary(records).source_id.clone());
     }
+    sorted_by(persons, |p| &p.id)
+}
+
+/// Joins each person a review case decided is the same as another into
+/// that other (their records after the survivor's, so the survivor's
+/// primary record stays primary); one whose survivor has no record this
+/// run takes the survivor's id. Decisions chain (a joined into b joined
+/// into c ends in c).
+fn join_decided(mut persons: Vec<Person>, identities: &Identities) -> Vec<Person> {
+    if !identities.iter().any(|(id, _)| id.starts_with("same:")) {
+        return persons;
+    }
+    let survivor_of = |id: &str| {
+        let mut current = id.to_string();
+        // At most one step per person: a cycle cannot loop.
+        for _ in 0..=persons.len() {
+            match identities.joined_into(&current) {
+                Some(next) if next != current => current = next.to_string(),
+                _ => break,
+            }
+        }
+        current
+    };
+    let survivors: Vec<String> = persons.iter().map(|p| survivor_of(&p.id)).collect();
+    let index: FxHashMap<&str, usize> = persons.iter().enumerate().map(|(i, p)| (p.id.as_str(), i)).collect();
+    let mut moves: Vec<(usize, usize)> = vec![];
+    let mut renames: Vec<(usize, CompactString)> = vec![];
+    for (i, survivor) in survivors.iter().enumerate().filter(|(i, s)| **s != persons[*i].id) {
+        match index.get(survivor.as_str()) {
+            Some(&into) => moves.push((i, into)),
+            None => renames.push((i, survivor.into())),
+        }
+    }
+    // Two persons joined into one absent survivor: the first (by id) takes its id, the others join it.
+    renames.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| persons[a.0].id.cmp(&persons[b.0].id)));
+    let mut taken: FxHashMap<CompactString, usize> = FxHashMap::default();
+    for (i, id) in renames {
+        match taken.get(&id) {
+            Some(&into) => moves.push((i, into)),
+            None => {
+                taken.insert(id, i);
+            }
+        }
+    }
+    let renamed: Vec<(usize, CompactString)> = taken.into_iter().map(|(id, i)| (i, id)).collect();
+    for (i, id) in renamed {
+        persons[i].id = id;
+    }
+    moves.sort_unstable();
+    for &(from, into) in &moves {
+        let records = std::mem::take(&mut persons[from].records);
+        persons[into].records.extend(records);
+    }
+    persons.retain(|p| !p.records.is_empty());
     sorted_by(persons, |p| &p.id)
 }
 

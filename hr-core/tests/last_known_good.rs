@@ -307,3 +307,66 @@ fn a_person_whose_only_row_is_dated_later_keeps_what_the_systems_hold_until_that
     assert_eq!(changed_keys(&deltas), ["employee/A-1:Upsert"]);
     assert!(outcome.state.scheduled_changes.is_empty());
 }
+
+/// Company B's employee 1 with company A employee 1's name and birth date,
+/// and no person key on either: a possible duplicate.
+fn look_alikes() -> Input<'static> {
+    let mut input = with_grants(Input::default());
+    let mut b: serde_json::Value = serde_json::from_str(&b_line(1, 10, None, None, true, "2026-01-01T00:00:00Z")).unwrap();
+    b["displayNameKo"] = "김민준".into();
+    b["birthDate"] = "1990-01-01".into();
+    input.b_employees = vec![b.to_string()];
+    input
+}
+
+#[test]
+fn a_possible_duplicate_decided_same_becomes_one_person_with_the_others_grants_and_pay() {
+    let mut ledger = Ledger::in_memory().unwrap();
+    let input = look_alikes();
+    let (first, _) = run(&mut ledger, &input);
+    assert_eq!(first.report.conflicts.len(), 1, "{:?}", first.report.conflicts);
+    assert_eq!(ledger.open_cases(&first.report.conflicts, &first.state).unwrap(), 1);
+    let case = ledger.cases().unwrap().remove(0);
+    assert_eq!(case.employees, ["A-1", "B-1"]);
+    ledger.decide_case(&case.id, hr_core::CaseDecision::Same, "hr-lead").unwrap();
+
+    let (outcome, deltas) = run(&mut ledger, &input);
+    assert_eq!(outcome.state.employees.keys().collect::<Vec<_>>(), ["A-1"], "one person, under the first id");
+    assert_eq!(outcome.state.employees["A-1"].source_ids, ["A-1", "B-1"]);
+    assert!(outcome.report.conflicts.is_empty(), "{:?}", outcome.report.conflicts);
+    let mut changes = changed_keys(&deltas);
+    changes.sort();
+    assert_eq!(
+        changes,
+        [
+            "compensation/B-1:Delete",
+            "employee/A-1:Upsert",
+            "employee/B-1:Delete",
+            "org_unit/B-10:Upsert",
+            "permission/A-1:erp:viewer:Upsert",
+            "permission/B-1:erp:viewer:Delete"
+        ],
+        "the other record is deleted where it was sent, its grant is the survivor's"
+    );
+    assert_eq!(outcome.state.org_units["B-10"].leader.as_deref(), Some("A-1"), "the unit B-1 led is led by the survivor");
+    // The join holds in every later run, and the case stays decided.
+    let (again, deltas) = run(&mut ledger, &input);
+    assert_eq!(again.state.employees.keys().collect::<Vec<_>>(), ["A-1"]);
+    assert_eq!(changed_keys(&deltas), Vec::<String>::new());
+    assert_eq!(ledger.open_cases(&again.report.conflicts, &again.state).unwrap(), 0);
+}
+
+#[test]
+fn a_possible_duplicate_decided_different_stays_two_people_and_the_case_closed() {
+    let mut ledger = Ledger::in_memory().unwrap();
+    let input = look_alikes();
+    let (first, _) = run(&mut ledger, &input);
+    ledger.open_cases(&first.report.conflicts, &first.state).unwrap();
+    let case = ledger.cases().unwrap().remove(0);
+    ledger.decide_case(&case.id, hr_core::CaseDecision::Different, "hr-lead").unwrap();
+    let (outcome, deltas) = run(&mut ledger, &input);
+    assert_eq!(outcome.state.employees.keys().collect::<Vec<_>>(), ["A-1", "B-1"]);
+    assert_eq!(changed_keys(&deltas), Vec::<String>::new());
+    assert_eq!(ledger.open_cases(&outcome.report.conflicts, &outcome.state).unwrap(), 0, "closed for good");
+    assert!(ledger.cases().unwrap().iter().all(|c| c.decision.is_some()));
+}
