@@ -83,9 +83,16 @@ struct Args {
     /// plan, refuse and say what changed. Recorded in the audit log.
     #[arg(long, value_name = "PLAN_ID", conflicts_with_all = ["watch", "check_only"])]
     approve: Option<String>,
-    /// Who approves (--approve), as the audit log names them (default: $USER).
-    #[arg(long, requires = "approve")]
+    /// Who approves (--approve) or decides (--decide), as the audit log names them (default: $USER).
+    #[arg(long)]
     operator: Option<String>,
+    /// Print the open review cases (employees that may be one person) and exit.
+    #[arg(long, conflicts_with_all = ["watch", "check_only", "listen", "plan", "approve", "audit", "status"])]
+    cases: bool,
+    /// Decide review case CASE: `same` (one person from the next run on) or
+    /// `different` (closed for good); recorded in the audit log, and exit.
+    #[arg(long, num_args = 2, value_names = ["CASE", "DECISION"], conflicts_with_all = ["watch", "check_only", "listen", "plan", "approve", "audit", "status", "cases"])]
+    decide: Option<Vec<String>>,
     /// Print the audit log (every run, real-time call and approval) and exit.
     #[arg(long, conflicts_with_all = ["watch", "check_only", "listen"])]
     audit: bool,
@@ -263,6 +270,20 @@ async fn main() -> anyhow::Result<()> {
     if args.audit {
         let ledger = Ledger::open_read_only(args.data_dir.join(LEDGER_FILE))?;
         return print_audit(&args, &ledger);
+    }
+    if args.cases {
+        let ledger = Ledger::open_read_only(args.data_dir.join(LEDGER_FILE))?;
+        return print_cases(&args, &ledger);
+    }
+    if let Some([case, decision]) = args.decide.as_deref() {
+        let decision: hr_core::CaseDecision = decision.parse().map_err(anyhow::Error::msg)?;
+        let mut ledger = Ledger::open(args.data_dir.join(LEDGER_FILE))?;
+        let case = ledger.decide_case(case, decision, &operator(&args))?;
+        println!("{} decided {}: {}", case.id, decision.as_str(), case.employees.join(", "));
+        if decision == hr_core::CaseDecision::Same {
+            println!("from the next run on they are one person, {}", case.employees[0]);
+        }
+        return Ok(());
     }
     if args.plan {
         let hub = connect(&args, &config, rest.clone(), Access::ReadOnly).await?;
@@ -613,6 +634,29 @@ async fn print_plan(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Resul
 }
 
 /// `--audit`: the audit log, oldest first.
+/// `--cases`: the open review cases.
+fn print_cases(args: &Args, ledger: &Ledger) -> anyhow::Result<()> {
+    let open: Vec<hr_core::ReviewCase> = ledger.cases()?.into_iter().filter(|c| c.decision.is_none()).collect();
+    for case in &open {
+        if args.json {
+            println!("{}", serde_json::to_string(case)?);
+            continue;
+        }
+        println!("{} (opened {}): {}", case.id, case.opened_at, case.why);
+        for record in &case.records {
+            let text = |field: &str| record[field].as_str().unwrap_or("-").to_string();
+            println!("  {:<12} {:<16} {:<28} {:<10} {:<10} {}", text("id"), text("name"), text("email"), text("org_unit"), text("grade"), text("status"));
+        }
+    }
+    if !args.json {
+        match open.first() {
+            Some(case) => println!("decide each with: hub --decide {} same|different", case.id),
+            None => println!("no open review cases"),
+        }
+    }
+    Ok(())
+}
+
 fn print_audit(args: &Args, ledger: &Ledger) -> anyhow::Result<()> {
     for entry in ledger.audit_entries(args.since)? {
         if args.json {
@@ -665,6 +709,12 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
     ));
     let held = HeldBack::from_report(&outcome.report, &identities);
     let scheduled = outcome.state.scheduled(today);
+    if !args.check_only {
+        let opened = hub.lock().await.open_cases(&outcome.report.conflicts, &outcome.state)?;
+        if opened > 0 {
+            console.line(&format!("{opened} new review cases: employees that may be one person (hub --cases)"));
+        }
+    }
     // The hub's lock is held while it plans, sends and compares, never while
     // it waits for systems: real-time calls go through meanwhile.
     let deadline = Duration::from_secs(args.deadline_secs);

@@ -144,3 +144,76 @@ fn a_move_dated_ahead_applies_on_its_day_in_every_system_and_not_before() {
         stop(system);
     }
 }
+
+/// Company B line for a look-alike of a company A row: the same name and
+/// birth date, no person key.
+fn look_alike_of(a_row: &str, employee_id: u64, org_unit: u64) -> String {
+    let fields: Vec<&str> = a_row.split(',').collect();
+    let birth = fields[10];
+    let modified = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    json!({"employeeId": employee_id, "firstName": "Look", "lastName": "Alike", "displayNameKo": fields[1], "email": format!("look.{employee_id}@b.example"),
+        "orgUnitId": org_unit, "grade": "G3", "startDate": "2024-03-01", "active": true, "leave": null, "managerId": null,
+        "birthDate": format!("{}-{}-{}", &birth[..4], &birth[4..6], &birth[6..]), "personKey": null, "salary": null, "lastModified": modified})
+    .to_string()
+}
+
+fn open_cases(deployment: &Deployment) -> Vec<Value> {
+    let output = deployment.hub(&["--cases", "--json"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Two look-alike pairs: one decided the same person, one different, with
+/// `hub --decide`; the next run ends with one record of the first in every
+/// system and two of the second, and no open case.
+#[test]
+fn possible_duplicates_wait_for_a_decision_and_end_as_decided_in_every_system() {
+    let (deployment, systems) = Deployment::start(&NAMES);
+    let data = Dataset::generate(&GenerateOptions::scaled(300));
+    data.write(&deployment.input).unwrap();
+    let a_csv = std::fs::read_to_string(deployment.input.join("company_a/employees.csv")).unwrap();
+    // Active company A rows without a person key (column 11) or birth date gaps.
+    let originals: Vec<&str> = a_csv.lines().skip(1).filter(|l| l.split(',').nth(11) == Some("") && l.split(',').nth(7) == Some("재직")).take(2).collect();
+    assert_eq!(originals.len(), 2);
+    let units = std::fs::read_to_string(deployment.input.join("company_b/org_units.jsonl")).unwrap();
+    let unit = serde_json::from_str::<Value>(units.lines().next().unwrap()).unwrap()["orgUnitId"].as_u64().unwrap();
+    let b_file = deployment.input.join("company_b/employees.jsonl");
+    let mut b_lines = std::fs::read_to_string(&b_file).unwrap();
+    for (i, original) in originals.iter().enumerate() {
+        b_lines.push_str(&look_alike_of(original, 990_001 + i as u64, unit));
+        b_lines.push('\n');
+    }
+    std::fs::write(&b_file, b_lines).unwrap();
+    let a_ids: Vec<String> = originals.iter().map(|l| format!("A-{}", l.split(',').next().unwrap())).collect();
+
+    let first = deployment.run_hub(&[]);
+    assert_clean(&first, "after the first run");
+    let cases = open_cases(&deployment);
+    let case_of =
+        |b: &str| cases.iter().find(|c| c["employees"].as_array().unwrap().iter().any(|e| e == b)).unwrap_or_else(|| panic!("no case for {b}: {cases:?}"));
+    let (same, different) = (case_of("B-990001"), case_of("B-990002"));
+    assert_eq!(same["employees"], json!([a_ids[0], "B-990001"]));
+    for name in NAMES {
+        assert!(row(&deployment, name, "employee", "B-990001").is_some_and(|r| !r.1), "{name}: before a decision both records stay");
+    }
+    for (case, decision) in [(same, "same"), (different, "different")] {
+        let output = deployment.hub(&["--decide", case["id"].as_str().unwrap(), decision, "--operator", "hr-lead"]).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    let report = deployment.run_hub(&[]);
+    assert_clean(&report, "after the decisions");
+    for name in NAMES {
+        assert!(row(&deployment, name, "employee", "B-990001").is_some_and(|r| r.1), "{name}: the record decided the same person is deleted");
+        assert!(row(&deployment, name, "employee", &a_ids[0]).is_some_and(|r| !r.1), "{name}: the survivor stays");
+        assert!(row(&deployment, name, "employee", "B-990002").is_some_and(|r| !r.1), "{name}: different people stay two");
+        assert!(row(&deployment, name, "employee", &a_ids[1]).is_some_and(|r| !r.1), "{name}");
+    }
+    assert!(open_cases(&deployment).is_empty(), "no case reopens");
+    let audit = deployment.hub(&["--audit", "--json"]).output().unwrap();
+    let decisions = String::from_utf8_lossy(&audit.stdout).lines().filter(|l| l.contains("\"decide\"") && l.contains("hr-lead")).count();
+    assert_eq!(decisions, 2);
+    for system in systems {
+        stop(system);
+    }
+}

@@ -463,3 +463,49 @@ async fn a_role_the_system_does_not_list_is_refused_on_every_path() {
     }
     assert!(recorder.take().is_empty(), "a refused call sent something");
 }
+
+/// A possible duplicate opens a case any reader may list; only a caller
+/// with `review` decides it, once; "same" joins the two in the next sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_case_is_listed_and_decided_over_the_api_by_a_reviewer_only() {
+    use hr_sync::hr_core::{Conflict, ConflictKind};
+    use hr_sync::hr_hub::CallerRight;
+    let (reader, reviewer) = ("reader-token-0123456789abcdef0123456789", "reviewer-token-0123456789abcdef012345678");
+    let api =
+        ApiConfig::for_callers([("dashboard", reader, vec![CallerRight::Read]), ("hr-lead", reviewer, vec![CallerRight::Read, CallerRight::Review])]).unwrap();
+    let running = Running::start_with(api).await;
+    let state = export("2026-10-25T00:00:00Z", &[]);
+    let pair = Conflict { kind: ConflictKind::PossibleDuplicatePerson, ids: vec!["A-2".into(), "A-1".into()], detail: "same name and birth date".into() };
+    assert_eq!(running.hub.lock().await.open_cases(&[pair], &state).unwrap(), 1);
+    let call = |method: reqwest::Method, path: String, token: &str, body: &str| {
+        let request = running.client.request(method, format!("{}{path}", running.url)).bearer_auth(token).body(body.to_string());
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status(), response.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+
+    let (status, cases) = call(reqwest::Method::GET, "/hr/v1/cases".into(), reader, "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(cases.as_array().unwrap().len(), 1, "{cases}");
+    assert_eq!(cases[0]["employees"], serde_json::json!(["A-1", "A-2"]));
+    assert_eq!(cases[0]["records"][1]["source_ids"], serde_json::json!(["A-2", "B-77"]));
+    let case = format!("/hr/v1/cases/{}", cases[0]["id"].as_str().unwrap());
+    let same = r#"{"decision": "same"}"#;
+    assert_eq!(call(reqwest::Method::POST, case.clone(), reader, same).await.0, StatusCode::FORBIDDEN, "a reader decided");
+    assert_eq!(call(reqwest::Method::POST, case.clone(), reviewer, r#"{"decision": "maybe"}"#).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(call(reqwest::Method::POST, "/hr/v1/cases/case-000000000000".into(), reviewer, same).await.0, StatusCode::NOT_FOUND);
+    let (status, decided) = call(reqwest::Method::POST, case.clone(), reviewer, same).await;
+    assert_eq!(status, StatusCode::OK, "{decided}");
+    assert_eq!((decided["decision"].as_str(), decided["decided_by"].as_str()), (Some("same"), Some("hr-lead")));
+    assert_eq!(call(reqwest::Method::POST, case, reviewer, r#"{"decision": "different"}"#).await.0, StatusCode::CONFLICT, "decided twice");
+    let (_, open) = call(reqwest::Method::GET, "/hr/v1/cases".into(), reader, "").await;
+    assert_eq!(open, serde_json::json!([]), "a decided case is not open");
+    let (_, all) = call(reqwest::Method::GET, "/hr/v1/cases?all=true".into(), reader, "").await;
+    assert_eq!(all.as_array().unwrap().len(), 1);
+
+    let hub = running.hub.lock().await;
+    assert_eq!(hub.ledger().identities().unwrap().joined_into("A-2"), Some("A-1"), "the next merge joins A-2 into A-1");
+    let audit = hub.ledger().audit_entries(None).unwrap();
+    assert!(audit.iter().any(|e| e.actor == "hr-lead" && e.action == "decide" && e.detail["decision"] == "same"), "{audit:#?}");
+}

@@ -17,7 +17,7 @@
 
 use crate::hub::{EmployeeChange, Hub, HubError, RealtimeError, SyncOutcome};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -39,6 +39,10 @@ pub const EMPLOYEES_PATH: &str = "/hr/v1/employees/{id}";
 pub const PLAN_PATH: &str = "/hr/v1/plan";
 /// Path of the approval of a held plan.
 pub const APPROVE_PATH: &str = "/hr/v1/plans/{id}/approve";
+/// Path of the review cases: employees that may be one person.
+pub const CASES_PATH: &str = "/hr/v1/cases";
+/// Path of one review case, where it is decided.
+pub const CASE_PATH: &str = "/hr/v1/cases/{id}";
 
 /// What a caller of the hub API may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize, serde::Serialize)]
@@ -50,7 +54,9 @@ pub enum CallerRight {
     Employees,
     /// `POST /hr/v1/plans/{id}/approve`.
     Approve,
-    /// `GET /hr/v1/plan`.
+    /// `POST /hr/v1/cases/{id}`: decide whether two employees are one person.
+    Review,
+    /// `GET /hr/v1/plan`, `GET /hr/v1/cases`.
     Read,
 }
 
@@ -178,6 +184,8 @@ pub fn hub_api(hub: Arc<Mutex<Hub>>, config: ApiConfig) -> Router {
         .route(EMPLOYEES_PATH, patch(patch_employee))
         .route(PLAN_PATH, get(get_plan))
         .route(APPROVE_PATH, post(post_approval))
+        .route(CASES_PATH, get(get_cases))
+        .route(CASE_PATH, post(post_decision))
         .route_layer(axum::middleware::from_fn_with_state(api.clone(), read_body_in_time))
         .route_layer(axum::middleware::from_fn_with_state(api.clone(), require_token))
         .layer(DefaultBodyLimit::max(limit));
@@ -302,6 +310,7 @@ fn right_of(request: &Request) -> CallerRight {
         PERMISSIONS_PATH => CallerRight::Permissions,
         EMPLOYEES_PATH => CallerRight::Employees,
         APPROVE_PATH => CallerRight::Approve,
+        CASE_PATH => CallerRight::Review,
         _ => CallerRight::Read,
     }
 }
@@ -336,6 +345,36 @@ async fn post_approval(State(api): State<Arc<Api>>, Path(id): Path<String>, axum
         Ok(()) => (StatusCode::ACCEPTED, Json(json!({"plan_id": id, "approved_by": caller.0, "runs": "with the next periodic run, if it is still this plan"})))
             .into_response(),
         Err(e @ HubError::PlanChanged { .. }) => error(StatusCode::CONFLICT, "plan_changed", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "hub_error", e.to_string()),
+    }
+}
+
+/// The open review cases (`?all=true`: decided ones too).
+async fn get_cases(State(api): State<Arc<Api>>, Query(query): Query<BTreeMap<String, String>>) -> Response {
+    let Some(hub) = locked(&api).await else { return busy(&api) };
+    let all = query.get("all").is_some_and(|v| v == "true");
+    match hub.cases() {
+        Ok(cases) => Json(cases.into_iter().filter(|c| all || c.decision.is_none()).collect::<Vec<_>>()).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "hub_error", e.to_string()),
+    }
+}
+
+/// Decides a review case: a body `{"decision": "same" | "different"}`.
+async fn post_decision(State(api): State<Arc<Api>>, Path(id): Path<String>, axum::Extension(caller): axum::Extension<CallerName>, body: Bytes) -> Response {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Decision {
+        decision: hr_core::CaseDecision,
+    }
+    let decision = match serde_json::from_slice::<Decision>(&body) {
+        Ok(d) => d.decision,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", format!("the body must be {{\"decision\": \"same\" | \"different\"}}: {e}")),
+    };
+    let Some(mut hub) = locked(&api).await else { return busy(&api) };
+    match hub.decide_case(&id, decision, &caller.0) {
+        Ok(case) => (StatusCode::OK, Json(case)).into_response(),
+        Err(HubError::Ledger(e @ hr_core::LedgerError::NoSuchCase { .. })) => error(StatusCode::NOT_FOUND, "no_such_case", e.to_string()),
+        Err(HubError::Ledger(e @ hr_core::LedgerError::CaseDecided { .. })) => error(StatusCode::CONFLICT, "decided", e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "hub_error", e.to_string()),
     }
 }
@@ -489,6 +528,18 @@ fn document() -> serde_json::Value {
                     ("400", err("An unknown field, or a field naming no current org unit or manager; nothing sent")),
                     ("404", err("No current employee has this id")),
                     ("503", err("The hub has not completed its first run yet; retry after Retry-After seconds"))])}},
+            CASES_PATH: {"get": {
+                "summary": "Review cases: employees that may be one person (open ones; `?all=true` for decided ones too)",
+                "parameters": [{"name": "all", "in": "query", "required": false, "schema": {"type": "boolean"}}],
+                "responses": {"200": {"description": "The cases: id, employees, why, records (no sensitive field), opened_at, decision, decided_by, decided_at"},
+                    "401": err("Missing or wrong bearer token"), "403": err("The caller may not read")}}},
+            CASE_PATH: {"post": {
+                "summary": "Decide a review case, once: `same` joins the employees under the first id from the next run, `different` closes it for good",
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["decision"], "additionalProperties": false,
+                    "properties": {"decision": {"type": "string", "enum": ["same", "different"]}}}}}},
+                "responses": {"200": {"description": "The case, decided"}, "400": err("Not a decision"), "401": err("Missing or wrong bearer token"),
+                    "403": err("The caller has no `review` right"), "404": err("No such case"), "409": err("Decided already")}}},
             "/hr/v1/openapi.json": {"get": {"summary": "This document", "security": [], "responses": {"200": {"description": "OpenAPI 3.0"}}}},
             "/healthz": {"get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "ok"}}}}
         }

@@ -172,7 +172,7 @@ fn default_true() -> bool {
 ///
 /// [api.callers.hr-lead]
 /// token_env = "HR_API_TOKEN_LEAD"
-/// may = ["read", "approve"]
+/// may = ["read", "approve", "review"]
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -188,7 +188,7 @@ pub struct ApiSettings {
 pub struct CallerSettings {
     /// The environment variable holding its bearer token.
     pub token_env: String,
-    /// What it may do: `permissions`, `employees`, `approve`, `read`.
+    /// What it may do: `permissions`, `employees`, `approve`, `review`, `read`.
     pub may: Vec<crate::CallerRight>,
 }
 

@@ -475,6 +475,24 @@ impl Hub {
         self.last_plan.as_ref()
     }
 
+    /// Opens a review case for each possible duplicate person in a merge's
+    /// `conflicts` that has none (see [`Ledger::open_cases`]); returns how
+    /// many opened.
+    pub fn open_cases(&mut self, conflicts: &[hr_core::Conflict], state: &MergedState) -> Result<usize, HubError> {
+        Ok(blocking(|| self.ledger.open_cases(conflicts, state))?)
+    }
+
+    /// Every review case, open ones first.
+    pub fn cases(&self) -> Result<Vec<hr_core::ReviewCase>, HubError> {
+        Ok(blocking(|| self.ledger.cases())?)
+    }
+
+    /// Decides review case `id` for `actor` (see [`Ledger::decide_case`]):
+    /// it takes effect from the next periodic run.
+    pub fn decide_case(&mut self, id: &str, decision: hr_core::CaseDecision, actor: &str) -> Result<hr_core::ReviewCase, HubError> {
+        Ok(blocking(|| self.ledger.decide_case(id, decision, actor))?)
+    }
+
     /// Approves plan `plan_id` for the next periodic run (the hub API's
     /// approval): that run goes even if `[safety]` holds it, if it is still
     /// that plan; otherwise the approval lapses and the audit log says so.
