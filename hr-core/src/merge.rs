@@ -289,6 +289,7 @@ pub fn merge(source: SourceData) -> MergeOutcome {
 /// [`merge`], keeping every person's remembered unified id (see [`Identities`]).
 pub fn merge_with_identities(mut source: SourceData, identities: &Identities) -> MergeOutcome {
     let scheduled_rows = source.take_scheduled();
+    let scheduled_grants = source.take_scheduled_grants();
     let mut quarantined = source.quarantined;
     let mut warnings = Vec::new();
     let (valid_units, employees) = latest_units_and_employees(source.org_units, source.employees, &mut quarantined);
@@ -298,7 +299,9 @@ pub fn merge_with_identities(mut source: SourceData, identities: &Identities) ->
     let key_identities: Vec<Option<CompactString>> = placed.iter().map(|r| r.person_key.as_ref().map(|k| person_key_identity(k.expose()))).collect();
     let persons = assign_unified_ids(persons, &placed, &key_identities, identities);
     let persons = join_decided(persons, identities);
-    let (not_yet_effective, scheduled_changes) = scheduled_changes(&scheduled_rows, &persons, &placed, identities);
+    let (not_yet_effective, mut scheduled_changes) = scheduled_changes(&scheduled_rows, &persons, &placed, identities);
+    scheduled_changes.extend(scheduled_grant_changes(&scheduled_grants, &persons, &placed, identities));
+    scheduled_changes.sort();
     let mut held = held_persons(&quarantined, identities);
     held.extend(not_yet_effective.iter().filter_map(|q| q.id.as_deref()).map(|id| identities.unified(id).into()));
     let mut state = MergedState { exported_at: source.exported_at, scheduled_changes, ..MergedState::default() };
@@ -352,13 +355,34 @@ fn scheduled_changes(rows: &[SourceEmployee], persons: &[Person], records: &[Sou
             _ if in_effect.is_none() && identities.get(&row.source_id).is_none() => "hire",
             _ => "change",
         };
-        changes.push(Scheduled { on, employee: employee.to_string(), change });
+        changes.push(Scheduled { on, employee: employee.to_string(), change, grant: None });
         if !present.contains(employee) {
             waiting.push(row.origin.quarantine(Some(row.source_id.to_string()), Reason::NotYetEffective, format!("takes effect on {on}")));
         }
     }
     changes.sort();
     (waiting, changes)
+}
+
+/// The grant lines set aside until their day, each as a change on that day.
+fn scheduled_grant_changes(
+    lines: &[crate::import::SourcePermission],
+    persons: &[Person],
+    records: &[SourceEmployee],
+    identities: &Identities,
+) -> Vec<Scheduled> {
+    if lines.is_empty() {
+        return vec![];
+    }
+    let unified_of: FxHashMap<&str, &str> = persons.iter().flat_map(|p| p.of(records).map(move |r| (r.source_id.as_str(), p.id.as_str()))).collect();
+    let change = |p: &crate::import::SourcePermission| if p.op == PermissionOp::Grant { "grant" } else { "revocation" };
+    lines
+        .iter()
+        .filter_map(|p| {
+            let employee = unified_of.get(p.employee.as_str()).copied().unwrap_or_else(|| identities.unified(&p.employee));
+            Some(Scheduled { on: p.effective?, employee: employee.to_string(), change: change(p), grant: Some(format!("{}:{}", p.system, p.role)) })
+        })
+        .collect()
 }
 
 /// The latest row of each org unit (with the tree checked) and of each

@@ -34,8 +34,12 @@ pub struct Scheduled {
     /// The employee's unified id.
     pub employee: String,
     /// `hire` (sent from that day on), `departure` (terminated, every grant
-    /// revoked, that day) or `change` (a row dated to take effect that day).
+    /// revoked, that day), `change` (a row dated to take effect that day),
+    /// `grant` or `revocation` (a grant line dated ahead).
     pub change: &'static str,
+    /// For a grant line: `<system>:<role>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
 }
 
 impl MergedState {
@@ -86,10 +90,10 @@ impl MergedState {
         let mut due: Vec<Scheduled> = self.scheduled_changes.iter().filter(|s| s.on > today).cloned().collect();
         for e in self.employees.values() {
             if e.hire_date > today {
-                due.push(Scheduled { on: e.hire_date, employee: e.id.to_string(), change: "hire" });
+                due.push(Scheduled { on: e.hire_date, employee: e.id.to_string(), change: "hire", grant: None });
             }
             if let Some(left) = e.termination_date.and_then(|last| last.succ_opt()).filter(|left| *left > today) {
-                due.push(Scheduled { on: left, employee: e.id.to_string(), change: "departure" });
+                due.push(Scheduled { on: left, employee: e.id.to_string(), change: "departure", grant: None });
             }
         }
         due.sort();

@@ -425,3 +425,38 @@ fn a_row_dated_later_waits_for_its_day_in_either_company_and_then_replaces_the_o
     assert!(after.state.scheduled_changes.is_empty());
     assert_eq!(reasons(&after).len(), 1, "the row the move replaced is history, not a duplicate: {:?}", reasons(&after));
 }
+
+#[test]
+fn a_grant_line_dated_ahead_waits_for_its_day_and_a_call_cannot_date_one_ahead() {
+    let line = |role: &str, op: &str, effective: &str| {
+        serde_json::json!({"employee": "A-1", "system": "erp", "role": role, "op": op, "at": "2026-02-01T00:00:00Z", "expires": null, "effective": effective})
+            .to_string()
+    };
+    let input = Input {
+        permissions: Some(vec![
+            serde_json::json!({"employee": "A-1", "system": "erp", "role": "viewer", "op": "grant", "at": "2026-01-01T00:00:00Z", "expires": null}).to_string(),
+            line("viewer", "revoke", "2026-03-01"),
+            line("approver", "grant", "2026-03-01"),
+        ]),
+        ..Input::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    input.write(dir.path());
+    let on = |day: &str| hr_core::merge(hr_core::load_input_dir(dir.path(), &hr_core::Mapping::default()).unwrap().as_of(day.parse().unwrap()));
+    let before = on("2026-02-28");
+    let grants = |o: &hr_core::MergeOutcome| o.state.permissions.values().map(|g| (g.role.to_string(), g.granted)).collect::<Vec<_>>();
+    assert_eq!(grants(&before), [("viewer".to_string(), true)], "neither dated line applies before its day");
+    let due: Vec<(String, &str, Option<&str>)> = before.state.scheduled_changes.iter().map(|s| (s.on.to_string(), s.change, s.grant.as_deref())).collect();
+    assert_eq!(due, [("2026-03-01".into(), "grant", Some("erp:approver")), ("2026-03-01".into(), "revocation", Some("erp:viewer"))]);
+    let after = on("2026-03-01");
+    assert_eq!(grants(&after), [("approver".to_string(), true), ("viewer".to_string(), false)]);
+    assert!(after.state.scheduled_changes.is_empty());
+
+    // Over the API a change applies now: a line dated ahead is refused, naming the field.
+    let ahead = (chrono::Utc::now().date_naive() + chrono::Days::new(2)).to_string();
+    let (lines, refused) = hr_core::read_permission_lines(&line("approver", "grant", &ahead), "request");
+    assert!(lines.is_empty());
+    assert!(refused[0].detail.contains("`effective`"), "{refused:?}");
+    let (lines, _) = hr_core::read_permission_lines(&line("approver", "grant", &chrono::Utc::now().date_naive().to_string()), "request");
+    assert_eq!(lines.len(), 1, "a line effective today applies");
+}

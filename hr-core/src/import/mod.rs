@@ -147,6 +147,12 @@ pub fn read_permission_lines(text: &str, source: &'static str) -> (Vec<Permissio
     for (index, text) in text.lines().enumerate().filter(|(_, t)| !t.trim().is_empty()) {
         let origin = crate::quarantine::Origin { file: source, line: index as u64 + 1 };
         match shared::permission_line(origin, text) {
+            // A call applies now: a change for a later day belongs in the export, which holds it until then.
+            Ok(p) if p.effective.is_some_and(|d| d > chrono::Utc::now().date_naive()) => quarantined.push(origin.quarantine(
+                Some(format!("{}:{}:{}", p.employee, p.system, p.role)),
+                crate::Reason::MalformedRow,
+                "field `effective` is after today: a real-time call applies now; a grant for a later day goes in the export's permissions.jsonl",
+            )),
             Ok(p) => lines.push(PermissionLine {
                 line: origin.line,
                 event: crate::PermissionGrant {

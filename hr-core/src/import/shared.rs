@@ -66,6 +66,7 @@ fn parse_permission(origin: Origin, row: &JsonRow<'_>) -> Result<SourcePermissio
         role: check_code(row.required_text_ref("role")?, "role")?.into(),
         op,
         expires: row.text_ref("expires")?.map(|d| parse_iso_date(d, "expires")).transpose()?,
+        effective: row.text_ref("effective")?.map(|d| parse_iso_date(d, "effective")).transpose()?,
         at: not_in_future(parse_rfc3339(row.required_text_ref("at")?, "at")?, "at")?,
     })
 }

@@ -110,6 +110,8 @@ pub(crate) struct SourcePermission {
     pub op: PermissionOp,
     /// Expiry.
     pub expires: Option<NaiveDate>,
+    /// The day the line takes effect, when dated ahead.
+    pub effective: Option<NaiveDate>,
     /// When.
     pub at: DateTime<Utc>,
 }
@@ -164,6 +166,18 @@ impl SourceData {
             crate::schema::Company::A => (now + chrono::Duration::hours(self.a_utc_offset_hours.into())).date_naive(),
             Company::B => now.date_naive(),
         })
+    }
+
+    /// Sets aside every grant line dated to take effect after the day (in
+    /// UTC, or [`as_of`](Self::as_of)'s) and returns them.
+    pub(crate) fn take_scheduled_grants(&mut self) -> Vec<SourcePermission> {
+        if self.permissions.iter().all(|p| p.effective.is_none()) {
+            return vec![];
+        }
+        let today = self.today_in(Company::B);
+        let (scheduled, in_force) = std::mem::take(&mut self.permissions).into_iter().partition(|p| p.effective.is_some_and(|d| d > today));
+        self.permissions = in_force;
+        scheduled
     }
 
     /// Sets aside every employee row dated to take effect after its
