@@ -48,7 +48,7 @@ impl Drop for Killed {
 fn systems_started_before_their_broker_listen_at_once_report_it_and_converge_once_it_answers() {
     brokers(); // the shared broker's jars are in place for the one started here
     broker_script("stop", PORT);
-    example("system"); // built before the clock starts
+    program("system"); // built before the clock starts
     let started = Instant::now();
     let (deployment, mut systems) = Deployment::start_on(&["payroll", "orgchart", "erp"], format!("127.0.0.1:{PORT}"));
     assert!(started.elapsed() < Duration::from_secs(30), "the systems took {:?} to listen", started.elapsed());
@@ -64,7 +64,7 @@ fn systems_started_before_their_broker_listen_at_once_report_it_and_converge_onc
     // A watching hub with its API, on a data directory and an input of its own (it never gets to send).
     let hub_dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let mut child = std::process::Command::new(example("hub"))
+    let mut child = program("hub")
         .arg("--config")
         .arg(&deployment.hub_config)
         .arg("--data-dir")

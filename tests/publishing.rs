@@ -8,7 +8,6 @@
 
 use hr_testdata::{Dataset, GenerateOptions};
 use rusqlite::Connection;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -85,7 +84,7 @@ fn erp_publishes_its_products_to_every_system_and_the_hub_leaves_them_alone() {
     // A row of a set erp does not own refuses the whole file.
     let foreign = deployment.dir.path().join("foreign.csv");
     std::fs::write(&foreign, "set,code,name\nmd.product,P900,new product\nmd.category,C9,not erp's\n").unwrap();
-    let output = Command::new(example("system"))
+    let output = program("system")
         .args(["--name", "erp", "--listen", "127.0.0.1:0", "--brokers", &deployment.brokers, "--config"])
         .arg(&deployment.system_config)
         .arg("--data-dir")

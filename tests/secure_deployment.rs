@@ -95,7 +95,7 @@ fn every_principal_reaches_only_its_own_topics_and_the_seed_scenario_converges()
     std::fs::write(&system_config, format!("{base}\n{security}")).unwrap();
 
     // The ACLs, as the hub prints them for this configuration.
-    let printed = Command::new(example("hub")).arg("--config").arg(&system_config).arg("--print-acls").output().unwrap();
+    let printed = program("hub").arg("--config").arg(&system_config).arg("--print-acls").output().unwrap();
     assert!(printed.status.success(), "{}", String::from_utf8_lossy(&printed.stderr));
     let acl_file = dir.path().join("acls.txt");
     std::fs::write(&acl_file, &printed.stdout).unwrap();
@@ -124,7 +124,7 @@ fn every_principal_reaches_only_its_own_topics_and_the_seed_scenario_converges()
     let report = dir.path().join("report.json");
     let hub_password = password_of("hub");
     let run_hub = || {
-        let output = Command::new(example("hub"))
+        let output = program("hub")
             .arg("--input")
             .arg(&input)
             .arg("--config")
@@ -163,7 +163,7 @@ fn every_principal_reaches_only_its_own_topics_and_the_seed_scenario_converges()
     let publish = ["--publish", catalogue.to_str().unwrap()];
     systems.push(start_system_env("erp", &erp_listen, &system_config, &systems_dir, &brokers, &publish, &env));
     systems.last().unwrap().wait_for_log("applied in every system", Duration::from_secs(120));
-    let status = Command::new(example("hub"))
+    let status = program("hub")
         .args(["--input", input.to_str().unwrap(), "--config", hub_config_path.to_str().unwrap(), "--data-dir", dir.path().join("hub").to_str().unwrap()])
         .args(["--brokers", &brokers, "--status"])
         .env("HR_TEST_TOKEN", TOKEN)
@@ -211,8 +211,7 @@ fn every_principal_reaches_only_its_own_topics_and_the_seed_scenario_converges()
     }
 
     // The dead-letter tool runs as the hub: it reads every dead-letter topic of master data, each owner's included.
-    assert!(Command::new(env!("CARGO")).args(["build", "--quiet", "--example", "dead_letters"]).status().unwrap().success());
-    let listed = Command::new(example("hub").with_file_name("dead_letters"))
+    let listed = program("dead-letters")
         .args(["list", "--data-type", "master_data", "--brokers", &brokers, "--config"])
         .arg(&system_config)
         .env("HR_KAFKA_USER", "hub")

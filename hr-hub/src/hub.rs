@@ -716,7 +716,7 @@ impl Hub {
 
     /// Revokes, in real time, every grant sent by the last sync whose
     /// `expires` date is before `today`, so access lapses on time between
-    /// periodic runs (`examples/hub.rs --watch` calls it each tick).
+    /// periodic runs (`hr-sync hub --watch` calls it each tick).
     pub async fn enforce_expiry(&mut self, today: chrono::NaiveDate) -> Result<SyncOutcome, HubError> {
         let lapsed: Vec<PermissionGrant> = self
             .grants

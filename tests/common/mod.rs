@@ -12,12 +12,14 @@ use std::time::{Duration, Instant};
 
 pub const TOKEN: &str = "multi-process-test-token-0123456789a";
 
-/// The path of a built example; builds `hub` and `system` in case the test runs alone.
-pub fn example(name: &str) -> PathBuf {
-    let status = Command::new(env!("CARGO")).args(["build", "--quiet", "--example", "hub", "--example", "system"]).status().expect("cargo runs");
-    assert!(status.success(), "building the examples failed");
+/// `hr-sync SUBCOMMAND`, the program a user installs; builds it in case the test runs alone.
+pub fn program(subcommand: &str) -> Command {
+    let status = Command::new(env!("CARGO")).args(["build", "--quiet", "-p", "hr-sync-cli"]).status().expect("cargo runs");
+    assert!(status.success(), "building hr-sync failed");
     let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
-    deps.parent().unwrap().join("examples").join(name)
+    let mut command = Command::new(deps.parent().unwrap().join("hr-sync"));
+    command.arg(subcommand);
+    command
 }
 
 /// A private CA and a certificate it signed for 127.0.0.1 and localhost, as PEM.
@@ -70,7 +72,7 @@ impl SystemProcess {
     }
 }
 
-/// Starts `examples/system.rs` listening on `listen` (`127.0.0.1:0`: any port).
+/// Starts `hr-sync system` listening on `listen` (`127.0.0.1:0`: any port).
 pub fn start_system(name: &str, listen: &str, config: &Path, data_dir: &Path, brokers: &str) -> SystemProcess {
     start_system_with(name, listen, config, data_dir, brokers, &[])
 }
@@ -82,7 +84,7 @@ pub fn start_system_with(name: &str, listen: &str, config: &Path, data_dir: &Pat
 
 /// [`start_system_with`] with further environment variables (e.g. its Kafka principal).
 pub fn start_system_env(name: &str, listen: &str, config: &Path, data_dir: &Path, brokers: &str, extra: &[&str], env: &[(&str, &str)]) -> SystemProcess {
-    let mut child = Command::new(example("system"))
+    let mut child = program("system")
         .args(["--name", name, "--listen", listen, "--brokers", brokers, "--config"])
         .arg(config)
         .arg("--data-dir")
@@ -218,7 +220,7 @@ impl Deployment {
 
     /// The hub command for this deployment, plus `extra` arguments.
     pub fn hub(&self, extra: &[&str]) -> Command {
-        let mut command = Command::new(example("hub"));
+        let mut command = program("hub");
         command
             .arg("--input")
             .arg(&self.input)

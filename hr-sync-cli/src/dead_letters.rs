@@ -1,4 +1,4 @@
-//! Pattern: inspect and replay a dead-letter topic.
+//! `hr-sync dead-letters`: inspect and replay a dead-letter topic.
 //!
 //! A subscriber that cannot apply a record (not an envelope, an envelope on
 //! the wrong topic, a record its sink calls invalid) sends it to
@@ -11,21 +11,20 @@
 //! dead-letter topic refused them (a missing ACL, a topic limit).
 //!
 //! ```text
-//! cargo run --example dead_letters -- list   --data-type master_data --config config/hub.local.toml
-//! cargo run --example dead_letters -- replay --data-type master_data --key md.category:C00001
-//! cargo run --example dead_letters -- replay --data-type master_data --all
-//! cargo run --example dead_letters -- kept --store out/systems/erp.sqlite3
+//! hr-sync dead-letters list   --data-type master_data --config config/hub.local.toml
+//! hr-sync dead-letters replay --data-type master_data --key md.category:C00001
+//! hr-sync dead-letters replay --data-type master_data --all
+//! hr-sync dead-letters kept --store out/systems/erp.sqlite3
 //! ```
-use clap::{Parser, Subcommand};
-use hr_sync::hr_core::{DataType, SqliteSink};
-use hr_sync::HubConfig;
+use clap::Subcommand;
+use hr_core::{DataType, SqliteSink};
+use hr_hub::HubConfig;
 use hr_transport_kafka::{read_dead_letters, replay_dead_letters, DeadLetter, KafkaConfig};
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[derive(Parser)]
-#[command(about = "List a data type's dead letters, or replay them once the cause is fixed")]
-struct Args {
+#[derive(clap::Args)]
+pub(crate) struct Args {
     /// Kafka bootstrap servers.
     #[arg(long, default_value = "127.0.0.1:9092", global = true)]
     brokers: String,
@@ -72,10 +71,8 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     hr_demo::console::init_logging();
-    let args = Args::parse();
     if let Command::Kept { store } = &args.command {
         anyhow::ensure!(store.is_file(), "{} is not a system's store", store.display());
         let letters = SqliteSink::open(store)?.kept_letters()?;

@@ -3,7 +3,7 @@
 //! feeding it. Runs until Ctrl-C or SIGTERM, then commits and leaves the group.
 //!
 //! ```text
-//! HR_SYSTEM_TOKEN=$(openssl rand -hex 32) cargo run --release --example system -- \
+//! HR_SYSTEM_TOKEN=$(openssl rand -hex 32) hr-sync system \
 //!     --name payroll --listen 127.0.0.1:8081 --brokers 127.0.0.1:9092 --data-dir out/systems
 //! ```
 //!
@@ -29,9 +29,8 @@
 //! master data, itself included. The file is the complete state of the sets
 //! the system owns: a row absent from a later publish is a deletion. A row
 //! of a set the system does not own, or a bad row, refuses the whole file.
-use clap::Parser;
-use hr_sync::hr_core::{read_master_data_file, DataType, Ledger, MasterData};
-use hr_sync::{HubConfig, Publisher, SystemOptions, TargetSystem};
+use hr_core::{read_master_data_file, DataType, Ledger, MasterData};
+use hr_hub::{HubConfig, Publisher, SystemOptions, TargetSystem};
 use hr_transport_kafka::{ensure_topics, KafkaConfig};
 use hr_transport_rest::{MetricsRender, TlsIdentity};
 use metrics_exporter_prometheus::PrometheusBuilder;
@@ -42,20 +41,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-// The library leaves the allocator to the program. Ours use mimalloc: a
-// merge of 2 x 100k employees takes 0.24 s with it and 0.38 s with the
-// system allocator (docs/performance.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The environment variable holding the receiver's bearer token.
 const TOKEN_ENV: &str = "HR_SYSTEM_TOKEN";
 /// The environment variable holding the token `GET /metrics` requires.
 const METRICS_TOKEN_ENV: &str = "HR_METRICS_TOKEN";
 
-#[derive(Parser)]
-#[command(about = "One target system: SQLite sink, REST receiver and Kafka subscriber")]
-struct Args {
+#[derive(clap::Args)]
+pub(crate) struct Args {
     /// The system's name, as in the configuration's [targets.<name>].
     #[arg(long)]
     name: String,
@@ -85,9 +77,7 @@ struct Args {
     publish: Option<PathBuf>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     hr_demo::console::init_logging_as(args.log_format);
     let config = HubConfig::load(args.config.as_deref())?;
     let kafka = config.kafka(&args.brokers)?;

@@ -5,7 +5,7 @@
 //! ```text
 //! # $T: each system's HR_SYSTEM_TOKEN (at least 32 bytes)
 //! HR_TOKEN_PAYROLL=$T HR_TOKEN_ORGCHART=$T HR_TOKEN_ERP=$T \
-//! cargo run --release --example hub -- --input out/input --config config/hub.local.toml --brokers 127.0.0.1:9092
+//! hr-sync hub --input out/input --config config/hub.local.toml --brokers 127.0.0.1:9092
 //! ```
 //!
 //! The ledger (`--data-dir`) persists, so a later run sends only what
@@ -21,10 +21,9 @@
 //! /hr/v1/employees/{id}`) behind the bearer token in `HR_HUB_TOKEN`, and
 //! keeps serving after the run until Ctrl-C. Calls and runs share the hub
 //! behind one lock, so they never interleave; newer wins between them.
-use clap::Parser;
 use hr_core::{DataType, HeldBack, HeldRecord, Ledger, MergeReport, Sensitive};
 use hr_demo::console::{Console, LogFormat};
-use hr_sync::hr_hub::{acl_commands, hub_api, load_and_merge, ApiConfig, ApiGate, Hub, HubConfig, HubError, Reconciliation, RepairOutcome, SyncOutcome};
+use hr_hub::{acl_commands, hub_api, load_and_merge, ApiConfig, ApiGate, Hub, HubConfig, HubError, Reconciliation, RepairOutcome, SyncOutcome};
 use hr_transport_kafka::{ensure_topics, group_lag, wait_until_applied, BrokerStatus, BrokerWatch, KafkaConfig};
 use hr_transport_rest::{check_token_strength, metrics_endpoint, serve_tls_with_limits, ConnectionLimits, RestConfig, TlsIdentity};
 use serde::Serialize;
@@ -36,15 +35,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use tracing::Instrument;
 
-// The library leaves the allocator to the program. Ours use mimalloc: a
-// merge of 2 x 100k employees takes 0.24 s with it and 0.38 s with the
-// system allocator (docs/performance.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[derive(Parser)]
-#[command(about = "Merge, plan deltas, propagate to every target system and reconcile")]
-struct Args {
+#[derive(clap::Args)]
+pub(crate) struct Args {
     /// The input directory (laid out as docs/input-contract.md describes).
     #[arg(long, required_unless_present = "print_acls")]
     input: Option<PathBuf>,
@@ -229,9 +221,7 @@ impl RunReport {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     hr_demo::console::init_logging_as(args.log_format);
     let console = if args.log_format == LogFormat::Json { Console::events() } else { Console::detect() };
     let config = HubConfig::load(Some(&args.config))?;
