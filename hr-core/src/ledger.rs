@@ -976,8 +976,20 @@ impl Ledger {
                      ON CONFLICT (source_id) DO UPDATE SET unified_id = excluded.unified_id WHERE unified_id <> excluded.unified_id",
                 )
                 .map_err(storage)?;
-            for (identity, unified) in state.learned_identities.expose() {
-                stmt.execute(params![identity.as_str(), unified.as_str()]).map_err(storage)?;
+            match &state.learned_identities {
+                Some(learned) => {
+                    for (identity, unified) in learned.expose() {
+                        stmt.execute(params![identity.as_str(), unified.as_str()]).map_err(storage)?;
+                    }
+                }
+                // Built in code: nothing says what is known already.
+                None => {
+                    for employee in state.employees.values() {
+                        for source_id in &employee.source_ids {
+                            stmt.execute(params![source_id.as_str(), employee.id.as_str()]).map_err(storage)?;
+                        }
+                    }
+                }
             }
         }
         tx.commit().map_err(storage)

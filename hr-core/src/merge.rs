@@ -41,9 +41,10 @@ pub struct MergedState {
     /// such. Remembering them (see
     /// [`Ledger::remember_identities`](crate::Ledger::remember_identities))
     /// is what lets a person who left and comes back under another employee
-    /// number keep their id. Empty for a state built in code. Never sent;
-    /// hidden from `Debug`.
-    pub learned_identities: Sensitive<Vec<(CompactString, CompactString)>>,
+    /// number keep their id. `None` for a state built in code: the ledger
+    /// then remembers every employee's source ids. Never sent; hidden from
+    /// `Debug`.
+    pub learned_identities: Option<Sensitive<Vec<(CompactString, CompactString)>>>,
     /// Changes the export dates after the day it was merged for (a row
     /// whose effective date is later), each on its day; see
     /// [`scheduled`](Self::scheduled).
@@ -305,7 +306,7 @@ pub fn merge_with_identities(mut source: SourceData, identities: &Identities) ->
     let mut held = held_persons(&quarantined, identities);
     held.extend(not_yet_effective.iter().filter_map(|q| q.id.as_deref()).map(|id| identities.unified(id).into()));
     let mut state = MergedState { exported_at: source.exported_at, scheduled_changes, ..MergedState::default() };
-    state.learned_identities = Sensitive::new(learned_identities(&persons, &placed, &key_identities, identities));
+    state.learned_identities = Some(Sensitive::new(learned_identities(&persons, &placed, &key_identities, identities)));
     // Every reference is resolved while the records are whole; then their text moves into the merged records.
     // Three independent steps once the references are known: duplicates, org units, and managers with grants.
     let (conflicts, managers) = std::thread::scope(|scope| {

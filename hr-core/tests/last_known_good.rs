@@ -267,10 +267,10 @@ fn a_person_who_left_for_good_and_comes_back_under_another_number_keeps_their_id
     assert_eq!(outcome.state.employees["A-1"].source_ids, ["B-9"]);
     let employee_changes: Vec<String> = changed_keys(&deltas).into_iter().filter(|c| c.starts_with("employee/")).collect();
     assert_eq!(employee_changes, ["employee/A-1:Upsert"], "reactivated under the old id, nobody created twice");
-    let learned: Vec<(&str, &str)> = outcome.state.learned_identities.expose().iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let learned: Vec<(&str, &str)> = outcome.state.learned_identities.as_ref().unwrap().expose().iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(learned, [("B-9", "A-1")], "only the new source id is learned; the key was remembered");
     let (again, _) = run(&mut ledger, &input);
-    assert!(again.state.learned_identities.expose().is_empty(), "a run that changes nobody's identity rewrites none");
+    assert!(again.state.learned_identities.as_ref().unwrap().expose().is_empty(), "a run that changes nobody's identity rewrites none");
     assert_eq!(again.state.employees.keys().collect::<Vec<_>>(), ["A-1", "B-1"]);
     // The ledger remembers a hash of the key, never the key.
     let remembered: Vec<(String, String)> = ledger.identities().unwrap().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
