@@ -119,7 +119,11 @@ add_acls() {
 running_pid() {
   [[ -f "$pidfile" ]] || return 1
   local pid; pid="$(cat "$pidfile")"
-  kill -0 "$pid" 2>/dev/null && echo "$pid"
+  kill -0 "$pid" 2>/dev/null || return 1
+  # A PID file can outlive its broker (a reboot, a machine restored from a snapshot) and
+  # name another process by then, another port's broker even: only this port's counts.
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "/server-$port.properties" || return 1
+  echo "$pid"
 }
 
 start() {

@@ -52,7 +52,9 @@ case "${1:-}" in
     ;;
   stop)
     if [ -f "$pidfile" ]; then
-      kill "$(cat "$pidfile")" 2>/dev/null || true
+      pid="$(cat "$pidfile")"
+      # A PID file can outlive its server (a reboot, a restored snapshot) and name another process by then.
+      if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--port $port"; then kill "$pid" 2>/dev/null || true; fi
       rm -f "$pidfile"
       echo "scim.sh: stopped" >&2
     fi

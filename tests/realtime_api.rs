@@ -465,7 +465,8 @@ async fn a_role_the_system_does_not_list_is_refused_on_every_path() {
 }
 
 /// A possible duplicate opens a case any reader may list; only a caller
-/// with `review` decides it, once; "same" joins the two in the next sync.
+/// with `review` decides it, once; "same" is remembered for the next merge
+/// to join the two (the join itself: `hr-core/tests/last_known_good.rs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_review_case_is_listed_and_decided_over_the_api_by_a_reviewer_only() {
     use hr_sync::hr_core::{Conflict, ConflictKind};

@@ -299,12 +299,16 @@ pub fn merge_with_identities(mut source: SourceData, identities: &Identities) ->
     let (persons, matched_persons) = match_persons(&placed);
     let key_identities: Vec<Option<CompactString>> = placed.iter().map(|r| r.person_key.as_ref().map(|k| person_key_identity(k.expose()))).collect();
     let persons = assign_unified_ids(persons, &placed, &key_identities, identities);
-    let persons = join_decided(persons, identities);
+    let persons = join_decided(persons, &placed, identities);
     let (not_yet_effective, mut scheduled_changes) = scheduled_changes(&scheduled_rows, &persons, &placed, identities);
     scheduled_changes.extend(scheduled_grant_changes(&scheduled_grants, &persons, &placed, identities));
     scheduled_changes.sort();
     let mut held = held_persons(&quarantined, identities);
-    held.extend(not_yet_effective.iter().filter_map(|q| q.id.as_deref()).map(|id| identities.unified(id).into()));
+    // Someone the systems may hold is held as they have them; someone new does not exist until
+    // their day, and neither do their grants.
+    let (known, hires): (Vec<&str>, Vec<&str>) = not_yet_effective.iter().filter_map(|q| q.id.as_deref()).partition(|id| identities.get(id).is_some());
+    held.extend(known.into_iter().map(|id| identities.unified(id).into()));
+    let not_hired_yet: FxHashSet<&str> = hires.into_iter().collect();
     let mut state = MergedState { exported_at: source.exported_at, scheduled_changes, ..MergedState::default() };
     state.learned_identities = Some(Sensitive::new(learned_identities(&persons, &placed, &key_identities, identities)));
     // Every reference is resolved while the records are whole; then their text moves into the merged records.
@@ -318,7 +322,7 @@ pub fn merge_with_identities(mut source: SourceData, identities: &Identities) ->
                 (build_org_units(valid_units, &refs, &mut unit_warnings), unit_warnings)
             });
             let managers = resolve_managers(&persons, &placed, &held, &refs, &mut warnings);
-            state.permissions = merge_permissions(source.permissions, &refs, &mut quarantined);
+            state.permissions = merge_permissions(source.permissions, &refs, &not_hired_yet, &mut quarantined);
             // A panic in a step is a bug, never caused by input (the fuzz tests hold that).
             let (org_units, unit_warnings) = org_units.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
             state.org_units = org_units;
@@ -544,15 +548,21 @@ fn merge_master_data(rows: Vec<crate::import::SourceMasterData>, quarantined: &m
 
 /// The current grant state per `<employee>:<system>:<role>`: the latest
 /// event wins, and at the same instant a revocation beats a grant. An event
-/// for an unknown employee is quarantined.
+/// for an unknown employee is quarantined, except one for a new hire whose
+/// row takes effect later (`not_hired_yet`): it waits with them.
 fn merge_permissions(
     events: Vec<crate::import::SourcePermission>,
     refs: &References<'_>,
+    not_hired_yet: &FxHashSet<&str>,
     quarantined: &mut Vec<Quarantined>,
 ) -> BTreeMap<CompactString, PermissionGrant> {
     let mut out: BTreeMap<CompactString, PermissionGrant> = BTreeMap::new();
     for p in events {
         let Some(employee) = refs.resolve(&p.employee) else {
+            // A new hire whose row takes effect later: their grants wait with them (listed as the hire).
+            if not_hired_yet.contains(p.employee.as_str()) {
+                continue;
+            }
             quarantined.push(p.origin.quarantine(
                 Some(format!("{}:{}:{}", p.employee, p.system, p.role)),
                 Reason::MalformedRow,
@@ -892,11 +902,12 @@ fn assign_unified_ids(mut persons: Vec<Person>, records: &[SourceEmployee], key_
 }
 
 /// Joins each person a review case decided is the same as another into
-/// that other (their records after the survivor's, so the survivor's
-/// primary record stays primary); one whose survivor has no record this
-/// run takes the survivor's id. Decisions chain (a joined into b joined
-/// into c ends in c).
-fn join_decided(mut persons: Vec<Person>, identities: &Identities) -> Vec<Person> {
+/// that other, under the survivor's id, the records ranked again as a
+/// person-key match ranks them (an active record is primary, so a leaver of
+/// one company who joined the other is active); one whose survivor has no
+/// record this run takes the survivor's id. Decisions chain (a joined into
+/// b joined into c ends in c).
+fn join_decided(mut persons: Vec<Person>, records: &[SourceEmployee], identities: &Identities) -> Vec<Person> {
     if !identities.iter().any(|(id, _)| id.starts_with("same:")) {
         return persons;
     }
@@ -938,8 +949,11 @@ fn join_decided(mut persons: Vec<Person>, identities: &Identities) -> Vec<Person
     }
     moves.sort_unstable();
     for &(from, into) in &moves {
-        let records = std::mem::take(&mut persons[from].records);
-        persons[into].records.extend(records);
+        let moved = std::mem::take(&mut persons[from].records);
+        persons[into].records.extend(moved);
+    }
+    for &(_, into) in &moves {
+        primary_first(&mut persons[into].records, records);
     }
     persons.retain(|p| !p.records.is_empty());
     sorted_by(persons, |p| &p.id)
@@ -958,6 +972,16 @@ fn positions_in_order<T>(items: &[T], key: impl Fn(&T) -> &str) -> Vec<usize> {
     let mut order: Vec<(ByteOrder<'_>, usize)> = items.iter().enumerate().map(|(i, item)| (ByteOrder::of(key(item)), i)).collect();
     order.sort_unstable();
     order.into_iter().map(|(_, i)| i).collect()
+}
+
+/// Orders one person's records primary first: the active one; if both or
+/// neither are, the one updated last.
+fn primary_first(records: &mut [usize], employees: &[SourceEmployee]) {
+    records.sort_by(|&a, &b| {
+        let rank = |e: &SourceEmployee| (e.status == EmployeeStatus::Active, e.updated_at);
+        let (a, b) = (&employees[a], &employees[b]);
+        rank(b).cmp(&rank(a)).then_with(|| a.source_id.cmp(&b.source_id))
+    });
 }
 
 /// Groups records by person key; returns persons (sorted by unified id) and
@@ -980,12 +1004,7 @@ fn match_persons(employees: &[SourceEmployee]) -> (Vec<Person>, usize) {
             matched += 1;
         }
         let mut records: Vec<usize> = group.iter().map(|(_, i)| *i).collect();
-        // Primary: the active one; if both or neither are, the one updated last.
-        records.sort_by(|&a, &b| {
-            let rank = |e: &SourceEmployee| (e.status == EmployeeStatus::Active, e.updated_at);
-            let (a, b) = (&employees[a], &employees[b]);
-            rank(b).cmp(&rank(a)).then_with(|| a.source_id.cmp(&b.source_id))
-        });
+        primary_first(&mut records, employees);
         let id = employees[records[0]].source_id.clone();
         persons.push(Person { records, id });
     }

@@ -87,7 +87,8 @@ impl MergedState {
     /// ([`scheduled_changes`](Self::scheduled_changes)), which the first
     /// merge on or after their day applies.
     pub fn scheduled(&self, today: chrono::NaiveDate) -> Vec<Scheduled> {
-        let mut due: Vec<Scheduled> = self.scheduled_changes.iter().filter(|s| s.on > today).cloned().collect();
+        // Set aside by the merge, so not in effect yet in their company's day, whatever `today` is here.
+        let mut due: Vec<Scheduled> = self.scheduled_changes.clone();
         for e in self.employees.values() {
             if e.hire_date > today {
                 due.push(Scheduled { on: e.hire_date, employee: e.id.to_string(), change: "hire", grant: None });

@@ -370,3 +370,54 @@ fn a_possible_duplicate_decided_different_stays_two_people_and_the_case_closed()
     assert_eq!(ledger.open_cases(&outcome.report.conflicts, &outcome.state).unwrap(), 0, "closed for good");
     assert!(ledger.cases().unwrap().iter().all(|c| c.decision.is_some()));
 }
+
+#[test]
+fn a_leaver_of_one_company_decided_the_same_as_a_joiner_of_the_other_stays_active_with_their_access() {
+    let mut ledger = Ledger::in_memory().unwrap();
+    let mut input = look_alikes();
+    // A-1 left company A; B-1, with the same name and birth date, works at company B.
+    input.a_employees = vec![a_row("1", "D1", "", "", "2026-01-01 09:00:00").replace("재직", "퇴직")];
+    let (first, _) = run(&mut ledger, &input);
+    ledger.open_cases(&first.report.conflicts, &first.state).unwrap();
+    let case = ledger.cases().unwrap().remove(0);
+    ledger.decide_case(&case.id, hr_core::CaseDecision::Same, "hr-lead").unwrap();
+    let (outcome, _) = run(&mut ledger, &input);
+    let person = &outcome.state.employees["A-1"];
+    assert_eq!(person.status, hr_core::EmployeeStatus::Active, "the active record is primary, whichever id survives");
+    assert_eq!(person.org_unit, "B-10");
+    assert!(outcome.state.permissions["A-1:erp:viewer"].granted, "B-1's grant is the survivor's, in force");
+}
+
+#[test]
+fn a_new_hire_whose_only_row_is_dated_later_and_their_grants_wait_for_that_day() {
+    let mut ledger = Ledger::in_memory().unwrap();
+    let mut input = Input::default();
+    input.a_header = format!("{A_HEADER},effective_date");
+    input.a_employees =
+        vec![format!("{},", a_row("1", "D1", "", "", "2026-01-01 09:00:00")), format!("{},20260301", a_row("5", "D1", "1", "", "2026-02-10 09:00:00"))];
+    input.permissions =
+        Some(vec![r#"{"employee": "A-5", "system": "erp", "role": "approver", "op": "grant", "expires": null, "at": "2026-02-10T00:00:00Z"}"#.into()]);
+    let (before, deltas) = run_on(&mut ledger, &input, Some("2026-02-20"));
+    assert!(changed_keys(&deltas).iter().all(|k| !k.contains("A-5")), "the hire or their grant went out early: {:?}", changed_keys(&deltas));
+    assert!(before.report.quarantined.is_empty(), "a grant waiting for its hire is not an error: {:?}", before.report.quarantined);
+    let due: Vec<(String, &str)> = before.state.scheduled_changes.iter().map(|s| (s.employee.clone(), s.change)).collect();
+    assert_eq!(due, [("A-5".to_string(), "hire")]);
+    let (_, deltas) = run_on(&mut ledger, &input, Some("2026-03-01"));
+    let changes = changed_keys(&deltas);
+    assert!(changes.contains(&"employee/A-5:Upsert".to_string()) && changes.contains(&"permission/A-5:erp:approver:Upsert".to_string()), "{changes:?}");
+}
+
+#[test]
+fn a_row_changed_after_a_dated_move_wins_over_it() {
+    let mut ledger = Ledger::in_memory().unwrap();
+    let mut input = Input::default();
+    input.a_header = format!("{A_HEADER},effective_date");
+    input.a_departments.push("D2,지원,D1,,2026-01-01 09:00:00".into());
+    // The move took effect on 1 March; on 5 March the undated row says the person left.
+    input.a_employees = vec![
+        format!("{},20260301", a_row("1", "D2", "", "", "2026-02-10 09:00:00")),
+        format!("{},", a_row("1", "D2", "", "", "2026-03-05 09:00:00").replace("재직", "퇴직")),
+    ];
+    let (outcome, _) = run_on(&mut ledger, &input, Some("2026-03-06"));
+    assert_eq!(outcome.state.employees["A-1"].status, hr_core::EmployeeStatus::Terminated, "the later change is not history");
+}

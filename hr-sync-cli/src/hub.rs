@@ -38,14 +38,14 @@ use tracing::Instrument;
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// The input directory (laid out as docs/input-contract.md describes).
-    #[arg(long, required_unless_present = "print_acls")]
+    #[arg(long, required_unless_present_any = ["print_acls", "cases", "decide"])]
     input: Option<PathBuf>,
     /// Kafka bootstrap servers.
     #[arg(long, default_value = "127.0.0.1:9092")]
     brokers: String,
     /// Routing, targets with their `url` and `token_env`, topic prefix, mapping.
-    #[arg(long)]
-    config: PathBuf,
+    #[arg(long, required_unless_present_any = ["cases", "decide"])]
+    config: Option<PathBuf>,
     /// Write the JSON report of each run here.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -224,7 +224,15 @@ impl RunReport {
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     hr_demo::console::init_logging_as(args.log_format);
     let console = if args.log_format == LogFormat::Json { Console::events() } else { Console::detect() };
-    let config = HubConfig::load(Some(&args.config))?;
+    // Review cases live in the ledger alone: no configuration, no input.
+    if args.cases {
+        let ledger = Ledger::open_read_only(args.data_dir.join(LEDGER_FILE))?;
+        return print_cases(&args, &ledger);
+    }
+    if let Some([case, decision]) = args.decide.as_deref() {
+        return decide(&args, case, decision);
+    }
+    let config = HubConfig::load(args.config.as_deref())?;
     if args.print_acls {
         for args in acl_commands(&config.kafka_acls(&args.hub_principal)) {
             println!("{}", args.join(" "));
@@ -261,20 +269,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         let ledger = Ledger::open_read_only(args.data_dir.join(LEDGER_FILE))?;
         return print_audit(&args, &ledger);
     }
-    if args.cases {
-        let ledger = Ledger::open_read_only(args.data_dir.join(LEDGER_FILE))?;
-        return print_cases(&args, &ledger);
-    }
-    if let Some([case, decision]) = args.decide.as_deref() {
-        let decision: hr_core::CaseDecision = decision.parse().map_err(anyhow::Error::msg)?;
-        let mut ledger = Ledger::open(args.data_dir.join(LEDGER_FILE))?;
-        let case = ledger.decide_case(case, decision, &operator(&args))?;
-        println!("{} decided {}: {}", case.id, decision.as_str(), case.employees.join(", "));
-        if decision == hr_core::CaseDecision::Same {
-            println!("from the next run on they are one person, {}", case.employees[0]);
-        }
-        return Ok(());
-    }
     if args.plan {
         let hub = connect(&args, &config, rest.clone(), Access::ReadOnly).await?;
         return print_plan(&args, &config, &hub).await;
@@ -295,6 +289,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let mut failures: u32 = 0;
     loop {
         let run_id = uuid::Uuid::new_v4().to_string();
+        let a_offset = config.mapping_for(args.input()).map_or(0, |m| m.company_a.utc_offset_hours);
+        let days_at_run = CompanyDays::now(a_offset, args.today);
         let run = async {
             let outcome = match connected(&mut hub, &args, &config, &rest, brokers.as_ref()).await {
                 Ok((hub, new)) => {
@@ -355,11 +351,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         };
         // Not connected yet: the brokers answering again ends the pause.
         let reconnect = brokers.clone().filter(|_| hub.is_none());
-        let next_due = match &hub {
-            Some(hub) => hub.lock().await.last_plan().and_then(first_due),
+        let due = match &hub {
+            Some(hub) => hub.lock().await.last_plan().and_then(first_due).map(|next| DueWatch { next, days_at_run, a_offset, fixed: args.today }),
             None => None,
         };
-        if !wait_enforcing_expiry(hub.as_deref(), pause, reconnect, next_due, &console).await {
+        if !wait_enforcing_expiry(hub.as_deref(), pause, reconnect, due, &console).await {
             return Ok(());
         }
     }
@@ -483,16 +479,48 @@ fn first_due(plan: &serde_json::Value) -> Option<chrono::NaiveDate> {
     plan["scheduled"].as_array()?.iter().filter_map(|due| due["on"].as_str()?.parse().ok()).min()
 }
 
+/// The calendar day in each company: company A's by `mapping.toml`'s
+/// offset, company B's (and the hub's) in UTC; both the fixed day under `--today`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct CompanyDays([chrono::NaiveDate; 2]);
+
+impl CompanyDays {
+    fn now(a_offset: i32, fixed: Option<chrono::NaiveDate>) -> Self {
+        let now = chrono::Utc::now();
+        let a = (now + chrono::Duration::hours(a_offset.into())).date_naive();
+        CompanyDays([fixed.unwrap_or(a), fixed.unwrap_or(now.date_naive())])
+    }
+}
+
+/// When a scheduled change comes due: the first day one does, and the
+/// companies' days when the last run started.
+struct DueWatch {
+    next: chrono::NaiveDate,
+    days_at_run: CompanyDays,
+    a_offset: i32,
+    fixed: Option<chrono::NaiveDate>,
+}
+
+impl DueWatch {
+    /// Whether a company's day changed since the last run to one on or
+    /// after the first due day: once per change of day, so a run that
+    /// failed before planning does not wake every check.
+    fn due(&self) -> bool {
+        let days = CompanyDays::now(self.a_offset, self.fixed);
+        days != self.days_at_run && days.0.iter().any(|day| *day >= self.next)
+    }
+}
+
 /// Waits `pause` between runs, revoking lapsed grants every minute; `false`
 /// on Ctrl-C. With `reconnect`, the brokers answering ends the wait early;
-/// so does the hub's day reaching `next_due`, when a scheduled change takes
-/// effect (hires, departures, rows dated later), so it applies on its day
-/// however long the interval.
+/// so does a scheduled change coming due (`due`: hires, departures, rows and
+/// grants dated ahead), so it applies on its company's day however long the
+/// interval.
 async fn wait_enforcing_expiry(
     hub: Option<&Mutex<Hub>>,
     pause: Duration,
     mut reconnect: Option<tokio::sync::watch::Receiver<BrokerStatus>>,
-    next_due: Option<chrono::NaiveDate>,
+    due: Option<DueWatch>,
     console: &Console,
 ) -> bool {
     let until = Instant::now().checked_add(pause);
@@ -516,14 +544,14 @@ async fn wait_enforcing_expiry(
         let Some(hub) = hub else { continue };
         let mut hub = hub.lock().await;
         let today = hub.today();
-        if next_due.is_some_and(|due| today >= due) {
-            console.line(&format!("{today}: scheduled changes take effect; running now"));
-            return true;
-        }
         match hub.enforce_expiry(today).await {
             Ok(revoked) if revoked.sent > 0 => console.line(&format!("revoked {} grants that expired since the last run", revoked.sent)),
             Ok(_) => {}
             Err(e) => console.line(&format!("revoking expired grants failed: {e} (the next run revokes them)")),
+        }
+        if due.as_ref().is_some_and(DueWatch::due) {
+            console.line("scheduled changes take effect today; running now");
+            return true;
         }
     }
 }
@@ -624,6 +652,18 @@ async fn print_plan(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Resul
 }
 
 /// `--audit`: the audit log, oldest first.
+/// `--decide CASE DECISION`: decides a review case, in the ledger and its audit log.
+fn decide(args: &Args, case: &str, decision: &str) -> anyhow::Result<()> {
+    let decision: hr_core::CaseDecision = decision.parse().map_err(anyhow::Error::msg)?;
+    let mut ledger = Ledger::open(args.data_dir.join(LEDGER_FILE))?;
+    let case = ledger.decide_case(case, decision, &operator(args))?;
+    println!("{} decided {}: {}", case.id, decision.as_str(), case.employees.join(", "));
+    if let (hr_core::CaseDecision::Same, Some(survivor)) = (decision, case.employees.first()) {
+        println!("from the next run on they are one person, {survivor}");
+    }
+    Ok(())
+}
+
 /// `--cases`: the open review cases.
 fn print_cases(args: &Args, ledger: &Ledger) -> anyhow::Result<()> {
     let open: Vec<hr_core::ReviewCase> = ledger.cases()?.into_iter().filter(|c| c.decision.is_none()).collect();
@@ -975,5 +1015,31 @@ fn print_systems(systems: &Reconciliation) {
         for (t, r) in types {
             println!("{:<10} {:<13} {:>8} {:>8}  {}", system, t.as_str(), r.records, r.hub_records, if r.digest_matches { "yes" } else { "NO" });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_due_day_is_the_earliest_scheduled() {
+        let plan = serde_json::json!({"scheduled": [{"on": "2026-03-09", "employee": "A-1", "change": "hire"}, {"on": "2026-03-01", "employee": "B-2", "change": "change"}]});
+        assert_eq!(first_due(&plan), "2026-03-01".parse().ok());
+        assert_eq!(first_due(&serde_json::json!({"scheduled": []})), None);
+        assert_eq!(first_due(&serde_json::json!({})), None);
+    }
+
+    #[test]
+    fn a_scheduled_change_wakes_the_hub_once_when_a_companys_day_reaches_it() {
+        let today = CompanyDays::now(9, None);
+        let yesterday = CompanyDays(today.0.map(|d| d.pred_opt().unwrap()));
+        let watch = |days_at_run, next| DueWatch { next, days_at_run, a_offset: 9, fixed: None };
+        assert!(watch(yesterday, today.0[0]).due(), "company A's day reached the due day since the last run");
+        assert!(!watch(today, today.0[0]).due(), "a run already started on this day: no second wake");
+        assert!(!watch(yesterday, today.0[0].succ_opt().unwrap().succ_opt().unwrap()).due(), "not due yet");
+        let fixed = "2026-03-01".parse().ok();
+        let frozen = DueWatch { next: "2026-03-01".parse().unwrap(), days_at_run: CompanyDays::now(9, fixed), a_offset: 9, fixed };
+        assert!(!frozen.due(), "under --today the day never changes");
     }
 }

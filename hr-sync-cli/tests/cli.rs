@@ -13,10 +13,12 @@ fn hr_sync() -> Command {
 fn help_names_each_subcommand_with_an_example() {
     let out = hr_sync().arg("--help").output().unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("demo"), "{}", String::from_utf8_lossy(&out.stdout));
-    let out = hr_sync().args(["demo", "--help"]).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("Example: `hr-sync demo") && text.contains("--brokers"), "{text}");
+    for (subcommand, flag) in [("demo", "--brokers"), ("hub", "--watch"), ("system", "--listen"), ("dead-letters", "--data-type")] {
+        assert!(String::from_utf8_lossy(&out.stdout).contains(subcommand), "{}", String::from_utf8_lossy(&out.stdout));
+        let help = hr_sync().args([subcommand, "--help"]).output().unwrap();
+        let text = String::from_utf8_lossy(&help.stdout);
+        assert!(help.status.success() && text.contains("Example: `") && text.contains(&format!("hr-sync {subcommand}")) && text.contains(flag), "{text}");
+    }
 }
 
 #[test]

@@ -181,10 +181,11 @@ impl SourceData {
     }
 
     /// Sets aside every employee row dated to take effect after its
-    /// company's day (see [`today_in`](Self::today_in)) and returns them;
-    /// of the rows left, a source id's row with the latest effective date
-    /// wins and its earlier rows, its history, are dropped (an undated row
-    /// counts as in effect since always).
+    /// company's day (see [`today_in`](Self::today_in)) and returns them.
+    /// Of the rows left, a source id's row with the latest effective date
+    /// (an undated row counts as in effect since always) supersedes the
+    /// earlier-dated rows no newer than it: its history, dropped. A row
+    /// changed after it stays, for the latest change to win as always.
     pub(crate) fn take_scheduled(&mut self) -> Vec<SourceEmployee> {
         if self.employees.iter().all(|e| e.effective_date.is_none()) {
             return vec![];
@@ -193,14 +194,14 @@ impl SourceData {
         let today = |e: &SourceEmployee| if e.company == Company::A { days[0] } else { days[1] };
         let (scheduled, mut in_force): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.employees).into_iter().partition(|e| e.effective_date.is_some_and(|d| d > today(e)));
-        let mut latest: rustc_hash::FxHashMap<CompactString, NaiveDate> = rustc_hash::FxHashMap::default();
-        for e in &in_force {
-            if let Some(day) = e.effective_date {
-                let entry = latest.entry(e.source_id.clone()).or_insert(day);
-                *entry = (*entry).max(day);
-            }
+        let dated = |e: &SourceEmployee| (e.effective_date.unwrap_or(NaiveDate::MIN), e.updated_at);
+        let mut latest: rustc_hash::FxHashMap<CompactString, (NaiveDate, DateTime<Utc>)> = rustc_hash::FxHashMap::default();
+        for e in in_force.iter().filter(|e| e.effective_date.is_some()) {
+            let entry = latest.entry(e.source_id.clone()).or_insert(dated(e));
+            *entry = (*entry).max(dated(e));
         }
-        in_force.retain(|e| latest.get(&e.source_id).is_none_or(|&day| e.effective_date.is_some_and(|d| d >= day)));
+        let history = |e: &SourceEmployee| latest.get(&e.source_id).is_some_and(|&(day, at)| dated(e).0 < day && e.updated_at <= at);
+        in_force.retain(|e| !history(e));
         self.employees = in_force;
         scheduled
     }

@@ -151,9 +151,8 @@ impl Ledger {
         let tx = self.conn.transaction().map_err(&storage)?;
         tx.execute("UPDATE review_case SET decision = ?2, decided_by = ?3, decided_at = ?4 WHERE id = ?1", params![id, decision.as_str(), actor, at])
             .map_err(&storage)?;
-        if decision == CaseDecision::Same {
-            let survivor = &case.employees[0];
-            for other in &case.employees[1..] {
+        if let (CaseDecision::Same, Some((survivor, others))) = (decision, case.employees.split_first()) {
+            for other in others {
                 tx.execute(
                     "INSERT INTO identity (source_id, unified_id) VALUES (?1, ?2) ON CONFLICT (source_id) DO UPDATE SET unified_id = excluded.unified_id",
                     params![crate::merge::joined_identity(other), survivor],
