@@ -4,7 +4,7 @@
 //! how the 1,000,000-employee figures of docs/performance.md are measured:
 //!
 //! ```text
-//! cargo run --release --example generate -- --out out/1m --employees 1000000 --next-out out/1m-next
+//! cargo run --release -p hr-sync-cli -- generate --out out/1m --employees 1000000 --next-out out/1m-next
 //! cargo run --release --example delta -- --input out/1m --ledger out/1m-ledger.sqlite3       # the full load
 //! cargo run --release --example delta -- --input out/1m-next --ledger out/1m-ledger.sqlite3  # the delta run
 //! ```

@@ -20,14 +20,14 @@ cargo bench --locked --bench core --bench transports "$@"
 n="${BENCH_1M_EMPLOYEES:-1000000}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"; bash scripts/kafka.sh stop || true' EXIT
-cargo build --locked --release --example generate --example delta
+cargo build --locked --release --example delta -p hr-sync -p hr-sync-cli
 echo "== periodic run at $n employees"
 # mimalloc returns freed memory after 10 ms instead of its default second:
 # a run this size frees the records it read while it builds the merged state,
 # and keeping them a second raises the peak by 160-290 MiB (and, on the
 # measuring VM, costs time too). docs/performance.md.
 export MIMALLOC_PURGE_DELAY=10
-target/release/examples/generate --out "$work/base" --employees "$n" --next-out "$work/next"
+target/release/hr-sync generate --out "$work/base" --employees "$n" --next-out "$work/next"
 echo "-- full load (empty ledger)"
 target/release/examples/delta --input "$work/base" --ledger "$work/ledger.sqlite3" | tee "$work/full.json"
 echo "-- delta run (1% changed, 20 departures)"

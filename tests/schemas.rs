@@ -93,7 +93,7 @@ fn the_schema_files_are_the_ones_the_types_generate() {
     for (name, schema) in &generated {
         let path = Path::new("schemas").join(name);
         let committed: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_default()).unwrap_or_default();
-        assert_eq!(&committed, schema, "{} is stale: run `cargo run --example schemas`", path.display());
+        assert_eq!(&committed, schema, "{} is stale: run `hr-sync schemas` (`cargo run -p hr-sync-cli -- schemas`)", path.display());
     }
     let names: Vec<String> = std::fs::read_dir("schemas").unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names.len(), generated.len(), "schemas/ holds exactly the generated files: {names:?}");

@@ -13,7 +13,15 @@ fn hr_sync() -> Command {
 fn help_names_each_subcommand_with_an_example() {
     let out = hr_sync().arg("--help").output().unwrap();
     assert!(out.status.success());
-    for (subcommand, flag) in [("demo", "--brokers"), ("hub", "--watch"), ("system", "--listen"), ("dead-letters", "--data-type")] {
+    for (subcommand, flag) in [
+        ("demo", "--brokers"),
+        ("hub", "--watch"),
+        ("system", "--listen"),
+        ("dead-letters", "--data-type"),
+        ("generate", "--employees"),
+        ("merge", "--report"),
+        ("schemas", "--out"),
+    ] {
         assert!(String::from_utf8_lossy(&out.stdout).contains(subcommand), "{}", String::from_utf8_lossy(&out.stdout));
         let help = hr_sync().args([subcommand, "--help"]).output().unwrap();
         let text = String::from_utf8_lossy(&help.stdout);
@@ -35,4 +43,21 @@ fn the_demo_runs_the_seed_scenario_and_every_system_matches_the_hub() {
             assert_eq!(r["digest_matches"], true, "{name}/{t}: {r}");
         }
     }
+}
+
+#[test]
+fn generate_then_merge_writes_a_report_of_what_was_generated() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input");
+    let out = hr_sync().args(["generate", "--employees", "60", "--out"]).arg(&input).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = dir.path().join("merge.json");
+    let out = hr_sync().args(["merge", "--input"]).arg(&input).arg("--report").arg(&report).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let employees = report["counts"]["employee"].as_u64().unwrap();
+    assert!((50..=60).contains(&employees), "{report}");
+    let schemas = dir.path().join("schemas");
+    let out = hr_sync().args(["schemas", "--out"]).arg(&schemas).output().unwrap();
+    assert!(out.status.success() && schemas.join("envelope.schema.json").is_file(), "{}", String::from_utf8_lossy(&out.stderr));
 }
