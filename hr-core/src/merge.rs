@@ -300,9 +300,7 @@ pub fn merge_with_identities(mut source: SourceData, identities: &Identities) ->
     let key_identities: Vec<Option<CompactString>> = placed.iter().map(|r| r.person_key.as_ref().map(|k| person_key_identity(k.expose()))).collect();
     let persons = assign_unified_ids(persons, &placed, &key_identities, identities);
     let persons = join_decided(persons, &placed, identities);
-    let (not_yet_effective, mut scheduled_changes) = scheduled_changes(&scheduled_rows, &persons, &placed, identities);
-    scheduled_changes.extend(scheduled_grant_changes(&scheduled_grants, &persons, &placed, identities));
-    scheduled_changes.sort();
+    let (not_yet_effective, scheduled_changes) = scheduled_changes(&scheduled_rows, &scheduled_grants, &persons, &placed, identities);
     let mut held = held_persons(&quarantined, identities);
     // Someone the systems may hold is held as they have them; someone new does not exist until
     // their day, and neither do their grants.
@@ -341,11 +339,18 @@ pub fn merge_with_identities(mut source: SourceData, identities: &Identities) ->
     MergeOutcome { report: MergeReport { counts, matched_persons, quarantined, conflicts, revoked_for_leavers, warnings, not_yet_effective }, state }
 }
 
-/// The rows set aside until their day (see [`SourceData::take_scheduled`]),
-/// each as a change of its person on that day; and those of people with no
-/// row in effect, as entries that hold the person back meanwhile.
-fn scheduled_changes(rows: &[SourceEmployee], persons: &[Person], records: &[SourceEmployee], identities: &Identities) -> (Vec<Quarantined>, Vec<Scheduled>) {
-    if rows.is_empty() {
+/// The rows and grant lines set aside until their day (see
+/// [`SourceData::take_scheduled`]), each as a change of its person on that
+/// day, by day; and the rows of people with no row in effect, as entries
+/// that hold the person back meanwhile.
+fn scheduled_changes(
+    rows: &[SourceEmployee],
+    grants: &[crate::import::SourcePermission],
+    persons: &[Person],
+    records: &[SourceEmployee],
+    identities: &Identities,
+) -> (Vec<Quarantined>, Vec<Scheduled>) {
+    if rows.is_empty() && grants.is_empty() {
         return (vec![], vec![]);
     }
     let unified_of: FxHashMap<&str, &str> = persons.iter().flat_map(|p| p.of(records).map(move |r| (r.source_id.as_str(), p.id.as_str()))).collect();
@@ -365,29 +370,14 @@ fn scheduled_changes(rows: &[SourceEmployee], persons: &[Person], records: &[Sou
             waiting.push(row.origin.quarantine(Some(row.source_id.to_string()), Reason::NotYetEffective, format!("takes effect on {on}")));
         }
     }
+    for line in grants {
+        let Some(on) = line.effective else { continue };
+        let employee = unified_of.get(line.employee.as_str()).copied().unwrap_or_else(|| identities.unified(&line.employee));
+        let change = if line.op == PermissionOp::Grant { "grant" } else { "revocation" };
+        changes.push(Scheduled { on, employee: employee.to_string(), change, grant: Some(format!("{}:{}", line.system, line.role)) });
+    }
     changes.sort();
     (waiting, changes)
-}
-
-/// The grant lines set aside until their day, each as a change on that day.
-fn scheduled_grant_changes(
-    lines: &[crate::import::SourcePermission],
-    persons: &[Person],
-    records: &[SourceEmployee],
-    identities: &Identities,
-) -> Vec<Scheduled> {
-    if lines.is_empty() {
-        return vec![];
-    }
-    let unified_of: FxHashMap<&str, &str> = persons.iter().flat_map(|p| p.of(records).map(move |r| (r.source_id.as_str(), p.id.as_str()))).collect();
-    let change = |p: &crate::import::SourcePermission| if p.op == PermissionOp::Grant { "grant" } else { "revocation" };
-    lines
-        .iter()
-        .filter_map(|p| {
-            let employee = unified_of.get(p.employee.as_str()).copied().unwrap_or_else(|| identities.unified(&p.employee));
-            Some(Scheduled { on: p.effective?, employee: employee.to_string(), change: change(p), grant: Some(format!("{}:{}", p.system, p.role)) })
-        })
-        .collect()
 }
 
 /// The latest row of each org unit (with the tree checked) and of each

@@ -160,10 +160,10 @@ impl SourceData {
     }
 
     /// The day a row of `company` is judged by.
-    pub(crate) fn today_in(&self, company: crate::schema::Company) -> NaiveDate {
+    pub(crate) fn today_in(&self, company: Company) -> NaiveDate {
         let now = Utc::now();
         self.today.unwrap_or_else(|| match company {
-            crate::schema::Company::A => (now + chrono::Duration::hours(self.a_utc_offset_hours.into())).date_naive(),
+            Company::A => (now + chrono::Duration::hours(self.a_utc_offset_hours.into())).date_naive(),
             Company::B => now.date_naive(),
         })
     }
