@@ -222,3 +222,179 @@ fn possible_duplicates_wait_for_a_decision_and_end_as_decided_in_every_system() 
         stop(system);
     }
 }
+
+/// A system's record of one employee, as `(status, hire_date)`; `None`
+/// when it holds none (or holds it deleted).
+fn held_employee(deployment: &Deployment, system: &str, id: &str) -> Option<(String, String)> {
+    let (_, deleted, body) = row(deployment, system, "employee", id)?;
+    let body: Value = serde_json::from_str(&body?).unwrap();
+    (!deleted).then(|| (body["status"].as_str().unwrap().to_string(), body["hire_date"].as_str().unwrap().to_string()))
+}
+
+/// Company A's export with a `termination_date` column, filled for `leaver`.
+fn with_termination_date(csv: &str, leaver: u64, last_day: &str) -> String {
+    let mut out = String::new();
+    for (i, line) in csv.lines().enumerate() {
+        let value = if i == 0 {
+            "termination_date"
+        } else if line.split(',').next() == Some(leaver.to_string().as_str()) {
+            last_day
+        } else {
+            ""
+        };
+        out.push_str(&format!("{line},{value}\n"));
+    }
+    out
+}
+
+/// `value` as every system holds it.
+fn everywhere<T: Clone>(value: T) -> [T; 3] {
+    [value.clone(), value.clone(), value]
+}
+
+/// People over time on days chosen with `--today`, each run a new hub
+/// process (so the days between are restarts): orgchart, a directory over
+/// REST with `pre_start_days = 7`, receives hires a week ahead as
+/// `pre_hire`; payroll and erp on the day, with their grants. A slipped
+/// start date moves the pre-hire, a cancelled hire is deleted where it was
+/// sent, a departure keeps access through the last day, and the leaver
+/// rehired in the other company is the same person, under the same id,
+/// everywhere. Every run is clean.
+#[test]
+fn hires_departures_and_rehires_take_effect_on_their_dates_and_pre_hires_reach_only_the_target_that_asks() {
+    let directory = |config: String| config.replace("[targets.orgchart]\n", "[targets.orgchart]\ntransport = \"rest\"\npre_start_days = 7\n");
+    let (deployment, systems) = Deployment::start_edited(&NAMES, brokers(), &[], &[], "", &directory);
+    let mut data = Dataset::generate(&GenerateOptions::scaled(300));
+    // Days in the past, so no row's time is ahead of the clock.
+    let start = chrono::Utc::now().date_naive() - chrono::Days::new(40);
+    let date = |n: u64| start + chrono::Days::new(n);
+    let day = |n: u64| date(n).to_string();
+    let seconds_at =
+        |n: u64| (date(n).and_hms_opt(0, 0, 0).unwrap().and_utc() - "2026-01-01T00:00:00Z".parse::<chrono::DateTime<chrono::Utc>>().unwrap()).num_seconds();
+    let template = data.people.iter().find(|p| p.company == 0 && p.person_key.is_none() && p.status == 0).unwrap().clone();
+    // A person key no other record has: the leaver is one person in one company, until rehired in the other.
+    let alone = |p: &hr_testdata::Person| data.people.iter().filter(|q| q.person_key == p.person_key).count() == 1;
+    let leaver = data
+        .people
+        .iter()
+        .find(|p| p.company == 0 && p.person_key.is_some() && p.status == 0 && alone(p))
+        .expect("an active company A employee with a person key")
+        .clone();
+    let next_id = data.people.iter().filter(|p| p.company == 0).map(|p| p.local_id).max().unwrap() + 1;
+    let newcomer = |local_id: u64, hire: chrono::NaiveDate, given: usize| hr_testdata::Person {
+        local_id,
+        hire: (chrono::Datelike::year(&hire), chrono::Datelike::month(&hire), chrono::Datelike::day(&hire)),
+        birth: (1950, 1, 1 + given as u32),
+        given,
+        person_key: None,
+        updated: seconds_at(1),
+        ..template.clone()
+    };
+    let (hire, cancelled) = (newcomer(next_id, date(20), 1), newcomer(next_id + 1, date(19), 2));
+    let (hire_id, cancelled_id, leaver_id) = (format!("A-{}", hire.local_id), format!("A-{}", cancelled.local_id), format!("A-{}", leaver.local_id));
+    for (system, role) in [("erp", "lifecycle-approver"), ("payroll", "lifecycle-viewer"), ("orgchart", "lifecycle-admin")] {
+        data.permissions.push(grant_line(&leaver_id, system, role, None));
+        data.permissions.push(grant_line(&hire_id, system, role, None));
+    }
+    let write = |data: &Dataset| {
+        data.write(&deployment.input).unwrap();
+        let csv = deployment.input.join("company_a/employees.csv");
+        let text = std::fs::read_to_string(&csv).unwrap();
+        std::fs::write(&csv, with_termination_date(&text, leaver.local_id, &day(15).replace('-', ""))).unwrap();
+    };
+    write(&data);
+    assert_clean(&deployment.run_hub(&["--today", &day(0)]), "after the first run");
+
+    // The export now holds two hires and the leaver's last day (day 15).
+    data.people.extend([hire.clone(), cancelled.clone()]);
+    let departing = data.people.iter_mut().find(|p| p.local_id == leaver.local_id && p.company == 0).unwrap();
+    (departing.status, departing.updated) = (2, seconds_at(2));
+    write(&data);
+    let run = |today: u64| {
+        let report = deployment.run_hub(&["--today", &day(today)]);
+        assert_clean(&report, &format!("on day {today}"));
+        report
+    };
+    let in_all = |id: &str| NAMES.map(|name| held_employee(&deployment, name, id));
+    let grants_of = |id: &str, system: &str| grants(&deployment, system, &format!("{id}:{system}:lifecycle-"));
+
+    let report = run(12);
+    let due: Vec<(String, String, String, Option<String>)> = report["scheduled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| [&hire_id, &cancelled_id, &leaver_id].iter().any(|id| s["employee"] == id.as_str()))
+        .map(|s| {
+            (
+                s["on"].as_str().unwrap().into(),
+                s["employee"].as_str().unwrap().into(),
+                s["change"].as_str().unwrap().into(),
+                s["target"].as_str().map(String::from),
+            )
+        })
+        .collect();
+    let orgchart = Some("orgchart".to_string());
+    assert_eq!(
+        due,
+        [
+            (day(13), hire_id.clone(), "pre_hire".into(), orgchart.clone()),
+            (day(16), leaver_id.clone(), "departure".into(), None),
+            (day(19), cancelled_id.clone(), "hire".into(), None),
+            (day(20), hire_id.clone(), "hire".into(), None),
+        ],
+        "day 12"
+    );
+    assert_eq!(in_all(&hire_id), [None, None, None], "day 12: eight days ahead, nowhere");
+    assert_eq!(in_all(&cancelled_id), [None, Some(("pre_hire".into(), day(19))), None], "day 12: seven days ahead, in orgchart only");
+
+    run(13);
+    assert_eq!(in_all(&hire_id), [None, Some(("pre_hire".into(), day(20))), None], "day 13");
+    assert!(NAMES.iter().all(|name| grants_of(&hire_id, name).is_empty()), "day 13: a pre-hire's grants wait for the day");
+
+    // The start date slips by a day.
+    data.people.iter_mut().find(|p| p.local_id == hire.local_id).unwrap().hire =
+        (chrono::Datelike::year(&date(21)), chrono::Datelike::month(&date(21)), chrono::Datelike::day(&date(21)));
+    write(&data);
+    run(14);
+    assert_eq!(in_all(&hire_id), [None, Some(("pre_hire".into(), day(21))), None], "day 14: the slipped date moves the pre-hire");
+
+    run(15);
+    assert_eq!(in_all(&leaver_id).map(|r| r.map(|(status, _)| status)), everywhere(Some("active".to_string())), "day 15: active through the last day");
+    for name in NAMES {
+        assert!(grants_of(&leaver_id, name).iter().all(|(_, granted)| *granted) && grants_of(&leaver_id, name).len() == 1, "day 15: {name}");
+    }
+
+    // The second hire is cancelled.
+    data.people.retain(|p| p.local_id != cancelled.local_id);
+    write(&data);
+    run(16);
+    assert_eq!(in_all(&leaver_id).map(|r| r.map(|(status, _)| status)), everywhere(Some("terminated".to_string())), "day 16");
+    for name in NAMES {
+        assert_eq!(grants_of(&leaver_id, name).into_iter().map(|(_, granted)| granted).collect::<Vec<_>>(), [false], "day 16: {name} revoked");
+    }
+    assert_eq!(in_all(&cancelled_id), [None, None, None], "day 16: the cancelled hire is deleted where it was sent");
+    assert!(row(&deployment, "orgchart", "employee", &cancelled_id).is_some_and(|r| r.1));
+
+    // Rehired in company B with the same person key.
+    let mut rehire = data.people.iter().find(|p| p.company == 1).unwrap().clone();
+    rehire.local_id = data.people.iter().filter(|p| p.company == 1).map(|p| p.local_id).max().unwrap() + 1;
+    (rehire.person_key, rehire.status, rehire.updated, rehire.birth, rehire.given, rehire.surname) =
+        (leaver.person_key.clone(), 0, seconds_at(17), leaver.birth, leaver.given, leaver.surname);
+    rehire.hire = (chrono::Datelike::year(&date(18)), chrono::Datelike::month(&date(18)), chrono::Datelike::day(&date(18)));
+    data.people.push(rehire.clone());
+    write(&data);
+    run(18);
+    assert_eq!(in_all(&leaver_id).map(|r| r.map(|(status, _)| status)), everywhere(Some("active".to_string())), "day 18: rehired under the old id");
+    assert_eq!(in_all(&format!("B-{}", rehire.local_id)), [None, None, None], "day 18: not created twice");
+
+    run(20);
+    assert_eq!(in_all(&hire_id), [None, Some(("pre_hire".into(), day(21))), None], "day 20");
+    run(21);
+    assert_eq!(in_all(&hire_id), everywhere(Some(("active".to_string(), day(21)))), "day 21: active everywhere");
+    for name in NAMES {
+        assert_eq!(grants_of(&hire_id, name).into_iter().map(|(_, granted)| granted).collect::<Vec<_>>(), [true], "day 21: {name} grants");
+    }
+    for system in systems {
+        stop(system);
+    }
+}

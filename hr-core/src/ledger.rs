@@ -346,6 +346,22 @@ pub struct Ledger {
     audiences: BTreeMap<DataType, BTreeMap<String, FieldScope>>,
 }
 
+/// What the ledger remembers of one key a target was sent alone.
+#[derive(Debug, Clone, Copy)]
+struct OwnEntry {
+    version: u64,
+    deleted: bool,
+    /// Content of its own (a pre-hire), where the ledger's row is not what it holds.
+    content: Option<ContentHash>,
+}
+
+impl OwnEntry {
+    /// The content the target holds of its own, if it holds any.
+    fn held(&self) -> Option<ContentHash> {
+        self.content.filter(|_| !self.deleted)
+    }
+}
+
 /// What the ledger shows for an audience whose hash of a live record it
 /// never computed (the audience is new): equal to no stored body, so the
 /// record counts as drift and is repaired.
@@ -435,6 +451,9 @@ impl Ledger {
                target TEXT NOT NULL, data_type TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL,
                deleted INTEGER NOT NULL, PRIMARY KEY (target, data_type, key)) WITHOUT ROWID;
              CREATE INDEX IF NOT EXISTS target_version_by_key ON target_version (data_type, key);
+             CREATE TABLE IF NOT EXISTS target_content (
+               target TEXT NOT NULL, data_type TEXT NOT NULL, key TEXT NOT NULL, hash BLOB NOT NULL,
+               PRIMARY KEY (target, data_type, key)) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS review_case (
                id TEXT PRIMARY KEY, employees TEXT NOT NULL, why TEXT NOT NULL, records TEXT NOT NULL,
                opened_at TEXT NOT NULL, decision TEXT, decided_by TEXT, decided_at TEXT) WITHOUT ROWID;",
@@ -714,10 +733,13 @@ impl Ledger {
                 .prepare_cached("INSERT OR REPLACE INTO target_version (target, data_type, key, version, deleted) VALUES (?1, ?2, ?3, ?4, ?5)")
                 .map_err(storage)?;
             let mut settle = tx.prepare_cached("DELETE FROM reservation WHERE data_type = ?1 AND key = ?2 AND version <= ?3").map_err(storage)?;
+            // A repair carries the ledger's content: whatever a target held of its own under the key is gone.
+            let mut own_content_ends = tx.prepare_cached("DELETE FROM target_content WHERE target = ?1 AND data_type = ?2 AND key = ?3").map_err(storage)?;
             for change in &delta.changes {
                 let version = change.version as i64;
                 for target in targets {
                     record.execute(params![target, data_type.as_str(), change.key, version, change.payload.is_none() as i64]).map_err(storage)?;
+                    own_content_ends.execute(params![target, data_type.as_str(), change.key]).map_err(storage)?;
                 }
                 settle.execute(params![data_type.as_str(), change.key, version]).map_err(storage)?;
             }
@@ -755,11 +777,13 @@ impl Ledger {
             let mut settle = tx.prepare_cached("DELETE FROM reservation WHERE data_type = ?1 AND key = ?2 AND version <= ?3").map_err(storage)?;
             // Every target receives this version: what a repair gave some of them is superseded.
             let mut rejoin = tx.prepare_cached("DELETE FROM target_version WHERE data_type = ?1 AND key = ?2 AND version <= ?3").map_err(storage)?;
+            let mut own_content_ends = tx.prepare_cached("DELETE FROM target_content WHERE data_type = ?1 AND key = ?2").map_err(storage)?;
             for (change, hash) in delta.changes.iter().zip(&delta.hashes) {
                 let version = change.version as i64;
                 record.execute(params![data_type.as_str(), change.key, version, hash.map(|h| h.0.to_vec()), hash.is_none() as i64]).map_err(storage)?;
                 settle.execute(params![data_type.as_str(), change.key, version]).map_err(storage)?;
                 rejoin.execute(params![data_type.as_str(), change.key, version]).map_err(storage)?;
+                own_content_ends.execute(params![data_type.as_str(), change.key]).map_err(storage)?;
             }
             let mut scoped =
                 tx.prepare_cached("INSERT OR REPLACE INTO scoped_hash (data_type, audience, key, hash) VALUES (?1, ?2, ?3, ?4)").map_err(storage)?;
@@ -875,35 +899,109 @@ impl Ledger {
     /// [`entries_for`](Self::entries_for) as `target` must hold them: at the
     /// versions repairs sent it alone (see [`commit_to`](Self::commit_to)),
     /// with the deletes of keys the ledger never held that it was sent.
+    /// With what `target` alone holds ([`plan_own`](Self::plan_own)) too.
     pub fn entries_for_target(&self, data_type: DataType, audience: Option<&str>, target: &str) -> Result<Vec<DigestEntry>, LedgerError> {
         let own = self.target_versions(data_type, target)?;
         let mut entries = self.entries_for(data_type, audience)?;
         if own.is_empty() {
             return Ok(entries);
         }
-        let mut left: FxHashMap<&str, (u64, bool)> = own.iter().map(|(k, v, d)| (k.as_str(), (*v, *d))).collect();
+        let mut left: FxHashMap<&str, OwnEntry> = own.iter().map(|(k, o)| (k.as_str(), *o)).collect();
         for entry in &mut entries {
-            if let Some((version, deleted)) = left.remove(entry.key.as_str()) {
-                entry.version = version;
-                if deleted {
+            if let Some(own) = left.remove(entry.key.as_str()) {
+                entry.version = own.version;
+                if own.deleted {
                     entry.content = None;
+                } else if let Some(hash) = own.content {
+                    entry.content = Some(hash);
                 }
             }
         }
-        // Only deletes are sent under keys the ledger has no record of.
-        entries.extend(left.into_iter().map(|(key, (version, _))| DigestEntry { key: key.to_string(), version, content: None }));
+        // Under keys the ledger has no record of, a target holds only what it alone was sent: a delete, or content of its own.
+        entries.extend(left.into_iter().map(|(key, own)| DigestEntry { key: key.to_string(), version: own.version, content: own.held() }));
         Ok(entries)
     }
 
     /// The keys `target` was sent at versions of its own, with those
-    /// versions and whether they are deletes.
-    fn target_versions(&self, data_type: DataType, target: &str) -> Result<Vec<(String, u64, bool)>, LedgerError> {
-        let mut stmt =
-            self.conn.prepare_cached("SELECT key, version, deleted FROM target_version WHERE target = ?1 AND data_type = ?2").map_err(self.storage())?;
+    /// versions, whether they are deletes and any content its own.
+    fn target_versions(&self, data_type: DataType, target: &str) -> Result<Vec<(String, OwnEntry)>, LedgerError> {
+        let sql = "SELECT v.key, v.version, v.deleted, c.hash FROM target_version v \
+                   LEFT JOIN target_content c ON c.target = v.target AND c.data_type = v.data_type AND c.key = v.key \
+                   WHERE v.target = ?1 AND v.data_type = ?2";
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.storage())?;
         let rows = stmt
-            .query_map(params![target, data_type.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? != 0)))
+            .query_map(params![target, data_type.as_str()], |r| {
+                let own = OwnEntry { version: r.get::<_, i64>(1)? as u64, deleted: r.get::<_, i64>(2)? != 0, content: hash_from_blob(r.get(3)?) };
+                Ok((r.get::<_, String>(0)?, own))
+            })
             .map_err(self.storage())?;
         rows.collect::<Result<_, _>>().map_err(self.storage())
+    }
+
+    /// Plans what `target` alone holds of `data_type` beside the ledger's
+    /// records: a person a directory receives ahead of their hire date (see
+    /// [`MergedState::pre_hires`]). Each of `records` (in key order) it does
+    /// not hold as given is sent at a version above every one issued for
+    /// the key; each it alone holds that `records` lacks is deleted, unless
+    /// `keep` says another change takes it over (the run sends the key to
+    /// every target, or it is held back). `scope` is the fields the target
+    /// goes without: the content compared is what it holds.
+    ///
+    /// The delta's hashes are of that content: commit it with
+    /// [`commit_own`](Self::commit_own), never [`commit`](Self::commit).
+    pub fn plan_own(
+        &self,
+        data_type: DataType,
+        target: &str,
+        scope: &FieldScope,
+        records: Vec<(String, Box<RawValue>)>,
+        keep: impl Fn(&str) -> bool,
+        origin: &str,
+    ) -> Result<Delta, LedgerError> {
+        let mut held: FxHashMap<String, OwnEntry> = self.target_versions(data_type, target)?.into_iter().filter(|(_, own)| own.held().is_some()).collect();
+        let mut delta = Delta::default();
+        for (key, payload) in records {
+            let content = ContentHash::of(&scope.scoped_payload(data_type, payload.get())?);
+            let before = held.remove(&key);
+            if before.is_some_and(|own| own.content == Some(content)) {
+                delta.unchanged += 1;
+                continue;
+            }
+            let version = self.highest_issued(data_type, &key)?.saturating_add(1);
+            if delta.push(ChangeEnvelope::with_raw_payload(data_type, key, version, origin, Some(payload)), Some(content), before.is_none()) {
+                *(if before.is_none() { &mut delta.created } else { &mut delta.updated }) += 1;
+            }
+        }
+        let mut gone: Vec<String> = held.into_keys().filter(|key| !keep(key)).collect();
+        gone.sort_unstable();
+        for key in gone {
+            let version = self.highest_issued(data_type, &key)?.saturating_add(1);
+            if delta.push(ChangeEnvelope::delete(data_type, key, version, origin), None, false) {
+                delta.deleted += 1;
+            }
+        }
+        Ok(delta)
+    }
+
+    /// Records that `target` alone received `delta` from
+    /// [`plan_own`](Self::plan_own), after its propagation succeeded: the
+    /// content it holds of its own until a change every target receives
+    /// supersedes it.
+    pub fn commit_own(&mut self, data_type: DataType, delta: &Delta, target: &str) -> Result<(), LedgerError> {
+        self.commit_to(data_type, delta, &[target.to_string()])?;
+        let path = self.path.clone();
+        let storage = |source| LedgerError::Storage { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(storage)?;
+        {
+            let mut keep =
+                tx.prepare_cached("INSERT OR REPLACE INTO target_content (target, data_type, key, hash) VALUES (?1, ?2, ?3, ?4)").map_err(storage)?;
+            for (change, hash) in delta.changes.iter().zip(&delta.hashes) {
+                if let Some(hash) = hash {
+                    keep.execute(params![target, data_type.as_str(), change.key, hash.0.to_vec()]).map_err(storage)?;
+                }
+            }
+        }
+        tx.commit().map_err(storage)
     }
 
     /// Per key, the highest version some targets alone were sent.

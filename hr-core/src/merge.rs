@@ -289,6 +289,7 @@ pub fn merge(source: SourceData) -> MergeOutcome {
 
 /// [`merge`], keeping every person's remembered unified id (see [`Identities`]).
 pub fn merge_with_identities(mut source: SourceData, identities: &Identities) -> MergeOutcome {
+    let today = source.today_in(Company::B);
     let scheduled_rows = source.take_scheduled();
     let scheduled_grants = source.take_scheduled_grants();
     let mut quarantined = source.quarantined;
@@ -331,7 +332,7 @@ pub fn merge_with_identities(mut source: SourceData, identities: &Identities) ->
     });
     build_people(persons, placed, managers, &held, &mut state);
     state.master_data = merge_master_data(source.master_data, &mut quarantined);
-    let revoked_for_leavers = revoke_grants_of_leavers(&state.employees, &mut state.permissions);
+    let revoked_for_leavers = revoke_grants_of_leavers(&state.employees, &mut state.permissions, today);
 
     quarantined.sort();
     warnings.sort();
@@ -365,7 +366,7 @@ fn scheduled_changes(
             _ if in_effect.is_none() && identities.get(&row.source_id).is_none() => "hire",
             _ => "change",
         };
-        changes.push(Scheduled { on, employee: employee.to_string(), change, grant: None });
+        changes.push(Scheduled { on, employee: employee.to_string(), change, grant: None, target: None });
         if !present.contains(employee) {
             waiting.push(row.origin.quarantine(Some(row.source_id.to_string()), Reason::NotYetEffective, format!("takes effect on {on}")));
         }
@@ -374,7 +375,7 @@ fn scheduled_changes(
         let Some(on) = line.effective else { continue };
         let employee = unified_of.get(line.employee.as_str()).copied().unwrap_or_else(|| identities.unified(&line.employee));
         let change = if line.op == PermissionOp::Grant { "grant" } else { "revocation" };
-        changes.push(Scheduled { on, employee: employee.to_string(), change, grant: Some(format!("{}:{}", line.system, line.role)) });
+        changes.push(Scheduled { on, employee: employee.to_string(), change, grant: Some(format!("{}:{}", line.system, line.role)), target: None });
     }
     changes.sort();
     (waiting, changes)
@@ -571,11 +572,17 @@ fn merge_permissions(
 
 /// A leaver holds no access: every grant of a terminated employee is
 /// revoked, as of when the termination was recorded. Returns how many.
-fn revoke_grants_of_leavers(employees: &BTreeMap<CompactString, Employee>, permissions: &mut BTreeMap<CompactString, PermissionGrant>) -> usize {
+/// A leaver whose last day is `today` or later keeps access through it:
+/// the first run after it revokes ([`MergedState::as_of`]).
+fn revoke_grants_of_leavers(
+    employees: &BTreeMap<CompactString, Employee>,
+    permissions: &mut BTreeMap<CompactString, PermissionGrant>,
+    today: chrono::NaiveDate,
+) -> usize {
     let mut revoked = 0;
     for grant in permissions.values_mut() {
         let Some(holder) = employees.get(&grant.employee) else { continue };
-        if grant.granted && holder.status == EmployeeStatus::Terminated {
+        if grant.granted && holder.status == EmployeeStatus::Terminated && holder.termination_date.is_none_or(|last| last < today) {
             *grant = grant.revoked(holder.updated_at);
             revoked += 1;
         }

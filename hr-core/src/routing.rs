@@ -54,13 +54,19 @@ pub struct TargetPolicy {
     /// for an identity directory), instead of each type's route.
     #[serde(default)]
     pub transport: Option<String>,
+    /// How many days before their hire date a person reaches this target,
+    /// as `pre_hire` (an identity directory preparing the account); `None`:
+    /// from the hire date, as `active`. Only for a target reached alone (over
+    /// `rest` or `scim`): a Kafka topic is read by every system of its audience.
+    #[serde(default)]
+    pub pre_start_days: Option<u32>,
 }
 
 impl TargetPolicy {
     /// A target receiving `data_types`, only its own grants, every field,
     /// over each type's route.
     pub fn new(data_types: Vec<DataType>) -> Self {
-        TargetPolicy { data_types, all_grants: false, omit: FieldScope::full(), transport: None }
+        TargetPolicy { data_types, all_grants: false, omit: FieldScope::full(), transport: None, pre_start_days: None }
     }
 }
 

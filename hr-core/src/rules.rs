@@ -35,11 +35,15 @@ pub struct Scheduled {
     pub employee: String,
     /// `hire` (sent from that day on), `departure` (terminated, every grant
     /// revoked, that day), `change` (a row dated to take effect that day),
-    /// `grant` or `revocation` (a grant line dated ahead).
+    /// `grant` or `revocation` (a grant line dated ahead), `pre_hire` (sent
+    /// ahead to one target, as `pre_hire`; see [`MergedState::pre_hires`]).
     pub change: &'static str,
     /// For a grant line: `<system>:<role>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grant: Option<String>,
+    /// For a pre-hire: the one target it goes to that day.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 impl MergedState {
@@ -80,6 +84,30 @@ impl MergedState {
         Some(state)
     }
 
+    /// The people [`as_of`](Self::as_of) leaves out on `today` whose hire
+    /// date is at most `days` away: what a target with `pre_start_days =
+    /// days` receives ahead, as [`EmployeeStatus::PreHire`] (their grants
+    /// and pay wait for the hire date). In key order.
+    pub fn pre_hires(&self, today: chrono::NaiveDate, days: u32) -> Vec<Employee> {
+        let window_ends = today.checked_add_days(chrono::Days::new(days.into())).unwrap_or(chrono::NaiveDate::MAX);
+        self.employees
+            .values()
+            .filter(|e| e.hire_date > today && e.hire_date <= window_ends)
+            .map(|e| Employee { status: EmployeeStatus::PreHire, ..e.clone() })
+            .collect()
+    }
+
+    /// The days after `today` on which a target with `pre_start_days =
+    /// days` starts receiving someone ahead (see [`pre_hires`](Self::pre_hires)).
+    pub fn pre_hire_windows(&self, today: chrono::NaiveDate, days: u32, target: &str) -> Vec<Scheduled> {
+        self.employees
+            .values()
+            .filter_map(|e| Some((e, e.hire_date.checked_sub_days(chrono::Days::new(days.into()))?)))
+            .filter(|(_, opens)| *opens > today)
+            .map(|(e, on)| Scheduled { on, employee: e.id.to_string(), change: "pre_hire", grant: None, target: Some(target.to_string()) })
+            .collect()
+    }
+
     /// What this state's dates hold for after `today`, by day: hires (the
     /// person is sent from their hire date) and departures (terminated on
     /// the day after the last day), as [`as_of`](Self::as_of) will apply
@@ -91,10 +119,10 @@ impl MergedState {
         let mut due: Vec<Scheduled> = self.scheduled_changes.clone();
         for e in self.employees.values() {
             if e.hire_date > today {
-                due.push(Scheduled { on: e.hire_date, employee: e.id.to_string(), change: "hire", grant: None });
+                due.push(Scheduled { on: e.hire_date, employee: e.id.to_string(), change: "hire", grant: None, target: None });
             }
             if let Some(left) = e.termination_date.and_then(|last| last.succ_opt()).filter(|left| *left > today) {
-                due.push(Scheduled { on: left, employee: e.id.to_string(), change: "departure", grant: None });
+                due.push(Scheduled { on: left, employee: e.id.to_string(), change: "departure", grant: None, target: None });
             }
         }
         due.sort();
@@ -385,5 +413,20 @@ mod tests {
             vec![("2026-03-10".to_string(), "E-1", "hire"), ("2026-03-10".to_string(), "E-3", "departure")],
             "hired today and left yesterday are not due: they are applied"
         );
+    }
+
+    #[test]
+    fn a_pre_hire_is_someone_not_hired_yet_whose_day_is_within_the_window() {
+        let hire = |id: &str, day: &str| {
+            let mut e = person(id, id, EmployeeStatus::Active, "2026-02-01T00:00:00Z");
+            e.hire_date = day.parse().unwrap();
+            e
+        };
+        let people = [hire("E-1", "2026-03-16"), hire("E-2", "2026-03-17"), hire("E-3", "2026-03-09"), hire("E-4", "2026-03-10")];
+        let s = MergedState { employees: people.into_iter().map(|e| (e.id.clone(), e)).collect(), ..MergedState::default() };
+        let ahead = s.pre_hires("2026-03-09".parse().unwrap(), 7);
+        let listed: Vec<(&str, EmployeeStatus)> = ahead.iter().map(|e| (e.id.as_str(), e.status)).collect();
+        assert_eq!(listed, [("E-1", EmployeeStatus::PreHire), ("E-4", EmployeeStatus::PreHire)], "seven days ahead, not eight; hired today is active");
+        assert!(s.pre_hires("2026-03-09".parse().unwrap(), 0).is_empty());
     }
 }

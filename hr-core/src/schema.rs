@@ -246,6 +246,10 @@ pub enum EmployeeStatus {
     OnLeave,
     /// No longer employed.
     Terminated,
+    /// Hired, before the first day: only a target with `pre_start_days`
+    /// receives the person this way, from that many days before the hire
+    /// date; on the day they are `active` everywhere.
+    PreHire,
 }
 
 /// One person in the merged group.

@@ -311,3 +311,50 @@ fn version(ledger: &Ledger, target: &str, key: &str) -> Option<(u64, bool)> {
     let entries = ledger.entries_for_target(DataType::MasterData, None, target).unwrap();
     entries.into_iter().find(|e| e.key == key).map(|e| (e.version, e.content.is_some()))
 }
+
+/// What one target holds alone (a pre-hire): planned against what it was
+/// sent, expected of it alone, versioned above everything issued for the
+/// key, and superseded by the change every target receives.
+#[test]
+fn content_one_target_holds_alone_is_expected_of_it_only_and_ends_when_every_target_receives_the_key() {
+    let mut ledger = ledger_with_history();
+    let full = hr_core::FieldScope::full();
+    let own = |ledger: &Ledger, records: Vec<(String, Box<RawValue>)>, keep: &dyn Fn(&str) -> bool| {
+        ledger.plan_own(DataType::MasterData, "directory", &full, records, keep, "hub").unwrap()
+    };
+    let expected = |ledger: &Ledger, target: &str| -> Vec<(String, u64, bool)> {
+        let mut entries: Vec<(String, u64, bool)> =
+            ledger.entries_for_target(DataType::MasterData, None, target).unwrap().into_iter().map(|e| (e.key, e.version, e.content.is_some())).collect();
+        entries.sort();
+        entries
+    };
+    let before = expected(&ledger, "directory");
+
+    // Sent ahead under a key the ledger holds deleted (G2, version 2) and one it never held (G3).
+    let ahead = own(&ledger, vec![md("G2", "early"), md("G3", "early")], &|_| false);
+    assert_eq!((ahead.created, ahead.updated, ahead.deleted), (2, 0, 0));
+    assert_eq!((change(&ahead, "grade:G2").version, change(&ahead, "grade:G3").version), (3, 1), "above every version issued for the key");
+    ledger.reserve(DataType::MasterData, &ahead).unwrap();
+    ledger.commit_own(DataType::MasterData, &ahead, "directory").unwrap();
+    let held = expected(&ledger, "directory");
+    assert!(held.contains(&("grade:G2".into(), 3, true)) && held.contains(&("grade:G3".into(), 1, true)), "{held:?}");
+    assert_eq!(expected(&ledger, "payroll"), before, "no other target is expected to hold it");
+
+    // The same content again plans nothing; new content is an update; a key gone is a delete, unless kept.
+    let again = own(&ledger, vec![md("G2", "early"), md("G3", "early")], &|_| false);
+    assert!(again.changes.is_empty() && again.unchanged == 2, "{:?}", again.changes);
+    let moved = own(&ledger, vec![md("G3", "moved")], &|key| key == "grade:G2");
+    assert_eq!((moved.created, moved.updated, moved.deleted), (0, 1, 0), "G2 is kept: another change takes it over");
+    let cancelled = own(&ledger, vec![md("G3", "early")], &|_| false);
+    assert_eq!((cancelled.updated, cancelled.deleted), (0, 1));
+    ledger.reserve(DataType::MasterData, &cancelled).unwrap();
+    ledger.commit_own(DataType::MasterData, &cancelled, "directory").unwrap();
+    assert!(expected(&ledger, "directory").contains(&("grade:G2".into(), 4, false)), "deleted where it was sent");
+
+    // The day comes: every target receives G3, above the version the directory alone holds.
+    let every = run(&mut ledger, vec![md("G1", "one''"), md("G3", "hired")]);
+    assert_eq!(change(&every, "grade:G3").version, 2, "above the version sent ahead");
+    let after = own(&ledger, vec![], &|_| false);
+    assert!(after.changes.is_empty(), "nothing of its own is left to delete: {:?}", after.changes);
+    assert_eq!(expected(&ledger, "directory").iter().find(|e| e.0 == "grade:G3"), Some(&("grade:G3".into(), 2, true)));
+}

@@ -157,6 +157,12 @@ pub struct TargetConfig {
     /// per change.
     #[serde(default = "default_true")]
     pub bulk: bool,
+    /// Sends a person hired ahead this many days before their hire date,
+    /// as `pre_hire` (without grants or pay, which wait for the day), where
+    /// the others receive them on the day. Only for a target whose
+    /// employees travel over `rest` or `scim`, which reach it alone.
+    #[serde(default)]
+    pub pre_start_days: Option<u32>,
 }
 
 fn default_true() -> bool {
@@ -332,6 +338,7 @@ impl HubConfig {
         };
         config.check_owners()?;
         config.check_target_urls()?;
+        config.check_pre_start()?;
         Ok(config)
     }
 
@@ -439,6 +446,29 @@ impl HubConfig {
         targets
     }
 
+    /// People sent ahead of their hire date reach only the targets that
+    /// ask for them: never over a Kafka topic, which every system of its
+    /// audience reads.
+    fn check_pre_start(&self) -> Result<(), ConfigError> {
+        let policy = self.policy();
+        for (name, target) in self.targets.iter().filter(|(_, t)| t.pre_start_days.is_some()) {
+            let route = policy.route_for(name, DataType::Employee);
+            if !target.data_types.contains(&DataType::Employee) {
+                let message = format!("target {name} sets pre_start_days but does not receive employees: remove pre_start_days or add employee to data_types");
+                return Err(ConfigError::Parse { path: self.shown_path(), line: self.line(None, Some(name)), message });
+            }
+            if !matches!(route, Some("rest" | "scim")) {
+                let message = format!(
+                    "target {name} sets pre_start_days, but its employees do not travel over rest or scim (the route is {}): \
+                     people sent ahead must reach this target alone; give it transport = \"rest\" or \"scim\", or remove pre_start_days",
+                    route.unwrap_or("none")
+                );
+                return Err(ConfigError::Parse { path: self.shown_path(), line: self.line(None, Some(name)), message });
+            }
+        }
+        Ok(())
+    }
+
     /// The line of the route of `data_type`, or else of target `target` (0 if unknown).
     fn line(&self, data_type: Option<DataType>, target: Option<&str>) -> usize {
         let route = data_type.and_then(|t| self.origin.routes.get(&t));
@@ -517,7 +547,14 @@ impl HubConfig {
             .targets
             .iter()
             .map(|(n, t)| {
-                (n.clone(), TargetPolicy { data_types: t.data_types.clone(), all_grants: t.all_grants, omit: t.omit.clone(), transport: t.transport.clone() })
+                let policy = TargetPolicy {
+                    data_types: t.data_types.clone(),
+                    all_grants: t.all_grants,
+                    omit: t.omit.clone(),
+                    transport: t.transport.clone(),
+                    pre_start_days: t.pre_start_days,
+                };
+                (n.clone(), policy)
             })
             .collect();
         RoutingPolicy { routes: self.routes.clone(), targets }
@@ -554,6 +591,18 @@ mod tests {
         assert!(err.starts_with("configuration hub.toml, line 8:") && err.contains("published by both erp and sales"), "{err}");
         let one_owner = HubConfig::from_toml_str(&text.replace("publishes = [\"md.product\"]\n\n", "\n"), "hub.toml").unwrap();
         assert_eq!(one_owner.owned_sets(), BTreeMap::from([("md.product", "sales")]));
+    }
+
+    #[test]
+    fn people_sent_ahead_only_go_to_a_target_reached_alone() {
+        let text = "[routes]\nemployee = \"kafka\"\n\n[targets.directory]\ndata_types = [\"employee\"]\npre_start_days = 7\n";
+        let err = HubConfig::from_toml_str(text, "hub.toml").unwrap_err().to_string();
+        assert!(err.starts_with("configuration hub.toml, line 4:") && err.contains("route is kafka") && err.contains("transport = \"rest\""), "{err}");
+        let alone = HubConfig::from_toml_str(&text.replace("pre_start_days", "transport = \"rest\"\npre_start_days"), "hub.toml").unwrap();
+        assert_eq!(alone.policy().targets["directory"].pre_start_days, Some(7));
+        let no_employees = text.replace("[\"employee\"]", "[\"org_unit\"]");
+        let err = HubConfig::from_toml_str(&no_employees, "hub.toml").unwrap_err().to_string();
+        assert!(err.contains("does not receive employees"), "{err}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 mod plan;
+mod pre_hire;
 mod realtime;
 pub use plan::{PlannedChanges, RunPlan};
 pub use realtime::{EmployeeChange, Problem, RealtimeError};
@@ -567,7 +568,8 @@ impl Hub {
     }
 
     fn plan_counting(&self, state: &MergedState, types: &[DataType], held: &HeldBack, count: plan::Counting) -> Result<RunPlan, HubError> {
-        let scheduled = if types.contains(&DataType::Employee) { state.scheduled(self.today()) } else { vec![] };
+        let scheduled = if types.contains(&DataType::Employee) { self.scheduled(state) } else { vec![] };
+        let undated = state;
         let dated = state.as_of(self.today());
         let state = dated.as_ref().unwrap_or(state);
         // Every delete is planned: `[safety]` decides whether the run may go.
@@ -605,6 +607,8 @@ impl Hub {
         let ledger = &self.ledger;
         let deltas = blocking(|| types.iter().map(|t| Ok((*t, ledger.plan_state(source(*t), *t, "hr-hub", &options)?))).collect::<Result<Vec<_>, HubError>>())?;
         rejected.extend(deltas.iter().flat_map(|(_, d)| d.rejected.iter().cloned()));
+        let pre_hires = if types.contains(&DataType::Employee) { self.plan_pre_hires(undated, &deltas, held)? } else { vec![] };
+        rejected.extend(pre_hires.iter().flat_map(|(_, d)| d.rejected.iter().cloned()));
         let mut plan = RunPlan {
             plan_id: String::new(),
             targets: BTreeMap::new(),
@@ -613,6 +617,7 @@ impl Hub {
             scheduled,
             repairs_id: None,
             deltas,
+            pre_hires,
             newer_wins,
             employees: types.contains(&DataType::Employee).then(|| source(DataType::Employee).employees.clone()),
             grants: types.contains(&DataType::Permission).then(|| source(DataType::Permission).permissions.clone()),
@@ -655,8 +660,15 @@ impl Hub {
             blocking(|| self.ledger.audit("hub", "run", &detail))?;
             return Err(HubError::Held { plan_id: plan.plan_id, reasons: plan.hold });
         }
-        let RunPlan { plan_id, deltas, newer_wins, employees, grants, rejected, scheduled, .. } = plan;
-        let sent = self.send(deltas, &[]).await;
+        let RunPlan { plan_id, deltas, pre_hires, newer_wins, employees, grants, rejected, scheduled, .. } = plan;
+        let sent = match self.send(deltas, &[]).await {
+            Ok(mut outcome) => self.send_pre_hires(pre_hires).await.map(|(sent, receipt)| {
+                outcome.sent += sent;
+                outcome.receipt.merge(receipt);
+                outcome
+            }),
+            failed => failed,
+        };
         let outcome = if sent.is_ok() { "sent" } else { "failed" };
         // What is due later stays in the ledger: `hub --status` lists it, whatever happens to this process.
         let detail = serde_json::json!({"plan_id": plan_id, "outcome": outcome, "approved": approved.is_some(), "targets": counts, "scheduled": scheduled});

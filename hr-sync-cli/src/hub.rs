@@ -646,7 +646,8 @@ async fn print_plan(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Resul
         println!("approve exactly this plan with: hub --approve {}", plan.plan_id);
     }
     for due in &plan.scheduled {
-        println!("  scheduled: {} {} on {} (the first run that day)", due.employee, due.change, due.on);
+        let to = due.target.as_ref().map_or(String::new(), |t| format!(" to {t}"));
+        println!("  scheduled: {} {}{to} on {} (the first run that day)", due.employee, due.change, due.on);
     }
     Ok(())
 }
@@ -723,9 +724,9 @@ fn retry_pause(every: u64, failures: u32) -> Duration {
 async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &Console, run_id: &str) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let mapping = config.mapping_for(args.input())?;
-    let (identities, fixed_today, today) = {
+    let (identities, fixed_today) = {
         let hub = hub.lock().await;
-        (Arc::new(hub.ledger().identities()?), hub.fixed_today(), hub.today())
+        (Arc::new(hub.ledger().identities()?), hub.fixed_today())
     };
     let outcome = {
         let _phase = console.phase("merging", None);
@@ -738,7 +739,7 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
         outcome.report.quarantined.len()
     ));
     let held = HeldBack::from_report(&outcome.report, &identities);
-    let scheduled = outcome.state.scheduled(today);
+    let scheduled = hub.lock().await.scheduled(&outcome.state);
     if !args.check_only {
         let opened = hub.lock().await.open_cases(&outcome.report.conflicts, &outcome.state)?;
         if opened > 0 {
@@ -933,7 +934,8 @@ async fn print_status(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Res
         println!("\nscheduled by the last run's export (each applied by the first run on its day):");
         for due in &scheduled {
             let text = |field: &str| due[field].as_str().unwrap_or_default().to_string();
-            println!("  {} {} {}", text("on"), text("employee"), text("change"));
+            let to = due["target"].as_str().map_or(String::new(), |t| format!(" to {t}"));
+            println!("  {} {} {}{to}", text("on"), text("employee"), text("change"));
         }
     }
     // The last run, if a person must approve it.

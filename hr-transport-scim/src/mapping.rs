@@ -9,7 +9,7 @@
 //! | `name` | `displayName`, `name.formatted` |
 //! | `name_en` | `name.givenName`/`familyName` are not set: `name_en` is one string |
 //! | `phone` (where the field scope allows) | `phoneNumbers[type eq "work"].value` |
-//! | `status` | `active` (`false` when terminated) |
+//! | `status` | `active` (`false` when terminated, and before the first day: `pre_hire`) |
 //! | `company` | enterprise `organization` |
 //! | `org_unit` | enterprise `department`, and membership of the unit's Group |
 //! | `manager` | enterprise `manager.value` (the manager's SCIM id) |
@@ -39,7 +39,7 @@ pub(crate) fn user_of(employee: &Employee, manager: Option<&str>) -> Value {
         "userName": employee.email.as_deref().unwrap_or(employee.id.as_str()),
         "displayName": employee.name.as_str(),
         "name": { "formatted": employee.name.as_str() },
-        "active": employee.status != EmployeeStatus::Terminated,
+        "active": matches!(employee.status, EmployeeStatus::Active | EmployeeStatus::OnLeave),
         ENTERPRISE_SCHEMA: enterprise,
     });
     if let Some(email) = &employee.email {
@@ -195,6 +195,8 @@ mod tests {
         let user = user_of(&leaver, None);
         assert_eq!((user["active"].clone(), user["userName"].clone()), (json!(false), json!("A-1001")));
         assert!(user.get("emails").is_none() && user[ENTERPRISE_SCHEMA].get("manager").is_none());
+        let before_the_first_day = Employee { status: EmployeeStatus::PreHire, ..employee() };
+        assert_eq!(user_of(&before_the_first_day, None)["active"], json!(false), "an account prepared ahead is not active yet");
     }
 
     #[test]

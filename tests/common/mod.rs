@@ -179,10 +179,23 @@ impl Deployment {
     /// [`start_on`](Self::start_on), each system started with `extra`
     /// arguments and `env`, and `hub_settings` at the top of the hub's configuration.
     pub fn start_configured(names: &[&str], brokers: String, extra: &[&str], env: &[(&str, &str)], hub_settings: &str) -> (Deployment, Vec<SystemProcess>) {
+        Self::start_edited(names, brokers, extra, env, hub_settings, &|base| base)
+    }
+
+    /// [`start_configured`](Self::start_configured) with the configuration
+    /// every program reads (the example's, with a fresh topic prefix) passed through `edit`.
+    pub fn start_edited(
+        names: &[&str],
+        brokers: String,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        hub_settings: &str,
+        edit: &dyn Fn(String) -> String,
+    ) -> (Deployment, Vec<SystemProcess>) {
         let dir = tempfile::tempdir().unwrap();
         let prefix = format!("t.multi.{:x}.", rand::random::<u64>());
         let base =
-            std::fs::read_to_string("config/hr-sync.example.toml").unwrap().replace("topic_prefix = \"hr.v1.\"", &format!("topic_prefix = \"{prefix}\""));
+            edit(std::fs::read_to_string("config/hr-sync.example.toml").unwrap().replace("topic_prefix = \"hr.v1.\"", &format!("topic_prefix = \"{prefix}\"")));
         let system_config = dir.path().join("systems.toml");
         std::fs::write(&system_config, &base).unwrap();
         let systems_dir = dir.path().join("systems");

@@ -39,6 +39,8 @@ pub struct RunPlan {
     /// run's repair step send.
     pub(super) repairs_id: Option<String>,
     pub(super) deltas: Vec<(DataType, Delta)>,
+    /// Employees sent ahead to one target alone (`pre_start_days`), by target.
+    pub(super) pre_hires: Vec<(String, Delta)>,
     pub(super) newer_wins: BTreeMap<DataType, NewerWins>,
     /// The employees and grants the hub holds once the run is sent.
     pub(super) employees: Option<BTreeMap<CompactString, Employee>>,
@@ -62,6 +64,7 @@ impl RunPlan {
             scheduled: vec![],
             repairs_id: None,
             deltas: vec![],
+            pre_hires: vec![],
             newer_wins: BTreeMap::new(),
             employees: None,
             grants: None,
@@ -240,7 +243,7 @@ impl Hub {
     /// each on its own, as a run checks them: its changes before they are
     /// sent, its repairs once the systems are compared after.
     pub(super) fn describe(&self, plan: &mut RunPlan, count: Counting, repairs: Option<(&Reconciliation, &Repairs)>) -> Result<(), HubError> {
-        let (mut targets, mut identity) = blocking(|| self.classify(&plan.deltas))?;
+        let (mut targets, mut identity) = blocking(|| self.classify(&plan.deltas, &plan.pre_hires))?;
         blocking(|| self.count_records(&mut targets, count))?;
         let mut hold = self.hold_reasons(&targets);
         if let Some((found, repairs)) = repairs {
@@ -266,7 +269,11 @@ impl Hub {
     /// Per target and data type what `deltas` change there, and the text
     /// the plan id hashes (every change's type, key, operation, version and content).
     #[allow(clippy::type_complexity)]
-    fn classify(&self, deltas: &[(DataType, Delta)]) -> Result<(BTreeMap<String, BTreeMap<DataType, PlannedChanges>>, String), HubError> {
+    fn classify(
+        &self,
+        deltas: &[(DataType, Delta)],
+        pre_hires: &[(String, Delta)],
+    ) -> Result<(BTreeMap<String, BTreeMap<DataType, PlannedChanges>>, String), HubError> {
         use std::fmt::Write;
         let mut targets: BTreeMap<String, BTreeMap<DataType, PlannedChanges>> = BTreeMap::new();
         let mut identity = String::new();
@@ -281,6 +288,18 @@ impl Hub {
                         planned.count(op, &change.key, t.is_sensitive());
                     }
                 }
+            }
+        }
+        for (name, delta) in pre_hires {
+            let t = DataType::Employee;
+            for (i, change) in delta.changes.iter().enumerate() {
+                let _ = writeln!(identity, "{name}\t{t}\t{}\t{:?}\t{}\t{}", change.key, change.op, change.version, change.payload_json().unwrap_or(""));
+                let op = match (change.payload.is_some(), delta.creates(i)) {
+                    (false, _) => "delete",
+                    (true, true) => "create",
+                    (true, false) => "update",
+                };
+                targets.entry(name.clone()).or_default().entry(t).or_default().count(op, &change.key, false);
             }
         }
         Ok((targets, identity))

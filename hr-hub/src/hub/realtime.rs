@@ -182,7 +182,9 @@ impl Hub {
         if let Some(email) = &change.email {
             current.email = Some(email.as_str().into());
         }
-        if let Some(status) = change.status {
+        if change.status == Some(EmployeeStatus::PreHire) {
+            problem("field `status`: `pre_hire` is the hub's own, from the hire date in the export; give `active`, `on_leave` or `terminated`".into());
+        } else if let Some(status) = change.status {
             current.status = status;
             current.termination_date = match status {
                 EmployeeStatus::Terminated => Some(change.termination_date.unwrap_or_else(|| change.at.date_naive())),
