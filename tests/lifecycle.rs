@@ -350,6 +350,14 @@ fn hires_departures_and_rehires_take_effect_on_their_dates_and_pre_hires_reach_o
     run(13);
     assert_eq!(in_all(&hire_id), [None, Some(("pre_hire".into(), day(20))), None], "day 13");
     assert!(NAMES.iter().all(|name| grants_of(&hire_id, name).is_empty()), "day 13: a pre-hire's grants wait for the day");
+    // Lost in the directory: the next run finds it missing there and sends the pre-hire again, to it alone.
+    let conn = Connection::open(deployment.database("orgchart")).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(conn.execute("DELETE FROM employee WHERE id = ?1", [&hire_id]).unwrap(), 1);
+    drop(conn);
+    let repaired = deployment.run_hub(&["--today", &day(13)]);
+    assert_eq!(repaired["repaired"], json!({"employee": 1}), "{}", repaired["drift_found"]);
+    assert_eq!(in_all(&hire_id), [None, Some(("pre_hire".into(), day(20))), None], "day 13, repaired");
 
     // The start date slips by a day.
     data.people.iter_mut().find(|p| p.local_id == hire.local_id).unwrap().hire =
@@ -375,7 +383,7 @@ fn hires_departures_and_rehires_take_effect_on_their_dates_and_pre_hires_reach_o
     assert_eq!(in_all(&cancelled_id), [None, None, None], "day 16: the cancelled hire is deleted where it was sent");
     assert!(row(&deployment, "orgchart", "employee", &cancelled_id).is_some_and(|r| r.1));
 
-    // Rehired in company B with the same person key.
+    // Rehired in company B with the same person key, from day 18: until then the systems keep the leaver as they hold them.
     let mut rehire = data.people.iter().find(|p| p.company == 1).unwrap().clone();
     rehire.local_id = data.people.iter().filter(|p| p.company == 1).map(|p| p.local_id).max().unwrap() + 1;
     (rehire.person_key, rehire.status, rehire.updated, rehire.birth, rehire.given, rehire.surname) =
@@ -383,6 +391,8 @@ fn hires_departures_and_rehires_take_effect_on_their_dates_and_pre_hires_reach_o
     rehire.hire = (chrono::Datelike::year(&date(18)), chrono::Datelike::month(&date(18)), chrono::Datelike::day(&date(18)));
     data.people.push(rehire.clone());
     write(&data);
+    run(17);
+    assert_eq!(in_all(&leaver_id).map(|r| r.map(|(status, _)| status)), everywhere(Some("terminated".to_string())), "day 17: not deleted, not back yet");
     run(18);
     assert_eq!(in_all(&leaver_id).map(|r| r.map(|(status, _)| status)), everywhere(Some("active".to_string())), "day 18: rehired under the old id");
     assert_eq!(in_all(&format!("B-{}", rehire.local_id)), [None, None, None], "day 18: not created twice");

@@ -81,6 +81,13 @@ impl HeldBack {
         held
     }
 
+    /// Holds a person as the systems have them (their record, pay and
+    /// grants), for `why`: a rehire dated ahead keeps the record the systems
+    /// hold until the new hire date.
+    pub fn hold_person(&mut self, employee: &str, why: Quarantined) {
+        self.employees.entry(employee.to_string()).or_insert(why);
+    }
+
     /// The grants suspended by bad lines (see [`HeldBack`]).
     pub fn suspended(&self) -> &[Suspension] {
         &self.suspended

@@ -346,6 +346,9 @@ pub struct Ledger {
     audiences: BTreeMap<DataType, BTreeMap<String, FieldScope>>,
 }
 
+/// The origin of what one target alone is sent ([`Ledger::plan_own`]).
+const OWN_ORIGIN: &str = "hr-hub";
+
 /// What the ledger remembers of one key a target was sent alone.
 #[derive(Debug, Clone, Copy)]
 struct OwnEntry {
@@ -451,6 +454,9 @@ impl Ledger {
                target TEXT NOT NULL, data_type TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL,
                deleted INTEGER NOT NULL, PRIMARY KEY (target, data_type, key)) WITHOUT ROWID;
              CREATE INDEX IF NOT EXISTS target_version_by_key ON target_version (data_type, key);
+             CREATE TABLE IF NOT EXISTS own_reservation (
+               target TEXT NOT NULL, data_type TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL,
+               PRIMARY KEY (target, data_type, key)) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS target_content (
                target TEXT NOT NULL, data_type TEXT NOT NULL, key TEXT NOT NULL, hash BLOB NOT NULL,
                PRIMARY KEY (target, data_type, key)) WITHOUT ROWID;
@@ -778,12 +784,14 @@ impl Ledger {
             // Every target receives this version: what a repair gave some of them is superseded.
             let mut rejoin = tx.prepare_cached("DELETE FROM target_version WHERE data_type = ?1 AND key = ?2 AND version <= ?3").map_err(storage)?;
             let mut own_content_ends = tx.prepare_cached("DELETE FROM target_content WHERE data_type = ?1 AND key = ?2").map_err(storage)?;
+            let mut own_doubt_ends = tx.prepare_cached("DELETE FROM own_reservation WHERE data_type = ?1 AND key = ?2 AND version <= ?3").map_err(storage)?;
             for (change, hash) in delta.changes.iter().zip(&delta.hashes) {
                 let version = change.version as i64;
                 record.execute(params![data_type.as_str(), change.key, version, hash.map(|h| h.0.to_vec()), hash.is_none() as i64]).map_err(storage)?;
                 settle.execute(params![data_type.as_str(), change.key, version]).map_err(storage)?;
                 rejoin.execute(params![data_type.as_str(), change.key, version]).map_err(storage)?;
                 own_content_ends.execute(params![data_type.as_str(), change.key]).map_err(storage)?;
+                own_doubt_ends.execute(params![data_type.as_str(), change.key, version]).map_err(storage)?;
             }
             let mut scoped =
                 tx.prepare_cached("INSERT OR REPLACE INTO scoped_hash (data_type, audience, key, hash) VALUES (?1, ?2, ?3, ?4)").map_err(storage)?;
@@ -941,13 +949,17 @@ impl Ledger {
     /// Plans what `target` alone holds of `data_type` beside the ledger's
     /// records: a person a directory receives ahead of their hire date (see
     /// [`MergedState::pre_hires`]). Each of `records` (in key order) it does
-    /// not hold as given is sent at a version above every one issued for
-    /// the key; each it alone holds that `records` lacks is deleted, unless
-    /// `keep` says another change takes it over (the run sends the key to
-    /// every target, or it is held back). `scope` is the fields the target
-    /// goes without: the content compared is what it holds.
+    /// not hold as given is sent; each it alone holds that `records` lacks is
+    /// deleted, unless `keep` says another change takes it over (the run
+    /// sends the key to every target, or it is held back). A key whose last
+    /// send to it may have failed ([`reserve_own`](Self::reserve_own)) is
+    /// sent again. `scope` is the fields the target goes without: the
+    /// content compared is what it holds.
     ///
-    /// The delta's hashes are of that content: commit it with
+    /// Every version is above each one issued for its key, and above those
+    /// `given` holds (what this run gave other targets alone), which it
+    /// adds to: no two contents share a version, whichever target gets them.
+    /// The delta's hashes are of the target's content: commit it with
     /// [`commit_own`](Self::commit_own), never [`commit`](Self::commit).
     pub fn plan_own(
         &self,
@@ -956,31 +968,71 @@ impl Ledger {
         scope: &FieldScope,
         records: Vec<(String, Box<RawValue>)>,
         keep: impl Fn(&str) -> bool,
-        origin: &str,
+        given: &mut std::collections::HashMap<String, u64>,
     ) -> Result<Delta, LedgerError> {
-        let mut held: FxHashMap<String, OwnEntry> = self.target_versions(data_type, target)?.into_iter().filter(|(_, own)| own.held().is_some()).collect();
+        let own = self.target_versions(data_type, target)?;
+        let in_doubt = self.own_in_doubt(data_type, target, &own)?;
+        let mut held: FxHashMap<String, OwnEntry> = own.into_iter().filter(|(_, own)| own.held().is_some()).collect();
         let mut delta = Delta::default();
+        let mut next_version = |key: &str| -> Result<u64, LedgerError> {
+            let version = self.highest_issued(data_type, key)?.max(given.get(key).copied().unwrap_or(0)).saturating_add(1);
+            given.insert(key.to_string(), version);
+            Ok(version)
+        };
         for (key, payload) in records {
             let content = ContentHash::of(&scope.scoped_payload(data_type, payload.get())?);
             let before = held.remove(&key);
-            if before.is_some_and(|own| own.content == Some(content)) {
+            if before.is_some_and(|own| own.content == Some(content)) && !in_doubt.contains(&key) {
                 delta.unchanged += 1;
                 continue;
             }
-            let version = self.highest_issued(data_type, &key)?.saturating_add(1);
-            if delta.push(ChangeEnvelope::with_raw_payload(data_type, key, version, origin, Some(payload)), Some(content), before.is_none()) {
+            let version = next_version(&key)?;
+            if delta.push(ChangeEnvelope::with_raw_payload(data_type, key, version, OWN_ORIGIN, Some(payload)), Some(content), before.is_none()) {
                 *(if before.is_none() { &mut delta.created } else { &mut delta.updated }) += 1;
             }
         }
-        let mut gone: Vec<String> = held.into_keys().filter(|key| !keep(key)).collect();
+        // Deleted where it was (or may have been) sent, unless another change takes the key over.
+        let mut gone: Vec<String> = held.into_keys().chain(in_doubt).filter(|key| !keep(key) && !delta.changes.iter().any(|c| c.key == *key)).collect();
         gone.sort_unstable();
+        gone.dedup();
         for key in gone {
-            let version = self.highest_issued(data_type, &key)?.saturating_add(1);
-            if delta.push(ChangeEnvelope::delete(data_type, key, version, origin), None, false) {
+            let version = next_version(&key)?;
+            if delta.push(ChangeEnvelope::delete(data_type, key, version, OWN_ORIGIN), None, false) {
                 delta.deleted += 1;
             }
         }
         Ok(delta)
+    }
+
+    /// Keys whose version reserved for `target` alone is above what it is
+    /// known to hold: the send may have reached it, or not.
+    fn own_in_doubt(&self, data_type: DataType, target: &str, own: &[(String, OwnEntry)]) -> Result<Vec<String>, LedgerError> {
+        let known: FxHashMap<&str, u64> = own.iter().map(|(k, o)| (k.as_str(), o.version)).collect();
+        let mut stmt = self.conn.prepare_cached("SELECT key, version FROM own_reservation WHERE target = ?1 AND data_type = ?2").map_err(self.storage())?;
+        let rows = stmt.query_map(params![target, data_type.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))).map_err(self.storage())?;
+        let reserved: Vec<(String, u64)> = rows.collect::<Result<_, _>>().map_err(self.storage())?;
+        Ok(reserved.into_iter().filter(|(key, version)| known.get(key.as_str()).is_none_or(|held| version > held)).map(|(key, _)| key).collect())
+    }
+
+    /// [`reserve`](Self::reserve) for a delta from [`plan_own`](Self::plan_own):
+    /// what may reach `target` alone, kept apart from what every target may
+    /// hold, so a failed send is sent again to it alone.
+    pub fn reserve_own(&mut self, data_type: DataType, delta: &Delta, target: &str) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        let storage = |source| LedgerError::Storage { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(storage)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO own_reservation (target, data_type, key, version) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT (target, data_type, key) DO UPDATE SET version = max(version, excluded.version)",
+                )
+                .map_err(storage)?;
+            for change in &delta.changes {
+                stmt.execute(params![target, data_type.as_str(), change.key, change.version as i64]).map_err(storage)?;
+            }
+        }
+        tx.commit().map_err(storage)
     }
 
     /// Records that `target` alone received `delta` from
@@ -988,25 +1040,71 @@ impl Ledger {
     /// content it holds of its own until a change every target receives
     /// supersedes it.
     pub fn commit_own(&mut self, data_type: DataType, delta: &Delta, target: &str) -> Result<(), LedgerError> {
-        self.commit_to(data_type, delta, &[target.to_string()])?;
         let path = self.path.clone();
         let storage = |source| LedgerError::Storage { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(storage)?;
         {
+            let mut record = tx
+                .prepare_cached("INSERT OR REPLACE INTO target_version (target, data_type, key, version, deleted) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .map_err(storage)?;
             let mut keep =
                 tx.prepare_cached("INSERT OR REPLACE INTO target_content (target, data_type, key, hash) VALUES (?1, ?2, ?3, ?4)").map_err(storage)?;
+            let mut drop = tx.prepare_cached("DELETE FROM target_content WHERE target = ?1 AND data_type = ?2 AND key = ?3").map_err(storage)?;
+            let mut settle =
+                tx.prepare_cached("DELETE FROM own_reservation WHERE target = ?1 AND data_type = ?2 AND key = ?3 AND version <= ?4").map_err(storage)?;
             for (change, hash) in delta.changes.iter().zip(&delta.hashes) {
-                if let Some(hash) = hash {
-                    keep.execute(params![target, data_type.as_str(), change.key, hash.0.to_vec()]).map_err(storage)?;
+                let version = change.version as i64;
+                record.execute(params![target, data_type.as_str(), change.key, version, hash.is_none() as i64]).map_err(storage)?;
+                match hash {
+                    Some(hash) => keep.execute(params![target, data_type.as_str(), change.key, hash.0.to_vec()]),
+                    None => drop.execute(params![target, data_type.as_str(), change.key]),
                 }
+                .map_err(storage)?;
+                settle.execute(params![target, data_type.as_str(), change.key, version]).map_err(storage)?;
             }
         }
         tx.commit().map_err(storage)
     }
 
+    /// Forgets the content `target` holds of its own under `keys` (found
+    /// differing there): the next [`plan_own`](Self::plan_own) sends it again.
+    pub fn forget_own(&mut self, data_type: DataType, target: &str, keys: &[String]) -> Result<(), LedgerError> {
+        let path = self.path.clone();
+        let storage = |source| LedgerError::Storage { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(storage)?;
+        {
+            let mut drop = tx.prepare_cached("DELETE FROM target_content WHERE target = ?1 AND data_type = ?2 AND key = ?3").map_err(storage)?;
+            for key in keys {
+                drop.execute(params![target, data_type.as_str(), key]).map_err(storage)?;
+            }
+        }
+        tx.commit().map_err(storage)
+    }
+
+    /// Whether `target` holds content of its own under `key` (see [`plan_own`](Self::plan_own)).
+    pub fn holds_own(&self, data_type: DataType, target: &str, key: &str) -> Result<bool, LedgerError> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM target_content WHERE target = ?1 AND data_type = ?2 AND key = ?3")
+            .and_then(|mut stmt| stmt.query_row(params![target, data_type.as_str(), key], |_| Ok(())).optional())
+            .map(|found| found.is_some())
+            .map_err(self.storage())
+    }
+
+    /// The targets holding content of their own of `data_type`, or with a
+    /// send of it to them alone in doubt.
+    pub fn own_content_targets(&self, data_type: DataType) -> Result<Vec<String>, LedgerError> {
+        let sql = "SELECT target FROM target_content WHERE data_type = ?1 UNION SELECT target FROM own_reservation WHERE data_type = ?1";
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.storage())?;
+        let rows = stmt.query_map([data_type.as_str()], |r| r.get::<_, String>(0)).map_err(self.storage())?;
+        rows.collect::<Result<_, _>>().map_err(self.storage())
+    }
+
     /// Per key, the highest version some targets alone were sent.
+    /// Versions reserved for one target alone count: they may have left.
     fn sent_to_some(&self, data_type: DataType) -> Result<FxHashMap<String, u64>, LedgerError> {
-        let mut stmt = self.conn.prepare_cached("SELECT key, max(version) FROM target_version WHERE data_type = ?1 GROUP BY key").map_err(self.storage())?;
+        let sql = "SELECT key, max(version) FROM (SELECT key, version FROM target_version WHERE data_type = ?1 \
+                   UNION ALL SELECT key, version FROM own_reservation WHERE data_type = ?1) GROUP BY key";
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.storage())?;
         let rows = stmt.query_map([data_type.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))).map_err(self.storage())?;
         rows.collect::<Result<_, _>>().map_err(self.storage())
     }
@@ -1014,7 +1112,10 @@ impl Ledger {
     /// The highest version some targets alone were sent for one key.
     fn sent_to_some_of(&self, data_type: DataType, key: &str) -> Result<Option<u64>, LedgerError> {
         self.conn
-            .prepare_cached("SELECT max(version) FROM target_version WHERE data_type = ?1 AND key = ?2")
+            .prepare_cached(
+                "SELECT max(version) FROM (SELECT version FROM target_version WHERE data_type = ?1 AND key = ?2 \
+                 UNION ALL SELECT version FROM own_reservation WHERE data_type = ?1 AND key = ?2)",
+            )
             .and_then(|mut stmt| stmt.query_row(params![data_type.as_str(), key], |r| r.get::<_, Option<i64>>(0)))
             .map(|v| v.map(|v| v as u64))
             .map_err(self.storage())

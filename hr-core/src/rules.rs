@@ -92,7 +92,8 @@ impl MergedState {
         let window_ends = today.checked_add_days(chrono::Days::new(days.into())).unwrap_or(chrono::NaiveDate::MAX);
         self.employees
             .values()
-            .filter(|e| e.hire_date > today && e.hire_date <= window_ends)
+            // A hire withdrawn by marking the person terminated is nobody to prepare.
+            .filter(|e| e.hire_date > today && e.hire_date <= window_ends && e.status != EmployeeStatus::Terminated)
             .map(|e| Employee { status: EmployeeStatus::PreHire, ..e.clone() })
             .collect()
     }
@@ -102,6 +103,7 @@ impl MergedState {
     pub fn pre_hire_windows(&self, today: chrono::NaiveDate, days: u32, target: &str) -> Vec<Scheduled> {
         self.employees
             .values()
+            .filter(|e| e.status != EmployeeStatus::Terminated)
             .filter_map(|e| Some((e, e.hire_date.checked_sub_days(chrono::Days::new(days.into()))?)))
             .filter(|(_, opens)| *opens > today)
             .map(|(e, on)| Scheduled { on, employee: e.id.to_string(), change: "pre_hire", grant: None, target: Some(target.to_string()) })
@@ -422,11 +424,16 @@ mod tests {
             e.hire_date = day.parse().unwrap();
             e
         };
-        let people = [hire("E-1", "2026-03-16"), hire("E-2", "2026-03-17"), hire("E-3", "2026-03-09"), hire("E-4", "2026-03-10")];
+        let mut withdrawn = hire("E-5", "2026-03-12");
+        withdrawn.status = EmployeeStatus::Terminated;
+        let people = [hire("E-1", "2026-03-16"), hire("E-2", "2026-03-17"), hire("E-3", "2026-03-09"), hire("E-4", "2026-03-10"), withdrawn];
         let s = MergedState { employees: people.into_iter().map(|e| (e.id.clone(), e)).collect(), ..MergedState::default() };
         let ahead = s.pre_hires("2026-03-09".parse().unwrap(), 7);
         let listed: Vec<(&str, EmployeeStatus)> = ahead.iter().map(|e| (e.id.as_str(), e.status)).collect();
         assert_eq!(listed, [("E-1", EmployeeStatus::PreHire), ("E-4", EmployeeStatus::PreHire)], "seven days ahead, not eight; hired today is active");
         assert!(s.pre_hires("2026-03-09".parse().unwrap(), 0).is_empty());
+        let windows: Vec<(String, String)> =
+            s.pre_hire_windows("2026-03-09".parse().unwrap(), 7, "directory").iter().map(|d| (d.on.to_string(), d.employee.clone())).collect();
+        assert_eq!(windows, [("2026-03-10".to_string(), "E-2".to_string())], "opened already or withdrawn are not due");
     }
 }

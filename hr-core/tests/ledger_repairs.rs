@@ -320,7 +320,7 @@ fn content_one_target_holds_alone_is_expected_of_it_only_and_ends_when_every_tar
     let mut ledger = ledger_with_history();
     let full = hr_core::FieldScope::full();
     let own = |ledger: &Ledger, records: Vec<(String, Box<RawValue>)>, keep: &dyn Fn(&str) -> bool| {
-        ledger.plan_own(DataType::MasterData, "directory", &full, records, keep, "hub").unwrap()
+        ledger.plan_own(DataType::MasterData, "directory", &full, records, keep, &mut Default::default()).unwrap()
     };
     let expected = |ledger: &Ledger, target: &str| -> Vec<(String, u64, bool)> {
         let mut entries: Vec<(String, u64, bool)> =
@@ -334,7 +334,7 @@ fn content_one_target_holds_alone_is_expected_of_it_only_and_ends_when_every_tar
     let ahead = own(&ledger, vec![md("G2", "early"), md("G3", "early")], &|_| false);
     assert_eq!((ahead.created, ahead.updated, ahead.deleted), (2, 0, 0));
     assert_eq!((change(&ahead, "grade:G2").version, change(&ahead, "grade:G3").version), (3, 1), "above every version issued for the key");
-    ledger.reserve(DataType::MasterData, &ahead).unwrap();
+    ledger.reserve_own(DataType::MasterData, &ahead, "directory").unwrap();
     ledger.commit_own(DataType::MasterData, &ahead, "directory").unwrap();
     let held = expected(&ledger, "directory");
     assert!(held.contains(&("grade:G2".into(), 3, true)) && held.contains(&("grade:G3".into(), 1, true)), "{held:?}");
@@ -347,7 +347,7 @@ fn content_one_target_holds_alone_is_expected_of_it_only_and_ends_when_every_tar
     assert_eq!((moved.created, moved.updated, moved.deleted), (0, 1, 0), "G2 is kept: another change takes it over");
     let cancelled = own(&ledger, vec![md("G3", "early")], &|_| false);
     assert_eq!((cancelled.updated, cancelled.deleted), (0, 1));
-    ledger.reserve(DataType::MasterData, &cancelled).unwrap();
+    ledger.reserve_own(DataType::MasterData, &cancelled, "directory").unwrap();
     ledger.commit_own(DataType::MasterData, &cancelled, "directory").unwrap();
     assert!(expected(&ledger, "directory").contains(&("grade:G2".into(), 4, false)), "deleted where it was sent");
 
@@ -357,4 +357,30 @@ fn content_one_target_holds_alone_is_expected_of_it_only_and_ends_when_every_tar
     let after = own(&ledger, vec![], &|_| false);
     assert!(after.changes.is_empty(), "nothing of its own is left to delete: {:?}", after.changes);
     assert_eq!(expected(&ledger, "directory").iter().find(|e| e.0 == "grade:G3"), Some(&("grade:G3".into(), 2, true)));
+}
+
+/// A send to one target alone that may have failed is sent to it again,
+/// and to it only: what every target holds is not touched, and no version
+/// goes to two contents, whichever targets the run sends ahead to.
+#[test]
+fn a_send_to_one_target_alone_left_in_doubt_is_sent_again_to_it_and_versions_stay_unique_across_targets() {
+    let mut ledger = ledger_with_history();
+    let full = hr_core::FieldScope::full();
+    let mut given = Default::default();
+    let failed = ledger.plan_own(DataType::MasterData, "directory", &full, vec![md("G3", "early")], |_| false, &mut given).unwrap();
+    ledger.reserve_own(DataType::MasterData, &failed, "directory").unwrap();
+    // Not committed: the send failed. The next run of every target plans nothing for G3.
+    let every = ledger.plan(DataType::MasterData, vec![md("G1", "one''")], "hub", false).unwrap();
+    assert!(every.changes.is_empty(), "a failed send to one target is not an orphan of every target's: {:?}", every.changes);
+    // The directory gets it again, above the version in doubt; withdrawn, it gets a delete.
+    let again = ledger.plan_own(DataType::MasterData, "directory", &full, vec![md("G3", "early")], |_| false, &mut Default::default()).unwrap();
+    assert_eq!((again.created, change(&again, "grade:G3").version), (1, 2));
+    let withdrawn = ledger.plan_own(DataType::MasterData, "directory", &full, vec![], |_| false, &mut Default::default()).unwrap();
+    assert_eq!((withdrawn.deleted, change(&withdrawn, "grade:G3").version), (1, 2));
+    // Two targets in one run: each version once.
+    let mut given = Default::default();
+    let first = ledger.plan_own(DataType::MasterData, "directory", &full, vec![md("G3", "early")], |_| false, &mut given).unwrap();
+    let second = ledger.plan_own(DataType::MasterData, "badge-system", &full, vec![md("G3", "later")], |_| false, &mut given).unwrap();
+    assert_ne!(change(&first, "grade:G3").version, change(&second, "grade:G3").version);
+    assert_eq!(ledger.own_content_targets(DataType::MasterData).unwrap(), ["directory"], "a send in doubt counts");
 }

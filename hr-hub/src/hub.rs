@@ -557,8 +557,9 @@ impl Hub {
     /// `hub --approve` runs.
     pub fn plan_reconciled(&self, state: &MergedState, held: &HeldBack, found: &Reconciliation) -> Result<RunPlan, HubError> {
         let mut plan = self.plan(state, held)?;
-        let repairs = self.repairs_for(state, held, found, &plan.deltas)?;
-        self.describe(&mut plan, plan::Counting::Always, Some((found, &repairs)))?;
+        let (found, _) = self.without_pre_hire_drift(found)?;
+        let repairs = self.repairs_for(state, held, &found, &plan.deltas)?;
+        self.describe(&mut plan, plan::Counting::Always, Some((&found, &repairs)))?;
         Ok(plan)
     }
 
@@ -570,6 +571,8 @@ impl Hub {
     fn plan_counting(&self, state: &MergedState, types: &[DataType], held: &HeldBack, count: plan::Counting) -> Result<RunPlan, HubError> {
         let scheduled = if types.contains(&DataType::Employee) { self.scheduled(state) } else { vec![] };
         let undated = state;
+        let rehires = self.held_until_rehired(state, held)?;
+        let held = rehires.as_ref().unwrap_or(held);
         let dated = state.as_of(self.today());
         let state = dated.as_ref().unwrap_or(state);
         // Every delete is planned: `[safety]` decides whether the run may go.
@@ -661,19 +664,20 @@ impl Hub {
             return Err(HubError::Held { plan_id: plan.plan_id, reasons: plan.hold });
         }
         let RunPlan { plan_id, deltas, pre_hires, newer_wins, employees, grants, rejected, scheduled, .. } = plan;
-        let sent = match self.send(deltas, &[]).await {
-            Ok(mut outcome) => self.send_pre_hires(pre_hires).await.map(|(sent, receipt)| {
-                outcome.sent += sent;
-                outcome.receipt.merge(receipt);
-                outcome
-            }),
-            failed => failed,
+        let sent = self.send(deltas, &[]).await;
+        let audit = |hub: &mut Self, sent: bool| {
+            // What is due later stays in the ledger: `hub --status` lists it, whatever happens to this process.
+            let outcome = if sent { "sent" } else { "failed" };
+            let detail = serde_json::json!({"plan_id": plan_id, "outcome": outcome, "approved": approved.is_some(), "targets": counts, "scheduled": scheduled});
+            blocking(|| hub.ledger.audit("hub", "run", &detail))
         };
-        let outcome = if sent.is_ok() { "sent" } else { "failed" };
-        // What is due later stays in the ledger: `hub --status` lists it, whatever happens to this process.
-        let detail = serde_json::json!({"plan_id": plan_id, "outcome": outcome, "approved": approved.is_some(), "targets": counts, "scheduled": scheduled});
-        blocking(|| self.ledger.audit("hub", "run", &detail))?;
-        let mut outcome = sent?;
+        let mut outcome = match sent {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                audit(self, false)?;
+                return Err(e);
+            }
+        };
         // The plan's list: the deltas' own rejections and those made before planning (roles a system does not list).
         outcome.rejected = rejected;
         metrics::gauge!("hr_hub_held_back_records").set(outcome.held_back.len() as f64);
@@ -690,6 +694,12 @@ impl Hub {
         if let Some(grants) = grants {
             self.grants = grants;
         }
+        // What every target holds is settled above, whatever becomes of what some are sent ahead.
+        let ahead = self.send_pre_hires(pre_hires).await;
+        audit(self, ahead.is_ok())?;
+        let (sent, receipt) = ahead?;
+        outcome.sent += sent;
+        outcome.receipt.merge(receipt);
         Ok(outcome)
     }
 
@@ -950,6 +960,8 @@ impl Hub {
     /// repairs' plan ([`HubError::Held`]), unless this run's approval covers
     /// exactly these repairs.
     pub async fn repair(&mut self, state: &MergedState, held: &HeldBack, found: &Reconciliation) -> Result<RepairOutcome, HubError> {
+        let (found, pre_hires) = self.without_pre_hire_drift(found)?;
+        let found = &found;
         let repairs = self.repairs_for(state, held, found, &[])?;
         let mut plan = RunPlan::empty();
         self.describe(&mut plan, plan::Counting::WhereLimited, Some((found, &repairs)))?;
@@ -990,6 +1002,7 @@ impl Hub {
             outcome.sent.sent += sent;
             outcome.sent.receipt.merge(receipt);
         }
+        self.repair_pre_hires(state, held, pre_hires, &mut outcome).await?;
         Ok(outcome)
     }
 
@@ -1050,6 +1063,8 @@ impl Hub {
     /// first) is applied: a key it sends above every version a target holds
     /// needs no repair, and a key it sends is live or not as it says.
     fn repairs_for(&self, state: &MergedState, held: &HeldBack, found: &Reconciliation, sending: &[(DataType, Delta)]) -> Result<plan::Repairs, HubError> {
+        let rehires = self.held_until_rehired(state, held)?;
+        let held = rehires.as_ref().unwrap_or(held);
         let dated = state.as_of(self.today());
         let state = dated.as_ref().unwrap_or(state);
         let mut repairs = plan::Repairs::default();

@@ -74,7 +74,7 @@ impl RunPlan {
     /// How many changes the run would send (each once, whatever the fan-out),
     /// repairs not counted.
     pub fn changes(&self) -> usize {
-        self.deltas.iter().map(|(_, d)| d.changes.len()).sum()
+        self.deltas.iter().map(|(_, d)| d).chain(self.pre_hires.iter().map(|(_, d)| d)).map(|d| d.changes.len()).sum()
     }
 
     /// Whether the run waits for a person's approval.
