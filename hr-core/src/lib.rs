@@ -143,7 +143,7 @@ pub use quarantine::{Quarantined, Reason};
 pub use read_back::{ReadBackError, TargetReader, ALL_BUCKETS};
 pub use realtime::{apply_newer_wins, NewerWins, RealtimeChange};
 pub use routing::{RecordScope, Router, RoutingError, RoutingPolicy, TargetPolicy};
-pub use rules::{role_problem, Scheduled};
+pub use rules::{role_problem, CompanyDays, Scheduled};
 pub use schema::{
     is_id_char, is_valid_code, is_valid_id, Company, Compensation, DataType, Employee, EmployeeStatus, MasterData, OrgUnit, PermissionGrant, Record,
     RecordVisitor, UnknownDataType, MAX_CODE_BYTES, MAX_ID_BYTES, SCHEMA,

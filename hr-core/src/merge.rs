@@ -49,9 +49,19 @@ pub struct MergedState {
     /// whose effective date is later), each on its day; see
     /// [`scheduled`](Self::scheduled).
     pub scheduled_changes: Vec<Scheduled>,
+    /// Company A's offset from UTC in hours (`mapping.toml`), which its
+    /// people's dates are judged in (see [`days`](Self::days)); 0 for a
+    /// state built in code.
+    pub company_a_utc_offset_hours: i32,
 }
 
 impl MergedState {
+    /// Each company's day now by this state's offsets, or `fixed` in both
+    /// (see [`as_of`](Self::as_of)).
+    pub fn days(&self, fixed: Option<chrono::NaiveDate>) -> crate::CompanyDays {
+        crate::CompanyDays::at(self.company_a_utc_offset_hours, fixed)
+    }
+
     /// Number of records of a data type.
     pub fn count(&self, data_type: DataType) -> usize {
         struct Count<'a>(&'a MergedState);
@@ -289,7 +299,7 @@ pub fn merge(source: SourceData) -> MergeOutcome {
 
 /// [`merge`], keeping every person's remembered unified id (see [`Identities`]).
 pub fn merge_with_identities(mut source: SourceData, identities: &Identities) -> MergeOutcome {
-    let today = source.today_in(Company::B);
+    let days = crate::CompanyDays::at(source.a_utc_offset_hours, source.today);
     let scheduled_rows = source.take_scheduled();
     let scheduled_grants = source.take_scheduled_grants();
     let mut quarantined = source.quarantined;
@@ -308,7 +318,8 @@ pub fn merge_with_identities(mut source: SourceData, identities: &Identities) ->
     let (known, hires): (Vec<&str>, Vec<&str>) = not_yet_effective.iter().filter_map(|q| q.id.as_deref()).partition(|id| identities.get(id).is_some());
     held.extend(known.into_iter().map(|id| identities.unified(id).into()));
     let not_hired_yet: FxHashSet<&str> = hires.into_iter().collect();
-    let mut state = MergedState { exported_at: source.exported_at, scheduled_changes, ..MergedState::default() };
+    let mut state =
+        MergedState { exported_at: source.exported_at, scheduled_changes, company_a_utc_offset_hours: source.a_utc_offset_hours, ..MergedState::default() };
     state.learned_identities = Some(Sensitive::new(learned_identities(&persons, &placed, &key_identities, identities)));
     // Every reference is resolved while the records are whole; then their text moves into the merged records.
     // Three independent steps once the references are known: duplicates, org units, and managers with grants.
@@ -332,7 +343,7 @@ pub fn merge_with_identities(mut source: SourceData, identities: &Identities) ->
     });
     build_people(persons, placed, managers, &held, &mut state);
     state.master_data = merge_master_data(source.master_data, &mut quarantined);
-    let revoked_for_leavers = revoke_grants_of_leavers(&state.employees, &mut state.permissions, today);
+    let revoked_for_leavers = revoke_grants_of_leavers(&state.employees, &mut state.permissions, days);
 
     quarantined.sort();
     warnings.sort();
@@ -572,17 +583,17 @@ fn merge_permissions(
 
 /// A leaver holds no access: every grant of a terminated employee is
 /// revoked, as of when the termination was recorded. Returns how many.
-/// A leaver whose last day is `today` or later keeps access through it:
-/// the first run after it revokes ([`MergedState::as_of`]).
+/// A leaver whose last day is their company's day or later keeps access
+/// through it: the first run after it revokes ([`MergedState::as_of`]).
 fn revoke_grants_of_leavers(
     employees: &BTreeMap<CompactString, Employee>,
     permissions: &mut BTreeMap<CompactString, PermissionGrant>,
-    today: chrono::NaiveDate,
+    days: crate::CompanyDays,
 ) -> usize {
     let mut revoked = 0;
     for grant in permissions.values_mut() {
         let Some(holder) = employees.get(&grant.employee) else { continue };
-        if grant.granted && holder.status == EmployeeStatus::Terminated && holder.termination_date.is_none_or(|last| last < today) {
+        if grant.granted && holder.status == EmployeeStatus::Terminated && holder.termination_date.is_none_or(|last| last < days.of(holder.company)) {
             *grant = grant.revoked(holder.updated_at);
             revoked += 1;
         }

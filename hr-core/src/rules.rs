@@ -26,6 +26,66 @@ use crate::schema::{DataType, Employee, EmployeeStatus, MasterData, PermissionGr
 use compact_str::CompactString;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// The calendar day in each company, which its dates are judged by:
+/// company A's by `mapping.toml`'s `utc_offset_hours`, company B's in UTC.
+/// One fixed day in both for tests and backfills (`--today`).
+///
+/// ```
+/// use hr_core::{Company, CompanyDays};
+/// let day: chrono::NaiveDate = "2026-03-09".parse().unwrap();
+/// assert_eq!(CompanyDays::at(9, Some(day)).of(Company::A), day);
+/// let now = CompanyDays::now(9);
+/// assert!(now.of(Company::A) >= now.of(Company::B), "east of UTC, company A's day starts first");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompanyDays {
+    a: chrono::NaiveDate,
+    b: chrono::NaiveDate,
+}
+
+impl CompanyDays {
+    /// Each company's day now, company A's `a_utc_offset_hours` from UTC.
+    pub fn now(a_utc_offset_hours: i32) -> Self {
+        let now = chrono::Utc::now();
+        CompanyDays { a: (now + chrono::Duration::hours(a_utc_offset_hours.into())).date_naive(), b: now.date_naive() }
+    }
+
+    /// Company A's day `a` and company B's `b`.
+    pub fn new(a: chrono::NaiveDate, b: chrono::NaiveDate) -> Self {
+        CompanyDays { a, b }
+    }
+
+    /// `fixed` in both companies, if given; else [`now`](Self::now).
+    pub fn at(a_utc_offset_hours: i32, fixed: Option<chrono::NaiveDate>) -> Self {
+        fixed.map_or_else(|| Self::now(a_utc_offset_hours), Self::from)
+    }
+
+    /// The day in `company`.
+    pub fn of(&self, company: crate::schema::Company) -> chrono::NaiveDate {
+        match company {
+            crate::schema::Company::A => self.a,
+            crate::schema::Company::B => self.b,
+        }
+    }
+
+    /// The later of the two days: the first a change on a given day is due in.
+    pub fn latest(&self) -> chrono::NaiveDate {
+        self.a.max(self.b)
+    }
+
+    /// Both days one earlier (what they were yesterday).
+    pub fn previous(&self) -> Self {
+        CompanyDays { a: self.a.pred_opt().unwrap_or(self.a), b: self.b.pred_opt().unwrap_or(self.b) }
+    }
+}
+
+impl From<chrono::NaiveDate> for CompanyDays {
+    /// One day in both companies.
+    fn from(day: chrono::NaiveDate) -> Self {
+        CompanyDays { a: day, b: day }
+    }
+}
+
 /// A change the dates of a state hold for later (see [`MergedState::scheduled`]).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct Scheduled {
@@ -47,7 +107,8 @@ pub struct Scheduled {
 }
 
 impl MergedState {
-    /// This state as it stands on `today`, by the dates the source gives:
+    /// This state as it stands on `days` (each person by their company's
+    /// day; a plain date is that day in both), by the dates the source gives:
     /// - a person whose hire date is after `today` is not employed yet: left
     ///   out, with their grants and pay, until that day;
     /// - a person whose termination date is before `today` is terminated, as
@@ -57,13 +118,16 @@ impl MergedState {
     ///   later stays active through that day.
     ///
     /// `None` when no date changes anything today.
-    pub fn as_of(&self, today: chrono::NaiveDate) -> Option<MergedState> {
-        let not_yet = |e: &Employee| e.hire_date > today;
+    pub fn as_of(&self, days: impl Into<CompanyDays>) -> Option<MergedState> {
+        let days = days.into();
+        let not_yet = |e: &Employee| e.hire_date > days.of(e.company);
         // Left at the end of the last day: what the leaver's grants are revoked as of.
         let left_at = |last: chrono::NaiveDate| last.succ_opt().unwrap_or(last).and_time(chrono::NaiveTime::MIN).and_utc();
         let effective = |e: &Employee| match e.termination_date {
-            Some(last) if today > last && (e.status != EmployeeStatus::Terminated || e.updated_at < left_at(last)) => Some((EmployeeStatus::Terminated, last)),
-            Some(last) if today <= last && e.status == EmployeeStatus::Terminated => Some((EmployeeStatus::Active, last)),
+            Some(last) if days.of(e.company) > last && (e.status != EmployeeStatus::Terminated || e.updated_at < left_at(last)) => {
+                Some((EmployeeStatus::Terminated, last))
+            }
+            Some(last) if days.of(e.company) <= last && e.status == EmployeeStatus::Terminated => Some((EmployeeStatus::Active, last)),
             _ => None,
         };
         if !self.employees.values().any(|e| not_yet(e) || effective(e).is_some()) {
@@ -88,24 +152,27 @@ impl MergedState {
     /// date is at most `days` away: what a target with `pre_start_days =
     /// days` receives ahead, as [`EmployeeStatus::PreHire`] (their grants
     /// and pay wait for the hire date). In key order.
-    pub fn pre_hires(&self, today: chrono::NaiveDate, days: u32) -> Vec<Employee> {
-        let window_ends = today.checked_add_days(chrono::Days::new(days.into())).unwrap_or(chrono::NaiveDate::MAX);
+    pub fn pre_hires(&self, today: impl Into<CompanyDays>, days: u32) -> Vec<Employee> {
+        let today = today.into();
+        let ahead = |e: &Employee| e.hire_date > today.of(e.company);
+        let within = |e: &Employee| today.of(e.company).checked_add_days(chrono::Days::new(days.into())).is_none_or(|ends| e.hire_date <= ends);
         self.employees
             .values()
             // A hire withdrawn by marking the person terminated is nobody to prepare.
-            .filter(|e| e.hire_date > today && e.hire_date <= window_ends && e.status != EmployeeStatus::Terminated)
+            .filter(|e| ahead(e) && within(e) && e.status != EmployeeStatus::Terminated)
             .map(|e| Employee { status: EmployeeStatus::PreHire, ..e.clone() })
             .collect()
     }
 
     /// The days after `today` on which a target with `pre_start_days =
     /// days` starts receiving someone ahead (see [`pre_hires`](Self::pre_hires)).
-    pub fn pre_hire_windows(&self, today: chrono::NaiveDate, days: u32, target: &str) -> Vec<Scheduled> {
+    pub fn pre_hire_windows(&self, today: impl Into<CompanyDays>, days: u32, target: &str) -> Vec<Scheduled> {
+        let today = today.into();
         self.employees
             .values()
             .filter(|e| e.status != EmployeeStatus::Terminated)
             .filter_map(|e| Some((e, e.hire_date.checked_sub_days(chrono::Days::new(days.into()))?)))
-            .filter(|(_, opens)| *opens > today)
+            .filter(|(e, opens)| *opens > today.of(e.company))
             .map(|(e, on)| Scheduled { on, employee: e.id.to_string(), change: "pre_hire", grant: None, target: Some(target.to_string()) })
             .collect()
     }
@@ -116,10 +183,12 @@ impl MergedState {
     /// them, and the rows the export dates later
     /// ([`scheduled_changes`](Self::scheduled_changes)), which the first
     /// merge on or after their day applies.
-    pub fn scheduled(&self, today: chrono::NaiveDate) -> Vec<Scheduled> {
+    pub fn scheduled(&self, today: impl Into<CompanyDays>) -> Vec<Scheduled> {
+        let days = today.into();
         // Set aside by the merge, so not in effect yet in their company's day, whatever `today` is here.
         let mut due: Vec<Scheduled> = self.scheduled_changes.clone();
         for e in self.employees.values() {
+            let today = days.of(e.company);
             if e.hire_date > today {
                 due.push(Scheduled { on: e.hire_date, employee: e.id.to_string(), change: "hire", grant: None, target: None });
             }
@@ -363,7 +432,7 @@ mod tests {
                 effective_date: "2026-03-09".parse().unwrap(),
             },
         );
-        let on = |day: &str| s.as_of(day.parse().unwrap()).unwrap_or_else(|| s.clone());
+        let on = |day: &str| s.as_of(day.parse::<chrono::NaiveDate>().unwrap()).unwrap_or_else(|| s.clone());
 
         let before = on("2026-03-08");
         assert!(!before.employees.contains_key("E-1") && !before.compensation.contains_key("E-1"), "not employed yet");
@@ -383,18 +452,18 @@ mod tests {
         let mut active = person("E-3", "A-3", EmployeeStatus::Active, "2026-02-01T00:00:00Z");
         active.termination_date = Some("2026-03-01".parse().unwrap());
         let plain = MergedState { employees: [("E-3".into(), active)].into(), ..MergedState::default() };
-        assert_eq!(plain.as_of("2026-03-02".parse().unwrap()).unwrap().employees["E-3"].status, EmployeeStatus::Terminated);
-        assert!(plain.as_of("2026-03-01".parse().unwrap()).is_none());
+        assert_eq!(plain.as_of("2026-03-02".parse::<chrono::NaiveDate>().unwrap()).unwrap().employees["E-3"].status, EmployeeStatus::Terminated);
+        assert!(plain.as_of("2026-03-01".parse::<chrono::NaiveDate>().unwrap()).is_none());
         // Marked active by a change made after the last day: terminated all the same.
         let mut late = person("E-4", "A-4", EmployeeStatus::Active, "2026-03-05T00:00:00Z");
         late.termination_date = Some("2026-03-01".parse().unwrap());
         let late = MergedState { employees: [("E-4".into(), late)].into(), ..MergedState::default() };
-        assert_eq!(late.as_of("2026-03-09".parse().unwrap()).unwrap().employees["E-4"].status, EmployeeStatus::Terminated);
+        assert_eq!(late.as_of("2026-03-09".parse::<chrono::NaiveDate>().unwrap()).unwrap().employees["E-4"].status, EmployeeStatus::Terminated);
         // Terminated as of the end of the last day already: nothing to change, nothing copied.
         let mut done = person("E-5", "A-5", EmployeeStatus::Terminated, "2026-03-02T00:00:00Z");
         done.termination_date = Some("2026-03-01".parse().unwrap());
         let done = MergedState { employees: [("E-5".into(), done)].into(), ..MergedState::default() };
-        assert!(done.as_of("2026-03-09".parse().unwrap()).is_none());
+        assert!(done.as_of("2026-03-09".parse::<chrono::NaiveDate>().unwrap()).is_none());
     }
 
     #[test]
@@ -408,7 +477,7 @@ mod tests {
         let mut left = person("E-4", "A-4", EmployeeStatus::Terminated, "2026-02-01T00:00:00Z");
         left.termination_date = Some("2026-03-08".parse().unwrap());
         let s = MergedState { employees: [hire, today_hire, leaving, left].into_iter().map(|e| (e.id.clone(), e)).collect(), ..MergedState::default() };
-        let scheduled = s.scheduled("2026-03-09".parse().unwrap());
+        let scheduled = s.scheduled("2026-03-09".parse::<chrono::NaiveDate>().unwrap());
         let due: Vec<(String, &str, &str)> = scheduled.iter().map(|d| (d.on.to_string(), d.employee.as_str(), d.change)).collect();
         assert_eq!(
             due,
@@ -428,12 +497,30 @@ mod tests {
         withdrawn.status = EmployeeStatus::Terminated;
         let people = [hire("E-1", "2026-03-16"), hire("E-2", "2026-03-17"), hire("E-3", "2026-03-09"), hire("E-4", "2026-03-10"), withdrawn];
         let s = MergedState { employees: people.into_iter().map(|e| (e.id.clone(), e)).collect(), ..MergedState::default() };
-        let ahead = s.pre_hires("2026-03-09".parse().unwrap(), 7);
+        let ahead = s.pre_hires("2026-03-09".parse::<chrono::NaiveDate>().unwrap(), 7);
         let listed: Vec<(&str, EmployeeStatus)> = ahead.iter().map(|e| (e.id.as_str(), e.status)).collect();
         assert_eq!(listed, [("E-1", EmployeeStatus::PreHire), ("E-4", EmployeeStatus::PreHire)], "seven days ahead, not eight; hired today is active");
-        assert!(s.pre_hires("2026-03-09".parse().unwrap(), 0).is_empty());
+        assert!(s.pre_hires("2026-03-09".parse::<chrono::NaiveDate>().unwrap(), 0).is_empty());
         let windows: Vec<(String, String)> =
-            s.pre_hire_windows("2026-03-09".parse().unwrap(), 7, "directory").iter().map(|d| (d.on.to_string(), d.employee.clone())).collect();
+            s.pre_hire_windows("2026-03-09".parse::<chrono::NaiveDate>().unwrap(), 7, "directory").iter().map(|d| (d.on.to_string(), d.employee.clone())).collect();
         assert_eq!(windows, [("2026-03-10".to_string(), "E-2".to_string())], "opened already or withdrawn are not due");
+    }
+
+    #[test]
+    fn each_person_is_judged_by_their_own_companys_day() {
+        let mut a_leaver = person("A-1", "A-1", EmployeeStatus::Terminated, "2026-02-01T00:00:00Z");
+        a_leaver.termination_date = Some("2026-03-08".parse().unwrap());
+        let mut b_leaver = person("B-1", "B-1", EmployeeStatus::Terminated, "2026-02-01T00:00:00Z");
+        (b_leaver.company, b_leaver.termination_date) = (crate::schema::Company::B, Some("2026-03-08".parse().unwrap()));
+        let mut a_hire = person("A-2", "A-2", EmployeeStatus::Active, "2026-02-01T00:00:00Z");
+        a_hire.hire_date = "2026-03-09".parse().unwrap();
+        let s = MergedState { employees: [a_leaver, b_leaver, a_hire].into_iter().map(|e| (e.id.clone(), e)).collect(), ..MergedState::default() };
+        // 2026-03-09 00:30 in company A (UTC+9) is still 2026-03-08 in UTC.
+        let days = CompanyDays::new("2026-03-09".parse().unwrap(), "2026-03-08".parse().unwrap());
+        let on = s.as_of(days).unwrap();
+        assert_eq!(on.employees["A-1"].status, EmployeeStatus::Terminated, "company A's last day is over");
+        assert_eq!(on.employees["B-1"].status, EmployeeStatus::Active, "company B's is not");
+        assert!(on.employees.contains_key("A-2"), "company A's hire day has come");
+        assert_eq!(s.scheduled(days).iter().map(|d| d.employee.as_str()).collect::<Vec<_>>(), ["B-1"]);
     }
 }

@@ -399,9 +399,11 @@ impl Hub {
         Ok(targets)
     }
 
-    /// Runs as if today were `day` (`None`: the clock's day, in UTC): hires,
-    /// departures and grant expiry are judged by it (see
-    /// [`MergedState::as_of`]). For tests and backfills; a deployment leaves it unset.
+    /// Runs as if today were `day` in both companies (`None`: the clock's
+    /// day in each, company A's by its `utc_offset_hours`, see
+    /// [`MergedState::days`]): hires, departures and pre-hires are judged by
+    /// it (see [`MergedState::as_of`]), and grant expiry (in UTC). For tests
+    /// and backfills; a deployment leaves it unset.
     pub fn set_today(&mut self, day: Option<chrono::NaiveDate>) {
         self.today = day;
     }
@@ -573,7 +575,7 @@ impl Hub {
         let undated = state;
         let rehires = self.held_until_rehired(state, held)?;
         let held = rehires.as_ref().unwrap_or(held);
-        let dated = state.as_of(self.today());
+        let dated = state.as_of(state.days(self.today));
         let state = dated.as_ref().unwrap_or(state);
         // Every delete is planned: `[safety]` decides whether the run may go.
         let options = PlanOptions { allow_mass_delete: true, hold: Some(held) };
@@ -1065,7 +1067,7 @@ impl Hub {
     fn repairs_for(&self, state: &MergedState, held: &HeldBack, found: &Reconciliation, sending: &[(DataType, Delta)]) -> Result<plan::Repairs, HubError> {
         let rehires = self.held_until_rehired(state, held)?;
         let held = rehires.as_ref().unwrap_or(held);
-        let dated = state.as_of(self.today());
+        let dated = state.as_of(state.days(self.today));
         let state = dated.as_ref().unwrap_or(state);
         let mut repairs = plan::Repairs::default();
         // A repair sends what a run would: expired and suspended grants revoked.

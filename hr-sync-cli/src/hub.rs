@@ -21,7 +21,7 @@
 //! /hr/v1/employees/{id}`) behind the bearer token in `HR_HUB_TOKEN`, and
 //! keeps serving after the run until Ctrl-C. Calls and runs share the hub
 //! behind one lock, so they never interleave; newer wins between them.
-use hr_core::{DataType, HeldBack, HeldRecord, Ledger, MergeReport, Sensitive};
+use hr_core::{CompanyDays, DataType, HeldBack, HeldRecord, Ledger, MergeReport, Sensitive};
 use hr_demo::console::{Console, LogFormat};
 use hr_hub::{acl_commands, hub_api, load_and_merge, ApiConfig, ApiGate, Hub, HubConfig, HubError, Reconciliation, RepairOutcome, SyncOutcome};
 use hr_transport_kafka::{ensure_topics, group_lag, wait_until_applied, BrokerStatus, BrokerWatch, KafkaConfig};
@@ -290,7 +290,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     loop {
         let run_id = uuid::Uuid::new_v4().to_string();
         let a_offset = config.mapping_for(args.input()).map_or(0, |m| m.company_a.utc_offset_hours);
-        let days_at_run = CompanyDays::now(a_offset, args.today);
+        let days_at_run = CompanyDays::at(a_offset, args.today);
         let run = async {
             let outcome = match connected(&mut hub, &args, &config, &rest, brokers.as_ref()).await {
                 Ok((hub, new)) => {
@@ -479,19 +479,6 @@ fn first_due(plan: &serde_json::Value) -> Option<chrono::NaiveDate> {
     plan["scheduled"].as_array()?.iter().filter_map(|due| due["on"].as_str()?.parse().ok()).min()
 }
 
-/// The calendar day in each company: company A's by `mapping.toml`'s
-/// offset, company B's (and the hub's) in UTC; both the fixed day under `--today`.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct CompanyDays([chrono::NaiveDate; 2]);
-
-impl CompanyDays {
-    fn now(a_offset: i32, fixed: Option<chrono::NaiveDate>) -> Self {
-        let now = chrono::Utc::now();
-        let a = (now + chrono::Duration::hours(a_offset.into())).date_naive();
-        CompanyDays([fixed.unwrap_or(a), fixed.unwrap_or(now.date_naive())])
-    }
-}
-
 /// When a scheduled change comes due: the first day one does, and the
 /// companies' days when the last run started.
 struct DueWatch {
@@ -506,8 +493,8 @@ impl DueWatch {
     /// after the first due day: once per change of day, so a run that
     /// failed before planning does not wake every check.
     fn due(&self) -> bool {
-        let days = CompanyDays::now(self.a_offset, self.fixed);
-        days != self.days_at_run && days.0.iter().any(|day| *day >= self.next)
+        let days = CompanyDays::at(self.a_offset, self.fixed);
+        days != self.days_at_run && days.latest() >= self.next
     }
 }
 
@@ -1034,14 +1021,15 @@ mod tests {
 
     #[test]
     fn a_scheduled_change_wakes_the_hub_once_when_a_companys_day_reaches_it() {
-        let today = CompanyDays::now(9, None);
-        let yesterday = CompanyDays(today.0.map(|d| d.pred_opt().unwrap()));
+        let today = CompanyDays::now(9);
+        let yesterday = today.previous();
+        let a_day = today.of(hr_core::Company::A);
         let watch = |days_at_run, next| DueWatch { next, days_at_run, a_offset: 9, fixed: None };
-        assert!(watch(yesterday, today.0[0]).due(), "company A's day reached the due day since the last run");
-        assert!(!watch(today, today.0[0]).due(), "a run already started on this day: no second wake");
-        assert!(!watch(yesterday, today.0[0].succ_opt().unwrap().succ_opt().unwrap()).due(), "not due yet");
+        assert!(watch(yesterday, a_day).due(), "company A's day reached the due day since the last run");
+        assert!(!watch(today, a_day).due(), "a run already started on this day: no second wake");
+        assert!(!watch(yesterday, a_day.succ_opt().unwrap().succ_opt().unwrap()).due(), "not due yet");
         let fixed = "2026-03-01".parse().ok();
-        let frozen = DueWatch { next: "2026-03-01".parse().unwrap(), days_at_run: CompanyDays::now(9, fixed), a_offset: 9, fixed };
+        let frozen = DueWatch { next: "2026-03-01".parse().unwrap(), days_at_run: CompanyDays::at(9, fixed), a_offset: 9, fixed };
         assert!(!frozen.due(), "under --today the day never changes");
     }
 }

@@ -161,11 +161,7 @@ impl SourceData {
 
     /// The day a row of `company` is judged by.
     pub(crate) fn today_in(&self, company: Company) -> NaiveDate {
-        let now = Utc::now();
-        self.today.unwrap_or_else(|| match company {
-            Company::A => (now + chrono::Duration::hours(self.a_utc_offset_hours.into())).date_naive(),
-            Company::B => now.date_naive(),
-        })
+        crate::CompanyDays::at(self.a_utc_offset_hours, self.today).of(company)
     }
 
     /// Sets aside every grant line dated to take effect after the day (in

@@ -15,9 +15,10 @@ impl Hub {
     /// ([`MergedState::scheduled`]), with the days each target with
     /// `pre_start_days` starts receiving someone ahead.
     pub fn scheduled(&self, state: &MergedState) -> Vec<hr_core::Scheduled> {
-        let mut due = state.scheduled(self.today());
+        let today = state.days(self.today);
+        let mut due = state.scheduled(today);
         for (target, days) in self.pre_start_targets() {
-            due.extend(state.pre_hire_windows(self.today(), days, target));
+            due.extend(state.pre_hire_windows(today, days, target));
         }
         due.sort();
         due
@@ -34,9 +35,9 @@ impl Hub {
     /// the systems hold until that day, not deleted meanwhile. `None` when
     /// there is none.
     pub(super) fn held_until_rehired(&self, state: &MergedState, held: &HeldBack) -> Result<Option<HeldBack>, HubError> {
-        let today = self.today();
+        let today = state.days(self.today);
         let mut more: Option<HeldBack> = None;
-        for person in state.employees.values().filter(|e| e.hire_date > today) {
+        for person in state.employees.values().filter(|e| e.hire_date > today.of(e.company)) {
             if blocking(|| self.ledger.version_of(DataType::Employee, &person.id))?.is_none_or(|(_, deleted)| deleted) {
                 continue;
             }
@@ -79,7 +80,7 @@ impl Hub {
         let mut planned = vec![];
         for (target, days) in targets {
             let mut records = vec![];
-            for person in days.map(|days| state.pre_hires(self.today(), days)).unwrap_or_default() {
+            for person in days.map(|days| state.pre_hires(state.days(self.today), days)).unwrap_or_default() {
                 // Someone every target holds already (a rehire) is not sent ahead.
                 let everywhere = blocking(|| ledger.version_of(DataType::Employee, &person.id))?.is_some_and(|(_, deleted)| !deleted);
                 if !everywhere && !taken(&person.id) {
