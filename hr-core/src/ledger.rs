@@ -215,6 +215,25 @@ impl Delta {
         self.creates.get(index).copied().unwrap_or(false)
     }
 
+    /// Keeps only the changes `keep` accepts, recounting what they do.
+    pub fn retain(&mut self, keep: impl Fn(&ChangeEnvelope) -> bool) {
+        let mut kept = Delta { held_back: std::mem::take(&mut self.held_back), rejected: std::mem::take(&mut self.rejected), ..Delta::default() };
+        let changes = std::mem::take(&mut self.changes).into_iter().zip(std::mem::take(&mut self.hashes)).zip(std::mem::take(&mut self.creates));
+        for ((change, hash), creates) in changes.filter(|((change, _), _)| keep(change)) {
+            *(match (change.payload.is_some(), creates) {
+                (false, _) => &mut kept.deleted,
+                (true, true) => &mut kept.created,
+                (true, false) => &mut kept.updated,
+            }) += 1;
+            kept.changes.push(change);
+            kept.hashes.push(hash);
+            kept.creates.push(creates);
+        }
+        kept.unchanged = self.unchanged;
+        kept.retried = self.retried;
+        *self = kept;
+    }
+
     fn push(&mut self, change: ChangeEnvelope, hash: Option<ContentHash>, creates: bool) -> bool {
         if let Err(e) = change.validate() {
             let problem = match e {
@@ -741,11 +760,14 @@ impl Ledger {
             let mut settle = tx.prepare_cached("DELETE FROM reservation WHERE data_type = ?1 AND key = ?2 AND version <= ?3").map_err(storage)?;
             // A repair carries the ledger's content: whatever a target held of its own under the key is gone.
             let mut own_content_ends = tx.prepare_cached("DELETE FROM target_content WHERE target = ?1 AND data_type = ?2 AND key = ?3").map_err(storage)?;
+            let mut own_doubt_ends =
+                tx.prepare_cached("DELETE FROM own_reservation WHERE target = ?1 AND data_type = ?2 AND key = ?3 AND version <= ?4").map_err(storage)?;
             for change in &delta.changes {
                 let version = change.version as i64;
                 for target in targets {
                     record.execute(params![target, data_type.as_str(), change.key, version, change.payload.is_none() as i64]).map_err(storage)?;
                     own_content_ends.execute(params![target, data_type.as_str(), change.key]).map_err(storage)?;
+                    own_doubt_ends.execute(params![target, data_type.as_str(), change.key, version]).map_err(storage)?;
                 }
                 settle.execute(params![data_type.as_str(), change.key, version]).map_err(storage)?;
             }
@@ -992,7 +1014,8 @@ impl Ledger {
             }
         }
         // Deleted where it was (or may have been) sent, unless another change takes the key over.
-        let mut gone: Vec<String> = held.into_keys().chain(in_doubt).filter(|key| !keep(key) && !delta.changes.iter().any(|c| c.key == *key)).collect();
+        let sent: std::collections::HashSet<&str> = delta.changes.iter().map(|c| c.key.as_str()).collect();
+        let mut gone: Vec<String> = held.into_keys().chain(in_doubt).filter(|key| !keep(key) && !sent.contains(key.as_str())).collect();
         gone.sort_unstable();
         gone.dedup();
         for key in gone {

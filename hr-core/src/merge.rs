@@ -95,7 +95,9 @@ impl MergedState {
         impl RecordVisitor for Copy<'_> {
             type Output = MergedState;
             fn visit<R: Record>(self) -> MergedState {
-                let mut only = MergedState { exported_at: self.0.exported_at, ..MergedState::default() };
+                let source = self.0;
+                let mut only =
+                    MergedState { exported_at: source.exported_at, company_a_utc_offset_hours: source.company_a_utc_offset_hours, ..MergedState::default() };
                 *R::map_mut(&mut only) = R::map(self.0).clone();
                 only
             }

@@ -121,10 +121,13 @@ impl MergedState {
     pub fn as_of(&self, days: impl Into<CompanyDays>) -> Option<MergedState> {
         let days = days.into();
         let not_yet = |e: &Employee| e.hire_date > days.of(e.company);
-        // Left at the end of the last day: what the leaver's grants are revoked as of.
-        let left_at = |last: chrono::NaiveDate| last.succ_opt().unwrap_or(last).and_time(chrono::NaiveTime::MIN).and_utc();
+        // Left at the end of the last day in their company: what the leaver's grants are revoked as of.
+        let left_at = |e: &Employee, last: chrono::NaiveDate| {
+            let offset = if e.company == crate::schema::Company::A { self.company_a_utc_offset_hours } else { 0 };
+            last.succ_opt().unwrap_or(last).and_time(chrono::NaiveTime::MIN).and_utc() - chrono::Duration::hours(offset.into())
+        };
         let effective = |e: &Employee| match e.termination_date {
-            Some(last) if days.of(e.company) > last && (e.status != EmployeeStatus::Terminated || e.updated_at < left_at(last)) => {
+            Some(last) if days.of(e.company) > last && (e.status != EmployeeStatus::Terminated || e.updated_at < left_at(e, last)) => {
                 Some((EmployeeStatus::Terminated, last))
             }
             Some(last) if days.of(e.company) <= last && e.status == EmployeeStatus::Terminated => Some((EmployeeStatus::Active, last)),
@@ -142,7 +145,7 @@ impl MergedState {
             let Some((status, last)) = effective(employee) else { continue };
             employee.status = status;
             if status == EmployeeStatus::Terminated {
-                employee.updated_at = employee.updated_at.max(left_at(last));
+                employee.updated_at = employee.updated_at.max(left_at(employee, last));
             }
         }
         Some(state)
@@ -501,8 +504,11 @@ mod tests {
         let listed: Vec<(&str, EmployeeStatus)> = ahead.iter().map(|e| (e.id.as_str(), e.status)).collect();
         assert_eq!(listed, [("E-1", EmployeeStatus::PreHire), ("E-4", EmployeeStatus::PreHire)], "seven days ahead, not eight; hired today is active");
         assert!(s.pre_hires("2026-03-09".parse::<chrono::NaiveDate>().unwrap(), 0).is_empty());
-        let windows: Vec<(String, String)> =
-            s.pre_hire_windows("2026-03-09".parse::<chrono::NaiveDate>().unwrap(), 7, "directory").iter().map(|d| (d.on.to_string(), d.employee.clone())).collect();
+        let windows: Vec<(String, String)> = s
+            .pre_hire_windows("2026-03-09".parse::<chrono::NaiveDate>().unwrap(), 7, "directory")
+            .iter()
+            .map(|d| (d.on.to_string(), d.employee.clone()))
+            .collect();
         assert_eq!(windows, [("2026-03-10".to_string(), "E-2".to_string())], "opened already or withdrawn are not due");
     }
 
@@ -517,8 +523,10 @@ mod tests {
         let s = MergedState { employees: [a_leaver, b_leaver, a_hire].into_iter().map(|e| (e.id.clone(), e)).collect(), ..MergedState::default() };
         // 2026-03-09 00:30 in company A (UTC+9) is still 2026-03-08 in UTC.
         let days = CompanyDays::new("2026-03-09".parse().unwrap(), "2026-03-08".parse().unwrap());
+        let s = MergedState { company_a_utc_offset_hours: 9, ..s };
         let on = s.as_of(days).unwrap();
         assert_eq!(on.employees["A-1"].status, EmployeeStatus::Terminated, "company A's last day is over");
+        assert_eq!(on.employees["A-1"].updated_at, at("2026-03-08T15:00:00Z"), "as of midnight in company A, never ahead of the clock there");
         assert_eq!(on.employees["B-1"].status, EmployeeStatus::Active, "company B's is not");
         assert!(on.employees.contains_key("A-2"), "company A's hire day has come");
         assert_eq!(s.scheduled(days).iter().map(|d| d.employee.as_str()).collect::<Vec<_>>(), ["B-1"]);

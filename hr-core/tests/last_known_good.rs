@@ -294,7 +294,8 @@ fn a_person_whose_only_row_is_dated_later_keeps_what_the_systems_hold_until_that
     let waiting: Vec<(&str, Option<&str>)> = outcome.report.not_yet_effective.iter().map(|q| (q.file.as_str(), q.id.as_deref())).collect();
     assert_eq!(waiting, [("company_a/employees.csv", Some("A-1"))]);
     assert!(outcome.report.quarantined.is_empty(), "a row dated later is not an error: {:?}", outcome.report.quarantined);
-    let due: Vec<(String, String)> = outcome.state.scheduled("2026-02-20".parse::<chrono::NaiveDate>().unwrap()).iter().map(|s| (s.on.to_string(), s.employee.clone())).collect();
+    let due: Vec<(String, String)> =
+        outcome.state.scheduled("2026-02-20".parse::<chrono::NaiveDate>().unwrap()).iter().map(|s| (s.on.to_string(), s.employee.clone())).collect();
     assert_eq!(due, [("2026-03-01".to_string(), "A-1".to_string())]);
     // On the day, the move applies: the record, and pay effective that day; grants untouched.
     let (outcome, deltas) = run_on(&mut ledger, &input, Some("2026-03-01"));

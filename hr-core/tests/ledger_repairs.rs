@@ -384,3 +384,16 @@ fn a_send_to_one_target_alone_left_in_doubt_is_sent_again_to_it_and_versions_sta
     assert_ne!(change(&first, "grade:G3").version, change(&second, "grade:G3").version);
     assert_eq!(ledger.own_content_targets(DataType::MasterData).unwrap(), ["directory"], "a send in doubt counts");
 }
+
+#[test]
+fn a_delta_narrowed_to_some_keys_counts_only_what_it_still_sends() {
+    let mut ledger = ledger_with_history();
+    let mut delta = ledger.plan(DataType::MasterData, vec![md("G1", "changed"), md("G3", "new")], "hub", true).unwrap();
+    assert_eq!((delta.created, delta.updated, delta.deleted), (1, 1, 0));
+    delta.retain(|change| change.key == "grade:G3");
+    assert_eq!((delta.created, delta.updated, delta.deleted, delta.changes.len()), (1, 0, 0, 1));
+    ledger.reserve(DataType::MasterData, &delta).unwrap();
+    ledger.commit(DataType::MasterData, &delta).unwrap();
+    assert_eq!(ledger.version_of(DataType::MasterData, "grade:G3").unwrap(), Some((1, false)), "the kept change's content and version go together");
+    assert_eq!(ledger.version_of(DataType::MasterData, "grade:G1").unwrap(), Some((3, false)), "the change left out is not recorded");
+}

@@ -413,8 +413,8 @@ impl Hub {
         self.today
     }
 
-    /// The day runs judge dates by: [`set_today`](Self::set_today)'s, else
-    /// today's date in UTC.
+    /// The day grant dates are judged by: [`set_today`](Self::set_today)'s,
+    /// else today's date in UTC (people's dates: [`MergedState::days`]).
     pub fn today(&self) -> chrono::NaiveDate {
         self.today.unwrap_or_else(|| chrono::Utc::now().date_naive())
     }
@@ -559,8 +559,9 @@ impl Hub {
     /// `hub --approve` runs.
     pub fn plan_reconciled(&self, state: &MergedState, held: &HeldBack, found: &Reconciliation) -> Result<RunPlan, HubError> {
         let mut plan = self.plan(state, held)?;
-        let (found, _) = self.without_pre_hire_drift(found)?;
-        let repairs = self.repairs_for(state, held, &found, &plan.deltas)?;
+        let (found, pre_hires) = self.without_pre_hire_drift(found)?;
+        let mut repairs = self.repairs_for(state, held, &found, &plan.deltas)?;
+        repairs.pre_hires = pre_hires;
         self.describe(&mut plan, plan::Counting::Always, Some((&found, &repairs)))?;
         Ok(plan)
     }
@@ -571,11 +572,13 @@ impl Hub {
     }
 
     fn plan_counting(&self, state: &MergedState, types: &[DataType], held: &HeldBack, count: plan::Counting) -> Result<RunPlan, HubError> {
-        let scheduled = if types.contains(&DataType::Employee) { self.scheduled(state) } else { vec![] };
+        // One reading of the clock for the whole plan: a midnight passing while it plans changes nothing in it.
+        let days = state.days(self.today);
+        let scheduled = if types.contains(&DataType::Employee) { self.scheduled_on(state, days) } else { vec![] };
         let undated = state;
-        let rehires = self.held_until_rehired(state, held)?;
+        let rehires = self.held_until_rehired(state, held, days)?;
         let held = rehires.as_ref().unwrap_or(held);
-        let dated = state.as_of(state.days(self.today));
+        let dated = state.as_of(days);
         let state = dated.as_ref().unwrap_or(state);
         // Every delete is planned: `[safety]` decides whether the run may go.
         let options = PlanOptions { allow_mass_delete: true, hold: Some(held) };
@@ -612,7 +615,7 @@ impl Hub {
         let ledger = &self.ledger;
         let deltas = blocking(|| types.iter().map(|t| Ok((*t, ledger.plan_state(source(*t), *t, "hr-hub", &options)?))).collect::<Result<Vec<_>, HubError>>())?;
         rejected.extend(deltas.iter().flat_map(|(_, d)| d.rejected.iter().cloned()));
-        let pre_hires = if types.contains(&DataType::Employee) { self.plan_pre_hires(undated, &deltas, held)? } else { vec![] };
+        let pre_hires = if types.contains(&DataType::Employee) { self.plan_pre_hires(undated, &deltas, held, days)? } else { vec![] };
         rejected.extend(pre_hires.iter().flat_map(|(_, d)| d.rejected.iter().cloned()));
         let mut plan = RunPlan {
             plan_id: String::new(),
@@ -964,7 +967,8 @@ impl Hub {
     pub async fn repair(&mut self, state: &MergedState, held: &HeldBack, found: &Reconciliation) -> Result<RepairOutcome, HubError> {
         let (found, pre_hires) = self.without_pre_hire_drift(found)?;
         let found = &found;
-        let repairs = self.repairs_for(state, held, found, &[])?;
+        let mut repairs = self.repairs_for(state, held, found, &[])?;
+        repairs.pre_hires = pre_hires;
         let mut plan = RunPlan::empty();
         self.describe(&mut plan, plan::Counting::WhereLimited, Some((found, &repairs)))?;
         // An approval of exactly these repairs is used up here, needed or not; one of others lapses.
@@ -984,6 +988,7 @@ impl Hub {
             let detail = serde_json::json!({"plan_id": plan.plan_id, "outcome": "sent", "approved": true, "targets": plan.targets, "repairs": true});
             blocking(|| self.ledger.audit("hub", "run", &detail))?;
         }
+        let pre_hires = std::mem::take(&mut repairs.pre_hires);
         let mut outcome = RepairOutcome { unrepairable: repairs.unrepairable, ..RepairOutcome::default() };
         let differing = differing_targets(found);
         let mut everywhere = vec![];
@@ -1065,9 +1070,10 @@ impl Hub {
     /// first) is applied: a key it sends above every version a target holds
     /// needs no repair, and a key it sends is live or not as it says.
     fn repairs_for(&self, state: &MergedState, held: &HeldBack, found: &Reconciliation, sending: &[(DataType, Delta)]) -> Result<plan::Repairs, HubError> {
-        let rehires = self.held_until_rehired(state, held)?;
+        let days = state.days(self.today);
+        let rehires = self.held_until_rehired(state, held, days)?;
         let held = rehires.as_ref().unwrap_or(held);
-        let dated = state.as_of(state.days(self.today));
+        let dated = state.as_of(days);
         let state = dated.as_ref().unwrap_or(state);
         let mut repairs = plan::Repairs::default();
         // A repair sends what a run would: expired and suspended grants revoked.

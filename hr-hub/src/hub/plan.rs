@@ -212,6 +212,9 @@ fn operations(hub: &Hub, data_type: DataType, change: &ChangeEnvelope, creates: 
 pub(super) struct Repairs {
     pub(super) send: BTreeMap<DataType, Vec<Repair>>,
     pub(super) unrepairable: BTreeMap<DataType, Vec<String>>,
+    /// Employees a target holds as its own (pre-hires) found differing
+    /// there, by target: sent again to it alone.
+    pub(super) pre_hires: BTreeMap<String, Vec<String>>,
 }
 
 impl Repairs {
@@ -222,6 +225,11 @@ impl Repairs {
         for (t, repairs) in &self.send {
             for r in repairs {
                 identity.push_str(&format!("repair\t{t}\t{}\t{}\n", r.key, r.payload.as_ref().map_or("", |p| p.get())));
+            }
+        }
+        for (target, keys) in &self.pre_hires {
+            for key in keys {
+                identity.push_str(&format!("repair\tpre_hire\t{target}\t{key}\n"));
             }
         }
         identity
@@ -299,7 +307,7 @@ impl Hub {
                     (true, true) => "create",
                     (true, false) => "update",
                 };
-                targets.entry(name.clone()).or_default().entry(t).or_default().count(op, &change.key, false);
+                targets.entry(name.clone()).or_default().entry(t).or_default().count(op, &change.key, t.is_sensitive());
             }
         }
         Ok((targets, identity))
@@ -375,6 +383,13 @@ fn classify_repairs(targets: &mut BTreeMap<String, BTreeMap<DataType, PlannedCha
                 }
                 planned.count("repair", &k.key, t.is_sensitive());
             }
+        }
+    }
+    for (name, keys) in &repairs.pre_hires {
+        let planned = targets.entry(name.clone()).or_default().entry(DataType::Employee).or_default();
+        for key in keys {
+            planned.count("update", key, false);
+            planned.count("repair", key, false);
         }
     }
 }

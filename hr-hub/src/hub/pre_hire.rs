@@ -7,7 +7,7 @@
 //! sent, and so does a target that no longer asks for them.
 
 use super::{blocking, count_sent, Hub, HubError, Reconciliation, RepairOutcome};
-use hr_core::{DataType, Delta, HeldBack, MergedState, Propagator, Receipt};
+use hr_core::{CompanyDays, DataType, Delta, HeldBack, MergedState, Propagator, Receipt};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 impl Hub {
@@ -15,7 +15,11 @@ impl Hub {
     /// ([`MergedState::scheduled`]), with the days each target with
     /// `pre_start_days` starts receiving someone ahead.
     pub fn scheduled(&self, state: &MergedState) -> Vec<hr_core::Scheduled> {
-        let today = state.days(self.today);
+        self.scheduled_on(state, state.days(self.today))
+    }
+
+    /// [`scheduled`](Self::scheduled) as of `today`.
+    pub(super) fn scheduled_on(&self, state: &MergedState, today: CompanyDays) -> Vec<hr_core::Scheduled> {
         let mut due = state.scheduled(today);
         for (target, days) in self.pre_start_targets() {
             due.extend(state.pre_hire_windows(today, days, target));
@@ -30,15 +34,17 @@ impl Hub {
         targets.filter_map(|(name, t)| Some((name, t.pre_start_days.filter(|days| *days > 0)?))).collect()
     }
 
-    /// `held` with every person the systems hold whose new hire date is
-    /// ahead (a rehire dated later): they keep the record, pay and grants
-    /// the systems hold until that day, not deleted meanwhile. `None` when
-    /// there is none.
-    pub(super) fn held_until_rehired(&self, state: &MergedState, held: &HeldBack) -> Result<Option<HeldBack>, HubError> {
-        let today = state.days(self.today);
+    /// `held` with every person the systems hold as a leaver whose new hire
+    /// date is ahead (a rehire dated later): they keep the record, pay and
+    /// grants the systems hold until that day, not deleted meanwhile.
+    /// Someone the systems hold active whose hire date moved ahead is not
+    /// held: they are not employed until that day, and leave the systems
+    /// with their access (fails closed). `None` when nobody is held.
+    pub(super) fn held_until_rehired(&self, state: &MergedState, held: &HeldBack, today: CompanyDays) -> Result<Option<HeldBack>, HubError> {
         let mut more: Option<HeldBack> = None;
         for person in state.employees.values().filter(|e| e.hire_date > today.of(e.company)) {
-            if blocking(|| self.ledger.version_of(DataType::Employee, &person.id))?.is_none_or(|(_, deleted)| deleted) {
+            let standing = blocking(|| self.ledger.standing(DataType::Employee, &person.id))?;
+            if standing.is_none_or(|s| s.state != "terminated") {
                 continue;
             }
             let file = match person.company {
@@ -62,7 +68,13 @@ impl Hub {
     /// run's state before its dates are applied (the people not hired yet
     /// are in it); `deltas` are the run's changes for every target: a key
     /// they send, or one held back, is theirs to decide.
-    pub(super) fn plan_pre_hires(&self, state: &MergedState, deltas: &[(DataType, Delta)], held: &HeldBack) -> Result<Vec<(String, Delta)>, HubError> {
+    pub(super) fn plan_pre_hires(
+        &self,
+        state: &MergedState,
+        deltas: &[(DataType, Delta)],
+        held: &HeldBack,
+        today: CompanyDays,
+    ) -> Result<Vec<(String, Delta)>, HubError> {
         let ledger = &self.ledger;
         let mut targets: Vec<(String, Option<u32>)> = self.pre_start_targets().into_iter().map(|(name, days)| (name.clone(), Some(days))).collect();
         for name in blocking(|| ledger.own_content_targets(DataType::Employee))? {
@@ -80,7 +92,7 @@ impl Hub {
         let mut planned = vec![];
         for (target, days) in targets {
             let mut records = vec![];
-            for person in days.map(|days| state.pre_hires(state.days(self.today), days)).unwrap_or_default() {
+            for person in days.map(|days| state.pre_hires(today, days)).unwrap_or_default() {
                 // Someone every target holds already (a rehire) is not sent ahead.
                 let everywhere = blocking(|| ledger.version_of(DataType::Employee, &person.id))?.is_some_and(|(_, deleted)| !deleted);
                 if !everywhere && !taken(&person.id) {
@@ -154,7 +166,15 @@ impl Hub {
             *outcome.repaired_per_target.entry(target.clone()).or_default().entry(DataType::Employee).or_default() += keys.len() as u64;
             *outcome.repaired.entry(DataType::Employee).or_default() += keys.len() as u64;
         }
-        let again = self.plan_pre_hires(state, &[], held)?;
+        let today = state.days(self.today);
+        let rehires = self.held_until_rehired(state, held, today)?;
+        let held = rehires.as_ref().unwrap_or(held);
+        let mut again = self.plan_pre_hires(state, &[], held, today)?;
+        // Only what the comparison found, as the repairs' plan names: anything else waits for the next run.
+        for (target, delta) in &mut again {
+            let found = differing.get(target);
+            delta.retain(|change| found.is_some_and(|keys| keys.contains(&change.key)));
+        }
         let (sent, receipt) = self.send_pre_hires(again).await?;
         outcome.sent.sent += sent;
         outcome.sent.receipt.merge(receipt);
