@@ -374,9 +374,18 @@ fn a_send_to_one_target_alone_left_in_doubt_is_sent_again_to_it_and_versions_sta
     assert!(every.changes.is_empty(), "a failed send to one target is not an orphan of every target's: {:?}", every.changes);
     // The directory gets it again, above the version in doubt; withdrawn, it gets a delete.
     let again = ledger.plan_own(DataType::MasterData, "directory", &full, vec![md("G3", "early")], |_| false, &mut Default::default()).unwrap();
-    assert_eq!((again.created, change(&again, "grade:G3").version), (1, 2));
+    assert_eq!((again.created, again.changes.len(), change(&again, "grade:G3").version), (1, 1, 2), "sent again, not also deleted");
     let withdrawn = ledger.plan_own(DataType::MasterData, "directory", &full, vec![], |_| false, &mut Default::default()).unwrap();
     assert_eq!((withdrawn.deleted, change(&withdrawn, "grade:G3").version), (1, 2));
+    // Held at a version, then an update to it left in doubt: the content it held is sent again above both.
+    ledger.reserve_own(DataType::MasterData, &again, "directory").unwrap();
+    ledger.commit_own(DataType::MasterData, &again, "directory").unwrap();
+    let unchanged = ledger.plan_own(DataType::MasterData, "directory", &full, vec![md("G3", "early")], |_| false, &mut Default::default()).unwrap();
+    assert!(unchanged.changes.is_empty(), "held as given, nothing in doubt");
+    let update = ledger.plan_own(DataType::MasterData, "directory", &full, vec![md("G3", "moved")], |_| false, &mut Default::default()).unwrap();
+    ledger.reserve_own(DataType::MasterData, &update, "directory").unwrap();
+    let back = ledger.plan_own(DataType::MasterData, "directory", &full, vec![md("G3", "early")], |_| false, &mut Default::default()).unwrap();
+    assert_eq!((back.updated, change(&back, "grade:G3").version), (1, 4), "the update may have reached it");
     // Two targets in one run: each version once.
     let mut given = Default::default();
     let first = ledger.plan_own(DataType::MasterData, "directory", &full, vec![md("G3", "early")], |_| false, &mut given).unwrap();

@@ -49,11 +49,19 @@ struct Stores {
     received: Mutex<BTreeMap<String, u64>>,
     /// Every system reads one topic, as over Kafka: a batch for some reaches all, and the receipt names them.
     one_topic: std::sync::atomic::AtomicBool,
+    /// A send to some targets alone fails, reaching none of them.
+    refuse_alone: std::sync::atomic::AtomicBool,
 }
 
 impl Stores {
     fn new(policy: RoutingPolicy) -> Self {
-        Stores { policy, held: Mutex::new(BTreeMap::new()), received: Mutex::new(BTreeMap::new()), one_topic: Default::default() }
+        Stores {
+            policy,
+            held: Mutex::new(BTreeMap::new()),
+            received: Mutex::new(BTreeMap::new()),
+            one_topic: Default::default(),
+            refuse_alone: Default::default(),
+        }
     }
 
     fn row(&self, system: &str, data_type: DataType, key: &str) -> Option<Row> {
@@ -112,6 +120,10 @@ impl Propagator for Stores {
     }
 
     async fn propagate_to(&self, batch: &[ChangeEnvelope], targets: &BTreeSet<String>) -> Result<Receipt, PropagateError> {
+        if self.refuse_alone.load(std::sync::atomic::Ordering::SeqCst) {
+            let failures = targets.iter().map(|t| hr_core::TargetFailure { target: t.clone(), cause: "refused".into(), retriable: true }).collect();
+            return Err(PropagateError::incomplete(PropagationReport::default(), failures));
+        }
         let one_topic = self.one_topic.load(std::sync::atomic::Ordering::SeqCst);
         Ok(self.write(batch, Some(targets).filter(|_| !one_topic)))
     }
@@ -705,4 +717,60 @@ async fn a_real_time_grant_that_lapsed_since_is_repaired_revoked() {
     let found = f.reconcile().await;
     f.hub.repair(&f.state, &HeldBack::default(), &found).await.unwrap();
     assert!(!granted_in_erp(&f.stores, &key), "a repair re-sent a real-time grant that lapsed since");
+}
+
+/// A directory (`pre_start_days = 7`, reached alone) gets a hire a week
+/// ahead as `pre_hire`. A send to it that fails deletes nothing anywhere:
+/// the next run sends it to the directory again, alone, and every system
+/// matches the hub after each good run. Someone the systems hold active
+/// whose hire date moves ahead leaves the systems (fails closed).
+#[tokio::test]
+async fn a_failed_send_ahead_is_sent_again_to_its_target_alone_and_deletes_nothing_elsewhere() {
+    let config = HubConfig::from_toml_str(
+        &CONFIG.replace("\"stores\"", "\"rest\"").replace("[targets.orgchart]\n", "[targets.orgchart]\npre_start_days = 7\n"),
+        "hub.toml",
+    )
+    .unwrap();
+    let stores = Arc::new(Stores::new(config.policy()));
+    let hub = Hub::with_transports(&config, Ledger::in_memory().unwrap(), [("rest", stores.clone() as Arc<dyn Propagator>)]).unwrap();
+    let mut hub = hub.with_reader(stores.clone());
+    let dir = tempfile::tempdir().unwrap();
+    Dataset::generate(&GenerateOptions::scaled(300)).write(dir.path()).unwrap();
+    let mut state = hr_core::merge(hr_core::load_input_dir(dir.path(), &hr_core::Mapping::default()).unwrap()).state;
+    let start = chrono::Utc::now().date_naive() - chrono::Days::new(30);
+    let day = |n: u64| start + chrono::Days::new(n);
+    hub.set_today(Some(day(0)));
+    hub.sync(&state).await.unwrap();
+    let template = state.employees.values().next().unwrap().clone();
+    let newcomer = hr_core::Employee { id: "A-99001".into(), source_ids: vec!["A-99001".into()], manager: None, hire_date: day(10), ..template };
+    state.employees.insert(newcomer.id.clone(), newcomer);
+    let status_in = |system: &str| -> Option<String> {
+        let body = stores.row(system, DataType::Employee, "A-99001")?.1?;
+        Some(serde_json::from_str::<serde_json::Value>(&body).unwrap()["status"].as_str().unwrap().to_string())
+    };
+    let matches = |found: &Reconciliation, when: &str| assert_matches_everywhere(found, when);
+
+    hub.set_today(Some(day(3)));
+    stores.refuse_alone.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(hub.sync(&state).await.is_err(), "the send ahead failed");
+    stores.refuse_alone.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(NAMES.map(status_in), [None, None, None]);
+    let plan = hub.plan(&state, &HeldBack::default()).unwrap();
+    assert_eq!(plan.targets.keys().collect::<Vec<_>>(), ["orgchart"], "only the directory is sent anything: {:?}", plan.targets);
+    hub.sync(&state).await.unwrap();
+    assert_eq!(NAMES.map(status_in), [None, Some("pre_hire".to_string()), None], "sent again, to it alone");
+    matches(&hub.reconcile(&config).await.unwrap(), "after the send ahead");
+
+    hub.set_today(Some(day(10)));
+    hub.sync(&state).await.unwrap();
+    assert_eq!(NAMES.map(status_in), [Some("active".to_string()), Some("active".to_string()), Some("active".to_string())], "hired");
+    matches(&hub.reconcile(&config).await.unwrap(), "on the hire date");
+
+    // The start moves a month ahead after all: not employed until then, in no system meanwhile.
+    state.employees.get_mut("A-99001").unwrap().hire_date = day(40);
+    hub.set_today(Some(day(11)));
+    hub.sync(&state).await.unwrap();
+    let deleted = NAMES.map(|system| stores.row(system, DataType::Employee, "A-99001").is_some_and(|(_, body)| body.is_none()));
+    assert_eq!(deleted, [true; 3], "a hire moved ahead is not kept active");
+    matches(&hub.reconcile(&config).await.unwrap(), "after the hire moved ahead");
 }
