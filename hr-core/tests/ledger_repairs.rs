@@ -339,6 +339,16 @@ fn content_one_target_holds_alone_is_expected_of_it_only_and_ends_when_every_tar
     let held = expected(&ledger, "directory");
     assert!(held.contains(&("grade:G2".into(), 3, true)) && held.contains(&("grade:G3".into(), 1, true)), "{held:?}");
     assert_eq!(expected(&ledger, "payroll"), before, "no other target is expected to hold it");
+    assert!(ledger.holds_own(DataType::MasterData, "directory", "grade:G3").unwrap());
+    assert!(
+        !ledger.holds_own(DataType::MasterData, "payroll", "grade:G3").unwrap() && !ledger.holds_own(DataType::MasterData, "directory", "grade:G1").unwrap()
+    );
+    ledger.forget_own(DataType::MasterData, "directory", &["grade:G3".to_string()]).unwrap();
+    assert!(!ledger.holds_own(DataType::MasterData, "directory", "grade:G3").unwrap(), "forgotten: the next plan sends it again");
+    let resent = own(&ledger, vec![md("G2", "early"), md("G3", "early")], &|_| false);
+    assert_eq!((resent.created, resent.unchanged), (1, 1));
+    ledger.reserve_own(DataType::MasterData, &resent, "directory").unwrap();
+    ledger.commit_own(DataType::MasterData, &resent, "directory").unwrap();
 
     // The same content again plans nothing; new content is an update; a key gone is a delete, unless kept.
     let again = own(&ledger, vec![md("G2", "early"), md("G3", "early")], &|_| false);
@@ -353,10 +363,10 @@ fn content_one_target_holds_alone_is_expected_of_it_only_and_ends_when_every_tar
 
     // The day comes: every target receives G3, above the version the directory alone holds.
     let every = run(&mut ledger, vec![md("G1", "one''"), md("G3", "hired")]);
-    assert_eq!(change(&every, "grade:G3").version, 2, "above the version sent ahead");
+    assert_eq!(change(&every, "grade:G3").version, 3, "above the versions sent ahead");
     let after = own(&ledger, vec![], &|_| false);
     assert!(after.changes.is_empty(), "nothing of its own is left to delete: {:?}", after.changes);
-    assert_eq!(expected(&ledger, "directory").iter().find(|e| e.0 == "grade:G3"), Some(&("grade:G3".into(), 2, true)));
+    assert_eq!(expected(&ledger, "directory").iter().find(|e| e.0 == "grade:G3"), Some(&("grade:G3".into(), 3, true)));
 }
 
 /// A send to one target alone that may have failed is sent to it again,
