@@ -388,6 +388,13 @@ fn a_termination_date_is_read_from_either_company_and_a_bad_one_quarantined_by_f
     assert_eq!(bad.len(), 1, "{bad:?}");
     assert_eq!((bad[0].0.as_str(), bad[0].1, bad[0].2.as_deref()), ("company_a/employees.csv", 4, Some("A-3")));
     assert!(outcome.report.quarantined[0].detail.contains("termination_date"), "{:?}", outcome.report.quarantined[0]);
+    // Company A's dates are judged in its own day: the merged state carries mapping.toml's offset.
+    assert_eq!(outcome.state.company_a_utc_offset_hours, hr_core::Mapping::default().company_a.utc_offset_hours);
+    let mut left = outcome.state.clone();
+    left.employees.get_mut("A-1").unwrap().status = hr_core::EmployeeStatus::Terminated;
+    let after = left.as_of("2027-01-01".parse::<chrono::NaiveDate>().unwrap()).unwrap();
+    let end_of_day_in_company_a = chrono::DateTime::parse_from_rfc3339("2027-01-01T00:00:00+09:00").unwrap().to_utc();
+    assert_eq!(after.employees["A-1"].updated_at, end_of_day_in_company_a, "terminated as of midnight in company A");
 }
 
 #[test]
