@@ -530,5 +530,7 @@ mod tests {
         assert_eq!(on.employees["B-1"].status, EmployeeStatus::Active, "company B's is not");
         assert!(on.employees.contains_key("A-2"), "company A's hire day has come");
         assert_eq!(s.scheduled(days).iter().map(|d| d.employee.as_str()).collect::<Vec<_>>(), ["B-1"]);
+        assert_eq!(days.latest(), "2026-03-09".parse::<chrono::NaiveDate>().unwrap(), "the day a change is due first");
+        assert_eq!(days.previous(), CompanyDays::new("2026-03-08".parse().unwrap(), "2026-03-07".parse().unwrap()));
     }
 }

@@ -467,3 +467,24 @@ fn a_grant_line_dated_ahead_waits_for_its_day_and_a_call_cannot_date_one_ahead()
     let (lines, _) = hr_core::read_permission_lines(&line("approver", "grant", &chrono::Utc::now().date_naive().to_string()), "request");
     assert_eq!(lines.len(), 1, "a line effective today applies");
 }
+
+/// A leaver marked terminated ahead of their last day keeps their grants
+/// through it, judged in their company's day; the merge revokes them from
+/// the day after.
+#[test]
+fn a_leaver_keeps_their_grants_through_the_last_day_and_loses_them_after() {
+    let mut input = Input { a_header: format!("{A_HEADER},termination_date"), ..Input::default() };
+    input.a_employees = vec![format!("{},20260315", a_row("1", "D1", "", "", "2026-03-01 09:00:00").replace("재직", "퇴직"))];
+    input.permissions =
+        Some(vec![r#"{"employee": "A-1", "system": "erp", "role": "approver", "op": "grant", "expires": null, "at": "2026-01-01T00:00:00Z"}"#.into()]);
+    let dir = tempfile::tempdir().unwrap();
+    input.write(dir.path());
+    let granted_on = |day: &str| {
+        let source = hr_core::load_input_dir(dir.path(), &hr_core::Mapping::default()).unwrap();
+        let out = hr_core::merge(source.as_of(day.parse().unwrap()));
+        (out.state.permissions["A-1:erp:approver"].granted, out.report.revoked_for_leavers)
+    };
+    assert_eq!(granted_on("2026-03-14"), (true, 0), "before the last day");
+    assert_eq!(granted_on("2026-03-15"), (true, 0), "on the last day");
+    assert_eq!(granted_on("2026-03-16"), (false, 1), "the day after");
+}
