@@ -365,6 +365,15 @@ pub struct Ledger {
     audiences: BTreeMap<DataType, BTreeMap<String, FieldScope>>,
 }
 
+/// What a change sent to some targets alone leaves them holding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SentAlone {
+    /// The ledger's content of the key (a repair), reserved as every target's change is.
+    LedgersContent,
+    /// Content of their own (a pre-hire), reserved for them alone ([`Ledger::reserve_own`]).
+    OwnContent,
+}
+
 /// The origin of what one target alone is sent ([`Ledger::plan_own`]).
 const OWN_ORIGIN: &str = "hr-hub";
 
@@ -750,6 +759,15 @@ impl Ledger {
     /// (see [`holds`](Self::holds)): a target holds the same content as the
     /// others, at a version of its own.
     pub fn commit_to(&mut self, data_type: DataType, delta: &Delta, targets: &[String]) -> Result<(), LedgerError> {
+        self.record_sent_alone(data_type, delta, targets, SentAlone::LedgersContent)
+    }
+
+    /// Records, in one transaction, the version each of `targets` alone
+    /// was sent of each change of `delta`, and what it now holds of its
+    /// own under the key: nothing ([`SentAlone::LedgersContent`], a repair)
+    /// or the change's content ([`SentAlone::OwnContent`], a pre-hire).
+    /// Settles the reservations the changes were sent under.
+    fn record_sent_alone(&mut self, data_type: DataType, delta: &Delta, targets: &[String], sent: SentAlone) -> Result<(), LedgerError> {
         let path = self.path.clone();
         let storage = |source| LedgerError::Storage { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(storage)?;
@@ -757,19 +775,27 @@ impl Ledger {
             let mut record = tx
                 .prepare_cached("INSERT OR REPLACE INTO target_version (target, data_type, key, version, deleted) VALUES (?1, ?2, ?3, ?4, ?5)")
                 .map_err(storage)?;
-            let mut settle = tx.prepare_cached("DELETE FROM reservation WHERE data_type = ?1 AND key = ?2 AND version <= ?3").map_err(storage)?;
-            // A repair carries the ledger's content: whatever a target held of its own under the key is gone.
+            let mut keep =
+                tx.prepare_cached("INSERT OR REPLACE INTO target_content (target, data_type, key, hash) VALUES (?1, ?2, ?3, ?4)").map_err(storage)?;
             let mut own_content_ends = tx.prepare_cached("DELETE FROM target_content WHERE target = ?1 AND data_type = ?2 AND key = ?3").map_err(storage)?;
             let mut own_doubt_ends =
                 tx.prepare_cached("DELETE FROM own_reservation WHERE target = ?1 AND data_type = ?2 AND key = ?3 AND version <= ?4").map_err(storage)?;
-            for change in &delta.changes {
+            let mut settle = tx.prepare_cached("DELETE FROM reservation WHERE data_type = ?1 AND key = ?2 AND version <= ?3").map_err(storage)?;
+            for (change, hash) in delta.changes.iter().zip(&delta.hashes) {
                 let version = change.version as i64;
                 for target in targets {
                     record.execute(params![target, data_type.as_str(), change.key, version, change.payload.is_none() as i64]).map_err(storage)?;
-                    own_content_ends.execute(params![target, data_type.as_str(), change.key]).map_err(storage)?;
+                    match (sent, hash) {
+                        (SentAlone::OwnContent, Some(hash)) => keep.execute(params![target, data_type.as_str(), change.key, hash.0.to_vec()]),
+                        // A repair carries the ledger's content, a delete nothing: whatever the target held of its own is gone.
+                        _ => own_content_ends.execute(params![target, data_type.as_str(), change.key]),
+                    }
+                    .map_err(storage)?;
                     own_doubt_ends.execute(params![target, data_type.as_str(), change.key, version]).map_err(storage)?;
                 }
-                settle.execute(params![data_type.as_str(), change.key, version]).map_err(storage)?;
+                if sent == SentAlone::LedgersContent {
+                    settle.execute(params![data_type.as_str(), change.key, version]).map_err(storage)?;
+                }
             }
         }
         tx.commit().map_err(storage)
@@ -1063,30 +1089,7 @@ impl Ledger {
     /// content it holds of its own until a change every target receives
     /// supersedes it.
     pub fn commit_own(&mut self, data_type: DataType, delta: &Delta, target: &str) -> Result<(), LedgerError> {
-        let path = self.path.clone();
-        let storage = |source| LedgerError::Storage { path: path.clone(), source };
-        let tx = self.conn.transaction().map_err(storage)?;
-        {
-            let mut record = tx
-                .prepare_cached("INSERT OR REPLACE INTO target_version (target, data_type, key, version, deleted) VALUES (?1, ?2, ?3, ?4, ?5)")
-                .map_err(storage)?;
-            let mut keep =
-                tx.prepare_cached("INSERT OR REPLACE INTO target_content (target, data_type, key, hash) VALUES (?1, ?2, ?3, ?4)").map_err(storage)?;
-            let mut drop = tx.prepare_cached("DELETE FROM target_content WHERE target = ?1 AND data_type = ?2 AND key = ?3").map_err(storage)?;
-            let mut settle =
-                tx.prepare_cached("DELETE FROM own_reservation WHERE target = ?1 AND data_type = ?2 AND key = ?3 AND version <= ?4").map_err(storage)?;
-            for (change, hash) in delta.changes.iter().zip(&delta.hashes) {
-                let version = change.version as i64;
-                record.execute(params![target, data_type.as_str(), change.key, version, hash.is_none() as i64]).map_err(storage)?;
-                match hash {
-                    Some(hash) => keep.execute(params![target, data_type.as_str(), change.key, hash.0.to_vec()]),
-                    None => drop.execute(params![target, data_type.as_str(), change.key]),
-                }
-                .map_err(storage)?;
-                settle.execute(params![target, data_type.as_str(), change.key, version]).map_err(storage)?;
-            }
-        }
-        tx.commit().map_err(storage)
+        self.record_sent_alone(data_type, delta, &[target.to_string()], SentAlone::OwnContent)
     }
 
     /// Forgets the content `target` holds of its own under `keys` (found

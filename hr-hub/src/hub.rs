@@ -572,12 +572,10 @@ impl Hub {
     }
 
     fn plan_counting(&self, state: &MergedState, types: &[DataType], held: &HeldBack, count: plan::Counting) -> Result<RunPlan, HubError> {
-        // One reading of the clock for the whole plan: a midnight passing while it plans changes nothing in it.
-        let days = state.days(self.today);
+        let (days, held) = self.dated_hold(state, held)?;
+        let held = held.as_ref();
         let scheduled = if types.contains(&DataType::Employee) { self.scheduled_on(state, days) } else { vec![] };
         let undated = state;
-        let rehires = self.held_until_rehired(state, held, days)?;
-        let held = rehires.as_ref().unwrap_or(held);
         let dated = state.as_of(days);
         let state = dated.as_ref().unwrap_or(state);
         // Every delete is planned: `[safety]` decides whether the run may go.
@@ -1070,9 +1068,8 @@ impl Hub {
     /// first) is applied: a key it sends above every version a target holds
     /// needs no repair, and a key it sends is live or not as it says.
     fn repairs_for(&self, state: &MergedState, held: &HeldBack, found: &Reconciliation, sending: &[(DataType, Delta)]) -> Result<plan::Repairs, HubError> {
-        let days = state.days(self.today);
-        let rehires = self.held_until_rehired(state, held, days)?;
-        let held = rehires.as_ref().unwrap_or(held);
+        let (days, held) = self.dated_hold(state, held)?;
+        let held = held.as_ref();
         let dated = state.as_of(days);
         let state = dated.as_ref().unwrap_or(state);
         let mut repairs = plan::Repairs::default();

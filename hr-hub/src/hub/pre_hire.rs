@@ -8,6 +8,7 @@
 
 use super::{blocking, count_sent, Hub, HubError, Reconciliation, RepairOutcome};
 use hr_core::{CompanyDays, DataType, Delta, HeldBack, MergedState, Propagator, Receipt};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 impl Hub {
@@ -34,13 +35,16 @@ impl Hub {
         targets.filter_map(|(name, t)| Some((name, t.pre_start_days.filter(|days| *days > 0)?))).collect()
     }
 
-    /// `held` with every person the systems hold as a leaver whose new hire
-    /// date is ahead (a rehire dated later): they keep the record, pay and
-    /// grants the systems hold until that day, not deleted meanwhile.
+    /// The companies' days a plan of `state` judges dates by (the clock
+    /// read once: a midnight passing while it plans changes nothing in it),
+    /// and `held` with every person the systems hold as a leaver whose new
+    /// hire date is ahead (a rehire dated later): they keep the record, pay
+    /// and grants the systems hold until that day, not deleted meanwhile.
     /// Someone the systems hold active whose hire date moved ahead is not
     /// held: they are not employed until that day, and leave the systems
-    /// with their access (fails closed). `None` when nobody is held.
-    pub(super) fn held_until_rehired(&self, state: &MergedState, held: &HeldBack, today: CompanyDays) -> Result<Option<HeldBack>, HubError> {
+    /// with their access (fails closed).
+    pub(super) fn dated_hold<'h>(&self, state: &MergedState, held: &'h HeldBack) -> Result<(CompanyDays, Cow<'h, HeldBack>), HubError> {
+        let today = state.days(self.today);
         let mut more: Option<HeldBack> = None;
         for person in state.employees.values().filter(|e| e.hire_date > today.of(e.company)) {
             let standing = blocking(|| self.ledger.standing(DataType::Employee, &person.id))?;
@@ -60,7 +64,7 @@ impl Hub {
             };
             more.get_or_insert_with(|| held.clone()).hold_person(&person.id, why);
         }
-        Ok(more)
+        Ok((today, more.map_or(Cow::Borrowed(held), Cow::Owned)))
     }
 
     /// Per target with `pre_start_days` (or holding pre-hires from before
@@ -166,10 +170,8 @@ impl Hub {
             *outcome.repaired_per_target.entry(target.clone()).or_default().entry(DataType::Employee).or_default() += keys.len() as u64;
             *outcome.repaired.entry(DataType::Employee).or_default() += keys.len() as u64;
         }
-        let today = state.days(self.today);
-        let rehires = self.held_until_rehired(state, held, today)?;
-        let held = rehires.as_ref().unwrap_or(held);
-        let mut again = self.plan_pre_hires(state, &[], held, today)?;
+        let (today, held) = self.dated_hold(state, held)?;
+        let mut again = self.plan_pre_hires(state, &[], &held, today)?;
         // Only what the comparison found, as the repairs' plan names: anything else waits for the next run.
         for (target, delta) in &mut again {
             let found = differing.get(target);
