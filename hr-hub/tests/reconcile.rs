@@ -724,30 +724,45 @@ async fn a_real_time_grant_that_lapsed_since_is_repaired_revoked() {
 /// the next run sends it to the directory again, alone, and every system
 /// matches the hub after each good run. Someone the systems hold active
 /// whose hire date moves ahead leaves the systems (fails closed).
-#[tokio::test]
-async fn a_failed_send_ahead_is_sent_again_to_its_target_alone_and_deletes_nothing_elsewhere() {
-    let config = HubConfig::from_toml_str(
-        &CONFIG.replace("\"stores\"", "\"rest\"").replace("[targets.orgchart]\n", "[targets.orgchart]\npre_start_days = 7\n"),
-        "hub.toml",
-    )
-    .unwrap();
-    let stores = Arc::new(Stores::new(config.policy()));
-    let hub = Hub::with_transports(&config, Ledger::in_memory().unwrap(), [("rest", stores.clone() as Arc<dyn Propagator>)]).unwrap();
-    let mut hub = hub.with_reader(stores.clone());
+/// The configuration over "rest" (which reaches each target alone), with
+/// orgchart a directory that asks for hires `pre_start_days` ahead, if given.
+fn directory_config(pre_start_days: Option<u32>) -> HubConfig {
+    let asks = pre_start_days.map_or(String::new(), |days| format!("pre_start_days = {days}\n"));
+    let text = CONFIG.replace("\"stores\"", "\"rest\"").replace("[targets.orgchart]\n", &format!("[targets.orgchart]\n{asks}"));
+    HubConfig::from_toml_str(&text, "hub.toml").unwrap()
+}
+
+/// A hub of `config` over `stores` and `ledger`.
+fn hub_over(config: &HubConfig, stores: &Arc<Stores>, ledger: Ledger) -> Hub {
+    Hub::with_transports(config, ledger, [("rest", stores.clone() as Arc<dyn Propagator>)]).unwrap().with_reader(stores.clone())
+}
+
+/// A merged state of 300 employees with a newcomer, A-99001, hired on `hire_date`.
+fn state_with_newcomer(hire_date: chrono::NaiveDate) -> MergedState {
     let dir = tempfile::tempdir().unwrap();
     Dataset::generate(&GenerateOptions::scaled(300)).write(dir.path()).unwrap();
     let mut state = hr_core::merge(hr_core::load_input_dir(dir.path(), &hr_core::Mapping::default()).unwrap()).state;
+    let template = state.employees.values().next().unwrap().clone();
+    let newcomer = hr_core::Employee { id: "A-99001".into(), source_ids: vec!["A-99001".into()], manager: None, hire_date, ..template };
+    state.employees.insert(newcomer.id.clone(), newcomer);
+    state
+}
+
+/// The newcomer's status in `system` (`None`: not held, or deleted).
+fn newcomer_status(stores: &Stores, system: &str) -> Option<String> {
+    let body = stores.row(system, DataType::Employee, "A-99001")?.1?;
+    Some(serde_json::from_str::<serde_json::Value>(&body).unwrap()["status"].as_str().unwrap().to_string())
+}
+
+#[tokio::test]
+async fn a_failed_send_ahead_is_sent_again_to_its_target_alone_and_deletes_nothing_elsewhere() {
+    let config = directory_config(Some(7));
+    let stores = Arc::new(Stores::new(config.policy()));
+    let mut hub = hub_over(&config, &stores, Ledger::in_memory().unwrap());
     let start = chrono::Utc::now().date_naive() - chrono::Days::new(30);
     let day = |n: u64| start + chrono::Days::new(n);
-    hub.set_today(Some(day(0)));
-    hub.sync(&state).await.unwrap();
-    let template = state.employees.values().next().unwrap().clone();
-    let newcomer = hr_core::Employee { id: "A-99001".into(), source_ids: vec!["A-99001".into()], manager: None, hire_date: day(10), ..template };
-    state.employees.insert(newcomer.id.clone(), newcomer);
-    let status_in = |system: &str| -> Option<String> {
-        let body = stores.row(system, DataType::Employee, "A-99001")?.1?;
-        Some(serde_json::from_str::<serde_json::Value>(&body).unwrap()["status"].as_str().unwrap().to_string())
-    };
+    let mut state = state_with_newcomer(day(10));
+    let status_in = |system: &str| newcomer_status(&stores, system);
     let matches = |found: &Reconciliation, when: &str| assert_matches_everywhere(found, when);
 
     hub.set_today(Some(day(3)));
@@ -773,4 +788,29 @@ async fn a_failed_send_ahead_is_sent_again_to_its_target_alone_and_deletes_nothi
     let deleted = NAMES.map(|system| stores.row(system, DataType::Employee, "A-99001").is_some_and(|(_, body)| body.is_none()));
     assert_eq!(deleted, [true; 3], "a hire moved ahead is not kept active");
     matches(&hub.reconcile(&config).await.unwrap(), "after the hire moved ahead");
+}
+
+/// A directory that stops asking for hires ahead has the ones it was sent
+/// withdrawn by the next run, and matches the hub again.
+#[tokio::test]
+async fn a_target_that_stops_asking_for_hires_ahead_has_them_withdrawn() {
+    let ledger_dir = tempfile::tempdir().unwrap();
+    let ledger_path = ledger_dir.path().join("ledger.sqlite3");
+    let asking = directory_config(Some(7));
+    let stores = Arc::new(Stores::new(asking.policy()));
+    let day = chrono::Utc::now().date_naive() - chrono::Days::new(30);
+    let state = state_with_newcomer(day + chrono::Days::new(5));
+    {
+        let mut hub = hub_over(&asking, &stores, Ledger::open(&ledger_path).unwrap());
+        hub.set_today(Some(day));
+        hub.sync(&state).await.unwrap();
+    }
+    assert_eq!(NAMES.map(|s| newcomer_status(&stores, s)), [None, Some("pre_hire".to_string()), None]);
+    let not_asking = directory_config(None);
+    let mut hub = hub_over(&not_asking, &stores, Ledger::open(&ledger_path).unwrap());
+    hub.set_today(Some(day));
+    hub.sync(&state).await.unwrap();
+    assert_eq!(NAMES.map(|s| newcomer_status(&stores, s)), [None, None, None], "withdrawn where it was sent");
+    assert!(stores.row("orgchart", DataType::Employee, "A-99001").is_some_and(|(_, body)| body.is_none()));
+    assert_matches_everywhere(&hub.reconcile(&not_asking).await.unwrap(), "after the directory stopped asking");
 }
