@@ -121,8 +121,12 @@ impl Running {
     }
 
     async fn start_with(api: ApiConfig) -> Running {
+        Running::start_configured(api, CONFIG).await
+    }
+
+    async fn start_configured(api: ApiConfig, config: &str) -> Running {
         let recorder = Arc::new(Recorder::default());
-        let config = HubConfig::from_toml_str(CONFIG, "hub.toml").unwrap();
+        let config = HubConfig::from_toml_str(config, "hub.toml").unwrap();
         let mut hub = Hub::with_transports(&config, Ledger::in_memory().unwrap(), [("recorder", recorder.clone() as Arc<dyn Propagator>)]).unwrap();
         hub.sync_with(&export("2026-10-25T00:00:00Z", &[grant("A-1", "approver", true, "2026-10-20T00:00:00Z")]), &HeldBack::default()).await.unwrap();
         recorder.take();
@@ -509,4 +513,124 @@ async fn a_review_case_is_listed_and_decided_over_the_api_by_a_reviewer_only() {
     assert_eq!(hub.ledger().identities().unwrap().joined_into("A-2"), Some("A-1"), "the next merge joins A-2 into A-1");
     let audit = hub.ledger().audit_entries(None).unwrap();
     assert!(audit.iter().any(|e| e.actor == "hr-lead" && e.action == "decide" && e.detail["decision"] == "same"), "{audit:#?}");
+}
+
+/// A console session: the cookie a sign-in set, and the CSRF token its pages carry.
+struct ConsoleSession {
+    cookie: String,
+    csrf: String,
+}
+
+/// The operator console (`/ui`): a browser signs in with a caller's token
+/// and gets an `HttpOnly`, `SameSite=Strict` session cookie; the page shows
+/// the held plan, escaped; approving needs the session's CSRF token and
+/// the `approve` right; a bearer token works without a session; signing
+/// out ends the session. (The same in a real browser: `tests/console.rs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_approves_a_held_plan_only_for_a_signed_in_approver_with_the_sessions_csrf_token() {
+    use hr_sync::hr_core::{Conflict, ConflictKind};
+    use hr_sync::hr_hub::CallerRight;
+    let (lead, viewer, portal) =
+        ("console-lead-token-0123456789abcdef0123", "console-viewer-token-0123456789abcdef01", "console-portal-token-0123456789abcdef01");
+    let api = ApiConfig::for_callers([
+        ("hr-lead", lead, vec![CallerRight::Read, CallerRight::Approve, CallerRight::Review]),
+        ("viewer", viewer, vec![CallerRight::Read]),
+        ("hr-portal", portal, vec![CallerRight::Permissions]),
+    ])
+    .unwrap();
+    let running = Running::start_configured(api, &format!("{CONFIG}\n[safety]\nmin_records = 0\n")).await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let url = |path: &str| format!("{}{path}", running.url);
+
+    // A held run (a third of the employees terminated), and a case whose name would be markup if not escaped.
+    let mut leaving = export("2026-10-26T00:00:00Z", &[]);
+    let a1 = leaving.employees.get_mut("A-1").unwrap();
+    a1.status = EmployeeStatus::Terminated;
+    a1.updated_at = at("2026-10-26T00:00:00Z");
+    leaving.employees.get_mut("A-2").unwrap().name = "<script>alert(1)</script>".into();
+    let plan_id = {
+        let mut hub = running.hub.lock().await;
+        let plan_id = match hub.sync_with(&leaving, &HeldBack::default()).await {
+            Err(hr_sync::HubError::Held { plan_id, .. }) => plan_id,
+            other => panic!("the run terminating a third went: {other:?}"),
+        };
+        let pair = Conflict { kind: ConflictKind::PossibleDuplicatePerson, ids: vec!["A-1".into(), "A-2".into()], detail: "same name and birth date".into() };
+        assert_eq!(hub.open_cases(&[pair], &leaving).unwrap(), 1);
+        plan_id
+    };
+    running.recorder.take();
+
+    // No session: to the sign-in page; a wrong token, or a caller without `read`, does not sign in.
+    let response = client.get(url("/ui")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["location"], "/ui/login");
+    let sign_in = |token: &str| client.post(url("/ui/login")).form(&[("token", token)]).send();
+    assert_eq!(sign_in("console-wrong-token-0123456789abcdef012").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(sign_in(portal).await.unwrap().status(), StatusCode::FORBIDDEN);
+
+    let open = |token: &'static str| {
+        let (client, url) = (client.clone(), url("/ui"));
+        async move {
+            let response = client.post(format!("{}/login", url)).form(&[("token", token)]).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::SEE_OTHER);
+            let set = response.headers()["set-cookie"].to_str().unwrap().to_string();
+            for attribute in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+                assert!(set.contains(attribute), "{set} lacks {attribute}");
+            }
+            let cookie = set.split(';').next().unwrap().to_string();
+            let page = client.get(&url).header("cookie", &cookie).send().await.unwrap();
+            assert_eq!(page.status(), StatusCode::OK);
+            assert!(page.headers()["content-security-policy"].to_str().unwrap().starts_with("default-src 'none'"));
+            assert_eq!(page.headers()["x-frame-options"], "DENY");
+            let body = page.text().await.unwrap();
+            let csrf = body.split("name=\"csrf\" value=\"").nth(1).expect("the page's forms carry the CSRF token").split('"').next().unwrap().to_string();
+            (ConsoleSession { cookie, csrf }, body)
+        }
+    };
+    let (session, page) = open(lead).await;
+    assert!(page.contains(&format!("Held for approval: plan <code>{plan_id}</code>")), "{page}");
+    assert!(page.contains("erp") && page.contains("terminations") && page.contains("Approve this plan"), "{page}");
+    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !page.contains("<script>"), "a name reached the page unescaped");
+    assert!(page.contains("Same person") && page.contains("Different people"), "{page}");
+
+    // A form without the session's CSRF token (another site's) does nothing, even with the cookie.
+    let approve = format!("/ui/plans/{plan_id}/approve");
+    let post = |path: &str, cookie: &str, fields: &[(&str, &str)]| client.post(url(path)).header("cookie", cookie).form(fields).send();
+    assert_eq!(post(&approve, &session.cookie, &[]).await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(post(&approve, &session.cookie, &[("csrf", "0".repeat(64).as_str())]).await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(running.hub.lock().await.pending_approval(), None, "a forged form approved the plan");
+
+    // A viewer sees the plan but may not approve it.
+    let (viewing, page) = open(viewer).await;
+    assert!(page.contains("may not approve") && !page.contains("Approve this plan"), "{page}");
+    let refused = post(&approve, &viewing.cookie, &[("csrf", &viewing.csrf)]).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SEE_OTHER);
+    let page = client.get(url("/ui")).header("cookie", &viewing.cookie).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Caller viewer may not approve; nothing was done."), "{page}");
+    assert_eq!(running.hub.lock().await.pending_approval(), None);
+
+    // The lead approves: the page says so once, and the next run sends exactly that plan.
+    assert_eq!(post(&approve, &session.cookie, &[("csrf", &session.csrf)]).await.unwrap().status(), StatusCode::SEE_OTHER);
+    let page = client.get(url("/ui")).header("cookie", &session.cookie).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains(&format!("Plan {plan_id} approved")) && page.contains("Approved by hr-lead"), "{page}");
+    let again = client.get(url("/ui")).header("cookie", &session.cookie).send().await.unwrap().text().await.unwrap();
+    assert!(!again.contains(&format!("Plan {plan_id} approved")), "the message shows once");
+    assert_eq!(running.hub.lock().await.pending_approval(), Some((plan_id.as_str(), "hr-lead")));
+    running.hub.lock().await.sync_with(&leaving, &HeldBack::default()).await.expect("the approved plan goes");
+    assert_eq!(running.recorder.take()[&(DataType::Employee, "A-1".to_string())].as_ref().unwrap()["status"], "terminated");
+
+    // A script signs in by header alone, with no session to forge.
+    let scripted = client.get(url("/ui")).bearer_auth(lead).send().await.unwrap();
+    assert_eq!(scripted.status(), StatusCode::OK);
+    assert!(!scripted.text().await.unwrap().contains("name=\"csrf\""), "a header-signed page has no session");
+    assert_eq!(client.get(url("/ui")).bearer_auth("console-wrong-token-0123456789abcdef012").send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+
+    // Signing out ends the session on the hub, not only in the browser.
+    let out = post("/ui/logout", &session.cookie, &[("csrf", &session.csrf)]).await.unwrap();
+    assert_eq!(out.headers()["location"], "/ui/login");
+    assert!(out.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    assert_eq!(client.get(url("/ui")).header("cookie", &session.cookie).send().await.unwrap().status(), StatusCode::SEE_OTHER);
+    let audit = running.hub.lock().await.ledger().audit_entries(None).unwrap();
+    assert!(audit.iter().any(|e| e.actor == "hr-lead" && e.action == "approve" && e.detail["outcome"] == "approved"), "{audit:#?}");
+    assert!(!audit.iter().any(|e| e.actor == "viewer" && e.action == "approve"), "{audit:#?}");
 }

@@ -188,6 +188,12 @@ pub struct AuditEntry {
     pub detail: serde_json::Value,
 }
 
+/// An audit log row (`seq, at, actor, action, detail`) as an entry.
+fn audit_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
+    let detail: String = row.get(4)?;
+    Ok(AuditEntry { seq: row.get(0)?, at: row.get(1)?, actor: row.get(2)?, action: row.get(3)?, detail: serde_json::from_str(&detail).unwrap_or_default() })
+}
+
 /// A change a plan left out because it fails the receivers' own validation
 /// ([`ChangeEnvelope::validate`]): reserving and sending it would fail its
 /// whole batch in every run to come.
@@ -1259,13 +1265,21 @@ impl Ledger {
     pub fn audit_entries(&self, since: Option<chrono::DateTime<chrono::Utc>>) -> Result<Vec<AuditEntry>, LedgerError> {
         let since = since.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).unwrap_or_default();
         let mut stmt = self.conn.prepare_cached("SELECT seq, at, actor, action, detail FROM audit WHERE at >= ?1 ORDER BY seq").map_err(self.storage())?;
-        let rows = stmt
-            .query_map([since], |r| {
-                let detail: String = r.get(4)?;
-                Ok(AuditEntry { seq: r.get(0)?, at: r.get(1)?, actor: r.get(2)?, action: r.get(3)?, detail: serde_json::from_str(&detail).unwrap_or_default() })
-            })
-            .map_err(self.storage())?;
+        let rows = stmt.query_map([since], audit_entry).map_err(self.storage())?;
         rows.collect::<Result<_, _>>().map_err(self.storage())
+    }
+
+    /// The last `limit` entries of the audit log, oldest first; only those
+    /// whose action is `action` when given (`run`, `approve`, ...). Reads
+    /// those entries alone, however long the log.
+    pub fn latest_audit_entries(&self, limit: usize, action: Option<&str>) -> Result<Vec<AuditEntry>, LedgerError> {
+        let sql = "SELECT seq, at, actor, action, detail FROM audit WHERE ?2 IS NULL OR action = ?2 ORDER BY seq DESC LIMIT ?1";
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.storage())?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(rusqlite::params![limit, action], audit_entry).map_err(self.storage())?;
+        let mut entries = rows.collect::<Result<Vec<_>, _>>().map_err(self.storage())?;
+        entries.reverse();
+        Ok(entries)
     }
 
     /// The highest version this ledger ever gave `key` (committed, reserved

@@ -15,6 +15,10 @@
 //! lock, so a call made during a periodic run is applied after it, never
 //! interleaved with it.
 
+mod console;
+
+pub use console::{LiveStatus, SystemProbe, SystemsLive};
+
 use crate::hub::{EmployeeChange, Hub, HubError, RealtimeError, SyncOutcome};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -85,6 +89,11 @@ pub struct ApiConfig {
     /// How long a caller may take to send its body (default 10 s); a
     /// slower one gets 408, so a trickled body cannot hold a connection.
     pub body_read_timeout: Duration,
+    /// Whether the console's session cookie is `Secure` (default false):
+    /// set it when the API is served over HTTPS, as `hub --tls-cert` does.
+    pub secure_cookies: bool,
+    /// What the console reads live from the systems ([`with_probe`](Self::with_probe)).
+    probe: Option<Arc<dyn SystemProbe>>,
 }
 
 /// Why the API cannot be configured.
@@ -144,13 +153,33 @@ impl ApiConfig {
     }
 
     fn without_callers() -> Self {
-        ApiConfig { callers: vec![], confirm_deadline: Duration::from_secs(30), body_limit: 1 << 20, body_read_timeout: Duration::from_secs(10) }
+        ApiConfig {
+            callers: vec![],
+            confirm_deadline: Duration::from_secs(30),
+            body_limit: 1 << 20,
+            body_read_timeout: Duration::from_secs(10),
+            secure_cookies: false,
+            probe: None,
+        }
+    }
+
+    /// The console ([`hub_api`]'s `/ui`) shows, beside the hub's own
+    /// comparison, what `probe` reads from the systems when a page is drawn
+    /// (Kafka lag, last applied).
+    pub fn with_probe(mut self, probe: Arc<dyn SystemProbe>) -> Self {
+        self.probe = Some(probe);
+        self
     }
 
     /// The caller whose token `headers` present, if any (every token is compared, in constant time).
     fn caller(&self, headers: &axum::http::HeaderMap) -> Option<&Caller> {
         // Every token is compared, matched or not, so the time taken does not say which caller a token is near.
         self.callers.iter().fold(None, |found, c| if hr_transport_rest::bearer_matches(headers, &c.token) { Some(c) } else { found })
+    }
+
+    /// The caller whose token is `token` (a sign-in form's), compared as [`caller`](Self::caller) compares.
+    fn caller_presenting(&self, token: &str) -> Option<&Caller> {
+        self.callers.iter().fold(None, |found, c| if hr_transport_rest::token_matches(token, &c.token) { Some(c) } else { found })
     }
 }
 
@@ -162,6 +191,8 @@ impl std::fmt::Debug for ApiConfig {
             .field("confirm_deadline", &self.confirm_deadline)
             .field("body_limit", &self.body_limit)
             .field("body_read_timeout", &self.body_read_timeout)
+            .field("secure_cookies", &self.secure_cookies)
+            .field("probe", &self.probe.is_some())
             .finish()
     }
 }
@@ -169,6 +200,8 @@ impl std::fmt::Debug for ApiConfig {
 struct Api {
     hub: Arc<Mutex<Hub>>,
     config: ApiConfig,
+    /// The console's signed-in operators.
+    sessions: console::Sessions,
 }
 
 /// The API's routes over a shared hub; serve them with
@@ -178,7 +211,7 @@ struct Api {
 /// a call.
 pub fn hub_api(hub: Arc<Mutex<Hub>>, config: ApiConfig) -> Router {
     let limit = config.body_limit;
-    let api = Arc::new(Api { hub, config });
+    let api = Arc::new(Api { hub, config, sessions: console::Sessions::default() });
     let changes = Router::new()
         .route(PERMISSIONS_PATH, post(post_permissions))
         .route(EMPLOYEES_PATH, patch(patch_employee))
@@ -189,7 +222,12 @@ pub fn hub_api(hub: Arc<Mutex<Hub>>, config: ApiConfig) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(api.clone(), read_body_in_time))
         .route_layer(axum::middleware::from_fn_with_state(api.clone(), require_token))
         .layer(DefaultBodyLimit::max(limit));
-    Router::new().route("/hr/v1/openapi.json", get(|| async { Json(document()) })).route("/healthz", get(|| async { "ok" })).merge(changes).with_state(api)
+    Router::new()
+        .route("/hr/v1/openapi.json", get(|| async { Json(document()) }))
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(changes)
+        .merge(console::routes(&api))
+        .with_state(api)
 }
 
 /// The hub's API as a program serves it from its first second, before the
@@ -286,9 +324,10 @@ impl ApiGate {
             let state = self.state.read().unwrap_or_else(|p| p.into_inner());
             (state.routes.clone(), state.unavailable())
         };
-        let describes_itself = request.uri().path() == "/hr/v1/openapi.json";
+        // The console is served while a peer is down: that is when an operator needs it.
+        let always_served = request.uri().path() == "/hr/v1/openapi.json" || console::is_console(request.uri().path());
         match (routes, down) {
-            (Some(routes), down) if down.is_none() || describes_itself => {
+            (Some(routes), down) if down.is_none() || always_served => {
                 use tower::ServiceExt;
                 match routes.oneshot(request).await {
                     Ok(response) => response,

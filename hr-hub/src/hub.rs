@@ -19,6 +19,7 @@ mod plan;
 mod pre_hire;
 mod realtime;
 pub use plan::{PlannedChanges, RunPlan};
+pub(crate) use plan::OPERATIONS;
 pub use realtime::{EmployeeChange, Problem, RealtimeError};
 
 /// Why the hub cannot start or a run failed; each names what to fix.
@@ -234,6 +235,15 @@ impl Drift {
 /// Every target's comparison, by target name and data type.
 pub type Reconciliation = BTreeMap<String, BTreeMap<DataType, Reconciled>>;
 
+/// The targets as last compared with the ledger ([`Hub::last_comparison`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comparison {
+    /// When the comparison ended.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// What it found, per target and data type.
+    pub systems: Reconciliation,
+}
+
 /// What [`Hub::repair`] did.
 #[derive(Clone, Default)]
 pub struct RepairOutcome {
@@ -290,6 +300,11 @@ pub struct Hub {
     grants: BTreeMap<CompactString, PermissionGrant>,
     /// The day runs take as today, when set ([`set_today`](Hub::set_today)).
     today: Option<chrono::NaiveDate>,
+    /// The last comparison of the targets: comparing only reads, so it is
+    /// kept behind its own lock rather than making every comparison `&mut`.
+    last_comparison: std::sync::Mutex<Option<Comparison>>,
+    /// The source records the last merge set aside ([`note_quarantine`](Hub::note_quarantine)).
+    last_quarantine: Vec<hr_core::Quarantined>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -366,6 +381,8 @@ impl Hub {
             employees: BTreeMap::new(),
             grants: BTreeMap::new(),
             today: None,
+            last_comparison: std::sync::Mutex::new(None),
+            last_quarantine: vec![],
         })
     }
 
@@ -476,6 +493,12 @@ impl Hub {
     /// what `GET /hr/v1/plan` answers.
     pub fn last_plan(&self) -> Option<&serde_json::Value> {
         self.last_plan.as_ref()
+    }
+
+    /// The plan approved for the next run ([`approve`](Self::approve)) and
+    /// who approved it, until that run uses it up.
+    pub fn pending_approval(&self) -> Option<(&str, &str)> {
+        self.approved.as_ref().map(|(plan, by)| (plan.as_str(), by.as_str()))
     }
 
     /// Opens a review case for each possible duplicate person in a merge's
@@ -856,7 +879,28 @@ impl Hub {
             out.insert(name.clone(), per_type);
         }
         self.mark_foreign(&mut out)?;
+        let mut last = self.last_comparison.lock().unwrap_or_else(|p| p.into_inner());
+        let mut systems = last.take().map(|c| c.systems).unwrap_or_default();
+        systems.extend(out.clone());
+        *last = Some(Comparison { at: chrono::Utc::now(), systems });
         Ok(out)
+    }
+
+    /// What the last [`reconcile`](Self::reconcile) found of each target
+    /// (a target left out of it keeps what the one before found), if any ran.
+    pub fn last_comparison(&self) -> Option<Comparison> {
+        self.last_comparison.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Keeps what the last merge set aside (its report's `quarantined`), for
+    /// the operator console; the hub does not merge, the program does.
+    pub fn note_quarantine(&mut self, quarantined: Vec<hr_core::Quarantined>) {
+        self.last_quarantine = quarantined;
+    }
+
+    /// What the last merge set aside, as [`note_quarantine`](Self::note_quarantine) was given it.
+    pub fn last_quarantine(&self) -> &[hr_core::Quarantined] {
+        &self.last_quarantine
     }
 
     /// Whether targets may hold records of `data_type` that systems own and publish.

@@ -104,10 +104,11 @@ mod publisher;
 mod safety;
 mod system;
 
-pub use api::{hub_api, ApiConfig, ApiConfigError, ApiGate, CallerRight, APPROVE_PATH, CASES_PATH, CASE_PATH, EMPLOYEES_PATH, PERMISSIONS_PATH, PLAN_PATH};
+pub use api::{
+    hub_api, ApiConfig, ApiConfigError, ApiGate, CallerRight, LiveStatus, SystemProbe, SystemsLive, APPROVE_PATH, CASES_PATH, CASE_PATH, EMPLOYEES_PATH, PERMISSIONS_PATH, PLAN_PATH};
 pub use config::{ApiSettings, BadGrantLine, CallerSettings, ConfigError, ConfigOrigin, HubConfig, TargetConfig};
 pub use hub::{
-    Drift, DriftKey, EmployeeChange, Hub, HubError, PlannedChanges, Problem, RealtimeError, Reconciled, Reconciliation, RepairOutcome, RunPlan, SyncOutcome,
+    Comparison, Drift, DriftKey, EmployeeChange, Hub, HubError, PlannedChanges, Problem, RealtimeError, Reconciled, Reconciliation, RepairOutcome, RunPlan, SyncOutcome,
     SCIM_ID_STORE,
 };
 pub use input::load_and_merge;

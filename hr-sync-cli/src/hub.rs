@@ -23,7 +23,10 @@
 //! behind one lock, so they never interleave; newer wins between them.
 use hr_core::{CompanyDays, DataType, HeldBack, HeldRecord, Ledger, MergeReport, Sensitive};
 use hr_demo::console::{Console, LogFormat};
-use hr_hub::{acl_commands, hub_api, load_and_merge, ApiConfig, ApiGate, Hub, HubConfig, HubError, Reconciliation, RepairOutcome, SyncOutcome};
+use hr_hub::{
+    acl_commands, hub_api, load_and_merge, ApiConfig, ApiGate, Hub, HubConfig, HubError, LiveStatus, Reconciliation, RepairOutcome, SyncOutcome, SystemProbe,
+    SystemsLive,
+};
 use hr_transport_kafka::{ensure_topics, group_lag, wait_until_applied, BrokerStatus, BrokerWatch, KafkaConfig};
 use hr_transport_rest::{check_token_strength, metrics_endpoint, serve_tls_with_limits, ConnectionLimits, RestConfig, TlsIdentity};
 use serde::Serialize;
@@ -257,6 +260,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(TlsIdentity::from_pem_files(cert, key)?),
         _ => None,
     };
+    // The console under --listen: a Secure session cookie over HTTPS, and the systems' lag and last applied times.
+    let api_config = api_config.map(|mut api| {
+        api.secure_cookies = tls.is_some();
+        api.with_probe(Arc::new(SystemsProbe { config: config.clone(), brokers: args.brokers.clone() }))
+    });
     if let Some(addr) = args.metrics_listen {
         serve_metrics(addr, tls.clone(), &console).await?;
     }
@@ -726,6 +734,7 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
         outcome.report.quarantined.len()
     ));
     let held = HeldBack::from_report(&outcome.report, &identities);
+    hub.lock().await.note_quarantine(outcome.report.quarantined.clone());
     let scheduled = hub.lock().await.scheduled(&outcome.state);
     if !args.check_only {
         let opened = hub.lock().await.open_cases(&outcome.report.conflicts, &outcome.state)?;
@@ -873,32 +882,19 @@ struct StatusRow {
 /// consumer group is behind on its audience's topics.
 async fn print_status(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Result<()> {
     let found = hub.reconcile(config).await?;
-    let kafka = config.kafka(&args.brokers)?;
     let mut rows = vec![];
     for (name, types) in &found {
-        let target = &config.targets[name];
-        let kafka_types = config.kafka_types_of(name);
-        let audience = KafkaConfig { fields: target.omit.clone(), ..kafka.clone() };
-        let lags = if kafka_types.is_empty() { vec![] } else { group_lag(&audience, &[&kafka.group(name)], &kafka_types).await? };
-        let lag_of = |t: DataType| lags.iter().flat_map(|g| &g.lag).filter(|(topic, _)| kafka.data_type_of(topic) == Some(t)).map(|(_, n)| *n).sum();
-        // A system's receiver says when it last applied each type; a directory has no such page.
-        let last_applied = match target.url.as_ref().filter(|_| target.transport.is_none()) {
-            Some(url) => last_applied(config, url).await.unwrap_or_else(|e| {
-                eprintln!("{name}: no last-applied times: {e}");
-                BTreeMap::new()
-            }),
-            None => BTreeMap::new(),
-        };
+        let live = live_status(config, &args.brokers, name).await?;
         for (t, r) in types {
-            let kafka_lag = kafka_types.contains(t).then(|| lag_of(*t));
+            let now = live.get(t).copied().unwrap_or_default();
             rows.push(StatusRow {
                 system: name.clone(),
                 data_type: *t,
                 records: r.records,
                 hub_records: r.hub_records,
                 digest_matches: r.digest_matches,
-                kafka_lag,
-                last_applied: last_applied.get(t).copied(),
+                kafka_lag: now.kafka_lag,
+                last_applied: now.last_applied,
             });
         }
     }
@@ -944,6 +940,47 @@ async fn print_status(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Res
         println!("review it with --plan, approve it with --approve {plan_id}");
     }
     Ok(())
+}
+
+/// What system `name` says of itself now: its consumer group's lag on each
+/// type it reads from Kafka, and when its receiver last applied each type
+/// (a directory has no such page; a receiver that does not answer is
+/// reported and left out).
+async fn live_status(config: &HubConfig, brokers: &str, name: &str) -> anyhow::Result<BTreeMap<DataType, LiveStatus>> {
+    let kafka = config.kafka(brokers)?;
+    let target = &config.targets[name];
+    let kafka_types = config.kafka_types_of(name);
+    let audience = KafkaConfig { fields: target.omit.clone(), ..kafka.clone() };
+    let lags = if kafka_types.is_empty() { vec![] } else { group_lag(&audience, &[&kafka.group(name)], &kafka_types).await? };
+    let lag_of = |t: DataType| lags.iter().flat_map(|g| &g.lag).filter(|(topic, _)| kafka.data_type_of(topic) == Some(t)).map(|(_, n)| *n).sum();
+    let last_applied = match target.url.as_ref().filter(|_| target.transport.is_none()) {
+        Some(url) => last_applied(config, url).await.unwrap_or_else(|e| {
+            tracing::warn!(system = %name, error = %e, "no last-applied times");
+            BTreeMap::new()
+        }),
+        None => BTreeMap::new(),
+    };
+    Ok(target.data_types.iter().map(|t| (*t, LiveStatus { kafka_lag: kafka_types.contains(t).then(|| lag_of(*t)), last_applied: last_applied.get(t).copied() })).collect())
+}
+
+/// The console's live view of the systems: [`live_status`] of each.
+struct SystemsProbe {
+    config: HubConfig,
+    brokers: String,
+}
+
+#[async_trait::async_trait]
+impl SystemProbe for SystemsProbe {
+    async fn live(&self) -> SystemsLive {
+        let mut out = SystemsLive::new();
+        for name in self.config.targets.keys() {
+            match live_status(&self.config, &self.brokers, name).await {
+                Ok(live) => drop(out.insert(name.clone(), live)),
+                Err(e) => tracing::warn!(system = %name, error = %e, "the console cannot read this system's lag"),
+            }
+        }
+        out
+    }
 }
 
 /// A client for the targets' own endpoints (`/healthz`, `/metrics`): trusts

@@ -45,4 +45,4 @@ pub use serve::{serve_receiver, serve_tls_with_limits, serve_with_limits, Connec
 pub use server::{
     metrics_endpoint, receiver, HealthCheck, MetricsRender, ReceiverConfig, ReceiverError, BUCKETS_PATH, CHANGES_PATH, DIGEST_PATH, ENTRIES_PATH,
 };
-pub use token::{bearer_matches, check_token_strength, json_error, unauthorized, WeakToken, MIN_TOKEN_BYTES};
+pub use token::{bearer_matches, check_token_strength, json_error, token_matches, unauthorized, WeakToken, MIN_TOKEN_BYTES};

@@ -72,7 +72,14 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
 /// tokens themselves would answer at once when the lengths differ, and so
 /// tell a caller how long the token is.
 pub fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
-    let presented = Sha256::digest(presented_token(headers).unwrap_or("").as_bytes());
+    token_matches(presented_token(headers).unwrap_or(""), expected)
+}
+
+/// Whether a secret presented some other way (a login form, a CSRF field)
+/// is `expected`, compared as [`bearer_matches`] compares tokens: in
+/// constant time, whatever the lengths.
+pub fn token_matches(presented: &str, expected: &str) -> bool {
+    let presented = Sha256::digest(presented.as_bytes());
     let expected = Sha256::digest(expected.as_bytes());
     presented.as_slice().ct_eq(expected.as_slice()).into()
 }

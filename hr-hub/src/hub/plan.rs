@@ -119,7 +119,7 @@ impl RunPlan {
 }
 
 /// The operations a plan counts, in the order it shows them.
-const OPERATIONS: [&str; 7] = ["create", "update", "delete", "terminate", "transfer", "revoke", "repair"];
+pub(crate) const OPERATIONS: [&str; 7] = ["create", "update", "delete", "terminate", "transfer", "revoke", "repair"];
 
 /// What a run would change in one target's records of one data type.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
