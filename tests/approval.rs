@@ -47,24 +47,7 @@ fn a_mass_termination_is_held_previewed_and_applied_only_as_the_approved_plan() 
     assert!(first["held"].is_null(), "a first run creates, it terminates nobody: {}", first["held"]);
 
     // Every third active company A employee terminated (status 퇴직), with a later updated_at.
-    let csv = deployment.input.join("company_a/employees.csv");
-    let original = std::fs::read_to_string(&csv).unwrap();
-    let mut terminated = 0;
-    let edited: String = original
-        .lines()
-        .enumerate()
-        .map(|(i, l)| {
-            let mut fields: Vec<String> = l.split(',').map(str::to_string).collect();
-            if i > 0 && i % 3 == 0 && fields[7] == "재직" {
-                fields[7] = "퇴직".into();
-                fields[13] = "2026-11-30 10:00:00".into();
-                terminated += 1;
-            }
-            fields.join(",") + "\n"
-        })
-        .collect();
-    assert!(terminated > 20, "only {terminated} terminations planted");
-    std::fs::write(&csv, edited).unwrap();
+    let terminated = terminate_every_third(&deployment) as i64;
     let before = everywhere(&deployment, "terminated");
 
     // Held: exit code 3, nothing sent, the report names the plan and why.

@@ -34,16 +34,6 @@ fn post_grant(api: &str) -> (u16, String) {
 
 const HUB_TOKEN: &str = "broker-down-hub-token-0123456789abcdef";
 
-/// Kills the watching hub when dropped.
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn systems_started_before_their_broker_listen_at_once_report_it_and_converge_once_it_answers() {
     brokers(); // the shared broker's jars are in place for the one started here

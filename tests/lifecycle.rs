@@ -146,18 +146,6 @@ fn a_move_dated_ahead_applies_on_its_day_in_every_system_and_not_before() {
     }
 }
 
-/// Company B line for a look-alike of a company A row: the same name and
-/// birth date, no person key.
-fn look_alike_of(a_row: &str, employee_id: u64, org_unit: u64) -> String {
-    let fields: Vec<&str> = a_row.split(',').collect();
-    let birth = fields[10];
-    let modified = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    json!({"employeeId": employee_id, "firstName": "Look", "lastName": "Alike", "displayNameKo": fields[1], "email": format!("look.{employee_id}@b.example"),
-        "orgUnitId": org_unit, "grade": "G3", "startDate": "2024-03-01", "active": true, "leave": null, "managerId": null,
-        "birthDate": format!("{}-{}-{}", &birth[..4], &birth[4..6], &birth[6..]), "personKey": null, "salary": null, "lastModified": modified})
-    .to_string()
-}
-
 fn open_cases(deployment: &Deployment) -> Vec<Value> {
     let output = deployment.hub(&["--cases", "--json"]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -172,24 +160,9 @@ fn possible_duplicates_wait_for_a_decision_and_end_as_decided_in_every_system() 
     let (deployment, systems) = Deployment::start(&NAMES);
     let data = Dataset::generate(&GenerateOptions::scaled(300));
     data.write(&deployment.input).unwrap();
-    let a_csv = std::fs::read_to_string(deployment.input.join("company_a/employees.csv")).unwrap();
-    // Active company A rows with a birth date (column 10) and without a person key (column 11).
-    let usable = |l: &&str| {
-        let fields: Vec<&str> = l.split(',').collect();
-        fields[7] == "재직" && fields[10].len() == 8 && fields[11].is_empty()
-    };
-    let originals: Vec<&str> = a_csv.lines().skip(1).filter(usable).take(2).collect();
-    assert_eq!(originals.len(), 2);
-    let units = std::fs::read_to_string(deployment.input.join("company_b/org_units.jsonl")).unwrap();
-    let unit = serde_json::from_str::<Value>(units.lines().next().unwrap()).unwrap()["orgUnitId"].as_u64().unwrap();
-    let b_file = deployment.input.join("company_b/employees.jsonl");
-    let mut b_lines = std::fs::read_to_string(&b_file).unwrap();
-    for (i, original) in originals.iter().enumerate() {
-        b_lines.push_str(&look_alike_of(original, 990_001 + i as u64, unit));
-        b_lines.push('\n');
-    }
-    std::fs::write(&b_file, b_lines).unwrap();
-    let a_ids: Vec<String> = originals.iter().map(|l| format!("A-{}", l.split(',').next().unwrap())).collect();
+    let pairs = plant_look_alikes(&deployment, 2);
+    assert_eq!(pairs.iter().map(|(_, b)| b.as_str()).collect::<Vec<_>>(), ["B-990001", "B-990002"]);
+    let a_ids: Vec<String> = pairs.into_iter().map(|(a, _)| a).collect();
 
     let first = deployment.run_hub(&[]);
     assert_clean(&first, "after the first run");

@@ -59,15 +59,6 @@ fn assert_caught_up(url: &str, name: &str) {
     }
 }
 
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn systems_and_the_hub_export_what_they_did_as_prometheus_metrics() {
     let started = unix_seconds();

@@ -7,7 +7,7 @@
 
 use hr_testdata::{Dataset, GenerateOptions};
 use rusqlite::Connection;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -16,16 +16,6 @@ use common::*;
 
 const NAMES: [&str; 3] = ["payroll", "orgchart", "erp"];
 const HUB_TOKEN: &str = "realtime-hub-test-token-0123456789ab";
-
-/// The watching hub; killed when the test ends, however it ends.
-struct WatchingHub(Child);
-
-impl Drop for WatchingHub {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn body_of(row: Option<(i64, bool, Option<String>)>) -> serde_json::Value {
     let (_, deleted, body) = row.expect("the system holds the key");
@@ -85,7 +75,7 @@ fn real_time_calls_reach_the_systems_before_their_answer_and_later_runs_over_an_
         .spawn()
         .unwrap();
     let lines = lines_of(&mut child);
-    let _hub = WatchingHub(child);
+    let _hub = Killed(child);
     let mut seen = vec![];
     let listening = wait_for_line(&lines, "real-time API listening on ", &mut seen);
     let api = listening.rsplit(' ').next().unwrap().to_string();

@@ -416,3 +416,20 @@ fn a_delta_narrowed_to_some_keys_counts_only_what_it_still_sends() {
     assert_eq!(ledger.version_of(DataType::MasterData, "grade:G3").unwrap(), Some((1, false)), "the kept change's content and version go together");
     assert_eq!(ledger.version_of(DataType::MasterData, "grade:G1").unwrap(), Some((3, false)), "the change left out is not recorded");
 }
+
+/// The console's view of the audit log: the last entries, oldest first,
+/// of one action or of all, however long the log.
+#[test]
+fn the_latest_audit_entries_are_the_last_ones_in_order_of_one_action_or_all() {
+    let mut ledger = Ledger::in_memory().unwrap();
+    for i in 0..30 {
+        let action = if i % 3 == 0 { "run" } else { "realtime" };
+        ledger.audit("hub", action, &serde_json::json!({"n": i})).unwrap();
+    }
+    let numbers = |entries: Vec<hr_core::AuditEntry>| entries.iter().map(|e| e.detail["n"].as_i64().unwrap()).collect::<Vec<_>>();
+    assert_eq!(numbers(ledger.latest_audit_entries(4, None).unwrap()), [26, 27, 28, 29]);
+    assert_eq!(numbers(ledger.latest_audit_entries(3, Some("run")).unwrap()), [21, 24, 27]);
+    assert_eq!(ledger.latest_audit_entries(100, Some("run")).unwrap().len(), 10);
+    assert!(ledger.latest_audit_entries(5, Some("approve")).unwrap().is_empty());
+    assert_eq!(numbers(ledger.latest_audit_entries(100, None).unwrap()), (0..30).collect::<Vec<_>>(), "the whole log when it is shorter");
+}

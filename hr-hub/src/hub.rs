@@ -18,8 +18,8 @@ use std::sync::Arc;
 mod plan;
 mod pre_hire;
 mod realtime;
-pub use plan::{PlannedChanges, RunPlan};
 pub(crate) use plan::OPERATIONS;
+pub use plan::{PlannedChanges, RunPlan};
 pub use realtime::{EmployeeChange, Problem, RealtimeError};
 
 /// Why the hub cannot start or a run failed; each names what to fix.

@@ -41,6 +41,16 @@
 //! the other systems keep theirs, and the next change of the key reaches
 //! every system above all of them.
 //!
+//! # The HR side's API and the operator console
+//!
+//! [`hub_api`] serves a running hub to the HR side (real-time grants and
+//! employee changes, the plan, approvals, review cases) behind per-caller
+//! tokens and rights ([`ApiConfig`]), and, under `/ui`, a console for the
+//! people who run the hub: each system's state, the last runs, a held run
+//! to approve, review cases to decide, the last merge's quarantine and the
+//! audit log, in server-rendered pages a caller signs in to with its token.
+//! [`ApiGate`] serves them from a program's first second.
+//!
 //! # Example
 //!
 //! Merge a generated input, start the three target systems of the default
@@ -105,11 +115,13 @@ mod safety;
 mod system;
 
 pub use api::{
-    hub_api, ApiConfig, ApiConfigError, ApiGate, CallerRight, LiveStatus, SystemProbe, SystemsLive, APPROVE_PATH, CASES_PATH, CASE_PATH, EMPLOYEES_PATH, PERMISSIONS_PATH, PLAN_PATH};
+    hub_api, ApiConfig, ApiConfigError, ApiGate, CallerRight, LiveStatus, SystemProbe, SystemsLive, APPROVE_PATH, CASES_PATH, CASE_PATH, EMPLOYEES_PATH,
+    PERMISSIONS_PATH, PLAN_PATH,
+};
 pub use config::{ApiSettings, BadGrantLine, CallerSettings, ConfigError, ConfigOrigin, HubConfig, TargetConfig};
 pub use hub::{
-    Comparison, Drift, DriftKey, EmployeeChange, Hub, HubError, PlannedChanges, Problem, RealtimeError, Reconciled, Reconciliation, RepairOutcome, RunPlan, SyncOutcome,
-    SCIM_ID_STORE,
+    Comparison, Drift, DriftKey, EmployeeChange, Hub, HubError, PlannedChanges, Problem, RealtimeError, Reconciled, Reconciliation, RepairOutcome, RunPlan,
+    SyncOutcome, SCIM_ID_STORE,
 };
 pub use input::load_and_merge;
 pub use kafka_security::{acl_commands, AclOperation, AclResource, KafkaAcl, KafkaSettings, SaslMechanism, SecurityProtocol};

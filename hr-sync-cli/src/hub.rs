@@ -960,7 +960,11 @@ async fn live_status(config: &HubConfig, brokers: &str, name: &str) -> anyhow::R
         }),
         None => BTreeMap::new(),
     };
-    Ok(target.data_types.iter().map(|t| (*t, LiveStatus { kafka_lag: kafka_types.contains(t).then(|| lag_of(*t)), last_applied: last_applied.get(t).copied() })).collect())
+    Ok(target
+        .data_types
+        .iter()
+        .map(|t| (*t, LiveStatus { kafka_lag: kafka_types.contains(t).then(|| lag_of(*t)), last_applied: last_applied.get(t).copied() }))
+        .collect())
 }
 
 /// The console's live view of the systems: [`live_status`] of each.

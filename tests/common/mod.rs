@@ -348,6 +348,16 @@ pub fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
     rx
 }
 
+/// A process (a watching hub, a browser driver) killed when the test ends, however it ends.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Waits (at most 3 minutes) for a line containing `needle`; returns it.
 pub fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) -> String {
     let until = Instant::now() + Duration::from_secs(180);
@@ -360,4 +370,63 @@ pub fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str, seen: &mut Ve
             return line;
         }
     }
+}
+
+/// Adds to company B's export a look-alike of each of the first `n` active
+/// company A employees with a birth date and no person key: the same Korean
+/// name and birth date, no person key, ids `B-990001`, `B-990002`, ...: a
+/// possible duplicate person the merge opens a review case for. Returns
+/// each (company A id, company B id).
+pub fn plant_look_alikes(deployment: &Deployment, n: usize) -> Vec<(String, String)> {
+    let a_csv = std::fs::read_to_string(deployment.input.join("company_a/employees.csv")).unwrap();
+    // Active company A rows with a birth date (column 10) and without a person key (column 11).
+    let usable = |l: &&str| {
+        let fields: Vec<&str> = l.split(',').collect();
+        fields[7] == "재직" && fields[10].len() == 8 && fields[11].is_empty()
+    };
+    let originals: Vec<&str> = a_csv.lines().skip(1).filter(usable).take(n).collect();
+    assert_eq!(originals.len(), n, "the export has too few company A employees to copy");
+    let units = std::fs::read_to_string(deployment.input.join("company_b/org_units.jsonl")).unwrap();
+    let unit = serde_json::from_str::<serde_json::Value>(units.lines().next().unwrap()).unwrap()["orgUnitId"].as_u64().unwrap();
+    let b_file = deployment.input.join("company_b/employees.jsonl");
+    let mut b_lines = std::fs::read_to_string(&b_file).unwrap();
+    let mut pairs = vec![];
+    for (i, original) in originals.iter().enumerate() {
+        let fields: Vec<&str> = original.split(',').collect();
+        let (employee_id, birth) = (990_001 + i as u64, fields[10]);
+        let modified = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let line = serde_json::json!({"employeeId": employee_id, "firstName": "Look", "lastName": "Alike", "displayNameKo": fields[1],
+            "email": format!("look.{employee_id}@b.example"), "orgUnitId": unit, "grade": "G3", "startDate": "2024-03-01", "active": true, "leave": null,
+            "managerId": null, "birthDate": format!("{}-{}-{}", &birth[..4], &birth[4..6], &birth[6..]), "personKey": null, "salary": null, "lastModified": modified});
+        b_lines.push_str(&line.to_string());
+        b_lines.push('\n');
+        pairs.push((format!("A-{}", fields[0]), format!("B-{employee_id}")));
+    }
+    std::fs::write(&b_file, b_lines).unwrap();
+    pairs
+}
+
+/// Terminates every third active company A employee in the export (status
+/// 퇴직, a later `updated_at`): more than `[safety]` lets a run do unseen.
+/// Returns how many.
+pub fn terminate_every_third(deployment: &Deployment) -> usize {
+    let csv = deployment.input.join("company_a/employees.csv");
+    let original = std::fs::read_to_string(&csv).unwrap();
+    let mut terminated = 0;
+    let edited: String = original
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut fields: Vec<String> = l.split(',').map(str::to_string).collect();
+            if i > 0 && i % 3 == 0 && fields[7] == "재직" {
+                fields[7] = "퇴직".into();
+                fields[13] = "2026-11-30 10:00:00".into();
+                terminated += 1;
+            }
+            fields.join(",") + "\n"
+        })
+        .collect();
+    assert!(terminated > 20, "only {terminated} terminations planted");
+    std::fs::write(&csv, edited).unwrap();
+    terminated
 }

@@ -184,20 +184,21 @@ struct CsrfForm {
     csrf: Option<String>,
 }
 
-/// Refuses a form of a session without the session's CSRF token (403), or
-/// from a caller without `right` (back to the console, saying so).
-fn authorize(api: &Api, operator: &Operator, csrf: Option<&str>, right: CallerRight) -> Result<(), Response> {
+/// The answer that refuses a form of a session without the session's CSRF
+/// token (403), or from a caller without `right` (back to the console,
+/// saying so); none when the form may act.
+fn refusal(api: &Api, operator: &Operator, csrf: Option<&str>, right: CallerRight) -> Option<Response> {
     if let Some((_, expected)) = &operator.session {
         if !hr_transport_rest::token_matches(csrf.unwrap_or(""), expected) {
             tracing::warn!(caller = %operator.caller, "console form without its session's CSRF token refused");
-            return Err(html(StatusCode::FORBIDDEN, page::login(Some("That form did not come from this console; nothing was done. Sign in again."))));
+            return Some(html(StatusCode::FORBIDDEN, page::login(Some("That form did not come from this console; nothing was done. Sign in again."))));
         }
     }
     if !operator.rights.contains(&right) {
         let what = serde_json::to_value(right).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-        return Err(done(api, operator, false, format!("Caller {} may not {what}; nothing was done.", operator.caller)));
+        return Some(done(api, operator, false, format!("Caller {} may not {what}; nothing was done.", operator.caller)));
     }
-    Ok(())
+    None
 }
 
 /// Back to the console (`#anchor`), which then says `text` once.
@@ -210,7 +211,7 @@ fn done(api: &Api, operator: &Operator, ok: bool, text: String) -> Response {
 }
 
 async fn logout(State(api): State<Arc<Api>>, Extension(operator): Extension<Operator>, Form(form): Form<CsrfForm>) -> Response {
-    if let Err(refused) = authorize(&api, &operator, form.csrf.as_deref(), CallerRight::Read) {
+    if let Some(refused) = refusal(&api, &operator, form.csrf.as_deref(), CallerRight::Read) {
         return refused;
     }
     if let Some((id, _)) = &operator.session {
@@ -224,7 +225,7 @@ async fn logout(State(api): State<Arc<Api>>, Extension(operator): Extension<Oper
 }
 
 async fn approve(State(api): State<Arc<Api>>, Path(plan_id): Path<String>, Extension(operator): Extension<Operator>, Form(form): Form<CsrfForm>) -> Response {
-    if let Err(refused) = authorize(&api, &operator, form.csrf.as_deref(), CallerRight::Approve) {
+    if let Some(refused) = refusal(&api, &operator, form.csrf.as_deref(), CallerRight::Approve) {
         return refused;
     }
     let Some(mut hub) = locked(&api).await else { return done(&api, &operator, false, busy(&api)) };
@@ -241,14 +242,16 @@ struct DecisionForm {
 }
 
 async fn decide(State(api): State<Arc<Api>>, Path(case): Path<String>, Extension(operator): Extension<Operator>, Form(form): Form<DecisionForm>) -> Response {
-    if let Err(refused) = authorize(&api, &operator, form.csrf.as_deref(), CallerRight::Review) {
+    if let Some(refused) = refusal(&api, &operator, form.csrf.as_deref(), CallerRight::Review) {
         return refused;
     }
     let Some(mut hub) = locked(&api).await else { return done(&api, &operator, false, busy(&api)) };
     match hub.decide_case(&case, form.decision, &operator.caller) {
         Ok(decided) => {
             let what = match form.decision {
-                hr_core::CaseDecision::Same => format!("one person: from the next run the records join under {}", decided.employees.first().map_or("", |e| e.as_str())),
+                hr_core::CaseDecision::Same => {
+                    format!("one person: from the next run the records join under {}", decided.employees.first().map_or("", |e| e.as_str()))
+                }
                 hr_core::CaseDecision::Different => "different people: the case is closed for good".to_string(),
             };
             done(&api, &operator, true, format!("Case {case} decided, {what}."))
@@ -273,7 +276,7 @@ async fn dashboard(State(api): State<Arc<Api>>, Extension(operator): Extension<O
         rights: operator.rights.clone(),
         csrf: operator.session.as_ref().map(|(_, csrf)| csrf.clone()),
         flash,
-        plan: None,
+        held: None,
         approved: None,
         comparison: None,
         live,
@@ -296,13 +299,33 @@ async fn dashboard(State(api): State<Arc<Api>>, Extension(operator): Extension<O
 
 /// What the page shows of the hub itself.
 fn read_hub(hub: &crate::Hub, view: &mut page::Dashboard) -> Result<(), hr_core::LedgerError> {
-    view.plan = hub.last_plan().cloned();
     view.approved = hub.pending_approval().map(|(plan, by)| (plan.to_string(), by.to_string()));
     view.comparison = hub.last_comparison();
     view.quarantine = hub.last_quarantine().to_vec();
     let ledger = hub.ledger();
     view.cases = ledger.cases()?.into_iter().filter(|c| c.decision.is_none()).collect();
     view.runs = ledger.latest_audit_entries(RUN_ROWS, Some("run"))?;
+    view.held = view.runs.last().filter(|run| run.detail["outcome"] == "held").map(|run| run.detail.clone());
     view.audit = ledger.latest_audit_entries(AUDIT_ROWS, None)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    /// The console is what an operator looks at while a peer is down, so the
+    /// gate serves it then; the API's calls get 503.
+    #[tokio::test]
+    async fn the_gate_serves_the_console_while_a_peer_is_down() {
+        let gate = crate::ApiGate::new("connecting");
+        let routes = Router::new().route("/ui/login", get(|| async { "sign in" })).route("/healthz", get(|| async { "ok" }));
+        gate.open(routes);
+        gate.set_down("kafka", Some("the Kafka brokers do not answer".into()));
+        let call = |path: &str| axum::http::Request::get(path).body(axum::body::Body::empty()).unwrap();
+        assert_eq!(gate.router().oneshot(call("/ui/login")).await.unwrap().status(), StatusCode::OK);
+        assert_eq!(gate.router().oneshot(call("/healthz")).await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!is_console("/uix") && !is_console("/hr/v1/ui") && is_console("/ui") && is_console("/ui/cases/x"));
+    }
 }

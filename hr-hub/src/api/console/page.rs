@@ -25,6 +25,7 @@ form.inline { display: inline; }
 button { font: inherit; padding: .3rem .9rem; cursor: pointer; }
 button.primary { background: #1f5fbf; color: white; border: 0; border-radius: 4px; }
 code, .mono { font-family: ui-monospace, monospace; font-size: .9em; }
+td.detail { overflow-wrap: anywhere; } td.at { white-space: nowrap; }
 .muted { color: #5b6672; }
 ";
 
@@ -36,8 +37,9 @@ pub(super) struct Dashboard {
     /// The session's CSRF token, for the page's forms (none: signed in by header).
     pub(super) csrf: Option<String>,
     pub(super) flash: Option<Flash>,
-    /// The last plan's summary ([`crate::RunPlan::summary`]).
-    pub(super) plan: Option<Value>,
+    /// The last periodic run, if it was held: its audit log entry's detail
+    /// (plan id, reasons, counts per target), which outlives a restart.
+    pub(super) held: Option<Value>,
     /// A plan approved for the next run, and by whom.
     pub(super) approved: Option<(String, String)>,
     pub(super) comparison: Option<Comparison>,
@@ -127,7 +129,7 @@ fn text(value: &Value) -> String {
 }
 
 fn held_plan(view: &Dashboard) -> Markup {
-    let Some(plan) = view.plan.as_ref().filter(|p| p["held"] == true) else {
+    let Some(plan) = &view.held else {
         return html! {};
     };
     let plan_id = text(&plan["plan_id"]);
@@ -135,7 +137,7 @@ fn held_plan(view: &Dashboard) -> Markup {
     html! {
         section.held #held {
             h2 { "Held for approval: plan " code { (plan_id) } }
-            p { "The last periodic run would make " (text(&plan["changes"])) " changes, beyond what " code { "[safety]" } " lets a run make unseen. Nothing was sent." }
+            p { "The last periodic run would change more than " code { "[safety]" } " lets a run change unseen, so it sent nothing:" }
             table {
                 thead { tr { th { "system" } th { "data type" } th { "what" } th.n { "changes" } th.n { "records held" } th.n { "limit" } } }
                 tbody {
@@ -214,10 +216,10 @@ fn runs(runs: &[AuditEntry]) -> Markup {
         @if runs.is_empty() { p.muted { "No periodic run yet." } }
         @else {
             table {
-                thead { tr { th { "at (UTC)" } th { "outcome" } th { "plan" } th.n { "changes" } } }
+                thead { tr { th { "at (UTC)" } th { "outcome" } th { "plan" } th.n { "changes in the systems" } } }
                 tbody {
                     @for run in runs.iter().rev() {
-                        tr { td.mono { (run.at) } td { (text(&run.detail["outcome"])) @if run.detail["approved"] == true { " (approved)" } }
+                        tr { td.mono.at { (run.at) } td { (text(&run.detail["outcome"])) @if run.detail["approved"] == true { " (approved)" } }
                              td.mono { (text(&run.detail["plan_id"])) } td.n { (planned_total(&run.detail["targets"])) } }
                     }
                 }
@@ -282,7 +284,7 @@ fn audit(entries: &[AuditEntry]) -> Markup {
             thead { tr { th { "at (UTC)" } th { "who" } th { "action" } th { "detail" } } }
             tbody {
                 @for entry in entries.iter().rev() {
-                    tr { td.mono { (entry.at) } td { (entry.actor) } td { (entry.action) } td.mono { (compact(&entry.detail)) } }
+                    tr { td.mono.at { (entry.at) } td { (entry.actor) } td { (entry.action) } td.mono.detail { (compact(&entry.detail)) } }
                 }
             }
         }
