@@ -521,28 +521,25 @@ struct ConsoleSession {
     csrf: String,
 }
 
-/// The operator console (`/ui`): a browser signs in with a caller's token
-/// and gets an `HttpOnly`, `SameSite=Strict` session cookie; the page shows
-/// the held plan, escaped; approving needs the session's CSRF token and
-/// the `approve` right; a bearer token works without a session; signing
-/// out ends the session. (The same in a real browser: `tests/console.rs`.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_console_approves_a_held_plan_only_for_a_signed_in_approver_with_the_sessions_csrf_token() {
+const LEAD: &str = "console-lead-token-0123456789abcdef0123";
+const VIEWER: &str = "console-viewer-token-0123456789abcdef01";
+const PORTAL: &str = "console-portal-token-0123456789abcdef01";
+
+/// A hub whose last run is held (a third of the employees terminated), with
+/// an open case whose name would be markup if not escaped; callers hr-lead
+/// (read, approve, review), viewer (read) and hr-portal (permissions).
+/// Returns it, a client that follows no redirect, the held plan and the export.
+async fn held_console() -> (Running, reqwest::Client, String, MergedState) {
     use hr_sync::hr_core::{Conflict, ConflictKind};
     use hr_sync::hr_hub::CallerRight;
-    let (lead, viewer, portal) =
-        ("console-lead-token-0123456789abcdef0123", "console-viewer-token-0123456789abcdef01", "console-portal-token-0123456789abcdef01");
     let api = ApiConfig::for_callers([
-        ("hr-lead", lead, vec![CallerRight::Read, CallerRight::Approve, CallerRight::Review]),
-        ("viewer", viewer, vec![CallerRight::Read]),
-        ("hr-portal", portal, vec![CallerRight::Permissions]),
+        ("hr-lead", LEAD, vec![CallerRight::Read, CallerRight::Approve, CallerRight::Review]),
+        ("viewer", VIEWER, vec![CallerRight::Read]),
+        ("hr-portal", PORTAL, vec![CallerRight::Permissions]),
     ])
     .unwrap();
     let running = Running::start_configured(api, &format!("{CONFIG}\n[safety]\nmin_records = 0\n")).await;
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let url = |path: &str| format!("{}{path}", running.url);
-
-    // A held run (a third of the employees terminated), and a case whose name would be markup if not escaped.
     let mut leaving = export("2026-10-26T00:00:00Z", &[]);
     let a1 = leaving.employees.get_mut("A-1").unwrap();
     a1.status = EmployeeStatus::Terminated;
@@ -559,34 +556,47 @@ async fn the_console_approves_a_held_plan_only_for_a_signed_in_approver_with_the
         plan_id
     };
     running.recorder.take();
+    (running, client, plan_id, leaving)
+}
+
+/// Signs in to the console at `base` with `token`; checks the cookie's and
+/// the page's protections; returns the session and the page.
+async fn sign_in(client: &reqwest::Client, base: &str, token: &str) -> (ConsoleSession, String) {
+    let response = client.post(format!("{base}/ui/login")).form(&[("token", token)]).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let set = response.headers()["set-cookie"].to_str().unwrap().to_string();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+        assert!(set.contains(attribute), "{set} lacks {attribute}");
+    }
+    let cookie = set.split(';').next().unwrap().to_string();
+    let page = client.get(format!("{base}/ui")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.headers()["content-security-policy"].to_str().unwrap().starts_with("default-src 'none'"));
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    let body = page.text().await.unwrap();
+    let csrf = body.split("name=\"csrf\" value=\"").nth(1).expect("the page's forms carry the CSRF token").split('"').next().unwrap().to_string();
+    (ConsoleSession { cookie, csrf }, body)
+}
+
+/// The operator console (`/ui`): a browser signs in with a caller's token
+/// and gets an `HttpOnly`, `SameSite=Strict` session cookie; the page shows
+/// the held plan, escaped; approving needs the session's CSRF token and
+/// the `approve` right; a bearer token works without a session; signing
+/// out ends the session. (The same in a real browser: `tests/console.rs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_approves_a_held_plan_only_for_a_signed_in_approver_with_the_sessions_csrf_token() {
+    let (running, client, plan_id, leaving) = held_console().await;
+    let url = |path: &str| format!("{}{path}", running.url);
 
     // No session: to the sign-in page; a wrong token, or a caller without `read`, does not sign in.
     let response = client.get(url("/ui")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(response.headers()["location"], "/ui/login");
-    let sign_in = |token: &str| client.post(url("/ui/login")).form(&[("token", token)]).send();
-    assert_eq!(sign_in("console-wrong-token-0123456789abcdef012").await.unwrap().status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(sign_in(portal).await.unwrap().status(), StatusCode::FORBIDDEN);
-
-    let open = |token: &'static str| {
-        let (client, url) = (client.clone(), url("/ui"));
-        async move {
-            let response = client.post(format!("{}/login", url)).form(&[("token", token)]).send().await.unwrap();
-            assert_eq!(response.status(), StatusCode::SEE_OTHER);
-            let set = response.headers()["set-cookie"].to_str().unwrap().to_string();
-            for attribute in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
-                assert!(set.contains(attribute), "{set} lacks {attribute}");
-            }
-            let cookie = set.split(';').next().unwrap().to_string();
-            let page = client.get(&url).header("cookie", &cookie).send().await.unwrap();
-            assert_eq!(page.status(), StatusCode::OK);
-            assert!(page.headers()["content-security-policy"].to_str().unwrap().starts_with("default-src 'none'"));
-            assert_eq!(page.headers()["x-frame-options"], "DENY");
-            let body = page.text().await.unwrap();
-            let csrf = body.split("name=\"csrf\" value=\"").nth(1).expect("the page's forms carry the CSRF token").split('"').next().unwrap().to_string();
-            (ConsoleSession { cookie, csrf }, body)
-        }
-    };
+    let attempt = |token: &str| client.post(url("/ui/login")).form(&[("token", token)]).send();
+    assert_eq!(attempt("console-wrong-token-0123456789abcdef012").await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(attempt(PORTAL).await.unwrap().status(), StatusCode::FORBIDDEN);
+    let (lead, viewer) = (LEAD, VIEWER);
+    let open = |token: &'static str| sign_in(&client, &running.url, token);
     let (session, page) = open(lead).await;
     assert!(page.contains(&format!("Held for approval: plan <code>{plan_id}</code>")), "{page}");
     assert!(page.contains("erp") && page.contains("terminations") && page.contains("Approve this plan"), "{page}");
@@ -633,4 +643,94 @@ async fn the_console_approves_a_held_plan_only_for_a_signed_in_approver_with_the
     let audit = running.hub.lock().await.ledger().audit_entries(None).unwrap();
     assert!(audit.iter().any(|e| e.actor == "hr-lead" && e.action == "approve" && e.detail["outcome"] == "approved"), "{audit:#?}");
     assert!(!audit.iter().any(|e| e.actor == "viewer" && e.action == "approve"), "{audit:#?}");
+}
+
+/// What the console refuses: a form from another site (sign-in included),
+/// a form of a session without its CSRF token (decide and sign out too), a
+/// body before its sender is signed in, a decision by a caller without
+/// `review`; and a script signed in by header gets a plain status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consoles_forms_are_refused_from_other_sites_without_a_session_its_csrf_token_or_the_right() {
+    let (running, client, plan_id, _) = held_console().await;
+    let url = |path: &str| format!("{}{path}", running.url);
+    let host = running.url.trim_start_matches("http://").to_string();
+
+    // Another site's page posting a sign-in, by what the browser says of it.
+    let from = |header: &'static str, value: String| client.post(url("/ui/login")).header(header, value).form(&[("token", LEAD)]).send();
+    assert_eq!(from("sec-fetch-site", "cross-site".into()).await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(from("origin", "http://evil.example".into()).await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(from("origin", format!("http://{host}")).await.unwrap().status(), StatusCode::SEE_OTHER, "the console's own origin signs in");
+
+    // No session: refused before the body is read, however large; a session's body over 16 KiB: 413.
+    let case = running.hub.lock().await.cases().unwrap().remove(0).id;
+    let decide = format!("/ui/cases/{case}");
+    // A head announcing 2 MiB, a few bytes, then silence: the answer comes without waiting for the rest.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let head = format!("POST {decide} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: {}\r\n\r\n", 2 << 20);
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(b"decision=same&").await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut answer)).await.expect("answered before the body").unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    let (lead, _) = sign_in(&client, &running.url, LEAD).await;
+    let oversized = client.post(url(&decide)).header("cookie", &lead.cookie).body("x".repeat(17 * 1024)).send().await.unwrap();
+    assert_eq!(oversized.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Deciding and signing out need the session's CSRF token; deciding needs `review`.
+    let post = |path: &str, cookie: &str, fields: &[(&str, &str)]| client.post(url(path)).header("cookie", cookie).form(fields).send();
+    assert_eq!(post(&decide, &lead.cookie, &[("decision", "same")]).await.unwrap().status(), StatusCode::FORBIDDEN);
+    assert_eq!(post("/ui/logout", &lead.cookie, &[]).await.unwrap().status(), StatusCode::FORBIDDEN);
+    let (viewer, _) = sign_in(&client, &running.url, VIEWER).await;
+    assert_eq!(post(&decide, &viewer.cookie, &[("csrf", &viewer.csrf), ("decision", "same")]).await.unwrap().status(), StatusCode::SEE_OTHER);
+    let page = client.get(url("/ui")).header("cookie", &viewer.cookie).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Caller viewer may not review; nothing was done."), "{page}");
+    assert!(running.hub.lock().await.cases().unwrap()[0].decision.is_none(), "a forged or unentitled form decided the case");
+    assert_eq!(client.get(url("/ui")).header("cookie", &lead.cookie).send().await.unwrap().status(), StatusCode::OK, "a refused sign-out ended the session");
+
+    // A script signed in by header: a plain answer, no session to forge.
+    let script = |token: &str, path: &str, fields: &[(&str, &str)]| client.post(url(path)).bearer_auth(token).form(fields).send();
+    let refused = script(VIEWER, &decide, &[("decision", "different")]).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(refused.text().await.unwrap().contains("may not review"));
+    let approved = script(LEAD, &format!("/ui/plans/{plan_id}/approve"), &[]).await.unwrap();
+    assert_eq!(approved.status(), StatusCode::OK);
+    assert_eq!(script(LEAD, "/ui/plans/0123456789abcdef0123456789abcdef/approve", &[]).await.unwrap().status(), StatusCode::CONFLICT);
+    let decided = script(LEAD, &decide, &[("decision", "different")]).await.unwrap();
+    assert_eq!(decided.status(), StatusCode::OK);
+    assert_eq!(running.hub.lock().await.cases().unwrap()[0].decided_by.as_deref(), Some("hr-lead"));
+}
+
+/// A hub restarted after a held run knows no plan in memory; the console
+/// shows the held run from the audit log, so approving it must work: the
+/// approval is for the plan the audit log names, and the next run goes if
+/// it is still that plan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_run_is_approved_after_the_hub_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite3");
+    let config = HubConfig::from_toml_str(&format!("{CONFIG}\n[safety]\nmin_records = 0\n"), "hub.toml").unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let start = || Hub::with_transports(&config, Ledger::open(&path).unwrap(), [("recorder", recorder.clone() as Arc<dyn Propagator>)]).unwrap();
+    let mut leaving = export("2026-10-26T00:00:00Z", &[]);
+    let a1 = leaving.employees.get_mut("A-1").unwrap();
+    a1.status = EmployeeStatus::Terminated;
+    a1.updated_at = at("2026-10-26T00:00:00Z");
+    let held = {
+        let mut hub = start();
+        hub.sync_with(&export("2026-10-25T00:00:00Z", &[]), &HeldBack::default()).await.unwrap();
+        match hub.sync_with(&leaving, &HeldBack::default()).await {
+            Err(hr_sync::HubError::Held { plan_id, .. }) => plan_id,
+            other => panic!("the run terminating a third went: {other:?}"),
+        }
+    };
+    recorder.take();
+
+    let mut hub = start();
+    assert!(hub.last_plan().is_none(), "a restarted hub planned nothing yet");
+    assert!(hub.approve("0123456789abcdef0123456789abcdef", "hr-lead").is_err(), "only the held run's plan is approved");
+    hub.approve(&held, "hr-lead").expect("the held run the audit log names is approved");
+    hub.sync_with(&leaving, &HeldBack::default()).await.expect("the approved plan goes");
+    assert_eq!(recorder.take()[&(DataType::Employee, "A-1".to_string())].as_ref().unwrap()["status"], "terminated");
 }

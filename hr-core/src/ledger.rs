@@ -481,6 +481,7 @@ impl Ledger {
              CREATE TABLE IF NOT EXISTS audit (
                seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL,
                action TEXT NOT NULL, detail TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS audit_action ON audit (action, seq);
              CREATE TABLE IF NOT EXISTS scoped_hash (
                data_type TEXT NOT NULL, audience TEXT NOT NULL, key TEXT NOT NULL, hash BLOB NOT NULL,
                PRIMARY KEY (data_type, audience, key)) WITHOUT ROWID;
@@ -1273,11 +1274,22 @@ impl Ledger {
     /// whose action is `action` when given (`run`, `approve`, ...). Reads
     /// those entries alone, however long the log.
     pub fn latest_audit_entries(&self, limit: usize, action: Option<&str>) -> Result<Vec<AuditEntry>, LedgerError> {
-        let sql = "SELECT seq, at, actor, action, detail FROM audit WHERE ?2 IS NULL OR action = ?2 ORDER BY seq DESC LIMIT ?1";
-        let mut stmt = self.conn.prepare_cached(sql).map_err(self.storage())?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = stmt.query_map(rusqlite::params![limit, action], audit_entry).map_err(self.storage())?;
-        let mut entries = rows.collect::<Result<Vec<_>, _>>().map_err(self.storage())?;
+        // Two statements, so that one action's entries are found through the index on (action, seq).
+        let mut entries = match action {
+            Some(action) => {
+                let sql = "SELECT seq, at, actor, action, detail FROM audit WHERE action = ?2 ORDER BY seq DESC LIMIT ?1";
+                let mut stmt = self.conn.prepare_cached(sql).map_err(self.storage())?;
+                let rows = stmt.query_map(rusqlite::params![limit, action], audit_entry).map_err(self.storage())?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(self.storage())?
+            }
+            None => {
+                let mut stmt =
+                    self.conn.prepare_cached("SELECT seq, at, actor, action, detail FROM audit ORDER BY seq DESC LIMIT ?1").map_err(self.storage())?;
+                let rows = stmt.query_map([limit], audit_entry).map_err(self.storage())?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(self.storage())?
+            }
+        };
         entries.reverse();
         Ok(entries)
     }

@@ -421,13 +421,21 @@ async fn post_decision(State(api): State<Arc<Api>>, Path(id): Path<String>, axum
 /// Reads the whole body, within the body limit and the body read timeout,
 /// before the call is handled (after the token check).
 async fn read_body_in_time(State(api): State<Arc<Api>>, request: Request, next: Next) -> Response {
+    match read_whole_body(request, api.config.body_limit, api.config.body_read_timeout).await {
+        Ok(request) => next.run(request).await,
+        Err(refused) => refused,
+    }
+}
+
+/// The request with its whole body read, if it arrived within `timeout`
+/// and `limit` bytes; otherwise the answer refusing it (413, 408).
+async fn read_whole_body(request: Request, limit: usize, timeout: Duration) -> Result<Request, Response> {
     let (parts, body) = request.into_parts();
-    match tokio::time::timeout(api.config.body_read_timeout, axum::body::to_bytes(body, api.config.body_limit)).await {
-        Ok(Ok(bytes)) => next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await,
-        Ok(Err(_)) => error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the body is over {} bytes, or broke off", api.config.body_limit)),
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(Request::from_parts(parts, axum::body::Body::from(bytes))),
+        Ok(Err(_)) => Err(error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the body is over {limit} bytes, or broke off"))),
         Err(_) => {
-            let message = format!("the body did not arrive within {} s; nothing was sent", api.config.body_read_timeout.as_secs());
-            error(StatusCode::REQUEST_TIMEOUT, "request_timeout", message)
+            Err(error(StatusCode::REQUEST_TIMEOUT, "request_timeout", format!("the body did not arrive within {} s; nothing was sent", timeout.as_secs())))
         }
     }
 }

@@ -524,7 +524,15 @@ impl Hub {
     /// that plan; otherwise the approval lapses and the audit log says so.
     /// An approval of a plan other than the last one planned is refused.
     pub fn approve(&mut self, plan_id: &str, approver: &str) -> Result<(), HubError> {
-        let last = self.last_plan.as_ref().and_then(|p| p["plan_id"].as_str()).unwrap_or_default().to_string();
+        let last = match self.last_plan.as_ref() {
+            Some(plan) => plan["plan_id"].as_str().unwrap_or_default().to_string(),
+            // A hub restarted since: the last run the audit log holds, if it was held, is what a person saw and approves.
+            None => blocking(|| self.ledger.latest_audit_entries(1, Some("run")))?
+                .pop()
+                .filter(|run| run.detail["outcome"] == "held")
+                .and_then(|run| run.detail["plan_id"].as_str().map(str::to_string))
+                .unwrap_or_default(),
+        };
         if last != plan_id {
             let detail = serde_json::json!({"plan_id": plan_id, "outcome": "refused", "now": last});
             blocking(|| self.ledger.audit(approver, "approve", &detail))?;
@@ -1022,7 +1030,7 @@ impl Hub {
         let approved = covered && plan.is_held();
         if plan.is_held() && !approved {
             self.last_plan = Some(plan.summary());
-            let detail = serde_json::json!({"plan_id": plan.plan_id, "outcome": "held", "targets": plan.targets, "hold": plan.hold});
+            let detail = serde_json::json!({"plan_id": plan.plan_id, "outcome": "held", "targets": plan.targets, "hold": plan.hold, "repairs": true});
             blocking(|| self.ledger.audit("hub", "run", &detail))?;
             return Err(HubError::Held { plan_id: plan.plan_id, reasons: plan.hold });
         }

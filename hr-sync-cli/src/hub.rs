@@ -263,7 +263,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     // The console under --listen: a Secure session cookie over HTTPS, and the systems' lag and last applied times.
     let api_config = api_config.map(|mut api| {
         api.secure_cookies = tls.is_some();
-        api.with_probe(Arc::new(SystemsProbe { config: config.clone(), brokers: args.brokers.clone() }))
+        api.with_probe(Arc::new(SystemsProbe { config: config.clone(), brokers: args.brokers.clone(), last: tokio::sync::Mutex::new(None) }))
     });
     if let Some(addr) = args.metrics_listen {
         serve_metrics(addr, tls.clone(), &console).await?;
@@ -967,23 +967,46 @@ async fn live_status(config: &HubConfig, brokers: &str, name: &str) -> anyhow::R
         .collect())
 }
 
-/// The console's live view of the systems: [`live_status`] of each.
+/// The console's live view of the systems: [`live_status`] of each, all at
+/// once, each within [`PROBE_TARGET_DEADLINE`]. One probe runs at a time and
+/// its answer serves every page drawn in the next [`PROBE_FRESH_FOR`]: each
+/// probe opens Kafka clients, and a page reloaded in a loop (or a script
+/// polling it) must not open more.
 struct SystemsProbe {
     config: HubConfig,
     brokers: String,
+    last: tokio::sync::Mutex<Option<(Instant, SystemsLive)>>,
 }
+
+/// How long the console waits for one system's lag and last-applied times.
+const PROBE_TARGET_DEADLINE: Duration = Duration::from_secs(3);
+/// How long one probe's answer is shown before the systems are asked again.
+const PROBE_FRESH_FOR: Duration = Duration::from_secs(5);
 
 #[async_trait::async_trait]
 impl SystemProbe for SystemsProbe {
     async fn live(&self) -> SystemsLive {
-        let mut out = SystemsLive::new();
-        for name in self.config.targets.keys() {
-            match live_status(&self.config, &self.brokers, name).await {
-                Ok(live) => drop(out.insert(name.clone(), live)),
-                Err(e) => tracing::warn!(system = %name, error = %e, "the console cannot read this system's lag"),
-            }
+        let mut last = self.last.lock().await;
+        if let Some((at, live)) = last.as_ref().filter(|(at, _)| at.elapsed() < PROBE_FRESH_FOR) {
+            tracing::trace!(age_ms = at.elapsed().as_millis() as u64, "console probe answered from the last one");
+            return live.clone();
         }
-        out
+        let probes = self.config.targets.keys().map(|name| async move {
+            match tokio::time::timeout(PROBE_TARGET_DEADLINE, live_status(&self.config, &self.brokers, name)).await {
+                Ok(Ok(live)) => Some((name.clone(), live)),
+                Ok(Err(e)) => {
+                    tracing::warn!(system = %name, error = %e, "the console cannot read this system's lag");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!(system = %name, "the console's read of this system's lag took over {} s", PROBE_TARGET_DEADLINE.as_secs());
+                    None
+                }
+            }
+        });
+        let live: SystemsLive = futures::future::join_all(probes).await.into_iter().flatten().collect();
+        *last = Some((Instant::now(), live.clone()));
+        live
     }
 }
 

@@ -32,7 +32,7 @@ mod session;
 
 pub(crate) use session::Sessions;
 
-use super::{locked, read_body_in_time, Api, CallerRight};
+use super::{locked, read_whole_body, Api, CallerRight};
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -75,6 +75,8 @@ const PROBE_DEADLINE: Duration = Duration::from_secs(5);
 const AUDIT_ROWS: usize = 50;
 /// Runs the page shows.
 const RUN_ROWS: usize = 10;
+/// The largest form the console takes: a token, a CSRF token, a decision.
+const FORM_LIMIT: usize = 16 * 1024;
 
 /// Who a request of the console is from.
 #[derive(Clone)]
@@ -87,19 +89,56 @@ struct Operator {
 
 /// The console's routes, for [`hub_api`](super::hub_api).
 pub(super) fn routes(api: &Arc<Api>) -> Router<Arc<Api>> {
+    // The last route layer runs first: a form's body is read only once its sender is signed in.
     let signed_in_routes = Router::new()
         .route("/ui", get(dashboard))
         .route("/ui/logout", post(logout))
         .route("/ui/plans/{id}/approve", post(approve))
         .route("/ui/cases/{id}", post(decide))
+        .route_layer(axum::middleware::from_fn_with_state(api.clone(), read_form_in_time))
         .route_layer(axum::middleware::from_fn_with_state(api.clone(), signed_in));
-    Router::new()
+    let login_routes = Router::new()
         .route("/ui/login", get(|| async { html(StatusCode::OK, page::login(None)) }).post(login))
+        .route_layer(axum::middleware::from_fn_with_state(api.clone(), read_form_in_time));
+    Router::new()
         .route("/ui/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], page::STYLE) }))
+        .merge(login_routes)
         .merge(signed_in_routes)
-        .route_layer(axum::middleware::from_fn_with_state(api.clone(), read_body_in_time))
+        .layer(axum::middleware::from_fn(from_the_console_only))
         .layer(axum::middleware::map_response(security_headers))
-        .layer(DefaultBodyLimit::max(16 * 1024))
+        .layer(DefaultBodyLimit::max(FORM_LIMIT))
+}
+
+/// Reads a form's whole body, at most [`FORM_LIMIT`] bytes within the API's body read timeout.
+async fn read_form_in_time(State(api): State<Arc<Api>>, request: Request, next: Next) -> Response {
+    match read_whole_body(request, FORM_LIMIT, api.config.body_read_timeout).await {
+        Ok(request) => next.run(request).await,
+        Err(refused) => refused,
+    }
+}
+
+/// Refuses a form another site's page posts (403), sign-in included: the
+/// browser says where a request comes from (`Sec-Fetch-Site`, `Origin`).
+/// A client that says nothing (a script) is judged by its token alone.
+async fn from_the_console_only(request: Request, next: Next) -> Response {
+    if request.method() != Method::GET && !same_origin(request.headers()) {
+        tracing::warn!("console form from another site refused");
+        return html(StatusCode::FORBIDDEN, page::login(Some("That form came from another site; nothing was done.")));
+    }
+    next.run(request).await
+}
+
+/// Whether a request's own headers say it comes from the console's origin (or say nothing).
+fn same_origin(headers: &axum::http::HeaderMap) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = text("sec-fetch-site") {
+        return matches!(site, "same-origin" | "none");
+    }
+    match (text("origin"), text("host")) {
+        (Some(origin), Some(host)) => origin.split_once("://").is_some_and(|(_, authority)| authority == host),
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
 }
 
 /// Whether the gate serves `path` while a peer is down.
@@ -161,7 +200,11 @@ struct LoginForm {
     token: String,
 }
 
-async fn login(State(api): State<Arc<Api>>, Form(form): Form<LoginForm>) -> Response {
+async fn login(State(api): State<Arc<Api>>, headers: axum::http::HeaderMap, Form(form): Form<LoginForm>) -> Response {
+    // A new sign-in in this browser ends the session it held, on the hub too.
+    if let Some(earlier) = session::session_id(&headers) {
+        api.sessions.close(&earlier);
+    }
     let Some(caller) = api.config.caller_presenting(&form.token) else {
         tracing::warn!("console sign-in refused: the token is no caller's");
         return html(StatusCode::UNAUTHORIZED, page::login(Some("That token is not one of the API's callers.")));
@@ -196,18 +239,23 @@ fn refusal(api: &Api, operator: &Operator, csrf: Option<&str>, right: CallerRigh
     }
     if !operator.rights.contains(&right) {
         let what = serde_json::to_value(right).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-        return Some(done(api, operator, false, format!("Caller {} may not {what}; nothing was done.", operator.caller)));
+        return Some(done(api, operator, StatusCode::FORBIDDEN, format!("Caller {} may not {what}; nothing was done.", operator.caller)));
     }
     None
 }
 
-/// Back to the console (`#anchor`), which then says `text` once.
-fn done(api: &Api, operator: &Operator, ok: bool, text: String) -> Response {
+/// What an action did: a signed-in browser goes back to the console, which
+/// says `text` once; a script (signed in by header) gets `status` and `text`.
+fn done(api: &Api, operator: &Operator, status: StatusCode, text: String) -> Response {
+    let ok = status.is_success();
     tracing::info!(caller = %operator.caller, ok, "console: {text}");
-    if let Some((id, _)) = &operator.session {
-        api.sessions.set_flash(id, Flash { ok, text });
+    match &operator.session {
+        Some((id, _)) => {
+            api.sessions.set_flash(id, Flash { ok, text });
+            see_other("/ui")
+        }
+        None => (status, text).into_response(),
     }
-    see_other("/ui")
 }
 
 async fn logout(State(api): State<Arc<Api>>, Extension(operator): Extension<Operator>, Form(form): Form<CsrfForm>) -> Response {
@@ -228,10 +276,10 @@ async fn approve(State(api): State<Arc<Api>>, Path(plan_id): Path<String>, Exten
     if let Some(refused) = refusal(&api, &operator, form.csrf.as_deref(), CallerRight::Approve) {
         return refused;
     }
-    let Some(mut hub) = locked(&api).await else { return done(&api, &operator, false, busy(&api)) };
+    let Some(mut hub) = locked(&api).await else { return done(&api, &operator, StatusCode::SERVICE_UNAVAILABLE, busy(&api)) };
     match hub.approve(&plan_id, &operator.caller) {
-        Ok(()) => done(&api, &operator, true, format!("Plan {plan_id} approved: the next periodic run sends it, if it is still this plan.")),
-        Err(e) => done(&api, &operator, false, format!("Not approved: {e}")),
+        Ok(()) => done(&api, &operator, StatusCode::OK, format!("Plan {plan_id} approved: the next periodic run sends it, if it is still this plan.")),
+        Err(e) => done(&api, &operator, StatusCode::CONFLICT, format!("Not approved: {e}")),
     }
 }
 
@@ -245,7 +293,7 @@ async fn decide(State(api): State<Arc<Api>>, Path(case): Path<String>, Extension
     if let Some(refused) = refusal(&api, &operator, form.csrf.as_deref(), CallerRight::Review) {
         return refused;
     }
-    let Some(mut hub) = locked(&api).await else { return done(&api, &operator, false, busy(&api)) };
+    let Some(mut hub) = locked(&api).await else { return done(&api, &operator, StatusCode::SERVICE_UNAVAILABLE, busy(&api)) };
     match hub.decide_case(&case, form.decision, &operator.caller) {
         Ok(decided) => {
             let what = match form.decision {
@@ -254,9 +302,9 @@ async fn decide(State(api): State<Arc<Api>>, Path(case): Path<String>, Extension
                 }
                 hr_core::CaseDecision::Different => "different people: the case is closed for good".to_string(),
             };
-            done(&api, &operator, true, format!("Case {case} decided, {what}."))
+            done(&api, &operator, StatusCode::OK, format!("Case {case} decided, {what}."))
         }
-        Err(e) => done(&api, &operator, false, format!("Case {case} not decided: {e}")),
+        Err(e) => done(&api, &operator, StatusCode::CONFLICT, format!("Case {case} not decided: {e}")),
     }
 }
 

@@ -137,7 +137,11 @@ fn held_plan(view: &Dashboard) -> Markup {
     html! {
         section.held #held {
             h2 { "Held for approval: plan " code { (plan_id) } }
-            p { "The last periodic run would change more than " code { "[safety]" } " lets a run change unseen, so it sent nothing:" }
+            @if plan["repairs"] == true {
+                p { "The repairs the last periodic run found would change more than " code { "[safety]" } " lets a run change unseen, so they were not sent (the run's own changes were):" }
+            } @else {
+                p { "The last periodic run would change more than " code { "[safety]" } " lets a run change unseen, so it sent nothing:" }
+            }
             table {
                 thead { tr { th { "system" } th { "data type" } th { "what" } th.n { "changes" } th.n { "records held" } th.n { "limit" } } }
                 tbody {

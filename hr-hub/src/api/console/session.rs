@@ -22,6 +22,8 @@ pub(super) struct Session {
     /// What every form of this session must carry back.
     pub(super) csrf: String,
     expires: Instant,
+    /// Its place among the logins (sessions end oldest first when there are too many).
+    opened: u64,
     /// What the last action said, shown once by the next page.
     flash: Option<Flash>,
 }
@@ -39,6 +41,7 @@ pub(super) struct Flash {
 #[derive(Default)]
 pub(crate) struct Sessions {
     open: Mutex<HashMap<String, Session>>,
+    logins: std::sync::atomic::AtomicU64,
 }
 
 /// 256 random bits from the thread's CSPRNG, as hex.
@@ -47,18 +50,19 @@ fn secret() -> String {
 }
 
 impl Sessions {
-    /// Opens a session for `caller`; returns its id.
+    /// Opens a session for `caller` (at most [`MAX_SESSIONS`]: beyond, the oldest ends); returns its id.
     pub(super) fn open(&self, caller: &str) -> String {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         open.retain(|_, s| s.expires > now);
         if open.len() >= MAX_SESSIONS {
-            if let Some(oldest) = open.iter().min_by_key(|(_, s)| s.expires).map(|(id, _)| id.clone()) {
+            if let Some(oldest) = open.iter().min_by_key(|(_, s)| s.opened).map(|(id, _)| id.clone()) {
                 open.remove(&oldest);
             }
         }
         let id = secret();
-        open.insert(id.clone(), Session { caller: caller.to_string(), csrf: secret(), expires: now + LIFETIME, flash: None });
+        let opened = self.logins.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        open.insert(id.clone(), Session { caller: caller.to_string(), csrf: secret(), expires: now + LIFETIME, opened, flash: None });
         id
     }
 
@@ -149,7 +153,7 @@ mod tests {
             sessions.open("a");
         }
         assert_eq!(sessions.open.lock().unwrap().len(), MAX_SESSIONS);
-        assert!(sessions.get(&first).is_none(), "the one closest to expiring ended");
+        assert!(sessions.get(&first).is_none(), "the oldest ended");
     }
 
     #[test]
