@@ -135,6 +135,8 @@ fn sqlite_apply_10k(c: &mut Criterion) {
     });
     let sink = SqliteSink::open(dir.path().join("update.sqlite3")).unwrap();
     rt.block_on(sink.apply(&first)).unwrap();
+    // What each comparison asks of a system: the digest of everything it holds of a type.
+    g.bench_function("sqlite_digest_10k_employees", |b| b.iter(|| assert_eq!(rt.block_on(sink.digest(DataType::Employee)).unwrap().count, first.len() as u64)));
     let mut version = 1;
     g.bench_function("sqlite_update_10k_employees", |b| {
         b.iter_batched(

@@ -101,3 +101,52 @@ async fn debug_output_shows_versions_not_bodies() {
     let text = format!("{sink:?}");
     assert!(text.contains("payroll.sqlite3"), "{text}");
 }
+
+/// The digest is of the bodies as stored, whatever wrote them: a hand edit,
+/// a row inserted by hand, a store an older version wrote (this guards any
+/// shortcut that would hash what the sink meant to write instead).
+#[tokio::test]
+async fn the_digest_sees_every_hand_edit_of_a_body() {
+    use hr_core::{ContentHash, Digest};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.sqlite3");
+    let sink = SqliteSink::open(&path).unwrap();
+    sink.apply(&[md("G1", "Staff", 1), md("G2", "Lead", 1), md("G3", "Head", 1)]).await.unwrap();
+    // What the store holds, hashed from the bodies as stored now.
+    let from_bodies = |sink: &SqliteSink| {
+        let conn = rusqlite::Connection::open(sink.path()).unwrap();
+        let mut query = conn.prepare("SELECT id, version, deleted, body FROM master_data").unwrap();
+        let rows = query.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<String>>(3)?))).unwrap();
+        let mut digest = Digest::default();
+        for (id, version, deleted, body) in rows.map(Result::unwrap) {
+            digest.add(&id, version as u64, (deleted == 0).then(|| ContentHash::of(body.as_deref().unwrap_or(""))));
+        }
+        digest
+    };
+    let clean = sink.digest(DataType::MasterData).await.unwrap();
+    assert_eq!(clean, from_bodies(&sink));
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute("UPDATE master_data SET body = replace(body, 'Staff', 'Tampered') WHERE id = 'grade:G1'", []).unwrap();
+    let edited = sink.digest(DataType::MasterData).await.unwrap();
+    assert_ne!(edited, clean, "a hand edit of a body did not show");
+    assert_eq!(edited, from_bodies(&sink));
+    conn.execute("INSERT INTO master_data (id, version, deleted, body) VALUES ('grade:G9', 1, 0, '{}')", []).unwrap();
+    assert_eq!(sink.digest(DataType::MasterData).await.unwrap(), from_bodies(&sink), "a row inserted by hand");
+    // The edited row written again by a change.
+    sink.apply(&[md("G1", "Staff", 2)]).await.unwrap();
+    assert_eq!(sink.digest(DataType::MasterData).await.unwrap(), from_bodies(&sink));
+
+    // A store written by hand, in the table layout of the first releases.
+    let old = dir.path().join("old.sqlite3");
+    let conn = rusqlite::Connection::open(&old).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE master_data (id TEXT PRIMARY KEY, version INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0, body TEXT);
+         INSERT INTO master_data VALUES ('grade:G1', 1, 0, '{\"set\":\"grade\",\"code\":\"G1\",\"name\":\"Staff\",\"attributes\":{}}'), ('grade:G2', 3, 1, NULL);",
+    )
+    .unwrap();
+    drop(conn);
+    let reopened = SqliteSink::open(&old).unwrap();
+    assert_eq!(reopened.digest(DataType::MasterData).await.unwrap(), from_bodies(&reopened));
+    assert_eq!(reopened.digest(DataType::MasterData).await.unwrap().count, 1);
+}
