@@ -867,9 +867,11 @@ impl Hub {
         for name in self.not_comparable() {
             tracing::warn!(target_system = %name, "nothing reads back what this target holds (no REST receiver, no reading transport): not compared");
         }
-        for (name, data_types) in targets {
-            let Some(reader) = self.readers.get(name) else { continue };
-            let held = reader.digests(name, data_types).await?;
+        // Every target computes its digests at once: each reads and hashes all it holds.
+        let readable: Vec<_> = targets.iter().filter_map(|(name, types)| Some((name, types, self.readers.get(name)?))).collect();
+        let held_by_each = futures::future::join_all(readable.iter().map(|(name, types, reader)| reader.digests(name, types))).await;
+        for ((name, data_types, reader), held) in readable.into_iter().zip(held_by_each) {
+            let held = held?;
             let mut per_type = BTreeMap::new();
             for t in data_types {
                 let mut theirs = held.get(t).copied().unwrap_or_else(Digest::default);

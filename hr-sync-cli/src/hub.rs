@@ -848,14 +848,16 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
 async fn wait_for_consumers(args: &Args, config: &HubConfig, deadline: Duration, console: &Console) {
     // The settings were checked when the hub connected.
     let Ok(kafka) = config.kafka(&args.brokers) else { return };
-    for (name, target) in &config.targets {
+    // Every system's group at once: each wait opens its own Kafka clients, which take most of its time.
+    let waits = config.targets.iter().filter_map(|(name, target)| {
         let types = config.kafka_types_of(name);
-        if types.is_empty() {
-            continue;
-        }
         // Each group reads its audience's topics: those lacking the fields its system goes without.
         let audience = KafkaConfig { fields: target.omit.clone(), ..kafka.clone() };
-        if let Err(e) = wait_until_applied(&audience, &[&kafka.group(name)], &types, deadline).await {
+        let group = kafka.group(name);
+        (!types.is_empty()).then_some(async move { (name, wait_until_applied(&audience, &[&group], &types, deadline).await) })
+    });
+    for (name, waited) in futures::future::join_all(waits).await {
+        if let Err(e) = waited {
             console.line(&format!("{name} has not caught up with its Kafka topics ({e}); comparing anyway"));
         }
     }
