@@ -409,8 +409,13 @@ fn a_delta_narrowed_to_some_keys_counts_only_what_it_still_sends() {
     let mut ledger = ledger_with_history();
     let mut delta = ledger.plan(DataType::MasterData, vec![md("G1", "changed"), md("G3", "new")], "hub", true).unwrap();
     assert_eq!((delta.created, delta.updated, delta.deleted), (1, 1, 0));
+    // What the plan held back and left out stays with it: retain sorts changes only.
+    let quarantined = Quarantined { file: "md.csv".into(), line: 7, id: Some("grade:G2".into()), reason: Reason::MalformedRow, detail: "field `name`".into() };
+    delta.held_back.push(HeldRecord { data_type: DataType::MasterData, key: "grade:G2".into(), version: 1, quarantined });
+    delta.rejected.push(hr_core::RejectedChange { data_type: DataType::MasterData, key: "grade:G4".into(), problem: "field `code`".into() });
     delta.retain(|change| change.key == "grade:G3");
     assert_eq!((delta.created, delta.updated, delta.deleted, delta.changes.len()), (1, 0, 0, 1));
+    assert_eq!((delta.held_back.len(), delta.rejected.len()), (1, 1), "retain dropped what the plan held back or left out");
     ledger.reserve(DataType::MasterData, &delta).unwrap();
     ledger.commit(DataType::MasterData, &delta).unwrap();
     assert_eq!(ledger.version_of(DataType::MasterData, "grade:G3").unwrap(), Some((1, false)), "the kept change's content and version go together");
