@@ -639,7 +639,9 @@ async fn the_console_approves_a_held_plan_only_for_a_signed_in_approver_with_the
     let out = post("/ui/logout", &session.cookie, &[("csrf", &session.csrf)]).await.unwrap();
     assert_eq!(out.headers()["location"], "/ui/login");
     assert!(out.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
-    assert_eq!(client.get(url("/ui")).header("cookie", &session.cookie).send().await.unwrap().status(), StatusCode::SEE_OTHER);
+    let ended = client.get(url("/ui")).header("cookie", &session.cookie).send().await.unwrap();
+    assert_eq!(ended.status(), StatusCode::SEE_OTHER);
+    assert!(ended.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"), "the browser keeps a cookie naming no session");
     let audit = running.hub.lock().await.ledger().audit_entries(None).unwrap();
     assert!(audit.iter().any(|e| e.actor == "hr-lead" && e.action == "approve" && e.detail["outcome"] == "approved"), "{audit:#?}");
     assert!(!audit.iter().any(|e| e.actor == "viewer" && e.action == "approve"), "{audit:#?}");
@@ -654,6 +656,11 @@ async fn the_consoles_forms_are_refused_from_other_sites_without_a_session_its_c
     let (running, client, plan_id, _) = held_console().await;
     let url = |path: &str| format!("{}{path}", running.url);
     let host = running.url.trim_start_matches("http://").to_string();
+
+    // A path the console does not have: its own page, with its protections.
+    let missing = client.get(url("/ui/no-such-page")).send().await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(missing.headers()["x-frame-options"], "DENY");
 
     // Another site's page posting a sign-in, by what the browser says of it.
     let from = |header: &'static str, value: String| client.post(url("/ui/login")).header(header, value).form(&[("token", LEAD)]).send();

@@ -102,6 +102,8 @@ pub(super) fn routes(api: &Arc<Api>) -> Router<Arc<Api>> {
         .route_layer(axum::middleware::from_fn_with_state(api.clone(), read_form_in_time));
     Router::new()
         .route("/ui/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], page::STYLE) }))
+        // Any other path under /ui: a page of the console's own, with its headers.
+        .route("/ui/{*rest}", axum::routing::any(|| async { html(StatusCode::NOT_FOUND, page::login(Some("There is no such page in the console."))) }))
         .merge(login_routes)
         .merge(signed_in_routes)
         .layer(axum::middleware::from_fn(from_the_console_only))
@@ -180,11 +182,16 @@ async fn signed_in(State(api): State<Arc<Api>>, mut request: Request, next: Next
         // A session outlives no change of the callers: its caller must still be one.
         let found = session.and_then(|(id, s)| api.config.callers.iter().find(|c| c.name == s.caller).map(|c| (c, id, s.csrf)));
         let Some((caller, id, csrf)) = found else {
-            return if request.method() == Method::GET {
+            let mut response = if request.method() == Method::GET {
                 see_other("/ui/login")
             } else {
                 html(StatusCode::UNAUTHORIZED, page::login(Some("Your session has ended; sign in again. Nothing was done.")))
             };
+            // A cookie naming no session (ended, expired, from before a restart) is of no further use.
+            if session::session_id(request.headers()).is_some() {
+                set_session_cookie(&mut response, &api, None);
+            }
+            return response;
         };
         Operator { caller: caller.name.clone(), rights: caller.rights.clone(), session: Some((id, csrf)) }
     };
@@ -215,10 +222,15 @@ async fn login(State(api): State<Arc<Api>>, headers: axum::http::HeaderMap, Form
     tracing::info!(caller = %caller.name, "console sign-in");
     let id = api.sessions.open(&caller.name);
     let mut response = see_other("/ui");
-    if let Ok(cookie) = HeaderValue::from_str(&session::set_cookie(Some(&id), api.config.secure_cookies)) {
+    set_session_cookie(&mut response, &api, Some(&id));
+    response
+}
+
+/// Hands the browser session `id`, or (`None`) ends the one it holds.
+fn set_session_cookie(response: &mut Response, api: &Api, id: Option<&str>) {
+    if let Ok(cookie) = HeaderValue::from_str(&session::set_cookie(id, api.config.secure_cookies)) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
     }
-    response
 }
 
 /// A form's CSRF field (every form of a session carries it).
@@ -266,9 +278,7 @@ async fn logout(State(api): State<Arc<Api>>, Extension(operator): Extension<Oper
         api.sessions.close(id);
     }
     let mut response = see_other("/ui/login");
-    if let Ok(cookie) = HeaderValue::from_str(&session::set_cookie(None, api.config.secure_cookies)) {
-        response.headers_mut().insert(header::SET_COOKIE, cookie);
-    }
+    set_session_cookie(&mut response, &api, None);
     response
 }
 
