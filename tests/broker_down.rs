@@ -54,7 +54,8 @@ fn systems_started_before_their_broker_listen_at_once_report_it_and_converge_onc
     // A watching hub with its API, on a data directory and an input of its own (it never gets to send).
     let hub_dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let mut child = program("hub")
+    let mut command = program("hub");
+    command
         .arg("--config")
         .arg(&deployment.hub_config)
         .arg("--data-dir")
@@ -63,16 +64,10 @@ fn systems_started_before_their_broker_listen_at_once_report_it_and_converge_onc
         .arg(hub_dir.path().join("no-input"))
         .args(["--brokers", &deployment.brokers, "--watch", "60", "--listen", "127.0.0.1:0"])
         .env("HR_TEST_TOKEN", TOKEN)
-        .env("HR_HUB_TOKEN", HUB_TOKEN)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = lines_of(&mut child);
-    let _hub = Killed(child);
-    let mut seen = vec![];
-    let api = wait_for_line(&lines, "real-time API listening on ", &mut seen).rsplit(' ').next().unwrap().to_string();
-    wait_for_line(&lines, "Kafka brokers unreachable", &mut seen);
+        .env("HR_HUB_TOKEN", HUB_TOKEN);
+    let mut hub = start_listening(command);
+    let (lines, seen, api) = (&hub.lines, &mut hub.seen, hub.api.clone());
+    wait_for_line(lines, "Kafka brokers unreachable", seen);
     assert!(started.elapsed() < Duration::from_secs(20), "the hub said nothing for {:?}:\n{}", started.elapsed(), seen.join("\n"));
     let (status, body) = healthz(&api);
     assert_eq!(status, 503, "hub /healthz: {body}");
@@ -84,7 +79,7 @@ fn systems_started_before_their_broker_listen_at_once_report_it_and_converge_onc
 
     broker_script("start", PORT);
     let _broker = BrokerGuard(PORT);
-    wait_for_line(&lines, "Kafka brokers reachable again", &mut seen);
+    wait_for_line(lines, "Kafka brokers reachable again", seen);
     let until = Instant::now() + Duration::from_secs(30);
     // Connected, but its runs fail (no input): the API answers again, and says it holds no employees yet.
     loop {
@@ -113,15 +108,15 @@ fn systems_started_before_their_broker_listen_at_once_report_it_and_converge_onc
         assert!(Instant::now() < until, "the hub's /healthz did not name the stopped target: {status} {body}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    wait_for_line(&lines, "REST target does not answer", &mut seen);
+    wait_for_line(lines, "REST target does not answer", seen);
     systems.push(deployment.restart("erp", &erp_url));
-    wait_for_line(&lines, "REST target answers again", &mut seen);
+    wait_for_line(lines, "REST target answers again", seen);
     let until = Instant::now() + Duration::from_secs(20);
     while healthz(&api).0 != 200 {
         assert!(Instant::now() < until, "the hub's /healthz stayed 503 after the target came back: {}", healthz(&api).1);
         std::thread::sleep(Duration::from_millis(200));
     }
-    drop(_hub);
+    drop(hub);
     for system in &systems {
         // erp, restarted above, never saw the brokers down.
         if system.log.lock().unwrap().iter().any(|l| l.contains("Kafka brokers unreachable")) {

@@ -125,18 +125,11 @@ fn an_operator_decides_a_case_and_approves_a_held_run_in_the_browser_and_the_nex
     let leavers = terminate_every_third(&deployment) as i64;
     let before: Vec<i64> = NAMES.iter().map(|n| terminated(&deployment, n)).collect();
 
-    let mut child = deployment
-        .hub(&["--watch", "2", "--listen", "127.0.0.1:0"])
-        .env("HR_LEAD_TOKEN", LEAD_TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = lines_of(&mut child);
-    let _hub = Killed(child);
-    let mut seen = vec![];
-    let api = wait_for_line(&lines, "real-time API listening on ", &mut seen).rsplit(' ').next().unwrap().to_string();
-    let first_plan = next_held_plan(&deployment, &lines, "", &mut seen);
+    let mut command = deployment.hub(&["--watch", "2", "--listen", "127.0.0.1:0"]);
+    command.env("HR_LEAD_TOKEN", LEAD_TOKEN);
+    let mut hub = start_listening(command);
+    let (lines, seen, api) = (&hub.lines, &mut hub.seen, hub.api.clone());
+    let first_plan = next_held_plan(&deployment, lines, "", seen);
 
     let (_driver, driver_url) = start_chromedriver();
     let profile = tempfile::tempdir().unwrap();
@@ -160,7 +153,7 @@ fn an_operator_decides_a_case_and_approves_a_held_run_in_the_browser_and_the_nex
     // "Same person": the next run plans the join too, so it is another plan, held again.
     let page = rt.block_on(click(&browser, "Same person"));
     assert!(page.contains("decided, one person"), "{page}");
-    let plan = next_held_plan(&deployment, &lines, &first_plan, &mut seen);
+    let plan = next_held_plan(&deployment, lines, &first_plan, seen);
 
     // The operator approves the plan the page now shows; the next run applies it.
     let page = rt.block_on(async {
@@ -170,7 +163,7 @@ fn an_operator_decides_a_case_and_approves_a_held_run_in_the_browser_and_the_nex
     assert!(page.contains(&format!("Held for approval: plan <code>{plan}</code>")), "the page shows another plan than the last run's:\n{page}");
     let page = rt.block_on(click(&browser, "Approve this plan"));
     assert!(page.contains(&format!("Plan {plan} approved")), "{page}");
-    let report = next_run_sent(&deployment, &lines, &mut seen);
+    let report = next_run_sent(&deployment, lines, seen);
     assert_clean(&report, "after the approved run");
     assert!(report["changes_sent"].as_u64().unwrap() > leavers as u64, "{}", report["changes_sent"]);
     for (name, was) in NAMES.iter().zip(&before) {

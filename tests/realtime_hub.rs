@@ -7,7 +7,6 @@
 
 use hr_testdata::{Dataset, GenerateOptions};
 use rusqlite::Connection;
-use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -67,19 +66,11 @@ fn runs(lines: &mpsc::Receiver<String>, n: usize, seen: &mut Vec<String>) {
 fn real_time_calls_reach_the_systems_before_their_answer_and_later_runs_over_an_older_export_keep_them() {
     let (deployment, _systems) = Deployment::start(&NAMES);
     Dataset::generate(&GenerateOptions::scaled(300)).write(&deployment.input).unwrap();
-    let mut child = deployment
-        .hub(&["--watch", "2", "--listen", "127.0.0.1:0"])
-        .env("HR_HUB_TOKEN", HUB_TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = lines_of(&mut child);
-    let _hub = Killed(child);
-    let mut seen = vec![];
-    let listening = wait_for_line(&lines, "real-time API listening on ", &mut seen);
-    let api = listening.rsplit(' ').next().unwrap().to_string();
-    runs(&lines, 1, &mut seen);
+    let mut command = deployment.hub(&["--watch", "2", "--listen", "127.0.0.1:0"]);
+    command.env("HR_HUB_TOKEN", HUB_TOKEN);
+    let mut hub = start_listening(command);
+    let (lines, seen, api) = (&hub.lines, &mut hub.seen, hub.api.clone());
+    runs(lines, 1, seen);
     assert_clean(&deployment.last_report(), "after the first run");
 
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -130,7 +121,7 @@ fn real_time_calls_reach_the_systems_before_their_answer_and_later_runs_over_an_
     assert_eq!(body_of(row(&deployment, "orgchart", "employee", &moved))["org_unit"], unit.as_str(), "the transfer is in orgchart when the 200 arrives");
 
     // Two more periodic runs over the same, older export: nothing undone.
-    runs(&lines, 2, &mut seen);
+    runs(lines, 2, seen);
     let report = deployment.last_report();
     assert_clean(&report, "after the runs that followed the real-time calls");
     assert_eq!(body_of(row(&deployment, "erp", "permission", &employee_key))["granted"], false, "a run restored the revoked grant");

@@ -1275,21 +1275,14 @@ impl Ledger {
     /// those entries alone, however long the log.
     pub fn latest_audit_entries(&self, limit: usize, action: Option<&str>) -> Result<Vec<AuditEntry>, LedgerError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        // Two statements, so that one action's entries are found through the index on (action, seq).
-        let mut entries = match action {
-            Some(action) => {
-                let sql = "SELECT seq, at, actor, action, detail FROM audit WHERE action = ?2 ORDER BY seq DESC LIMIT ?1";
-                let mut stmt = self.conn.prepare_cached(sql).map_err(self.storage())?;
-                let rows = stmt.query_map(rusqlite::params![limit, action], audit_entry).map_err(self.storage())?;
-                rows.collect::<Result<Vec<_>, _>>().map_err(self.storage())?
-            }
-            None => {
-                let mut stmt =
-                    self.conn.prepare_cached("SELECT seq, at, actor, action, detail FROM audit ORDER BY seq DESC LIMIT ?1").map_err(self.storage())?;
-                let rows = stmt.query_map([limit], audit_entry).map_err(self.storage())?;
-                rows.collect::<Result<Vec<_>, _>>().map_err(self.storage())?
-            }
+        // One statement per case, so that one action's entries are found through the index on (action, seq).
+        let sql = match action {
+            Some(_) => "SELECT seq, at, actor, action, detail FROM audit WHERE action = ?2 ORDER BY seq DESC LIMIT ?1",
+            None => "SELECT seq, at, actor, action, detail FROM audit WHERE ?2 IS NULL ORDER BY seq DESC LIMIT ?1",
         };
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.storage())?;
+        let rows = stmt.query_map(rusqlite::params![limit, action], audit_entry).map_err(self.storage())?;
+        let mut entries = rows.collect::<Result<Vec<_>, _>>().map_err(self.storage())?;
         entries.reverse();
         Ok(entries)
     }

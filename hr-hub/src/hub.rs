@@ -495,6 +495,18 @@ impl Hub {
         self.last_plan.as_ref()
     }
 
+    /// The last periodic run's audit log entry (its detail: plan id, counts
+    /// per target, what it scheduled, and why it was held, if it was), read
+    /// from the ledger: it outlives a restart.
+    pub fn last_run(&self) -> Result<Option<hr_core::AuditEntry>, HubError> {
+        Ok(blocking(|| self.ledger.latest_audit_entries(1, Some("run")))?.pop())
+    }
+
+    /// [`last_run`](Self::last_run), if it was held for approval.
+    pub fn held_run(&self) -> Result<Option<hr_core::AuditEntry>, HubError> {
+        Ok(self.last_run()?.filter(|run| run.detail["outcome"] == "held"))
+    }
+
     /// The plan approved for the next run ([`approve`](Self::approve)) and
     /// who approved it, until that run uses it up.
     pub fn pending_approval(&self) -> Option<(&str, &str)> {
@@ -526,12 +538,8 @@ impl Hub {
     pub fn approve(&mut self, plan_id: &str, approver: &str) -> Result<(), HubError> {
         let last = match self.last_plan.as_ref() {
             Some(plan) => plan["plan_id"].as_str().unwrap_or_default().to_string(),
-            // A hub restarted since: the last run the audit log holds, if it was held, is what a person saw and approves.
-            None => blocking(|| self.ledger.latest_audit_entries(1, Some("run")))?
-                .pop()
-                .filter(|run| run.detail["outcome"] == "held")
-                .and_then(|run| run.detail["plan_id"].as_str().map(str::to_string))
-                .unwrap_or_default(),
+            // A hub restarted since: the held run the audit log holds is what a person saw and approves.
+            None => self.held_run()?.and_then(|run| run.detail["plan_id"].as_str().map(str::to_string)).unwrap_or_default(),
         };
         if last != plan_id {
             let detail = serde_json::json!({"plan_id": plan_id, "outcome": "refused", "now": last});

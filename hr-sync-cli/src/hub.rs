@@ -913,7 +913,7 @@ async fn print_status(args: &Args, config: &HubConfig, hub: &Hub) -> anyhow::Res
         let equal = if r.digest_matches { "yes" } else { "NO" };
         println!("{:<10} {:<13} {:>8} {:>8} {:>9}  {:<12} {}", r.system, r.data_type, r.records, r.hub_records, lag, equal, at);
     }
-    let last_run = hub.ledger().audit_entries(None)?.into_iter().rev().find(|e| e.action == "run");
+    let last_run = hub.last_run()?;
     let scheduled = last_run.as_ref().and_then(|r| r.detail["scheduled"].as_array().cloned()).unwrap_or_default();
     if !scheduled.is_empty() {
         println!("\nscheduled by the last run's export (each applied by the first run on its day):");

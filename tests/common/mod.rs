@@ -358,6 +358,26 @@ impl Drop for Killed {
     }
 }
 
+/// A hub process serving `--listen`: its log lines, those seen so far, and
+/// the API's address; killed when dropped.
+pub struct ListeningHub {
+    pub lines: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+    pub api: String,
+    _process: Killed,
+}
+
+/// Starts `command` (a `hub ... --listen ADDR`) with its log piped, and
+/// waits until its API listens.
+pub fn start_listening(mut command: Command) -> ListeningHub {
+    let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let lines = lines_of(&mut child);
+    let process = Killed(child);
+    let mut seen = vec![];
+    let api = wait_for_line(&lines, "real-time API listening on ", &mut seen).rsplit(' ').next().unwrap().to_string();
+    ListeningHub { lines, seen, api, _process: process }
+}
+
 /// Waits (at most 3 minutes) for a line containing `needle`; returns it.
 pub fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) -> String {
     let until = Instant::now() + Duration::from_secs(180);

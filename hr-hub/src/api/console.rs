@@ -356,14 +356,14 @@ async fn dashboard(State(api): State<Arc<Api>>, Extension(operator): Extension<O
 }
 
 /// What the page shows of the hub itself.
-fn read_hub(hub: &crate::Hub, view: &mut page::Dashboard) -> Result<(), hr_core::LedgerError> {
+fn read_hub(hub: &crate::Hub, view: &mut page::Dashboard) -> Result<(), crate::HubError> {
     view.approved = hub.pending_approval().map(|(plan, by)| (plan.to_string(), by.to_string()));
     view.comparison = hub.last_comparison();
     view.quarantine = hub.last_quarantine().to_vec();
     let ledger = hub.ledger();
     view.cases = ledger.cases()?.into_iter().filter(|c| c.decision.is_none()).collect();
     view.runs = ledger.latest_audit_entries(RUN_ROWS, Some("run"))?;
-    view.held = view.runs.last().filter(|run| run.detail["outcome"] == "held").map(|run| run.detail.clone());
+    view.held = hub.held_run()?.map(|run| run.detail);
     view.audit = ledger.latest_audit_entries(AUDIT_ROWS, None)?;
     Ok(())
 }
