@@ -136,6 +136,24 @@ pub struct Digest {
     pub hash: [u64; 4],
 }
 
+/// An entry's hash (step 2 of [`Digest`]'s algorithm) as four lanes.
+fn entry_lanes(key: &str, version: u64, content: Option<ContentHash>) -> [u64; 4] {
+    let mut hasher = Sha256::new();
+    hasher.update((key.len() as u64).to_le_bytes());
+    hasher.update(key.as_bytes());
+    hasher.update(version.to_le_bytes());
+    hasher.update([content.is_none() as u8]);
+    hasher.update(content.map(|c| c.0).unwrap_or_default());
+    let bytes = hasher.finalize();
+    let mut lanes = [0u64; 4];
+    for (lane, chunk) in lanes.iter_mut().zip(bytes.chunks_exact(8)) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        *lane = u64::from_le_bytes(word);
+    }
+    lanes
+}
+
 /// The digest of two disjoint sets of entries is the sum of theirs: what
 /// the hub sent plus what a system published is what a target holds.
 ///
@@ -172,22 +190,39 @@ impl std::ops::AddAssign for Digest {
 impl Digest {
     /// Adds one entry; `content` is `None` for a tombstone.
     pub fn add(&mut self, key: &str, version: u64, content: Option<ContentHash>) {
-        let mut hasher = Sha256::new();
-        hasher.update((key.len() as u64).to_le_bytes());
-        hasher.update(key.as_bytes());
-        hasher.update(version.to_le_bytes());
-        hasher.update([content.is_none() as u8]);
-        hasher.update(content.map(|c| c.0).unwrap_or_default());
-        let bytes = hasher.finalize();
-        for (lane, chunk) in self.hash.iter_mut().zip(bytes.chunks_exact(8)) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            *lane = lane.wrapping_add(u64::from_le_bytes(word));
+        let lanes = entry_lanes(key, version, content);
+        for (lane, word) in self.hash.iter_mut().zip(lanes) {
+            *lane = lane.wrapping_add(word);
         }
         if content.is_none() {
             self.tombstones += 1;
         } else {
             self.count += 1;
+        }
+    }
+
+    /// Takes back one entry [`add`](Self::add) added: what a store that
+    /// maintains its digest does when a record it holds is replaced.
+    ///
+    /// ```
+    /// use hr_core::{ContentHash, Digest};
+    /// let mut held = Digest::default();
+    /// held.add("A-1", 1, Some(ContentHash::of("{}")));
+    /// held.add("A-2", 1, None);
+    /// held.remove("A-1", 1, Some(ContentHash::of("{}")));
+    /// let mut only = Digest::default();
+    /// only.add("A-2", 1, None);
+    /// assert_eq!(held, only);
+    /// ```
+    pub fn remove(&mut self, key: &str, version: u64, content: Option<ContentHash>) {
+        let lanes = entry_lanes(key, version, content);
+        for (lane, word) in self.hash.iter_mut().zip(lanes) {
+            *lane = lane.wrapping_sub(word);
+        }
+        if content.is_none() {
+            self.tombstones = self.tombstones.saturating_sub(1);
+        } else {
+            self.count = self.count.saturating_sub(1);
         }
     }
 

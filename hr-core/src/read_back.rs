@@ -52,6 +52,14 @@ pub trait TargetReader: Send + Sync {
         Ok(out)
     }
 
+    /// [`digests`](Self::digests) as `target` reads them from everything it
+    /// holds now rather than from the digests it maintains where it applies
+    /// changes (see [`Sink::rescan`](crate::Sink::rescan)): what a check
+    /// that must see every hand edit asks. By default the same as `digests`.
+    async fn rescanned_digests(&self, target: &str, data_types: &[DataType]) -> Result<BTreeMap<DataType, Digest>, ReadBackError> {
+        self.digests(target, data_types).await
+    }
+
     /// One digest per key bucket of what `target` holds of `data_type`; by
     /// default computed from its [`entries`](Self::entries).
     async fn bucket_digests(&self, target: &str, data_type: DataType) -> Result<Vec<Digest>, ReadBackError> {

@@ -126,9 +126,31 @@ pub trait Sink: Send + Sync {
     /// hash of its stored body as it is now (read back, not remembered).
     async fn entries(&self, data_type: DataType) -> Result<Vec<DigestEntry>, SinkError>;
 
-    /// The digest of what the sink holds for one data type.
+    /// The digest of what the sink holds for one data type: the sum of its
+    /// [`bucket_digests`](Self::bucket_digests).
     async fn digest(&self, data_type: DataType) -> Result<Digest, SinkError> {
-        Ok(Digest::of(&self.entries(data_type).await?))
+        let mut digest = Digest::default();
+        self.bucket_digests(data_type).await?.into_iter().for_each(|bucket| digest += bucket);
+        Ok(digest)
+    }
+
+    /// One digest per key bucket ([`BUCKETS`](crate::BUCKETS) of them) of
+    /// what the sink holds for one data type; by default computed from its
+    /// [`entries`](Self::entries). A sink may answer from digests it
+    /// maintains where it applies changes instead of reading and hashing
+    /// every body ([`SqliteSink`](crate::SqliteSink) does), provided a change
+    /// made to its store by other means shows at the latest after
+    /// [`rescan`](Self::rescan).
+    async fn bucket_digests(&self, data_type: DataType) -> Result<Vec<Digest>, SinkError> {
+        Ok(Digest::buckets(&self.entries(data_type).await?))
+    }
+
+    /// Makes the next digests read and hash everything the sink holds now
+    /// rather than answer from what it maintains: for a check that must see
+    /// a store edited behind the sink's back even where the sink could not
+    /// tell. Sinks that maintain nothing keep this default, which does nothing.
+    async fn rescan(&self) -> Result<(), SinkError> {
+        Ok(())
     }
 
     /// Keeps a record its transport could neither apply nor dead-letter
@@ -265,6 +287,14 @@ impl<S: Sink + ?Sized> Sink for std::sync::Arc<S> {
         (**self).digest(data_type).await
     }
 
+    async fn bucket_digests(&self, data_type: DataType) -> Result<Vec<Digest>, SinkError> {
+        (**self).bucket_digests(data_type).await
+    }
+
+    async fn rescan(&self) -> Result<(), SinkError> {
+        (**self).rescan().await
+    }
+
     async fn keep_letter(&self, letter: &KeptLetter) -> Result<(), SinkError> {
         (**self).keep_letter(letter).await
     }
@@ -352,6 +382,20 @@ impl<S: Sink> Sink for ScopedSink<S> {
             entries.retain(|e| self.scope.admits(data_type, &e.key));
         }
         Ok(entries)
+    }
+
+    /// The wrapped sink's, where the scope admits every key of the type
+    /// (the sink then holds none it must not); otherwise computed from
+    /// [`entries`](Sink::entries), which leaves out what the scope does not admit.
+    async fn bucket_digests(&self, data_type: DataType) -> Result<Vec<Digest>, SinkError> {
+        if self.scope.admits_all(data_type) {
+            return self.inner.bucket_digests(data_type).await;
+        }
+        Ok(Digest::buckets(&self.entries(data_type).await?))
+    }
+
+    async fn rescan(&self) -> Result<(), SinkError> {
+        self.inner.rescan().await
     }
 
     /// A letter holding a change outside the scope is kept without its

@@ -1,6 +1,6 @@
 //! Property tests of the delivery contract: order, duplicates and deltas.
 
-use hr_core::{ChangeEnvelope, DataType, Ledger, MasterData, MemorySink, Sink, SqliteSink};
+use hr_core::{ChangeEnvelope, DataType, Digest, Ledger, MasterData, MemorySink, Sink, SqliteSink};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -68,6 +68,35 @@ proptest! {
             prop_assert_eq!(digest, sqlite.digest(DataType::MasterData).await.unwrap());
             for ((_, key), held) in ordered.snapshot() {
                 prop_assert_eq!(Some(held), sqlite.get(DataType::MasterData, &key).unwrap());
+            }
+            Ok(())
+        })?;
+    }
+
+    /// The digests an SQLite store maintains as it applies changes equal a
+    /// full read of the store after every batch, whatever the order and
+    /// however many duplicates.
+    #[test]
+    fn maintained_digests_equal_a_full_read_after_every_batch(
+        changes in history(),
+        dup_picks in prop::collection::vec(any::<prop::sample::Index>(), 0..10),
+        seed in any::<u64>(),
+        batch in 1usize..6,
+    ) {
+        let mut messy = changes.clone();
+        for pick in dup_picks {
+            messy.push(pick.get(&changes).clone());
+        }
+        use rand::{seq::SliceRandom, SeedableRng};
+        messy.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+        block_on(async {
+            let sqlite = SqliteSink::in_memory().unwrap();
+            // Maintained from here on: the first digest reads the (empty) store.
+            sqlite.digest(DataType::MasterData).await.unwrap();
+            for chunk in messy.chunks(batch) {
+                sqlite.apply(chunk).await.unwrap();
+                let read = Digest::buckets(&sqlite.entries(DataType::MasterData).await.unwrap());
+                prop_assert_eq!(sqlite.bucket_digests(DataType::MasterData).await.unwrap(), read);
             }
             Ok(())
         })?;

@@ -481,7 +481,7 @@ impl Hub {
         let mut plan = self.plan_counting(state, types, held, plan::Counting::WhereLimited)?;
         if plan.is_held() && types.len() == DataType::ALL.len() {
             // A held plan names the repairs too: the plan a person reviews (`hub --plan`) and approves.
-            match self.reconcile_targets(&self.targets()).await {
+            match self.reconcile_targets(&self.targets(), false).await {
                 Ok(found) => plan = self.plan_reconciled(state, held, &found)?,
                 Err(error) => tracing::warn!(%error, "cannot compare the targets: the held plan leaves out the repairs"),
             }
@@ -561,7 +561,7 @@ impl Hub {
     /// run is checked against `[safety]` again. The approval is in the audit log.
     pub async fn sync_approved(&mut self, state: &MergedState, held: &HeldBack, plan_id: &str, approver: &str) -> Result<SyncOutcome, HubError> {
         blocking(|| self.ledger.remember_identities(state))?;
-        let found = self.reconcile_targets(&self.targets()).await?;
+        let found = self.reconcile_targets(&self.targets(), false).await?;
         let plan = self.plan_reconciled(state, held, &found)?;
         if plan.plan_id != plan_id {
             let earlier = blocking(|| self.ledger.audit_entries(None))?
@@ -864,20 +864,43 @@ impl Hub {
     /// the ledger's and, where they differ, finds the differing keys (see
     /// the crate docs, *Reconciliation that repairs*). Targets no reader
     /// reads are left out and named by [`not_comparable`](Self::not_comparable).
+    ///
+    /// Targets answer from the digests they maintain where they apply
+    /// changes (see [`Sink::rescan`](hr_core::Sink::rescan));
+    /// [`reconcile_rescanned`](Self::reconcile_rescanned) makes them read everything.
     pub async fn reconcile(&self, config: &HubConfig) -> Result<Reconciliation, HubError> {
-        let targets = config.targets.iter().map(|(name, target)| (name.clone(), target.data_types.clone())).collect();
-        self.reconcile_targets(&targets).await
+        self.reconcile_targets(&Self::compared(config), false).await
     }
 
-    /// [`reconcile`](Self::reconcile) of `targets` (name and data types).
-    async fn reconcile_targets(&self, targets: &BTreeMap<String, Vec<DataType>>) -> Result<Reconciliation, HubError> {
+    /// [`reconcile`](Self::reconcile), every target reading and hashing
+    /// everything it holds now: a check that sees any edit of a store,
+    /// whenever its system's own scheduled full read comes.
+    pub async fn reconcile_rescanned(&self, config: &HubConfig) -> Result<Reconciliation, HubError> {
+        self.reconcile_targets(&Self::compared(config), true).await
+    }
+
+    /// The targets a comparison reads, with their data types.
+    fn compared(config: &HubConfig) -> BTreeMap<String, Vec<DataType>> {
+        config.targets.iter().map(|(name, target)| (name.clone(), target.data_types.clone())).collect()
+    }
+
+    /// [`reconcile`](Self::reconcile) of `targets` (name and data types),
+    /// each read from everything it holds if `rescan`.
+    async fn reconcile_targets(&self, targets: &BTreeMap<String, Vec<DataType>>, rescan: bool) -> Result<Reconciliation, HubError> {
         let mut out = BTreeMap::new();
         for name in self.not_comparable() {
             tracing::warn!(target_system = %name, "nothing reads back what this target holds (no REST receiver, no reading transport): not compared");
         }
         // Every target computes its digests at once: each reads and hashes all it holds.
         let readable: Vec<_> = targets.iter().filter_map(|(name, types)| Some((name, types, self.readers.get(name)?))).collect();
-        let held_by_each = futures::future::join_all(readable.iter().map(|(name, types, reader)| reader.digests(name, types))).await;
+        let held_by_each = futures::future::join_all(readable.iter().map(|(name, types, reader)| async move {
+            if rescan {
+                reader.rescanned_digests(name, types).await
+            } else {
+                reader.digests(name, types).await
+            }
+        }))
+        .await;
         for ((name, data_types, reader), held) in readable.into_iter().zip(held_by_each) {
             let held = held?;
             let mut per_type = BTreeMap::new();

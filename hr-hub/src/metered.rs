@@ -58,6 +58,14 @@ impl<S: Sink> Sink for MeteredSink<S> {
         self.inner.digest(data_type).await
     }
 
+    async fn bucket_digests(&self, data_type: DataType) -> Result<Vec<Digest>, SinkError> {
+        self.inner.bucket_digests(data_type).await
+    }
+
+    async fn rescan(&self) -> Result<(), SinkError> {
+        self.inner.rescan().await
+    }
+
     async fn keep_letter(&self, letter: &KeptLetter) -> Result<(), SinkError> {
         self.inner.keep_letter(letter).await
     }

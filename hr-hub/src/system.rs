@@ -47,6 +47,9 @@ pub struct SystemOptions {
     pub metrics_token: Option<String>,
     /// Serve the receiver over HTTPS with this certificate and key.
     pub tls: Option<hr_transport_rest::TlsIdentity>,
+    /// How old the store's last full read of a data type may be before a
+    /// digest reads it all again (see [`SqliteSink`]'s *Digests*).
+    pub full_scan_every: std::time::Duration,
 }
 
 impl SystemOptions {
@@ -63,6 +66,7 @@ impl SystemOptions {
             metrics: None,
             metrics_token: None,
             tls: None,
+            full_scan_every: SqliteSink::DEFAULT_FULL_SCAN_EVERY,
         }
     }
 }
@@ -79,6 +83,7 @@ impl std::fmt::Debug for SystemOptions {
             .field("metrics", &self.metrics.is_some())
             .field("metrics_token", &self.metrics_token.as_ref().map(|_| hr_core::REDACTED))
             .field("tls", &self.tls.is_some())
+            .field("full_scan_every", &self.full_scan_every)
             .finish()
     }
 }
@@ -202,7 +207,8 @@ impl TargetSystem {
                 let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
             }
         }
-        let sink = Arc::new(SqliteSink::open(&path).map_err(|source| SystemError::Store { system: system(), path: path.clone(), source })?);
+        let sink = SqliteSink::open(&path).map_err(|source| SystemError::Store { system: system(), path: path.clone(), source })?;
+        let sink = Arc::new(sink.full_scan_every(options.full_scan_every));
         let listen_error = |source| SystemError::Listen { system: system(), address: options.listen, source };
         let listener = tokio::net::TcpListener::bind(options.listen).await.map_err(listen_error)?;
         let address = listener.local_addr().map_err(listen_error)?;

@@ -7,8 +7,8 @@
 //! package's `trust.rs`, `trust_boundaries.rs` and `approval.rs`.
 
 use hr_core::{
-    ChangeEnvelope, ContentHash, DataType, DigestEntry, HeldBack, Ledger, MergedState, PropagateError, PropagationReport, Propagator, ReadBackError, Receipt,
-    RoutingPolicy, TargetReader,
+    ChangeEnvelope, ContentHash, DataType, Digest, DigestEntry, HeldBack, Ledger, MergedState, PropagateError, PropagationReport, Propagator, ReadBackError,
+    Receipt, RoutingPolicy, TargetReader,
 };
 use hr_hub::{Hub, HubConfig, HubError, Reconciliation};
 use hr_testdata::{Dataset, GenerateOptions};
@@ -51,6 +51,8 @@ struct Stores {
     one_topic: std::sync::atomic::AtomicBool,
     /// A send to some targets alone fails, reaching none of them.
     refuse_alone: std::sync::atomic::AtomicBool,
+    /// The systems asked to read everything they hold, in order.
+    rescanned: Mutex<Vec<String>>,
 }
 
 impl Stores {
@@ -61,6 +63,7 @@ impl Stores {
             received: Mutex::new(BTreeMap::new()),
             one_topic: Default::default(),
             refuse_alone: Default::default(),
+            rescanned: Default::default(),
         }
     }
 
@@ -146,6 +149,15 @@ impl TargetReader for Stores {
             rows.map(|((_, key), (version, body))| DigestEntry { key: key.clone(), version: *version, content: body.as_deref().map(ContentHash::of) });
         Ok(entries.filter(|e| buckets.contains(&e.bucket())).collect())
     }
+
+    async fn rescanned_digests(&self, target: &str, data_types: &[DataType]) -> Result<BTreeMap<DataType, Digest>, ReadBackError> {
+        self.rescanned.lock().unwrap().push(target.to_string());
+        let mut out = BTreeMap::new();
+        for t in data_types {
+            out.insert(*t, Digest::of(&self.entries(target, *t, &hr_core::ALL_BUCKETS).await?));
+        }
+        Ok(out)
+    }
 }
 
 /// A hub over three in-memory stores, after a first sync of 300 employees.
@@ -213,6 +225,18 @@ async fn a_synced_deployment_matches_everywhere_and_a_repair_sends_nothing() {
     let repaired = f.hub.repair(&f.state, &HeldBack::default(), &found).await.unwrap();
     assert_eq!(repaired.sent.sent, 0);
     assert!(repaired.repaired.values().all(|n| *n == 0), "{repaired:?}");
+}
+
+#[tokio::test]
+async fn a_check_has_every_system_read_all_it_holds_and_a_runs_comparison_does_not() {
+    let f = Fixture::synced().await;
+    assert_matches_everywhere(&f.reconcile().await, "a run's comparison");
+    assert!(f.stores.rescanned.lock().unwrap().is_empty(), "a run's comparison reads the digests the systems maintain");
+    let checked = f.hub.reconcile_rescanned(&HubConfig::from_toml_str(CONFIG, "hub.toml").unwrap()).await.unwrap();
+    assert_matches_everywhere(&checked, "a check");
+    let mut rescanned = f.stores.rescanned.lock().unwrap().clone();
+    rescanned.sort();
+    assert_eq!(rescanned, ["erp", "orgchart", "payroll"]);
 }
 
 #[tokio::test]

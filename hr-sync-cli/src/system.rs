@@ -75,6 +75,12 @@ pub(crate) struct Args {
     /// Publish the master data in FILE (`set,code,name[,...]`) as this system once started.
     #[arg(long, value_name = "FILE")]
     publish: Option<PathBuf>,
+    /// Digests are kept up to date as changes are applied; read the whole
+    /// store for one at least this often (seconds; 0: for every digest), to
+    /// see changes to the file SQLite cannot report. A commit by another
+    /// connection (sqlite3) is seen at the next digest anyway.
+    #[arg(long, value_name = "SECS", default_value_t = hr_core::SqliteSink::DEFAULT_FULL_SCAN_EVERY.as_secs())]
+    full_scan_secs: u64,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -92,6 +98,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     options.token = std::env::var(TOKEN_ENV).ok();
     options.metrics = Some(metrics);
     options.metrics_token = std::env::var(METRICS_TOKEN_ENV).ok();
+    options.full_scan_every = Duration::from_secs(args.full_scan_secs);
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         options.tls = Some(TlsIdentity::from_pem_files(cert, key)?);
     }

@@ -224,8 +224,16 @@ impl RestPropagator {
 
     /// Reads a target's digests (`GET /hr/v1/digest`) for reconciliation:
     /// equal to the hub's ledger digests means it holds exactly the hub's state.
+    /// The receiver answers from the digests it maintains where it applies
+    /// changes; [`rescanned_digests`](Self::rescanned_digests) makes it read everything.
     pub async fn digests(&self, target: &str) -> Result<BTreeMap<DataType, Digest>, RestTransportError> {
         self.get_json(target, crate::DIGEST_PATH.to_string()).await
+    }
+
+    /// [`digests`](Self::digests) read and hashed from everything the
+    /// target holds now (`?scan=full`, see [`hr_core::Sink::rescan`]).
+    pub async fn rescanned_digests(&self, target: &str) -> Result<BTreeMap<DataType, Digest>, RestTransportError> {
+        self.get_json(target, format!("{}?scan=full", crate::DIGEST_PATH)).await
     }
 
     /// One data type's digest per key bucket ([`hr_core::BUCKETS`] of them) as
@@ -472,13 +480,23 @@ impl TargetReader for RestPropagator {
 
     /// One request for every data type: the receiver digests what it holds.
     async fn digests(&self, target: &str, data_types: &[DataType]) -> Result<BTreeMap<DataType, Digest>, ReadBackError> {
-        let mut held = RestPropagator::digests(self, target).await.map_err(|e| ReadBackError::new(target, e))?;
-        Ok(data_types.iter().map(|t| (*t, held.remove(t).unwrap_or_default())).collect())
+        let held = RestPropagator::digests(self, target).await.map_err(|e| ReadBackError::new(target, e))?;
+        Ok(only(held, data_types))
+    }
+
+    async fn rescanned_digests(&self, target: &str, data_types: &[DataType]) -> Result<BTreeMap<DataType, Digest>, ReadBackError> {
+        let held = RestPropagator::rescanned_digests(self, target).await.map_err(|e| ReadBackError::new(target, e))?;
+        Ok(only(held, data_types))
     }
 
     async fn bucket_digests(&self, target: &str, data_type: DataType) -> Result<Vec<Digest>, ReadBackError> {
         RestPropagator::bucket_digests(self, target, data_type).await.map_err(|e| ReadBackError::new(target, e))
     }
+}
+
+/// The digests of `data_types` among those a receiver answered; a type it holds nothing of has the empty digest.
+fn only(mut held: BTreeMap<DataType, Digest>, data_types: &[DataType]) -> BTreeMap<DataType, Digest> {
+    data_types.iter().map(|t| (*t, held.remove(t).unwrap_or_default())).collect()
 }
 
 /// A backoff factor drawn uniformly from [0.5, 1.5), so targets retried at

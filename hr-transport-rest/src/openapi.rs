@@ -85,8 +85,12 @@ fn described() -> Value {
                     "415": err("Content-Type is not application/json; answered before any of the body is read"),
                     "422": err("The Idempotency-Key was already used with another body; nothing applied"),
                     "503": err("Busy (too many requests or body bytes in flight) or the store is unavailable; retry after Retry-After seconds")}}},
-            "/hr/v1/digest": {"get": {"summary": "Digest per data type", "responses": {
+            "/hr/v1/digest": {"get": {"summary": "Digest per data type, from the digests the system maintains as it applies changes unless scan=full",
+                "parameters": [{"name": "scan", "in": "query", "required": false, "schema": {"type": "string", "enum": ["full"]},
+                    "description": "full: read and hash everything the system holds now (sees edits its store could not report)"}],
+                "responses": {
                 "200": {"description": "Digests", "content": {"application/json": {"schema": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Digest"}}}}},
+                "400": err("scan is not `full`"),
                 "401": err("Missing or wrong bearer token"),
                 "503": err("The store is unavailable")}}},
             "/hr/v1/digest/{data_type}/buckets": {"get": {"summary": "One data type's digest per key bucket (256 buckets; a key's bucket is the first byte of SHA-256 of the key)",

@@ -23,7 +23,7 @@ use axum::routing::{get, post};
 use axum::{BoxError, Json, Router};
 use futures::StreamExt;
 use hr_core::describe_json_error;
-use hr_core::{ApplyOutcome, ChangeEnvelope, DataType, Digest, DigestEntry, EnvelopeError, Sensitive, Sink, SinkError, BUCKETS};
+use hr_core::{ApplyOutcome, ChangeEnvelope, DataType, EnvelopeError, Sensitive, Sink, SinkError, BUCKETS};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,7 +33,9 @@ use tower::ServiceBuilder;
 
 /// Where batches of changes are posted.
 pub const CHANGES_PATH: &str = "/hr/v1/changes";
-/// Where digests are read.
+/// Where digests are read; `?scan=full` makes the system read and hash
+/// everything it holds rather than answer from the digests it maintains
+/// ([`Sink::rescan`](hr_core::Sink::rescan)).
 pub const DIGEST_PATH: &str = "/hr/v1/digest";
 /// Where one data type's bucket digests are read (`{data_type}` in the path).
 pub const BUCKETS_PATH: &str = "/hr/v1/digest/{data_type}/buckets";
@@ -527,7 +529,21 @@ async fn apply_changes(State(shared): State<Arc<Shared>>, headers: HeaderMap, bo
     }
 }
 
-async fn digest(State(shared): State<Arc<Shared>>) -> Response {
+#[derive(serde::Deserialize)]
+struct DigestQuery {
+    scan: Option<String>,
+}
+
+async fn digest(State(shared): State<Arc<Shared>>, Query(query): Query<DigestQuery>) -> Response {
+    match query.scan.as_deref() {
+        None => {}
+        Some("full") => {
+            if let Err(e) = shared.sink.rescan().await {
+                return unavailable(&e);
+            }
+        }
+        Some(_) => return error(StatusCode::BAD_REQUEST, "bad_scan", "scan must be `full` (read everything held) or left out"),
+    }
     let mut out = serde_json::Map::new();
     for t in &shared.allowed {
         match shared.sink.digest(*t).await {
@@ -540,21 +556,29 @@ async fn digest(State(shared): State<Arc<Shared>>) -> Response {
     Json(serde_json::Value::Object(out)).into_response()
 }
 
-/// The entries of a data type this system takes, or the error answer.
-async fn allowed_entries(shared: &Shared, data_type: &str) -> Result<Vec<DigestEntry>, Response> {
-    let data_type: DataType = data_type.parse().map_err(|_| {
-        error(StatusCode::NOT_FOUND, "unknown_data_type", "no such data type; expected one of employee, org_unit, master_data, permission, compensation")
-    })?;
+/// A data type this system takes, named in a path, or the error answer.
+fn allowed_type(shared: &Shared, data_type: &str) -> Result<DataType, Box<Response>> {
+    let Ok(data_type) = data_type.parse::<DataType>() else {
+        return Err(Box::new(error(
+            StatusCode::NOT_FOUND,
+            "unknown_data_type",
+            "no such data type; expected one of employee, org_unit, master_data, permission, compensation",
+        )));
+    };
     if !shared.allowed.contains(&data_type) {
-        return Err(error(StatusCode::FORBIDDEN, "data_type_not_allowed", format!("this system does not accept {data_type} records")));
+        return Err(Box::new(error(StatusCode::FORBIDDEN, "data_type_not_allowed", format!("this system does not accept {data_type} records"))));
     }
-    shared.sink.entries(data_type).await.map_err(|e| unavailable(&e))
+    Ok(data_type)
 }
 
 async fn bucket_digests(State(shared): State<Arc<Shared>>, Path(data_type): Path<String>) -> Response {
-    match allowed_entries(&shared, &data_type).await {
-        Ok(entries) => Json(json!({"buckets": Digest::buckets(&entries)})).into_response(),
-        Err(answer) => answer,
+    let data_type = match allowed_type(&shared, &data_type) {
+        Ok(data_type) => data_type,
+        Err(answer) => return *answer,
+    };
+    match shared.sink.bucket_digests(data_type).await {
+        Ok(buckets) => Json(json!({"buckets": buckets})).into_response(),
+        Err(e) => unavailable(&e),
     }
 }
 
@@ -571,9 +595,13 @@ async fn bucket_entries(State(shared): State<Arc<Shared>>, Path(data_type): Path
             _ => return error(StatusCode::BAD_REQUEST, "bad_bucket", format!("buckets must be numbers from 0 to {}, comma separated", BUCKETS - 1)),
         }
     }
-    match allowed_entries(&shared, &data_type).await {
+    let data_type = match allowed_type(&shared, &data_type) {
+        Ok(data_type) => data_type,
+        Err(answer) => return *answer,
+    };
+    match shared.sink.entries(data_type).await {
         Ok(entries) => Json(json!({"entries": entries.into_iter().filter(|e| wanted[e.bucket()]).collect::<Vec<_>>()})).into_response(),
-        Err(answer) => answer,
+        Err(e) => unavailable(&e),
     }
 }
 

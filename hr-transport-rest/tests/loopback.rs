@@ -269,6 +269,52 @@ async fn the_openapi_document_and_digest_are_served() {
     assert_eq!(propagator.digests("erp").await.unwrap()[&DataType::MasterData], expected);
 }
 
+/// A store that counts the full reads it is asked for.
+#[derive(Default)]
+struct CountingRescans {
+    inner: hr_core::MemorySink,
+    rescans: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Sink for CountingRescans {
+    async fn apply(&self, batch: &[ChangeEnvelope]) -> Result<hr_core::ApplyOutcome, hr_core::SinkError> {
+        self.inner.apply(batch).await
+    }
+
+    async fn entries(&self, data_type: DataType) -> Result<Vec<hr_core::DigestEntry>, hr_core::SinkError> {
+        self.inner.entries(data_type).await
+    }
+
+    async fn rescan(&self) -> Result<(), hr_core::SinkError> {
+        self.rescans.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_full_read_is_made_when_the_hub_asks_for_one_and_only_then() {
+    let sink = Arc::new(CountingRescans::default());
+    sink.apply(&[md(1, 1), md(2, 1)]).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = ReceiverConfig::new(sink.clone(), vec![DataType::MasterData]).with_token(TOKEN).unwrap();
+    let _served = tokio::spawn(serve_receiver(listener, config).unwrap());
+    let p = RestPropagator::new(RestConfig::new(vec![target("erp", addr, vec![DataType::MasterData])])).unwrap();
+    let rescans = || sink.rescans.load(std::sync::atomic::Ordering::SeqCst);
+
+    let maintained = p.digests("erp").await.unwrap();
+    p.bucket_digests("erp", DataType::MasterData).await.unwrap();
+    assert_eq!(rescans(), 0, "a digest is answered as the system maintains it");
+    let rescanned = p.rescanned_digests("erp").await.unwrap();
+    assert_eq!(rescans(), 1);
+    assert_eq!(rescanned, maintained);
+    assert_eq!(rescanned[&DataType::MasterData].count, 2);
+    let bogus = reqwest::Client::new().get(format!("http://{addr}/hr/v1/digest?scan=some")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(bogus.status().as_u16(), 400);
+    assert_eq!(rescans(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bucket_digests_and_entries_name_exactly_the_rows_that_differ() {
     let (addr, sink, _t, dir) = start(vec![DataType::MasterData]).await;
