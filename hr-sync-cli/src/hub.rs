@@ -27,7 +27,7 @@ use hr_hub::{
     acl_commands, hub_api, load_and_merge, ApiConfig, ApiGate, Hub, HubConfig, HubError, LiveStatus, Reconciliation, RepairOutcome, SyncOutcome, SystemProbe,
     SystemsLive,
 };
-use hr_transport_kafka::{ensure_topics, group_lag, wait_until_applied, BrokerStatus, BrokerWatch, KafkaConfig};
+use hr_transport_kafka::{ensure_topics, group_lag, BrokerStatus, BrokerWatch, KafkaConfig, LagMonitor};
 use hr_transport_rest::{check_token_strength, metrics_endpoint, serve_tls_with_limits, ConnectionLimits, RestConfig, TlsIdentity};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -293,6 +293,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         watch_targets(&config, gate.clone())?;
     }
 
+    // Connected now, while the input is read and merged: the first wait then finds its connections open.
+    let waits = ConsumerWaits::connect(&args, &config);
     let mut hub: Option<Arc<Mutex<Hub>>> = None;
     let mut failures: u32 = 0;
     loop {
@@ -306,7 +308,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                         gate.open(hub_api(hub.clone(), api_config.clone()));
                         console.line("real-time API ready");
                     }
-                    run_once(&args, &config, &hub, &console, &run_id).await
+                    run_once(&args, &config, &hub, &waits, &console, &run_id).await
                 }
                 Err(e) => Err(e),
             };
@@ -716,7 +718,7 @@ fn retry_pause(every: u64, failures: u32) -> Duration {
 /// One periodic run. The merge, and every wait for the systems, run
 /// without the hub's lock; planning, sending and comparing hold it, so a
 /// real-time call never interleaves with them.
-async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &Console, run_id: &str) -> anyhow::Result<RunReport> {
+async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, waits: &ConsumerWaits, console: &Console, run_id: &str) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let mapping = config.mapping_for(args.input())?;
     let (identities, fixed_today) = {
@@ -774,10 +776,11 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
         console.confirm("applying in every system", &sent.receipt, deadline).await?;
         sent
     };
-    wait_for_consumers(args, config, deadline, console).await;
+    waits.wait(deadline, console).await;
     let (drift_found, repair) = {
         let mut hub = hub.lock().await;
-        let drift_found = hub.reconcile(config).await?;
+        // A check reads everything each system holds: it must see any edit, not only those the systems' digests could.
+        let drift_found = if args.check_only { hub.reconcile_rescanned(config).await? } else { hub.reconcile(config).await? };
         let any_drift = drift_found.values().flat_map(|t| t.values()).any(|r| !r.digest_matches);
         // An approved run's repairs go if they are the ones its plan showed; others are checked against [safety].
         let repair = if any_drift && !args.check_only { Some(hub.repair(&outcome.state, &held, &drift_found).await) } else { None };
@@ -845,20 +848,52 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, console: &C
 /// all its topics hold: a system still catching up (one rebuilt from an
 /// empty store reads the topics from their start) is not drift to repair.
 /// One that does not catch up in time is left to the comparison.
-async fn wait_for_consumers(args: &Args, config: &HubConfig, deadline: Duration, console: &Console) {
-    // The settings were checked when the hub connected.
-    let Ok(kafka) = config.kafka(&args.brokers) else { return };
-    // Every system's group at once: each wait opens its own Kafka clients, which take most of its time.
-    let waits = config.targets.iter().filter_map(|(name, target)| {
-        let types = config.kafka_types_of(name);
-        // Each group reads its audience's topics: those lacking the fields its system goes without.
-        let audience = KafkaConfig { fields: target.omit.clone(), ..kafka.clone() };
-        let group = kafka.group(name);
-        (!types.is_empty()).then_some(async move { (name, wait_until_applied(&audience, &[&group], &types, deadline).await) })
-    });
-    for (name, waited) in futures::future::join_all(waits).await {
-        if let Err(e) = waited {
-            console.line(&format!("{name} has not caught up with its Kafka topics ({e}); comparing anyway"));
+/// Waits for every system's consumer group to apply what is on its
+/// topics, so the comparison that follows sees what was sent. Each system's
+/// Kafka clients are made once and kept: opening one (connections, the
+/// group's coordinator) takes most of a wait's time.
+struct ConsumerWaits {
+    /// Per system reading Kafka: its name, a monitor of its group and the data types it reads there.
+    systems: Vec<(String, LagMonitor, Vec<DataType>)>,
+}
+
+impl ConsumerWaits {
+    /// Monitors of every system's group, warming up in the background; a
+    /// system whose clients cannot be made is waited for by none (its
+    /// comparison says whether it caught up).
+    fn connect(args: &Args, config: &HubConfig) -> ConsumerWaits {
+        // The settings were checked when the configuration loaded.
+        let Ok(kafka) = config.kafka(&args.brokers) else { return ConsumerWaits { systems: vec![] } };
+        let mut systems = vec![];
+        for (name, target) in &config.targets {
+            let types = config.kafka_types_of(name);
+            if types.is_empty() {
+                continue;
+            }
+            // Each group reads its audience's topics: those lacking the fields its system goes without.
+            let audience = KafkaConfig { fields: target.omit.clone(), ..kafka.clone() };
+            match LagMonitor::new(&audience, &[&kafka.group(name)]) {
+                Ok(monitor) => {
+                    let (warming, warm_types) = (monitor.clone(), types.clone());
+                    tokio::spawn(async move {
+                        warming.lag(&warm_types).await.map(drop).unwrap_or_else(|e| tracing::debug!(error = %e, "consumer lag not readable yet"))
+                    });
+                    systems.push((name.clone(), monitor, types));
+                }
+                Err(e) => tracing::warn!(system = %name, error = %e, "cannot watch this system's consumer group; comparing without waiting for it"),
+            }
+        }
+        ConsumerWaits { systems }
+    }
+
+    /// Waits, every system at once, until each group committed everything
+    /// on its topics or `deadline` passed (then says which did not, and the comparison goes ahead).
+    async fn wait(&self, deadline: Duration, console: &Console) {
+        let waits = self.systems.iter().map(|(name, monitor, types)| async move { (name, monitor.wait(types, deadline, |_| {}).await) });
+        for (name, waited) in futures::future::join_all(waits).await {
+            if let Err(e) = waited {
+                console.line(&format!("{name} has not caught up with its Kafka topics ({e}); comparing anyway"));
+            }
         }
     }
 }
