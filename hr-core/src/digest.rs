@@ -219,11 +219,9 @@ impl Digest {
         for (lane, word) in self.hash.iter_mut().zip(lanes) {
             *lane = lane.wrapping_sub(word);
         }
-        if content.is_none() {
-            self.tombstones = self.tombstones.saturating_sub(1);
-        } else {
-            self.count = self.count.saturating_sub(1);
-        }
+        let counted = if content.is_none() { &mut self.tombstones } else { &mut self.count };
+        debug_assert!(*counted > 0, "removed an entry this digest never had");
+        *counted = counted.saturating_sub(1);
     }
 
     /// Adds one entry.

@@ -103,7 +103,8 @@ impl SqliteSink {
 
     /// Sets how old the last full read of a data type may be before its
     /// digest reads everything again (see *Digests* above); `Duration::ZERO`
-    /// reads everything for every digest.
+    /// reads everything for every digest. Clones share the setting, as they
+    /// share the store.
     pub fn full_scan_every(self, every: Duration) -> Self {
         self.lock().digests.set_full_scan_every(every);
         self
@@ -176,7 +177,10 @@ impl SqliteSink {
     /// longer hold at all (grants for another system, once its scope
     /// narrowed), which a tombstone would still name.
     pub fn retain(&self, data_type: DataType, keep: impl Fn(&str) -> bool) -> Result<usize, SinkError> {
-        let mut store = self.lock();
+        let mut guard = self.lock();
+        let store = &mut *guard;
+        // Whatever happens below, this type is read whole next time.
+        store.digests.forget(data_type);
         let tx = store.conn.transaction().map_err(|e| unavailable("cannot begin a transaction on", &self.path, e))?;
         let keys: Vec<String> = {
             let mut query = tx.prepare(&format!("SELECT id FROM {data_type}")).map_err(|e| unavailable("cannot read", &self.path, e))?;
@@ -188,14 +192,22 @@ impl SqliteSink {
             removed += tx.execute(&format!("DELETE FROM {data_type} WHERE id = ?1"), [key]).map_err(|e| unavailable("cannot write", &self.path, e))?;
         }
         tx.commit().map_err(|e| unavailable("cannot commit to", &self.path, e))?;
-        store.digests.forget(data_type);
         Ok(removed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
-        // A transaction that panicked was rolled back when dropped, and the
-        // digests are recorded after the commit: the store is consistent.
-        self.store.lock().unwrap_or_else(|p| p.into_inner())
+        match self.store.lock() {
+            Ok(store) => store,
+            Err(poisoned) => {
+                // A transaction that panicked was rolled back when dropped, but
+                // a panic between a commit and its recording in the digests
+                // would leave them behind the store: read everything again.
+                let mut store = poisoned.into_inner();
+                store.digests.forget_all();
+                self.store.clear_poison();
+                store
+            }
+        }
     }
 
     fn apply_blocking(&self, batch: &[ChangeEnvelope], bodies: &[Option<String>]) -> Result<ApplyOutcome, SinkError> {
@@ -226,7 +238,11 @@ impl SqliteSink {
         applied_types.sort_unstable();
         applied_types.dedup();
         stamp_applied(&tx, &applied_types).map_err(|e| unavailable("cannot write to", &self.path, e))?;
-        tx.commit().map_err(|e| unavailable("cannot commit to", &self.path, e))?;
+        if let Err(e) = tx.commit() {
+            // A commit that reports failure may still have reached the file: read these types whole next time.
+            applied_types.iter().for_each(|t| store.digests.forget(*t));
+            return Err(unavailable("cannot commit to", &self.path, e));
+        }
         // Recorded once committed: a batch rolled back leaves the digests as they were.
         let digests = &mut store.digests;
         for index in applied {
@@ -301,8 +317,12 @@ impl Sink for SqliteSink {
     }
 
     async fn rescan(&self) -> Result<(), SinkError> {
-        self.lock().digests.forget_all();
-        Ok(())
+        // The lock is held through whole batches and full reads: wait for it off the async threads.
+        self.blocking(|sink| {
+            sink.lock().digests.forget_all();
+            Ok(())
+        })
+        .await
     }
 
     async fn keep_letter(&self, letter: &KeptLetter) -> Result<(), SinkError> {
@@ -354,10 +374,21 @@ mod tests {
             let first = sink.digest(DataType::MasterData).await.unwrap();
             assert_eq!(first, read_whole(&sink));
 
-            sink.apply(&[md("G1", "Staff+", 2), md("G3", "Head", 1), md("G2", "older", 1)]).await.unwrap();
+            // An edit the digests cannot see, then changes applied: a digest
+            // that read the store again would show the edit; maintained, it shows only the changes.
+            edit_unreported(&sink, "UPDATE master_data SET body = replace(body, 'Lead', 'Unseen') WHERE id = 'grade:G2'");
+            let second = [md("G1", "Staff+", 2), md("G3", "Head", 1), md("G2", "older", 1)];
+            sink.apply(&second).await.unwrap();
+            let reference = crate::MemorySink::default();
+            reference.apply(&[md("G1", "Staff", 1), md("G2", "Lead", 1)]).await.unwrap();
+            reference.apply(&second).await.unwrap();
             let applied = sink.digest(DataType::MasterData).await.unwrap();
-            assert_eq!(applied, read_whole(&sink), "changes applied are in the maintained digests");
+            assert_eq!(applied, reference.digest(DataType::MasterData).await.unwrap(), "changes applied are in the maintained digests");
+            assert_ne!(applied, read_whole(&sink), "the store was not read again");
             assert_eq!(applied.count, 3);
+            sink.rescan().await.unwrap();
+            let applied = sink.digest(DataType::MasterData).await.unwrap();
+            assert_eq!(applied, read_whole(&sink));
 
             edit_unreported(&sink, "UPDATE master_data SET body = replace(body, 'Head', 'Tampered') WHERE id = 'grade:G3'");
             assert_eq!(sink.digest(DataType::MasterData).await.unwrap(), applied, "answered from the maintained digests, without reading the store");
@@ -369,6 +400,45 @@ mod tests {
             edit_unreported(&sink, "DELETE FROM master_data WHERE id = 'grade:G1'");
             let sink = sink.full_scan_every(Duration::ZERO);
             assert_eq!(sink.digest(DataType::MasterData).await.unwrap(), read_whole(&sink), "a full read is due at every digest");
+        });
+    }
+
+    #[test]
+    fn a_panic_while_the_store_is_locked_sends_the_next_digest_to_a_full_read() {
+        block_on(async {
+            let sink = SqliteSink::in_memory().unwrap();
+            sink.apply(&[md("G1", "Staff", 1)]).await.unwrap();
+            let before = sink.digest(DataType::MasterData).await.unwrap();
+            edit_unreported(&sink, "UPDATE master_data SET body = replace(body, 'Staff', 'Tampered')");
+            let held = sink.clone();
+            // As a panic between a commit and its recording in the digests would.
+            assert!(std::thread::spawn(move || {
+                let _store = held.lock();
+                panic!("a panic while the store is locked");
+            })
+            .join()
+            .is_err());
+            let after = sink.digest(DataType::MasterData).await.unwrap();
+            assert_ne!(after, before);
+            assert_eq!(after, read_whole(&sink));
+        });
+    }
+
+    #[test]
+    fn a_shared_store_behind_its_scope_answers_and_rescans_through_both_wrappers() {
+        block_on(async {
+            let sink = Arc::new(SqliteSink::in_memory().unwrap());
+            sink.apply(&[md("G1", "Staff", 1), md("G2", "Lead", 1)]).await.unwrap();
+            let scoped = crate::ScopedSink::new(sink.clone(), crate::RoutingPolicy::default().scope("erp"));
+            let before = scoped.digest(DataType::MasterData).await.unwrap();
+            assert_eq!(before, read_whole(&sink));
+            assert_eq!(scoped.bucket_digests(DataType::MasterData).await.unwrap(), Digest::buckets(&sink.entries_blocking(DataType::MasterData).unwrap()));
+            edit_unreported(&sink, "UPDATE master_data SET body = replace(body, 'Staff', 'Tampered')");
+            assert_eq!(scoped.digest(DataType::MasterData).await.unwrap(), before, "answered as maintained");
+            scoped.rescan().await.unwrap();
+            let after = scoped.digest(DataType::MasterData).await.unwrap();
+            assert_ne!(after, before, "the rescan reached the store");
+            assert_eq!(after, read_whole(&sink));
         });
     }
 

@@ -891,7 +891,7 @@ impl Hub {
         for name in self.not_comparable() {
             tracing::warn!(target_system = %name, "nothing reads back what this target holds (no REST receiver, no reading transport): not compared");
         }
-        // Every target computes its digests at once: each reads and hashes all it holds.
+        // Every target is asked for its digests at once (each answers from what it maintains, or reads all it holds if `rescan`).
         let readable: Vec<_> = targets.iter().filter_map(|(name, types)| Some((name, types, self.readers.get(name)?))).collect();
         let held_by_each = futures::future::join_all(readable.iter().map(|(name, types, reader)| async move {
             if rescan {

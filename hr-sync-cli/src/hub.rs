@@ -853,14 +853,22 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, waits: &Con
 /// Kafka clients are made once and kept: opening one (connections, the
 /// group's coordinator) takes most of a wait's time.
 struct ConsumerWaits {
-    /// Per system reading Kafka: its name, a monitor of its group and the data types it reads there.
-    systems: Vec<(String, LagMonitor, Vec<DataType>)>,
+    systems: Vec<WaitedSystem>,
+}
+
+/// A system that reads Kafka, as [`ConsumerWaits`] waits for it.
+struct WaitedSystem {
+    name: String,
+    /// The data types it reads from Kafka.
+    types: Vec<DataType>,
+    /// Its audience's settings: the topics lacking the fields it goes without.
+    audience: KafkaConfig,
+    /// A monitor of its group, once one could be made.
+    monitor: std::sync::Mutex<Option<LagMonitor>>,
 }
 
 impl ConsumerWaits {
-    /// Monitors of every system's group, warming up in the background; a
-    /// system whose clients cannot be made is waited for by none (its
-    /// comparison says whether it caught up).
+    /// Monitors of every system's group, warming up in the background.
     fn connect(args: &Args, config: &HubConfig) -> ConsumerWaits {
         // The settings were checked when the configuration loaded.
         let Ok(kafka) = config.kafka(&args.brokers) else { return ConsumerWaits { systems: vec![] } };
@@ -872,24 +880,44 @@ impl ConsumerWaits {
             }
             // Each group reads its audience's topics: those lacking the fields its system goes without.
             let audience = KafkaConfig { fields: target.omit.clone(), ..kafka.clone() };
-            match LagMonitor::new(&audience, &[&kafka.group(name)]) {
-                Ok(monitor) => {
-                    let (warming, warm_types) = (monitor.clone(), types.clone());
-                    tokio::spawn(async move {
-                        warming.lag(&warm_types).await.map(drop).unwrap_or_else(|e| tracing::debug!(error = %e, "consumer lag not readable yet"))
-                    });
-                    systems.push((name.clone(), monitor, types));
-                }
-                Err(e) => tracing::warn!(system = %name, error = %e, "cannot watch this system's consumer group; comparing without waiting for it"),
+            let monitor = LagMonitor::new(&audience, &[&kafka.group(name)]).ok();
+            if let Some(warming) = monitor.clone() {
+                let warm_types = types.clone();
+                tokio::spawn(async move {
+                    warming.lag(&warm_types).await.map(drop).unwrap_or_else(|e| tracing::debug!(error = %e, "consumer lag not readable yet"))
+                });
             }
+            systems.push(WaitedSystem { name: name.clone(), types, audience, monitor: std::sync::Mutex::new(monitor) });
         }
         ConsumerWaits { systems }
     }
 
     /// Waits, every system at once, until each group committed everything
-    /// on its topics or `deadline` passed (then says which did not, and the comparison goes ahead).
+    /// on its topics or `deadline` passed; then says which did not, and the
+    /// comparison goes ahead.
     async fn wait(&self, deadline: Duration, console: &Console) {
-        let waits = self.systems.iter().map(|(name, monitor, types)| async move { (name, monitor.wait(types, deadline, |_| {}).await) });
+        let waits = self.systems.iter().map(|system| async move {
+            // A monitor that could not be made is tried again each run, as each run made its own before.
+            let monitor = {
+                let mut kept = system.monitor.lock().unwrap_or_else(|p| p.into_inner());
+                let monitor = match kept.clone() {
+                    Some(monitor) => Ok(monitor),
+                    None => LagMonitor::new(&system.audience, &[&system.audience.group(&system.name)]),
+                };
+                if let Ok(made) = &monitor {
+                    *kept = Some(made.clone());
+                }
+                monitor
+            };
+            let waited = match monitor {
+                Ok(monitor) => {
+                    monitor.forget_partitions();
+                    monitor.wait(&system.types, deadline, |_| {}).await
+                }
+                Err(e) => Err(e),
+            };
+            (&system.name, waited)
+        });
         for (name, waited) in futures::future::join_all(waits).await {
             if let Err(e) = waited {
                 console.line(&format!("{name} has not caught up with its Kafka topics ({e}); comparing anyway"));

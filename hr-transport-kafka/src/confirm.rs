@@ -169,6 +169,13 @@ impl LagMonitor {
         Ok(out)
     }
 
+    /// Makes the next look ask the broker for the topics' partitions again
+    /// (it keeps them otherwise): for a monitor kept across runs, so a
+    /// partition added meanwhile is waited for too.
+    pub fn forget_partitions(&self) {
+        self.inner.partitions.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// Waits until every group committed everything produced to the topics
     /// of `data_types`, calling `on_lag` with the total lag after each look,
     /// or fails with each group's lag at the deadline.
