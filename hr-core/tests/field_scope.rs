@@ -240,3 +240,26 @@ async fn a_scoped_sink_lists_only_the_grants_its_target_may_hold() {
     let shown = format!("{erp:?}");
     assert!(shown.starts_with("ScopedSink") && shown.contains("erp"), "{shown}");
 }
+
+#[tokio::test]
+async fn a_letter_holding_fields_or_records_the_target_may_not_hold_is_kept_without_its_payload() {
+    let store = Arc::new(hr_core::SqliteSink::in_memory().unwrap());
+    let erp = ScopedSink::new(store.clone(), RecordScope::new("erp", false).with_fields(no_personal_details()));
+    let letter = |change: &ChangeEnvelope| hr_core::KeptLetter {
+        source: "hr.v1.employee/0/7".into(),
+        key: Some(change.key.clone()),
+        reason: "the store was down".into(),
+        payload: change.to_json().into_bytes(),
+        kept_at: chrono::Utc::now(),
+    };
+    let with_phone = ChangeEnvelope::upsert(DataType::Employee, "A-001", 1, "hub", &employee(1, "010-1234-5678")).unwrap();
+    let grade = hr_core::MasterData { set: "grade".into(), code: "G1".into(), name: "Staff".into(), attributes: Default::default() };
+    let master_data = ChangeEnvelope::upsert(DataType::MasterData, grade.key(), 1, "hub", &grade).unwrap();
+    erp.keep_letter(&letter(&with_phone)).await.unwrap();
+    erp.keep_letter(&letter(&master_data)).await.unwrap();
+    let kept = store.kept_letters().unwrap();
+    assert_eq!(kept.len(), 2);
+    assert!(kept[0].payload.is_empty(), "a letter of a type whose fields erp goes without keeps no payload");
+    assert_eq!(kept[0].key.as_deref(), Some("A-001"));
+    assert_eq!(kept[1].payload, letter(&master_data).payload, "what erp may hold is kept whole");
+}
