@@ -446,11 +446,13 @@ mod tests {
     fn removing_rows_outside_a_change_ends_maintenance_until_the_next_full_read() {
         block_on(async {
             let sink = SqliteSink::in_memory().unwrap();
-            sink.apply(&[md("G1", "Staff", 1), md("G2", "Lead", 1)]).await.unwrap();
+            sink.apply(&[md("G1", "Staff", 1), md("G2", "Lead", 1), md("G3", "Head", 1)]).await.unwrap();
             sink.digest(DataType::MasterData).await.unwrap();
-            assert_eq!(sink.retain(DataType::MasterData, |key| key.ends_with("G1")).unwrap(), 1);
+            assert_eq!(sink.retain(DataType::MasterData, |key| key.ends_with("G1")).unwrap(), 2);
             let after = sink.digest(DataType::MasterData).await.unwrap();
             assert_eq!((after, after.count), (read_whole(&sink), 1));
+            let kept: Vec<String> = sink.entries_blocking(DataType::MasterData).unwrap().into_iter().map(|e| e.key).collect();
+            assert_eq!(kept, ["grade:G1"]);
         });
     }
 
