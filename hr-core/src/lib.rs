@@ -41,7 +41,9 @@
 //! [`Propagator`] is kept small: send a batch, say which targets get which
 //! data type. Conveniences (send and wait until applied) live in
 //! [`PropagatorExt`]. [`Sink`] applies a batch atomically and lists what it
-//! holds; its digest follows from that. [`TargetReader`] reads back what a
+//! holds; its digest follows from that, or from digests it maintains as it
+//! applies changes ([`SqliteSink`] does, so a comparison does not read every
+//! body it holds). [`TargetReader`] reads back what a
 //! target holds, so the hub compares it with its ledger; a transport whose
 //! targets can be read supplies one (a target without one is reported as not
 //! comparable, never skipped silently). The `conformance` feature exposes

@@ -27,7 +27,9 @@
 //! # Reconciliation that repairs
 //!
 //! [`Hub::reconcile`] compares each system's digest of each data type with
-//! the ledger's (content included, see [`hr_core::Digest`]). Where they
+//! the ledger's (content included, see [`hr_core::Digest`]), as each system
+//! maintains it where it applies changes ([`Hub::reconcile_rescanned`]: read
+//! from everything each holds now). Where they
 //! differ it reads the system's 256 bucket digests, then only the entries of
 //! the differing buckets, and names each differing key: `missing` (the hub
 //! holds it, the system does not), `edited` (another version or content) or
