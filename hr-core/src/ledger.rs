@@ -985,6 +985,16 @@ impl Ledger {
         Ok(entries)
     }
 
+    /// Whether `target` was sent any key of `data_type` at a version of its
+    /// own (a repair, a record it alone holds): if not, it must hold exactly
+    /// [`entries_for`](Self::entries_for) its audience.
+    pub fn holds_own_versions(&self, data_type: DataType, target: &str) -> Result<bool, LedgerError> {
+        self.conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM target_version WHERE target = ?1 AND data_type = ?2)")
+            .and_then(|mut stmt| stmt.query_row(params![target, data_type.as_str()], |r| r.get(0)))
+            .map_err(self.storage())
+    }
+
     /// The keys `target` was sent at versions of its own, with those
     /// versions, whether they are deletes and any content its own.
     fn target_versions(&self, data_type: DataType, target: &str) -> Result<Vec<(String, OwnEntry)>, LedgerError> {

@@ -849,6 +849,29 @@ impl Hub {
         Ok(Digest::of(&self.expected_entries(target, data_type)?))
     }
 
+    /// [`expected_digest`](Self::expected_digest), computed once per
+    /// audience and data type for the targets that must hold the same
+    /// records: those whose scope admits every key of the type and that
+    /// were sent no version of their own. `computed` keeps them for one comparison.
+    fn expected_digest_shared(
+        &self,
+        target: &str,
+        data_type: DataType,
+        computed: &mut BTreeMap<(Option<String>, DataType), Digest>,
+    ) -> Result<Digest, HubError> {
+        let scope = self.policy.scope(target);
+        if !scope.admits_all(data_type) || blocking(|| self.ledger.holds_own_versions(data_type, target))? {
+            return self.expected_digest(target, data_type);
+        }
+        let audience = (scope.fields().audience(data_type), data_type);
+        if let Some(digest) = computed.get(&audience) {
+            return Ok(*digest);
+        }
+        let digest = self.expected_digest(target, data_type)?;
+        computed.insert(audience, digest);
+        Ok(digest)
+    }
+
     /// The ledger's entries of `data_type` that `target` should hold, with
     /// the hashes of its audience's content, at the versions repairs sent
     /// it alone.
@@ -888,6 +911,7 @@ impl Hub {
     /// each read from everything it holds if `rescan`.
     async fn reconcile_targets(&self, targets: &BTreeMap<String, Vec<DataType>>, rescan: bool) -> Result<Reconciliation, HubError> {
         let mut out = BTreeMap::new();
+        let mut expected = BTreeMap::new();
         for name in self.not_comparable() {
             tracing::warn!(target_system = %name, "nothing reads back what this target holds (no REST receiver, no reading transport): not compared");
         }
@@ -909,7 +933,7 @@ impl Hub {
                 if self.holds_owned_sets(*t) {
                     theirs = Digest::of(&self.without_owned(reader.entries(name, *t, &ALL_BUCKETS).await?));
                 }
-                let ours = self.expected_digest(name, *t)?;
+                let ours = self.expected_digest_shared(name, *t, &mut expected)?;
                 let digest_matches = ours == theirs;
                 let drift = if digest_matches { Drift::default() } else { self.find_drift(reader.as_ref(), name, *t).await? };
                 let labels = [("target", name.clone()), ("data_type", t.as_str().to_string())];
