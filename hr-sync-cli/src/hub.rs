@@ -583,9 +583,9 @@ async fn connect(args: &Args, config: &HubConfig, rest: RestConfig, access: Acce
         Access::ReadOnly => Ledger::open_read_only(path)?,
     };
     let kafka = config.kafka(&args.brokers)?;
-    for audience in config.kafka_audiences(&kafka) {
-        ensure_topics(&audience, &config.policy().data_types_via("kafka")).await?;
-    }
+    // Every audience's topics at once: each check opens its own Kafka clients, which take most of its time.
+    let kafka_types = config.policy().data_types_via("kafka");
+    futures::future::try_join_all(config.kafka_audiences(&kafka).iter().map(|audience| ensure_topics(audience, &kafka_types))).await?;
     let mut hub = Hub::new(config, kafka, rest, ledger)?;
     hub.set_today(args.today);
     Ok(hub)
