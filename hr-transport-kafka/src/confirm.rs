@@ -46,6 +46,26 @@ struct Clients {
     partitions: Mutex<BTreeMap<String, Vec<i32>>>,
 }
 
+impl Drop for Clients {
+    fn drop(&mut self) {
+        close_at_once(std::mem::take(&mut self.readers));
+    }
+}
+
+/// Drops `clients` each on its own thread and returns once all are closed:
+/// rdkafka closes a consumer that names a group by polling in 100 ms steps,
+/// so closing several one after another adds up.
+pub(crate) fn close_at_once<T: Send>(clients: Vec<T>) {
+    if clients.len() < 2 {
+        return drop(clients);
+    }
+    std::thread::scope(|scope| {
+        for client in clients {
+            scope.spawn(move || drop(client));
+        }
+    });
+}
+
 impl LagMonitor {
     /// A monitor of `groups` on `config`'s broker and topics.
     pub fn new(config: &KafkaConfig, groups: &[&str]) -> Result<Self, KafkaTransportError> {
