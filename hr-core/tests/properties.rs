@@ -34,6 +34,15 @@ fn history() -> impl Strategy<Value = Vec<ChangeEnvelope>> {
     })
 }
 
+/// `changes` with the duplicates `dup_picks` names, shuffled by `seed`.
+fn messy(changes: &[ChangeEnvelope], dup_picks: &[prop::sample::Index], seed: u64) -> Vec<ChangeEnvelope> {
+    use rand::{seq::SliceRandom, SeedableRng};
+    let mut messy = changes.to_vec();
+    messy.extend(dup_picks.iter().map(|pick| pick.get(changes).clone()));
+    messy.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+    messy
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -46,12 +55,7 @@ proptest! {
         seed in any::<u64>(),
         batch in 1usize..6,
     ) {
-        let mut messy = changes.clone();
-        for pick in dup_picks {
-            messy.push(pick.get(&changes).clone());
-        }
-        use rand::{seq::SliceRandom, SeedableRng};
-        messy.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+        let messy = messy(&changes, &dup_picks, seed);
 
         block_on(async {
             let ordered = MemorySink::default();
@@ -83,12 +87,7 @@ proptest! {
         seed in any::<u64>(),
         batch in 1usize..6,
     ) {
-        let mut messy = changes.clone();
-        for pick in dup_picks {
-            messy.push(pick.get(&changes).clone());
-        }
-        use rand::{seq::SliceRandom, SeedableRng};
-        messy.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+        let messy = messy(&changes, &dup_picks, seed);
         block_on(async {
             let sqlite = SqliteSink::in_memory().unwrap();
             // Maintained from here on: the first digest reads the (empty) store.
