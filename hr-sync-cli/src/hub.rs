@@ -844,14 +844,13 @@ async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, waits: &Con
     })
 }
 
-/// Waits, at most `deadline`, until every system's consumer group has read
+/// Waits, at most a deadline, until every system's consumer group has read
 /// all its topics hold: a system still catching up (one rebuilt from an
 /// empty store reads the topics from their start) is not drift to repair.
 /// One that does not catch up in time is left to the comparison.
-/// Waits for every system's consumer group to apply what is on its
-/// topics, so the comparison that follows sees what was sent. Each system's
-/// Kafka clients are made once and kept: opening one (connections, the
-/// group's coordinator) takes most of a wait's time.
+///
+/// Each system's Kafka clients are made once and kept: opening one
+/// (connections, the group's coordinator) takes most of a wait's time.
 struct ConsumerWaits {
     systems: Vec<WaitedSystem>,
 }
