@@ -840,13 +840,23 @@ impl Ledger {
             let mut rejoin = tx.prepare_cached("DELETE FROM target_version WHERE data_type = ?1 AND key = ?2 AND version <= ?3").map_err(storage)?;
             let mut own_content_ends = tx.prepare_cached("DELETE FROM target_content WHERE data_type = ?1 AND key = ?2").map_err(storage)?;
             let mut own_doubt_ends = tx.prepare_cached("DELETE FROM own_reservation WHERE data_type = ?1 AND key = ?2 AND version <= ?3").map_err(storage)?;
+            // What some targets hold apart from the others is rare (repairs, pre-hires): a table
+            // with no row of the type needs no delete per key, and a million of them cost seconds.
+            let apart = |table: &str| holds_any(&tx, table, data_type).map_err(storage);
+            let (repaired, own_content, own_doubt) = (apart("target_version")?, apart("target_content")?, apart("own_reservation")?);
             for (change, hash) in delta.changes.iter().zip(&delta.hashes) {
                 let version = change.version as i64;
                 record.execute(params![data_type.as_str(), change.key, version, hash.map(|h| h.0.to_vec()), hash.is_none() as i64]).map_err(storage)?;
                 settle.execute(params![data_type.as_str(), change.key, version]).map_err(storage)?;
-                rejoin.execute(params![data_type.as_str(), change.key, version]).map_err(storage)?;
-                own_content_ends.execute(params![data_type.as_str(), change.key]).map_err(storage)?;
-                own_doubt_ends.execute(params![data_type.as_str(), change.key, version]).map_err(storage)?;
+                if repaired {
+                    rejoin.execute(params![data_type.as_str(), change.key, version]).map_err(storage)?;
+                }
+                if own_content {
+                    own_content_ends.execute(params![data_type.as_str(), change.key]).map_err(storage)?;
+                }
+                if own_doubt {
+                    own_doubt_ends.execute(params![data_type.as_str(), change.key, version]).map_err(storage)?;
+                }
             }
             let mut scoped =
                 tx.prepare_cached("INSERT OR REPLACE INTO scoped_hash (data_type, audience, key, hash) VALUES (?1, ?2, ?3, ?4)").map_err(storage)?;
@@ -1329,6 +1339,12 @@ impl Ledger {
         let rows = stmt.query_map([data_type.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))).map_err(self.storage())?;
         rows.collect::<Result<_, _>>().map_err(self.storage())
     }
+}
+
+/// Whether `table` (one of the ledger's, named by the code, never by input)
+/// holds any row of `data_type`.
+fn holds_any(tx: &rusqlite::Transaction<'_>, table: &str, data_type: DataType) -> rusqlite::Result<bool> {
+    tx.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE data_type = ?1)"), params![data_type.as_str()], |r| r.get(0))
 }
 
 /// Records a plan's serializing thread hands over at once, and how many such

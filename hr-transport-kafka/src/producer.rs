@@ -40,6 +40,7 @@ pub struct KafkaPropagator {
     config: KafkaConfig,
     targets: BTreeMap<String, KafkaTarget>,
     monitor: Option<LagMonitor>,
+    max_in_flight: usize,
 }
 
 /// What one target system consumes, and which fields it goes without.
@@ -53,7 +54,20 @@ impl KafkaPropagator {
     pub fn new(config: &KafkaConfig) -> Result<Self, KafkaTransportError> {
         let producer =
             Self::client_config(config).create().map_err(|source| KafkaTransportError::Client { role: "producer", brokers: config.brokers.clone(), source })?;
-        Ok(KafkaPropagator { producer, config: config.clone(), targets: BTreeMap::new(), monitor: None })
+        Ok(KafkaPropagator { producer, config: config.clone(), targets: BTreeMap::new(), monitor: None, max_in_flight: Self::DEFAULT_MAX_IN_FLIGHT })
+    }
+
+    /// How many records a propagation keeps in flight by default.
+    pub const DEFAULT_MAX_IN_FLIGHT: usize = 100_000;
+
+    /// Keeps at most `records` records (one per change and audience) in
+    /// flight: handed to the producer and not yet acknowledged. It bounds
+    /// the payloads waiting in the producer's queue and the deliveries
+    /// awaited, so a batch of millions costs the memory of this many; more
+    /// keeps more requests going to the brokers at once. At least 1.
+    pub fn with_max_in_flight(mut self, records: usize) -> Self {
+        self.max_in_flight = records.max(1);
+        self
     }
 
     /// Adds a target system that consumes `data_types` in its consumer
@@ -100,49 +114,53 @@ impl KafkaPropagator {
         }
     }
 
-    /// Puts every record of `batch` in flight at once (waiting for
-    /// deliveries while the producer queue is full) and collects every
-    /// acknowledgement or failure until the delivery timeout; to the topics
-    /// of every audience, or of the audiences of `only`'s targets.
+    /// Puts the records of `batch` in flight, at most
+    /// [`max_in_flight`](Self::with_max_in_flight) at a time (waiting for deliveries while that many, or the producer
+    /// queue, are full), and collects every acknowledgement or failure
+    /// until the delivery timeout; to the topics of every audience, or of
+    /// the audiences of `only`'s targets.
     async fn produce_all(&self, batch: &[ChangeEnvelope], only: Option<&BTreeSet<String>>) -> Acknowledged {
         let deadline = tokio::time::Instant::now() + self.config.delivery_timeout;
-        let audiences: BTreeMap<DataType, Vec<(String, &FieldScope)>> = batch.iter().map(|c| (c.data_type, self.audiences(c.data_type, only))).collect();
+        let types: BTreeSet<DataType> = batch.iter().map(|c| c.data_type).collect();
+        let audiences: BTreeMap<DataType, Vec<(String, &FieldScope)>> = types.into_iter().map(|t| (t, self.audiences(t, only))).collect();
         let mut in_flight = FuturesUnordered::new();
         let mut acknowledged = Acknowledged::default();
-        let copies: Vec<(&ChangeEnvelope, &str, &FieldScope)> =
-            batch.iter().flat_map(|c| audiences[&c.data_type].iter().map(move |(topic, fields)| (c, topic.as_str(), *fields))).collect();
-        for (change, topic, fields) in copies {
-            acknowledged.records += 1;
-            // The hub's payloads are canonical: no need to parse each record to drop its fields.
-            let payload = match fields.apply_to_canonical(change) {
-                Ok(scoped) => scoped.to_json(),
-                Err(e) => {
-                    acknowledged.fail(format!("could not leave out the fields {topic} goes without: {e}"), 1);
-                    continue;
-                }
-            };
-            loop {
-                let record = FutureRecord::to(topic).key(change.key.as_bytes()).payload(payload.as_bytes());
-                match self.producer.send_result(record) {
-                    Ok(delivery) => {
-                        let topic = topic.to_string();
-                        in_flight.push(async move { (topic, delivery.await) });
-                        break;
+        // Each change once per audience; iterated, not collected, so nothing grows with the batch.
+        for change in batch {
+            for (topic, fields) in &audiences[&change.data_type] {
+                let (topic, fields) = (topic.as_str(), *fields);
+                acknowledged.records += 1;
+                // The hub's payloads are canonical: no need to parse each record to drop its fields.
+                let payload = match fields.apply_to_canonical(change) {
+                    Ok(scoped) => scoped.to_json(),
+                    Err(e) => {
+                        acknowledged.fail(format!("could not leave out the fields {topic} goes without: {e}"), 1);
+                        continue;
                     }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                        // Back-pressure: let one delivery finish before queueing more.
-                        match tokio::time::timeout_at(deadline, in_flight.next()).await {
-                            Ok(Some((t, result))) => acknowledged.settle(t, result),
-                            Ok(None) => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
-                            Err(_) => {
-                                acknowledged.fail("the producer queue stayed full until the deadline".into(), 1);
+                };
+                loop {
+                    if in_flight.len() < self.max_in_flight {
+                        let record = FutureRecord::to(topic).key(change.key.as_bytes()).payload(payload.as_bytes());
+                        match self.producer.send_result(record) {
+                            Ok(delivery) => {
+                                in_flight.push(async move { (topic, delivery.await) });
+                                break;
+                            }
+                            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {}
+                            Err((e, _)) => {
+                                acknowledged.fail(format!("could not queue the record: {e}"), 1);
                                 break;
                             }
                         }
                     }
-                    Err((e, _)) => {
-                        acknowledged.fail(format!("could not queue the record: {e}"), 1);
-                        break;
+                    // Back-pressure (the limit, or a full producer queue): let one delivery finish before queueing more.
+                    match tokio::time::timeout_at(deadline, in_flight.next()).await {
+                        Ok(Some((t, result))) => acknowledged.settle(t, result),
+                        Ok(None) => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
+                        Err(_) => {
+                            acknowledged.fail("the producer queue stayed full until the deadline".into(), 1);
+                            break;
+                        }
                     }
                 }
             }
@@ -316,10 +334,14 @@ struct Acknowledged {
 }
 
 impl Acknowledged {
-    fn settle(&mut self, topic: String, result: Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>) {
+    fn settle(&mut self, topic: &str, result: Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>) {
         match result {
             Ok(Ok(delivery)) => {
-                let (last, count) = self.offsets.entry(topic).or_default().entry(delivery.partition).or_insert((-1, 0));
+                if !self.offsets.contains_key(topic) {
+                    self.offsets.insert(topic.to_string(), BTreeMap::new());
+                }
+                let partitions = self.offsets.get_mut(topic).expect("inserted above");
+                let (last, count) = partitions.entry(delivery.partition).or_insert((-1, 0));
                 *last = (*last).max(delivery.offset);
                 *count += 1;
             }

@@ -163,6 +163,47 @@ async fn a_batch_for_some_targets_goes_to_their_topics_and_the_receipt_names_eve
     }
 }
 
+/// A batch many times the in-flight limit, to two audiences, arrives whole
+/// at each: the producer waits for deliveries instead of queueing the
+/// whole batch, and loses nothing doing so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_larger_than_the_in_flight_limit_arrives_whole_at_every_audience() {
+    let config = config("inflight").await;
+    let narrowed = hr_core::FieldScope::full().omitting(DataType::Employee, ["phone", "birth_date"]).unwrap();
+    let directory_config = KafkaConfig { fields: narrowed.clone(), ..config.clone() };
+    ensure_topics(&directory_config, &[DataType::Employee]).await.unwrap();
+    let mut sinks = BTreeMap::new();
+    let mut subs = vec![];
+    for (name, c) in [("payroll", &config), ("directory", &directory_config)] {
+        let sink = Arc::new(MemorySink::default());
+        subs.push(KafkaSubscriber::start(c, &config.group(name), &[DataType::Employee], sink.clone()).unwrap());
+        sinks.insert(name, sink);
+    }
+    let propagator = KafkaPropagator::new(&config)
+        .unwrap()
+        .with_max_in_flight(7)
+        .with_target("payroll", &[DataType::Employee])
+        .unwrap()
+        .with_scoped_target("directory", &[DataType::Employee], narrowed)
+        .unwrap();
+    let changes = employees(1000);
+    let receipt = propagator.propagate(&changes).await.unwrap();
+    for name in ["payroll", "directory"] {
+        assert_eq!(receipt.delivered().total(name), 1000, "the broker acknowledged every record of {name}'s topic");
+    }
+    receipt.applied(Duration::from_secs(60)).await.unwrap();
+    let mut sent: Vec<String> = changes.iter().map(|c| c.key.clone()).collect();
+    sent.sort();
+    for (name, sink) in &sinks {
+        let mut held: Vec<String> = sink.entries(DataType::Employee).await.unwrap().into_iter().map(|e| e.key).collect();
+        held.sort();
+        assert_eq!(held, sent, "{name} holds every record of the batch");
+    }
+    for s in subs {
+        s.shutdown().await.unwrap();
+    }
+}
+
 /// A failure names the targets it leaves without the batch, not the
 /// broker: compensation refused (it may not travel over Kafka) names payroll,
 /// which would have read it, and not orgchart, which reads no compensation.
