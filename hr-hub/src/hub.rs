@@ -242,6 +242,9 @@ pub struct Comparison {
     pub at: chrono::DateTime<chrono::Utc>,
     /// What it found, per target and data type.
     pub systems: Reconciliation,
+    /// The targets it could not read, each with why: none of them is in
+    /// [`systems`](Self::systems).
+    pub unreadable: BTreeMap<String, String>,
 }
 
 /// What [`Hub::repair`] did.
@@ -925,30 +928,73 @@ impl Hub {
             }
         }))
         .await;
+        // Every target is compared, and what each showed (or why it could not be read) remembered, before an error is returned:
+        // the console must not show a target that cannot be read now as it was the last time it could.
+        let mut unreadable = BTreeMap::new();
+        let mut first_error = None;
         for ((name, data_types, reader), held) in readable.into_iter().zip(held_by_each) {
-            let held = held?;
-            let mut per_type = BTreeMap::new();
-            for t in data_types {
-                let mut theirs = held.get(t).copied().unwrap_or_else(Digest::default);
-                if self.holds_owned_sets(*t) {
-                    theirs = Digest::of(&self.without_owned(reader.entries(name, *t, &ALL_BUCKETS).await?));
+            let compared = match held {
+                Ok(held) => self.compare_target(name, data_types, reader.as_ref(), &held, &mut expected).await,
+                Err(e) => Err(e.into()),
+            };
+            match compared {
+                Ok(per_type) => {
+                    out.insert(name.clone(), per_type);
                 }
-                let ours = self.expected_digest_shared(name, *t, &mut expected)?;
-                let digest_matches = ours == theirs;
-                let drift = if digest_matches { Drift::default() } else { self.find_drift(reader.as_ref(), name, *t).await? };
-                let labels = [("target", name.clone()), ("data_type", t.as_str().to_string())];
-                metrics::gauge!("hr_hub_drift_keys", &labels).set(drift.len() as f64);
-                metrics::gauge!("hr_hub_digest_matches", &labels).set(f64::from(u8::from(digest_matches)));
-                per_type.insert(*t, Reconciled { records: theirs.count, hub_records: ours.count, digest_matches, drift });
+                Err(e) => {
+                    unreadable.insert(name.clone(), e.to_string());
+                    first_error.get_or_insert(e);
+                }
             }
-            out.insert(name.clone(), per_type);
         }
-        self.mark_foreign(&mut out)?;
+        let marked = self.mark_foreign(&mut out);
+        self.remember_comparison(targets, &out, unreadable);
+        match first_error {
+            Some(e) => Err(e),
+            None => marked.map(|()| out),
+        }
+    }
+
+    /// What `target` holds of each of `data_types` (its digests `held`),
+    /// compared with the ledger; the differing keys found where a digest differs.
+    async fn compare_target(
+        &self,
+        target: &str,
+        data_types: &[DataType],
+        reader: &dyn TargetReader,
+        held: &BTreeMap<DataType, Digest>,
+        expected: &mut BTreeMap<(Option<String>, DataType), Digest>,
+    ) -> Result<BTreeMap<DataType, Reconciled>, HubError> {
+        let mut per_type = BTreeMap::new();
+        for t in data_types {
+            let mut theirs = held.get(t).copied().unwrap_or_else(Digest::default);
+            if self.holds_owned_sets(*t) {
+                theirs = Digest::of(&self.without_owned(reader.entries(target, *t, &ALL_BUCKETS).await?));
+            }
+            let ours = self.expected_digest_shared(target, *t, expected)?;
+            let digest_matches = ours == theirs;
+            let drift = if digest_matches { Drift::default() } else { self.find_drift(reader, target, *t).await? };
+            let labels = [("target", target.to_string()), ("data_type", t.as_str().to_string())];
+            metrics::gauge!("hr_hub_drift_keys", &labels).set(drift.len() as f64);
+            metrics::gauge!("hr_hub_digest_matches", &labels).set(f64::from(u8::from(digest_matches)));
+            per_type.insert(*t, Reconciled { records: theirs.count, hub_records: ours.count, digest_matches, drift });
+        }
+        Ok(per_type)
+    }
+
+    /// Keeps what a comparison of `targets` found: each compared target's
+    /// findings, or why it could not be read, replace what the one before
+    /// said of it; a target left out keeps what the one before said.
+    fn remember_comparison(&self, targets: &BTreeMap<String, Vec<DataType>>, found: &Reconciliation, unreadable: BTreeMap<String, String>) {
         let mut last = self.last_comparison.lock().unwrap_or_else(|p| p.into_inner());
-        let mut systems = last.take().map(|c| c.systems).unwrap_or_default();
-        systems.extend(out.clone());
-        *last = Some(Comparison { at: chrono::Utc::now(), systems });
-        Ok(out)
+        let (mut systems, mut was_unreadable) = last.take().map(|c| (c.systems, c.unreadable)).unwrap_or_default();
+        for name in targets.keys() {
+            systems.remove(name);
+            was_unreadable.remove(name);
+        }
+        systems.extend(found.clone());
+        was_unreadable.extend(unreadable);
+        *last = Some(Comparison { at: chrono::Utc::now(), systems, unreadable: was_unreadable });
     }
 
     /// What the last [`reconcile`](Self::reconcile) found of each target

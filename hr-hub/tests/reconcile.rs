@@ -53,6 +53,8 @@ struct Stores {
     refuse_alone: std::sync::atomic::AtomicBool,
     /// The systems asked to read everything they hold, in order.
     rescanned: Mutex<Vec<String>>,
+    /// The systems that cannot be read (down, or refusing the hub).
+    unreachable: Mutex<BTreeSet<String>>,
 }
 
 impl Stores {
@@ -64,6 +66,7 @@ impl Stores {
             one_topic: Default::default(),
             refuse_alone: Default::default(),
             rescanned: Default::default(),
+            unreachable: Default::default(),
         }
     }
 
@@ -143,6 +146,9 @@ impl TargetReader for Stores {
     }
 
     async fn entries(&self, target: &str, data_type: DataType, buckets: &[usize]) -> Result<Vec<DigestEntry>, ReadBackError> {
+        if self.unreachable.lock().unwrap().contains(target) {
+            return Err(ReadBackError::new(target, "connection refused"));
+        }
         let held = self.held.lock().unwrap();
         let rows = held.get(target).into_iter().flatten().filter(|((t, _), _)| *t == data_type);
         let entries =
@@ -237,6 +243,35 @@ async fn a_check_has_every_system_read_all_it_holds_and_a_runs_comparison_does_n
     let mut rescanned = f.stores.rescanned.lock().unwrap().clone();
     rescanned.sort();
     assert_eq!(rescanned, ["erp", "orgchart", "payroll"]);
+}
+
+/// A system that cannot be read is shown as such, not as the last
+/// comparison found it; the others are compared all the same, and the
+/// system is compared again once it can be read.
+#[tokio::test]
+async fn a_system_that_cannot_be_read_is_not_shown_as_it_last_was() {
+    let f = Fixture::synced().await;
+    let config = HubConfig::from_toml_str(CONFIG, "hub.toml").unwrap();
+    f.reconcile().await;
+    let before = f.hub.last_comparison().unwrap();
+    assert!(before.systems.contains_key("orgchart") && before.unreadable.is_empty());
+    let keys = f.employees(1);
+    f.stores.set("payroll", DataType::Employee, &keys[0], None);
+    f.stores.unreachable.lock().unwrap().insert("orgchart".to_string());
+
+    let failed = f.hub.reconcile(&config).await.unwrap_err();
+    assert!(failed.to_string().contains("connection refused"), "{failed}");
+    let now = f.hub.last_comparison().unwrap();
+    assert!(now.at > before.at);
+    assert!(!now.systems.contains_key("orgchart"), "orgchart's earlier findings are gone");
+    assert!(now.unreadable["orgchart"].contains("connection refused"), "{:?}", now.unreadable);
+    assert!(!now.systems["payroll"][&DataType::Employee].digest_matches, "payroll was compared all the same, and its missing key seen");
+    assert!(now.systems["erp"][&DataType::Employee].digest_matches);
+
+    f.stores.unreachable.lock().unwrap().clear();
+    f.reconcile().await;
+    let again = f.hub.last_comparison().unwrap();
+    assert!(again.unreadable.is_empty() && again.systems.contains_key("orgchart"), "{:?}", again.unreadable);
 }
 
 #[tokio::test]

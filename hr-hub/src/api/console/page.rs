@@ -196,6 +196,9 @@ fn systems(comparison: Option<&Comparison>, live: &SystemsLive) -> Markup {
                                 (system_row(system, data_type.as_str(), found, &now))
                             }
                         }
+                        @for (system, why) in &comparison.unreadable {
+                            tr.unreadable { td { (system) } td colspan="6" { span.no { "could not be read: " (why) } } }
+                        }
                     }
                 }
             }
@@ -304,4 +307,25 @@ fn compact(detail: &Value) -> String {
         text.push('…');
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A system the last comparison could not read says so, with why, and
+    /// shows no row of findings from an earlier comparison.
+    #[test]
+    fn a_system_that_could_not_be_read_shows_why_instead_of_findings() {
+        let found = crate::Reconciled { records: 3, hub_records: 3, digest_matches: true, drift: Default::default() };
+        let comparison = Comparison {
+            at: chrono::Utc::now(),
+            systems: [("payroll".to_string(), [(hr_core::DataType::Employee, found)].into())].into(),
+            unreadable: [("orgchart".to_string(), "cannot read orgchart: <connection refused>".to_string())].into(),
+        };
+        let page = systems(Some(&comparison), &SystemsLive::new()).into_string();
+        assert!(page.contains("could not be read: cannot read orgchart: &lt;connection refused&gt;"), "{page}");
+        assert_eq!(page.matches("<td>orgchart</td>").count(), 1, "one row for orgchart, without findings: {page}");
+        assert!(page.contains("<td>payroll</td>") && page.contains("equal"), "{page}");
+    }
 }
