@@ -207,8 +207,9 @@ impl FieldScope {
     pub fn carried(&self, change: &ChangeEnvelope) -> Vec<String> {
         let omitted = self.omitted(change.data_type);
         let Some(payload) = change.payload_json().filter(|_| !omitted.is_empty()) else { return vec![] };
-        let Ok(fields) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(payload) else { return vec![] };
-        omitted.iter().filter(|f| fields.get(f.as_str()).is_some_and(|v| !v.is_null())).cloned().collect()
+        // Each field's text as it came, not parsed into values: a receiver asks this of every change.
+        let Ok(fields) = serde_json::from_str::<RawFields<'_>>(payload) else { return vec![] };
+        omitted.iter().filter(|f| fields.0.iter().any(|(key, value)| key == f.as_str() && value.get() != "null")).cloned().collect()
     }
 }
 

@@ -5,6 +5,7 @@ use crate::envelope::{ChangeEnvelope, EnvelopeError, Operation};
 use crate::routing::RecordScope;
 use crate::schema::DataType;
 use async_trait::async_trait;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -352,23 +353,38 @@ impl<S: Sink> Sink for ScopedSink<S> {
         if batch.iter().all(|c| self.scope.admits(c.data_type, &c.key) && !narrowed(c)) {
             return self.inner.apply(batch).await;
         }
-        // The whole batch is validated first: a bad change outside the scope still refuses the batch.
-        validate_batch(batch)?;
-        let mut mine = Vec::with_capacity(batch.len());
+        // The wrapped sink validates what it is given; a change outside the scope never gets
+        // there, so it is validated here: a bad one still refuses the batch.
+        for (index, change) in batch.iter().enumerate().filter(|(_, c)| !self.scope.admits(c.data_type, &c.key)) {
+            change.canonical_payload().map_err(|source| SinkError::Invalid { index, source })?;
+        }
+        // Each change passed on, and where it is in `batch`.
+        let mut mine: Vec<Cow<'_, ChangeEnvelope>> = Vec::with_capacity(batch.len());
+        let mut positions = Vec::with_capacity(batch.len());
         let mut fields_dropped = 0;
         for (index, change) in batch.iter().enumerate().filter(|(_, c)| self.scope.admits(c.data_type, &c.key)) {
+            positions.push(index);
             let carried = self.scope.fields().carried(change);
             // Without a value in an omitted field (a sender with the same scope) the change is stored as it came.
             if carried.is_empty() {
-                mine.push(change.clone());
+                mine.push(Cow::Borrowed(change));
                 continue;
             }
             tracing::warn!(target = self.scope.target(), data_type = %change.data_type, fields = %carried.join(","), "received fields this system must not hold; stored without them (the sender's field scope differs from this system's)");
             fields_dropped += 1;
-            mine.push(self.scope.fields().apply(change).map_err(|source| SinkError::Invalid { index, source })?.into_owned());
+            mine.push(self.scope.fields().apply(change).map_err(|source| SinkError::Invalid { index, source })?);
         }
         let out_of_scope = batch.len() - mine.len();
-        let mut outcome = if mine.is_empty() { ApplyOutcome::default() } else { self.inner.apply(&mine).await? };
+        let applied = match (mine.is_empty(), out_of_scope + fields_dropped) {
+            (true, _) => Ok(ApplyOutcome::default()),
+            // Nothing left out or rewritten: the batch itself, without a copy of each change.
+            (false, 0) => self.inner.apply(batch).await,
+            (false, _) => self.inner.apply(&mine.into_iter().map(Cow::into_owned).collect::<Vec<_>>()).await,
+        };
+        let mut outcome = applied.map_err(|e| match e {
+            SinkError::Invalid { index, source } => SinkError::Invalid { index: positions.get(index).copied().unwrap_or(index), source },
+            other => other,
+        })?;
         outcome.out_of_scope += out_of_scope;
         outcome.fields_dropped += fields_dropped;
         Ok(outcome)

@@ -263,3 +263,35 @@ async fn a_letter_holding_fields_or_records_the_target_may_not_hold_is_kept_with
     assert_eq!(kept[0].key.as_deref(), Some("A-001"));
     assert_eq!(kept[1].payload, letter(&master_data).payload, "what erp may hold is kept whole");
 }
+
+/// A scoped sink passes on only what its target may hold, yet a bad change
+/// refuses the whole batch naming its position in the batch as sent,
+/// whether it is outside the scope (checked by the scope) or inside it
+/// (checked by the store behind it); nothing is stored either way.
+#[tokio::test]
+async fn a_bad_change_refuses_a_scoped_batch_naming_its_place_in_the_batch_as_sent() {
+    let grant = |system: &str| PermissionGrant {
+        employee: "A-1".into(),
+        system: system.into(),
+        role: "viewer".into(),
+        granted: true,
+        expires: None,
+        at: "2026-01-01T00:00:00Z".parse().unwrap(),
+    };
+    let bad = |system: &str| ChangeEnvelope { key: format!("A-9:{system}:viewer"), ..ChangeEnvelope::of(&grant(system), 1, "hub").unwrap() };
+    let good = ChangeEnvelope::of(&grant("erp"), 1, "hub").unwrap();
+    let elsewhere = ChangeEnvelope::of(&grant("payroll"), 1, "hub").unwrap();
+    for (batch, index) in [
+        (vec![elsewhere.clone(), bad("erp"), good.clone()], 1),
+        (vec![elsewhere.clone(), good.clone(), bad("payroll")], 2),
+        (vec![bad("erp"), elsewhere.clone(), good.clone()], 0),
+    ] {
+        let erp = ScopedSink::new(MemorySink::default(), RecordScope::new("erp", false));
+        let refused = erp.apply(&batch).await.unwrap_err();
+        assert!(matches!(refused, hr_core::SinkError::Invalid { index: i, .. } if i == index), "expected position {index}: {refused}");
+        assert_eq!(erp.digest(DataType::Permission).await.unwrap().count, 0, "nothing stored");
+    }
+    let erp = ScopedSink::new(MemorySink::default(), RecordScope::new("erp", false));
+    let outcome = erp.apply(&[elsewhere, good]).await.unwrap();
+    assert_eq!((outcome.applied, outcome.out_of_scope), (1, 1));
+}
