@@ -15,6 +15,7 @@ use crate::{bearer_matches, json_error, unauthorized};
 use axum::body::Bytes;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -529,12 +530,23 @@ async fn apply_changes(State(shared): State<Arc<Shared>>, headers: HeaderMap, bo
     }
 }
 
+/// A query string the endpoint cannot read, answered in the API's own
+/// JSON error form (axum's answer is plain text). Its words name the
+/// parameter and the problem, bounded as every echo is.
+fn bad_query(rejection: &QueryRejection) -> Response {
+    error(StatusCode::BAD_REQUEST, "bad_query", bound_echoes(&format!("the query string cannot be read: {}", rejection.body_text())))
+}
+
 #[derive(serde::Deserialize)]
 struct DigestQuery {
     scan: Option<String>,
 }
 
-async fn digest(State(shared): State<Arc<Shared>>, Query(query): Query<DigestQuery>) -> Response {
+async fn digest(State(shared): State<Arc<Shared>>, query: Result<Query<DigestQuery>, QueryRejection>) -> Response {
+    let query = match query {
+        Ok(Query(query)) => query,
+        Err(rejection) => return bad_query(&rejection),
+    };
     match query.scan.as_deref() {
         None => {}
         Some("full") => {
@@ -587,7 +599,11 @@ struct BucketQuery {
     buckets: String,
 }
 
-async fn bucket_entries(State(shared): State<Arc<Shared>>, Path(data_type): Path<String>, Query(query): Query<BucketQuery>) -> Response {
+async fn bucket_entries(State(shared): State<Arc<Shared>>, Path(data_type): Path<String>, query: Result<Query<BucketQuery>, QueryRejection>) -> Response {
+    let query = match query {
+        Ok(Query(query)) => query,
+        Err(rejection) => return bad_query(&rejection),
+    };
     let mut wanted = [false; BUCKETS];
     for part in query.buckets.split(',').filter(|p| !p.is_empty()) {
         match part.parse::<usize>() {

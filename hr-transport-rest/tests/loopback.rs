@@ -313,6 +313,15 @@ async fn a_full_read_is_made_when_the_hub_asks_for_one_and_only_then() {
     let bogus = reqwest::Client::new().get(format!("http://{addr}/hr/v1/digest?scan=some")).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(bogus.status().as_u16(), 400);
     assert_eq!(rescans(), 1);
+    // A query string that cannot be read at all gets the API's JSON error, as every refusal does.
+    for path in ["/hr/v1/digest?scan=full&scan=full", "/hr/v1/entries/master_data?buckets=1&buckets=2", "/hr/v1/entries/master_data"] {
+        let unreadable = reqwest::Client::new().get(format!("http://{addr}{path}")).bearer_auth(TOKEN).send().await.unwrap();
+        assert_eq!(unreadable.status().as_u16(), 400, "{path}");
+        let answer: serde_json::Value = unreadable.json().await.unwrap();
+        assert_eq!(answer["error"], "bad_query", "{path}: {answer}");
+        assert!(answer["message"].as_str().unwrap().starts_with("the query string cannot be read"), "{path}: {answer}");
+    }
+    assert_eq!(rescans(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
