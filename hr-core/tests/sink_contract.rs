@@ -150,3 +150,44 @@ async fn the_digest_sees_every_hand_edit_of_a_body() {
     assert_eq!(reopened.digest(DataType::MasterData).await.unwrap(), from_bodies(&reopened));
     assert_eq!(reopened.digest(DataType::MasterData).await.unwrap().count, 1);
 }
+
+/// A letter a sink keeps is held whole, where the sink can be asked for
+/// it; a sink that cannot keep letters says so, so the transport keeps
+/// trying to dead-letter the record instead of believing it kept.
+#[tokio::test]
+async fn a_kept_letter_is_held_whole_and_a_sink_that_cannot_keep_one_says_so() {
+    let letter = hr_core::KeptLetter {
+        source: "hr.v1.master_data/0/7".into(),
+        key: Some("grade:G1".into()),
+        reason: "the dead-letter topic refused it".into(),
+        payload: md("G1", "one", 1).to_json().into_bytes(),
+        kept_at: chrono::Utc::now(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let memory = MemorySink::default();
+    memory.keep_letter(&letter).await.unwrap();
+    let sqlite = SqliteSink::open(dir.path().join("letters.sqlite3")).unwrap();
+    sqlite.keep_letter(&letter).await.unwrap();
+    for (name, kept) in [("memory", memory.kept_letters()), ("sqlite", sqlite.kept_letters().unwrap())] {
+        assert_eq!(kept.len(), 1, "{name}");
+        assert_eq!(
+            (kept[0].source.as_str(), kept[0].key.as_deref(), &kept[0].payload),
+            (letter.source.as_str(), letter.key.as_deref(), &letter.payload),
+            "{name}"
+        );
+    }
+
+    /// A sink that implements only what every sink must.
+    struct Plain(MemorySink);
+    #[async_trait::async_trait]
+    impl Sink for Plain {
+        async fn apply(&self, batch: &[ChangeEnvelope]) -> Result<hr_core::ApplyOutcome, SinkError> {
+            self.0.apply(batch).await
+        }
+        async fn entries(&self, data_type: DataType) -> Result<Vec<hr_core::DigestEntry>, SinkError> {
+            self.0.entries(data_type).await
+        }
+    }
+    let refused = Plain(MemorySink::default()).keep_letter(&letter).await.unwrap_err();
+    assert!(matches!(refused, SinkError::Unsupported(_)), "{refused}");
+}
