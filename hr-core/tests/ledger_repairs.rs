@@ -438,3 +438,44 @@ fn the_latest_audit_entries_are_the_last_ones_in_order_of_one_action_or_all() {
     assert!(ledger.latest_audit_entries(5, Some("approve")).unwrap().is_empty());
     assert_eq!(numbers(ledger.latest_audit_entries(100, None).unwrap()), (0..30).collect::<Vec<_>>(), "the whole log when it is shorter");
 }
+
+/// What a plan knows of each employee's standing (status and org unit,
+/// for movers and leavers) follows every commit: set by an upsert, changed
+/// by the next, gone with a delete. A commit remembers the real-time
+/// changes of its own data type only.
+#[test]
+fn a_commit_keeps_each_employees_standing_and_only_its_own_types_real_time_changes() {
+    let person = |status: hr_core::EmployeeStatus, unit: &str| hr_core::Employee {
+        id: "A-001".into(),
+        source_ids: vec!["A-001".into()],
+        company: hr_core::Company::A,
+        name: "직원".into(),
+        name_en: None,
+        email: None,
+        phone: None,
+        birth_date: None,
+        org_unit: unit.into(),
+        grade: "G3".into(),
+        status,
+        hire_date: "2020-03-01".parse().unwrap(),
+        termination_date: None,
+        manager: None,
+        updated_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+    };
+    let realtime = |data_type: DataType, key: &str| hr_core::RealtimeChange { data_type, key: key.into(), at: chrono::Utc::now(), payload: None };
+    let mut ledger = Ledger::in_memory().unwrap();
+    let mut commit = |records: Vec<(String, Box<RawValue>)>, changes: &[hr_core::RealtimeChange]| {
+        let delta = ledger.plan(DataType::Employee, records, "hub", true).unwrap();
+        ledger.reserve(DataType::Employee, &delta).unwrap();
+        ledger.commit_realtime(DataType::Employee, &delta, changes).unwrap();
+        ledger.standing(DataType::Employee, "A-001").unwrap().map(|s| (s.state, s.place))
+    };
+    let record = |e: hr_core::Employee| vec![(e.id.to_string(), to_raw_value(&e).unwrap())];
+    let both = [realtime(DataType::Employee, "A-001"), realtime(DataType::Permission, "A-001:erp:viewer")];
+    assert_eq!(commit(record(person(hr_core::EmployeeStatus::Active, "A-D01")), &both), Some(("active".into(), Some("A-D01".into()))));
+    assert_eq!(commit(record(person(hr_core::EmployeeStatus::Terminated, "A-D02")), &[]), Some(("terminated".into(), Some("A-D02".into()))));
+    assert_eq!(commit(vec![], &[]), None, "a delete ends the standing");
+    let remembered = |data_type| ledger.realtime_changes(data_type).unwrap().into_iter().map(|c| c.key).collect::<Vec<_>>();
+    assert_eq!(remembered(DataType::Employee), ["A-001"]);
+    assert!(remembered(DataType::Permission).is_empty(), "a grant's real-time change is its own commit's to remember");
+}
