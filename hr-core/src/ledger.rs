@@ -1344,7 +1344,8 @@ impl Ledger {
 /// Whether `table` (one of the ledger's, named by the code, never by input)
 /// holds any row of `data_type`.
 fn holds_any(tx: &rusqlite::Transaction<'_>, table: &str, data_type: DataType) -> rusqlite::Result<bool> {
-    tx.query_row(&format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE data_type = ?1)"), params![data_type.as_str()], |r| r.get(0))
+    // Cached: a real-time change commits one key, and this runs for each of its commits.
+    tx.prepare_cached(&format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE data_type = ?1)"))?.query_row(params![data_type.as_str()], |r| r.get(0))
 }
 
 /// Records a plan's serializing thread hands over at once, and how many such
