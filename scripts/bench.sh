@@ -18,6 +18,7 @@ trap 'bash scripts/kafka.sh stop || true' EXIT
 export HR_KAFKA_BROKERS="${HR_KAFKA_BROKERS:-127.0.0.1:${KAFKA_PORT:-9092}}"
 
 echo "== machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+export BENCH_STARTED="$(date +%s)"
 cargo bench --locked --bench core --bench transports "$@"
 
 n="${BENCH_1M_EMPLOYEES:-1000000}"

@@ -4,7 +4,8 @@ later run can be compared with this one row by row.
 
     scripts/bench_summary.py OUT.json
 
-Reads criterion's estimates (target/criterion/*/new/), the latency
+Reads criterion's estimates (target/criterion/*/new/; with BENCH_STARTED,
+in seconds since the epoch, only those written since), the latency
 percentiles (target/bench-latency.json) and the 1M periodic runs
 (target/bench-1m-full.json, target/bench-1m.json). Every time is in
 milliseconds; each criterion row carries its median with the 95% confidence
@@ -32,7 +33,12 @@ def read_json(path):
 
 def criterion_rows():
     rows = {}
+    # Only what this run measured: target/criterion keeps the estimates of
+    # benchmarks since renamed or removed. scripts/bench.sh sets BENCH_STARTED.
+    started = float(os.environ.get("BENCH_STARTED", "0"))
     for estimates_path in sorted(glob.glob(os.path.join(TARGET, "criterion", "**", "new", "estimates.json"), recursive=True)):
+        if os.path.getmtime(estimates_path) < started:
+            continue
         new = os.path.dirname(estimates_path)
         estimates, benchmark = read_json(estimates_path), read_json(os.path.join(new, "benchmark.json"))
         if not estimates or not benchmark:
