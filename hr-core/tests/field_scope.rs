@@ -31,6 +31,18 @@ fn employee(n: u32, phone: &str) -> Employee {
     }
 }
 
+/// A viewer grant of A-1 on `system`.
+fn grant(system: &str) -> PermissionGrant {
+    PermissionGrant {
+        employee: "A-1".into(),
+        system: system.into(),
+        role: "viewer".into(),
+        granted: true,
+        expires: None,
+        at: "2026-01-01T00:00:00Z".parse().unwrap(),
+    }
+}
+
 fn no_personal_details() -> FieldScope {
     FieldScope::full().omitting(DataType::Employee, ["phone", "birth_date"]).unwrap()
 }
@@ -222,14 +234,6 @@ async fn two_audiences_each_match_their_target_through_a_delete_and_a_re_creatio
 
 #[tokio::test]
 async fn a_scoped_sink_lists_only_the_grants_its_target_may_hold() {
-    let grant = |system: &str| PermissionGrant {
-        employee: "A-1".into(),
-        system: system.into(),
-        role: "viewer".into(),
-        granted: true,
-        expires: None,
-        at: "2026-01-01T00:00:00Z".parse().unwrap(),
-    };
     // Held from before the scope narrowed: written to the store directly.
     let inner = MemorySink::default();
     inner.apply(&[ChangeEnvelope::of(&grant("erp"), 1, "hub").unwrap(), ChangeEnvelope::of(&grant("payroll"), 1, "hub").unwrap()]).await.unwrap();
@@ -270,14 +274,6 @@ async fn a_letter_holding_fields_or_records_the_target_may_not_hold_is_kept_with
 /// (checked by the store behind it); nothing is stored either way.
 #[tokio::test]
 async fn a_bad_change_refuses_a_scoped_batch_naming_its_place_in_the_batch_as_sent() {
-    let grant = |system: &str| PermissionGrant {
-        employee: "A-1".into(),
-        system: system.into(),
-        role: "viewer".into(),
-        granted: true,
-        expires: None,
-        at: "2026-01-01T00:00:00Z".parse().unwrap(),
-    };
     let bad = |system: &str| ChangeEnvelope { key: format!("A-9:{system}:viewer"), ..ChangeEnvelope::of(&grant(system), 1, "hub").unwrap() };
     let good = ChangeEnvelope::of(&grant("erp"), 1, "hub").unwrap();
     let elsewhere = ChangeEnvelope::of(&grant("payroll"), 1, "hub").unwrap();
