@@ -20,7 +20,10 @@ impl ContentHash {
 
     /// [`of`](Self::of) for a body still in the bytes it was serialized into.
     pub(crate) fn of_bytes(body: &[u8]) -> Self {
-        let full = Sha256::digest(body);
+        Self::of_sha256(Sha256::digest(body).as_slice())
+    }
+
+    fn of_sha256(full: &[u8]) -> Self {
         let mut h = [0u8; 16];
         h.copy_from_slice(&full[..16]);
         ContentHash(h)
@@ -29,6 +32,40 @@ impl ContentHash {
     /// 32 hex digits.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
+    }
+}
+
+/// A [`ContentHash`] of text written in pieces (with `write!`): equal to
+/// [`ContentHash::of`] the whole text, without ever holding it. A plan's id
+/// covers every change it sends, which at a million changes is a gigabyte
+/// of text.
+///
+/// ```
+/// use std::fmt::Write;
+/// let mut hasher = hr_core::ContentHasher::default();
+/// write!(hasher, "{}\t{}", "employee", 7).unwrap();
+/// assert_eq!(hasher.finish(), hr_core::ContentHash::of("employee\t7"));
+/// ```
+#[derive(Default)]
+pub struct ContentHasher(Sha256);
+
+impl ContentHasher {
+    /// The hash of everything written.
+    pub fn finish(self) -> ContentHash {
+        ContentHash::of_sha256(self.0.finalize().as_slice())
+    }
+}
+
+impl fmt::Write for ContentHasher {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        self.0.update(text.as_bytes());
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ContentHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ContentHasher")
     }
 }
 

@@ -123,7 +123,7 @@ mod sqlite_sink;
 /// dereferences to `str`, converts from `&str` and `String` with `into()`,
 /// and serializes and describes itself in JSON Schema exactly as `String`.
 pub use compact_str::CompactString;
-pub use digest::{bucket_of, ContentHash, Digest, DigestEntry, BUCKETS};
+pub use digest::{bucket_of, ContentHash, ContentHasher, Digest, DigestEntry, BUCKETS};
 pub use envelope::{describe_json_error, ChangeEnvelope, EnvelopeError, Operation, MAX_VERSION};
 pub use field_scope::{FieldScope, FieldScopeError};
 pub use holdback::{HeldBack, Suspension};

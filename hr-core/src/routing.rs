@@ -7,6 +7,7 @@ use crate::propagate::{PropagateError, PropagationReport, Propagator, Receipt, T
 use crate::schema::DataType;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -389,48 +390,30 @@ impl Router {
 }
 
 impl Router {
-    /// Delivers `batch` over the transports that carry it: to every target,
-    /// or with `only`, to those targets (over the transports that reach them).
-    async fn deliver(&self, batch: &[ChangeEnvelope], only: Option<&BTreeSet<String>>) -> Result<Receipt, PropagateError> {
-        let mut parts: BTreeMap<&str, Vec<ChangeEnvelope>> = BTreeMap::new();
-        for change in batch {
-            let transports: BTreeSet<&str> = match only {
-                None => self.policy.transports_for(change.data_type),
-                Some(targets) => {
-                    targets.iter().filter(|t| self.policy.allows(t, change.data_type)).filter_map(|t| self.policy.route_for(t, change.data_type)).collect()
-                }
-            };
-            if transports.is_empty() && only.is_none() {
-                return Err(PropagateError::NoRoute(change.data_type));
-            }
-            for name in transports {
-                if !self.propagators.contains_key(name) {
-                    return Err(self.unknown_transport(change.data_type, name).into());
-                }
-                parts.entry(name).or_default().push(change.clone());
+    /// Delivers each of `batches` over the transports that carry it, as a
+    /// batch of its own and in the order given: to every target, or with
+    /// `only`, to those targets (over the transports that reach them).
+    ///
+    /// A batch whose changes all travel over the same transports (one data
+    /// type's changes do) is handed to each of them as it is; only a batch
+    /// that mixes routes is copied, part by part. A run of a million changes
+    /// is therefore sent without a second copy of its envelopes.
+    pub async fn propagate_batches(&self, batches: &[&[ChangeEnvelope]], only: Option<&BTreeSet<String>>) -> Result<Receipt, PropagateError> {
+        let mut parts: BTreeMap<&str, Vec<Cow<'_, [ChangeEnvelope]>>> = BTreeMap::new();
+        let mut routes = Routes::default();
+        for batch in batches {
+            for (name, part) in self.split(batch, only, &mut routes)? {
+                parts.entry(name).or_default().push(part);
             }
         }
-        let sends = parts.iter().map(|(name, part)| async move {
-            let propagator = &self.propagators[*name];
-            let result = match only {
-                None => propagator.propagate(part).await,
-                Some(targets) => propagator.propagate_to(part, targets).await,
-            };
-            (*name, result)
-        });
-        let results = futures::future::join_all(sends).await;
+        let sends = parts.iter().map(|(name, parts)| self.send_parts(name, parts, only));
         let mut receipt = Receipt::default();
         let mut delivered = PropagationReport::default();
         let mut failures = Vec::new();
-        for (name, result) in results {
-            match result {
-                Ok(part) => receipt.merge(part),
-                Err(PropagateError::Incomplete { delivered: partial, failures: f }) => {
-                    delivered.merge(partial);
-                    failures.extend(f);
-                }
-                Err(other) => failures.push(TargetFailure { target: name.to_string(), cause: other.to_string(), retriable: false }),
-            }
+        for sent in futures::future::join_all(sends).await {
+            receipt.merge(sent.receipt);
+            delivered.merge(sent.partial);
+            failures.extend(sent.failures);
         }
         if failures.is_empty() {
             Ok(receipt)
@@ -439,18 +422,103 @@ impl Router {
             Err(PropagateError::incomplete(delivered, failures))
         }
     }
+
+    /// The transports that carry `data_type` (to `only`'s targets, if given),
+    /// checked to be registered.
+    fn transports_carrying(&self, data_type: DataType, only: Option<&BTreeSet<String>>) -> Result<BTreeSet<&str>, PropagateError> {
+        let transports: BTreeSet<&str> = match only {
+            None => self.policy.transports_for(data_type),
+            Some(targets) => targets.iter().filter(|t| self.policy.allows(t, data_type)).filter_map(|t| self.policy.route_for(t, data_type)).collect(),
+        };
+        if transports.is_empty() && only.is_none() {
+            return Err(PropagateError::NoRoute(data_type));
+        }
+        if let Some(name) = transports.iter().find(|name| !self.propagators.contains_key(**name)) {
+            return Err(self.unknown_transport(data_type, name).into());
+        }
+        Ok(transports)
+    }
+
+    /// `batch` cut by transport: borrowed whole when all its changes travel
+    /// over the same transports, else copied into one part per transport.
+    fn split<'r, 'b>(
+        &'r self,
+        batch: &'b [ChangeEnvelope],
+        only: Option<&BTreeSet<String>>,
+        routes: &mut Routes<'r>,
+    ) -> Result<Vec<Part<'r, 'b>>, PropagateError> {
+        let Some(first) = batch.first() else { return Ok(vec![]) };
+        let mut types: BTreeSet<DataType> = BTreeSet::new();
+        for change in batch {
+            if types.insert(change.data_type) && !routes.contains_key(&change.data_type) {
+                routes.insert(change.data_type, self.transports_carrying(change.data_type, only)?);
+            }
+        }
+        let same_route = types.iter().all(|t| routes[t] == routes[&first.data_type]);
+        if same_route {
+            return Ok(routes[&first.data_type].iter().map(|name| (*name, Cow::Borrowed(batch))).collect());
+        }
+        let mut parts: BTreeMap<&str, Vec<ChangeEnvelope>> = BTreeMap::new();
+        for change in batch {
+            for name in &routes[&change.data_type] {
+                parts.entry(name).or_default().push(change.clone());
+            }
+        }
+        Ok(parts.into_iter().map(|(name, part)| (name, Cow::Owned(part))).collect())
+    }
+
+    /// Sends `parts` over the transport `name`, one after the other. A part
+    /// some targets missed does not stop the next (one batch would have been
+    /// sent whole too); an error that is not about targets does.
+    async fn send_parts(&self, name: &str, parts: &[Cow<'_, [ChangeEnvelope]>], only: Option<&BTreeSet<String>>) -> Sent {
+        let propagator = &self.propagators[name];
+        let mut sent = Sent::default();
+        for part in parts {
+            let result = match only {
+                None => propagator.propagate(part).await,
+                Some(targets) => propagator.propagate_to(part, targets).await,
+            };
+            match result {
+                Ok(receipt) => sent.receipt.merge(receipt),
+                Err(PropagateError::Incomplete { delivered, failures }) => {
+                    sent.partial.merge(delivered);
+                    sent.failures.extend(failures);
+                }
+                Err(other) => {
+                    sent.failures.push(TargetFailure { target: name.to_string(), cause: other.to_string(), retriable: false });
+                    break;
+                }
+            }
+        }
+        sent
+    }
+}
+
+/// A transport's name and the changes of a batch it carries.
+type Part<'r, 'b> = (&'r str, Cow<'b, [ChangeEnvelope]>);
+
+/// Per data type, the transports that carry it, looked up once per delivery.
+type Routes<'r> = BTreeMap<DataType, BTreeSet<&'r str>>;
+
+/// What one transport did with its parts of a delivery.
+#[derive(Default)]
+struct Sent {
+    receipt: Receipt,
+    /// What arrived of the parts some targets missed.
+    partial: PropagationReport,
+    failures: Vec<TargetFailure>,
 }
 
 #[async_trait]
 impl Propagator for Router {
     async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
-        self.deliver(batch, None).await
+        self.propagate_batches(&[batch], None).await
     }
 
     /// Each change goes over the transports that carry its data type to
     /// those of `targets` allowed it, each asked to reach those targets only.
     async fn propagate_to(&self, batch: &[ChangeEnvelope], targets: &BTreeSet<String>) -> Result<Receipt, PropagateError> {
-        self.deliver(batch, Some(targets)).await
+        self.propagate_batches(&[batch], Some(targets)).await
     }
 
     /// Each target with the data types routed to it, over whichever transport.

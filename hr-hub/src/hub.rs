@@ -818,7 +818,7 @@ impl Hub {
 
     /// Reserves, propagates and commits `deltas`; `realtime` are the changes
     /// they carry when made in real time, committed with them.
-    async fn send(&mut self, mut deltas: Vec<(DataType, Delta)>, realtime: &[RealtimeChange]) -> Result<SyncOutcome, HubError> {
+    async fn send(&mut self, deltas: Vec<(DataType, Delta)>, realtime: &[RealtimeChange]) -> Result<SyncOutcome, HubError> {
         let held_back: Vec<HeldRecord> = deltas.iter().flat_map(|(_, d)| d.held_back.iter().cloned()).collect();
         let rejected: Vec<RejectedChange> = deltas.iter().flat_map(|(_, d)| d.rejected.iter().cloned()).collect();
         for r in &rejected {
@@ -839,7 +839,7 @@ impl Hub {
         }
         // Durable before anything leaves: a failure below never lets these versions carry other content.
         blocking(|| deltas.iter().try_for_each(|(t, delta)| self.ledger.reserve(*t, delta)))?;
-        let receipt = propagate_in_place(&self.router, &mut deltas, None).await?;
+        let receipt = propagate_deltas(&self.router, &deltas, None).await?;
         blocking(|| deltas.iter().try_for_each(|(t, delta)| self.ledger.commit_realtime(*t, delta, realtime)))?;
         count_sent(&deltas, &receipt);
         Ok(SyncOutcome { sent: changes as u64, retried, receipt, held_back, rejected, ..SyncOutcome::default() })
@@ -1191,13 +1191,13 @@ impl Hub {
     /// Reserves repairs, sends them to `targets` alone and records each
     /// receiver's version ([`Ledger::commit_to`]): every target allowed the
     /// data type that the receipt names too (a Kafka topic's other readers).
-    async fn send_to(&mut self, mut deltas: Vec<(DataType, Delta)>, targets: &BTreeSet<String>) -> Result<(u64, Receipt), HubError> {
+    async fn send_to(&mut self, deltas: Vec<(DataType, Delta)>, targets: &BTreeSet<String>) -> Result<(u64, Receipt), HubError> {
         let changes: usize = deltas.iter().map(|(_, d)| d.changes.len()).sum();
         if changes == 0 {
             return Ok((0, Receipt::default()));
         }
         blocking(|| deltas.iter().try_for_each(|(t, delta)| self.ledger.reserve(*t, delta)))?;
-        let receipt = propagate_in_place(&self.router, &mut deltas, Some(targets)).await?;
+        let receipt = propagate_deltas(&self.router, &deltas, Some(targets)).await?;
         let policy = self.router.policy();
         let receivers = |t: DataType| -> Vec<String> {
             let named = receipt.delivered().delivered.iter().filter(|(_, types)| types.get(&t).is_some_and(|n| *n > 0)).map(|(name, _)| name);
@@ -1304,21 +1304,11 @@ fn scim_id_store_beside(ledger: &str) -> std::path::PathBuf {
     std::path::Path::new(ledger).with_file_name(SCIM_ID_STORE)
 }
 
-/// Propagates every change of `deltas` as one batch (to `targets` only,
-/// if given), moving the envelopes out of the deltas and back rather than
-/// copying them: a run of a million records holds its envelopes once.
-async fn propagate_in_place(router: &Router, deltas: &mut [(DataType, Delta)], targets: Option<&BTreeSet<String>>) -> Result<Receipt, PropagateError> {
-    let lengths: Vec<usize> = deltas.iter().map(|(_, d)| d.changes.len()).collect();
-    let batch: Vec<ChangeEnvelope> = deltas.iter_mut().flat_map(|(_, d)| std::mem::take(&mut d.changes)).collect();
-    let propagated = match targets {
-        Some(targets) => router.propagate_to(&batch, targets).await,
-        None => router.propagate(&batch).await,
-    };
-    let mut batch = batch.into_iter();
-    for ((_, delta), n) in deltas.iter_mut().zip(lengths) {
-        delta.changes = batch.by_ref().take(n).collect();
-    }
-    propagated
+/// Sends each delta's changes as a batch of its own: one data type's changes
+/// travel over the same transports, so no envelope is copied on the way.
+async fn propagate_deltas(router: &Router, deltas: &[(DataType, Delta)], targets: Option<&BTreeSet<String>>) -> Result<Receipt, PropagateError> {
+    let batches: Vec<&[ChangeEnvelope]> = deltas.iter().map(|(_, d)| d.changes.as_slice()).collect();
+    router.propagate_batches(&batches, targets).await
 }
 
 /// `hr_hub_changes_sent_total` per data type and

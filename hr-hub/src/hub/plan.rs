@@ -4,7 +4,7 @@
 
 use super::{blocking, Hub, HubError, Reconciliation};
 use crate::safety::{Guarded, HoldReason};
-use hr_core::{ChangeEnvelope, CompactString, DataType, Delta, Employee, NewerWins, PermissionGrant, RejectedChange, Repair, Standing};
+use hr_core::{ChangeEnvelope, CompactString, ContentHasher, DataType, Delta, Employee, NewerWins, PermissionGrant, RejectedChange, Repair, Standing};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -252,6 +252,7 @@ impl Hub {
     /// sent, its repairs once the systems are compared after.
     pub(super) fn describe(&self, plan: &mut RunPlan, count: Counting, repairs: Option<(&Reconciliation, &Repairs)>) -> Result<(), HubError> {
         let (mut targets, mut identity) = blocking(|| self.classify(&plan.deltas, &plan.pre_hires))?;
+        use std::fmt::Write;
         blocking(|| self.count_records(&mut targets, count))?;
         let mut hold = self.hold_reasons(&targets);
         if let Some((found, repairs)) = repairs {
@@ -266,25 +267,25 @@ impl Hub {
                 }
             }
             plan.repairs_id = (!repair_identity.is_empty()).then(|| hr_core::ContentHash::of(&repair_identity).to_hex());
-            identity.push_str(&repair_identity);
+            let _ = identity.write_str(&repair_identity);
         }
-        plan.plan_id = hr_core::ContentHash::of(&identity).to_hex();
+        plan.plan_id = identity.finish().to_hex();
         plan.hold = if self.allow_mass_delete { vec![] } else { hold };
         plan.targets = targets;
         Ok(())
     }
 
-    /// Per target and data type what `deltas` change there, and the text
-    /// the plan id hashes (every change's type, key, operation, version and content).
+    /// Per target and data type what `deltas` change there, and the plan
+    /// id's hash of every change's type, key, operation, version and content.
     #[allow(clippy::type_complexity)]
     fn classify(
         &self,
         deltas: &[(DataType, Delta)],
         pre_hires: &[(String, Delta)],
-    ) -> Result<(BTreeMap<String, BTreeMap<DataType, PlannedChanges>>, String), HubError> {
+    ) -> Result<(BTreeMap<String, BTreeMap<DataType, PlannedChanges>>, ContentHasher), HubError> {
         use std::fmt::Write;
         let mut targets: BTreeMap<String, BTreeMap<DataType, PlannedChanges>> = BTreeMap::new();
-        let mut identity = String::new();
+        let mut identity = ContentHasher::default();
         for (t, delta) in deltas {
             let receivers: Vec<(&str, hr_core::RecordScope)> = self.policy.targets_for(*t).into_iter().map(|name| (name, self.policy.scope(name))).collect();
             for (i, change) in delta.changes.iter().enumerate() {

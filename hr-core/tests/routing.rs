@@ -1,0 +1,115 @@
+//! The router hands each batch to the transports that carry it without
+//! copying it, keeps the batches' order per transport, and reports what one
+//! part missed without holding back the next.
+
+use async_trait::async_trait;
+use hr_core::{ChangeEnvelope, DataType, PropagateError, PropagationReport, Propagator, Receipt, Router, RoutingPolicy, TargetFailure};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// One batch a transport was handed: where its envelopes live, and their keys.
+#[derive(Debug, Clone, PartialEq)]
+struct Call {
+    at: usize,
+    keys: Vec<String>,
+}
+
+/// A transport that records each batch and delivers it to `payroll`,
+/// except the calls it is told to miss payroll on.
+#[derive(Default)]
+struct Recorder {
+    calls: Mutex<Vec<Call>>,
+    miss_payroll_on_call: Option<usize>,
+}
+
+impl Recorder {
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl Propagator for Recorder {
+    async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
+        let call = {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push(Call { at: batch.as_ptr() as usize, keys: batch.iter().map(|c| c.key.clone()).collect() });
+            calls.len() - 1
+        };
+        let mut delivered = PropagationReport::default();
+        if self.miss_payroll_on_call == Some(call) {
+            let failure = TargetFailure { target: "payroll".into(), cause: "down".into(), retriable: true };
+            return Err(PropagateError::incomplete(delivered, vec![failure]));
+        }
+        for change in batch {
+            delivered.add("payroll", change.data_type, 1);
+        }
+        Ok(Receipt::applied_on_delivery(delivered))
+    }
+
+    fn targets(&self) -> BTreeMap<String, Vec<DataType>> {
+        BTreeMap::new()
+    }
+}
+
+fn change(data_type: DataType, key: &str) -> ChangeEnvelope {
+    ChangeEnvelope::delete(data_type, key, 1, "hub")
+}
+
+/// Employees and org units over `kafka`, grants over `rest`; master data has no route.
+fn router(kafka: &Arc<Recorder>, rest: &Arc<Recorder>) -> Router {
+    let routes = [(DataType::Employee, "kafka"), (DataType::OrgUnit, "kafka"), (DataType::Permission, "rest")];
+    let policy = RoutingPolicy { routes: routes.into_iter().map(|(t, name)| (t, name.to_string())).collect(), targets: BTreeMap::new() };
+    Router::new(policy).with("kafka", kafka.clone()).with("rest", rest.clone())
+}
+
+/// Where a batch's envelopes live (compared, never followed).
+fn address(batch: &[ChangeEnvelope]) -> usize {
+    batch.as_ptr() as usize
+}
+
+fn keys(calls: &[Call]) -> Vec<Vec<&str>> {
+    calls.iter().map(|c| c.keys.iter().map(String::as_str).collect()).collect()
+}
+
+#[tokio::test]
+async fn each_batch_reaches_its_transports_as_it_is_in_order_and_only_a_mixed_one_is_split() {
+    let (kafka, rest) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+    let employees = [change(DataType::Employee, "e1"), change(DataType::Employee, "e2")];
+    let teams = [change(DataType::OrgUnit, "t1")];
+    let grants = [change(DataType::Permission, "g1")];
+    let mixed = [change(DataType::Employee, "e3"), change(DataType::Permission, "g2"), change(DataType::OrgUnit, "t2")];
+    let receipt = router(&kafka, &rest).propagate_batches(&[&employees, &teams, &grants, &mixed], None).await.unwrap();
+
+    let (kafka, rest) = (kafka.calls(), rest.calls());
+    assert_eq!(keys(&kafka), [vec!["e1", "e2"], vec!["t1"], vec!["e3", "t2"]]);
+    assert_eq!(keys(&rest), [vec!["g1"], vec!["g2"]]);
+    assert_eq!((kafka[0].at, kafka[1].at, rest[0].at), (address(&employees), address(&teams), address(&grants)), "one route's batch is not copied");
+    assert_ne!(kafka[2].at, address(&mixed), "a mixed batch is split into parts of its own");
+    assert_eq!(receipt.delivered().total("payroll"), 7);
+}
+
+#[tokio::test]
+async fn a_part_a_target_missed_is_reported_and_the_next_part_is_still_sent() {
+    let kafka = Arc::new(Recorder { miss_payroll_on_call: Some(0), ..Recorder::default() });
+    let rest = Arc::new(Recorder::default());
+    let employees = [change(DataType::Employee, "e1")];
+    let teams = [change(DataType::OrgUnit, "t1"), change(DataType::OrgUnit, "t2")];
+    let grants = [change(DataType::Permission, "g1")];
+    let err = router(&kafka, &rest).propagate_batches(&[&employees, &teams, &grants], None).await.unwrap_err();
+
+    assert_eq!(keys(&kafka.calls()), [vec!["e1"], vec!["t1", "t2"]]);
+    let PropagateError::Incomplete { delivered, failures } = err else { panic!("not incomplete: {err}") };
+    assert_eq!(failures.iter().map(|f| f.target.as_str()).collect::<Vec<_>>(), ["payroll"]);
+    assert_eq!(delivered.delivered["payroll"], BTreeMap::from([(DataType::OrgUnit, 2), (DataType::Permission, 1)]), "what did arrive is counted");
+}
+
+#[tokio::test]
+async fn a_batch_with_no_route_stops_the_delivery_before_anything_is_sent() {
+    let (kafka, rest) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+    let employees = [change(DataType::Employee, "e1")];
+    let master_data = [change(DataType::MasterData, "m1")];
+    let err = router(&kafka, &rest).propagate_batches(&[&employees, &master_data], None).await.unwrap_err();
+    assert!(matches!(err, PropagateError::NoRoute(DataType::MasterData)), "{err}");
+    assert!(kafka.calls().is_empty() && rest.calls().is_empty());
+}
