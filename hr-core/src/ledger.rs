@@ -495,6 +495,9 @@ impl Ledger {
              CREATE TABLE IF NOT EXISTS target_content (
                target TEXT NOT NULL, data_type TEXT NOT NULL, key TEXT NOT NULL, hash BLOB NOT NULL,
                PRIMARY KEY (target, data_type, key)) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS remembered_digest (
+               data_type TEXT NOT NULL, name TEXT NOT NULL, digest TEXT NOT NULL,
+               PRIMARY KEY (data_type, name)) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS review_case (
                id TEXT PRIMARY KEY, employees TEXT NOT NULL, why TEXT NOT NULL, records TEXT NOT NULL,
                opened_at TEXT NOT NULL, decision TEXT, decided_by TEXT, decided_at TEXT) WITHOUT ROWID;",
@@ -787,6 +790,9 @@ impl Ledger {
             let mut own_content_ends = tx.prepare_cached("DELETE FROM target_content WHERE target = ?1 AND data_type = ?2 AND key = ?3").map_err(storage)?;
             let mut own_doubt_ends =
                 tx.prepare_cached("DELETE FROM own_reservation WHERE target = ?1 AND data_type = ?2 AND key = ?3 AND version <= ?4").map_err(storage)?;
+            if !delta.changes.is_empty() {
+                forget_digests(&tx, data_type).map_err(storage)?;
+            }
             let mut settle = tx.prepare_cached("DELETE FROM reservation WHERE data_type = ?1 AND key = ?2 AND version <= ?3").map_err(storage)?;
             for (change, hash) in delta.changes.iter().zip(&delta.hashes) {
                 let version = change.version as i64;
@@ -825,6 +831,49 @@ impl Ledger {
         self.commit_realtime(data_type, delta, &[])
     }
 
+    /// The digest remembered under `name` for `data_type`
+    /// ([`remember_digests`](Self::remember_digests)), if no write of the
+    /// data type's records, versions or audience hashes came since.
+    pub fn remembered_digest(&self, data_type: DataType, name: &str) -> Result<Option<Digest>, LedgerError> {
+        let text: Option<String> = self
+            .conn
+            .prepare_cached("SELECT digest FROM remembered_digest WHERE data_type = ?1 AND name = ?2")
+            .and_then(|mut stmt| stmt.query_row(params![data_type.as_str(), name], |row| row.get(0)).optional())
+            .map_err(self.storage())?;
+        // One that cannot be read is recomputed, not trusted.
+        Ok(text.and_then(|text| serde_json::from_str(&text).ok()))
+    }
+
+    /// Remembers digests computed from the ledger as it is now, each under
+    /// a name of the caller's choosing (what the digest covers): a
+    /// comparison with nothing sent since reads them instead of every row.
+    /// Any later write of a data type's records, versions or audience
+    /// hashes forgets that type's digests in its own transaction.
+    ///
+    /// They are a cache: written without waiting for the disk (a power loss
+    /// may lose them, never the ledger's records), and not trusted by a
+    /// full comparison, which computes them again.
+    pub fn remember_digests(&self, digests: &[(DataType, String, Digest)]) -> Result<(), LedgerError> {
+        if digests.is_empty() {
+            return Ok(());
+        }
+        // WAL with NORMAL commits without an fsync; FULL again before any other write.
+        self.conn.execute_batch("PRAGMA synchronous=NORMAL").map_err(self.storage())?;
+        let written = (|| {
+            let tx = self.conn.unchecked_transaction()?;
+            {
+                let mut remember = tx.prepare_cached("INSERT OR REPLACE INTO remembered_digest (data_type, name, digest) VALUES (?1, ?2, ?3)")?;
+                for (data_type, name, digest) in digests {
+                    let text = serde_json::to_string(digest).expect("a digest serializes");
+                    remember.execute(params![data_type.as_str(), name, text])?;
+                }
+            }
+            tx.commit()
+        })();
+        let restored = self.conn.execute_batch("PRAGMA synchronous=FULL");
+        written.and(restored).map_err(self.storage())
+    }
+
     /// [`commit`](Self::commit) for a real-time delta: in the same
     /// transaction, remembers each change's time and record, so periodic
     /// runs apply "newer wins" to its key (see [`apply_newer_wins`](crate::apply_newer_wins)).
@@ -843,6 +892,9 @@ impl Ledger {
             // What some targets hold apart from the others is rare (repairs, pre-hires): a table
             // with no row of the type needs no delete per key, and a million of them cost seconds.
             let apart = |table: &str| holds_any(&tx, table, data_type).map_err(storage);
+            if !delta.changes.is_empty() {
+                forget_digests(&tx, data_type).map_err(storage)?;
+            }
             let (repaired, own_content, own_doubt) = (apart("target_version")?, apart("target_content")?, apart("own_reservation")?);
             for (change, hash) in delta.changes.iter().zip(&delta.hashes) {
                 let version = change.version as i64;
@@ -1127,6 +1179,9 @@ impl Ledger {
         let tx = self.conn.transaction().map_err(storage)?;
         {
             let mut drop = tx.prepare_cached("DELETE FROM target_content WHERE target = ?1 AND data_type = ?2 AND key = ?3").map_err(storage)?;
+            if !keys.is_empty() {
+                forget_digests(&tx, data_type).map_err(storage)?;
+            }
             for key in keys {
                 drop.execute(params![target, data_type.as_str(), key]).map_err(storage)?;
             }
@@ -1339,6 +1394,12 @@ impl Ledger {
         let rows = stmt.query_map([data_type.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))).map_err(self.storage())?;
         rows.collect::<Result<_, _>>().map_err(self.storage())
     }
+}
+
+/// Forgets the remembered digests of `data_type`: called in every
+/// transaction that writes what they are computed from.
+fn forget_digests(tx: &rusqlite::Transaction<'_>, data_type: DataType) -> rusqlite::Result<()> {
+    tx.prepare_cached("DELETE FROM remembered_digest WHERE data_type = ?1")?.execute([data_type.as_str()]).map(drop)
 }
 
 /// Whether `table` (one of the ledger's, named by the code, never by input)

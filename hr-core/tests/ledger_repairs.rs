@@ -479,3 +479,35 @@ fn a_commit_keeps_each_employees_standing_and_only_its_own_types_real_time_chang
     assert_eq!(remembered(DataType::Employee), ["A-001"]);
     assert!(remembered(DataType::Permission).is_empty(), "a grant's real-time change is its own commit's to remember");
 }
+
+#[test]
+fn a_remembered_digest_is_forgotten_by_every_write_of_its_data_type_and_only_of_its_own() {
+    let mut ledger = ledger_with_history();
+    let digest = hr_core::Digest { count: 7, ..hr_core::Digest::default() };
+    let remember = |ledger: &Ledger| {
+        ledger.remember_digests(&[(DataType::MasterData, "all".into(), digest), (DataType::OrgUnit, "all".into(), digest)]).unwrap();
+    };
+    let remembered = |ledger: &Ledger, t: DataType| ledger.remembered_digest(t, "all").unwrap();
+
+    remember(&ledger);
+    assert_eq!((remembered(&ledger, DataType::MasterData), remembered(&ledger, DataType::OrgUnit)), (Some(digest), Some(digest)));
+    assert_eq!(ledger.remembered_digest(DataType::MasterData, "other").unwrap(), None, "a name is what the digest covers");
+    ledger.commit(DataType::MasterData, &Delta::default()).unwrap();
+    assert_eq!(remembered(&ledger, DataType::MasterData), Some(digest), "a commit of nothing changes nothing");
+
+    run(&mut ledger, vec![md("G1", "one'''")]);
+    assert_eq!(remembered(&ledger, DataType::MasterData), None, "a run's commit forgets its type's digests");
+    assert_eq!(remembered(&ledger, DataType::OrgUnit), Some(digest), "and no other type's");
+
+    remember(&ledger);
+    let repair = Repair { key: "grade:G1".into(), payload: Some(md("G1", "one'''").1), above: 0 };
+    let delta = ledger.plan_repairs(DataType::MasterData, [repair], "hub").unwrap();
+    ledger.reserve(DataType::MasterData, &delta).unwrap();
+    ledger.commit_to(DataType::MasterData, &delta, &["erp".into()]).unwrap();
+    assert_eq!(remembered(&ledger, DataType::MasterData), None, "a repair sent to one target forgets them");
+
+    remember(&ledger);
+    ledger.forget_own(DataType::MasterData, "directory", &["grade:G3".to_string()]).unwrap();
+    assert_eq!(remembered(&ledger, DataType::MasterData), None, "forgetting a target's own content forgets them");
+    assert_eq!(remembered(&ledger, DataType::OrgUnit), Some(digest));
+}

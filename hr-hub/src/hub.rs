@@ -852,26 +852,35 @@ impl Hub {
         Ok(Digest::of(&self.expected_entries(target, data_type)?))
     }
 
-    /// [`expected_digest`](Self::expected_digest), computed once per
-    /// audience and data type for the targets that must hold the same
-    /// records: those whose scope admits every key of the type and that
-    /// were sent no version of their own. `computed` keeps them for one comparison.
-    fn expected_digest_shared(
-        &self,
-        target: &str,
-        data_type: DataType,
-        computed: &mut BTreeMap<(Option<String>, DataType), Digest>,
-    ) -> Result<Digest, HubError> {
+    /// [`expected_digest`](Self::expected_digest) for a comparison: computed
+    /// once per audience and data type for the targets that must hold the
+    /// same records (those whose scope admits every key of the type and that
+    /// were sent no version of their own), and read from the digests the
+    /// ledger remembers unless `expected` is a full comparison's.
+    fn expected_digest_for(&self, target: &str, data_type: DataType, expected: &mut ExpectedDigests) -> Result<Digest, HubError> {
         let scope = self.policy.scope(target);
-        if !scope.admits_all(data_type) || blocking(|| self.ledger.holds_own_versions(data_type, target))? {
-            return self.expected_digest(target, data_type);
-        }
-        let audience = (scope.fields().audience(data_type), data_type);
-        if let Some(digest) = computed.get(&audience) {
+        let shared = scope.admits_all(data_type) && !blocking(|| self.ledger.holds_own_versions(data_type, target))?;
+        // The name says what the digest covers: a change of configuration is a new name.
+        let name = match shared {
+            true => format!("audience {}", scope.fields().audience(data_type).as_deref().unwrap_or("*")),
+            false => format!("target {}", hr_core::ContentHash::of(&format!("{scope:?}")).to_hex()),
+        };
+        if let Some(digest) = expected.computed.get(&(data_type, name.clone())) {
             return Ok(*digest);
         }
-        let digest = self.expected_digest(target, data_type)?;
-        computed.insert(audience, digest);
+        let remembered = match expected.rescan {
+            false => blocking(|| self.ledger.remembered_digest(data_type, &name))?,
+            true => None,
+        };
+        let digest = match remembered {
+            Some(digest) => digest,
+            None => {
+                let digest = self.expected_digest(target, data_type)?;
+                expected.fresh.push((data_type, name.clone(), digest));
+                digest
+            }
+        };
+        expected.computed.insert((data_type, name), digest);
         Ok(digest)
     }
 
@@ -914,7 +923,7 @@ impl Hub {
     /// each read from everything it holds if `rescan`.
     async fn reconcile_targets(&self, targets: &BTreeMap<String, Vec<DataType>>, rescan: bool) -> Result<Reconciliation, HubError> {
         let mut out = BTreeMap::new();
-        let mut expected = BTreeMap::new();
+        let mut expected = ExpectedDigests { rescan, ..ExpectedDigests::default() };
         for name in self.not_comparable() {
             tracing::warn!(target_system = %name, "nothing reads back what this target holds (no REST receiver, no reading transport): not compared");
         }
@@ -947,6 +956,9 @@ impl Hub {
                 }
             }
         }
+        if let Err(error) = blocking(|| self.ledger.remember_digests(&expected.fresh)) {
+            tracing::warn!(%error, "cannot remember the ledger's digests: the next comparison computes them again");
+        }
         let marked = self.mark_foreign(&mut out);
         self.remember_comparison(targets, &out, unreadable);
         match first_error {
@@ -963,7 +975,7 @@ impl Hub {
         data_types: &[DataType],
         reader: &dyn TargetReader,
         held: &BTreeMap<DataType, Digest>,
-        expected: &mut BTreeMap<(Option<String>, DataType), Digest>,
+        expected: &mut ExpectedDigests,
     ) -> Result<BTreeMap<DataType, Reconciled>, HubError> {
         let mut per_type = BTreeMap::new();
         for t in data_types {
@@ -971,7 +983,7 @@ impl Hub {
             if self.holds_owned_sets(*t) {
                 theirs = Digest::of(&self.without_owned(reader.entries(target, *t, &ALL_BUCKETS).await?));
             }
-            let ours = self.expected_digest_shared(target, *t, expected)?;
+            let ours = self.expected_digest_for(target, *t, expected)?;
             let digest_matches = ours == theirs;
             let drift = if digest_matches { Drift::default() } else { self.find_drift(reader, target, *t).await? };
             let labels = [("target", target.to_string()), ("data_type", t.as_str().to_string())];
@@ -1309,6 +1321,17 @@ fn scim_id_store_beside(ledger: &str) -> std::path::PathBuf {
 async fn propagate_deltas(router: &Router, deltas: &[(DataType, Delta)], targets: Option<&BTreeSet<String>>) -> Result<Receipt, PropagateError> {
     let batches: Vec<&[ChangeEnvelope]> = deltas.iter().map(|(_, d)| d.changes.as_slice()).collect();
     router.propagate_batches(&batches, targets).await
+}
+
+/// The ledger's digests one comparison has found, by data type and name
+/// (see [`Hub::expected_digest_for`]).
+#[derive(Default)]
+struct ExpectedDigests {
+    /// A full comparison trusts no remembered digest.
+    rescan: bool,
+    computed: BTreeMap<(DataType, String), Digest>,
+    /// Those computed from the ledger's rows, for it to remember.
+    fresh: Vec<(DataType, String, Digest)>,
 }
 
 /// `hr_hub_changes_sent_total` per data type and

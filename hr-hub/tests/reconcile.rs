@@ -245,6 +245,26 @@ async fn a_check_has_every_system_read_all_it_holds_and_a_runs_comparison_does_n
     assert_eq!(rescanned, ["erp", "orgchart", "payroll"]);
 }
 
+/// A run's comparison takes the hub's side from the digests the ledger
+/// remembers (nothing was sent since), so a wrong one remembered shows; a
+/// check computes them again from the ledger's rows and remembers those.
+#[tokio::test]
+async fn a_runs_comparison_reads_the_digests_the_ledger_remembers_and_a_check_computes_them_again() {
+    let f = Fixture::synced().await;
+    assert_matches_everywhere(&f.reconcile().await, "the first comparison");
+    // The digest every system with all org units must match, as the hub names it.
+    f.hub.ledger().remember_digests(&[(DataType::OrgUnit, "audience *".into(), Digest::default())]).unwrap();
+    let found = f.reconcile().await;
+    for system in ["orgchart", "erp"] {
+        let org_units = &found[system][&DataType::OrgUnit];
+        assert!(!org_units.digest_matches && org_units.drift.is_empty(), "{system}: the remembered digest is the one compared: {org_units:?}");
+    }
+    assert!(found["erp"][&DataType::Employee].digest_matches, "other types keep theirs");
+    let config = HubConfig::from_toml_str(CONFIG, "hub.toml").unwrap();
+    assert_matches_everywhere(&f.hub.reconcile_rescanned(&config).await.unwrap(), "a check");
+    assert_matches_everywhere(&f.reconcile().await, "the comparison after a check");
+}
+
 /// A system that cannot be read is shown as such, not as the last
 /// comparison found it; the others are compared all the same, and the
 /// system is compared again once it can be read.
