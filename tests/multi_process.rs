@@ -59,6 +59,10 @@ fn hub_and_three_system_processes_converge() {
     assert!(of_the_run.iter().all(|l| l["span"]["run_id"] == run_id.as_str()), "{of_the_run:?}");
     assert!(lines.len() >= 3 && lines.iter().all(|l| l["span"]["run_id"] == run_id.as_str()), "every line of a single run carries its id: {lines:?}");
 
+    // The program checkpoints its ledger's log before it exits: a copy of the file alone holds every run.
+    let log = std::fs::metadata(deployment.hub_dir.join("hub-ledger.sqlite3-wal")).map_or(0, |m| m.len());
+    assert_eq!(log, 0, "the hub left {log} bytes in its ledger's write-ahead log");
+
     // --watch re-runs the periodic sync: the first pass sends the next change, the second nothing.
     data.evolve(0.01, 0);
     data.write(input).unwrap();

@@ -831,6 +831,13 @@ impl Ledger {
         self.commit_realtime(data_type, delta, &[])
     }
 
+    /// Moves what the write-ahead log holds into the ledger's file (and
+    /// empties the log), as closing the ledger does: for a process that
+    /// ends without closing it.
+    pub fn checkpoint(&self) -> Result<(), LedgerError> {
+        self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").map_err(self.storage())
+    }
+
     /// The digest remembered under `name` for `data_type`
     /// ([`remember_digests`](Self::remember_digests)), if no write of the
     /// data type's records, versions or audience hashes came since.
@@ -852,9 +859,11 @@ impl Ledger {
     ///
     /// They are a cache: written without waiting for the disk (a power loss
     /// may lose them, never the ledger's records), and not trusted by a
-    /// full comparison, which computes them again.
+    /// full comparison, which computes them again. A ledger opened read-only
+    /// remembers nothing.
     pub fn remember_digests(&self, digests: &[(DataType, String, Digest)]) -> Result<(), LedgerError> {
-        if digests.is_empty() {
+        // A ledger read beside the hub that runs (status, plan preview) leaves the remembering to it.
+        if digests.is_empty() || self.conn.is_readonly(rusqlite::MAIN_DB).map_err(self.storage())? {
             return Ok(());
         }
         // WAL with NORMAL commits without an fsync; FULL again before any other write.

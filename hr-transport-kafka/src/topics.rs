@@ -9,8 +9,6 @@ use rdkafka::types::RDKafkaErrorCode;
 /// Data topics are log-compacted: the latest envelope per key stays, so a new
 /// target system can bootstrap the full state by reading from the beginning.
 pub async fn ensure_topics(config: &KafkaConfig, data_types: &[DataType]) -> Result<(), KafkaTransportError> {
-    let admin: AdminClient<DefaultClientContext> =
-        config.client_config().create().map_err(|source| KafkaTransportError::Client { role: "admin client", brokers: config.brokers.clone(), source })?;
     let mut names: Vec<(String, bool)> =
         data_types.iter().flat_map(|t| config.topics_to_read(*t)).flat_map(|topic| [(format!("{topic}.dlq"), false), (topic, true)]).collect();
     // Most calls find every topic there: no create request then (which some
@@ -20,6 +18,8 @@ pub async fn ensure_topics(config: &KafkaConfig, data_types: &[DataType]) -> Res
     if names.is_empty() {
         return Ok(());
     }
+    let admin: AdminClient<DefaultClientContext> =
+        config.client_config().create().map_err(|source| KafkaTransportError::Client { role: "admin client", brokers: config.brokers.clone(), source })?;
     let topics: Vec<NewTopic<'_>> = names
         .iter()
         .map(|(name, compact)| {
@@ -49,10 +49,17 @@ pub async fn ensure_topics(config: &KafkaConfig, data_types: &[DataType]) -> Res
 /// every topic is asked for, and the broker answers for those that exist).
 async fn existing_topics(config: &KafkaConfig) -> std::collections::BTreeSet<String> {
     let client_config = config.client_config();
-    let asked = tokio::task::spawn_blocking(move || {
-        let client: rdkafka::consumer::BaseConsumer = client_config.create()?;
-        let metadata = rdkafka::consumer::Consumer::fetch_metadata(&client, None, std::time::Duration::from_secs(5))?;
-        Ok::<_, rdkafka::error::KafkaError>(metadata.topics().iter().map(|t| t.name().to_string()).collect())
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    // The answer goes back before the client is dropped: a client's teardown
+    // waits for its threads (about 100 ms), which the caller need not wait for.
+    tokio::task::spawn_blocking(move || {
+        let client: Result<rdkafka::consumer::BaseConsumer, _> = client_config.create();
+        let names = client.as_ref().map_err(Clone::clone).and_then(|client| {
+            let metadata = rdkafka::consumer::Consumer::fetch_metadata(client, None, std::time::Duration::from_secs(5))?;
+            Ok::<_, rdkafka::error::KafkaError>(metadata.topics().iter().map(|t| t.name().to_string()).collect())
+        });
+        let _ = answer.send(names);
+        drop(client);
     });
-    asked.await.ok().and_then(Result::ok).unwrap_or_default()
+    answered.await.ok().and_then(Result::ok).unwrap_or_default()
 }
