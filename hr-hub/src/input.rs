@@ -18,20 +18,32 @@ pub async fn load_and_merge(
     identities: Arc<Identities>,
     today: Option<chrono::NaiveDate>,
 ) -> Result<MergeOutcome, ImportError> {
-    let merged = tokio::task::spawn_blocking(move || {
-        load_input_dir(&input, &mapping).map(|source| {
-            merge_with_identities(
-                match today {
-                    Some(day) => source.as_of(day),
-                    None => source,
-                },
-                &identities,
-            )
-        })
-    })
-    .await;
-    match merged {
-        Ok(merged) => merged,
+    load_and_merge_reading(input, mapping, async { Ok::<_, ImportError>(identities) }, today).await
+}
+
+/// [`load_and_merge`] with the identities still to be read (from the
+/// ledger, which takes a while at a million people): the input files are
+/// read meanwhile, and the merge starts once both are there.
+pub async fn load_and_merge_reading<E: From<ImportError>>(
+    input: PathBuf,
+    mapping: Mapping,
+    identities: impl std::future::Future<Output = Result<Arc<Identities>, E>>,
+    today: Option<chrono::NaiveDate>,
+) -> Result<MergeOutcome, E> {
+    let reading = on_blocking_pool(move || load_input_dir(&input, &mapping));
+    let (source, identities) = futures::join!(reading, identities);
+    let (source, identities) = (source??, identities?);
+    let source = match today {
+        Some(day) => source.as_of(day),
+        None => source,
+    };
+    Ok(on_blocking_pool(move || merge_with_identities(source, &identities)).await?)
+}
+
+/// Runs `work` on the runtime's blocking pool.
+async fn on_blocking_pool<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ImportError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(done) => Ok(done),
         // A panic in the merge is a bug, never caused by input (the fuzz tests hold that): it propagates.
         Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
         Err(_) => Err(ImportError::Io { file: "(input directory)".into(), source: std::io::Error::other("the runtime shut down during the merge") }),

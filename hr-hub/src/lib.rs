@@ -125,7 +125,7 @@ pub use hub::{
     Comparison, Drift, DriftKey, EmployeeChange, Hub, HubError, PlannedChanges, Problem, RealtimeError, Reconciled, Reconciliation, RepairOutcome, RunPlan,
     SyncOutcome, SCIM_ID_STORE,
 };
-pub use input::load_and_merge;
+pub use input::{load_and_merge, load_and_merge_reading};
 pub use kafka_security::{acl_commands, AclOperation, AclResource, KafkaAcl, KafkaSettings, SaslMechanism, SecurityProtocol};
 pub use publisher::Publisher;
 pub use safety::{Guarded, HoldReason, Limit, Limits, SafetyConfig, DEFAULT_MIN_RECORDS, DEFAULT_SHARE};

@@ -24,8 +24,8 @@
 use hr_core::{CompanyDays, DataType, HeldBack, HeldRecord, Ledger, MergeReport, Sensitive};
 use hr_demo::console::{Console, LogFormat};
 use hr_hub::{
-    acl_commands, hub_api, load_and_merge, ApiConfig, ApiGate, Hub, HubConfig, HubError, LiveStatus, Reconciliation, RepairOutcome, SyncOutcome, SystemProbe,
-    SystemsLive,
+    acl_commands, hub_api, load_and_merge, load_and_merge_reading, ApiConfig, ApiGate, Hub, HubConfig, HubError, LiveStatus, Reconciliation, RepairOutcome,
+    SyncOutcome, SystemProbe, SystemsLive,
 };
 use hr_transport_kafka::{ensure_topics, group_lag, BrokerStatus, BrokerWatch, KafkaConfig, LagMonitor};
 use hr_transport_rest::{check_token_strength, metrics_endpoint, serve_tls_with_limits, ConnectionLimits, RestConfig, TlsIdentity};
@@ -739,13 +739,16 @@ async fn exit_after_run(hub: Option<&Mutex<Hub>>) -> ! {
 async fn run_once(args: &Args, config: &HubConfig, hub: &Mutex<Hub>, waits: &ConsumerWaits, console: &Console, run_id: &str) -> anyhow::Result<RunReport> {
     let started = Instant::now();
     let mapping = config.mapping_for(args.input())?;
-    let (identities, fixed_today) = {
-        let hub = hub.lock().await;
-        (Arc::new(hub.ledger().identities()?), hub.fixed_today())
-    };
+    let fixed_today = hub.lock().await.fixed_today();
+    let mut identities = Arc::default();
     let outcome = {
         let _phase = console.phase("merging", None);
-        load_and_merge(args.input().clone(), mapping, identities.clone(), fixed_today).await?
+        // The ledger's identities are read while the input files are.
+        let reading = async {
+            identities = Arc::new(hub.lock().await.ledger().identities()?);
+            anyhow::Ok(identities.clone())
+        };
+        load_and_merge_reading(args.input().clone(), mapping, reading, fixed_today).await?
     };
     console.line(&format!(
         "merged {} employees ({} matched persons, {} records quarantined)",
