@@ -119,6 +119,12 @@ fn the_seed_scenario_provisions_a_directory_that_is_compared_and_repaired_like_e
     let units = org_units(&deployment, "payroll");
     assert_eq!(groups.len(), units.len(), "one Group per org unit");
     assert!(units.iter().all(|u| groups.contains_key(u)));
+    // Each team's Group exists before its people are moved into it, in the first run too.
+    for (id, person) in people.iter().filter(|(_, p)| p["status"] != "terminated") {
+        let unit = person["org_unit"].as_str().unwrap();
+        let members = groups[unit]["members"].as_array().cloned().unwrap_or_default();
+        assert!(members.iter().any(|m| m["value"] == users[id]["id"]), "{id} is a member of {unit}'s Group: {members:?}");
+    }
 
     // 1% of the people leave.
     let leavers: Vec<String> =

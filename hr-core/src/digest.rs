@@ -46,7 +46,7 @@ impl ContentHash {
 /// write!(hasher, "{}\t{}", "employee", 7).unwrap();
 /// assert_eq!(hasher.finish(), hr_core::ContentHash::of("employee\t7"));
 /// ```
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct ContentHasher(Sha256);
 
 impl ContentHasher {
@@ -60,12 +60,6 @@ impl fmt::Write for ContentHasher {
     fn write_str(&mut self, text: &str) -> fmt::Result {
         self.0.update(text.as_bytes());
         Ok(())
-    }
-}
-
-impl fmt::Debug for ContentHasher {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ContentHasher")
     }
 }
 

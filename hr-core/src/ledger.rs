@@ -97,6 +97,12 @@ pub enum LedgerError {
         /// Who holds it, as its lock file says (process id, host, since when).
         holder: String,
     },
+    /// A reader kept the write-ahead log from being moved into the ledger's file.
+    #[error("ledger {path}: a reader kept its log from being emptied; what the log holds is applied when the ledger is next opened")]
+    LogKept {
+        /// The ledger file.
+        path: String,
+    },
     /// The run would delete too much: probably a truncated export.
     #[error(
         "refusing to delete {deletes} of {live} {data_type} records ({:.1}% > the {:.1}% limit); \
@@ -834,8 +840,16 @@ impl Ledger {
     /// Moves what the write-ahead log holds into the ledger's file (and
     /// empties the log), as closing the ledger does: for a process that
     /// ends without closing it.
+    /// A reader holding the log (a `hub --status` beside this one) keeps
+    /// it from being emptied: [`LedgerError::LogKept`] says so, and what
+    /// the log holds is applied when the ledger is next opened.
     pub fn checkpoint(&self) -> Result<(), LedgerError> {
-        self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").map_err(self.storage())
+        let (busy, pages, moved): (i64, i64, i64) =
+            self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?))).map_err(self.storage())?;
+        match busy == 0 && pages == moved {
+            true => Ok(()),
+            false => Err(LedgerError::LogKept { path: self.path.clone() }),
+        }
     }
 
     /// The digest remembered under `name` for `data_type`
@@ -857,17 +871,14 @@ impl Ledger {
     /// Any later write of a data type's records, versions or audience
     /// hashes forgets that type's digests in its own transaction.
     ///
-    /// They are a cache: written without waiting for the disk (a power loss
-    /// may lose them, never the ledger's records), and not trusted by a
-    /// full comparison, which computes them again. A ledger opened read-only
-    /// remembers nothing.
+    /// They are a cache: a full comparison trusts none and computes them
+    /// again (which also corrects any a writer outside this library left
+    /// standing). A ledger opened read-only remembers nothing.
     pub fn remember_digests(&self, digests: &[(DataType, String, Digest)]) -> Result<(), LedgerError> {
         // A ledger read beside the hub that runs (status, plan preview) leaves the remembering to it.
         if digests.is_empty() || self.conn.is_readonly(rusqlite::MAIN_DB).map_err(self.storage())? {
             return Ok(());
         }
-        // WAL with NORMAL commits without an fsync; FULL again before any other write.
-        self.conn.execute_batch("PRAGMA synchronous=NORMAL").map_err(self.storage())?;
         let written = (|| {
             let tx = self.conn.unchecked_transaction()?;
             {
@@ -879,8 +890,7 @@ impl Ledger {
             }
             tx.commit()
         })();
-        let restored = self.conn.execute_batch("PRAGMA synchronous=FULL");
-        written.and(restored).map_err(self.storage())
+        written.map_err(self.storage())
     }
 
     /// [`commit`](Self::commit) for a real-time delta: in the same

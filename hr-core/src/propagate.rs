@@ -264,8 +264,10 @@ impl Receipt {
     pub async fn applied_with_progress(&self, deadline: Duration, progress: &mut (dyn FnMut(u64) + Send)) -> Result<PropagationReport, PropagateError> {
         let mut applied = self.applied.clone();
         let mut failures = vec![];
+        // One deadline for the whole receipt: a run sent in several batches waits no longer than one.
+        let started = std::time::Instant::now();
         for confirmation in &self.pending {
-            match confirmation.wait(deadline, progress).await {
+            match confirmation.wait(deadline.saturating_sub(started.elapsed()), progress).await {
                 Ok(report) => applied.merge(report),
                 Err(PropagateError::Incomplete { delivered, failures: behind }) => {
                     applied.merge(delivered);

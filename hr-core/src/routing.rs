@@ -448,10 +448,10 @@ impl Router {
         routes: &mut Routes<'r>,
     ) -> Result<Vec<Part<'r, 'b>>, PropagateError> {
         let Some(first) = batch.first() else { return Ok(vec![]) };
-        let mut types: BTreeSet<DataType> = BTreeSet::new();
-        for change in batch {
-            if types.insert(change.data_type) && !routes.contains_key(&change.data_type) {
-                routes.insert(change.data_type, self.transports_carrying(change.data_type, only)?);
+        let types: BTreeSet<DataType> = batch.iter().map(|c| c.data_type).collect();
+        for t in &types {
+            if let std::collections::btree_map::Entry::Vacant(route) = routes.entry(*t) {
+                route.insert(self.transports_carrying(*t, only)?);
             }
         }
         let same_route = types.iter().all(|t| routes[t] == routes[&first.data_type]);

@@ -511,3 +511,20 @@ fn a_remembered_digest_is_forgotten_by_every_write_of_its_data_type_and_only_of_
     assert_eq!(remembered(&ledger, DataType::MasterData), None, "forgetting a target's own content forgets them");
     assert_eq!(remembered(&ledger, DataType::OrgUnit), Some(digest));
 }
+
+#[test]
+fn a_checkpoint_empties_the_log_and_a_ledger_read_beside_remembers_no_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.sqlite3");
+    let mut ledger = Ledger::open(&path).unwrap();
+    run(&mut ledger, vec![md("G1", "one")]);
+    let log = || std::fs::metadata(dir.path().join("ledger.sqlite3-wal")).map_or(0, |m| m.len());
+    assert!(log() > 0, "a commit goes to the log first");
+    ledger.checkpoint().unwrap();
+    assert_eq!(log(), 0, "a checkpoint moves the log into the file");
+
+    let beside = Ledger::open_read_only(&path).unwrap();
+    let digest = hr_core::Digest { count: 1, ..hr_core::Digest::default() };
+    beside.remember_digests(&[(DataType::MasterData, "all".into(), digest)]).unwrap();
+    assert_eq!(ledger.remembered_digest(DataType::MasterData, "all").unwrap(), None);
+}

@@ -20,6 +20,8 @@ struct Call {
 struct Recorder {
     calls: Mutex<Vec<Call>>,
     miss_payroll_on_call: Option<usize>,
+    /// Fails this call whole, with an error that names no target.
+    fail_on_call: Option<usize>,
 }
 
 impl Recorder {
@@ -37,6 +39,9 @@ impl Propagator for Recorder {
             calls.len() - 1
         };
         let mut delivered = PropagationReport::default();
+        if self.fail_on_call == Some(call) {
+            return Err(PropagateError::NoRoute(batch[0].data_type));
+        }
         if self.miss_payroll_on_call == Some(call) {
             let failure = TargetFailure { target: "payroll".into(), cause: "down".into(), retriable: true };
             return Err(PropagateError::incomplete(delivered, vec![failure]));
@@ -112,4 +117,46 @@ async fn a_batch_with_no_route_stops_the_delivery_before_anything_is_sent() {
     let err = router(&kafka, &rest).propagate_batches(&[&employees, &master_data], None).await.unwrap_err();
     assert!(matches!(err, PropagateError::NoRoute(DataType::MasterData)), "{err}");
     assert!(kafka.calls().is_empty() && rest.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_part_that_fails_whole_stops_its_transport_and_is_reported_with_what_arrived_before() {
+    let kafka = Arc::new(Recorder { fail_on_call: Some(1), ..Recorder::default() });
+    let rest = Arc::new(Recorder::default());
+    let employees = [change(DataType::Employee, "e1")];
+    let teams = [change(DataType::OrgUnit, "t1")];
+    let more_employees = [change(DataType::Employee, "e2")];
+    let err = router(&kafka, &rest).propagate_batches(&[&employees, &teams, &more_employees], None).await.unwrap_err();
+
+    assert_eq!(keys(&kafka.calls()), [vec!["e1"], vec!["t1"]], "nothing more goes over a transport that failed whole");
+    let PropagateError::Incomplete { delivered, failures } = err else { panic!("not incomplete: {err}") };
+    assert_eq!(failures.iter().map(|f| f.target.as_str()).collect::<Vec<_>>(), ["kafka"]);
+    assert_eq!(delivered.delivered["payroll"], BTreeMap::from([(DataType::Employee, 1)]), "what arrived before is counted");
+}
+
+/// A confirmation that takes `takes` and records the deadline it was given.
+struct Slow {
+    takes: std::time::Duration,
+    given: Mutex<Option<std::time::Duration>>,
+}
+
+#[async_trait]
+impl hr_core::Confirmation for Slow {
+    async fn wait(&self, deadline: std::time::Duration, _: &mut (dyn FnMut(u64) + Send)) -> Result<PropagationReport, PropagateError> {
+        *self.given.lock().unwrap() = Some(deadline);
+        tokio::time::sleep(self.takes.min(deadline)).await;
+        Ok(PropagationReport::default())
+    }
+}
+
+#[tokio::test]
+async fn a_receipt_of_several_batches_waits_for_them_within_one_deadline() {
+    let (first, second) = [200, 0].map(|ms| Arc::new(Slow { takes: std::time::Duration::from_millis(ms), given: Mutex::new(None) })).into();
+    let mut receipt = Receipt::awaiting(PropagationReport::default(), first.clone());
+    receipt.merge(Receipt::awaiting(PropagationReport::default(), second.clone()));
+    let deadline = std::time::Duration::from_secs(60);
+    receipt.applied(deadline).await.unwrap();
+    assert!(first.given.lock().unwrap().is_some_and(|given| given > deadline - std::time::Duration::from_secs(1)), "the first gets nearly all of it");
+    let left = second.given.lock().unwrap().expect("the second confirmation was waited for");
+    assert!(left <= deadline - std::time::Duration::from_millis(200), "the second batch gets what the first left: {left:?}");
 }

@@ -1318,8 +1318,12 @@ fn scim_id_store_beside(ledger: &str) -> std::path::PathBuf {
 
 /// Sends each delta's changes as a batch of its own: one data type's changes
 /// travel over the same transports, so no envelope is copied on the way.
+/// Org units go first: a directory creates a team's group before it moves
+/// the team's people into it.
 async fn propagate_deltas(router: &Router, deltas: &[(DataType, Delta)], targets: Option<&BTreeSet<String>>) -> Result<Receipt, PropagateError> {
-    let batches: Vec<&[ChangeEnvelope]> = deltas.iter().map(|(_, d)| d.changes.as_slice()).collect();
+    let mut batches: Vec<(DataType, &[ChangeEnvelope])> = deltas.iter().map(|(t, d)| (*t, d.changes.as_slice())).collect();
+    batches.sort_by_key(|(t, _)| *t != DataType::OrgUnit);
+    let batches: Vec<&[ChangeEnvelope]> = batches.into_iter().map(|(_, b)| b).collect();
     router.propagate_batches(&batches, targets).await
 }
 

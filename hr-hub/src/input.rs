@@ -31,13 +31,17 @@ pub async fn load_and_merge_reading<E: From<ImportError>>(
     today: Option<chrono::NaiveDate>,
 ) -> Result<MergeOutcome, E> {
     let reading = on_blocking_pool(move || load_input_dir(&input, &mapping));
+    // Polled first, the reading is on the blocking pool before the identities are asked for.
     let (source, identities) = futures::join!(reading, identities);
     let (source, identities) = (source??, identities?);
-    let source = match today {
-        Some(day) => source.as_of(day),
-        None => source,
-    };
-    Ok(on_blocking_pool(move || merge_with_identities(source, &identities)).await?)
+    let merged = on_blocking_pool(move || {
+        let source = match today {
+            Some(day) => source.as_of(day),
+            None => source,
+        };
+        merge_with_identities(source, &identities)
+    });
+    Ok(merged.await?)
 }
 
 /// Runs `work` on the runtime's blocking pool.

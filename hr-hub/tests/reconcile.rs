@@ -55,6 +55,8 @@ struct Stores {
     rescanned: Mutex<Vec<String>>,
     /// The systems that cannot be read (down, or refusing the hub).
     unreachable: Mutex<BTreeSet<String>>,
+    /// The data types of each batch sent to every system, in order.
+    batches: Mutex<Vec<BTreeSet<DataType>>>,
 }
 
 impl Stores {
@@ -67,6 +69,7 @@ impl Stores {
             refuse_alone: Default::default(),
             rescanned: Default::default(),
             unreachable: Default::default(),
+            batches: Default::default(),
         }
     }
 
@@ -122,6 +125,7 @@ impl Stores {
 #[async_trait::async_trait]
 impl Propagator for Stores {
     async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
+        self.batches.lock().unwrap().push(batch.iter().map(|c| c.data_type).collect());
         Ok(self.write(batch, None))
     }
 
@@ -233,6 +237,18 @@ async fn a_synced_deployment_matches_everywhere_and_a_repair_sends_nothing() {
     assert!(repaired.repaired.values().all(|n| *n == 0), "{repaired:?}");
 }
 
+/// A run sends each data type as a batch of its own, org units first: a
+/// directory creates a team's group before it moves people into it.
+#[tokio::test]
+async fn a_run_sends_each_data_type_on_its_own_and_org_units_first() {
+    let f = Fixture::synced().await;
+    let batches = f.stores.batches.lock().unwrap().clone();
+    assert!(batches.iter().all(|types| types.len() == 1), "one data type per batch: {batches:?}");
+    let sent: Vec<DataType> = batches.iter().flatten().copied().collect();
+    assert_eq!(sent.first(), Some(&DataType::OrgUnit), "{sent:?}");
+    assert_eq!(sent.len(), DataType::ALL.len(), "{sent:?}");
+}
+
 #[tokio::test]
 async fn a_check_has_every_system_read_all_it_holds_and_a_runs_comparison_does_not() {
     let f = Fixture::synced().await;
@@ -252,6 +268,8 @@ async fn a_check_has_every_system_read_all_it_holds_and_a_runs_comparison_does_n
 async fn a_runs_comparison_reads_the_digests_the_ledger_remembers_and_a_check_computes_them_again() {
     let f = Fixture::synced().await;
     assert_matches_everywhere(&f.reconcile().await, "the first comparison");
+    let remembered = f.hub.ledger().remembered_digest(DataType::OrgUnit, "audience *").unwrap();
+    assert_eq!(remembered, Some(f.hub.expected_digest("erp", DataType::OrgUnit).unwrap()), "a comparison remembers what it computed");
     // The digest every system with all org units must match, as the hub names it.
     f.hub.ledger().remember_digests(&[(DataType::OrgUnit, "audience *".into(), Digest::default())]).unwrap();
     let found = f.reconcile().await;

@@ -722,11 +722,17 @@ fn retry_pause(every: u64, failures: u32) -> Duration {
 /// The ledger's log is checkpointed into its file first, so a copy of that
 /// file alone holds everything.
 async fn exit_after_run(hub: Option<&Mutex<Hub>>) -> ! {
-    if let Some(hub) = hub {
-        if let Err(error) = hub.lock().await.ledger().checkpoint() {
-            tracing::warn!(%error, "cannot checkpoint the ledger's log: it is applied when the ledger is next opened");
+    // Held to the end: no real-time call writes after the checkpoint.
+    let _hub = match hub {
+        Some(hub) => {
+            let hub = hub.lock().await;
+            if let Err(error) = hub.ledger().checkpoint() {
+                tracing::warn!(%error, "cannot checkpoint the ledger's log");
+            }
+            Some(hub)
         }
-    }
+        None => None,
+    };
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
