@@ -520,6 +520,13 @@ fn a_checkpoint_empties_the_log_and_a_ledger_read_beside_remembers_no_digest() {
     run(&mut ledger, vec![md("G1", "one")]);
     let log = || std::fs::metadata(dir.path().join("ledger.sqlite3-wal")).map_or(0, |m| m.len());
     assert!(log() > 0, "a commit goes to the log first");
+    // A reader in the middle of a read holds the log: it cannot be emptied, and the checkpoint says so.
+    let reader = rusqlite::Connection::open(&path).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    reader.query_row("SELECT count(*) FROM ledger", [], |r| r.get::<_, i64>(0)).unwrap();
+    let kept = ledger.checkpoint().unwrap_err();
+    assert!(matches!(kept, hr_core::LedgerError::LogKept { .. }), "{kept}");
+    reader.execute_batch("COMMIT").unwrap();
     ledger.checkpoint().unwrap();
     assert_eq!(log(), 0, "a checkpoint moves the log into the file");
 
