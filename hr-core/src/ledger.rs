@@ -840,6 +840,7 @@ impl Ledger {
     /// Moves what the write-ahead log holds into the ledger's file (and
     /// empties the log), as closing the ledger does: for a process that
     /// ends without closing it.
+    ///
     /// A reader holding the log (a `hub --status` beside this one) keeps
     /// it from being emptied: [`LedgerError::LogKept`] says so, and what
     /// the log holds is applied when the ledger is next opened.
@@ -879,18 +880,16 @@ impl Ledger {
         if digests.is_empty() || self.conn.is_readonly(rusqlite::MAIN_DB).map_err(self.storage())? {
             return Ok(());
         }
-        let written = (|| {
-            let tx = self.conn.unchecked_transaction()?;
-            {
-                let mut remember = tx.prepare_cached("INSERT OR REPLACE INTO remembered_digest (data_type, name, digest) VALUES (?1, ?2, ?3)")?;
-                for (data_type, name, digest) in digests {
-                    let text = serde_json::to_string(digest).expect("a digest serializes");
-                    remember.execute(params![data_type.as_str(), name, text])?;
-                }
+        let storage = self.storage();
+        let tx = self.conn.unchecked_transaction().map_err(&storage)?;
+        {
+            let mut remember = tx.prepare_cached("INSERT OR REPLACE INTO remembered_digest (data_type, name, digest) VALUES (?1, ?2, ?3)").map_err(&storage)?;
+            for (data_type, name, digest) in digests {
+                let text = serde_json::to_string(digest).expect("a digest serializes");
+                remember.execute(params![data_type.as_str(), name, text]).map_err(&storage)?;
             }
-            tx.commit()
-        })();
-        written.map_err(self.storage())
+        }
+        tx.commit().map_err(storage)
     }
 
     /// [`commit`](Self::commit) for a real-time delta: in the same

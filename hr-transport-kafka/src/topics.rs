@@ -52,14 +52,12 @@ async fn existing_topics(config: &KafkaConfig) -> std::collections::BTreeSet<Str
     let (answer, answered) = tokio::sync::oneshot::channel();
     // The answer goes back before the client is dropped: a client's teardown
     // waits for its threads (about 100 ms), which the caller need not wait for.
+    // A client that cannot be made drops the sender: no answer, none known.
     tokio::task::spawn_blocking(move || {
-        let client: Result<rdkafka::consumer::BaseConsumer, _> = client_config.create();
-        let names = client.as_ref().map_err(Clone::clone).and_then(|client| {
-            let metadata = rdkafka::consumer::Consumer::fetch_metadata(client, None, std::time::Duration::from_secs(5))?;
-            Ok::<_, rdkafka::error::KafkaError>(metadata.topics().iter().map(|t| t.name().to_string()).collect())
-        });
-        let _ = answer.send(names);
+        let Ok(client) = client_config.create::<rdkafka::consumer::BaseConsumer>() else { return };
+        let metadata = rdkafka::consumer::Consumer::fetch_metadata(&client, None, std::time::Duration::from_secs(5));
+        let _ = answer.send(metadata.map(|m| m.topics().iter().map(|t| t.name().to_string()).collect()).unwrap_or_default());
         drop(client);
     });
-    answered.await.ok().and_then(Result::ok).unwrap_or_default()
+    answered.await.unwrap_or_default()
 }

@@ -7,6 +7,7 @@ use crate::safety::{Guarded, HoldReason};
 use hr_core::{ChangeEnvelope, CompactString, ContentHasher, DataType, Delta, Employee, NewerWins, PermissionGrant, RejectedChange, Repair, Standing};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::fmt::Write;
 
 /// Whether a plan counts what each target holds everywhere (a preview) or
 /// only where a limit could be reached (a run).
@@ -252,7 +253,6 @@ impl Hub {
     /// sent, its repairs once the systems are compared after.
     pub(super) fn describe(&self, plan: &mut RunPlan, count: Counting, repairs: Option<(&Reconciliation, &Repairs)>) -> Result<(), HubError> {
         let (mut targets, mut identity) = blocking(|| self.classify(&plan.deltas, &plan.pre_hires))?;
-        use std::fmt::Write;
         blocking(|| self.count_records(&mut targets, count))?;
         let mut hold = self.hold_reasons(&targets);
         if let Some((found, repairs)) = repairs {
@@ -283,7 +283,6 @@ impl Hub {
         deltas: &[(DataType, Delta)],
         pre_hires: &[(String, Delta)],
     ) -> Result<(BTreeMap<String, BTreeMap<DataType, PlannedChanges>>, ContentHasher), HubError> {
-        use std::fmt::Write;
         let mut targets: BTreeMap<String, BTreeMap<DataType, PlannedChanges>> = BTreeMap::new();
         let mut identity = ContentHasher::default();
         for (t, delta) in deltas {
