@@ -335,7 +335,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 std::process::exit(HELD_EXIT_CODE);
             }
             anyhow::ensure!(mismatched.is_empty(), "systems differ from the hub: {}", mismatched.join(", "));
-            exit_after_run(hub.as_deref()).await;
+            return Ok(());
         };
         let pause = match outcome {
             Ok(_) if mismatched.is_empty() => {
@@ -713,30 +713,6 @@ fn write_report(args: &Args, console: &Console, outcome: &anyhow::Result<RunRepo
 fn retry_pause(every: u64, failures: u32) -> Duration {
     let first = (every / 10).max(1);
     Duration::from_secs(first.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(every.max(1)))
-}
-
-/// Ends the process after a run that went through, without taking its Kafka
-/// clients down one by one (about 100 ms each, waiting for their threads):
-/// the run's work is already durable (the ledger's commits are synced, every
-/// change was acknowledged, and the lag monitors never join their groups).
-/// The ledger's log is checkpointed into its file first, so a copy of that
-/// file alone holds everything.
-async fn exit_after_run(hub: Option<&Mutex<Hub>>) -> ! {
-    // Held to the end: no real-time call writes after the checkpoint.
-    let _hub = match hub {
-        Some(hub) => {
-            let hub = hub.lock().await;
-            if let Err(error) = hub.ledger().checkpoint() {
-                tracing::warn!(%error, "cannot checkpoint the ledger's log");
-            }
-            Some(hub)
-        }
-        None => None,
-    };
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-    std::process::exit(0)
 }
 
 /// One periodic run. The merge, and every wait for the systems, run
