@@ -160,7 +160,7 @@ impl ChangeEnvelope {
     /// Builds an envelope around an already serialized payload (`None` = delete).
     pub fn with_raw_payload(data_type: DataType, key: String, version: u64, origin: &str, payload: Option<Box<RawValue>>) -> Self {
         ChangeEnvelope {
-            event_id: uuid::Uuid::new_v4().to_string(),
+            event_id: Self::new_event_id(),
             data_type,
             key,
             op: if payload.is_some() { Operation::Upsert } else { Operation::Delete },
@@ -170,6 +170,11 @@ impl ChangeEnvelope {
             schema: SCHEMA.to_string(),
             payload,
         }
+    }
+
+    /// A fresh event id (a random UUID).
+    pub(crate) fn new_event_id() -> String {
+        uuid::Uuid::new_v4().to_string()
     }
 
     /// Serializes to the wire format.

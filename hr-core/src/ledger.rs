@@ -3,16 +3,18 @@
 //! left the hub.
 
 use crate::digest::{ContentHash, Digest, DigestEntry};
-use crate::envelope::ChangeEnvelope;
+use crate::envelope::{ChangeEnvelope, Operation};
 use crate::field_scope::{FieldScope, FieldScopeError};
 use crate::holdback::HeldBack;
 use crate::merge::{Identities, MergedState};
 use crate::quarantine::Quarantined;
 use crate::realtime::RealtimeChange;
 use crate::schema::DataType;
+use compact_str::CompactString;
 use rusqlite::{params, Connection, OptionalExtension};
 use rustc_hash::FxHashMap;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -97,6 +99,15 @@ pub enum LedgerError {
         /// Who holds it, as its lock file says (process id, host, since when).
         holder: String,
     },
+    /// A delta's payloads were asked of a merged state that does not hold
+    /// the records it was planned from (see [`Delta::envelopes`]).
+    #[error("the {data_type} record {key} is not what the delta was planned from: make its envelopes from the merged state it was planned from")]
+    NotPlannedFrom {
+        /// The data type.
+        data_type: DataType,
+        /// The record key (`[redacted]` for sensitive data types).
+        key: String,
+    },
     /// A reader kept the write-ahead log from being moved into the ledger's file.
     #[error("ledger {path}: a reader kept its log from being emptied; what the log holds is applied when the ledger is next opened")]
     LogKept {
@@ -123,13 +134,22 @@ pub enum LedgerError {
 }
 
 /// The changes of one data type that one run must send.
+///
+/// A delta planned from a merged state ([`Ledger::plan_state`]) holds the
+/// payloads of its first [`PAYLOADS_KEPT`] changes only: a run of a million
+/// changes would hold them all until it is sent. Its other upserts carry
+/// `payload: None` until [`envelopes`](Self::envelopes) makes them from that
+/// state, a part at a time, as they are sent, with their event ids. Every
+/// other delta carries its payloads.
 #[derive(Debug, Clone, Default)]
 pub struct Delta {
-    /// Envelopes to send, in key order.
+    /// Envelopes to send, in key order (see [`envelopes`](Self::envelopes)
+    /// for the payloads of a delta planned from a merged state).
     pub changes: Vec<ChangeEnvelope>,
-    hashes: Vec<Option<ContentHash>>,
-    /// Per change: whether it creates its key in the targets (no live record before).
-    creates: Vec<bool>,
+    /// Per change, what its commit records.
+    facts: Vec<ChangeFacts>,
+    /// The audiences whose hashes each change's facts hold, in order.
+    audiences: Vec<(String, FieldScope)>,
     /// Records new to the ledger (or re-created after a delete).
     pub created: u64,
     /// Records whose content changed.
@@ -153,24 +173,29 @@ pub struct Delta {
 pub struct Standing {
     /// An employee's status (`active`, `on_leave`, `terminated`, as in the
     /// schema); a grant's `granted` or `revoked`.
-    pub state: String,
+    pub state: CompactString,
     /// An employee's org unit; `None` for a grant.
-    pub place: Option<String>,
+    pub place: Option<CompactString>,
 }
 
 impl Standing {
+    /// Whether records of `data_type` give their keys a standing.
+    fn applies_to(data_type: DataType) -> bool {
+        matches!(data_type, DataType::Employee | DataType::Permission)
+    }
+
     /// The standing a record's payload gives its key, for the data types that have one.
     pub fn of(data_type: DataType, payload: &str) -> Option<Standing> {
         #[derive(serde::Deserialize)]
         struct Facets {
             status: Option<crate::EmployeeStatus>,
-            org_unit: Option<String>,
+            org_unit: Option<CompactString>,
             granted: Option<bool>,
         }
         let facets: Facets = serde_json::from_str(payload).ok()?;
         match data_type {
             DataType::Employee => {
-                let status = serde_json::to_value(facets.status?).ok()?.as_str()?.to_string();
+                let status = serde_json::to_value(facets.status?).ok()?.as_str()?.into();
                 Some(Standing { state: status, place: facets.org_unit })
             }
             DataType::Permission => Some(Standing { state: if facets.granted? { "granted" } else { "revoked" }.into(), place: None }),
@@ -213,40 +238,131 @@ pub struct RejectedChange {
     pub problem: String,
 }
 
+/// Whether `change` is an upsert whose payload a delta planned from a
+/// merged state left to be made when it is sent.
+fn lacks_payload(change: &ChangeEnvelope) -> bool {
+    change.op == Operation::Upsert && change.payload.is_none()
+}
+
+/// What a plan learns of one change's record while its payload is at hand:
+/// what the commit records of it, so the payload need not be kept.
+#[derive(Debug, Clone)]
+struct ChangeFacts {
+    /// The content hash (`None` for a delete).
+    hash: Option<ContentHash>,
+    /// Whether it creates its key in the targets.
+    creates: bool,
+    /// The standing its record gives the key (employees and grants).
+    standing: Option<Standing>,
+    /// Its record's hash as each of the delta's audiences holds it (none for a delete).
+    scoped: Box<[ContentHash]>,
+}
+
+impl ChangeFacts {
+    fn of(change: &ChangeEnvelope, hash: Option<ContentHash>, creates: bool, audiences: &[(String, FieldScope)]) -> Result<ChangeFacts, FieldScopeError> {
+        let payload = change.payload_json();
+        let standing = payload.filter(|_| Standing::applies_to(change.data_type)).and_then(|p| Standing::of(change.data_type, p));
+        let scoped = match payload {
+            Some(payload) => audiences
+                .iter()
+                .map(|(_, scope)| Ok(ContentHash::of(&scope.scoped_payload(change.data_type, payload)?)))
+                .collect::<Result<_, FieldScopeError>>()?,
+            None => Box::default(),
+        };
+        Ok(ChangeFacts { hash, creates, standing, scoped })
+    }
+}
+
 impl Delta {
+    /// An empty delta whose commit records each change's hash for `audiences` too.
+    fn for_audiences(audiences: Option<&BTreeMap<String, FieldScope>>) -> Delta {
+        let audiences = audiences.into_iter().flatten().map(|(name, scope)| (name.clone(), scope.clone())).collect();
+        Delta { audiences, ..Delta::default() }
+    }
+
     /// Whether nothing needs to travel.
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }
 
-    /// Adds `change` if a receiver would take it, or else records it as
-    /// rejected; whether it was added.
     /// Whether `changes[index]` creates its key in the targets (an upsert
     /// of a key no target holds live); `false` for updates and deletes.
     pub fn creates(&self, index: usize) -> bool {
-        self.creates.get(index).copied().unwrap_or(false)
+        self.facts.get(index).is_some_and(|f| f.creates)
+    }
+
+    /// The content hash of `changes[index]`'s record (`None` for a delete).
+    pub fn content_hash(&self, index: usize) -> Option<ContentHash> {
+        self.facts.get(index).and_then(|f| f.hash)
+    }
+
+    /// The standing `changes[index]`'s record gives its key (employees and
+    /// grants; `None` for other types and deletes).
+    pub fn standing(&self, index: usize) -> Option<&Standing> {
+        self.facts.get(index).and_then(|f| f.standing.as_ref())
+    }
+
+    /// The changes in `range` as they travel: borrowed when they carry their
+    /// payloads, else copied with each upsert's payload made from `state`,
+    /// the merged state the delta was planned from
+    /// ([`Ledger::plan_state`]). A record `state` lacks, or whose content
+    /// is not what was planned (and reserved) under its version, is
+    /// refused: a version never carries other content.
+    ///
+    /// # Panics
+    /// If `range` is out of the changes' bounds.
+    pub fn envelopes(&self, range: std::ops::Range<usize>, state: &MergedState) -> Result<Cow<'_, [ChangeEnvelope]>, LedgerError> {
+        let changes = &self.changes[range.clone()];
+        if !changes.iter().any(lacks_payload) {
+            return Ok(Cow::Borrowed(changes));
+        }
+        changes
+            .iter()
+            .zip(&self.facts[range])
+            .map(|(change, facts)| {
+                let mut change = change.clone();
+                if lacks_payload(&change) {
+                    let not_planned = || LedgerError::NotPlannedFrom { data_type: change.data_type, key: change.key_for_logs().to_string() };
+                    let payload = state.record(change.data_type, &change.key).ok_or_else(not_planned)?;
+                    let payload = payload.map_err(|source| LedgerError::Encode { data_type: change.data_type, source })?;
+                    if facts.hash != Some(ContentHash::of(payload.get())) {
+                        return Err(not_planned());
+                    }
+                    change.payload = Some(payload);
+                    change.event_id = ChangeEnvelope::new_event_id();
+                }
+                Ok(change)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Cow::Owned)
     }
 
     /// Keeps only the changes `keep` accepts, recounting what they do.
     pub fn retain(&mut self, keep: impl Fn(&ChangeEnvelope) -> bool) {
-        let mut kept = Delta { held_back: std::mem::take(&mut self.held_back), rejected: std::mem::take(&mut self.rejected), ..Delta::default() };
-        let changes = std::mem::take(&mut self.changes).into_iter().zip(std::mem::take(&mut self.hashes)).zip(std::mem::take(&mut self.creates));
-        for ((change, hash), creates) in changes.filter(|((change, _), _)| keep(change)) {
-            *(match (change.payload.is_some(), creates) {
-                (false, _) => &mut kept.deleted,
-                (true, true) => &mut kept.created,
-                (true, false) => &mut kept.updated,
+        let mut kept = Delta {
+            held_back: std::mem::take(&mut self.held_back),
+            rejected: std::mem::take(&mut self.rejected),
+            audiences: std::mem::take(&mut self.audiences),
+            ..Delta::default()
+        };
+        let changes = std::mem::take(&mut self.changes).into_iter().zip(std::mem::take(&mut self.facts));
+        for (change, facts) in changes.filter(|(change, _)| keep(change)) {
+            *(match (change.op, facts.creates) {
+                (Operation::Delete, _) => &mut kept.deleted,
+                (Operation::Upsert, true) => &mut kept.created,
+                (Operation::Upsert, false) => &mut kept.updated,
             }) += 1;
             kept.changes.push(change);
-            kept.hashes.push(hash);
-            kept.creates.push(creates);
+            kept.facts.push(facts);
         }
         kept.unchanged = self.unchanged;
         kept.retried = self.retried;
         *self = kept;
     }
 
-    fn push(&mut self, change: ChangeEnvelope, hash: Option<ContentHash>, creates: bool) -> bool {
+    /// Adds `change` if a receiver would take it, or else records it as
+    /// rejected; whether it was added.
+    fn push(&mut self, change: ChangeEnvelope, hash: Option<ContentHash>, creates: bool) -> Result<bool, LedgerError> {
         if let Err(e) = change.validate() {
             let problem = match e {
                 crate::EnvelopeError::Invalid { problem, .. } => problem,
@@ -254,12 +370,11 @@ impl Delta {
             };
             tracing::warn!(data_type = %change.data_type, key = %change.key_for_logs(), %problem, "change left out: a receiver would refuse it");
             self.rejected.push(RejectedChange { data_type: change.data_type, key: change.key_for_logs().to_string(), problem });
-            return false;
+            return Ok(false);
         }
+        self.facts.push(ChangeFacts::of(&change, hash, creates, &self.audiences)?);
         self.changes.push(change);
-        self.hashes.push(hash);
-        self.creates.push(creates);
-        true
+        Ok(true)
     }
 }
 
@@ -399,6 +514,16 @@ struct OwnEntry {
 }
 
 impl OwnEntry {
+    /// `entry`, the ledger's, as the target holds it.
+    fn apply_to(&self, entry: &mut DigestEntry) {
+        entry.version = self.version;
+        if self.deleted {
+            entry.content = None;
+        } else if let Some(hash) = self.content {
+            entry.content = Some(hash);
+        }
+    }
+
     /// The content the target holds of its own, if it holds any.
     fn held(&self) -> Option<ContentHash> {
         self.content.filter(|_| !self.deleted)
@@ -512,8 +637,9 @@ impl Ledger {
         Ok(Ledger { conn, path, _lock: lock, max_delete_share: DEFAULT_MAX_DELETE_SHARE, audiences: BTreeMap::new() })
     }
 
-    /// Keeps, from the next commit on, the hash of every record as each
-    /// of `scopes` sees it, so [`digest_for`](Self::digest_for) can say what
+    /// Keeps, for every delta planned from now on (the plan takes each
+    /// record's hashes, its commit stores them), the hash of every record
+    /// as each of `scopes` sees it, so [`digest_for`](Self::digest_for) can say what
     /// a target that goes without some fields must hold. A live record
     /// committed before its audience was known shows an unknown hash there,
     /// so reconciliation repairs it.
@@ -600,7 +726,7 @@ impl Ledger {
             hold: options.hold,
             reserved: self.reservations(data_type)?,
             sent_to_some: self.sent_to_some(data_type)?,
-            delta: Delta::default(),
+            delta: Delta::for_audiences(self.audiences.get(&data_type)),
             live: 0,
             guarded_deletes: 0,
         };
@@ -611,18 +737,18 @@ impl Ledger {
             }
             // Held keys before this one have vanished from the source.
             while let Some(prior) = held.before(key.as_ref()) {
-                planner.vanished(held.key.clone(), Some(prior));
+                planner.vanished(held.key.clone(), Some(prior))?;
                 held.advance().map_err(self.storage())?;
             }
             let prior = held.at(key.as_ref());
             if prior.is_some() {
                 held.advance().map_err(self.storage())?;
             }
-            planner.present_hashed(key.as_ref(), hash, payload, prior).map_err(|source| LedgerError::Encode { data_type, source })?;
+            planner.present_hashed(key.as_ref(), hash, payload, prior)?;
             last_key = Some(key);
         }
         while let Some(prior) = held.held {
-            planner.vanished(held.key.clone(), Some(prior));
+            planner.vanished(held.key.clone(), Some(prior))?;
             held.advance().map_err(self.storage())?;
         }
         planner.finish(options.allow_mass_delete, self.max_delete_share)
@@ -634,6 +760,10 @@ impl Ledger {
     /// two halves of the work run on two threads: one serializes and hashes
     /// the records, the other compares them with the ledger, a few thousand
     /// records apart at most.
+    ///
+    /// The delta keeps the payloads of its first [`PAYLOADS_KEPT`] changes
+    /// only: send it through [`Delta::envelopes`] with the same `state`, a
+    /// part at a time.
     pub fn plan_state(&self, state: &MergedState, data_type: DataType, origin: &str, options: &PlanOptions<'_>) -> Result<Delta, LedgerError> {
         std::thread::scope(|scope| {
             let (chunks, received) = std::sync::mpsc::sync_channel(PLAN_CHUNKS_IN_FLIGHT);
@@ -686,7 +816,7 @@ impl Ledger {
             hold: None,
             reserved: FxHashMap::default(),
             sent_to_some: FxHashMap::default(),
-            delta: Delta::default(),
+            delta: Delta::for_audiences(self.audiences.get(&data_type)),
             live: 0,
             guarded_deletes: 0,
         };
@@ -702,9 +832,9 @@ impl Ledger {
             match payload {
                 Some(payload) => {
                     let hash = ContentHash::of(payload.get());
-                    planner.present_hashed(key, hash, payload, prior).map_err(|source| LedgerError::Encode { data_type, source })?;
+                    planner.present_hashed(key, hash, payload, prior)?;
                 }
-                None => planner.vanished(key.to_string(), prior),
+                None => planner.vanished(key.to_string(), prior)?,
             }
         }
         planner.finish(true, self.max_delete_share)
@@ -719,7 +849,7 @@ impl Ledger {
     /// hold), or one system claiming a huge version pushes the key towards
     /// [`MAX_VERSION`](crate::MAX_VERSION) in every system.
     pub fn plan_repairs(&self, data_type: DataType, repairs: impl IntoIterator<Item = Repair>, origin: &str) -> Result<Delta, LedgerError> {
-        let mut delta = Delta::default();
+        let mut delta = Delta::for_audiences(self.audiences.get(&data_type));
         for repair in repairs {
             let prior = self.held(data_type, &repair.key)?;
             let version = self.highest_issued(data_type, &repair.key)?.max(repair.above).saturating_add(1);
@@ -732,7 +862,7 @@ impl Ledger {
                 }
                 None => (ChangeEnvelope::delete(data_type, repair.key, version, origin), None),
             };
-            if delta.push(change, hash, upsert && !live) {
+            if delta.push(change, hash, upsert && !live)? {
                 *(match (upsert, live) {
                     (false, _) => &mut delta.deleted,
                     (true, true) => &mut delta.updated,
@@ -800,11 +930,11 @@ impl Ledger {
                 forget_digests(&tx, data_type).map_err(storage)?;
             }
             let mut settle = tx.prepare_cached("DELETE FROM reservation WHERE data_type = ?1 AND key = ?2 AND version <= ?3").map_err(storage)?;
-            for (change, hash) in delta.changes.iter().zip(&delta.hashes) {
+            for (change, facts) in delta.changes.iter().zip(&delta.facts) {
                 let version = change.version as i64;
                 for target in targets {
-                    record.execute(params![target, data_type.as_str(), change.key, version, change.payload.is_none() as i64]).map_err(storage)?;
-                    match (sent, hash) {
+                    record.execute(params![target, data_type.as_str(), change.key, version, (change.op == Operation::Delete) as i64]).map_err(storage)?;
+                    match (sent, facts.hash) {
                         (SentAlone::OwnContent, Some(hash)) => keep.execute(params![target, data_type.as_str(), change.key, hash.0.to_vec()]),
                         // A repair carries the ledger's content, a delete nothing: whatever the target held of its own is gone.
                         _ => own_content_ends.execute(params![target, data_type.as_str(), change.key]),
@@ -914,8 +1044,8 @@ impl Ledger {
                 forget_digests(&tx, data_type).map_err(storage)?;
             }
             let (repaired, own_content, own_doubt) = (apart("target_version")?, apart("target_content")?, apart("own_reservation")?);
-            for (change, hash) in delta.changes.iter().zip(&delta.hashes) {
-                let version = change.version as i64;
+            for (change, facts) in delta.changes.iter().zip(&delta.facts) {
+                let (version, hash) = (change.version as i64, facts.hash);
                 record.execute(params![data_type.as_str(), change.key, version, hash.map(|h| h.0.to_vec()), hash.is_none() as i64]).map_err(storage)?;
                 settle.execute(params![data_type.as_str(), change.key, version]).map_err(storage)?;
                 if repaired {
@@ -932,22 +1062,23 @@ impl Ledger {
                 tx.prepare_cached("INSERT OR REPLACE INTO scoped_hash (data_type, audience, key, hash) VALUES (?1, ?2, ?3, ?4)").map_err(storage)?;
             let mut unscoped = tx.prepare_cached("DELETE FROM scoped_hash WHERE data_type = ?1 AND key = ?2").map_err(storage)?;
             // A delete clears the key's hashes of every audience, present or since removed.
-            for change in delta.changes.iter().filter(|c| c.payload.is_none()) {
+            for change in delta.changes.iter().filter(|c| c.op == Operation::Delete) {
                 unscoped.execute(params![data_type.as_str(), change.key]).map_err(storage)?;
             }
-            for (name, scope) in self.audiences.get(&data_type).into_iter().flatten() {
-                for (change, payload) in delta.changes.iter().filter_map(|c| Some((c, c.payload_json()?))) {
-                    let hash = ContentHash::of(&scope.scoped_payload(data_type, payload)?);
-                    scoped.execute(params![data_type.as_str(), name, change.key, hash.0.to_vec()]).map_err(storage)?;
+            for (audience, (name, _)) in delta.audiences.iter().enumerate() {
+                for (change, facts) in delta.changes.iter().zip(&delta.facts).filter(|(c, _)| c.op == Operation::Upsert) {
+                    scoped.execute(params![data_type.as_str(), name, change.key, facts.scoped[audience].0.to_vec()]).map_err(storage)?;
                 }
             }
-            if matches!(data_type, DataType::Employee | DataType::Permission) {
+            if Standing::applies_to(data_type) {
                 let mut stand = tx.prepare_cached("INSERT OR REPLACE INTO standing (data_type, key, state, place) VALUES (?1, ?2, ?3, ?4)").map_err(storage)?;
                 let mut fall = tx.prepare_cached("DELETE FROM standing WHERE data_type = ?1 AND key = ?2").map_err(storage)?;
-                for change in &delta.changes {
-                    match change.payload_json().map(|p| Standing::of(data_type, p)) {
-                        Some(Some(standing)) => stand.execute(params![data_type.as_str(), change.key, standing.state, standing.place]).map_err(storage)?,
-                        _ => fall.execute(params![data_type.as_str(), change.key]).map_err(storage)?,
+                for (change, facts) in delta.changes.iter().zip(&delta.facts) {
+                    match &facts.standing {
+                        Some(standing) => {
+                            stand.execute(params![data_type.as_str(), change.key, standing.state.as_str(), standing.place.as_deref()]).map_err(storage)?
+                        }
+                        None => fall.execute(params![data_type.as_str(), change.key]).map_err(storage)?,
                     };
                 }
             }
@@ -1006,15 +1137,7 @@ impl Ledger {
 
     /// Every key of a data type as the ledger holds it, with content hashes.
     pub fn entries(&self, data_type: DataType) -> Result<Vec<DigestEntry>, LedgerError> {
-        let mut stmt = self.conn.prepare_cached("SELECT key, version, hash, deleted FROM ledger WHERE data_type = ?1").map_err(self.storage())?;
-        let rows = stmt
-            .query_map([data_type.as_str()], |row| {
-                let deleted = row.get::<_, i64>(3)? != 0;
-                let hash = hash_from_blob(row.get(2)?);
-                Ok(DigestEntry { key: row.get(0)?, version: row.get::<_, i64>(1)? as u64, content: if deleted { None } else { hash } })
-            })
-            .map_err(self.storage())?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(self.storage())
+        self.entries_for(data_type, None)
     }
 
     /// The hub's digest of a data type: what every target must hold.
@@ -1025,18 +1148,35 @@ impl Ledger {
     /// [`entries`](Self::entries) as an audience that goes without some
     /// fields holds them (`None`: the full records); see [`keep_audiences`](Self::keep_audiences).
     pub fn entries_for(&self, data_type: DataType, audience: Option<&str>) -> Result<Vec<DigestEntry>, LedgerError> {
-        let Some(audience) = audience else { return self.entries(data_type) };
-        let sql = "SELECT l.key, l.version, s.hash, l.deleted FROM ledger l \
-                   LEFT JOIN scoped_hash s ON s.data_type = l.data_type AND s.audience = ?2 AND s.key = l.key WHERE l.data_type = ?1";
+        let mut entries = vec![];
+        self.each_entry_for(data_type, audience, |e| entries.push(e))?;
+        Ok(entries)
+    }
+
+    /// Calls `each` with every entry of [`entries_for`](Self::entries_for) `audience`, none held.
+    fn each_entry_for(&self, data_type: DataType, audience: Option<&str>, mut each: impl FnMut(DigestEntry)) -> Result<(), LedgerError> {
+        // A live record's hash for an audience that was never computed shows as unknown content.
+        let (sql, unknown) = match audience {
+            // `?2` is the audience, bound as NULL here: both queries take the same parameters.
+            None => ("SELECT key, version, hash, deleted FROM ledger WHERE data_type = ?1 AND ?2 IS NULL", None),
+            Some(_) => (
+                "SELECT l.key, l.version, s.hash, l.deleted FROM ledger l \
+                 LEFT JOIN scoped_hash s ON s.data_type = l.data_type AND s.audience = ?2 AND s.key = l.key WHERE l.data_type = ?1",
+                Some(UNKNOWN_SCOPED_CONTENT),
+            ),
+        };
         let mut stmt = self.conn.prepare_cached(sql).map_err(self.storage())?;
         let rows = stmt
             .query_map(params![data_type.as_str(), audience], |row| {
                 let deleted = row.get::<_, i64>(3)? != 0;
-                let hash = hash_from_blob(row.get(2)?).unwrap_or(UNKNOWN_SCOPED_CONTENT);
-                Ok(DigestEntry { key: row.get(0)?, version: row.get::<_, i64>(1)? as u64, content: if deleted { None } else { Some(hash) } })
+                let hash = hash_from_blob(row.get(2)?).or(unknown);
+                Ok(DigestEntry { key: row.get(0)?, version: row.get::<_, i64>(1)? as u64, content: if deleted { None } else { hash } })
             })
             .map_err(self.storage())?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(self.storage())
+        for row in rows {
+            each(row.map_err(self.storage())?);
+        }
+        Ok(())
     }
 
     /// [`entries_for`](Self::entries_for) as `target` must hold them: at the
@@ -1052,17 +1192,37 @@ impl Ledger {
         let mut left: FxHashMap<&str, OwnEntry> = own.iter().map(|(k, o)| (k.as_str(), *o)).collect();
         for entry in &mut entries {
             if let Some(own) = left.remove(entry.key.as_str()) {
-                entry.version = own.version;
-                if own.deleted {
-                    entry.content = None;
-                } else if let Some(hash) = own.content {
-                    entry.content = Some(hash);
-                }
+                own.apply_to(entry);
             }
         }
         // Under keys the ledger has no record of, a target holds only what it alone was sent: a delete, or content of its own.
         entries.extend(left.into_iter().map(|(key, own)| DigestEntry { key: key.to_string(), version: own.version, content: own.held() }));
         Ok(entries)
+    }
+
+    /// The digest of the [`entries_for_target`](Self::entries_for_target)
+    /// whose keys `admits` takes, computed as the ledger's rows are read:
+    /// none is held, however many the type has.
+    pub fn digest_for_target(&self, data_type: DataType, audience: Option<&str>, target: &str, admits: impl Fn(&str) -> bool) -> Result<Digest, LedgerError> {
+        let own = self.target_versions(data_type, target)?;
+        let mut left: FxHashMap<&str, OwnEntry> = own.iter().map(|(k, o)| (k.as_str(), *o)).collect();
+        let mut digest = Digest::default();
+        let mut add = |mut entry: DigestEntry| {
+            if let Some(own) = left.remove(entry.key.as_str()) {
+                own.apply_to(&mut entry);
+            }
+            if admits(&entry.key) {
+                digest.add_entry(&entry);
+            }
+        };
+        self.each_entry_for(data_type, audience, &mut add)?;
+        for (key, own) in left {
+            let entry = DigestEntry { key: key.to_string(), version: own.version, content: own.held() };
+            if admits(&entry.key) {
+                digest.add_entry(&entry);
+            }
+        }
+        Ok(digest)
     }
 
     /// Whether `target` was sent any key of `data_type` at a version of its
@@ -1132,7 +1292,7 @@ impl Ledger {
                 continue;
             }
             let version = next_version(&key)?;
-            if delta.push(ChangeEnvelope::with_raw_payload(data_type, key, version, OWN_ORIGIN, Some(payload)), Some(content), before.is_none()) {
+            if delta.push(ChangeEnvelope::with_raw_payload(data_type, key, version, OWN_ORIGIN, Some(payload)), Some(content), before.is_none())? {
                 *(if before.is_none() { &mut delta.created } else { &mut delta.updated }) += 1;
             }
         }
@@ -1143,7 +1303,7 @@ impl Ledger {
         gone.dedup();
         for key in gone {
             let version = next_version(&key)?;
-            if delta.push(ChangeEnvelope::delete(data_type, key, version, OWN_ORIGIN), None, false) {
+            if delta.push(ChangeEnvelope::delete(data_type, key, version, OWN_ORIGIN), None, false)? {
                 delta.deleted += 1;
             }
         }
@@ -1338,7 +1498,12 @@ impl Ledger {
     pub fn standing(&self, data_type: DataType, key: &str) -> Result<Option<Standing>, LedgerError> {
         self.conn
             .prepare_cached("SELECT state, place FROM standing WHERE data_type = ?1 AND key = ?2")
-            .and_then(|mut stmt| stmt.query_row(params![data_type.as_str(), key], |r| Ok(Standing { state: r.get(0)?, place: r.get(1)? })).optional())
+            .and_then(|mut stmt| {
+                stmt.query_row(params![data_type.as_str(), key], |r| {
+                    Ok(Standing { state: r.get::<_, String>(0)?.into(), place: r.get::<_, Option<String>>(1)?.map(Into::into) })
+                })
+                .optional()
+            })
             .map_err(self.storage())
     }
 
@@ -1432,6 +1597,12 @@ fn holds_any(tx: &rusqlite::Transaction<'_>, table: &str, data_type: DataType) -
 const PLAN_CHUNK: usize = 1024;
 const PLAN_CHUNKS_IN_FLIGHT: usize = 4;
 
+/// How many changes of a delta planned from a merged state keep the
+/// payloads the plan made (about 12 MB of employees): a run of that size
+/// sends them as they are; beyond it, the rest are made again as they are
+/// sent, so a run never holds them all.
+pub const PAYLOADS_KEPT: usize = 20_000;
+
 /// One chunk of a data type's record keys and content hashes, in key order.
 type HashedChunk<'a> = Vec<(&'a str, ContentHash)>;
 
@@ -1463,10 +1634,13 @@ fn serialize_and_hash<'a>(state: &'a MergedState, data_type: DataType, chunks: &
 /// sends about one record in a hundred, and the others are never copied out
 /// of the buffer they were hashed in.
 trait Payload {
+    /// Whether the delta keeps the payload (else it is made again to be sent).
+    const KEPT: bool;
     fn into_json(self) -> Result<Box<RawValue>, serde_json::Error>;
 }
 
 impl Payload for Box<RawValue> {
+    const KEPT: bool = true;
     fn into_json(self) -> Result<Box<RawValue>, serde_json::Error> {
         Ok(self)
     }
@@ -1481,6 +1655,7 @@ struct StateRecord<'a> {
 }
 
 impl Payload for StateRecord<'_> {
+    const KEPT: bool = false;
     fn into_json(self) -> Result<Box<RawValue>, serde_json::Error> {
         // The key was read from this state, which cannot change while it is borrowed.
         self.state.record(self.data_type, self.key).expect("a key read from the merged state is in it")
@@ -1562,8 +1737,9 @@ impl Planner<'_> {
     }
 
     /// A key present in the source, with its content's hash; its payload
-    /// is made only if it is sent.
-    fn present_hashed(&mut self, key: &str, hash: ContentHash, payload: impl Payload, prior: Option<Held>) -> Result<(), serde_json::Error> {
+    /// is made only if it is sent, and kept only if the payload source says
+    /// so (a merged state's record is made again when it travels).
+    fn present_hashed<P: Payload>(&mut self, key: &str, hash: ContentHash, payload: P, prior: Option<Held>) -> Result<(), LedgerError> {
         let (version, in_doubt) = self.next_version(key, prior);
         let live = matches!(prior, Some(Held { deleted: false, .. }));
         self.live += live as u64;
@@ -1571,34 +1747,41 @@ impl Planner<'_> {
             self.delta.unchanged += 1;
             return Ok(());
         }
-        let change = ChangeEnvelope::with_raw_payload(self.data_type, key.to_string(), version, self.origin, Some(payload.into_json()?));
-        if self.delta.push(change, Some(hash), !live) {
+        let payload = payload.into_json().map_err(|source| LedgerError::Encode { data_type: self.data_type, source })?;
+        let change = ChangeEnvelope::with_raw_payload(self.data_type, key.to_string(), version, self.origin, Some(payload));
+        if self.delta.push(change, Some(hash), !live)? {
             *(if live { &mut self.delta.updated } else { &mut self.delta.created }) += 1;
             self.delta.retried += in_doubt as u64;
+            if !P::KEPT && self.delta.changes.len() > PAYLOADS_KEPT {
+                // Both are made again when the change is sent (`Delta::envelopes`).
+                let change = self.delta.changes.last_mut().expect("just pushed");
+                (change.payload, change.event_id) = (None, String::new());
+            }
         }
         Ok(())
     }
 
     /// A key the ledger holds (or reserved) that the source no longer has.
-    fn vanished(&mut self, key: String, prior: Option<Held>) {
+    fn vanished(&mut self, key: String, prior: Option<Held>) -> Result<(), LedgerError> {
         let (version, in_doubt) = self.next_version(&key, prior);
         let live = prior.is_some_and(|h| !h.deleted);
         if !live && !in_doubt {
             // Unknown, or already deleted everywhere: nothing to do.
             self.delta.unchanged += prior.is_some() as u64;
-            return;
+            return Ok(());
         }
         self.live += live as u64;
         if let Some(quarantined) = self.hold.and_then(|h| h.holds(self.data_type, &key)) {
             let version = prior.map(|h| h.version).unwrap_or_default();
             self.delta.held_back.push(HeldRecord { data_type: self.data_type, key, version, quarantined: quarantined.clone() });
-            return;
+            return Ok(());
         }
-        if self.delta.push(ChangeEnvelope::delete(self.data_type, key, version, self.origin), None, false) {
+        if self.delta.push(ChangeEnvelope::delete(self.data_type, key, version, self.origin), None, false)? {
             self.guarded_deletes += live as u64;
             self.delta.deleted += 1;
             self.delta.retried += in_doubt as u64;
         }
+        Ok(())
     }
 
     /// Retracts what failed runs may have created under keys that neither
@@ -1607,7 +1790,7 @@ impl Planner<'_> {
         let mut orphans: Vec<String> = self.reserved.keys().cloned().collect();
         orphans.sort_unstable();
         for key in orphans {
-            self.vanished(key, None);
+            self.vanished(key, None)?;
         }
         if !allow_mass_delete && self.guarded_deletes as f64 > max_share * self.live as f64 {
             return Err(LedgerError::DeleteGuard { data_type: self.data_type, deletes: self.guarded_deletes, live: self.live, max_share });

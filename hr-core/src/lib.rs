@@ -134,6 +134,7 @@ pub use json_schema::{envelope_schema, record_schema, schema_files, ENVELOPE_FIL
 #[cfg(feature = "sqlite")]
 pub use ledger::{
     AuditEntry, CaseDecision, Delta, HeldRecord, Ledger, LedgerError, PlanOptions, RejectedChange, Repair, ReviewCase, Standing, DEFAULT_MAX_DELETE_SHARE,
+    PAYLOADS_KEPT,
 };
 pub use mapping::{CompanyARules, GradeMaps, Mapping, MappingError, DEFAULT_MAPPING_TOML};
 pub use merge::{
@@ -144,7 +145,7 @@ pub use propagate::{Confirmation, PropagateError, PropagationReport, Propagator,
 pub use quarantine::{Quarantined, Reason};
 pub use read_back::{ReadBackError, TargetReader, ALL_BUCKETS};
 pub use realtime::{apply_newer_wins, NewerWins, RealtimeChange};
-pub use routing::{RecordScope, Router, RoutingError, RoutingPolicy, TargetPolicy};
+pub use routing::{Delivery, RecordScope, Router, RoutingError, RoutingPolicy, TargetPolicy};
 pub use rules::{role_problem, CompanyDays, Scheduled};
 pub use schema::{
     is_id_char, is_valid_code, is_valid_id, Company, Compensation, DataType, Employee, EmployeeStatus, MasterData, OrgUnit, PermissionGrant, Record,

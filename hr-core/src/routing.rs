@@ -392,35 +392,53 @@ impl Router {
 impl Router {
     /// Delivers each of `batches` over the transports that carry it, as a
     /// batch of its own and in the order given: to every target, or with
-    /// `only`, to those targets (over the transports that reach them).
-    ///
-    /// A batch whose changes all travel over the same transports (one data
-    /// type's changes do) is handed to each of them as it is; only a batch
-    /// that mixes routes is copied, part by part. A run of a million changes
-    /// is therefore sent without a second copy of its envelopes.
+    /// `only`, to those targets (over the transports that reach them). See
+    /// [`Delivery`], which this is with every batch at hand.
     pub async fn propagate_batches(&self, batches: &[&[ChangeEnvelope]], only: Option<&BTreeSet<String>>) -> Result<Receipt, PropagateError> {
-        let mut parts: BTreeMap<&str, Vec<Cow<'_, [ChangeEnvelope]>>> = BTreeMap::new();
-        let mut routes = Routes::default();
+        let types: BTreeSet<DataType> = batches.iter().flat_map(|b| b.iter().map(|c| c.data_type)).collect();
+        let mut delivery = self.delivery(&types, only)?;
         for batch in batches {
-            for (name, part) in self.split(batch, only, &mut routes)? {
-                parts.entry(name).or_default().push(part);
+            delivery.send(batch).await?;
+        }
+        delivery.finish()
+    }
+
+    /// Starts a delivery of batches of `types` (to every target, or with
+    /// `only`, to those targets), handed over one at a time with
+    /// [`Delivery::send`]: a caller can make each batch just before it
+    /// goes. Every type's route is checked first, so a type no transport
+    /// carries stops the delivery before anything is sent.
+    pub fn delivery<'r>(&'r self, types: &BTreeSet<DataType>, only: Option<&'r BTreeSet<String>>) -> Result<Delivery<'r>, PropagateError> {
+        let routes = types.iter().map(|t| Ok((*t, self.transports_carrying(*t, only)?))).collect::<Result<Routes<'r>, PropagateError>>()?;
+        Ok(Delivery {
+            router: self,
+            only,
+            routes,
+            stopped: BTreeSet::new(),
+            receipt: Receipt::default(),
+            partial: PropagationReport::default(),
+            failures: vec![],
+        })
+    }
+
+    /// `types` in groups no two of which share a transport (to every
+    /// target, or to `only`'s): a delivery of each group can run
+    /// concurrently with the others' ([`Delivery::absorb`] joins them), so
+    /// one transport's slow batches do not hold back another's.
+    pub fn independent_groups(&self, types: &BTreeSet<DataType>, only: Option<&BTreeSet<String>>) -> Result<Vec<BTreeSet<DataType>>, PropagateError> {
+        let mut groups: Vec<(BTreeSet<DataType>, BTreeSet<&str>)> = vec![];
+        for t in types {
+            let transports = self.transports_carrying(*t, only)?;
+            let (sharing, apart): (Vec<_>, Vec<_>) = groups.into_iter().partition(|(_, used)| !used.is_disjoint(&transports));
+            let mut group = (BTreeSet::from([*t]), transports);
+            for (types, used) in sharing {
+                group.0.extend(types);
+                group.1.extend(used);
             }
+            groups = apart;
+            groups.push(group);
         }
-        let sends = parts.iter().map(|(name, parts)| self.send_parts(name, parts, only));
-        let mut receipt = Receipt::default();
-        let mut delivered = PropagationReport::default();
-        let mut failures = Vec::new();
-        for sent in futures::future::join_all(sends).await {
-            receipt.merge(sent.receipt);
-            delivered.merge(sent.partial);
-            failures.extend(sent.failures);
-        }
-        if failures.is_empty() {
-            Ok(receipt)
-        } else {
-            delivered.merge(receipt.delivered().clone());
-            Err(PropagateError::incomplete(delivered, failures))
-        }
+        Ok(groups.into_iter().map(|(types, _)| types).collect())
     }
 
     /// The transports that carry `data_type` (to `only`'s targets, if given),
@@ -438,59 +456,106 @@ impl Router {
         }
         Ok(transports)
     }
+}
+
+/// One delivery of several batches over a [`Router`]'s transports
+/// ([`Router::delivery`]), each batch handed to every transport that
+/// carries it before the next is taken, the transports concurrently.
+///
+/// A batch whose changes all travel over the same transports (one data
+/// type's changes do) is handed to each of them as it is; only a batch
+/// that mixes routes is copied, part by part. A batch some targets missed
+/// does not stop the next (one batch would have been sent whole too); a
+/// transport that fails otherwise is sent nothing more.
+pub struct Delivery<'r> {
+    router: &'r Router,
+    only: Option<&'r BTreeSet<String>>,
+    routes: Routes<'r>,
+    /// Transports that failed whole.
+    stopped: BTreeSet<&'r str>,
+    receipt: Receipt,
+    /// What arrived of the batches some targets missed.
+    partial: PropagationReport,
+    failures: Vec<TargetFailure>,
+}
+
+impl std::fmt::Debug for Delivery<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery").field("stopped", &self.stopped).field("failures", &self.failures.len()).finish_non_exhaustive()
+    }
+}
+
+impl<'r> Delivery<'r> {
+    /// Hands `batch` to every transport that carries its changes, waiting
+    /// for all of them. A failure to reach targets is kept for
+    /// [`finish`](Self::finish); an error here means `batch` holds a data
+    /// type the delivery was not started for.
+    pub async fn send(&mut self, batch: &[ChangeEnvelope]) -> Result<(), PropagateError> {
+        let parts = self.split(batch)?;
+        let (router, only) = (self.router, self.only);
+        let sends = parts.into_iter().filter(|(name, _)| !self.stopped.contains(name)).map(|(name, part)| async move {
+            let propagator = &router.propagators[name];
+            let result = match only {
+                None => propagator.propagate(&part).await,
+                Some(targets) => propagator.propagate_to(&part, targets).await,
+            };
+            (name, result)
+        });
+        for (name, result) in futures::future::join_all(sends).await {
+            match result {
+                Ok(receipt) => self.receipt.merge(receipt),
+                Err(PropagateError::Incomplete { delivered, failures }) => {
+                    self.partial.merge(delivered);
+                    self.failures.extend(failures);
+                }
+                Err(other) => {
+                    self.failures.push(TargetFailure { target: name.to_string(), cause: other.to_string(), retriable: false });
+                    self.stopped.insert(name);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes in what `other`, a delivery of other batches over the same
+    /// router, sent: its receipt, and what it failed to deliver.
+    pub fn absorb(&mut self, other: Delivery<'r>) {
+        self.receipt.merge(other.receipt);
+        self.partial.merge(other.partial);
+        self.failures.extend(other.failures);
+        self.stopped.extend(other.stopped);
+    }
+
+    /// The receipt of every batch sent, or what was delivered and what failed.
+    pub fn finish(self) -> Result<Receipt, PropagateError> {
+        if self.failures.is_empty() {
+            return Ok(self.receipt);
+        }
+        let mut delivered = self.partial;
+        delivered.merge(self.receipt.delivered().clone());
+        Err(PropagateError::incomplete(delivered, self.failures))
+    }
 
     /// `batch` cut by transport: borrowed whole when all its changes travel
     /// over the same transports, else copied into one part per transport.
-    fn split<'r, 'b>(
-        &'r self,
-        batch: &'b [ChangeEnvelope],
-        only: Option<&BTreeSet<String>>,
-        routes: &mut Routes<'r>,
-    ) -> Result<Vec<Part<'r, 'b>>, PropagateError> {
+    fn split<'b>(&self, batch: &'b [ChangeEnvelope]) -> Result<Vec<Part<'r, 'b>>, PropagateError> {
         let Some(first) = batch.first() else { return Ok(vec![]) };
-        let types: BTreeSet<DataType> = batch.iter().map(|c| c.data_type).collect();
-        for t in &types {
-            if let std::collections::btree_map::Entry::Vacant(route) = routes.entry(*t) {
-                route.insert(self.transports_carrying(*t, only)?);
-            }
-        }
-        let same_route = types.iter().all(|t| routes[t] == routes[&first.data_type]);
-        if same_route {
-            return Ok(routes[&first.data_type].iter().map(|name| (*name, Cow::Borrowed(batch))).collect());
-        }
-        let mut parts: BTreeMap<&str, Vec<ChangeEnvelope>> = BTreeMap::new();
+        let route = |t: DataType| self.routes.get(&t).ok_or(PropagateError::NoRoute(t));
+        let first_route = route(first.data_type)?;
+        let mut same_route = true;
         for change in batch {
-            for name in &routes[&change.data_type] {
-                parts.entry(name).or_default().push(change.clone());
+            same_route &= route(change.data_type)? == first_route;
+        }
+        if same_route {
+            return Ok(first_route.iter().map(|name| (*name, Cow::Borrowed(batch))).collect());
+        }
+        let mut parts: BTreeMap<&'r str, Vec<ChangeEnvelope>> = BTreeMap::new();
+        for change in batch {
+            for name in &self.routes[&change.data_type] {
+                parts.entry(*name).or_default().push(change.clone());
             }
         }
         Ok(parts.into_iter().map(|(name, part)| (name, Cow::Owned(part))).collect())
-    }
-
-    /// Sends `parts` over the transport `name`, one after the other. A part
-    /// some targets missed does not stop the next (one batch would have been
-    /// sent whole too); an error that is not about targets does.
-    async fn send_parts(&self, name: &str, parts: &[Cow<'_, [ChangeEnvelope]>], only: Option<&BTreeSet<String>>) -> Sent {
-        let propagator = &self.propagators[name];
-        let mut sent = Sent::default();
-        for part in parts {
-            let result = match only {
-                None => propagator.propagate(part).await,
-                Some(targets) => propagator.propagate_to(part, targets).await,
-            };
-            match result {
-                Ok(receipt) => sent.receipt.merge(receipt),
-                Err(PropagateError::Incomplete { delivered, failures }) => {
-                    sent.partial.merge(delivered);
-                    sent.failures.extend(failures);
-                }
-                Err(other) => {
-                    sent.failures.push(TargetFailure { target: name.to_string(), cause: other.to_string(), retriable: false });
-                    break;
-                }
-            }
-        }
-        sent
     }
 }
 
@@ -499,15 +564,6 @@ type Part<'r, 'b> = (&'r str, Cow<'b, [ChangeEnvelope]>);
 
 /// Per data type, the transports that carry it, looked up once per delivery.
 type Routes<'r> = BTreeMap<DataType, BTreeSet<&'r str>>;
-
-/// What one transport did with its parts of a delivery.
-#[derive(Default)]
-struct Sent {
-    receipt: Receipt,
-    /// What arrived of the parts some targets missed.
-    partial: PropagationReport,
-    failures: Vec<TargetFailure>,
-}
 
 #[async_trait]
 impl Propagator for Router {

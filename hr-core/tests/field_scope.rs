@@ -5,8 +5,9 @@
 
 use async_trait::async_trait;
 use hr_core::{
-    ChangeEnvelope, Company, DataType, Employee, EmployeeStatus, FieldScope, Ledger, MemorySink, PermissionGrant, PropagateError, Propagator, Receipt,
-    RecordScope, Repair, Router, RoutingError, RoutingPolicy, ScopedSink, Sensitive, Sink, TargetPolicy,
+    ChangeEnvelope, Company, DataType, Employee, EmployeeStatus, FieldScope, Ledger, LedgerError, MemorySink, MergedState, Operation, PermissionGrant,
+    PlanOptions, PropagateError, Propagator, Receipt, RecordScope, Repair, Router, RoutingError, RoutingPolicy, ScopedSink, Sensitive, Sink, TargetPolicy,
+    PAYLOADS_KEPT,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -58,6 +59,77 @@ fn commit(ledger: &mut Ledger, people: &[Employee]) -> Vec<ChangeEnvelope> {
 
 fn erp(fields: FieldScope) -> ScopedSink<MemorySink> {
     ScopedSink::new(MemorySink::default(), RecordScope::new("erp", false).with_fields(fields))
+}
+
+/// A delta planned from a merged state holds the payloads of its first
+/// changes only: the plan takes what the commit records (each audience's
+/// hash, each person's standing) while the record is at hand, and the other
+/// envelopes are made from the state as they are sent, exactly what a plan
+/// of the serialized records sends.
+#[tokio::test]
+async fn a_delta_planned_from_a_merged_state_holds_few_payloads_and_its_envelopes_are_made_from_that_state() {
+    let scope = no_personal_details();
+    let audience = scope.audience(DataType::Employee);
+    let count = PAYLOADS_KEPT as u32 + 30;
+    let mut state = MergedState::default();
+    for n in 1..=count {
+        let mut person = employee(n, &format!("010-0000-{:04}", n % 10_000));
+        if n % 10 == 0 {
+            person.status = EmployeeStatus::Terminated;
+            person.termination_date = Some("2026-01-01".parse().unwrap());
+        }
+        state.employees.insert(person.id.clone(), person);
+    }
+    let options = PlanOptions::default();
+    let mut lean = Ledger::in_memory().unwrap();
+    lean.keep_audiences([&scope]);
+    let delta = lean.plan_state(&state, DataType::Employee, "hub", &options).unwrap();
+    let all = delta.changes.len();
+    assert_eq!(all, count as usize);
+    let (kept, left) = delta.changes.split_at(PAYLOADS_KEPT);
+    assert!(kept.iter().all(|c| c.payload.is_some() && !c.event_id.is_empty()), "the first changes keep theirs");
+    assert!(left.iter().all(|c| c.op == Operation::Upsert && c.payload.is_none() && c.event_id.is_empty()), "the others hold no payload or event id");
+    let leaver = PAYLOADS_KEPT + left.iter().position(|c| state.employees[c.key.as_str()].status == EmployeeStatus::Terminated).expect("a leaver among them");
+    assert_eq!(delta.standing(leaver).map(|s| s.state.as_str()), Some("terminated"), "the standing is taken at plan time");
+    let leaver = delta.changes[leaver].key.clone();
+
+    let mut full = Ledger::in_memory().unwrap();
+    full.keep_audiences([&scope]);
+    let records = state.employees.values().map(|e| (e.id.clone(), serde_json::value::to_raw_value(e).unwrap()));
+    let serialized = full.plan(DataType::Employee, records, "hub", true).unwrap();
+    let made = delta.envelopes(0..all, &state).unwrap();
+    let facts = |c: &ChangeEnvelope| (c.key.clone(), c.version, c.op, c.payload_json().map(str::to_string));
+    assert!(made.iter().map(facts).eq(serialized.changes.iter().map(facts)), "the envelopes a plan of the serialized records sends");
+    assert!(matches!(delta.envelopes(0..PAYLOADS_KEPT, &state).unwrap(), std::borrow::Cow::Borrowed(_)), "parts with their payloads are not copied");
+    let event_ids: std::collections::BTreeSet<&str> = made[PAYLOADS_KEPT..].iter().map(|c| c.event_id.as_str()).collect();
+    assert!(event_ids.len() == 30 && !event_ids.contains(""), "each made envelope has an event id of its own");
+    assert!(made[PAYLOADS_KEPT..].iter().all(|c| c.validate().is_ok()));
+
+    // Committed, both ledgers record the same: versions, hashes, each audience's hashes, standings.
+    for (ledger, delta) in [(&mut lean, &delta), (&mut full, &serialized)] {
+        ledger.reserve(DataType::Employee, delta).unwrap();
+        ledger.commit(DataType::Employee, delta).unwrap();
+    }
+    assert_eq!(lean.digest(DataType::Employee).unwrap(), full.digest(DataType::Employee).unwrap());
+    assert_eq!(lean.digest_for(DataType::Employee, audience.as_deref()).unwrap(), full.digest_for(DataType::Employee, audience.as_deref()).unwrap());
+    assert_eq!(lean.standing(DataType::Employee, &leaver).unwrap().map(|s| s.state), Some("terminated".into()));
+    let last = made.last().unwrap().key.clone();
+    let streamed = lean.digest_for_target(DataType::Employee, audience.as_deref(), "erp", |_| true).unwrap();
+    assert_eq!(streamed, lean.digest_for(DataType::Employee, audience.as_deref()).unwrap(), "read as the rows come, the audience's digest is the same");
+    let target = erp(scope.clone());
+    let scoped: Vec<ChangeEnvelope> = made.iter().map(|c| scope.apply(c).unwrap().into_owned()).collect();
+    target.apply(&scoped).await.unwrap();
+    assert_eq!(target.digest(DataType::Employee).await.unwrap(), lean.digest_for(DataType::Employee, audience.as_deref()).unwrap());
+
+    // A state that no longer holds what was planned makes no envelope: a version never carries other content.
+    let mut changed = state.clone();
+    changed.employees.get_mut(last.as_str()).unwrap().grade = "G9".into();
+    let refused = delta.envelopes(0..all, &changed).unwrap_err();
+    assert!(matches!(refused, LedgerError::NotPlannedFrom { data_type: DataType::Employee, .. }), "{refused}");
+    assert!(refused.to_string().contains(&last), "names the record: {refused}");
+    changed.employees.remove(last.as_str());
+    assert!(matches!(delta.envelopes(all - 1..all, &changed), Err(LedgerError::NotPlannedFrom { .. })));
+    assert_eq!(delta.envelopes(all - 30..all - 1, &changed).unwrap().len(), 29, "the parts without it are made");
 }
 
 #[tokio::test]

@@ -309,7 +309,17 @@ fn a_repair_sent_to_some_targets_is_their_version_alone_until_a_change_reaches_e
 /// The version `target` must hold of `key`, and whether live.
 fn version(ledger: &Ledger, target: &str, key: &str) -> Option<(u64, bool)> {
     let entries = ledger.entries_for_target(DataType::MasterData, None, target).unwrap();
+    assert_streamed_digest_is_of(ledger, target, &entries);
     entries.into_iter().find(|e| e.key == key).map(|e| (e.version, e.content.is_some()))
+}
+
+/// The digest the ledger computes as it reads its rows is that of `entries`
+/// (`target`'s), whole and with a key left out.
+fn assert_streamed_digest_is_of(ledger: &Ledger, target: &str, entries: &[hr_core::DigestEntry]) {
+    let streamed = |admits: &dyn Fn(&str) -> bool| ledger.digest_for_target(DataType::MasterData, None, target, admits).unwrap();
+    assert_eq!(streamed(&|_| true), hr_core::Digest::of(entries), "{target}");
+    let without_g1 = hr_core::Digest::of(entries.iter().filter(|e| e.key != "grade:G1"));
+    assert_eq!(streamed(&|key| key != "grade:G1"), without_g1, "{target}, G1 left out");
 }
 
 /// What one target holds alone (a pre-hire): planned against what it was
@@ -323,8 +333,9 @@ fn content_one_target_holds_alone_is_expected_of_it_only_and_ends_when_every_tar
         ledger.plan_own(DataType::MasterData, "directory", &full, records, keep, &mut Default::default()).unwrap()
     };
     let expected = |ledger: &Ledger, target: &str| -> Vec<(String, u64, bool)> {
-        let mut entries: Vec<(String, u64, bool)> =
-            ledger.entries_for_target(DataType::MasterData, None, target).unwrap().into_iter().map(|e| (e.key, e.version, e.content.is_some())).collect();
+        let held = ledger.entries_for_target(DataType::MasterData, None, target).unwrap();
+        assert_streamed_digest_is_of(ledger, target, &held);
+        let mut entries: Vec<(String, u64, bool)> = held.into_iter().map(|e| (e.key, e.version, e.content.is_some())).collect();
         entries.sort();
         entries
     };

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use hr_core::{ChangeEnvelope, DataType, PropagateError, PropagationReport, Propagator, Receipt, Router, RoutingPolicy, TargetFailure};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 /// One batch a transport was handed: where its envelopes live, and their keys.
@@ -159,4 +159,37 @@ async fn a_receipt_of_several_batches_waits_for_them_within_one_deadline() {
     assert!(first.given.lock().unwrap().is_some_and(|given| given > deadline - std::time::Duration::from_secs(1)), "the first gets nearly all of it");
     let left = second.given.lock().unwrap().expect("the second confirmation was waited for");
     assert!(left <= deadline - std::time::Duration::from_millis(200), "the second batch gets what the first left: {left:?}");
+}
+
+/// Data types that share no transport are delivered apart (and can be
+/// concurrently); the deliveries joined report what each sent and missed.
+#[tokio::test]
+async fn types_sharing_no_transport_are_delivered_apart_and_joined_deliveries_report_everything() {
+    let kafka = Arc::new(Recorder { miss_payroll_on_call: Some(1), ..Recorder::default() });
+    let rest = Arc::new(Recorder::default());
+    let router = router(&kafka, &rest);
+    let types = BTreeSet::from([DataType::Employee, DataType::OrgUnit, DataType::Permission]);
+    let mut groups = router.independent_groups(&types, None).unwrap();
+    groups.sort();
+    assert_eq!(groups, [BTreeSet::from([DataType::Employee, DataType::OrgUnit]), BTreeSet::from([DataType::Permission])]);
+    let with_master_data = BTreeSet::from([DataType::Employee, DataType::MasterData]);
+    assert!(matches!(router.independent_groups(&with_master_data, None), Err(PropagateError::NoRoute(DataType::MasterData))));
+
+    let (teams, employees, grants) = ([change(DataType::OrgUnit, "t1")], [change(DataType::Employee, "e1")], [change(DataType::Permission, "g1")]);
+    let mut over_kafka = router.delivery(&groups[0], None).unwrap();
+    let mut over_rest = router.delivery(&groups[1], None).unwrap();
+    let (kafka_sent, rest_sent) = futures::join!(
+        async {
+            over_kafka.send(&teams).await?;
+            over_kafka.send(&employees).await
+        },
+        over_rest.send(&grants)
+    );
+    kafka_sent.unwrap();
+    rest_sent.unwrap();
+    assert!(over_rest.send(&employees).await.is_err(), "a delivery takes only the data types it was started for");
+    over_kafka.absorb(over_rest);
+    let PropagateError::Incomplete { delivered, failures } = over_kafka.finish().unwrap_err() else { panic!("not incomplete") };
+    assert_eq!(failures.iter().map(|f| f.target.as_str()).collect::<Vec<_>>(), ["payroll"], "the employees missed payroll");
+    assert_eq!(delivered.delivered["payroll"], BTreeMap::from([(DataType::OrgUnit, 1), (DataType::Permission, 1)]));
 }

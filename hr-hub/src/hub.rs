@@ -5,8 +5,8 @@
 
 use crate::config::{ConfigError, HubConfig};
 use hr_core::{
-    apply_newer_wins, ChangeEnvelope, CompactString, DataType, Delta, Digest, DigestEntry, Employee, HeldBack, HeldRecord, Ledger, LedgerError, MasterData,
-    MergedState, NewerWins, PermissionGrant, PlanOptions, PropagateError, Propagator, ReadBackError, RealtimeChange, Receipt, Record, RejectedChange, Repair,
+    apply_newer_wins, CompactString, DataType, Delta, Digest, DigestEntry, Employee, HeldBack, HeldRecord, Ledger, LedgerError, MasterData, MergedState,
+    NewerWins, Operation, PermissionGrant, PlanOptions, PropagateError, Propagator, ReadBackError, RealtimeChange, Receipt, Record, RejectedChange, Repair,
     Router, RoutingPolicy, TargetReader, ALL_BUCKETS,
 };
 use hr_transport_kafka::{KafkaConfig, KafkaPropagator, KafkaTransportError};
@@ -18,6 +18,7 @@ use std::sync::Arc;
 mod plan;
 mod pre_hire;
 mod realtime;
+use plan::PlannedFrom;
 pub(crate) use plan::OPERATIONS;
 pub use plan::{PlannedChanges, RunPlan};
 pub use realtime::{EmployeeChange, Problem, RealtimeError};
@@ -489,7 +490,7 @@ impl Hub {
                 Err(error) => tracing::warn!(%error, "cannot compare the targets: the held plan leaves out the repairs"),
             }
         }
-        self.run_plan(plan, None).await
+        self.run_plan(plan, state, None).await
     }
 
     /// The summary of the last periodic run this hub planned (sent or held):
@@ -581,7 +582,7 @@ impl Hub {
             return Err(HubError::PlanChanged { approved: plan_id.to_string(), now: plan.plan_id, differences });
         }
         blocking(|| self.ledger.audit(approver, "approve", &serde_json::json!({"plan_id": plan_id, "outcome": "approved"})))?;
-        self.run_plan(plan, Some(plan_id)).await
+        self.run_plan(plan, state, Some(plan_id)).await
     }
 
     /// What a sync of every data type of `state` would send, per target,
@@ -667,18 +668,22 @@ impl Hub {
             deltas,
             pre_hires,
             newer_wins,
-            employees: types.contains(&DataType::Employee).then(|| source(DataType::Employee).employees.clone()),
-            grants: types.contains(&DataType::Permission).then(|| source(DataType::Permission).permissions.clone()),
+            dated,
+            derived: sources,
         };
         self.describe(&mut plan, count, None)?;
         Ok(plan)
     }
 
-    /// Sends `plan` (from [`plan`](Self::plan) on this hub, with nothing
-    /// sent in between), unless `[safety]` holds it and `approved` is not
-    /// its id: then nothing is sent and the error says why
+    /// Sends `plan` (from [`plan`](Self::plan) of `state` on this hub, with
+    /// nothing sent in between), unless `[safety]` holds it and `approved`
+    /// is not its id: then nothing is sent and the error says why
     /// ([`HubError::Held`]). Every run is written to the audit log.
-    pub async fn run_plan(&mut self, plan: RunPlan, approved: Option<&str>) -> Result<SyncOutcome, HubError> {
+    ///
+    /// The plan holds no records: they are made from `state` as they are
+    /// sent, and one that is not what was planned stops the run
+    /// ([`LedgerError::NotPlannedFrom`](hr_core::LedgerError::NotPlannedFrom)).
+    pub async fn run_plan(&mut self, plan: RunPlan, state: &MergedState, approved: Option<&str>) -> Result<SyncOutcome, HubError> {
         // An approval given ahead (Hub::approve) counts for this plan only, and is used up either way;
         // one for other repairs than this plan's waits for this run's repair step.
         let pending = self.approved.take();
@@ -708,8 +713,10 @@ impl Hub {
             blocking(|| self.ledger.audit("hub", "run", &detail))?;
             return Err(HubError::Held { plan_id: plan.plan_id, reasons: plan.hold });
         }
-        let RunPlan { plan_id, deltas, pre_hires, newer_wins, employees, grants, rejected, scheduled, .. } = plan;
-        let sent = self.send(deltas, &[]).await;
+        let RunPlan { plan_id, deltas, pre_hires, newer_wins, rejected, scheduled, dated, derived, .. } = plan;
+        let planned: BTreeSet<DataType> = deltas.iter().map(|(t, _)| *t).collect();
+        let source = PlannedFrom::new(&derived, dated.as_ref().unwrap_or(state));
+        let sent = self.send(deltas, &[], Some(source)).await;
         let audit = |hub: &mut Self, sent: bool| {
             // What is due later stays in the ledger: `hub --status` lists it, whatever happens to this process.
             let outcome = if sent { "sent" } else { "failed" };
@@ -733,12 +740,14 @@ impl Hub {
                 outcome.source_older.insert(t, wins.source_older);
             }
         }
-        if let Some(employees) = employees {
-            self.employees = employees;
+        // Copied once the run's changes are sent and dropped, not held beside them.
+        if planned.contains(&DataType::Employee) {
+            self.employees = source.of(DataType::Employee).employees.clone();
         }
-        if let Some(grants) = grants {
-            self.grants = grants;
+        if planned.contains(&DataType::Permission) {
+            self.grants = source.of(DataType::Permission).permissions.clone();
         }
+        drop((dated, derived));
         // What every target holds is settled above, whatever becomes of what some are sent ahead.
         let ahead = self.send_pre_hires(pre_hires).await;
         audit(self, ahead.is_ok())?;
@@ -817,8 +826,15 @@ impl Hub {
     }
 
     /// Reserves, propagates and commits `deltas`; `realtime` are the changes
-    /// they carry when made in real time, committed with them.
-    async fn send(&mut self, deltas: Vec<(DataType, Delta)>, realtime: &[RealtimeChange]) -> Result<SyncOutcome, HubError> {
+    /// they carry when made in real time, committed with them. The deltas
+    /// of a plan have their payloads made from what they were planned from;
+    /// the others (`None`) carry theirs.
+    async fn send(
+        &mut self,
+        deltas: Vec<(DataType, Delta)>,
+        realtime: &[RealtimeChange],
+        planned_from: Option<PlannedFrom<'_>>,
+    ) -> Result<SyncOutcome, HubError> {
         let held_back: Vec<HeldRecord> = deltas.iter().flat_map(|(_, d)| d.held_back.iter().cloned()).collect();
         let rejected: Vec<RejectedChange> = deltas.iter().flat_map(|(_, d)| d.rejected.iter().cloned()).collect();
         for r in &rejected {
@@ -839,7 +855,7 @@ impl Hub {
         }
         // Durable before anything leaves: a failure below never lets these versions carry other content.
         blocking(|| deltas.iter().try_for_each(|(t, delta)| self.ledger.reserve(*t, delta)))?;
-        let receipt = propagate_deltas(&self.router, &deltas, None).await?;
+        let receipt = propagate_deltas(&self.router, &deltas, None, planned_from).await?;
         blocking(|| deltas.iter().try_for_each(|(t, delta)| self.ledger.commit_realtime(*t, delta, realtime)))?;
         count_sent(&deltas, &receipt);
         Ok(SyncOutcome { sent: changes as u64, retried, receipt, held_back, rejected, ..SyncOutcome::default() })
@@ -849,7 +865,11 @@ impl Hub {
     /// the records the target's [`RecordScope`](hr_core::RecordScope) admits (a system holds only
     /// its own grants).
     pub fn expected_digest(&self, target: &str, data_type: DataType) -> Result<Digest, HubError> {
-        Ok(Digest::of(&self.expected_entries(target, data_type)?))
+        let scope = self.policy.scope(target);
+        let audience = scope.fields().audience(data_type);
+        // Computed as the ledger's rows are read: a million entries are never held at once.
+        let admits = |key: &str| scope.admits(data_type, key);
+        Ok(blocking(|| self.ledger.digest_for_target(data_type, audience.as_deref(), target, admits))?)
     }
 
     /// [`expected_digest`](Self::expected_digest) for a comparison: computed
@@ -1168,7 +1188,7 @@ impl Hub {
             }
         }
         outcome.repaired_per_target = repaired_per_target(found, &outcome.unrepairable);
-        outcome.sent = self.send(everywhere, &[]).await?;
+        outcome.sent = self.send(everywhere, &[], None).await?;
         for (targets, deltas) in alone {
             let (sent, receipt) = self.send_to(deltas, &targets).await?;
             outcome.sent.sent += sent;
@@ -1209,7 +1229,7 @@ impl Hub {
             return Ok((0, Receipt::default()));
         }
         blocking(|| deltas.iter().try_for_each(|(t, delta)| self.ledger.reserve(*t, delta)))?;
-        let receipt = propagate_deltas(&self.router, &deltas, Some(targets)).await?;
+        let receipt = propagate_deltas(&self.router, &deltas, Some(targets), None).await?;
         let policy = self.router.policy();
         let receivers = |t: DataType| -> Vec<String> {
             let named = receipt.delivered().delivered.iter().filter(|(_, types)| types.get(&t).is_some_and(|n| *n > 0)).map(|(name, _)| name);
@@ -1246,7 +1266,7 @@ impl Hub {
             let sent: BTreeMap<&str, (u64, bool)> = sending
                 .iter()
                 .filter(|(st, _)| *st == t)
-                .flat_map(|(_, d)| d.changes.iter().map(|c| (c.key.as_str(), (c.version, c.payload_json().is_some()))))
+                .flat_map(|(_, d)| d.changes.iter().map(|c| (c.key.as_str(), (c.version, c.op == Operation::Upsert))))
                 .collect();
             keys.retain(|key, above| sent.get(key.as_str()).is_none_or(|(version, _)| version <= above));
             let source = if t == DataType::Permission { grants.as_ref().unwrap_or(state) } else { state };
@@ -1316,16 +1336,63 @@ fn scim_id_store_beside(ledger: &str) -> std::path::PathBuf {
     std::path::Path::new(ledger).with_file_name(SCIM_ID_STORE)
 }
 
-/// Sends each delta's changes as a batch of its own: one data type's changes
-/// travel over the same transports, so no envelope is copied on the way.
-/// Org units go first: a directory creates a team's group before it moves
-/// the team's people into it.
-async fn propagate_deltas(router: &Router, deltas: &[(DataType, Delta)], targets: Option<&BTreeSet<String>>) -> Result<Receipt, PropagateError> {
-    let mut batches: Vec<(DataType, &[ChangeEnvelope])> = deltas.iter().map(|(t, d)| (*t, d.changes.as_slice())).collect();
-    batches.sort_by_key(|(t, _)| *t != DataType::OrgUnit);
-    let batches: Vec<&[ChangeEnvelope]> = batches.into_iter().map(|(_, b)| b).collect();
-    router.propagate_batches(&batches, targets).await
+/// Sends each delta's changes in parts of at most [`SEND_PART`], one data
+/// type after another: a part of a plan's delta has its payloads made from
+/// the state it was planned from just before it goes, so a run never holds
+/// every change's payload at once. One data type's changes travel over the
+/// same transports, so a part that carries its payloads is not copied on
+/// the way. Org units go first: a directory creates a team's group before
+/// it moves the team's people into it. Data types that share no transport
+/// go concurrently (grants over REST while employees go over Kafka).
+async fn propagate_deltas(
+    router: &Router,
+    deltas: &[(DataType, Delta)],
+    targets: Option<&BTreeSet<String>>,
+    planned_from: Option<PlannedFrom<'_>>,
+) -> Result<Receipt, HubError> {
+    let mut ordered: Vec<&(DataType, Delta)> = deltas.iter().filter(|(_, d)| !d.is_empty()).collect();
+    ordered.sort_by_key(|(t, _)| *t != DataType::OrgUnit);
+    let types: BTreeSet<DataType> = ordered.iter().map(|(t, _)| *t).collect();
+    // Deltas that carry their payloads never look into it.
+    let carried = MergedState::default();
+    let state_of = |t: DataType| planned_from.map_or(&carried, |p| p.of(t));
+    let groups = router.independent_groups(&types, targets)?;
+    let sends = groups.iter().map(|group| {
+        let deltas: Vec<&(DataType, Delta)> = ordered.iter().copied().filter(|(t, _)| group.contains(t)).collect();
+        send_in_parts(router, group, deltas, targets, state_of)
+    });
+    let mut all: Option<hr_core::Delivery<'_>> = None;
+    for sent in futures::future::join_all(sends).await {
+        let sent = sent?;
+        match &mut all {
+            Some(all) => all.absorb(sent),
+            None => all = Some(sent),
+        }
+    }
+    Ok(all.map(hr_core::Delivery::finish).transpose()?.unwrap_or_default())
 }
+
+/// One delivery of `deltas`, of the data types `types`, in parts of at most [`SEND_PART`].
+async fn send_in_parts<'r, 's>(
+    router: &'r Router,
+    types: &BTreeSet<DataType>,
+    deltas: Vec<&(DataType, Delta)>,
+    targets: Option<&'r BTreeSet<String>>,
+    state_of: impl Fn(DataType) -> &'s MergedState,
+) -> Result<hr_core::Delivery<'r>, HubError> {
+    let mut delivery = router.delivery(types, targets)?;
+    for (t, delta) in deltas {
+        for start in (0..delta.changes.len()).step_by(SEND_PART) {
+            let part = blocking(|| delta.envelopes(start..delta.changes.len().min(start + SEND_PART), state_of(*t)))?;
+            delivery.send(&part).await?;
+        }
+    }
+    Ok(delivery)
+}
+
+/// The most changes [`propagate_deltas`] hands the transports at once: a
+/// part of employees with their payloads is about 12 MB.
+const SEND_PART: usize = 20_000;
 
 /// The ledger's digests one comparison has found, by data type and name
 /// (see [`Hub::expected_digest_for`]).

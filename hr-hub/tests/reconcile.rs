@@ -57,6 +57,8 @@ struct Stores {
     unreachable: Mutex<BTreeSet<String>>,
     /// The data types of each batch sent to every system, in order.
     batches: Mutex<Vec<BTreeSet<DataType>>>,
+    /// How many changes each batch sent to every system held, in order.
+    sizes: Mutex<Vec<usize>>,
 }
 
 impl Stores {
@@ -70,6 +72,7 @@ impl Stores {
             rescanned: Default::default(),
             unreachable: Default::default(),
             batches: Default::default(),
+            sizes: Default::default(),
         }
     }
 
@@ -101,6 +104,7 @@ impl Stores {
         let mut held = self.held.lock().unwrap();
         let mut delivered = PropagationReport::default();
         for change in batch {
+            change.validate().expect("a receiver takes only whole changes");
             for name in self.policy.targets_for(change.data_type) {
                 if !self.policy.scope(name).admits(change.data_type, &change.key) || only.is_some_and(|only| !only.contains(name)) {
                     continue;
@@ -126,6 +130,7 @@ impl Stores {
 impl Propagator for Stores {
     async fn propagate(&self, batch: &[ChangeEnvelope]) -> Result<Receipt, PropagateError> {
         self.batches.lock().unwrap().push(batch.iter().map(|c| c.data_type).collect());
+        self.sizes.lock().unwrap().push(batch.len());
         Ok(self.write(batch, None))
     }
 
@@ -247,6 +252,29 @@ async fn a_run_sends_each_data_type_on_its_own_and_org_units_first() {
     let sent: Vec<DataType> = batches.iter().flatten().copied().collect();
     assert_eq!(sent.first(), Some(&DataType::OrgUnit), "{sent:?}");
     assert_eq!(sent.len(), DataType::ALL.len(), "{sent:?}");
+}
+
+/// A run of more changes than the hub hands its transports at once sends
+/// them in parts, each part's payloads made from the merged state as it
+/// goes (the plan holds none), and every system holds what the ledger says.
+#[tokio::test]
+async fn a_run_larger_than_one_part_goes_in_parts_each_made_with_its_payloads() {
+    let config = HubConfig::from_toml_str(CONFIG, "hub.toml").unwrap();
+    let stores = Arc::new(Stores::new(config.policy()));
+    let hub = Hub::with_transports(&config, Ledger::in_memory().unwrap(), [("stores", stores.clone() as Arc<dyn Propagator>)]).unwrap();
+    let mut hub = hub.with_reader(stores.clone());
+    let mut state = MergedState::default();
+    for i in 0..45_000 {
+        let grade =
+            hr_core::MasterData { set: "grade".into(), code: format!("G{i:05}").into(), name: format!("grade {i}").into(), attributes: Default::default() };
+        state.master_data.insert(hr_core::Record::key(&grade).into(), grade);
+    }
+    let outcome = hub.sync(&state).await.unwrap();
+    assert_eq!(outcome.sent, 45_000);
+    assert_eq!(*stores.sizes.lock().unwrap(), [20_000, 20_000, 5_000]);
+    assert_eq!(stores.live("erp", DataType::MasterData).len(), 45_000);
+    let found = hub.reconcile(&config).await.unwrap();
+    assert!(found["erp"][&DataType::MasterData].digest_matches, "{:?}", found["erp"]);
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 
 use super::{blocking, Hub, HubError, Reconciliation};
 use crate::safety::{Guarded, HoldReason};
-use hr_core::{ChangeEnvelope, CompactString, ContentHasher, DataType, Delta, Employee, NewerWins, PermissionGrant, RejectedChange, Repair, Standing};
+use hr_core::{ContentHasher, DataType, Delta, MergedState, NewerWins, Operation, RejectedChange, Repair};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -43,9 +43,12 @@ pub struct RunPlan {
     /// Employees sent ahead to one target alone (`pre_start_days`), by target.
     pub(super) pre_hires: Vec<(String, Delta)>,
     pub(super) newer_wins: BTreeMap<DataType, NewerWins>,
-    /// The employees and grants the hub holds once the run is sent.
-    pub(super) employees: Option<BTreeMap<CompactString, Employee>>,
-    pub(super) grants: Option<BTreeMap<CompactString, PermissionGrant>>,
+    /// What the deltas were planned from where it is not the merged state
+    /// given: the state as of the run's day, and per data type a state the
+    /// hub derived (grants revoked, real-time changes put in). The deltas'
+    /// payloads are made from them as they are sent.
+    pub(super) dated: Option<MergedState>,
+    pub(super) derived: BTreeMap<DataType, MergedState>,
 }
 
 impl std::fmt::Debug for RunPlan {
@@ -67,8 +70,8 @@ impl RunPlan {
             deltas: vec![],
             pre_hires: vec![],
             newer_wins: BTreeMap::new(),
-            employees: None,
-            grants: None,
+            dated: None,
+            derived: BTreeMap::new(),
         }
     }
 
@@ -183,14 +186,37 @@ impl PlannedChanges {
     }
 }
 
-/// What one change does to the key it carries: its operations.
-fn operations(hub: &Hub, data_type: DataType, change: &ChangeEnvelope, creates: bool) -> Result<Vec<&'static str>, HubError> {
-    let Some(payload) = change.payload_json() else { return Ok(vec!["delete"]) };
-    if creates {
+/// The merged states a run's deltas were planned from, by data type: what
+/// their payloads are made from as they are sent (see [`Delta::envelopes`]).
+#[derive(Clone, Copy)]
+pub(super) struct PlannedFrom<'a> {
+    derived: &'a BTreeMap<DataType, MergedState>,
+    state: &'a MergedState,
+}
+
+impl<'a> PlannedFrom<'a> {
+    /// `derived`'s state for the data types it has, `state` for the others.
+    pub(super) fn new(derived: &'a BTreeMap<DataType, MergedState>, state: &'a MergedState) -> Self {
+        PlannedFrom { derived, state }
+    }
+
+    /// The state `data_type`'s delta was planned from.
+    pub(super) fn of(&self, data_type: DataType) -> &'a MergedState {
+        self.derived.get(&data_type).unwrap_or(self.state)
+    }
+}
+
+/// What the change `delta.changes[index]` does to the key it carries: its operations.
+fn operations(hub: &Hub, data_type: DataType, delta: &Delta, index: usize) -> Result<Vec<&'static str>, HubError> {
+    let change = &delta.changes[index];
+    if change.op == Operation::Delete {
+        return Ok(vec!["delete"]);
+    }
+    if delta.creates(index) {
         return Ok(vec!["create"]);
     }
     let mut ops = vec!["update"];
-    if let (Some(now), Some(before)) = (Standing::of(data_type, payload), hub.ledger.standing(data_type, &change.key)?) {
+    if let (Some(now), Some(before)) = (delta.standing(index), hub.ledger.standing(data_type, &change.key)?) {
         match data_type {
             DataType::Employee => {
                 if now.state == "terminated" && before.state != "terminated" {
@@ -205,6 +231,12 @@ fn operations(hub: &Hub, data_type: DataType, change: &ChangeEnvelope, creates: 
         }
     }
     Ok(ops)
+}
+
+/// What a plan id hashes of a change's content: its content hash (a
+/// delete has none), which stands for the payload without holding it.
+fn content_of(delta: &Delta, index: usize) -> String {
+    delta.content_hash(index).map(|h| h.to_hex()).unwrap_or_default()
 }
 
 /// The repairs one comparison of the targets calls for, per data type:
@@ -288,8 +320,8 @@ impl Hub {
         for (t, delta) in deltas {
             let receivers: Vec<(&str, hr_core::RecordScope)> = self.policy.targets_for(*t).into_iter().map(|name| (name, self.policy.scope(name))).collect();
             for (i, change) in delta.changes.iter().enumerate() {
-                let _ = writeln!(identity, "{t}\t{}\t{:?}\t{}\t{}", change.key, change.op, change.version, change.payload_json().unwrap_or(""));
-                let ops = operations(self, *t, change, delta.creates(i))?;
+                let _ = writeln!(identity, "{t}\t{}\t{:?}\t{}\t{}", change.key, change.op, change.version, content_of(delta, i));
+                let ops = operations(self, *t, delta, i)?;
                 for (name, _) in receivers.iter().filter(|(_, scope)| scope.admits(*t, &change.key)) {
                     let planned = targets.entry(name.to_string()).or_default().entry(*t).or_default();
                     for op in &ops {
@@ -301,11 +333,11 @@ impl Hub {
         for (name, delta) in pre_hires {
             let t = DataType::Employee;
             for (i, change) in delta.changes.iter().enumerate() {
-                let _ = writeln!(identity, "{name}\t{t}\t{}\t{:?}\t{}\t{}", change.key, change.op, change.version, change.payload_json().unwrap_or(""));
-                let op = match (change.payload.is_some(), delta.creates(i)) {
-                    (false, _) => "delete",
-                    (true, true) => "create",
-                    (true, false) => "update",
+                let _ = writeln!(identity, "{name}\t{t}\t{}\t{:?}\t{}\t{}", change.key, change.op, change.version, content_of(delta, i));
+                let op = match (change.op, delta.creates(i)) {
+                    (Operation::Delete, _) => "delete",
+                    (Operation::Upsert, true) => "create",
+                    (Operation::Upsert, false) => "update",
                 };
                 targets.entry(name.clone()).or_default().entry(t).or_default().count(op, &change.key, t.is_sensitive());
             }

@@ -243,7 +243,7 @@ impl Hub {
             };
             blocking(|| by_type.into_iter().map(plan).collect::<Result<Vec<_>, HubError>>())?
         };
-        let outcome = self.send(deltas, &changes).await?;
+        let outcome = self.send(deltas, &changes, None).await?;
         self.remember(&changes)?;
         Ok(outcome)
     }
