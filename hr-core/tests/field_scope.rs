@@ -132,6 +132,27 @@ async fn a_delta_planned_from_a_merged_state_holds_few_payloads_and_its_envelope
     assert_eq!(delta.envelopes(all - 30..all - 1, &changed).unwrap().len(), 29, "the parts without it are made");
 }
 
+/// A delta cut down to some of its changes (`Delta::retain`) still records
+/// each audience's hash of those it keeps.
+#[tokio::test]
+async fn a_delta_cut_down_still_records_each_audiences_hash_of_what_it_keeps() {
+    let scope = no_personal_details();
+    let audience = scope.audience(DataType::Employee);
+    let mut ledger = Ledger::in_memory().unwrap();
+    ledger.keep_audiences([&scope]);
+    let people: Vec<Employee> = (1..=4).map(|n| employee(n, &format!("010-0000-{n:04}"))).collect();
+    let records = people.iter().map(|e| (e.id.clone(), serde_json::value::to_raw_value(e).unwrap()));
+    let mut delta = ledger.plan(DataType::Employee, records, "hub", true).unwrap();
+    delta.retain(|c| c.key != "A-002");
+    assert_eq!((delta.created, delta.changes.len()), (3, 3));
+    ledger.reserve(DataType::Employee, &delta).unwrap();
+    ledger.commit(DataType::Employee, &delta).unwrap();
+    let target = erp(scope.clone());
+    let scoped: Vec<ChangeEnvelope> = delta.changes.iter().map(|c| scope.apply(c).unwrap().into_owned()).collect();
+    target.apply(&scoped).await.unwrap();
+    assert_eq!(target.digest(DataType::Employee).await.unwrap(), ledger.digest_for(DataType::Employee, audience.as_deref()).unwrap());
+}
+
 #[tokio::test]
 async fn the_ledger_digest_of_an_audience_is_what_a_target_sent_the_scoped_copies_holds() {
     let scope = no_personal_details();
