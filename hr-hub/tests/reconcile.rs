@@ -254,6 +254,42 @@ async fn a_run_sends_each_data_type_on_its_own_and_org_units_first() {
     assert_eq!(sent.len(), DataType::ALL.len(), "{sent:?}");
 }
 
+/// A plan names what each change does to the key it carries, from the
+/// standing the plan took of the record and the one the ledger holds: a
+/// leaver, a move, a revoked grant, and a plain update are told apart.
+#[tokio::test]
+async fn a_plan_tells_a_termination_a_transfer_and_a_revoke_from_a_plain_update() {
+    let f = Fixture::synced().await;
+    let mut state = f.state.clone();
+    let mut people = state.employees.values_mut().filter(|e| e.status == hr_core::EmployeeStatus::Active);
+    let leaver = people.next().unwrap();
+    leaver.status = hr_core::EmployeeStatus::Terminated;
+    leaver.termination_date = Some(leaver.hire_date);
+    let mover = people.next().unwrap();
+    let new_place = f.state.org_units.keys().find(|unit| **unit != mover.org_unit).unwrap().clone();
+    mover.org_unit = new_place;
+    people.next().unwrap().grade = "G9".into();
+    let grant = state.permissions.values_mut().find(|g| g.granted).unwrap();
+    grant.granted = false;
+    let system = grant.system.to_string();
+    let extended = state.permissions.values_mut().find(|g| g.granted && g.system == system && g.expires.is_none()).unwrap();
+    extended.expires = Some("2099-01-01".parse().unwrap());
+
+    let plan = f.hub.plan(&state, &HeldBack::default()).unwrap();
+    let employees = &plan.targets["payroll"][&DataType::Employee];
+    assert_eq!((employees.update, employees.terminate, employees.transfer), (3, 1, 1), "{employees:?}");
+    let grants = &plan.targets[system.as_str()][&DataType::Permission];
+    assert_eq!((grants.update, grants.revoke), (2, 1), "one revoked, one extended: {grants:?}");
+
+    // The plan id names the content too: the same keys at the same versions with other content are another plan.
+    assert_eq!(f.hub.plan(&state, &HeldBack::default()).unwrap().plan_id, plan.plan_id, "the same plan, the same id");
+    let key = state.employees.values().find(|e| e.grade == "G9").unwrap().id.clone();
+    state.employees.get_mut(&key).unwrap().grade = "G8".into();
+    let other = f.hub.plan(&state, &HeldBack::default()).unwrap();
+    assert_eq!(other.targets["payroll"][&DataType::Employee].update, 3);
+    assert_ne!(other.plan_id, plan.plan_id, "other content, another plan");
+}
+
 /// A run of more changes than the hub hands its transports at once sends
 /// them in parts, each part's payloads made from the merged state as it
 /// goes (the plan holds none), and every system holds what the ledger says.
